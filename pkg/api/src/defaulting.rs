@@ -1,0 +1,1 @@
+//! Kubernetes defaulting for the kinds in the registry.

@@ -1,0 +1,1 @@
+//! Strategic merge patch, as `kubectl apply` sends it.

@@ -1,0 +1,1 @@
+//! Server-side printing: the Table columns `kubectl get` shows for each kind.

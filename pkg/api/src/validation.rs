@@ -1,0 +1,1 @@
+//! Kubernetes validation rules, each error carrying its field path.
