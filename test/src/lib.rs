@@ -1,1 +1,40 @@
-//! Test harness.
+//! Cross-process test harness: real etcd and the real rkube binaries, started as processes.
+//!
+//! Every integration test in `test/tests/` starts its own [`Cluster`] (one etcd, one
+//! `rkube-apiserver`) on free loopback ports, so tests run in parallel without sharing state.
+//! Each process writes its stdout and stderr to a log file in its own temporary directory; when a
+//! start fails, the error carries the tail of that log.
+//!
+//! What this harness keeps true:
+//! - a process it started is killed when its handle is dropped (also when a test panics);
+//! - [`Etcd::restart`] reuses the same ports and data, so nothing written before is lost;
+//! - a missing prerequisite (the `etcd` binary, a binary not built yet, a tool not in `.venv`)
+//!   is a loud failure naming the command that fixes it, never a silent skip.
+//!
+//! Not promised: a free port stays free between choosing it and the process binding it. Starts
+//! that fail with "address already in use" are retried on new ports a few times.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! let cluster = rkube_tests::Cluster::start().await?;
+//! let api = rkube_tests::Api::new(cluster.url());
+//! let (status, pods) = api.get("/api/v1/namespaces/default/pods").await;
+//! assert!(status.is_success(), "{pods}");
+//! # Ok(()) }
+//! ```
+
+mod api;
+mod apiserver;
+mod cluster;
+mod etcd;
+mod paths;
+mod ports;
+mod process;
+pub mod resources;
+
+pub use api::{Api, Reply, WatchStream};
+pub use apiserver::ApiServer;
+pub use cluster::Cluster;
+pub use etcd::Etcd;
+pub use paths::{binary, repo_root, venv_bin};
+pub use reqwest::StatusCode;

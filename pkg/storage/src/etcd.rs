@@ -1,0 +1,357 @@
+//! [`Store`] on a real etcd cluster, through the `etcd-client` crate.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, EventType, GetOptions, Txn, TxnOp, TxnOpResponse,
+    WatchOptions, WatchRequestSender, WatchResponseStream,
+};
+use futures::StreamExt;
+
+use crate::{Continue, Error, KeyValue, ListOptions, ListPage, Result, Store, WatchEvent, WatchStream};
+
+/// How to reach etcd.
+#[derive(Debug, Clone)]
+pub struct EtcdConfig {
+    /// Client URLs, e.g. `http://127.0.0.1:2379`.
+    pub endpoints: Vec<String>,
+    /// Longest wait for one request before it counts as unavailable.
+    pub request_timeout: Duration,
+}
+
+impl Default for EtcdConfig {
+    fn default() -> Self {
+        EtcdConfig { endpoints: vec!["http://127.0.0.1:2379".into()], request_timeout: Duration::from_secs(10) }
+    }
+}
+
+/// The etcd implementation of [`Store`].
+#[derive(Clone)]
+pub struct EtcdStore {
+    client: Client,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for EtcdStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdStore").field("timeout", &self.timeout).finish_non_exhaustive()
+    }
+}
+
+fn map_err(e: etcd_client::Error) -> Error {
+    use etcd_client::Error as E;
+    use tonic::Code;
+    match e {
+        E::GRpcStatus(status) => {
+            let msg = status.message().to_string();
+            match status.code() {
+                Code::OutOfRange if msg.contains("compacted") => Error::Expired { requested: 0, compacted: 0 },
+                Code::Unavailable
+                | Code::DeadlineExceeded
+                | Code::Cancelled
+                | Code::Unknown
+                | Code::Aborted => Error::Unavailable(msg),
+                _ => Error::Internal(format!("{:?}: {msg}", status.code())),
+            }
+        }
+        E::TransportError(t) => Error::Unavailable(t.to_string()),
+        E::IoError(io) => Error::Unavailable(io.to_string()),
+        E::WatchError(w) => Error::Unavailable(w),
+        other => Error::Internal(other.to_string()),
+    }
+}
+
+fn to_kv(kv: &etcd_client::KeyValue) -> Result<KeyValue> {
+    let key = kv.key_str().map_err(|e| Error::Internal(format!("non UTF-8 key: {e}")))?.to_string();
+    Ok(KeyValue { key, value: kv.value().to_vec(), mod_revision: kv.mod_revision(), create_revision: kv.create_revision() })
+}
+
+/// The first key after every key that starts with `prefix`.
+fn prefix_end(prefix: &str) -> Vec<u8> {
+    let mut end = prefix.as_bytes().to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+impl EtcdStore {
+    /// Connects to etcd. Succeeds even while etcd is down (requests then fail with
+    /// [`Error::Unavailable`] until it is back), so the apiserver can start first.
+    pub async fn connect(config: &EtcdConfig) -> Result<Self> {
+        let options = ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(2))
+            .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5))
+            .with_keep_alive_while_idle(true);
+        let client = Client::connect(&config.endpoints, Some(options)).await.map_err(map_err)?;
+        Ok(EtcdStore { client, timeout: config.request_timeout })
+    }
+
+    async fn timed<T>(&self, fut: impl Future<Output = std::result::Result<T, etcd_client::Error>>) -> Result<T> {
+        match tokio::time::timeout(self.timeout, fut).await {
+            Ok(result) => result.map_err(map_err),
+            Err(_) => Err(Error::Unavailable(format!("etcd did not answer within {:?}", self.timeout))),
+        }
+    }
+
+    async fn txn(&self, txn: Txn) -> Result<etcd_client::TxnResponse> {
+        let mut kv = self.client.kv_client();
+        self.timed(kv.txn(txn)).await
+    }
+
+    /// The current value of `key` from a failed transaction's `or_else` get.
+    fn current_from(resp: &etcd_client::TxnResponse) -> Result<Option<KeyValue>> {
+        for op in resp.op_responses() {
+            if let TxnOpResponse::Get(get) = op {
+                return get.kvs().first().map(to_kv).transpose();
+            }
+        }
+        Ok(None)
+    }
+
+    /// Compacts etcd's history up to `revision` (used by tests and maintenance).
+    pub async fn compact(&self, revision: i64) -> Result<()> {
+        let mut kv = self.client.kv_client();
+        self.timed(kv.compact(revision, Some(etcd_client::CompactionOptions::new().with_physical()))).await?;
+        Ok(())
+    }
+}
+
+fn revision_of(header: Option<&etcd_client::ResponseHeader>) -> Result<i64> {
+    header.map(|h| h.revision()).ok_or_else(|| Error::Internal("etcd response without header".into()))
+}
+
+#[async_trait]
+impl Store for EtcdStore {
+    async fn create(&self, key: &str, value: Vec<u8>) -> Result<i64> {
+        let txn = Txn::new()
+            .when([Compare::create_revision(key, CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(key, value, None)])
+            .or_else([TxnOp::get(key, None)]);
+        let resp = self.txn(txn).await?;
+        if resp.succeeded() {
+            revision_of(resp.header())
+        } else {
+            Err(Error::AlreadyExists { key: key.to_string() })
+        }
+    }
+
+    async fn get(&self, key: &str) -> Result<KeyValue> {
+        let mut kv = self.client.kv_client();
+        let resp = self.timed(kv.get(key, None)).await?;
+        match resp.kvs().first() {
+            Some(found) => to_kv(found),
+            None => Err(Error::NotFound { key: key.to_string() }),
+        }
+    }
+
+    async fn update(&self, key: &str, expected: i64, value: Vec<u8>) -> Result<i64> {
+        let txn = Txn::new()
+            .when([Compare::mod_revision(key, CompareOp::Equal, expected)])
+            .and_then([TxnOp::put(key, value, None)])
+            .or_else([TxnOp::get(key, None)]);
+        let resp = self.txn(txn).await?;
+        if resp.succeeded() {
+            return revision_of(resp.header());
+        }
+        match Self::current_from(&resp)? {
+            Some(current) => Err(Error::Conflict { key: key.to_string(), expected, actual: current.mod_revision }),
+            None => Err(Error::NotFound { key: key.to_string() }),
+        }
+    }
+
+    async fn delete(&self, key: &str, expected: Option<i64>) -> Result<(KeyValue, i64)> {
+        let delete = TxnOp::delete(key, Some(DeleteOptions::new().with_prev_key()));
+        let txn = match expected {
+            Some(rev) => Txn::new()
+                .when([Compare::mod_revision(key, CompareOp::Equal, rev)])
+                .and_then([delete])
+                .or_else([TxnOp::get(key, None)]),
+            None => Txn::new().and_then([delete]),
+        };
+        let resp = self.txn(txn).await?;
+        if !resp.succeeded() {
+            return match Self::current_from(&resp)? {
+                Some(current) => Err(Error::Conflict {
+                    key: key.to_string(),
+                    expected: expected.unwrap_or_default(),
+                    actual: current.mod_revision,
+                }),
+                None => Err(Error::NotFound { key: key.to_string() }),
+            };
+        }
+        let revision = revision_of(resp.header())?;
+        for op in resp.op_responses() {
+            if let TxnOpResponse::Delete(deleted) = op
+                && let Some(prev) = deleted.prev_kvs().first()
+            {
+                return Ok((to_kv(prev)?, revision));
+            }
+        }
+        Err(Error::NotFound { key: key.to_string() })
+    }
+
+    async fn list(&self, prefix: &str, options: ListOptions) -> Result<ListPage> {
+        let (start, revision) = match &options.continue_from {
+            Some(token) => (format!("{prefix}{}", token.start), Some(token.revision)),
+            None => (prefix.to_string(), options.revision),
+        };
+        let limit = options.limit.filter(|l| *l > 0);
+        let mut get = GetOptions::new().with_range(prefix_end(prefix));
+        if let Some(limit) = limit {
+            get = get.with_limit(limit);
+        }
+        if let Some(rev) = revision {
+            get = get.with_revision(rev);
+        }
+        let mut kv = self.client.kv_client();
+        let resp = match self.timed(kv.get(start, Some(get))).await {
+            Err(Error::Expired { .. }) => {
+                return Err(Error::Expired { requested: revision.unwrap_or_default(), compacted: 0 });
+            }
+            other => other?,
+        };
+        let items = resp.kvs().iter().map(to_kv).collect::<Result<Vec<_>>>()?;
+        let revision = match revision {
+            Some(rev) => rev,
+            None => revision_of(resp.header())?,
+        };
+        let next = match (resp.more(), items.last()) {
+            (true, Some(last)) => Some(Continue {
+                revision,
+                start: format!("{}\u{0}", last.key.strip_prefix(prefix).unwrap_or(&last.key)),
+            }),
+            _ => None,
+        };
+        let remaining = limit.map(|_| (resp.count() - items.len() as i64).max(0));
+        Ok(ListPage { items, revision, next, remaining })
+    }
+
+    async fn watch(&self, prefix: &str, after_revision: i64, progress_every: Option<Duration>) -> Result<WatchStream> {
+        let options = WatchOptions::new().with_prefix().with_prev_key().with_start_revision(after_revision + 1);
+        let mut client = self.client.watch_client();
+        let stream = self.timed(client.watch(prefix, Some(options))).await?;
+        let (sender, responses) = stream.split();
+        let ticker = progress_every.map(|every| {
+            let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticker
+        });
+        let state = WatchState { sender, responses, ticker, pending: VecDeque::new(), done: false, after_revision };
+        Ok(Box::pin(futures::stream::unfold(state, WatchState::next)))
+    }
+
+    async fn current_revision(&self) -> Result<i64> {
+        let mut kv = self.client.kv_client();
+        let resp = self.timed(kv.get("/", Some(GetOptions::new().with_count_only()))).await?;
+        revision_of(resp.header())
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.current_revision().await.map(|_| ())
+    }
+}
+
+/// The state of one watch stream: etcd's responses are unpacked into single events, and a
+/// progress request is sent on every tick so that a quiet watch still yields bookmarks.
+struct WatchState {
+    sender: WatchRequestSender,
+    responses: WatchResponseStream,
+    ticker: Option<tokio::time::Interval>,
+    pending: VecDeque<WatchEvent>,
+    done: bool,
+    after_revision: i64,
+}
+
+impl WatchState {
+    async fn next(mut self) -> Option<(Result<WatchEvent>, Self)> {
+        loop {
+            if let Some(event) = self.pending.pop_front() {
+                return Some((Ok(event), self));
+            }
+            if self.done {
+                return None;
+            }
+            let response = match &mut self.ticker {
+                Some(ticker) => tokio::select! {
+                    response = self.responses.next() => response,
+                    _ = ticker.tick() => {
+                        // A failed request means the stream is gone; the next read reports it.
+                        let _ = self.sender.request_progress().await;
+                        continue;
+                    }
+                },
+                None => self.responses.next().await,
+            };
+            match response {
+                None => {
+                    self.done = true;
+                    return Some((Err(Error::Unavailable("etcd closed the watch".into())), self));
+                }
+                Some(Err(e)) => {
+                    self.done = true;
+                    return Some((Err(map_err(e)), self));
+                }
+                Some(Ok(resp)) => {
+                    if resp.compact_revision() > 0 {
+                        self.done = true;
+                        let err = Error::Expired { requested: self.after_revision, compacted: resp.compact_revision() };
+                        return Some((Err(err), self));
+                    }
+                    if resp.canceled() {
+                        self.done = true;
+                        let err = Error::Unavailable(format!("etcd canceled the watch: {}", resp.cancel_reason()));
+                        return Some((Err(err), self));
+                    }
+                    if resp.events().is_empty() {
+                        if !resp.created()
+                            && let Some(header) = resp.header()
+                        {
+                            self.pending.push_back(WatchEvent::Progress { revision: header.revision() });
+                        }
+                        continue;
+                    }
+                    for event in resp.events() {
+                        match self.convert(event) {
+                            Ok(Some(e)) => self.pending.push_back(e),
+                            Ok(None) => {}
+                            Err(e) => {
+                                self.done = true;
+                                return Some((Err(e), self));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn convert(&self, event: &etcd_client::Event) -> Result<Option<WatchEvent>> {
+        let Some(kv) = event.kv() else { return Ok(None) };
+        let prev = event.prev_kv().map(to_kv).transpose()?;
+        Ok(Some(match event.event_type() {
+            EventType::Put => WatchEvent::Put { kv: to_kv(kv)?, prev },
+            EventType::Delete => WatchEvent::Delete {
+                key: kv.key_str().map_err(|e| Error::Internal(e.to_string()))?.to_string(),
+                revision: kv.mod_revision(),
+                prev,
+            },
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_end_is_the_first_key_after_the_prefix() {
+        assert_eq!(prefix_end("/registry/pods/"), b"/registry/pods0".to_vec());
+        assert_eq!(prefix_end("a\u{7f}"), b"a\x80".to_vec());
+    }
+}

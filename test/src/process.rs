@@ -1,0 +1,66 @@
+//! A child process whose stdout and stderr go to a log file, killed (and reaped) on drop.
+
+use std::fs::OpenOptions;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+
+/// A running child process. Dropping it kills it with SIGKILL and waits for it.
+pub(crate) struct Process {
+    child: Child,
+    log_path: PathBuf,
+}
+
+impl Process {
+    /// Starts `program` with `args`, appending its output to `log_path` (so a restarted process
+    /// keeps the earlier log above the new one).
+    pub(crate) fn spawn(program: &Path, args: &[String], log_path: &Path) -> anyhow::Result<Process> {
+        let log = OpenOptions::new().create(true).append(true).open(log_path)?;
+        let child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .map_err(|error| anyhow::anyhow!("cannot start {}: {error}", program.display()))?;
+        Ok(Process { child, log_path: log_path.to_path_buf() })
+    }
+
+    /// The exit status if the process has already exited.
+    pub(crate) fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// The whole log so far.
+    pub(crate) fn log(&self) -> String {
+        read_log(&self.log_path)
+    }
+
+    /// The last `lines` lines of the log, for error messages.
+    pub(crate) fn log_tail(&self, lines: usize) -> String {
+        tail(&self.log(), lines)
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        // Killing an already-exited child fails harmlessly; wait reaps it either way.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads a log file, lossily, as text; an unreadable log reads as a note saying so.
+pub(crate) fn read_log(path: &Path) -> String {
+    let mut bytes = Vec::new();
+    match std::fs::File::open(path).and_then(|mut file| file.read_to_end(&mut bytes)) {
+        Ok(_) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(error) => format!("(cannot read {}: {error})", path.display()),
+    }
+}
+
+/// The last `lines` lines of `text`.
+pub(crate) fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
