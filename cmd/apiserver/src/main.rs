@@ -1,1 +1,114 @@
-fn main() {}
+//! `rkube-apiserver`: the Kubernetes REST API over etcd. Thin main: flags → library.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use rkube_apiserver::{ApiState, Config};
+use rkube_storage::{EtcdConfig, EtcdStore};
+use tokio_util::sync::CancellationToken;
+
+/// The rkube API server: stores Kubernetes objects in etcd and serves the Kubernetes REST API
+/// (discovery, CRUD, list, watch, patch, status/scale/binding subresources) that kubectl,
+/// the official clients and every other rkube process talk to.
+///
+/// Example: rkube-apiserver --etcd-servers http://127.0.0.1:2379 --port 6443
+#[derive(Debug, Parser)]
+#[command(name = "rkube-apiserver", version, about, long_about)]
+struct Flags {
+    /// etcd client URLs, comma-separated.
+    #[arg(long, env = "RKUBE_ETCD_SERVERS", value_delimiter = ',', default_value = "http://127.0.0.1:2379")]
+    etcd_servers: Vec<String>,
+
+    /// Prefix of every key rkube writes in etcd.
+    #[arg(long, default_value = "/registry")]
+    etcd_prefix: String,
+
+    /// Address to listen on (plain HTTP for now; TLS comes later).
+    #[arg(long, default_value = "127.0.0.1")]
+    bind_address: std::net::IpAddr,
+
+    /// Port to listen on.
+    #[arg(long, default_value_t = 6443)]
+    port: u16,
+
+    /// Largest request body accepted, in bytes; larger bodies get 413.
+    #[arg(long, default_value_t = 3 * 1024 * 1024)]
+    max_request_body_bytes: usize,
+
+    /// How often quiet watches that asked for bookmarks receive one, in seconds.
+    #[arg(long, default_value_t = 60)]
+    watch_bookmark_interval_seconds: u64,
+
+    /// How long one etcd request may take before it counts as unavailable, in seconds.
+    #[arg(long, default_value_t = 10)]
+    etcd_request_timeout_seconds: u64,
+
+    /// Log format: `text` for people, `json` for machines.
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+}
+
+fn init_tracing(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let flags = Flags::parse();
+    init_tracing(&flags.log_format);
+    let etcd = EtcdConfig {
+        endpoints: flags.etcd_servers.clone(),
+        request_timeout: Duration::from_secs(flags.etcd_request_timeout_seconds.max(1)),
+    };
+    let store = EtcdStore::connect(&etcd).await.with_context(|| format!("connecting to etcd at {:?}", flags.etcd_servers))?;
+    let config = Config {
+        etcd_prefix: flags.etcd_prefix.clone(),
+        max_body_bytes: flags.max_request_body_bytes,
+        bookmark_interval: Duration::from_secs(flags.watch_bookmark_interval_seconds.max(1)),
+        ..Config::default()
+    };
+    let shutdown = CancellationToken::new();
+    let state = Arc::new(ApiState::new(Arc::new(store), config, prometheus::Registry::new(), shutdown.clone())?);
+    let addr = SocketAddr::new(flags.bind_address, flags.port);
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
+    tracing::info!(%addr, etcd = ?flags.etcd_servers, "rkube-apiserver listening");
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        shutdown.cancel();
+    });
+    rkube_apiserver::serve(listener, state).await.context("serving")?;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,1 +1,214 @@
-//! apiserver.
+//! rkube's apiserver: the Kubernetes REST API over etcd.
+//!
+//! One generic set of operations (create, get, list, watch, update, patch, delete,
+//! deletecollection and the `status`, `scale` and `binding` subresources) serves every
+//! resource of [`rkube_api::registry`]; nothing is written per kind. Errors are Kubernetes
+//! `Status` objects ([`error`]); objects are stored as JSON in etcd ([`rkube_storage`]).
+//!
+//! Transport and authentication: [`router`] builds the whole application independent of
+//! transport, and [`serve`] runs it on a plain TCP listener. TLS (a rustls acceptor around
+//! the listener) and authentication (a layer on the router that sets the user) are the
+//! seams where a later issue adds them; today every request is anonymous and allowed.
+//!
+//! Read the request path top-down: [`handler::api`] → [`request`] (what the path and query
+//! mean) → [`rest`] (the generic storage logic) → [`rkube_storage::Store`].
+
+pub mod discovery;
+pub mod error;
+pub mod handler;
+pub mod metrics;
+pub mod namespace;
+pub mod object;
+pub mod openapi;
+pub mod patch;
+pub mod request;
+pub mod rest;
+pub mod subresource;
+pub mod table;
+pub mod watch;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http::{HeaderMap, StatusCode};
+use rkube_storage::{Keys, Store};
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+pub use error::ApiError;
+pub use metrics::Metrics;
+
+/// Settings of the apiserver.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Prefix of every storage key (`/registry`).
+    pub etcd_prefix: String,
+    /// Largest request body accepted; larger ones get a 413.
+    pub max_body_bytes: usize,
+    /// How often a watch with `allowWatchBookmarks=true` gets a bookmark when quiet.
+    pub bookmark_interval: Duration,
+    /// How often terminating namespaces are checked even when nothing wakes the cleaner.
+    pub namespace_cleanup_interval: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            etcd_prefix: "/registry".into(),
+            max_body_bytes: 3 * 1024 * 1024,
+            bookmark_interval: Duration::from_secs(60),
+            namespace_cleanup_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Everything a request handler needs, shared behind an `Arc`.
+pub struct ApiState {
+    /// Where objects live.
+    pub store: Arc<dyn Store>,
+    /// Builds storage keys.
+    pub keys: Keys,
+    /// Settings.
+    pub config: Config,
+    /// Request metrics.
+    pub metrics: Metrics,
+    /// The Prometheus registry served on `/metrics`.
+    pub registry: prometheus::Registry,
+    /// Cancelled at shutdown: background tasks and open watches end.
+    pub shutdown: CancellationToken,
+    /// Wakes the namespace cleaner after a namespace is marked for deletion.
+    pub namespace_cleaner: Notify,
+    /// Set once the built-in namespaces exist.
+    bootstrapped: AtomicBool,
+    openapi: OnceLock<(Value, BTreeMap<String, Value>)>,
+}
+
+impl ApiState {
+    /// State over `store`, with metrics registered in `registry`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        config: Config,
+        registry: prometheus::Registry,
+        shutdown: CancellationToken,
+    ) -> Result<Self, prometheus::Error> {
+        let metrics = Metrics::new(&registry)?;
+        Ok(ApiState {
+            store,
+            keys: Keys::new(&config.etcd_prefix),
+            config,
+            metrics,
+            registry,
+            shutdown,
+            namespace_cleaner: Notify::new(),
+            bootstrapped: AtomicBool::new(false),
+            openapi: OnceLock::new(),
+        })
+    }
+
+    fn openapi(&self) -> &(Value, BTreeMap<String, Value>) {
+        self.openapi.get_or_init(|| (openapi::root(), openapi::documents()))
+    }
+}
+
+/// The whole HTTP application.
+pub fn router(state: Arc<ApiState>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/livez", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .route("/version", get(|| async { json_ok(&discovery::version()) }))
+        .route("/api", get(core_versions))
+        .route("/apis", get(|| async { json_ok(&discovery::groups()) }))
+        .route("/openapi/v3", get(openapi_root))
+        .route("/openapi/v3/{*path}", get(openapi_document))
+        .route("/api/{*rest}", axum::routing::any(handler::api))
+        .route("/apis/{*rest}", axum::routing::any(handler::api))
+        .fallback(|| async { ApiError::NoSuchResource })
+        .with_state(state)
+}
+
+fn json_ok(body: &impl serde::Serialize) -> Response {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => (StatusCode::OK, [(http::header::CONTENT_TYPE, "application/json")], bytes).into_response(),
+        Err(e) => ApiError::Internal(e.to_string()).into_response(),
+    }
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(state): State<Arc<ApiState>>) -> Response {
+    let ping = tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await;
+    match ping {
+        Ok(Ok(())) if state.bootstrapped.load(Ordering::Acquire) => "ok".into_response(),
+        Ok(Ok(())) => (StatusCode::SERVICE_UNAVAILABLE, "not ready: creating the built-in namespaces\n").into_response(),
+        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: etcd: {e}\n")).into_response(),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "not ready: etcd did not answer within 2s\n").into_response(),
+    }
+}
+
+async fn metrics_text(State(state): State<Arc<ApiState>>) -> Response {
+    let families = state.registry.gather();
+    match prometheus::TextEncoder::new().encode_to_string(&families) {
+        Ok(text) => ([(http::header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], text).into_response(),
+        Err(e) => ApiError::Internal(e.to_string()).into_response(),
+    }
+}
+
+async fn core_versions(headers: HeaderMap) -> Response {
+    let host = headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1");
+    json_ok(&discovery::core_versions(host))
+}
+
+async fn openapi_root(State(state): State<Arc<ApiState>>) -> Response {
+    json_ok(&state.openapi().0)
+}
+
+async fn openapi_document(State(state): State<Arc<ApiState>>, Path(path): Path<String>) -> Response {
+    match state.openapi().1.get(path.trim_matches('/')) {
+        Some(doc) => json_ok(doc),
+        None => ApiError::NoSuchResource.into_response(),
+    }
+}
+
+/// Serves the API on `listener` until `state.shutdown` is cancelled; also runs the
+/// start-up bootstrap (built-in namespaces) and the namespace cleaner.
+pub async fn serve(listener: TcpListener, state: Arc<ApiState>) -> std::io::Result<()> {
+    let bootstrap = tokio::spawn(bootstrap(state.clone()));
+    let cleaner = tokio::spawn(namespace::run_cleaner(state.clone(), state.config.namespace_cleanup_interval));
+    let shutdown = state.shutdown.clone();
+    let result = axum::serve(listener, router(state)).with_graceful_shutdown(async move { shutdown.cancelled().await }).await;
+    bootstrap.abort();
+    cleaner.abort();
+    result
+}
+
+/// Creates the built-in namespaces, retrying with backoff while etcd is unreachable.
+async fn bootstrap(state: Arc<ApiState>) {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match namespace::ensure_initial(&state).await {
+            Ok(()) => {
+                state.bootstrapped.store(true, Ordering::Release);
+                tracing::info!("built-in namespaces are in place");
+                return;
+            }
+            Err(e) => tracing::warn!(error = %e, retry_in = ?delay, "cannot create the built-in namespaces yet"),
+        }
+        tokio::select! {
+            _ = state.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}

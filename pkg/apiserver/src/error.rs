@@ -1,0 +1,251 @@
+//! Every failure the API can answer with, and the single place that turns one into a
+//! Kubernetes `Status` response with the right code and reason.
+//!
+//! Handlers return `Result<_, ApiError>`; nothing else writes an error status. Internal
+//! detail (etcd messages) goes to the log, not to the client.
+
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Status, StatusCause, StatusDetails};
+use rkube_api::FieldError;
+use rkube_api::registry::{CodecError, ResourceDef};
+
+/// Identifies the object an error is about, for the message and `Status.details`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// API group (`""` for core).
+    pub group: &'static str,
+    /// Plural resource, e.g. `pods` (or `pods/binding` for a subresource).
+    pub resource: String,
+    /// Kind, e.g. `Pod`.
+    pub kind: &'static str,
+    /// Object name.
+    pub name: String,
+}
+
+impl Target {
+    /// The object `name` of resource `res`.
+    pub fn new(res: &ResourceDef, name: &str) -> Self {
+        Target { group: res.group, resource: res.plural.to_string(), kind: res.kind, name: name.to_string() }
+    }
+
+    /// `pods` or `deployments.apps`, as Kubernetes names a resource in messages.
+    fn qualified(&self) -> String {
+        if self.group.is_empty() { self.resource.clone() } else { format!("{}.{}", self.resource, self.group) }
+    }
+}
+
+/// An error the API answers with; converts into a `Status` response.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the request is malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 404: the object does not exist.
+    #[error("{} {:?} not found", .0.qualified(), .0.name)]
+    NotFound(Target),
+    /// 404: no such resource or path.
+    #[error("the server could not find the requested resource")]
+    NoSuchResource,
+    /// 403: the request is understood but refused (e.g. writing into a terminating namespace).
+    #[error("{0}")]
+    Forbidden(String),
+    /// 405: the resource does not support this verb.
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    /// 409: the object already exists.
+    #[error("{} {:?} already exists", .0.qualified(), .0.name)]
+    AlreadyExists(Target),
+    /// 409: a precondition (resourceVersion, uid, already bound) failed.
+    #[error("Operation cannot be fulfilled on {} {:?}: {}", .0.qualified(), .0.name, .1)]
+    Conflict(Target, String),
+    /// 410: the resourceVersion is too old.
+    #[error("{0}")]
+    Expired(String),
+    /// 413: the body is larger than the configured limit.
+    #[error("{0}")]
+    TooLarge(String),
+    /// 415: a content type the endpoint does not accept.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// 422: the object breaks validation rules.
+    #[error("{} {:?} is invalid: {}", .0.kind, .0.name, format_causes(.1))]
+    Invalid(Target, Vec<FieldError>),
+    /// 503: etcd is unavailable; nothing was written.
+    #[error("{0}")]
+    Unavailable(String),
+    /// 500: a bug; the message is logged, the client sees a generic one.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+fn format_causes(causes: &[FieldError]) -> String {
+    match causes {
+        [one] => one.to_string(),
+        many => format!("[{}]", many.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")),
+    }
+}
+
+impl ApiError {
+    /// The HTTP status code.
+    pub fn code(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) | ApiError::NoSuchResource => StatusCode::NOT_FOUND,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::AlreadyExists(_) | ApiError::Conflict(..) => StatusCode::CONFLICT,
+            ApiError::Expired(_) => StatusCode::GONE,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Invalid(..) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The `Status.reason`, as Kubernetes spells it.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest(_) => "BadRequest",
+            ApiError::NotFound(_) | ApiError::NoSuchResource => "NotFound",
+            ApiError::Forbidden(_) => "Forbidden",
+            ApiError::MethodNotAllowed(_) => "MethodNotAllowed",
+            ApiError::AlreadyExists(_) => "AlreadyExists",
+            ApiError::Conflict(..) => "Conflict",
+            ApiError::Expired(_) => "Expired",
+            ApiError::TooLarge(_) => "RequestEntityTooLarge",
+            ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
+            ApiError::Invalid(..) => "Invalid",
+            ApiError::Unavailable(_) => "ServiceUnavailable",
+            ApiError::Internal(_) => "InternalError",
+        }
+    }
+
+    /// The error as a Kubernetes `Status` object.
+    pub fn to_status(&self) -> Status {
+        let details = match self {
+            ApiError::NotFound(t) | ApiError::AlreadyExists(t) | ApiError::Conflict(t, _) => Some(StatusDetails {
+                name: Some(t.name.clone()),
+                group: Some(t.group.to_string()),
+                kind: Some(t.resource.clone()),
+                ..Default::default()
+            }),
+            ApiError::Invalid(t, causes) => Some(StatusDetails {
+                name: Some(t.name.clone()),
+                group: Some(t.group.to_string()),
+                kind: Some(t.kind.to_string()),
+                causes: Some(
+                    causes
+                        .iter()
+                        .map(|c| StatusCause {
+                            field: Some(c.field.clone()),
+                            message: Some(c.message()),
+                            reason: Some(c.reason().to_string()),
+                        })
+                        .collect(),
+                ),
+                ..Default::default()
+            }),
+            _ => None,
+        };
+        let message = match self {
+            ApiError::Internal(_) => "an internal error occurred; see the apiserver log".to_string(),
+            other => other.to_string(),
+        };
+        Status {
+            code: Some(i32::from(self.code().as_u16())),
+            details,
+            message: Some(message),
+            metadata: Default::default(),
+            reason: Some(self.reason().to_string()),
+            status: Some("Failure".into()),
+        }
+    }
+
+    /// The error for a body that failed to decode or validate as `target`.
+    pub fn from_codec(target: Target, err: CodecError) -> Self {
+        match err {
+            CodecError::Decode(msg) => ApiError::BadRequest(format!("error decoding {}: {msg}", target.kind)),
+            CodecError::Invalid(causes) => ApiError::Invalid(target, causes),
+        }
+    }
+
+    /// The error for a failed storage operation on `target`.
+    pub fn from_storage(target: Target, err: rkube_storage::Error) -> Self {
+        use rkube_storage::Error as S;
+        match err {
+            S::NotFound { .. } => ApiError::NotFound(target),
+            S::AlreadyExists { .. } => ApiError::AlreadyExists(target),
+            S::Conflict { .. } => ApiError::Conflict(target, OBJECT_MODIFIED.into()),
+            other => ApiError::from(other),
+        }
+    }
+}
+
+/// The message of a resourceVersion conflict, word for word as Kubernetes sends it.
+pub const OBJECT_MODIFIED: &str =
+    "the object has been modified; please apply your changes to the latest version and try again";
+
+impl From<rkube_storage::Error> for ApiError {
+    fn from(err: rkube_storage::Error) -> Self {
+        use rkube_storage::Error as S;
+        match err {
+            S::Expired { requested, compacted } => {
+                ApiError::Expired(format!("too old resource version: {requested} ({compacted})"))
+            }
+            S::InvalidContinue(why) => ApiError::BadRequest(format!("invalid continue token: {why}")),
+            S::Unavailable(why) => {
+                tracing::warn!(error = %why, "etcd unavailable");
+                ApiError::Unavailable("storage is unavailable (etcd cannot be reached); nothing was changed".into())
+            }
+            S::NotFound { key } => ApiError::Internal(format!("unexpected not found: {key}")),
+            S::AlreadyExists { key } => ApiError::Internal(format!("unexpected already exists: {key}")),
+            S::Conflict { key, .. } => ApiError::Internal(format!("unexpected conflict: {key}")),
+            S::Internal(why) => ApiError::Internal(why),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Internal(detail) = &self {
+            tracing::error!(error = %detail, "internal error");
+        }
+        let body = serde_json::to_vec(&self.to_status()).unwrap_or_default();
+        (self.code(), [(http::header::CONTENT_TYPE, "application/json")], body).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(name: &str) -> Target {
+        Target { group: "", resource: "pods".into(), kind: "Pod", name: name.into() }
+    }
+
+    #[test]
+    fn not_found_reads_like_kubernetes() {
+        let status = ApiError::NotFound(pod("x")).to_status();
+        assert_eq!(status.message.as_deref(), Some("pods \"x\" not found"));
+        assert_eq!(status.code, Some(404));
+        assert_eq!(status.reason.as_deref(), Some("NotFound"));
+    }
+
+    #[test]
+    fn invalid_carries_one_cause_per_field() {
+        let err = ApiError::Invalid(pod("x"), vec![FieldError::required("spec.containers", "")]);
+        assert_eq!(err.to_string(), "Pod \"x\" is invalid: spec.containers: Required value");
+        let status = err.to_status();
+        assert_eq!(status.code, Some(422));
+        let causes = status.details.and_then(|d| d.causes).unwrap_or_default();
+        assert_eq!(causes[0].field.as_deref(), Some("spec.containers"));
+    }
+
+    #[test]
+    fn group_qualifies_the_resource_in_messages() {
+        let t = Target { group: "apps", resource: "deployments".into(), kind: "Deployment", name: "web".into() };
+        assert_eq!(ApiError::AlreadyExists(t).to_string(), "deployments.apps \"web\" already exists");
+    }
+}

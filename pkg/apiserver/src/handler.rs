@@ -1,0 +1,225 @@
+//! The one generic handler behind every `/api` and `/apis` path: it reads the request
+//! (resource, verb, query, body), calls the matching operation and renders the result.
+//! Per-kind behaviour lives in the registry and in `rest`, not here.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use rkube_api::Subresource;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::ApiState;
+use crate::discovery;
+use crate::error::{ApiError, Target as ErrorTarget};
+use crate::namespace;
+use crate::patch::{Patch, PatchType};
+use crate::request::{self, Query, Rendering, ResourceRequest, Target, Verb, content_type, parse_object, read_body};
+use crate::rest::{self, Listed, WriteOptions, Written};
+use crate::subresource;
+use crate::table::{self, IncludeObject};
+use crate::watch;
+
+/// Serves one request under `/api` or `/apis`, recording its metrics.
+pub async fn api(State(state): State<Arc<ApiState>>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
+    let started = Instant::now();
+    let query = Query::parse(uri.query());
+    let target = request::parse_path(uri.path());
+    let (verb, resource) = match &target {
+        Ok(Target::Resource(req)) => (
+            Verb::of(&method, req.name.is_some(), &query).map_or("unknown", Verb::as_str),
+            match req.subresource {
+                Some(sub) => format!("{}/{}", req.resource.plural, sub.name()),
+                None => req.resource.plural.to_string(),
+            },
+        ),
+        Ok(Target::GroupVersion { .. }) => ("get", "discovery".to_string()),
+        Err(_) => ("unknown", "unknown".to_string()),
+    };
+    let response = match target {
+        Ok(target) => serve(&state, &method, target, &query, &headers, body).await.unwrap_or_else(IntoResponse::into_response),
+        Err(e) => e.into_response(),
+    };
+    let code = response.status().as_u16().to_string();
+    state.metrics.requests.with_label_values(&[verb, &resource, &code]).inc();
+    state.metrics.latency.with_label_values(&[verb, &resource]).observe(started.elapsed().as_secs_f64());
+    tracing::debug!(%method, path = uri.path(), verb, resource, code, elapsed_ms = started.elapsed().as_millis() as u64, "request");
+    response
+}
+
+async fn serve(
+    state: &Arc<ApiState>,
+    method: &Method,
+    target: Target,
+    query: &Query,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let req = match target {
+        Target::GroupVersion { group, version } => {
+            if method != Method::GET {
+                return Err(ApiError::MethodNotAllowed(format!("{method} is not supported on discovery documents")));
+            }
+            let list = discovery::resources(&group, &version).ok_or(ApiError::NoSuchResource)?;
+            return Ok(json(StatusCode::OK, &list));
+        }
+        Target::Resource(req) => req,
+    };
+    let verb = Verb::of(method, req.name.is_some(), query)
+        .ok_or_else(|| ApiError::MethodNotAllowed(format!("{method} is not supported on {}", req.resource.plural)))?;
+    let rendering = Rendering::from_headers(headers);
+    let include = IncludeObject::from_query(query.get("includeObject"));
+    let name = req.name.clone().unwrap_or_default();
+    let limit = state.config.max_body_bytes;
+    match (verb, req.subresource) {
+        (Verb::Get, None | Some(Subresource::Status)) => {
+            let obj = rest::get(state, &req, &name).await?;
+            Ok(render_object(&req, obj, rendering, include))
+        }
+        (Verb::Get, Some(Subresource::Scale)) => Ok(json(StatusCode::OK, &subresource::get_scale(state, &req, &name).await?)),
+        (Verb::List, None) => {
+            let listed = rest::list(state, &req, query).await?;
+            Ok(render_list(&req, listed, rendering, include))
+        }
+        (Verb::Watch, None) => watch::watch(state.clone(), req, query, rendering).await,
+        (Verb::Create, None) if req.name.is_none() => {
+            let opts = WriteOptions::from_query(query)?;
+            let body = parse_object(&read_body(body, headers, limit).await?, content_type(headers).as_deref())?;
+            Ok(written(&req, rest::create(state, &req, body, &opts).await?, rendering))
+        }
+        (Verb::Create, Some(Subresource::Binding)) => {
+            let body = parse_object(&read_body(body, headers, limit).await?, content_type(headers).as_deref())?;
+            Ok(json(StatusCode::CREATED, &subresource::bind(state, &req, &name, body).await?))
+        }
+        (Verb::Update, None | Some(Subresource::Status)) => {
+            let opts = WriteOptions::from_query(query)?;
+            let body = parse_object(&read_body(body, headers, limit).await?, content_type(headers).as_deref())?;
+            Ok(written(&req, rest::update(state, &req, &name, body, &opts).await?, rendering))
+        }
+        (Verb::Update, Some(Subresource::Scale)) => {
+            let opts = WriteOptions::from_query(query)?;
+            let body = parse_object(&read_body(body, headers, limit).await?, content_type(headers).as_deref())?;
+            Ok(json(StatusCode::OK, &subresource::update_scale(state, &req, &name, &body, &opts).await?))
+        }
+        (Verb::Patch, sub) => {
+            let opts = WriteOptions::from_query(query)?;
+            let kind = PatchType::from_media(content_type(headers).as_deref())?;
+            let patch = Patch::parse(kind, &read_body(body, headers, limit).await?)?;
+            match sub {
+                Some(Subresource::Scale) => {
+                    Ok(json(StatusCode::OK, &subresource::patch_scale(state, &req, &name, &patch, &opts).await?))
+                }
+                None | Some(Subresource::Status) => Ok(written(&req, patch_object(state, &req, &name, &patch, query, &opts).await?, rendering)),
+                Some(Subresource::Binding) => Err(ApiError::MethodNotAllowed("PATCH is not supported on pods/binding".into())),
+            }
+        }
+        (Verb::Delete, None) => {
+            let bytes = read_body(body, headers, limit).await?;
+            let options = rest::delete_options(&bytes, query)?;
+            let dry_run = WriteOptions::from_query(query)?.dry_run
+                || options.dry_run.as_ref().is_some_and(|d| d.iter().any(|v| v == "All"));
+            if req.resource.plural == "namespaces" {
+                let ns = namespace::begin_deletion(state, &name, dry_run).await?;
+                return Ok(json(StatusCode::OK, &ns));
+            }
+            let (obj, gone) = rest::delete(state, &req, &name, &options, dry_run).await?;
+            Ok(json(if gone { StatusCode::OK } else { StatusCode::ACCEPTED }, &obj))
+        }
+        (Verb::DeleteCollection, None) => {
+            let bytes = read_body(body, headers, limit).await?;
+            let options = rest::delete_options(&bytes, query)?;
+            let dry_run = WriteOptions::from_query(query)?.dry_run;
+            let listed = rest::delete_collection(state, &req, query, &options, dry_run).await?;
+            Ok(json(StatusCode::OK, &rest::list_object(req.resource, listed)))
+        }
+        (verb, sub) => Err(ApiError::MethodNotAllowed(format!(
+            "{} is not supported on {}{}",
+            verb.as_str(),
+            req.resource.plural,
+            sub.map(|s| format!("/{}", s.name())).unwrap_or_default()
+        ))),
+    }
+}
+
+/// PATCH of an object or its status; server-side apply creates a missing object.
+async fn patch_object(
+    state: &ApiState,
+    req: &ResourceRequest,
+    name: &str,
+    patch: &Patch,
+    query: &Query,
+    opts: &WriteOptions,
+) -> Result<Written, ApiError> {
+    if patch.kind == PatchType::Apply && query.get("fieldManager").is_none() {
+        return Err(ApiError::BadRequest("PATCH requests with apply content type must have a fieldManager".into()));
+    }
+    let target = ErrorTarget::new(req.resource, name);
+    let kind = req.resource.kind;
+    let result = rest::guaranteed_update(state, req, name, None, opts, |current| patch.apply_to(kind, current, &target)).await;
+    match result {
+        Err(ApiError::NotFound(_)) if patch.kind == PatchType::Apply && req.subresource.is_none() => {
+            let mut body = patch.document.clone();
+            let given = crate::object::meta_str(&body, "name");
+            if !given.is_empty() && given != name {
+                return Err(ApiError::BadRequest(format!(
+                    "the name of the object ({given}) does not match the name on the URL ({name})"
+                )));
+            }
+            crate::object::metadata_mut(&mut body).insert("name".into(), Value::String(name.to_string()));
+            rest::create(state, req, body, opts).await
+        }
+        other => other,
+    }
+}
+
+fn json(code: StatusCode, body: &impl Serialize) -> Response {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => (code, [(http::header::CONTENT_TYPE, "application/json")], bytes).into_response(),
+        Err(e) => ApiError::Internal(format!("encoding response: {e}")).into_response(),
+    }
+}
+
+fn render_object(req: &ResourceRequest, obj: Value, rendering: Rendering, include: IncludeObject) -> Response {
+    match rendering {
+        Rendering::Json => json(StatusCode::OK, &obj),
+        Rendering::Table => table_response(table::table(req.resource, std::slice::from_ref(&obj), None, include)),
+    }
+}
+
+fn render_list(req: &ResourceRequest, listed: Listed, rendering: Rendering, include: IncludeObject) -> Response {
+    match rendering {
+        Rendering::Json => json(StatusCode::OK, &rest::list_object(req.resource, listed)),
+        Rendering::Table => {
+            let list = rest::list_object(req.resource, listed);
+            let items = list["items"].as_array().cloned().unwrap_or_default();
+            table_response(table::table(req.resource, &items, Some(list["metadata"].clone()), include))
+        }
+    }
+}
+
+fn table_response(table: Value) -> Response {
+    match serde_json::to_vec(&table) {
+        Ok(bytes) => (StatusCode::OK, [(http::header::CONTENT_TYPE, table::CONTENT_TYPE)], bytes).into_response(),
+        Err(e) => ApiError::Internal(format!("encoding table: {e}")).into_response(),
+    }
+}
+
+fn written(req: &ResourceRequest, written: Written, rendering: Rendering) -> Response {
+    let code = if written.created { StatusCode::CREATED } else { StatusCode::OK };
+    let mut response = match rendering {
+        Rendering::Table => table_response(table::table(req.resource, std::slice::from_ref(&written.object), None, IncludeObject::Metadata)),
+        Rendering::Json => json(code, &written.object),
+    };
+    *response.status_mut() = code;
+    for warning in written.warnings {
+        let text = format!("299 - {:?}", warning);
+        if let Ok(value) = HeaderValue::from_str(&text) {
+            response.headers_mut().append(http::header::WARNING, value);
+        }
+    }
+    response
+}

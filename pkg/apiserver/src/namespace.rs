@@ -1,0 +1,145 @@
+//! Namespaces: the built-in ones exist from the start, and deleting one removes
+//! everything in it before the namespace itself goes.
+//!
+//! Deletion follows Kubernetes: the namespace is marked (`deletionTimestamp`,
+//! `status.phase: Terminating`, `spec.finalizers: [kubernetes]`), no new content may be
+//! created in it, a cleaner deletes every namespaced object in it (pods bound to a node
+//! get their grace period, objects with finalizers wait for them), and once nothing is left
+//! it removes the namespace. The cleaner also runs periodically, so a restart mid-way
+//! finishes the job.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::DeleteOptions;
+use rkube_api::registry::{self, ResourceDef};
+use rkube_storage::{ListOptions, Store};
+use serde_json::{Value, json};
+
+use crate::ApiState;
+use crate::error::{ApiError, Target};
+use crate::object::{from_storage, is_terminating, meta_str, metadata_mut, now_rfc3339, to_storage};
+use crate::request::ResourceRequest;
+use crate::rest;
+
+/// Namespaces created at start-up.
+pub const INITIAL: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// Namespaces that may not be deleted.
+const PROTECTED: &[&str] = &["default", "kube-system", "kube-public"];
+
+fn namespaces() -> Result<&'static ResourceDef, ApiError> {
+    registry::lookup("", "v1", "namespaces").ok_or(ApiError::NoSuchResource)
+}
+
+/// Creates the initial namespaces that do not exist yet.
+pub async fn ensure_initial(state: &ApiState) -> Result<(), ApiError> {
+    let res = namespaces()?;
+    for name in INITIAL {
+        let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+        let req = ResourceRequest { resource: res, namespace: None, name: None, subresource: None };
+        match rest::create(state, &req, body, &rest::WriteOptions::default()).await {
+            Ok(_) | Err(ApiError::AlreadyExists(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// DELETE of a namespace: marks it Terminating and wakes the cleaner.
+pub async fn begin_deletion(state: &ApiState, name: &str, dry_run: bool) -> Result<Value, ApiError> {
+    let res = namespaces()?;
+    if PROTECTED.contains(&name) {
+        return Err(ApiError::Forbidden(format!("namespaces \"{name}\" is forbidden: this namespace may not be deleted")));
+    }
+    let req = ResourceRequest { resource: res, namespace: None, name: Some(name.into()), subresource: None };
+    let key = rest::key(state, &req, name);
+    loop {
+        let kv = state.store.get(&key).await.map_err(|e| ApiError::from_storage(Target::new(res, name), e))?;
+        let mut ns = from_storage(&kv)?;
+        if is_terminating(&ns) || dry_run {
+            return Ok(ns);
+        }
+        let meta = metadata_mut(&mut ns);
+        meta.insert("deletionTimestamp".into(), Value::String(now_rfc3339()));
+        meta.insert("deletionGracePeriodSeconds".into(), json!(0));
+        ns["spec"] = json!({"finalizers": ["kubernetes"]});
+        ns["status"] = json!({"phase": "Terminating"});
+        match state.store.update(&key, kv.mod_revision, to_storage(&ns)).await {
+            Ok(revision) => {
+                crate::object::set_resource_version(&mut ns, revision);
+                state.namespace_cleaner.notify_one();
+                return Ok(ns);
+            }
+            Err(rkube_storage::Error::Conflict { .. }) => continue,
+            Err(e) => return Err(ApiError::from_storage(Target::new(res, name), e)),
+        }
+    }
+}
+
+/// Runs until shutdown: finishes the deletion of every terminating namespace, when woken
+/// and every `period`.
+pub async fn run_cleaner(state: Arc<ApiState>, period: Duration) {
+    loop {
+        if let Err(e) = clean_all(&state).await {
+            tracing::warn!(error = %e, "namespace cleanup failed; will retry");
+        }
+        tokio::select! {
+            _ = state.shutdown.cancelled() => return,
+            _ = state.namespace_cleaner.notified() => {}
+            _ = tokio::time::sleep(period) => {}
+        }
+    }
+}
+
+async fn clean_all(state: &ApiState) -> Result<(), ApiError> {
+    let page = state.store.list(&state.keys.collection("namespaces", None), ListOptions::default()).await?;
+    for kv in &page.items {
+        let ns = from_storage(kv)?;
+        if is_terminating(&ns) {
+            clean_one(state, meta_str(&ns, "name")).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Deletes what is left in one terminating namespace; removes it once empty.
+async fn clean_one(state: &ApiState, namespace: &str) -> Result<(), ApiError> {
+    let mut remaining = 0;
+    let options = DeleteOptions::default();
+    for res in registry::resources().iter().filter(|r| r.namespaced) {
+        let req = ResourceRequest { resource: res, namespace: Some(namespace.to_string()), name: None, subresource: None };
+        let page = state.store.list(&rest::prefix(state, &req), ListOptions::default()).await?;
+        for kv in &page.items {
+            remaining += 1;
+            let obj = from_storage(kv)?;
+            if is_terminating(&obj) {
+                continue;
+            }
+            match rest::delete(state, &req, meta_str(&obj, "name"), &options, false).await {
+                Ok((_, true)) => remaining -= 1,
+                Ok((_, false)) | Err(ApiError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    if remaining > 0 {
+        tracing::debug!(namespace, remaining, "namespace still has content");
+        return Ok(());
+    }
+    let key = state.keys.object("namespaces", None, namespace);
+    let kv = match state.store.get(&key).await {
+        Ok(kv) => kv,
+        Err(rkube_storage::Error::NotFound { .. }) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    match state.store.delete(&key, Some(kv.mod_revision)).await {
+        Ok(_) => {
+            tracing::info!(namespace, "namespace deleted");
+            Ok(())
+        }
+        // Changed meanwhile (or already gone): the next round looks again.
+        Err(rkube_storage::Error::Conflict { .. } | rkube_storage::Error::NotFound { .. }) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}

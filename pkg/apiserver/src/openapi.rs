@@ -1,0 +1,147 @@
+//! OpenAPI v3 documents (`/openapi/v3` and one per group version), generated from the
+//! k8s-openapi types through schemars, never written by hand.
+//!
+//! kubectl's default `--validate=strict` looks for a `patch` operation carrying the kind's
+//! `x-kubernetes-group-version-kind` and a `fieldValidation` parameter; finding it, it leaves
+//! unknown-field checks to the server (`fieldValidation=Strict`). `/openapi/v2` is not
+//! served (a 404 is what kubectl handles best).
+
+use std::collections::BTreeMap;
+
+use rkube_api::registry::{self, ResourceDef};
+use serde_json::{Map, Value, json};
+
+use crate::discovery::KUBERNETES_VERSION;
+
+/// The path of a group version in `/openapi/v3`: `api/v1` or `apis/<group>/<version>`.
+pub fn group_version_path(group: &str, version: &str) -> String {
+    if group.is_empty() { format!("api/{version}") } else { format!("apis/{group}/{version}") }
+}
+
+/// `/openapi/v3`: where each group version's document is.
+pub fn root() -> Value {
+    let paths: Map<String, Value> = registry::groups()
+        .into_iter()
+        .flat_map(|(group, versions)| versions.into_iter().map(move |v| group_version_path(group, v)))
+        .map(|path| {
+            let url = format!("/openapi/v3/{path}");
+            (path, json!({"serverRelativeURL": url}))
+        })
+        .collect();
+    json!({"paths": paths})
+}
+
+/// All group-version documents, keyed by their path (`api/v1`, `apis/apps/v1`, ...).
+pub fn documents() -> BTreeMap<String, Value> {
+    registry::groups()
+        .into_iter()
+        .flat_map(|(group, versions)| versions.into_iter().map(move |v| (group, v)))
+        .map(|(group, version)| (group_version_path(group, version), document(group, version)))
+        .collect()
+}
+
+fn document(group: &str, version: &str) -> Value {
+    let mut generator = schemars::generate::SchemaSettings::openapi3().into_generator();
+    let mut paths = Map::new();
+    for res in registry::resources().iter().filter(|r| r.group == group && r.version == version) {
+        let schema = Value::from(res.codec.json_schema(&mut generator));
+        add_paths(&mut paths, res, &schema);
+    }
+    let schemas = generator.take_definitions(true);
+    let (major, minor) = KUBERNETES_VERSION;
+    json!({
+        "openapi": "3.0.0",
+        "info": {"title": "rkube", "version": format!("v{major}.{minor}.0")},
+        "paths": paths,
+        "components": {"schemas": schemas},
+    })
+}
+
+fn query_param(name: &str, description: &str) -> Value {
+    json!({"name": name, "in": "query", "description": description, "schema": {"type": "string"}, "uniqueItems": true})
+}
+
+fn path_param(name: &str) -> Value {
+    json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}, "uniqueItems": true})
+}
+
+fn add_paths(paths: &mut Map<String, Value>, res: &ResourceDef, schema: &Value) {
+    let gvk = json!({"group": res.group, "version": res.version, "kind": res.kind});
+    let write_params = vec![
+        query_param("dryRun", "When present, indicates that modifications should not be persisted. Valid value: All."),
+        query_param("fieldManager", "A name associated with the actor or entity that is making these changes."),
+        query_param(
+            "fieldValidation",
+            "How the server handles unknown fields in the body: Ignore, Warn (default) or Strict (reject).",
+        ),
+    ];
+    let body = json!({"content": {"application/json": {"schema": schema}}, "required": true});
+    let ok = json!({"200": {"description": "OK", "content": {"application/json": {"schema": schema}}}});
+    let op = |action: &str, extra: Vec<Value>, with_body: bool| {
+        let mut op = json!({
+            "operationId": format!("{action}{}", res.kind),
+            "x-kubernetes-action": action,
+            "x-kubernetes-group-version-kind": gvk,
+            "parameters": extra,
+            "responses": ok,
+        });
+        if with_body {
+            op["requestBody"] = body.clone();
+        }
+        op
+    };
+    let base = res.path_prefix();
+    let (collection, scope_params) = if res.namespaced {
+        (format!("{base}/namespaces/{{namespace}}/{}", res.plural), vec![path_param("namespace")])
+    } else {
+        (format!("{base}/{}", res.plural), vec![])
+    };
+    let mut with_name = scope_params.clone();
+    with_name.push(path_param("name"));
+    paths.insert(
+        collection.clone(),
+        json!({
+            "parameters": scope_params,
+            "get": op("list", vec![], false),
+            "post": op("post", write_params.clone(), true),
+            "delete": op("deletecollection", vec![], false),
+        }),
+    );
+    paths.insert(
+        format!("{collection}/{{name}}"),
+        json!({
+            "parameters": with_name,
+            "get": op("get", vec![], false),
+            "put": op("put", write_params.clone(), true),
+            "patch": op("patch", [write_params, vec![query_param("force", "Force is going to \"force\" Apply requests.")]].concat(), true),
+            "delete": op("delete", vec![], false),
+        }),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_a_patch_with_field_validation_and_its_gvk() {
+        for (path, doc) in documents() {
+            for res in registry::resources().iter().filter(|r| group_version_path(r.group, r.version) == path) {
+                let found = doc["paths"].as_object().expect("paths").values().any(|item| {
+                    let patch = &item["patch"];
+                    patch["x-kubernetes-group-version-kind"]["kind"] == res.kind
+                        && patch["parameters"].as_array().is_some_and(|p| p.iter().any(|q| q["name"] == "fieldValidation"))
+                });
+                assert!(found, "{} has no patch operation with fieldValidation in {path}", res.kind);
+            }
+        }
+    }
+
+    #[test]
+    fn schemas_are_generated_from_the_types() {
+        let docs = documents();
+        let core = &docs["api/v1"];
+        let schemas = core["components"]["schemas"].as_object().expect("schemas");
+        assert!(schemas.keys().any(|k| k.contains("Pod")), "{:?}", schemas.keys().collect::<Vec<_>>());
+    }
+}

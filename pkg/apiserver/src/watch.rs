@@ -1,0 +1,216 @@
+//! Watch: a chunked stream of newline-delimited `{"type", "object"}` events.
+//!
+//! What it keeps true:
+//! - from `resourceVersion=N`, every change after N is sent once, in etcd's order;
+//! - without a resourceVersion (or with `0`), and with `sendInitialEvents=true`, the current
+//!   objects come first as `ADDED`; with `sendInitialEvents=true` they are followed by a
+//!   `BOOKMARK` annotated `k8s.io/initial-events-end: "true"` (kubectl's watch-list);
+//! - selectors apply to both states of a change: an object that starts matching arrives as
+//!   `ADDED`, one that stops matching as `DELETED`;
+//! - a compacted resourceVersion yields one `ERROR` event carrying a 410 `Expired` Status;
+//! - with `allowWatchBookmarks=true`, a quiet watch gets periodic `BOOKMARK`s with the
+//!   current resourceVersion, so clients can resume without relisting.
+//!
+//! Not promised: a stream lasts forever; it ends after `timeoutSeconds` (default 30 to 60
+//! minutes), when etcd breaks the watch, or at shutdown, and clients resume from the last
+//! resourceVersion they saw.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::response::Response;
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use rkube_api::registry::ResourceDef;
+use rkube_storage::{ListOptions, WatchEvent};
+use serde_json::{Value, json};
+
+use crate::ApiState;
+use crate::error::ApiError;
+use crate::object::{from_storage, set_resource_version};
+use crate::request::{Query, Rendering, ResourceRequest};
+use crate::rest::{self, Filter};
+use crate::table;
+
+/// Options of one watch, read from the query.
+struct WatchParams {
+    filter: Filter,
+    /// Send the current objects first (unset/`0` resourceVersion, or `sendInitialEvents`).
+    initial: bool,
+    /// Mark the end of the initial objects with an annotated bookmark.
+    initial_end_bookmark: bool,
+    /// Watch changes after this revision (when not sending initial objects).
+    from: Option<i64>,
+    bookmarks: bool,
+    timeout: Duration,
+}
+
+impl WatchParams {
+    fn from_query(res: &ResourceDef, query: &Query) -> Result<Self, ApiError> {
+        let filter = Filter::from_query(res, query)?;
+        let send_initial = query.flag("sendInitialEvents");
+        if send_initial && query.get("resourceVersionMatch") != Some("NotOlderThan") {
+            return Err(ApiError::BadRequest(
+                "sendInitialEvents=true requires resourceVersionMatch=NotOlderThan".into(),
+            ));
+        }
+        let rv = query.get("resourceVersion").map(rest::parse_rv).transpose()?;
+        let (initial, from) = match (send_initial, rv) {
+            (true, _) | (false, None | Some(0)) => (true, None),
+            (false, Some(rv)) => (false, Some(rv)),
+        };
+        let timeout = match query.int("timeoutSeconds")? {
+            Some(secs) if secs > 0 => Duration::from_secs(secs.unsigned_abs()),
+            // Like Kubernetes' --min-request-timeout: 30 minutes, spread up to 60 so that
+            // clients do not all reconnect at once.
+            _ => Duration::from_secs(1800 + u64::from(uuid::Uuid::new_v4().as_bytes()[0]) * 7),
+        };
+        Ok(WatchParams {
+            filter,
+            initial,
+            initial_end_bookmark: send_initial,
+            from,
+            bookmarks: query.flag("allowWatchBookmarks"),
+            timeout,
+        })
+    }
+}
+
+/// Starts a watch and returns the streaming response.
+pub async fn watch(
+    state: Arc<ApiState>,
+    req: ResourceRequest,
+    query: &Query,
+    rendering: Rendering,
+) -> Result<Response, ApiError> {
+    let res = req.resource;
+    let params = WatchParams::from_query(res, query)?;
+    let prefix = rest::prefix(&state, &req);
+    let mut first: Vec<Bytes> = Vec::new();
+    let start = match params.from {
+        Some(rv) => rv,
+        None => {
+            let page = state.store.list(&prefix, ListOptions::default()).await?;
+            for kv in &page.items {
+                let obj = from_storage(kv)?;
+                if params.filter.matches(&obj) {
+                    first.push(event_line(res, "ADDED", obj, rendering));
+                }
+            }
+            if params.initial_end_bookmark {
+                first.push(bookmark(res, page.revision, true));
+            }
+            page.revision
+        }
+    };
+    debug_assert!(params.initial || params.from.is_some());
+    let interval = params.bookmarks.then_some(state.config.bookmark_interval);
+    let events = state.store.watch(&prefix, start, interval).await?;
+    let gauge = state.metrics.open_watches.with_label_values(&[res.plural]);
+    gauge.inc();
+    let guard = WatchGuard(gauge);
+    let filter = params.filter;
+    let bookmarks = params.bookmarks;
+    let live = events
+        .scan(false, move |ended, event| {
+            if *ended {
+                return futures::future::ready(None);
+            }
+            let line = match event {
+                Ok(event) => translate(res, &filter, event, bookmarks, rendering),
+                Err(rkube_storage::Error::Expired { requested, compacted }) => {
+                    *ended = true;
+                    let status = ApiError::Expired(format!("too old resource version: {requested} ({compacted})")).to_status();
+                    Some(line_of(&json!({"type": "ERROR", "object": status})))
+                }
+                Err(e) => {
+                    tracing::info!(error = %e, resource = res.plural, "watch ended by storage");
+                    *ended = true;
+                    None
+                }
+            };
+            futures::future::ready(Some(line))
+        })
+        .filter_map(futures::future::ready);
+    let shutdown = state.shutdown.clone();
+    let stream = futures::stream::iter(first)
+        .chain(live)
+        .take_until(tokio::time::sleep(params.timeout))
+        .take_until(async move { shutdown.cancelled().await })
+        .map(move |line| {
+            let _keep = &guard;
+            Ok::<_, std::convert::Infallible>(line)
+        });
+    Ok(streaming_response(stream, rendering))
+}
+
+/// Decrements the open-watches gauge when the stream is dropped.
+struct WatchGuard(prometheus::IntGauge);
+
+impl Drop for WatchGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+fn streaming_response(stream: impl Stream<Item = Result<Bytes, std::convert::Infallible>> + Send + 'static, rendering: Rendering) -> Response {
+    let content_type = match rendering {
+        Rendering::Table => table::CONTENT_TYPE,
+        Rendering::Json => "application/json",
+    };
+    Response::builder()
+        .header(http::header::CONTENT_TYPE, content_type)
+        .header(http::header::CACHE_CONTROL, "no-cache, private")
+        .body(Body::from_stream(stream))
+        .unwrap_or_default()
+}
+
+/// The event a storage change becomes for a watcher with this filter, if any.
+fn translate(res: &'static ResourceDef, filter: &Filter, event: WatchEvent, bookmarks: bool, rendering: Rendering) -> Option<Bytes> {
+    match event {
+        WatchEvent::Put { kv, prev } => {
+            let new = from_storage(&kv).ok()?;
+            let was = prev.and_then(|p| from_storage(&p).ok()).is_some_and(|old| filter.matches(&old));
+            let is = filter.matches(&new);
+            let kind = match (was, is) {
+                (false, true) => "ADDED",
+                (true, true) => "MODIFIED",
+                (true, false) => "DELETED",
+                (false, false) => return None,
+            };
+            Some(event_line(res, kind, new, rendering))
+        }
+        WatchEvent::Delete { revision, prev, .. } => {
+            let mut last = from_storage(&prev?).ok()?;
+            if !filter.matches(&last) {
+                return None;
+            }
+            set_resource_version(&mut last, revision);
+            Some(event_line(res, "DELETED", last, rendering))
+        }
+        WatchEvent::Progress { revision } => bookmarks.then(|| bookmark(res, revision, false)),
+    }
+}
+
+fn event_line(res: &ResourceDef, kind: &str, obj: Value, rendering: Rendering) -> Bytes {
+    let object = match rendering {
+        Rendering::Table => table::table(res, std::slice::from_ref(&obj), None, table::IncludeObject::Metadata),
+        Rendering::Json => obj,
+    };
+    line_of(&json!({"type": kind, "object": object}))
+}
+
+fn bookmark(res: &ResourceDef, revision: i64, initial_end: bool) -> Bytes {
+    let mut metadata = json!({"resourceVersion": revision.to_string()});
+    if initial_end {
+        metadata["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+    }
+    line_of(&json!({"type": "BOOKMARK", "object": {"kind": res.kind, "apiVersion": res.api_version(), "metadata": metadata}}))
+}
+
+fn line_of(value: &Value) -> Bytes {
+    let mut line = serde_json::to_vec(value).unwrap_or_default();
+    line.push(b'\n');
+    Bytes::from(line)
+}
