@@ -24,14 +24,14 @@ RKUBE_APISERVER_BIN="${RKUBE_APISERVER_BIN:-${RKUBE_ROOT}/target/debug/rkube-api
 # Extra flags for rkube-apiserver, split on spaces (e.g. "--watch-bookmark-interval-seconds 5").
 RKUBE_APISERVER_FLAGS="${RKUBE_APISERVER_FLAGS:-}"
 
-ETCD_BIN="${ETCD_BIN:-$(command -v etcd || echo /usr/bin/etcd)}"
+RKUBE_ETCD_BIN="${RKUBE_ETCD_BIN:-$(command -v etcd || echo /usr/bin/etcd)}"
 ETCD_PORT="${ETCD_PORT:-2379}"
-ETCD_PEER_PORT="${ETCD_PEER_PORT:-$((ETCD_PORT + 1))}"
-ETCD_DATA_DIR="${ETCD_DATA_DIR:-${RKUBE_STATE_DIR}/etcd}"
+RKUBE_ETCD_PEER_PORT="${RKUBE_ETCD_PEER_PORT:-$((ETCD_PORT + 1))}"
+RKUBE_ETCD_DATA_DIR="${RKUBE_ETCD_DATA_DIR:-${RKUBE_STATE_DIR}/etcd}"
 
 export RKUBE_ROOT RKUBE_STATE_DIR RKUBE_LOG_DIR RKUBE_KUBECONFIG RKUBE_VENV
 export RKUBE_BIND_ADDRESS RKUBE_PORT RKUBE_LOG_FORMAT RKUBE_APISERVER_BIN RKUBE_APISERVER_FLAGS
-export ETCD_BIN ETCD_PORT ETCD_PEER_PORT ETCD_DATA_DIR
+export RKUBE_ETCD_BIN ETCD_PORT RKUBE_ETCD_PEER_PORT RKUBE_ETCD_DATA_DIR
 
 rkube_etcd_url() { printf 'http://127.0.0.1:%s' "${ETCD_PORT}"; }
 rkube_apiserver_url() { printf 'http://%s:%s' "${RKUBE_BIND_ADDRESS}" "${RKUBE_PORT}"; }

@@ -8,7 +8,7 @@
 # (process-compose.yaml) when it is installed, or supervise them from here.
 #
 # Environment (defaults in hack/local-env.sh):
-#   RKUBE_PORT=6443  ETCD_PORT=2379  ETCD_PEER_PORT=ETCD_PORT+1
+#   RKUBE_PORT=6443  ETCD_PORT=2379  RKUBE_ETCD_PEER_PORT=ETCD_PORT+1
 #   RKUBE_STATE_DIR=.rkube   RKUBE_APISERVER_FLAGS="..." (extra flags)
 #   RKUBE_SKIP_BUILD=1         do not run cargo build
 #   RKUBE_NO_PROCESS_COMPOSE=1 supervise from this script even if process-compose exists
@@ -30,7 +30,7 @@ port_in_use() {
 }
 
 # --- 1. dependencies and build --------------------------------------------------
-if [[ ! -x "${ETCD_BIN}" || ! -x "${RKUBE_VENV}/bin/kubectl" ]]; then
+if [[ ! -x "${RKUBE_ETCD_BIN}" || ! -x "${RKUBE_VENV}/bin/kubectl" ]]; then
     log "etcd or ${RKUBE_VENV}/bin/kubectl missing: running hack/deps.sh"
     "${hack_dir}/deps.sh"
 fi
@@ -43,9 +43,9 @@ fi
 [[ -x "${RKUBE_APISERVER_BIN}" ]] || die "${RKUBE_APISERVER_BIN} not found after the build"
 
 # --- 2. state directory, ports, kubeconfig -------------------------------------
-mkdir -p "${RKUBE_LOG_DIR}" "${ETCD_DATA_DIR}"
+mkdir -p "${RKUBE_LOG_DIR}" "${RKUBE_ETCD_DATA_DIR}"
 
-for port in "${ETCD_PORT}" "${ETCD_PEER_PORT}" "${RKUBE_PORT}"; do
+for port in "${ETCD_PORT}" "${RKUBE_ETCD_PEER_PORT}" "${RKUBE_PORT}"; do
     if port_in_use "${port}"; then
         die "port ${port} is already in use (a 'make run' still running? Debian's etcd.service?). Stop it, or pick other ports: RKUBE_PORT=... ETCD_PORT=... make run"
     fi
@@ -86,7 +86,7 @@ In another terminal:
   ${RKUBE_VENV}/bin/kubectl apply -f ${RKUBE_ROOT}/manifests/
   ETCDCTL_API=3 etcdctl --endpoints $(rkube_etcd_url) get /registry --prefix --keys-only
 
-Logs: ${RKUBE_LOG_DIR}/{etcd,apiserver}.log   Data: ${ETCD_DATA_DIR} (kept)
+Logs: ${RKUBE_LOG_DIR}/{etcd,apiserver}.log   Data: ${RKUBE_ETCD_DATA_DIR} (kept)
 Press Ctrl-C to stop.
 EOF
 }
@@ -125,6 +125,7 @@ start() {
     printf -v "${name}_pid" '%s' "$!"
 }
 
+# shellcheck disable=SC2317 # reached through the traps below
 stop_one() {
     # stop_one NAME PID: SIGTERM, up to 15 s to exit, then SIGKILL.
     local name="$1" pid="$2"
@@ -144,6 +145,7 @@ stop_one() {
 }
 
 stopping=false
+# shellcheck disable=SC2317 # reached through the traps below
 stop() {
     [[ "${stopping}" == false ]] || return 0
     stopping=true
@@ -173,7 +175,7 @@ wait_healthy() {
     log "${name} is healthy (pid ${pid})"
 }
 
-log "starting etcd on $(rkube_etcd_url), data in ${ETCD_DATA_DIR}"
+log "starting etcd on $(rkube_etcd_url), data in ${RKUBE_ETCD_DATA_DIR}"
 start etcd "${hack_dir}/run-etcd.sh"
 wait_healthy etcd "${etcd_pid}" 30
 

@@ -50,7 +50,7 @@ impl Etcd {
         let binary = find_on_path("etcd")
             .or_else(|| Some(PathBuf::from("/usr/bin/etcd")).filter(|path| path.is_file()))
             .context("etcd not found: run make deps (installs Debian's etcd-server)")?;
-        let dir = temp_dir("rkube-etcd-").context("cannot create a temporary directory for etcd")?;
+        let mut dir = temp_dir("rkube-etcd-").context("cannot create a temporary directory for etcd")?;
         let mut last_error = None;
         for _ in 0..PORT_ATTEMPTS {
             let client_url = format!("http://127.0.0.1:{}", free_port()?);
@@ -63,6 +63,8 @@ impl Etcd {
                     // Take the directory back for the next attempt; the process is gone.
                     etcd.process = None;
                     dir = etcd.into_dir();
+                    // A half-initialised member remembers the old peer URL; start clean.
+                    let _ = std::fs::remove_dir_all(dir.path().join("data"));
                 }
                 Err(StartFailure::Other(error)) => return Err(error),
             }
@@ -114,6 +116,18 @@ impl Etcd {
             return Ok(None);
         };
         Ok(Some(BASE64.decode(value).context("etcd gateway returned a value that is not base64")?))
+    }
+
+    /// The `mod_revision` of `key` (the revision that last wrote it), if the key exists.
+    pub async fn mod_revision(&self, key: &str) -> anyhow::Result<Option<i64>> {
+        let reply = self.gateway("/v3/kv/range", json!({ "key": BASE64.encode(key) })).await?;
+        reply["kvs"].get(0).map(|kv| revision_of(&kv["mod_revision"])).transpose()
+    }
+
+    /// Writes `value` under `key` directly (bypassing the apiserver).
+    pub async fn put(&self, key: &str, value: &[u8]) -> anyhow::Result<()> {
+        self.gateway("/v3/kv/put", json!({ "key": BASE64.encode(key), "value": BASE64.encode(value) })).await?;
+        Ok(())
     }
 
     /// The keys that start with `prefix`, in order.
@@ -184,30 +198,30 @@ impl Etcd {
         let process = Process::spawn(&self.binary, &args, &log_path).map_err(StartFailure::Other)?;
         self.process = Some(process);
 
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().map_err(|e| {
-            StartFailure::Other(e.into())
-        })?;
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .map_err(|e| StartFailure::Other(e.into()))?;
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if let Some(process) = self.process.as_mut() {
-                if let Some(status) = process.exited() {
-                    let log = process.log();
-                    self.process = None;
-                    if log_shows_port_in_use(&log) {
-                        return Err(StartFailure::PortInUse);
-                    }
-                    return Err(StartFailure::Other(anyhow::anyhow!(
-                        "etcd exited during start ({status}); log tail:\n{}",
-                        tail(&log, 30)
-                    )));
+            if let Some(process) = self.process.as_mut()
+                && let Some(status) = process.exited()
+            {
+                let log = process.log();
+                self.process = None;
+                if log_shows_port_in_use(&log) {
+                    return Err(StartFailure::PortInUse);
                 }
+                return Err(StartFailure::Other(anyhow::anyhow!(
+                    "etcd exited during start ({status}); log tail:\n{}",
+                    tail(&log, 30)
+                )));
             }
-            if let Ok(reply) = client.get(format!("{}/health", self.client_url)).send().await {
-                if let Ok(body) = reply.json::<Value>().await {
-                    if body["health"] == "true" {
-                        return Ok(());
-                    }
-                }
+            if let Ok(reply) = client.get(format!("{}/health", self.client_url)).send().await
+                && let Ok(body) = reply.json::<Value>().await
+                && body["health"] == "true"
+            {
+                return Ok(());
             }
             if Instant::now() > deadline {
                 let tail = self.log_tail(30);

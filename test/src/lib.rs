@@ -31,10 +31,14 @@ mod paths;
 mod ports;
 mod process;
 pub mod resources;
+mod status;
+mod wait;
 
-pub use api::{Api, Reply, WatchStream};
+pub use api::{Api, Reply, WatchStream, escape_query};
 pub use apiserver::ApiServer;
 pub use cluster::Cluster;
 pub use etcd::Etcd;
 pub use paths::{binary, repo_root, venv_bin};
-pub use reqwest::StatusCode;
+pub use reqwest::{Method, StatusCode};
+pub use status::{assert_client_error, assert_status};
+pub use wait::eventually;

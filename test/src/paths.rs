@@ -21,14 +21,14 @@ fn profile() -> &'static str {
 /// Directories that may hold the workspace's built binaries, best first.
 fn binary_dirs() -> Vec<PathBuf> {
     let mut dirs = Vec::new();
-    if let Ok(exe) = std::env::current_exe() {
-        if let Some(mut dir) = exe.parent().map(Path::to_path_buf) {
-            // Test executables live in target/<profile>/deps; bins in target/<profile>.
-            if dir.file_name().is_some_and(|name| name == "deps") {
-                dir.pop();
-            }
-            dirs.push(dir);
+    if let Ok(exe) = std::env::current_exe()
+        && let Some(mut dir) = exe.parent().map(Path::to_path_buf)
+    {
+        // Test executables live in target/<profile>/deps; bins in target/<profile>.
+        if dir.file_name().is_some_and(|name| name == "deps") {
+            dir.pop();
         }
+        dirs.push(dir);
     }
     if let Some(target) = std::env::var_os("CARGO_TARGET_DIR") {
         let target = PathBuf::from(target);
@@ -84,10 +84,10 @@ pub(crate) fn temp_dir(prefix: &str) -> std::io::Result<tempfile::TempDir> {
         return builder.tempdir_in(dir);
     }
     let shm = Path::new("/dev/shm");
-    if shm.is_dir() {
-        if let Ok(dir) = builder.tempdir_in(shm) {
-            return Ok(dir);
-        }
+    if shm.is_dir()
+        && let Ok(dir) = builder.tempdir_in(shm)
+    {
+        return Ok(dir);
     }
     builder.tempdir()
 }

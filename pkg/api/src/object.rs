@@ -195,7 +195,7 @@ mod tests {
     fn unknown_fields_names_each_field_the_type_dropped() {
         let original = json!({"spec": {"containers": [{"name": "a", "imagee": "x"}], "bogus": 1, "n": null}});
         let decoded = json!({"spec": {"containers": [{"name": "a"}]}});
-        assert_eq!(unknown_fields(&original, &decoded), vec![".spec.containers[0].imagee", ".spec.bogus"]);
+        assert_eq!(unknown_fields(&original, &decoded), vec![".spec.bogus", ".spec.containers[0].imagee"]);
     }
 
     #[test]

@@ -67,6 +67,15 @@ impl std::fmt::Debug for ResourceDef {
     }
 }
 
+/// Two definitions are the same resource when group, version and plural agree.
+impl PartialEq for ResourceDef {
+    fn eq(&self, other: &Self) -> bool {
+        (self.group, self.version, self.plural) == (other.group, other.version, other.plural)
+    }
+}
+
+impl Eq for ResourceDef {}
+
 impl ResourceDef {
     /// `v1` for the core group, `<group>/<version>` otherwise: the objects' `apiVersion`.
     pub fn api_version(&self) -> String {

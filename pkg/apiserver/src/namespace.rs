@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::DeleteOptions;
 use rkube_api::registry::{self, ResourceDef};
-use rkube_storage::{ListOptions, Store};
+use rkube_storage::ListOptions;
 use serde_json::{Value, json};
 
 use crate::ApiState;

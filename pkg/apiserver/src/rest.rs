@@ -15,7 +15,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::DeleteOptions;
 use rkube_api::Subresource;
 use rkube_api::registry::ResourceDef;
 use rkube_api::selector::{FieldSelector, LabelSelector};
-use rkube_storage::{Continue, ListOptions, Store};
+use rkube_storage::{Continue, ListOptions};
 use serde_json::{Map, Value, json};
 
 use crate::ApiState;

@@ -1,0 +1,197 @@
+//! The resources the apiserver serves, with their paths and a minimal valid object of each.
+//!
+//! The table mirrors the Kubernetes API (group, version, kind, plural, scope), not rkube's own
+//! registry, so the tests check rkube against Kubernetes rather than against itself.
+
+use serde_json::{Value, json};
+
+/// One served resource type.
+#[derive(Clone, Copy, Debug)]
+pub struct Resource {
+    /// API group; empty for the core group.
+    pub group: &'static str,
+    /// API version, e.g. `v1`.
+    pub version: &'static str,
+    /// Kind, e.g. `Pod`.
+    pub kind: &'static str,
+    /// Plural resource name used in paths, e.g. `pods`.
+    pub plural: &'static str,
+    /// Whether objects live in a namespace.
+    pub namespaced: bool,
+}
+
+/// core/v1 Namespace.
+pub const NAMESPACES: Resource = core("Namespace", "namespaces", false);
+/// core/v1 Pod.
+pub const PODS: Resource = core("Pod", "pods", true);
+/// core/v1 Node.
+pub const NODES: Resource = core("Node", "nodes", false);
+/// core/v1 Service.
+pub const SERVICES: Resource = core("Service", "services", true);
+/// core/v1 Endpoints.
+pub const ENDPOINTS: Resource = core("Endpoints", "endpoints", true);
+/// core/v1 Event.
+pub const EVENTS: Resource = core("Event", "events", true);
+/// core/v1 ConfigMap.
+pub const CONFIG_MAPS: Resource = core("ConfigMap", "configmaps", true);
+/// apps/v1 ReplicaSet.
+pub const REPLICA_SETS: Resource =
+    Resource { group: "apps", version: "v1", kind: "ReplicaSet", plural: "replicasets", namespaced: true };
+/// apps/v1 Deployment.
+pub const DEPLOYMENTS: Resource =
+    Resource { group: "apps", version: "v1", kind: "Deployment", plural: "deployments", namespaced: true };
+/// coordination.k8s.io/v1 Lease.
+pub const LEASES: Resource =
+    Resource { group: "coordination.k8s.io", version: "v1", kind: "Lease", plural: "leases", namespaced: true };
+
+/// Every resource the apiserver must serve.
+pub const ALL: &[Resource] =
+    &[NAMESPACES, PODS, NODES, SERVICES, ENDPOINTS, EVENTS, CONFIG_MAPS, REPLICA_SETS, DEPLOYMENTS, LEASES];
+
+const fn core(kind: &'static str, plural: &'static str, namespaced: bool) -> Resource {
+    Resource { group: "", version: "v1", kind, plural, namespaced }
+}
+
+impl Resource {
+    /// `v1` for the core group, `<group>/<version>` otherwise.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() { self.version.to_string() } else { format!("{}/{}", self.group, self.version) }
+    }
+
+    /// `/api/v1` or `/apis/<group>/<version>`.
+    pub fn group_version_path(&self) -> String {
+        if self.group.is_empty() {
+            format!("/api/{}", self.version)
+        } else {
+            format!("/apis/{}/{}", self.group, self.version)
+        }
+    }
+
+    /// The collection path; `namespace` is ignored for cluster-scoped resources.
+    pub fn collection(&self, namespace: &str) -> String {
+        if self.namespaced {
+            format!("{}/namespaces/{namespace}/{}", self.group_version_path(), self.plural)
+        } else {
+            format!("{}/{}", self.group_version_path(), self.plural)
+        }
+    }
+
+    /// The collection path across all namespaces (`/api/v1/pods`).
+    pub fn all_namespaces(&self) -> String {
+        format!("{}/{}", self.group_version_path(), self.plural)
+    }
+
+    /// One object's path.
+    pub fn item(&self, namespace: &str, name: &str) -> String {
+        format!("{}/{name}", self.collection(namespace))
+    }
+
+    /// A minimal valid object of this kind named `name` (and in `namespace` when namespaced).
+    pub fn sample(&self, namespace: &str, name: &str) -> Value {
+        let mut object = match self.kind {
+            "Namespace" => json!({}),
+            "Pod" => json!({ "spec": pod_spec() }),
+            "Node" => json!({ "spec": {} }),
+            "Service" => json!({
+                "spec": { "selector": { "app": name }, "ports": [{ "port": 80, "targetPort": 8080, "protocol": "TCP" }] }
+            }),
+            "Endpoints" => json!({
+                "subsets": [{ "addresses": [{ "ip": "10.0.0.1" }], "ports": [{ "port": 8080, "protocol": "TCP" }] }]
+            }),
+            "Event" => json!({
+                "involvedObject": { "kind": "Pod", "namespace": namespace, "name": "some-pod", "apiVersion": "v1" },
+                "reason": "Testing",
+                "message": "an event written by a test",
+                "type": "Normal",
+                "source": { "component": "rkube-tests" }
+            }),
+            "ConfigMap" => json!({ "data": { "key": "value" } }),
+            "ReplicaSet" => json!({ "spec": workload_spec(name) }),
+            "Deployment" => json!({ "spec": workload_spec(name) }),
+            "Lease" => json!({ "spec": { "holderIdentity": "holder-1", "leaseDurationSeconds": 40 } }),
+            other => panic!("no sample object for kind {other}"),
+        };
+        let mut metadata = json!({ "name": name });
+        if self.namespaced {
+            metadata["namespace"] = json!(namespace);
+        }
+        object["apiVersion"] = json!(self.api_version());
+        object["kind"] = json!(self.kind);
+        object["metadata"] = metadata;
+        object
+    }
+}
+
+/// A pod spec with one container named `app`.
+pub fn pod_spec() -> Value {
+    json!({ "containers": [{ "name": "app", "image": "registry.example/app:1.0" }] })
+}
+
+/// A pod named `name` in `namespace` with `labels`.
+pub fn pod(namespace: &str, name: &str, labels: Value) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": { "name": name, "namespace": namespace, "labels": labels },
+        "spec": pod_spec()
+    })
+}
+
+/// A ConfigMap named `name` in `namespace` with `data`.
+pub fn config_map(namespace: &str, name: &str, data: Value) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": { "name": name, "namespace": namespace },
+        "data": data
+    })
+}
+
+/// A Namespace named `name`.
+pub fn namespace(name: &str) -> Value {
+    json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": name } })
+}
+
+/// A Binding of pod `name` to node `node`, as the scheduler posts it.
+pub fn binding(name: &str, node: &str) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Binding",
+        "metadata": { "name": name },
+        "target": { "apiVersion": "v1", "kind": "Node", "name": node }
+    })
+}
+
+/// A ReplicaSet/Deployment spec with one replica selecting `app: <name>`.
+fn workload_spec(name: &str) -> Value {
+    json!({
+        "replicas": 1,
+        "selector": { "matchLabels": { "app": name } },
+        "template": {
+            "metadata": { "labels": { "app": name } },
+            "spec": pod_spec()
+        }
+    })
+}
+
+/// An object's `metadata.resourceVersion` as a number. rkube promises it is the etcd
+/// `mod_revision` of the object's key, so revisions of one store compare numerically.
+///
+/// # Panics
+/// When it is missing or not a decimal number, showing the object.
+pub fn resource_version(object: &Value) -> i64 {
+    object["metadata"]["resourceVersion"]
+        .as_str()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or_else(|| panic!("metadata.resourceVersion must be a decimal string: {object}"))
+}
+
+/// The `metadata.name` of each item of a list, in order.
+pub fn item_names(list: &Value) -> Vec<String> {
+    list["items"]
+        .as_array()
+        .unwrap_or_else(|| panic!("a list must have an items array: {list}"))
+        .iter()
+        .map(|item| item["metadata"]["name"].as_str().unwrap_or_default().to_string())
+        .collect()
+}

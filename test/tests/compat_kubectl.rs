@@ -1,0 +1,517 @@
+//! Compatibility with the real `kubectl` (v1.37, installed into `.venv` by `make deps`).
+//!
+//! Each test starts its own cluster (etcd + `rkube-apiserver`), writes a kubeconfig for it and
+//! runs kubectl with `HOME` set to a fresh temporary directory, so the discovery cache
+//! (`~/.kube/cache`) belongs to that test alone and every test starts with cold discovery, as a
+//! new user would. Assertions check what a user sees (exit status, stdout, stderr) and, where
+//! the output alone would not prove it, the object as the API returns it.
+//!
+//! What each command sends on the wire is described in the project's kubectl protocol notes
+//! (discovery, Table output, strategic merge patch, server-side apply, watch-list on delete).
+//! Not covered here yet: `describe` (needs `involvedObject` field selectors on events), `logs`,
+//! `exec`, `scale`, `rollout status` (need the kubelet and the controllers).
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use rkube_tests::{Api, Cluster, StatusCode, repo_root, venv_bin};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+use tokio::sync::mpsc;
+
+/// How long one kubectl command may take before the test fails (and the command is killed).
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(90);
+/// How long `kubectl get -w` may take to print an expected line.
+const WATCH_LINE_TIMEOUT: Duration = Duration::from_secs(30);
+
+const POD: &str = "\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  labels:
+    app: web
+spec:
+  containers:
+  - name: main
+    image: busybox:1.37
+    command: [\"sleep\", \"3600\"]
+";
+
+/// A Deployment whose `tier` label and image the tests vary.
+fn deployment(tier: &str, image: &str) -> String {
+    format!(
+        "\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels:
+    app: web
+    tier: {tier}
+spec:
+  replicas: 2
+  selector:
+    matchLabels:
+      app: web
+  template:
+    metadata:
+      labels:
+        app: web
+    spec:
+      containers:
+      - name: httpd
+        image: {image}
+        command: [\"httpd\", \"-f\", \"-p\", \"8080\"]
+        ports:
+        - containerPort: 8080
+"
+    )
+}
+
+/// A ConfigMap for server-side apply.
+fn config_map(name: &str, greeting: &str) -> String {
+    format!(
+        "\
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {name}
+data:
+  greeting: {greeting}
+"
+    )
+}
+
+/// What a finished kubectl command left behind.
+struct Ran {
+    args: Vec<String>,
+    success: bool,
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Ran {
+    fn describe(&self) -> String {
+        format!(
+            "kubectl {} exited with {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.args.join(" "),
+            self.code,
+            self.stdout,
+            self.stderr
+        )
+    }
+}
+
+/// The real kubectl, pointed at one test's cluster, with a private `HOME`.
+struct Kubectl<'a> {
+    cluster: &'a Cluster,
+    program: PathBuf,
+    kubeconfig: PathBuf,
+    home: tempfile::TempDir,
+}
+
+impl<'a> Kubectl<'a> {
+    fn new(cluster: &'a Cluster) -> Kubectl<'a> {
+        let program = venv_bin("kubectl");
+        let home = tempfile::Builder::new().prefix("rkube-kubectl-home-").tempdir().expect("temporary HOME");
+        let kubeconfig = cluster.write_kubeconfig(home.path()).expect("kubeconfig written");
+        Kubectl { cluster, program, kubeconfig, home }
+    }
+
+    /// A kubectl command with this test's KUBECONFIG and HOME; killed if dropped while running.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(&self.program);
+        command
+            .args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("HOME", self.home.path())
+            .env_remove("KUBECTL_EXTERNAL_DIFF")
+            .env_remove("KUBECTL_COMMAND_HEADERS")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        command
+    }
+
+    /// Runs kubectl to completion (failing the test after [`COMMAND_TIMEOUT`]).
+    async fn run(&self, args: &[&str]) -> Ran {
+        let child = self.command(args).spawn().expect("kubectl starts");
+        let output = match tokio::time::timeout(COMMAND_TIMEOUT, child.wait_with_output()).await {
+            Ok(output) => output.expect("kubectl output"),
+            Err(_) => panic!(
+                "kubectl {} did not finish within {COMMAND_TIMEOUT:?}\n--- apiserver log ---\n{}",
+                args.join(" "),
+                self.cluster.apiserver.log_tail(40)
+            ),
+        };
+        Ran {
+            args: args.iter().map(ToString::to_string).collect(),
+            success: output.status.success(),
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Runs kubectl, asserts it succeeded, and returns its stdout.
+    async fn ok(&self, args: &[&str]) -> String {
+        let ran = self.run(args).await;
+        assert!(ran.success, "{}\n--- apiserver log ---\n{}", ran.describe(), self.cluster.apiserver.log_tail(40));
+        ran.stdout
+    }
+
+    /// Runs kubectl and asserts it failed (exit status 1, as kubectl exits on a server error).
+    async fn fails(&self, args: &[&str]) -> Ran {
+        let ran = self.run(args).await;
+        assert_eq!(ran.code, Some(1), "expected kubectl to fail with status 1: {}", ran.describe());
+        ran
+    }
+
+    /// Writes `text` to a file in this test's temporary directory and returns its path.
+    fn manifest(&self, name: &str, text: &str) -> String {
+        let path = self.home.path().join(name);
+        std::fs::write(&path, text).expect("manifest written");
+        path.to_str().expect("UTF-8 temporary path").to_string()
+    }
+}
+
+/// Splits kubectl's column output into rows of whitespace-separated cells.
+fn rows(text: &str) -> Vec<Vec<&str>> {
+    text.lines().map(|line| line.split_whitespace().collect()).filter(|row: &Vec<&str>| !row.is_empty()).collect()
+}
+
+/// The first row whose first cell is `name`.
+fn row_named<'t>(table: &'t [Vec<&'t str>], name: &str) -> Option<&'t Vec<&'t str>> {
+    table.iter().find(|row| row.first() == Some(&name))
+}
+
+async fn start() -> Cluster {
+    Cluster::start().await.expect("etcd and rkube-apiserver start")
+}
+
+/// GETs `path` and asserts 200.
+async fn get_object(api: &Api, path: &str) -> Value {
+    let (status, body) = api.get(path).await;
+    assert_eq!(status, StatusCode::OK, "GET {path}: {body}");
+    body
+}
+
+#[tokio::test]
+async fn version_reports_the_server() {
+    let cluster = start().await;
+    let kubectl = Kubectl::new(&cluster);
+    let out = kubectl.ok(&["version"]).await;
+    assert!(out.contains("Client Version: v1.37."), "{out}");
+    assert!(out.contains("Server Version: v"), "{out}");
+}
+
+#[tokio::test]
+async fn api_resources_lists_every_kind_with_its_short_names() {
+    let cluster = start().await;
+    let kubectl = Kubectl::new(&cluster);
+    let out = kubectl.ok(&["api-resources"]).await;
+    let table = rows(&out);
+    assert_eq!(table.first(), Some(&vec!["NAME", "SHORTNAMES", "APIVERSION", "NAMESPACED", "KIND"]), "{out}");
+    let expected: &[&[&str]] = &[
+        &["pods", "po", "v1", "true", "Pod"],
+        &["deployments", "deploy", "apps/v1", "true", "Deployment"],
+        &["replicasets", "rs", "apps/v1", "true", "ReplicaSet"],
+        &["namespaces", "ns", "v1", "false", "Namespace"],
+        &["nodes", "no", "v1", "false", "Node"],
+        &["services", "svc", "v1", "true", "Service"],
+        &["endpoints", "ep", "v1", "true", "Endpoints"],
+        &["events", "ev", "v1", "true", "Event"],
+        &["configmaps", "cm", "v1", "true", "ConfigMap"],
+        &["leases", "coordination.k8s.io/v1", "true", "Lease"],
+    ];
+    for want in expected {
+        let got = row_named(&table, want[0]);
+        assert_eq!(got.map(Vec::as_slice), Some(*want), "row for {} in:\n{out}", want[0]);
+    }
+    // Short names resolve through discovery, as users type them.
+    kubectl.ok(&["get", "po"]).await;
+    kubectl.ok(&["get", "deploy"]).await;
+}
+
+#[tokio::test]
+async fn create_pod_then_get_it_as_a_table_yaml_and_json() {
+    let cluster = start().await;
+    let kubectl = Kubectl::new(&cluster);
+    let pod = kubectl.manifest("pod.yaml", POD);
+
+    let out = kubectl.ok(&["create", "-f", &pod]).await;
+    assert_eq!(out.trim(), "pod/web created");
+
+    let again = kubectl.fails(&["create", "-f", &pod]).await;
+    assert!(again.stderr.contains("(AlreadyExists)"), "{}", again.describe());
+
+    let out = kubectl.ok(&["get", "pods"]).await;
+    let table = rows(&out);
+    assert_eq!(table.first().map(Vec::as_slice), Some(&["NAME", "READY", "STATUS", "RESTARTS", "AGE"][..]), "{out}");
+    assert!(row_named(&table, "web").is_some(), "no row for the pod in:\n{out}");
+    assert_eq!(table.len(), 2, "one header and one pod:\n{out}");
+
+    let one = kubectl.ok(&["get", "pod", "web"]).await;
+    assert!(row_named(&rows(&one), "web").is_some(), "{one}");
+
+    let yaml = kubectl.ok(&["get", "pod", "web", "-o", "yaml"]).await;
+    for needle in [
+        "apiVersion: v1",
+        "kind: Pod",
+        "  name: web",
+        "  namespace: default",
+        "  uid: ",
+        "  resourceVersion: ",
+        "  creationTimestamp: ",
+        "    app: web",
+        "image: busybox:1.37",
+    ] {
+        assert!(yaml.contains(needle), "{needle:?} missing from:\n{yaml}");
+    }
+
+    let json: Value = serde_json::from_str(&kubectl.ok(&["get", "pod", "web", "-o", "json"]).await).expect("JSON");
+    assert_eq!(json["metadata"]["name"], "web");
+    assert_eq!(json["spec"]["containers"][0]["name"], "main");
+
+    let names = kubectl.ok(&["get", "pods", "-o", "name"]).await;
+    assert_eq!(names.trim(), "pod/web");
+
+    let missing = kubectl.fails(&["get", "pod", "nope"]).await;
+    assert!(missing.stderr.contains("(NotFound)") && missing.stderr.contains("\"nope\""), "{}", missing.describe());
+}
+
+#[tokio::test]
+async fn apply_reports_created_configured_and_unchanged() {
+    let cluster = start().await;
+    let kubectl = Kubectl::new(&cluster);
+    let api = Api::new(cluster.url());
+    let path = "/apis/apps/v1/namespaces/default/deployments/web";
+
+    let first = kubectl.manifest("web-v1.yaml", &deployment("web", "busybox:1.37"));
+    assert_eq!(kubectl.ok(&["apply", "-f", &first]).await.trim(), "deployment.apps/web created");
+    let created = get_object(&api, path).await;
+    let last_applied = created["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(last_applied.contains("\"tier\":\"web\""), "last-applied annotation: {created}");
+    assert_eq!(created["metadata"]["generation"], 1, "{created}");
+
+    assert_eq!(kubectl.ok(&["apply", "-f", &first]).await.trim(), "deployment.apps/web unchanged");
+
+    let relabelled = kubectl.manifest("web-v2.yaml", &deployment("frontend", "busybox:1.37"));
+    assert_eq!(kubectl.ok(&["apply", "-f", &relabelled]).await.trim(), "deployment.apps/web configured");
+    let object = get_object(&api, path).await;
+    assert_eq!(object["metadata"]["labels"]["tier"], "frontend", "{object}");
+    assert_eq!(object["metadata"]["labels"]["app"], "web", "{object}");
+    assert_eq!(object["metadata"]["generation"], 1, "a label change is not a spec change: {object}");
+
+    assert_eq!(kubectl.ok(&["apply", "-f", &relabelled]).await.trim(), "deployment.apps/web unchanged");
+
+    let new_image = kubectl.manifest("web-v3.yaml", &deployment("frontend", "busybox:1.36"));
+    assert_eq!(kubectl.ok(&["apply", "-f", &new_image]).await.trim(), "deployment.apps/web configured");
+    let object = get_object(&api, path).await;
+    let containers = object["spec"]["template"]["spec"]["containers"].as_array().cloned().unwrap_or_default();
+    assert_eq!(containers.len(), 1, "{object}");
+    assert_eq!(containers[0]["image"], "busybox:1.36", "{object}");
+    assert_eq!(containers[0]["command"], json!(["httpd", "-f", "-p", "8080"]), "{object}");
+    assert_eq!(object["metadata"]["generation"], 2, "a spec change bumps generation: {object}");
+
+    let out = kubectl.ok(&["get", "deployments"]).await;
+    let table = rows(&out);
+    assert_eq!(
+        table.first().map(Vec::as_slice),
+        Some(&["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"][..]),
+        "{out}"
+    );
+    assert!(row_named(&table, "web").is_some(), "{out}");
+}
+
+/// Reads `kubectl get -w` output line by line in the background.
+struct WatchOutput {
+    lines: mpsc::UnboundedReceiver<String>,
+    seen: Vec<String>,
+}
+
+impl WatchOutput {
+    /// Waits until a line (new since the last call) satisfies `wanted`; fails after a timeout.
+    async fn wait_for(&mut self, what: &str, wanted: impl Fn(&str) -> bool) -> String {
+        let deadline = tokio::time::Instant::now() + WATCH_LINE_TIMEOUT;
+        loop {
+            match tokio::time::timeout_at(deadline, self.lines.recv()).await {
+                Ok(Some(line)) => {
+                    self.seen.push(line.clone());
+                    if wanted(&line) {
+                        return line;
+                    }
+                }
+                Ok(None) => panic!("kubectl get -w ended before {what}; it printed:\n{}", self.seen.join("\n")),
+                Err(_) => {
+                    panic!("no {what} within {WATCH_LINE_TIMEOUT:?}; kubectl get -w printed:\n{}", self.seen.join("\n"))
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn get_pods_watch_prints_changes_made_after_it_started() {
+    let cluster = start().await;
+    let kubectl = Kubectl::new(&cluster);
+    let api = Api::new(cluster.url());
+    let pod = kubectl.manifest("pod.yaml", POD);
+    kubectl.ok(&["create", "-f", &pod]).await;
+
+    let mut child = kubectl.command(&["get", "pods", "-w"]).spawn().expect("kubectl get -w starts");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (sender, lines) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut reader = BufReader::new(stdout).lines();
+        while let Ok(Some(line)) = reader.next_line().await {
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut output = WatchOutput { lines, seen: Vec::new() };
+
+    let header = output.wait_for("the header line", |line| line.starts_with("NAME")).await;
+    assert!(header.split_whitespace().eq(["NAME", "READY", "STATUS", "RESTARTS", "AGE"]), "{header}");
+    output.wait_for("the existing pod's row", |line| line.starts_with("web ")).await;
+
+    // A change through kubectl (a merge patch of the labels) arrives as a new row for the pod.
+    assert_eq!(kubectl.ok(&["label", "pod", "web", "color=blue"]).await.trim(), "pod/web labeled");
+    output.wait_for("a second row for web after `kubectl label`", |line| line.starts_with("web ")).await;
+
+    // A pod created through the API appears as a new row.
+    let second = json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "second", "labels": {"app": "second"}},
+        "spec": {"containers": [{"name": "main", "image": "busybox:1.37"}]},
+    });
+    let (status, body) = api.post("/api/v1/namespaces/default/pods", &second).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    output.wait_for("a row for the pod created through the API", |line| line.starts_with("second ")).await;
+
+    assert!(child.try_wait().expect("try_wait").is_none(), "kubectl get -w exited early:\n{}", output.seen.join("\n"));
+    child.kill().await.expect("kubectl get -w killed");
+}
+
+#[tokio::test]
+async fn patch_applies_strategic_merge_json_merge_and_json_patches() {
+    let cluster = start().await;
+    let kubectl = Kubectl::new(&cluster);
+    let api = Api::new(cluster.url());
+    let path = "/apis/apps/v1/namespaces/default/deployments/web";
+    let manifest = kubectl.manifest("web.yaml", &deployment("web", "busybox:1.37"));
+    assert_eq!(kubectl.ok(&["create", "-f", &manifest]).await.trim(), "deployment.apps/web created");
+
+    // Strategic merge (kubectl's default): containers merge by name, so `command` survives.
+    let strategic = r#"{"spec":{"template":{"spec":{"containers":[{"name":"httpd","image":"busybox:1.36"}]}}}}"#;
+    let out = kubectl.ok(&["patch", "deployment", "web", "-p", strategic]).await;
+    assert_eq!(out.trim(), "deployment.apps/web patched");
+    let object = get_object(&api, path).await;
+    let containers = &object["spec"]["template"]["spec"]["containers"];
+    assert_eq!(containers.as_array().map(Vec::len), Some(1), "{object}");
+    assert_eq!(containers[0]["image"], "busybox:1.36", "{object}");
+    assert_eq!(containers[0]["command"], json!(["httpd", "-f", "-p", "8080"]), "merged by name: {object}");
+
+    // JSON merge patch: maps merge, null deletes a key.
+    let merge = r#"{"metadata":{"labels":{"patched":"merge","tier":null}}}"#;
+    let out = kubectl.ok(&["patch", "deployment", "web", "--type", "merge", "-p", merge]).await;
+    assert_eq!(out.trim(), "deployment.apps/web patched");
+    let object = get_object(&api, path).await;
+    assert_eq!(object["metadata"]["labels"], json!({"app": "web", "patched": "merge"}), "{object}");
+
+    // JSON patch (RFC 6902).
+    let json_patch = r#"[{"op":"replace","path":"/spec/replicas","value":3}]"#;
+    let out = kubectl.ok(&["patch", "deployment", "web", "--type", "json", "-p", json_patch]).await;
+    assert_eq!(out.trim(), "deployment.apps/web patched");
+    let object = get_object(&api, path).await;
+    assert_eq!(object["spec"]["replicas"], 3, "{object}");
+
+    // A patch of something that does not exist is a NotFound, not a crash.
+    let missing = kubectl.fails(&["patch", "deployment", "nope", "--type", "merge", "-p", merge]).await;
+    assert!(missing.stderr.contains("(NotFound)"), "{}", missing.describe());
+}
+
+#[tokio::test]
+async fn delete_pod_completes_and_the_pod_is_gone() {
+    let cluster = start().await;
+    let kubectl = Kubectl::new(&cluster);
+    let api = Api::new(cluster.url());
+    let pod = kubectl.manifest("pod.yaml", POD);
+    kubectl.ok(&["create", "-f", &pod]).await;
+
+    // kubectl waits for the deletion (a watch on the pod) before it prints and exits.
+    let out = kubectl.ok(&["delete", "pod", "web", "--timeout=60s"]).await;
+    assert!(out.starts_with("pod \"web\" deleted"), "{out}");
+
+    let (status, body) = api.get("/api/v1/namespaces/default/pods/web").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let gone = kubectl.fails(&["get", "pod", "web"]).await;
+    assert!(gone.stderr.contains("(NotFound)"), "{}", gone.describe());
+
+    let again = kubectl.fails(&["delete", "pod", "web"]).await;
+    assert!(again.stderr.contains("(NotFound)"), "{}", again.describe());
+}
+
+#[tokio::test]
+async fn apply_server_side_creates_then_updates() {
+    let cluster = start().await;
+    let kubectl = Kubectl::new(&cluster);
+    let api = Api::new(cluster.url());
+    let path = "/api/v1/namespaces/default/configmaps/settings";
+
+    let v1 = kubectl.manifest("settings-v1.yaml", &config_map("settings", "hello"));
+    let out = kubectl.ok(&["apply", "--server-side", "-f", &v1]).await;
+    assert_eq!(out.trim(), "configmap/settings serverside-applied");
+    assert_eq!(get_object(&api, path).await["data"], json!({"greeting": "hello"}));
+
+    let v2 = kubectl.manifest("settings-v2.yaml", &config_map("settings", "goodbye"));
+    let out = kubectl.ok(&["apply", "--server-side", "-f", &v2]).await;
+    assert_eq!(out.trim(), "configmap/settings serverside-applied");
+    assert_eq!(get_object(&api, path).await["data"], json!({"greeting": "goodbye"}));
+
+    // An object first applied client-side (it carries the last-applied annotation) can move to
+    // server-side apply; kubectl then also patches that annotation under its own field manager.
+    let client_side = kubectl.manifest("other.yaml", &config_map("other", "client"));
+    assert_eq!(kubectl.ok(&["apply", "-f", &client_side]).await.trim(), "configmap/other created");
+    let server_side = kubectl.manifest("other-ssa.yaml", &config_map("other", "server"));
+    let out = kubectl.ok(&["apply", "--server-side", "-f", &server_side]).await;
+    assert_eq!(out.trim(), "configmap/other serverside-applied");
+    let other = get_object(&api, "/api/v1/namespaces/default/configmaps/other").await;
+    assert_eq!(other["data"], json!({"greeting": "server"}), "{other}");
+}
+
+#[tokio::test]
+async fn example_manifests_apply_and_reapply_unchanged() {
+    let cluster = start().await;
+    let kubectl = Kubectl::new(&cluster);
+    let dir = manifests_dir();
+    let dir = dir.to_str().expect("UTF-8 path");
+
+    let out = kubectl.ok(&["apply", "-f", dir]).await;
+    let created: Vec<&str> = out.lines().collect();
+    assert!(!created.is_empty() && created.iter().all(|line| line.ends_with(" created")), "{out}");
+    for object in ["namespace/rkube-lab", "pod/hello", "deployment.apps/web", "service/web", "configmap/web-settings"] {
+        assert!(out.contains(&format!("{object} created")), "{object} missing from:\n{out}");
+    }
+
+    let out = kubectl.ok(&["apply", "-f", dir]).await;
+    assert!(out.lines().all(|line| line.ends_with(" unchanged")), "{out}");
+    assert_eq!(out.lines().count(), created.len(), "{out}");
+
+    kubectl.ok(&["get", "-f", dir]).await;
+}
+
+fn manifests_dir() -> PathBuf {
+    let dir = repo_root().join("manifests");
+    assert!(Path::new(&dir).is_dir(), "{} is missing", dir.display());
+    dir
+}
