@@ -126,8 +126,10 @@ async fn serve(
                 let ns = namespace::begin_deletion(state, &name, dry_run).await?;
                 return Ok(json(StatusCode::OK, &ns));
             }
-            let (obj, gone) = rest::delete(state, &req, &name, &options, dry_run).await?;
-            Ok(json(if gone { StatusCode::OK } else { StatusCode::ACCEPTED }, &obj))
+            // 200 whether the object is gone or only marked, as Kubernetes answers
+            // (it keeps 202 for the deprecated orphanDependents=false).
+            let (obj, _gone) = rest::delete(state, &req, &name, &options, dry_run).await?;
+            Ok(json(StatusCode::OK, &obj))
         }
         (Verb::DeleteCollection, None) => {
             let bytes = read_body(body, headers, limit).await?;

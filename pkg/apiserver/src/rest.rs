@@ -11,7 +11,7 @@
 //! - an object with finalizers, or a pod bound to a node, is only marked for deletion
 //!   (`deletionTimestamp`); it goes when its finalizers are gone and its grace period is 0.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::DeleteOptions;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{DeleteOptions, ObjectMeta};
 use rkube_api::Subresource;
 use rkube_api::registry::ResourceDef;
 use rkube_api::selector::{FieldSelector, LabelSelector};
@@ -211,6 +211,28 @@ pub fn check_type_meta(res: &ResourceDef, body: &mut Value) -> Result<(), ApiErr
     Ok(())
 }
 
+/// Fails with a 400 unless `metadata` (when present) is an `ObjectMeta`: an object whose
+/// fields have the right types. Checked before the server touches any metadata field.
+pub fn check_metadata_shape(body: &Value) -> Result<(), ApiError> {
+    match body.get("metadata") {
+        None | Some(Value::Null) => Ok(()),
+        Some(meta) => serde_json::from_value::<ObjectMeta>(meta.clone())
+            .map(|_| ())
+            .map_err(|e| ApiError::BadRequest(format!("invalid metadata: {e}"))),
+    }
+}
+
+/// Fails with a 400 unless the body names the object of the URL.
+fn check_name(body: &Value, name: &str) -> Result<(), ApiError> {
+    let body_name = meta_str(body, "name");
+    if body_name != name {
+        return Err(ApiError::BadRequest(format!(
+            "the name of the object ({body_name}) does not match the name on the URL ({name})"
+        )));
+    }
+    Ok(())
+}
+
 /// Makes the body's namespace the request's (a different one is a 400).
 fn check_namespace(req: &ResourceRequest, body: &mut Value) -> Result<(), ApiError> {
     let meta = metadata_mut(body);
@@ -274,6 +296,7 @@ fn unknown_field_check(opts: &WriteOptions, unknown: Vec<String>) -> Result<Vec<
 pub async fn create(state: &ApiState, req: &ResourceRequest, mut body: Value, opts: &WriteOptions) -> Result<Written, ApiError> {
     let res = req.resource;
     check_type_meta(res, &mut body)?;
+    check_metadata_shape(&body)?;
     check_namespace(req, &mut body)?;
     let meta = metadata_mut(&mut body);
     let generate = meta.get("generateName").and_then(Value::as_str).unwrap_or_default().to_string();
@@ -316,13 +339,9 @@ pub async fn update(
     opts: &WriteOptions,
 ) -> Result<Written, ApiError> {
     check_type_meta(req.resource, &mut body)?;
+    check_metadata_shape(&body)?;
+    check_name(&body, name)?;
     check_namespace(req, &mut body)?;
-    let body_name = meta_str(&body, "name");
-    if !body_name.is_empty() && body_name != name {
-        return Err(ApiError::BadRequest(format!(
-            "the name of the object ({body_name}) does not match the name on the URL ({name})"
-        )));
-    }
     let precondition = match meta_str(&body, "resourceVersion") {
         "" => None,
         rv => Some(parse_rv(rv)?),
@@ -398,6 +417,8 @@ pub fn prepare_update(
 ) -> Result<(Value, Vec<String>), ApiError> {
     let name = name(old).to_string();
     let target = Target::new(res, &name);
+    check_metadata_shape(&desired)?;
+    check_name(&desired, &name)?;
     let mut new = match sub {
         // `/status` changes the status and nothing else.
         Some(Subresource::Status) => {
