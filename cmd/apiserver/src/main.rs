@@ -71,7 +71,8 @@ async fn main() -> anyhow::Result<()> {
         endpoints: flags.etcd_servers.clone(),
         request_timeout: Duration::from_secs(flags.etcd_request_timeout_seconds.max(1)),
     };
-    let store = EtcdStore::connect(&etcd).await.with_context(|| format!("connecting to etcd at {:?}", flags.etcd_servers))?;
+    let store =
+        EtcdStore::connect(&etcd).await.with_context(|| format!("connecting to etcd at {:?}", flags.etcd_servers))?;
     let config = Config {
         etcd_prefix: flags.etcd_prefix.clone(),
         max_body_bytes: flags.max_request_body_bytes,

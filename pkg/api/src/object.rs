@@ -200,7 +200,10 @@ mod tests {
 
     #[test]
     fn field_error_messages_read_like_kubernetes() {
-        assert_eq!(FieldError::required("spec.containers[0].image", "").to_string(), "spec.containers[0].image: Required value");
+        assert_eq!(
+            FieldError::required("spec.containers[0].image", "").to_string(),
+            "spec.containers[0].image: Required value"
+        );
         assert_eq!(
             FieldError::not_supported("spec.restartPolicy", "X", &["Always", "Never"]).to_string(),
             "spec.restartPolicy: Unsupported value: \"X\": supported values: \"Always\", \"Never\""

@@ -84,7 +84,11 @@ impl ResourceDef {
 
     /// The URL prefix of the group version: `/api/v1` or `/apis/<group>/<version>`.
     pub fn path_prefix(&self) -> String {
-        if self.group.is_empty() { format!("/api/{}", self.version) } else { format!("/apis/{}/{}", self.group, self.version) }
+        if self.group.is_empty() {
+            format!("/api/{}", self.version)
+        } else {
+            format!("/apis/{}/{}", self.group, self.version)
+        }
     }
 
     /// The kind of a list of these objects, e.g. `PodList`.

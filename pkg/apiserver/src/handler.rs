@@ -25,7 +25,13 @@ use crate::table::{self, IncludeObject};
 use crate::watch;
 
 /// Serves one request under `/api` or `/apis`, recording its metrics.
-pub async fn api(State(state): State<Arc<ApiState>>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
+pub async fn api(
+    State(state): State<Arc<ApiState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let started = Instant::now();
     let query = Query::parse(uri.query());
     let target = request::parse_path(uri.path());
@@ -41,7 +47,9 @@ pub async fn api(State(state): State<Arc<ApiState>>, method: Method, uri: Uri, h
         Err(_) => ("unknown", "unknown".to_string()),
     };
     let response = match target {
-        Ok(target) => serve(&state, &method, target, &query, &headers, body).await.unwrap_or_else(IntoResponse::into_response),
+        Ok(target) => {
+            serve(&state, &method, target, &query, &headers, body).await.unwrap_or_else(IntoResponse::into_response)
+        }
         Err(e) => e.into_response(),
     };
     let code = response.status().as_u16().to_string();
@@ -80,7 +88,9 @@ async fn serve(
             let obj = rest::get(state, &req, &name).await?;
             Ok(render_object(&req, obj, rendering, include))
         }
-        (Verb::Get, Some(Subresource::Scale)) => Ok(json(StatusCode::OK, &subresource::get_scale(state, &req, &name).await?)),
+        (Verb::Get, Some(Subresource::Scale)) => {
+            Ok(json(StatusCode::OK, &subresource::get_scale(state, &req, &name).await?))
+        }
         (Verb::List, None) => {
             let listed = rest::list(state, &req, query).await?;
             Ok(render_list(&req, listed, rendering, include))
@@ -113,8 +123,12 @@ async fn serve(
                 Some(Subresource::Scale) => {
                     Ok(json(StatusCode::OK, &subresource::patch_scale(state, &req, &name, &patch, &opts).await?))
                 }
-                None | Some(Subresource::Status) => Ok(written(&req, patch_object(state, &req, &name, &patch, query, &opts).await?, rendering)),
-                Some(Subresource::Binding) => Err(ApiError::MethodNotAllowed("PATCH is not supported on pods/binding".into())),
+                None | Some(Subresource::Status) => {
+                    Ok(written(&req, patch_object(state, &req, &name, &patch, query, &opts).await?, rendering))
+                }
+                Some(Subresource::Binding) => {
+                    Err(ApiError::MethodNotAllowed("PATCH is not supported on pods/binding".into()))
+                }
             }
         }
         (Verb::Delete, None) => {
@@ -161,7 +175,8 @@ async fn patch_object(
     }
     let target = ErrorTarget::new(req.resource, name);
     let kind = req.resource.kind;
-    let result = rest::guaranteed_update(state, req, name, None, opts, |current| patch.apply_to(kind, current, &target)).await;
+    let result =
+        rest::guaranteed_update(state, req, name, None, opts, |current| patch.apply_to(kind, current, &target)).await;
     match result {
         Err(ApiError::NotFound(_)) if patch.kind == PatchType::Apply && req.subresource.is_none() => {
             let mut body = patch.document.clone();
@@ -213,7 +228,12 @@ fn table_response(table: Value) -> Response {
 fn written(req: &ResourceRequest, written: Written, rendering: Rendering) -> Response {
     let code = if written.created { StatusCode::CREATED } else { StatusCode::OK };
     let mut response = match rendering {
-        Rendering::Table => table_response(table::table(req.resource, std::slice::from_ref(&written.object), None, IncludeObject::Metadata)),
+        Rendering::Table => table_response(table::table(
+            req.resource,
+            std::slice::from_ref(&written.object),
+            None,
+            IncludeObject::Metadata,
+        )),
         Rendering::Json => json(code, &written.object),
     };
     *response.status_mut() = code;

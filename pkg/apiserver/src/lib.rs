@@ -28,8 +28,8 @@ pub mod table;
 pub mod watch;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, OnceLock};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::Router;
@@ -86,6 +86,8 @@ pub struct ApiState {
     pub shutdown: CancellationToken,
     /// Wakes the namespace cleaner after a namespace is marked for deletion.
     pub namespace_cleaner: Notify,
+    /// Namespaces known to be active (see [`namespace::NamespaceCache`]).
+    pub namespace_cache: namespace::NamespaceCache,
     /// Set once the built-in namespaces exist.
     bootstrapped: AtomicBool,
     openapi: OnceLock<(Value, BTreeMap<String, Value>)>,
@@ -108,6 +110,7 @@ impl ApiState {
             registry,
             shutdown,
             namespace_cleaner: Notify::new(),
+            namespace_cache: namespace::NamespaceCache::default(),
             bootstrapped: AtomicBool::new(false),
             openapi: OnceLock::new(),
         })
@@ -151,7 +154,9 @@ async fn readyz(State(state): State<Arc<ApiState>>) -> Response {
     let ping = tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await;
     match ping {
         Ok(Ok(())) if state.bootstrapped.load(Ordering::Acquire) => "ok".into_response(),
-        Ok(Ok(())) => (StatusCode::SERVICE_UNAVAILABLE, "not ready: creating the built-in namespaces\n").into_response(),
+        Ok(Ok(())) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "not ready: creating the built-in namespaces\n").into_response()
+        }
         Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: etcd: {e}\n")).into_response(),
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "not ready: etcd did not answer within 2s\n").into_response(),
     }
@@ -186,10 +191,13 @@ async fn openapi_document(State(state): State<Arc<ApiState>>, Path(path): Path<S
 pub async fn serve(listener: TcpListener, state: Arc<ApiState>) -> std::io::Result<()> {
     let bootstrap = tokio::spawn(bootstrap(state.clone()));
     let cleaner = tokio::spawn(namespace::run_cleaner(state.clone(), state.config.namespace_cleanup_interval));
+    let cache = tokio::spawn(namespace::run_cache(state.clone()));
     let shutdown = state.shutdown.clone();
-    let result = axum::serve(listener, router(state)).with_graceful_shutdown(async move { shutdown.cancelled().await }).await;
+    let result =
+        axum::serve(listener, router(state)).with_graceful_shutdown(async move { shutdown.cancelled().await }).await;
     bootstrap.abort();
     cleaner.abort();
+    cache.abort();
     result
 }
 

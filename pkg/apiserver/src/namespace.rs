@@ -50,7 +50,9 @@ pub async fn ensure_initial(state: &ApiState) -> Result<(), ApiError> {
 pub async fn begin_deletion(state: &ApiState, name: &str, dry_run: bool) -> Result<Value, ApiError> {
     let res = namespaces()?;
     if PROTECTED.contains(&name) {
-        return Err(ApiError::Forbidden(format!("namespaces \"{name}\" is forbidden: this namespace may not be deleted")));
+        return Err(ApiError::Forbidden(format!(
+            "namespaces \"{name}\" is forbidden: this namespace may not be deleted"
+        )));
     }
     let req = ResourceRequest { resource: res, namespace: None, name: Some(name.into()), subresource: None };
     let key = rest::key(state, &req, name);
@@ -108,7 +110,8 @@ async fn clean_one(state: &ApiState, namespace: &str) -> Result<(), ApiError> {
     let mut remaining = 0;
     let options = DeleteOptions::default();
     for res in registry::resources().iter().filter(|r| r.namespaced) {
-        let req = ResourceRequest { resource: res, namespace: Some(namespace.to_string()), name: None, subresource: None };
+        let req =
+            ResourceRequest { resource: res, namespace: Some(namespace.to_string()), name: None, subresource: None };
         let page = state.store.list(&rest::prefix(state, &req), ListOptions::default()).await?;
         for kv in &page.items {
             remaining += 1;
@@ -141,5 +144,83 @@ async fn clean_one(state: &ApiState, namespace: &str) -> Result<(), ApiError> {
         // Changed meanwhile (or already gone): the next round looks again.
         Err(rkube_storage::Error::Conflict { .. } | rkube_storage::Error::NotFound { .. }) => Ok(()),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Which namespaces exist and whether they are terminating, kept current by a watch, so
+/// that creating an object does not cost an extra etcd read (Kubernetes' namespace
+/// lifecycle admission does the same with an informer).
+///
+/// It may lag behind etcd by a moment: a miss, or a namespace seen as terminating, is
+/// always checked against etcd; only "exists and is active" is trusted. An object created
+/// into a namespace whose deletion the cache has not seen yet is removed by the cleaner,
+/// which keeps deleting until the namespace is empty.
+#[derive(Debug, Default)]
+pub struct NamespaceCache {
+    active: std::sync::RwLock<std::collections::HashSet<String>>,
+}
+
+impl NamespaceCache {
+    /// Whether the cache has seen `name` existing and not terminating.
+    pub fn is_active(&self, name: &str) -> bool {
+        self.active.read().map(|set| set.contains(name)).unwrap_or(false)
+    }
+
+    fn record(&self, ns: &Value) {
+        let name = meta_str(ns, "name").to_string();
+        if let Ok(mut set) = self.active.write() {
+            if is_terminating(ns) {
+                set.remove(&name);
+            } else {
+                set.insert(name);
+            }
+        }
+    }
+
+    fn forget(&self, name: &str) {
+        if let Ok(mut set) = self.active.write() {
+            set.remove(name);
+        }
+    }
+
+    fn replace(&self, namespaces: &[Value]) {
+        if let Ok(mut set) = self.active.write() {
+            set.clear();
+            set.extend(namespaces.iter().filter(|ns| !is_terminating(ns)).map(|ns| meta_str(ns, "name").to_string()));
+        }
+    }
+}
+
+/// Keeps `state.namespace_cache` current until shutdown: list, then watch; relist after
+/// any error.
+pub async fn run_cache(state: Arc<ApiState>) {
+    use futures::StreamExt;
+    let prefix = state.keys.collection("namespaces", None);
+    loop {
+        let result: Result<(), ApiError> = async {
+            let page = state.store.list(&prefix, ListOptions::default()).await?;
+            let listed = page.items.iter().map(from_storage).collect::<Result<Vec<_>, _>>()?;
+            state.namespace_cache.replace(&listed);
+            let mut events = state.store.watch(&prefix, page.revision, None).await?;
+            while let Some(event) = events.next().await {
+                match event? {
+                    rkube_storage::WatchEvent::Put { kv, .. } => state.namespace_cache.record(&from_storage(&kv)?),
+                    rkube_storage::WatchEvent::Delete { key, .. } => {
+                        state.namespace_cache.forget(key.rsplit('/').next().unwrap_or_default())
+                    }
+                    rkube_storage::WatchEvent::Progress { .. } => {}
+                }
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "namespace cache watch ended; relisting");
+        }
+        state.namespace_cache.replace(&[]);
+        tokio::select! {
+            _ = state.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
     }
 }

@@ -130,7 +130,9 @@ mod tests {
                 let found = doc["paths"].as_object().expect("paths").values().any(|item| {
                     let patch = &item["patch"];
                     patch["x-kubernetes-group-version-kind"]["kind"] == res.kind
-                        && patch["parameters"].as_array().is_some_and(|p| p.iter().any(|q| q["name"] == "fieldValidation"))
+                        && patch["parameters"]
+                            .as_array()
+                            .is_some_and(|p| p.iter().any(|q| q["name"] == "fieldValidation"))
                 });
                 assert!(found, "{} has no patch operation with fieldValidation in {path}", res.kind);
             }

@@ -64,7 +64,9 @@ impl Patch {
         };
         match (kind, &document) {
             (PatchType::Json, Value::Array(_)) => {}
-            (PatchType::Json, _) => return Err(ApiError::BadRequest("a JSON patch must be a JSON array of operations".into())),
+            (PatchType::Json, _) => {
+                return Err(ApiError::BadRequest("a JSON patch must be a JSON array of operations".into()));
+            }
             (_, Value::Object(_)) => {}
             _ => return Err(ApiError::BadRequest("the patch must be a JSON object".into())),
         }
@@ -84,8 +86,9 @@ impl Patch {
             }
             PatchType::Merge => json_patch::merge(&mut patched, &self.document),
             PatchType::Strategic | PatchType::Apply => {
-                patched = rkube_api::patch::strategic_merge(kind, current, &self.document)
-                    .map_err(|e| ApiError::BadRequest(format!("the strategic merge patch could not be applied: {e}")))?;
+                patched = rkube_api::patch::strategic_merge(kind, current, &self.document).map_err(|e| {
+                    ApiError::BadRequest(format!("the strategic merge patch could not be applied: {e}"))
+                })?;
             }
         }
         if !patched.is_object() {

@@ -63,9 +63,9 @@ pub fn parse_path(path: &str) -> Result<Target, ApiError> {
     let name = rest.get(1).map(|s| (*s).to_string());
     let subresource = match rest.get(2) {
         None => None,
-        Some(sub) => Some(
-            resource.subresources.iter().copied().find(|s| s.name() == *sub).ok_or(ApiError::NoSuchResource)?,
-        ),
+        Some(sub) => {
+            Some(resource.subresources.iter().copied().find(|s| s.name() == *sub).ok_or(ApiError::NoSuchResource)?)
+        }
     };
     if rest.len() > 3 {
         return Err(ApiError::NoSuchResource);
@@ -170,7 +170,9 @@ impl Query {
     pub fn int(&self, key: &str) -> Result<Option<i64>, ApiError> {
         match self.get(key) {
             None => Ok(None),
-            Some(v) => v.parse().map(Some).map_err(|_| ApiError::BadRequest(format!("invalid {key} {v:?}: not an integer"))),
+            Some(v) => {
+                v.parse().map(Some).map_err(|_| ApiError::BadRequest(format!("invalid {key} {v:?}: not an integer")))
+            }
         }
     }
 }
@@ -232,10 +234,8 @@ pub fn content_type(headers: &HeaderMap) -> Option<String> {
 /// Reads the whole body, refusing more than `limit` bytes with a 413.
 pub async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<bytes::Bytes, ApiError> {
     let too_large = || ApiError::TooLarge(format!("Request entity too large: limit is {limit}"));
-    let declared = headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
+    let declared =
+        headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|len| len > limit) {
         return Err(too_large());
     }
@@ -262,7 +262,8 @@ pub fn parse_object(bytes: &[u8], media: Option<&str>) -> Result<Value, ApiError
 
 /// Parses YAML (a superset of JSON) into a JSON value.
 pub fn parse_yaml(bytes: &[u8]) -> Result<Value, ApiError> {
-    serde_yaml_ng::from_slice(bytes).map_err(|e| ApiError::BadRequest(format!("the request body is not valid YAML: {e}")))
+    serde_yaml_ng::from_slice(bytes)
+        .map_err(|e| ApiError::BadRequest(format!("the request body is not valid YAML: {e}")))
 }
 
 #[cfg(test)]
@@ -298,14 +299,23 @@ mod tests {
     #[test]
     fn namespace_status_is_a_subresource_of_the_namespace() {
         let r = resource("/api/v1/namespaces/foo/status");
-        assert_eq!((r.resource.plural, r.name.as_deref(), r.subresource), ("namespaces", Some("foo"), Some(Subresource::Status)));
+        assert_eq!(
+            (r.resource.plural, r.name.as_deref(), r.subresource),
+            ("namespaces", Some("foo"), Some(Subresource::Status))
+        );
         let pods = resource("/api/v1/namespaces/foo/pods");
         assert_eq!((pods.resource.plural, pods.namespace.as_deref()), ("pods", Some("foo")));
     }
 
     #[test]
     fn unknown_resources_and_misplaced_scopes_are_not_found() {
-        for path in ["/api/v1/widgets", "/api/v1/namespaces/a/nodes", "/api/v1/pods/x", "/apis/apps/v1/namespaces/a/pods", "/api/v1/namespaces/a/pods/x/log/extra"] {
+        for path in [
+            "/api/v1/widgets",
+            "/api/v1/namespaces/a/nodes",
+            "/api/v1/pods/x",
+            "/apis/apps/v1/namespaces/a/pods",
+            "/api/v1/namespaces/a/pods/x/log/extra",
+        ] {
             assert!(matches!(parse_path(path), Err(ApiError::NoSuchResource)), "{path}");
         }
     }
@@ -321,7 +331,10 @@ mod tests {
     #[test]
     fn table_rendering_needs_the_meta_group() {
         let mut h = HeaderMap::new();
-        h.insert(http::header::ACCEPT, "application/json;as=Table;v=v1;g=meta.k8s.io,application/json".parse().unwrap());
+        h.insert(
+            http::header::ACCEPT,
+            "application/json;as=Table;v=v1;g=meta.k8s.io,application/json".parse().unwrap(),
+        );
         assert_eq!(Rendering::from_headers(&h), Rendering::Table);
         h.insert(http::header::ACCEPT, "application/json".parse().unwrap());
         assert_eq!(Rendering::from_headers(&h), Rendering::Json);

@@ -136,7 +136,11 @@ pub fn prefix(state: &ApiState, req: &ResourceRequest) -> String {
 
 /// Reads one object.
 pub async fn get(state: &ApiState, req: &ResourceRequest, name: &str) -> Result<Value, ApiError> {
-    let kv = state.store.get(&key(state, req, name)).await.map_err(|e| ApiError::from_storage(Target::new(req.resource, name), e))?;
+    let kv = state
+        .store
+        .get(&key(state, req, name))
+        .await
+        .map_err(|e| ApiError::from_storage(Target::new(req.resource, name), e))?;
     from_storage(&kv)
 }
 
@@ -151,7 +155,9 @@ pub async fn list(state: &ApiState, req: &ResourceRequest, query: &Query) -> Res
             None
         }
         (None, Some(_)) => {
-            return Err(ApiError::BadRequest("resourceVersionMatch is forbidden unless resourceVersion is provided".into()));
+            return Err(ApiError::BadRequest(
+                "resourceVersionMatch is forbidden unless resourceVersion is provided".into(),
+            ));
         }
         (None, None) => None,
     };
@@ -256,13 +262,17 @@ const NAME_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 
 fn generated_name(base: &str) -> String {
     let id = uuid::Uuid::new_v4();
-    let suffix: String = id.as_bytes()[..5].iter().map(|b| NAME_ALPHABET[usize::from(*b) % NAME_ALPHABET.len()] as char).collect();
+    let suffix: String =
+        id.as_bytes()[..5].iter().map(|b| NAME_ALPHABET[usize::from(*b) % NAME_ALPHABET.len()] as char).collect();
     format!("{base}{suffix}")
 }
 
 /// Fails unless the request's namespace exists and is not terminating.
 async fn ensure_namespace_active(state: &ApiState, req: &ResourceRequest) -> Result<(), ApiError> {
     let Some(ns) = req.namespace.as_deref() else { return Ok(()) };
+    if state.namespace_cache.is_active(ns) {
+        return Ok(());
+    }
     let key = state.keys.object("namespaces", None, ns);
     let namespaces = rkube_api::registry::lookup("", "v1", "namespaces").ok_or(ApiError::NoSuchResource)?;
     let kv = state.store.get(&key).await.map_err(|e| ApiError::from_storage(Target::new(namespaces, ns), e))?;
@@ -285,7 +295,8 @@ fn unknown_field_check(opts: &WriteOptions, unknown: Vec<String>) -> Result<Vec<
     if unknown.is_empty() || opts.field_validation == FieldValidation::Ignore {
         return Ok(Vec::new());
     }
-    let messages: Vec<String> = unknown.iter().map(|f| format!("unknown field {:?}", f.trim_start_matches('.'))).collect();
+    let messages: Vec<String> =
+        unknown.iter().map(|f| format!("unknown field {:?}", f.trim_start_matches('.'))).collect();
     match opts.field_validation {
         FieldValidation::Strict => Err(ApiError::BadRequest(format!("strict decoding error: {}", messages.join(", ")))),
         _ => Ok(messages),
@@ -293,7 +304,12 @@ fn unknown_field_check(opts: &WriteOptions, unknown: Vec<String>) -> Result<Vec<
 }
 
 /// Creates an object in the request's collection.
-pub async fn create(state: &ApiState, req: &ResourceRequest, mut body: Value, opts: &WriteOptions) -> Result<Written, ApiError> {
+pub async fn create(
+    state: &ApiState,
+    req: &ResourceRequest,
+    mut body: Value,
+    opts: &WriteOptions,
+) -> Result<Written, ApiError> {
     let res = req.resource;
     check_type_meta(res, &mut body)?;
     check_metadata_shape(&body)?;
@@ -310,7 +326,9 @@ pub async fn create(state: &ApiState, req: &ResourceRequest, mut body: Value, op
     meta.insert("uid".into(), Value::String(uuid::Uuid::new_v4().to_string()));
     meta.insert("creationTimestamp".into(), Value::String(now_rfc3339()));
     meta.insert("generation".into(), json!(1));
-    for server_owned in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "managedFields", "selfLink"] {
+    for server_owned in
+        ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "managedFields", "selfLink"]
+    {
         meta.remove(server_owned);
     }
     let target = Target::new(res, &object_name);
@@ -436,13 +454,13 @@ pub fn prepare_update(
         _ => {
             let mut new = desired;
             // The main resource ignores status changes when status is a subresource.
-            if res.has_subresource(Subresource::Status) {
-                if let Some(fields) = new.as_object_mut() {
-                    match old.get("status") {
-                        Some(status) => fields.insert("status".into(), status.clone()),
-                        None => fields.remove("status"),
-                    };
-                }
+            if res.has_subresource(Subresource::Status)
+                && let Some(fields) = new.as_object_mut()
+            {
+                match old.get("status") {
+                    Some(status) => fields.insert("status".into(), status.clone()),
+                    None => fields.remove("status"),
+                };
             }
             new
         }
@@ -450,7 +468,15 @@ pub fn prepare_update(
     check_type_meta(res, &mut new)?;
     let old_meta = old.get("metadata").and_then(Value::as_object).cloned().unwrap_or_default();
     let meta = metadata_mut(&mut new);
-    for owned in ["name", "namespace", "uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
+    for owned in [
+        "name",
+        "namespace",
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+    ] {
         match old_meta.get(owned) {
             Some(v) => meta.insert(owned.into(), v.clone()),
             None => meta.remove(owned),
@@ -577,7 +603,8 @@ fn check_preconditions(target: &Target, obj: &Value, options: &DeleteOptions) ->
     if let Some(uid) = &pre.uid
         && uid != meta_str(obj, "uid")
     {
-        let msg = format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {}", meta_str(obj, "uid"));
+        let msg =
+            format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {}", meta_str(obj, "uid"));
         return Err(ApiError::Conflict(target.clone(), msg));
     }
     if let Some(rv) = &pre.resource_version

@@ -34,9 +34,15 @@ pub fn scale_of(obj: &Value) -> Result<Value, ApiError> {
                 .and_then(|t| serde_json::from_value(t.clone()).ok()),
             ..Default::default()
         },
-        spec: Some(ScaleSpec { replicas: obj.pointer("/spec/replicas").and_then(Value::as_i64).and_then(|r| i32::try_from(r).ok()) }),
+        spec: Some(ScaleSpec {
+            replicas: obj.pointer("/spec/replicas").and_then(Value::as_i64).and_then(|r| i32::try_from(r).ok()),
+        }),
         status: Some(ScaleStatus {
-            replicas: obj.pointer("/status/replicas").and_then(Value::as_i64).and_then(|r| i32::try_from(r).ok()).unwrap_or(0),
+            replicas: obj
+                .pointer("/status/replicas")
+                .and_then(Value::as_i64)
+                .and_then(|r| i32::try_from(r).ok())
+                .unwrap_or(0),
             selector,
         }),
     };
@@ -45,7 +51,9 @@ pub fn scale_of(obj: &Value) -> Result<Value, ApiError> {
 
 fn replicas_of(scale: &Value) -> Result<Value, ApiError> {
     match scale.pointer("/spec/replicas") {
-        Some(Value::Number(n)) if n.as_i64().is_some_and(|r| r >= 0 && r <= i64::from(i32::MAX)) => Ok(Value::Number(n.clone())),
+        Some(Value::Number(n)) if n.as_i64().is_some_and(|r| r >= 0 && r <= i64::from(i32::MAX)) => {
+            Ok(Value::Number(n.clone()))
+        }
         Some(other) => Err(ApiError::BadRequest(format!("spec.replicas must be a non-negative integer, not {other}"))),
         None => Ok(json!(0)),
     }
@@ -128,7 +136,10 @@ pub async fn bind(state: &ApiState, req: &ResourceRequest, name: &str, body: Val
             return Err(ApiError::Conflict(target, format!("pod {name} is already assigned to node {assigned:?}")));
         }
         if is_terminating(&pod) {
-            return Err(ApiError::Conflict(target, format!("pod {name} is being deleted, cannot be assigned to a host")));
+            return Err(ApiError::Conflict(
+                target,
+                format!("pod {name} is being deleted, cannot be assigned to a host"),
+            ));
         }
         pod["spec"]["nodeName"] = Value::String(node.clone());
         set_scheduled_condition(&mut pod);
@@ -147,7 +158,8 @@ pub async fn bind(state: &ApiState, req: &ResourceRequest, name: &str, body: Val
 
 /// Sets the pod's `PodScheduled` condition to True, as the binding registry does.
 fn set_scheduled_condition(pod: &mut Value) {
-    let condition = json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now_rfc3339()});
+    let condition =
+        json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now_rfc3339()});
     if !pod.get("status").is_some_and(Value::is_object) {
         pod["status"] = json!({});
     }

@@ -121,7 +121,8 @@ pub async fn watch(
                 Ok(event) => translate(res, &filter, event, bookmarks, rendering),
                 Err(rkube_storage::Error::Expired { requested, compacted }) => {
                     *ended = true;
-                    let status = ApiError::Expired(format!("too old resource version: {requested} ({compacted})")).to_status();
+                    let status =
+                        ApiError::Expired(format!("too old resource version: {requested} ({compacted})")).to_status();
                     Some(line_of(&json!({"type": "ERROR", "object": status})))
                 }
                 Err(e) => {
@@ -154,7 +155,10 @@ impl Drop for WatchGuard {
     }
 }
 
-fn streaming_response(stream: impl Stream<Item = Result<Bytes, std::convert::Infallible>> + Send + 'static, rendering: Rendering) -> Response {
+fn streaming_response(
+    stream: impl Stream<Item = Result<Bytes, std::convert::Infallible>> + Send + 'static,
+    rendering: Rendering,
+) -> Response {
     let content_type = match rendering {
         Rendering::Table => table::CONTENT_TYPE,
         Rendering::Json => "application/json",
@@ -167,7 +171,13 @@ fn streaming_response(stream: impl Stream<Item = Result<Bytes, std::convert::Inf
 }
 
 /// The event a storage change becomes for a watcher with this filter, if any.
-fn translate(res: &'static ResourceDef, filter: &Filter, event: WatchEvent, bookmarks: bool, rendering: Rendering) -> Option<Bytes> {
+fn translate(
+    res: &'static ResourceDef,
+    filter: &Filter,
+    event: WatchEvent,
+    bookmarks: bool,
+    rendering: Rendering,
+) -> Option<Bytes> {
     match event {
         WatchEvent::Put { kv, prev } => {
             let new = from_storage(&kv).ok()?;
@@ -206,7 +216,9 @@ fn bookmark(res: &ResourceDef, revision: i64, initial_end: bool) -> Bytes {
     if initial_end {
         metadata["annotations"] = json!({"k8s.io/initial-events-end": "true"});
     }
-    line_of(&json!({"type": "BOOKMARK", "object": {"kind": res.kind, "apiVersion": res.api_version(), "metadata": metadata}}))
+    line_of(
+        &json!({"type": "BOOKMARK", "object": {"kind": res.kind, "apiVersion": res.api_version(), "metadata": metadata}}),
+    )
 }
 
 fn line_of(value: &Value) -> Bytes {

@@ -30,7 +30,8 @@ impl Continue {
         if doc.get("v").and_then(|v| v.as_str()) != Some("meta.k8s.io/v1") {
             return Err(invalid("unknown version"));
         }
-        let revision = doc.get("rv").and_then(|v| v.as_i64()).filter(|rv| *rv > 0).ok_or_else(|| invalid("no revision"))?;
+        let revision =
+            doc.get("rv").and_then(|v| v.as_i64()).filter(|rv| *rv > 0).ok_or_else(|| invalid("no revision"))?;
         let start = doc.get("start").and_then(|v| v.as_str()).ok_or_else(|| invalid("no start key"))?;
         if start.is_empty() || start.starts_with('/') || start.split('/').any(|part| part == "..") {
             return Err(invalid("bad start key"));

@@ -48,11 +48,9 @@ fn map_err(e: etcd_client::Error) -> Error {
             let msg = status.message().to_string();
             match status.code() {
                 Code::OutOfRange if msg.contains("compacted") => Error::Expired { requested: 0, compacted: 0 },
-                Code::Unavailable
-                | Code::DeadlineExceeded
-                | Code::Cancelled
-                | Code::Unknown
-                | Code::Aborted => Error::Unavailable(msg),
+                Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown | Code::Aborted => {
+                    Error::Unavailable(msg)
+                }
                 _ => Error::Internal(format!("{:?}: {msg}", status.code())),
             }
         }
@@ -65,7 +63,12 @@ fn map_err(e: etcd_client::Error) -> Error {
 
 fn to_kv(kv: &etcd_client::KeyValue) -> Result<KeyValue> {
     let key = kv.key_str().map_err(|e| Error::Internal(format!("non UTF-8 key: {e}")))?.to_string();
-    Ok(KeyValue { key, value: kv.value().to_vec(), mod_revision: kv.mod_revision(), create_revision: kv.create_revision() })
+    Ok(KeyValue {
+        key,
+        value: kv.value().to_vec(),
+        mod_revision: kv.mod_revision(),
+        create_revision: kv.create_revision(),
+    })
 }
 
 /// The first key after every key that starts with `prefix`.
@@ -134,11 +137,7 @@ impl Store for EtcdStore {
             .and_then([TxnOp::put(key, value, None)])
             .or_else([TxnOp::get(key, None)]);
         let resp = self.txn(txn).await?;
-        if resp.succeeded() {
-            revision_of(resp.header())
-        } else {
-            Err(Error::AlreadyExists { key: key.to_string() })
-        }
+        if resp.succeeded() { revision_of(resp.header()) } else { Err(Error::AlreadyExists { key: key.to_string() }) }
     }
 
     async fn get(&self, key: &str) -> Result<KeyValue> {
