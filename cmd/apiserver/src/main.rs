@@ -46,6 +46,11 @@ struct Flags {
     #[arg(long, default_value_t = 10)]
     etcd_request_timeout_seconds: u64,
 
+    /// How often to compact etcd's history, in seconds (history older than one interval
+    /// is discarded, as the Kubernetes apiserver does); 0 never compacts.
+    #[arg(long, default_value_t = 300)]
+    etcd_compaction_interval_seconds: u64,
+
     /// Log format: `text` for people, `json` for machines.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -77,6 +82,8 @@ async fn main() -> anyhow::Result<()> {
         etcd_prefix: flags.etcd_prefix.clone(),
         max_body_bytes: flags.max_request_body_bytes,
         bookmark_interval: Duration::from_secs(flags.watch_bookmark_interval_seconds.max(1)),
+        compaction_interval: (flags.etcd_compaction_interval_seconds > 0)
+            .then(|| Duration::from_secs(flags.etcd_compaction_interval_seconds)),
         ..Config::default()
     };
     let shutdown = CancellationToken::new();

@@ -13,6 +13,7 @@
 //! Read the request path top-down: [`handler::api`] → [`request`] (what the path and query
 //! mean) → [`rest`] (the generic storage logic) → [`rkube_storage::Store`].
 
+pub mod compaction;
 pub mod discovery;
 pub mod error;
 pub mod handler;
@@ -57,6 +58,8 @@ pub struct Config {
     pub bookmark_interval: Duration,
     /// How often terminating namespaces are checked even when nothing wakes the cleaner.
     pub namespace_cleanup_interval: Duration,
+    /// How often etcd history is compacted; `None` never compacts.
+    pub compaction_interval: Option<Duration>,
 }
 
 impl Default for Config {
@@ -66,6 +69,7 @@ impl Default for Config {
             max_body_bytes: 3 * 1024 * 1024,
             bookmark_interval: Duration::from_secs(60),
             namespace_cleanup_interval: Duration::from_secs(5),
+            compaction_interval: Some(Duration::from_secs(300)),
         }
     }
 }
@@ -187,17 +191,22 @@ async fn openapi_document(State(state): State<Arc<ApiState>>, Path(path): Path<S
 }
 
 /// Serves the API on `listener` until `state.shutdown` is cancelled; also runs the
-/// start-up bootstrap (built-in namespaces) and the namespace cleaner.
+/// start-up bootstrap (built-in namespaces), the namespace cleaner and cache, and the
+/// etcd compactor.
 pub async fn serve(listener: TcpListener, state: Arc<ApiState>) -> std::io::Result<()> {
     let bootstrap = tokio::spawn(bootstrap(state.clone()));
     let cleaner = tokio::spawn(namespace::run_cleaner(state.clone(), state.config.namespace_cleanup_interval));
     let cache = tokio::spawn(namespace::run_cache(state.clone()));
+    let compactor = state.config.compaction_interval.map(|every| tokio::spawn(compaction::run(state.clone(), every)));
     let shutdown = state.shutdown.clone();
     let result =
         axum::serve(listener, router(state)).with_graceful_shutdown(async move { shutdown.cancelled().await }).await;
     bootstrap.abort();
     cleaner.abort();
     cache.abort();
+    if let Some(compactor) = compactor {
+        compactor.abort();
+    }
     result
 }
 

@@ -117,12 +117,6 @@ impl EtcdStore {
         Ok(None)
     }
 
-    /// Compacts etcd's history up to `revision` (used by tests and maintenance).
-    pub async fn compact(&self, revision: i64) -> Result<()> {
-        let mut kv = self.client.kv_client();
-        self.timed(kv.compact(revision, Some(etcd_client::CompactionOptions::new().with_physical()))).await?;
-        Ok(())
-    }
 }
 
 fn revision_of(header: Option<&etcd_client::ResponseHeader>) -> Result<i64> {
@@ -253,6 +247,15 @@ impl Store for EtcdStore {
 
     async fn ping(&self) -> Result<()> {
         self.current_revision().await.map(|_| ())
+    }
+
+    async fn compact(&self, revision: i64) -> Result<()> {
+        let mut kv = self.client.kv_client();
+        match self.timed(kv.compact(revision, Some(etcd_client::CompactionOptions::new()))).await {
+            // Someone (another apiserver) compacted further already: nothing to do.
+            Ok(_) | Err(Error::Expired { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 }
 

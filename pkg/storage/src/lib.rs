@@ -171,4 +171,8 @@ pub trait Store: Send + Sync {
 
     /// Whether the store answers at all (for `/readyz`).
     async fn ping(&self) -> Result<()>;
+
+    /// Discards history older than `revision`: watches and exact-revision reads from
+    /// before it then fail with [`Error::Expired`].
+    async fn compact(&self, revision: i64) -> Result<()>;
 }
