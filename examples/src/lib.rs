@@ -1,0 +1,1 @@
+//! Examples crate: see examples/README.md.
