@@ -1,0 +1,1 @@
+//! Work queue of keys for controllers (being written).
