@@ -30,6 +30,8 @@ use std::fmt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
 use serde_json::Value;
 
+use crate::validation::{is_qualified_name_part, matches_dns1123_subdomain};
+
 /// Why a label or field selector was rejected. Each message is one line and names the input.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SelectorError {
@@ -533,33 +535,6 @@ impl Parser<'_> {
     }
 }
 
-/// Whether `s` matches `([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]`.
-fn is_qualified_name_part(s: &str) -> bool {
-    let bytes = s.as_bytes();
-    match (bytes.first(), bytes.last()) {
-        (Some(first), Some(last)) => {
-            first.is_ascii_alphanumeric()
-                && last.is_ascii_alphanumeric()
-                && bytes.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        }
-        _ => false,
-    }
-}
-
-/// Whether `s` is a lowercase RFC 1123 subdomain (without the length check).
-fn is_dns1123_subdomain(s: &str) -> bool {
-    s.split('.').all(|label| {
-        let bytes = label.as_bytes();
-        match (bytes.first(), bytes.last()) {
-            (Some(first), Some(last)) => {
-                let edge = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
-                edge(first) && edge(last) && bytes.iter().all(|b| edge(b) || *b == b'-')
-            }
-            _ => false,
-        }
-    })
-}
-
 /// Validates a label key as a Kubernetes qualified name: an optional DNS-1123 subdomain
 /// prefix of at most 253 characters and `/`, then a name of at most 63 characters.
 fn validate_key(key: &str) -> Result<(), SelectorError> {
@@ -579,7 +554,7 @@ fn validate_key(key: &str) -> Result<(), SelectorError> {
             if prefix.len() > 253 {
                 return Err(invalid("prefix part must be no more than 253 characters"));
             }
-            if !is_dns1123_subdomain(prefix) {
+            if !matches_dns1123_subdomain(prefix) {
                 return Err(invalid(
                     "prefix part must be a lowercase RFC 1123 subdomain: lower case \
                      alphanumeric characters, '-' or '.', starting and ending with an \

@@ -99,7 +99,7 @@ fn is_label_shaped(value: &str) -> bool {
 }
 
 /// `([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]`
-fn is_qualified_name_part(value: &str) -> bool {
+pub(crate) fn is_qualified_name_part(value: &str) -> bool {
     let bytes = value.as_bytes();
     match (bytes.first(), bytes.last()) {
         (Some(first), Some(last)) => {
@@ -111,7 +111,8 @@ fn is_qualified_name_part(value: &str) -> bool {
     }
 }
 
-fn matches_dns1123_subdomain(value: &str) -> bool {
+/// Whether `value` is a lowercase RFC 1123 subdomain (without the length check).
+pub(crate) fn matches_dns1123_subdomain(value: &str) -> bool {
     value.split('.').all(is_label_shaped)
 }
 
@@ -405,46 +406,15 @@ fn selector_is_empty(selector: &LabelSelector) -> bool {
         && selector.match_expressions.as_ref().is_none_or(Vec::is_empty)
 }
 
-/// Whether `labels` satisfy `selector` (matchLabels and In/NotIn/Exists/DoesNotExist). An
-/// unknown operator matches nothing. Kept private: `crate::selector` is the general matcher.
+/// Whether `labels` satisfy `selector`; a selector that does not parse matches nothing
+/// (its own validation reports why).
 fn selector_matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
-    let labels_match = selector.match_labels.iter().flatten().all(|(k, v)| labels.get(k) == Some(v));
-    labels_match
-        && selector.match_expressions.iter().flatten().all(|requirement| {
-            let values = requirement.values.as_deref().unwrap_or_default();
-            let value = labels.get(&requirement.key);
-            match requirement.operator.as_str() {
-                "In" => value.is_some_and(|v| values.contains(v)),
-                "NotIn" => value.is_none_or(|v| !values.contains(v)),
-                "Exists" => value.is_some(),
-                "DoesNotExist" => value.is_none(),
-                _ => false,
-            }
-        })
+    crate::selector::LabelSelector::from_meta(selector).is_ok_and(|s| s.matches(labels))
 }
 
 /// A selector in kubectl's string form (`app=web,tier in (a,b)`), used as an error's value.
 fn selector_string(selector: &LabelSelector) -> String {
-    let mut requirements: Vec<(&str, String)> = Vec::new();
-    for (key, value) in selector.match_labels.iter().flatten() {
-        requirements.push((key, format!("{key}={value}")));
-    }
-    for requirement in selector.match_expressions.iter().flatten() {
-        let key = requirement.key.as_str();
-        let mut values = requirement.values.clone().unwrap_or_default();
-        values.sort();
-        values.dedup();
-        let text = match requirement.operator.as_str() {
-            "In" => format!("{key} in ({})", values.join(",")),
-            "NotIn" => format!("{key} notin ({})", values.join(",")),
-            "Exists" => key.to_string(),
-            "DoesNotExist" => format!("!{key}"),
-            other => format!("{key} {other} ({})", values.join(",")),
-        };
-        requirements.push((key, text));
-    }
-    requirements.sort_by(|a, b| a.0.cmp(b.0));
-    requirements.into_iter().map(|(_, text)| text).collect::<Vec<_>>().join(",")
+    crate::selector::LabelSelector::from_meta(selector).map_or_else(|e| e.to_string(), |s| s.to_string())
 }
 
 fn labels_string(labels: &BTreeMap<String, String>) -> String {
