@@ -78,7 +78,9 @@ fn body<T: Serialize>(value: &T) -> Result<Vec<u8>> {
 }
 
 /// A request kube-core refused to build (bad name, bad parameters).
-fn built(result: std::result::Result<http::Request<Vec<u8>>, kube_core::request::Error>) -> Result<http::Request<Vec<u8>>> {
+fn built(
+    result: std::result::Result<http::Request<Vec<u8>>, kube_core::request::Error>,
+) -> Result<http::Request<Vec<u8>>> {
     result.map_err(Error::request_not_sent)
 }
 
@@ -218,7 +220,8 @@ where
     /// `Bookmark` with only a newer resourceVersion (when `wp.bookmarks`), or
     /// [`WatchEvent::Error`], a Status such as 410 `Expired` when `resource_version` has been
     /// compacted away: relist then. A line that does not decode is one `Err(Error::Decode)`,
-    /// and the stream goes on.
+    /// and the stream goes on. A server that refuses the watch outright answers this call with
+    /// an `Err` instead (a 410 as [`Error::Gone`]); rkube's apiserver uses the ERROR event.
     ///
     /// The stream ends when the server ends the response (at `wp.timeout`, 290s by default) or
     /// the connection breaks (one last `Err`). Resuming from the last resourceVersion seen is

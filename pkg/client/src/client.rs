@@ -9,7 +9,9 @@
 //! - is bounded by [`Config::timeout`], except watches, which run until the server ends them
 //!   (ask the server for an end with [`WatchParams::timeout`](crate::WatchParams)).
 //!
-//! A non-2xx answer becomes an [`Error`] here and nowhere else (see [`crate::error`]).
+//! A non-2xx answer becomes an [`Error`] here and nowhere else (see [`crate::error`]). A GET
+//! that gets no answer at all on a reused connection (the server closed it meanwhile) is sent
+//! once more on a fresh one; other verbs are never resent, since the server may have acted.
 //!
 //! Not yet: TLS. [`Client::new`] refuses an `https://` URL with [`Error::Config`]; TLS belongs
 //! in [`http_client`], which is where the config's certificates will be used.
@@ -18,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures::{Stream, StreamExt, TryStreamExt};
+use futures::{Stream, TryStreamExt};
 use http::header::{ACCEPT, AUTHORIZATION, HeaderValue};
 use serde::de::DeserializeOwned;
 
@@ -95,8 +97,9 @@ impl Client {
         let http = http_client(&config)?;
         let authorization = match &config.token {
             Some(token) => {
-                let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
-                    .map_err(|_| Error::Config("the bearer token contains characters not allowed in a header".into()))?;
+                let mut value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+                    Error::Config("the bearer token contains characters not allowed in a header".into())
+                })?;
                 value.set_sensitive(true);
                 Some(value)
             }
@@ -176,12 +179,28 @@ impl Client {
         if let Some(auth) = &self.inner.authorization {
             headers.insert(AUTHORIZATION, auth.clone());
         }
+        let retry_safe = parts.method == http::Method::GET;
         let mut builder = self.inner.http.request(parts.method, url).headers(headers).body(body);
         if !streaming && let Some(timeout) = self.inner.timeout {
             builder = builder.timeout(timeout);
         }
+        let request = builder.build().map_err(|e| Error::request_not_sent(format!("{what}: {e}")))?;
         let started = Instant::now();
-        let response = builder.send().await.map_err(|e| Error::from_transport(e, &what))?;
+        let response = match request.try_clone().filter(|_| retry_safe) {
+            None => self.inner.http.execute(request).await,
+            Some(second) => match self.inner.http.execute(request).await {
+                // A pooled connection the server has closed meanwhile fails without an answer;
+                // a GET is safe to send once more on a fresh connection (Go's net/http does
+                // the same for idempotent requests, which is why client-go rarely sees this).
+                Err(e) if e.is_request() && !e.is_connect() && !e.is_timeout() => {
+                    tracing::debug!(request = %what, error = %e, "no answer on a pooled connection; retrying once");
+                    self.inner.limiter.acquire().await;
+                    self.inner.http.execute(second).await
+                }
+                other => other,
+            },
+        };
+        let response = response.map_err(|e| Error::from_transport(e, &what))?;
         let status = response.status();
         tracing::debug!(request = %what, status = status.as_u16(), elapsed = ?started.elapsed(), "apiserver answered");
         if status.is_success() {
@@ -251,6 +270,84 @@ mod tests {
         let req = http::Request::get("/api/v1/namespaces").body(vec![]).unwrap();
         let err = client.request_json(req).await.unwrap_err();
         assert!(matches!(&err, Error::Unavailable(m) if m.contains("/api/v1/namespaces")), "{err}");
+    }
+
+    /// A one-shot HTTP server: answers the first request with `response` and hands back the
+    /// request's head (request line and headers), lower-cased.
+    async fn one_shot_server(response: String) -> (String, tokio::task::JoinHandle<String>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = socket.read(&mut buf).await.unwrap();
+                assert!(n > 0, "request ended early");
+                head.extend_from_slice(&buf[..n]);
+            }
+            socket.write_all(response.as_bytes()).await.unwrap();
+            socket.shutdown().await.unwrap();
+            String::from_utf8_lossy(&head).to_lowercase()
+        });
+        (url, task)
+    }
+
+    /// A complete response with a `content-length` body.
+    fn response(status: &str, body: &str) -> String {
+        format!("HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}", body.len())
+    }
+
+    #[tokio::test]
+    async fn requests_carry_user_agent_accept_and_the_bearer_token() {
+        let (url, server) = one_shot_server(response("200 OK", r#"{"ok": true}"#)).await;
+        let mut config = Config::new(url.parse().unwrap());
+        config.token = Some("t0ken".into());
+        let client = Client::new(config).unwrap();
+        let req = http::Request::get("/api/v1/namespaces?limit=1").body(vec![]).unwrap();
+        let answer = client.request_json(req).await.unwrap();
+        assert_eq!(answer["ok"], true);
+        let head = server.await.unwrap();
+        assert!(head.starts_with("get /api/v1/namespaces?limit=1 http/1.1"), "{head}");
+        assert!(head.contains(&format!("user-agent: rkube/{}", env!("CARGO_PKG_VERSION"))), "{head}");
+        assert!(head.contains("accept: application/json"), "{head}");
+        assert!(head.contains("authorization: bearer t0ken"), "{head}");
+    }
+
+    #[tokio::test]
+    async fn a_non_json_error_page_becomes_a_typed_error_with_its_text() {
+        let (url, server) = one_shot_server(response("503 Service Unavailable", "<h1>maintenance</h1>")).await;
+        let client = Client::new(Config::new(url.parse().unwrap())).unwrap();
+        let req = http::Request::get("/api/v1/pods").body(vec![]).unwrap();
+        let err = client.request_json(req).await.unwrap_err();
+        assert!(matches!(&err, Error::Unavailable(m) if m.contains("maintenance")), "{err}");
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_chunked_watch_body_is_read_event_by_event() {
+        use futures::StreamExt;
+        // Two events: the first cut across two HTTP chunks, the second sharing a chunk with
+        // the first one's end.
+        let chunks = [
+            r#"{"type":"ADDED",""#,
+            "object\":{\"metadata\":{\"name\":\"a\"}}}\n{\"type\":\"DELETED\",\"object\":{}}\n",
+        ];
+        let mut text = String::from("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n");
+        for chunk in chunks {
+            text.push_str(&format!("{:x}\r\n{chunk}\r\n", chunk.len()));
+        }
+        text.push_str("0\r\n\r\n");
+        let (url, server) = one_shot_server(text).await;
+        let client = Client::new(Config::new(url.parse().unwrap())).unwrap();
+        let req = http::Request::get("/api/v1/configmaps?watch=true").body(vec![]).unwrap();
+        let body = client.request_stream(req).await.unwrap();
+        let events: Vec<_> = crate::watch::event_stream::<serde_json::Value, _>(Box::pin(body)).collect().await;
+        assert_eq!(events.len(), 2, "{events:?}");
+        assert!(matches!(&events[0], Ok(kube_core::watch::WatchEvent::Added(o)) if o["metadata"]["name"] == "a"));
+        assert!(matches!(&events[1], Ok(kube_core::watch::WatchEvent::Deleted(_))));
+        server.await.unwrap();
     }
 
     #[test]

@@ -135,9 +135,8 @@ impl Config {
                 resolved.cluster_name, resolved.context_name
             )));
         }
-        let cluster_url: http::Uri = server
-            .parse()
-            .map_err(|e| Error::Config(format!("server {server:?} is not a valid URL: {e}")))?;
+        let cluster_url: http::Uri =
+            server.parse().map_err(|e| Error::Config(format!("server {server:?} is not a valid URL: {e}")))?;
         let mut config = Config::new(cluster_url);
         if let Some(ns) = resolved.namespace.filter(|ns| !ns.is_empty()) {
             config.default_namespace = ns;
@@ -153,11 +152,8 @@ impl Config {
             user.client_certificate.as_deref(),
             "client-certificate",
         )?;
-        config.client_key = kubeconfig::data_or_file(
-            user.client_key_data.as_deref(),
-            user.client_key.as_deref(),
-            "client-key",
-        )?;
+        config.client_key =
+            kubeconfig::data_or_file(user.client_key_data.as_deref(), user.client_key.as_deref(), "client-key")?;
         config.token = match (&user.token, &user.token_file) {
             (Some(token), _) if !token.is_empty() => Some(token.clone()),
             (_, Some(file)) => {
@@ -256,8 +252,8 @@ preferences: {}
     fn an_unknown_context_is_an_error_naming_it() {
         let dir = tempfile::tempdir().unwrap();
         let path = write(dir.path(), "config", TWO_CONTEXTS);
-        let err = Config::from_kubeconfig(&KubeconfigOptions { path: Some(path), context: Some("nope".into()) })
-            .unwrap_err();
+        let err =
+            Config::from_kubeconfig(&KubeconfigOptions { path: Some(path), context: Some("nope".into()) }).unwrap_err();
         assert!(matches!(&err, Error::Config(m) if m.contains("nope")), "{err}");
     }
 
@@ -265,8 +261,8 @@ preferences: {}
     fn a_missing_certificate_file_is_an_error_naming_it() {
         let dir = tempfile::tempdir().unwrap();
         let path = write(dir.path(), "config", TWO_CONTEXTS);
-        let err = Config::from_kubeconfig(&KubeconfigOptions { path: Some(path), context: Some("prod".into()) })
-            .unwrap_err();
+        let err =
+            Config::from_kubeconfig(&KubeconfigOptions { path: Some(path), context: Some("prod".into()) }).unwrap_err();
         assert!(matches!(&err, Error::Config(m) if m.contains("admin.crt")), "{err}");
     }
 

@@ -70,7 +70,9 @@ pub enum Error {
     /// Any other non-2xx answer (405, 413, 415, 500, ...).
     #[error("api error: {}", message(.0))]
     Api(Box<Status>),
-    /// The HTTP exchange failed in a way that is neither a timeout nor a refused connection.
+    /// The HTTP exchange failed in a way that is neither a timeout nor a refused connection,
+    /// e.g. the connection broke before an answer. For a write the outcome is unknown: read
+    /// the object again before deciding.
     #[error("transport error: {0}")]
     Transport(#[source] reqwest::Error),
     /// A 2xx body (or one watch line) that is not the JSON expected.
@@ -104,11 +106,9 @@ impl Error {
             | Error::Forbidden(s)
             | Error::TooManyRequests(s)
             | Error::Api(s) => Some(s),
-            Error::Unavailable(_)
-            | Error::Timeout(_)
-            | Error::Transport(_)
-            | Error::Decode(_)
-            | Error::Config(_) => None,
+            Error::Unavailable(_) | Error::Timeout(_) | Error::Transport(_) | Error::Decode(_) | Error::Config(_) => {
+                None
+            }
         }
     }
 
@@ -148,10 +148,7 @@ impl Error {
 
     /// The per-field causes of the Status (`details.causes`), empty when there are none.
     pub fn causes(&self) -> Vec<StatusCause> {
-        self.status()
-            .and_then(|s| s.details.as_ref())
-            .and_then(|d| d.causes.clone())
-            .unwrap_or_default()
+        self.status().and_then(|s| s.details.as_ref()).and_then(|d| d.causes.clone()).unwrap_or_default()
     }
 
     /// A request this client refused to build or send; reported as [`Error::BadRequest`].
@@ -222,11 +219,8 @@ fn parse_status(code: u16, body: &[u8]) -> Status {
         }
         return status;
     }
-    let reason = http::StatusCode::from_u16(code)
-        .ok()
-        .and_then(|c| c.canonical_reason())
-        .unwrap_or("Unknown")
-        .replace(' ', "");
+    let reason =
+        http::StatusCode::from_u16(code).ok().and_then(|c| c.canonical_reason()).unwrap_or("Unknown").replace(' ', "");
     let text = String::from_utf8_lossy(body);
     let text = text.trim();
     let message = if text.is_empty() {
@@ -266,10 +260,7 @@ mod tests {
         assert!(matches!(Error::from_response(400, &status_body(400, "BadRequest")), Error::BadRequest(_)));
         assert!(matches!(Error::from_response(401, &status_body(401, "Unauthorized")), Error::Unauthorized(_)));
         assert!(matches!(Error::from_response(403, &status_body(403, "Forbidden")), Error::Forbidden(_)));
-        assert!(matches!(
-            Error::from_response(429, &status_body(429, "TooManyRequests")),
-            Error::TooManyRequests(_)
-        ));
+        assert!(matches!(Error::from_response(429, &status_body(429, "TooManyRequests")), Error::TooManyRequests(_)));
         assert!(matches!(Error::from_response(503, &status_body(503, "ServiceUnavailable")), Error::Unavailable(_)));
         assert!(matches!(Error::from_response(504, &status_body(504, "Timeout")), Error::Timeout(_)));
         assert!(matches!(Error::from_response(415, &status_body(415, "UnsupportedMediaType")), Error::Api(_)));

@@ -33,8 +33,7 @@
 
 pub use kube_core::ObjectList;
 pub use kube_core::params::{
-    DeleteParams, GetParams, ListParams, Patch, PatchParams, PostParams, Preconditions, PropagationPolicy,
-    WatchParams,
+    DeleteParams, GetParams, ListParams, Patch, PatchParams, PostParams, Preconditions, PropagationPolicy, WatchParams,
 };
 pub use kube_core::watch::WatchEvent;
 

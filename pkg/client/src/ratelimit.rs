@@ -55,11 +55,7 @@ impl RateLimiter {
         bucket.tokens = (bucket.tokens + elapsed * self.qps).min(self.burst);
         bucket.at = now;
         bucket.tokens -= 1.0;
-        if bucket.tokens >= 0.0 {
-            Duration::ZERO
-        } else {
-            Duration::from_secs_f64(-bucket.tokens / self.qps)
-        }
+        if bucket.tokens >= 0.0 { Duration::ZERO } else { Duration::from_secs_f64(-bucket.tokens / self.qps) }
     }
 
     /// Waits until this request may go.

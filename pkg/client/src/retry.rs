@@ -3,8 +3,8 @@
 //! Optimistic concurrency: an update carries the `resourceVersion` it read, and the server
 //! answers 409 Conflict if the object changed since. The fix is to read again, re-apply the
 //! change and write again. [`retry_on_conflict`] does that loop, exactly like client-go's
-//! `retry.RetryOnConflict(retry.DefaultRetry, fn)`: at most [`DEFAULT_RETRY_STEPS`] attempts,
-//! [`DEFAULT_RETRY_DELAY`] apart with 10% jitter, and only [`Error::Conflict`] is retried.
+//! `retry.RetryOnConflict(retry.DefaultRetry, fn)`: at most 5 attempts, 10ms apart plus up to
+//! 10% jitter, and only [`Error::Conflict`] is retried.
 //!
 //! The closure must do the whole read-modify-write (get, change, replace); retrying only the
 //! write would send the same stale resourceVersion again. After the last attempt the last
@@ -16,14 +16,15 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 
 /// Attempts [`retry_on_conflict`] makes (client-go `DefaultRetry.Steps`).
-pub const DEFAULT_RETRY_STEPS: u32 = 5;
+const DEFAULT_RETRY_STEPS: u32 = 5;
 /// Pause between attempts before jitter (client-go `DefaultRetry.Duration`).
-pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_millis(10);
+const DEFAULT_RETRY_DELAY: Duration = Duration::from_millis(10);
 /// Up to this fraction of the pause is added at random (client-go `DefaultRetry.Jitter`).
-pub const DEFAULT_RETRY_JITTER: f64 = 0.1;
+const DEFAULT_RETRY_JITTER: f64 = 0.1;
 
-/// Runs `f` until it returns something other than [`Error::Conflict`], at most
-/// [`DEFAULT_RETRY_STEPS`] times; see the module docs.
+/// Runs `f` until it returns something other than [`Error::Conflict`], at most 5 times, pausing
+/// 10ms (plus up to 10% jitter) between attempts: client-go's `retry.DefaultRetry`. The closure
+/// must do the whole read-modify-write; after the fifth conflict, that conflict is returned.
 ///
 /// ```no_run
 /// # async fn demo(api: rkube_client::Api<k8s_openapi::api::core::v1::ConfigMap>) -> rkube_client::Result<()> {

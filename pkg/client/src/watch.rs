@@ -164,7 +164,12 @@ mod tests {
 
     #[tokio::test]
     async fn events_split_across_chunks_arrive_whole_and_in_order() {
-        let text = format!("{}\n{}\n{}\n", cm_event("ADDED", "a", "5"), cm_event("MODIFIED", "b", "6"), cm_event("DELETED", "c", "7"));
+        let text = format!(
+            "{}\n{}\n{}\n",
+            cm_event("ADDED", "a", "5"),
+            cm_event("MODIFIED", "b", "6"),
+            cm_event("DELETED", "c", "7")
+        );
         for size in [1, 3, 7, 50, 1000] {
             let events = collect(chunks_of(&text, size)).await;
             assert_eq!(names(&events), ["a", "b", "c"], "chunk size {size}");
@@ -176,7 +181,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_bad_line_is_an_error_and_the_stream_goes_on() {
-        let text = format!("{}\nnot json\n{{\"type\":\"WHAT\",\"object\":{{}}}}\n{}\n", cm_event("ADDED", "a", "5"), cm_event("ADDED", "b", "6"));
+        let text = format!(
+            "{}\nnot json\n{{\"type\":\"WHAT\",\"object\":{{}}}}\n{}\n",
+            cm_event("ADDED", "a", "5"),
+            cm_event("ADDED", "b", "6")
+        );
         let events = collect(chunks_of(&text, 10)).await;
         assert_eq!(events.len(), 4);
         assert!(matches!(&events[1], Err(Error::Decode(m)) if m.contains("not json")));

@@ -191,8 +191,8 @@ impl Kubeconfig {
     pub fn read(path: &Path) -> Result<Kubeconfig> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::Config(format!("cannot read kubeconfig {}: {e}", path.display())))?;
-        let mut kubeconfig = Kubeconfig::from_yaml(&text)
-            .map_err(|e| Error::Config(format!("kubeconfig {}: {e}", path.display())))?;
+        let mut kubeconfig =
+            Kubeconfig::from_yaml(&text).map_err(|e| Error::Config(format!("kubeconfig {}: {e}", path.display())))?;
         let base = path.parent().unwrap_or(Path::new("."));
         kubeconfig.make_paths_absolute(base);
         Ok(kubeconfig)
@@ -282,7 +282,10 @@ impl Kubeconfig {
             .find(|c| c.name == ctx.cluster)
             .map(|c| c.cluster.clone().unwrap_or_default())
             .ok_or_else(|| {
-                Error::Config(format!("cluster {:?} (of context {context_name:?}) is not in the kubeconfig", ctx.cluster))
+                Error::Config(format!(
+                    "cluster {:?} (of context {context_name:?}) is not in the kubeconfig",
+                    ctx.cluster
+                ))
             })?;
         let user = match ctx.user.as_deref() {
             None | Some("") => AuthInfo::default(),
