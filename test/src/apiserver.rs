@@ -1,8 +1,11 @@
 //! The real `rkube-apiserver` binary, started against an [`Etcd`] on a free loopback port.
 //!
 //! [`ApiServer::start`] returns once `/readyz` answers 200, so a test can send requests right
-//! away. The process is killed when the value is dropped.
+//! away. The process is killed when the value is dropped. [`ApiServer::kill`] and
+//! [`ApiServer::restart`] take it down and bring it back on the same port (same URL), as a crash
+//! and a restart would, so clients can be tested reconnecting.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -10,7 +13,7 @@ use anyhow::Context;
 use crate::etcd::Etcd;
 use crate::paths::{binary, temp_dir};
 use crate::ports::{free_port, log_shows_port_in_use};
-use crate::process::{Process, tail};
+use crate::process::{Process, read_log, tail};
 
 /// How long the apiserver may take to become ready.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -21,7 +24,10 @@ const PORT_ATTEMPTS: usize = 5;
 pub struct ApiServer {
     /// Base URL, e.g. `http://127.0.0.1:40124` (no trailing slash).
     pub url: String,
-    process: Process,
+    /// `None` between [`ApiServer::kill`] and [`ApiServer::restart`].
+    process: Option<Process>,
+    program: PathBuf,
+    args: Vec<String>,
     // Dropped after the process: the log outlives it.
     dir: tempfile::TempDir,
 }
@@ -68,7 +74,7 @@ impl ApiServer {
                 if let Ok(reply) = client.get(format!("{url}/readyz")).send().await
                     && reply.status().is_success()
                 {
-                    return Ok(ApiServer { url, process, dir });
+                    return Ok(ApiServer { url, process: Some(process), program, args, dir });
                 }
                 if Instant::now() > deadline {
                     anyhow::bail!(
@@ -84,7 +90,54 @@ impl ApiServer {
 
     /// The last `lines` lines of the apiserver's log (stdout and stderr), for failure messages.
     pub fn log_tail(&self, lines: usize) -> String {
-        self.process.log_tail(lines)
+        tail(&read_log(&self.dir.path().join("apiserver.log")), lines)
+    }
+
+    /// Kills the apiserver (SIGKILL, as a crash would): open watches break, new connections are
+    /// refused until [`ApiServer::restart`].
+    pub fn kill(&mut self) {
+        // Dropping the process kills and reaps it.
+        self.process = None;
+    }
+
+    /// Whether the apiserver is running under this handle (not killed).
+    pub fn is_running(&self) -> bool {
+        self.process.is_some()
+    }
+
+    /// Starts the apiserver again with the same flags on the same port (so [`ApiServer::url`]
+    /// stays valid), killing it first if it runs, and waits until `/readyz` answers 200.
+    ///
+    /// Fails if the port was taken meanwhile or the apiserver does not become ready.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill();
+        let log_path = self.dir.path().join("apiserver.log");
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
+        let mut process = Process::spawn(&self.program, &self.args, &log_path)?;
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(status) = process.exited() {
+                anyhow::bail!(
+                    "rkube-apiserver exited during restart ({status}); args {:?}; log tail:\n{}",
+                    self.args,
+                    tail(&process.log(), 40)
+                );
+            }
+            if let Ok(reply) = client.get(format!("{}/readyz", self.url)).send().await
+                && reply.status().is_success()
+            {
+                self.process = Some(process);
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                anyhow::bail!(
+                    "rkube-apiserver at {} not ready {START_TIMEOUT:?} after restart; log tail:\n{}",
+                    self.url,
+                    process.log_tail(40)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// The directory holding the apiserver's log file.

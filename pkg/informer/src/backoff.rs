@@ -153,8 +153,8 @@ mod tests {
         assert_eq!(backoff.next_delay(start + Duration::from_secs(59)), Duration::from_secs(2));
         // 60 s after the last delay: a stable watch; start over.
         let later = start + Duration::from_secs(59) + Duration::from_secs(60);
-        assert_eq!(backoff.next_delay(later), Duration::from_millis(100));
-        assert_eq!(backoff.next_delay(later), Duration::from_millis(200));
+        assert_eq!(backoff.next_delay(later).as_millis(), 100);
+        assert_eq!(backoff.next_delay(later).as_millis(), 200);
     }
 
     #[test]
@@ -164,6 +164,6 @@ mod tests {
         backoff.next_delay(now);
         backoff.next_delay(now);
         backoff.reset();
-        assert_eq!(backoff.next_delay(now), Duration::from_millis(100));
+        assert_eq!(backoff.next_delay(now).as_millis(), 100);
     }
 }

@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 
 /// What a reflector needs from the apiserver: one page of a LIST, and a WATCH from a
 /// resourceVersion.
-pub trait ListerWatcher<K>: Send + Sync + 'static {
+pub trait ListerWatcher<K: Clone>: Send + Sync + 'static {
     /// One page of a LIST (`params.limit`, `params.continue_token`). The list's
     /// `metadata.resourceVersion` and `metadata.continue_` drive the next step.
     fn list_page(&self, params: ListParams) -> BoxFuture<'static, rkube_client::Result<ObjectList<K>>>;

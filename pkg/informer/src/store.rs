@@ -214,12 +214,7 @@ impl<K> Store<K> {
     pub fn by_index(&self, index: &str, value: &str) -> Result<Vec<Arc<K>>> {
         let state = self.read();
         let keys = state.indices.get(index).ok_or_else(|| Error::UnknownIndex(index.to_string()))?;
-        Ok(keys
-            .get(value)
-            .into_iter()
-            .flatten()
-            .filter_map(|key| state.items.get(key).cloned())
-            .collect())
+        Ok(keys.get(value).into_iter().flatten().filter_map(|key| state.items.get(key).cloned()).collect())
     }
 
     /// Every value the index `index` currently holds, sorted.
@@ -244,7 +239,7 @@ pub struct Writer<K> {
 
 impl<K> std::fmt::Debug for Writer<K> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Writer").field("len", &self.store().len()).finish()
+        f.debug_struct("Writer").finish_non_exhaustive()
     }
 }
 
@@ -368,7 +363,11 @@ mod tests {
 
     fn pod(name: &str, node: Option<&str>) -> Pod {
         Pod {
-            metadata: ObjectMeta { namespace: Some("default".into()), name: Some(name.into()), ..ObjectMeta::default() },
+            metadata: ObjectMeta {
+                namespace: Some("default".into()),
+                name: Some(name.into()),
+                ..ObjectMeta::default()
+            },
             spec: Some(PodSpec { node_name: node.map(String::from), ..PodSpec::default() }),
             ..Pod::default()
         }
@@ -454,9 +453,10 @@ mod tests {
         let store = writer.store();
         writer.apply(Arc::new(config_map("ns", "a", "1")));
         writer.apply(Arc::new(config_map("ns", "bb", "2")));
-        writer.add_indexer("name-length", Arc::new(|cm: &ConfigMap| {
-            vec![cm.metadata.name.as_deref().unwrap_or_default().len().to_string()]
-        }));
+        writer.add_indexer(
+            "name-length",
+            Arc::new(|cm: &ConfigMap| vec![cm.metadata.name.as_deref().unwrap_or_default().len().to_string()]),
+        );
         assert_eq!(names(&store.by_index("name-length", "2").expect("index exists")), ["ns/bb"]);
         writer.apply(Arc::new(config_map("ns", "cc", "3")));
         assert_eq!(names(&store.by_index("name-length", "2").expect("index exists")), ["ns/bb", "ns/cc"]);

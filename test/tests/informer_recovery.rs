@@ -1,0 +1,271 @@
+//! Informers through failures, against a real apiserver and etcd: the apiserver killed and
+//! restarted mid-watch, etcd stopped and restarted, a compaction while disconnected (410 →
+//! relist), many writers racing forced disconnects, and the backoff while the apiserver is down.
+//!
+//! Writes that must happen while the informer's apiserver is down go through a second
+//! apiserver on the same etcd. Every test ends with the informer's store equal to the server's
+//! state, object for object.
+
+mod informer_support;
+
+use std::time::Duration;
+
+use informer_support::{
+    Kind, Recording, assert_handler_saw_final_states_in_order, assert_store_matches_server, client, config_map, metric,
+    quick_config,
+};
+use k8s_openapi::api::core::v1::ConfigMap;
+use rkube_client::{Api, DeleteParams, PostParams};
+use rkube_informer::factory::SharedInformerFactory;
+use rkube_informer::informer::{InformerConfig, SharedInformer};
+use rkube_tests::{ApiServer, Cluster};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+/// Bookmarks every second keep the informer's resourceVersion fresh on a quiet resource.
+const APISERVER_ARGS: &[&str] = &["--watch-bookmark-interval-seconds", "1"];
+
+/// A cluster, an API for writes, and a synced ConfigMap informer in `default` with a recording
+/// handler.
+struct Setup {
+    cluster: Cluster,
+    api: Api<ConfigMap>,
+    registry: prometheus::Registry,
+    informer: SharedInformer<ConfigMap>,
+    recording: Recording,
+    shutdown: CancellationToken,
+    // Keeps the informers alive.
+    _factory: SharedInformerFactory,
+}
+
+impl Setup {
+    async fn start(config: InformerConfig, initial: usize) -> Setup {
+        let cluster = Cluster::start_with_args(APISERVER_ARGS).await.expect("cluster starts");
+        let api = Api::<ConfigMap>::namespaced(client(cluster.url()), "default");
+        for i in 0..initial {
+            create(&api, &format!("initial-{i}")).await;
+        }
+        let registry = prometheus::Registry::new();
+        let factory =
+            SharedInformerFactory::new(client(cluster.url()), &registry).expect("factory").with_config(config);
+        let informer = factory.informer::<ConfigMap>(Some("default"));
+        let recording = Recording::default();
+        informer.add_handler(recording.clone());
+        let shutdown = CancellationToken::new();
+        factory.start(&shutdown);
+        assert!(tokio::time::timeout(Duration::from_secs(30), informer.wait_for_sync()).await.expect("syncs in time"));
+        Setup { cluster, api, registry, informer, recording, shutdown, _factory: factory }
+    }
+
+    fn metric(&self, name: &str) -> f64 {
+        metric(&self.registry, name)
+    }
+
+    /// Store equals server, and the handler saw every final state in order.
+    async fn assert_converged(&self) {
+        let server = assert_store_matches_server(&self.informer.store(), &self.api, Duration::from_secs(30)).await;
+        assert_handler_saw_final_states_in_order(&self.recording, &server, Duration::from_secs(10)).await;
+    }
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+async fn create(api: &Api<ConfigMap>, name: &str) {
+    api.create(&PostParams::default(), &config_map(name, json!({ "v": "0" })))
+        .await
+        .unwrap_or_else(|error| panic!("create {name}: {error}"));
+}
+
+async fn update(api: &Api<ConfigMap>, name: &str, value: &str) {
+    let mut object = api.get(name).await.unwrap_or_else(|error| panic!("get {name}: {error}"));
+    object.data.get_or_insert_default().insert("v".into(), value.into());
+    api.replace(name, &PostParams::default(), &object).await.unwrap_or_else(|error| panic!("update {name}: {error}"));
+}
+
+async fn delete(api: &Api<ConfigMap>, name: &str) {
+    api.delete(name, &DeleteParams::default()).await.unwrap_or_else(|error| panic!("delete {name}: {error}"));
+}
+
+#[tokio::test]
+async fn the_apiserver_killed_mid_watch_is_resumed_without_relisting() {
+    let mut setup = Setup::start(quick_config(), 20).await;
+    create(&setup.api, "live-1").await;
+    // Writes while the informer's apiserver is down go through a second one.
+    let other = ApiServer::start(&setup.cluster.etcd, APISERVER_ARGS).await.expect("second apiserver");
+    let other_api = Api::<ConfigMap>::namespaced(client(&other.url), "default");
+    for round in 0..2 {
+        setup.cluster.apiserver.kill();
+        create(&other_api, &format!("while-down-{round}")).await;
+        update(&other_api, "initial-1", &format!("down-{round}")).await;
+        delete(&other_api, &format!("initial-{}", 10 + round)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        setup.cluster.apiserver.restart().await.expect("apiserver restarts");
+        create(&setup.api, &format!("after-restart-{round}")).await;
+        setup.assert_converged().await;
+    }
+    assert_eq!(setup.metric("rkube_informer_relists_total"), 0.0, "resumed from the last resourceVersion");
+    assert_eq!(setup.metric("rkube_informer_lists_total"), 1.0);
+    assert!(setup.metric("rkube_informer_reconnects_total") >= 2.0);
+    let deletes = setup.recording.seen().into_iter().filter(|seen| seen.kind == Kind::Delete).count();
+    assert_eq!(deletes, 2, "deletes seen as watch events, not inferred from a relist");
+}
+
+#[tokio::test]
+async fn etcd_stopped_for_seconds_and_restarted_is_survived() {
+    let mut setup = Setup::start(quick_config(), 10).await;
+    setup.cluster.etcd.stop().await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    setup.cluster.etcd.restart().await.expect("etcd restarts");
+    // The apiserver reconnects to etcd by itself; writes succeed again soon.
+    rkube_tests::eventually(Duration::from_secs(20), "writes to work again", || async {
+        setup.api.create(&PostParams::default(), &config_map("after-outage", json!({}))).await.ok()
+    })
+    .await;
+    update(&setup.api, "initial-2", "after").await;
+    delete(&setup.api, "initial-3").await;
+    setup.assert_converged().await;
+    assert_eq!(setup.metric("rkube_informer_relists_total"), 0.0, "etcd kept its history: no relist");
+}
+
+#[tokio::test]
+async fn a_compaction_while_disconnected_relists_and_reports_vanished_objects_as_final_state_unknown() {
+    let mut setup = Setup::start(quick_config(), 10).await;
+    let other = ApiServer::start(&setup.cluster.etcd, APISERVER_ARGS).await.expect("second apiserver");
+    let other_api = Api::<ConfigMap>::namespaced(client(&other.url), "default");
+    // The informer has seen initial-0's first version; remember it to check the tombstone.
+    let last_known_rv =
+        setup.informer.store().get("default/initial-0").expect("cached").metadata.resource_version.clone();
+
+    setup.cluster.apiserver.kill();
+    for i in 0..3 {
+        update(&other_api, &format!("initial-{i}"), "changed").await;
+        delete(&other_api, &format!("initial-{i}")).await;
+    }
+    update(&other_api, "initial-4", "changed").await;
+    create(&other_api, "created-while-away").await;
+    let revision = setup.cluster.etcd.current_revision().await.expect("etcd revision");
+    setup.cluster.etcd.compact(revision).await.expect("compaction");
+    setup.cluster.apiserver.restart().await.expect("apiserver restarts");
+
+    setup.assert_converged().await;
+    assert_eq!(setup.metric("rkube_informer_relists_total"), 1.0, "410 after the compaction → one relist");
+    let seen = setup.recording.seen();
+    let unknown: Vec<&str> =
+        seen.iter().filter(|seen| seen.kind == Kind::DeleteUnknown).map(|seen| seen.key.as_str()).collect();
+    assert_eq!(unknown.len(), 3, "{seen:?}");
+    for i in 0..3 {
+        assert!(unknown.contains(&format!("default/initial-{i}").as_str()), "{unknown:?}");
+    }
+    let tombstone = seen.iter().find(|seen| seen.key == "default/initial-0" && seen.kind == Kind::DeleteUnknown);
+    assert_eq!(
+        tombstone.map(|seen| seen.rv.to_string()),
+        last_known_rv,
+        "the tombstone carries the last state the informer knew"
+    );
+}
+
+/// A small deterministic random number generator (xorshift64*), one per writer.
+struct Dice(u64);
+
+impl Dice {
+    fn roll(&mut self, sides: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % sides
+    }
+}
+
+/// Random creates, updates and deletes on a shared pool of names until `stop`; conflicts and
+/// races with the other writers are expected and ignored.
+async fn write_randomly(api: Api<ConfigMap>, seed: u64, stop: CancellationToken) -> usize {
+    let mut dice = Dice(seed);
+    let mut writes = 0;
+    while !stop.is_cancelled() {
+        let name = format!("pool-{}", dice.roll(30));
+        let done = match dice.roll(3) {
+            0 => api.create(&PostParams::default(), &config_map(&name, json!({ "v": "0" }))).await.is_ok(),
+            1 => match api.get(&name).await {
+                Ok(mut object) => {
+                    object.data.get_or_insert_default().insert("v".into(), dice.roll(1000).to_string());
+                    api.replace(&name, &PostParams::default(), &object).await.is_ok()
+                }
+                Err(_) => false,
+            },
+            _ => api.delete(&name, &DeleteParams::default()).await.is_ok(),
+        };
+        writes += usize::from(done);
+    }
+    writes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_writers_and_forced_disconnects_leave_handlers_with_every_final_state_in_order() {
+    let mut config = quick_config();
+    // Short server-side timeouts: watches also end normally and resume.
+    config.reflector.watch_timeout_min = Duration::from_secs(2);
+    config.reflector.watch_timeout_max = Duration::from_secs(3);
+    let mut setup = Setup::start(config, 0).await;
+    let other = ApiServer::start(&setup.cluster.etcd, APISERVER_ARGS).await.expect("second apiserver");
+    let stop = CancellationToken::new();
+    let writers: Vec<_> = (0..4)
+        .map(|seed| {
+            let api = Api::<ConfigMap>::namespaced(client(&other.url), "default");
+            tokio::spawn(write_randomly(api, 0x9e37_79b9_7f4a_7c15 ^ (seed + 1), stop.clone()))
+        })
+        .collect();
+    for round in 0..4_u64 {
+        tokio::time::sleep(Duration::from_millis(600 + 150 * round)).await;
+        setup.cluster.apiserver.kill();
+        tokio::time::sleep(Duration::from_millis(300 + 200 * round)).await;
+        setup.cluster.apiserver.restart().await.expect("apiserver restarts");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.cancel();
+    let mut writes = 0;
+    for writer in writers {
+        writes += writer.await.expect("writer task");
+    }
+    eprintln!("{writes} successful writes");
+    assert!(writes > 100, "the writers got work done ({writes})");
+    setup.assert_converged().await;
+    assert!(setup.metric("rkube_informer_reconnects_total") >= 4.0);
+    assert_eq!(setup.metric("rkube_informer_relists_total"), 0.0, "no compaction, so no relist");
+}
+
+#[tokio::test]
+async fn backoff_grows_and_is_capped_while_the_apiserver_is_down() {
+    let mut setup = Setup::start(quick_config(), 3).await;
+    assert_eq!(setup.metric("rkube_informer_backoff_seconds"), 0.0);
+    setup.cluster.apiserver.kill();
+    // Delays 0.1, 0.2, 0.4, 0.8, 1.6 s (each up to twice that with jitter), then 2 s: the cap.
+    let mut delays: Vec<f64> = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(9);
+    while tokio::time::Instant::now() < deadline {
+        let delay = setup.metric("rkube_informer_backoff_seconds");
+        if delays.last() != Some(&delay) {
+            delays.push(delay);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!("backoff delays seen: {delays:?}");
+    let waits: Vec<f64> = delays.iter().copied().filter(|delay| *delay > 0.0).collect();
+    assert!(waits.len() >= 4, "several growing delays: {delays:?}");
+    assert!(waits.windows(2).all(|pair| pair[0] <= pair[1]), "delays never shrink while down: {delays:?}");
+    assert!(waits.iter().all(|delay| *delay <= 2.0), "no delay above the 2 s cap: {delays:?}");
+    assert_eq!(waits.last(), Some(&2.0), "the delay reached the cap: {delays:?}");
+    assert!(waits[0] < 0.4, "the first delays are about the initial 100 ms: {delays:?}");
+
+    setup.cluster.apiserver.restart().await.expect("apiserver restarts");
+    create(&setup.api, "after-outage").await;
+    setup.assert_converged().await;
+    rkube_tests::eventually(Duration::from_secs(5), "the backoff gauge to drop to 0", || async {
+        (setup.metric("rkube_informer_backoff_seconds") == 0.0).then_some(())
+    })
+    .await;
+    assert_eq!(setup.metric("rkube_informer_relists_total"), 0.0);
+}
