@@ -2,7 +2,8 @@
 //! converges every ConfigMap (those there before it started, created after, and changed after),
 //! serves the informer and work-queue metrics on `/metrics`, and exits cleanly on SIGINT.
 //!
-//! The binary comes from `cargo build --workspace --examples` (part of `make test`).
+//! The binary comes from `cargo build --workspace --examples` (part of `make test`);
+//! `cargo test --workspace` builds it too, `cargo test -p rkube-tests` alone does not.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;

@@ -116,7 +116,6 @@ impl EtcdStore {
         }
         Ok(None)
     }
-
 }
 
 fn revision_of(header: Option<&etcd_client::ResponseHeader>) -> Result<i64> {
