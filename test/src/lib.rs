@@ -34,6 +34,12 @@ pub mod resources;
 mod status;
 mod wait;
 
+// Harness parts of the control-plane and node tests, one module per area.
+pub mod controllers;
+pub mod kubectl;
+pub mod node;
+pub mod scheduler;
+
 pub use api::{Api, Reply, WatchStream, escape_query};
 pub use apiserver::ApiServer;
 pub use cluster::Cluster;

@@ -1,0 +1,1 @@
+//! rkube's controllers: ReplicaSet, Deployment, node lifecycle, garbage collector.

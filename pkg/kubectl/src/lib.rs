@@ -1,0 +1,1 @@
+//! rkubectl's commands: the kubectl-like client as a library.

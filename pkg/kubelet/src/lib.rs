@@ -1,0 +1,1 @@
+//! rkube's node agent: runs a node's pods on containerd with CNI networking.

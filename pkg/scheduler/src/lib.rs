@@ -1,0 +1,1 @@
+//! rkube's scheduler: places pending pods on nodes (filter, score, bind).
