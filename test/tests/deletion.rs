@@ -166,3 +166,31 @@ async fn deleting_a_namespace_deletes_its_contents_then_the_namespace() {
     let (status, reply) = api.post(&CONFIG_MAPS.collection("doomed"), &config_map("doomed", "late", json!({}))).await;
     assert_status(status, &reply, 404, "NotFound", "create in the deleted namespace");
 }
+
+#[tokio::test]
+async fn foreground_and_orphan_deletion_hand_the_object_to_the_garbage_collector() {
+    let (_cluster, api) = start().await;
+    let collection = CONFIG_MAPS.collection("default");
+    for (name, policy, finalizer) in [("fg", "Foreground", "foregroundDeletion"), ("or", "Orphan", "orphan")] {
+        let item = CONFIG_MAPS.item("default", name);
+        api.create(&collection, &config_map("default", name, json!({}))).await;
+        let (status, reply) = api.delete_with(&item, &json!({ "propagationPolicy": policy })).await;
+        assert_eq!(status, StatusCode::OK, "{reply}");
+        let marked = api.get_ok(&item).await;
+        assert!(marked["metadata"]["deletionTimestamp"].is_string(), "{marked}");
+        assert_eq!(marked["metadata"]["finalizers"], json!([finalizer]), "{marked}");
+        // The garbage collector's part: once dependents are handled it drops the finalizer,
+        // and the object goes.
+        let (status, reply) =
+            api.patch(&item, "application/merge-patch+json", &json!({ "metadata": { "finalizers": null } })).await;
+        assert!(status.is_success(), "{reply}");
+        let (status, reply) = api.get(&item).await;
+        assert_status(status, &reply, 404, "NotFound", "finalized object");
+    }
+    // Background (the default) deletes at once.
+    let item = CONFIG_MAPS.item("default", "bg");
+    api.create(&collection, &config_map("default", "bg", json!({}))).await;
+    let (status, _) = api.delete_with(&item, &json!({ "propagationPolicy": "Background" })).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(api.get(&item).await.0, StatusCode::NOT_FOUND);
+}

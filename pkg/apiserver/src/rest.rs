@@ -552,8 +552,20 @@ pub async fn delete(
         let current = from_storage(&kv)?;
         check_preconditions(&target, &current, options)?;
         let requested = options.grace_period_seconds;
-        let waiting_on_finalizers = !finalizers(&current).is_empty();
         let mut marked = current.clone();
+        // Foreground and orphan propagation hand the object to the garbage collector,
+        // which removes these finalizers once dependents are gone or released.
+        if !is_terminating(&current)
+            && let Some(gc_finalizer) = propagation_finalizer(options)
+            && !finalizers(&current).iter().any(|f| f == gc_finalizer)
+        {
+            let meta = metadata_mut(&mut marked);
+            let list = meta.entry("finalizers").or_insert_with(|| json!([]));
+            if let Some(items) = list.as_array_mut() {
+                items.push(json!(gc_finalizer));
+            }
+        }
+        let waiting_on_finalizers = !finalizers(&marked).is_empty();
         let grace = if is_terminating(&current) {
             // Already terminating: a shorter grace period may speed it up, nothing else changes.
             let pending = current.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0);
@@ -596,6 +608,17 @@ pub async fn delete(
         }
     }
     Err(ApiError::Conflict(target, OBJECT_MODIFIED.into()))
+}
+
+/// The finalizer a deletion's propagation policy asks for: `foregroundDeletion` (the owner
+/// waits for its dependents) or `orphan` (dependents are released); none for background.
+fn propagation_finalizer(options: &DeleteOptions) -> Option<&'static str> {
+    match options.propagation_policy.as_deref() {
+        Some("Foreground") => Some("foregroundDeletion"),
+        Some("Orphan") => Some("orphan"),
+        Some(_) => None,
+        None => options.orphan_dependents.is_some_and(|o| o).then_some("orphan"),
+    }
 }
 
 fn check_preconditions(target: &Target, obj: &Value, options: &DeleteOptions) -> Result<(), ApiError> {
