@@ -22,6 +22,8 @@ pub enum Subresource {
     Scale,
     /// `binding`: assigns a pod to a node by setting `spec.nodeName` once.
     Binding,
+    /// `log`: a container's log, proxied from the kubelet of the pod's node.
+    Log,
 }
 
 impl Subresource {
@@ -31,6 +33,7 @@ impl Subresource {
             Subresource::Status => "status",
             Subresource::Scale => "scale",
             Subresource::Binding => "binding",
+            Subresource::Log => "log",
         }
     }
 }
@@ -247,7 +250,7 @@ static RESOURCES: &[ResourceDef] = &[
         namespaced: true,
         short_names: &["po"],
         categories: &["all"],
-        subresources: &[Subresource::Status, Subresource::Binding],
+        subresources: &[Subresource::Status, Subresource::Binding, Subresource::Log],
         field_labels: POD_FIELDS,
         codec: &Typed::<Pod>::new(),
     },

@@ -102,6 +102,7 @@ pub fn resources(group: &str, version: &str) -> Option<APIResourceList> {
                 Subresource::Status => (None, None, res.kind, &["get", "patch", "update"]),
                 Subresource::Scale => (Some("autoscaling"), Some("v1"), "Scale", &["get", "patch", "update"]),
                 Subresource::Binding => (None, None, "Binding", &["create"]),
+                Subresource::Log => (None, None, "Pod", &["get"]),
             };
             resources.push(APIResource {
                 name: format!("{}/{}", res.plural, sub.name()),

@@ -88,6 +88,7 @@ async fn serve(
             let obj = rest::get(state, &req, &name).await?;
             Ok(render_object(&req, obj, rendering, include))
         }
+        (Verb::Get, Some(Subresource::Log)) => crate::log::proxy(state, &req, &name, query).await,
         (Verb::Get, Some(Subresource::Scale)) => {
             Ok(json(StatusCode::OK, &subresource::get_scale(state, &req, &name).await?))
         }
@@ -126,8 +127,8 @@ async fn serve(
                 None | Some(Subresource::Status) => {
                     Ok(written(&req, patch_object(state, &req, &name, &patch, query, &opts).await?, rendering))
                 }
-                Some(Subresource::Binding) => {
-                    Err(ApiError::MethodNotAllowed("PATCH is not supported on pods/binding".into()))
+                Some(sub @ (Subresource::Binding | Subresource::Log)) => {
+                    Err(ApiError::MethodNotAllowed(format!("PATCH is not supported on pods/{}", sub.name())))
                 }
             }
         }

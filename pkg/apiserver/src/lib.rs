@@ -17,6 +17,7 @@ pub mod compaction;
 pub mod discovery;
 pub mod error;
 pub mod handler;
+pub mod log;
 pub mod metrics;
 pub mod namespace;
 pub mod object;
@@ -92,6 +93,8 @@ pub struct ApiState {
     pub namespace_cleaner: Notify,
     /// Namespaces known to be active (see [`namespace::NamespaceCache`]).
     pub namespace_cache: namespace::NamespaceCache,
+    /// HTTP client for kubelets (`pods/log`).
+    pub kubelet: reqwest::Client,
     /// Set once the built-in namespaces exist.
     bootstrapped: AtomicBool,
     openapi: OnceLock<(Value, BTreeMap<String, Value>)>,
@@ -115,6 +118,7 @@ impl ApiState {
             shutdown,
             namespace_cleaner: Notify::new(),
             namespace_cache: namespace::NamespaceCache::default(),
+            kubelet: reqwest::Client::builder().connect_timeout(Duration::from_secs(5)).build().unwrap_or_default(),
             bootstrapped: AtomicBool::new(false),
             openapi: OnceLock::new(),
         })
