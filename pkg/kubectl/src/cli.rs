@@ -1,0 +1,431 @@
+//! The command line: global flags and one subcommand per verb, as clap types.
+//!
+//! The names, short flags and defaults follow kubectl, so `rkubectl get po -n kube-system -o
+//! wide` means what it means to kubectl. Parsing is clap's: an unknown flag is a one-line
+//! error and exit code 2. Nothing here talks to the server; [`crate::run`] does.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// How the whole command line parses.
+#[derive(Debug, Parser)]
+#[command(
+    name = "rkubectl",
+    version,
+    about = "rkubectl controls an rkube cluster, the way kubectl controls Kubernetes.",
+    long_about = "rkubectl controls an rkube cluster, the way kubectl controls Kubernetes.\n\n\
+It finds the cluster in a kubeconfig file (--kubeconfig, else $KUBECONFIG, else ~/.kube/config) \
+and talks to its apiserver.\n\n\
+Examples:\n  rkubectl get pods                       list pods in the current namespace\n  \
+rkubectl get deploy web -o yaml         show one deployment as YAML\n  \
+rkubectl apply -f manifests/            create or update everything in a directory\n  \
+rkubectl describe pod web               details and recent events of a pod\n  \
+rkubectl delete pod web                 delete a pod and wait until it is gone",
+    propagate_version = true
+)]
+pub struct Cli {
+    /// Flags every command accepts.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// The verb to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags that choose the cluster and namespace; accepted before or after the verb.
+#[derive(Debug, Clone, Default, Args)]
+pub struct GlobalArgs {
+    /// Path to the kubeconfig file to use (default: $KUBECONFIG, else ~/.kube/config).
+    #[arg(long, global = true, value_name = "FILE", help_heading = "Global options")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use (default: its current-context).
+    #[arg(long, global = true, value_name = "NAME", help_heading = "Global options")]
+    pub context: Option<String>,
+    /// The namespace to work in (default: the context's namespace, else "default").
+    #[arg(short = 'n', long, global = true, value_name = "NAMESPACE", help_heading = "Global options")]
+    pub namespace: Option<String>,
+    /// List or watch objects across all namespaces.
+    #[arg(short = 'A', long, global = true, help_heading = "Global options")]
+    pub all_namespaces: bool,
+    /// The apiserver's URL, overriding the kubeconfig's (e.g. http://127.0.0.1:6443).
+    #[arg(short = 's', long, global = true, value_name = "URL", help_heading = "Global options")]
+    pub server: Option<String>,
+}
+
+/// The verbs.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show one or many resources as a table, YAML, JSON, names or a JSONPath template.
+    #[command(after_help = "Examples:\n  rkubectl get pods\n  rkubectl get po,deploy -l app=web\n  \
+rkubectl get pod web -o jsonpath='{.status.phase}'\n  rkubectl get nodes -w")]
+    Get(GetArgs),
+    /// Create the objects in files (fails for objects that already exist).
+    Create(FileArgs),
+    /// Create or update the objects in files so that they match the files.
+    #[command(long_about = "Create or update the objects in files so that they match the files.\n\n\
+Objects that do not exist are created; existing ones get a patch computed from the file, the \
+live object and the last applied file (kept in the annotation \
+kubectl.kubernetes.io/last-applied-configuration). Each object prints `created`, `configured` \
+or `unchanged`. Running the same apply twice changes nothing.")]
+    Apply(FileArgs),
+    /// Delete resources by name, by file, by label selector, or all of a type.
+    Delete(DeleteArgs),
+    /// Show details of resources, with related objects and recent events.
+    Describe(DescribeArgs),
+    /// Edit a resource in $KUBE_EDITOR or $EDITOR and save it back.
+    Edit(EditArgs),
+    /// Change fields of a resource with a strategic merge, JSON merge or JSON patch.
+    Patch(PatchArgs),
+    /// Add, change (--overwrite) or remove (`key-`) labels of a resource.
+    Label(MetaArgs),
+    /// Add, change (--overwrite) or remove (`key-`) annotations of a resource.
+    Annotate(MetaArgs),
+    /// Set the number of replicas of a deployment or replicaset.
+    Scale(ScaleArgs),
+    /// Run an image: a pod, or a deployment with --replicas.
+    Run(RunArgs),
+    /// Mark a node unschedulable.
+    Cordon(NodeArgs),
+    /// Mark a node schedulable again.
+    Uncordon(NodeArgs),
+    /// Cordon a node and delete the pods running on it, waiting until they are gone.
+    Drain(DrainArgs),
+    /// Wait until resources meet a condition, or are deleted.
+    #[command(after_help = "Examples:\n  rkubectl wait pod/web --for=condition=Ready --timeout=60s\n  \
+rkubectl wait deploy web --for=condition=Available\n  rkubectl wait pod/web --for=delete")]
+    Wait(WaitArgs),
+    /// List events, oldest first (-w to follow new ones).
+    Events(EventsArgs),
+    /// Manage the rollout of a deployment.
+    #[command(subcommand)]
+    Rollout(RolloutCommand),
+    /// Print the logs of a container in a pod.
+    Logs(LogsArgs),
+    /// List the resource types the server serves.
+    ApiResources(ApiResourcesArgs),
+    /// Print the client and server versions.
+    Version(VersionArgs),
+    /// Read and change kubeconfig files.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Print a shell completion script (bash, zsh or fish).
+    #[command(long_about = "Print a shell completion script.\n\nbash: source <(rkubectl completion bash)\n\
+zsh:  source <(rkubectl completion zsh)\nfish: rkubectl completion fish | source")]
+    Completion {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// `get`.
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// TYPE [NAME...], TYPE1,TYPE2, or TYPE/NAME... (e.g. `pods`, `po web`, `deploy/web`).
+    #[arg(required = true, value_name = "TYPE[/NAME]")]
+    pub resources: Vec<String>,
+    /// Output format: wide, yaml, json, name, or jsonpath=TEMPLATE.
+    #[arg(short = 'o', long, value_name = "FORMAT")]
+    pub output: Option<String>,
+    /// Only objects whose labels match (e.g. `app=web,tier!=db`).
+    #[arg(short = 'l', long, value_name = "SELECTOR")]
+    pub selector: Option<String>,
+    /// Only objects whose fields match (e.g. `status.phase=Running`).
+    #[arg(long, value_name = "SELECTOR")]
+    pub field_selector: Option<String>,
+    /// Add a LABELS column.
+    #[arg(long)]
+    pub show_labels: bool,
+    /// After listing, keep printing changes until interrupted.
+    #[arg(short = 'w', long)]
+    pub watch: bool,
+    /// Print nothing (not even an error) when a named object does not exist.
+    #[arg(long)]
+    pub ignore_not_found: bool,
+}
+
+/// `create` and `apply`.
+#[derive(Debug, Args)]
+pub struct FileArgs {
+    /// A file, a directory (its .yaml, .yml and .json files) or `-` for standard input.
+    #[arg(short = 'f', long = "filename", required = true, value_name = "FILE")]
+    pub filenames: Vec<String>,
+    /// Also read the directories' subdirectories.
+    #[arg(short = 'R', long)]
+    pub recursive: bool,
+    /// Print `kind/name` only.
+    #[arg(short = 'o', long, value_name = "FORMAT")]
+    pub output: Option<String>,
+}
+
+/// `delete`.
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// TYPE NAME..., TYPE/NAME..., or TYPE with -l or --all.
+    #[arg(value_name = "TYPE[/NAME]")]
+    pub resources: Vec<String>,
+    /// Delete the objects in these files.
+    #[arg(short = 'f', long = "filename", value_name = "FILE")]
+    pub filenames: Vec<String>,
+    /// Also read the directories' subdirectories.
+    #[arg(short = 'R', long)]
+    pub recursive: bool,
+    /// Delete the objects whose labels match.
+    #[arg(short = 'l', long, value_name = "SELECTOR")]
+    pub selector: Option<String>,
+    /// Delete every object of the type in the namespace.
+    #[arg(long)]
+    pub all: bool,
+    /// Seconds the object gets to shut down (0 = at once; default: the object's own).
+    #[arg(long, value_name = "SECONDS", allow_hyphen_values = true)]
+    pub grace_period: Option<i64>,
+    /// Wait until the objects are gone (`--wait=false` returns at once).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub wait: bool,
+    /// How long --wait waits (e.g. 30s, 2m; 0 = forever).
+    #[arg(long, default_value = "0s", value_name = "DURATION")]
+    pub timeout: String,
+    /// Succeed when an object does not exist.
+    #[arg(long)]
+    pub ignore_not_found: bool,
+}
+
+/// `describe`.
+#[derive(Debug, Args)]
+pub struct DescribeArgs {
+    /// TYPE [NAME...] or TYPE/NAME.
+    #[arg(required = true, value_name = "TYPE[/NAME]")]
+    pub resources: Vec<String>,
+    /// Describe the objects whose labels match.
+    #[arg(short = 'l', long, value_name = "SELECTOR")]
+    pub selector: Option<String>,
+}
+
+/// `edit`.
+#[derive(Debug, Args)]
+pub struct EditArgs {
+    /// TYPE NAME or TYPE/NAME.
+    #[arg(required = true, value_name = "TYPE[/NAME]")]
+    pub resources: Vec<String>,
+    /// Edit as `yaml` (default) or `json`.
+    #[arg(short = 'o', long, default_value = "yaml", value_name = "FORMAT")]
+    pub output: String,
+}
+
+/// `patch`.
+#[derive(Debug, Args)]
+pub struct PatchArgs {
+    /// TYPE NAME or TYPE/NAME.
+    #[arg(required = true, value_name = "TYPE[/NAME]")]
+    pub resources: Vec<String>,
+    /// The patch, as JSON or YAML.
+    #[arg(short = 'p', long, value_name = "PATCH")]
+    pub patch: String,
+    /// strategic (default), merge (RFC 7386) or json (RFC 6902).
+    #[arg(long = "type", default_value = "strategic", value_name = "TYPE")]
+    pub patch_type: String,
+}
+
+/// `label` and `annotate`.
+#[derive(Debug, Args)]
+pub struct MetaArgs {
+    /// TYPE NAME KEY=VALUE... KEY-... (or TYPE/NAME KEY=VALUE...).
+    #[arg(required = true, value_name = "TYPE[/NAME] KEY=VAL|KEY-")]
+    pub args: Vec<String>,
+    /// Allow replacing a value that is already set.
+    #[arg(long)]
+    pub overwrite: bool,
+}
+
+/// `scale`.
+#[derive(Debug, Args)]
+pub struct ScaleArgs {
+    /// TYPE NAME or TYPE/NAME (deployments, replicasets).
+    #[arg(required = true, value_name = "TYPE[/NAME]")]
+    pub resources: Vec<String>,
+    /// The number of replicas wanted.
+    #[arg(long, value_name = "N")]
+    pub replicas: i32,
+}
+
+/// `run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The name of the pod (or deployment).
+    pub name: String,
+    /// The container image.
+    #[arg(long)]
+    pub image: String,
+    /// Create a deployment with this many replicas instead of a single pod.
+    #[arg(long, value_name = "N")]
+    pub replicas: Option<i32>,
+    /// Labels (`k=v,k2=v2`); default `run=NAME` (`app=NAME` for a deployment).
+    #[arg(short = 'l', long, value_name = "LABELS")]
+    pub labels: Option<String>,
+    /// A port the container exposes.
+    #[arg(long, value_name = "PORT")]
+    pub port: Option<i32>,
+    /// Environment variables (`KEY=VALUE`), repeatable.
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Treat the arguments after `--` as the command instead of the image's arguments.
+    #[arg(long)]
+    pub command: bool,
+    /// Arguments (or the command, with --command) after `--`.
+    #[arg(last = true)]
+    pub args: Vec<String>,
+}
+
+/// `cordon` and `uncordon`.
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// The node's name.
+    pub node: String,
+}
+
+/// `drain`.
+#[derive(Debug, Args)]
+pub struct DrainArgs {
+    /// The node's name.
+    pub node: String,
+    /// Accepted for kubectl compatibility; rkube has no DaemonSets, so there is nothing to skip.
+    #[arg(long)]
+    pub ignore_daemonsets: bool,
+    /// Seconds each pod gets to shut down (default: the pod's own).
+    #[arg(long, value_name = "SECONDS", allow_hyphen_values = true)]
+    pub grace_period: Option<i64>,
+    /// How long to wait for the pods to be gone (e.g. 60s; 0 = forever).
+    #[arg(long, default_value = "0s", value_name = "DURATION")]
+    pub timeout: String,
+    /// Also delete pods that no controller owns (they will not come back).
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `wait`.
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    /// TYPE NAME or TYPE/NAME.
+    #[arg(required = true, value_name = "TYPE[/NAME]")]
+    pub resources: Vec<String>,
+    /// `condition=NAME[=VALUE]` (VALUE default True) or `delete`.
+    #[arg(long = "for", value_name = "CONDITION")]
+    pub for_: String,
+    /// How long to wait (e.g. 30s, 5m).
+    #[arg(long, default_value = "30s", value_name = "DURATION")]
+    pub timeout: String,
+}
+
+/// `events`.
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Only events about this object (TYPE/NAME).
+    #[arg(long = "for", value_name = "TYPE/NAME")]
+    pub for_: Option<String>,
+    /// After listing, keep printing new events until interrupted.
+    #[arg(short = 'w', long)]
+    pub watch: bool,
+}
+
+/// `rollout`.
+#[derive(Debug, Subcommand)]
+pub enum RolloutCommand {
+    /// Wait until a deployment's rollout finishes, showing progress.
+    Status(RolloutArgs),
+    /// List a deployment's revisions.
+    History(RolloutArgs),
+    /// Roll a deployment back to the previous (or a given) revision.
+    Undo(RolloutArgs),
+    /// Restart a deployment's pods by rolling out a new revision.
+    Restart(RolloutArgs),
+}
+
+/// The arguments of each `rollout` verb.
+#[derive(Debug, Args)]
+pub struct RolloutArgs {
+    /// deployment NAME or deployment/NAME.
+    #[arg(required = true, value_name = "TYPE[/NAME]")]
+    pub resources: Vec<String>,
+    /// For `undo`: the revision to go back to (0 = the previous one).
+    #[arg(long, default_value_t = 0)]
+    pub to_revision: i64,
+    /// For `status`: how long to wait (0 = forever).
+    #[arg(long, default_value = "0s", value_name = "DURATION")]
+    pub timeout: String,
+}
+
+/// `logs`.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The pod (NAME or pod/NAME).
+    pub pod: String,
+    /// The container (default: the pod's only or first container).
+    #[arg(short = 'c', long)]
+    pub container: Option<String>,
+    /// Keep streaming new lines.
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+    /// Only the last N lines.
+    #[arg(long, value_name = "N")]
+    pub tail: Option<i64>,
+    /// The logs of the previous, terminated run of the container.
+    #[arg(short = 'p', long)]
+    pub previous: bool,
+}
+
+/// `api-resources`.
+#[derive(Debug, Args)]
+pub struct ApiResourcesArgs {
+    /// Only namespaced (true) or cluster-scoped (false) resources.
+    #[arg(long, value_name = "BOOL")]
+    pub namespaced: Option<bool>,
+    /// Print only the names (`-o name`).
+    #[arg(short = 'o', long, value_name = "FORMAT")]
+    pub output: Option<String>,
+}
+
+/// `version`.
+#[derive(Debug, Args)]
+pub struct VersionArgs {
+    /// Only the client's version; do not contact the server.
+    #[arg(long)]
+    pub client: bool,
+}
+
+/// `config`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Show the merged kubeconfig (secrets redacted unless --raw).
+    View {
+        /// Show tokens, passwords and keys.
+        #[arg(long)]
+        raw: bool,
+        /// Only what the current context uses.
+        #[arg(long)]
+        minify: bool,
+    },
+    /// Print the current context's name.
+    CurrentContext,
+    /// List the contexts (`*` marks the current one).
+    GetContexts,
+    /// Make a context the current one.
+    UseContext {
+        /// The context's name.
+        name: String,
+    },
+    /// Create or change a context (use the global -n/--namespace for its namespace).
+    #[command(after_help = "Example:\n  rkubectl config set-context --current --namespace=kube-system")]
+    SetContext {
+        /// The context's name (or --current).
+        name: Option<String>,
+        /// Change the current context.
+        #[arg(long)]
+        current: bool,
+        /// The cluster the context uses.
+        #[arg(long)]
+        cluster: Option<String>,
+        /// The user the context uses.
+        #[arg(long)]
+        user: Option<String>,
+    },
+}
