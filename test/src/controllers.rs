@@ -1,1 +1,342 @@
-//! Harness for the controllers tests.
+//! Harness for the controllers tests: the real `rkube-controller-manager` binary, and a
+//! stand-in for the kubelet that marks pods Running and Ready through the status subresource.
+//!
+//! There is no kubelet in these tests. [`mark_ready`] does what a kubelet would report for a
+//! started pod; [`Kubelet`] does it in a loop for every pod of a namespace, optionally only for
+//! pods whose image it can "run", so a rollout to a broken image can be tested.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+
+use crate::api::Api;
+use crate::cluster::Cluster;
+use crate::paths::{binary, temp_dir};
+use crate::ports::{free_port, log_shows_port_in_use};
+use crate::process::{Process, read_log, tail};
+
+/// How long the controller-manager may take to answer `/healthz`.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A running `rkube-controller-manager`, killed when dropped.
+pub struct ControllerManager {
+    /// Base URL of its `/healthz`, `/readyz` and `/metrics`, e.g. `http://127.0.0.1:40125`.
+    pub url: String,
+    process: Option<Process>,
+    program: PathBuf,
+    args: Vec<String>,
+    dir: tempfile::TempDir,
+}
+
+impl ControllerManager {
+    /// Starts `rkube-controller-manager --kubeconfig <cluster> --port <free>` plus
+    /// `extra_args`, and waits until `/healthz` answers 200.
+    pub async fn start(cluster: &Cluster, extra_args: &[&str]) -> anyhow::Result<ControllerManager> {
+        let program = binary("rkube-controller-manager");
+        let mut dir = temp_dir("rkube-controller-manager-").context("cannot create a temporary directory")?;
+        let kubeconfig = cluster.write_kubeconfig(dir.path())?;
+        let mut last_error = None;
+        for _ in 0..5 {
+            let port = free_port()?;
+            let mut args: Vec<String> = vec![
+                "--kubeconfig".into(),
+                kubeconfig.display().to_string(),
+                "--bind-address".into(),
+                "127.0.0.1".into(),
+                "--port".into(),
+                port.to_string(),
+            ];
+            args.extend(extra_args.iter().map(ToString::to_string));
+            let mut manager = ControllerManager {
+                url: format!("http://127.0.0.1:{port}"),
+                process: None,
+                program: program.clone(),
+                args,
+                dir,
+            };
+            match manager.spawn_and_wait().await {
+                Ok(()) => return Ok(manager),
+                Err(error) if log_shows_port_in_use(&manager.log_tail(20)) => {
+                    last_error = Some(error);
+                    dir = manager.dir;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| anyhow::anyhow!("rkube-controller-manager did not start")))
+    }
+
+    async fn spawn_and_wait(&mut self) -> anyhow::Result<()> {
+        let log_path = self.dir.path().join("controller-manager.log");
+        let mut process = Process::spawn(&self.program, &self.args, &log_path)?;
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(status) = process.exited() {
+                anyhow::bail!(
+                    "rkube-controller-manager exited during start ({status}); log:\n{}",
+                    process.log_tail(40)
+                );
+            }
+            if let Ok(reply) = client.get(format!("{}/healthz", self.url)).send().await
+                && reply.status().is_success()
+            {
+                self.process = Some(process);
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                anyhow::bail!(
+                    "rkube-controller-manager not healthy after {START_TIMEOUT:?}; log:\n{}",
+                    process.log_tail(40)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Kills it (SIGKILL, as a crash would).
+    pub fn kill(&mut self) {
+        self.process = None;
+    }
+
+    /// Starts it again with the same flags on the same port.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill();
+        self.spawn_and_wait().await
+    }
+
+    /// Whether the process is still running (it exits on lost leadership or a fatal error).
+    pub fn is_running(&mut self) -> bool {
+        self.process.as_mut().is_some_and(|process| process.exited().is_none())
+    }
+
+    /// The last `lines` lines of its log, for failure messages.
+    pub fn log_tail(&self, lines: usize) -> String {
+        tail(&read_log(&self.dir.path().join("controller-manager.log")), lines)
+    }
+
+    /// The text of its `/metrics`.
+    pub async fn metrics(&self) -> String {
+        let reply = reqwest::get(format!("{}/metrics", self.url)).await;
+        match reply {
+            Ok(reply) => reply.text().await.unwrap_or_default(),
+            Err(error) => panic!("GET {}/metrics failed: {error}", self.url),
+        }
+    }
+
+    /// The value of the Prometheus sample `name` (e.g. `rkube_controller_syncs_total{controller="replicaset"}`),
+    /// or 0 when absent.
+    pub async fn metric(&self, sample: &str) -> f64 {
+        let text = self.metrics().await;
+        text.lines()
+            .filter(|line| !line.starts_with('#'))
+            .find_map(|line| line.strip_prefix(sample).and_then(|rest| rest.trim().parse().ok()))
+            .unwrap_or(0.0)
+    }
+}
+
+/// A ReplicaSet `name` in `namespace` with `replicas`, selecting and labelling `app: <name>`,
+/// one container running `image`.
+pub fn replica_set(namespace: &str, name: &str, replicas: i64, image: &str) -> Value {
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "ReplicaSet",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "app", "image": image}]}
+            }
+        }
+    })
+}
+
+/// A Deployment `name` with `replicas`, selecting `app: <name>`, running `image`, with a
+/// RollingUpdate strategy of `max_surge` and `max_unavailable`.
+pub fn deployment(
+    namespace: &str,
+    name: &str,
+    replicas: i64,
+    image: &str,
+    max_surge: i64,
+    max_unavailable: i64,
+) -> Value {
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": max_surge, "maxUnavailable": max_unavailable}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "app", "image": image}]}
+            }
+        }
+    })
+}
+
+/// The pods of `namespace` whose labels match `selector` (e.g. `app=web`), all of them
+/// (terminating ones too).
+pub async fn pods(api: &Api, namespace: &str, selector: &str) -> Vec<Value> {
+    let list = api
+        .get_ok(&format!("/api/v1/namespaces/{namespace}/pods?labelSelector={}", crate::escape_query(selector)))
+        .await;
+    list["items"].as_array().cloned().unwrap_or_default()
+}
+
+/// The pods of [`pods`] that are not being deleted.
+pub async fn live_pods(api: &Api, namespace: &str, selector: &str) -> Vec<Value> {
+    pods(api, namespace, selector)
+        .await
+        .into_iter()
+        .filter(|pod| pod["metadata"]["deletionTimestamp"].is_null())
+        .collect()
+}
+
+/// Whether a pod's Ready condition is True.
+pub fn is_ready(pod: &Value) -> bool {
+    pod["status"]["conditions"]
+        .as_array()
+        .is_some_and(|conditions| conditions.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+}
+
+/// Marks the pod Running and Ready through `pods/<name>/status`, as a kubelet would once its
+/// containers started and passed their readiness probes.
+pub async fn mark_ready(api: &Api, namespace: &str, name: &str) -> bool {
+    let now = jiff::Timestamp::now().round(jiff::Unit::Second).unwrap_or_else(|_| jiff::Timestamp::now());
+    let status = json!({"status": {
+        "phase": "Running",
+        "conditions": [
+            {"type": "Ready", "status": "True", "lastTransitionTime": now.to_string()},
+            {"type": "ContainersReady", "status": "True", "lastTransitionTime": now.to_string()},
+        ]
+    }});
+    let path = format!("/api/v1/namespaces/{namespace}/pods/{name}/status");
+    api.patch(&path, "application/merge-patch+json", &status).await.0.is_success()
+}
+
+/// Binds the pod to `node` through `pods/<name>/binding`, as the scheduler would.
+pub async fn bind(api: &Api, namespace: &str, name: &str, node: &str) -> bool {
+    let path = format!("/api/v1/namespaces/{namespace}/pods/{name}/binding");
+    api.post(&path, &crate::resources::binding(name, node)).await.0.is_success()
+}
+
+/// A stand-in for kubelets: every `interval`, marks Ready each live pod of `namespace` that is
+/// not Ready yet and whose first container's image does not contain `broken`. Stops when
+/// dropped.
+pub struct Kubelet {
+    task: JoinHandle<()>,
+}
+
+impl Kubelet {
+    /// Starts the loop against the apiserver at `url`.
+    pub fn start(url: &str, namespace: &str, broken: &str) -> Kubelet {
+        let (api, namespace, broken) = (Api::new(url), namespace.to_string(), broken.to_string());
+        let task = tokio::spawn(async move {
+            loop {
+                let (status, list) = api.get(&format!("/api/v1/namespaces/{namespace}/pods")).await;
+                if status.is_success() {
+                    for pod in list["items"].as_array().cloned().unwrap_or_default() {
+                        let image = pod["spec"]["containers"][0]["image"].as_str().unwrap_or_default();
+                        if pod["metadata"]["deletionTimestamp"].is_null() && !is_ready(&pod) && !image.contains(&broken)
+                        {
+                            let name = pod["metadata"]["name"].as_str().unwrap_or_default();
+                            mark_ready(&api, &namespace, name).await;
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        Kubelet { task }
+    }
+}
+
+impl Drop for Kubelet {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Registers Node `name` and reports it Ready (as a kubelet does when it starts).
+pub async fn register_node(api: &Api, name: &str) {
+    api.create("/api/v1/nodes", &json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}})).await;
+    let now = jiff::Timestamp::now().round(jiff::Unit::Second).unwrap_or_else(|_| jiff::Timestamp::now()).to_string();
+    let status = json!({"status": {"conditions": [{
+        "type": "Ready", "status": "True", "reason": "KubeletReady",
+        "lastHeartbeatTime": now, "lastTransitionTime": now,
+    }]}});
+    let (code, body) =
+        api.patch(&format!("/api/v1/nodes/{name}/status"), "application/merge-patch+json", &status).await;
+    assert!(code.is_success(), "reporting node {name} Ready: {body}");
+}
+
+/// Creates or renews node `name`'s Lease in `kube-node-lease`, as a kubelet's heartbeat does.
+pub async fn renew_lease(api: &Api, name: &str) -> bool {
+    let path = format!("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{name}");
+    let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+    let (status, _) = api.patch(&path, "application/merge-patch+json", &json!({"spec": {"renewTime": now}})).await;
+    if status.is_success() {
+        return true;
+    }
+    let lease = json!({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": name, "namespace": "kube-node-lease"},
+        "spec": {"holderIdentity": name, "leaseDurationSeconds": 40, "renewTime": now},
+    });
+    api.post("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases", &lease).await.0.is_success()
+}
+
+/// Kubelet heartbeats for a set of nodes: every 300 ms, renews the Lease of each node in the
+/// set. Remove a node from [`Heartbeats::nodes`] to make it go silent. Stops when dropped.
+pub struct Heartbeats {
+    /// The nodes whose Leases are renewed.
+    pub nodes: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    task: JoinHandle<()>,
+}
+
+impl Heartbeats {
+    /// Starts renewing the Leases of `nodes` against the apiserver at `url`.
+    pub fn start(url: &str, nodes: &[&str]) -> Heartbeats {
+        let shared =
+            std::sync::Arc::new(std::sync::Mutex::new(nodes.iter().map(ToString::to_string).collect::<Vec<_>>()));
+        let (api, list) = (Api::new(url), std::sync::Arc::clone(&shared));
+        let task = tokio::spawn(async move {
+            loop {
+                let names = list.lock().map(|names| names.clone()).unwrap_or_default();
+                for name in names {
+                    renew_lease(&api, &name).await;
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        });
+        Heartbeats { nodes: shared, task }
+    }
+
+    /// Stops renewing `node`'s Lease.
+    pub fn silence(&self, node: &str) {
+        if let Ok(mut names) = self.nodes.lock() {
+            names.retain(|name| name != node);
+        }
+    }
+
+    /// Renews `node`'s Lease again.
+    pub fn resume(&self, node: &str) {
+        if let Ok(mut names) = self.nodes.lock() {
+            names.push(node.to_string());
+        }
+    }
+}
+
+impl Drop for Heartbeats {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -1,0 +1,181 @@
+//! Expectations: what a controller has asked the apiserver to do and not yet seen in its cache.
+//!
+//! After a ReplicaSet sync creates 5 pods, the pod informer may not have those pods yet. A
+//! second sync that trusted the cache would count too few pods and create 5 more. So before it
+//! writes, a controller records what it expects to see ([`Expectations::expect_creations`],
+//! [`Expectations::expect_deletions`]); the informer's handlers tick them off
+//! ([`Expectations::creation_observed`], [`Expectations::deletion_observed`]); and a sync only
+//! changes the number of pods when [`Expectations::satisfied`] says the cache has caught up.
+//! client-go calls this `UIDTrackingControllerExpectations` (pkg/controller/controller_utils.go).
+//!
+//! What it keeps true (tests below):
+//! - an entry with creations or deletions outstanding is not satisfied until each is observed;
+//! - a deletion is counted once per pod key, however many times it is observed (a pod first
+//!   gets a `deletionTimestamp`, then is really deleted);
+//! - an entry is satisfied anyway once its deadline passes (5 minutes, client-go's
+//!   `ExpectationsTimeout`): a safety valve for watch events that were lost.
+//!
+//! One difference from client-go: when a create fails in a way that leaves its outcome unknown
+//! (the connection broke mid-request), client-go lowers the expectation at once, which can
+//! double-create if the pod was in fact written. Here [`Expectations::creation_uncertain`]
+//! keeps the expectation but shortens the entry's deadline to [`UNCERTAIN_TTL`]: long enough
+//! for a reconnecting informer to see the pod, short enough not to stall the controller.
+//!
+//! Not promised: anything across processes. A restarted controller starts with no
+//! expectations and trusts its freshly listed cache.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+/// How long an entry may wait for its events before it counts as satisfied anyway
+/// (client-go's `ExpectationsTimeout`).
+pub const EXPECTATIONS_TTL: Duration = Duration::from_secs(5 * 60);
+
+/// The shortened deadline of an entry after a write whose outcome is unknown.
+pub const UNCERTAIN_TTL: Duration = Duration::from_secs(15);
+
+#[derive(Debug)]
+struct Entry {
+    /// Creations asked for and not yet seen.
+    adds: i64,
+    /// Keys (`namespace/name`) of pods asked to be deleted and not yet seen going.
+    deletes: HashSet<String>,
+    /// After this, the entry is satisfied whatever it still waits for.
+    deadline: Instant,
+}
+
+/// Outstanding creations and deletions per controller key (e.g. a ReplicaSet's `namespace/name`).
+#[derive(Debug)]
+pub struct Expectations {
+    ttl: Duration,
+    entries: Mutex<HashMap<String, Entry>>,
+}
+
+impl Default for Expectations {
+    fn default() -> Self {
+        Expectations::new(EXPECTATIONS_TTL)
+    }
+}
+
+impl Expectations {
+    /// Expectations whose entries expire `ttl` after they are set.
+    pub fn new(ttl: Duration) -> Self {
+        Expectations { ttl, entries: Mutex::new(HashMap::new()) }
+    }
+
+    fn entries(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether the cache has caught up with every write recorded for `key`: nothing is
+    /// outstanding, the entry expired, or there is no entry.
+    pub fn satisfied(&self, key: &str) -> bool {
+        match self.entries().get(key) {
+            None => true,
+            Some(entry) => (entry.adds <= 0 && entry.deletes.is_empty()) || Instant::now() >= entry.deadline,
+        }
+    }
+
+    /// Records that `count` pods are about to be created for `key` (replacing any old entry).
+    /// Call it before sending the creates, so an informer event can never arrive first.
+    pub fn expect_creations(&self, key: &str, count: usize) {
+        let adds = i64::try_from(count).unwrap_or(i64::MAX);
+        self.entries()
+            .insert(key.to_string(), Entry { adds, deletes: HashSet::new(), deadline: Instant::now() + self.ttl });
+    }
+
+    /// Records that the pods `pod_keys` are about to be deleted for `key` (replacing any old
+    /// entry).
+    pub fn expect_deletions(&self, key: &str, pod_keys: impl IntoIterator<Item = String>) {
+        self.entries().insert(
+            key.to_string(),
+            Entry { adds: 0, deletes: pod_keys.into_iter().collect(), deadline: Instant::now() + self.ttl },
+        );
+    }
+
+    /// One creation for `key` was seen in the cache, or will never be (the create failed).
+    pub fn creation_observed(&self, key: &str) {
+        if let Some(entry) = self.entries().get_mut(key) {
+            entry.adds -= 1;
+        }
+    }
+
+    /// A create for `key` may or may not have happened: keep waiting for it, but no longer
+    /// than [`UNCERTAIN_TTL`] from now.
+    pub fn creation_uncertain(&self, key: &str) {
+        if let Some(entry) = self.entries().get_mut(key) {
+            entry.deadline = entry.deadline.min(Instant::now() + UNCERTAIN_TTL);
+        }
+    }
+
+    /// The pod `pod_key` was seen going (deletionTimestamp set, or deleted), or its delete
+    /// failed. Counts only if `key` was waiting for that pod; later calls for it do nothing.
+    pub fn deletion_observed(&self, key: &str, pod_key: &str) {
+        if let Some(entry) = self.entries().get_mut(key) {
+            entry.deletes.remove(pod_key);
+        }
+    }
+
+    /// Forgets `key` (its controller was deleted), so a new one of the same name starts clean.
+    pub fn forget(&self, key: &str) {
+        self.entries().remove(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creations_are_outstanding_until_each_is_observed() {
+        let expectations = Expectations::default();
+        assert!(expectations.satisfied("ns/rs"), "no entry means satisfied");
+        expectations.expect_creations("ns/rs", 2);
+        assert!(!expectations.satisfied("ns/rs"));
+        expectations.creation_observed("ns/rs");
+        assert!(!expectations.satisfied("ns/rs"));
+        expectations.creation_observed("ns/rs");
+        assert!(expectations.satisfied("ns/rs"));
+    }
+
+    #[test]
+    fn a_deletion_counts_once_per_pod_however_often_it_is_observed() {
+        let expectations = Expectations::default();
+        expectations.expect_deletions("ns/rs", ["ns/a".to_string(), "ns/b".to_string()]);
+        expectations.deletion_observed("ns/rs", "ns/a");
+        expectations.deletion_observed("ns/rs", "ns/a");
+        assert!(!expectations.satisfied("ns/rs"), "ns/b is still expected to go");
+        expectations.deletion_observed("ns/rs", "ns/unrelated");
+        assert!(!expectations.satisfied("ns/rs"));
+        expectations.deletion_observed("ns/rs", "ns/b");
+        assert!(expectations.satisfied("ns/rs"));
+    }
+
+    #[test]
+    fn an_entry_is_satisfied_after_its_ttl_even_with_events_missing() {
+        let expectations = Expectations::new(Duration::from_millis(20));
+        expectations.expect_creations("ns/rs", 3);
+        assert!(!expectations.satisfied("ns/rs"));
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(expectations.satisfied("ns/rs"));
+    }
+
+    #[test]
+    fn an_uncertain_creation_keeps_the_expectation_but_shortens_the_deadline() {
+        let expectations = Expectations::default();
+        expectations.expect_creations("ns/rs", 1);
+        expectations.creation_uncertain("ns/rs");
+        assert!(!expectations.satisfied("ns/rs"), "the pod may still show up");
+        let deadline = expectations.entries().get("ns/rs").map(|entry| entry.deadline);
+        assert!(deadline.is_some_and(|deadline| deadline <= Instant::now() + UNCERTAIN_TTL));
+    }
+
+    #[test]
+    fn forgetting_a_key_starts_it_clean() {
+        let expectations = Expectations::default();
+        expectations.expect_creations("ns/rs", 1);
+        expectations.forget("ns/rs");
+        assert!(expectations.satisfied("ns/rs"));
+    }
+}

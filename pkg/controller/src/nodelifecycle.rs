@@ -1,0 +1,410 @@
+//! The node lifecycle controller: notices nodes that went silent, marks them, and evicts their
+//! pods so their controllers recreate them elsewhere.
+//!
+//! Every `monitor_period` (client-go: `monitorNodeHealth`), for each Node:
+//! 1. **probe**: the node counts as heard from when its Lease in `kube-node-lease` was renewed
+//!    or its `Ready` condition's `lastHeartbeatTime` moved. Both are compared with what this
+//!    controller saw last, and the time is taken from *its own* clock, so kubelet clocks never
+//!    need to agree with ours. A node first seen counts as heard from now.
+//! 2. **silent** for longer than `grace_period` (`--node-monitor-grace-period`, default 40 s):
+//!    set `Ready=Unknown` (reason `NodeStatusUnknown`) through the node's status subresource,
+//!    and add the `node.kubernetes.io/unreachable` taint with effects `NoSchedule` and
+//!    `NoExecute`;
+//! 3. **evict**: on a node tainted `NoExecute` by us, delete each pod that does not tolerate
+//!    the taint once `pod_eviction_timeout` has passed since the taint, and each pod that
+//!    tolerates it with `tolerationSeconds` once those have passed. A toleration without
+//!    `tolerationSeconds` keeps the pod forever (as DaemonSet pods are kept). Deleting a pod
+//!    bound to a node only marks it (`deletionTimestamp`), which is enough for its ReplicaSet to
+//!    replace it;
+//! 4. **back**: a node heard from again loses the taints (its kubelet reports `Ready` itself).
+//!
+//! Mass failure (Kubernetes' zone disruption, here with the whole cluster as one zone): when
+//! every node is silent, this controller assumes *it* is cut off and evicts nothing; when more
+//! than 2 nodes and at least `unhealthy_threshold` (55 %) of them are silent, evictions slow to
+//! `secondary_eviction_rate` nodes per second, or stop entirely in clusters of at most
+//! `large_cluster_size` (50) nodes. Normally, pods of at most `eviction_rate` nodes per second
+//! start being evicted.
+//!
+//! Not promised: zones (one zone only), `MarkPodsNotReady`, the `not-ready` taint for nodes
+//! whose kubelet reports `Ready=False`, or taint-based eviction for taints it did not add.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, Pod, Taint, Toleration};
+use rkube_client::{Api, Client, DeleteParams, Patch, PatchParams};
+use rkube_informer::factory::SharedInformerFactory;
+use rkube_informer::store::{NODE_NAME_INDEX, Store};
+use serde_json::json;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::Error;
+
+/// The taint key of a node this controller cannot hear from.
+pub const UNREACHABLE_TAINT: &str = "node.kubernetes.io/unreachable";
+/// Namespace of the node heartbeat Leases.
+pub const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
+
+/// Timing and limits of the node lifecycle controller (the `--node-*` flags).
+#[derive(Clone, Debug)]
+pub struct NodeLifecycleConfig {
+    /// How often nodes are checked (`--node-monitor-period`, default 5 s).
+    pub monitor_period: Duration,
+    /// How long a node may be silent before it is Unknown (`--node-monitor-grace-period`, 40 s).
+    pub grace_period: Duration,
+    /// How long pods without a toleration stay on an unreachable node (`--pod-eviction-timeout`, 5 min).
+    pub pod_eviction_timeout: Duration,
+    /// Nodes per second whose pods may start being evicted (`--node-eviction-rate`, 0.1).
+    pub eviction_rate: f64,
+    /// The same in a partial disruption of a large cluster (`--secondary-node-eviction-rate`, 0.01).
+    pub secondary_eviction_rate: f64,
+    /// Clusters of at most this many nodes stop evicting in a partial disruption (`--large-cluster-size-threshold`, 50).
+    pub large_cluster_size: usize,
+    /// Fraction of silent nodes that makes a partial disruption (`--unhealthy-zone-threshold`, 0.55).
+    pub unhealthy_threshold: f64,
+}
+
+impl Default for NodeLifecycleConfig {
+    fn default() -> Self {
+        NodeLifecycleConfig {
+            monitor_period: Duration::from_secs(5),
+            grace_period: Duration::from_secs(40),
+            pod_eviction_timeout: Duration::from_secs(300),
+            eviction_rate: 0.1,
+            secondary_eviction_rate: 0.01,
+            large_cluster_size: 50,
+            unhealthy_threshold: 0.55,
+        }
+    }
+}
+
+/// What this controller remembers about one node.
+#[derive(Debug)]
+struct Health {
+    /// When we last heard from it, on our clock.
+    probed: Instant,
+    lease_renewed: Option<Timestamp>,
+    heartbeat: Option<Timestamp>,
+    /// When we found it silent (None while it is healthy).
+    silent_since: Option<Instant>,
+    /// When its pods became eligible for eviction (rate-limited across nodes).
+    evicting_since: Option<Instant>,
+}
+
+/// The node lifecycle controller. Build with [`NodeLifecycleController::new`], then [`NodeLifecycleController::run`].
+pub struct NodeLifecycleController {
+    client: Client,
+    config: NodeLifecycleConfig,
+    nodes: Store<Node>,
+    leases: Store<Lease>,
+    pods: Store<Pod>,
+    health: Mutex<HashMap<String, Health>>,
+    last_node_eviction: Mutex<Option<Instant>>,
+}
+
+fn ready_condition(node: &Node) -> Option<&k8s_openapi::api::core::v1::NodeCondition> {
+    node.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == "Ready")
+}
+
+fn has_our_taints(node: &Node) -> bool {
+    node.spec
+        .as_ref()
+        .and_then(|spec| spec.taints.as_ref())
+        .is_some_and(|taints| taints.iter().any(|t| t.key == UNREACHABLE_TAINT))
+}
+
+/// When a pod on a node tainted unreachable (`NoExecute`) since `tainted` must go: `None` for
+/// never (tolerated forever).
+fn eviction_time(pod: &Pod, tainted: Instant, default_timeout: Duration) -> Option<Instant> {
+    let tolerations: &[Toleration] = pod.spec.as_ref().and_then(|spec| spec.tolerations.as_deref()).unwrap_or_default();
+    let tolerating = tolerations.iter().find(|t| {
+        let key_matches = match t.operator.as_deref() {
+            Some("Exists") => t.key.as_deref().is_none_or(|key| key.is_empty() || key == UNREACHABLE_TAINT),
+            _ => t.key.as_deref() == Some(UNREACHABLE_TAINT),
+        };
+        key_matches && t.effect.as_deref().is_none_or(|effect| effect.is_empty() || effect == "NoExecute")
+    });
+    match tolerating {
+        None => Some(tainted + default_timeout),
+        Some(toleration) => toleration
+            .toleration_seconds
+            .map(|seconds| tainted + Duration::from_secs(u64::try_from(seconds.max(0)).unwrap_or(0))),
+    }
+}
+
+impl NodeLifecycleController {
+    /// Asks the factory for the Node, node Lease and Pod informers.
+    pub fn new(factory: &SharedInformerFactory, client: Client, config: NodeLifecycleConfig) -> Arc<Self> {
+        Arc::new(NodeLifecycleController {
+            client,
+            config,
+            nodes: factory.informer::<Node>(None).store(),
+            leases: factory.informer::<Lease>(Some(NODE_LEASE_NAMESPACE)).store(),
+            pods: factory.informer::<Pod>(None).store(),
+            health: Mutex::new(HashMap::new()),
+            last_node_eviction: Mutex::new(None),
+        })
+    }
+
+    /// Checks every node each `monitor_period` until `shutdown`. A failed write is logged and
+    /// retried at the next pass.
+    pub async fn run(
+        self: Arc<Self>,
+        shutdown: CancellationToken,
+        errors: prometheus::IntCounterVec,
+        syncs: prometheus::IntCounterVec,
+    ) {
+        let mut ticker = tokio::time::interval(self.config.monitor_period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = ticker.tick() => {}
+            }
+            syncs.with_label_values(&["nodelifecycle"]).inc();
+            if let Err(error) = self.monitor().await {
+                errors.with_label_values(&["nodelifecycle"]).inc();
+                tracing::warn!(%error, "node monitor pass failed; retrying next period");
+            }
+        }
+    }
+
+    /// One pass over all nodes.
+    async fn monitor(&self) -> Result<(), Error> {
+        let now = Instant::now();
+        let nodes = self.nodes.list();
+        let mut silent_nodes = Vec::new();
+        {
+            let mut health = self.health.lock().unwrap_or_else(PoisonError::into_inner);
+            health.retain(|name, _| nodes.iter().any(|node| node.metadata.name.as_deref() == Some(name)));
+            for node in &nodes {
+                let name = node.metadata.name.clone().unwrap_or_default();
+                let lease_renewed = self
+                    .leases
+                    .get(&format!("{NODE_LEASE_NAMESPACE}/{name}"))
+                    .and_then(|lease| lease.spec.as_ref()?.renew_time.as_ref().map(|time| time.0));
+                let heartbeat = ready_condition(node).and_then(|c| c.last_heartbeat_time.as_ref().map(|time| time.0));
+                let entry = health.entry(name.clone()).or_insert(Health {
+                    probed: now,
+                    lease_renewed,
+                    heartbeat,
+                    silent_since: None,
+                    evicting_since: None,
+                });
+                if entry.lease_renewed != lease_renewed || entry.heartbeat != heartbeat {
+                    entry.probed = now;
+                    entry.lease_renewed = lease_renewed;
+                    entry.heartbeat = heartbeat;
+                }
+                if now.duration_since(entry.probed) > self.config.grace_period {
+                    entry.silent_since.get_or_insert(now);
+                    silent_nodes.push(Arc::clone(node));
+                } else {
+                    entry.silent_since = None;
+                    entry.evicting_since = None;
+                }
+            }
+        }
+        let mut first_error = None;
+        for node in &nodes {
+            let silent = silent_nodes.iter().any(|s| s.metadata.name == node.metadata.name);
+            let result = if silent { self.mark_unreachable(node).await } else { self.restore(node).await };
+            if let Err(error) = result {
+                first_error.get_or_insert(error);
+            }
+        }
+        if let Err(error) = self.evict(&nodes, &silent_nodes, now).await {
+            first_error.get_or_insert(error);
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Sets Ready=Unknown and adds the unreachable taints, unless already done.
+    async fn mark_unreachable(&self, node: &Node) -> Result<(), Error> {
+        let name = node.metadata.name.clone().unwrap_or_default();
+        let api: Api<Node> = Api::all(self.client.clone());
+        if ready_condition(node).is_none_or(|c| c.status != "Unknown") {
+            let now = Timestamp::now().to_string();
+            let mut conditions: Vec<serde_json::Value> = node
+                .status
+                .as_ref()
+                .and_then(|status| status.conditions.as_ref())
+                .map(|conditions| {
+                    conditions
+                        .iter()
+                        .filter(|c| c.type_ != "Ready")
+                        .filter_map(|c| serde_json::to_value(c).ok())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let since = ready_condition(node).and_then(|c| c.last_heartbeat_time.as_ref()).map(|t| t.0.to_string());
+            conditions.push(json!({
+                "type": "Ready", "status": "Unknown", "reason": "NodeStatusUnknown",
+                "message": "Kubelet stopped posting node status.",
+                "lastTransitionTime": now, "lastHeartbeatTime": since,
+            }));
+            let patch = json!({"status": {"conditions": conditions}});
+            api.patch_status(&name, &PatchParams::default(), &Patch::Merge(patch))
+                .await
+                .map_err(|source| Error::UpdateStatus { key: name.clone(), source })?;
+            tracing::warn!(node = %name, "node silent past the grace period: Ready=Unknown");
+        }
+        if !has_our_taints(node) {
+            let mut taints: Vec<Taint> = node.spec.as_ref().and_then(|spec| spec.taints.clone()).unwrap_or_default();
+            for effect in ["NoSchedule", "NoExecute"] {
+                taints.push(Taint {
+                    key: UNREACHABLE_TAINT.into(),
+                    effect: effect.into(),
+                    time_added: (effect == "NoExecute")
+                        .then(|| k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Timestamp::now())),
+                    value: None,
+                });
+            }
+            let patch =
+                json!({"metadata": {"resourceVersion": node.metadata.resource_version}, "spec": {"taints": taints}});
+            api.patch(&name, &PatchParams::default(), &Patch::Merge(patch))
+                .await
+                .map_err(|source| Error::Read { what: format!("tainting node {name}"), source })?;
+            tracing::warn!(node = %name, "tainted {UNREACHABLE_TAINT}:NoSchedule and :NoExecute");
+        }
+        Ok(())
+    }
+
+    /// Removes our taints from a node heard from again.
+    async fn restore(&self, node: &Node) -> Result<(), Error> {
+        if !has_our_taints(node) {
+            return Ok(());
+        }
+        let name = node.metadata.name.clone().unwrap_or_default();
+        let taints: Vec<Taint> = node
+            .spec
+            .as_ref()
+            .and_then(|spec| spec.taints.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|t| t.key != UNREACHABLE_TAINT)
+            .collect();
+        let taints = if taints.is_empty() { serde_json::Value::Null } else { json!(taints) };
+        let patch =
+            json!({"metadata": {"resourceVersion": node.metadata.resource_version}, "spec": {"taints": taints}});
+        Api::<Node>::all(self.client.clone())
+            .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .map_err(|source| Error::Read { what: format!("untainting node {name}"), source })?;
+        tracing::info!(node = %name, "node heard from again: taints removed");
+        Ok(())
+    }
+
+    /// The rate (nodes per second) at which silent nodes' pods may start being evicted now.
+    fn current_rate(&self, total: usize, silent: usize) -> f64 {
+        if total == 0 || silent == total {
+            return 0.0; // everything silent: we are probably the ones cut off
+        }
+        #[allow(clippy::cast_precision_loss)] // node counts are far below 2^52
+        let fraction = silent as f64 / total as f64;
+        if silent > 2 && fraction >= self.config.unhealthy_threshold {
+            if total > self.config.large_cluster_size { self.config.secondary_eviction_rate } else { 0.0 }
+        } else {
+            self.config.eviction_rate
+        }
+    }
+
+    async fn evict(&self, nodes: &[Arc<Node>], silent: &[Arc<Node>], now: Instant) -> Result<(), Error> {
+        let rate = self.current_rate(nodes.len(), silent.len());
+        if rate <= 0.0 {
+            if !silent.is_empty() {
+                tracing::warn!(silent = silent.len(), total = nodes.len(), "mass node failure: evictions paused");
+            }
+            return Ok(());
+        }
+        let mut first_error = None;
+        for node in silent {
+            let name = node.metadata.name.clone().unwrap_or_default();
+            let tainted = {
+                let mut health = self.health.lock().unwrap_or_else(PoisonError::into_inner);
+                let Some(entry) = health.get_mut(&name) else { continue };
+                if entry.evicting_since.is_none() {
+                    // Rate limit: one more node may start evicting every 1/rate seconds.
+                    let mut last = self.last_node_eviction.lock().unwrap_or_else(PoisonError::into_inner);
+                    let gap = Duration::try_from_secs_f64(1.0 / rate).unwrap_or(Duration::MAX);
+                    if last.is_some_and(|last| now.duration_since(last) < gap) {
+                        continue;
+                    }
+                    *last = Some(now);
+                    entry.evicting_since = entry.silent_since;
+                }
+                entry.evicting_since.unwrap_or(now)
+            };
+            for pod in self.pods.by_index(NODE_NAME_INDEX, &name).unwrap_or_default() {
+                if pod.metadata.deletion_timestamp.is_some() {
+                    continue;
+                }
+                if eviction_time(&pod, tainted, self.config.pod_eviction_timeout).is_none_or(|due| due > now) {
+                    continue;
+                }
+                let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+                let pod_name = pod.metadata.name.clone().unwrap_or_default();
+                match Api::<Pod>::namespaced(self.client.clone(), &namespace)
+                    .delete(&pod_name, &DeleteParams::default())
+                    .await
+                {
+                    Ok(_) => {
+                        tracing::warn!(node = %name, pod = %format!("{namespace}/{pod_name}"), "evicted from unreachable node")
+                    }
+                    Err(error) if error.is_not_found() => {}
+                    Err(source) => {
+                        first_error
+                            .get_or_insert(Error::Read { what: format!("evicting {namespace}/{pod_name}"), source });
+                    }
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::PodSpec;
+
+    fn pod_tolerating(seconds: Option<Option<i64>>) -> Pod {
+        let tolerations = seconds.map(|seconds| {
+            vec![Toleration {
+                key: Some(UNREACHABLE_TAINT.into()),
+                operator: Some("Exists".into()),
+                effect: Some("NoExecute".into()),
+                toleration_seconds: seconds,
+                value: None,
+            }]
+        });
+        Pod { spec: Some(PodSpec { tolerations, ..PodSpec::default() }), ..Pod::default() }
+    }
+
+    #[test]
+    fn tolerations_decide_when_a_pod_leaves_an_unreachable_node() {
+        let tainted = Instant::now();
+        let timeout = Duration::from_secs(300);
+        assert_eq!(eviction_time(&pod_tolerating(None), tainted, timeout), Some(tainted + timeout));
+        assert_eq!(
+            eviction_time(&pod_tolerating(Some(Some(5))), tainted, timeout),
+            Some(tainted + Duration::from_secs(5))
+        );
+        assert_eq!(eviction_time(&pod_tolerating(Some(None)), tainted, timeout), None, "tolerated forever");
+    }
+
+    #[tokio::test]
+    async fn evictions_pause_when_every_node_is_silent_and_slow_in_a_partial_disruption() {
+        let client = Client::new(rkube_client::Config::new("http://127.0.0.1:1".parse().unwrap())).unwrap();
+        let factory = SharedInformerFactory::new(client.clone(), &prometheus::Registry::new()).unwrap();
+        let controller = NodeLifecycleController::new(&factory, client, NodeLifecycleConfig::default());
+        assert_eq!(controller.current_rate(3, 3), 0.0);
+        assert_eq!(controller.current_rate(10, 1), 0.1);
+        assert_eq!(controller.current_rate(10, 6), 0.0, "small cluster, partial disruption: stop");
+        assert_eq!(controller.current_rate(100, 60), 0.01, "large cluster, partial disruption: slow");
+    }
+}

@@ -1,0 +1,538 @@
+//! The ReplicaSet controller: keeps `spec.replicas` active pods matching each ReplicaSet's
+//! selector.
+//!
+//! The loop, for one ReplicaSet key (`namespace/name`), judging from the informers' caches:
+//! 1. **claim**: among the active pods of the namespace, keep those it owns and still match,
+//!    *adopt* orphans that match (add a controller reference) and *release* owned pods that no
+//!    longer match (remove it) — see [`crate::controller_ref`];
+//! 2. **manage**: only when the [`Expectations`] for the key are satisfied (the cache has seen
+//!    every create and delete of the last sync), create the missing pods from the template
+//!    (generateName `<rs>-`) in slow-start batches of 1, 2, 4, …, stopping at the first batch
+//!    that fails, or delete the surplus in [`podutil::deletion_order`];
+//! 3. **status**: write `replicas`, `fullyLabeledReplicas`, `readyReplicas`,
+//!    `availableReplicas` (ready for `minReadySeconds`), `observedGeneration` and a
+//!    `ReplicaFailure` condition (when a create or delete was refused) through the status
+//!    subresource, only when they changed.
+//!
+//! Event handlers only enqueue keys and tick off expectations, as in client-go's
+//! `pkg/controller/replicaset/replica_set.go`.
+//!
+//! What it keeps true (tests in `test/tests/controller_replicaset.rs`): a lagging or
+//! reconnecting cache never makes it create or delete twice for the same shortfall; pods of
+//! other controllers are never touched. Not promised: at most 500 pods are created or deleted
+//! per sync (client-go's `BurstReplicas`); more take more syncs.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::join_all;
+use jiff::Timestamp;
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use prometheus::Registry;
+use rkube_api::selector::LabelSelector;
+use rkube_client::{Api, Client, DeleteParams, Patch, PatchParams, PostParams};
+use rkube_informer::factory::SharedInformerFactory;
+use rkube_informer::handler::{Deleted, HandlerFns};
+use rkube_informer::store::{NAMESPACE_INDEX, Store, key_of};
+use rkube_informer::workqueue::{RateLimiter, WorkQueue};
+use serde_json::{Value, json};
+
+use crate::Error;
+use crate::controller_ref::{adopt_patch, controller_of, new_controller_ref, release_patch};
+use crate::expectations::Expectations;
+use crate::podutil::{self, deletion_order, is_active, is_available, is_ready};
+use crate::worker::Syncer;
+
+/// Most pods created or deleted in one sync (client-go's `BurstReplicas`).
+pub const BURST_REPLICAS: usize = 500;
+const KIND: &str = "ReplicaSet";
+const API_VERSION: &str = "apps/v1";
+
+/// What the event handlers share with the workers.
+struct Shared {
+    replica_sets: Store<ReplicaSet>,
+    queue: WorkQueue<String>,
+    expectations: Expectations,
+}
+
+/// The ReplicaSet controller. Build it with [`ReplicaSetController::new`], start the factory,
+/// then run workers over [`ReplicaSetController::queue`] with [`crate::worker::run_workers`].
+pub struct ReplicaSetController {
+    client: Client,
+    pods: Store<Pod>,
+    shared: Arc<Shared>,
+}
+
+impl ReplicaSetController {
+    /// Registers handlers on the factory's ReplicaSet and Pod informers (all namespaces) and
+    /// a work queue named `replicaset` (metrics in `registry`).
+    pub fn new(factory: &SharedInformerFactory, client: Client, registry: Option<&Registry>) -> Arc<Self> {
+        let replica_sets = factory.informer::<ReplicaSet>(None);
+        let pods = factory.informer::<Pod>(None);
+        let shared = Arc::new(Shared {
+            replica_sets: replica_sets.store(),
+            queue: WorkQueue::new("replicaset", RateLimiter::default(), registry),
+            expectations: Expectations::default(),
+        });
+        let (on_add, on_update, on_delete) = (Arc::clone(&shared), Arc::clone(&shared), Arc::clone(&shared));
+        replica_sets.add_handler(
+            HandlerFns::new()
+                .on_add(move |rs: &Arc<ReplicaSet>| on_add.queue.add(key_of(rs.as_ref())))
+                .on_update(move |old: &Arc<ReplicaSet>, new: &Arc<ReplicaSet>| {
+                    if old.metadata.uid != new.metadata.uid {
+                        // Deleted and recreated under the same name: start clean.
+                        on_update.expectations.forget(&key_of(old.as_ref()));
+                    }
+                    on_update.queue.add(key_of(new.as_ref()));
+                })
+                .on_delete(move |deleted: Deleted<ReplicaSet>| {
+                    let key = key_of(deleted.object().as_ref());
+                    on_delete.expectations.forget(&key);
+                    on_delete.queue.add(key);
+                }),
+        );
+        let (on_add, on_update, on_delete) = (Arc::clone(&shared), Arc::clone(&shared), Arc::clone(&shared));
+        pods.add_handler(
+            HandlerFns::new()
+                .on_add(move |pod: &Arc<Pod>| on_add.add_pod(pod))
+                .on_update(move |old: &Arc<Pod>, new: &Arc<Pod>| on_update.update_pod(old, new))
+                .on_delete(move |deleted: Deleted<Pod>| on_delete.delete_pod(deleted.object())),
+        );
+        Arc::new(ReplicaSetController { client, pods: pods.store(), shared })
+    }
+
+    /// The controller's work queue of ReplicaSet keys.
+    pub fn queue(&self) -> WorkQueue<String> {
+        self.shared.queue.clone()
+    }
+}
+
+impl Shared {
+    /// The ReplicaSet `owner` points at, if it is one we know with that uid.
+    fn resolve(&self, namespace: &str, owner: &OwnerReference) -> Option<Arc<ReplicaSet>> {
+        if owner.kind != KIND || !owner.api_version.starts_with("apps/") {
+            return None;
+        }
+        let rs = self.replica_sets.get(&format!("{namespace}/{}", owner.name))?;
+        (rs.metadata.uid.as_deref() == Some(owner.uid.as_str())).then_some(rs)
+    }
+
+    fn owner_of(&self, pod: &Pod) -> Option<Arc<ReplicaSet>> {
+        let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
+        self.resolve(namespace, controller_of(&pod.metadata)?)
+    }
+
+    /// Every ReplicaSet in the pod's namespace whose selector matches its labels.
+    fn matching(&self, pod: &Pod) -> Vec<Arc<ReplicaSet>> {
+        let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+        let labels = pod.metadata.labels.clone().unwrap_or_default();
+        let Ok(candidates) = self.replica_sets.by_index(NAMESPACE_INDEX, &namespace) else { return Vec::new() };
+        candidates
+            .into_iter()
+            .filter(|rs| {
+                let selector = LabelSelector::from_meta(&rs.spec.selector);
+                selector.is_ok_and(|selector| !selector.is_empty() && selector.matches(&labels))
+            })
+            .collect()
+    }
+
+    fn add_pod(&self, pod: &Arc<Pod>) {
+        if pod.metadata.deletion_timestamp.is_some() {
+            self.delete_pod(pod);
+            return;
+        }
+        if controller_of(&pod.metadata).is_some() {
+            if let Some(rs) = self.owner_of(pod) {
+                let key = key_of(rs.as_ref());
+                self.expectations.creation_observed(&key);
+                self.queue.add(key);
+            }
+            return;
+        }
+        for rs in self.matching(pod) {
+            self.queue.add(key_of(rs.as_ref()));
+        }
+    }
+
+    fn update_pod(&self, old: &Arc<Pod>, new: &Arc<Pod>) {
+        if old.metadata.resource_version == new.metadata.resource_version {
+            return; // a resync: nothing changed
+        }
+        let labels_changed = old.metadata.labels != new.metadata.labels;
+        if new.metadata.deletion_timestamp.is_some() {
+            self.delete_pod(new);
+            if labels_changed {
+                self.delete_pod(old);
+            }
+            return;
+        }
+        let old_owner = controller_of(&old.metadata).map(|owner| owner.uid.clone());
+        let new_owner = controller_of(&new.metadata).map(|owner| owner.uid.clone());
+        if old_owner != new_owner
+            && let Some(rs) = self.owner_of(old)
+        {
+            self.queue.add(key_of(rs.as_ref()));
+        }
+        if new_owner.is_some() {
+            if let Some(rs) = self.owner_of(new) {
+                let key = key_of(rs.as_ref());
+                let min_ready = rs.spec.min_ready_seconds.unwrap_or(0);
+                if min_ready > 0 && !is_ready(old) && is_ready(new) {
+                    // Becomes available minReadySeconds from now: look again then.
+                    let delay = Duration::from_secs(u64::try_from(min_ready).unwrap_or(0) + 1);
+                    self.queue.add_after(key.clone(), delay);
+                }
+                self.queue.add(key);
+            }
+            return;
+        }
+        if labels_changed || old_owner != new_owner {
+            for rs in self.matching(new) {
+                self.queue.add(key_of(rs.as_ref()));
+            }
+        }
+    }
+
+    fn delete_pod(&self, pod: &Arc<Pod>) {
+        if let Some(rs) = self.owner_of(pod) {
+            let key = key_of(rs.as_ref());
+            self.expectations.deletion_observed(&key, &key_of(pod.as_ref()));
+            self.queue.add(key);
+        }
+    }
+}
+
+/// A write whose outcome is unknown: the request may have been applied.
+fn outcome_unknown(error: &rkube_client::Error) -> bool {
+    matches!(error, rkube_client::Error::Transport(_) | rkube_client::Error::Timeout(_))
+}
+
+impl Syncer for ReplicaSetController {
+    async fn sync(&self, key: &str) -> Result<(), Error> {
+        let shared = &self.shared;
+        let Some(rs) = shared.replica_sets.get(key) else {
+            shared.expectations.forget(key);
+            return Ok(());
+        };
+        let needs_sync = shared.expectations.satisfied(key);
+        let spec = rs.spec.clone();
+        let selector = match LabelSelector::from_meta(&spec.selector) {
+            Ok(selector) if !selector.is_empty() => selector,
+            Ok(_) | Err(_) => {
+                tracing::warn!(%key, "invalid or empty selector; not syncing");
+                return Ok(());
+            }
+        };
+        let namespace = rs.metadata.namespace.clone().unwrap_or_default();
+        let pods: Vec<Arc<Pod>> =
+            self.pods.by_index(NAMESPACE_INDEX, &namespace)?.into_iter().filter(|pod| is_active(pod)).collect();
+        let owned = self.claim_pods(&rs, &selector, pods).await?;
+        let mut manage_error = None;
+        if needs_sync && rs.metadata.deletion_timestamp.is_none() {
+            manage_error = self.manage_replicas(key, &rs, &owned).await.err();
+        }
+        self.update_status(&rs, &owned, manage_error.as_ref()).await?;
+        if let Some(error) = manage_error {
+            return Err(error);
+        }
+        let min_ready = spec.min_ready_seconds.unwrap_or(0);
+        let now = Timestamp::now();
+        if min_ready > 0 && owned.iter().any(|pod| is_ready(pod) && !is_available(pod, min_ready, now)) {
+            shared.queue.add_after(key.to_string(), Duration::from_secs(u64::try_from(min_ready).unwrap_or(0)));
+        }
+        Ok(())
+    }
+}
+
+impl ReplicaSetController {
+    /// Adopts matching orphans, releases owned pods that stopped matching, and returns the
+    /// pods this ReplicaSet owns afterwards.
+    async fn claim_pods(
+        &self,
+        rs: &ReplicaSet,
+        selector: &LabelSelector,
+        pods: Vec<Arc<Pod>>,
+    ) -> Result<Vec<Arc<Pod>>, Error> {
+        let uid = rs.metadata.uid.clone().unwrap_or_default();
+        let namespace = rs.metadata.namespace.clone().unwrap_or_default();
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
+        let mut owned = Vec::new();
+        let mut may_adopt: Option<bool> = None;
+        for pod in pods {
+            let labels = pod.metadata.labels.clone().unwrap_or_default();
+            let matches = selector.matches(&labels);
+            let pod_name = pod.metadata.name.clone().unwrap_or_default();
+            match controller_of(&pod.metadata) {
+                Some(owner) if owner.uid == uid => {
+                    if matches {
+                        owned.push(pod);
+                    } else if rs.metadata.deletion_timestamp.is_none() {
+                        let patch = release_patch(&pod.metadata, &uid);
+                        match api.patch(&pod_name, &PatchParams::default(), &Patch::Merge(patch)).await {
+                            Ok(_) => tracing::info!(pod = %pod_name, rs = ?rs.metadata.name, "released"),
+                            Err(error) if error.is_not_found() => {}
+                            Err(source) => return Err(Error::Release { object: pod_name, source }),
+                        }
+                    }
+                }
+                Some(_) => {} // another controller's
+                None if matches && pod.metadata.deletion_timestamp.is_none() => {
+                    // Recheck, uncached, that the ReplicaSet still exists and is not being
+                    // deleted before adopting (client-go's RecheckDeletionTimestamp).
+                    if may_adopt.is_none() {
+                        may_adopt = Some(self.may_adopt(rs).await?);
+                    }
+                    if may_adopt != Some(true) {
+                        continue;
+                    }
+                    let reference = new_controller_ref(API_VERSION, KIND, &rs.metadata);
+                    let patch = adopt_patch(&pod.metadata, &reference);
+                    match api.patch(&pod_name, &PatchParams::default(), &Patch::Merge(patch)).await {
+                        Ok(adopted) => {
+                            tracing::info!(pod = %pod_name, rs = ?rs.metadata.name, "adopted");
+                            owned.push(Arc::new(adopted));
+                        }
+                        Err(error) if error.is_not_found() => {}
+                        Err(source) => return Err(Error::Adopt { object: pod_name, source }),
+                    }
+                }
+                None => {}
+            }
+        }
+        Ok(owned)
+    }
+
+    async fn may_adopt(&self, rs: &ReplicaSet) -> Result<bool, Error> {
+        let namespace = rs.metadata.namespace.clone().unwrap_or_default();
+        let api: Api<ReplicaSet> = Api::namespaced(self.client.clone(), &namespace);
+        let name = rs.metadata.name.clone().unwrap_or_default();
+        match api.get_opt(&name).await {
+            Ok(Some(fresh)) => Ok(fresh.metadata.uid == rs.metadata.uid && fresh.metadata.deletion_timestamp.is_none()),
+            Ok(None) => Ok(false),
+            Err(source) => Err(Error::Read { what: format!("replicaset {namespace}/{name}"), source }),
+        }
+    }
+
+    /// Creates or deletes pods so that `owned` becomes `spec.replicas` (at most
+    /// [`BURST_REPLICAS`] at a time), recording expectations first.
+    async fn manage_replicas(&self, key: &str, rs: &ReplicaSet, owned: &[Arc<Pod>]) -> Result<(), Error> {
+        let spec = rs.spec.clone();
+        let want = usize::try_from(spec.replicas.unwrap_or(1)).unwrap_or(0);
+        let namespace = rs.metadata.namespace.clone().unwrap_or_default();
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
+        let expectations = &self.shared.expectations;
+        if owned.len() < want {
+            let count = (want - owned.len()).min(BURST_REPLICAS);
+            let pod = pod_from_template(rs)?;
+            expectations.expect_creations(key, count);
+            let mut remaining = count;
+            let mut batch = 1;
+            let mut first_error = None;
+            let params = PostParams::default();
+            while remaining > 0 {
+                let size = batch.min(remaining);
+                remaining -= size;
+                let results = join_all((0..size).map(|_| api.create(&params, &pod))).await;
+                for result in results {
+                    if let Err(error) = result {
+                        if outcome_unknown(&error) {
+                            expectations.creation_uncertain(key);
+                        } else {
+                            expectations.creation_observed(key);
+                        }
+                        first_error.get_or_insert(error);
+                    }
+                }
+                if first_error.is_some() {
+                    break;
+                }
+                batch *= 2;
+            }
+            // The creates never attempted will never be observed either.
+            for _ in 0..remaining {
+                expectations.creation_observed(key);
+            }
+            tracing::info!(%key, want, had = owned.len(), created = count - remaining, "scaled up");
+            if let Some(source) = first_error {
+                return Err(Error::CreatePods { key: key.to_string(), source });
+            }
+        } else if owned.len() > want {
+            let count = (owned.len() - want).min(BURST_REPLICAS);
+            let mut victims: Vec<Arc<Pod>> = owned.to_vec();
+            victims.sort_by(|a, b| deletion_order(a, b));
+            victims.truncate(count);
+            expectations.expect_deletions(key, victims.iter().map(|pod| key_of(pod.as_ref())));
+            let results = join_all(victims.iter().map(|pod| async {
+                let name = pod.metadata.name.clone().unwrap_or_default();
+                (key_of(pod.as_ref()), api.delete(&name, &DeleteParams::default()).await)
+            }))
+            .await;
+            let mut first_error = None;
+            for (pod_key, result) in results {
+                if let Err(error) = result {
+                    expectations.deletion_observed(key, &pod_key);
+                    if !error.is_not_found() {
+                        first_error.get_or_insert(error);
+                    }
+                }
+            }
+            tracing::info!(%key, want, had = owned.len(), deleted = count, "scaled down");
+            if let Some(source) = first_error {
+                return Err(Error::DeletePods { key: key.to_string(), source });
+            }
+        }
+        Ok(())
+    }
+
+    async fn update_status(&self, rs: &ReplicaSet, owned: &[Arc<Pod>], error: Option<&Error>) -> Result<(), Error> {
+        let status = status_for(rs, owned, error, Timestamp::now());
+        let current = serde_json::to_value(rs.status.clone().unwrap_or_default()).unwrap_or(Value::Null);
+        if same_status(&current, &status) {
+            return Ok(());
+        }
+        let namespace = rs.metadata.namespace.clone().unwrap_or_default();
+        let name = rs.metadata.name.clone().unwrap_or_default();
+        let api: Api<ReplicaSet> = Api::namespaced(self.client.clone(), &namespace);
+        match api.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": status}))).await {
+            Ok(_) => Ok(()),
+            Err(error) if error.is_not_found() => Ok(()),
+            Err(source) => Err(Error::UpdateStatus { key: key_of(rs), source }),
+        }
+    }
+}
+
+/// The pod a ReplicaSet creates: its template, named `<rs>-<random>`, controlled by it.
+pub fn pod_from_template(rs: &ReplicaSet) -> Result<Pod, Error> {
+    let template = rs
+        .spec
+        .template
+        .clone()
+        .ok_or_else(|| Error::InvalidObject { key: key_of(rs), reason: "spec.template is missing".into() })?;
+    let template_meta = template.metadata.unwrap_or_default();
+    Ok(Pod {
+        metadata: ObjectMeta {
+            generate_name: Some(format!("{}-", rs.metadata.name.clone().unwrap_or_default())),
+            namespace: rs.metadata.namespace.clone(),
+            labels: template_meta.labels,
+            annotations: template_meta.annotations,
+            finalizers: template_meta.finalizers,
+            owner_references: Some(vec![new_controller_ref(API_VERSION, KIND, &rs.metadata)]),
+            ..ObjectMeta::default()
+        },
+        spec: template.spec,
+        status: None,
+    })
+}
+
+/// The status a ReplicaSet should have, as the JSON written to `/status`.
+fn status_for(rs: &ReplicaSet, owned: &[Arc<Pod>], error: Option<&Error>, now: Timestamp) -> Value {
+    let spec = rs.spec.clone();
+    let min_ready = spec.min_ready_seconds.unwrap_or(0);
+    let template_labels: BTreeMap<String, String> =
+        spec.template.and_then(|template| template.metadata).and_then(|meta| meta.labels).unwrap_or_default();
+    let fully_labeled = owned
+        .iter()
+        .filter(|pod| {
+            let labels = pod.metadata.labels.clone().unwrap_or_default();
+            template_labels.iter().all(|(key, value)| labels.get(key) == Some(value))
+        })
+        .count();
+    let ready = owned.iter().filter(|pod| podutil::is_ready(pod)).count();
+    let available = owned.iter().filter(|pod| is_available(pod, min_ready, now)).count();
+    let old_conditions: Vec<Value> = rs
+        .status
+        .as_ref()
+        .and_then(|status| status.conditions.clone())
+        .map(|conditions| conditions.iter().filter_map(|condition| serde_json::to_value(condition).ok()).collect())
+        .unwrap_or_default();
+    let mut conditions: Vec<Value> =
+        old_conditions.iter().filter(|condition| condition["type"] != "ReplicaFailure").cloned().collect();
+    let failure = match error {
+        Some(Error::CreatePods { source, .. }) => Some(("FailedCreate", source.to_string())),
+        Some(Error::DeletePods { source, .. }) => Some(("FailedDelete", source.to_string())),
+        _ => None,
+    };
+    if let Some((reason, message)) = failure {
+        let old = old_conditions.iter().find(|condition| condition["type"] == "ReplicaFailure");
+        let since = old
+            .filter(|old| old["reason"] == reason)
+            .and_then(|old| old.get("lastTransitionTime").cloned())
+            .unwrap_or_else(|| json!(now.to_string()));
+        conditions.push(json!({
+            "type": "ReplicaFailure", "status": "True", "reason": reason, "message": message,
+            "lastTransitionTime": since,
+        }));
+    }
+    json!({
+        "replicas": owned.len(),
+        "fullyLabeledReplicas": fully_labeled,
+        "readyReplicas": ready,
+        "availableReplicas": available,
+        "observedGeneration": rs.metadata.generation.unwrap_or(0),
+        "conditions": if conditions.is_empty() { Value::Null } else { json!(conditions) },
+    })
+}
+
+/// Whether `current` (the stored status) already says what `wanted` says. Zero counts and
+/// absent ones are the same (the apiserver omits zeros).
+fn same_status(current: &Value, wanted: &Value) -> bool {
+    let Some(fields) = wanted.as_object() else { return false };
+    fields.iter().all(|(field, value)| {
+        let stored = current.get(field).cloned().unwrap_or(Value::Null);
+        let zero = |v: &Value| v.is_null() || v == &json!(0);
+        stored == *value || (zero(&stored) && zero(value))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::apps::v1::ReplicaSetSpec;
+    use k8s_openapi::api::core::v1::PodTemplateSpec;
+
+    fn replica_set() -> ReplicaSet {
+        let labels: BTreeMap<String, String> = [("app".to_string(), "web".to_string())].into();
+        ReplicaSet {
+            metadata: ObjectMeta {
+                name: Some("web".into()),
+                namespace: Some("ns".into()),
+                uid: Some("uid-1".into()),
+                generation: Some(3),
+                ..ObjectMeta::default()
+            },
+            spec: ReplicaSetSpec {
+                replicas: Some(2),
+                template: Some(PodTemplateSpec {
+                    metadata: Some(ObjectMeta { labels: Some(labels), ..ObjectMeta::default() }),
+                    spec: None,
+                }),
+                ..ReplicaSetSpec::default()
+            },
+            status: None,
+        }
+    }
+
+    #[test]
+    fn pods_from_the_template_are_generated_and_controlled_by_the_replica_set() {
+        let pod = pod_from_template(&replica_set()).unwrap();
+        assert_eq!(pod.metadata.generate_name.as_deref(), Some("web-"));
+        let owner = controller_of(&pod.metadata).unwrap();
+        assert_eq!((owner.uid.as_str(), owner.kind.as_str()), ("uid-1", "ReplicaSet"));
+        assert_eq!(owner.block_owner_deletion, Some(true));
+    }
+
+    #[test]
+    fn status_reports_a_refused_create_as_replica_failure_and_clears_it_after() {
+        let rs = replica_set();
+        let refused =
+            Error::CreatePods { key: "ns/web".into(), source: rkube_client::Error::Forbidden(Box::default()) };
+        let status = status_for(&rs, &[], Some(&refused), Timestamp::now());
+        assert_eq!(status["conditions"][0]["type"], "ReplicaFailure");
+        assert_eq!(status["conditions"][0]["reason"], "FailedCreate");
+        assert_eq!(status["observedGeneration"], 3);
+        assert!(status_for(&rs, &[], None, Timestamp::now())["conditions"].is_null());
+    }
+}

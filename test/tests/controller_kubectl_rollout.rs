@@ -1,0 +1,67 @@
+//! The real `kubectl` (from `.venv`, installed by `make deps`) driving a rollout against
+//! rkube: `rollout status` converges, `set image` rolls forward and `rollout undo` rolls back.
+
+use std::time::Duration;
+
+use rkube_tests::controllers::{ControllerManager, Kubelet, deployment, live_pods};
+use rkube_tests::{Api, Cluster, eventually, venv_bin};
+use tokio::process::Command;
+
+const LONG: Duration = Duration::from_secs(90);
+
+/// Runs kubectl with `args` against the cluster and returns its stdout; fails the test, showing
+/// stderr, when it exits non-zero.
+async fn kubectl(kubeconfig: &std::path::Path, home: &std::path::Path, args: &[&str]) -> String {
+    let mut command = Command::new(venv_bin("kubectl"));
+    command.args(args).env("KUBECONFIG", kubeconfig).env("HOME", home).kill_on_drop(true);
+    let output = tokio::time::timeout(LONG, command.output())
+        .await
+        .unwrap_or_else(|_| panic!("kubectl {args:?} did not finish within {LONG:?}"))
+        .expect("kubectl runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "kubectl {args:?} failed: {}\nstdout: {stdout}\nstderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+fn image_of(pod: &serde_json::Value) -> &str {
+    pod["spec"]["containers"][0]["image"].as_str().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn kubectl_rollout_status_set_image_and_undo_work_end_to_end() {
+    let cluster = Cluster::start().await.expect("cluster starts");
+    let manager =
+        ControllerManager::start(&cluster, &["--leader-elect=false"]).await.expect("controller-manager starts");
+    let home = tempfile::tempdir().expect("a temporary HOME");
+    let kubeconfig = cluster.write_kubeconfig(home.path()).expect("kubeconfig");
+    let api = Api::new(cluster.url());
+    let _kubelet = Kubelet::start(cluster.url(), "default", "broken");
+    api.create("/apis/apps/v1/namespaces/default/deployments", &deployment("default", "web", 2, "nginx:1", 1, 0)).await;
+
+    let out = kubectl(&kubeconfig, home.path(), &["rollout", "status", "deployment/web", "--timeout=60s"]).await;
+    assert!(out.contains("successfully rolled out"), "{out}\n{}", manager.log_tail(20));
+    kubectl(&kubeconfig, home.path(), &["set", "image", "deployment/web", "app=nginx:2"]).await;
+    let out = kubectl(&kubeconfig, home.path(), &["rollout", "status", "deployment/web", "--timeout=60s"]).await;
+    assert!(out.contains("successfully rolled out"), "{out}");
+    eventually(LONG, "2 nginx:2 pods", || async {
+        let pods = live_pods(&api, "default", "app=web").await;
+        (pods.len() == 2 && pods.iter().all(|pod| image_of(pod) == "nginx:2")).then_some(())
+    })
+    .await;
+
+    kubectl(&kubeconfig, home.path(), &["rollout", "undo", "deployment/web"]).await;
+    let out = kubectl(&kubeconfig, home.path(), &["rollout", "status", "deployment/web", "--timeout=60s"]).await;
+    assert!(out.contains("successfully rolled out"), "{out}");
+    eventually(LONG, "2 nginx:1 pods again", || async {
+        let pods = live_pods(&api, "default", "app=web").await;
+        (pods.len() == 2 && pods.iter().all(|pod| image_of(pod) == "nginx:1")).then_some(())
+    })
+    .await;
+    let history = kubectl(&kubeconfig, home.path(), &["rollout", "history", "deployment/web"]).await;
+    assert!(history.contains('2') && history.contains('3'), "revisions 2 and 3 listed: {history}");
+}

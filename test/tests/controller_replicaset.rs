@@ -1,0 +1,240 @@
+//! The ReplicaSet controller, end to end: real etcd, the real apiserver and the real
+//! `rkube-controller-manager`. No kubelet: the test marks pods Ready through their status.
+
+use std::time::Duration;
+
+use rkube_tests::controllers::{ControllerManager, live_pods, mark_ready, pods, replica_set};
+use rkube_tests::{Api, Cluster, eventually};
+use serde_json::{Value, json};
+
+const LONG: Duration = Duration::from_secs(60);
+
+fn name_of(pod: &Value) -> String {
+    pod["metadata"]["name"].as_str().unwrap_or_default().to_string()
+}
+
+async fn start() -> (Cluster, ControllerManager, Api) {
+    start_with(&[]).await
+}
+
+async fn start_with(extra: &[&str]) -> (Cluster, ControllerManager, Api) {
+    let cluster = Cluster::start().await.expect("cluster starts");
+    let mut args = vec!["--leader-elect=false", "--controllers=replicaset"];
+    args.extend_from_slice(extra);
+    let manager = ControllerManager::start(&cluster, &args).await.expect("controller-manager starts");
+    let api = Api::new(cluster.url());
+    (cluster, manager, api)
+}
+
+/// Waits until exactly `count` live pods match `app=<name>`, and returns them.
+async fn exactly(api: &Api, name: &str, count: usize) -> Vec<Value> {
+    eventually(LONG, &format!("exactly {count} live pods of {name}"), || async {
+        let pods = live_pods(api, "default", &format!("app={name}")).await;
+        (pods.len() == count).then_some(pods)
+    })
+    .await
+}
+
+async fn scale(api: &Api, name: &str, replicas: i64) {
+    let path = format!("/apis/apps/v1/namespaces/default/replicasets/{name}/scale");
+    let (status, body) =
+        api.patch(&path, "application/merge-patch+json", &json!({"spec": {"replicas": replicas}})).await;
+    assert!(status.is_success(), "scale {name} to {replicas}: {status} {body}");
+}
+
+#[tokio::test]
+async fn replica_set_creates_owned_pods_and_reports_ready_and_available_status() {
+    let (_cluster, _manager, api) = start().await;
+    let rs =
+        api.create("/apis/apps/v1/namespaces/default/replicasets", &replica_set("default", "web", 3, "nginx")).await;
+    let pods = exactly(&api, "web", 3).await;
+    for pod in &pods {
+        assert!(name_of(pod).starts_with("web-"), "generateName <rs>-: {pod}");
+        let owner = &pod["metadata"]["ownerReferences"][0];
+        assert_eq!(owner["uid"], rs["metadata"]["uid"], "{pod}");
+        assert_eq!((owner["kind"].as_str(), owner["controller"].as_bool()), (Some("ReplicaSet"), Some(true)));
+        assert_eq!(owner["blockOwnerDeletion"], true);
+    }
+    eventually(LONG, "status.replicas 3, nothing ready", || async {
+        let rs = api.get_ok("/apis/apps/v1/namespaces/default/replicasets/web").await;
+        let status = &rs["status"];
+        (status["replicas"] == 3 && status["fullyLabeledReplicas"] == 3 && status["observedGeneration"] == 1)
+            .then_some(())
+    })
+    .await;
+    for pod in &pods {
+        assert!(mark_ready(&api, "default", &name_of(pod)).await);
+    }
+    eventually(LONG, "readyReplicas and availableReplicas 3", || async {
+        let rs = api.get_ok("/apis/apps/v1/namespaces/default/replicasets/web").await;
+        (rs["status"]["readyReplicas"] == 3 && rs["status"]["availableReplicas"] == 3).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn replica_set_scales_up_and_down_deleting_not_ready_pods_first() {
+    let (_cluster, _manager, api) = start().await;
+    api.create("/apis/apps/v1/namespaces/default/replicasets", &replica_set("default", "web", 2, "nginx")).await;
+    let first = exactly(&api, "web", 2).await;
+    for pod in &first {
+        assert!(mark_ready(&api, "default", &name_of(pod)).await);
+    }
+    scale(&api, "web", 5).await;
+    exactly(&api, "web", 5).await;
+    // Three new pods are not ready: scaling to 2 must delete exactly those.
+    scale(&api, "web", 2).await;
+    let left = exactly(&api, "web", 2).await;
+    let mut kept: Vec<String> = left.iter().map(name_of).collect();
+    let mut ready: Vec<String> = first.iter().map(name_of).collect();
+    kept.sort();
+    ready.sort();
+    assert_eq!(kept, ready, "the ready pods are kept, the not-ready ones go");
+    scale(&api, "web", 0).await;
+    exactly(&api, "web", 0).await;
+    eventually(LONG, "status.replicas 0", || async {
+        let rs = api.get_ok("/apis/apps/v1/namespaces/default/replicasets/web").await;
+        (rs["status"]["replicas"].as_i64().unwrap_or(0) == 0 && rs["status"]["observedGeneration"] == 4).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn replica_set_adopts_matching_orphans_and_releases_pods_that_stop_matching() {
+    let (_cluster, _manager, api) = start().await;
+    for name in ["orphan-a", "orphan-b"] {
+        api.create(
+            "/api/v1/namespaces/default/pods",
+            &rkube_tests::resources::pod("default", name, json!({"app": "web"})),
+        )
+        .await;
+    }
+    let rs =
+        api.create("/apis/apps/v1/namespaces/default/replicasets", &replica_set("default", "web", 3, "nginx")).await;
+    let pods = exactly(&api, "web", 3).await;
+    let names: Vec<String> = pods.iter().map(name_of).collect();
+    assert!(names.contains(&"orphan-a".to_string()) && names.contains(&"orphan-b".to_string()), "{names:?}");
+    eventually(LONG, "both orphans adopted", || async {
+        let pods = live_pods(&api, "default", "app=web").await;
+        pods.iter().all(|pod| pod["metadata"]["ownerReferences"][0]["uid"] == rs["metadata"]["uid"]).then_some(())
+    })
+    .await;
+    // Relabel one: it no longer matches, so it is released and replaced.
+    let (status, body) = api
+        .patch(
+            "/api/v1/namespaces/default/pods/orphan-a",
+            "application/merge-patch+json",
+            &json!({"metadata": {"labels": {"app": "debug"}}}),
+        )
+        .await;
+    assert!(status.is_success(), "{body}");
+    eventually(LONG, "orphan-a released", || async {
+        let pod = api.get_ok("/api/v1/namespaces/default/pods/orphan-a").await;
+        pod["metadata"]["ownerReferences"].as_array().is_none_or(Vec::is_empty).then_some(())
+    })
+    .await;
+    exactly(&api, "web", 3).await;
+}
+
+#[tokio::test]
+async fn a_deleted_pod_is_replaced() {
+    let (_cluster, _manager, api) = start().await;
+    api.create("/apis/apps/v1/namespaces/default/replicasets", &replica_set("default", "web", 2, "nginx")).await;
+    let before = exactly(&api, "web", 2).await;
+    let victim = name_of(&before[0]);
+    let (status, _) = api.delete(&format!("/api/v1/namespaces/default/pods/{victim}")).await;
+    assert!(status.is_success());
+    let after = eventually(LONG, "a replacement pod", || async {
+        let pods = live_pods(&api, "default", "app=web").await;
+        (pods.len() == 2 && pods.iter().all(|pod| name_of(pod) != victim)).then_some(pods)
+    })
+    .await;
+    assert_eq!(after.len(), 2);
+}
+
+#[tokio::test]
+async fn a_refused_create_shows_as_replica_failure_and_is_counted_in_metrics() {
+    let (_cluster, manager, api) = start().await;
+    // A template may leave the image empty; a pod may not, so every create gets 422.
+    api.create("/apis/apps/v1/namespaces/default/replicasets", &replica_set("default", "broken", 2, "")).await;
+    eventually(LONG, "ReplicaFailure=True reason FailedCreate", || async {
+        let rs = api.get_ok("/apis/apps/v1/namespaces/default/replicasets/broken").await;
+        let conditions = rs["status"]["conditions"].as_array().cloned().unwrap_or_default();
+        conditions
+            .iter()
+            .any(|c| c["type"] == "ReplicaFailure" && c["status"] == "True" && c["reason"] == "FailedCreate")
+            .then_some(())
+    })
+    .await;
+    assert!(pods(&api, "default", "app=broken").await.is_empty());
+    // The failures are requeued with backoff and counted; the endpoints are up.
+    eventually(LONG, "sync errors counted", || async {
+        (manager.metric("rkube_controller_sync_errors_total{controller=\"replicaset\"}").await > 0.0).then_some(())
+    })
+    .await;
+    let metrics = manager.metrics().await;
+    for name in ["rkube_workqueue_retries_total", "rkube_informer_watches_total", "rkube_controller_syncs_total"] {
+        assert!(metrics.contains(name), "{name} missing from /metrics");
+    }
+    let readyz = reqwest::get(format!("{}/readyz", manager.url)).await.expect("GET /readyz");
+    assert_eq!(readyz.status(), 200);
+}
+
+/// The cache-lag case: the apiserver dies in the middle of a scale-up and comes back. Every
+/// pod carries a finalizer, so a pod created too many and then deleted would stay visible:
+/// the total ever created must be exactly the replicas asked for.
+#[tokio::test]
+async fn no_pod_is_created_twice_when_the_apiserver_restarts_mid_scale_up() {
+    // 20 creates per second: the scale-up takes about 3 s, so the apiserver dies in its middle.
+    let (mut cluster, manager, api) = start_with(&["--kube-api-qps=20", "--kube-api-burst=1"]).await;
+    let mut rs = replica_set("default", "web", 0, "nginx");
+    rs["spec"]["template"]["metadata"]["finalizers"] = json!(["rkube.dev/test-hold"]);
+    api.create("/apis/apps/v1/namespaces/default/replicasets", &rs).await;
+    scale(&api, "web", 60).await;
+    let at_kill = eventually(LONG, "the scale-up to start", || async {
+        let count = pods(&api, "default", "app=web").await.len();
+        (count >= 3).then_some(count)
+    })
+    .await;
+    cluster.apiserver.kill();
+    assert!(at_kill < 60, "the apiserver must die mid scale-up, not after ({at_kill} pods)");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cluster.apiserver.restart().await.expect("apiserver restarts");
+    let all = eventually(LONG, "60 pods", || async {
+        let all = pods(&api, "default", "app=web").await;
+        (all.len() >= 60).then_some(all)
+    })
+    .await;
+    // Give a confused controller time to overshoot, then check it did not.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let all_after = pods(&api, "default", "app=web").await;
+    let terminating = all_after.iter().filter(|pod| !pod["metadata"]["deletionTimestamp"].is_null()).count();
+    assert_eq!(
+        (all.len(), all_after.len(), terminating),
+        (60, 60, 0),
+        "exactly 60 pods ever created, none deleted; controller log:\n{}",
+        manager.log_tail(30)
+    );
+}
+
+#[tokio::test]
+async fn available_replicas_wait_for_min_ready_seconds() {
+    let (_cluster, _manager, api) = start().await;
+    let mut rs = replica_set("default", "web", 2, "nginx");
+    rs["spec"]["minReadySeconds"] = json!(5);
+    api.create("/apis/apps/v1/namespaces/default/replicasets", &rs).await;
+    for pod in exactly(&api, "web", 2).await {
+        assert!(mark_ready(&api, "default", &name_of(&pod)).await);
+    }
+    let early = eventually(LONG, "readyReplicas 2", || async {
+        let rs = api.get_ok("/apis/apps/v1/namespaces/default/replicasets/web").await;
+        (rs["status"]["readyReplicas"] == 2).then_some(rs)
+    })
+    .await;
+    assert_eq!(early["status"]["availableReplicas"].as_i64().unwrap_or(0), 0, "ready, not yet available: {early}");
+    eventually(LONG, "availableReplicas 2 after minReadySeconds", || async {
+        let rs = api.get_ok("/apis/apps/v1/namespaces/default/replicasets/web").await;
+        (rs["status"]["availableReplicas"] == 2).then_some(())
+    })
+    .await;
+}
