@@ -12,6 +12,8 @@ VENV ?= .venv
 ETCD ?= $(shell command -v etcd 2>/dev/null || echo /usr/bin/etcd)
 # Extra arguments for rkube-bench, e.g. `make bench BENCH_ARGS="--count 500 --concurrency 8"` (or "--help").
 BENCH_ARGS ?=
+# Extra arguments for replicaset_bench, e.g. RS_BENCH_ARGS="--replicas 500".
+RS_BENCH_ARGS ?=
 
 .PHONY: help deps check-deps build run test bench fmt lint clean clean-state distclean
 
@@ -46,9 +48,10 @@ test: check-deps ## Build, then run every test (unit, integration, kubectl + Pyt
 	$(CARGO) test --workspace --no-fail-fast
 	$(CARGO) build --workspace --examples
 
-bench: ## Release build, then rkube-bench: pod creates via the apiserver vs raw etcd puts (BENCH_ARGS="--count 500")
+bench: ## Release build, then every benchmark: apiserver vs raw etcd, ReplicaSet scale-up (BENCH_ARGS="--count 500")
 	$(CARGO) build --release --bins
 	./target/release/rkube-bench $(BENCH_ARGS)
+	./target/release/replicaset_bench $(RS_BENCH_ARGS)
 
 fmt: ## Format the code (cargo fmt)
 	$(CARGO) fmt --all
