@@ -1,1 +1,256 @@
-//! Harness for the scheduler tests.
+//! Harness for the scheduler tests: the real `rkube-scheduler` binary against a [`Cluster`],
+//! plus builders for Node objects (with `status.allocatable` and a Ready condition, written
+//! through the status subresource as a kubelet would) and pending pods.
+//!
+//! [`Scheduler::start`] returns once the scheduler's `/readyz` answers 200 (its informers have
+//! synced). The process is killed when the value is dropped.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde_json::{Value, json};
+
+use crate::api::Api;
+use crate::cluster::Cluster;
+use crate::paths::{binary, temp_dir};
+use crate::ports::{free_port, log_shows_port_in_use};
+use crate::process::{Process, read_log, tail};
+
+/// How long the scheduler may take to become ready.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A running `rkube-scheduler`.
+pub struct Scheduler {
+    /// Base URL of its health and metrics endpoints, e.g. `http://127.0.0.1:40125`.
+    pub url: String,
+    process: Option<Process>,
+    program: PathBuf,
+    args: Vec<String>,
+    dir: tempfile::TempDir,
+}
+
+impl Scheduler {
+    /// Starts `rkube-scheduler --kubeconfig <cluster's> --port <free>` plus `extra_args` (e.g.
+    /// `["--leader-elect=false"]`) and waits until `/readyz` answers 200.
+    ///
+    /// # Panics
+    /// When the binary has not been built (see [`crate::binary`]).
+    pub async fn start(cluster: &Cluster, extra_args: &[&str]) -> anyhow::Result<Scheduler> {
+        let program = binary("rkube-scheduler");
+        for _ in 0..5 {
+            let dir = temp_dir("rkube-scheduler-").context("cannot create a temporary directory for the scheduler")?;
+            let kubeconfig = cluster.write_kubeconfig(dir.path())?;
+            let port = free_port()?;
+            let mut args: Vec<String> = vec![
+                "--kubeconfig".into(),
+                kubeconfig.display().to_string(),
+                "--bind-address".into(),
+                "127.0.0.1".into(),
+                "--port".into(),
+                port.to_string(),
+            ];
+            args.extend(extra_args.iter().map(ToString::to_string));
+            let mut scheduler = Scheduler {
+                url: format!("http://127.0.0.1:{port}"),
+                process: None,
+                program: program.clone(),
+                args,
+                dir,
+            };
+            match scheduler.spawn_and_wait().await {
+                Ok(()) => return Ok(scheduler),
+                Err(error) if log_shows_port_in_use(&scheduler.log()) => {
+                    eprintln!("rkube-scheduler's port was taken, retrying on another: {error}");
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        anyhow::bail!("rkube-scheduler could not find a free port")
+    }
+
+    async fn spawn_and_wait(&mut self) -> anyhow::Result<()> {
+        let log_path = self.dir.path().join("scheduler.log");
+        let mut process = Process::spawn(&self.program, &self.args, &log_path)?;
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(status) = process.exited() {
+                anyhow::bail!(
+                    "rkube-scheduler exited during start ({status}); args {:?}; log tail:\n{}",
+                    self.args,
+                    tail(&process.log(), 40)
+                );
+            }
+            if let Ok(reply) = client.get(format!("{}/readyz", self.url)).send().await
+                && reply.status().is_success()
+            {
+                self.process = Some(process);
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                anyhow::bail!("rkube-scheduler not ready after {START_TIMEOUT:?}; log tail:\n{}", process.log_tail(40));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The whole scheduler log so far.
+    pub fn log(&self) -> String {
+        read_log(&self.dir.path().join("scheduler.log"))
+    }
+
+    /// The last `lines` lines of its log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        tail(&self.log(), lines)
+    }
+
+    /// Kills it (SIGKILL, as a crash would).
+    pub fn kill(&mut self) {
+        self.process = None;
+    }
+
+    /// Whether it has exited on its own.
+    pub fn has_exited(&mut self) -> bool {
+        self.process.as_mut().is_none_or(|p| p.exited().is_some())
+    }
+
+    /// Starts it again with the same flags and waits until it is ready.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill();
+        self.spawn_and_wait().await
+    }
+
+    /// The Prometheus text of its `/metrics`.
+    pub async fn metrics(&self) -> anyhow::Result<String> {
+        Ok(reqwest::get(format!("{}/metrics", self.url)).await?.text().await?)
+    }
+
+    /// The value of one sample in its `/metrics`, e.g.
+    /// `metric("rkube_scheduler_schedule_attempts_total{result=\"scheduled\"}")`; 0 if absent.
+    pub async fn metric(&self, sample: &str) -> anyhow::Result<f64> {
+        Ok(sample_value(&self.metrics().await?, sample))
+    }
+}
+
+/// The value of `sample` (name plus labels exactly as printed) in Prometheus text; 0 if absent.
+pub fn sample_value(text: &str, sample: &str) -> f64 {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| {
+            let (name, value) = line.rsplit_once(' ')?;
+            (name == sample).then(|| value.parse().ok()).flatten()
+        })
+        .unwrap_or(0.0)
+}
+
+/// A Node to create: name, allocatable, labels, taints, Ready or not.
+#[derive(Debug, Clone)]
+pub struct NodeSpec {
+    /// metadata.name.
+    pub name: String,
+    /// status.allocatable.cpu, e.g. `"4"`.
+    pub cpu: String,
+    /// status.allocatable.memory, e.g. `"8Gi"`.
+    pub memory: String,
+    /// status.allocatable.pods.
+    pub pods: u32,
+    /// metadata.labels.
+    pub labels: Value,
+    /// spec.taints (a JSON array).
+    pub taints: Value,
+    /// spec.unschedulable.
+    pub unschedulable: bool,
+    /// The Ready condition's status is `True`.
+    pub ready: bool,
+}
+
+impl NodeSpec {
+    /// A Ready node with 4 CPUs, 8Gi and 110 pods, no labels, no taints.
+    pub fn new(name: &str) -> NodeSpec {
+        NodeSpec {
+            name: name.into(),
+            cpu: "4".into(),
+            memory: "8Gi".into(),
+            pods: 110,
+            labels: json!({}),
+            taints: json!([]),
+            unschedulable: false,
+            ready: true,
+        }
+    }
+
+    /// Sets the allocatable CPU, memory and pod count.
+    pub fn allocatable(mut self, cpu: &str, memory: &str, pods: u32) -> NodeSpec {
+        self.cpu = cpu.into();
+        self.memory = memory.into();
+        self.pods = pods;
+        self
+    }
+
+    /// Sets the labels.
+    pub fn labels(mut self, labels: Value) -> NodeSpec {
+        self.labels = labels;
+        self
+    }
+
+    /// Sets the taints.
+    pub fn taints(mut self, taints: Value) -> NodeSpec {
+        self.taints = taints;
+        self
+    }
+
+    /// The Node object (spec and metadata only; status is written separately).
+    pub fn object(&self) -> Value {
+        json!({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": self.name, "labels": self.labels},
+            "spec": {"taints": self.taints, "unschedulable": self.unschedulable},
+        })
+    }
+
+    /// The status a kubelet would report.
+    pub fn status(&self) -> Value {
+        json!({
+            "capacity": {"cpu": self.cpu, "memory": self.memory, "pods": self.pods.to_string()},
+            "allocatable": {"cpu": self.cpu, "memory": self.memory, "pods": self.pods.to_string()},
+            "conditions": [{"type": "Ready", "status": if self.ready { "True" } else { "False" },
+                "reason": "KubeletReady", "message": "test node",
+                "lastHeartbeatTime": "2026-01-01T00:00:00Z", "lastTransitionTime": "2026-01-01T00:00:00Z"}],
+        })
+    }
+}
+
+/// Creates the node, then writes its status through `nodes/<name>/status` (the apiserver, like
+/// Kubernetes, ignores status on create).
+pub async fn create_node(api: &Api, node: &NodeSpec) {
+    api.create("/api/v1/nodes", &node.object()).await;
+    set_node_status(api, node).await;
+}
+
+/// Writes `node`'s status (allocatable, Ready) through the status subresource.
+pub async fn set_node_status(api: &Api, node: &NodeSpec) {
+    let path = format!("/api/v1/nodes/{}/status", node.name);
+    let (status, reply) = api.patch(&path, "application/merge-patch+json", &json!({"status": node.status()})).await;
+    assert!(status.is_success(), "PATCH {path} replied {status} {reply}");
+}
+
+/// A pending pod (no nodeName) in `namespace` whose one container requests `cpu` and `memory`.
+pub fn pending_pod(namespace: &str, name: &str, cpu: &str, memory: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"containers": [{"name": "app", "image": "registry.invalid/app:1",
+            "resources": {"requests": {"cpu": cpu, "memory": memory}}}]},
+    })
+}
+
+/// `spec.nodeName` of a pod, if bound.
+pub fn node_of(pod: &Value) -> Option<String> {
+    pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()).map(String::from)
+}
+
+/// The pod's `PodScheduled` condition, if any.
+pub fn scheduled_condition(pod: &Value) -> Option<Value> {
+    pod["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == "PodScheduled").cloned()
+}

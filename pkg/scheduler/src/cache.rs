@@ -1,0 +1,266 @@
+//! The scheduler's cache: every node, and every pod bound to one, with the resources already
+//! spoken for on each node.
+//!
+//! It is fed by the pod and node informers, plus the scheduler itself: when the scheduler picks
+//! a node it **assumes** the pod onto it ([`Cache::assume`]) before the binding request has even
+//! been sent. The next scheduling cycle therefore sees the node's resources as used, and a burst
+//! of pods cannot overfill a node while bindings are in flight. Kubernetes calls this the
+//! scheduler cache's "assumed pods".
+//!
+//! What it keeps true (tests below):
+//! - a node's `requested` is the sum of the requests of the pods on it, assumed ones included;
+//! - a pod is counted on at most one node, once, whether assumed or seen through the watch;
+//! - seeing the pod bound through the watch confirms an assumption (it stays counted once);
+//!   [`Cache::forget`] (a failed bind) takes an assumed pod off its node again;
+//! - pods that finished (`Succeeded`/`Failed`) or are gone use nothing.
+//!
+//! Not promised: assumptions expire. An assumed pod stays until the watch confirms it, it is
+//! forgotten after a failed bind, or it is deleted; Kubernetes adds a TTL for binds that
+//! succeed but are never seen, which cannot happen here short of a watch that is lost for good.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{Node, Pod};
+
+use crate::framework::PodInfo;
+use crate::resources::{Resources, node_allocatable};
+
+/// One node and what is bound (or assumed) to it.
+#[derive(Debug, Clone)]
+pub struct NodeInfo {
+    /// The node's name.
+    pub name: String,
+    /// The node as last seen; `None` while only pods that name it are known (node not yet seen,
+    /// or deleted with pods still on it). Such entries are never candidates.
+    pub node: Option<Arc<Node>>,
+    /// What the node offers (`status.allocatable`).
+    pub allocatable: Resources,
+    /// Sum of the filtering requests of the pods on it.
+    pub requested: Resources,
+    /// Sum of the scoring requests of the pods on it (missing requests count as defaults).
+    pub scoring_requested: Resources,
+    /// The pods on the node, by key.
+    pub pods: BTreeMap<String, Arc<PodInfo>>,
+}
+
+impl NodeInfo {
+    fn empty(name: &str) -> NodeInfo {
+        NodeInfo {
+            name: name.to_string(),
+            node: None,
+            allocatable: Resources::default(),
+            requested: Resources::default(),
+            scoring_requested: Resources::default(),
+            pods: BTreeMap::new(),
+        }
+    }
+
+    fn add_pod(&mut self, pod: Arc<PodInfo>) {
+        self.requested = self.requested.plus(pod.requests);
+        self.scoring_requested = self.scoring_requested.plus(pod.scoring_requests);
+        self.pods.insert(pod.key.clone(), pod);
+    }
+
+    fn remove_pod(&mut self, key: &str) {
+        if let Some(pod) = self.pods.remove(key) {
+            self.requested = self.requested.minus(pod.requests);
+            self.scoring_requested = self.scoring_requested.minus(pod.scoring_requests);
+        }
+    }
+}
+
+/// Where the cache has a pod.
+#[derive(Debug, Clone)]
+struct PodPlace {
+    node: String,
+    /// Placed by this scheduler, not yet seen bound through the watch.
+    assumed: bool,
+}
+
+/// Nodes and the pods on them; see the module docs. Not thread-safe by itself: the scheduler
+/// keeps it behind one mutex.
+#[derive(Debug, Default)]
+pub struct Cache {
+    nodes: BTreeMap<String, NodeInfo>,
+    pods: HashMap<String, PodPlace>,
+}
+
+fn finished(pod: &Pod) -> bool {
+    matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"))
+}
+
+impl Cache {
+    /// Adds or replaces a node (from the node informer).
+    pub fn set_node(&mut self, node: Arc<Node>) {
+        let name = node.metadata.name.clone().unwrap_or_default();
+        let info = self.nodes.entry(name.clone()).or_insert_with(|| NodeInfo::empty(&name));
+        info.allocatable = node_allocatable(&node);
+        info.node = Some(node);
+    }
+
+    /// Removes a node. Pods still bound to it keep a placeholder entry (not a candidate) until
+    /// they are deleted too.
+    pub fn remove_node(&mut self, name: &str) {
+        if let Some(info) = self.nodes.get_mut(name) {
+            info.node = None;
+            info.allocatable = Resources::default();
+            if info.pods.is_empty() {
+                self.nodes.remove(name);
+            }
+        }
+    }
+
+    /// Records a pod seen through the watch. A bound, unfinished pod is counted on its node
+    /// (confirming it if it was assumed); anything else is removed from the cache.
+    pub fn update_pod(&mut self, pod: Arc<Pod>) {
+        let node = pod.spec.as_ref().and_then(|s| s.node_name.clone()).filter(|n| !n.is_empty());
+        let key = rkube_informer::store::key_of(pod.as_ref());
+        match node {
+            Some(node) if !finished(&pod) => {
+                self.remove_pod(&key);
+                self.place(Arc::new(PodInfo::new(pod)), &node, false);
+            }
+            // Not bound: keep an assumption (the watch has not caught up with our bind yet).
+            None if self.is_assumed(&key) => {}
+            _ => self.remove_pod(&key),
+        }
+    }
+
+    /// Removes a pod (deleted, or finished).
+    pub fn remove_pod(&mut self, key: &str) {
+        if let Some(place) = self.pods.remove(key)
+            && let Some(info) = self.nodes.get_mut(&place.node)
+        {
+            info.remove_pod(key);
+            if info.node.is_none() && info.pods.is_empty() {
+                self.nodes.remove(&place.node);
+            }
+        }
+    }
+
+    /// Counts `pod` on `node` before the binding is confirmed (see the module docs).
+    pub fn assume(&mut self, pod: PodInfo, node: &str) {
+        self.remove_pod(&pod.key);
+        self.place(Arc::new(pod), node, true);
+    }
+
+    /// Takes an assumed pod off its node again (its binding failed). A pod already confirmed
+    /// through the watch is left alone.
+    pub fn forget(&mut self, key: &str) {
+        if self.is_assumed(key) {
+            self.remove_pod(key);
+        }
+    }
+
+    /// Whether `key` is assumed (placed by us, not yet seen bound).
+    pub fn is_assumed(&self, key: &str) -> bool {
+        self.pods.get(key).is_some_and(|place| place.assumed)
+    }
+
+    /// The node a pod is counted on, if any.
+    pub fn node_of(&self, key: &str) -> Option<&str> {
+        self.pods.get(key).map(|place| place.node.as_str())
+    }
+
+    /// One node's entry.
+    pub fn node(&self, name: &str) -> Option<&NodeInfo> {
+        self.nodes.get(name)
+    }
+
+    /// The nodes that can be candidates (seen through the node informer), in name order.
+    pub fn candidate_nodes(&self) -> impl Iterator<Item = &NodeInfo> {
+        self.nodes.values().filter(|info| info.node.is_some())
+    }
+
+    /// How many pods are assumed and not yet confirmed.
+    pub fn assumed_count(&self) -> usize {
+        self.pods.values().filter(|place| place.assumed).count()
+    }
+
+    fn place(&mut self, pod: Arc<PodInfo>, node: &str, assumed: bool) {
+        self.pods.insert(pod.key.clone(), PodPlace { node: node.to_string(), assumed });
+        self.nodes.entry(node.to_string()).or_insert_with(|| NodeInfo::empty(node)).add_pod(pod);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::framework::testing::{node, pod};
+    use serde_json::json;
+
+    fn bound(name: &str, node: &str, cpu: &str) -> Arc<Pod> {
+        Arc::new(
+            serde_json::from_value(json!({"metadata": {"name": name, "namespace": "default"},
+            "spec": {"nodeName": node, "containers": [{"name": "c", "resources": {"requests": {"cpu": cpu}}}]}}))
+            .unwrap(),
+        )
+    }
+
+    fn cpu_on(cache: &Cache, name: &str) -> i64 {
+        cache.node(name).map_or(0, |info| info.requested.milli_cpu)
+    }
+
+    #[test]
+    fn assumed_pods_count_until_confirmed_and_are_counted_once_after() {
+        let mut cache = Cache::default();
+        cache.set_node(Arc::new(node(json!({"metadata": {"name": "n1"}}))));
+        let p = pod(json!({"metadata": {"name": "a"},
+            "spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": "500m"}}}]}}));
+        cache.assume(p, "n1");
+        assert!(cache.is_assumed("default/a"));
+        assert_eq!(cpu_on(&cache, "n1"), 500);
+        // The watch still shows it unbound (our bind is in flight): the assumption stays.
+        let mut unbound = (*bound("a", "n1", "500m")).clone();
+        unbound.spec.as_mut().unwrap().node_name = None;
+        cache.update_pod(Arc::new(unbound));
+        assert_eq!(cpu_on(&cache, "n1"), 500);
+        // The watch shows it bound: confirmed, still counted once.
+        cache.update_pod(bound("a", "n1", "500m"));
+        assert!(!cache.is_assumed("default/a"));
+        assert_eq!(cpu_on(&cache, "n1"), 500);
+        cache.forget("default/a");
+        assert_eq!(cpu_on(&cache, "n1"), 500, "forget leaves a confirmed pod alone");
+    }
+
+    #[test]
+    fn a_failed_bind_frees_the_node_again() {
+        let mut cache = Cache::default();
+        cache.set_node(Arc::new(node(json!({"metadata": {"name": "n1"}}))));
+        cache.assume(pod(json!({"metadata": {"name": "a"}})), "n1");
+        assert_eq!(cache.node("n1").unwrap().requested.pods, 1);
+        cache.forget("default/a");
+        assert_eq!(cache.node("n1").unwrap().requested.pods, 0);
+        assert_eq!(cache.assumed_count(), 0);
+    }
+
+    #[test]
+    fn finished_and_deleted_pods_use_nothing() {
+        let mut cache = Cache::default();
+        cache.set_node(Arc::new(node(json!({"metadata": {"name": "n1"}}))));
+        cache.update_pod(bound("a", "n1", "1"));
+        cache.update_pod(bound("b", "n1", "1"));
+        assert_eq!(cpu_on(&cache, "n1"), 2000);
+        let mut done = (*bound("a", "n1", "1")).clone();
+        done.status = Some(serde_json::from_value(json!({"phase": "Succeeded"})).unwrap());
+        cache.update_pod(Arc::new(done));
+        assert_eq!(cpu_on(&cache, "n1"), 1000);
+        cache.remove_pod("default/b");
+        assert_eq!(cpu_on(&cache, "n1"), 0);
+    }
+
+    #[test]
+    fn pods_on_an_unknown_node_are_kept_but_the_node_is_no_candidate() {
+        let mut cache = Cache::default();
+        cache.update_pod(bound("a", "ghost", "1"));
+        assert_eq!(cache.candidate_nodes().count(), 0);
+        cache.set_node(Arc::new(node(json!({"metadata": {"name": "ghost"}}))));
+        assert_eq!(cache.candidate_nodes().count(), 1);
+        assert_eq!(cpu_on(&cache, "ghost"), 1000, "the pod seen before its node still counts");
+        cache.remove_node("ghost");
+        assert_eq!(cache.candidate_nodes().count(), 0);
+        cache.remove_pod("default/a");
+        assert!(cache.node("ghost").is_none());
+    }
+}

@@ -1,0 +1,140 @@
+//! NodeAffinity: a pod's `spec.nodeSelector` and its required node affinity
+//! (`affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution`) must both match the
+//! node's labels.
+//!
+//! Required node affinity is a list of terms, any one of which must match (OR); a term is a list
+//! of expressions that must all match (AND). Operators: `In`, `NotIn` (also true when the label
+//! is missing), `Exists`, `DoesNotExist`, `Gt`, `Lt` (the label and the single value are read as
+//! integers). `matchFields` supports `metadata.name` with `In`/`NotIn`. As in Kubernetes, an
+//! empty list of terms, or a term with no expressions, matches no node. Preferred affinity
+//! (scoring) is not implemented.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{NodeSelectorRequirement, NodeSelectorTerm};
+
+use crate::framework::{FilterPlugin, NodeInfo, PodInfo, Rejection};
+
+/// See the module docs.
+#[derive(Debug, Clone, Copy)]
+pub struct NodeAffinity;
+
+/// The reason given for a node that does not match.
+pub const MISMATCH: &str = "node(s) didn't match Pod's node affinity/selector";
+
+fn requirement_matches(requirement: &NodeSelectorRequirement, value: Option<&str>) -> bool {
+    let values = requirement.values.as_deref().unwrap_or_default();
+    let as_integer = |text: &str| text.parse::<i64>().ok();
+    match requirement.operator.as_str() {
+        "In" => value.is_some_and(|v| values.iter().any(|w| w == v)),
+        "NotIn" => value.is_none_or(|v| !values.iter().any(|w| w == v)),
+        "Exists" => value.is_some(),
+        "DoesNotExist" => value.is_none(),
+        "Gt" | "Lt" => {
+            let (Some(have), [want]) = (value.and_then(as_integer), values) else { return false };
+            let Some(want) = as_integer(want) else { return false };
+            if requirement.operator == "Gt" { have > want } else { have < want }
+        }
+        _ => false,
+    }
+}
+
+fn term_matches(term: &NodeSelectorTerm, labels: &BTreeMap<String, String>, name: &str) -> bool {
+    let expressions = term.match_expressions.as_deref().unwrap_or_default();
+    let fields = term.match_fields.as_deref().unwrap_or_default();
+    if expressions.is_empty() && fields.is_empty() {
+        return false;
+    }
+    expressions.iter().all(|r| requirement_matches(r, labels.get(&r.key).map(String::as_str)))
+        && fields.iter().all(|r| r.key == "metadata.name" && requirement_matches(r, Some(name)))
+}
+
+impl FilterPlugin for NodeAffinity {
+    fn name(&self) -> &'static str {
+        "NodeAffinity"
+    }
+
+    fn filter(&self, pod: &PodInfo, node: &NodeInfo) -> Result<(), Rejection> {
+        let Some(spec) = pod.pod.spec.as_ref() else { return Ok(()) };
+        let empty = BTreeMap::new();
+        let labels = node.node.as_ref().and_then(|n| n.metadata.labels.as_ref()).unwrap_or(&empty);
+        let selector_ok = spec.node_selector.iter().flatten().all(|(key, value)| labels.get(key) == Some(value));
+        let required = spec
+            .affinity
+            .as_ref()
+            .and_then(|a| a.node_affinity.as_ref())
+            .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref());
+        let affinity_ok = required
+            .is_none_or(|selector| selector.node_selector_terms.iter().any(|t| term_matches(t, labels, &node.name)));
+        if selector_ok && affinity_ok { Ok(()) } else { Err(vec![MISMATCH.into()]) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::framework::testing::{node, node_info, pod};
+    use serde_json::{Value, json};
+
+    fn labelled(labels: Value) -> NodeInfo {
+        node_info(node(json!({"metadata": {"name": "n1", "labels": labels}})), vec![])
+    }
+
+    fn requiring(terms: Value) -> PodInfo {
+        pod(json!({"spec": {"containers": [{"name": "c"}], "affinity": {"nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": terms}}}}}))
+    }
+
+    fn expression(key: &str, operator: &str, values: &[&str]) -> Value {
+        json!([{"matchExpressions": [{"key": key, "operator": operator, "values": values}]}])
+    }
+
+    #[test]
+    fn node_selector_needs_every_label() {
+        let n = labelled(json!({"disk": "ssd", "zone": "a"}));
+        let p = |selector: Value| pod(json!({"spec": {"containers": [{"name": "c"}], "nodeSelector": selector}}));
+        assert_eq!(NodeAffinity.filter(&p(json!({"disk": "ssd"})), &n), Ok(()));
+        assert_eq!(NodeAffinity.filter(&p(json!({"disk": "ssd", "zone": "b"})), &n), Err(vec![MISMATCH.into()]));
+        assert_eq!(NodeAffinity.filter(&p(json!({"gpu": "yes"})), &n), Err(vec![MISMATCH.into()]));
+    }
+
+    #[test]
+    fn every_operator_behaves_like_kubernetes() {
+        let n = labelled(json!({"disk": "ssd", "cores": "8"}));
+        let cases = [
+            (expression("disk", "In", &["ssd", "nvme"]), true),
+            (expression("disk", "In", &["hdd"]), false),
+            (expression("disk", "NotIn", &["hdd"]), true),
+            (expression("disk", "NotIn", &["ssd"]), false),
+            (expression("gpu", "NotIn", &["yes"]), true),
+            (expression("disk", "Exists", &[]), true),
+            (expression("gpu", "Exists", &[]), false),
+            (expression("gpu", "DoesNotExist", &[]), true),
+            (expression("disk", "DoesNotExist", &[]), false),
+            (expression("cores", "Gt", &["4"]), true),
+            (expression("cores", "Gt", &["8"]), false),
+            (expression("cores", "Lt", &["16"]), true),
+            (expression("disk", "Lt", &["16"]), false),
+            (json!([{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n1"]}]}]), true),
+            (json!([{"matchFields": [{"key": "metadata.name", "operator": "NotIn", "values": ["n1"]}]}]), false),
+            (json!([]), false),
+            (json!([{}]), false),
+        ];
+        for (terms, expected) in cases {
+            assert_eq!(NodeAffinity.filter(&requiring(terms.clone()), &n).is_ok(), expected, "{terms}");
+        }
+    }
+
+    #[test]
+    fn terms_are_ored_and_expressions_anded() {
+        let n = labelled(json!({"disk": "ssd", "zone": "a"}));
+        let either = json!([
+            {"matchExpressions": [{"key": "disk", "operator": "In", "values": ["hdd"]}]},
+            {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}]);
+        assert_eq!(NodeAffinity.filter(&requiring(either), &n), Ok(()));
+        let both = json!([{"matchExpressions": [
+            {"key": "disk", "operator": "In", "values": ["ssd"]},
+            {"key": "zone", "operator": "In", "values": ["b"]}]}]);
+        assert!(NodeAffinity.filter(&requiring(both), &n).is_err());
+    }
+}
