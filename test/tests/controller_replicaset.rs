@@ -101,7 +101,7 @@ async fn replica_set_scales_up_and_down_deleting_not_ready_pods_first() {
 
 #[tokio::test]
 async fn replica_set_adopts_matching_orphans_and_releases_pods_that_stop_matching() {
-    let (_cluster, _manager, api) = start().await;
+    let (_cluster, manager, api) = start().await;
     for name in ["orphan-a", "orphan-b"] {
         api.create(
             "/api/v1/namespaces/default/pods",
@@ -109,6 +109,20 @@ async fn replica_set_adopts_matching_orphans_and_releases_pods_that_stop_matchin
         )
         .await;
     }
+    // The orphans must be in the controller's cache before the ReplicaSet appears, or it
+    // rightly creates pods of its own first (the pod and ReplicaSet watches are separate
+    // streams with no order between them).
+    eventually(LONG, "the controller's pod informer to see both orphans", || async {
+        let text = manager.metrics().await;
+        let added: f64 = text
+            .lines()
+            .filter(|l| l.starts_with("rkube_informer_events_total{"))
+            .filter(|l| l.contains("resource=\"pods\"") && l.contains("type=\"ADDED\""))
+            .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+            .sum();
+        (added >= 2.0).then_some(())
+    })
+    .await;
     let rs =
         api.create("/apis/apps/v1/namespaces/default/replicasets", &replica_set("default", "web", 3, "nginx")).await;
     let pods = exactly(&api, "web", 3).await;

@@ -1,1 +1,170 @@
-fn main() {}
+//! `rkubelet`: rkube's node agent. Thin main: flags → `rkube_kubelet::run`.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, ValueEnum};
+use rkube_client::{Client, Config as ClientConfig, KubeconfigOptions};
+use rkube_component::Readiness;
+use rkube_kubelet::node::{default_node_ip, parse_labels, parse_taints};
+use rkube_kubelet::{Config, RuntimeKind};
+use tokio_util::sync::CancellationToken;
+
+/// The rkube node agent: registers this machine as a Node, heartbeats a Lease in
+/// kube-node-lease, and runs the pods the scheduler binds to this node, reporting their status
+/// to the apiserver.
+///
+/// Example (a hollow node, no containers): rkubelet --kubeconfig ~/.kube/config
+/// --node-name node-1 --runtime fake --pod-cidr 10.244.1.0/24 --port 10250
+#[derive(Debug, Parser)]
+#[command(name = "rkubelet", version, about, long_about)]
+struct Flags {
+    /// Kubeconfig naming the apiserver (default: $KUBECONFIG, then ~/.kube/config).
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+
+    /// This node's name (default: the machine's hostname). Several kubelets on one machine
+    /// need different names.
+    #[arg(long)]
+    node_name: Option<String>,
+
+    /// Which runtime runs the pods: `fake` runs nothing (pods go Running at once; for tests
+    /// and hollow nodes); `containerd` runs real containers through containerd (--containerd-address)
+    /// with runc; images must already be in containerd's `rkube` namespace (no pulls yet).
+    #[arg(long, value_enum, default_value_t = RuntimeFlag::Fake)]
+    runtime: RuntimeFlag,
+
+    /// containerd's socket (for --runtime containerd).
+    #[arg(long, default_value = "/run/containerd/containerd.sock")]
+    containerd_address: PathBuf,
+
+    /// Where the kubelet keeps its files.
+    #[arg(long, default_value = "/var/lib/rkubelet")]
+    root_dir: PathBuf,
+
+    /// This node's pod network (IPv4 CIDR, e.g. 10.244.1.0/24): pod IPs come from it and it
+    /// is written to the Node's spec.podCIDR. With --runtime containerd it turns on CNI
+    /// networking (one bridge per CIDR); without it, containers get an empty network namespace.
+    #[arg(long)]
+    pod_cidr: Option<String>,
+
+    /// Where the CNI plugin binaries are (`bridge`, `host-local`, `loopback`; used by the
+    /// containerd runtime when --pod-cidr is set).
+    #[arg(long, default_value = "/usr/lib/cni")]
+    cni_bin_dir: PathBuf,
+
+    /// Where CNI network configs are (not read yet: the bridge config is generated from
+    /// --pod-cidr).
+    #[arg(long, default_value = "/etc/cni/net.d")]
+    cni_conf_dir: PathBuf,
+
+    /// Address to serve /healthz, /readyz, /metrics and container logs on.
+    #[arg(long, default_value = "0.0.0.0")]
+    address: IpAddr,
+
+    /// Port for /healthz, /readyz, /metrics and container logs (/containerLogs/{namespace}/
+    /// {pod}/{container}); written to the Node's status.daemonEndpoints.kubeletEndpoint.
+    #[arg(long, default_value_t = 10250)]
+    port: u16,
+
+    /// The address the Node reports as InternalIP and pods as hostIP (default: the machine's
+    /// outbound address).
+    #[arg(long)]
+    node_ip: Option<IpAddr>,
+
+    /// Extra Node labels, e.g. `zone=west,disk=ssd`.
+    #[arg(long, default_value = "")]
+    node_labels: String,
+
+    /// Taints put on the Node when it is created, e.g. `dedicated=gpu:NoSchedule`.
+    #[arg(long, default_value = "")]
+    register_with_taints: String,
+
+    /// How often the node's Lease is renewed, in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    node_lease_renew_interval: f64,
+
+    /// How often every pod is re-synced even when nothing changed, in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    sync_frequency: f64,
+
+    /// Make the fake runtime fail every container start (to test failure handling).
+    #[arg(long)]
+    fake_fail_start: bool,
+
+    /// Log format: `text` for people, `json` for machines.
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum RuntimeFlag {
+    Containerd,
+    Fake,
+}
+
+fn seconds(value: f64, flag: &str) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(value)
+        .ok()
+        .filter(|duration| !duration.is_zero())
+        .with_context(|| format!("{flag} must be a positive number of seconds, not {value}"))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let flags = Flags::parse();
+    rkube_component::init_tracing(&flags.log_format);
+
+    let client_config =
+        ClientConfig::from_kubeconfig(&KubeconfigOptions { path: flags.kubeconfig.clone(), context: None })
+            .context("reading the kubeconfig (--kubeconfig)")?;
+    let client = Client::new(client_config).context("building the API client")?;
+
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_lowercase();
+    let node_name = flags.node_name.clone().unwrap_or(hostname);
+    anyhow::ensure!(!node_name.is_empty(), "no --node-name given and the hostname is empty");
+    let mut config = Config::new(&node_name, flags.node_ip.unwrap_or_else(default_node_ip));
+    config.node.labels = parse_labels(&flags.node_labels).map_err(anyhow::Error::msg).context("--node-labels")?;
+    config.node.taints =
+        parse_taints(&flags.register_with_taints).map_err(anyhow::Error::msg).context("--register-with-taints")?;
+    config.node.pod_cidr = flags.pod_cidr.clone();
+    config.node.port = flags.port;
+    config.node.root_dir = flags.root_dir.clone();
+    config.runtime = match flags.runtime {
+        RuntimeFlag::Containerd => RuntimeKind::Containerd,
+        RuntimeFlag::Fake => RuntimeKind::Fake,
+    };
+    config.containerd_address = flags.containerd_address.clone();
+    config.fake_fail_start = flags.fake_fail_start;
+    config.cni_bin_dir = flags.cni_bin_dir.clone();
+    config.lease_renew_interval = seconds(flags.node_lease_renew_interval, "--node-lease-renew-interval")?;
+    config.resync_interval = seconds(flags.sync_frequency, "--sync-frequency")?;
+
+    let registry = prometheus::Registry::new();
+    let readiness = Readiness::default();
+    let shutdown = CancellationToken::new();
+    let listener = tokio::net::TcpListener::bind((flags.address, flags.port))
+        .await
+        .with_context(|| format!("binding {}:{}", flags.address, flags.port))?;
+    tracing::info!(address = %listener.local_addr()?, "serving /healthz, /readyz, /metrics");
+    let server = tokio::spawn(rkube_component::serve_endpoints(
+        listener,
+        registry.clone(),
+        readiness.clone(),
+        Some(rkube_kubelet::logs::router(flags.root_dir.clone())),
+        shutdown.clone(),
+    ));
+    let on_signal = shutdown.clone();
+    tokio::spawn(async move {
+        rkube_component::shutdown_signal().await;
+        tracing::info!("shutting down");
+        on_signal.cancel();
+    });
+
+    let result = rkube_kubelet::run(client, config, &registry, readiness, shutdown.clone()).await;
+    shutdown.cancel();
+    server.await.context("endpoint server task")?.context("endpoint server")?;
+    result.context("kubelet")
+}

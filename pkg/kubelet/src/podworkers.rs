@@ -1,0 +1,265 @@
+//! Pod workers: one task per pod, so a slow pod never holds up the others.
+//!
+//! Each pod (by `namespace/name`) gets its own worker task the first time the informer reports
+//! it. The worker syncs the pod after every change the informer sees, every
+//! `resync_interval`, and after a failure with a growing backoff (capped at the resync
+//! interval). A sync is level-triggered: it reads the pod from the informer's cache, never from
+//! the event, so merged or missed events do not matter. The Kubernetes kubelet calls this
+//! `podWorkers` (pkg/kubelet/pod_workers.go), with `SyncPod`, `SyncTerminatingPod` and
+//! `SyncTerminatedPod` as the three phases a pod goes through.
+//!
+//! What it keeps true (`test/tests/kubelet_fake.rs`):
+//! - a pod bound to this node is run by the runtime and its status is written
+//!   (`bound_pod_becomes_running_and_ready`);
+//! - a pod marked for deletion (`deletionTimestamp`) is stopped within its grace period, then
+//!   removed from the API with grace period 0 and a uid precondition
+//!   (`deleted_pod_is_stopped_and_removed`);
+//! - a pod that vanished from the API, or was replaced by another with the same name, has its
+//!   old containers killed;
+//! - two syncs of one pod never run at once (one task per pod);
+//! - a failing sync is logged, counted (`kubelet_pod_sync_errors_total`) and retried; it never
+//!   stops the worker.
+//!
+//! Not promised: an order between different pods.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Pod;
+use rkube_client::{Api, Client, DeleteParams, Preconditions};
+use rkube_informer::store::Store;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use crate::probes::ProbeManager;
+use crate::runtime::Runtime;
+use crate::status::{StatusManager, generate_pod_status};
+
+/// The grace period when neither the deletion nor the spec gives one (Kubernetes' default).
+const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
+/// The first retry delay after a failed sync.
+const INITIAL_BACKOFF: Duration = Duration::from_millis(500);
+
+/// What every worker shares.
+struct Shared {
+    client: Client,
+    store: Store<Pod>,
+    runtime: Arc<dyn Runtime>,
+    status: StatusManager,
+    metrics: Arc<Metrics>,
+    host_ip: String,
+    resync_interval: Duration,
+    shutdown: CancellationToken,
+    /// Readiness and liveness probes (`None`: none are run, e.g. for the fake runtime).
+    probes: Option<ProbeManager>,
+    /// A "sync me" signal per pod key; a key is present while its worker runs.
+    workers: Mutex<HashMap<String, watch::Sender<()>>>,
+}
+
+/// How the pod workers run.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The node's IP, written to every pod's `status.hostIP`.
+    pub host_ip: String,
+    /// How often every pod is synced even without a change.
+    pub resync_interval: Duration,
+}
+
+/// The set of pod workers (see the module docs). Cheap to clone.
+#[derive(Clone)]
+pub struct PodWorkers {
+    shared: Arc<Shared>,
+}
+
+/// What a sync decided.
+enum Next {
+    /// The pod lives on: sync again on the next change or resync.
+    KeepGoing,
+    /// The pod is gone and cleaned up: the worker may end.
+    Finished,
+}
+
+impl PodWorkers {
+    /// Pod workers that read pods from `store`, run them on `runtime` (probing them with
+    /// `probes`), and write statuses with the node's IP from `settings`. Workers stop on `shutdown`.
+    pub fn new(
+        client: Client,
+        store: Store<Pod>,
+        runtime: Arc<dyn Runtime>,
+        metrics: Arc<Metrics>,
+        settings: Settings,
+        shutdown: CancellationToken,
+        probes: Option<ProbeManager>,
+    ) -> PodWorkers {
+        let Settings { host_ip, resync_interval } = settings;
+        let status = StatusManager::new(client.clone(), Arc::clone(&metrics));
+        PodWorkers {
+            shared: Arc::new(Shared {
+                client,
+                store,
+                runtime,
+                status,
+                metrics,
+                host_ip,
+                resync_interval,
+                shutdown,
+                probes,
+                workers: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// Tells the worker of pod `key` (`namespace/name`) to sync, starting one if there is none.
+    pub fn update(&self, key: &str) {
+        let mut workers = self.shared.workers.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(signal) = workers.get(key) {
+            signal.send_replace(());
+            return;
+        }
+        let (signal, changed) = watch::channel(());
+        workers.insert(key.to_string(), signal);
+        self.shared.metrics.running_pods.set(i64::try_from(workers.len()).unwrap_or(i64::MAX));
+        drop(workers);
+        tokio::spawn(worker(Arc::clone(&self.shared), key.to_string(), changed));
+    }
+
+    /// Kills what the runtime runs for pods that are not in the cache (left over from before a
+    /// restart, or deleted while the kubelet was down).
+    ///
+    /// # Errors
+    /// [`Error::Runtime`] when the runtime cannot list or kill.
+    pub async fn cleanup_orphans(&self) -> Result<()> {
+        let known: std::collections::HashSet<String> =
+            self.shared.store.list().iter().filter_map(|pod| pod.metadata.uid.clone()).collect();
+        for uid in self.shared.runtime.pod_uids().await? {
+            if !known.contains(&uid) {
+                tracing::info!(%uid, "killing an orphaned pod");
+                self.shared.runtime.kill_pod(&uid, Duration::ZERO).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One pod's worker: sync, then wait for a change, the resync timer, or the retry timer.
+async fn worker(shared: Arc<Shared>, key: String, mut changed: watch::Receiver<()>) {
+    let mut running_uid: Option<String> = None;
+    let mut backoff = INITIAL_BACKOFF;
+    loop {
+        changed.mark_unchanged();
+        let started = Instant::now();
+        let result = sync(&shared, &key, &mut running_uid).await;
+        shared.metrics.pod_worker_duration.observe(started.elapsed().as_secs_f64());
+        let wait = match result {
+            Ok(Next::KeepGoing) => {
+                backoff = INITIAL_BACKOFF;
+                shared.resync_interval
+            }
+            Ok(Next::Finished) => {
+                let mut workers = shared.workers.lock().unwrap_or_else(PoisonError::into_inner);
+                if changed.has_changed().unwrap_or(false) {
+                    continue; // the pod came back meanwhile: keep this worker
+                }
+                workers.remove(&key);
+                shared.metrics.running_pods.set(i64::try_from(workers.len()).unwrap_or(i64::MAX));
+                return;
+            }
+            Err(error) => {
+                shared.metrics.pod_sync_errors.inc();
+                tracing::warn!(pod = %key, %error, retry_in = ?backoff, "pod sync failed");
+                let wait = backoff;
+                backoff = (backoff * 2).min(shared.resync_interval);
+                wait
+            }
+        };
+        tokio::select! {
+            () = shared.shutdown.cancelled() => return,
+            _ = changed.changed() => {}
+            () = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// Makes the runtime and the pod's status match the cached pod, once.
+async fn sync(shared: &Shared, key: &str, running_uid: &mut Option<String>) -> Result<Next> {
+    let pod = shared.store.get(key);
+    let uid = pod.as_ref().and_then(|pod| pod.metadata.uid.clone());
+    // A pod that vanished, or was replaced under the same name: stop what ran for the old one.
+    if let Some(old) = running_uid.as_ref()
+        && uid.as_ref() != Some(old)
+    {
+        tracing::info!(pod = %key, uid = %old, "pod gone from the API; killing its containers");
+        shared.runtime.kill_pod(old, Duration::ZERO).await?;
+        if let Some(probes) = &shared.probes {
+            probes.forget(old);
+        }
+        *running_uid = None;
+    }
+    let (Some(pod), Some(uid)) = (pod, uid) else { return Ok(Next::Finished) };
+
+    if pod.metadata.deletion_timestamp.is_some() {
+        return terminate(shared, key, &pod, &uid, running_uid).await;
+    }
+
+    let phase = pod.status.as_ref().and_then(|status| status.phase.as_deref());
+    let terminal = matches!(phase, Some("Succeeded" | "Failed"));
+    // A terminal pod is never started again; the status of its last run stays.
+    let sync_error = if terminal {
+        None
+    } else {
+        *running_uid = Some(uid.clone());
+        shared.runtime.sync_pod(&pod).await.err()
+    };
+    if !terminal {
+        let runtime_status = shared.runtime.pod_status(&uid).await?;
+        if let Some(probes) = &shared.probes {
+            probes.sync(&pod, runtime_status.as_ref());
+        }
+        let readiness =
+            |container: &str, id: &str| shared.probes.as_ref().is_none_or(|p| p.is_ready(&uid, container, id));
+        let status = generate_pod_status(&pod, runtime_status.as_ref(), &shared.host_ip, Timestamp::now(), &readiness);
+        if shared.status.set_status(&pod, status).await? {
+            tracing::debug!(pod = %key, "pod status written");
+        }
+    }
+    match sync_error {
+        Some(error) => Err(error.into()),
+        None => Ok(Next::KeepGoing),
+    }
+}
+
+/// Stops a pod marked for deletion within its grace period, then removes it from the API.
+async fn terminate(shared: &Shared, key: &str, pod: &Pod, uid: &str, running_uid: &mut Option<String>) -> Result<Next> {
+    let grace = pod
+        .metadata
+        .deletion_grace_period_seconds
+        .or_else(|| pod.spec.as_ref().and_then(|spec| spec.termination_grace_period_seconds))
+        .map_or(DEFAULT_GRACE_PERIOD, |seconds| Duration::from_secs(u64::try_from(seconds).unwrap_or(0)));
+    tracing::info!(pod = %key, ?grace, "stopping pod marked for deletion");
+    if let Some(probes) = &shared.probes {
+        probes.forget(uid);
+    }
+    shared.runtime.kill_pod(uid, grace).await?;
+    *running_uid = None;
+    let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
+    let api: Api<Pod> = Api::namespaced(shared.client.clone(), namespace);
+    let params = DeleteParams {
+        grace_period_seconds: Some(0),
+        preconditions: Some(Preconditions { uid: Some(uid.to_string()), resource_version: None }),
+        ..DeleteParams::default()
+    };
+    match api.delete(name, &params).await {
+        Ok(_) => {
+            tracing::info!(pod = %key, "pod removed from the API");
+            Ok(Next::Finished)
+        }
+        // Gone already, or replaced by a new pod with the same name (uid precondition failed).
+        Err(error) if error.is_not_found() || error.is_conflict() => Ok(Next::Finished),
+        Err(error) => Err(Error::DeletePod(error)),
+    }
+}

@@ -1,0 +1,209 @@
+//! What a container is built from: the image's config, and the complete OCI runtime spec
+//! (config.json) the kubelet hands to containerd, which adds nothing of its own.
+
+use std::path::Path;
+
+use k8s_openapi::api::core::v1::Container as PodContainer;
+use sha2::{Digest, Sha256};
+
+/// What an image's config says a container runs by default.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(super) struct ImageInfo {
+    /// The chain ID of the top layer: the parent of container snapshots.
+    pub(super) chain_id: String,
+    pub(super) entrypoint: Vec<String>,
+    pub(super) cmd: Vec<String>,
+    pub(super) env: Vec<String>,
+    pub(super) working_dir: String,
+}
+
+/// `docker.io/library/busybox:latest` for `busybox`: the name containerd stores images under.
+pub fn normalize_image(image: &str) -> String {
+    let (name, digest) = match image.split_once('@') {
+        Some((name, digest)) => (name, Some(digest)),
+        None => (image, None),
+    };
+    let first = name.split('/').next().unwrap_or_default();
+    let has_registry = name.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
+    let mut full = if has_registry {
+        name.to_string()
+    } else if name.contains('/') {
+        format!("docker.io/{name}")
+    } else {
+        format!("docker.io/library/{name}")
+    };
+    let last = full.rsplit('/').next().unwrap_or_default();
+    if digest.is_none() && !last.contains(':') {
+        full.push_str(":latest");
+    }
+    if let Some(digest) = digest {
+        full = format!("{full}@{digest}");
+    }
+    full
+}
+
+/// The chain ID of a stack of layers (OCI image spec: `sha256(parent + " " + diff_id)`).
+pub(super) fn chain_id(diff_ids: &[String]) -> Option<String> {
+    let mut ids = diff_ids.iter();
+    let mut chain = ids.next()?.clone();
+    for diff_id in ids {
+        chain = format!("sha256:{:x}", Sha256::digest(format!("{chain} {diff_id}").as_bytes()));
+    }
+    Some(chain)
+}
+
+/// Kubernetes' rules: `command` replaces the entrypoint, `args` the image's cmd; `args` alone
+/// keep the entrypoint.
+pub(super) fn process_args(container: &PodContainer, image: &ImageInfo) -> Vec<String> {
+    match (&container.command, &container.args) {
+        (Some(command), args) if !command.is_empty() => command.iter().chain(args.iter().flatten()).cloned().collect(),
+        (_, Some(args)) if !args.is_empty() => image.entrypoint.iter().chain(args).cloned().collect(),
+        _ => image.entrypoint.iter().chain(&image.cmd).cloned().collect(),
+    }
+}
+
+/// The image's env, then `HOSTNAME`, then the container's literal env (later wins).
+pub(super) fn process_env(container: &PodContainer, image: &ImageInfo, hostname: &str) -> Vec<String> {
+    let mut env: Vec<(String, String)> = Vec::new();
+    let mut set = |key: &str, value: &str| {
+        env.retain(|(existing, _)| existing != key);
+        env.push((key.to_string(), value.to_string()));
+    };
+    for entry in &image.env {
+        let (key, value) = entry.split_once('=').unwrap_or((entry, ""));
+        set(key, value);
+    }
+    set("HOSTNAME", hostname);
+    for var in container.env.iter().flatten() {
+        // valueFrom (fieldRef, secrets, ...) is not supported yet: only literal values.
+        if var.value_from.is_none() {
+            set(&var.name, var.value.as_deref().unwrap_or_default());
+        }
+    }
+    env.into_iter().map(|(key, value)| format!("{key}={value}")).collect()
+}
+
+/// The capabilities containerd gives a container by default.
+pub(super) const DEFAULT_CAPABILITIES: [&str; 14] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+/// The complete OCI runtime spec (config.json) of one container.
+pub(super) fn oci_spec(
+    args: &[String],
+    env: &[String],
+    cwd: &str,
+    hostname: &str,
+    cgroups_path: &str,
+    netns: Option<&Path>,
+) -> serde_json::Value {
+    let network = match netns {
+        Some(path) => serde_json::json!({"type": "network", "path": path}),
+        None => serde_json::json!({"type": "network"}),
+    };
+    serde_json::json!({
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": false,
+            "user": {"uid": 0, "gid": 0},
+            "args": args,
+            "env": env,
+            "cwd": cwd,
+            "capabilities": {
+                "bounding": DEFAULT_CAPABILITIES,
+                "effective": DEFAULT_CAPABILITIES,
+                "permitted": DEFAULT_CAPABILITIES,
+            },
+            "noNewPrivileges": true,
+        },
+        "root": {"path": "rootfs", "readonly": false},
+        "hostname": hostname,
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+            {"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
+            {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
+            {"destination": "/run", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+        ],
+        "linux": {
+            "cgroupsPath": cgroups_path,
+            "resources": {"devices": [{"allow": false, "access": "rwm"}]},
+            "namespaces": [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, network],
+            "maskedPaths": [
+                "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+                "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi",
+            ],
+            "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_names_are_normalized_like_docker() {
+        assert_eq!(normalize_image("busybox"), "docker.io/library/busybox:latest");
+        assert_eq!(normalize_image("busybox-local:v1"), "docker.io/library/busybox-local:v1");
+        assert_eq!(normalize_image("me/app"), "docker.io/me/app:latest");
+        assert_eq!(normalize_image("127.0.0.1:5000/app"), "127.0.0.1:5000/app:latest");
+        assert_eq!(normalize_image("localhost/app:2"), "localhost/app:2");
+        assert_eq!(normalize_image("quay.io/x/y@sha256:ab"), "quay.io/x/y@sha256:ab");
+    }
+
+    #[test]
+    fn chain_id_of_one_layer_is_its_diff_id_and_stacks_hash() {
+        let one = vec!["sha256:aa".to_string()];
+        assert_eq!(chain_id(&one).as_deref(), Some("sha256:aa"));
+        let two = vec!["sha256:aa".to_string(), "sha256:bb".to_string()];
+        let expected = format!("sha256:{:x}", Sha256::digest(b"sha256:aa sha256:bb"));
+        assert_eq!(chain_id(&two), Some(expected));
+        assert_eq!(chain_id(&[]), None);
+    }
+
+    #[test]
+    fn command_and_args_follow_kubernetes_rules() {
+        let image =
+            ImageInfo { entrypoint: vec!["/entry".into()], cmd: vec!["default".into()], ..ImageInfo::default() };
+        let container = |command: Option<Vec<&str>>, args: Option<Vec<&str>>| PodContainer {
+            command: command.map(|c| c.into_iter().map(String::from).collect()),
+            args: args.map(|a| a.into_iter().map(String::from).collect()),
+            ..PodContainer::default()
+        };
+        assert_eq!(process_args(&container(None, None), &image), ["/entry", "default"]);
+        assert_eq!(process_args(&container(None, Some(vec!["x"])), &image), ["/entry", "x"]);
+        assert_eq!(process_args(&container(Some(vec!["sh"]), None), &image), ["sh"]);
+        assert_eq!(process_args(&container(Some(vec!["sh"]), Some(vec!["-c", "true"])), &image), ["sh", "-c", "true"]);
+    }
+
+    #[test]
+    fn container_env_overrides_image_env() {
+        let image = ImageInfo { env: vec!["PATH=/bin".into(), "A=image".into()], ..ImageInfo::default() };
+        let container = PodContainer {
+            env: Some(vec![k8s_openapi::api::core::v1::EnvVar {
+                name: "A".into(),
+                value: Some("pod".into()),
+                value_from: None,
+            }]),
+            ..PodContainer::default()
+        };
+        let env = process_env(&container, &image, "web");
+        assert_eq!(env, ["PATH=/bin", "HOSTNAME=web", "A=pod"]);
+    }
+}

@@ -1,0 +1,201 @@
+//! The container runtime as the kubelet sees it: the `Runtime` trait.
+//!
+//! The pod workers ([`crate::podworkers`]) talk to a runtime only through this trait, so the
+//! same kubelet drives real containers or none at all ([`fake`], for hollow nodes). The
+//! Kubernetes kubelet calls this layer `kubecontainer.Runtime` (on top of CRI).
+//!
+//! Contract every implementation keeps (checked by the fake's unit tests and the integration
+//! tests in `test/tests/kubelet_*.rs`):
+//! - [`Runtime::sync_pod`] is idempotent: calling it again for a pod whose containers already
+//!   run changes nothing;
+//! - [`Runtime::pod_status`] reports what runs, keyed by pod uid, never by name: a pod deleted
+//!   and recreated under the same name is a different pod;
+//! - [`Runtime::kill_pod`] stops every container of the pod within the grace period and frees
+//!   what the pod held (its IP); killing a pod the runtime does not know is not an error.
+//!
+//! Restart policies are the runtime's to apply (the containerd runtime does, with crash-loop
+//! back-off; the fake never restarts).
+//! The [`containerd`] runtime runs real containers; the [`fake`] runs none.
+
+pub mod containerd;
+pub mod fake;
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Pod;
+
+/// Why the runtime could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// A container could not be started.
+    #[error("starting container {container} of pod {pod}: {message}")]
+    StartContainer {
+        /// `namespace/name` of the pod.
+        pod: String,
+        /// The container's name.
+        container: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The container is not running (for exec and kill).
+    #[error("container {container} of pod {uid} is not running")]
+    NotRunning {
+        /// The pod's uid.
+        uid: String,
+        /// The container's name.
+        container: String,
+    },
+    /// The pod has no uid (it did not come from the apiserver).
+    #[error("pod {0} has no metadata.uid")]
+    NoUid(String),
+    /// A containerd call failed.
+    #[error("containerd {step}: {source}")]
+    Containerd {
+        /// Which call, e.g. `tasks.create`.
+        step: &'static str,
+        /// What containerd answered.
+        #[source]
+        source: Box<tonic::Status>,
+    },
+    /// Connecting to containerd's socket failed.
+    #[error("connecting to containerd at {address}: {source}")]
+    Connect {
+        /// The socket path.
+        address: String,
+        /// Why.
+        #[source]
+        source: tonic::transport::Error,
+    },
+    /// The image is not in containerd (pulling is not implemented yet), or is unusable.
+    #[error("image {image}: {message}")]
+    Image {
+        /// The normalized image reference.
+        image: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A file the runtime needs (log file, spec) could not be written.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The pod's network could not be set up or torn down.
+    #[error("pod network: {0}")]
+    Network(#[from] crate::cni::CniError),
+    /// The pod's IP could not be allocated.
+    #[error("allocating an IP for pod {pod}: {message}")]
+    Ipam {
+        /// `namespace/name` of the pod.
+        pod: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// How a container ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Terminated {
+    /// The process's exit code (128 + signal when killed by a signal).
+    pub exit_code: i32,
+    /// `Completed` for exit code 0, `Error` otherwise, `OOMKilled` when the kernel killed it.
+    pub reason: String,
+    /// When it started.
+    pub started_at: Option<Timestamp>,
+    /// When it ended.
+    pub finished_at: Timestamp,
+}
+
+/// What one container is doing now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ContainerState {
+    /// Not running yet (or not again), with a CamelCase reason such as `ContainerCreating`.
+    Waiting {
+        /// e.g. `ContainerCreating`, `RunContainerError`.
+        reason: String,
+        /// Detail for people.
+        message: Option<String>,
+    },
+    /// Running since `started_at`.
+    Running {
+        /// When the process started.
+        started_at: Timestamp,
+    },
+    /// Exited.
+    Terminated(Terminated),
+}
+
+/// One container as the runtime reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerStatus {
+    /// The container's name in the pod spec.
+    pub name: String,
+    /// The image it runs.
+    pub image: String,
+    /// `<runtime>://<id>`, as Kubernetes writes containerIDs.
+    pub container_id: Option<String>,
+    /// What it is doing now.
+    pub state: ContainerState,
+    /// How often it was restarted.
+    pub restart_count: i32,
+    /// How the previous run ended (Kubernetes' `lastState.terminated`).
+    pub last_terminated: Option<Terminated>,
+}
+
+/// One pod as the runtime reports it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PodStatus {
+    /// The pod's IP, once it has one.
+    pub pod_ip: Option<String>,
+    /// One entry per container the runtime knows of, in spec order.
+    pub containers: Vec<ContainerStatus>,
+}
+
+/// A container runtime: runs pods' containers and reports on them (see the module docs for
+/// the contract).
+#[async_trait::async_trait]
+pub trait Runtime: Send + Sync + 'static {
+    /// Short name, e.g. `fake` or `containerd` (the scheme of container IDs).
+    fn name(&self) -> &'static str;
+
+    /// Whether the runtime can take work now; drives the Node's `Ready` condition.
+    async fn healthy(&self) -> Result<(), RuntimeError>;
+
+    /// Brings the pod's containers to what its spec asks for: starts those that have not run.
+    async fn sync_pod(&self, pod: &Pod) -> Result<(), RuntimeError>;
+
+    /// What runs for the pod with uid `uid`, or `None` if nothing does.
+    async fn pod_status(&self, uid: &str) -> Result<Option<PodStatus>, RuntimeError>;
+
+    /// Stops every container of pod `uid` (SIGTERM, then SIGKILL after `grace`) and frees the
+    /// pod's resources. Unknown pods are not an error.
+    async fn kill_pod(&self, uid: &str, grace: Duration) -> Result<(), RuntimeError>;
+
+    /// The uids of every pod the runtime holds anything for (to clean up orphans after a
+    /// restart).
+    async fn pod_uids(&self) -> Result<Vec<String>, RuntimeError>;
+
+    /// Runs `command` in the running container `container` of pod `uid` (an exec probe) and
+    /// returns its exit code; a command still running after `timeout` is killed and is an error.
+    async fn exec(
+        &self,
+        uid: &str,
+        container: &str,
+        command: &[String],
+        timeout: Duration,
+    ) -> Result<i32, RuntimeError>;
+
+    /// Stops the current run of one container (SIGTERM, `grace`, SIGKILL), e.g. after its
+    /// liveness probe failed; the restart policy decides what comes next.
+    async fn kill_container(&self, uid: &str, container: &str, grace: Duration) -> Result<(), RuntimeError>;
+
+    /// Pod uids whose containers changed on their own (e.g. a process exited), so the kubelet
+    /// syncs them at once rather than at the next resync. Client-go has no name for this; the
+    /// Kubernetes kubelet calls it the PLEG (pod lifecycle event generator). May lag: a
+    /// receiver that falls behind gets `Lagged` and should sync every pod.
+    fn events(&self) -> tokio::sync::broadcast::Receiver<String>;
+}

@@ -1,0 +1,361 @@
+//! The status manager: turns what the runtime reports into a pod's `status`, and writes it
+//! through the `pods/status` subresource only when something changed.
+//!
+//! What it keeps true (tests below and in `test/tests/kubelet_fake.rs`):
+//! - the phase follows Kubernetes' rules: Pending while a container waits, Running while one
+//!   runs, Succeeded when all exited 0, Failed when one failed and none will restart;
+//! - `PodScheduled`, `Initialized`, `ContainersReady` and `Ready` are always present, and a
+//!   condition's `lastTransitionTime` moves only when its `status` changes;
+//! - `startTime` is set once and kept;
+//! - a status equal to the one the informer's cache shows is not written (no write per resync);
+//! - writes carry the resourceVersion just read (a 409 means read again and retry).
+//!
+//! Fields the kubelet does not own (e.g. `nominatedNodeName`, `qosClass`) are kept as they are.
+//! A running container is ready when it has no readiness probe or its probe passes
+//! ([`crate::probes`]).
+
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{
+    ContainerState as ApiContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
+    ContainerStatus as ApiContainerStatus, HostIP, Pod, PodCondition, PodIP, PodStatus as ApiPodStatus,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use rkube_client::{Api, Client, PostParams, retry_on_conflict};
+
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use crate::runtime::{ContainerState, PodStatus as RuntimePodStatus, Terminated};
+
+/// Computes the status the pod should have, starting from its current status (so fields the
+/// kubelet does not own survive) and what the runtime reports (`None`: nothing runs yet).
+/// A running container with a readiness probe is ready only if `readiness(name, container ID)`
+/// says its probe passed.
+pub fn generate_pod_status(
+    pod: &Pod,
+    runtime: Option<&RuntimePodStatus>,
+    host_ip: &str,
+    now: Timestamp,
+    readiness: &dyn Fn(&str, &str) -> bool,
+) -> ApiPodStatus {
+    let old = pod.status.clone().unwrap_or_default();
+    let spec_containers = pod.spec.as_ref().map(|spec| spec.containers.as_slice()).unwrap_or_default();
+    let restart_policy = pod.spec.as_ref().and_then(|spec| spec.restart_policy.as_deref()).unwrap_or("Always");
+
+    let container_statuses: Vec<ApiContainerStatus> = spec_containers
+        .iter()
+        .map(|container| {
+            let reported = runtime.and_then(|status| status.containers.iter().find(|c| c.name == container.name));
+            match reported {
+                Some(reported) => {
+                    let state = match &reported.state {
+                        ContainerState::Waiting { reason, message } => ApiContainerState {
+                            waiting: Some(ContainerStateWaiting {
+                                reason: Some(reason.clone()),
+                                message: message.clone(),
+                            }),
+                            ..ApiContainerState::default()
+                        },
+                        ContainerState::Running { started_at } => ApiContainerState {
+                            running: Some(ContainerStateRunning { started_at: Some(Time(*started_at)) }),
+                            ..ApiContainerState::default()
+                        },
+                        ContainerState::Terminated(terminated) => ApiContainerState {
+                            terminated: Some(terminated_state(terminated, reported.container_id.clone())),
+                            ..ApiContainerState::default()
+                        },
+                    };
+                    let running = matches!(reported.state, ContainerState::Running { .. });
+                    let probed_ready = container.readiness_probe.is_none()
+                        || reported.container_id.as_deref().is_some_and(|id| readiness(&container.name, id));
+                    let last_state = reported.last_terminated.as_ref().map(|terminated| ApiContainerState {
+                        terminated: Some(terminated_state(terminated, None)),
+                        ..ApiContainerState::default()
+                    });
+                    ApiContainerStatus {
+                        name: container.name.clone(),
+                        image: reported.image.clone(),
+                        image_id: String::new(),
+                        container_id: reported.container_id.clone(),
+                        ready: running && probed_ready,
+                        started: Some(running),
+                        restart_count: reported.restart_count,
+                        state: Some(state),
+                        last_state,
+                        ..ApiContainerStatus::default()
+                    }
+                }
+                None => ApiContainerStatus {
+                    name: container.name.clone(),
+                    image: container.image.clone().unwrap_or_default(),
+                    ready: false,
+                    started: Some(false),
+                    state: Some(ApiContainerState {
+                        waiting: Some(ContainerStateWaiting {
+                            reason: Some("ContainerCreating".into()),
+                            message: None,
+                        }),
+                        ..ApiContainerState::default()
+                    }),
+                    ..ApiContainerStatus::default()
+                },
+            }
+        })
+        .collect();
+
+    let phase = pod_phase(&container_statuses, restart_policy);
+    let unready: Vec<&str> =
+        container_statuses.iter().filter(|status| !status.ready).map(|status| status.name.as_str()).collect();
+    let terminal = phase == "Succeeded" || phase == "Failed";
+    let (ready, reason, message) = if unready.is_empty() && !container_statuses.is_empty() {
+        (true, None, None)
+    } else if terminal {
+        (false, Some("PodCompleted".to_string()), None)
+    } else {
+        (
+            false,
+            Some("ContainersNotReady".to_string()),
+            Some(format!("containers with unready status: [{}]", unready.join(" "))),
+        )
+    };
+    let old_conditions = old.conditions.clone().unwrap_or_default();
+    let condition = |type_: &str, status: bool, reason: Option<String>, message: Option<String>| {
+        let status = if status { "True" } else { "False" }.to_string();
+        let previous = old_conditions.iter().find(|c| c.type_ == type_);
+        let last_transition_time = match previous {
+            Some(previous) if previous.status == status => previous.last_transition_time.clone(),
+            _ => Some(Time(now)),
+        };
+        PodCondition { type_: type_.into(), status, reason, message, last_transition_time, ..PodCondition::default() }
+    };
+    let mut conditions = vec![
+        condition("PodScheduled", true, None, None),
+        condition("Initialized", true, None, None),
+        condition("ContainersReady", ready, reason.clone(), message.clone()),
+        condition("Ready", ready, reason, message),
+    ];
+    // Conditions owned by others (e.g. a scheduler's or a readiness gate's) are kept.
+    conditions.extend(
+        old_conditions
+            .into_iter()
+            .filter(|c| !["PodScheduled", "Initialized", "ContainersReady", "Ready"].contains(&c.type_.as_str())),
+    );
+
+    let pod_ip = runtime.and_then(|status| status.pod_ip.clone());
+    ApiPodStatus {
+        phase: Some(phase.into()),
+        conditions: Some(conditions),
+        container_statuses: Some(container_statuses),
+        host_ip: Some(host_ip.into()),
+        host_ips: Some(vec![HostIP { ip: host_ip.into() }]),
+        pod_ip: pod_ip.clone(),
+        pod_ips: pod_ip.map(|ip| vec![PodIP { ip }]),
+        start_time: old.start_time.clone().or(Some(Time(now))),
+        ..old
+    }
+}
+
+fn terminated_state(terminated: &Terminated, container_id: Option<String>) -> ContainerStateTerminated {
+    ContainerStateTerminated {
+        exit_code: terminated.exit_code,
+        reason: Some(terminated.reason.clone()),
+        started_at: terminated.started_at.map(Time),
+        finished_at: Some(Time(terminated.finished_at)),
+        container_id,
+        ..ContainerStateTerminated::default()
+    }
+}
+
+/// The phase of a pod whose containers are in `statuses` (Kubernetes' `getPhase`, without init
+/// containers).
+fn pod_phase(statuses: &[ApiContainerStatus], restart_policy: &str) -> &'static str {
+    // A container waiting to be restarted counts as stopped, with its last exit (Kubernetes'
+    // getPhase does the same).
+    let state = |status: &ApiContainerStatus| status.state.clone().unwrap_or_default();
+    let ended = |status: &ApiContainerStatus| {
+        state(status)
+            .terminated
+            .or_else(|| state(status).waiting.and(status.last_state.as_ref().and_then(|last| last.terminated.clone())))
+    };
+    let waiting = statuses.iter().filter(|status| state(status).waiting.is_some() && ended(status).is_none()).count();
+    let running = statuses.iter().filter(|status| state(status).running.is_some()).count();
+    let failed =
+        statuses.iter().filter(|status| ended(status).is_some_and(|terminated| terminated.exit_code != 0)).count();
+    let terminated = statuses.iter().filter(|status| ended(status).is_some()).count();
+    if statuses.is_empty() || waiting > 0 {
+        "Pending"
+    } else if running > 0 {
+        "Running"
+    } else if terminated == statuses.len() {
+        match restart_policy {
+            "Always" => "Running", // about to be restarted
+            "OnFailure" if failed > 0 => "Running",
+            _ if failed > 0 => "Failed",
+            _ => "Succeeded",
+        }
+    } else {
+        "Pending"
+    }
+}
+
+/// Writes pod statuses (see the module docs). Cheap to clone.
+#[derive(Clone)]
+pub struct StatusManager {
+    client: Client,
+    metrics: Arc<Metrics>,
+}
+
+impl StatusManager {
+    /// A status manager writing through `client`.
+    pub fn new(client: Client, metrics: Arc<Metrics>) -> StatusManager {
+        StatusManager { client, metrics }
+    }
+
+    /// Writes `status` for `pod` unless `pod` (the cached copy) already shows it. Returns
+    /// whether it wrote.
+    ///
+    /// # Errors
+    /// [`Error::PodStatus`] when the apiserver refuses the write (after retrying conflicts). A
+    /// pod that no longer exists, or that was replaced by one with another uid, is not an error.
+    pub async fn set_status(&self, pod: &Pod, status: ApiPodStatus) -> Result<bool> {
+        if pod.status.as_ref() == Some(&status) {
+            return Ok(false);
+        }
+        let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+        let name = pod.metadata.name.as_deref().unwrap_or_default();
+        let uid = pod.metadata.uid.clone();
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let written = retry_on_conflict(|| async {
+            let Some(mut current) = api.get_opt(name).await? else { return Ok(false) };
+            if current.metadata.uid != uid || current.status.as_ref() == Some(&status) {
+                return Ok(false);
+            }
+            current.status = Some(status.clone());
+            api.replace_status(name, &PostParams::default(), &current).await?;
+            Ok(true)
+        })
+        .await;
+        match written {
+            Ok(wrote) => {
+                if wrote {
+                    self.metrics.pod_status_writes.inc();
+                }
+                Ok(wrote)
+            }
+            Err(error) if error.is_not_found() => Ok(false),
+            Err(error) => Err(Error::PodStatus(error)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::ContainerStatus;
+    use k8s_openapi::api::core::v1::{Container, PodSpec};
+
+    fn pod(containers: &[&str], restart_policy: &str) -> Pod {
+        Pod {
+            spec: Some(PodSpec {
+                containers: containers
+                    .iter()
+                    .map(|name| Container {
+                        name: (*name).into(),
+                        image: Some("busybox".into()),
+                        ..Container::default()
+                    })
+                    .collect(),
+                restart_policy: Some(restart_policy.into()),
+                ..PodSpec::default()
+            }),
+            ..Pod::default()
+        }
+    }
+
+    fn container(name: &str, state: ContainerState) -> ContainerStatus {
+        ContainerStatus {
+            name: name.into(),
+            image: "busybox".into(),
+            container_id: None,
+            state,
+            restart_count: 0,
+            last_terminated: None,
+        }
+    }
+
+    fn exited(code: i32) -> ContainerState {
+        ContainerState::Terminated(Terminated {
+            exit_code: code,
+            reason: "Error".into(),
+            started_at: None,
+            finished_at: Timestamp::UNIX_EPOCH,
+        })
+    }
+
+    fn condition(status: &ApiPodStatus, type_: &str) -> String {
+        status.conditions.iter().flatten().find(|c| c.type_ == type_).map(|c| c.status.clone()).unwrap_or_default()
+    }
+
+    #[test]
+    fn nothing_running_yet_is_pending_with_container_creating() {
+        let status = generate_pod_status(&pod(&["a"], "Always"), None, "10.0.0.1", Timestamp::UNIX_EPOCH, &|_, _| true);
+        assert_eq!(status.phase.as_deref(), Some("Pending"));
+        let waiting = status.container_statuses.as_ref().and_then(|s| s[0].state.as_ref()?.waiting.clone());
+        assert_eq!(waiting.and_then(|w| w.reason).as_deref(), Some("ContainerCreating"));
+        assert_eq!(condition(&status, "PodScheduled"), "True");
+        assert_eq!(condition(&status, "Ready"), "False");
+    }
+
+    #[test]
+    fn all_running_is_running_and_ready() {
+        let runtime = RuntimePodStatus {
+            pod_ip: Some("10.244.0.2".into()),
+            containers: vec![
+                container("a", ContainerState::Running { started_at: Timestamp::UNIX_EPOCH }),
+                container("b", ContainerState::Running { started_at: Timestamp::UNIX_EPOCH }),
+            ],
+        };
+        let status = generate_pod_status(
+            &pod(&["a", "b"], "Always"),
+            Some(&runtime),
+            "10.0.0.1",
+            Timestamp::UNIX_EPOCH,
+            &|_, _| true,
+        );
+        assert_eq!(status.phase.as_deref(), Some("Running"));
+        for type_ in ["PodScheduled", "Initialized", "ContainersReady", "Ready"] {
+            assert_eq!(condition(&status, type_), "True", "{type_}");
+        }
+        assert_eq!(status.pod_ip.as_deref(), Some("10.244.0.2"));
+        assert_eq!(status.host_ip.as_deref(), Some("10.0.0.1"));
+    }
+
+    #[test]
+    fn exits_decide_succeeded_or_failed_by_restart_policy() {
+        let runtime = |code| RuntimePodStatus { pod_ip: None, containers: vec![container("a", exited(code))] };
+        let phase = |code, policy| {
+            generate_pod_status(&pod(&["a"], policy), Some(&runtime(code)), "h", Timestamp::UNIX_EPOCH, &|_, _| true)
+                .phase
+        };
+        assert_eq!(phase(0, "Never").as_deref(), Some("Succeeded"));
+        assert_eq!(phase(3, "Never").as_deref(), Some("Failed"));
+        assert_eq!(phase(0, "OnFailure").as_deref(), Some("Succeeded"));
+        assert_eq!(phase(3, "OnFailure").as_deref(), Some("Running"));
+        assert_eq!(phase(0, "Always").as_deref(), Some("Running"));
+    }
+
+    #[test]
+    fn unchanged_status_keeps_transition_times_and_start_time() {
+        let runtime = RuntimePodStatus {
+            pod_ip: None,
+            containers: vec![container("a", ContainerState::Running { started_at: Timestamp::UNIX_EPOCH })],
+        };
+        let mut pod = pod(&["a"], "Always");
+        let first = generate_pod_status(&pod, Some(&runtime), "h", Timestamp::UNIX_EPOCH, &|_, _| true);
+        pod.status = Some(first.clone());
+        let later = Timestamp::UNIX_EPOCH + jiff::SignedDuration::from_secs(60);
+        let second = generate_pod_status(&pod, Some(&runtime), "h", later, &|_, _| true);
+        assert_eq!(first, second, "a resync must not produce a different status");
+    }
+}

@@ -1,0 +1,414 @@
+//! The real `rkubelet` on a real, private containerd (with runc) against real etcd and the
+//! real apiserver: pods run real processes from the test image (busybox-static), and their
+//! status tells the truth. Needs root and `make deps` (containerd, runc, busybox-static).
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use rkube_client::{Api, Client, Config, DeleteParams, PostParams};
+use rkube_tests::node::{Containerd, Kubelet, TEST_IMAGE};
+use rkube_tests::{Cluster, eventually};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn client(cluster: &Cluster) -> Client {
+    Client::new(Config::new(cluster.url().parse().expect("apiserver URL"))).expect("client")
+}
+
+fn pod(name: &str, node: &str, restart_policy: &str, container: serde_json::Value) -> Pod {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {"nodeName": node, "restartPolicy": restart_policy, "terminationGracePeriodSeconds": 1, "containers": [container]}
+    }))
+    .expect("pod")
+}
+
+async fn wait_phase(pods: &Api<Pod>, name: &str, phase: &str, kubelet: &Kubelet) -> Pod {
+    let found = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Ok(pod) = pods.get(name).await
+                && pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some(phase)
+            {
+                return pod;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    match found {
+        Ok(pod) => pod,
+        Err(_) => panic!(
+            "pod {name} not {phase} after {WAIT:?}: {:?}\nkubelet log:\n{}",
+            pods.get(name).await.ok().and_then(|p| p.status),
+            kubelet.log_tail(40)
+        ),
+    }
+}
+
+fn terminated_exit_code(pod: &Pod) -> Option<i32> {
+    let status = pod.status.as_ref()?.container_statuses.as_ref()?.first()?;
+    Some(status.state.as_ref()?.terminated.as_ref()?.exit_code)
+}
+
+fn log_of(kubelet: &Kubelet, pod: &Pod, container: &str) -> String {
+    let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
+    let path = kubelet.root_dir().join("pods").join(format!("default_{name}_{uid}")).join(container).join("0.log");
+    std::fs::read_to_string(&path).unwrap_or_else(|error| format!("(cannot read {}: {error})", path.display()))
+}
+
+#[tokio::test]
+async fn containers_exit_codes_decide_succeeded_and_failed() {
+    let cluster = Cluster::start().await.expect("cluster");
+    let containerd = Containerd::start().await.expect("containerd");
+    let kubelet = Kubelet::start_containerd(&cluster, &containerd, "node-c1").await.expect("kubelet");
+    let pods: Api<Pod> = Api::namespaced(client(&cluster), "default");
+    let shell =
+        |script: &str| serde_json::json!({"name": "main", "image": TEST_IMAGE, "command": ["sh", "-c", script]});
+    pods.create(&PostParams::default(), &pod("fails", "node-c1", "Never", shell("echo hi; exit 3")))
+        .await
+        .expect("create");
+    pods.create(&PostParams::default(), &pod("works", "node-c1", "Never", shell("echo fine"))).await.expect("create");
+    pods.create(
+        &PostParams::default(),
+        &pod("noimage", "node-c1", "Never", serde_json::json!({"name": "main", "image": "no-such-image:v1"})),
+    )
+    .await
+    .expect("create");
+
+    let failed = wait_phase(&pods, "fails", "Failed", &kubelet).await;
+    assert_eq!(terminated_exit_code(&failed), Some(3), "{:?}", failed.status);
+    assert!(log_of(&kubelet, &failed, "main").contains("hi"), "{}", log_of(&kubelet, &failed, "main"));
+    let container_id = failed.status.as_ref().and_then(|s| s.container_statuses.as_ref()?[0].container_id.clone());
+    assert!(container_id.is_some_and(|id| id.starts_with("containerd://")));
+
+    let succeeded = wait_phase(&pods, "works", "Succeeded", &kubelet).await;
+    assert_eq!(terminated_exit_code(&succeeded), Some(0));
+    assert!(log_of(&kubelet, &succeeded, "main").contains("fine"));
+
+    let reason = eventually(WAIT, "pod noimage waiting with ErrImagePull", || async {
+        let pod = pods.get("noimage").await.ok()?;
+        let waiting = pod.status?.container_statuses?.first()?.state.clone()?.waiting?;
+        waiting.reason.filter(|reason| reason == "ErrImagePull")
+    })
+    .await;
+    assert_eq!(reason, "ErrImagePull");
+    assert_eq!(pods.get("noimage").await.expect("pod").status.and_then(|s| s.phase).as_deref(), Some("Pending"));
+}
+
+#[tokio::test]
+async fn command_args_env_and_working_dir_reach_the_process() {
+    let cluster = Cluster::start().await.expect("cluster");
+    let containerd = Containerd::start().await.expect("containerd");
+    let kubelet = Kubelet::start_containerd(&cluster, &containerd, "node-c2").await.expect("kubelet");
+    let pods: Api<Pod> = Api::namespaced(client(&cluster), "default");
+    let container = serde_json::json!({
+        "name": "main",
+        "image": TEST_IMAGE,
+        "command": ["sh", "-c"],
+        "args": ["echo \"$GREETING from $(hostname) in $(pwd) as $(id -u)\""],
+        "env": [{"name": "GREETING", "value": "hello"}],
+        "workingDir": "/tmp"
+    });
+    pods.create(&PostParams::default(), &pod("envpod", "node-c2", "Never", container)).await.expect("create");
+    let done = wait_phase(&pods, "envpod", "Succeeded", &kubelet).await;
+    let log = log_of(&kubelet, &done, "main");
+    assert!(log.contains("hello from envpod in /tmp as 0"), "log: {log:?}");
+}
+
+#[tokio::test]
+async fn deleting_a_running_pod_stops_it_gracefully_then_removes_everything() {
+    let cluster = Cluster::start().await.expect("cluster");
+    let containerd = Containerd::start().await.expect("containerd");
+    let kubelet = Kubelet::start_containerd(&cluster, &containerd, "node-c3").await.expect("kubelet");
+    let pods: Api<Pod> = Api::namespaced(client(&cluster), "default");
+    // Handles SIGTERM: the trap runs and the container exits on its own.
+    let graceful = serde_json::json!({"name": "main", "image": TEST_IMAGE,
+        "command": ["sh", "-c", "trap 'echo got TERM; exit 0' TERM; echo started; while true; do sleep 0.2; done"]});
+    // PID 1 without a handler ignores SIGTERM: needs the SIGKILL after the grace period.
+    let stubborn = serde_json::json!({"name": "main", "image": TEST_IMAGE, "command": ["sleep", "3600"]});
+    pods.create(&PostParams::default(), &pod("graceful", "node-c3", "Always", graceful)).await.expect("create");
+    pods.create(&PostParams::default(), &pod("stubborn", "node-c3", "Always", stubborn)).await.expect("create");
+    let graceful_pod = wait_phase(&pods, "graceful", "Running", &kubelet).await;
+    let running = wait_phase(&pods, "stubborn", "Running", &kubelet).await;
+    assert_eq!(
+        running
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref()?.iter().find(|c| c.type_ == "Ready").map(|c| c.status.clone()))
+            .as_deref(),
+        Some("True")
+    );
+    eventually(WAIT, "graceful container started", || async {
+        log_of(&kubelet, &graceful_pod, "main").contains("started").then_some(())
+    })
+    .await;
+    assert_eq!(containerd.container_ids().len(), 2, "{:?}", containerd.container_ids());
+
+    for name in ["graceful", "stubborn"] {
+        pods.delete(name, &DeleteParams::default()).await.expect("delete");
+    }
+    for name in ["graceful", "stubborn"] {
+        eventually(WAIT, &format!("pod {name} removed from the API"), || async {
+            matches!(pods.get_opt(name).await, Ok(None)).then_some(())
+        })
+        .await;
+    }
+    assert!(
+        log_of(&kubelet, &graceful_pod, "main").contains("got TERM"),
+        "SIGTERM handler did not run: {}",
+        log_of(&kubelet, &graceful_pod, "main")
+    );
+    assert!(containerd.container_ids().is_empty(), "containers left: {:?}", containerd.container_ids());
+    assert!(kubelet.log().contains("sending SIGKILL"), "{}", kubelet.log_tail(40));
+}
+
+#[tokio::test]
+async fn pod_gets_an_ip_from_the_pod_cidr_and_serves_http_to_the_host() {
+    let cluster = Cluster::start().await.expect("cluster");
+    let containerd = Containerd::start().await.expect("containerd");
+    let kubelet = Kubelet::start_containerd_with(&cluster, &containerd, "node-c4", &["--pod-cidr", "10.98.7.0/24"])
+        .await
+        .expect("kubelet");
+    let pods: Api<Pod> = Api::namespaced(client(&cluster), "default");
+    let web =
+        serde_json::json!({"name": "web", "image": TEST_IMAGE, "command": ["httpd", "-f", "-p", "8080", "-h", "/etc"]});
+    pods.create(&PostParams::default(), &pod("web", "node-c4", "Always", web)).await.expect("create");
+    let running = wait_phase(&pods, "web", "Running", &kubelet).await;
+    let uid = running.metadata.uid.clone().expect("uid");
+    let pod_ip =
+        eventually(WAIT, "pod web to get an IP", || async { pods.get("web").await.ok()?.status?.pod_ip }).await;
+    assert!(pod_ip.starts_with("10.98.7.") && pod_ip != "10.98.7.1", "podIP {pod_ip} not from 10.98.7.0/24");
+    assert!(rkube_tests::node::pod_netns_exists(&uid));
+
+    // A real HTTP request from the host to busybox httpd in the pod, through the bridge.
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).no_proxy().build().expect("http client");
+    let body = eventually(WAIT, "httpd in the pod to answer", || async {
+        let reply = http.get(format!("http://{pod_ip}:8080/passwd")).send().await.ok()?;
+        reply.status().is_success().then_some(())?;
+        reply.text().await.ok()
+    })
+    .await;
+    assert!(body.contains("root:x:0:0"), "{body}");
+
+    pods.delete("web", &DeleteParams::default()).await.expect("delete");
+    eventually(WAIT, "pod web removed", || async { matches!(pods.get_opt("web").await, Ok(None)).then_some(()) }).await;
+    assert!(!rkube_tests::node::pod_netns_exists(&uid), "the pod's network namespace outlived it");
+    assert!(containerd.container_ids().is_empty(), "containers left: {:?}", containerd.container_ids());
+}
+
+#[tokio::test]
+async fn a_crashing_container_restarts_with_growing_back_off() {
+    let cluster = Cluster::start().await.expect("cluster");
+    let containerd = Containerd::start().await.expect("containerd");
+    let kubelet = Kubelet::start_containerd(&cluster, &containerd, "node-c5").await.expect("kubelet");
+    let pods: Api<Pod> = Api::namespaced(client(&cluster), "default");
+    let crasher =
+        serde_json::json!({"name": "main", "image": TEST_IMAGE, "command": ["sh", "-c", "echo crash; exit 7"]});
+    pods.create(&PostParams::default(), &pod("crasher", "node-c5", "Always", crasher)).await.expect("create");
+
+    let restarts = |pod: &Pod| pod.status.as_ref()?.container_statuses.as_ref()?.first().map(|s| s.restart_count);
+    // The first restart is immediate; then the container waits in CrashLoopBackOff.
+    let backing_off = eventually(WAIT, "crasher in CrashLoopBackOff after a restart", || async {
+        let pod = pods.get("crasher").await.ok()?;
+        let status = pod.status.as_ref()?.container_statuses.as_ref()?.first()?.clone();
+        let waiting = status.state.as_ref()?.waiting.as_ref()?.reason.clone()?;
+        (waiting == "CrashLoopBackOff" && status.restart_count >= 1).then_some(pod)
+    })
+    .await;
+    let first_restarts = restarts(&backing_off).unwrap_or_default();
+    let status = backing_off.status.clone().expect("status");
+    let container = status.container_statuses.clone().unwrap_or_default()[0].clone();
+    let last = container.last_state.and_then(|s| s.terminated).expect("lastState.terminated");
+    assert_eq!(last.exit_code, 7);
+    assert_eq!(status.phase.as_deref(), Some("Running"), "a restarting pod stays Running");
+    let ready = status.conditions.unwrap_or_default().into_iter().find(|c| c.type_ == "Ready").map(|c| c.status);
+    assert_eq!(ready.as_deref(), Some("False"));
+
+    // The next restart waits for the back-off (10 s after the previous exit).
+    let seen_at = std::time::Instant::now();
+    eventually(WAIT, "crasher restarted again after its back-off", || async {
+        let pod = pods.get("crasher").await.ok()?;
+        (restarts(&pod)? > first_restarts).then_some(())
+    })
+    .await;
+    let waited = seen_at.elapsed();
+    assert!(
+        waited >= Duration::from_secs(5),
+        "restarted after {waited:?}: back-off not applied\n{}",
+        kubelet.log_tail(30)
+    );
+    // The previous run's output is served with previous=true.
+    let previous = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("http client")
+        .get(format!("{}/containerLogs/default/crasher/main?previous=true", kubelet.url()))
+        .send()
+        .await
+        .expect("previous logs");
+    assert!(previous.status().is_success(), "{}", previous.status());
+    assert_eq!(previous.text().await.expect("text"), "crash\n");
+    pods.delete("crasher", &DeleteParams::default()).await.expect("delete");
+    eventually(WAIT, "crasher removed", || async { matches!(pods.get_opt("crasher").await, Ok(None)).then_some(()) })
+        .await;
+    assert!(containerd.container_ids().is_empty(), "containers left: {:?}", containerd.container_ids());
+}
+
+#[tokio::test]
+async fn a_restarted_kubelet_adopts_running_containers_without_restarting_them() {
+    let cluster = Cluster::start().await.expect("cluster");
+    let containerd = Containerd::start().await.expect("containerd");
+    let mut kubelet = Kubelet::start_containerd(&cluster, &containerd, "node-c6").await.expect("kubelet");
+    let pods: Api<Pod> = Api::namespaced(client(&cluster), "default");
+    let sleeper = serde_json::json!({"name": "main", "image": TEST_IMAGE, "command": ["sleep", "3600"]});
+    pods.create(&PostParams::default(), &pod("sleeper", "node-c6", "Always", sleeper)).await.expect("create");
+    let before = wait_phase(&pods, "sleeper", "Running", &kubelet).await;
+    let ids_before = containerd.container_ids();
+    let pid_of = || {
+        let output = containerd.ctr(&["tasks", "list"]).expect("ctr tasks list");
+        String::from_utf8_lossy(&output.stdout).to_string()
+    };
+    let tasks_before = pid_of();
+
+    kubelet.restart().await.expect("restart");
+    // Let the restarted kubelet sync the pod a few times (resync every 2 s in the harness).
+    let restarted_at = std::time::Instant::now();
+    eventually(WAIT, "restarted kubelet to report ready", || async {
+        let reply = reqwest::get(format!("{}/readyz", kubelet.url())).await.ok()?;
+        reply.status().is_success().then_some(())
+    })
+    .await;
+    while restarted_at.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let after = pods.get("sleeper").await.expect("pod");
+    let container_id = |pod: &Pod| pod.status.as_ref()?.container_statuses.as_ref()?.first()?.container_id.clone();
+    let restart_count = |pod: &Pod| pod.status.as_ref()?.container_statuses.as_ref()?.first().map(|s| s.restart_count);
+    assert_eq!(container_id(&after), container_id(&before), "the container was replaced");
+    assert_eq!(restart_count(&after), Some(0));
+    assert_eq!(after.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Running"));
+    assert_eq!(containerd.container_ids(), ids_before);
+    assert_eq!(pid_of(), tasks_before, "the task (pid) changed across the kubelet restart");
+    pods.delete("sleeper", &DeleteParams::default()).await.expect("delete");
+    eventually(WAIT, "sleeper removed", || async { matches!(pods.get_opt("sleeper").await, Ok(None)).then_some(()) })
+        .await;
+}
+
+#[tokio::test]
+async fn logs_are_served_with_tail_lines_previous_and_follow() {
+    let cluster = Cluster::start().await.expect("cluster");
+    let containerd = Containerd::start().await.expect("containerd");
+    let kubelet = Kubelet::start_containerd(&cluster, &containerd, "node-c7").await.expect("kubelet");
+    let pods: Api<Pod> = Api::namespaced(client(&cluster), "default");
+    // Prints line 1..: a few at once, then one every 0.3 s, for following.
+    let script = "i=1; while [ $i -le 200 ]; do echo line $i; i=$((i+1)); [ $i -gt 3 ] && sleep 0.3; done";
+    let talker = serde_json::json!({"name": "main", "image": TEST_IMAGE, "command": ["sh", "-c", script]});
+    pods.create(&PostParams::default(), &pod("talker", "node-c7", "Never", talker)).await.expect("create");
+    wait_phase(&pods, "talker", "Running", &kubelet).await;
+    let http = reqwest::Client::builder().no_proxy().build().expect("http client");
+    let url = |query: &str| format!("{}/containerLogs/default/talker/main{query}", kubelet.url());
+
+    let all = eventually(WAIT, "three lines logged", || async {
+        let text = http.get(url("")).send().await.ok()?.text().await.ok()?;
+        text.contains("line 3\n").then_some(text)
+    })
+    .await;
+    assert!(all.starts_with("line 1\nline 2\nline 3\n"), "{all:?}");
+    let last = http.get(url("?tailLines=1")).send().await.expect("tail").text().await.expect("text");
+    assert_eq!(last.lines().count(), 1, "{last:?}");
+    assert!(last.starts_with("line "), "{last:?}");
+
+    // follow: lines keep arriving on one response.
+    let mut follow = http.get(url("?follow=true&tailLines=1")).send().await.expect("follow");
+    assert!(follow.status().is_success());
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let start_lines = all.lines().count();
+    while seen.lines().count() < 4 {
+        let chunk = tokio::time::timeout_at(deadline, follow.chunk()).await.expect("follow stalled").expect("chunk");
+        seen.push_str(&String::from_utf8_lossy(&chunk.expect("stream ended early")));
+    }
+    let numbers: Vec<u32> = seen.lines().filter_map(|line| line.strip_prefix("line ")?.parse().ok()).collect();
+    assert!(numbers.windows(2).all(|pair| pair[1] == pair[0] + 1), "out of order: {seen:?}");
+    assert!(numbers.last().is_some_and(|last| *last as usize > start_lines), "{seen:?}");
+
+    let missing = http.get(url("?previous=true")).send().await.expect("previous");
+    assert_eq!(missing.status(), reqwest::StatusCode::NOT_FOUND, "no previous run yet");
+    let nobody = http.get(format!("{}/containerLogs/default/nobody/main", kubelet.url())).send().await.expect("get");
+    assert_eq!(nobody.status(), reqwest::StatusCode::NOT_FOUND);
+    pods.delete("talker", &DeleteParams::default()).await.expect("delete");
+    eventually(WAIT, "talker removed", || async { matches!(pods.get_opt("talker").await, Ok(None)).then_some(()) })
+        .await;
+}
+
+fn ready_condition(pod: &Pod) -> Option<String> {
+    pod.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == "Ready").map(|c| c.status.clone())
+}
+
+#[tokio::test]
+async fn readiness_probe_flips_ready() {
+    let cluster = Cluster::start().await.expect("cluster");
+    let containerd = Containerd::start().await.expect("containerd");
+    let kubelet = Kubelet::start_containerd_with(&cluster, &containerd, "node-c8", &["--pod-cidr", "10.98.8.0/24"])
+        .await
+        .expect("kubelet");
+    let pods: Api<Pod> = Api::namespaced(client(&cluster), "default");
+    // httpd serves /srv; /srv/ready appears after 3 s and goes away 4 s later.
+    let script = "mkdir -p /srv; httpd -p 8080 -h /srv; sleep 3; touch /srv/ready; sleep 4; rm /srv/ready; sleep 3600";
+    let web = serde_json::json!({"name": "web", "image": TEST_IMAGE, "command": ["sh", "-c", script],
+        "ports": [{"name": "http", "containerPort": 8080}],
+        "readinessProbe": {"httpGet": {"path": "/ready", "port": "http"}, "periodSeconds": 1, "failureThreshold": 1}});
+    pods.create(&PostParams::default(), &pod("web", "node-c8", "Always", web)).await.expect("create");
+
+    let running = wait_phase(&pods, "web", "Running", &kubelet).await;
+    assert_eq!(ready_condition(&running).as_deref(), Some("False"), "ready before the probe passed");
+    let state = |want: &'static str| {
+        let pods = pods.clone();
+        async move {
+            eventually(WAIT, &format!("Ready={want}"), || async {
+                let pod = pods.get("web").await.ok()?;
+                (ready_condition(&pod).as_deref() == Some(want)).then_some(pod)
+            })
+            .await
+        }
+    };
+    let ready = state("True").await;
+    let containers = ready.status.and_then(|s| s.container_statuses).unwrap_or_default();
+    assert!(containers[0].ready);
+    let unready = state("False").await;
+    assert_eq!(unready.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Running"));
+    assert_eq!(
+        unready.status.and_then(|s| s.container_statuses).unwrap_or_default()[0].restart_count,
+        0,
+        "readiness must never restart a container"
+    );
+    pods.delete("web", &DeleteParams::default()).await.expect("delete");
+    eventually(WAIT, "web removed", || async { matches!(pods.get_opt("web").await, Ok(None)).then_some(()) }).await;
+}
+
+#[tokio::test]
+async fn failing_liveness_probe_restarts_the_container() {
+    let cluster = Cluster::start().await.expect("cluster");
+    let containerd = Containerd::start().await.expect("containerd");
+    let kubelet = Kubelet::start_containerd(&cluster, &containerd, "node-c9").await.expect("kubelet");
+    let pods: Api<Pod> = Api::namespaced(client(&cluster), "default");
+    let script = "touch /tmp/alive; sleep 2; rm /tmp/alive; sleep 3600";
+    let app = serde_json::json!({"name": "main", "image": TEST_IMAGE, "command": ["sh", "-c", script],
+        "livenessProbe": {"exec": {"command": ["cat", "/tmp/alive"]}, "periodSeconds": 1, "failureThreshold": 2}});
+    pods.create(&PostParams::default(), &pod("app", "node-c9", "Always", app)).await.expect("create");
+    wait_phase(&pods, "app", "Running", &kubelet).await;
+    let restarted = eventually(WAIT, "app restarted after its liveness probe failed", || async {
+        let pod = pods.get("app").await.ok()?;
+        let status = pod.status?.container_statuses?.first()?.clone();
+        (status.restart_count >= 1).then_some(status)
+    })
+    .await;
+    let last = restarted.last_state.and_then(|s| s.terminated).expect("lastState.terminated");
+    assert_eq!(last.exit_code, 137, "sh as PID 1 ignores SIGTERM, so the kill is a SIGKILL");
+    assert!(kubelet.log().contains("liveness probe failed"), "{}", kubelet.log_tail(30));
+    pods.delete("app", &DeleteParams::default()).await.expect("delete");
+    eventually(WAIT, "app removed", || async { matches!(pods.get_opt("app").await, Ok(None)).then_some(()) }).await;
+}
