@@ -1,0 +1,1 @@
+//! Harness for the whole-cluster end-to-end tests (being written).

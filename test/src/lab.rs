@@ -1,0 +1,1 @@
+//! Harness for the multi-node lab tests (being written).
