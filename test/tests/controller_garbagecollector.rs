@@ -70,22 +70,23 @@ async fn a_dependent_is_kept_while_its_owner_exists_and_collected_only_by_owner_
     api.get_ok("/api/v1/namespaces/default/pods/dependent-of-unknown-kind").await;
 }
 
-/// An owner carrying the `foregroundDeletion` finalizer (what the apiserver should add for
-/// `propagationPolicy: Foreground`; it does not yet, so the test puts it there) stays until its
-/// blocking dependents are gone.
+/// An owner deleted with `propagationPolicy: Foreground` (the apiserver adds the
+/// `foregroundDeletion` finalizer) stays until its blocking dependents are gone.
 #[tokio::test]
 async fn foreground_deletion_removes_the_dependents_before_the_owner() {
     let (_cluster, _manager, api) = start().await;
-    let mut rs = rkube_tests::controllers::replica_set("default", "web", 2, "nginx");
-    rs["metadata"]["finalizers"] = json!(["foregroundDeletion"]);
+    let rs = rkube_tests::controllers::replica_set("default", "web", 2, "nginx");
     api.create("/apis/apps/v1/namespaces/default/replicasets", &rs).await;
     eventually(LONG, "2 pods", || async { (pods(&api, "default", "app=web").await.len() == 2).then_some(()) }).await;
     let list = api.get_ok("/apis/apps/v1/namespaces/default/replicasets").await;
     let rv = list["metadata"]["resourceVersion"].as_str().unwrap_or_default().to_string();
     let mut watch =
         api.watch(&format!("/apis/apps/v1/namespaces/default/replicasets?watch=true&resourceVersion={rv}")).await;
-    let (status, body) = api.delete("/apis/apps/v1/namespaces/default/replicasets/web").await;
+    let (status, body) = api
+        .delete_with("/apis/apps/v1/namespaces/default/replicasets/web", &json!({"propagationPolicy": "Foreground"}))
+        .await;
     assert!(status.is_success(), "{body}");
+    assert_eq!(body["metadata"]["finalizers"], json!(["foregroundDeletion"]), "{body}");
     let deadline = tokio::time::Instant::now() + LONG;
     loop {
         assert!(tokio::time::Instant::now() < deadline, "the ReplicaSet was never deleted");
@@ -97,15 +98,17 @@ async fn foreground_deletion_removes_the_dependents_before_the_owner() {
     assert!(pods(&api, "default", "app=web").await.is_empty(), "the owner went before its dependents");
 }
 
-/// An owner carrying the `orphan` finalizer goes; its dependents stay, without its reference.
+/// An owner deleted with `propagationPolicy: Orphan` (the apiserver adds the `orphan`
+/// finalizer) goes; its dependents stay, without its reference.
 #[tokio::test]
 async fn orphan_deletion_keeps_the_dependents_without_the_owner_reference() {
     let (_cluster, _manager, api) = start().await;
-    let mut rs = rkube_tests::controllers::replica_set("default", "web", 2, "nginx");
-    rs["metadata"]["finalizers"] = json!(["orphan"]);
+    let rs = rkube_tests::controllers::replica_set("default", "web", 2, "nginx");
     api.create("/apis/apps/v1/namespaces/default/replicasets", &rs).await;
     eventually(LONG, "2 pods", || async { (pods(&api, "default", "app=web").await.len() == 2).then_some(()) }).await;
-    let (status, body) = api.delete("/apis/apps/v1/namespaces/default/replicasets/web").await;
+    let (status, body) = api
+        .delete_with("/apis/apps/v1/namespaces/default/replicasets/web", &json!({"propagationPolicy": "Orphan"}))
+        .await;
     assert!(status.is_success(), "{body}");
     eventually(LONG, "the ReplicaSet gone", || async {
         let (status, _) = api.get("/apis/apps/v1/namespaces/default/replicasets/web").await;

@@ -24,10 +24,10 @@
 //!   remains;
 //! - `orphan`: remove the owner's reference from every dependent, then remove the finalizer.
 //!
-//! Not promised: the apiserver does not yet add these finalizers when a DELETE asks for
-//! `propagationPolicy: Foreground` or `Orphan`, so today only an owner created with the
-//! finalizer (as the tests do) gets these semantics; other deletes behave as Background.
-//! Owners of kinds this controller does not know (anything but Deployment, ReplicaSet and
+//! The apiserver adds these finalizers when a DELETE asks for `propagationPolicy:
+//! Foreground` or `Orphan`.
+//!
+//! Not promised: owners of kinds this controller does not know (anything but Deployment, ReplicaSet and
 //! Pod) are assumed to exist, so their dependents are never deleted. A dependent with one
 //! owner gone and another alive keeps both references.
 
