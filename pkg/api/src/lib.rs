@@ -7,6 +7,7 @@
 //!   the kinds in the registry, on the k8s-openapi types.
 //! - [`selector`]: label and field selectors, parsed and matched.
 //! - [`patch`]: strategic merge patch as `kubectl apply` sends it.
+//! - [`quantity`]: resource quantities (`100m`, `512Mi`) as integers.
 //! - [`printer`]: the table columns `kubectl get` shows for each kind (server-side printing).
 //!
 //! This crate does no I/O: everything here is pure and unit tested.
@@ -16,6 +17,7 @@ pub mod kinds;
 pub mod object;
 pub mod patch;
 pub mod printer;
+pub mod quantity;
 pub mod registry;
 pub mod selector;
 pub mod validation;

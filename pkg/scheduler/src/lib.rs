@@ -30,7 +30,7 @@ pub mod cache;
 pub mod framework;
 pub mod metrics;
 pub mod plugins;
-pub mod quantity;
+pub use rkube_api::quantity;
 pub mod queue;
 pub mod resources;
 mod scheduler;

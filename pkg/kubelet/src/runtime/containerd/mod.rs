@@ -54,11 +54,12 @@ use crate::cni::{Network, netns_path};
 
 mod restart;
 mod spec;
+mod volumes;
 
 pub use restart::backoff;
 use restart::{Run, restarts};
 pub use spec::normalize_image;
-use spec::{DEFAULT_CAPABILITIES, ImageInfo, chain_id, oci_spec, process_args, process_env};
+use spec::{DEFAULT_CAPABILITIES, ImageInfo, chain_id, linux_resources, oci_spec, process_args, process_env};
 
 use super::{ContainerState, ContainerStatus, PodStatus, Runtime, RuntimeError, Terminated};
 
@@ -275,7 +276,20 @@ impl ContainerdRuntime {
             .unwrap_or_else(|| if info.working_dir.is_empty() { "/".into() } else { info.working_dir.clone() });
         let cgroups_path = format!("/{CGROUP_PARENT}/pod{uid}/{id}");
         let netns = self.config.network.as_ref().map(|_| netns_path(uid));
-        let spec = oci_spec(&args, &env, &cwd, &hostname, &cgroups_path, netns.as_deref());
+        let start_error = |message: String| RuntimeError::StartContainer {
+            pod: pod_key(pod),
+            container: container.name.clone(),
+            message,
+        };
+        let pod_dir = pod_dir(
+            &self.config.root_dir,
+            pod.metadata.namespace.as_deref().unwrap_or("default"),
+            pod.metadata.name.as_deref().unwrap_or_default(),
+            uid,
+        );
+        let mounts = volumes::mounts(pod, container, &pod_dir).map_err(start_error)?;
+        let resources = linux_resources(container).map_err(start_error)?;
+        let spec = oci_spec(&args, &env, &cwd, &hostname, &cgroups_path, netns.as_deref(), mounts, resources);
 
         let log_path = self.log_path(pod, uid, &container.name, attempt);
         let io_error = |what: String| move |source| RuntimeError::Io { what, source };
@@ -408,7 +422,12 @@ impl ContainerdRuntime {
                 }
                 Some(task) if task.status == TaskStatus::Stopped as i32 => ContainerState::Terminated(Terminated {
                     exit_code: i32::try_from(task.exit_status).unwrap_or(i32::MAX),
-                    reason: if task.exit_status == 0 { "Completed" } else { "Error" }.into(),
+                    reason: match task.exit_status {
+                        0 => "Completed",
+                        137 if oom_killed(uid, &container.id) => "OOMKilled",
+                        _ => "Error",
+                    }
+                    .into(),
                     started_at: created,
                     finished_at: timestamp(task.exited_at.as_ref()).unwrap_or_else(Timestamp::now),
                 }),
@@ -502,6 +521,37 @@ impl ContainerdRuntime {
 
 /// Removes the pod's cgroup directory `/rkube/pod<uid>` in every v1 hierarchy (runc removed
 /// the containers' own). Missing directories are fine.
+/// Whether the kernel OOM-killed a process of container `id` of pod `uid`: its memory cgroup
+/// (still there while the stopped task exists) counts an `oom_kill` (cgroup v1
+/// `memory.oom_control`, v2 `memory.events`).
+fn oom_killed(uid: &str, id: &str) -> bool {
+    let relative = format!("{CGROUP_PARENT}/pod{uid}/{id}");
+    let candidates = [
+        Path::new("/sys/fs/cgroup/memory").join(&relative).join("memory.oom_control"),
+        Path::new("/sys/fs/cgroup").join(&relative).join("memory.events"),
+    ];
+    candidates.iter().filter_map(|file| std::fs::read_to_string(file).ok()).any(|text| {
+        text.lines()
+            .filter_map(|line| line.strip_prefix("oom_kill "))
+            .any(|count| count.trim().parse::<u64>().is_ok_and(|n| n > 0))
+    })
+}
+
+/// Removes the `emptyDir` volumes of pod `uid` (its containers are gone).
+fn remove_pod_volumes(root_dir: &Path, uid: &str) {
+    let Ok(pods) = std::fs::read_dir(root_dir.join("pods")) else { return };
+    for dir in pods.filter_map(std::result::Result::ok) {
+        if dir.file_name().to_string_lossy().ends_with(&format!("_{uid}")) {
+            let volumes = volumes::pod_volumes_dir(&dir.path());
+            if volumes.exists()
+                && let Err(error) = std::fs::remove_dir_all(&volumes)
+            {
+                tracing::warn!(dir = %volumes.display(), %error, "cannot remove the pod's emptyDir volumes");
+            }
+        }
+    }
+}
+
 fn remove_pod_cgroups(uid: &str) {
     let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else { return };
     for hierarchy in hierarchies.filter_map(std::result::Result::ok) {
@@ -641,6 +691,7 @@ impl Runtime for ContainerdRuntime {
         }
         self.start_errors().retain(|(pod, _), _| pod != uid);
         remove_pod_cgroups(uid);
+        remove_pod_volumes(&self.config.root_dir, uid);
         if let Some(network) = self.config.network.clone() {
             let pod_uid = uid.to_string();
             tokio::task::spawn_blocking(move || network.tear_down(&pod_uid)).await.map_err(|error| {
@@ -755,5 +806,10 @@ impl ContainerdRuntime {
 /// `<root-dir>/pods/<namespace>_<pod>_<uid>/<container>/<restart count>.log`, as the Kubernetes
 /// kubelet lays them out.
 pub fn log_file(root_dir: &Path, namespace: &str, pod: &str, uid: &str, container: &str, attempt: u32) -> PathBuf {
-    root_dir.join("pods").join(format!("{namespace}_{pod}_{uid}")).join(container).join(format!("{attempt}.log"))
+    pod_dir(root_dir, namespace, pod, uid).join(container).join(format!("{attempt}.log"))
+}
+
+/// The directory of a pod's logs and `emptyDir` volumes: `<root-dir>/pods/<namespace>_<pod>_<uid>`.
+pub fn pod_dir(root_dir: &Path, namespace: &str, pod: &str, uid: &str) -> PathBuf {
+    root_dir.join("pods").join(format!("{namespace}_{pod}_{uid}"))
 }

@@ -101,7 +101,27 @@ pub(super) const DEFAULT_CAPABILITIES: [&str; 14] = [
     "CAP_AUDIT_WRITE",
 ];
 
-/// The complete OCI runtime spec (config.json) of one container.
+/// The cgroup settings of a container: no device access beyond the defaults, and its
+/// `resources.limits` — memory in bytes (the kernel OOM-kills the container past it) and cpu
+/// as a CFS quota per 100 ms period (`500m` = 50 ms of CPU time every 100 ms).
+pub(super) fn linux_resources(container: &PodContainer) -> Result<serde_json::Value, String> {
+    let mut resources = serde_json::json!({"devices": [{"allow": false, "access": "rwm"}]});
+    if let Some(limits) = container.resources.as_ref().and_then(|r| r.limits.as_ref()) {
+        if let Some(memory) = limits.get("memory") {
+            let bytes = rkube_api::quantity::parse_units(&memory.0).map_err(|e| format!("limits.memory: {e}"))?;
+            resources["memory"] = serde_json::json!({"limit": bytes});
+        }
+        if let Some(cpu) = limits.get("cpu") {
+            let milli = rkube_api::quantity::parse_milli(&cpu.0).map_err(|e| format!("limits.cpu: {e}"))?;
+            resources["cpu"] = serde_json::json!({"quota": (milli * 100).max(1000), "period": 100_000});
+        }
+    }
+    Ok(resources)
+}
+
+/// The complete OCI runtime spec (config.json) of one container: `mounts` are the pod's
+/// volumes (see `volumes`), `resources` its cgroup settings (see [`linux_resources`]).
+#[allow(clippy::too_many_arguments)] // one per part of the spec; a struct would only rename them
 pub(super) fn oci_spec(
     args: &[String],
     env: &[String],
@@ -109,12 +129,14 @@ pub(super) fn oci_spec(
     hostname: &str,
     cgroups_path: &str,
     netns: Option<&Path>,
+    mounts: Vec<serde_json::Value>,
+    resources: serde_json::Value,
 ) -> serde_json::Value {
     let network = match netns {
         Some(path) => serde_json::json!({"type": "network", "path": path}),
         None => serde_json::json!({"type": "network"}),
     };
-    serde_json::json!({
+    let mut spec = serde_json::json!({
         "ociVersion": "1.0.2",
         "process": {
             "terminal": false,
@@ -142,7 +164,7 @@ pub(super) fn oci_spec(
         ],
         "linux": {
             "cgroupsPath": cgroups_path,
-            "resources": {"devices": [{"allow": false, "access": "rwm"}]},
+            "resources": resources,
             "namespaces": [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, network],
             "maskedPaths": [
                 "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
@@ -150,12 +172,29 @@ pub(super) fn oci_spec(
             ],
             "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
         },
-    })
+    });
+    if let Some(list) = spec["mounts"].as_array_mut() {
+        list.extend(mounts);
+    }
+    spec
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn limits_become_a_memory_limit_in_bytes_and_a_cpu_quota() {
+        let c: PodContainer = serde_json::from_value(serde_json::json!(
+            {"name": "c", "resources": {"limits": {"memory": "64Mi", "cpu": "500m"}}}
+        ))
+        .unwrap();
+        let r = linux_resources(&c).unwrap();
+        assert_eq!(r["memory"]["limit"], 64 * 1024 * 1024);
+        assert_eq!(r["cpu"], serde_json::json!({"quota": 50_000, "period": 100_000}));
+        let none: PodContainer = serde_json::from_value(serde_json::json!({"name": "c"})).unwrap();
+        assert!(linux_resources(&none).unwrap().get("memory").is_none());
+    }
 
     #[test]
     fn image_names_are_normalized_like_docker() {

@@ -1,7 +1,7 @@
 //! Kubernetes resource quantities (`100m`, `1`, `512Mi`, `1Gi`, `2k`, `1e3`) as integers.
 //!
-//! k8s-openapi keeps a `Quantity` as the string the user wrote; the scheduler needs numbers to
-//! add and compare. A quantity is a decimal number followed by an optional suffix:
+//! k8s-openapi keeps a `Quantity` as the string the user wrote; the scheduler (to add and
+//! compare requests) and the kubelet (to set cgroup limits) need numbers. A quantity is a decimal number followed by an optional suffix:
 //! - decimal SI: `n` (1e-9), `u` (1e-6), `m` (1e-3), none, `k`, `M`, `G`, `T`, `P`, `E`;
 //! - binary SI: `Ki` (2^10), `Mi`, `Gi`, `Ti`, `Pi`, `Ei`;
 //! - a decimal exponent: `e3`, `E-2`.
