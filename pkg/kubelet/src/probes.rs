@@ -17,7 +17,11 @@
 //!   unready;
 //! - a changed result makes the pod's worker sync at once.
 //!
-//! Not yet: startup probes, gRPC probes, HTTPS, HTTP headers; the fake runtime runs no probes.
+//! - a container with a startup probe runs no readiness or liveness probe until its startup
+//!   probe passes; a startup probe that fails `failureThreshold` times stops the container like
+//!   a failed liveness probe (`startup_probe_gates_readiness_and_restarts_a_container_that_never_starts`).
+//!
+//! Not yet: gRPC probes, HTTPS, HTTP headers; the fake runtime runs no probes.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -39,12 +43,16 @@ pub enum Kind {
     Readiness,
     /// Restarts the container when it fails.
     Liveness,
+    /// Holds the other two back until the container has started; restarts it if it never does.
+    Startup,
 }
 
 /// (pod uid, container name, container ID, kind): one run's probe.
 type Key = (String, String, String, Kind);
 /// Readiness results by (pod uid, container name, container ID).
 type Results = Arc<Mutex<HashMap<(String, String, String), bool>>>;
+/// The runs whose startup probe has passed, by (pod uid, container name, container ID).
+type Started = Arc<Mutex<std::collections::HashSet<(String, String, String)>>>;
 
 struct Worker {
     stop: CancellationToken,
@@ -56,6 +64,8 @@ pub struct ProbeManager {
     runtime: Arc<dyn Runtime>,
     /// Readiness results by (uid, container, container ID).
     ready: Results,
+    /// Runs whose startup probe passed.
+    started: Started,
     workers: Arc<Mutex<HashMap<Key, Worker>>>,
     /// Pod uids whose probe results changed.
     changed: UnboundedSender<String>,
@@ -70,7 +80,14 @@ impl ProbeManager {
         changed: UnboundedSender<String>,
         shutdown: CancellationToken,
     ) -> ProbeManager {
-        ProbeManager { runtime, ready: Arc::default(), workers: Arc::default(), changed, shutdown }
+        ProbeManager {
+            runtime,
+            ready: Arc::default(),
+            started: Arc::default(),
+            workers: Arc::default(),
+            changed,
+            shutdown,
+        }
     }
 
     /// Whether the readiness probe of this run of a container last passed (`false` before its
@@ -92,9 +109,15 @@ impl ProbeManager {
             let (ContainerState::Running { .. }, Some(id)) = (&reported.state, &reported.container_id) else {
                 continue;
             };
-            for (kind, probe) in
-                [(Kind::Readiness, &container.readiness_probe), (Kind::Liveness, &container.liveness_probe)]
-            {
+            let run = (uid.clone(), container.name.clone(), id.clone());
+            let starting = container.startup_probe.is_some()
+                && !self.started.lock().unwrap_or_else(PoisonError::into_inner).contains(&run);
+            let probes = if starting {
+                vec![(Kind::Startup, &container.startup_probe)]
+            } else {
+                vec![(Kind::Readiness, &container.readiness_probe), (Kind::Liveness, &container.liveness_probe)]
+            };
+            for (kind, probe) in probes {
                 if let Some(probe) = probe {
                     wanted.push((
                         (uid.clone(), container.name.clone(), id.clone(), kind),
@@ -139,6 +162,7 @@ impl ProbeManager {
             keep
         });
         self.ready.lock().unwrap_or_else(PoisonError::into_inner).retain(|key, _| key.0 != uid);
+        self.started.lock().unwrap_or_else(PoisonError::into_inner).retain(|key| key.0 != uid);
     }
 
     /// One probe worker: probe every period until stopped; act on threshold crossings.
@@ -188,15 +212,37 @@ impl ProbeManager {
                         }
                     }
                 }
-                Kind::Liveness if failures >= failure_threshold => {
-                    tracing::info!(%uid, container = %name, "liveness probe failed; stopping the container");
+                Kind::Startup if successes >= success_threshold => {
+                    tracing::info!(%uid, container = %name, "startup probe passed");
+                    self.started.lock().unwrap_or_else(PoisonError::into_inner).insert((
+                        uid.clone(),
+                        name.clone(),
+                        id.clone(),
+                    ));
+                    if target.container.readiness_probe.is_none() {
+                        // Started and nothing else to wait for: ready.
+                        self.ready
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .insert((uid.clone(), name.clone(), id.clone()), true);
+                    }
+                    // The next sync starts the readiness and liveness probes of this run.
+                    let _ = self.changed.send(uid.clone());
+                    return;
+                }
+                Kind::Liveness | Kind::Startup if failures >= failure_threshold => {
+                    if kind == Kind::Startup {
+                        tracing::info!(%uid, container = %name, "startup probe failed; stopping the container");
+                    } else {
+                        tracing::info!(%uid, container = %name, "liveness probe failed; stopping the container");
+                    }
                     if let Err(error) = self.runtime.kill_container(&uid, &name, grace).await {
                         tracing::warn!(%uid, container = %name, %error, "stopping a container after its liveness probe failed");
                     }
                     let _ = self.changed.send(uid.clone());
                     return; // this run is over; the next run gets a new worker
                 }
-                Kind::Liveness => {}
+                Kind::Liveness | Kind::Startup => {}
             }
         }
     }

@@ -67,7 +67,8 @@ pub fn generate_pod_status(
                         },
                     };
                     let running = matches!(reported.state, ContainerState::Running { .. });
-                    let probed_ready = container.readiness_probe.is_none()
+                    // A startup probe holds readiness back until it passes (see `probes`).
+                    let probed_ready = (container.readiness_probe.is_none() && container.startup_probe.is_none())
                         || reported.container_id.as_deref().is_some_and(|id| readiness(&container.name, id));
                     let last_state = reported.last_terminated.as_ref().map(|terminated| ApiContainerState {
                         terminated: Some(terminated_state(terminated, None)),
