@@ -19,7 +19,7 @@ SCHED_BENCH_ARGS ?=
 # Extra arguments for kubelet_bench (needs root and containerd; "--fake-only" runs without).
 KUBELET_BENCH_ARGS ?=
 
-.PHONY: help deps check-deps build run test bench fmt lint clean clean-state distclean
+.PHONY: help deps check-deps build run test bench fmt lint clean clean-state distclean lab-up lab-down
 
 help: ## List the targets
 	@echo "rkube: a small Kubernetes-style orchestrator in Rust"
@@ -59,6 +59,12 @@ bench: ## Release build, then every benchmark: apiserver vs raw etcd, scheduler 
 	./target/release/replicaset_bench $(RS_BENCH_ARGS)
 	./target/release/kubelet_bench $(KUBELET_BENCH_ARGS)
 
+lab-up: build ## Multi-node lab on this machine: master + 2 workers as network namespaces (root; docs/lab-multinode.md)
+	hack/lab-up.sh
+
+lab-down: ## Remove everything lab-up made
+	hack/lab-down.sh
+
 fmt: ## Format the code (cargo fmt)
 	$(CARGO) fmt --all
 
@@ -79,3 +85,5 @@ clean-state: ## Remove the local cluster's state (.rkube/: etcd data, logs, kube
 
 distclean: clean clean-state ## clean + clean-state + remove the .venv
 	rm -rf $(VENV)
+
+include lima/Makefile.inc

@@ -1,1 +1,320 @@
-//! Harness for the multi-node lab tests (being written).
+//! Harness for the multi-node lab tests: the lab of `hack/lab-up.sh` (three hosts as network
+//! namespaces — master, worker1, worker2 — on a bridge, the control plane in the master, a
+//! containerd and an rkubelet in each worker, host-gw routes between the pod networks), built
+//! from a test with a name and networks of its own.
+//!
+//! [`Lab::start`] takes a free lab index (a lock file, held with `flock` while the [`Lab`] lives,
+//! so parallel tests and test binaries never share one), runs `hack/lab-up.sh` with
+//! `LAB_NAME=rkt<index>`, `LAB_INDEX=<index>` and a state directory of its own, and waits until
+//! both Nodes are Ready. Dropping the [`Lab`] (also while a test panics) runs `hack/lab-down.sh`,
+//! which removes the pods, processes, namespaces, links and state. A lab left behind by a killed
+//! test binary is removed by the next `lab-up.sh` of the same index (the state path is derived
+//! from the index).
+//!
+//! Addresses, for index `i`: hosts on `10.250.i.0/24` (bridge `.1`, master `.10`, worker1 `.11`,
+//! worker2 `.12`), worker1's pods in `10.251.i.0/24`, worker2's in `10.252.i.0/24`. Nothing is
+//! sent anywhere else.
+//!
+//! Needs root, etcd, containerd, runc, the CNI plugins, busybox-static, curl and nsenter: a
+//! missing one fails the start naming `make deps`.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde_json::Value;
+
+use crate::api::Api;
+use crate::paths::{binary, repo_root};
+use crate::wait::eventually;
+
+/// The lab indexes the tests use (`make lab-up` uses 0).
+const TEST_INDEXES: std::ops::RangeInclusive<u8> = 100..=199;
+/// How long both Nodes may take to report Ready after `lab-up.sh` returns.
+const NODES_READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The two workers of a lab.
+pub const WORKERS: [&str; 2] = ["worker1", "worker2"];
+
+/// Settings of a lab, passed to `hack/lab-up.sh` (see `hack/lab-provision.sh`).
+#[derive(Clone, Debug)]
+pub struct LabOptions {
+    /// kubelet `--node-lease-renew-interval`, seconds.
+    pub lease_renew_seconds: u32,
+    /// controller-manager `--node-monitor-period`, e.g. `1s`.
+    pub node_monitor_period: String,
+    /// controller-manager `--node-monitor-grace-period`, e.g. `6s`.
+    pub node_monitor_grace: String,
+    /// controller-manager `--pod-eviction-timeout`, e.g. `4s`.
+    pub pod_eviction_timeout: String,
+    /// controller-manager `--node-eviction-rate` (nodes per second).
+    pub node_eviction_rate: String,
+}
+
+impl Default for LabOptions {
+    /// Quick heartbeats and the node lifecycle defaults of rkube (40 s grace, 5 min eviction).
+    fn default() -> LabOptions {
+        LabOptions {
+            lease_renew_seconds: 1,
+            node_monitor_period: "1s".into(),
+            node_monitor_grace: "40s".into(),
+            pod_eviction_timeout: "5m".into(),
+            node_eviction_rate: "0.1".into(),
+        }
+    }
+}
+
+/// A running lab. Dropping it takes the whole lab down.
+pub struct Lab {
+    /// The lab's name: the prefix of its namespaces (`<name>-master`, ...) and links.
+    pub name: String,
+    /// The lab's index: its networks are `10.250.<index>.0/24` and so on.
+    pub index: u8,
+    state: PathBuf,
+    options: LabOptions,
+    up: bool,
+    // Held (flock) while the lab exists; released last, after lab-down.
+    _lock: File,
+}
+
+/// The directory for lab state: `/dev/shm` when there is one (fast), else the temp dir.
+fn state_root() -> PathBuf {
+    if let Some(dir) = std::env::var_os("RKUBE_TEST_TMPDIR") {
+        return PathBuf::from(dir);
+    }
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() { shm.to_path_buf() } else { std::env::temp_dir() }
+}
+
+/// The lock file of lab index `index`.
+fn lock_index(index: u8) -> anyhow::Result<Option<File>> {
+    let path = state_root().join(format!("rkube-lab-t{index}.lock"));
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    Ok(file.try_lock().is_ok().then_some(file))
+}
+
+/// The name and state directory of test lab `index`.
+fn lab_paths(index: u8) -> (String, PathBuf) {
+    (format!("rkt{index}"), state_root().join(format!("rkube-lab-t{index}")))
+}
+
+/// Takes the first free test index, returning it and its lock.
+///
+/// Labs left behind by test binaries that were killed (no one holds their lock, but their
+/// state or namespaces exist) are taken down on the way.
+fn take_index() -> anyhow::Result<(u8, File)> {
+    let count = (*TEST_INDEXES.end() - *TEST_INDEXES.start()) as usize + 1;
+    // Start at a place that differs between test binaries, so they rarely contend.
+    let offset = std::process::id() as usize % count;
+    let mut chosen = None;
+    for step in 0..count {
+        let index = *TEST_INDEXES.start() + ((offset + step) % count) as u8;
+        let Some(lock) = lock_index(index)? else { continue };
+        let (name, state) = lab_paths(index);
+        let netns = Path::new("/run/netns").join(format!("{name}-master"));
+        if state.exists() || netns.exists() {
+            let mut down = Command::new(repo_root().join("hack").join("lab-down.sh"));
+            down.env("LAB_NAME", &name).env("LAB_STATE", &state);
+            run(&mut down, &format!("hack/lab-down.sh of the stale lab {name}"))?;
+        }
+        if chosen.is_none() {
+            chosen = Some((index, lock));
+        }
+    }
+    chosen.ok_or_else(|| anyhow::anyhow!("every lab index in {TEST_INDEXES:?} is taken"))
+}
+
+/// Runs a command, failing with its output when it does not succeed.
+fn run(command: &mut Command, what: &str) -> anyhow::Result<String> {
+    let output = command.output().with_context(|| format!("cannot run {what}"))?;
+    anyhow::ensure!(
+        output.status.success(),
+        "{what} failed ({}):\n{}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+impl Lab {
+    /// Brings up a lab with `options` and waits until both workers' Nodes are Ready.
+    ///
+    /// # Panics
+    /// When not running as root, or when the rkube binaries have not been built.
+    pub async fn start(options: LabOptions) -> anyhow::Result<Lab> {
+        let uid = run(Command::new("id").arg("-u"), "id -u")?;
+        assert_eq!(uid.trim(), "0", "the lab tests must run as root (network namespaces, containerd)");
+        let bin_dir = binary("rkube-apiserver").parent().map(Path::to_path_buf).unwrap_or_default();
+        for name in ["rkube-controller-manager", "rkube-scheduler", "rkubelet"] {
+            binary(name);
+        }
+        let (index, lock) = take_index()?;
+        let (name, state) = lab_paths(index);
+        let mut lab = Lab { name, index, state, options, up: false, _lock: lock };
+        let mut command = lab.script("lab-up.sh");
+        command.env("BIN_DIR", &bin_dir);
+        lab.up = true;
+        let output = tokio::task::spawn_blocking(move || command.output()).await?.context("cannot run lab-up.sh")?;
+        anyhow::ensure!(
+            output.status.success(),
+            "hack/lab-up.sh failed ({}):\n{}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let api = lab.api();
+        eventually(NODES_READY_TIMEOUT, "both lab Nodes to be Ready", || {
+            let api = api.clone();
+            async move {
+                let mut ready = 0;
+                for worker in WORKERS {
+                    let (status, node) = api.get(&format!("/api/v1/nodes/{worker}")).await;
+                    if status.is_success() && node_ready(&node) == Some("True") {
+                        ready += 1;
+                    }
+                }
+                (ready == WORKERS.len()).then_some(())
+            }
+        })
+        .await;
+        Ok(lab)
+    }
+
+    /// `hack/<script>` with this lab's environment.
+    fn script(&self, script: &str) -> Command {
+        let o = &self.options;
+        let mut command = Command::new(repo_root().join("hack").join(script));
+        command
+            .env("LAB_NAME", &self.name)
+            .env("LAB_INDEX", self.index.to_string())
+            .env("LAB_STATE", &self.state)
+            .env("LEASE_RENEW", o.lease_renew_seconds.to_string())
+            .env("SYNC_FREQUENCY", "2")
+            .env("NODE_MONITOR_PERIOD", &o.node_monitor_period)
+            .env("NODE_MONITOR_GRACE", &o.node_monitor_grace)
+            .env("POD_EVICTION_TIMEOUT", &o.pod_eviction_timeout)
+            .env("NODE_EVICTION_RATE", &o.node_eviction_rate);
+        command
+    }
+
+    /// The address of `host` (`master`, `worker1` or `worker2`).
+    pub fn host_ip(&self, host: &str) -> String {
+        let last = match host {
+            "master" => 10,
+            "worker1" => 11,
+            "worker2" => 12,
+            other => panic!("no host {other} in the lab"),
+        };
+        format!("10.250.{}.{last}", self.index)
+    }
+
+    /// The pod network of `worker` (`worker1` or `worker2`).
+    pub fn pod_cidr(&self, worker: &str) -> String {
+        match worker {
+            "worker1" => format!("10.251.{}.0/24", self.index),
+            "worker2" => format!("10.252.{}.0/24", self.index),
+            other => panic!("no worker {other} in the lab"),
+        }
+    }
+
+    /// The apiserver's URL, `http://10.250.<index>.10:6443` (reached through the host's bridge).
+    pub fn url(&self) -> String {
+        format!("http://{}:6443", self.host_ip("master"))
+    }
+
+    /// A client for the lab's apiserver.
+    pub fn api(&self) -> Api {
+        Api::new(&self.url())
+    }
+
+    /// The kubeconfig `lab-up.sh` wrote for the lab.
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.state.join("kubeconfig")
+    }
+
+    /// Kills `component` (`kubelet`, `containerd`, `apiserver`, `etcd`, `controller-manager`,
+    /// `scheduler`) of `host` with SIGKILL, as a crash would.
+    pub fn kill(&self, host: &str, component: &str) -> anyhow::Result<()> {
+        let pid_file = self.state.join(host).join(format!("{component}.pid"));
+        let pid = std::fs::read_to_string(&pid_file).with_context(|| format!("cannot read {}", pid_file.display()))?;
+        run(Command::new("kill").args(["-KILL", pid.trim()]), &format!("kill {component} of {host}"))?;
+        Ok(())
+    }
+
+    /// Starts `worker`'s kubelet again with its flags (`hack/lab-provision.sh restart-kubelet`
+    /// in the worker's namespace) and waits until its `/healthz` answers.
+    pub async fn restart_kubelet(&self, worker: &str) -> anyhow::Result<()> {
+        let mut command = Command::new("nsenter");
+        command
+            .arg(format!("--net=/run/netns/{}-{worker}", self.name))
+            .arg(repo_root().join("hack").join("lab-provision.sh"))
+            .arg("restart-kubelet")
+            .env("LAB_STATE", self.state.join(worker));
+        let what = format!("restart-kubelet on {worker}");
+        tokio::task::spawn_blocking(move || run(&mut command, &what)).await??;
+        Ok(())
+    }
+
+    /// The last `lines` lines of the log of `component` on `host`, for failure messages.
+    pub fn log_tail(&self, host: &str, component: &str, lines: usize) -> String {
+        let text = crate::process::read_log(&self.state.join(host).join(format!("{component}.log")));
+        crate::process::tail(&text, lines)
+    }
+
+    /// The logs of every component, for a failure message.
+    pub fn all_logs(&self, lines: usize) -> String {
+        let mut out = String::new();
+        for (host, component) in [
+            ("master", "apiserver"),
+            ("master", "controller-manager"),
+            ("master", "scheduler"),
+            ("worker1", "kubelet"),
+            ("worker2", "kubelet"),
+        ] {
+            out.push_str(&format!("--- {host} {component}:\n{}\n", self.log_tail(host, component, lines)));
+        }
+        out
+    }
+
+    /// Fetches `url` with curl from inside the network namespace of pod `uid`
+    /// (`/run/netns/rkube-<uid>`), as a program in that pod would.
+    pub async fn fetch_from_pod(&self, uid: &str, url: &str) -> anyhow::Result<String> {
+        let netns = format!("--net=/run/netns/rkube-{uid}");
+        let url = url.to_string();
+        tokio::task::spawn_blocking(move || {
+            run(Command::new("nsenter").args([netns.as_str(), "curl", "-fsS", "-m", "5", &url]), &format!("curl {url}"))
+        })
+        .await?
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if !self.up {
+            return;
+        }
+        match self.script("lab-down.sh").output() {
+            Ok(output) if output.status.success() => {}
+            Ok(output) => eprintln!(
+                "hack/lab-down.sh for lab {} failed ({}): {}",
+                self.name,
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            ),
+            Err(error) => eprintln!("cannot run hack/lab-down.sh for lab {}: {error}", self.name),
+        }
+    }
+}
+
+/// The status of a Node's Ready condition (`True`, `False`, `Unknown`), if it has one.
+pub fn node_ready(node: &Value) -> Option<&str> {
+    node["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == "Ready")?["status"].as_str()
+}

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Takes down the lab hack/lab-up.sh made (same LAB_NAME and LAB_STATE): stops the pods and the
+# processes of every host, deletes the namespaces, links and bridge, and removes the state
+# directory. Idempotent: what is already gone is skipped.
+set -euo pipefail
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+LAB_NAME="${LAB_NAME:-rkube}"
+LAB_STATE="${LAB_STATE:-${repo_root}/.rkube/lab-${LAB_NAME}}"
+
+[[ "$(id -u)" == 0 ]] || { echo "lab-down: must run as root" >&2; exit 1; }
+
+# Workers first (their pods), then the master.
+for host in worker1 worker2 master; do
+    if [[ -d "${LAB_STATE}/${host}" ]]; then
+        LAB_STATE="${LAB_STATE}/${host}" "${repo_root}/hack/lab-provision.sh" stop
+    fi
+done
+for host in worker1 worker2 master; do
+    ns="${LAB_NAME}-${host}"
+    if [[ -e "/run/netns/${ns}" ]]; then
+        # Anything still running in the namespace (started by hand in the lab) goes too.
+        for pid in $(ip netns pids "${ns}" 2>/dev/null); do
+            kill -KILL "${pid}" 2>/dev/null || true
+        done
+        ip netns delete "${ns}"
+    fi
+done
+for dev in "${LAB_NAME}-m" "${LAB_NAME}-w1" "${LAB_NAME}-w2" "${LAB_NAME}-br"; do
+    if ip link show "${dev}" >/dev/null 2>&1; then
+        ip link delete "${dev}"
+    fi
+done
+rm -rf "${LAB_STATE}"
+echo "lab-down: lab '${LAB_NAME}' removed"

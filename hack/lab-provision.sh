@@ -1,0 +1,297 @@
+#!/usr/bin/env bash
+# Per-host provisioning of the multi-node lab, shared by the one-machine lab (hack/lab-up.sh
+# runs it inside each host's network namespace) and the Lima VMs (lima/*.yaml run it in each
+# VM). It starts processes in the background, in whatever network namespace it is run in, and
+# keeps their pid files and logs under ${LAB_STATE}.
+#
+#   hack/lab-provision.sh packages   install etcd, containerd, runc, CNI plugins, busybox-static
+#                                    from Debian (apt-get; what a fresh VM needs)
+#   hack/lab-provision.sh master     start etcd, rkube-apiserver, rkube-controller-manager and
+#                                    rkube-scheduler on ${NODE_IP}
+#   hack/lab-provision.sh worker     start a private containerd (test image imported), add the
+#                                    routes to the other workers' pod CIDRs (${LAB_ROUTES}), start
+#                                    rkubelet as ${NODE_NAME} with ${POD_CIDR} and ${NODE_IP}
+#   hack/lab-provision.sh restart-kubelet
+#                                    start a worker's kubelet again with the same flags (after
+#                                    it was killed, e.g. in the node-loss exercise)
+#   hack/lab-provision.sh stop       stop what master/worker started under ${LAB_STATE}: pods'
+#                                    containers, network namespaces and cgroups, then processes
+#
+# Settings (environment):
+#   LAB_STATE      this host's state directory (required for master/worker/stop)
+#   NODE_IP        this host's address (required for master/worker)
+#   BIN_DIR        where the rkube binaries are (default: <repo>/target/debug)
+#   API_URL        the apiserver, for workers (default: http://<NODE_IP>:6443 on the master)
+#   API_PORT       the apiserver's port on the master (default 6443)
+#   NODE_NAME      the worker's node name (default: hostname)
+#   POD_CIDR       the worker's pod network, e.g. 10.251.0.0/24 (required for worker)
+#   LAB_ROUTES     space-separated CIDR=GATEWAY pairs added on a worker (host-gw routing)
+#   LEASE_RENEW    kubelet --node-lease-renew-interval in seconds (default 10)
+#   NODE_MONITOR_PERIOD, NODE_MONITOR_GRACE, POD_EVICTION_TIMEOUT, NODE_EVICTION_RATE
+#                  controller-manager node lifecycle flags (defaults 5s, 40s, 5m, 0.1)
+#   TEST_IMAGE_TAR an OCI archive of the test image (default: built by hack/build-test-image.sh)
+set -euo pipefail
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BIN_DIR="${BIN_DIR:-${repo_root}/target/debug}"
+API_PORT="${API_PORT:-6443}"
+
+die() {
+    echo "lab-provision: $*" >&2
+    exit 1
+}
+
+need_tool() {
+    command -v "$1" >/dev/null 2>&1 || die "$1 not found: run 'make deps'"
+}
+
+need_bin() {
+    [[ -x "${BIN_DIR}/$1" ]] || die "${BIN_DIR}/$1 not found: build it first (make build)"
+}
+
+# start NAME PROGRAM ARGS...: runs PROGRAM in its own session, output to NAME.log, pid to NAME.pid.
+start() {
+    local name="$1"
+    shift
+    setsid "$@" </dev/null >>"${LAB_STATE}/${name}.log" 2>&1 &
+    echo "$!" >"${LAB_STATE}/${name}.pid"
+}
+
+# wait_for NAME SECONDS COMMAND...: polls COMMAND until it succeeds; fails naming NAME's log.
+wait_for() {
+    local name="$1" seconds="$2"
+    shift 2
+    local deadline=$((SECONDS + seconds))
+    until "$@" >/dev/null 2>&1; do
+        if ! alive "$(cat "${LAB_STATE}/${name}.pid")"; then
+            tail -n 30 "${LAB_STATE}/${name}.log" >&2 || true
+            die "${name} exited during start (log: ${LAB_STATE}/${name}.log)"
+        fi
+        if ((SECONDS >= deadline)); then
+            tail -n 30 "${LAB_STATE}/${name}.log" >&2 || true
+            die "${name} not ready after ${seconds}s (log: ${LAB_STATE}/${name}.log)"
+        fi
+        sleep 0.2
+    done
+}
+
+write_kubeconfig() {
+    cat >"$2" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: rkube-lab
+  cluster:
+    server: $1
+users:
+- name: rkube-lab
+  user: {}
+contexts:
+- name: rkube-lab
+  context:
+    cluster: rkube-lab
+    user: rkube-lab
+    namespace: default
+current-context: rkube-lab
+preferences: {}
+EOF
+}
+
+packages() {
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update
+    apt-get install -y --no-install-recommends etcd-server etcd-client containerd runc \
+        containernetworking-plugins busybox-static iproute2 curl ca-certificates util-linux
+    # Debian's etcd-server starts a service on 127.0.0.1:2379, where the master's etcd goes.
+    if command -v systemctl >/dev/null 2>&1; then
+        systemctl disable --now etcd >/dev/null 2>&1 || true
+    fi
+}
+
+master() {
+    : "${LAB_STATE:?LAB_STATE is required}" "${NODE_IP:?NODE_IP is required}"
+    need_tool etcd
+    need_tool curl
+    for bin in rkube-apiserver rkube-controller-manager rkube-scheduler; do need_bin "${bin}"; done
+    mkdir -p "${LAB_STATE}/etcd"
+    chmod 700 "${LAB_STATE}/etcd"
+    local api_url="http://${NODE_IP}:${API_PORT}"
+    write_kubeconfig "${api_url}" "${LAB_STATE}/kubeconfig"
+
+    # etcd only on this host's loopback: the apiserver is its one client.
+    # (etcd reads ETCD_* variables as flags: run it without any.)
+    start etcd env -u ETCD_PORT etcd --name lab --data-dir "${LAB_STATE}/etcd" \
+        --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \
+        --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
+        --initial-cluster lab=http://127.0.0.1:2380 --logger zap --log-outputs stderr
+    wait_for etcd 60 curl -fsS http://127.0.0.1:2379/health
+
+    start apiserver "${BIN_DIR}/rkube-apiserver" --etcd-servers http://127.0.0.1:2379 \
+        --bind-address 0.0.0.0 --port "${API_PORT}"
+    wait_for apiserver 60 curl -fsS "${api_url}/readyz"
+
+    start controller-manager "${BIN_DIR}/rkube-controller-manager" --kubeconfig "${LAB_STATE}/kubeconfig" \
+        --bind-address "${NODE_IP}" --port 10257 --leader-elect=false \
+        --node-monitor-period "${NODE_MONITOR_PERIOD:-5s}" \
+        --node-monitor-grace-period "${NODE_MONITOR_GRACE:-40s}" \
+        --pod-eviction-timeout "${POD_EVICTION_TIMEOUT:-5m}" \
+        --node-eviction-rate "${NODE_EVICTION_RATE:-0.1}"
+    wait_for controller-manager 60 curl -fsS "http://${NODE_IP}:10257/healthz"
+
+    start scheduler "${BIN_DIR}/rkube-scheduler" --kubeconfig "${LAB_STATE}/kubeconfig" \
+        --bind-address "${NODE_IP}" --port 10251 --leader-elect=false
+    wait_for scheduler 60 curl -fsS "http://${NODE_IP}:10251/healthz"
+    echo "lab-provision: master ready at ${api_url}"
+}
+
+worker() {
+    : "${LAB_STATE:?LAB_STATE is required}" "${NODE_IP:?NODE_IP is required}" "${POD_CIDR:?POD_CIDR is required}"
+    : "${API_URL:?API_URL is required (http://MASTER_IP:6443)}"
+    local node_name="${NODE_NAME:-$(hostname)}"
+    for tool in containerd ctr runc containerd-shim-runc-v2 curl ip; do need_tool "${tool}"; done
+    [[ -x /usr/lib/cni/bridge && -x /usr/lib/cni/host-local ]] ||
+        die "CNI plugins missing in /usr/lib/cni: run 'make deps' (containernetworking-plugins)"
+    need_bin rkubelet
+    mkdir -p "${LAB_STATE}/containerd"
+    local base="${LAB_STATE}/containerd"
+    local socket="${base}/containerd.sock"
+    cat >"${base}/config.toml" <<EOF
+version = 2
+root = "${base}/root"
+state = "${base}/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "${socket}"
+[ttrpc]
+  address = "${socket}.ttrpc"
+[debug]
+  address = ""
+[plugins."io.containerd.internal.v1.opt"]
+  path = "${base}/opt"
+EOF
+    start containerd containerd --config "${base}/config.toml"
+    wait_for containerd 60 ctr --address "${socket}" version
+
+    local image="${TEST_IMAGE_TAR:-${LAB_STATE}/busybox-oci.tar}"
+    [[ -f "${image}" ]] || bash "${repo_root}/hack/build-test-image.sh" "${image}"
+    ctr --address "${socket}" -n rkube image import "${image}" >/dev/null
+
+    # host-gw routing: the other workers' pod networks through their node addresses.
+    sysctl -qw net.ipv4.ip_forward=1
+    local route
+    for route in ${LAB_ROUTES:-}; do
+        ip route replace "${route%%=*}" via "${route#*=}"
+    done
+
+    write_kubeconfig "${API_URL}" "${LAB_STATE}/kubeconfig"
+    echo "${socket}" >"${LAB_STATE}/containerd.address"
+    # The kubelet's command line, one word a line, for `restart-kubelet`.
+    printf '%s\n' "${BIN_DIR}/rkubelet" --kubeconfig "${LAB_STATE}/kubeconfig" --node-name "${node_name}" \
+        --runtime containerd --containerd-address "${socket}" --root-dir "${LAB_STATE}/kubelet" \
+        --pod-cidr "${POD_CIDR}" --node-ip "${NODE_IP}" --address "${NODE_IP}" --port 10250 \
+        --node-lease-renew-interval "${LEASE_RENEW:-10}" --sync-frequency "${SYNC_FREQUENCY:-10}" \
+        >"${LAB_STATE}/kubelet.args"
+    echo "${NODE_IP}" >"${LAB_STATE}/node-ip"
+    start_kubelet
+    echo "lab-provision: worker ${node_name} ready (${NODE_IP}, pods ${POD_CIDR})"
+}
+
+start_kubelet() {
+    local args
+    mapfile -t args <"${LAB_STATE}/kubelet.args"
+    start kubelet "${args[@]}"
+    wait_for kubelet 60 curl -fsS "http://$(cat "${LAB_STATE}/node-ip"):10250/healthz"
+}
+
+# Starts the worker's kubelet again with the same flags (after it was killed in an exercise).
+restart_kubelet() {
+    : "${LAB_STATE:?LAB_STATE is required}"
+    [[ -f "${LAB_STATE}/kubelet.args" ]] || die "${LAB_STATE} is not a worker's state directory"
+    kill_pidfile kubelet
+    start_kubelet
+    echo "lab-provision: kubelet restarted"
+}
+
+# alive PID: whether PID runs (a zombie, killed but not yet reaped by its new parent, does not).
+alive() {
+    local stat
+    stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
+    stat="${stat##*) }"
+    [[ "${stat:0:1}" != Z ]]
+}
+
+# kill_pidfile NAME: SIGKILL the process of NAME.pid (and its session) if it still runs.
+kill_pidfile() {
+    local file="${LAB_STATE}/$1.pid" pid
+    [[ -f "${file}" ]] || return 0
+    pid="$(cat "${file}")"
+    if [[ -n "${pid}" ]] && alive "${pid}"; then
+        kill -KILL -- "-${pid}" 2>/dev/null || kill -KILL "${pid}" 2>/dev/null || true
+        local tries=100
+        while ((tries-- > 0)) && alive "${pid}"; do
+            sleep 0.05
+        done
+    fi
+    rm -f "${file}"
+}
+
+# Removes /sys/fs/cgroup/<hierarchy>/rkube/pod<uid> (children first), as the kubelet made them.
+remove_pod_cgroups() {
+    local uid="$1" pod child
+    for pod in /sys/fs/cgroup/rkube/"pod${uid}" /sys/fs/cgroup/*/rkube/"pod${uid}"; do
+        [[ -d "${pod}" ]] || continue
+        for child in "${pod}"/*/; do
+            if [[ -d "${child}" ]]; then rmdir "${child}" 2>/dev/null || true; fi
+        done
+        rmdir "${pod}" 2>/dev/null || true
+    done
+}
+
+stop() {
+    : "${LAB_STATE:?LAB_STATE is required}"
+    [[ -d "${LAB_STATE}" ]] || return 0
+    kill_pidfile kubelet
+    kill_pidfile scheduler
+    kill_pidfile controller-manager
+    # The pods: their containers (through containerd, still running), cgroups and netns.
+    local uids=() id uid
+    if [[ -f "${LAB_STATE}/containerd.address" ]]; then
+        local socket
+        socket="$(cat "${LAB_STATE}/containerd.address")"
+        if [[ -S "${socket}" ]]; then
+            while read -r id; do
+                [[ -n "${id}" ]] || continue
+                ctr --address "${socket}" -n rkube tasks kill --all --signal SIGKILL "${id}" >/dev/null 2>&1 || true
+                ctr --address "${socket}" -n rkube tasks delete --force "${id}" >/dev/null 2>&1 || true
+                ctr --address "${socket}" -n rkube containers delete "${id}" >/dev/null 2>&1 || true
+                uids+=("${id:0:36}")
+            done < <(ctr --address "${socket}" -n rkube containers list --quiet 2>/dev/null || true)
+        fi
+    fi
+    if [[ -d "${LAB_STATE}/kubelet/pods" ]]; then
+        for id in "${LAB_STATE}"/kubelet/pods/*/; do
+            # <namespace>_<pod>_<uid>
+            if [[ -d "${id}" ]]; then uids+=("$(basename "${id}" | sed 's/.*_//')"); fi
+        done
+    fi
+    for uid in "${uids[@]}"; do
+        [[ "${uid}" =~ ^[0-9a-f-]{36}$ ]] || continue
+        remove_pod_cgroups "${uid}"
+        if [[ -e "/run/netns/rkube-${uid}" ]]; then ip netns delete "rkube-${uid}" 2>/dev/null || true; fi
+    done
+    kill_pidfile containerd
+    kill_pidfile apiserver
+    kill_pidfile etcd
+}
+
+case "${1:-}" in
+packages) packages ;;
+master) master ;;
+worker) worker ;;
+stop) stop ;;
+restart-kubelet) restart_kubelet ;;
+*)
+    echo "usage: $0 packages|master|worker|restart-kubelet|stop   (settings: see the header)" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Brings up the multi-node lab on this machine: three hosts as network namespaces
+# (<name>-master, <name>-worker1, <name>-worker2) joined by a bridge on the host, etcd and the
+# control plane in the master, a containerd and an rkubelet in each worker, routes between the
+# workers' pod networks (host-gw). Needs root. Idempotent: a lab of the same name is taken down
+# first. hack/lab-down.sh removes everything this made.
+#
+# Settings (environment):
+#   LAB_NAME    prefix of the namespaces and links (default rkube; at most 11 characters)
+#   LAB_INDEX   0-255: the lab's networks are 10.250.<i>.0/24 (hosts), 10.251.<i>.0/24 (worker1's
+#               pods), 10.252.<i>.0/24 (worker2's pods) (default 0)
+#   LAB_STATE   state directory (default <repo>/.rkube/lab-<name>)
+#   BIN_DIR, LEASE_RENEW, SYNC_FREQUENCY, NODE_MONITOR_PERIOD, NODE_MONITOR_GRACE,
+#   POD_EVICTION_TIMEOUT, NODE_EVICTION_RATE, TEST_IMAGE_TAR: see hack/lab-provision.sh
+#
+# Addresses: the host's end of the bridge .1, master .10, worker1 .11, worker2 .12.
+# The apiserver is http://10.250.<i>.10:6443; the kubeconfig is <state>/kubeconfig.
+set -euo pipefail
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+LAB_NAME="${LAB_NAME:-rkube}"
+LAB_INDEX="${LAB_INDEX:-0}"
+export LAB_NAME LAB_INDEX
+LAB_STATE="${LAB_STATE:-${repo_root}/.rkube/lab-${LAB_NAME}}"
+
+die() {
+    echo "lab-up: $*" >&2
+    exit 1
+}
+
+[[ "$(id -u)" == 0 ]] || die "must run as root (network namespaces, containerd)"
+((${#LAB_NAME} <= 11)) || die "LAB_NAME '${LAB_NAME}' is longer than 11 characters"
+if ! [[ "${LAB_INDEX}" =~ ^[0-9]+$ ]] || ((LAB_INDEX > 255)); then
+    die "LAB_INDEX must be 0-255"
+fi
+for tool in ip nsenter etcd containerd ctr runc curl; do
+    command -v "${tool}" >/dev/null 2>&1 || die "${tool} not found: run 'make deps'"
+done
+[[ -x /usr/lib/cni/bridge ]] || die "CNI plugins missing in /usr/lib/cni: run 'make deps'"
+
+# Start from nothing: a lab of this name may be left over.
+LAB_STATE="${LAB_STATE}" "${repo_root}/hack/lab-down.sh"
+
+net="10.250.${LAB_INDEX}"
+bridge="${LAB_NAME}-br"
+declare -A ip=([master]="${net}.10" [worker1]="${net}.11" [worker2]="${net}.12")
+declare -A link=([master]="${LAB_NAME}-m" [worker1]="${LAB_NAME}-w1" [worker2]="${LAB_NAME}-w2")
+declare -A pods=([worker1]="10.251.${LAB_INDEX}.0/24" [worker2]="10.252.${LAB_INDEX}.0/24")
+
+mkdir -p "${LAB_STATE}"
+# nf_call_*: traffic between the hosts is not passed through the machine's own iptables
+# (a FORWARD policy of DROP, as Docker sets, would otherwise cut the hosts off).
+ip link add "${bridge}" type bridge nf_call_iptables 0 nf_call_ip6tables 0 nf_call_arptables 0
+ip addr add "${net}.1/24" dev "${bridge}"
+ip link set "${bridge}" up
+for host in master worker1 worker2; do
+    ns="${LAB_NAME}-${host}"
+    ip netns add "${ns}"
+    ip link add "${link[${host}]}" type veth peer name eth0 netns "${ns}"
+    ip link set "${link[${host}]}" master "${bridge}" up
+    ip -n "${ns}" link set lo up
+    ip -n "${ns}" addr add "${ip[${host}]}/24" dev eth0
+    ip -n "${ns}" link set eth0 up
+    mkdir -p "${LAB_STATE}/${host}"
+done
+
+# In a host: `nsenter --net` switches only the network namespace (unlike `ip netns exec`, which
+# also remounts /sys and so hides /sys/fs/cgroup from runc).
+in_host() {
+    local host="$1"
+    shift
+    nsenter --net="/run/netns/${LAB_NAME}-${host}" env LAB_STATE="${LAB_STATE}/${host}" NODE_IP="${ip[${host}]}" "$@"
+}
+
+in_host master "${repo_root}/hack/lab-provision.sh" master
+image="${TEST_IMAGE_TAR:-${LAB_STATE}/busybox-oci.tar}"
+[[ -f "${image}" ]] || bash "${repo_root}/hack/build-test-image.sh" "${image}"
+in_host worker1 NODE_NAME=worker1 POD_CIDR="${pods[worker1]}" API_URL="http://${ip[master]}:6443" \
+    LAB_ROUTES="${pods[worker2]}=${ip[worker2]}" TEST_IMAGE_TAR="${image}" \
+    "${repo_root}/hack/lab-provision.sh" worker
+in_host worker2 NODE_NAME=worker2 POD_CIDR="${pods[worker2]}" API_URL="http://${ip[master]}:6443" \
+    LAB_ROUTES="${pods[worker1]}=${ip[worker1]}" TEST_IMAGE_TAR="${image}" \
+    "${repo_root}/hack/lab-provision.sh" worker
+
+cp "${LAB_STATE}/master/kubeconfig" "${LAB_STATE}/kubeconfig"
+cat <<MSG
+lab-up: lab '${LAB_NAME}' is up (state in ${LAB_STATE})
+  master  ${ip[master]}   etcd, apiserver :6443, controller-manager, scheduler
+  worker1 ${ip[worker1]}   containerd, rkubelet (pods ${pods[worker1]})
+  worker2 ${ip[worker2]}   containerd, rkubelet (pods ${pods[worker2]})
+Use it:   export KUBECONFIG=${LAB_STATE}/kubeconfig; ${repo_root}/target/debug/rkubectl get nodes
+Enter a host:  ip netns exec ${LAB_NAME}-worker1 bash
+Take it down:  make lab-down   (or LAB_NAME=${LAB_NAME} hack/lab-down.sh)
+MSG
