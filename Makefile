@@ -44,7 +44,7 @@ check-deps: ## Fail with a hint if etcd or the .venv tools are missing
 build: ## Build every binary (debug): cargo build --bins
 	$(CARGO) build --bins
 
-run: ## Run etcd + rkube-apiserver locally (state in .rkube/, Ctrl-C stops)
+run: ## Run the whole cluster locally: etcd, containerd, control plane, one kubelet, the demo app (as root; state in .rkube/, Ctrl-C stops)
 	@bash hack/local-up.sh
 
 test: check-deps ## Build, then run every test (unit, integration, kubectl + Python compatibility)

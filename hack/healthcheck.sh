@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Exits 0 when a local-cluster process answers its health endpoint:
-#   healthcheck.sh etcd        GET http://127.0.0.1:${ETCD_PORT}/health
-#   healthcheck.sh apiserver   GET http://${RKUBE_BIND_ADDRESS}:${RKUBE_PORT}/readyz
+#   healthcheck.sh etcd                GET http://127.0.0.1:${ETCD_PORT}/health
+#   healthcheck.sh containerd          ctr --address ${RKUBE_CONTAINERD_ADDRESS} version
+#   healthcheck.sh apiserver           GET http://${RKUBE_BIND_ADDRESS}:${RKUBE_PORT}/readyz
+#   healthcheck.sh controller-manager  GET http://127.0.0.1:${RKUBE_CONTROLLER_MANAGER_PORT}/readyz
+#   healthcheck.sh scheduler           GET http://127.0.0.1:${RKUBE_SCHEDULER_PORT}/readyz
+#   healthcheck.sh kubelet             GET http://127.0.0.1:${RKUBE_KUBELET_PORT}/readyz
 # The readiness probe of process-compose.yaml, and the wait loop of local-up.sh.
 set -euo pipefail
 # shellcheck source=SCRIPTDIR/local-env.sh
@@ -9,9 +13,15 @@ source "$(dirname "${BASH_SOURCE[0]}")/local-env.sh"
 
 case "${1:-}" in
 etcd) url="$(rkube_etcd_url)/health" ;;
+containerd)
+    exec "${RKUBE_CTR_BIN}" --address "${RKUBE_CONTAINERD_ADDRESS}" --timeout 2s version >/dev/null
+    ;;
 apiserver) url="$(rkube_apiserver_url)/readyz" ;;
+controller-manager) url="http://127.0.0.1:${RKUBE_CONTROLLER_MANAGER_PORT}/readyz" ;;
+scheduler) url="http://127.0.0.1:${RKUBE_SCHEDULER_PORT}/readyz" ;;
+kubelet) url="http://127.0.0.1:${RKUBE_KUBELET_PORT}/readyz" ;;
 *)
-    echo "usage: $0 etcd|apiserver" >&2
+    echo "usage: $0 etcd|containerd|apiserver|controller-manager|scheduler|kubelet" >&2
     exit 2
     ;;
 esac

@@ -1,12 +1,14 @@
 # shellcheck shell=bash
-# Settings of the local cluster, sourced by hack/local-up.sh, hack/run-etcd.sh,
-# hack/run-apiserver.sh and hack/healthcheck.sh (and so by process-compose.yaml).
+# Settings of the local cluster, sourced by hack/local-up.sh, every hack/run-*.sh
+# and hack/healthcheck.sh (and so by process-compose.yaml).
 # Every value can be overridden from the environment; the defaults give the
 # layout documented in README.md:
 #
 #   .rkube/etcd/        etcd's data, kept across runs (delete it to start empty)
+#   .rkube/containerd/  the private containerd: config.toml, root/, state/, containerd.sock
+#   .rkube/kubelet/     the rkubelet's --root-dir (pod logs, CNI state)
 #   .rkube/logs/        one log file per process
-#   .rkube/kubeconfig   points kubectl at the apiserver
+#   .rkube/kubeconfig   points kubectl and every component at the apiserver
 #
 # Sourcing this file only sets and exports variables; it runs nothing.
 
@@ -29,9 +31,40 @@ ETCD_PORT="${ETCD_PORT:-2379}"
 RKUBE_ETCD_PEER_PORT="${RKUBE_ETCD_PEER_PORT:-$((ETCD_PORT + 1))}"
 RKUBE_ETCD_DATA_DIR="${RKUBE_ETCD_DATA_DIR:-${RKUBE_STATE_DIR}/etcd}"
 
+# The other components: binaries, and the ports of their /healthz, /readyz and /metrics.
+RKUBE_CONTROLLER_MANAGER_BIN="${RKUBE_CONTROLLER_MANAGER_BIN:-${RKUBE_ROOT}/target/debug/rkube-controller-manager}"
+RKUBE_CONTROLLER_MANAGER_PORT="${RKUBE_CONTROLLER_MANAGER_PORT:-10257}"
+RKUBE_CONTROLLER_MANAGER_FLAGS="${RKUBE_CONTROLLER_MANAGER_FLAGS:-}"
+RKUBE_SCHEDULER_BIN="${RKUBE_SCHEDULER_BIN:-${RKUBE_ROOT}/target/debug/rkube-scheduler}"
+RKUBE_SCHEDULER_PORT="${RKUBE_SCHEDULER_PORT:-10259}"
+RKUBE_SCHEDULER_FLAGS="${RKUBE_SCHEDULER_FLAGS:-}"
+RKUBECTL_BIN="${RKUBECTL_BIN:-${RKUBE_ROOT}/target/debug/rkubectl}"
+
+# The one node: a private containerd (not the distribution's service) and an rkubelet.
+RKUBE_CONTAINERD_BIN="${RKUBE_CONTAINERD_BIN:-$(command -v containerd || echo /usr/bin/containerd)}"
+RKUBE_CTR_BIN="${RKUBE_CTR_BIN:-$(command -v ctr || echo /usr/bin/ctr)}"
+RKUBE_CONTAINERD_DIR="${RKUBE_CONTAINERD_DIR:-${RKUBE_STATE_DIR}/containerd}"
+RKUBE_CONTAINERD_ADDRESS="${RKUBE_CONTAINERD_ADDRESS:-${RKUBE_CONTAINERD_DIR}/containerd.sock}"
+RKUBELET_BIN="${RKUBELET_BIN:-${RKUBE_ROOT}/target/debug/rkubelet}"
+RKUBE_NODE_NAME="${RKUBE_NODE_NAME:-node1}"
+RKUBE_POD_CIDR="${RKUBE_POD_CIDR:-10.244.1.0/24}"
+RKUBE_KUBELET_DIR="${RKUBE_KUBELET_DIR:-${RKUBE_STATE_DIR}/kubelet}"
+RKUBE_KUBELET_PORT="${RKUBE_KUBELET_PORT:-10250}"
+RKUBE_KUBELET_FLAGS="${RKUBE_KUBELET_FLAGS:-}"
+# The demo image (hack/build-test-image.sh) as pods name it, and where its archive is written.
+RKUBE_DEMO_IMAGE_TAR="${RKUBE_DEMO_IMAGE_TAR:-${RKUBE_STATE_DIR}/busybox-oci.tar}"
+
 export RKUBE_ROOT RKUBE_STATE_DIR RKUBE_LOG_DIR RKUBE_KUBECONFIG RKUBE_VENV
 export RKUBE_BIND_ADDRESS RKUBE_PORT RKUBE_LOG_FORMAT RKUBE_APISERVER_BIN RKUBE_APISERVER_FLAGS
 export RKUBE_ETCD_BIN ETCD_PORT RKUBE_ETCD_PEER_PORT RKUBE_ETCD_DATA_DIR
+export RKUBE_CONTROLLER_MANAGER_BIN RKUBE_CONTROLLER_MANAGER_PORT RKUBE_CONTROLLER_MANAGER_FLAGS
+export RKUBE_SCHEDULER_BIN RKUBE_SCHEDULER_PORT RKUBE_SCHEDULER_FLAGS RKUBECTL_BIN
+export RKUBE_CONTAINERD_BIN RKUBE_CTR_BIN RKUBE_CONTAINERD_DIR RKUBE_CONTAINERD_ADDRESS
+export RKUBELET_BIN RKUBE_NODE_NAME RKUBE_POD_CIDR RKUBE_KUBELET_DIR RKUBE_KUBELET_PORT RKUBE_KUBELET_FLAGS
+export RKUBE_DEMO_IMAGE_TAR
 
 rkube_etcd_url() { printf 'http://127.0.0.1:%s' "${ETCD_PORT}"; }
 rkube_apiserver_url() { printf 'http://%s:%s' "${RKUBE_BIND_ADDRESS}" "${RKUBE_PORT}"; }
+
+# rkube_ctr ARGS...: ctr against the private containerd, in the kubelet's namespace `rkube`.
+rkube_ctr() { "${RKUBE_CTR_BIN}" --address "${RKUBE_CONTAINERD_ADDRESS}" -n rkube "$@"; }

@@ -1,7 +1,15 @@
 #!/usr/bin/env bash
-# Runs a local rkube cluster in the foreground: etcd, then rkube-apiserver.
-# `make run` calls this. Ctrl-C stops both (apiserver first, then etcd); the
-# etcd data in .rkube/etcd is kept, so the next run starts from the same state.
+# Runs the whole local rkube cluster in the foreground, one node on this machine:
+# etcd, a private containerd, rkube-apiserver, rkube-controller-manager,
+# rkube-scheduler and one rkubelet (containerd runtime, pod CIDR
+# RKUBE_POD_CIDR), then deploys the demo app (manifests/demo) and waits until
+# its pods are Ready. `make run` calls this; needs root (containerd, CNI).
+#
+# Ctrl-C stops everything in order: the kubelet first, then the scheduler,
+# controller-manager and apiserver, then containerd (which removes the demo's
+# containers first) and etcd. State is kept in .rkube/ (etcd data, kubelet root
+# dir, containerd root), so the next run starts from the same objects and the
+# kubelet starts their containers again.
 #
 # Steps: install missing deps (hack/deps.sh), `cargo build --bins`, write
 # .rkube/kubeconfig, then start the processes under process-compose
@@ -9,16 +17,24 @@
 #
 # Environment (defaults in hack/local-env.sh):
 #   RKUBE_PORT=6443  ETCD_PORT=2379  RKUBE_ETCD_PEER_PORT=ETCD_PORT+1
-#   RKUBE_STATE_DIR=.rkube   RKUBE_APISERVER_FLAGS="..." (extra flags)
+#   RKUBE_CONTROLLER_MANAGER_PORT=10257  RKUBE_SCHEDULER_PORT=10259  RKUBE_KUBELET_PORT=10250
+#   RKUBE_NODE_NAME=node1  RKUBE_POD_CIDR=10.244.1.0/24  RKUBE_STATE_DIR=.rkube
+#   RKUBE_{APISERVER,CONTROLLER_MANAGER,SCHEDULER,KUBELET}_FLAGS="..." (extra flags)
 #   RKUBE_SKIP_BUILD=1         do not run cargo build
+#   RKUBE_NO_DEMO=1            do not deploy manifests/demo
 #   RKUBE_NO_PROCESS_COMPOSE=1 supervise from this script even if process-compose exists
 #   RKUBE_FOLLOW_LOGS=1        also print the apiserver log here
+# A process that exits while the cluster runs is started again (at most 5 times).
+# Process IDs: .rkube/run/NAME.pid (NAME: etcd containerd apiserver controller-manager
+# scheduler kubelet), e.g. `kill -9 $(cat .rkube/run/apiserver.pid)`.
 set -euo pipefail
 hack_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=SCRIPTDIR/local-env.sh
 source "${hack_dir}/local-env.sh"
 
-log() { printf 'local-up: %s\n' "$*"; }
+# Never fail on a closed stdout (e.g. `make run | tee`, its reader gone at Ctrl-C): the
+# shutdown must go on.
+log() { printf 'local-up: %s\n' "$*" 2>/dev/null || true; }
 die() {
     printf 'local-up: error: %s\n' "$*" >&2
     exit 1
@@ -30,9 +46,16 @@ port_in_use() {
 }
 
 # --- 1. dependencies and build --------------------------------------------------
-if [[ ! -x "${RKUBE_ETCD_BIN}" || ! -x "${RKUBE_VENV}/bin/kubectl" ]]; then
-    log "etcd or ${RKUBE_VENV}/bin/kubectl missing: running hack/deps.sh"
-    "${hack_dir}/deps.sh"
+[[ "$(id -u)" == 0 ]] || die "the local node needs root (containerd, network namespaces): run 'sudo make run'"
+missing_deps=false
+for file in "${RKUBE_ETCD_BIN}" "${RKUBE_VENV}/bin/kubectl" "${RKUBE_CONTAINERD_BIN}" "${RKUBE_CTR_BIN}" \
+    /usr/lib/cni/bridge /bin/busybox; do
+    [[ -x "${file}" ]] || missing_deps=true
+done
+command -v runc >/dev/null 2>&1 || missing_deps=true
+if [[ "${missing_deps}" == true ]]; then
+    log "etcd, containerd, runc, the CNI plugins, busybox-static or ${RKUBE_VENV}/bin/kubectl missing: running hack/deps.sh"
+    bash "${hack_dir}/deps.sh"
 fi
 command -v curl >/dev/null 2>&1 || die "curl not found; run 'make deps'"
 
@@ -40,16 +63,22 @@ if [[ "${RKUBE_SKIP_BUILD:-}" != 1 ]]; then
     log "building (cargo build --bins)"
     (cd "${RKUBE_ROOT}" && cargo build --bins)
 fi
-[[ -x "${RKUBE_APISERVER_BIN}" ]] || die "${RKUBE_APISERVER_BIN} not found after the build"
+for bin in "${RKUBE_APISERVER_BIN}" "${RKUBE_CONTROLLER_MANAGER_BIN}" "${RKUBE_SCHEDULER_BIN}" "${RKUBELET_BIN}" "${RKUBECTL_BIN}"; do
+    [[ -x "${bin}" ]] || die "${bin} not found after the build"
+done
 
 # --- 2. state directory, ports, kubeconfig -------------------------------------
-mkdir -p "${RKUBE_LOG_DIR}" "${RKUBE_ETCD_DATA_DIR}"
+mkdir -p "${RKUBE_LOG_DIR}" "${RKUBE_ETCD_DATA_DIR}" "${RKUBE_CONTAINERD_DIR}" "${RKUBE_KUBELET_DIR}" "${RKUBE_STATE_DIR}/run"
 
-for port in "${ETCD_PORT}" "${RKUBE_ETCD_PEER_PORT}" "${RKUBE_PORT}"; do
+for port in "${ETCD_PORT}" "${RKUBE_ETCD_PEER_PORT}" "${RKUBE_PORT}" "${RKUBE_CONTROLLER_MANAGER_PORT}" \
+    "${RKUBE_SCHEDULER_PORT}" "${RKUBE_KUBELET_PORT}"; do
     if port_in_use "${port}"; then
         die "port ${port} is already in use (a 'make run' still running? Debian's etcd.service?). Stop it, or pick other ports: RKUBE_PORT=... ETCD_PORT=... make run"
     fi
 done
+if [[ -S "${RKUBE_CONTAINERD_ADDRESS}" ]] && "${hack_dir}/healthcheck.sh" containerd >/dev/null 2>&1; then
+    die "a containerd already answers on ${RKUBE_CONTAINERD_ADDRESS} (a 'make run' still running?)"
+fi
 
 server="$(rkube_apiserver_url)"
 kubeconfig_tmp="$(mktemp "${RKUBE_KUBECONFIG}.XXXXXX")"
@@ -75,18 +104,24 @@ EOF
 mv "${kubeconfig_tmp}" "${RKUBE_KUBECONFIG}"
 
 usage() {
+    local ip
+    ip="$(KUBECONFIG="${RKUBE_KUBECONFIG}" "${RKUBECTL_BIN}" get pods -l app=demo \
+        -o jsonpath='{.items[0].status.podIP}' 2>/dev/null || true)"
     cat <<EOF
 
-rkube is up: apiserver ${server}, etcd $(rkube_etcd_url)
+rkube is up: apiserver ${server}, etcd $(rkube_etcd_url), node ${RKUBE_NODE_NAME} (pods in ${RKUBE_POD_CIDR})
 In another terminal:
 
   export KUBECONFIG=${RKUBE_KUBECONFIG}
-  ${RKUBE_VENV}/bin/kubectl get ns
-  ${RKUBE_VENV}/bin/kubectl api-resources
-  ${RKUBE_VENV}/bin/kubectl apply -f ${RKUBE_ROOT}/manifests/
+  ${RKUBECTL_BIN} get nodes
+  ${RKUBECTL_BIN} get deploy,rs,pods -o wide
+  curl http://${ip:-<pod IP>}:8080/
+  ${RKUBECTL_BIN} scale deploy demo --replicas=5
+  ${RKUBE_VENV}/bin/kubectl get pods -o wide          (kubectl works too)
   ETCDCTL_API=3 etcdctl --endpoints $(rkube_etcd_url) get /registry --prefix --keys-only
 
-Logs: ${RKUBE_LOG_DIR}/{etcd,apiserver}.log   Data: ${RKUBE_ETCD_DATA_DIR} (kept)
+The lab guide: docs/lab.md.   More examples: ${RKUBE_ROOT}/manifests/
+Logs: ${RKUBE_LOG_DIR}/   State: ${RKUBE_STATE_DIR} (kept; 'make clean-state' to start empty)
 Press Ctrl-C to stop.
 EOF
 }
@@ -94,16 +129,16 @@ EOF
 # --- 3a. process-compose, when installed ---------------------------------------
 if [[ "${RKUBE_NO_PROCESS_COMPOSE:-}" != 1 ]] && command -v process-compose >/dev/null 2>&1; then
     log "starting under process-compose (process-compose.yaml); RKUBE_NO_PROCESS_COMPOSE=1 to skip"
-    usage
     tui=true
     [[ -t 0 && -t 1 ]] || tui=false
     cd "${RKUBE_ROOT}"
     exec process-compose --config "${RKUBE_ROOT}/process-compose.yaml" up --tui="${tui}"
 fi
 
-# --- 3b. otherwise, supervise the two processes from here ----------------------
-etcd_pid=""
-apiserver_pid=""
+# --- 3b. otherwise, supervise the processes from here --------------------------
+# Start order; the stop order is the reverse.
+names=(etcd containerd apiserver controller-manager scheduler kubelet)
+declare -A pids=()
 follow_pid=""
 
 rotate_log() {
@@ -112,33 +147,34 @@ rotate_log() {
 }
 
 start() {
-    # start NAME SCRIPT: runs SCRIPT in the background with its output in
+    # start NAME: runs hack/run-NAME.sh in the background with its output in
     # $RKUBE_LOG_DIR/NAME.log. setsid keeps Ctrl-C away from the child, so
     # that stop() decides the order of shutdown.
-    local name="$1" script="$2" logfile="${RKUBE_LOG_DIR}/$1.log"
+    local name="$1" logfile="${RKUBE_LOG_DIR}/$1.log"
     rotate_log "${logfile}"
     if command -v setsid >/dev/null 2>&1; then
-        setsid "${script}" >>"${logfile}" 2>&1 </dev/null &
+        setsid "${hack_dir}/run-${name}.sh" >>"${logfile}" 2>&1 </dev/null &
     else
-        "${script}" >>"${logfile}" 2>&1 </dev/null &
+        "${hack_dir}/run-${name}.sh" >>"${logfile}" 2>&1 </dev/null &
     fi
-    printf -v "${name}_pid" '%s' "$!"
+    pids[${name}]=$!
+    echo "${pids[${name}]}" >"${RKUBE_STATE_DIR}/run/${name}.pid"
 }
 
 # shellcheck disable=SC2317 # reached through the traps below
 stop_one() {
-    # stop_one NAME PID: SIGTERM, up to 15 s to exit, then SIGKILL.
-    local name="$1" pid="$2"
+    # stop_one NAME SECONDS: SIGTERM, up to SECONDS to exit, then SIGKILL.
+    local name="$1" pid="${pids[$1]:-}" limit="$2"
     [[ -n "${pid}" ]] || return 0
     kill -0 "${pid}" 2>/dev/null || return 0
     log "stopping ${name} (pid ${pid})"
     kill -TERM "${pid}" 2>/dev/null || true
-    for _ in $(seq 1 75); do
+    for _ in $(seq 1 $((limit * 5))); do
         kill -0 "${pid}" 2>/dev/null || break
         sleep 0.2
     done
     if kill -0 "${pid}" 2>/dev/null; then
-        log "${name} did not exit after 15s; killing it"
+        log "${name} did not exit after ${limit}s; killing it"
         kill -KILL "${pid}" 2>/dev/null || true
     fi
     wait "${pid}" 2>/dev/null || true
@@ -149,24 +185,32 @@ stopping=false
 stop() {
     [[ "${stopping}" == false ]] || return 0
     stopping=true
+    trap '' INT TERM PIPE
     if [[ -n "${follow_pid}" ]]; then kill "${follow_pid}" 2>/dev/null || true; fi
-    stop_one apiserver "${apiserver_pid}"
-    stop_one etcd "${etcd_pid}"
+    local i
+    for ((i = ${#names[@]} - 1; i >= 0; i--)); do
+        # containerd removes the pods' containers before it exits: give it longer.
+        if [[ "${names[i]}" == containerd ]]; then
+            stop_one containerd 60
+        else
+            stop_one "${names[i]}" 15
+        fi
+    done
 }
 trap 'stop; log "stopped"; exit 0' INT TERM
 trap stop EXIT
 
 wait_healthy() {
-    # wait_healthy NAME PID SECONDS: polls hack/healthcheck.sh NAME.
-    local name="$1" pid="$2" deadline=$((SECONDS + $3))
-    while ! "${hack_dir}/healthcheck.sh" "${name}" 2>/dev/null; do
+    # wait_healthy NAME SECONDS: polls hack/healthcheck.sh NAME.
+    local name="$1" pid="${pids[$1]}" deadline=$((SECONDS + $2))
+    while ! "${hack_dir}/healthcheck.sh" "${name}" >/dev/null 2>&1; do
         if ! kill -0 "${pid}" 2>/dev/null; then
             log "${name} exited during start-up; last lines of ${RKUBE_LOG_DIR}/${name}.log:"
             tail -n 30 "${RKUBE_LOG_DIR}/${name}.log" >&2 || true
             exit 1
         fi
         if ((SECONDS >= deadline)); then
-            log "${name} not healthy after $3s; last lines of ${RKUBE_LOG_DIR}/${name}.log:"
+            log "${name} not healthy after $2s; last lines of ${RKUBE_LOG_DIR}/${name}.log:"
             tail -n 30 "${RKUBE_LOG_DIR}/${name}.log" >&2 || true
             exit 1
         fi
@@ -176,12 +220,33 @@ wait_healthy() {
 }
 
 log "starting etcd on $(rkube_etcd_url), data in ${RKUBE_ETCD_DATA_DIR}"
-start etcd "${hack_dir}/run-etcd.sh"
-wait_healthy etcd "${etcd_pid}" 30
+start etcd
+wait_healthy etcd 30
+
+log "starting containerd on ${RKUBE_CONTAINERD_ADDRESS}"
+start containerd
+wait_healthy containerd 30
+"${hack_dir}/run-demo.sh" import
 
 log "starting rkube-apiserver on ${server}"
-start apiserver "${hack_dir}/run-apiserver.sh"
-wait_healthy apiserver "${apiserver_pid}" 60
+start apiserver
+wait_healthy apiserver 60
+
+log "starting rkube-controller-manager (port ${RKUBE_CONTROLLER_MANAGER_PORT})"
+start controller-manager
+wait_healthy controller-manager 60
+
+log "starting rkube-scheduler (port ${RKUBE_SCHEDULER_PORT})"
+start scheduler
+wait_healthy scheduler 60
+
+log "starting rkubelet: node ${RKUBE_NODE_NAME}, pod CIDR ${RKUBE_POD_CIDR} (port ${RKUBE_KUBELET_PORT})"
+start kubelet
+wait_healthy kubelet 60
+
+if [[ "${RKUBE_NO_DEMO:-}" != 1 ]]; then
+    "${hack_dir}/run-demo.sh" apply
+fi
 
 usage
 if [[ "${RKUBE_FOLLOW_LOGS:-}" == 1 ]]; then
@@ -189,16 +254,32 @@ if [[ "${RKUBE_FOLLOW_LOGS:-}" == 1 ]]; then
     follow_pid=$!
 fi
 
-# Stay in the foreground until Ctrl-C or until one process dies.
-set +e
-wait -n "${etcd_pid}" "${apiserver_pid}"
-status=$?
-set -e
-for name in etcd apiserver; do
-    pid_var="${name}_pid"
-    if ! kill -0 "${!pid_var}" 2>/dev/null; then
-        log "${name} exited unexpectedly (status ${status}); last lines of ${RKUBE_LOG_DIR}/${name}.log:"
-        tail -n 30 "${RKUBE_LOG_DIR}/${name}.log" >&2 || true
-    fi
+# Stay in the foreground until Ctrl-C. A process that exits is started again after 2 s
+# (at most 5 times each, like process-compose's `restart: on_failure`), so the lab can
+# kill the apiserver and watch the others reconnect (docs/lab.md).
+declare -A restarts=()
+while true; do
+    set +e
+    wait -n "${pids[@]}"
+    status=$?
+    set -e
+    for name in "${names[@]}"; do
+        kill -0 "${pids[${name}]}" 2>/dev/null && continue
+        restarts[${name}]=$((${restarts[${name}]:-0} + 1))
+        if ((restarts[${name}] > 5)); then
+            log "${name} exited ${restarts[${name}]} times; giving up. Last lines of ${RKUBE_LOG_DIR}/${name}.log:"
+            tail -n 30 "${RKUBE_LOG_DIR}/${name}.log" >&2 || true
+            exit 1
+        fi
+        log "${name} exited (status ${status}); starting it again in 2s (restart ${restarts[${name}]} of 5)"
+        sleep 2
+        # Append to the log rather than rotate it: the lab reads what happened around the restart.
+        if command -v setsid >/dev/null 2>&1; then
+            setsid "${hack_dir}/run-${name}.sh" >>"${RKUBE_LOG_DIR}/${name}.log" 2>&1 </dev/null &
+        else
+            "${hack_dir}/run-${name}.sh" >>"${RKUBE_LOG_DIR}/${name}.log" 2>&1 </dev/null &
+        fi
+        pids[${name}]=$!
+        echo "${pids[${name}]}" >"${RKUBE_STATE_DIR}/run/${name}.pid"
+    done
 done
-exit 1

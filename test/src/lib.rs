@@ -37,8 +37,8 @@ mod wait;
 // Harness parts of the control-plane and node tests, one module per area.
 pub mod controllers;
 pub mod e2e;
-pub mod lab;
 pub mod kubectl;
+pub mod lab;
 pub mod node;
 pub mod scheduler;
 

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs rkubelet in the foreground: node ${RKUBE_NODE_NAME}, containerd runtime
+# (the private one of hack/run-containerd.sh), pod IPs from ${RKUBE_POD_CIDR}
+# on a CNI bridge, state in .rkube/kubelet. Used by hack/local-up.sh and
+# process-compose.yaml; settings in hack/local-env.sh (extra flags:
+# RKUBE_KUBELET_FLAGS). Needs root.
+set -euo pipefail
+# shellcheck source=SCRIPTDIR/local-env.sh
+source "$(dirname "${BASH_SOURCE[0]}")/local-env.sh"
+
+[[ -x "${RKUBELET_BIN}" ]] || {
+    echo "run-kubelet: ${RKUBELET_BIN} not found; run 'make build'" >&2
+    exit 1
+}
+mkdir -p "${RKUBE_KUBELET_DIR}"
+read -r -a extra_flags <<<"${RKUBE_KUBELET_FLAGS}"
+exec "${RKUBELET_BIN}" \
+    --kubeconfig "${RKUBE_KUBECONFIG}" \
+    --node-name "${RKUBE_NODE_NAME}" \
+    --runtime containerd \
+    --containerd-address "${RKUBE_CONTAINERD_ADDRESS}" \
+    --root-dir "${RKUBE_KUBELET_DIR}" \
+    --pod-cidr "${RKUBE_POD_CIDR}" \
+    --address 127.0.0.1 \
+    --port "${RKUBE_KUBELET_PORT}" \
+    --node-ip 127.0.0.1 \
+    --log-format "${RKUBE_LOG_FORMAT}" \
+    "${extra_flags[@]}"
