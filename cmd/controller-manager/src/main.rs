@@ -143,11 +143,7 @@ async fn main() -> anyhow::Result<()> {
         retry_period: args.leader_elect_retry_period,
     };
     let shutdown = CancellationToken::new();
-    let signal = shutdown.clone();
-    tokio::spawn(async move {
-        rkube_component::shutdown_signal().await;
-        signal.cancel();
-    });
+    rkube_component::cancel_on_signal(&shutdown);
     rkube_controller::run(config, shutdown).await?;
     Ok(())
 }

@@ -156,12 +156,7 @@ async fn main() -> anyhow::Result<()> {
         Some(rkube_kubelet::logs::router(flags.root_dir.clone())),
         shutdown.clone(),
     ));
-    let on_signal = shutdown.clone();
-    tokio::spawn(async move {
-        rkube_component::shutdown_signal().await;
-        tracing::info!("shutting down");
-        on_signal.cancel();
-    });
+    rkube_component::cancel_on_signal(&shutdown);
 
     let result = rkube_kubelet::run(client, config, &registry, readiness, shutdown.clone()).await;
     shutdown.cancel();

@@ -179,12 +179,7 @@ async fn main() -> anyhow::Result<()> {
         None,
         shutdown.clone(),
     ));
-    let on_signal = shutdown.clone();
-    tokio::spawn(async move {
-        rkube_component::shutdown_signal().await;
-        tracing::info!("shutting down");
-        on_signal.cancel();
-    });
+    rkube_component::cancel_on_signal(&shutdown);
 
     let result = rkube_scheduler::run(client, config, &registry, readiness, shutdown.clone()).await;
     shutdown.cancel();

@@ -4,7 +4,7 @@
 //!
 //! A component's `main` calls [`init_tracing`], starts [`serve_endpoints`] on its health
 //! port, flips its [`Readiness`] once its caches have synced, and stops when
-//! [`shutdown_signal`] resolves.
+//! [`shutdown_signal`] resolves (or lets [`cancel_on_signal`] cancel its token).
 
 pub mod leaderelection;
 
@@ -49,6 +49,17 @@ pub async fn shutdown_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// Cancels `shutdown` when SIGINT or SIGTERM arrives (spawned in the background), so that
+/// every loop holding the token stops and `main` can return.
+pub fn cancel_on_signal(shutdown: &CancellationToken) {
+    let token = shutdown.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        token.cancel();
+    });
 }
 
 /// Whether the component is ready to serve (`/readyz`), shared between the code that
