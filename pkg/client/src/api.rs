@@ -77,6 +77,35 @@ fn body<T: Serialize>(value: &T) -> Result<Vec<u8>> {
     serde_json::to_vec(value).map_err(|e| Error::request_not_sent(format!("cannot serialize the object: {e}")))
 }
 
+/// What an [`Api`] can serve: a k8s-openapi kind (its URL from kube-core's `Resource`,
+/// its metadata from k8s-openapi's `Metadata`) that is JSON both ways and can cross tasks.
+/// Implemented for every such type; name it instead of repeating the bounds.
+pub trait ApiResource:
+    kube_core::Resource<DynamicType = ()>
+    + k8s_openapi::Metadata<Ty = ObjectMeta>
+    + Clone
+    + DeserializeOwned
+    + Serialize
+    + Debug
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<K> ApiResource for K where
+    K: kube_core::Resource<DynamicType = ()>
+        + k8s_openapi::Metadata<Ty = ObjectMeta>
+        + Clone
+        + DeserializeOwned
+        + Serialize
+        + Debug
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 /// A request kube-core refused to build (bad name, bad parameters).
 fn built(
     result: std::result::Result<http::Request<Vec<u8>>, kube_core::request::Error>,
@@ -86,15 +115,7 @@ fn built(
 
 impl<K> Api<K>
 where
-    K: kube_core::Resource<DynamicType = ()>
-        + k8s_openapi::Metadata<Ty = ObjectMeta>
-        + Clone
-        + DeserializeOwned
-        + Serialize
-        + Debug
-        + Send
-        + Sync
-        + 'static,
+    K: ApiResource,
 {
     fn with_namespace(client: Client, namespace: Option<&str>) -> Self {
         let namespace = namespace.filter(|_| is_namespaced::<K>());

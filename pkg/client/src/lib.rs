@@ -48,6 +48,6 @@ mod ratelimit;
 mod retry;
 mod watch;
 
-pub use api::{Api, DEFAULT_PAGE_SIZE, WatchStream};
+pub use api::{Api, ApiResource, DEFAULT_PAGE_SIZE, WatchStream};
 pub use client::Client;
 pub use retry::retry_on_conflict;

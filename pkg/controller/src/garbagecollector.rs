@@ -338,15 +338,7 @@ impl GarbageCollector {
 /// The uid of the object `name` (uncached), or `None` when there is none.
 async fn uid_of<K>(api: Api<K>, name: &str) -> Result<Option<String>, rkube_client::Error>
 where
-    K: Resource<DynamicType = ()>
-        + k8s_openapi::Metadata<Ty = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>
-        + Clone
-        + serde::de::DeserializeOwned
-        + serde::Serialize
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
+    K: rkube_client::ApiResource,
 {
     Ok(api.get_opt(name).await?.and_then(|object| Resource::meta(&object).uid.clone()))
 }

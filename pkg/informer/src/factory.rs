@@ -18,11 +18,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use futures::future::BoxFuture;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use prometheus::Registry;
 use rkube_client::{Api, Client};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
@@ -118,15 +115,7 @@ impl SharedInformerFactory {
     /// type). The same arguments always give the same informer.
     pub fn informer<K>(&self, namespace: Option<&str>) -> SharedInformer<K>
     where
-        K: kube_core::Resource<DynamicType = ()>
-            + k8s_openapi::Metadata<Ty = ObjectMeta>
-            + Clone
-            + DeserializeOwned
-            + Serialize
-            + std::fmt::Debug
-            + Send
-            + Sync
-            + 'static,
+        K: rkube_client::ApiResource,
     {
         self.informer_with_selectors(namespace, &Selectors::default())
     }
@@ -134,15 +123,7 @@ impl SharedInformerFactory {
     /// The shared informer for the objects of `K` in `namespace` that match `selectors`.
     pub fn informer_with_selectors<K>(&self, namespace: Option<&str>, selectors: &Selectors) -> SharedInformer<K>
     where
-        K: kube_core::Resource<DynamicType = ()>
-            + k8s_openapi::Metadata<Ty = ObjectMeta>
-            + Clone
-            + DeserializeOwned
-            + Serialize
-            + std::fmt::Debug
-            + Send
-            + Sync
-            + 'static,
+        K: rkube_client::ApiResource,
     {
         let namespace = namespace.filter(|namespace| !namespace.is_empty());
         let key = InformerKey {

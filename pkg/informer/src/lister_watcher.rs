@@ -8,10 +8,7 @@
 //! implementation only carries them to the server.
 
 use futures::future::BoxFuture;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use rkube_client::{Api, ListParams, ObjectList, WatchParams, WatchStream};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 /// What a reflector needs from the apiserver: one page of a LIST, and a WATCH from a
 /// resourceVersion.
@@ -33,15 +30,7 @@ pub trait ListerWatcher<K: Clone>: Send + Sync + 'static {
 
 impl<K> ListerWatcher<K> for Api<K>
 where
-    K: kube_core::Resource<DynamicType = ()>
-        + k8s_openapi::Metadata<Ty = ObjectMeta>
-        + Clone
-        + DeserializeOwned
-        + Serialize
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
+    K: rkube_client::ApiResource,
 {
     fn list_page(&self, params: ListParams) -> BoxFuture<'static, rkube_client::Result<ObjectList<K>>> {
         let api = self.clone();
