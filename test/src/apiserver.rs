@@ -13,7 +13,7 @@ use anyhow::Context;
 use crate::etcd::Etcd;
 use crate::paths::{binary, temp_dir};
 use crate::ports::{free_port, log_shows_port_in_use};
-use crate::process::{Process, read_log, tail};
+use crate::process::{Process, read_log, spawn_until_healthy, tail};
 
 /// How long the apiserver may take to become ready.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -112,32 +112,9 @@ impl ApiServer {
     pub async fn restart(&mut self) -> anyhow::Result<()> {
         self.kill();
         let log_path = self.dir.path().join("apiserver.log");
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
-        let mut process = Process::spawn(&self.program, &self.args, &log_path)?;
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            if let Some(status) = process.exited() {
-                anyhow::bail!(
-                    "rkube-apiserver exited during restart ({status}); args {:?}; log tail:\n{}",
-                    self.args,
-                    tail(&process.log(), 40)
-                );
-            }
-            if let Ok(reply) = client.get(format!("{}/readyz", self.url)).send().await
-                && reply.status().is_success()
-            {
-                self.process = Some(process);
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                anyhow::bail!(
-                    "rkube-apiserver at {} not ready {START_TIMEOUT:?} after restart; log tail:\n{}",
-                    self.url,
-                    process.log_tail(40)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let health = format!("{}/readyz", self.url);
+        self.process = Some(spawn_until_healthy(&self.program, &self.args, &log_path, &health, START_TIMEOUT).await?);
+        Ok(())
     }
 
     /// The directory holding the apiserver's log file.

@@ -6,7 +6,7 @@
 //! pods whose image it can "run", so a rollout to a broken image can be tested.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use serde_json::{Value, json};
@@ -16,7 +16,7 @@ use crate::api::Api;
 use crate::cluster::Cluster;
 use crate::paths::{binary, temp_dir};
 use crate::ports::{free_port, log_shows_port_in_use};
-use crate::process::{Process, read_log, tail};
+use crate::process::{Process, read_log, spawn_until_healthy, tail};
 
 /// How long the controller-manager may take to answer `/healthz`.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -71,30 +71,9 @@ impl ControllerManager {
 
     async fn spawn_and_wait(&mut self) -> anyhow::Result<()> {
         let log_path = self.dir.path().join("controller-manager.log");
-        let mut process = Process::spawn(&self.program, &self.args, &log_path)?;
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            if let Some(status) = process.exited() {
-                anyhow::bail!(
-                    "rkube-controller-manager exited during start ({status}); log:\n{}",
-                    process.log_tail(40)
-                );
-            }
-            if let Ok(reply) = client.get(format!("{}/healthz", self.url)).send().await
-                && reply.status().is_success()
-            {
-                self.process = Some(process);
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                anyhow::bail!(
-                    "rkube-controller-manager not healthy after {START_TIMEOUT:?}; log:\n{}",
-                    process.log_tail(40)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let health = format!("{}/healthz", self.url);
+        self.process = Some(spawn_until_healthy(&self.program, &self.args, &log_path, &health, START_TIMEOUT).await?);
+        Ok(())
     }
 
     /// Kills it (SIGKILL, as a crash would).

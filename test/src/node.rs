@@ -14,7 +14,7 @@ use anyhow::Context;
 use crate::cluster::Cluster;
 use crate::paths::{binary, temp_dir};
 use crate::ports::{free_port, log_shows_port_in_use};
-use crate::process::{Process, read_log, tail};
+use crate::process::{Process, read_log, spawn_until_healthy, tail};
 
 /// How long the kubelet may take to answer `/healthz`.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -148,29 +148,10 @@ impl Kubelet {
     }
 
     async fn spawn_and_wait(&mut self) -> anyhow::Result<()> {
-        let mut process = Process::spawn(&self.program, &self.args, &self.log_path())?;
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
-        let url = format!("http://127.0.0.1:{}/healthz", self.port);
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            if let Some(status) = process.exited() {
-                anyhow::bail!(
-                    "rkubelet exited during start ({status}); args {:?}; log tail:\n{}",
-                    self.args,
-                    tail(&process.log(), 40)
-                );
-            }
-            if let Ok(reply) = client.get(&url).send().await
-                && reply.status().is_success()
-            {
-                self.process = Some(process);
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                anyhow::bail!("rkubelet not healthy after {START_TIMEOUT:?}; log tail:\n{}", process.log_tail(40));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let health = format!("http://127.0.0.1:{}/healthz", self.port);
+        self.process =
+            Some(spawn_until_healthy(&self.program, &self.args, &self.log_path(), &health, START_TIMEOUT).await?);
+        Ok(())
     }
 
     /// Kills the kubelet (SIGKILL, as a crash would).

@@ -5,6 +5,39 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 
+/// Starts `program` with `args` (output appended to `log_path`) and waits until `health_url`
+/// answers 2xx. Fails, with the tail of the log, if the process exits first or `timeout`
+/// passes; the process is killed then.
+pub(crate) async fn spawn_until_healthy(
+    program: &Path,
+    args: &[String],
+    log_path: &Path,
+    health_url: &str,
+    timeout: std::time::Duration,
+) -> anyhow::Result<Process> {
+    let name = program.file_name().map_or_else(|| program.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let mut process = Process::spawn(program, args, log_path)?;
+    let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(2)).build()?;
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(status) = process.exited() {
+            anyhow::bail!(
+                "{name} exited during start ({status}); args {args:?}; log tail:\n{}",
+                tail(&process.log(), 40)
+            );
+        }
+        if let Ok(reply) = client.get(health_url).send().await
+            && reply.status().is_success()
+        {
+            return Ok(process);
+        }
+        if tokio::time::Instant::now() > deadline {
+            anyhow::bail!("{name} not healthy at {health_url} after {timeout:?}; log tail:\n{}", process.log_tail(40));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// A running child process. Dropping it kills it with SIGKILL and waits for it.
 pub(crate) struct Process {
     child: Child,

@@ -6,7 +6,7 @@
 //! synced). The process is killed when the value is dropped.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use serde_json::{Value, json};
@@ -15,7 +15,7 @@ use crate::api::Api;
 use crate::cluster::Cluster;
 use crate::paths::{binary, temp_dir};
 use crate::ports::{free_port, log_shows_port_in_use};
-use crate::process::{Process, read_log, tail};
+use crate::process::{Process, read_log, spawn_until_healthy, tail};
 
 /// How long the scheduler may take to become ready.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -71,28 +71,9 @@ impl Scheduler {
 
     async fn spawn_and_wait(&mut self) -> anyhow::Result<()> {
         let log_path = self.dir.path().join("scheduler.log");
-        let mut process = Process::spawn(&self.program, &self.args, &log_path)?;
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            if let Some(status) = process.exited() {
-                anyhow::bail!(
-                    "rkube-scheduler exited during start ({status}); args {:?}; log tail:\n{}",
-                    self.args,
-                    tail(&process.log(), 40)
-                );
-            }
-            if let Ok(reply) = client.get(format!("{}/readyz", self.url)).send().await
-                && reply.status().is_success()
-            {
-                self.process = Some(process);
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                anyhow::bail!("rkube-scheduler not ready after {START_TIMEOUT:?}; log tail:\n{}", process.log_tail(40));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let health = format!("{}/readyz", self.url);
+        self.process = Some(spawn_until_healthy(&self.program, &self.args, &log_path, &health, START_TIMEOUT).await?);
+        Ok(())
     }
 
     /// The whole scheduler log so far.
