@@ -97,6 +97,17 @@ pub enum RuntimeError {
     },
 }
 
+impl RuntimeError {
+    /// The container's waiting reason while this error keeps it from starting, as the
+    /// Kubernetes kubelet reports it (`ErrImagePull`, `RunContainerError`, ...).
+    pub fn waiting_reason(&self) -> &'static str {
+        match self {
+            RuntimeError::Image { .. } => "ErrImagePull",
+            _ => "RunContainerError",
+        }
+    }
+}
+
 /// How a container ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Terminated {

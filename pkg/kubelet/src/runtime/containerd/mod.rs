@@ -614,8 +614,7 @@ impl Runtime for ContainerdRuntime {
                     self.start_errors().remove(&key);
                 }
                 Err(error) => {
-                    let reason =
-                        if matches!(error, RuntimeError::Image { .. }) { "ErrImagePull" } else { "RunContainerError" };
+                    let reason = error.waiting_reason();
                     self.start_errors().insert(key, (reason.into(), error.to_string()));
                     first_error.get_or_insert(error);
                 }
