@@ -11,9 +11,13 @@
 #   hack/lab-provision.sh worker     start a private containerd (test image imported), add the
 #                                    routes to the other workers' pod CIDRs (${LAB_ROUTES}), start
 #                                    rkubelet as ${NODE_NAME} with ${POD_CIDR} and ${NODE_IP}
+#   hack/lab-provision.sh restart NAME
+#                                    start NAME (etcd, apiserver, controller-manager, scheduler on
+#                                    the master; kubelet on a worker) again with the flags it was
+#                                    first started with, killing it first if it still runs (after
+#                                    it was killed in an exercise or test), and wait until healthy
 #   hack/lab-provision.sh restart-kubelet
-#                                    start a worker's kubelet again with the same flags (after
-#                                    it was killed, e.g. in the node-loss exercise)
+#                                    the same as `restart kubelet`
 #   hack/lab-provision.sh stop       stop what master/worker started under ${LAB_STATE}: pods'
 #                                    containers, network namespaces and cgroups, then processes
 #
@@ -55,6 +59,25 @@ start() {
     shift
     setsid "$@" </dev/null >>"${LAB_STATE}/${name}.log" 2>&1 &
     echo "$!" >"${LAB_STATE}/${name}.pid"
+}
+
+# launch NAME HEALTH_URL PROGRAM ARGS...: records PROGRAM's command line (NAME.args, one word a
+# line) and HEALTH_URL (NAME.health) for `restart NAME`, starts it and waits until HEALTH_URL
+# answers.
+launch() {
+    local name="$1" health="$2"
+    shift 2
+    printf '%s\n' "$@" >"${LAB_STATE}/${name}.args"
+    echo "${health}" >"${LAB_STATE}/${name}.health"
+    relaunch "${name}"
+}
+
+# relaunch NAME: starts NAME again from NAME.args and waits (60 s at most) until it is healthy.
+relaunch() {
+    local name="$1" args
+    mapfile -t args <"${LAB_STATE}/${name}.args"
+    start "${name}" "${args[@]}"
+    wait_for "${name}" 60 curl -fsS "$(cat "${LAB_STATE}/${name}.health")"
 }
 
 # wait_for NAME SECONDS COMMAND...: polls COMMAND until it succeeds; fails naming NAME's log.
@@ -120,27 +143,26 @@ master() {
 
     # etcd only on this host's loopback: the apiserver is its one client.
     # (etcd reads ETCD_* variables as flags: run it without any.)
-    start etcd env -u ETCD_PORT etcd --name lab --data-dir "${LAB_STATE}/etcd" \
+    launch etcd http://127.0.0.1:2379/health \
+        env -u ETCD_PORT etcd --name lab --data-dir "${LAB_STATE}/etcd" \
         --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \
         --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
         --initial-cluster lab=http://127.0.0.1:2380 --logger zap --log-outputs stderr
-    wait_for etcd 60 curl -fsS http://127.0.0.1:2379/health
 
-    start apiserver "${BIN_DIR}/rkube-apiserver" --etcd-servers http://127.0.0.1:2379 \
-        --bind-address 0.0.0.0 --port "${API_PORT}"
-    wait_for apiserver 60 curl -fsS "${api_url}/readyz"
+    launch apiserver "${api_url}/readyz" \
+        "${BIN_DIR}/rkube-apiserver" --etcd-servers http://127.0.0.1:2379 --bind-address 0.0.0.0 --port "${API_PORT}"
 
-    start controller-manager "${BIN_DIR}/rkube-controller-manager" --kubeconfig "${LAB_STATE}/kubeconfig" \
+    launch controller-manager "http://${NODE_IP}:10257/healthz" \
+        "${BIN_DIR}/rkube-controller-manager" --kubeconfig "${LAB_STATE}/kubeconfig" \
         --bind-address "${NODE_IP}" --port 10257 --leader-elect=false \
         --node-monitor-period "${NODE_MONITOR_PERIOD:-5s}" \
         --node-monitor-grace-period "${NODE_MONITOR_GRACE:-40s}" \
         --pod-eviction-timeout "${POD_EVICTION_TIMEOUT:-5m}" \
         --node-eviction-rate "${NODE_EVICTION_RATE:-0.1}"
-    wait_for controller-manager 60 curl -fsS "http://${NODE_IP}:10257/healthz"
 
-    start scheduler "${BIN_DIR}/rkube-scheduler" --kubeconfig "${LAB_STATE}/kubeconfig" \
+    launch scheduler "http://${NODE_IP}:10251/healthz" \
+        "${BIN_DIR}/rkube-scheduler" --kubeconfig "${LAB_STATE}/kubeconfig" \
         --bind-address "${NODE_IP}" --port 10251 --leader-elect=false
-    wait_for scheduler 60 curl -fsS "http://${NODE_IP}:10251/healthz"
     echo "lab-provision: master ready at ${api_url}"
 }
 
@@ -185,31 +207,24 @@ EOF
 
     write_kubeconfig "${API_URL}" "${LAB_STATE}/kubeconfig"
     echo "${socket}" >"${LAB_STATE}/containerd.address"
-    # The kubelet's command line, one word a line, for `restart-kubelet`.
-    printf '%s\n' "${BIN_DIR}/rkubelet" --kubeconfig "${LAB_STATE}/kubeconfig" --node-name "${node_name}" \
+    launch kubelet "http://${NODE_IP}:10250/healthz" \
+        "${BIN_DIR}/rkubelet" --kubeconfig "${LAB_STATE}/kubeconfig" --node-name "${node_name}" \
         --runtime containerd --containerd-address "${socket}" --root-dir "${LAB_STATE}/kubelet" \
         --pod-cidr "${POD_CIDR}" --node-ip "${NODE_IP}" --address "${NODE_IP}" --port 10250 \
-        --node-lease-renew-interval "${LEASE_RENEW:-10}" --sync-frequency "${SYNC_FREQUENCY:-10}" \
-        >"${LAB_STATE}/kubelet.args"
-    echo "${NODE_IP}" >"${LAB_STATE}/node-ip"
-    start_kubelet
+        --node-lease-renew-interval "${LEASE_RENEW:-10}" --sync-frequency "${SYNC_FREQUENCY:-10}"
     echo "lab-provision: worker ${node_name} ready (${NODE_IP}, pods ${POD_CIDR})"
 }
 
-start_kubelet() {
-    local args
-    mapfile -t args <"${LAB_STATE}/kubelet.args"
-    start kubelet "${args[@]}"
-    wait_for kubelet 60 curl -fsS "http://$(cat "${LAB_STATE}/node-ip"):10250/healthz"
-}
-
-# Starts the worker's kubelet again with the same flags (after it was killed in an exercise).
-restart_kubelet() {
+# Starts NAME again with the flags it was first started with (after it was killed in an exercise
+# or a test); kills it first if it still runs.
+restart() {
+    local name="${1:?usage: lab-provision.sh restart NAME}"
     : "${LAB_STATE:?LAB_STATE is required}"
-    [[ -f "${LAB_STATE}/kubelet.args" ]] || die "${LAB_STATE} is not a worker's state directory"
-    kill_pidfile kubelet
-    start_kubelet
-    echo "lab-provision: kubelet restarted"
+    [[ "${name}" =~ ^[a-z-]+$ && -f "${LAB_STATE}/${name}.args" ]] ||
+        die "${name} was never started under ${LAB_STATE} (no ${name}.args)"
+    kill_pidfile "${name}"
+    relaunch "${name}"
+    echo "lab-provision: ${name} restarted"
 }
 
 # alive PID: whether PID runs (a zombie, killed but not yet reaped by its new parent, does not).
@@ -289,9 +304,10 @@ packages) packages ;;
 master) master ;;
 worker) worker ;;
 stop) stop ;;
-restart-kubelet) restart_kubelet ;;
+restart) restart "${2:-}" ;;
+restart-kubelet) restart kubelet ;;
 *)
-    echo "usage: $0 packages|master|worker|restart-kubelet|stop   (settings: see the header)" >&2
+    echo "usage: $0 packages|master|worker|restart NAME|restart-kubelet|stop   (settings: see the header)" >&2
     exit 2
     ;;
 esac

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Brings up the multi-node lab on this machine: three hosts as network namespaces
 # (<name>-master, <name>-worker1, <name>-worker2) joined by a bridge on the host, etcd and the
-# control plane in the master, a containerd and an rkubelet in each worker, routes between the
-# workers' pod networks (host-gw). Needs root. Idempotent: a lab of the same name is taken down
-# first. hack/lab-down.sh removes everything this made.
+# control plane in the master, a containerd and an rkubelet in each worker, routes to the
+# workers' pod networks (host-gw) in the workers and on the machine itself. Needs root.
+# Idempotent: a lab of the same name is taken down first. hack/lab-down.sh removes everything
+# this made.
 #
 # Settings (environment):
 #   LAB_NAME    prefix of the namespaces and links (default rkube; at most 11 characters)
@@ -81,6 +82,12 @@ in_host worker1 NODE_NAME=worker1 POD_CIDR="${pods[worker1]}" API_URL="http://${
 in_host worker2 NODE_NAME=worker2 POD_CIDR="${pods[worker2]}" API_URL="http://${ip[master]}:6443" \
     LAB_ROUTES="${pods[worker1]}=${ip[worker1]}" TEST_IMAGE_TAR="${image}" \
     "${repo_root}/hack/lab-provision.sh" worker
+
+# The machine reaches the pods too (`curl http://<pod IP>:8080/` from the machine, as the tests'
+# HTTP clients do): host-gw routes to each worker's pod network through the lab bridge. They go
+# away with the bridge (lab-down.sh).
+ip route replace "${pods[worker1]}" via "${ip[worker1]}" dev "${bridge}"
+ip route replace "${pods[worker2]}" via "${ip[worker2]}" dev "${bridge}"
 
 cp "${LAB_STATE}/master/kubeconfig" "${LAB_STATE}/kubeconfig"
 cat <<MSG

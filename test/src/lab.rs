@@ -153,7 +153,7 @@ impl Lab {
         let uid = run(Command::new("id").arg("-u"), "id -u")?;
         assert_eq!(uid.trim(), "0", "the lab tests must run as root (network namespaces, containerd)");
         let bin_dir = binary("rkube-apiserver").parent().map(Path::to_path_buf).unwrap_or_default();
-        for name in ["rkube-controller-manager", "rkube-scheduler", "rkubelet"] {
+        for name in ["rkube-controller-manager", "rkube-scheduler", "rkubelet", "rkubectl"] {
             binary(name);
         }
         let (index, lock) = take_index()?;
@@ -240,27 +240,66 @@ impl Lab {
         self.state.join("kubeconfig")
     }
 
-    /// Kills `component` (`kubelet`, `containerd`, `apiserver`, `etcd`, `controller-manager`,
-    /// `scheduler`) of `host` with SIGKILL, as a crash would.
-    pub fn kill(&self, host: &str, component: &str) -> anyhow::Result<()> {
+    /// The pid of `component` (`kubelet`, `containerd`, `apiserver`, `etcd`,
+    /// `controller-manager`, `scheduler`) of `host`, from its pid file.
+    pub fn pid(&self, host: &str, component: &str) -> anyhow::Result<u32> {
         let pid_file = self.state.join(host).join(format!("{component}.pid"));
         let pid = std::fs::read_to_string(&pid_file).with_context(|| format!("cannot read {}", pid_file.display()))?;
-        run(Command::new("kill").args(["-KILL", pid.trim()]), &format!("kill {component} of {host}"))?;
+        pid.trim().parse().with_context(|| format!("bad pid in {}: {pid:?}", pid_file.display()))
+    }
+
+    /// Kills `component` of `host` with SIGKILL, as a crash would (it does not wait for it to
+    /// be gone; [`Lab::restart`] does).
+    pub fn kill(&self, host: &str, component: &str) -> anyhow::Result<()> {
+        let pid = self.pid(host, component)?.to_string();
+        run(Command::new("kill").args(["-KILL", &pid]), &format!("kill {component} of {host}"))?;
         Ok(())
     }
 
-    /// Starts `worker`'s kubelet again with its flags (`hack/lab-provision.sh restart-kubelet`
-    /// in the worker's namespace) and waits until its `/healthz` answers.
-    pub async fn restart_kubelet(&self, worker: &str) -> anyhow::Result<()> {
+    /// Stops `component` of `host` the polite way, SIGTERM, and waits (up to `limit`) until
+    /// its process is gone.
+    pub async fn stop(&self, host: &str, component: &str, limit: Duration) -> anyhow::Result<()> {
+        let pid = self.pid(host, component)?;
+        run(Command::new("kill").args(["-TERM", &pid.to_string()]), &format!("kill -TERM {component} of {host}"))?;
+        let deadline = tokio::time::Instant::now() + limit;
+        while process_alive(pid) {
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "{component} of {host} (pid {pid}) still runs {limit:?} after SIGTERM"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+
+    /// Starts `component` of `host` again with the flags it was first started with
+    /// (`hack/lab-provision.sh restart <component>` in the host's namespace; killed first if it
+    /// still runs) and waits until it is healthy (`/healthz`, `/readyz` for the apiserver,
+    /// `/health` for etcd).
+    pub async fn restart(&self, host: &str, component: &str) -> anyhow::Result<()> {
         let mut command = Command::new("nsenter");
         command
-            .arg(format!("--net=/run/netns/{}-{worker}", self.name))
+            .arg(format!("--net=/run/netns/{}-{host}", self.name))
             .arg(repo_root().join("hack").join("lab-provision.sh"))
-            .arg("restart-kubelet")
-            .env("LAB_STATE", self.state.join(worker));
-        let what = format!("restart-kubelet on {worker}");
+            .args(["restart", component])
+            .env("LAB_STATE", self.state.join(host));
+        let what = format!("restart {component} on {host}");
         tokio::task::spawn_blocking(move || run(&mut command, &what)).await??;
         Ok(())
+    }
+
+    /// Starts `worker`'s kubelet again with its flags; see [`Lab::restart`].
+    pub async fn restart_kubelet(&self, worker: &str) -> anyhow::Result<()> {
+        self.restart(worker, "kubelet").await
+    }
+
+    /// Runs `rkubectl --kubeconfig <the lab's kubeconfig> <args>` and returns its stdout; fails
+    /// with its output when it does not succeed.
+    pub async fn rkubectl(&self, args: &[&str]) -> anyhow::Result<String> {
+        let mut command = Command::new(binary("rkubectl"));
+        command.arg("--kubeconfig").arg(self.kubeconfig()).args(args).env_remove("KUBECONFIG");
+        let what = format!("rkubectl {}", args.join(" "));
+        tokio::task::spawn_blocking(move || run(&mut command, &what)).await?
     }
 
     /// The last `lines` lines of the log of `component` on `host`, for failure messages.
@@ -273,6 +312,7 @@ impl Lab {
     pub fn all_logs(&self, lines: usize) -> String {
         let mut out = String::new();
         for (host, component) in [
+            ("master", "etcd"),
             ("master", "apiserver"),
             ("master", "controller-manager"),
             ("master", "scheduler"),
@@ -312,6 +352,12 @@ impl Drop for Lab {
             Err(error) => eprintln!("cannot run hack/lab-down.sh for lab {}: {error}", self.name),
         }
     }
+}
+
+/// Whether process `pid` runs (a zombie, killed but not yet reaped, does not).
+fn process_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|stat| stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z')))
 }
 
 /// The status of a Node's Ready condition (`True`, `False`, `Unknown`), if it has one.

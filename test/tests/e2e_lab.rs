@@ -260,3 +260,405 @@ async fn a_lost_worker_goes_unknown_its_pods_are_recreated_on_the_other_worker_a
     assert_eq!(per_node(&all), BTreeMap::from([("worker1".to_string(), 4)]));
     assert!(all.iter().all(|pod| is_ready(pod) && pod["metadata"]["deletionTimestamp"].is_null()));
 }
+
+// ---------------------------------------------------------------------------------------------
+// The demo app (manifests/demo/deployment.yaml) on the lab: scaling, a rolling update under
+// traffic and its rollback, control-plane crashes during a rollout, an etcd restart.
+
+const DEMO: &str = "demo";
+const DEMO_SELECTOR: &str = "app=demo";
+const DEPLOYMENTS: &str = "/apis/apps/v1/namespaces/default/deployments";
+
+/// The demo Deployment of manifests/demo/deployment.yaml with `replicas`.
+fn demo_deployment(replicas: i64) -> Value {
+    let path = rkube_tests::repo_root().join("manifests/demo/deployment.yaml");
+    let text = std::fs::read_to_string(&path).expect("manifests/demo/deployment.yaml readable");
+    let mut demo: Value = serde_yaml_ng::from_str(&text).expect("manifests/demo/deployment.yaml is YAML");
+    demo["spec"]["replicas"] = json!(replicas);
+    demo
+}
+
+/// The `PAGE` environment variable of a pod's (or a pod template's spec's) first container.
+fn page_of(spec: &Value) -> Option<&str> {
+    let env = spec["containers"][0]["env"].as_array()?;
+    env.iter().find(|var| var["name"] == "PAGE")?["value"].as_str()
+}
+
+fn name_of(object: &Value) -> &str {
+    object["metadata"]["name"].as_str().unwrap_or_default()
+}
+
+async fn demo_replica_sets(api: &Api) -> Vec<Value> {
+    let path = format!("/apis/apps/v1/namespaces/{NS}/replicasets?labelSelector=app%3Ddemo");
+    api.get_ok(&path).await["items"].as_array().cloned().unwrap_or_default()
+}
+
+/// Sets the demo template's `PAGE` (a new template: a rollout) with a read-modify-write.
+async fn set_page(api: &Api, page: &str) {
+    let path = format!("{DEPLOYMENTS}/{DEMO}");
+    let mut demo = api.get_ok(&path).await;
+    demo["spec"]["template"]["spec"]["containers"][0]["env"] = json!([{"name": "PAGE", "value": page}]);
+    let (status, body) = api.put(&path, &demo).await;
+    assert!(status.is_success(), "PUT {path} with PAGE={page}: {status} {body}");
+}
+
+/// Sets the demo's replicas through the scale subresource.
+async fn scale_demo(api: &Api, replicas: i64) {
+    let path = format!("{DEPLOYMENTS}/{DEMO}/scale");
+    let (status, body) =
+        api.patch(&path, "application/merge-patch+json", &json!({"spec": {"replicas": replicas}})).await;
+    assert!(status.is_success(), "scale {DEMO} to {replicas}: {status} {body}");
+}
+
+/// What the demo must settle to.
+struct Want<'a> {
+    replicas: usize,
+    page: &'a str,
+    nodes: &'a [&'a str],
+    /// How many ReplicaSets the Deployment has (one per template it ever had).
+    replica_sets: usize,
+}
+
+/// Waits until the demo is exactly `want`, and returns its pods:
+/// - exactly `replicas` pods with the label, none being deleted, each Ready with a pod IP, on
+///   one of `nodes`, with template page `page`;
+/// - exactly `replica_sets` ReplicaSets: the one of page `page` wants and has `replicas` Ready
+///   pods, every other one is scaled to 0 and has no pods;
+/// - the Deployment's status observed its latest generation and counts `replicas` replicas, all
+///   updated, Ready and available.
+///
+/// Prints how long it took since `started`.
+async fn settle(api: &Api, lab: &Lab, started: Instant, what: &str, want: &Want<'_>) -> Vec<Value> {
+    let settled = tokio::time::timeout(ROLLOUT_TIMEOUT, async {
+        loop {
+            if let Some(pods) = demo_state(api, want).await {
+                return pods;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    match settled {
+        Ok(pods) => {
+            println!("{what}: converged in {:.1}s", started.elapsed().as_secs_f64());
+            pods
+        }
+        Err(_) => {
+            let pods: Vec<String> = pods(api, NS, DEMO_SELECTOR)
+                .await
+                .iter()
+                .map(|pod| format!("{} page={:?}", summary(pod), page_of(&pod["spec"])))
+                .collect();
+            let sets: Vec<String> = demo_replica_sets(api)
+                .await
+                .iter()
+                .map(|rs| {
+                    format!(
+                        "{} page={:?} spec.replicas={} status={}",
+                        name_of(rs),
+                        page_of(&rs["spec"]["template"]["spec"]),
+                        rs["spec"]["replicas"],
+                        rs["status"]
+                    )
+                })
+                .collect();
+            let deployment = api.get_ok(&format!("{DEPLOYMENTS}/{DEMO}")).await;
+            panic!(
+                "{what}: not settled after {ROLLOUT_TIMEOUT:?} (want {} pods of page {} on {:?}, {} ReplicaSets)\n\
+                 pods:\n{}\nReplicaSets:\n{}\nDeployment generation {} status {}\n{}",
+                want.replicas,
+                want.page,
+                want.nodes,
+                want.replica_sets,
+                pods.join("\n"),
+                sets.join("\n"),
+                deployment["metadata"]["generation"],
+                deployment["status"],
+                lab.all_logs(30)
+            );
+        }
+    }
+}
+
+/// The demo's pods when it is exactly as `want` says (see [`settle`]), else `None`.
+async fn demo_state(api: &Api, want: &Want<'_>) -> Option<Vec<Value>> {
+    let all = pods(api, NS, DEMO_SELECTOR).await;
+    let pods_ok = all.len() == want.replicas
+        && all.iter().all(|pod| {
+            pod["metadata"]["deletionTimestamp"].is_null()
+                && is_ready(pod)
+                && pod["status"]["podIP"].is_string()
+                && want.nodes.contains(&pod["spec"]["nodeName"].as_str().unwrap_or_default())
+                && page_of(&pod["spec"]) == Some(want.page)
+        });
+    if !pods_ok {
+        return None;
+    }
+    let sets = demo_replica_sets(api).await;
+    let replicas = want.replicas as i64;
+    let sets_ok = sets.len() == want.replica_sets
+        && sets.iter().all(|rs| {
+            let (spec, status) = (rs["spec"]["replicas"].as_i64(), &rs["status"]);
+            let count = |field: &str| status[field].as_i64().unwrap_or(0);
+            if page_of(&rs["spec"]["template"]["spec"]) == Some(want.page) {
+                spec == Some(replicas) && count("replicas") == replicas && count("readyReplicas") == replicas
+            } else {
+                spec == Some(0) && count("replicas") == 0
+            }
+        });
+    if !sets_ok {
+        return None;
+    }
+    let deployment = api.get_ok(&format!("{DEPLOYMENTS}/{DEMO}")).await;
+    let status = &deployment["status"];
+    let deployment_ok = deployment["spec"]["replicas"].as_i64() == Some(replicas)
+        && status["observedGeneration"].as_i64() >= deployment["metadata"]["generation"].as_i64()
+        && ["replicas", "updatedReplicas", "readyReplicas", "availableReplicas"]
+            .iter()
+            .all(|field| status[*field].as_i64() == Some(replicas));
+    deployment_ok.then_some(all)
+}
+
+/// Checks that pods are on both workers, and returns the count per node.
+fn assert_spread(pods: &[Value], what: &str) -> BTreeMap<String, usize> {
+    let counts = per_node(pods);
+    for worker in WORKERS {
+        assert!(counts.get(worker).copied().unwrap_or(0) >= 1, "{what}: no pod on {worker}: {counts:?}");
+    }
+    println!("{what}: pods per node {counts:?}");
+    counts
+}
+
+#[tokio::test]
+async fn the_demo_scales_up_and_down_over_both_workers() {
+    let test = Instant::now();
+    let lab = Lab::start(LabOptions::default()).await.expect("lab up");
+    let api = lab.api();
+
+    let started = Instant::now();
+    api.create(DEPLOYMENTS, &demo_deployment(2)).await;
+    let want = |replicas| Want { replicas, page: "v1", nodes: &WORKERS, replica_sets: 1 };
+    let two = settle(&api, &lab, started, "deploy 2 replicas", &want(2)).await;
+    assert_spread(&two, "2 replicas");
+    assert_pod_addresses(&lab, &two);
+
+    let started = Instant::now();
+    scale_demo(&api, 6).await;
+    let six = settle(&api, &lab, started, "scale 2 -> 6", &want(6)).await;
+    assert_spread(&six, "6 replicas");
+    assert_pod_addresses(&lab, &six);
+    // Scaling up keeps the pods that were there.
+    let names: Vec<&str> = six.iter().map(name_of).collect();
+    for pod in &two {
+        assert!(names.contains(&name_of(pod)), "{} was replaced while scaling up: {names:?}", name_of(pod));
+    }
+
+    let started = Instant::now();
+    scale_demo(&api, 1).await;
+    let one = settle(&api, &lab, started, "scale 6 -> 1", &want(1)).await;
+    assert!(names.contains(&name_of(&one[0])), "scaling down created a pod: {}", summary(&one[0]));
+    assert_pod_addresses(&lab, &one);
+    println!("test took {:.1}s", test.elapsed().as_secs_f64());
+}
+
+/// One answer of the demo, as the [`Traffic`] client saw it.
+struct Answer {
+    /// The page the pod served (`v1`, `v2`).
+    page: String,
+    /// When the endpoint list the request was sent from was fetched.
+    listed_at: Instant,
+}
+
+/// What the [`Traffic`] client saw.
+#[derive(Default)]
+struct Seen {
+    answers: Vec<Answer>,
+    /// Failed requests: connection errors, timeouts, non-200 replies, a reply that is not the
+    /// page of the pod it was sent to, or no Ready pod to send to.
+    failures: Vec<String>,
+}
+
+/// The Ready, live pods of the demo with their IPs, as an endpoints controller would publish
+/// them, and when they were listed.
+type Endpoints = (Instant, Vec<(String, String)>);
+
+/// A client of the demo app, doing what a Service with kube-proxy would do for it (rkube has
+/// neither): every 100 ms it lists the demo's pods and keeps those that are Ready, have a pod
+/// IP and are not being deleted (the endpoints); meanwhile it sends GET `http://<pod IP>:8080/`
+/// to them in turn, from the machine through the lab's routes, one request every 10 ms, and
+/// checks each reply is `demo <page> from <that pod's name>`. Stops when dropped.
+struct Traffic {
+    seen: std::sync::Arc<std::sync::Mutex<Seen>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Traffic {
+    fn start(lab: &Lab) -> Traffic {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Seen::default()));
+        let endpoints: std::sync::Arc<std::sync::Mutex<Option<Endpoints>>> = std::sync::Arc::default();
+        let api = lab.api();
+        let list = std::sync::Arc::clone(&endpoints);
+        let refresher = tokio::spawn(async move {
+            let path = format!("/api/v1/namespaces/{NS}/pods?labelSelector=app%3Ddemo");
+            loop {
+                let listed_at = Instant::now();
+                // A failed list keeps the last endpoints, as kube-proxy keeps its rules.
+                if let Ok(reply) = api.try_send(rkube_tests::Method::GET, &path, &[], None).await
+                    && reply.status.is_success()
+                {
+                    let ready: Vec<(String, String)> = reply.body["items"]
+                        .as_array()
+                        .map(|items| {
+                            items
+                                .iter()
+                                .filter(|pod| is_ready(pod) && pod["metadata"]["deletionTimestamp"].is_null())
+                                .filter_map(|pod| {
+                                    Some((name_of(pod).to_string(), pod["status"]["podIP"].as_str()?.to_string()))
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    if let Ok(mut endpoints) = list.lock() {
+                        *endpoints = Some((listed_at, ready));
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        let record = std::sync::Arc::clone(&seen);
+        let requester = tokio::spawn(async move {
+            // No connection reuse: busybox httpd closes each connection after its reply.
+            let http = reqwest::Client::builder()
+                .timeout(Duration::from_secs(3))
+                .pool_max_idle_per_host(0)
+                .no_proxy()
+                .build()
+                .expect("HTTP client");
+            let mut turn = 0usize;
+            loop {
+                let current = endpoints.lock().ok().and_then(|endpoints| endpoints.clone());
+                if let Some((listed_at, pods)) = current {
+                    let outcome = match pods.get(turn % pods.len().max(1)) {
+                        None => Err("no Ready pod to send to".to_string()),
+                        Some((name, ip)) => get_page(&http, name, ip).await,
+                    };
+                    turn = turn.wrapping_add(1);
+                    if let Ok(mut seen) = record.lock() {
+                        match outcome {
+                            Ok(page) => seen.answers.push(Answer { page, listed_at }),
+                            Err(failure) => seen.failures.push(failure),
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        });
+        Traffic { seen, tasks: vec![refresher, requester] }
+    }
+
+    /// (answers, failures) so far.
+    fn counts(&self) -> (usize, usize) {
+        self.seen.lock().map(|seen| (seen.answers.len(), seen.failures.len())).unwrap_or_default()
+    }
+
+    /// Waits until at least `count` requests were answered from endpoints listed after `since`,
+    /// and returns the pages of those answers.
+    async fn pages_after(&self, since: Instant, count: usize) -> Vec<String> {
+        eventually(Duration::from_secs(20), &format!("{count} answers from endpoints listed after convergence"), || {
+            let pages: Vec<String> = self
+                .seen
+                .lock()
+                .map(|seen| {
+                    seen.answers.iter().filter(|answer| answer.listed_at > since).map(|a| a.page.clone()).collect()
+                })
+                .unwrap_or_default();
+            std::future::ready((pages.len() >= count).then_some(pages))
+        })
+        .await
+    }
+
+    /// The failures so far (at most the first 20).
+    fn failures(&self) -> Vec<String> {
+        self.seen.lock().map(|seen| seen.failures.iter().take(20).cloned().collect()).unwrap_or_default()
+    }
+}
+
+impl Drop for Traffic {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// GET `http://<ip>:8080/` of pod `name`: its page (`v1`) when it answers `demo v1 from <name>`.
+async fn get_page(http: &reqwest::Client, name: &str, ip: &str) -> Result<String, String> {
+    let url = format!("http://{ip}:8080/");
+    let reply = http.get(&url).send().await.map_err(|error| format!("{url} ({name}): {error:?}"))?;
+    let status = reply.status();
+    let body = reply.text().await.map_err(|error| format!("{url} ({name}): body: {error:#}"))?;
+    if !status.is_success() {
+        return Err(format!("{url} ({name}): {status} {body}"));
+    }
+    let page = body.trim().strip_prefix("demo ").and_then(|rest| rest.strip_suffix(&format!(" from {name}")));
+    page.map(str::to_string).ok_or_else(|| format!("{url} ({name}): unexpected page {body:?}"))
+}
+
+#[tokio::test]
+async fn a_rolling_update_under_traffic_fails_no_request_and_rolls_back() {
+    let test = Instant::now();
+    let lab = Lab::start(LabOptions::default()).await.expect("lab up");
+    let api = lab.api();
+
+    let started = Instant::now();
+    api.create(DEPLOYMENTS, &demo_deployment(3)).await;
+    let v1 = Want { replicas: 3, page: "v1", nodes: &WORKERS, replica_sets: 1 };
+    let first = settle(&api, &lab, started, "deploy 3 replicas of v1", &v1).await;
+    assert_spread(&first, "3 replicas");
+
+    let traffic = Traffic::start(&lab);
+    // Traffic flows before the rollout starts: the machine reaches the pods of both workers.
+    let before = Instant::now();
+    let pages = traffic.pages_after(before, 20).await;
+    assert!(pages.iter().all(|page| page == "v1"), "before the rollout: {pages:?}");
+
+    // Roll out page v2: maxSurge 1, maxUnavailable 0, every old pod serves for 2 s after its
+    // SIGTERM, the client stops sending to it once it sees the deletionTimestamp.
+    let started = Instant::now();
+    let (requests_before, _) = traffic.counts();
+    set_page(&api, "v2").await;
+    let v2 = Want { replicas: 3, page: "v2", nodes: &WORKERS, replica_sets: 2 };
+    let rolled = settle(&api, &lab, started, "rolling update v1 -> v2 under traffic", &v2).await;
+    let converged = Instant::now();
+    let pages = traffic.pages_after(converged, 30).await;
+    assert!(pages.iter().all(|page| page == "v2"), "after the rollout, answers not all from v2 pods: {pages:?}");
+    let (requests, failures) = traffic.counts();
+    println!("rollout: {} requests answered during it, {failures} failed", requests.saturating_sub(requests_before));
+    assert_eq!(failures, 0, "requests failed during the rollout: {:#?}", traffic.failures());
+    assert_spread(&rolled, "after the rollout");
+    assert_pod_addresses(&lab, &rolled);
+
+    // Roll back (`rollout undo`): the v1 ReplicaSet is scaled up again, still without a failure.
+    let started = Instant::now();
+    let (requests_before, _) = traffic.counts();
+    let undo = lab.rkubectl(&["rollout", "undo", "deploy/demo"]).await.expect("rkubectl rollout undo");
+    println!("{}", undo.trim());
+    let back = settle(&api, &lab, started, "rollout undo v2 -> v1 under traffic", &v1_with_sets(2)).await;
+    let converged = Instant::now();
+    let pages = traffic.pages_after(converged, 30).await;
+    assert!(pages.iter().all(|page| page == "v1"), "after the undo, answers not all from v1 pods: {pages:?}");
+    let (requests, failures) = traffic.counts();
+    println!("undo: {} requests answered during it, {failures} failed", requests.saturating_sub(requests_before));
+    assert_eq!(failures, 0, "requests failed during the rollback: {:#?}", traffic.failures());
+    assert!(requests >= 200, "only {requests} requests were answered: the client did not poll continuously");
+    assert_spread(&back, "after the undo");
+    // The undo reused the first ReplicaSet (same template, same pod-template-hash).
+    let hash = |pod: &Value| pod["metadata"]["labels"]["pod-template-hash"].clone();
+    assert!(back.iter().all(|pod| hash(pod) == hash(&first[0])), "undo did not return to the first ReplicaSet");
+    println!("{requests} requests in all, 0 failed; test took {:.1}s", test.elapsed().as_secs_f64());
+}
+
+/// The demo back on page v1 after a rollout: 3 replicas, two ReplicaSets.
+fn v1_with_sets(replica_sets: usize) -> Want<'static> {
+    Want { replicas: 3, page: "v1", nodes: &WORKERS, replica_sets }
+}
