@@ -662,3 +662,184 @@ async fn a_rolling_update_under_traffic_fails_no_request_and_rolls_back() {
 fn v1_with_sets(replica_sets: usize) -> Want<'static> {
     Want { replicas: 3, page: "v1", nodes: &WORKERS, replica_sets }
 }
+
+/// The demo of page `page` with `replicas`, rolled out one pod at a time: each new pod must
+/// have been Ready for `minReadySeconds` before the next step, so a rollout of 4 takes several
+/// seconds, long enough to crash components in the middle of it.
+fn slow_rolling_demo(replicas: i64, min_ready_seconds: i64) -> Value {
+    let mut demo = demo_deployment(replicas);
+    demo["spec"]["minReadySeconds"] = json!(min_ready_seconds);
+    demo
+}
+
+/// The control plane on the master, in the order it starts.
+const COMPONENTS: [&str; 3] = ["apiserver", "controller-manager", "scheduler"];
+
+#[tokio::test]
+async fn kill_9_of_apiserver_controller_manager_and_scheduler_during_a_rollout_then_it_converges() {
+    let test = Instant::now();
+    let lab = Lab::start(LabOptions::default()).await.expect("lab up");
+    let api = lab.api();
+
+    let started = Instant::now();
+    api.create(DEPLOYMENTS, &slow_rolling_demo(4, 2)).await;
+    let v1 = Want { replicas: 4, page: "v1", nodes: &WORKERS, replica_sets: 1 };
+    settle(&api, &lab, started, "deploy 4 replicas of v1", &v1).await;
+
+    let started = Instant::now();
+    set_page(&api, "v2").await;
+    // Twice in the middle of the rollout: as soon as its first v2 pod exists, and again once
+    // two v2 pods are Ready while v1 pods still run.
+    let mut killed = Instant::now();
+    for (round, ready_v2) in [(1, 0), (2, 2)] {
+        let (new, ready, old) = eventually(ROLLOUT_TIMEOUT, &format!("{ready_v2} Ready v2 pods"), || {
+            let api = api.clone();
+            async move {
+                let live = live_pods(&api, NS, DEMO_SELECTOR).await;
+                let new: Vec<&Value> = live.iter().filter(|pod| page_of(&pod["spec"]) == Some("v2")).collect();
+                let ready = new.iter().filter(|pod| is_ready(pod)).count();
+                (!new.is_empty() && ready >= ready_v2).then_some((new.len(), ready, live.len() - new.len()))
+            }
+        })
+        .await;
+        assert!(old >= 1, "the rollout finished before kill {round} ({new} v2 pods, {old} v1)");
+        let pids: Vec<u32> = COMPONENTS.iter().map(|component| lab.pid("master", component).expect("pid")).collect();
+        for component in COMPONENTS {
+            lab.kill("master", component).expect("kill -9");
+        }
+        killed = Instant::now();
+        println!(
+            "kill {round}: apiserver, controller-manager and scheduler killed (kill -9) {:.1}s into the rollout, \
+             with {new} v2 pods ({ready} Ready) and {old} v1 pods live",
+            started.elapsed().as_secs_f64()
+        );
+        // Started again with the same flags, the apiserver first (the others need it to start).
+        for component in COMPONENTS {
+            lab.restart("master", component).await.unwrap_or_else(|error| panic!("restart {component}: {error:#}"));
+        }
+        println!("kill {round}: control plane back {:.1}s later", killed.elapsed().as_secs_f64());
+        for (component, old_pid) in COMPONENTS.iter().zip(&pids) {
+            assert_ne!(lab.pid("master", component).expect("pid"), *old_pid, "{component} was not restarted");
+        }
+    }
+
+    // The rollout resumes and completes: exactly 4 Ready v2 pods, the v1 ReplicaSet at 0 with no
+    // pods, nothing left over.
+    let v2 = Want { replicas: 4, page: "v2", nodes: &WORKERS, replica_sets: 2 };
+    let done = settle(&api, &lab, killed, "rollout resumed after the second kill -9 of the control plane", &v2).await;
+    assert_spread(&done, "after the rollout");
+    assert_pod_addresses(&lab, &done);
+    println!(
+        "rollout took {:.1}s in all; test took {:.1}s",
+        started.elapsed().as_secs_f64(),
+        test.elapsed().as_secs_f64()
+    );
+}
+
+/// Name, uid and resourceVersion of every Deployment, ReplicaSet and pod of the default
+/// namespace and every Node, keyed `<resource>/<name>`; and the highest list resourceVersion.
+async fn objects(api: &Api) -> (BTreeMap<String, (String, String)>, u64) {
+    let mut objects = BTreeMap::new();
+    let mut newest = 0;
+    for (resource, path) in [
+        ("deployments", format!("/apis/apps/v1/namespaces/{NS}/deployments")),
+        ("replicasets", format!("/apis/apps/v1/namespaces/{NS}/replicasets")),
+        ("pods", format!("/api/v1/namespaces/{NS}/pods")),
+        ("nodes", "/api/v1/nodes".to_string()),
+    ] {
+        let list = api.get_ok(&path).await;
+        let version = list["metadata"]["resourceVersion"].as_str().and_then(|rv| rv.parse().ok());
+        newest = newest.max(version.expect("a list resourceVersion"));
+        for item in list["items"].as_array().cloned().unwrap_or_default() {
+            let field = |name: &str| item["metadata"][name].as_str().unwrap_or_default().to_string();
+            objects.insert(format!("{resource}/{}", name_of(&item)), (field("uid"), field("resourceVersion")));
+        }
+    }
+    (objects, newest)
+}
+
+/// Checks nothing was lost or changed: the same objects with the same uids and
+/// resourceVersions. A Node may have moved on (its kubelet reports its status every minute,
+/// which may fall between the two lists), but only forward.
+fn assert_same_objects(before: &BTreeMap<String, (String, String)>, after: &BTreeMap<String, (String, String)>) {
+    let names = |map: &BTreeMap<String, (String, String)>| map.keys().cloned().collect::<Vec<_>>();
+    assert_eq!(names(after), names(before), "objects before and after");
+    for (key, (uid, version)) in before {
+        let (uid_after, version_after) = &after[key];
+        assert_eq!(uid_after, uid, "uid of {key}");
+        if key.starts_with("nodes/") && version_after != version {
+            let number = |rv: &str| rv.parse::<u64>().expect("numeric resourceVersion");
+            assert!(number(version_after) > number(version), "{key}: resourceVersion {version} -> {version_after}");
+            println!("{key}: its kubelet reported status meanwhile (resourceVersion {version} -> {version_after})");
+        } else {
+            assert_eq!(version_after, version, "resourceVersion of {key}");
+        }
+    }
+}
+
+/// Waits until the apiserver's `/readyz` answers `ready` (200) or not (503).
+async fn wait_readyz(lab: &Lab, ready: bool, what: &str) {
+    let url = format!("{}/readyz", lab.url());
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).no_proxy().build().expect("HTTP client");
+    eventually(Duration::from_secs(30), what, || {
+        let (http, url) = (&http, &url);
+        async move {
+            let status = http.get(url).send().await.ok()?.status();
+            (status.is_success() == ready).then_some(())
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn etcd_stopped_and_killed_then_restarted_loses_nothing_and_the_cluster_keeps_working() {
+    let test = Instant::now();
+    let lab = Lab::start(LabOptions::default()).await.expect("lab up");
+    let api = lab.api();
+
+    let started = Instant::now();
+    api.create(DEPLOYMENTS, &demo_deployment(3)).await;
+    let three = Want { replicas: 3, page: "v1", nodes: &WORKERS, replica_sets: 1 };
+    let deployed = settle(&api, &lab, started, "deploy 3 replicas", &three).await;
+
+    // Once stopped the polite way (SIGTERM), once crashed (SIGKILL); each time started again on
+    // the same data directory.
+    for crash in [false, true] {
+        let how = if crash { "killed (SIGKILL)" } else { "stopped (SIGTERM)" };
+        let (before, newest_before) = objects(&api).await;
+        if crash {
+            lab.kill("master", "etcd").expect("kill -9 etcd");
+        } else {
+            lab.stop("master", "etcd", Duration::from_secs(20)).await.expect("stop etcd");
+        }
+        let down = Instant::now();
+        // The apiserver notices: it is not ready without etcd.
+        wait_readyz(&lab, false, "the apiserver to report not ready without etcd").await;
+        lab.restart("master", "etcd").await.expect("restart etcd");
+        wait_readyz(&lab, true, "the apiserver to be ready again").await;
+        println!("etcd {how}: the apiserver was ready again {:.1}s later", down.elapsed().as_secs_f64());
+
+        let (after, newest_after) = objects(&api).await;
+        assert!(newest_after >= newest_before, "etcd's revision went back: {newest_before} -> {newest_after}");
+        assert_same_objects(&before, &after);
+        println!("etcd {how}: the same {} objects (uids, resourceVersions)", before.len());
+    }
+
+    // The cluster keeps working: the controller-manager, the scheduler and both kubelets had their
+    // watches broken twice; a scale-up goes through all of them.
+    let started = Instant::now();
+    scale_demo(&api, 5).await;
+    let five = Want { replicas: 5, page: "v1", nodes: &WORKERS, replica_sets: 1 };
+    let scaled = settle(&api, &lab, started, "scale 3 -> 5 after the etcd restarts", &five).await;
+    assert_spread(&scaled, "5 replicas");
+    let names: Vec<&str> = scaled.iter().map(name_of).collect();
+    for pod in &deployed {
+        assert!(names.contains(&name_of(pod)), "{} did not survive the etcd restarts: {names:?}", name_of(pod));
+    }
+    // And a new template rolls out.
+    let started = Instant::now();
+    set_page(&api, "v2").await;
+    let v2 = Want { replicas: 5, page: "v2", nodes: &WORKERS, replica_sets: 2 };
+    settle(&api, &lab, started, "rolling update to v2 after the etcd restarts", &v2).await;
+    println!("test took {:.1}s", test.elapsed().as_secs_f64());
+}
