@@ -412,3 +412,125 @@ async fn failing_liveness_probe_restarts_the_container() {
     pods.delete("app", &DeleteParams::default()).await.expect("delete");
     eventually(WAIT, "app removed", || async { matches!(pods.get_opt("app").await, Ok(None)).then_some(()) }).await;
 }
+
+/// The numbers `n` of the `<word> n` lines in `text`.
+fn numbered(text: &str, word: &str) -> Vec<u64> {
+    text.lines().filter_map(|line| line.strip_prefix(word)?.trim().parse().ok()).collect()
+}
+
+fn consecutive(numbers: &[u64]) -> bool {
+    numbers.windows(2).all(|pair| pair[1] == pair[0] + 1)
+}
+
+#[tokio::test]
+async fn logs_are_in_the_cri_format_rotate_and_keep_flowing_while_the_kubelet_is_down() {
+    let cluster = Cluster::start().await.expect("cluster");
+    let containerd = Containerd::start().await.expect("containerd");
+    let args = ["--container-log-max-size", "4Ki", "--container-log-max-files", "3"];
+    let mut kubelet =
+        Kubelet::start_containerd_with(&cluster, &containerd, "node-c10", &args).await.expect("kubelet");
+    let pods: Api<Pod> = Api::namespaced(client(&cluster), "default");
+    let http = reqwest::Client::builder().no_proxy().build().expect("http client");
+    let base = kubelet.url(); // the same after a restart (same flags)
+    let url = |pod: &str, query: &str| format!("{base}/containerLogs/default/{pod}/main{query}");
+
+    // A burst: 400 lines (~18 KB, so several rotations), a 20,000-byte line, then stderr
+    // (after a pause: stdout and stderr are two pipes, read by two threads, so output written
+    // close together on both may be logged in either order, as with any container runtime).
+    let script = "echo err >&2; i=1; while [ $i -le 400 ]; do echo line $i; i=$((i+1)); done; \
+                  head -c 20000 /dev/zero | tr '\\0' x; echo; sleep 0.5; echo late >&2";
+    let burst = serde_json::json!({"name": "main", "image": TEST_IMAGE, "command": ["sh", "-c", script]});
+    pods.create(&PostParams::default(), &pod("burst", "node-c10", "Never", burst)).await.expect("create");
+    let done = wait_phase(&pods, "burst", "Succeeded", &kubelet).await;
+    let text = eventually(WAIT, "the burst's last line served", || async {
+        let text = http.get(url("burst", "")).send().await.ok()?.text().await.ok()?;
+        text.ends_with("late\n").then_some(text)
+    })
+    .await;
+    // Only the newest 3 files are kept: the oldest lines (and "err") were rotated away, what
+    // is left is whole and in order, the long line reassembled from its 16 KiB parts.
+    let lines: Vec<&str> = text.lines().collect();
+    let [.., long, late] = lines.as_slice() else { panic!("too few lines: {text:?}") };
+    assert_eq!((long.len(), long.trim_matches('x')), (20_000, ""));
+    assert_eq!(*late, "late");
+    let numbers = numbered(&text, "line ");
+    assert!(consecutive(&numbers) && numbers.last() == Some(&400), "{numbers:?}");
+    assert!(numbers[0] > 1 && !text.contains("err\n"), "nothing was rotated away: {:?}", &numbers[..3]);
+    let uid = done.metadata.uid.clone().unwrap_or_default();
+    let dir = kubelet.root_dir().join("pods").join(format!("default_burst_{uid}")).join("main");
+    let rotated: Vec<String> = std::fs::read_dir(&dir)
+        .expect("log dir")
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| name.starts_with("0.log."))
+        .collect();
+    assert_eq!(rotated.len(), 2, "max-files 3 keeps the current file and 2 rotated: {rotated:?}");
+    let raw = std::fs::read_to_string(dir.join("0.log")).expect("0.log");
+    let last_record = raw.lines().last().expect("a record");
+    assert!(last_record.ends_with(" stderr F late"), "{last_record:?}");
+
+    // timestamps, sinceTime, limitBytes.
+    let stamped = http.get(url("burst", "?timestamps=true&tailLines=1")).send().await.expect("get");
+    let stamped = stamped.text().await.expect("text");
+    let (time, rest) = stamped.split_once(' ').expect("a timestamp");
+    assert_eq!(rest, "late\n");
+    let written: jiff::Timestamp = time.parse().expect("RFC 3339 time");
+    assert!(jiff::Timestamp::now().duration_since(written).as_secs() < 120, "{time}");
+    let since = http.get(url("burst", &format!("?sinceTime={time}"))).send().await.expect("get");
+    assert_eq!(since.text().await.expect("text"), "late\n");
+    let limited = http.get(url("burst", "?limitBytes=3")).send().await.expect("get");
+    assert_eq!(limited.text().await.expect("text").len(), 3);
+    let bad = http.get(url("burst", "?sinceSeconds=0")).send().await.expect("get");
+    assert_eq!(bad.status(), reqwest::StatusCode::BAD_REQUEST);
+    // A follow of a container that has stopped ends after what is there.
+    let followed = tokio::time::timeout(Duration::from_secs(15), async {
+        http.get(url("burst", "?follow=true&tailLines=1")).send().await.ok()?.text().await.ok()
+    })
+    .await;
+    assert_eq!(followed.expect("follow of a stopped container did not end"), Some("late\n".to_string()));
+
+    // A ticker: 20 lines every 0.2 s, so the 4 KiB file rotates about every second.
+    let script = "n=1; while true; do j=0; while [ $j -lt 20 ]; do echo tick $n; n=$((n+1)); j=$((j+1)); done; \
+                  sleep 0.2; done";
+    let ticker = serde_json::json!({"name": "main", "image": TEST_IMAGE, "command": ["sh", "-c", script]});
+    let ticker_pod = pods.create(&PostParams::default(), &pod("ticker", "node-c10", "Always", ticker)).await;
+    let uid = ticker_pod.expect("create").metadata.uid.unwrap_or_default();
+    wait_phase(&pods, "ticker", "Running", &kubelet).await;
+    let mut follow = http.get(url("ticker", "?follow=true&tailLines=1")).send().await.expect("follow");
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while numbered(&seen, "tick ").len() < 300 {
+        let chunk = tokio::time::timeout_at(deadline, follow.chunk()).await.expect("follow stalled").expect("chunk");
+        seen.push_str(&String::from_utf8_lossy(&chunk.expect("stream ended early")));
+    }
+    let numbers = numbered(&seen, "tick ");
+    assert!(consecutive(&numbers), "lines lost or repeated across rotations: {numbers:?}");
+    drop(follow);
+
+    // The kubelet dies; the log driver (a child of containerd's shim) keeps writing.
+    let log = kubelet.root_dir().join("pods").join(format!("default_ticker_{uid}")).join("main").join("0.log");
+    let last_tick = || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        numbered(&text.lines().map(|line| crilog_content(line)).collect::<Vec<_>>().join("\n"), "tick ").last().copied()
+    };
+    kubelet.kill();
+    let at_kill = last_tick().unwrap_or(0);
+    eventually(WAIT, "the log growing while the kubelet is down", || async {
+        last_tick().filter(|tick| *tick > at_kill + 100).map(|_| ())
+    })
+    .await;
+    kubelet.restart().await.expect("kubelet restarts");
+    let after = eventually(WAIT, "the log served again after the restart", || async {
+        let text = http.get(url("ticker", "?tailLines=5")).send().await.ok()?.text().await.ok()?;
+        numbered(&text, "tick ").last().copied().filter(|tick| *tick > at_kill + 100)
+    })
+    .await;
+    assert!(after > at_kill + 100);
+    pods.delete("ticker", &DeleteParams::default()).await.expect("delete");
+    eventually(WAIT, "ticker removed", || async { matches!(pods.get_opt("ticker").await, Ok(None)).then_some(()) })
+        .await;
+}
+
+/// The content of one CRI log record (`<time> <stream> <tag> <content>`).
+fn crilog_content(line: &str) -> &str {
+    line.splitn(4, ' ').nth(3).unwrap_or_default()
+}

@@ -90,6 +90,20 @@ struct Flags {
     #[arg(long, default_value_t = 10.0)]
     sync_frequency: f64,
 
+    /// Rotate a container's log file when it would grow past this size (a quantity such as
+    /// 10Mi; 0 turns rotation off).
+    #[arg(long, default_value = "10Mi")]
+    container_log_max_size: String,
+
+    /// How many log files to keep per container run, the current one included (at least 2).
+    #[arg(long, default_value_t = 5)]
+    container_log_max_files: usize,
+
+    /// The `rkube-log-driver` binary containerd's shim runs to write each container's log
+    /// (default: next to rkubelet).
+    #[arg(long)]
+    log_driver: Option<PathBuf>,
+
     /// Make the fake runtime fail every container start (to test failure handling).
     #[arg(long)]
     fake_fail_start: bool,
@@ -141,6 +155,14 @@ async fn main() -> anyhow::Result<()> {
     config.cni_bin_dir = flags.cni_bin_dir.clone();
     config.lease_renew_interval = seconds(flags.node_lease_renew_interval, "--node-lease-renew-interval")?;
     config.resync_interval = seconds(flags.sync_frequency, "--sync-frequency")?;
+    config.container_logs.max_size = rkube_kubelet::node::parse_size(&flags.container_log_max_size)
+        .map_err(anyhow::Error::msg)
+        .context("--container-log-max-size")?;
+    anyhow::ensure!(flags.container_log_max_files >= 2, "--container-log-max-files must be at least 2");
+    config.container_logs.max_files = flags.container_log_max_files;
+    if let Some(driver) = &flags.log_driver {
+        config.container_logs.driver = std::path::absolute(driver).context("--log-driver")?;
+    }
 
     let registry = prometheus::Registry::new();
     let readiness = Readiness::default();
@@ -153,7 +175,7 @@ async fn main() -> anyhow::Result<()> {
         listener,
         registry.clone(),
         readiness.clone(),
-        Some(rkube_kubelet::logs::router(flags.root_dir.clone())),
+        Some(rkube_kubelet::logs::router(flags.root_dir.clone(), config.log_runtime.clone())),
         shutdown.clone(),
     ));
     rkube_component::cancel_on_signal(&shutdown);

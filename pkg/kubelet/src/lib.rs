@@ -12,13 +12,15 @@
 //!   containers through containerd and runc, with restart policies and crash-loop back-off)
 //!   and the [`runtime::fake`] runtime (hollow pods);
 //! - [`cni`]: one network namespace per pod, bridge + host-local + loopback plugins;
+//! - [`crilog`]: container log files in the CRI format, written by the log driver that
+//!   containerd's shim runs for each container, rotated by size;
 //! - [`logs`]: container logs served on the kubelet's port (`/containerLogs/...`);
 //! - [`probes`]: readiness and liveness probes (exec, httpGet, tcpSocket).
 //!
-//! Not yet (issue 7): image pulls, startup probes, volumes, resource limits, logs in the CRI format.
 //! docs/kubelet.md walks through a pod becoming a container.
 
 pub mod cni;
+pub mod crilog;
 mod error;
 pub mod lease;
 pub mod logs;
@@ -51,7 +53,7 @@ use crate::node::NodeConfig;
 use crate::podworkers::{PodWorkers, Settings};
 use crate::probes::ProbeManager;
 use crate::runtime::Runtime;
-use crate::runtime::containerd::{ContainerdConfig, ContainerdRuntime};
+use crate::runtime::containerd::{ContainerLogs, ContainerdConfig, ContainerdRuntime};
 use crate::runtime::fake::{FakeConfig, FakeRuntime, PodCidr};
 
 /// Which container runtime runs the pods.
@@ -80,6 +82,10 @@ pub struct Config {
     pub lease_renew_interval: Duration,
     /// How often every pod is synced even without a change.
     pub resync_interval: Duration,
+    /// The container log driver and rotation (containerd runtime).
+    pub container_logs: ContainerLogs,
+    /// Where the log server ([`logs::router`]) finds the runtime once it is connected.
+    pub log_runtime: logs::RuntimeSlot,
 }
 
 impl Config {
@@ -101,8 +107,22 @@ impl Config {
             fake_fail_start: false,
             lease_renew_interval: Duration::from_secs(10),
             resync_interval: Duration::from_secs(10),
+            container_logs: ContainerLogs {
+                driver: default_log_driver(),
+                max_size: 10 * 1024 * 1024,
+                max_files: 5,
+            },
+            log_runtime: logs::RuntimeSlot::default(),
         }
     }
+}
+
+/// `rkube-log-driver` next to the running program (how `make build` lays out the binaries).
+pub fn default_log_driver() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join("rkube-log-driver")))
+        .unwrap_or_else(|| PathBuf::from("/usr/local/bin/rkube-log-driver"))
 }
 
 /// Runs the kubelet until `shutdown`: registers the Node, then heartbeats, reports node
@@ -135,10 +155,12 @@ pub async fn run(
                     .pod_cidr
                     .as_deref()
                     .map(|cidr| Network::new(config.cni_bin_dir.clone(), config.node.root_dir.join("cni"), cidr)),
+                logs: config.container_logs.clone(),
             })
             .await?,
         ),
     };
+    config.log_runtime.set(Arc::clone(&runtime));
     std::fs::create_dir_all(&config.node.root_dir).map_err(|error| {
         Error::Config(format!("cannot create root dir {}: {error}", config.node.root_dir.display()))
     })?;

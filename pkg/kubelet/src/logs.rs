@@ -1,22 +1,25 @@
 //! Container logs over HTTP: the kubelet's `/containerLogs/{namespace}/{pod}/{container}`.
 //!
-//! The containerd runtime appends each container's output to
-//! `<root-dir>/pods/<namespace>_<pod>_<uid>/<container>/<restart count>.log`; this serves those
-//! files on the kubelet's `--port`, the endpoint the Kubernetes apiserver's `pods/log` proxies
-//! to (path and query as in Kubernetes): `tailLines=<n>`, `previous=true` (the run before the
-//! current one), `follow=true` (keep streaming what is appended, until the client goes away or
-//! the container is restarted, i.e. a newer log file appears).
+//! Each container's output is in `<root-dir>/pods/<namespace>_<pod>_<uid>/<container>/<restart
+//! count>.log` (plus rotated `<n>.log.<time>` files), in the CRI log format written by the log
+//! driver ([`crate::crilog`]). This serves them on the kubelet's `--port`, the endpoint the
+//! Kubernetes apiserver's `pods/log` proxies to, with the same query: `tailLines=<n>` (the last
+//! n records), `sinceSeconds=<s>` / `sinceTime=<RFC 3339>` (records written since then),
+//! `timestamps=true` (each record prefixed with its time), `limitBytes=<n>`, `previous=true`
+//! (the run before the current one) and `follow=true` (keep streaming what is appended, across
+//! rotations, until the container stops running, is restarted, or the client goes away).
 //!
 //! What it keeps true (`test/tests/kubelet_containerd.rs`:
-//! `logs_are_served_with_tail_lines_previous_and_follow`): what the container wrote comes back
-//! byte for byte, in order; a missing pod, container or previous run is a 404.
+//! `logs_are_served_with_tail_lines_previous_and_follow`, `logs_have_timestamps_since_and_rotate`):
+//! what the container wrote comes back byte for byte, in order, rotated files included; a
+//! missing pod, container or previous run is a 404; a bad query is a 400.
 //!
-//! Not yet: the CRI log format, so no `timestamps` or `sinceSeconds`; rotation; `limitBytes`.
 //! When a pod was recreated under the same name, the most recently written log directory wins.
 
 use std::io::SeekFrom;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::Router;
@@ -25,8 +28,12 @@ use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use jiff::Timestamp;
 use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+use crate::crilog::{self, Record};
+use crate::runtime::{ContainerState, Runtime};
 
 /// How often a followed log is checked for new output.
 const FOLLOW_POLL: Duration = Duration::from_millis(200);
@@ -35,7 +42,7 @@ const FOLLOW_POLL: Duration = Duration::from_millis(200);
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LogOptions {
-    /// Only the last this many lines.
+    /// Only the last this many records.
     pub tail_lines: Option<usize>,
     /// Keep streaming new output.
     #[serde(default)]
@@ -43,13 +50,64 @@ pub struct LogOptions {
     /// The previous run of the container instead of the current one.
     #[serde(default)]
     pub previous: bool,
+    /// Prefix every record with the time it was written (RFC 3339).
+    #[serde(default)]
+    pub timestamps: bool,
+    /// Only records of the last this many seconds.
+    pub since_seconds: Option<i64>,
+    /// Only records written at or after this time (RFC 3339).
+    pub since_time: Option<String>,
+    /// Stop after this many bytes.
+    pub limit_bytes: Option<usize>,
+}
+
+/// The runtime the log server asks whether a container still runs (so that `follow` ends when
+/// it stops, as in Kubernetes). Filled in once the kubelet has connected its runtime; until
+/// then a follow ends only when the container is restarted or the client leaves.
+#[derive(Clone, Default)]
+pub struct RuntimeSlot(Arc<OnceLock<Arc<dyn Runtime>>>);
+
+impl RuntimeSlot {
+    /// Hands the runtime to the log server (only the first call counts).
+    pub fn set(&self, runtime: Arc<dyn Runtime>) {
+        let _ = self.0.set(runtime);
+    }
+
+    /// Whether container `container` of pod `uid` may still write to its log: running, or
+    /// being created. Unknown (no runtime yet, or the runtime failed to answer) counts as yes.
+    async fn may_write(&self, uid: &str, container: &str) -> bool {
+        let Some(runtime) = self.0.get() else { return true };
+        match runtime.pod_status(uid).await {
+            Ok(Some(status)) => status.containers.iter().any(|status| {
+                status.name == container
+                    && match &status.state {
+                        ContainerState::Running { .. } => true,
+                        ContainerState::Waiting { reason, .. } => reason == "ContainerCreating",
+                        ContainerState::Terminated(_) => false,
+                    }
+            }),
+            Ok(None) => false,
+            Err(_) => true,
+        }
+    }
+}
+
+impl std::fmt::Debug for RuntimeSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuntimeSlot").field("set", &self.0.get().is_some()).finish()
+    }
+}
+
+struct LogState {
+    root_dir: PathBuf,
+    runtime: RuntimeSlot,
 }
 
 /// The router serving `/containerLogs/...` from the log files under `root_dir`.
-pub fn router(root_dir: PathBuf) -> Router {
+pub fn router(root_dir: PathBuf, runtime: RuntimeSlot) -> Router {
     Router::new()
         .route("/containerLogs/{namespace}/{pod}/{container}", get(container_logs))
-        .with_state(Arc::new(root_dir))
+        .with_state(Arc::new(LogState { root_dir, runtime }))
 }
 
 /// The log directory of a container: the newest `<namespace>_<pod>_<uid>/<container>`.
@@ -78,32 +136,107 @@ fn runs(dir: &Path) -> Vec<u32> {
     runs
 }
 
-/// The last `lines` lines of `text` (all of it when `None`).
-fn tail(text: &[u8], lines: Option<usize>) -> &[u8] {
-    let Some(lines) = lines else { return text };
-    let body = text.strip_suffix(b"\n").unwrap_or(text);
-    let mut seen = 0;
-    for (at, byte) in body.iter().enumerate().rev() {
-        if *byte == b'\n' {
-            seen += 1;
-            if seen == lines {
-                return &text[at + 1..];
-            }
-        }
-    }
-    if lines == 0 { &text[text.len()..] } else { text }
-}
-
 fn not_found(message: String) -> Response {
     (StatusCode::NOT_FOUND, message).into_response()
 }
 
+fn bad_request(message: String) -> Response {
+    (StatusCode::BAD_REQUEST, message).into_response()
+}
+
+/// Turns records into what the client reads: the content (plus the newline a full record
+/// stands for), optionally after the time; records before `since` are skipped; output stops
+/// after `limit` bytes.
+#[derive(Debug)]
+struct Formatter {
+    timestamps: bool,
+    since: Option<Timestamp>,
+    /// Bytes still allowed (`limitBytes`), `None`: no limit.
+    limit: Option<usize>,
+}
+
+impl Formatter {
+    fn new(options: &LogOptions) -> Result<Formatter, String> {
+        let since = match (options.since_seconds, options.since_time.as_deref()) {
+            (Some(_), Some(_)) => return Err("at most one of sinceSeconds or sinceTime may be specified".into()),
+            (Some(seconds), None) if seconds <= 0 => return Err("sinceSeconds must be greater than 0".into()),
+            (Some(seconds), None) => {
+                Some(Timestamp::now().checked_sub(jiff::SignedDuration::from_secs(seconds)).unwrap_or(Timestamp::MIN))
+            }
+            (None, Some(time)) => {
+                Some(time.parse::<Timestamp>().map_err(|error| format!("sinceTime {time:?}: {error}"))?)
+            }
+            (None, None) => None,
+        };
+        Ok(Formatter { timestamps: options.timestamps, since, limit: options.limit_bytes })
+    }
+
+    /// Whether the byte limit is used up.
+    fn done(&self) -> bool {
+        self.limit == Some(0)
+    }
+
+    fn push(&mut self, record: &Record<'_>, out: &mut Vec<u8>) {
+        if let (Some(since), Some(time)) = (self.since, record.time)
+            && time < since
+        {
+            return;
+        }
+        let start = out.len();
+        if self.timestamps && !record.time_text.is_empty() {
+            out.extend_from_slice(record.time_text.as_bytes());
+            out.push(b' ');
+        }
+        out.extend_from_slice(record.content);
+        if !record.partial {
+            out.push(b'\n');
+        }
+        if let Some(limit) = &mut self.limit {
+            let written = out.len() - start;
+            if written > *limit {
+                out.truncate(start + *limit);
+            }
+            *limit = limit.saturating_sub(written);
+        }
+    }
+
+    /// Formats the complete lines of `text` (records), at most the last `tail` of them.
+    fn format(&mut self, text: &[u8], tail: Option<usize>) -> Vec<u8> {
+        let lines: Vec<&[u8]> = complete_lines(text).collect();
+        let skip = tail.map_or(0, |tail| lines.len().saturating_sub(tail));
+        let mut out = Vec::new();
+        for line in &lines[skip..] {
+            if self.done() {
+                break;
+            }
+            self.push(&crilog::parse(line), &mut out);
+        }
+        out
+    }
+}
+
+/// The newline-terminated lines of `text`, without their newline (a last line still being
+/// written is left out).
+fn complete_lines(text: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let complete = text.iter().rposition(|byte| *byte == b'\n').map_or(&text[..0], |end| &text[..end]);
+    complete.split(|byte| *byte == b'\n').filter(move |_| !complete.is_empty())
+}
+
+/// The length of the complete lines at the start of `text`.
+fn complete_len(text: &[u8]) -> usize {
+    text.iter().rposition(|byte| *byte == b'\n').map_or(0, |end| end + 1)
+}
+
 async fn container_logs(
-    State(root_dir): State<Arc<PathBuf>>,
+    State(state): State<Arc<LogState>>,
     UrlPath((namespace, pod, container)): UrlPath<(String, String, String)>,
     Query(options): Query<LogOptions>,
 ) -> Response {
-    let Some(dir) = container_dir(&root_dir, &namespace, &pod, &container) else {
+    let mut formatter = match Formatter::new(&options) {
+        Ok(formatter) => formatter,
+        Err(message) => return bad_request(message),
+    };
+    let Some(dir) = container_dir(&state.root_dir, &namespace, &pod, &container) else {
         return not_found(format!("no logs for container {container} of pod {namespace}/{pod} on this node"));
     };
     let runs = runs(&dir);
@@ -112,59 +245,186 @@ async fn container_logs(
         return not_found(format!("container {container} of pod {namespace}/{pod} has no previous run"));
     };
     let path = dir.join(format!("{run}.log"));
-    let text = match tokio::fs::read(&path).await {
-        Ok(text) => text,
+    // The current file is opened first, so nothing written meanwhile is missed by a follow.
+    let (mut file, ino) = match open(&path).await {
+        Ok(opened) => opened,
         Err(error) => return not_found(format!("{}: {error}", path.display())),
     };
-    let first = bytes::Bytes::copy_from_slice(tail(&text, options.tail_lines));
+    let mut text = Vec::new();
+    for rotated in crilog::rotated_files(&path) {
+        text.extend(tokio::fs::read(&rotated).await.unwrap_or_default());
+    }
+    let mut current = Vec::new();
+    if let Err(error) = file.read_to_end(&mut current).await {
+        return not_found(format!("{}: {error}", path.display()));
+    }
+    // Only complete lines now; a follow goes on from the first incomplete one.
+    let read = complete_len(&current);
+    text.extend_from_slice(&current[..read]);
+    let first = bytes::Bytes::from(formatter.format(&text, options.tail_lines));
     let headers = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
-    if !options.follow || options.previous {
+    if !options.follow || options.previous || formatter.done() {
         return (headers, first).into_response();
     }
-    // Follow: what was there, then every append, until a newer run's file appears.
-    let newer = dir.join(format!("{}.log", run + 1));
-    let state = (Some(first), path, text.len() as u64, newer);
-    let stream = futures::stream::unfold(state, |(pending, path, offset, newer)| async move {
-        if let Some(chunk) = pending {
-            return Some((Ok::<_, std::io::Error>(chunk), (None, path, offset, newer)));
-        }
-        loop {
-            let appended = read_from(&path, offset).await;
-            match appended {
-                Ok(bytes) if !bytes.is_empty() => {
-                    let offset = offset + bytes.len() as u64;
-                    return Some((Ok(bytes::Bytes::from(bytes)), (None, path, offset, newer)));
-                }
-                Ok(_) if newer.exists() => return None,
-                Ok(_) => tokio::time::sleep(FOLLOW_POLL).await,
-                Err(error) => return Some((Err(error), (None, path, offset, newer))),
-            }
-        }
+    if let Err(error) = file.seek(SeekFrom::Start(read as u64)).await {
+        return not_found(format!("{}: {error}", path.display()));
+    }
+    let uid = dir
+        .parent()
+        .and_then(|pod_dir| pod_dir.file_name())
+        .and_then(|name| name.to_str())
+        .and_then(|name| name.rsplit('_').next())
+        .unwrap_or_default()
+        .to_string();
+    let follow = Follow {
+        path,
+        file,
+        ino,
+        newer: dir.join(format!("{}.log", run + 1)),
+        pending: Some(first),
+        uid,
+        container,
+        runtime: state.runtime.clone(),
+        formatter,
+    };
+    let stream = futures::stream::unfold(follow, |mut follow| async move {
+        follow.next().await.map(|chunk| (chunk, follow))
     });
     (headers, Body::from_stream(stream)).into_response()
 }
 
-/// What `path` holds after `offset` (empty when nothing new; from 0 if the file shrank).
-async fn read_from(path: &Path, offset: u64) -> std::io::Result<Vec<u8>> {
-    let mut file = tokio::fs::File::open(path).await?;
-    let length = file.metadata().await?.len();
-    let start = if length < offset { 0 } else { offset };
-    file.seek(SeekFrom::Start(start)).await?;
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes).await?;
-    Ok(bytes)
+impl Follow {
+    /// The complete lines appended since the last read; a line still being written is left for
+    /// the next read.
+    async fn read_complete(&mut self) -> std::io::Result<Vec<u8>> {
+        let mut appended = Vec::new();
+        self.file.read_to_end(&mut appended).await?;
+        let complete = complete_len(&appended);
+        if complete < appended.len() {
+            let back = i64::try_from(appended.len() - complete).unwrap_or(i64::MAX);
+            self.file.seek(SeekFrom::Current(-back)).await?;
+            appended.truncate(complete);
+        }
+        Ok(appended)
+    }
+}
+
+/// Opens a log file and tells its inode (to notice rotations).
+async fn open(path: &Path) -> std::io::Result<(tokio::fs::File, u64)> {
+    let file = tokio::fs::File::open(path).await?;
+    let ino = file.metadata().await?.ino();
+    Ok((file, ino))
+}
+
+/// A followed log: the open file, where it was read to, and when to stop.
+struct Follow {
+    path: PathBuf,
+    file: tokio::fs::File,
+    ino: u64,
+    /// The file of the container's next run: once it exists, this run is over.
+    newer: PathBuf,
+    pending: Option<bytes::Bytes>,
+    uid: String,
+    container: String,
+    runtime: RuntimeSlot,
+    formatter: Formatter,
+}
+
+impl Follow {
+    /// The next chunk for the client; `None` ends the stream.
+    async fn next(&mut self) -> Option<std::io::Result<bytes::Bytes>> {
+        if let Some(first) = self.pending.take() {
+            return Some(Ok(first));
+        }
+        loop {
+            if self.formatter.done() {
+                return None;
+            }
+            let appended = match self.read_complete().await {
+                Ok(appended) => appended,
+                Err(error) => return Some(Err(error)),
+            };
+            if !appended.is_empty() {
+                let out = self.formatter.format(&appended, None);
+                if !out.is_empty() {
+                    return Some(Ok(bytes::Bytes::from(out)));
+                }
+                continue;
+            }
+            // Nothing new. Rotated? Then the old file is finished: go on with the new one.
+            let rotated = tokio::fs::metadata(&self.path).await.map(|meta| meta.ino()).is_ok_and(|ino| ino != self.ino);
+            if rotated {
+                let last = self.read_complete().await;
+                match open(&self.path).await {
+                    Ok((file, ino)) => (self.file, self.ino) = (file, ino),
+                    Err(error) => return Some(Err(error)),
+                }
+                let out = self.formatter.format(&last.unwrap_or_default(), None);
+                if !out.is_empty() {
+                    return Some(Ok(bytes::Bytes::from(out)));
+                }
+                continue;
+            }
+            if self.newer.exists() || !self.runtime.may_write(&self.uid, &self.container).await {
+                // One last read: what was written just before the container stopped.
+                let last = self.read_complete().await.unwrap_or_default();
+                let out = self.formatter.format(&last, None);
+                self.formatter.limit = Some(0); // ends the stream at the next call
+                return (!out.is_empty()).then(|| Ok(bytes::Bytes::from(out)));
+            }
+            tokio::time::sleep(FOLLOW_POLL).await;
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn options(query: &str) -> LogOptions {
+        serde_urlencoded_like(query)
+    }
+
+    /// Parses a query the way axum's `Query` does (serde over `key=value&...`).
+    fn serde_urlencoded_like(query: &str) -> LogOptions {
+        let uri: axum::http::Uri = format!("/?{query}").parse().expect("uri");
+        Query::<LogOptions>::try_from_uri(&uri).expect("query").0
+    }
+
+    const FILE: &str = "2026-11-23T10:00:00Z stdout F one\n\
+                        2026-11-23T10:00:01Z stderr F two\n\
+                        2026-11-23T10:00:02Z stdout P thr\n\
+                        2026-11-23T10:00:02.5Z stdout F ee\n\
+                        raw line from an old kubelet\n\
+                        2026-11-23T10:00:03Z stdout F incompl";
+
+    fn format(query: &str, tail: Option<usize>) -> String {
+        let mut formatter = Formatter::new(&options(query)).expect("options");
+        String::from_utf8(formatter.format(FILE.as_bytes(), tail)).expect("utf-8")
+    }
+
     #[test]
-    fn tail_keeps_the_last_lines() {
-        assert_eq!(tail(b"a\nb\nc\n", Some(2)), b"b\nc\n");
-        assert_eq!(tail(b"a\nb\nc", Some(1)), b"c");
-        assert_eq!(tail(b"a\nb\n", Some(5)), b"a\nb\n");
-        assert_eq!(tail(b"a\nb\n", Some(0)), b"");
-        assert_eq!(tail(b"a\nb\n", None), b"a\nb\n");
+    fn records_become_the_output_lines() {
+        assert_eq!(format("", None), "one\ntwo\nthree\nraw line from an old kubelet\n");
+        assert_eq!(format("", Some(2)), "ee\nraw line from an old kubelet\n");
+        assert_eq!(format("", Some(0)), "");
+    }
+
+    #[test]
+    fn timestamps_since_and_limit_apply_per_record() {
+        assert_eq!(
+            format("timestamps=true", Some(3)),
+            "2026-11-23T10:00:02Z thr2026-11-23T10:00:02.5Z ee\nraw line from an old kubelet\n"
+        );
+        assert_eq!(format("sinceTime=2026-11-23T10:00:01Z", None), "two\nthree\nraw line from an old kubelet\n");
+        assert_eq!(format("limitBytes=6", None), "one\ntw");
+        assert!(Formatter::new(&options("sinceSeconds=0")).is_err());
+        assert!(Formatter::new(&options("sinceSeconds=5&sinceTime=2026-11-23T10:00:01Z")).is_err());
+        assert!(Formatter::new(&options("sinceTime=yesterday")).is_err());
+        // Recent records pass sinceSeconds; old ones do not.
+        let mut formatter = Formatter::new(&options("sinceSeconds=60")).expect("options");
+        let now = format!("{} stdout F fresh\n", Timestamp::now());
+        assert_eq!(formatter.format(now.as_bytes(), None), b"fresh\n");
+        assert_eq!(formatter.format(FILE.as_bytes(), Some(4)), b"raw line from an old kubelet\n");
     }
 }

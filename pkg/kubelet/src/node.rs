@@ -125,6 +125,15 @@ pub fn default_node_ip() -> IpAddr {
     probe().unwrap_or(IpAddr::from([127, 0, 0, 1]))
 }
 
+/// Parses a byte size flag such as `10Mi` or `1048576` (a Kubernetes quantity).
+///
+/// # Errors
+/// A one-line message for anything that is not a non-negative quantity.
+pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
+    let units = rkube_api::quantity::parse_units(text).map_err(|error| error.to_string())?;
+    u64::try_from(units).map_err(|_| format!("{text:?} is negative"))
+}
+
 /// Parses `--node-labels` (`k=v,k2=v2`).
 pub fn parse_labels(text: &str) -> std::result::Result<BTreeMap<String, String>, String> {
     text.split(',')

@@ -10,8 +10,10 @@
 //! 3. creates the container with a complete OCI runtime spec (command/args per Kubernetes'
 //!    rules, env, working dir, hostname, namespaces, default capabilities, masked paths,
 //!    cgroup `/rkube/pod<uid>/<container id>`), labelled with the pod uid and container name;
-//! 4. creates the task with the snapshot's mounts as rootfs and stdout/stderr appended to
-//!    `<root-dir>/pods/<namespace>_<name>_<uid>/<container>/0.log`, and starts it.
+//! 4. creates the task with the snapshot's mounts as rootfs and stdout/stderr going to the log
+//!    driver (`binary://…/rkube-log-driver`, [`crate::crilog`]), which writes
+//!    `<root-dir>/pods/<namespace>_<name>_<uid>/<container>/<restart count>.log` in the CRI
+//!    format and rotates it, and starts it.
 //!
 //! What it keeps true (`test/tests/kubelet_containerd.rs`):
 //! - container IDs are `<pod uid>-<container name>-<restart count>`, so a second sync never
@@ -30,7 +32,7 @@
 //! With a pod CIDR, every container of a pod joins the pod's network namespace
 //! ([`crate::cni`]); without one, each container gets its own, empty network namespace.
 //!
-//! Not yet: image pulls (a missing image is `ErrImagePull`), volumes, resource limits, logs in the CRI format (the file holds raw output).
+//! Volumes are in [`volumes`], resource limits and the spec in [`spec`].
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -113,6 +115,20 @@ pub struct ContainerdConfig {
     pub root_dir: PathBuf,
     /// Pod networking; `None`: each container gets its own empty network namespace.
     pub network: Option<Network>,
+    /// How containers' output reaches their log files.
+    pub logs: ContainerLogs,
+}
+
+/// Where container logs go: the log driver containerd's shim runs for every container
+/// ([`crate::crilog`]), and when it rotates.
+#[derive(Clone, Debug)]
+pub struct ContainerLogs {
+    /// The `rkube-log-driver` binary (absolute path).
+    pub driver: PathBuf,
+    /// Rotate a log file when it would exceed this many bytes (0: never).
+    pub max_size: u64,
+    /// Log files kept per container run, the current one included.
+    pub max_files: usize,
 }
 
 /// The containerd runtime (see the module docs).
@@ -155,6 +171,15 @@ impl ContainerdRuntime {
     /// # Errors
     /// [`RuntimeError::Connect`] when the socket does not answer.
     pub async fn connect(config: ContainerdConfig) -> Result<ContainerdRuntime, RuntimeError> {
+        if !config.logs.driver.is_absolute() || !config.logs.driver.is_file() {
+            return Err(RuntimeError::Io {
+                what: format!(
+                    "the log driver {} (build it with `make build`, or point --log-driver at rkube-log-driver)",
+                    config.logs.driver.display()
+                ),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "not an absolute path to a file"),
+            });
+        }
         let client = containerd_client::Client::from_path(&config.address)
             .await
             .map_err(|source| RuntimeError::Connect { address: config.address.display().to_string(), source })?;
@@ -366,7 +391,14 @@ impl ContainerdRuntime {
             Err(status) if status.code() == Code::AlreadyExists => {}
             Err(status) => return Err(grpc("containers.create")(status)),
         }
-        let log = log_path.display().to_string();
+        let log = crate::crilog::driver::uri(
+            &self.config.logs.driver,
+            &crate::crilog::driver::Options {
+                path: log_path.clone(),
+                max_size: self.config.logs.max_size,
+                max_files: self.config.logs.max_files,
+            },
+        );
         self.client
             .tasks()
             .create(req(CreateTaskRequest {
@@ -801,7 +833,7 @@ impl ContainerdRuntime {
     }
 }
 
-/// The path of the log file the containerd runtime writes for a container (raw output).
+/// The path of the log file of a container run (CRI format, written by the log driver).
 /// `<root-dir>/pods/<namespace>_<pod>_<uid>/<container>/<restart count>.log`, as the Kubernetes
 /// kubelet lays them out.
 pub fn log_file(root_dir: &Path, namespace: &str, pod: &str, uid: &str, container: &str, attempt: u32) -> PathBuf {
