@@ -630,11 +630,13 @@ async fn a_rolling_update_under_traffic_fails_no_request_and_rolls_back() {
     let v2 = Want { replicas: 3, page: "v2", nodes: &WORKERS, replica_sets: 2 };
     let rolled = settle(&api, &lab, started, "rolling update v1 -> v2 under traffic", &v2).await;
     let converged = Instant::now();
+    let (requests, failures) = traffic.counts();
+    let during = requests - requests_before;
+    println!("rollout: {during} requests answered during it, {failures} failed");
+    assert!(during >= MIN_REQUESTS_PER_ROLLOUT, "only {during} requests during the rollout: the client stalled");
     let pages = traffic.pages_after(converged, 30).await;
     assert!(pages.iter().all(|page| page == "v2"), "after the rollout, answers not all from v2 pods: {pages:?}");
-    let (requests, failures) = traffic.counts();
-    println!("rollout: {} requests answered during it, {failures} failed", requests.saturating_sub(requests_before));
-    assert_eq!(failures, 0, "requests failed during the rollout: {:#?}", traffic.failures());
+    assert_eq!(traffic.counts().1, 0, "requests failed during the rollout: {:#?}", traffic.failures());
     assert_spread(&rolled, "after the rollout");
     assert_pod_addresses(&lab, &rolled);
 
@@ -645,18 +647,24 @@ async fn a_rolling_update_under_traffic_fails_no_request_and_rolls_back() {
     println!("{}", undo.trim());
     let back = settle(&api, &lab, started, "rollout undo v2 -> v1 under traffic", &v1_with_sets(2)).await;
     let converged = Instant::now();
+    let (requests, failures) = traffic.counts();
+    let during = requests - requests_before;
+    println!("undo: {during} requests answered during it, {failures} failed");
+    assert!(during >= MIN_REQUESTS_PER_ROLLOUT, "only {during} requests during the undo: the client stalled");
     let pages = traffic.pages_after(converged, 30).await;
     assert!(pages.iter().all(|page| page == "v1"), "after the undo, answers not all from v1 pods: {pages:?}");
     let (requests, failures) = traffic.counts();
-    println!("undo: {} requests answered during it, {failures} failed", requests.saturating_sub(requests_before));
     assert_eq!(failures, 0, "requests failed during the rollback: {:#?}", traffic.failures());
-    assert!(requests >= 200, "only {requests} requests were answered: the client did not poll continuously");
     assert_spread(&back, "after the undo");
     // The undo reused the first ReplicaSet (same template, same pod-template-hash).
     let hash = |pod: &Value| pod["metadata"]["labels"]["pod-template-hash"].clone();
     assert!(back.iter().all(|pod| hash(pod) == hash(&first[0])), "undo did not return to the first ReplicaSet");
     println!("{requests} requests in all, 0 failed; test took {:.1}s", test.elapsed().as_secs_f64());
 }
+
+/// Fewer answered requests than this while a rollout of 3 pods runs (about 3 s) means the
+/// client was not polling continuously (it answers about 80 a second when the machine is idle).
+const MIN_REQUESTS_PER_ROLLOUT: usize = 50;
 
 /// The demo back on page v1 after a rollout: 3 replicas, two ReplicaSets.
 fn v1_with_sets(replica_sets: usize) -> Want<'static> {
