@@ -12,8 +12,13 @@
 //! from the index).
 //!
 //! Addresses, for index `i`: hosts on `10.250.i.0/24` (bridge `.1`, master `.10`, worker1 `.11`,
-//! worker2 `.12`), worker1's pods in `10.251.i.0/24`, worker2's in `10.252.i.0/24`. Nothing is
-//! sent anywhere else.
+//! worker2 `.12`), worker1's pods in `10.251.i.0/24`, worker2's in `10.252.i.0/24`; the machine
+//! routes to both pod networks through the bridge, so a test reaches pod IPs directly (e.g. with
+//! reqwest). Nothing is sent anywhere else.
+//!
+//! Crashes and restarts: [`Lab::kill`] (SIGKILL) or [`Lab::stop`] (SIGTERM, waiting until it is
+//! gone) any process of a host, [`Lab::restart`] starts it again with the flags it was first
+//! started with (`hack/lab-provision.sh restart <name>`) and waits until it is healthy.
 //!
 //! Needs root, etcd, containerd, runc, the CNI plugins, busybox-static, curl and nsenter: a
 //! missing one fails the start naming `make deps`.
