@@ -4,9 +4,11 @@
 #
 #   hack/build-test-image.sh [OUTPUT.tar]     (default: target/test-image/busybox-oci.tar)
 #
-# The archive names itself docker.io/library/busybox-local:latest (annotation
+# The archive names itself docker.io/library/busybox-local:v1 (annotation
 # io.containerd.image.name), so `ctr -n rkube image import OUTPUT.tar` imports it under that
-# name and pods use `image: busybox-local`. The build is reproducible: same busybox, same bytes.
+# name and pods use `image: busybox-local:v1` (tagged, so the default imagePullPolicy is
+# IfNotPresent and the kubelet never asks a registry for it). The build is reproducible:
+# same busybox, same bytes.
 # Needs busybox-static (make deps).
 set -euo pipefail
 
@@ -55,11 +57,11 @@ read -r config_digest config_size < <(printf '%s' \
 read -r manifest_digest manifest_size < <(printf '%s' \
     '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:'"${config_digest}"'","size":'"${config_size}"'},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:'"${layer_digest}"'","size":'"${layer_size}"'}]}' \
     | blob)
-printf '%s' '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:'"${manifest_digest}"'","size":'"${manifest_size}"',"platform":{"architecture":"'"${arch}"'","os":"linux"},"annotations":{"io.containerd.image.name":"docker.io/library/busybox-local:latest","org.opencontainers.image.ref.name":"latest"}}]}' \
+printf '%s' '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:'"${manifest_digest}"'","size":'"${manifest_size}"',"platform":{"architecture":"'"${arch}"'","os":"linux"},"annotations":{"io.containerd.image.name":"docker.io/library/busybox-local:v1","org.opencontainers.image.ref.name":"v1"}}]}' \
     > "${oci}/index.json"
 printf '%s' '{"imageLayoutVersion":"1.0.0"}' > "${oci}/oci-layout"
 
 mkdir -p "$(dirname "${out}")"
 tar --sort=name --numeric-owner --owner=0 --group=0 --mtime=@0 -C "${oci}" -cf "${out}.tmp" oci-layout index.json blobs
 mv "${out}.tmp" "${out}"
-echo "build-test-image: ${out} (docker.io/library/busybox-local:latest, layer sha256:${layer_digest})"
+echo "build-test-image: ${out} (docker.io/library/busybox-local:v1, layer sha256:${layer_digest})"

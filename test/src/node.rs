@@ -215,7 +215,7 @@ pub fn pod_netns_exists(uid: &str) -> bool {
 }
 
 /// The image name pods use for the test image (built by `hack/build-test-image.sh`).
-pub const TEST_IMAGE: &str = "busybox-local";
+pub const TEST_IMAGE: &str = "busybox-local:v1";
 
 /// A private containerd (its own `--config`, root, state and socket, CRI disabled) with the
 /// test image imported into the kubelet's namespace `rkube`.

@@ -534,3 +534,101 @@ async fn logs_are_in_the_cri_format_rotate_and_keep_flowing_while_the_kubelet_is
 fn crilog_content(line: &str) -> &str {
     line.splitn(4, ' ').nth(3).unwrap_or_default()
 }
+
+fn pod_with_init(name: &str, node: &str, restart_policy: &str, init: serde_json::Value, app: &str) -> Pod {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {
+            "nodeName": node, "restartPolicy": restart_policy, "terminationGracePeriodSeconds": 1,
+            "volumes": [{"name": "work", "emptyDir": {}}],
+            "initContainers": init,
+            "containers": [{"name": "main", "image": TEST_IMAGE, "command": ["sh", "-c", app],
+                "volumeMounts": [{"name": "work", "mountPath": "/work"}]}]
+        }
+    }))
+    .expect("pod")
+}
+
+fn init_container(name: &str, script: &str) -> serde_json::Value {
+    serde_json::json!({"name": name, "image": TEST_IMAGE, "command": ["sh", "-c", script],
+        "volumeMounts": [{"name": "work", "mountPath": "/work"}]})
+}
+
+fn condition(pod: &Pod, type_: &str) -> Option<String> {
+    pod.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == type_).map(|c| c.status.clone())
+}
+
+#[tokio::test]
+async fn init_containers_run_in_order_before_the_app_and_a_failed_one_is_retried_or_fails_the_pod() {
+    let cluster = Cluster::start().await.expect("cluster");
+    let containerd = Containerd::start().await.expect("containerd");
+    let kubelet = Kubelet::start_containerd(&cluster, &containerd, "node-c11").await.expect("kubelet");
+    let pods: Api<Pod> = Api::namespaced(client(&cluster), "default");
+
+    // Two init containers in order (the second waits a moment: the app must still wait for
+    // it), the first fails once and is retried; then the app reads what they wrote.
+    let init = serde_json::json!([
+        init_container("setup", "if [ -e /work/tried ]; then echo one >> /work/out; else touch /work/tried; exit 3; fi"),
+        init_container("migrate", "sleep 2; echo two >> /work/out"),
+    ]);
+    let app = "cat /work/out; echo app >> /work/out; sleep 3600";
+    pods.create(&PostParams::default(), &pod_with_init("ordered", "node-c11", "Always", init, app)).await.expect("create");
+    let pending = eventually(WAIT, "ordered Pending and not Initialized while initializing", || async {
+        let pod = pods.get("ordered").await.ok()?;
+        let initializing = condition(&pod, "Initialized").as_deref() == Some("False");
+        (initializing && pod.status.as_ref()?.phase.as_deref() == Some("Pending")).then_some(pod)
+    })
+    .await;
+    let statuses = pending.status.as_ref().and_then(|s| s.init_container_statuses.clone()).unwrap_or_default();
+    assert_eq!(statuses.len(), 2, "{:?}", pending.status);
+    let running = wait_phase(&pods, "ordered", "Running", &kubelet).await;
+    assert_eq!(condition(&running, "Initialized").as_deref(), Some("True"));
+    let init = running.status.as_ref().and_then(|s| s.init_container_statuses.clone()).unwrap_or_default();
+    let summary: Vec<(String, i32, Option<i32>)> = init
+        .iter()
+        .map(|s| {
+            let exit = s.state.as_ref().and_then(|state| state.terminated.as_ref()).map(|t| t.exit_code);
+            (s.name.clone(), s.restart_count, exit)
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [("setup".to_string(), 1, Some(0)), ("migrate".to_string(), 0, Some(0))],
+        "setup failed once (exit 3), was retried and exited 0; then migrate ran once"
+    );
+    let last = init[0].last_state.as_ref().and_then(|s| s.terminated.as_ref()).map(|t| t.exit_code);
+    assert_eq!(last, Some(3));
+    let log = eventually(WAIT, "the app's output", || async {
+        let log = log_of(&kubelet, &running, "main");
+        log.contains("two").then_some(log)
+    })
+    .await;
+    let printed: Vec<&str> = log.lines().map(|line| line.rsplit(' ').next().unwrap_or_default()).collect();
+    assert_eq!(printed, ["one", "two"], "init containers ran in order, both before the app: {log:?}");
+
+    // Under restartPolicy Never a failed init container fails the pod; the app never starts.
+    let init = serde_json::json!([init_container("broken", "echo cannot; exit 1")]);
+    pods.create(&PostParams::default(), &pod_with_init("doomed", "node-c11", "Never", init, "echo ran"))
+        .await
+        .expect("create");
+    let failed = wait_phase(&pods, "doomed", "Failed", &kubelet).await;
+    let app = failed.status.as_ref().and_then(|s| s.container_statuses.clone()).unwrap_or_default();
+    let reason = app[0].state.as_ref().and_then(|s| s.waiting.as_ref()).and_then(|w| w.reason.clone());
+    assert_eq!(reason.as_deref(), Some("PodInitializing"), "{app:?}");
+    let uid = failed.metadata.uid.clone().unwrap_or_default();
+    assert!(
+        !containerd.container_ids().iter().any(|id| id.starts_with(&uid) && id.contains("-main-")),
+        "the app container was created: {:?}",
+        containerd.container_ids()
+    );
+    for name in ["ordered", "doomed"] {
+        pods.delete(name, &DeleteParams::default()).await.expect("delete");
+    }
+    eventually(WAIT, "pods removed", || async {
+        let left = pods.list(&Default::default()).await.ok()?.items.len();
+        (left == 0).then_some(())
+    })
+    .await;
+}

@@ -18,8 +18,9 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{
-    ContainerState as ApiContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
-    ContainerStatus as ApiContainerStatus, HostIP, Pod, PodCondition, PodIP, PodStatus as ApiPodStatus,
+    Container, ContainerState as ApiContainerState, ContainerStateRunning, ContainerStateTerminated,
+    ContainerStateWaiting, ContainerStatus as ApiContainerStatus, HostIP, Pod, PodCondition, PodIP,
+    PodStatus as ApiPodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use rkube_client::{Api, Client, PostParams, retry_on_conflict};
@@ -43,73 +44,80 @@ pub fn generate_pod_status(
     let spec_containers = pod.spec.as_ref().map(|spec| spec.containers.as_slice()).unwrap_or_default();
     let restart_policy = pod.spec.as_ref().and_then(|spec| spec.restart_policy.as_deref()).unwrap_or("Always");
 
-    let container_statuses: Vec<ApiContainerStatus> = spec_containers
-        .iter()
-        .map(|container| {
-            let reported = runtime.and_then(|status| status.containers.iter().find(|c| c.name == container.name));
-            match reported {
-                Some(reported) => {
-                    let state = match &reported.state {
-                        ContainerState::Waiting { reason, message } => ApiContainerState {
-                            waiting: Some(ContainerStateWaiting {
-                                reason: Some(reason.clone()),
-                                message: message.clone(),
-                            }),
-                            ..ApiContainerState::default()
-                        },
-                        ContainerState::Running { started_at } => ApiContainerState {
-                            running: Some(ContainerStateRunning { started_at: Some(Time(*started_at)) }),
-                            ..ApiContainerState::default()
-                        },
-                        ContainerState::Terminated(terminated) => ApiContainerState {
-                            terminated: Some(terminated_state(terminated, reported.container_id.clone())),
-                            ..ApiContainerState::default()
-                        },
-                    };
-                    let running = matches!(reported.state, ContainerState::Running { .. });
-                    // A startup probe holds readiness back until it passes (see `probes`).
-                    let probed_ready = (container.readiness_probe.is_none() && container.startup_probe.is_none())
-                        || reported.container_id.as_deref().is_some_and(|id| readiness(&container.name, id));
-                    let last_state = reported.last_terminated.as_ref().map(|terminated| ApiContainerState {
-                        terminated: Some(terminated_state(terminated, None)),
-                        ..ApiContainerState::default()
-                    });
-                    ApiContainerStatus {
-                        name: container.name.clone(),
-                        image: reported.image.clone(),
-                        image_id: String::new(),
-                        container_id: reported.container_id.clone(),
-                        ready: running && probed_ready,
-                        started: Some(running),
-                        restart_count: reported.restart_count,
-                        state: Some(state),
-                        last_state,
-                        ..ApiContainerStatus::default()
-                    }
-                }
-                None => ApiContainerStatus {
-                    name: container.name.clone(),
-                    image: container.image.clone().unwrap_or_default(),
-                    ready: false,
-                    started: Some(false),
-                    state: Some(ApiContainerState {
-                        waiting: Some(ContainerStateWaiting {
-                            reason: Some("ContainerCreating".into()),
-                            message: None,
-                        }),
-                        ..ApiContainerState::default()
-                    }),
-                    ..ApiContainerStatus::default()
-                },
-            }
+    let spec_init = pod.spec.as_ref().and_then(|spec| spec.init_containers.as_deref()).unwrap_or_default();
+    let init_done = |statuses: &[ApiContainerStatus]| {
+        statuses.iter().all(|status| {
+            status.state.as_ref().and_then(|state| state.terminated.as_ref()).is_some_and(|ended| ended.exit_code == 0)
         })
-        .collect();
+    };
+    let status_of = |container: &Container, not_started: &str| -> ApiContainerStatus {
+        let reported = runtime.and_then(|status| status.containers.iter().find(|c| c.name == container.name));
+        match reported {
+            Some(reported) => {
+                let state = match &reported.state {
+                    ContainerState::Waiting { reason, message } => ApiContainerState {
+                        waiting: Some(ContainerStateWaiting { reason: Some(reason.clone()), message: message.clone() }),
+                        ..ApiContainerState::default()
+                    },
+                    ContainerState::Running { started_at } => ApiContainerState {
+                        running: Some(ContainerStateRunning { started_at: Some(Time(*started_at)) }),
+                        ..ApiContainerState::default()
+                    },
+                    ContainerState::Terminated(terminated) => ApiContainerState {
+                        terminated: Some(terminated_state(terminated, reported.container_id.clone())),
+                        ..ApiContainerState::default()
+                    },
+                };
+                let running = matches!(reported.state, ContainerState::Running { .. });
+                // A startup probe holds readiness back until it passes (see `probes`).
+                let probed_ready = (container.readiness_probe.is_none() && container.startup_probe.is_none())
+                    || reported.container_id.as_deref().is_some_and(|id| readiness(&container.name, id));
+                let last_state = reported.last_terminated.as_ref().map(|terminated| ApiContainerState {
+                    terminated: Some(terminated_state(terminated, None)),
+                    ..ApiContainerState::default()
+                });
+                // A finished init container counts as ready, as in Kubernetes.
+                let completed = matches!(&reported.state, ContainerState::Terminated(ended) if ended.exit_code == 0);
+                let is_init = spec_init.iter().any(|init| init.name == container.name);
+                ApiContainerStatus {
+                    name: container.name.clone(),
+                    image: reported.image.clone(),
+                    image_id: String::new(),
+                    container_id: reported.container_id.clone(),
+                    ready: (running && probed_ready) || (is_init && completed),
+                    started: Some(running),
+                    restart_count: reported.restart_count,
+                    state: Some(state),
+                    last_state,
+                    ..ApiContainerStatus::default()
+                }
+            }
+            None => ApiContainerStatus {
+                name: container.name.clone(),
+                image: container.image.clone().unwrap_or_default(),
+                ready: false,
+                started: Some(false),
+                state: Some(ApiContainerState {
+                    waiting: Some(ContainerStateWaiting { reason: Some(not_started.into()), message: None }),
+                    ..ApiContainerState::default()
+                }),
+                ..ApiContainerStatus::default()
+            },
+        }
+    };
+    let init_statuses: Vec<ApiContainerStatus> =
+        spec_init.iter().map(|container| status_of(container, "PodInitializing")).collect();
+    let initialized = init_done(&init_statuses);
+    let not_started = if initialized { "ContainerCreating" } else { "PodInitializing" };
+    let container_statuses: Vec<ApiContainerStatus> =
+        spec_containers.iter().map(|container| status_of(container, not_started)).collect();
 
-    let phase = pod_phase(&container_statuses, restart_policy);
+    let phase =
+        init_phase(&init_statuses, restart_policy).unwrap_or_else(|| pod_phase(&container_statuses, restart_policy));
     let unready: Vec<&str> =
         container_statuses.iter().filter(|status| !status.ready).map(|status| status.name.as_str()).collect();
     let terminal = phase == "Succeeded" || phase == "Failed";
-    let (ready, reason, message) = if unready.is_empty() && !container_statuses.is_empty() {
+    let (ready, reason, message) = if unready.is_empty() && !container_statuses.is_empty() && initialized {
         (true, None, None)
     } else if terminal {
         (false, Some("PodCompleted".to_string()), None)
@@ -132,7 +140,21 @@ pub fn generate_pod_status(
     };
     let mut conditions = vec![
         condition("PodScheduled", true, None, None),
-        condition("Initialized", true, None, None),
+        if initialized {
+            condition("Initialized", true, None, None)
+        } else {
+            let incomplete: Vec<&str> = init_statuses
+                .iter()
+                .filter(|status| !init_done(std::slice::from_ref(status)))
+                .map(|status| status.name.as_str())
+                .collect();
+            condition(
+                "Initialized",
+                false,
+                Some("ContainersNotInitialized".into()),
+                Some(format!("containers with incomplete status: [{}]", incomplete.join(" "))),
+            )
+        },
         condition("ContainersReady", ready, reason.clone(), message.clone()),
         condition("Ready", ready, reason, message),
     ];
@@ -148,6 +170,7 @@ pub fn generate_pod_status(
         phase: Some(phase.into()),
         conditions: Some(conditions),
         container_statuses: Some(container_statuses),
+        init_container_statuses: (!init_statuses.is_empty()).then_some(init_statuses),
         host_ip: Some(host_ip.into()),
         host_ips: Some(vec![HostIP { ip: host_ip.into() }]),
         pod_ip: pod_ip.clone(),
@@ -168,8 +191,28 @@ fn terminated_state(terminated: &Terminated, container_id: Option<String>) -> Co
     }
 }
 
-/// The phase of a pod whose containers are in `statuses` (Kubernetes' `getPhase`, without init
-/// containers).
+/// The phase while init containers are not all done (Kubernetes' `getPhase`): Failed when one
+/// failed and the pod's policy is Never, else Pending; `None` once all exited 0.
+fn init_phase(statuses: &[ApiContainerStatus], restart_policy: &str) -> Option<&'static str> {
+    let failed = statuses.iter().any(|status| {
+        let state = status.state.clone().unwrap_or_default();
+        let ended = state
+            .terminated
+            .or_else(|| state.waiting.and(status.last_state.as_ref().and_then(|last| last.terminated.clone())));
+        ended.is_some_and(|ended| ended.exit_code != 0)
+    });
+    let done = statuses.iter().all(|status| {
+        status.state.as_ref().and_then(|state| state.terminated.as_ref()).is_some_and(|ended| ended.exit_code == 0)
+    });
+    match (done, failed) {
+        (true, _) => None,
+        (false, true) if restart_policy == "Never" => Some("Failed"),
+        (false, _) => Some("Pending"),
+    }
+}
+
+/// The phase of a pod whose init containers are done and whose containers are in `statuses`
+/// (Kubernetes' `getPhase`).
 fn pod_phase(statuses: &[ApiContainerStatus], restart_policy: &str) -> &'static str {
     // A container waiting to be restarted counts as stopped, with its last exit (Kubernetes'
     // getPhase does the same).
@@ -296,6 +339,58 @@ mod tests {
 
     fn condition(status: &ApiPodStatus, type_: &str) -> String {
         status.conditions.iter().flatten().find(|c| c.type_ == type_).map(|c| c.status.clone()).unwrap_or_default()
+    }
+
+    #[test]
+    fn init_containers_gate_initialized_ready_and_the_phase() {
+        let mut with_init = pod(&["app"], "Always");
+        if let Some(spec) = with_init.spec.as_mut() {
+            spec.init_containers = Some(vec![
+                Container { name: "setup".into(), ..Container::default() },
+                Container { name: "migrate".into(), ..Container::default() },
+            ]);
+        }
+        let generate = |containers: Vec<ContainerStatus>, pod: &Pod| {
+            let runtime = RuntimePodStatus { pod_ip: None, containers };
+            generate_pod_status(pod, Some(&runtime), "10.0.0.1", Timestamp::UNIX_EPOCH, &|_, _| true)
+        };
+        let condition = |status: &ApiPodStatus, type_: &str| {
+            status.conditions.iter().flatten().find(|c| c.type_ == type_).map(|c| c.status.clone())
+        };
+        let waiting_reason = |status: &ApiContainerStatus| {
+            status.state.as_ref().and_then(|s| s.waiting.as_ref()).and_then(|w| w.reason.clone())
+        };
+        // The first init container runs: Pending, not Initialized, the rest waits.
+        let running = ContainerState::Running { started_at: Timestamp::UNIX_EPOCH };
+        let first = generate(vec![container("setup", running.clone())], &with_init);
+        assert_eq!(first.phase.as_deref(), Some("Pending"));
+        assert_eq!(condition(&first, "Initialized").as_deref(), Some("False"));
+        let init = first.init_container_statuses.clone().unwrap_or_default();
+        assert_eq!(init.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["setup", "migrate"]);
+        assert_eq!(waiting_reason(&init[1]).as_deref(), Some("PodInitializing"));
+        let app = first.container_statuses.clone().unwrap_or_default();
+        assert_eq!(waiting_reason(&app[0]).as_deref(), Some("PodInitializing"));
+        // Both done, the app runs: Running, Initialized, Ready; done init containers are ready.
+        let done = generate(
+            vec![container("setup", exited(0)), container("migrate", exited(0)), container("app", running.clone())],
+            &with_init,
+        );
+        assert_eq!(done.phase.as_deref(), Some("Running"));
+        assert_eq!(condition(&done, "Initialized").as_deref(), Some("True"));
+        assert_eq!(condition(&done, "Ready").as_deref(), Some("True"));
+        assert!(done.init_container_statuses.unwrap_or_default().iter().all(|s| s.ready));
+        // A failed init container: Pending while it will be retried, Failed under Never.
+        let failed = vec![container("setup", exited(1))];
+        assert_eq!(generate(failed.clone(), &with_init).phase.as_deref(), Some("Pending"));
+        if let Some(spec) = with_init.spec.as_mut() {
+            spec.restart_policy = Some("Never".into());
+        }
+        let never = generate(failed, &with_init);
+        assert_eq!(never.phase.as_deref(), Some("Failed"));
+        assert_eq!(condition(&never, "Ready").as_deref(), Some("False"));
+        // No init containers: no initContainerStatuses at all.
+        let plain = generate(vec![container("a", running)], &pod(&["a"], "Always"));
+        assert_eq!(plain.init_container_statuses, None);
     }
 
     #[test]

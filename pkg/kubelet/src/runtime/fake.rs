@@ -2,6 +2,7 @@
 //!
 //! What it keeps true (tests below):
 //! - every container of a synced pod is `Running` at once, and stays so until the pod is killed;
+//!   its init containers have exited 0 (`Completed`) by then;
 //! - each pod gets its own IP from the node's pod CIDR (`.0` and the gateway `.1` are never
 //!   handed out), and a killed pod's IP is free again;
 //! - with [`FakeConfig::fail_start`], every container start fails with `RunContainerError`;
@@ -146,6 +147,24 @@ impl Runtime for FakeRuntime {
         let now = Timestamp::now();
         let mut containers = Vec::new();
         let mut failure = None;
+        // Init containers "ran" and exited 0 at once (unless starts fail: then none ran).
+        let init_containers = pod.spec.as_ref().and_then(|spec| spec.init_containers.as_deref()).unwrap_or_default();
+        for container in init_containers.iter().filter(|_| !self.config.fail_start) {
+            state.next_id += 1;
+            containers.push(ContainerStatus {
+                name: container.name.clone(),
+                image: container.image.clone().unwrap_or_default(),
+                container_id: Some(format!("fake://{:016x}", state.next_id)),
+                state: ContainerState::Terminated(Terminated {
+                    exit_code: 0,
+                    reason: "Completed".into(),
+                    started_at: Some(now),
+                    finished_at: now,
+                }),
+                restart_count: 0,
+                last_terminated: None,
+            });
+        }
         for container in pod.spec.as_ref().map(|spec| spec.containers.as_slice()).unwrap_or_default() {
             state.next_id += 1;
             let state_now = if self.config.fail_start {

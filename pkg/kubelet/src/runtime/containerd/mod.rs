@@ -618,38 +618,29 @@ impl Runtime for ContainerdRuntime {
         let restart_policy =
             pod.spec.as_ref().and_then(|spec| spec.restart_policy.clone()).unwrap_or_else(|| "Always".into());
         let mut attempts = self.attempts(&uid).await?;
+        // Init containers first, one at a time, in order: each must exit 0 before the next
+        // starts. A failed one is restarted (with back-off) unless the pod's policy is Never;
+        // under Always it behaves as OnFailure, as in Kubernetes.
+        let init_policy = if restart_policy == "Never" { "Never" } else { "OnFailure" };
+        let init_containers = pod.spec.as_ref().and_then(|spec| spec.init_containers.as_deref()).unwrap_or_default();
+        for container in init_containers {
+            let runs = attempts.remove(&container.name).unwrap_or_default();
+            if runs.last().is_some_and(
+                |latest| matches!(&latest.state, ContainerState::Terminated(ended) if ended.exit_code == 0),
+            ) {
+                continue;
+            }
+            return match self.next_attempt(&runs, init_policy).await? {
+                Some(next) => self.start_recorded(pod, &uid, container, next, init_policy).await,
+                None => Ok(()), // running, backing off, or failed for good (the pod fails)
+            };
+        }
         let mut first_error = None;
         for container in pod.spec.as_ref().map(|spec| spec.containers.as_slice()).unwrap_or_default() {
             let runs = attempts.remove(&container.name).unwrap_or_default();
-            let next = match runs.last() {
-                None => 0,
-                Some(latest) if latest.has_task && !matches!(latest.state, ContainerState::Terminated(_)) => continue,
-                Some(latest) if !latest.has_task => latest.attempt, // creation was interrupted: finish it
-                Some(latest) => {
-                    let ContainerState::Terminated(ended) = &latest.state else { continue };
-                    if !restarts(&restart_policy, ended.exit_code) {
-                        continue;
-                    }
-                    if Timestamp::now() < ended.finished_at + backoff(latest.attempt + 1, ended) {
-                        continue; // CrashLoopBackOff: a later sync restarts it
-                    }
-                    // Keep the run that just ended (for lastState); remove older ones.
-                    for old in &runs[..runs.len() - 1] {
-                        self.remove_container(&old.id, Duration::ZERO).await?;
-                    }
-                    latest.attempt + 1
-                }
-            };
-            let key = (uid.clone(), container.name.clone());
-            match self.start_container(pod, &uid, container, next, &restart_policy).await {
-                Ok(()) => {
-                    self.start_errors().remove(&key);
-                }
-                Err(error) => {
-                    let reason = error.waiting_reason();
-                    self.start_errors().insert(key, (reason.into(), error.to_string()));
-                    first_error.get_or_insert(error);
-                }
+            let Some(next) = self.next_attempt(&runs, &restart_policy).await? else { continue };
+            if let Err(error) = self.start_recorded(pod, &uid, container, next, &restart_policy).await {
+                first_error.get_or_insert(error);
             }
         }
         first_error.map_or(Ok(()), Err)
@@ -821,6 +812,50 @@ impl Runtime for ContainerdRuntime {
 }
 
 impl ContainerdRuntime {
+    /// The run number to start next for a container with `runs` (oldest first), or `None` when
+    /// nothing is to be started now: it runs, its policy does not restart it, or it is backing
+    /// off (CrashLoopBackOff: a later sync restarts it). Before a restart, runs older than the
+    /// one that just ended are removed (that one stays, for `lastState`).
+    async fn next_attempt(&self, runs: &[Run], restart_policy: &str) -> Result<Option<u32>, RuntimeError> {
+        let Some(latest) = runs.last() else { return Ok(Some(0)) };
+        if !latest.has_task {
+            return Ok(Some(latest.attempt)); // creation was interrupted: finish it
+        }
+        let ContainerState::Terminated(ended) = &latest.state else { return Ok(None) };
+        if !restarts(restart_policy, ended.exit_code)
+            || Timestamp::now() < ended.finished_at + backoff(latest.attempt + 1, ended)
+        {
+            return Ok(None);
+        }
+        for old in &runs[..runs.len() - 1] {
+            self.remove_container(&old.id, Duration::ZERO).await?;
+        }
+        Ok(Some(latest.attempt + 1))
+    }
+
+    /// Starts run `attempt` of `container`, remembering a failure as the container's waiting
+    /// reason (until a start succeeds).
+    async fn start_recorded(
+        &self,
+        pod: &Pod,
+        uid: &str,
+        container: &PodContainer,
+        attempt: u32,
+        restart_policy: &str,
+    ) -> Result<(), RuntimeError> {
+        let key = (uid.to_string(), container.name.clone());
+        let started = self.start_container(pod, uid, container, attempt, restart_policy).await;
+        match &started {
+            Ok(()) => {
+                self.start_errors().remove(&key);
+            }
+            Err(error) => {
+                self.start_errors().insert(key, (error.waiting_reason().into(), error.to_string()));
+            }
+        }
+        started
+    }
+
     /// The containerd ID of the running run of `container` in pod `uid`.
     async fn running_id(&self, uid: &str, container: &str) -> Result<String, RuntimeError> {
         let mut attempts = self.attempts(uid).await?;
