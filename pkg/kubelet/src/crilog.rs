@@ -270,7 +270,9 @@ pub mod driver {
     fn encode(text: &str) -> String {
         text.bytes()
             .map(|byte| match byte {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => (byte as char).to_string(),
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
+                    (byte as char).to_string()
+                }
                 other => format!("%{other:02X}"),
             })
             .collect()

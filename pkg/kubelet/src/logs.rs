@@ -287,9 +287,8 @@ async fn container_logs(
         runtime: state.runtime.clone(),
         formatter,
     };
-    let stream = futures::stream::unfold(follow, |mut follow| async move {
-        follow.next().await.map(|chunk| (chunk, follow))
-    });
+    let stream =
+        futures::stream::unfold(follow, |mut follow| async move { follow.next().await.map(|chunk| (chunk, follow)) });
     (headers, Body::from_stream(stream)).into_response()
 }
 
