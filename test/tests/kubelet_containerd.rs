@@ -427,8 +427,7 @@ async fn logs_are_in_the_cri_format_rotate_and_keep_flowing_while_the_kubelet_is
     let cluster = Cluster::start().await.expect("cluster");
     let containerd = Containerd::start().await.expect("containerd");
     let args = ["--container-log-max-size", "4Ki", "--container-log-max-files", "3"];
-    let mut kubelet =
-        Kubelet::start_containerd_with(&cluster, &containerd, "node-c10", &args).await.expect("kubelet");
+    let mut kubelet = Kubelet::start_containerd_with(&cluster, &containerd, "node-c10", &args).await.expect("kubelet");
     let pods: Api<Pod> = Api::namespaced(client(&cluster), "default");
     let http = reqwest::Client::builder().no_proxy().build().expect("http client");
     let base = kubelet.url(); // the same after a restart (same flags)
@@ -570,11 +569,16 @@ async fn init_containers_run_in_order_before_the_app_and_a_failed_one_is_retried
     // Two init containers in order (the second waits a moment: the app must still wait for
     // it), the first fails once and is retried; then the app reads what they wrote.
     let init = serde_json::json!([
-        init_container("setup", "if [ -e /work/tried ]; then echo one >> /work/out; else touch /work/tried; exit 3; fi"),
+        init_container(
+            "setup",
+            "if [ -e /work/tried ]; then echo one >> /work/out; else touch /work/tried; exit 3; fi"
+        ),
         init_container("migrate", "sleep 2; echo two >> /work/out"),
     ]);
     let app = "cat /work/out; echo app >> /work/out; sleep 3600";
-    pods.create(&PostParams::default(), &pod_with_init("ordered", "node-c11", "Always", init, app)).await.expect("create");
+    pods.create(&PostParams::default(), &pod_with_init("ordered", "node-c11", "Always", init, app))
+        .await
+        .expect("create");
     let pending = eventually(WAIT, "ordered Pending and not Initialized while initializing", || async {
         let pod = pods.get("ordered").await.ok()?;
         let initializing = condition(&pod, "Initialized").as_deref() == Some("False");
