@@ -371,6 +371,18 @@ pub struct LogsArgs {
     /// The logs of the previous, terminated run of the container.
     #[arg(short = 'p', long)]
     pub previous: bool,
+    /// Prefix each line with the time it was written (RFC 3339).
+    #[arg(long)]
+    pub timestamps: bool,
+    /// Only lines newer than this, e.g. 30s, 5m, 1h.
+    #[arg(long, value_name = "DURATION", conflicts_with = "since_time")]
+    pub since: Option<String>,
+    /// Only lines written at or after this time (RFC 3339, e.g. 2026-11-23T10:00:00Z).
+    #[arg(long, value_name = "TIME")]
+    pub since_time: Option<String>,
+    /// Stop after this many bytes.
+    #[arg(long, value_name = "N")]
+    pub limit_bytes: Option<u64>,
 }
 
 /// `api-resources`.
