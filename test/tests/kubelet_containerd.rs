@@ -509,7 +509,7 @@ async fn logs_are_in_the_cri_format_rotate_and_keep_flowing_while_the_kubelet_is
     let log = kubelet.root_dir().join("pods").join(format!("default_ticker_{uid}")).join("main").join("0.log");
     let last_tick = || {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
-        numbered(&text.lines().map(|line| crilog_content(line)).collect::<Vec<_>>().join("\n"), "tick ").last().copied()
+        numbered(&text.lines().map(crilog_content).collect::<Vec<_>>().join("\n"), "tick ").last().copied()
     };
     kubelet.kill();
     let at_kill = last_tick().unwrap_or(0);
