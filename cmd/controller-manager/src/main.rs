@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use rkube_client::{Client, Config, KubeconfigOptions};
+use rkube_component::flags::{LeaderElectionFlags, parse_duration};
 use rkube_controller::ControllersConfig;
 use tokio_util::sync::CancellationToken;
 
@@ -62,19 +63,8 @@ struct Args {
     /// Fraction of silent nodes (with more than 2 silent) that counts as a partial disruption.
     #[arg(long, default_value_t = 0.55)]
     unhealthy_zone_threshold: f64,
-    /// Act only while holding the Lease kube-system/rkube-controller-manager, so that
-    /// several copies can run with one active (`--leader-elect=false` to turn off).
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
-    leader_elect: bool,
-    /// How long a leader that stopped renewing keeps the Lease (e.g. 15s).
-    #[arg(long, default_value = "15s", value_parser = parse_duration)]
-    leader_elect_lease_duration: Duration,
-    /// How long the leader keeps trying to renew before it stops (e.g. 10s).
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
-    leader_elect_renew_deadline: Duration,
-    /// How often to try to acquire or renew the Lease (e.g. 2s).
-    #[arg(long, default_value = "2s", value_parser = parse_duration)]
-    leader_elect_retry_period: Duration,
+    #[command(flatten)]
+    leader_election: LeaderElectionFlags,
     /// Requests per second this process may send to the apiserver (sustained).
     #[arg(long, default_value_t = rkube_client::config::DEFAULT_QPS)]
     kube_api_qps: f32,
@@ -87,21 +77,6 @@ struct Args {
     /// Log format: text or json (filter with RUST_LOG).
     #[arg(long, default_value = "text")]
     log_format: String,
-}
-
-/// Parses `500ms`, `2s`, `1m` (or plain seconds).
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let (number, unit) =
-        text.find(|c: char| !c.is_ascii_digit() && c != '.').map_or((text, "s"), |at| text.split_at(at));
-    let value: f64 = number.parse().map_err(|_| format!("not a duration: {text:?} (try 15s or 500ms)"))?;
-    let seconds = match unit {
-        "ms" => value / 1000.0,
-        "s" => value,
-        "m" => value * 60.0,
-        _ => return Err(format!("unknown unit in {text:?} (use ms, s or m)")),
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|error| error.to_string())
 }
 
 #[tokio::main]
@@ -136,11 +111,7 @@ async fn main() -> anyhow::Result<()> {
                 unhealthy_threshold: args.unhealthy_zone_threshold,
             },
         },
-        leader_elect: args.leader_elect,
-        identity,
-        lease_duration: args.leader_elect_lease_duration,
-        renew_deadline: args.leader_elect_renew_deadline,
-        retry_period: args.leader_elect_retry_period,
+        leader_election: args.leader_election.config(rkube_controller::LEASE_NAME, &identity),
     };
     let shutdown = CancellationToken::new();
     rkube_component::cancel_on_signal(&shutdown);

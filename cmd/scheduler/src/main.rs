@@ -2,13 +2,12 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
 use rkube_client::{Client, Config as ClientConfig, KubeconfigOptions};
 use rkube_component::Readiness;
-use rkube_component::leaderelection::LeaderElectionConfig;
+use rkube_component::flags::LeaderElectionFlags;
 use rkube_scheduler::{Config, ScoreWeights};
 use tokio_util::sync::CancellationToken;
 
@@ -33,31 +32,8 @@ struct Flags {
     #[arg(long)]
     context: Option<String>,
 
-    /// Schedule only while holding the leader Lease, so that several copies can run and only
-    /// one acts. Turn off with --leader-elect=false when running exactly one copy.
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
-    leader_elect: bool,
-
-    /// Namespace of the leader Lease.
-    #[arg(long, default_value = "kube-system")]
-    leader_elect_resource_namespace: String,
-
-    /// Name of the leader Lease.
-    #[arg(long, default_value = "rkube-scheduler")]
-    leader_elect_resource_name: String,
-
-    /// How long a leader that stopped renewing keeps the Lease before another copy takes over
-    /// (e.g. 15s, 1500ms).
-    #[arg(long, default_value = "15s", value_parser = parse_duration)]
-    leader_elect_lease_duration: Duration,
-
-    /// How long the leader keeps trying to renew before it stops scheduling and exits.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
-    leader_elect_renew_deadline: Duration,
-
-    /// How often copies try to take the Lease, and the leader renews it.
-    #[arg(long, default_value = "2s", value_parser = parse_duration)]
-    leader_elect_retry_period: Duration,
+    #[command(flatten)]
+    leader_election: LeaderElectionFlags,
 
     /// Pods whose spec.schedulerName is this are scheduled by this process; pods naming another
     /// scheduler are left alone.
@@ -103,22 +79,6 @@ struct Flags {
     log_format: String,
 }
 
-/// Reads `15s`, `1500ms`, `2m` or a plain number of seconds.
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let (number, unit) = match text.find(|c: char| c.is_ascii_alphabetic()) {
-        Some(at) => text.split_at(at),
-        None => (text, "s"),
-    };
-    let value: f64 = number.trim().parse().map_err(|_| format!("{text:?} is not a duration like 15s or 500ms"))?;
-    let seconds = match unit {
-        "ms" => value / 1000.0,
-        "s" => value,
-        "m" => value * 60.0,
-        _ => return Err(format!("{text:?}: unit must be ms, s or m")),
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
-}
-
 /// This process's identity in the Lease: hostname plus a random suffix.
 fn identity() -> String {
     let host = std::fs::read_to_string("/etc/hostname")
@@ -154,17 +114,8 @@ async fn main() -> anyhow::Result<()> {
     config.event_client = Some(event_client);
     config.weights =
         ScoreWeights { least_allocated: flags.least_allocated_weight, selector_spread: flags.selector_spread_weight };
-    config.leader_election = flags.leader_elect.then(|| {
-        let mut election = LeaderElectionConfig::new(
-            &flags.leader_elect_resource_namespace,
-            &flags.leader_elect_resource_name,
-            &config.leader_election.as_ref().map(|e| e.identity.clone()).unwrap_or_default(),
-        );
-        election.lease_duration = flags.leader_elect_lease_duration;
-        election.renew_deadline = flags.leader_elect_renew_deadline;
-        election.retry_period = flags.leader_elect_retry_period;
-        election
-    });
+    let identity = config.leader_election.as_ref().map(|e| e.identity.clone()).unwrap_or_default();
+    config.leader_election = flags.leader_election.config("rkube-scheduler", &identity);
 
     let shutdown = CancellationToken::new();
     let registry = prometheus::Registry::new();

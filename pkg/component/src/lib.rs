@@ -6,6 +6,7 @@
 //! port, flips its [`Readiness`] once its caches have synced, and stops when
 //! [`shutdown_signal`] resolves (or lets [`cancel_on_signal`] cancel its token).
 
+pub mod flags;
 pub mod leaderelection;
 
 use std::sync::Arc;

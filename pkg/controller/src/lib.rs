@@ -23,7 +23,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use prometheus::Registry;
 use rkube_client::Client;
@@ -131,7 +130,7 @@ pub enum Error {
     #[error("caches did not sync before shutdown")]
     CacheSync,
     /// This process led and lost the Lease; it must exit so a fresh start can compete again.
-    #[error("lost leadership of the {LEASE_NAMESPACE}/{LEASE_NAME} lease")]
+    #[error("lost leadership of the leader-election lease")]
     LostLeadership,
     /// Leader election could not talk to the apiserver.
     #[error("leader election: {0}")]
@@ -197,16 +196,8 @@ pub struct Config {
     pub bind_address: SocketAddr,
     /// Which controllers run, with how many workers.
     pub controllers: ControllersConfig,
-    /// Whether to run only while holding the leader-election Lease (`--leader-elect`).
-    pub leader_elect: bool,
-    /// This process's identity in the Lease.
-    pub identity: String,
-    /// Lease duration, renew deadline and retry period (client-go: 15 s, 10 s, 2 s).
-    pub lease_duration: Duration,
-    /// How long the leader keeps trying to renew before it stops leading.
-    pub renew_deadline: Duration,
-    /// How often to try to acquire or renew the Lease.
-    pub retry_period: Duration,
+    /// Run only while holding this leader-election Lease (`--leader-elect`); `None`: always.
+    pub leader_election: Option<LeaderElectionConfig>,
 }
 
 /// Runs the controller-manager until `shutdown`: serves the endpoints, takes the Lease (when
@@ -231,11 +222,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         None,
         server_stop.clone(),
     ));
-    let result = if config.leader_elect {
-        let mut election = LeaderElectionConfig::new(LEASE_NAMESPACE, LEASE_NAME, &config.identity);
-        election.lease_duration = config.lease_duration;
-        election.renew_deadline = config.renew_deadline;
-        election.retry_period = config.retry_period;
+    let result = if let Some(election) = config.leader_election.clone() {
         let elector = LeaderElector::new(config.client.clone(), election);
         // A standby is healthy and ready: it is doing its job, which is waiting.
         readiness.set(true);
