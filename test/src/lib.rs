@@ -40,6 +40,7 @@ pub mod e2e;
 pub mod kubectl;
 pub mod lab;
 pub mod node;
+pub mod registry;
 pub mod scheduler;
 
 pub use api::{Api, Reply, WatchStream, escape_query};

@@ -32,13 +32,26 @@ struct Flags {
 
     /// Which runtime runs the pods: `fake` runs nothing (pods go Running at once; for tests
     /// and hollow nodes); `containerd` runs real containers through containerd (--containerd-address)
-    /// with runc; images must already be in containerd's `rkube` namespace (no pulls yet).
+    /// with runc, pulling images from registries as each container's imagePullPolicy asks
+    /// (into containerd's `rkube` namespace).
     #[arg(long, value_enum, default_value_t = RuntimeFlag::Fake)]
     runtime: RuntimeFlag,
 
     /// containerd's socket (for --runtime containerd).
     #[arg(long, default_value = "/run/containerd/containerd.sock")]
     containerd_address: PathBuf,
+
+    /// A registry (`host:port`) to pull from over plain HTTP instead of HTTPS (repeatable).
+    /// Registries on loopback (localhost, 127.0.0.1, [::1]) always use plain HTTP.
+    #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
+    insecure_registries: Vec<String>,
+
+    /// With imagePullPolicy Always, start the image containerd already has when its registry
+    /// cannot be reached at all (DNS, connection, TLS, timeout) instead of failing the start
+    /// with ErrImagePull as Kubernetes does. `false` gives Kubernetes' behaviour. On by default
+    /// because images without a tag (the test image `busybox-local`) default to Always.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    always_pull_offline_fallback: bool,
 
     /// Where the kubelet keeps its files.
     #[arg(long, default_value = "/var/lib/rkubelet")]
@@ -151,6 +164,8 @@ async fn main() -> anyhow::Result<()> {
         RuntimeFlag::Fake => RuntimeKind::Fake,
     };
     config.containerd_address = flags.containerd_address.clone();
+    config.insecure_registries = flags.insecure_registries.clone();
+    config.always_pull_offline_fallback = flags.always_pull_offline_fallback;
     config.fake_fail_start = flags.fake_fail_start;
     config.cni_bin_dir = flags.cni_bin_dir.clone();
     config.lease_renew_interval = seconds(flags.node_lease_renew_interval, "--node-lease-renew-interval")?;

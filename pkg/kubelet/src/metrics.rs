@@ -16,6 +16,46 @@ pub struct Metrics {
     pub node_status_updates: IntCounterVec,
     /// `kubelet_lease_renewals_total{result}`: Lease renewals, `success` or `error`.
     pub lease_renewals: IntCounterVec,
+    /// Image pulls from registries (handed to the containerd runtime).
+    pub image_pulls: PullMetrics,
+}
+
+/// The metrics of image pulls, cheap to clone: the containerd runtime's puller keeps a copy.
+#[derive(Clone)]
+pub struct PullMetrics {
+    /// `rkubelet_image_pulls_total{result}`: pulls from a registry by result, `success` or
+    /// `error` (a pull of policy `Always` that found the image unchanged counts as a success).
+    pub pulls: IntCounterVec,
+    /// `rkubelet_image_pull_duration_seconds`: how long one pull took, failed ones included.
+    pub duration: Histogram,
+}
+
+impl std::fmt::Debug for PullMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PullMetrics").finish_non_exhaustive()
+    }
+}
+
+impl PullMetrics {
+    /// Creates the pull metrics (not registered anywhere: [`Metrics::register`] does that).
+    ///
+    /// # Errors
+    /// When a name or label is invalid (never for these).
+    pub fn new() -> prometheus::Result<PullMetrics> {
+        Ok(PullMetrics {
+            pulls: IntCounterVec::new(
+                Opts::new("rkubelet_image_pulls_total", "Image pulls from a registry by result (success, error)."),
+                &["result"],
+            )?,
+            duration: Histogram::with_opts(
+                HistogramOpts::new(
+                    "rkubelet_image_pull_duration_seconds",
+                    "Duration of one image pull from a registry (manifest, blobs and unpack), failed ones included.",
+                )
+                .buckets(vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0]),
+            )?,
+        })
+    }
 }
 
 impl Metrics {
@@ -46,6 +86,7 @@ impl Metrics {
                 Opts::new("kubelet_lease_renewals_total", "Node lease renewals by result."),
                 &["result"],
             )?,
+            image_pulls: PullMetrics::new()?,
         };
         registry.register(Box::new(metrics.pod_worker_duration.clone()))?;
         registry.register(Box::new(metrics.pod_sync_errors.clone()))?;
@@ -53,6 +94,8 @@ impl Metrics {
         registry.register(Box::new(metrics.running_pods.clone()))?;
         registry.register(Box::new(metrics.node_status_updates.clone()))?;
         registry.register(Box::new(metrics.lease_renewals.clone()))?;
+        registry.register(Box::new(metrics.image_pulls.pulls.clone()))?;
+        registry.register(Box::new(metrics.image_pulls.duration.clone()))?;
         Ok(metrics)
     }
 }

@@ -67,12 +67,23 @@ pub enum RuntimeError {
         #[source]
         source: tonic::transport::Error,
     },
-    /// The image is not in containerd (pulling is not implemented yet), or is unusable.
+    /// The image is not in containerd after a pull or a check, or is unusable.
     #[error("image {image}: {message}")]
     Image {
         /// The normalized image reference.
         image: String,
         /// What is wrong.
+        message: String,
+    },
+    /// The image could not be pulled, is backing off after failed pulls, or may not be pulled
+    /// (`imagePullPolicy: Never`); `reason` is the container's waiting reason.
+    #[error("{message}")]
+    ImagePull {
+        /// The normalized image reference.
+        image: String,
+        /// `ErrImagePull`, `ImagePullBackOff` or `ErrImageNeverPull`.
+        reason: &'static str,
+        /// What failed, e.g. `pulling 127.0.0.1:5000/x:v1: manifest unknown (404)`.
         message: String,
     },
     /// A file the runtime needs (log file, spec) could not be written.
@@ -103,6 +114,7 @@ impl RuntimeError {
     pub fn waiting_reason(&self) -> &'static str {
         match self {
             RuntimeError::Image { .. } => "ErrImagePull",
+            RuntimeError::ImagePull { reason, .. } => reason,
             _ => "RunContainerError",
         }
     }

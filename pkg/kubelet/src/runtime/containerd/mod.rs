@@ -4,8 +4,9 @@
 //! namespace [`NAMESPACE`], the way containerd's Go client would; containerd fills in nothing
 //! (see docs/kubelet.md and /work/shared/research/containerd-rust.md). For each container of a
 //! pod, [`Runtime::sync_pod`]:
-//! 1. resolves the image (already in containerd: imported or pulled beforehand) to its config
-//!    and the chain ID of its top layer;
+//! 1. pulls the image as the container's `imagePullPolicy` asks ([`pull`], from a registry
+//!    into containerd's content store and snapshots), then resolves it to its config and the
+//!    chain ID of its top layer;
 //! 2. prepares a writable overlay snapshot on that layer (key = the container ID);
 //! 3. creates the container with a complete OCI runtime spec (command/args per Kubernetes'
 //!    rules, env, working dir, hostname, namespaces, default capabilities, masked paths,
@@ -54,6 +55,8 @@ use tonic::{Code, Request};
 
 use crate::cni::{Network, netns_path};
 
+mod pull;
+mod registry;
 mod restart;
 mod spec;
 mod volumes;
@@ -115,6 +118,14 @@ pub struct ContainerdConfig {
     pub root_dir: PathBuf,
     /// Pod networking; `None`: each container gets its own empty network namespace.
     pub network: Option<Network>,
+    /// Registries (`host:port`) pulled from over plain HTTP besides loopback ones
+    /// (`--insecure-registry`).
+    pub insecure_registries: Vec<String>,
+    /// Where image pulls are counted; `None`: not counted.
+    pub pull_metrics: Option<crate::metrics::PullMetrics>,
+    /// `imagePullPolicy: Always` with a registry that cannot be reached starts the image
+    /// containerd has instead of failing with `ErrImagePull` (Kubernetes fails).
+    pub always_pull_offline_fallback: bool,
     /// How containers' output reaches their log files.
     pub logs: ContainerLogs,
 }
@@ -139,6 +150,8 @@ pub struct ContainerdRuntime {
     /// the container's waiting reason until a sync succeeds.
     start_errors: Mutex<HashMap<(String, String), (String, String)>>,
     events: tokio::sync::broadcast::Sender<String>,
+    /// Pulls images as containers' `imagePullPolicy` asks ([`pull`]).
+    puller: pull::Puller,
 }
 
 /// A namespaced request.
@@ -183,7 +196,14 @@ impl ContainerdRuntime {
         let client = containerd_client::Client::from_path(&config.address)
             .await
             .map_err(|source| RuntimeError::Connect { address: config.address.display().to_string(), source })?;
+        let puller = pull::Puller::new(
+            containerd_client::Client::from(client.channel()),
+            config.insecure_registries.clone(),
+            config.pull_metrics.clone(),
+            config.always_pull_offline_fallback,
+        )?;
         Ok(ContainerdRuntime {
+            puller,
             client,
             config,
             start_errors: Mutex::new(HashMap::new()),
@@ -224,9 +244,7 @@ impl ContainerdRuntime {
             Err(status) if status.code() == Code::NotFound => None,
             Err(status) => return Err(grpc("images.get")(status)),
         };
-        let target = found
-            .and_then(|image| image.target)
-            .ok_or_else(|| bad("not present in containerd (pulling is not implemented yet: import it)".into()))?;
+        let target = found.and_then(|image| image.target).ok_or_else(|| bad("not present in containerd".into()))?;
         let mut manifest_digest = target.digest.clone();
         if target.media_type.contains("index") || target.media_type.contains("manifest.list") {
             let index = self.read_json(image, &target.digest).await?;
@@ -284,6 +302,7 @@ impl ContainerdRuntime {
     ) -> Result<(), RuntimeError> {
         let id = format!("{uid}-{}-{attempt}", container.name);
         let image = normalize_image(container.image.as_deref().unwrap_or_default());
+        self.puller.ensure(&image, pull::PullPolicy::of(container)).await?;
         let info = self.image_info(&image).await?;
         let hostname = pod.metadata.name.clone().unwrap_or_default();
         let args = process_args(container, &info);
