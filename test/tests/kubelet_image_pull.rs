@@ -64,18 +64,6 @@ async fn wait_succeeded(pods: &Api<Pod>, name: &str, kubelet: &Kubelet, registry
     }
 }
 
-async fn wait_phase(pods: &Api<Pod>, name: &str, phase: &str, kubelet: &Kubelet) -> Pod {
-    eventually(WAIT, &format!("pod {name} {phase}"), || async {
-        let pod = pods.get(name).await.ok()?;
-        let now = pod.status.as_ref().and_then(|s| s.phase.clone());
-        if now.as_deref() == Some("Failed") && phase != "Failed" {
-            panic!("pod {name} failed: {:?}\nkubelet log:\n{}", pod.status, kubelet.log_tail(40));
-        }
-        (now.as_deref() == Some(phase)).then_some(pod)
-    })
-    .await
-}
-
 fn log_of(kubelet: &Kubelet, pod: &Pod) -> String {
     let uid = pod.metadata.uid.as_deref().unwrap_or_default();
     let name = pod.metadata.name.as_deref().unwrap_or_default();
@@ -152,17 +140,6 @@ async fn pods_pull_their_image_from_a_registry_once_and_the_image_survives_garba
         1.0,
         "IfNotPresent pulled a present image"
     );
-
-    // With the registry gone, Always falls back to the present image (the kubelet's default
-    // --always-pull-offline-fallback; the next test checks Kubernetes' strict behaviour).
-    drop(registry);
-    pods.create(&PostParams::default(), &pod("offline", "node-p1", &pushed.reference, Some("Always"), SHOW_IMAGE))
-        .await
-        .expect("create");
-    let offline = wait_phase(&pods, "offline", "Succeeded", &kubelet).await;
-    assert!(log_of(&kubelet, &offline).contains(&pushed.blob_sha256));
-    assert!(kubelet.log().contains("registry unreachable"), "{}", kubelet.log_tail(20));
-    assert_eq!(metric(&kubelet, "rkubelet_image_pulls_total{result=\"error\"}").await, 1.0);
 }
 
 #[tokio::test]
@@ -170,8 +147,7 @@ async fn pull_policy_always_follows_the_tag_and_never_refuses_to_pull() {
     let cluster = Cluster::start().await.expect("cluster");
     let containerd = Containerd::start().await.expect("containerd");
     let registry = Registry::start().await.expect("registry");
-    let strict = ["--always-pull-offline-fallback", "false"];
-    let kubelet = Kubelet::start_containerd_with(&cluster, &containerd, "node-p2", &strict).await.expect("kubelet");
+    let kubelet = Kubelet::start_containerd(&cluster, &containerd, "node-p2").await.expect("kubelet");
     let pods: Api<Pod> = Api::namespaced(client(&cluster), "default");
     let first = registry.push_test_image("rkube/moving", "stable", "first push").await.expect("push");
 
@@ -204,8 +180,8 @@ async fn pull_policy_always_follows_the_tag_and_never_refuses_to_pull() {
     assert!(log.contains("second push") && log.contains(&second.blob_sha256), "{log}");
     assert_eq!(kubelet.log().matches("image pulled").count(), 2, "{}", kubelet.log_tail(40));
 
-    // Kubernetes' behaviour (--always-pull-offline-fallback false): Always with an unreachable
-    // registry fails the start although the image is present.
+    // As in Kubernetes, Always with an unreachable registry fails the start although the
+    // image is present.
     let host = registry.host();
     drop(registry);
     pods.create(&PostParams::default(), &pod("offline", "node-p2", &second.reference, Some("Always"), SHOW_IMAGE))

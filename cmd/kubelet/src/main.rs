@@ -46,13 +46,6 @@ struct Flags {
     #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
     insecure_registries: Vec<String>,
 
-    /// With imagePullPolicy Always, start the image containerd already has when its registry
-    /// cannot be reached at all (DNS, connection, TLS, timeout) instead of failing the start
-    /// with ErrImagePull as Kubernetes does. `false` gives Kubernetes' behaviour. On by default
-    /// because images without a tag (the test image `busybox-local`) default to Always.
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
-    always_pull_offline_fallback: bool,
-
     /// Where the kubelet keeps its files.
     #[arg(long, default_value = "/var/lib/rkubelet")]
     root_dir: PathBuf,
@@ -165,7 +158,6 @@ async fn main() -> anyhow::Result<()> {
     };
     config.containerd_address = flags.containerd_address.clone();
     config.insecure_registries = flags.insecure_registries.clone();
-    config.always_pull_offline_fallback = flags.always_pull_offline_fallback;
     config.fake_fail_start = flags.fake_fail_start;
     config.cni_bin_dir = flags.cni_bin_dir.clone();
     config.lease_renew_interval = seconds(flags.node_lease_renew_interval, "--node-lease-renew-interval")?;

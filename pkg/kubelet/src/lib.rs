@@ -77,9 +77,6 @@ pub struct Config {
     /// Registries (`host:port`) the containerd runtime pulls from over plain HTTP, besides
     /// loopback ones (`--insecure-registry`).
     pub insecure_registries: Vec<String>,
-    /// With `imagePullPolicy: Always`, start the image containerd has when its registry cannot
-    /// be reached (Kubernetes fails with `ErrImagePull`; `--always-pull-offline-fallback`).
-    pub always_pull_offline_fallback: bool,
     /// Where the CNI plugins are (`bridge`, `host-local`, `loopback`).
     pub cni_bin_dir: PathBuf,
     /// Make the fake runtime fail every container start.
@@ -110,7 +107,6 @@ impl Config {
             runtime: RuntimeKind::Fake,
             containerd_address: PathBuf::from("/run/containerd/containerd.sock"),
             insecure_registries: Vec::new(),
-            always_pull_offline_fallback: true,
             cni_bin_dir: PathBuf::from("/usr/lib/cni"),
             fake_fail_start: false,
             lease_renew_interval: Duration::from_secs(10),
@@ -166,7 +162,6 @@ pub async fn run(
                 logs: config.container_logs.clone(),
                 insecure_registries: config.insecure_registries.clone(),
                 pull_metrics: Some(metrics.image_pulls.clone()),
-                always_pull_offline_fallback: config.always_pull_offline_fallback,
             })
             .await?,
         ),

@@ -123,9 +123,6 @@ pub struct ContainerdConfig {
     pub insecure_registries: Vec<String>,
     /// Where image pulls are counted; `None`: not counted.
     pub pull_metrics: Option<crate::metrics::PullMetrics>,
-    /// `imagePullPolicy: Always` with a registry that cannot be reached starts the image
-    /// containerd has instead of failing with `ErrImagePull` (Kubernetes fails).
-    pub always_pull_offline_fallback: bool,
     /// How containers' output reaches their log files.
     pub logs: ContainerLogs,
 }
@@ -200,7 +197,6 @@ impl ContainerdRuntime {
             containerd_client::Client::from(client.channel()),
             config.insecure_registries.clone(),
             config.pull_metrics.clone(),
-            config.always_pull_offline_fallback,
         )?;
         Ok(ContainerdRuntime {
             puller,

@@ -7,13 +7,9 @@
 //! - `Never`: the image must be in containerd already, else `ErrImageNeverPull`;
 //! - `IfNotPresent`: pulled only when containerd has no image of that name;
 //! - `Always`: the manifest is resolved from the registry at every container start; the
-//!   image is pulled when its digest changed (an unchanged digest costs one manifest GET). A
-//!   registry that gives no answer at all (DNS, connection, TLS, timeout) fails the start even
-//!   when the image is present, as in Kubernetes, unless the offline fallback is on
-//!   (`--always-pull-offline-fallback`, the default for now): then the present image is used,
-//!   with a warning. The fallback exists because the project's test image `busybox-local` has
-//!   no tag, so Kubernetes defaults its policy to `Always`, and its registry (Docker Hub) cannot
-//!   be reached here; an error answer (404, 401, ...) is never covered by it.
+//!   image is pulled when its digest changed (an unchanged digest costs one manifest GET). An
+//!   unreachable registry fails the start even when the image is present, as in Kubernetes
+//!   (which is why the test image is tagged `busybox-local:v1`: untagged it would be `Always`).
 //!
 //! One pull ([`Puller::pull`]):
 //! 1. GET the manifest by tag or digest; for an index (OCI index, Docker manifest list) pick the
@@ -157,8 +153,6 @@ pub struct Puller {
     /// Images whose last pull failed.
     backoff: Mutex<HashMap<String, Backoff>>,
     metrics: Option<PullMetrics>,
-    /// `Always` with an unreachable registry uses a present image (see the module docs).
-    offline_fallback: bool,
 }
 
 /// A namespaced request that also holds `lease` (so nothing it creates is collected before
@@ -236,9 +230,7 @@ enum Source<'a> {
 
 impl Puller {
     /// A puller writing into `client`'s containerd (namespace [`super::NAMESPACE`]); `insecure` lists
-    /// the registries (`host:port`) reached over plain HTTP besides loopback ones;
-    /// `offline_fallback`: whether `Always` falls back to a present image when the registry
-    /// cannot be reached (see the module docs).
+    /// the registries (`host:port`) reached over plain HTTP besides loopback ones.
     ///
     /// # Errors
     /// [`RuntimeError::Image`] when the HTTP client cannot be built.
@@ -246,11 +238,10 @@ impl Puller {
         client: containerd_client::Client,
         insecure: Vec<String>,
         metrics: Option<PullMetrics>,
-        offline_fallback: bool,
     ) -> Result<Puller, RuntimeError> {
         let registry = RegistryClient::new(insecure)
             .map_err(|error| RuntimeError::Image { image: String::new(), message: error.to_string() })?;
-        Ok(Puller { client, registry, locks: Mutex::new(HashMap::new()), backoff: Mutex::new(HashMap::new()), metrics, offline_fallback })
+        Ok(Puller { client, registry, locks: Mutex::new(HashMap::new()), backoff: Mutex::new(HashMap::new()), metrics })
     }
 
     /// Makes sure image `image` (normalized) is in containerd as `policy` asks, pulling it if
@@ -298,18 +289,6 @@ impl Puller {
                 if pulled == Pulled::Fetched {
                     tracing::info!(%image, ?elapsed, "image pulled");
                 }
-                Ok(())
-            }
-            Err(PullError::Registry(error))
-                if policy == PullPolicy::Always
-                    && self.offline_fallback
-                    && error.is_unreachable()
-                    && self.present(image).await? =>
-            {
-                tracing::warn!(
-                    %image, %error,
-                    "registry unreachable: starting the image containerd has (--always-pull-offline-fallback)"
-                );
                 Ok(())
             }
             Err(error) => {

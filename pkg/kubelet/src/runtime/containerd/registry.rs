@@ -87,11 +87,6 @@ impl RegistryError {
         let cause = if causes.is_empty() { source.to_string() } else { causes.join(": ") };
         RegistryError::Http { what, cause, source }
     }
-
-    /// Whether the registry gave no answer at all (as opposed to an error answer).
-    pub fn is_unreachable(&self) -> bool {
-        matches!(self, RegistryError::Http { .. })
-    }
 }
 
 /// A normalized image reference, split into its parts.
@@ -231,8 +226,7 @@ impl RegistryClient {
             if let Some(token) = &token {
                 request = request.header(AUTHORIZATION, format!("Bearer {token}"));
             }
-            let response =
-                request.send().await.map_err(|source| RegistryError::http(format!("GET {url}"), source))?;
+            let response = request.send().await.map_err(|source| RegistryError::http(format!("GET {url}"), source))?;
             let status = response.status();
             if status.is_success() {
                 return Ok(response);
@@ -300,11 +294,8 @@ impl RegistryClient {
             .and_then(|value| value.to_str().ok())
             .map(|value| value.split(';').next().unwrap_or_default().trim().to_string())
             .unwrap_or_default();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|source| RegistryError::http(format!("GET {url}"), source))?
-            .to_vec();
+        let bytes =
+            response.bytes().await.map_err(|source| RegistryError::http(format!("GET {url}"), source))?.to_vec();
         if bytes.len() > MAX_MANIFEST_BYTES {
             return Err(RegistryError::Protocol(format!("GET {url}: manifest larger than {MAX_MANIFEST_BYTES} bytes")));
         }
