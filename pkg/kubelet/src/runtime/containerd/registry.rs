@@ -434,6 +434,89 @@ mod tests {
         assert_eq!(scheme("docker.io/library/busybox:latest"), "https");
     }
 
+    /// A registry that wants an anonymous bearer token (as Docker Hub does): `/token` hands one
+    /// out for the right service and scope; `/v2/...` answers 401 with a challenge without it.
+    async fn token_registry() -> (String, tokio::task::JoinHandle<()>) {
+        use axum::http::{HeaderMap as Headers, StatusCode as Status, header};
+        use axum::response::IntoResponse;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        let realm = format!("http://{address}/token");
+        let authorized = |headers: &Headers| {
+            headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) == Some("Bearer secret-token")
+        };
+        let challenge = move || {
+            let value = format!(r#"Bearer realm="{realm}",service="test-registry",scope="repository:team/app:pull""#);
+            (
+                Status::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, value)],
+                r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#,
+            )
+                .into_response()
+        };
+        let manifest_challenge = challenge.clone();
+        let app = axum::Router::new()
+            .route(
+                "/token",
+                axum::routing::get(|query: axum::extract::Query<HashMap<String, String>>| async move {
+                    let right = query.get("service").map(String::as_str) == Some("test-registry")
+                        && query.get("scope").map(String::as_str) == Some("repository:team/app:pull");
+                    if right {
+                        r#"{"token":"secret-token"}"#.into_response()
+                    } else {
+                        Status::FORBIDDEN.into_response()
+                    }
+                }),
+            )
+            .route(
+                "/v2/team/app/manifests/{reference}",
+                axum::routing::get(
+                    move |headers: Headers, axum::extract::Path(reference): axum::extract::Path<String>| async move {
+                        if !authorized(&headers) {
+                            return manifest_challenge();
+                        }
+                        if reference != "v1" {
+                            let body = r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#;
+                            return (Status::NOT_FOUND, body).into_response();
+                        }
+                        ([(header::CONTENT_TYPE, OCI_MANIFEST)], r#"{"schemaVersion":2,"layers":[]}"#).into_response()
+                    },
+                ),
+            )
+            .route("/v2/team/other/manifests/{reference}", axum::routing::get(move || async move { challenge() }));
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        (address.to_string(), server)
+    }
+
+    #[tokio::test]
+    async fn anonymous_bearer_tokens_are_fetched_on_a_401_and_errors_carry_the_registrys_message() {
+        let (host, server) = token_registry().await;
+        let client = RegistryClient::new(Vec::new()).expect("client");
+        let app = parse(&format!("{host}/team/app:v1"));
+        let fetched = client.manifest(&app, app.manifest_ref()).await.expect("manifest with a token");
+        assert_eq!(fetched.media_type, OCI_MANIFEST);
+        assert_eq!(fetched.digest, sha256_digest(br#"{"schemaVersion":2,"layers":[]}"#));
+        let missing = client.manifest(&app, "v2").await.expect_err("no such tag").to_string();
+        assert_eq!(missing, "manifest unknown (404)");
+        // A registry that refuses even with the token: one retry, then its answer, no loop.
+        let other = parse(&format!("{host}/team/other:v1"));
+        let refused = client.manifest(&other, "v1").await.expect_err("still unauthorized").to_string();
+        assert_eq!(refused, "authentication required (401)");
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_registry_names_the_request_and_the_cause() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address").port();
+        let client = RegistryClient::new(Vec::new()).expect("client");
+        let gone = parse(&format!("127.0.0.1:{port}/x:v1"));
+        let error = client.manifest(&gone, "v1").await.expect_err("nobody listens").to_string();
+        assert!(error.starts_with(&format!("GET http://127.0.0.1:{port}/v2/x/manifests/v1: ")), "{error}");
+        assert!(error.to_lowercase().contains("connect"), "{error}");
+    }
+
     #[test]
     fn bearer_challenges_are_parsed_with_quoted_commas() {
         let params = parse_challenge_params(
