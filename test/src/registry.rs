@@ -36,6 +36,18 @@ pub const BLOB_BYTES: usize = 3 << 20;
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+
+/// How [`Registry::push`] lays the image out in the registry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// An OCI image index (this machine's platform) under the tag, naming an OCI manifest.
+    OciIndex,
+    /// A Docker schema 2 manifest (Docker media types) directly under the tag, no index.
+    DockerManifest,
+}
 
 /// A running loopback registry (see the module docs).
 pub struct Registry {
@@ -51,7 +63,7 @@ pub struct Registry {
 pub struct PushedImage {
     /// The name pods use: `127.0.0.1:<port>/<repository>:<tag>`.
     pub reference: String,
-    /// The digest the tag points at (the index).
+    /// The digest the tag points at (the index, or the Docker manifest).
     pub digest: String,
     /// The digest of the extra layer (compressed, as stored in content stores).
     pub layer_digest: String,
@@ -136,6 +148,11 @@ impl Registry {
     /// Pushes the test image plus an extra layer with `marker` (see the module docs) as
     /// `<repository>:<tag>`, an OCI index for this machine's platform.
     pub async fn push_test_image(&self, repository: &str, tag: &str, marker: &str) -> anyhow::Result<PushedImage> {
+        self.push(repository, tag, marker, Format::OciIndex).await
+    }
+
+    /// Like [`Registry::push_test_image`], laid out as `format` says.
+    pub async fn push(&self, repository: &str, tag: &str, marker: &str, format: Format) -> anyhow::Result<PushedImage> {
         let layout = self.test_image_layout()?;
         let blob_path = |digest: &str| layout.join("blobs").join(digest.replace(':', "/"));
         let index: serde_json::Value = serde_json::from_slice(&std::fs::read(layout.join("index.json"))?)?;
@@ -165,6 +182,21 @@ impl Registry {
         manifest["layers"].as_array_mut().context("manifest without layers")?.push(serde_json::json!({
             "mediaType": OCI_LAYER_GZIP, "digest": layer_digest, "size": layer.len()
         }));
+        if format == Format::DockerManifest {
+            manifest["mediaType"] = DOCKER_MANIFEST.into();
+            manifest["config"]["mediaType"] = DOCKER_CONFIG.into();
+            for layer in manifest["layers"].as_array_mut().context("manifest without layers")? {
+                layer["mediaType"] = DOCKER_LAYER_GZIP.into();
+            }
+            let manifest_bytes = serde_json::to_vec(&manifest)?;
+            self.push_manifest(repository, tag, DOCKER_MANIFEST, &manifest_bytes).await?;
+            return Ok(PushedImage {
+                reference: format!("{}/{repository}:{tag}", self.host()),
+                digest: digest_of(&manifest_bytes),
+                layer_digest,
+                blob_sha256,
+            });
+        }
         let manifest_bytes = serde_json::to_vec(&manifest)?;
         let manifest_digest = digest_of(&manifest_bytes);
         self.push_manifest(repository, &manifest_digest, OCI_MANIFEST, &manifest_bytes).await?;

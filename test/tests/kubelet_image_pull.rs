@@ -10,7 +10,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ContainerStateWaiting, Pod};
 use rkube_client::{Api, Client, Config, ListParams, PostParams, WatchEvent, WatchParams};
 use rkube_tests::node::{Containerd, Kubelet};
-use rkube_tests::registry::{BLOB_BYTES, Registry};
+use rkube_tests::registry::{BLOB_BYTES, Format, Registry};
 use rkube_tests::{Cluster, eventually};
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -203,7 +203,7 @@ fn waiting_of(pod: &Pod) -> Option<ContainerStateWaiting> {
 }
 
 #[tokio::test]
-async fn a_missing_tag_is_err_image_pull_then_image_pull_back_off_with_the_registrys_answer() {
+async fn a_missing_tag_is_err_image_pull_then_image_pull_back_off_and_a_docker_manifest_pulls() {
     let cluster = Cluster::start().await.expect("cluster");
     let containerd = Containerd::start().await.expect("containerd");
     let registry = Registry::start().await.expect("registry");
@@ -249,4 +249,13 @@ async fn a_missing_tag_is_err_image_pull_then_image_pull_back_off_with_the_regis
     assert_eq!(phase.as_deref(), Some("Pending"));
     assert_eq!(metric(&kubelet, "rkubelet_image_pulls_total{result=\"error\"}").await, 1.0, "one pull per back-off");
     assert!(!images(&containerd).contains("no-such-tag"));
+
+    // The Docker layout (schema 2 manifest and Docker media types, no index) pulls too.
+    let docker = registry.push("rkube/docker", "v1", "docker layout", Format::DockerManifest).await.expect("push");
+    pods.create(&PostParams::default(), &pod("docker", "node-p3", &docker.reference, None, SHOW_IMAGE))
+        .await
+        .expect("create");
+    let done = wait_succeeded(&pods, "docker", &kubelet, &registry).await;
+    let log = log_of(&kubelet, &done);
+    assert!(log.contains("docker layout") && log.contains(&docker.blob_sha256), "{log}");
 }
