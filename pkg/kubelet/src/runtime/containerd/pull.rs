@@ -270,10 +270,12 @@ impl Puller {
             return Ok(());
         }
         if let Some((left, message)) = self.backing_off(image) {
+            tracing::debug!(%image, ?left, "image pull backing off");
             return Err(RuntimeError::ImagePull {
                 image: image.into(),
                 reason: "ImagePullBackOff",
-                message: format!("Back-off pulling image \"{image}\" ({}s left): {message}", left.as_secs()),
+                // No countdown in the message: it would change the pod's status at every retry.
+                message: format!("Back-off pulling image \"{image}\": {message}"),
             });
         }
         let started = Instant::now();
@@ -426,9 +428,15 @@ impl Puller {
         if usize::try_from(blob.size).map_or(true, |size| size > MAX_CONFIG_BYTES) {
             return Err(PullError::Image(format!("config {} too large ({} bytes)", blob.digest, blob.size)));
         }
-        let response = self.registry.blob(reference, &blob.digest).await?;
-        let bytes =
-            response.bytes().await.map_err(|source| self.registry.blob_error(reference, &blob.digest, source))?;
+        let mut body = self.registry.blob(reference, &blob.digest).await?.bytes_stream();
+        let mut bytes = Vec::new();
+        while let Some(piece) = body.next().await {
+            let piece = piece.map_err(|source| self.registry.blob_error(reference, &blob.digest, source))?;
+            bytes.extend_from_slice(&piece);
+            if bytes.len() > MAX_CONFIG_BYTES {
+                break; // reported below as a size mismatch, without reading on
+            }
+        }
         let digest = super::registry::sha256_digest(&bytes);
         if digest != blob.digest || i64::try_from(bytes.len()).ok() != Some(blob.size) {
             return Err(PullError::Image(format!(
@@ -437,7 +445,7 @@ impl Puller {
                 bytes.len()
             )));
         }
-        Ok(bytes.to_vec())
+        Ok(bytes)
     }
 
     async fn create_lease(&self) -> Result<String, PullError> {
