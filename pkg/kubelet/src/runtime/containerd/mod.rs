@@ -4,7 +4,7 @@
 //! namespace [`NAMESPACE`], the way containerd's Go client would; containerd fills in nothing
 //! (see docs/kubelet.md and /work/shared/research/containerd-rust.md). For each container of a
 //! pod, [`Runtime::sync_pod`]:
-//! 1. pulls the image as the container's `imagePullPolicy` asks ([`pull`], from a registry
+//! 1. pulls the image as the container's `imagePullPolicy` asks (`pull.rs`, from a registry
 //!    into containerd's content store and snapshots), then resolves it to its config and the
 //!    chain ID of its top layer;
 //! 2. prepares a writable overlay snapshot on that layer (key = the container ID);
