@@ -190,6 +190,17 @@ impl Kubelet {
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
+
+    /// The value of one sample on the kubelet's `/metrics`, named with its labels as the text
+    /// format writes them (e.g. `kubelet_image_pulls_total{result="success"}`); 0 when absent.
+    ///
+    /// # Panics
+    /// When `/metrics` does not answer.
+    pub async fn metric(&self, sample: &str) -> f64 {
+        let response = reqwest::get(format!("{}/metrics", self.url())).await.expect("GET /metrics");
+        let text = response.text().await.expect("metrics body");
+        text.lines().find_map(|line| line.strip_prefix(sample).and_then(|rest| rest.trim().parse().ok())).unwrap_or(0.0)
+    }
 }
 
 impl Drop for Kubelet {

@@ -388,6 +388,11 @@ async fn readiness_probe_flips_ready() {
         0,
         "readiness must never restart a container"
     );
+    // Every probe is counted, by type and result; the relist runs every --sync-frequency.
+    let probes = |result: &str| format!("prober_probe_total{{probe_type=\"Readiness\",result=\"{result}\"}}");
+    assert!(kubelet.metric(&probes("successful")).await >= 1.0 && kubelet.metric(&probes("failed")).await >= 1.0);
+    assert_eq!(kubelet.metric("kubelet_started_containers_total{container_type=\"container\"}").await, 1.0);
+    assert!(kubelet.metric("kubelet_pleg_relist_duration_seconds_count").await >= 1.0);
     pods.delete("web", &DeleteParams::default()).await.expect("delete");
     eventually(WAIT, "web removed", || async { matches!(pods.get_opt("web").await, Ok(None)).then_some(()) }).await;
 }
@@ -614,6 +619,9 @@ async fn init_containers_run_in_order_before_the_app_and_a_failed_one_is_retried
     .await;
     let printed: Vec<&str> = log.lines().map(|line| line.rsplit(' ').next().unwrap_or_default()).collect();
     assert_eq!(printed, ["one", "two"], "init containers ran in order, both before the app: {log:?}");
+    let started = |kind: &str| format!("kubelet_started_containers_total{{container_type=\"{kind}\"}}");
+    let starts = (kubelet.metric(&started("init_container")).await, kubelet.metric(&started("container")).await);
+    assert_eq!(starts, (3.0, 1.0), "setup twice, migrate once, the app once");
 
     // Under restartPolicy Never a failed init container fails the pod; the app never starts.
     let init = serde_json::json!([init_container("broken", "echo cannot; exit 1")]);

@@ -74,9 +74,7 @@ fn log_of(kubelet: &Kubelet, pod: &Pod) -> String {
 /// The value of the sample `name` (with its labels, e.g. `x_total{result="success"}`) on the
 /// kubelet's /metrics, 0 when absent.
 async fn metric(kubelet: &Kubelet, sample: &str) -> f64 {
-    let text = reqwest::get(format!("{}/metrics", kubelet.url())).await.expect("GET /metrics");
-    let text = text.text().await.expect("metrics body");
-    text.lines().find_map(|line| line.strip_prefix(sample).and_then(|rest| rest.trim().parse().ok())).unwrap_or(0.0)
+    kubelet.metric(sample).await
 }
 
 fn images(containerd: &Containerd) -> String {
@@ -111,8 +109,8 @@ async fn pods_pull_their_image_from_a_registry_once_and_the_image_survives_garba
     }
     assert!(images(&containerd).contains(&pushed.reference), "{}", images(&containerd));
     // Serialized per image: the second pod found the image the first one pulled.
-    assert_eq!(metric(&kubelet, "rkubelet_image_pulls_total{result=\"success\"}").await, 1.0);
-    assert_eq!(metric(&kubelet, "rkubelet_image_pull_duration_seconds_count").await, 1.0);
+    assert_eq!(metric(&kubelet, "kubelet_image_pulls_total{result=\"success\"}").await, 1.0);
+    assert_eq!(metric(&kubelet, "kubelet_image_pull_duration_seconds_count").await, 1.0);
     assert_eq!(kubelet.log().matches("image pulled").count(), 1, "{}", kubelet.log_tail(40));
 
     // The GC labels keep content and snapshots alive without the pull's lease: trigger a
@@ -136,7 +134,7 @@ async fn pods_pull_their_image_from_a_registry_once_and_the_image_survives_garba
     let third = wait_succeeded(&pods, "third", &kubelet, &registry).await;
     assert!(log_of(&kubelet, &third).contains(&pushed.blob_sha256));
     assert_eq!(
-        metric(&kubelet, "rkubelet_image_pulls_total{result=\"success\"}").await,
+        metric(&kubelet, "kubelet_image_pulls_total{result=\"success\"}").await,
         1.0,
         "IfNotPresent pulled a present image"
     );
@@ -247,7 +245,7 @@ async fn a_missing_tag_is_err_image_pull_then_image_pull_back_off_and_a_docker_m
     }
     let phase = pods.get("missing").await.expect("pod").status.and_then(|s| s.phase);
     assert_eq!(phase.as_deref(), Some("Pending"));
-    assert_eq!(metric(&kubelet, "rkubelet_image_pulls_total{result=\"error\"}").await, 1.0, "one pull per back-off");
+    assert_eq!(metric(&kubelet, "kubelet_image_pulls_total{result=\"error\"}").await, 1.0, "one pull per back-off");
     assert!(!images(&containerd).contains("no-such-tag"));
 
     // The Docker layout (schema 2 manifest and Docker media types, no index) pulls too.

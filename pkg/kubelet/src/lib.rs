@@ -111,11 +111,7 @@ impl Config {
             fake_fail_start: false,
             lease_renew_interval: Duration::from_secs(10),
             resync_interval: Duration::from_secs(10),
-            container_logs: ContainerLogs {
-                driver: default_log_driver(),
-                max_size: 10 * 1024 * 1024,
-                max_files: 5,
-            },
+            container_logs: ContainerLogs { driver: default_log_driver(), max_size: 10 * 1024 * 1024, max_files: 5 },
             log_runtime: logs::RuntimeSlot::default(),
         }
     }
@@ -162,6 +158,7 @@ pub async fn run(
                 logs: config.container_logs.clone(),
                 insecure_registries: config.insecure_registries.clone(),
                 pull_metrics: Some(metrics.image_pulls.clone()),
+                start_metrics: Some(metrics.container_starts.clone()),
             })
             .await?,
         ),
@@ -211,7 +208,7 @@ pub async fn run(
     // Probes run against real containers only; their result changes come back as events.
     let (probe_events, mut probe_changes) = tokio::sync::mpsc::unbounded_channel();
     let probes = (config.runtime == RuntimeKind::Containerd)
-        .then(|| ProbeManager::new(Arc::clone(&runtime), probe_events, shutdown.clone()));
+        .then(|| ProbeManager::new(Arc::clone(&runtime), probe_events, metrics.probes.clone(), shutdown.clone()));
     let workers = PodWorkers::new(
         client.clone(),
         informer.store(),

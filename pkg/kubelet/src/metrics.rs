@@ -18,15 +18,40 @@ pub struct Metrics {
     pub lease_renewals: IntCounterVec,
     /// Image pulls from registries (handed to the containerd runtime).
     pub image_pulls: PullMetrics,
+    /// Container starts (handed to the containerd runtime).
+    pub container_starts: StartMetrics,
+    /// `prober_probe_total{probe_type,result}`: probes run, by type (`Readiness`, `Liveness`,
+    /// `Startup`) and result (`successful`, `failed`).
+    pub probes: IntCounterVec,
+    /// `kubelet_pleg_relist_duration_seconds`: how long listing everything the runtime runs
+    /// took (every `--sync-frequency`, to find orphaned pods).
+    pub relist_duration: Histogram,
+}
+
+/// The metrics of container starts, cheap to clone: the containerd runtime keeps a copy.
+#[derive(Clone)]
+pub struct StartMetrics {
+    /// `kubelet_started_containers_total{container_type}`: containers started (`container` or
+    /// `init_container`), restarts included.
+    pub started: IntCounterVec,
+    /// `kubelet_started_containers_errors_total{container_type,code}`: starts that failed, by
+    /// the container's waiting reason (`ErrImagePull`, `RunContainerError`, ...).
+    pub errors: IntCounterVec,
+}
+
+impl std::fmt::Debug for StartMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StartMetrics").finish_non_exhaustive()
+    }
 }
 
 /// The metrics of image pulls, cheap to clone: the containerd runtime's puller keeps a copy.
 #[derive(Clone)]
 pub struct PullMetrics {
-    /// `rkubelet_image_pulls_total{result}`: pulls from a registry by result, `success` or
+    /// `kubelet_image_pulls_total{result}`: pulls from a registry by result, `success` or
     /// `error` (a pull of policy `Always` that found the image unchanged counts as a success).
     pub pulls: IntCounterVec,
-    /// `rkubelet_image_pull_duration_seconds`: how long one pull took, failed ones included.
+    /// `kubelet_image_pull_duration_seconds`: how long one pull took, failed ones included.
     pub duration: Histogram,
 }
 
@@ -44,12 +69,12 @@ impl PullMetrics {
     pub fn new() -> prometheus::Result<PullMetrics> {
         Ok(PullMetrics {
             pulls: IntCounterVec::new(
-                Opts::new("rkubelet_image_pulls_total", "Image pulls from a registry by result (success, error)."),
+                Opts::new("kubelet_image_pulls_total", "Image pulls from a registry by result (success, error)."),
                 &["result"],
             )?,
             duration: Histogram::with_opts(
                 HistogramOpts::new(
-                    "rkubelet_image_pull_duration_seconds",
+                    "kubelet_image_pull_duration_seconds",
                     "Duration of one image pull from a registry (manifest, blobs and unpack), failed ones included.",
                 )
                 .buckets(vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0]),
@@ -87,6 +112,30 @@ impl Metrics {
                 &["result"],
             )?,
             image_pulls: PullMetrics::new()?,
+            container_starts: StartMetrics {
+                started: IntCounterVec::new(
+                    Opts::new("kubelet_started_containers_total", "Containers started, by container type."),
+                    &["container_type"],
+                )?,
+                errors: IntCounterVec::new(
+                    Opts::new(
+                        "kubelet_started_containers_errors_total",
+                        "Container starts that failed, by container type and waiting reason.",
+                    ),
+                    &["container_type", "code"],
+                )?,
+            },
+            probes: IntCounterVec::new(
+                Opts::new("prober_probe_total", "Probes run, by probe type and result."),
+                &["probe_type", "result"],
+            )?,
+            relist_duration: Histogram::with_opts(
+                HistogramOpts::new(
+                    "kubelet_pleg_relist_duration_seconds",
+                    "Duration of listing every container the runtime runs (the periodic relist).",
+                )
+                .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
+            )?,
         };
         registry.register(Box::new(metrics.pod_worker_duration.clone()))?;
         registry.register(Box::new(metrics.pod_sync_errors.clone()))?;
@@ -96,6 +145,10 @@ impl Metrics {
         registry.register(Box::new(metrics.lease_renewals.clone()))?;
         registry.register(Box::new(metrics.image_pulls.pulls.clone()))?;
         registry.register(Box::new(metrics.image_pulls.duration.clone()))?;
+        registry.register(Box::new(metrics.container_starts.started.clone()))?;
+        registry.register(Box::new(metrics.container_starts.errors.clone()))?;
+        registry.register(Box::new(metrics.probes.clone()))?;
+        registry.register(Box::new(metrics.relist_duration.clone()))?;
         Ok(metrics)
     }
 }

@@ -135,7 +135,10 @@ impl PodWorkers {
     pub async fn cleanup_orphans(&self) -> Result<()> {
         let known: std::collections::HashSet<String> =
             self.shared.store.list().iter().filter_map(|pod| pod.metadata.uid.clone()).collect();
-        for uid in self.shared.runtime.pod_uids().await? {
+        let started = std::time::Instant::now();
+        let uids = self.shared.runtime.pod_uids().await?;
+        self.shared.metrics.relist_duration.observe(started.elapsed().as_secs_f64());
+        for uid in uids {
             if !known.contains(&uid) {
                 tracing::info!(%uid, "killing an orphaned pod");
                 self.shared.runtime.kill_pod(&uid, Duration::ZERO).await?;

@@ -29,6 +29,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Container, Pod, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use prometheus::IntCounterVec;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc::UnboundedSender;
@@ -45,6 +46,17 @@ pub enum Kind {
     Liveness,
     /// Holds the other two back until the container has started; restarts it if it never does.
     Startup,
+}
+
+impl Kind {
+    /// The name Kubernetes' `prober_probe_total` uses for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Readiness => "Readiness",
+            Kind::Liveness => "Liveness",
+            Kind::Startup => "Startup",
+        }
+    }
 }
 
 /// (pod uid, container name, container ID, kind): one run's probe.
@@ -69,15 +81,19 @@ pub struct ProbeManager {
     workers: Arc<Mutex<HashMap<Key, Worker>>>,
     /// Pod uids whose probe results changed.
     changed: UnboundedSender<String>,
+    /// `prober_probe_total{probe_type,result}`.
+    results: IntCounterVec,
     shutdown: CancellationToken,
 }
 
 impl ProbeManager {
     /// A manager probing through `runtime` (exec) and the network; pod uids whose results
-    /// change are sent to `changed`.
+    /// change are sent to `changed`, and every probe is counted in `results` (labels
+    /// `probe_type`, `result`).
     pub fn new(
         runtime: Arc<dyn Runtime>,
         changed: UnboundedSender<String>,
+        results: IntCounterVec,
         shutdown: CancellationToken,
     ) -> ProbeManager {
         ProbeManager {
@@ -86,6 +102,7 @@ impl ProbeManager {
             started: Arc::default(),
             workers: Arc::default(),
             changed,
+            results,
             shutdown,
         }
     }
@@ -184,6 +201,8 @@ impl ProbeManager {
             }
             delay = period;
             let passed = self.probe_once(&uid, &probe, &target, timeout).await;
+            let result = if passed { "successful" } else { "failed" };
+            self.results.with_label_values(&[kind.name(), result]).inc();
             if passed {
                 successes += 1;
                 failures = 0;

@@ -33,7 +33,8 @@
 //! With a pod CIDR, every container of a pod joins the pod's network namespace
 //! ([`crate::cni`]); without one, each container gets its own, empty network namespace.
 //!
-//! Volumes are in [`volumes`], resource limits and the spec in [`spec`].
+//! Volumes are in `volumes.rs`, resource limits and the spec in `spec.rs`, pulls in `pull.rs`
+//! and `registry.rs`.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -123,6 +124,8 @@ pub struct ContainerdConfig {
     pub insecure_registries: Vec<String>,
     /// Where image pulls are counted; `None`: not counted.
     pub pull_metrics: Option<crate::metrics::PullMetrics>,
+    /// Where container starts are counted; `None`: not counted.
+    pub start_metrics: Option<crate::metrics::StartMetrics>,
     /// How containers' output reaches their log files.
     pub logs: ContainerLogs,
 }
@@ -646,7 +649,7 @@ impl Runtime for ContainerdRuntime {
                 continue;
             }
             return match self.next_attempt(&runs, init_policy).await? {
-                Some(next) => self.start_recorded(pod, &uid, container, next, init_policy).await,
+                Some(next) => self.start_recorded(pod, &uid, container, next, init_policy, "init_container").await,
                 None => Ok(()), // running, backing off, or failed for good (the pod fails)
             };
         }
@@ -654,7 +657,7 @@ impl Runtime for ContainerdRuntime {
         for container in pod.spec.as_ref().map(|spec| spec.containers.as_slice()).unwrap_or_default() {
             let runs = attempts.remove(&container.name).unwrap_or_default();
             let Some(next) = self.next_attempt(&runs, &restart_policy).await? else { continue };
-            if let Err(error) = self.start_recorded(pod, &uid, container, next, &restart_policy).await {
+            if let Err(error) = self.start_recorded(pod, &uid, container, next, &restart_policy, "container").await {
                 first_error.get_or_insert(error);
             }
         }
@@ -848,7 +851,8 @@ impl ContainerdRuntime {
         Ok(Some(latest.attempt + 1))
     }
 
-    /// Starts run `attempt` of `container`, remembering a failure as the container's waiting
+    /// Starts run `attempt` of `container` (of `container_type` `container` or
+    /// `init_container`, for the metrics), remembering a failure as the container's waiting
     /// reason (until a start succeeds).
     async fn start_recorded(
         &self,
@@ -857,15 +861,20 @@ impl ContainerdRuntime {
         container: &PodContainer,
         attempt: u32,
         restart_policy: &str,
+        container_type: &str,
     ) -> Result<(), RuntimeError> {
         let key = (uid.to_string(), container.name.clone());
         let started = self.start_container(pod, uid, container, attempt, restart_policy).await;
+        let metrics = self.config.start_metrics.as_ref();
         match &started {
             Ok(()) => {
                 self.start_errors().remove(&key);
+                metrics.inspect(|m| m.started.with_label_values(&[container_type]).inc());
             }
             Err(error) => {
-                self.start_errors().insert(key, (error.waiting_reason().into(), error.to_string()));
+                let reason = error.waiting_reason();
+                self.start_errors().insert(key, (reason.into(), error.to_string()));
+                metrics.inspect(|m| m.errors.with_label_values(&[container_type, reason]).inc());
             }
         }
         started
