@@ -31,6 +31,8 @@
 #   POD_CIDR       the worker's pod network, e.g. 10.251.0.0/24 (required for worker)
 #   LAB_ROUTES     space-separated CIDR=GATEWAY pairs added on a worker (host-gw routing)
 #   LEASE_RENEW    kubelet --node-lease-renew-interval in seconds (default 10)
+#   KUBELET_EXTRA_ARGS  more rkubelet flags, split on spaces (e.g.
+#                  "--insecure-registry 10.250.0.1:5000" to pull from a registry on the machine)
 #   NODE_MONITOR_PERIOD, NODE_MONITOR_GRACE, POD_EVICTION_TIMEOUT, NODE_EVICTION_RATE
 #                  controller-manager node lifecycle flags (defaults 5s, 40s, 5m, 0.1)
 #   TEST_IMAGE_TAR an OCI archive of the test image (default: built by hack/build-test-image.sh)
@@ -207,11 +209,14 @@ EOF
 
     write_kubeconfig "${API_URL}" "${LAB_STATE}/kubeconfig"
     echo "${socket}" >"${LAB_STATE}/containerd.address"
+    local kubelet_extra=()
+    read -r -a kubelet_extra <<<"${KUBELET_EXTRA_ARGS:-}"
     launch kubelet "http://${NODE_IP}:10250/healthz" \
         "${BIN_DIR}/rkubelet" --kubeconfig "${LAB_STATE}/kubeconfig" --node-name "${node_name}" \
         --runtime containerd --containerd-address "${socket}" --root-dir "${LAB_STATE}/kubelet" \
         --pod-cidr "${POD_CIDR}" --node-ip "${NODE_IP}" --address "${NODE_IP}" --port 10250 \
-        --node-lease-renew-interval "${LEASE_RENEW:-10}" --sync-frequency "${SYNC_FREQUENCY:-10}"
+        --node-lease-renew-interval "${LEASE_RENEW:-10}" --sync-frequency "${SYNC_FREQUENCY:-10}" \
+        "${kubelet_extra[@]}"
     echo "lab-provision: worker ${node_name} ready (${NODE_IP}, pods ${POD_CIDR})"
 }
 

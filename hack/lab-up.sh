@@ -11,7 +11,7 @@
 #   LAB_INDEX   0-255: the lab's networks are 10.250.<i>.0/24 (hosts), 10.251.<i>.0/24 (worker1's
 #               pods), 10.252.<i>.0/24 (worker2's pods) (default 0)
 #   LAB_STATE   state directory (default <repo>/.rkube/lab-<name>)
-#   BIN_DIR, LEASE_RENEW, SYNC_FREQUENCY, NODE_MONITOR_PERIOD, NODE_MONITOR_GRACE,
+#   BIN_DIR, LEASE_RENEW, SYNC_FREQUENCY, KUBELET_EXTRA_ARGS, NODE_MONITOR_PERIOD, NODE_MONITOR_GRACE,
 #   POD_EVICTION_TIMEOUT, NODE_EVICTION_RATE, TEST_IMAGE_TAR: see hack/lab-provision.sh
 #
 # Addresses: the host's end of the bridge .1, master .10, worker1 .11, worker2 .12.
