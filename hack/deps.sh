@@ -148,7 +148,11 @@ fi
 # --- project venv with kubectl and the Python client --------------------------
 venv_ok() {
     [[ -x "${venv}/bin/python" && -x "${venv}/bin/kubectl" ]] || return 1
-    "${venv}/bin/kubectl" version --client 2>/dev/null | grep -q "Client Version: v${kubectl_minor}\." || return 1
+    # Not `| grep -q`: grep exits at the first match, kubectl may still be writing and die of
+    # SIGPIPE, and with pipefail the check would fail at random.
+    local version
+    version="$("${venv}/bin/kubectl" version --client 2>/dev/null)" || return 1
+    [[ "${version}" == *"Client Version: v${kubectl_minor}."* ]] || return 1
     "${venv}/bin/python" -c "import sys, kubernetes; sys.exit(0 if kubernetes.__version__.split('.')[0] == '${kubernetes_major}' else 1)" \
         >/dev/null 2>&1 || return 1
 }
