@@ -182,7 +182,7 @@ async fn main() -> anyhow::Result<()> {
         listener,
         registry.clone(),
         readiness.clone(),
-        Some(rkube_kubelet::logs::router(flags.root_dir.clone(), config.log_runtime.clone())),
+        Some(rkube_kubelet::server_routes(flags.root_dir.clone(), config.log_runtime.clone())),
         shutdown.clone(),
     ));
     rkube_component::cancel_on_signal(&shutdown);

@@ -16,6 +16,7 @@
 pub mod compaction;
 pub mod discovery;
 pub mod error;
+pub mod exec;
 pub mod handler;
 pub mod log;
 pub mod metrics;
@@ -141,6 +142,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/apis", get(|| async { json_ok(&discovery::groups()) }))
         .route("/openapi/v3", get(openapi_root))
         .route("/openapi/v3/{*path}", get(openapi_document))
+        .route("/api/v1/namespaces/{namespace}/pods/{name}/exec", axum::routing::any(exec::handle))
         .route("/api/{*rest}", axum::routing::any(handler::api))
         .route("/apis/{*rest}", axum::routing::any(handler::api))
         .fallback(|| async { ApiError::NoSuchResource })

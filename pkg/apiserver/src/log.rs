@@ -23,7 +23,7 @@ const FORWARDED: &[&str] =
     &["follow", "tailLines", "sinceSeconds", "sinceTime", "timestamps", "previous", "limitBytes"];
 
 /// The container a log request is for: the named one, or the only one.
-fn container(pod: &Value, requested: Option<&str>) -> Result<String, ApiError> {
+pub(crate) fn container(pod: &Value, requested: Option<&str>) -> Result<String, ApiError> {
     let name = pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
     let names: Vec<&str> = ["containers", "initContainers"]
         .iter()
@@ -45,7 +45,7 @@ fn container(pod: &Value, requested: Option<&str>) -> Result<String, ApiError> {
 }
 
 /// The kubelet's base URL from a Node object.
-fn kubelet_url(node: &Value) -> Option<String> {
+pub(crate) fn kubelet_url(node: &Value) -> Option<String> {
     let addresses = node.pointer("/status/addresses").and_then(Value::as_array)?;
     let address = ["InternalIP", "Hostname", "ExternalIP"].iter().find_map(|kind| {
         addresses
@@ -62,19 +62,7 @@ fn kubelet_url(node: &Value) -> Option<String> {
 pub async fn proxy(state: &ApiState, req: &ResourceRequest, name: &str, query: &Query) -> Result<Response, ApiError> {
     let pod = rest::get(state, req, name).await?;
     let container = container(&pod, query.get("container"))?;
-    let node_name = pod.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or_default();
-    if node_name.is_empty() {
-        return Err(ApiError::BadRequest(format!("pod {name} does not have a host assigned")));
-    }
-    let nodes = rkube_api::registry::lookup("", "v1", "nodes").ok_or(ApiError::NoSuchResource)?;
-    let node_req =
-        ResourceRequest { resource: nodes, namespace: None, name: Some(node_name.into()), subresource: None };
-    let node = rest::get(state, &node_req, node_name).await.map_err(|e| match e {
-        ApiError::NotFound(_) => ApiError::NotFound(Target::new(nodes, node_name)),
-        other => other,
-    })?;
-    let base = kubelet_url(&node)
-        .ok_or_else(|| ApiError::Unavailable(format!("node {node_name} reports no address for its kubelet")))?;
+    let (node_name, base) = pod_kubelet(state, &pod, name).await?;
     let namespace = req.namespace.as_deref().unwrap_or_default();
     let mut url = format!("{base}/containerLogs/{namespace}/{name}/{container}");
     let forwarded: Vec<String> =
@@ -102,7 +90,25 @@ pub async fn proxy(state: &ApiState, req: &ResourceRequest, name: &str, query: &
         .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
-fn encode(value: &str) -> String {
+/// The node of `pod` (named `name`) and the base URL of its kubelet, from the Node's status.
+pub(crate) async fn pod_kubelet(state: &ApiState, pod: &Value, name: &str) -> Result<(String, String), ApiError> {
+    let node_name = pod.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or_default();
+    if node_name.is_empty() {
+        return Err(ApiError::BadRequest(format!("pod {name} does not have a host assigned")));
+    }
+    let nodes = rkube_api::registry::lookup("", "v1", "nodes").ok_or(ApiError::NoSuchResource)?;
+    let node_req =
+        ResourceRequest { resource: nodes, namespace: None, name: Some(node_name.into()), subresource: None };
+    let node = rest::get(state, &node_req, node_name).await.map_err(|e| match e {
+        ApiError::NotFound(_) => ApiError::NotFound(Target::new(nodes, node_name)),
+        other => other,
+    })?;
+    let base = kubelet_url(&node)
+        .ok_or_else(|| ApiError::Unavailable(format!("node {node_name} reports no address for its kubelet")))?;
+    Ok((node_name.to_string(), base))
+}
+
+pub(crate) fn encode(value: &str) -> String {
     value
         .bytes()
         .map(|b| match b {

@@ -15,6 +15,7 @@
 //! - [`crilog`]: container log files in the CRI format, written by the log driver that
 //!   containerd's shim runs for each container, rotated by size;
 //! - [`logs`]: container logs served on the kubelet's port (`/containerLogs/...`);
+//! - [`exec`]: `kubectl exec` on the kubelet's port (`/exec/...`, WebSocket);
 //! - [`probes`]: readiness and liveness probes (exec, httpGet, tcpSocket).
 //!
 //! docs/kubelet.md walks through a pod becoming a container.
@@ -22,6 +23,7 @@
 pub mod cni;
 pub mod crilog;
 mod error;
+pub mod exec;
 pub mod lease;
 pub mod logs;
 pub mod metrics;
@@ -115,6 +117,13 @@ impl Config {
             log_runtime: logs::RuntimeSlot::default(),
         }
     }
+}
+
+/// The kubelet's own HTTP API besides health and metrics: container logs ([`logs`]) and exec
+/// ([`exec`]), served from the files under `root_dir` and the runtime in `runtime` (filled in
+/// by [`run`] through [`Config::log_runtime`]).
+pub fn server_routes(root_dir: PathBuf, runtime: logs::RuntimeSlot) -> axum::Router {
+    logs::router(root_dir.clone(), runtime.clone()).merge(exec::router(root_dir, runtime))
 }
 
 /// `rkube-log-driver` next to the running program (how `make build` lays out the binaries).

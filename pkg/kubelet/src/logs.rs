@@ -73,6 +73,11 @@ impl RuntimeSlot {
         let _ = self.0.set(runtime);
     }
 
+    /// The runtime, once the kubelet has connected it.
+    pub(crate) fn get(&self) -> Option<Arc<dyn Runtime>> {
+        self.0.get().cloned()
+    }
+
     /// Whether container `container` of pod `uid` may still write to its log: running, or
     /// being created. Unknown (no runtime yet, or the runtime failed to answer) counts as yes.
     async fn may_write(&self, uid: &str, container: &str) -> bool {
@@ -111,7 +116,7 @@ pub fn router(root_dir: PathBuf, runtime: RuntimeSlot) -> Router {
 }
 
 /// The log directory of a container: the newest `<namespace>_<pod>_<uid>/<container>`.
-fn container_dir(root_dir: &Path, namespace: &str, pod: &str, container: &str) -> Option<PathBuf> {
+pub(crate) fn container_dir(root_dir: &Path, namespace: &str, pod: &str, container: &str) -> Option<PathBuf> {
     let prefix = format!("{namespace}_{pod}_");
     std::fs::read_dir(root_dir.join("pods"))
         .ok()?

@@ -98,6 +98,9 @@ pub enum RuntimeError {
     /// The pod's network could not be set up or torn down.
     #[error("pod network: {0}")]
     Network(#[from] crate::cni::CniError),
+    /// The runtime cannot do this at all.
+    #[error("{0}")]
+    Unsupported(String),
     /// The pod's IP could not be allocated.
     #[error("allocating an IP for pod {pod}: {message}")]
     Ipam {
@@ -117,6 +120,25 @@ impl RuntimeError {
             RuntimeError::ImagePull { reason, .. } => reason,
             _ => "RunContainerError",
         }
+    }
+}
+
+/// A command running in a container with its standard streams (`kubectl exec`).
+pub struct ExecSession {
+    /// The command's stdin, when it was asked for; shutting it down (`AsyncWriteExt::shutdown`)
+    /// closes the command's stdin.
+    pub stdin: Option<Box<dyn tokio::io::AsyncWrite + Send + Unpin>>,
+    /// The command's stdout; ends when the command has ended.
+    pub stdout: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+    /// The command's stderr; ends when the command has ended.
+    pub stderr: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+    /// The command's exit code, once it ended.
+    pub exit: tokio::sync::oneshot::Receiver<Result<i32, RuntimeError>>,
+}
+
+impl std::fmt::Debug for ExecSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExecSession").field("stdin", &self.stdin.is_some()).finish_non_exhaustive()
     }
 }
 
@@ -211,6 +233,20 @@ pub trait Runtime: Send + Sync + 'static {
         command: &[String],
         timeout: Duration,
     ) -> Result<i32, RuntimeError>;
+
+    /// Starts `command` in the running container `container` of pod `uid` with its streams
+    /// connected (`kubectl exec`); with `stdin` the command gets a stdin to write to.
+    /// Runtimes that run no processes answer [`RuntimeError::Unsupported`].
+    async fn exec_stream(
+        &self,
+        uid: &str,
+        container: &str,
+        command: &[String],
+        stdin: bool,
+    ) -> Result<ExecSession, RuntimeError> {
+        let _ = (uid, container, command, stdin);
+        Err(RuntimeError::Unsupported(format!("the {} runtime runs no processes to exec in", self.name())))
+    }
 
     /// Stops the current run of one container (SIGTERM, `grace`, SIGKILL), e.g. after its
     /// liveness probe failed; the restart policy decides what comes next.

@@ -67,7 +67,7 @@ use restart::{Run, restarts};
 pub use spec::normalize_image;
 use spec::{DEFAULT_CAPABILITIES, ImageInfo, chain_id, linux_resources, oci_spec, process_args, process_env};
 
-use super::{ContainerState, ContainerStatus, PodStatus, Runtime, RuntimeError, Terminated};
+use super::{ContainerState, ContainerStatus, ExecSession, PodStatus, Runtime, RuntimeError, Terminated};
 
 /// The containerd namespace holding everything the kubelet creates.
 pub const NAMESPACE: &str = "rkube";
@@ -816,6 +816,128 @@ impl Runtime for ContainerdRuntime {
         result
     }
 
+    async fn exec_stream(
+        &self,
+        uid: &str,
+        container: &str,
+        command: &[String],
+        stdin: bool,
+    ) -> Result<ExecSession, RuntimeError> {
+        if command.is_empty() {
+            return Err(RuntimeError::Unsupported("no command given to exec".into()));
+        }
+        let id = self.running_id(uid, container).await?;
+        let exec_id = format!("exec-{:016x}", rand::random::<u64>());
+        // The streams are FIFOs the shim writes (and reads, for stdin); ours are opened before
+        // the process starts, so nothing it writes is lost.
+        let dir = self.config.root_dir.join("exec").join(&exec_id);
+        let io_error = |what: String| move |source| RuntimeError::Io { what, source };
+        std::fs::create_dir_all(&dir).map_err(io_error(format!("creating {}", dir.display())))?;
+        let fifo = |name: &str| -> Result<PathBuf, RuntimeError> {
+            let path = dir.join(name);
+            rustix::fs::mknodat(
+                rustix::fs::CWD,
+                &path,
+                rustix::fs::FileType::Fifo,
+                rustix::fs::Mode::from_raw_mode(0o600),
+                0,
+            )
+            .map_err(|errno| RuntimeError::Io { what: format!("mkfifo {}", path.display()), source: errno.into() })?;
+            Ok(path)
+        };
+        let (stdout_path, stderr_path) = (fifo("stdout")?, fifo("stderr")?);
+        let stdin_path = if stdin { Some(fifo("stdin")?) } else { None };
+        let open = tokio::net::unix::pipe::OpenOptions::new();
+        let stdout = open.open_receiver(&stdout_path).map_err(io_error("opening the exec's stdout".into()))?;
+        let stderr = open.open_receiver(&stderr_path).map_err(io_error("opening the exec's stderr".into()))?;
+        let stdin_writer = match &stdin_path {
+            // Read-write, so that opening does not wait for the shim to open its end.
+            Some(path) => Some(
+                tokio::net::unix::pipe::OpenOptions::new()
+                    .read_write(true)
+                    .open_sender(path)
+                    .map_err(io_error("opening the exec's stdin".into()))?,
+            ),
+            None => None,
+        };
+        let (env, cwd) = self.process_env(&id).await?;
+        let process = serde_json::json!({
+            "terminal": false,
+            "user": {"uid": 0, "gid": 0},
+            "args": command,
+            "env": env,
+            "cwd": cwd,
+            "capabilities": {
+                "bounding": DEFAULT_CAPABILITIES,
+                "effective": DEFAULT_CAPABILITIES,
+                "permitted": DEFAULT_CAPABILITIES,
+            },
+            "noNewPrivileges": true,
+        });
+        let path_text = |path: &Path| path.display().to_string();
+        self.client
+            .tasks()
+            .exec(req(ExecProcessRequest {
+                container_id: id.clone(),
+                exec_id: exec_id.clone(),
+                stdin: stdin_path.as_deref().map(path_text).unwrap_or_default(),
+                stdout: path_text(&stdout_path),
+                stderr: path_text(&stderr_path),
+                terminal: false,
+                spec: Some(prost_types::Any {
+                    type_url: "types.containerd.io/opencontainers/runtime-spec/1/Process".into(),
+                    value: process.to_string().into_bytes(),
+                }),
+            }))
+            .await
+            .map_err(grpc("tasks.exec"))?;
+        if let Err(status) =
+            self.client.tasks().start(req(StartRequest { container_id: id.clone(), exec_id: exec_id.clone() })).await
+        {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(grpc("tasks.start (exec)")(status));
+        }
+        // The shim keeps its stdin FIFO open for writing itself, so our closing it is no EOF:
+        // CloseIO closes the command's stdin once the session's stdin writer is shut down.
+        let stdin_writer = stdin_writer.map(|pipe| {
+            let (closed, on_close) = tokio::sync::oneshot::channel();
+            let mut tasks = self.client.tasks();
+            let (container_id, exec_id) = (id.clone(), exec_id.clone());
+            tokio::spawn(async move {
+                if on_close.await.is_ok() {
+                    let close = containerd_client::services::v1::CloseIoRequest { container_id, exec_id, stdin: true };
+                    if let Err(status) = tasks.close_io(req(close)).await {
+                        tracing::debug!(%status, "closing an exec's stdin failed");
+                    }
+                }
+            });
+            ExecStdin { pipe, closed: Some(closed) }
+        });
+        let (exit_tx, exit) = tokio::sync::oneshot::channel();
+        // An exec process stays (with its exit status) until deleted, so waiting after the
+        // start misses nothing.
+        let mut tasks = self.client.tasks();
+        tokio::spawn(async move {
+            let wait = tasks.wait(req(WaitRequest { container_id: id.clone(), exec_id: exec_id.clone() })).await;
+            let code = match wait {
+                Ok(response) => Ok(i32::try_from(response.into_inner().exit_status).unwrap_or(i32::MAX)),
+                Err(status) => Err(grpc("tasks.wait (exec)")(status)),
+            };
+            let delete = DeleteProcessRequest { container_id: id, exec_id };
+            if let Err(status) = tasks.delete_process(req(delete)).await {
+                tracing::debug!(%status, "deleting an exec process failed");
+            }
+            let _ = exit_tx.send(code); // the session is gone: nobody to tell
+            let _ = tokio::fs::remove_dir_all(&dir).await;
+        });
+        Ok(ExecSession {
+            stdin: stdin_writer.map(|writer| Box::new(writer) as Box<dyn tokio::io::AsyncWrite + Send + Unpin>),
+            stdout: Box::new(stdout),
+            stderr: Box::new(stderr),
+            exit,
+        })
+    }
+
     async fn kill_container(&self, uid: &str, container: &str, grace: Duration) -> Result<(), RuntimeError> {
         const SIGTERM: u32 = 15;
         const SIGKILL: u32 = 9;
@@ -830,6 +952,29 @@ impl Runtime for ContainerdRuntime {
 }
 
 impl ContainerdRuntime {
+    /// The environment and working directory of container `id`'s process (from its OCI spec),
+    /// for commands exec'd in it.
+    async fn process_env(&self, id: &str) -> Result<(Vec<String>, String), RuntimeError> {
+        let container = self
+            .client
+            .containers()
+            .get(req(containerd_client::services::v1::GetContainerRequest { id: id.into() }))
+            .await
+            .map_err(grpc("containers.get"))?
+            .into_inner()
+            .container;
+        let spec: serde_json::Value = container
+            .and_then(|container| container.spec)
+            .and_then(|spec| serde_json::from_slice(&spec.value).ok())
+            .unwrap_or_default();
+        let env = spec["process"]["env"]
+            .as_array()
+            .map(|env| env.iter().filter_map(|item| item.as_str().map(String::from)).collect())
+            .unwrap_or_else(|| vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string()]);
+        let cwd = spec["process"]["cwd"].as_str().unwrap_or("/").to_string();
+        Ok((env, cwd))
+    }
+
     /// The run number to start next for a container with `runs` (oldest first), or `None` when
     /// nothing is to be started now: it runs, its policy does not restart it, or it is backing
     /// off (CrashLoopBackOff: a later sync restarts it). Before a restart, runs older than the
@@ -889,6 +1034,40 @@ impl ContainerdRuntime {
             .filter(|run| matches!(run.state, ContainerState::Running { .. }))
             .map(|run| run.id)
             .ok_or_else(|| RuntimeError::NotRunning { uid: uid.into(), container: container.into() })
+    }
+}
+
+/// The stdin of an exec'd command: writes go to its FIFO; shutting it down closes the command's
+/// stdin (containerd's CloseIO).
+struct ExecStdin {
+    pipe: tokio::net::unix::pipe::Sender,
+    closed: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl tokio::io::AsyncWrite for ExecStdin {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.pipe).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.pipe).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if let Some(closed) = self.closed.take() {
+            let _ = closed.send(()); // the process is gone already: nothing to close
+        }
+        std::pin::Pin::new(&mut self.pipe).poll_shutdown(cx)
     }
 }
 

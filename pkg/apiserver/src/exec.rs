@@ -1,0 +1,148 @@
+//! `pods/<name>/exec`: a command in a running container (`kubectl exec`), relayed to the
+//! kubelet of the pod's node, as the Kubernetes apiserver does.
+//!
+//! kubectl (1.30 and later) opens a WebSocket with the subprotocol `v5.channel.k8s.io` on
+//! `GET /api/v1/namespaces/<ns>/pods/<name>/exec?command=…&container=…&stdin&stdout&stderr`.
+//! The apiserver checks the pod and the container (a `Status` with the right code when it
+//! cannot: 404, 400), accepts the WebSocket, opens one of its own to the kubelet's
+//! `/exec/<ns>/<pod>/<container>` with the same query (address from the Node's status, as for
+//! logs) and relays every message both ways until either side closes. The channels and the
+//! final status are the kubelet's (see `rkube_kubelet::exec`). A request that is not a
+//! WebSocket upgrade (the SPDY fallback of older clients) is refused with a 400 `Status`.
+
+use std::sync::Arc;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, RawQuery, State};
+use axum::response::{IntoResponse, Response};
+use futures::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+use crate::ApiState;
+use crate::error::ApiError;
+use crate::request::{Query, ResourceRequest};
+use crate::rest;
+
+/// The remote-command protocol relayed (the one kubectl offers first).
+const PROTOCOL: &str = "v5.channel.k8s.io";
+
+/// GET (or POST) `/api/v1/namespaces/{namespace}/pods/{name}/exec`.
+pub async fn handle(
+    State(state): State<Arc<ApiState>>,
+    Path((namespace, name)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    match prepare(&state, &namespace, &name, raw.as_deref().unwrap_or_default()).await {
+        Err(error) => error.into_response(),
+        Ok(url) => match upgrade {
+            Err(_) => ApiError::BadRequest(format!(
+                "exec needs a WebSocket upgrade with the subprotocol {PROTOCOL} (SPDY is not supported)"
+            ))
+            .into_response(),
+            Ok(upgrade) => upgrade.protocols([PROTOCOL]).on_upgrade(move |client| relay(client, url)),
+        },
+    }
+}
+
+/// Checks the pod and container and returns the kubelet's exec URL (`ws://…`).
+async fn prepare(state: &ApiState, namespace: &str, name: &str, raw: &str) -> Result<String, ApiError> {
+    let pods = rkube_api::registry::lookup("", "v1", "pods").ok_or(ApiError::NoSuchResource)?;
+    let req = ResourceRequest {
+        resource: pods,
+        namespace: Some(namespace.into()),
+        name: Some(name.into()),
+        subresource: None,
+    };
+    let pod = rest::get(state, &req, name).await?;
+    let query = Query::parse(Some(raw));
+    if query.get("command").is_none_or(str::is_empty) {
+        return Err(ApiError::BadRequest("you must specify at least one command for the container".into()));
+    }
+    let container = crate::log::container(&pod, query.get("container"))?;
+    let phase = pod.pointer("/status/phase").and_then(serde_json::Value::as_str).unwrap_or_default();
+    if phase == "Succeeded" || phase == "Failed" {
+        return Err(ApiError::BadRequest(format!(
+            "cannot exec into a container in a completed pod; current phase is {phase}"
+        )));
+    }
+    let (_, base) = crate::log::pod_kubelet(state, &pod, name).await?;
+    let base = base.replacen("http://", "ws://", 1);
+    // The kubelet reads `container` from the path; the rest of the query goes as it came.
+    let rest: Vec<&str> = raw.split('&').filter(|pair| !pair.starts_with("container=") && !pair.is_empty()).collect();
+    Ok(format!(
+        "{base}/exec/{}/{}/{}?{}",
+        crate::log::encode(namespace),
+        crate::log::encode(name),
+        crate::log::encode(&container),
+        rest.join("&")
+    ))
+}
+
+/// A status on channel 3, then close: how a session ends when the kubelet cannot be reached.
+async fn fail(mut client: WebSocket, message: String) {
+    let status = serde_json::json!({"metadata": {}, "status": "Failure", "message": message, "reason": "ServiceUnavailable", "code": 503});
+    let mut frame = vec![3u8];
+    frame.extend_from_slice(status.to_string().as_bytes());
+    let _ = client.send(Message::Binary(frame.into())).await;
+    let _ = client.send(Message::Close(Some(CloseFrame { code: 1000, reason: "".into() }))).await;
+}
+
+/// Relays messages between the client's WebSocket and the kubelet's until either ends.
+async fn relay(client: WebSocket, url: String) {
+    let mut request = match url.as_str().into_client_request() {
+        Ok(request) => request,
+        Err(error) => return fail(client, format!("bad kubelet URL {url}: {error}")).await,
+    };
+    request.headers_mut().insert(http::header::SEC_WEBSOCKET_PROTOCOL, http::HeaderValue::from_static(PROTOCOL));
+    let kubelet = match tokio_tungstenite::connect_async(request).await {
+        Ok((kubelet, _)) => kubelet,
+        Err(error) => return fail(client, format!("cannot reach the kubelet at {url}: {error}")).await,
+    };
+    let (mut to_kubelet, mut from_kubelet) = kubelet.split();
+    let (mut to_client, mut from_client) = client.split();
+    let upstream = async {
+        while let Some(Ok(message)) = from_client.next().await {
+            let relayed = match message {
+                Message::Binary(data) => tungstenite::Message::Binary(data),
+                Message::Text(text) => tungstenite::Message::Text(text.as_str().into()),
+                Message::Close(_) => break,
+                _ => continue,
+            };
+            if to_kubelet.send(relayed).await.is_err() {
+                break;
+            }
+        }
+        let _ = to_kubelet.close().await;
+    };
+    let downstream = async {
+        while let Some(Ok(message)) = from_kubelet.next().await {
+            let relayed = match message {
+                tungstenite::Message::Binary(data) => Message::Binary(data),
+                tungstenite::Message::Text(text) => Message::Text(text.as_str().into()),
+                // The kubelet's close (1000 once the status is sent) goes to the client as it
+                // is: kubectl reads a normal closure as the end of every stream.
+                tungstenite::Message::Close(frame) => {
+                    let frame =
+                        frame.map(|frame| CloseFrame { code: frame.code.into(), reason: frame.reason.as_str().into() });
+                    let _ = to_client.send(Message::Close(frame)).await;
+                    return;
+                }
+                _ => continue,
+            };
+            if to_client.send(relayed).await.is_err() {
+                return;
+            }
+        }
+        let _ = to_client
+            .send(Message::Close(Some(CloseFrame { code: 1011, reason: "the kubelet went away".into() })))
+            .await;
+    };
+    // The session is over when the kubelet closes (the command ended); the client's side may
+    // stay open until then.
+    tokio::select! {
+        () = downstream => {}
+        () = async { upstream.await; std::future::pending::<()>().await } => {}
+    }
+}

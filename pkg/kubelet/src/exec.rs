@@ -1,0 +1,234 @@
+//! `kubectl exec` on the node: the kubelet's `/exec/{namespace}/{pod}/{container}`, a WebSocket
+//! speaking Kubernetes' remote-command protocol `v5.channel.k8s.io`, which the apiserver's
+//! `pods/exec` relays.
+//!
+//! The query is Kubernetes' (`command=` once per word, `stdin`, `stdout`, `stderr`, `tty`).
+//! Every WebSocket message is binary, its first byte a channel: 0 stdin (client → server), 1
+//! stdout, 2 stderr, 3 the final status (a `Status` as JSON), 255 "close this channel" (the
+//! client sends `[255, 0]` when its stdin ends). The command runs through
+//! [`crate::runtime::Runtime::exec_stream`]; when it has ended and its output is sent, the
+//! status says `Success`, or `Failure` with reason `NonZeroExitCode` and the code as the cause
+//! `ExitCode`, which `kubectl` turns into its own exit code.
+//!
+//! Not supported: `tty=true` (a terminal), resizing, `attach` and `port-forward`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path as UrlPath, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use futures::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+use crate::logs::RuntimeSlot;
+use crate::runtime::{Runtime, RuntimeError};
+
+/// The only remote-command protocol spoken (what kubectl 1.30+ offers first).
+pub const PROTOCOL: &str = "v5.channel.k8s.io";
+const STDIN: u8 = 0;
+const STDOUT: u8 = 1;
+const STDERR: u8 = 2;
+const STATUS: u8 = 3;
+const CLOSE: u8 = 255;
+
+/// What an exec request asks for.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ExecOptions {
+    /// The command and its arguments.
+    pub command: Vec<String>,
+    /// Whether the client sends stdin.
+    pub stdin: bool,
+    /// Whether a terminal was asked for (refused).
+    pub tty: bool,
+}
+
+impl ExecOptions {
+    /// Reads the query of an exec request (`command=ls&command=-l&stdin=true`).
+    pub fn parse(query: &str) -> ExecOptions {
+        let mut options = ExecOptions::default();
+        for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+            let yes = value == "true" || value == "1";
+            match key.as_ref() {
+                "command" => options.command.push(value.into_owned()),
+                "stdin" => options.stdin = yes,
+                "tty" => options.tty = yes,
+                _ => {}
+            }
+        }
+        options
+    }
+}
+
+struct ExecState {
+    root_dir: PathBuf,
+    runtime: RuntimeSlot,
+}
+
+/// The router serving `/exec/{namespace}/{pod}/{container}`; pods are found by their log
+/// directories under `root_dir` (as for logs), the runtime through `runtime`.
+pub fn router(root_dir: PathBuf, runtime: RuntimeSlot) -> Router {
+    Router::new()
+        .route("/exec/{namespace}/{pod}/{container}", any(exec))
+        .with_state(Arc::new(ExecState { root_dir, runtime }))
+}
+
+async fn exec(
+    State(state): State<Arc<ExecState>>,
+    UrlPath((namespace, pod, container)): UrlPath<(String, String, String)>,
+    RawQuery(query): RawQuery,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    let Ok(upgrade) = upgrade else {
+        return (StatusCode::BAD_REQUEST, format!("exec needs a WebSocket upgrade ({PROTOCOL})")).into_response();
+    };
+    let options = ExecOptions::parse(query.as_deref().unwrap_or_default());
+    if options.command.is_empty() {
+        return (StatusCode::BAD_REQUEST, "you must specify at least one command for the container").into_response();
+    }
+    if options.tty {
+        return (StatusCode::BAD_REQUEST, "tty=true is not supported by rkubelet; run exec without -t").into_response();
+    }
+    let uid = crate::logs::container_dir(&state.root_dir, &namespace, &pod, &container)
+        .and_then(|dir| dir.parent()?.file_name()?.to_str()?.rsplit('_').next().map(String::from));
+    let (Some(uid), Some(runtime)) = (uid, state.runtime.get()) else {
+        let message = format!("container {container} of pod {namespace}/{pod} is not on this node");
+        return (StatusCode::NOT_FOUND, message).into_response();
+    };
+    upgrade.protocols([PROTOCOL]).on_upgrade(move |socket| session(socket, runtime, uid, container, options))
+}
+
+/// A `Status` as Kubernetes' remote-command protocol ends a session with.
+pub fn status(result: &Result<i32, String>) -> serde_json::Value {
+    match result {
+        Ok(0) => serde_json::json!({"metadata": {}, "status": "Success"}),
+        Ok(code) => serde_json::json!({
+            "metadata": {},
+            "status": "Failure",
+            "message": format!("command terminated with non-zero exit code: exit status {code}"),
+            "reason": "NonZeroExitCode",
+            "details": {"causes": [{"reason": "ExitCode", "message": code.to_string()}]}
+        }),
+        Err(message) => serde_json::json!({
+            "metadata": {},
+            "status": "Failure",
+            "message": message,
+            "reason": "InternalError",
+            "code": 500
+        }),
+    }
+}
+
+fn frame(channel: u8, data: &[u8]) -> Message {
+    let mut bytes = Vec::with_capacity(data.len() + 1);
+    bytes.push(channel);
+    bytes.extend_from_slice(data);
+    Message::Binary(bytes.into())
+}
+
+/// A close with code 1000: clients read it as the end of every stream (a close without a
+/// code is an error to kubectl, which would drop output it has not read yet).
+fn normal_close() -> Message {
+    Message::Close(Some(CloseFrame { code: 1000, reason: "".into() }))
+}
+
+/// Copies one output stream into `frames` on `channel` until it ends.
+async fn pump(mut from: Box<dyn AsyncRead + Send + Unpin>, channel: u8, frames: mpsc::Sender<Message>) {
+    let mut buffer = vec![0u8; 32 * 1024];
+    loop {
+        match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(read) => {
+                if frames.send(frame(channel, &buffer[..read])).await.is_err() {
+                    return; // the client is gone
+                }
+            }
+        }
+    }
+}
+
+async fn session(socket: WebSocket, runtime: Arc<dyn Runtime>, uid: String, container: String, options: ExecOptions) {
+    let (mut sink, mut incoming) = socket.split();
+    let started = runtime.exec_stream(&uid, &container, &options.command, options.stdin).await;
+    let session = match started {
+        Ok(session) => session,
+        Err(error) => {
+            let text = status(&Err(error.to_string())).to_string();
+            let _ = sink.send(frame(STATUS, text.as_bytes())).await;
+            let _ = sink.send(normal_close()).await;
+            return;
+        }
+    };
+    tracing::info!(%uid, %container, command = ?options.command, "exec started");
+    // Client → stdin, until the client closes stdin or the session.
+    let mut stdin = session.stdin;
+    let input = tokio::spawn(async move {
+        while let Some(Ok(message)) = incoming.next().await {
+            match message {
+                Message::Binary(data) => match data.split_first() {
+                    Some((&STDIN, bytes)) => {
+                        if let Some(writer) = stdin.as_mut()
+                            && writer.write_all(bytes).await.is_err()
+                        {
+                            stdin = None;
+                        }
+                    }
+                    Some((&CLOSE, [STDIN])) => {
+                        // EOF for the command.
+                        if let Some(mut writer) = stdin.take() {
+                            let _ = writer.shutdown().await;
+                        }
+                    }
+                    _ => {}
+                },
+                Message::Close(_) => break,
+                _ => {}
+            }
+        }
+    });
+    // stdout and stderr → client, until both end (the command has ended).
+    let (frames, mut outgoing) = mpsc::channel(16);
+    tokio::spawn(pump(session.stdout, STDOUT, frames.clone()));
+    tokio::spawn(pump(session.stderr, STDERR, frames));
+    while let Some(message) = outgoing.recv().await {
+        if sink.send(message).await.is_err() {
+            input.abort();
+            return;
+        }
+    }
+    let code = match session.exit.await {
+        Ok(Ok(code)) => Ok(code),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err(RuntimeError::Unsupported("the exec ended without an exit code".into()).to_string()),
+    };
+    tracing::info!(%uid, %container, ?code, "exec ended");
+    let _ = sink.send(frame(STATUS, status(&code).to_string().as_bytes())).await;
+    let _ = sink.send(normal_close()).await;
+    input.abort();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_query_lists_the_command_word_by_word() {
+        let options =
+            ExecOptions::parse("command=sh&command=-c&command=echo%20hi%3B%20exit%203&stdin=true&stdout=true");
+        assert_eq!(options.command, ["sh", "-c", "echo hi; exit 3"]);
+        assert!(options.stdin && !options.tty);
+    }
+
+    #[test]
+    fn exit_codes_become_the_status_kubectl_reads() {
+        assert_eq!(status(&Ok(0))["status"], "Success");
+        let failed = status(&Ok(3));
+        assert_eq!(failed["reason"], "NonZeroExitCode");
+        assert_eq!(failed["details"]["causes"][0], serde_json::json!({"reason": "ExitCode", "message": "3"}));
+        assert_eq!(status(&Err("no such container".into()))["message"], "no such container");
+    }
+}

@@ -1,0 +1,83 @@
+//! `kubectl exec` end to end: the real kubectl opens a WebSocket (`v5.channel.k8s.io`) to the
+//! apiserver's `pods/exec`, which relays it to the real rkubelet, which runs the command in a
+//! real container on containerd. Needs root and `make deps` (containerd, runc,
+//! busybox-static, the venv's kubectl).
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use rkube_tests::node::{Containerd, Kubelet, TEST_IMAGE};
+use rkube_tests::{Api, Cluster, eventually, venv_bin};
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn kubectl(kubeconfig: &std::path::Path, home: &std::path::Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(venv_bin("kubectl"))
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .env("HOME", home)
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl runs (make deps installs it)");
+    if let Some(text) = stdin {
+        let mut pipe = child.stdin.take().expect("stdin");
+        pipe.write_all(text.as_bytes()).expect("stdin written");
+    }
+    child.wait_with_output().expect("kubectl output")
+}
+
+#[tokio::test]
+async fn kubectl_exec_runs_commands_in_a_running_container() {
+    let cluster = Cluster::start().await.expect("cluster starts");
+    let containerd = Containerd::start().await.expect("containerd starts");
+    let kubelet = Kubelet::start_containerd(&cluster, &containerd, "exec-node").await.expect("kubelet starts");
+    let api = Api::new(cluster.url());
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "shell"},
+        "spec": {"nodeName": "exec-node", "terminationGracePeriodSeconds": 1,
+            "containers": [{"name": "main", "image": TEST_IMAGE, "command": ["sleep", "3600"],
+                "env": [{"name": "PAGE", "value": "v1"}], "workingDir": "/tmp"}]}});
+    api.create("/api/v1/namespaces/default/pods", &pod).await;
+    eventually(WAIT, "the pod Running", || async {
+        let (_, pod) = api.get("/api/v1/namespaces/default/pods/shell").await;
+        (pod["status"]["phase"] == "Running").then_some(())
+    })
+    .await;
+    let home = tempfile::tempdir().expect("home");
+    let kubeconfig = cluster.write_kubeconfig(home.path()).expect("kubeconfig");
+    let run = |args: &[&str], stdin: Option<&str>| kubectl(&kubeconfig, home.path(), args, stdin);
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+
+    // stdout and stderr come back apart, and the exit code is kubectl's.
+    let out = run(&["exec", "shell", "--", "sh", "-c", "echo out; echo err >&2; exit 3"], None);
+    assert_eq!(
+        (out.status.code(), text(&out.stdout)),
+        (Some(3), "out\n".to_string()),
+        "stderr: {}; kubelet log:\n{}\napiserver log:\n{}",
+        text(&out.stderr),
+        kubelet.log_tail(20),
+        cluster.apiserver.log_tail(20)
+    );
+    assert!(text(&out.stderr).contains("err\n"), "{}", text(&out.stderr));
+
+    // The container's environment and working directory.
+    let out = run(&["exec", "shell", "-c", "main", "--", "sh", "-c", "echo $PAGE in $(pwd)"], None);
+    assert_eq!((out.status.code(), text(&out.stdout)), (Some(0), "v1 in /tmp\n".to_string()), "{}", text(&out.stderr));
+
+    // stdin (-i) reaches the command, and its end ends the command.
+    let out = run(&["exec", "-i", "shell", "--", "sh", "-c", "wc -l; hostname"], Some("one\ntwo\nthree\n"));
+    assert_eq!((out.status.code(), text(&out.stdout)), (Some(0), "3\nshell\n".to_string()), "{}", text(&out.stderr));
+
+    // Bad requests get clear errors.
+    let out = run(&["exec", "nobody", "--", "true"], None);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(text(&out.stderr).contains("not found"), "{}", text(&out.stderr));
+    let out = run(&["exec", "shell", "-c", "other", "--", "true"], None);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(text(&out.stderr).contains("container other is not valid"), "{}", text(&out.stderr));
+    let out = run(&["exec", "shell", "--", "no-such-command"], None);
+    assert_ne!(out.status.code(), Some(0), "{}", text(&out.stdout));
+}
