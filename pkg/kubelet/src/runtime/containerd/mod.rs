@@ -65,7 +65,7 @@ mod volumes;
 pub use restart::backoff;
 use restart::{Run, restarts};
 pub use spec::normalize_image;
-use spec::{DEFAULT_CAPABILITIES, ImageInfo, chain_id, linux_resources, oci_spec, process_args, process_env};
+use spec::{ImageInfo, chain_id, linux_resources, oci_spec, process_args, process_env};
 
 use super::{ContainerState, ContainerStatus, ExecSession, PodStatus, Runtime, RuntimeError, Terminated};
 
@@ -761,19 +761,8 @@ impl Runtime for ContainerdRuntime {
     ) -> Result<i32, RuntimeError> {
         let id = self.running_id(uid, container).await?;
         let exec_id = format!("probe-{:016x}", rand::random::<u64>());
-        let process = serde_json::json!({
-            "terminal": false,
-            "user": {"uid": 0, "gid": 0},
-            "args": command,
-            "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
-            "cwd": "/",
-            "capabilities": {
-                "bounding": DEFAULT_CAPABILITIES,
-                "effective": DEFAULT_CAPABILITIES,
-                "permitted": DEFAULT_CAPABILITIES,
-            },
-            "noNewPrivileges": true,
-        });
+        let env = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string()];
+        let process = spec::process(command, &env, "/");
         self.client
             .tasks()
             .exec(req(ExecProcessRequest {
@@ -861,19 +850,7 @@ impl Runtime for ContainerdRuntime {
             None => None,
         };
         let (env, cwd) = self.process_env(&id).await?;
-        let process = serde_json::json!({
-            "terminal": false,
-            "user": {"uid": 0, "gid": 0},
-            "args": command,
-            "env": env,
-            "cwd": cwd,
-            "capabilities": {
-                "bounding": DEFAULT_CAPABILITIES,
-                "effective": DEFAULT_CAPABILITIES,
-                "permitted": DEFAULT_CAPABILITIES,
-            },
-            "noNewPrivileges": true,
-        });
+        let process = spec::process(command, &env, &cwd);
         let path_text = |path: &Path| path.display().to_string();
         self.client
             .tasks()

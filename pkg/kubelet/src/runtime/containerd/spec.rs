@@ -84,7 +84,7 @@ pub(super) fn process_env(container: &PodContainer, image: &ImageInfo, hostname:
 }
 
 /// The capabilities containerd gives a container by default.
-pub(super) const DEFAULT_CAPABILITIES: [&str; 14] = [
+const DEFAULT_CAPABILITIES: [&str; 14] = [
     "CAP_CHOWN",
     "CAP_DAC_OVERRIDE",
     "CAP_FSETID",
@@ -119,6 +119,24 @@ pub(super) fn linux_resources(container: &PodContainer) -> Result<serde_json::Va
     Ok(resources)
 }
 
+/// The OCI `process` of a container or of a command exec'd in one: root, no terminal, the
+/// default capabilities, no new privileges.
+pub(super) fn process(args: &[String], env: &[String], cwd: &str) -> serde_json::Value {
+    serde_json::json!({
+        "terminal": false,
+        "user": {"uid": 0, "gid": 0},
+        "args": args,
+        "env": env,
+        "cwd": cwd,
+        "capabilities": {
+            "bounding": DEFAULT_CAPABILITIES,
+            "effective": DEFAULT_CAPABILITIES,
+            "permitted": DEFAULT_CAPABILITIES,
+        },
+        "noNewPrivileges": true,
+    })
+}
+
 /// The complete OCI runtime spec (config.json) of one container: `mounts` are the pod's
 /// volumes (see `volumes`), `resources` its cgroup settings (see [`linux_resources`]).
 #[allow(clippy::too_many_arguments)] // one per part of the spec; a struct would only rename them
@@ -138,19 +156,7 @@ pub(super) fn oci_spec(
     };
     let mut spec = serde_json::json!({
         "ociVersion": "1.0.2",
-        "process": {
-            "terminal": false,
-            "user": {"uid": 0, "gid": 0},
-            "args": args,
-            "env": env,
-            "cwd": cwd,
-            "capabilities": {
-                "bounding": DEFAULT_CAPABILITIES,
-                "effective": DEFAULT_CAPABILITIES,
-                "permitted": DEFAULT_CAPABILITIES,
-            },
-            "noNewPrivileges": true,
-        },
+        "process": process(args, env, cwd),
         "root": {"path": "rootfs", "readonly": false},
         "hostname": hostname,
         "mounts": [
