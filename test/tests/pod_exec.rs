@@ -7,6 +7,7 @@ use std::io::Write;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use rkube_tests::kubectl::Rkubectl;
 use rkube_tests::node::{Containerd, Kubelet, TEST_IMAGE};
 use rkube_tests::{Api, Cluster, eventually, venv_bin};
 use serde_json::json;
@@ -80,4 +81,17 @@ async fn kubectl_exec_runs_commands_in_a_running_container() {
     assert!(text(&out.stderr).contains("container other is not valid"), "{}", text(&out.stderr));
     let out = run(&["exec", "shell", "--", "no-such-command"], None);
     assert_ne!(out.status.code(), Some(0), "{}", text(&out.stdout));
+
+    // rkubectl exec speaks the same protocol.
+    let rkubectl = Rkubectl::new(&cluster);
+    let ran = rkubectl.run(&["exec", "shell", "--", "sh", "-c", "echo out; echo err >&2; exit 4"]).await;
+    assert_eq!((ran.code, ran.stdout.as_str()), (Some(4), "out\n"), "{}", ran.describe());
+    assert_eq!(ran.stderr, "err\ncommand terminated with exit code 4\n", "{}", ran.describe());
+    let ran = rkubectl.run_with(&["exec", "-i", "pod/shell", "-c", "main", "--", "wc", "-c"], &[], Some("12345")).await;
+    assert_eq!((ran.code, ran.stdout.trim()), (Some(0), "5"), "{}", ran.describe());
+    let ran = rkubectl.run(&["exec", "nobody", "--", "true"]).await;
+    assert_eq!(ran.code, Some(1), "{}", ran.describe());
+    assert_eq!(ran.stderr.trim(), "Error from server (NotFound): pods \"nobody\" not found", "{}", ran.describe());
+    let ran = rkubectl.run(&["exec", "shell"]).await;
+    assert_ne!(ran.code, Some(0), "a command is required: {}", ran.describe());
 }

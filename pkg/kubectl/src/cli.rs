@@ -102,6 +102,12 @@ rkubectl wait deploy web --for=condition=Available\n  rkubectl wait pod/web --fo
     Rollout(RolloutCommand),
     /// Print the logs of a container in a pod.
     Logs(LogsArgs),
+    /// Run a command in a container of a running pod.
+    #[command(
+        after_help = "Examples:\n  rkubectl exec web -- ls -l /\n  rkubectl exec web -c main -- sh -c 'echo $HOSTNAME'\n  \
+echo hello | rkubectl exec -i web -- cat"
+    )]
+    Exec(ExecArgs),
     /// List the resource types the server serves.
     ApiResources(ApiResourcesArgs),
     /// Print the client and server versions.
@@ -352,6 +358,25 @@ pub struct RolloutArgs {
     /// For `status`: how long to wait (0 = forever).
     #[arg(long, default_value = "0s", value_name = "DURATION")]
     pub timeout: String,
+}
+
+/// `exec`.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// The pod (NAME or pod/NAME).
+    pub pod: String,
+    /// The container (default: the pod's only or first container).
+    #[arg(short = 'c', long)]
+    pub container: Option<String>,
+    /// Pass this process's stdin to the command.
+    #[arg(short = 'i', long)]
+    pub stdin: bool,
+    /// Allocate a terminal (not supported by rkube yet: refused).
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
 }
 
 /// `logs`.

@@ -134,6 +134,12 @@ impl Ctx {
         self.send(Method::PATCH, path, None, Some(content_type), Some(body)).await
     }
 
+    /// The WebSocket URL (`ws://…`) of `path` on the apiserver, and the bearer token to send.
+    pub fn websocket_url(&self, path: &str) -> (String, Option<&str>) {
+        let base = self.base_url.replacen("https://", "wss://", 1).replacen("http://", "ws://", 1);
+        (format!("{base}{path}"), self.token.as_deref())
+    }
+
     /// Opens a streaming `GET` (a watch or followed logs) with no request timeout.
     pub async fn stream(&self, path: &str, accept: &str) -> Result<Lines> {
         let mut request = self.http.get(format!("{}{path}", self.base_url)).header("Accept", accept);

@@ -23,6 +23,9 @@ pub enum Error {
     /// Anything else: a bad argument, an unreadable file, an unreachable server.
     #[error("error: {0}")]
     Other(String),
+    /// A command run by `exec` exited with this non-zero code (which becomes rkubectl's).
+    #[error("command terminated with exit code {0}")]
+    Exit(i32),
 }
 
 impl Error {
@@ -33,7 +36,10 @@ impl Error {
 
     /// The process exit code for this failure.
     pub fn exit_code(&self) -> i32 {
-        1
+        match self {
+            Error::Exit(code) => *code,
+            _ => 1,
+        }
     }
 
     /// Whether the server answered 404.

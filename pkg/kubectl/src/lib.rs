@@ -30,6 +30,7 @@ pub mod drain;
 pub mod edit;
 pub mod error;
 pub mod events;
+pub mod exec;
 pub mod get;
 pub mod info;
 pub mod logs;
@@ -118,6 +119,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Command::Events(args) => events::run(&ctx, args).await,
         Command::Rollout(cmd) => rollout::run(&ctx, cmd).await,
         Command::Logs(args) => logs::run(&ctx, args).await,
+        Command::Exec(args) => exec::run(&ctx, args).await,
         Command::ApiResources(args) => info::api_resources(&ctx, args).await,
         Command::Version(_) | Command::Config(_) | Command::Completion { .. } => Ok(()),
     }
