@@ -5,115 +5,58 @@
 //! started pod; [`Kubelet`] does it in a loop for every pod of a namespace, optionally only for
 //! pods whose image it can "run", so a rollout to a broken image can be tested.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
 use crate::api::Api;
 use crate::cluster::Cluster;
-use crate::paths::{binary, temp_dir};
-use crate::ports::{free_port, log_shows_port_in_use};
-use crate::process::{Process, read_log, spawn_until_healthy, tail};
+use crate::component::{Component, ComponentKind};
 
-/// How long the controller-manager may take to answer `/healthz`.
-const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// `rkube-controller-manager`, started once `/healthz` answers.
+const CONTROLLER_MANAGER: ComponentKind =
+    ComponentKind { binary: "rkube-controller-manager", health: "/healthz", start_timeout: Duration::from_secs(30) };
 
-/// A running `rkube-controller-manager`, killed when dropped.
-pub struct ControllerManager {
-    /// Base URL of its `/healthz`, `/readyz` and `/metrics`, e.g. `http://127.0.0.1:40125`.
-    pub url: String,
-    process: Option<Process>,
-    program: PathBuf,
-    args: Vec<String>,
-    dir: tempfile::TempDir,
-}
+/// A running `rkube-controller-manager` (a [`Component`]: `url`, `kill`, `restart`,
+/// `is_running`, `log_tail`, ...), killed when dropped.
+pub struct ControllerManager(Component);
 
 impl ControllerManager {
     /// Starts `rkube-controller-manager --kubeconfig <cluster> --port <free>` plus
     /// `extra_args`, and waits until `/healthz` answers 200.
     pub async fn start(cluster: &Cluster, extra_args: &[&str]) -> anyhow::Result<ControllerManager> {
-        let program = binary("rkube-controller-manager");
-        let mut dir = temp_dir("rkube-controller-manager-").context("cannot create a temporary directory")?;
-        let kubeconfig = cluster.write_kubeconfig(dir.path())?;
-        let mut last_error = None;
-        for _ in 0..5 {
-            let port = free_port()?;
-            let mut args: Vec<String> = vec![
-                "--kubeconfig".into(),
-                kubeconfig.display().to_string(),
-                "--bind-address".into(),
-                "127.0.0.1".into(),
-                "--port".into(),
-                port.to_string(),
-            ];
-            args.extend(extra_args.iter().map(ToString::to_string));
-            let mut manager = ControllerManager {
-                url: format!("http://127.0.0.1:{port}"),
-                process: None,
-                program: program.clone(),
-                args,
-                dir,
-            };
-            match manager.spawn_and_wait().await {
-                Ok(()) => return Ok(manager),
-                Err(error) if log_shows_port_in_use(&manager.log_tail(20)) => {
-                    last_error = Some(error);
-                    dir = manager.dir;
-                }
-                Err(error) => return Err(error),
-            }
-        }
-        Err(last_error.unwrap_or_else(|| anyhow::anyhow!("rkube-controller-manager did not start")))
-    }
-
-    async fn spawn_and_wait(&mut self) -> anyhow::Result<()> {
-        let log_path = self.dir.path().join("controller-manager.log");
-        let health = format!("{}/healthz", self.url);
-        self.process = Some(spawn_until_healthy(&self.program, &self.args, &log_path, &health, START_TIMEOUT).await?);
-        Ok(())
-    }
-
-    /// Kills it (SIGKILL, as a crash would).
-    pub fn kill(&mut self) {
-        self.process = None;
-    }
-
-    /// Starts it again with the same flags on the same port.
-    pub async fn restart(&mut self) -> anyhow::Result<()> {
-        self.kill();
-        self.spawn_and_wait().await
-    }
-
-    /// Whether the process is still running (it exits on lost leadership or a fatal error).
-    pub fn is_running(&mut self) -> bool {
-        self.process.as_mut().is_some_and(|process| process.exited().is_none())
-    }
-
-    /// The last `lines` lines of its log, for failure messages.
-    pub fn log_tail(&self, lines: usize) -> String {
-        tail(&read_log(&self.dir.path().join("controller-manager.log")), lines)
+        Component::start(cluster, CONTROLLER_MANAGER, extra_args).await.map(ControllerManager)
     }
 
     /// The text of its `/metrics`.
+    ///
+    /// # Panics
+    /// When `/metrics` does not answer.
     pub async fn metrics(&self) -> String {
-        let reply = reqwest::get(format!("{}/metrics", self.url)).await;
-        match reply {
-            Ok(reply) => reply.text().await.unwrap_or_default(),
-            Err(error) => panic!("GET {}/metrics failed: {error}", self.url),
+        match self.0.metrics_text().await {
+            Ok(text) => text,
+            Err(error) => panic!("GET {}/metrics failed: {error}", self.0.url),
         }
     }
 
     /// The value of the Prometheus sample `name` (e.g. `rkube_controller_syncs_total{controller="replicaset"}`),
     /// or 0 when absent.
     pub async fn metric(&self, sample: &str) -> f64 {
-        let text = self.metrics().await;
-        text.lines()
-            .filter(|line| !line.starts_with('#'))
-            .find_map(|line| line.strip_prefix(sample).and_then(|rest| rest.trim().parse().ok()))
-            .unwrap_or(0.0)
+        crate::component::sample_value(&self.metrics().await, sample)
+    }
+}
+
+impl std::ops::Deref for ControllerManager {
+    type Target = Component;
+    fn deref(&self) -> &Component {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ControllerManager {
+    fn deref_mut(&mut self) -> &mut Component {
+        &mut self.0
     }
 }
 

@@ -35,6 +35,7 @@ mod status;
 mod wait;
 
 // Harness parts of the control-plane and node tests, one module per area.
+pub mod component;
 pub mod controllers;
 pub mod e2e;
 pub mod kubectl;

@@ -198,8 +198,7 @@ impl Kubelet {
     /// When `/metrics` does not answer.
     pub async fn metric(&self, sample: &str) -> f64 {
         let response = reqwest::get(format!("{}/metrics", self.url())).await.expect("GET /metrics");
-        let text = response.text().await.expect("metrics body");
-        text.lines().find_map(|line| line.strip_prefix(sample).and_then(|rest| rest.trim().parse().ok())).unwrap_or(0.0)
+        crate::component::sample_value(&response.text().await.expect("metrics body"), sample)
     }
 }
 

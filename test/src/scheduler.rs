@@ -5,30 +5,21 @@
 //! [`Scheduler::start`] returns once the scheduler's `/readyz` answers 200 (its informers have
 //! synced). The process is killed when the value is dropped.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context;
 use serde_json::{Value, json};
 
 use crate::api::Api;
 use crate::cluster::Cluster;
-use crate::paths::{binary, temp_dir};
-use crate::ports::{free_port, log_shows_port_in_use};
-use crate::process::{Process, read_log, spawn_until_healthy, tail};
+pub use crate::component::sample_value;
+use crate::component::{Component, ComponentKind};
 
-/// How long the scheduler may take to become ready.
-const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// `rkube-scheduler`, ready once `/readyz` answers (its informers have synced).
+const SCHEDULER: ComponentKind =
+    ComponentKind { binary: "rkube-scheduler", health: "/readyz", start_timeout: Duration::from_secs(60) };
 
-/// A running `rkube-scheduler`.
-pub struct Scheduler {
-    /// Base URL of its health and metrics endpoints, e.g. `http://127.0.0.1:40125`.
-    pub url: String,
-    process: Option<Process>,
-    program: PathBuf,
-    args: Vec<String>,
-    dir: tempfile::TempDir,
-}
+/// A running `rkube-scheduler` (a [`Component`]: `url`, `kill`, `restart`, `log_tail`, ...).
+pub struct Scheduler(Component);
 
 impl Scheduler {
     /// Starts `rkube-scheduler --kubeconfig <cluster's> --port <free>` plus `extra_args` (e.g.
@@ -37,92 +28,43 @@ impl Scheduler {
     /// # Panics
     /// When the binary has not been built (see [`crate::binary`]).
     pub async fn start(cluster: &Cluster, extra_args: &[&str]) -> anyhow::Result<Scheduler> {
-        let program = binary("rkube-scheduler");
-        for _ in 0..5 {
-            let dir = temp_dir("rkube-scheduler-").context("cannot create a temporary directory for the scheduler")?;
-            let kubeconfig = cluster.write_kubeconfig(dir.path())?;
-            let port = free_port()?;
-            let mut args: Vec<String> = vec![
-                "--kubeconfig".into(),
-                kubeconfig.display().to_string(),
-                "--bind-address".into(),
-                "127.0.0.1".into(),
-                "--port".into(),
-                port.to_string(),
-            ];
-            args.extend(extra_args.iter().map(ToString::to_string));
-            let mut scheduler = Scheduler {
-                url: format!("http://127.0.0.1:{port}"),
-                process: None,
-                program: program.clone(),
-                args,
-                dir,
-            };
-            match scheduler.spawn_and_wait().await {
-                Ok(()) => return Ok(scheduler),
-                Err(error) if log_shows_port_in_use(&scheduler.log()) => {
-                    eprintln!("rkube-scheduler's port was taken, retrying on another: {error}");
-                }
-                Err(error) => return Err(error),
-            }
-        }
-        anyhow::bail!("rkube-scheduler could not find a free port")
-    }
-
-    async fn spawn_and_wait(&mut self) -> anyhow::Result<()> {
-        let log_path = self.dir.path().join("scheduler.log");
-        let health = format!("{}/readyz", self.url);
-        self.process = Some(spawn_until_healthy(&self.program, &self.args, &log_path, &health, START_TIMEOUT).await?);
-        Ok(())
-    }
-
-    /// The whole scheduler log so far.
-    pub fn log(&self) -> String {
-        read_log(&self.dir.path().join("scheduler.log"))
-    }
-
-    /// The last `lines` lines of its log.
-    pub fn log_tail(&self, lines: usize) -> String {
-        tail(&self.log(), lines)
-    }
-
-    /// Kills it (SIGKILL, as a crash would).
-    pub fn kill(&mut self) {
-        self.process = None;
+        Component::start(cluster, SCHEDULER, extra_args).await.map(Scheduler)
     }
 
     /// Whether it has exited on its own.
     pub fn has_exited(&mut self) -> bool {
-        self.process.as_mut().is_none_or(|p| p.exited().is_some())
-    }
-
-    /// Starts it again with the same flags and waits until it is ready.
-    pub async fn restart(&mut self) -> anyhow::Result<()> {
-        self.kill();
-        self.spawn_and_wait().await
+        !self.0.is_running()
     }
 
     /// The Prometheus text of its `/metrics`.
+    ///
+    /// # Errors
+    /// When `/metrics` does not answer.
     pub async fn metrics(&self) -> anyhow::Result<String> {
-        Ok(reqwest::get(format!("{}/metrics", self.url)).await?.text().await?)
+        self.0.metrics_text().await
     }
 
     /// The value of one sample in its `/metrics`, e.g.
     /// `metric("rkube_scheduler_schedule_attempts_total{result=\"scheduled\"}")`; 0 if absent.
+    ///
+    /// # Errors
+    /// When `/metrics` does not answer.
     pub async fn metric(&self, sample: &str) -> anyhow::Result<f64> {
         Ok(sample_value(&self.metrics().await?, sample))
     }
 }
 
-/// The value of `sample` (name plus labels exactly as printed) in Prometheus text; 0 if absent.
-pub fn sample_value(text: &str, sample: &str) -> f64 {
-    text.lines()
-        .filter(|line| !line.starts_with('#'))
-        .find_map(|line| {
-            let (name, value) = line.rsplit_once(' ')?;
-            (name == sample).then(|| value.parse().ok()).flatten()
-        })
-        .unwrap_or(0.0)
+impl std::ops::Deref for Scheduler {
+    type Target = Component;
+    fn deref(&self) -> &Component {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Scheduler {
+    fn deref_mut(&mut self) -> &mut Component {
+        &mut self.0
+    }
 }
 
 /// A Node to create: name, allocatable, labels, taints, Ready or not.
