@@ -362,7 +362,7 @@ mod tests {
     use super::*;
     use crate::backoff::BackoffConfig;
     use crate::handler::HandlerFns;
-    use crate::testing::{FakeApi, Recorder, config_map, expired};
+    use crate::testing::{FakeApi, Recorder, config_map, eventually, expired, send};
 
     fn quick_config() -> InformerConfig {
         InformerConfig {
@@ -382,18 +382,6 @@ mod tests {
     fn informer(api: &FakeApi, config: InformerConfig) -> (SharedInformer<ConfigMap>, ResourceMetrics) {
         let metrics = ResourceMetrics::unregistered("configmaps").expect("metrics register in a fresh registry");
         (SharedInformer::new(api.clone(), config, metrics.clone()), metrics)
-    }
-
-    async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while !check() {
-            assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-
-    fn send(feed: &crate::testing::WatchFeed, event: WatchEvent<ConfigMap>) {
-        feed.unbounded_send(Ok(event)).expect("the reflector is still watching");
     }
 
     #[tokio::test]

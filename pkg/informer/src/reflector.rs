@@ -364,7 +364,7 @@ mod tests {
     use k8s_openapi::api::core::v1::ConfigMap;
 
     use super::*;
-    use crate::testing::{FakeApi, bookmark, config_map, expired};
+    use crate::testing::{FakeApi, bookmark, config_map, eventually, expired, send};
 
     /// Runs a reflector over `api` and records its deltas as lines like `replace a@1 b@2`.
     struct Running {
@@ -434,18 +434,6 @@ mod tests {
             },
             ..ReflectorConfig::default()
         }
-    }
-
-    async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !check() {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-
-    fn send(feed: &crate::testing::WatchFeed, event: WatchEvent<ConfigMap>) {
-        feed.unbounded_send(Ok(event)).expect("the reflector is still watching");
     }
 
     #[tokio::test]

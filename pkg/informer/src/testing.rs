@@ -191,3 +191,17 @@ impl EventHandler<ConfigMap> for Recorder {
         self.push(format!("{kind} {}", describe(deleted.object())));
     }
 }
+
+/// Waits (5 s at most) until `check` holds; panics naming `what` otherwise.
+pub(crate) async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !check() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Sends one watch event on a scripted stream.
+pub(crate) fn send(feed: &WatchFeed, event: WatchEvent<ConfigMap>) {
+    feed.unbounded_send(Ok(event)).expect("the reflector is still watching");
+}
