@@ -18,8 +18,10 @@ RS_BENCH_ARGS ?=
 SCHED_BENCH_ARGS ?=
 # Extra arguments for kubelet_bench (needs root and containerd; "--fake-only" runs without).
 KUBELET_BENCH_ARGS ?=
+# Extra arguments for hack/fresh-check.sh, e.g. FRESH_ARGS="--smoke" or "--suite noble --keep".
+FRESH_ARGS ?=
 
-.PHONY: help deps check-deps build run test bench fmt lint clean clean-state distclean lab-up lab-down
+.PHONY: help deps check-deps fresh-check build run test bench fmt lint clean clean-state distclean lab-up lab-down
 
 help: ## List the targets
 	@echo "rkube: a small Kubernetes-style orchestrator in Rust"
@@ -28,18 +30,14 @@ help: ## List the targets
 	@echo
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z_-]+:.*## / { printf "  %-12s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
-deps: ## Install etcd, protoc, python3-venv (apt) and kubectl + the Python client (.venv)
+deps: ## Install what the build and the tests need (apt packages, checked by file; kubectl + the Python client in .venv)
 	@bash hack/deps.sh
 
-check-deps: ## Fail with a hint if etcd or the .venv tools are missing
-	@missing=(); \
-	[[ -x "$(ETCD)" ]] || missing+=("etcd"); \
-	command -v protoc >/dev/null 2>&1 || missing+=("protoc"); \
-	[[ -x "$(VENV)/bin/kubectl" ]] || missing+=("$(VENV)/bin/kubectl"); \
-	[[ -x "$(VENV)/bin/python" ]] || missing+=("$(VENV)/bin/python"); \
-	if (( $${#missing[@]} )); then \
-		echo "error: missing $${missing[*]}: run 'make deps' first" >&2; exit 1; \
-	fi
+check-deps: ## Name each missing tool, file or package and the command that installs it (installs nothing)
+	@bash hack/deps.sh --check
+
+fresh-check: ## The README's steps on a pristine Debian 12 root: make deps, make run + demo, make test, make lint (root; FRESH_ARGS="--smoke")
+	@bash hack/fresh-check.sh $(FRESH_ARGS)
 
 build: ## Build every binary (debug): cargo build --bins
 	$(CARGO) build --bins

@@ -47,17 +47,10 @@ port_in_use() {
 
 # --- 1. dependencies and build --------------------------------------------------
 [[ "$(id -u)" == 0 ]] || die "the local node needs root (containerd, network namespaces): run 'sudo make run'"
-missing_deps=false
-for file in "${RKUBE_ETCD_BIN}" "${RKUBE_VENV}/bin/kubectl" "${RKUBE_CONTAINERD_BIN}" "${RKUBE_CTR_BIN}" \
-    /usr/lib/cni/bridge /bin/busybox; do
-    [[ -x "${file}" ]] || missing_deps=true
-done
-command -v runc >/dev/null 2>&1 || missing_deps=true
-if [[ "${missing_deps}" == true ]]; then
-    log "etcd, containerd, runc, the CNI plugins, busybox-static or ${RKUBE_VENV}/bin/kubectl missing: running hack/deps.sh"
+if ! bash "${hack_dir}/deps.sh" --check >/dev/null 2>&1; then
+    log "something the cluster needs is missing (make check-deps names it): running hack/deps.sh"
     bash "${hack_dir}/deps.sh"
 fi
-command -v curl >/dev/null 2>&1 || die "curl not found; run 'make deps'"
 
 if [[ "${RKUBE_SKIP_BUILD:-}" != 1 ]]; then
     log "building (cargo build --bins)"
