@@ -206,7 +206,14 @@ else
             die "no package ${pkg} in the configured apt sources${hint}"
         fi
     done
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    # dpkg's progress goes to a log, shown when the install fails.
+    apt_log="$(mktemp)"
+    if ! as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        "${missing[@]}" >"${apt_log}" 2>&1; then
+        tail -n 40 "${apt_log}" >&2
+        die "apt-get install ${missing[*]} failed (its last lines above)"
+    fi
+    rm -f "${apt_log}"
     cleanup_policy
     made_policy=false
     trap - EXIT

@@ -27,8 +27,9 @@
 # with /proc, /sys (and so cgroups), /dev, a private /dev/shm and /run. The Rust
 # toolchain is the host's rustup one, mounted read-only (nothing installs Rust
 # from a package registry here); cargo's download cache is the host's, shared
-# so crates are not downloaded twice. Everything else comes from the packages
-# the README's steps install. The clone is of HEAD: commit first, uncommitted
+# so crates are not downloaded twice; CA certificates added to the host by hand
+# (/usr/local/share/ca-certificates) are copied in, for networks that inspect
+# TLS. Everything else comes from the packages the README's steps install. The clone is of HEAD: commit first, uncommitted
 # changes are not part of the check.
 #
 # Needs root, mmdebstrap (make deps installs it), util-linux's unshare and
@@ -165,6 +166,14 @@ if [[ "${suite}" == noble ]]; then
     dpkg-deb -x "${keyring_deb}" "${dir}/ubuntu-keyring"
 fi
 mmdebstrap --variant=minbase --quiet "${keyring_args[@]}" "${suite}" "${root}" "${sources[@]}"
+# The one thing taken from the host besides the toolchain: CA certificates added to this
+# machine by hand (/usr/local/share/ca-certificates), as a network that inspects TLS needs.
+# The ca-certificates package, installed by the README's first step, trusts them.
+if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+    mkdir -p "${root}/usr/local/share/ca-certificates"
+    cp /usr/local/share/ca-certificates/*.crt "${root}/usr/local/share/ca-certificates/"
+    log "copied the host's local CA certificates: $(cd /usr/local/share/ca-certificates && echo *.crt)"
+fi
 log "root: $(du -sh --one-file-system "${root}" | cut -f1), $(chroot "${root}" dpkg-query -W | wc -l) packages"
 
 # in_root NETWORK SCRIPT: runs SCRIPT with bash as root inside the root (see the header).
