@@ -1,17 +1,14 @@
 //! The resource registry: every resource rkube serves, described once.
 //!
-//! Discovery documents, apiserver routes, storage keys, OpenAPI documents and the CLI's
-//! resource names are all derived from [`resources`]; adding a kind means adding an entry
-//! here (and its [`Object`] rules), never copying handlers.
+//! Discovery documents, apiserver routes, storage keys, OpenAPI documents, Table columns
+//! and the CLI's resource names are all derived from [`resources`]. Each kind keeps its
+//! entry ([`ResourceDef`]), its strategy and its columns together in `kinds/<kind>.rs`;
+//! adding a kind is that file plus one line in `RESOURCES` below, never a copy of handlers
+//! (docs/adding-a-kind.md walks through one).
 
-use std::marker::PhantomData;
-
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Event, Namespace, Node, Pod, Service};
-use serde_json::Value;
-
-use crate::object::{FieldError, Object, unknown_fields};
+use crate::columns::{Column, RowFn};
+use crate::kinds;
+use crate::strategy::RestStrategy;
 
 /// A subresource served under `<resource>/<name>/<subresource>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,8 +57,12 @@ pub struct ResourceDef {
     pub subresources: &'static [Subresource],
     /// Field-selector labels beyond `metadata.name` and `metadata.namespace`.
     pub field_labels: &'static [&'static str],
-    /// Decoding, defaulting and validation for this kind.
-    pub codec: &'static dyn Codec,
+    /// The kind's REST strategy: decoding, defaulting, validation, deletion rules.
+    pub strategy: &'static dyn RestStrategy,
+    /// The columns `kubectl get` shows (server-side printing).
+    pub columns: &'static [Column],
+    /// One object's cells under [`ResourceDef::columns`].
+    pub row: RowFn,
 }
 
 impl std::fmt::Debug for ResourceDef {
@@ -110,269 +111,33 @@ impl ResourceDef {
     }
 }
 
-/// Why a body could not become a valid object.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CodecError {
-    /// The JSON does not fit the kind's type (wrong types, wrong kind or apiVersion).
-    #[error("{0}")]
-    Decode(String),
-    /// The object decoded but breaks validation rules.
-    #[error("{} field error(s)", .0.len())]
-    Invalid(Vec<FieldError>),
-}
-
-/// A body turned into a normalized, defaulted and validated object.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Decoded {
-    /// The object as it will be stored (re-encoded from the typed form).
-    pub object: Value,
-    /// Fields of the body the kind does not know (dropped from `object`).
-    pub unknown_fields: Vec<String>,
-}
-
-/// Type-erased access to a kind's [`Object`] rules, so the registry can hold every kind.
-pub trait Codec: Send + Sync {
-    /// Decodes, defaults and validates a new object.
-    fn create(&self, body: Value) -> Result<Decoded, CodecError>;
-    /// Decodes, defaults and validates `body` as an update of `old`.
-    fn update(&self, body: Value, old: &Value) -> Result<Decoded, CodecError>;
-    /// Decodes and defaults without validating (to normalize objects for display or tests).
-    fn normalize(&self, body: Value) -> Result<Value, CodecError>;
-    /// The JSON schema of the kind (for the OpenAPI documents).
-    fn json_schema(&self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema;
-}
-
-/// The [`Codec`] of a k8s-openapi type.
-pub struct Typed<K>(PhantomData<fn() -> K>);
-
-impl<K> Typed<K> {
-    /// The codec of `K`.
-    pub const fn new() -> Self {
-        Typed(PhantomData)
-    }
-}
-
-impl<K> Default for Typed<K> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-fn decode<K: Object>(body: &Value) -> Result<K, CodecError> {
-    K::deserialize(body).map_err(|e| CodecError::Decode(e.to_string()))
-}
-
-fn encode<K: Object>(object: &K) -> Result<Value, CodecError> {
-    serde_json::to_value(object).map_err(|e| CodecError::Decode(e.to_string()))
-}
-
-fn finish<K: Object>(body: &Value, object: &K, errors: Vec<FieldError>) -> Result<Decoded, CodecError> {
-    if !errors.is_empty() {
-        return Err(CodecError::Invalid(errors));
-    }
-    let encoded = encode(object)?;
-    let unknown = unknown_fields(body, &encoded);
-    Ok(Decoded { object: encoded, unknown_fields: unknown })
-}
-
-impl<K: Object> Codec for Typed<K> {
-    fn create(&self, body: Value) -> Result<Decoded, CodecError> {
-        let mut object: K = decode(&body)?;
-        object.set_defaults();
-        let errors = object.validate_create();
-        finish(&body, &object, errors)
-    }
-
-    fn update(&self, body: Value, old: &Value) -> Result<Decoded, CodecError> {
-        let mut object: K = decode(&body)?;
-        object.set_defaults();
-        let old: K = decode(old)?;
-        let errors = object.validate_update(&old);
-        finish(&body, &object, errors)
-    }
-
-    fn normalize(&self, body: Value) -> Result<Value, CodecError> {
-        let mut object: K = decode(&body)?;
-        object.set_defaults();
-        encode(&object)
-    }
-
-    fn json_schema(&self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        generator.subschema_for::<K>()
-    }
-}
-
-const POD_FIELDS: &[&str] = &[
-    "spec.nodeName",
-    "spec.restartPolicy",
-    "spec.schedulerName",
-    "spec.serviceAccountName",
-    "spec.hostNetwork",
-    "status.phase",
-    "status.podIP",
-    "status.nominatedNodeName",
-];
-
-const EVENT_FIELDS: &[&str] = &[
-    "involvedObject.kind",
-    "involvedObject.namespace",
-    "involvedObject.name",
-    "involvedObject.uid",
-    "involvedObject.apiVersion",
-    "involvedObject.resourceVersion",
-    "involvedObject.fieldPath",
-    "reason",
-    "reportingComponent",
-    "source",
-    "type",
-];
-
-static RESOURCES: &[ResourceDef] = &[
-    ResourceDef {
-        group: "",
-        version: "v1",
-        kind: "Namespace",
-        plural: "namespaces",
-        singular: "namespace",
-        namespaced: false,
-        short_names: &["ns"],
-        categories: &[],
-        subresources: &[Subresource::Status],
-        field_labels: &["status.phase"],
-        codec: &Typed::<Namespace>::new(),
-    },
-    ResourceDef {
-        group: "",
-        version: "v1",
-        kind: "Pod",
-        plural: "pods",
-        singular: "pod",
-        namespaced: true,
-        short_names: &["po"],
-        categories: &["all"],
-        subresources: &[Subresource::Status, Subresource::Binding, Subresource::Log],
-        field_labels: POD_FIELDS,
-        codec: &Typed::<Pod>::new(),
-    },
-    ResourceDef {
-        group: "",
-        version: "v1",
-        kind: "Node",
-        plural: "nodes",
-        singular: "node",
-        namespaced: false,
-        short_names: &["no"],
-        categories: &[],
-        subresources: &[Subresource::Status],
-        field_labels: &["spec.unschedulable"],
-        codec: &Typed::<Node>::new(),
-    },
-    ResourceDef {
-        group: "",
-        version: "v1",
-        kind: "Service",
-        plural: "services",
-        singular: "service",
-        namespaced: true,
-        short_names: &["svc"],
-        categories: &["all"],
-        subresources: &[Subresource::Status],
-        field_labels: &[],
-        codec: &Typed::<Service>::new(),
-    },
-    ResourceDef {
-        group: "",
-        version: "v1",
-        kind: "Endpoints",
-        plural: "endpoints",
-        singular: "endpoints",
-        namespaced: true,
-        short_names: &["ep"],
-        categories: &[],
-        subresources: &[],
-        field_labels: &[],
-        codec: &Typed::<Endpoints>::new(),
-    },
-    ResourceDef {
-        group: "",
-        version: "v1",
-        kind: "Event",
-        plural: "events",
-        singular: "event",
-        namespaced: true,
-        short_names: &["ev"],
-        categories: &[],
-        subresources: &[],
-        field_labels: EVENT_FIELDS,
-        codec: &Typed::<Event>::new(),
-    },
-    ResourceDef {
-        group: "",
-        version: "v1",
-        kind: "ConfigMap",
-        plural: "configmaps",
-        singular: "configmap",
-        namespaced: true,
-        short_names: &["cm"],
-        categories: &[],
-        subresources: &[],
-        field_labels: &[],
-        codec: &Typed::<ConfigMap>::new(),
-    },
-    ResourceDef {
-        group: "apps",
-        version: "v1",
-        kind: "ReplicaSet",
-        plural: "replicasets",
-        singular: "replicaset",
-        namespaced: true,
-        short_names: &["rs"],
-        categories: &["all"],
-        subresources: &[Subresource::Status, Subresource::Scale],
-        field_labels: &["status.replicas"],
-        codec: &Typed::<ReplicaSet>::new(),
-    },
-    ResourceDef {
-        group: "apps",
-        version: "v1",
-        kind: "Deployment",
-        plural: "deployments",
-        singular: "deployment",
-        namespaced: true,
-        short_names: &["deploy"],
-        categories: &["all"],
-        subresources: &[Subresource::Status, Subresource::Scale],
-        field_labels: &[],
-        codec: &Typed::<Deployment>::new(),
-    },
-    ResourceDef {
-        group: "coordination.k8s.io",
-        version: "v1",
-        kind: "Lease",
-        plural: "leases",
-        singular: "lease",
-        namespaced: true,
-        short_names: &[],
-        categories: &[],
-        subresources: &[],
-        field_labels: &[],
-        codec: &Typed::<Lease>::new(),
-    },
+/// Every resource rkube serves: one line per kind, its entry in `kinds/<kind>.rs`.
+static RESOURCES: &[&ResourceDef] = &[
+    &kinds::namespace::RESOURCE,
+    &kinds::pod::RESOURCE,
+    &kinds::node::RESOURCE,
+    &kinds::service::RESOURCE,
+    &kinds::endpoints::RESOURCE,
+    &kinds::event::RESOURCE,
+    &kinds::configmap::RESOURCE,
+    &kinds::replicaset::RESOURCE,
+    &kinds::deployment::RESOURCE,
+    &kinds::lease::RESOURCE,
 ];
 
 /// Every resource rkube serves.
-pub fn resources() -> &'static [ResourceDef] {
+pub fn resources() -> &'static [&'static ResourceDef] {
     RESOURCES
 }
 
 /// The resource with this group, version and plural name.
 pub fn lookup(group: &str, version: &str, plural: &str) -> Option<&'static ResourceDef> {
-    RESOURCES.iter().find(|r| r.group == group && r.version == version && r.plural == plural)
+    RESOURCES.iter().copied().find(|r| r.group == group && r.version == version && r.plural == plural)
 }
 
 /// The resource serving `kind` in `group`.
 pub fn by_kind(group: &str, kind: &str) -> Option<&'static ResourceDef> {
-    RESOURCES.iter().find(|r| r.group == group && r.kind == kind)
+    RESOURCES.iter().copied().find(|r| r.group == group && r.kind == kind)
 }
 
 /// The API groups served, in discovery order (core `""` first), each with its versions.
@@ -412,9 +177,10 @@ mod tests {
     }
 
     #[test]
-    fn codec_rejects_a_body_of_the_wrong_kind() {
+    fn strategy_rejects_a_body_of_the_wrong_kind() {
         let pods = lookup("", "v1", "pods").expect("pods registered");
-        let err = pods.codec.create(serde_json::json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "x"}}));
-        assert!(matches!(err, Err(CodecError::Decode(_))), "{err:?}");
+        let err =
+            pods.strategy.create(serde_json::json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "x"}}));
+        assert!(matches!(err, Err(crate::strategy::StrategyError::Decode(_))), "{err:?}");
     }
 }

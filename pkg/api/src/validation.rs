@@ -1,6 +1,8 @@
-//! Kubernetes validation rules for the kinds in the registry, each error carrying its field
+//! Kubernetes validation rules that several kinds share, each error carrying its field
 //! path, following `pkg/apis/core/validation`, `pkg/apis/apps/validation` and apimachinery's
-//! `util/validation`.
+//! `util/validation`: name formats, metadata, labels and selectors, ports and protocols,
+//! pod specs and templates (pods, ReplicaSets, Deployments), the workload specs built on
+//! them. A kind's own rules live with it in `kinds/<kind>.rs`.
 //!
 //! Every function returns all the errors it finds (not just the first), as
 //! [`FieldError`]s whose paths and messages read like Kubernetes'
@@ -23,17 +25,13 @@
 //! reports `Invalid` instead.
 
 use std::collections::{BTreeMap, HashSet};
-use std::net::IpAddr;
 
 use k8s_openapi::api::apps::v1::{DeploymentSpec, DeploymentStrategy, ReplicaSetSpec};
-use k8s_openapi::api::coordination::v1::LeaseSpec;
-use k8s_openapi::api::core::v1::{
-    ConfigMap, Container, EndpointSubset, NodeSpec, PodSpec, PodTemplateSpec, ServiceSpec, Toleration, Volume,
-};
+use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec, Toleration, Volume};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use crate::object::FieldError;
+use crate::field::FieldError;
 
 /// Longest DNS-1123 label (and DNS-1035 label, label value, label name part).
 pub const DNS1123_LABEL_MAX_LENGTH: usize = 63;
@@ -41,8 +39,6 @@ pub const DNS1123_LABEL_MAX_LENGTH: usize = 63;
 pub const DNS1123_SUBDOMAIN_MAX_LENGTH: usize = 253;
 /// Largest total size of an object's annotations, keys plus values (256 KiB).
 pub const TOTAL_ANNOTATION_SIZE_LIMIT_BYTES: usize = 256 * 1024;
-/// Largest total size of a ConfigMap's `data` plus `binaryData` values (1 MiB).
-pub const MAX_CONFIG_MAP_SIZE_BYTES: usize = 1024 * 1024;
 
 const DNS1123_LABEL_FMT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?";
 const DNS1123_LABEL_ERR: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character";
@@ -57,9 +53,9 @@ const LABEL_VALUE_FMT: &str = "(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?";
 const LABEL_VALUE_ERR: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
 const CONFIG_MAP_KEY_FMT: &str = "[-._a-zA-Z0-9]+";
 const CONFIG_MAP_KEY_ERR: &str = "a valid config key must consist of alphanumeric characters, '-', '_' or '.'";
-const PORT_RANGE_ERR: &str = "must be between 1 and 65535, inclusive";
+pub(crate) const PORT_RANGE_ERR: &str = "must be between 1 and 65535, inclusive";
 const NON_NEGATIVE_ERR: &str = "must be greater than or equal to 0";
-const INVALID_IP_ERR: &str = "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)";
+pub(crate) const INVALID_IP_ERR: &str = "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)";
 const PORT_PROTOCOLS: &[&str] = &["SCTP", "TCP", "UDP"];
 const POD_UPDATE_FORBIDDEN: &str = "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)";
 
@@ -248,7 +244,7 @@ pub fn is_valid_port_name(value: &str) -> Vec<String> {
     errs
 }
 
-fn is_valid_port_num(port: i32) -> bool {
+pub(crate) fn is_valid_port_num(port: i32) -> bool {
     (1..=65535).contains(&port)
 }
 
@@ -655,7 +651,7 @@ fn validate_container(
     }
 }
 
-fn validate_protocol(protocol: Option<&str>, path: &str, errs: &mut Vec<FieldError>) {
+pub(crate) fn validate_protocol(protocol: Option<&str>, path: &str, errs: &mut Vec<FieldError>) {
     match protocol.unwrap_or_default() {
         "" => errs.push(FieldError::required(path, "")),
         p if PORT_PROTOCOLS.contains(&p) => {}
@@ -663,7 +659,7 @@ fn validate_protocol(protocol: Option<&str>, path: &str, errs: &mut Vec<FieldErr
     }
 }
 
-fn validate_taint_effect(effect: &str, allow_empty: bool, path: &str, errs: &mut Vec<FieldError>) {
+pub(crate) fn validate_taint_effect(effect: &str, allow_empty: bool, path: &str, errs: &mut Vec<FieldError>) {
     match effect {
         "" if allow_empty => {}
         "" => errs.push(FieldError::required(path, "")),
@@ -809,7 +805,7 @@ fn changed_fields(a: &PodSpec, b: &PodSpec) -> Vec<String> {
 // ReplicaSets and Deployments.
 // ---------------------------------------------------------------------------------------------
 
-fn non_negative(value: Option<i32>, path: &str, errs: &mut Vec<FieldError>) {
+pub(crate) fn non_negative(value: Option<i32>, path: &str, errs: &mut Vec<FieldError>) {
     if let Some(v) = value.filter(|v| *v < 0) {
         errs.push(FieldError::invalid(path, v, NON_NEGATIVE_ERR));
     }
@@ -973,272 +969,12 @@ pub fn validate_selector_update(new: &LabelSelector, old: &LabelSelector) -> Vec
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Services and Endpoints.
-// ---------------------------------------------------------------------------------------------
-
-/// Checks a Service's spec: type, session affinity, cluster IP, ports (present unless
-/// headless or `ExternalName`; named when more than one; unique names and port/protocol
-/// pairs; valid numbers, protocols and target ports), selector labels, external name.
-pub fn validate_service_spec(spec: &ServiceSpec) -> Vec<FieldError> {
-    let mut errs = Vec::new();
-    let service_type = spec.type_.as_deref().unwrap_or_default();
-    let cluster_ip = spec.cluster_ip.as_deref().unwrap_or_default();
-    let headless = cluster_ip == "None";
-    let ports = spec.ports.as_deref().unwrap_or_default();
-
-    match service_type {
-        "" => errs.push(FieldError::required("spec.type", "")),
-        "ClusterIP" | "NodePort" | "LoadBalancer" | "ExternalName" => {}
-        other => errs.push(FieldError::not_supported(
-            "spec.type",
-            other,
-            &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"],
-        )),
-    }
-    match spec.session_affinity.as_deref().unwrap_or_default() {
-        "" => errs.push(FieldError::required("spec.sessionAffinity", "")),
-        "None" | "ClientIP" => {}
-        other => errs.push(FieldError::not_supported("spec.sessionAffinity", other, &["ClientIP", "None"])),
-    }
-    if ports.is_empty() && !headless && service_type != "ExternalName" {
-        errs.push(FieldError::required("spec.ports", ""));
-    }
-    if service_type == "ExternalName" {
-        if !cluster_ip.is_empty() {
-            errs.push(FieldError::forbidden("spec.clusterIP", "may not be set for ExternalName services"));
-        }
-        let cname = spec.external_name.as_deref().unwrap_or_default();
-        let cname = cname.strip_suffix('.').unwrap_or(cname);
-        if cname.is_empty() {
-            errs.push(FieldError::required("spec.externalName", ""));
-        } else {
-            errs.extend(
-                is_dns1123_subdomain(cname).into_iter().map(|m| FieldError::invalid("spec.externalName", cname, m)),
-            );
-        }
-    } else if !cluster_ip.is_empty() && !headless && cluster_ip.parse::<IpAddr>().is_err() {
-        errs.push(FieldError::invalid("spec.clusterIP", cluster_ip, INVALID_IP_ERR));
-    }
-
-    let mut names = HashSet::new();
-    let mut port_keys = HashSet::new();
-    for (i, port) in ports.iter().enumerate() {
-        let at = format!("spec.ports[{i}]");
-        match port.name.as_deref().unwrap_or_default() {
-            "" if ports.len() > 1 => errs.push(FieldError::required(format!("{at}.name"), "")),
-            "" => {}
-            name => {
-                errs.extend(
-                    is_dns1123_label(name).into_iter().map(|m| FieldError::invalid(format!("{at}.name"), name, m)),
-                );
-                if !names.insert(name) {
-                    errs.push(FieldError::duplicate(format!("{at}.name"), name));
-                }
-            }
-        }
-        if !is_valid_port_num(port.port) {
-            errs.push(FieldError::invalid(format!("{at}.port"), port.port, PORT_RANGE_ERR));
-        }
-        validate_protocol(port.protocol.as_deref(), &format!("{at}.protocol"), &mut errs);
-        match &port.target_port {
-            Some(IntOrString::Int(n)) if !is_valid_port_num(*n) => {
-                errs.push(FieldError::invalid(format!("{at}.targetPort"), n, PORT_RANGE_ERR));
-            }
-            Some(IntOrString::String(name)) => errs.extend(
-                is_valid_port_name(name).into_iter().map(|m| FieldError::invalid(format!("{at}.targetPort"), name, m)),
-            ),
-            _ => {}
-        }
-        if service_type == "ClusterIP" && port.node_port.unwrap_or(0) != 0 {
-            errs.push(FieldError::forbidden(format!("{at}.nodePort"), "may not be used when `type` is 'ClusterIP'"));
-        }
-        let protocol = port.protocol.as_deref().unwrap_or_default();
-        if !port_keys.insert((port.port, protocol)) {
-            errs.push(FieldError::duplicate(&at, format!("{}/{protocol}", port.port)));
-        }
-    }
-    if service_type != "ExternalName"
-        && let Some(selector) = &spec.selector
-    {
-        errs.extend(validate_labels(selector, "spec.selector"));
-    }
-    errs
-}
-
-/// Checks a Service update: a cluster IP, once allocated, may not change. An update that
-/// leaves `clusterIP` empty passes; the apiserver is expected to carry the old value over,
-/// as Kubernetes' strategy does.
-pub fn validate_service_update(new: &ServiceSpec, old: &ServiceSpec) -> Vec<FieldError> {
-    let new_ip = new.cluster_ip.as_deref().unwrap_or_default();
-    let old_ip = old.cluster_ip.as_deref().unwrap_or_default();
-    if !old_ip.is_empty() && !new_ip.is_empty() && new_ip != old_ip {
-        vec![FieldError::invalid("spec.clusterIP", new_ip, "field is immutable")]
-    } else {
-        Vec::new()
-    }
-}
-
-/// Checks Endpoints subsets (at `subsets`): each has an address, addresses are IPs, ports
-/// are named when more than one and have valid numbers and protocols.
-pub fn validate_endpoint_subsets(subsets: &[EndpointSubset]) -> Vec<FieldError> {
-    let mut errs = Vec::new();
-    for (i, subset) in subsets.iter().enumerate() {
-        let at = format!("subsets[{i}]");
-        let addresses = subset.addresses.as_deref().unwrap_or_default();
-        let not_ready = subset.not_ready_addresses.as_deref().unwrap_or_default();
-        if addresses.is_empty() && not_ready.is_empty() {
-            errs.push(FieldError::required(&at, "must specify `addresses` or `notReadyAddresses`"));
-        }
-        for (field, list) in [("addresses", addresses), ("notReadyAddresses", not_ready)] {
-            for (j, address) in list.iter().enumerate() {
-                let address_path = format!("{at}.{field}[{j}]");
-                if address.ip.parse::<IpAddr>().is_err() {
-                    errs.push(FieldError::invalid(format!("{address_path}.ip"), &address.ip, INVALID_IP_ERR));
-                }
-                if let Some(hostname) = address.hostname.as_deref().filter(|h| !h.is_empty()) {
-                    errs.extend(
-                        is_dns1123_label(hostname)
-                            .into_iter()
-                            .map(|m| FieldError::invalid(format!("{address_path}.hostname"), hostname, m)),
-                    );
-                }
-                if let Some(node_name) = address.node_name.as_deref().filter(|n| !n.is_empty()) {
-                    errs.extend(
-                        is_dns1123_subdomain(node_name)
-                            .into_iter()
-                            .map(|m| FieldError::invalid(format!("{address_path}.nodeName"), node_name, m)),
-                    );
-                }
-            }
-        }
-        let ports = subset.ports.as_deref().unwrap_or_default();
-        for (j, port) in ports.iter().enumerate() {
-            let port_path = format!("{at}.ports[{j}]");
-            match port.name.as_deref().unwrap_or_default() {
-                "" if ports.len() > 1 => errs.push(FieldError::required(format!("{port_path}.name"), "")),
-                "" => {}
-                name => errs.extend(
-                    is_dns1123_label(name)
-                        .into_iter()
-                        .map(|m| FieldError::invalid(format!("{port_path}.name"), name, m)),
-                ),
-            }
-            if !is_valid_port_num(port.port) {
-                errs.push(FieldError::invalid(format!("{port_path}.port"), port.port, PORT_RANGE_ERR));
-            }
-            validate_protocol(port.protocol.as_deref(), &format!("{port_path}.protocol"), &mut errs);
-        }
-    }
-    errs
-}
-
-// ---------------------------------------------------------------------------------------------
-// ConfigMaps, Leases, Nodes.
-// ---------------------------------------------------------------------------------------------
-
-/// Checks a ConfigMap's data: valid keys (`data[key]`), no key in both `data` and
-/// `binaryData`, at most 1 MiB of values in total.
-pub fn validate_config_map_data(config_map: &ConfigMap) -> Vec<FieldError> {
-    let mut errs = Vec::new();
-    let mut total = 0usize;
-    let binary = config_map.binary_data.as_ref();
-    for (key, value) in config_map.data.iter().flatten() {
-        let at = format!("data[{key}]");
-        errs.extend(is_config_map_key(key).into_iter().map(|m| FieldError::invalid(&at, key, m)));
-        if binary.is_some_and(|b| b.contains_key(key)) {
-            errs.push(FieldError::invalid(&at, key, "duplicate of key present in binaryData"));
-        }
-        total += value.len();
-    }
-    for (key, value) in binary.into_iter().flatten() {
-        let at = format!("binaryData[{key}]");
-        errs.extend(is_config_map_key(key).into_iter().map(|m| FieldError::invalid(&at, key, m)));
-        total += value.0.len();
-    }
-    if total > MAX_CONFIG_MAP_SIZE_BYTES {
-        errs.push(FieldError::too_long("data", MAX_CONFIG_MAP_SIZE_BYTES));
-    }
-    errs
-}
-
-/// Checks a ConfigMap update: once `immutable` is true, neither it nor the data may change.
-pub fn validate_config_map_update(new: &ConfigMap, old: &ConfigMap) -> Vec<FieldError> {
-    let mut errs = Vec::new();
-    if old.immutable == Some(true) {
-        if new.immutable != Some(true) {
-            errs.push(FieldError::forbidden("immutable", "field is immutable when `immutable` is set"));
-        }
-        if new.data != old.data {
-            errs.push(FieldError::forbidden("data", "field is immutable when `immutable` is set"));
-        }
-        if new.binary_data != old.binary_data {
-            errs.push(FieldError::forbidden("binaryData", "field is immutable when `immutable` is set"));
-        }
-    }
-    errs
-}
-
-/// Checks a Lease's spec: a positive `leaseDurationSeconds`, non-negative `leaseTransitions`.
-pub fn validate_lease_spec(spec: &LeaseSpec) -> Vec<FieldError> {
-    let mut errs = Vec::new();
-    if let Some(duration) = spec.lease_duration_seconds.filter(|d| *d <= 0) {
-        errs.push(FieldError::invalid("spec.leaseDurationSeconds", duration, "must be greater than 0"));
-    }
-    non_negative(spec.lease_transitions, "spec.leaseTransitions", &mut errs);
-    errs
-}
-
-/// Checks a Node's spec: taints with qualified-name keys, label-value values, a known
-/// effect, and unique per key and effect.
-pub fn validate_node_spec(spec: &NodeSpec) -> Vec<FieldError> {
-    let mut errs = Vec::new();
-    let mut seen = HashSet::new();
-    for (i, taint) in spec.taints.iter().flatten().enumerate() {
-        let at = format!("spec.taints[{i}]");
-        errs.extend(
-            is_qualified_name(&taint.key).into_iter().map(|m| FieldError::invalid(format!("{at}.key"), &taint.key, m)),
-        );
-        let value = taint.value.as_deref().unwrap_or_default();
-        let msgs = is_valid_label_value(value);
-        if !msgs.is_empty() {
-            errs.push(FieldError::invalid(format!("{at}.value"), value, msgs.join(";")));
-        }
-        validate_taint_effect(&taint.effect, false, &format!("{at}.effect"), &mut errs);
-        if !seen.insert((taint.key.as_str(), taint.effect.as_str())) {
-            let mut err = FieldError::duplicate(&at, format!("{}:{}", taint.key, taint.effect));
-            err.detail = "taints must be unique by key and effect pair".to_string();
-            errs.push(err);
-        }
-    }
-    errs
-}
-
-/// Checks a Node update: `podCIDRs` and `providerID` may be set once, never changed.
-pub fn validate_node_update(new: &NodeSpec, old: &NodeSpec) -> Vec<FieldError> {
-    let mut errs = Vec::new();
-    if old.pod_cidrs.as_ref().is_some_and(|c| !c.is_empty()) && new.pod_cidrs != old.pod_cidrs {
-        errs.push(FieldError::forbidden(
-            "spec.podCIDRs",
-            "node updates may not change podCIDR except from \"\" to valid",
-        ));
-    }
-    let old_provider = old.provider_id.as_deref().unwrap_or_default();
-    if !old_provider.is_empty() && new.provider_id.as_deref().unwrap_or_default() != old_provider {
-        errs.push(FieldError::forbidden(
-            "spec.providerID",
-            "node updates may not change providerID except from \"\" to valid",
-        ));
-    }
-    errs
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::defaulting;
     use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-    use k8s_openapi::api::core::v1::{Pod, Service};
+    use k8s_openapi::api::core::v1::Pod;
     use serde_json::json;
 
     fn fields(errs: &[FieldError]) -> Vec<&str> {
@@ -1542,89 +1278,5 @@ mod tests {
         }))
         .expect("valid replicaset");
         assert_eq!(fields(&validate_replica_set_spec(&rs.spec)), vec!["spec.template"]);
-    }
-
-    #[test]
-    fn services_need_ports_with_names_when_more_than_one() {
-        let mut svc: Service = serde_json::from_value(json!({
-            "metadata": {"name": "s"},
-            "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}, {"port": 80, "name": "http"}, {"port": 0, "name": "http"}]}
-        }))
-        .expect("valid service");
-        defaulting::default_service(&mut svc);
-        let errs = validate_service_spec(&svc.spec.expect("spec"));
-        assert_eq!(
-            fields(&errs),
-            vec![
-                "spec.ports[0].name",
-                "spec.ports[1]",
-                "spec.ports[2].name",
-                "spec.ports[2].port",
-                "spec.ports[2].targetPort"
-            ]
-        );
-
-        let mut svc: Service = serde_json::from_value(json!({"metadata": {"name": "s"}, "spec": {}})).expect("valid");
-        defaulting::default_service(&mut svc);
-        assert_eq!(fields(&validate_service_spec(&svc.spec.expect("spec"))), vec!["spec.ports"]);
-    }
-
-    #[test]
-    fn cluster_ip_may_not_change_once_set() {
-        let old = ServiceSpec { cluster_ip: Some("10.0.0.1".into()), ..Default::default() };
-        let new = ServiceSpec { cluster_ip: Some("10.0.0.2".into()), ..Default::default() };
-        assert_eq!(fields(&validate_service_update(&new, &old)), vec!["spec.clusterIP"]);
-        assert!(validate_service_update(&ServiceSpec::default(), &old).is_empty());
-    }
-
-    #[test]
-    fn config_map_keys_must_be_file_names() {
-        let cm: ConfigMap = serde_json::from_value(json!({
-            "metadata": {"name": "c"}, "data": {"good.key": "1", "bad/key": "2", "..x": "3"}
-        }))
-        .expect("valid configmap");
-        let errs = validate_config_map_data(&cm);
-        assert_eq!(fields(&errs), vec!["data[..x]", "data[bad/key]"]);
-        assert_eq!(errs[0].to_string(), "data[..x]: Invalid value: \"..x\": must not start with '..'");
-    }
-
-    #[test]
-    fn endpoints_need_addresses_and_valid_ports() {
-        let ep: k8s_openapi::api::core::v1::Endpoints = serde_json::from_value(json!({
-            "metadata": {"name": "e"},
-            "subsets": [{"ports": [{"port": 80, "protocol": "TCP"}]},
-                        {"addresses": [{"ip": "nope"}], "ports": [{"port": 1, "protocol": "TCP"}, {"port": 2, "protocol": "TCP", "name": "b"}]}]
-        }))
-        .expect("valid endpoints");
-        let errs = validate_endpoint_subsets(ep.subsets.as_deref().unwrap_or_default());
-        assert_eq!(fields(&errs), vec!["subsets[0]", "subsets[1].addresses[0].ip", "subsets[1].ports[0].name"]);
-    }
-
-    #[test]
-    fn lease_durations_are_positive_and_node_taints_unique() {
-        let spec = LeaseSpec { lease_duration_seconds: Some(0), lease_transitions: Some(-1), ..Default::default() };
-        assert_eq!(fields(&validate_lease_spec(&spec)), vec!["spec.leaseDurationSeconds", "spec.leaseTransitions"]);
-
-        let spec: NodeSpec = serde_json::from_value(json!({"taints": [
-            {"key": "k", "effect": "NoSchedule"}, {"key": "k", "effect": "NoSchedule"}, {"key": "k", "effect": "Sometimes"}
-        ]}))
-        .expect("valid node spec");
-        assert_eq!(fields(&validate_node_spec(&spec)), vec!["spec.taints[1]", "spec.taints[2].effect"]);
-    }
-
-    #[test]
-    fn node_pod_cidrs_and_provider_id_are_set_once() {
-        let old = NodeSpec {
-            pod_cidrs: Some(vec!["10.244.0.0/24".into()]),
-            provider_id: Some("p".into()),
-            ..Default::default()
-        };
-        let new = NodeSpec {
-            pod_cidrs: Some(vec!["10.244.1.0/24".into()]),
-            provider_id: Some("q".into()),
-            ..Default::default()
-        };
-        assert_eq!(fields(&validate_node_update(&new, &old)), vec!["spec.podCIDRs", "spec.providerID"]);
-        assert!(validate_node_update(&old, &NodeSpec::default()).is_empty());
     }
 }

@@ -81,7 +81,7 @@ pub fn groups() -> APIGroupList {
 /// `/api/v1` or `/apis/<group>/<version>`: the resources of one group version, or `None`.
 pub fn resources(group: &str, version: &str) -> Option<APIResourceList> {
     let members: Vec<&ResourceDef> =
-        registry::resources().iter().filter(|r| r.group == group && r.version == version).collect();
+        registry::resources().iter().copied().filter(|r| r.group == group && r.version == version).collect();
     if members.is_empty() {
         return None;
     }

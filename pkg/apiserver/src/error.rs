@@ -8,7 +8,8 @@ use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Status, StatusCause, StatusDetails};
 use rkube_api::FieldError;
-use rkube_api::registry::{CodecError, ResourceDef};
+use rkube_api::registry::ResourceDef;
+use rkube_api::strategy::StrategyError;
 
 /// Identifies the object an error is about, for the message and `Status.details`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,10 +165,10 @@ impl ApiError {
     }
 
     /// The error for a body that failed to decode or validate as `target`.
-    pub fn from_codec(target: Target, err: CodecError) -> Self {
+    pub fn from_strategy(target: Target, err: StrategyError) -> Self {
         match err {
-            CodecError::Decode(msg) => ApiError::BadRequest(format!("error decoding {}: {msg}", target.kind)),
-            CodecError::Invalid(causes) => ApiError::Invalid(target, causes),
+            StrategyError::Decode(msg) => ApiError::BadRequest(format!("error decoding {}: {msg}", target.kind)),
+            StrategyError::Invalid(causes) => ApiError::Invalid(target, causes),
         }
     }
 

@@ -16,7 +16,6 @@ use serde_json::Value;
 use crate::ApiState;
 use crate::discovery;
 use crate::error::{ApiError, Target as ErrorTarget};
-use crate::namespace;
 use crate::patch::{Patch, PatchType};
 use crate::request::{self, Query, Rendering, ResourceRequest, Target, Verb, content_type, parse_object, read_body};
 use crate::rest::{self, Listed, WriteOptions, Written};
@@ -137,10 +136,7 @@ async fn serve(
             let options = rest::delete_options(&bytes, query)?;
             let dry_run = WriteOptions::from_query(query)?.dry_run
                 || options.dry_run.as_ref().is_some_and(|d| d.iter().any(|v| v == "All"));
-            if req.resource.plural == "namespaces" {
-                let ns = namespace::begin_deletion(state, &name, dry_run).await?;
-                return Ok(json(StatusCode::OK, &ns));
-            }
+            crate::admission::admit_delete(&req, &name)?;
             // 200 whether the object is gone or only marked, as Kubernetes answers
             // (it keeps 202 for the deprecated orphanDependents=false).
             let (obj, _gone) = rest::delete(state, &req, &name, &options, dry_run).await?;
@@ -181,13 +177,13 @@ async fn patch_object(
     match result {
         Err(ApiError::NotFound(_)) if patch.kind == PatchType::Apply && req.subresource.is_none() => {
             let mut body = patch.document.clone();
-            let given = crate::object::meta_str(&body, "name");
+            let given = crate::metadata::meta_str(&body, "name");
             if !given.is_empty() && given != name {
                 return Err(ApiError::BadRequest(format!(
                     "the name of the object ({given}) does not match the name on the URL ({name})"
                 )));
             }
-            crate::object::metadata_mut(&mut body).insert("name".into(), Value::String(name.to_string()));
+            crate::metadata::metadata_mut(&mut body).insert("name".into(), Value::String(name.to_string()));
             rest::create(state, req, body, opts).await
         }
         other => other,

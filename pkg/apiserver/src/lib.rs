@@ -13,15 +13,16 @@
 //! Read the request path top-down: [`handler::api`] → [`request`] (what the path and query
 //! mean) → [`rest`] (the generic storage logic) → [`rkube_storage::Store`].
 
+pub mod admission;
 pub mod compaction;
 pub mod discovery;
 pub mod error;
 pub mod exec;
 pub mod handler;
 pub mod log;
+pub mod metadata;
 pub mod metrics;
 pub mod namespace;
-pub mod object;
 pub mod openapi;
 pub mod patch;
 pub mod request;

@@ -1,12 +1,14 @@
 //! Namespaces: the built-in ones exist from the start, and deleting one removes
 //! everything in it before the namespace itself goes.
 //!
-//! Deletion follows Kubernetes: the namespace is marked (`deletionTimestamp`,
-//! `status.phase: Terminating`, `spec.finalizers: [kubernetes]`), no new content may be
-//! created in it, a cleaner deletes every namespaced object in it (pods bound to a node
-//! get their grace period, objects with finalizers wait for them), and once nothing is left
-//! it removes the namespace. The cleaner also runs periodically, so a restart mid-way
-//! finishes the job.
+//! Deletion follows Kubernetes: a DELETE marks the namespace like any object, and its
+//! strategy (`rkube_api::kinds::namespace`) makes it `Terminating` and keeps it while
+//! `spec.finalizers` holds `kubernetes`; no new content may be created in it (admission's
+//! `namespace_lifecycle`); the cleaner here, the apiserver's namespace controller, deletes
+//! every namespaced object in it (pods bound to a node get their grace period, objects with
+//! finalizers wait for them), and once nothing is left it removes the namespace. The
+//! namespace cache wakes the cleaner when it sees a namespace turn terminating, and the
+//! cleaner also runs periodically, so a restart mid-way finishes the job.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,24 +19,21 @@ use rkube_storage::ListOptions;
 use serde_json::{Value, json};
 
 use crate::ApiState;
-use crate::error::{ApiError, Target};
-use crate::object::{from_storage, is_terminating, meta_str, metadata_mut, now_rfc3339, to_storage};
+use crate::error::ApiError;
+use crate::metadata::{from_storage, is_terminating, meta_str};
 use crate::request::ResourceRequest;
 use crate::rest;
 
 /// Namespaces created at start-up.
 pub const INITIAL: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
 
-/// Namespaces that may not be deleted.
-const PROTECTED: &[&str] = &["default", "kube-system", "kube-public"];
-
-fn namespaces() -> Result<&'static ResourceDef, ApiError> {
-    registry::lookup("", "v1", "namespaces").ok_or(ApiError::NoSuchResource)
+fn namespaces() -> &'static ResourceDef {
+    &rkube_api::kinds::namespace::RESOURCE
 }
 
 /// Creates the initial namespaces that do not exist yet.
 pub async fn ensure_initial(state: &ApiState) -> Result<(), ApiError> {
-    let res = namespaces()?;
+    let res = namespaces();
     for name in INITIAL {
         let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
         let req = ResourceRequest { resource: res, namespace: None, name: None, subresource: None };
@@ -44,39 +43,6 @@ pub async fn ensure_initial(state: &ApiState) -> Result<(), ApiError> {
         }
     }
     Ok(())
-}
-
-/// DELETE of a namespace: marks it Terminating and wakes the cleaner.
-pub async fn begin_deletion(state: &ApiState, name: &str, dry_run: bool) -> Result<Value, ApiError> {
-    let res = namespaces()?;
-    if PROTECTED.contains(&name) {
-        return Err(ApiError::Forbidden(format!(
-            "namespaces \"{name}\" is forbidden: this namespace may not be deleted"
-        )));
-    }
-    let req = ResourceRequest { resource: res, namespace: None, name: Some(name.into()), subresource: None };
-    let key = rest::key(state, &req, name);
-    loop {
-        let kv = state.store.get(&key).await.map_err(|e| ApiError::from_storage(Target::new(res, name), e))?;
-        let mut ns = from_storage(&kv)?;
-        if is_terminating(&ns) || dry_run {
-            return Ok(ns);
-        }
-        let meta = metadata_mut(&mut ns);
-        meta.insert("deletionTimestamp".into(), Value::String(now_rfc3339()));
-        meta.insert("deletionGracePeriodSeconds".into(), json!(0));
-        ns["spec"] = json!({"finalizers": ["kubernetes"]});
-        ns["status"] = json!({"phase": "Terminating"});
-        match state.store.update(&key, kv.mod_revision, to_storage(&ns)).await {
-            Ok(revision) => {
-                crate::object::set_resource_version(&mut ns, revision);
-                state.namespace_cleaner.notify_one();
-                return Ok(ns);
-            }
-            Err(rkube_storage::Error::Conflict { .. }) => continue,
-            Err(e) => return Err(ApiError::from_storage(Target::new(res, name), e)),
-        }
-    }
 }
 
 /// Runs until shutdown: finishes the deletion of every terminating namespace, when woken
@@ -95,7 +61,7 @@ pub async fn run_cleaner(state: Arc<ApiState>, period: Duration) {
 }
 
 async fn clean_all(state: &ApiState) -> Result<(), ApiError> {
-    let page = state.store.list(&state.keys.collection("namespaces", None), ListOptions::default()).await?;
+    let page = state.store.list(&state.keys.collection(namespaces().plural, None), ListOptions::default()).await?;
     for kv in &page.items {
         let ns = from_storage(kv)?;
         if is_terminating(&ns) {
@@ -130,7 +96,7 @@ async fn clean_one(state: &ApiState, namespace: &str) -> Result<(), ApiError> {
         tracing::debug!(namespace, remaining, "namespace still has content");
         return Ok(());
     }
-    let key = state.keys.object("namespaces", None, namespace);
+    let key = state.keys.object(namespaces().plural, None, namespace);
     let kv = match state.store.get(&key).await {
         Ok(kv) => kv,
         Err(rkube_storage::Error::NotFound { .. }) => return Ok(()),
@@ -195,7 +161,7 @@ impl NamespaceCache {
 /// any error.
 pub async fn run_cache(state: Arc<ApiState>) {
     use futures::StreamExt;
-    let prefix = state.keys.collection("namespaces", None);
+    let prefix = state.keys.collection(namespaces().plural, None);
     loop {
         let result: Result<(), ApiError> = async {
             let page = state.store.list(&prefix, ListOptions::default()).await?;
@@ -204,7 +170,13 @@ pub async fn run_cache(state: Arc<ApiState>) {
             let mut events = state.store.watch(&prefix, page.revision, None).await?;
             while let Some(event) = events.next().await {
                 match event? {
-                    rkube_storage::WatchEvent::Put { kv, .. } => state.namespace_cache.record(&from_storage(&kv)?),
+                    rkube_storage::WatchEvent::Put { kv, .. } => {
+                        let namespace = from_storage(&kv)?;
+                        if is_terminating(&namespace) {
+                            state.namespace_cleaner.notify_one();
+                        }
+                        state.namespace_cache.record(&namespace);
+                    }
                     rkube_storage::WatchEvent::Delete { key, .. } => {
                         state.namespace_cache.forget(key.rsplit('/').next().unwrap_or_default())
                     }

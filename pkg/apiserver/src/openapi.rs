@@ -44,7 +44,7 @@ fn document(group: &str, version: &str) -> Value {
     let mut generator = schemars::generate::SchemaSettings::openapi3().into_generator();
     let mut paths = Map::new();
     for res in registry::resources().iter().filter(|r| r.group == group && r.version == version) {
-        let schema = Value::from(res.codec.json_schema(&mut generator));
+        let schema = Value::from(res.strategy.json_schema(&mut generator));
         add_paths(&mut paths, res, &schema);
     }
     let schemas = generator.take_definitions(true);

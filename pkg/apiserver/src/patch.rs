@@ -13,7 +13,7 @@
 use serde_json::Value;
 
 use crate::error::{ApiError, OBJECT_MODIFIED, Target};
-use crate::object::meta_str;
+use crate::metadata::meta_str;
 use crate::request::parse_yaml;
 
 /// A patch type, from the request's `Content-Type`.

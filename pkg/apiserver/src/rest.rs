@@ -8,8 +8,13 @@
 //! - a write that carries a resourceVersion fails with 409 if the object moved on; a write
 //!   without one is retried on the latest version (read-modify-write);
 //! - an update that changes nothing writes nothing and keeps the resourceVersion;
-//! - an object with finalizers, or a pod bound to a node, is only marked for deletion
-//!   (`deletionTimestamp`); it goes when its finalizers are gone and its grace period is 0.
+//! - an object with finalizers, or one its kind's strategy makes wait (a running pod's
+//!   grace period, a namespace's cleanup), is only marked for deletion (`deletionTimestamp`);
+//!   it goes when its finalizers are gone, the strategy awaits nothing and its grace period
+//!   is 0.
+//!
+//! Nothing here names a kind: what differs between kinds is asked of the kind's strategy
+//! ([`rkube_api::strategy::RestStrategy`]) through its registry entry.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{DeleteOptions, ObjectMeta};
 use rkube_api::Subresource;
@@ -19,8 +24,9 @@ use rkube_storage::{Continue, ListOptions};
 use serde_json::{Map, Value, json};
 
 use crate::ApiState;
+use crate::admission;
 use crate::error::{ApiError, OBJECT_MODIFIED, Target};
-use crate::object::{
+use crate::metadata::{
     finalizers, from_storage, is_terminating, meta_str, metadata_mut, name, now_rfc3339, set_resource_version,
     timestamp, to_storage,
 };
@@ -267,30 +273,6 @@ fn generated_name(base: &str) -> String {
     format!("{base}{suffix}")
 }
 
-/// Fails unless the request's namespace exists and is not terminating.
-async fn ensure_namespace_active(state: &ApiState, req: &ResourceRequest) -> Result<(), ApiError> {
-    let Some(ns) = req.namespace.as_deref() else { return Ok(()) };
-    if state.namespace_cache.is_active(ns) {
-        return Ok(());
-    }
-    let key = state.keys.object("namespaces", None, ns);
-    let namespaces = rkube_api::registry::lookup("", "v1", "namespaces").ok_or(ApiError::NoSuchResource)?;
-    let kv = state.store.get(&key).await.map_err(|e| ApiError::from_storage(Target::new(namespaces, ns), e))?;
-    let namespace = from_storage(&kv)?;
-    if is_terminating(&namespace) {
-        return Err(ApiError::Forbidden(format!(
-            "{} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
-            req.resource.plural,
-            name_hint(req)
-        )));
-    }
-    Ok(())
-}
-
-fn name_hint(req: &ResourceRequest) -> &str {
-    req.name.as_deref().unwrap_or_default()
-}
-
 fn unknown_field_check(opts: &WriteOptions, unknown: Vec<String>) -> Result<Vec<String>, ApiError> {
     if unknown.is_empty() || opts.field_validation == FieldValidation::Ignore {
         return Ok(Vec::new());
@@ -332,10 +314,10 @@ pub async fn create(
         meta.remove(server_owned);
     }
     let target = Target::new(res, &object_name);
-    let decoded = res.codec.create(body).map_err(|e| ApiError::from_codec(target.clone(), e))?;
+    let decoded = res.strategy.create(body).map_err(|e| ApiError::from_strategy(target.clone(), e))?;
     let warnings = unknown_field_check(opts, decoded.unknown_fields)?;
     let mut object = decoded.object;
-    ensure_namespace_active(state, req).await?;
+    admission::admit_create(state, req).await?;
     if opts.dry_run {
         return Ok(Written { object, created: true, warnings });
     }
@@ -416,12 +398,12 @@ pub async fn guaranteed_update(
     Err(ApiError::Conflict(target, OBJECT_MODIFIED.into()))
 }
 
-/// Whether an update leaves an object marked for deletion with nothing left to wait for.
+/// Whether an update leaves an object marked for deletion with nothing left to wait for:
+/// no finalizers, nothing the kind's strategy waits for, no grace period left.
 fn finalized(res: &ResourceDef, obj: &Value) -> bool {
-    // Namespaces wait for their own cleanup (spec.finalizers), handled by the namespace module.
-    res.plural != "namespaces"
-        && is_terminating(obj)
+    is_terminating(obj)
         && finalizers(obj).is_empty()
+        && !res.strategy.awaits_finalization(obj)
         && obj.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0) == 0
 }
 
@@ -485,7 +467,7 @@ pub fn prepare_update(
     meta.remove("managedFields");
     meta.remove("selfLink");
     meta.remove("resourceVersion");
-    let mut decoded = res.codec.update(new, old).map_err(|e| ApiError::from_codec(target, e))?;
+    let mut decoded = res.strategy.update(new, old).map_err(|e| ApiError::from_strategy(target, e))?;
     if decoded.object.get("spec") != old.get("spec") {
         let generation = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0) + 1;
         metadata_mut(&mut decoded.object).insert("generation".into(), json!(generation));
@@ -519,25 +501,10 @@ pub fn delete_options(body: &[u8], query: &Query) -> Result<DeleteOptions, ApiEr
     Ok(options)
 }
 
-/// The grace period a deletion gets: only pods bound to a node and still running wait
-/// (their kubelet stops them, then deletes with grace 0); everything else goes at once.
-fn grace_period(res: &ResourceDef, obj: &Value, requested: Option<i64>) -> i64 {
-    if res.plural != "pods" {
-        return 0;
-    }
-    let bound = obj.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
-    let finished = matches!(obj.pointer("/status/phase").and_then(Value::as_str), Some("Succeeded" | "Failed"));
-    if !bound || finished {
-        return 0;
-    }
-    requested
-        .or_else(|| obj.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64))
-        .unwrap_or(30)
-        .max(0)
-}
-
-/// Deletes an object, or marks it for deletion when it must wait (finalizers, graceful pod
-/// termination). Returns the object's last state and whether it is gone.
+/// Deletes an object, or marks it for deletion when it must wait: for finalizers, for
+/// what the kind's strategy awaits (a namespace's cleanup) or for the grace period the
+/// strategy gives it (a running pod). Returns the object's last state and whether it is
+/// gone.
 pub async fn delete(
     state: &ApiState,
     req: &ResourceRequest,
@@ -565,7 +532,15 @@ pub async fn delete(
                 items.push(json!(gc_finalizer));
             }
         }
-        let waiting_on_finalizers = !finalizers(&marked).is_empty();
+        if !is_terminating(&current) {
+            marked = req
+                .resource
+                .strategy
+                .prepare_for_delete(marked)
+                .map_err(|e| ApiError::from_strategy(target.clone(), e))?;
+        }
+        let waiting_on_finalizers =
+            !finalizers(&marked).is_empty() || req.resource.strategy.awaits_finalization(&marked);
         let grace = if is_terminating(&current) {
             // Already terminating: a shorter grace period may speed it up, nothing else changes.
             let pending = current.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0);
@@ -575,7 +550,7 @@ pub async fn delete(
             }
             grace
         } else {
-            grace_period(req.resource, &current, requested)
+            req.resource.strategy.deletion_grace_period(&current, requested)
         };
         if grace > 0 || waiting_on_finalizers {
             let now = jiff::Timestamp::now();

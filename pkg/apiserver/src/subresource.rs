@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::ApiState;
 use crate::error::{ApiError, Target};
-use crate::object::{from_storage, is_terminating, meta_str, now_rfc3339, set_resource_version, to_storage};
+use crate::metadata::{from_storage, is_terminating, meta_str, now_rfc3339, set_resource_version, to_storage};
 use crate::patch::Patch;
 use crate::request::ResourceRequest;
 use crate::rest::{self, WriteOptions};

@@ -1,10 +1,9 @@
 //! `meta.k8s.io/v1` Table responses: server-side printing for `kubectl get`.
 //!
-//! Columns and cells come from [`rkube_api::printer`]; each row carries the object's
+//! Columns and cells come from the kind's registry entry (`columns` and `row`); each row carries the object's
 //! metadata (or the whole object with `includeObject=Object`) so that `-A`,
 //! `--show-labels` and `--sort-by` work.
 
-use rkube_api::printer;
 use rkube_api::registry::ResourceDef;
 use serde_json::{Value, json};
 
@@ -36,7 +35,7 @@ impl IncludeObject {
 /// A Table of `objects`; `list_meta` is the list's metadata (resourceVersion, continue).
 pub fn table(res: &ResourceDef, objects: &[Value], list_meta: Option<Value>, include: IncludeObject) -> Value {
     let now = jiff::Timestamp::now();
-    let columns: Vec<Value> = printer::columns(res.plural)
+    let columns: Vec<Value> = res.columns
         .iter()
         .map(|c| json!({"name": c.name, "type": c.kind, "format": c.format, "description": c.description, "priority": c.priority}))
         .collect();
@@ -52,7 +51,7 @@ pub fn table(res: &ResourceDef, objects: &[Value], list_meta: Option<Value>, inc
                 }),
                 IncludeObject::Object => obj.clone(),
             };
-            json!({"cells": printer::row(res.plural, obj, now), "object": object})
+            json!({"cells": (res.row)(obj, now), "object": object})
         })
         .collect();
     json!({

@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 
 use crate::ApiState;
 use crate::error::ApiError;
-use crate::object::{from_storage, set_resource_version};
+use crate::metadata::{from_storage, set_resource_version};
 use crate::request::{Query, Rendering, ResourceRequest};
 use crate::rest::{self, Filter};
 use crate::table;

@@ -224,7 +224,7 @@ pub fn age(timestamp: &Value) -> String {
         return "<unknown>".into();
     };
     let secs = jiff::Timestamp::now().as_second().saturating_sub(ts.as_second()).max(0);
-    rkube_api::printer::human_age(std::time::Duration::from_secs(secs.unsigned_abs()))
+    rkube_api::columns::human_age(std::time::Duration::from_secs(secs.unsigned_abs()))
 }
 
 /// Applies a kubectl JSONPath template (`{.metadata.name}`, `{.items[*].metadata.name}`,

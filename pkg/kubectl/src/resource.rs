@@ -20,6 +20,7 @@ pub fn resolve(name: &str) -> Result<&'static ResourceDef> {
     };
     registry::resources()
         .iter()
+        .copied()
         .find(|def| {
             group.as_deref().is_none_or(|g| g == def.group)
                 && (def.plural == base

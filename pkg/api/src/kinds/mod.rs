@@ -1,192 +1,37 @@
-//! [`Object`](crate::Object) for each kind in the registry: which defaulting and
-//! validation rules apply to it.
+//! One module per kind rkube serves: its registry entry ([`crate::ResourceDef`]), its
+//! [`Strategy`](crate::Strategy) (defaults, what create resets, validation, what an update
+//! may not change, deletion rules) and its Table columns. Adding a kind is a new module
+//! here plus one line in the registry's list (docs/adding-a-kind.md).
 //!
-//! - `set_defaults` runs the kind's defaulter from [`crate::defaulting`].
-//! - `validate_create` checks metadata (scope taken from the registry: namespaced kinds need
-//!   a namespace, cluster-scoped ones may not have one) and the kind's rules from
-//!   [`crate::validation`].
-//! - `validate_update` adds the rules about what may not change: a pod's spec beyond images,
-//!   deadlines and tolerations; ReplicaSet and Deployment selectors; an allocated cluster IP;
-//!   a node's pod CIDRs and provider ID; the data of an immutable ConfigMap.
-//!
-//! Name formats follow Kubernetes: namespaces are DNS-1123 labels, services DNS-1035 labels
-//! (they become DNS names and environment variables), everything else DNS-1123 subdomains.
-//! Events get metadata checks only.
+//! Rules several kinds share (names, metadata, labels, selectors, ports, pod templates)
+//! come from [`crate::validation`] and [`crate::defaulting`].
 //!
 //! Invariants (each has a test below): the registry's scope of every kind agrees with the
-//! scope k8s-openapi gives the type; a minimal manifest of each kind, once defaulted, is valid.
+//! scope k8s-openapi gives the type; a minimal manifest of each kind, once defaulted, is
+//! valid; what create resets is reset.
 
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Event, Namespace, Node, Pod, Service};
-
-use crate::defaulting;
-use crate::object::{FieldError, Object};
-use crate::validation::{self, NameFormat};
-
-/// The metadata errors of `object`, namespaced or not as the registry serves its kind.
-fn metadata_errors<K: Object>(object: &K, format: NameFormat) -> Vec<FieldError> {
-    // Every kind that implements Object is registered (tested below); were one not, treating
-    // it as namespaced is the stricter choice.
-    let namespaced = crate::registry::by_kind(K::GROUP, K::KIND).is_none_or(|r| r.namespaced);
-    validation::validate_object_meta(object.metadata(), namespaced, format)
-}
-
-impl Object for Namespace {
-    fn set_defaults(&mut self) {
-        defaulting::default_namespace(self);
-    }
-
-    fn validate_create(&self) -> Vec<FieldError> {
-        metadata_errors(self, NameFormat::Dns1123Label)
-    }
-}
-
-impl Object for Pod {
-    fn set_defaults(&mut self) {
-        defaulting::default_pod(self);
-    }
-
-    fn validate_create(&self) -> Vec<FieldError> {
-        let mut errs = metadata_errors(self, NameFormat::Dns1123Subdomain);
-        errs.extend(validation::validate_pod_spec(&self.spec.clone().unwrap_or_default(), "spec"));
-        errs
-    }
-
-    fn validate_update(&self, old: &Self) -> Vec<FieldError> {
-        let mut errs = self.validate_create();
-        let new_spec = self.spec.clone().unwrap_or_default();
-        let old_spec = old.spec.clone().unwrap_or_default();
-        errs.extend(validation::validate_pod_spec_update(&new_spec, &old_spec));
-        errs
-    }
-}
-
-impl Object for Node {
-    fn set_defaults(&mut self) {
-        defaulting::default_node(self);
-    }
-
-    fn validate_create(&self) -> Vec<FieldError> {
-        let mut errs = metadata_errors(self, NameFormat::Dns1123Subdomain);
-        errs.extend(validation::validate_node_spec(&self.spec.clone().unwrap_or_default()));
-        errs
-    }
-
-    fn validate_update(&self, old: &Self) -> Vec<FieldError> {
-        let mut errs = self.validate_create();
-        errs.extend(validation::validate_node_update(
-            &self.spec.clone().unwrap_or_default(),
-            &old.spec.clone().unwrap_or_default(),
-        ));
-        errs
-    }
-}
-
-impl Object for Service {
-    fn set_defaults(&mut self) {
-        defaulting::default_service(self);
-    }
-
-    fn validate_create(&self) -> Vec<FieldError> {
-        let mut errs = metadata_errors(self, NameFormat::Dns1035Label);
-        errs.extend(validation::validate_service_spec(&self.spec.clone().unwrap_or_default()));
-        errs
-    }
-
-    fn validate_update(&self, old: &Self) -> Vec<FieldError> {
-        let mut errs = self.validate_create();
-        errs.extend(validation::validate_service_update(
-            &self.spec.clone().unwrap_or_default(),
-            &old.spec.clone().unwrap_or_default(),
-        ));
-        errs
-    }
-}
-
-impl Object for Endpoints {
-    fn set_defaults(&mut self) {
-        defaulting::default_endpoints(self);
-    }
-
-    fn validate_create(&self) -> Vec<FieldError> {
-        let mut errs = metadata_errors(self, NameFormat::Dns1123Subdomain);
-        errs.extend(validation::validate_endpoint_subsets(self.subsets.as_deref().unwrap_or_default()));
-        errs
-    }
-}
-
-impl Object for Event {
-    fn validate_create(&self) -> Vec<FieldError> {
-        metadata_errors(self, NameFormat::Dns1123Subdomain)
-    }
-}
-
-impl Object for ConfigMap {
-    fn validate_create(&self) -> Vec<FieldError> {
-        let mut errs = metadata_errors(self, NameFormat::Dns1123Subdomain);
-        errs.extend(validation::validate_config_map_data(self));
-        errs
-    }
-
-    fn validate_update(&self, old: &Self) -> Vec<FieldError> {
-        let mut errs = self.validate_create();
-        errs.extend(validation::validate_config_map_update(self, old));
-        errs
-    }
-}
-
-impl Object for ReplicaSet {
-    fn set_defaults(&mut self) {
-        defaulting::default_replica_set(self);
-    }
-
-    fn validate_create(&self) -> Vec<FieldError> {
-        let mut errs = metadata_errors(self, NameFormat::Dns1123Subdomain);
-        errs.extend(validation::validate_replica_set_spec(&self.spec));
-        errs
-    }
-
-    fn validate_update(&self, old: &Self) -> Vec<FieldError> {
-        let mut errs = self.validate_create();
-        errs.extend(validation::validate_selector_update(&self.spec.selector, &old.spec.selector));
-        errs
-    }
-}
-
-impl Object for Deployment {
-    fn set_defaults(&mut self) {
-        defaulting::default_deployment(self);
-    }
-
-    fn validate_create(&self) -> Vec<FieldError> {
-        let mut errs = metadata_errors(self, NameFormat::Dns1123Subdomain);
-        errs.extend(validation::validate_deployment_spec(&self.spec));
-        errs
-    }
-
-    fn validate_update(&self, old: &Self) -> Vec<FieldError> {
-        let mut errs = self.validate_create();
-        errs.extend(validation::validate_selector_update(&self.spec.selector, &old.spec.selector));
-        errs
-    }
-}
-
-impl Object for Lease {
-    fn validate_create(&self) -> Vec<FieldError> {
-        let mut errs = metadata_errors(self, NameFormat::Dns1123Subdomain);
-        errs.extend(validation::validate_lease_spec(&self.spec.clone().unwrap_or_default()));
-        errs
-    }
-}
+pub mod configmap;
+pub mod deployment;
+pub mod endpoints;
+pub mod event;
+pub mod lease;
+pub mod namespace;
+pub mod node;
+pub mod pod;
+pub mod replicaset;
+pub mod service;
 
 #[cfg(test)]
 mod tests {
     use std::any::TypeId;
 
-    use super::*;
-    use crate::registry::{CodecError, lookup, resources};
+    use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+    use k8s_openapi::api::coordination::v1::Lease;
+    use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Event, Namespace, Node, Pod, Service};
     use serde_json::{Value, json};
+
+    use crate::registry::{lookup, resources};
+    use crate::strategy::StrategyError;
 
     fn scope_is_namespaced<K: k8s_openapi::Resource>() -> (&'static str, bool)
     where
@@ -195,14 +40,14 @@ mod tests {
         (K::KIND, TypeId::of::<K::Scope>() == TypeId::of::<k8s_openapi::NamespaceResourceScope>())
     }
 
-    fn create(group: &str, plural: &str, body: Value) -> Result<Value, CodecError> {
+    fn create(group: &str, plural: &str, body: Value) -> Result<Value, StrategyError> {
         let def = lookup(group, "v1", plural).expect("registered");
-        def.codec.create(body).map(|d| d.object)
+        def.strategy.create(body).map(|d| d.object)
     }
 
-    fn field_errors(result: Result<Value, CodecError>) -> Vec<String> {
+    fn field_errors(result: Result<Value, StrategyError>) -> Vec<String> {
         match result {
-            Err(CodecError::Invalid(errs)) => errs.iter().map(ToString::to_string).collect(),
+            Err(StrategyError::Invalid(errs)) => errs.iter().map(ToString::to_string).collect(),
             other => panic!("expected field errors, got {other:?}"),
         }
     }
@@ -294,7 +139,7 @@ mod tests {
     }
 
     #[test]
-    fn codec_create_stores_the_defaulted_pod() {
+    fn strategy_create_stores_the_defaulted_pod() {
         let pod = create(
             "",
             "pods",
@@ -353,9 +198,9 @@ mod tests {
         .expect("valid pod");
         let mut new = old.clone();
         new["spec"]["containers"][0]["image"] = json!("nginx:2");
-        assert!(pods.codec.update(new.clone(), &old).is_ok());
+        assert!(pods.strategy.update(new.clone(), &old).is_ok());
         new["spec"]["restartPolicy"] = json!("Never");
-        let errs = field_errors(pods.codec.update(new, &old).map(|d| d.object));
+        let errs = field_errors(pods.strategy.update(new, &old).map(|d| d.object));
         assert_eq!(errs.len(), 1);
         assert!(errs[0].starts_with("spec: Forbidden: pod updates may not change fields other than"), "{errs:?}");
     }
@@ -370,10 +215,78 @@ mod tests {
                                          "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}})
         };
         let old = create("apps", "deployments", body("a")).expect("valid deployment");
-        let errs = field_errors(deployments.codec.update(body("b"), &old).map(|d| d.object));
+        let errs = field_errors(deployments.strategy.update(body("b"), &old).map(|d| d.object));
         assert_eq!(errs, vec!["spec.selector: Invalid value: \"app=b\": field is immutable"]);
         let mut scaled = old.clone();
         scaled["spec"]["replicas"] = json!(5);
-        assert!(deployments.codec.update(scaled, &old).is_ok());
+        assert!(deployments.strategy.update(scaled, &old).is_ok());
+    }
+
+    #[test]
+    fn create_resets_what_clients_may_not_set() {
+        let pod = create(
+            "",
+            "pods",
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"},
+                   "spec": {"containers": [{"name": "c", "image": "nginx"}]},
+                   "status": {"phase": "Running", "podIP": "10.0.0.9"}}),
+        )
+        .expect("valid pod");
+        assert_eq!(pod["status"], json!({"phase": "Pending"}));
+        let deployment = create(
+            "apps",
+            "deployments",
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d", "namespace": "default"},
+                   "spec": {"selector": {"matchLabels": {"app": "x"}},
+                            "template": {"metadata": {"labels": {"app": "x"}},
+                                         "spec": {"containers": [{"name": "c", "image": "nginx"}]}}},
+                   "status": {"readyReplicas": 3}}),
+        )
+        .expect("valid deployment");
+        assert_eq!(deployment["status"], json!({}));
+        let service = create(
+            "",
+            "services",
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s", "namespace": "default"},
+                   "spec": {"ports": [{"port": 80}]},
+                   "status": {"loadBalancer": {"ingress": [{"ip": "1.2.3.4"}]}}}),
+        )
+        .expect("valid service");
+        assert_eq!(service["status"], json!({"loadBalancer": {}}));
+        let namespace =
+            create("", "namespaces", json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team"}}))
+                .expect("valid namespace");
+        assert_eq!(namespace["spec"], json!({"finalizers": ["kubernetes"]}));
+        assert_eq!(namespace["status"], json!({"phase": "Active"}));
+    }
+
+    #[test]
+    fn only_a_bound_running_pod_is_deleted_gracefully() {
+        let pods = lookup("", "v1", "pods").expect("registered");
+        let pod = |node: &str, phase: &str| {
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"},
+                   "spec": {"nodeName": node, "terminationGracePeriodSeconds": 12,
+                            "containers": [{"name": "c", "image": "nginx"}]},
+                   "status": {"phase": phase}})
+        };
+        assert_eq!(pods.strategy.deletion_grace_period(&pod("n1", "Running"), None), 12);
+        assert_eq!(pods.strategy.deletion_grace_period(&pod("n1", "Running"), Some(3)), 3);
+        assert_eq!(pods.strategy.deletion_grace_period(&pod("", "Pending"), None), 0);
+        assert_eq!(pods.strategy.deletion_grace_period(&pod("n1", "Succeeded"), None), 0);
+        let configmaps = lookup("", "v1", "configmaps").expect("registered");
+        let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "default"}});
+        assert_eq!(configmaps.strategy.deletion_grace_period(&cm, Some(30)), 0);
+    }
+
+    #[test]
+    fn a_namespace_marked_for_deletion_terminates_and_awaits_its_cleanup() {
+        let namespaces = lookup("", "v1", "namespaces").expect("registered");
+        let old = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team"},
+                         "status": {"phase": "Active"}});
+        assert!(!namespaces.strategy.awaits_finalization(&old));
+        let marked = namespaces.strategy.prepare_for_delete(old).expect("namespace");
+        assert_eq!(marked["status"]["phase"], "Terminating");
+        assert_eq!(marked["spec"]["finalizers"], json!(["kubernetes"]));
+        assert!(namespaces.strategy.awaits_finalization(&marked));
     }
 }

@@ -1,44 +1,13 @@
-//! What every stored kind provides: defaulting and validation on its k8s-openapi type.
+//! Field errors, as Kubernetes' validation reports them (`field.Error`), and the fields a
+//! kind's type does not know.
 //!
-//! The apiserver works on JSON; for each write it decodes the body into the kind's
-//! k8s-openapi type (which rejects wrong types and a wrong `apiVersion`/`kind`), applies
-//! [`Object::set_defaults`], checks [`Object::validate_create`] or
-//! [`Object::validate_update`], and stores the re-encoded object. Fields that the type does
-//! not know are dropped on the way, as Kubernetes drops them; [`unknown_fields`] finds them
-//! so that `fieldValidation=Strict` can reject them instead.
+//! A strategy ([`crate::strategy`]) decodes a body into the kind's k8s-openapi type; fields
+//! that the type does not know are dropped on the way, as Kubernetes drops them;
+//! [`unknown_fields`] finds them so that `fieldValidation=Strict` can reject them instead.
 
 use std::fmt;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
-
-/// A kind that rkube stores, with Kubernetes' defaulting and validation rules.
-pub trait Object:
-    k8s_openapi::Resource
-    + k8s_openapi::Metadata<Ty = ObjectMeta>
-    + Serialize
-    + DeserializeOwned
-    + schemars::JsonSchema
-    + Clone
-    + Send
-    + Sync
-    + 'static
-{
-    /// Fills in what the user left out, as Kubernetes' defaulters do
-    /// (for example a pod's `restartPolicy: Always`).
-    fn set_defaults(&mut self) {}
-
-    /// Checks a new object, metadata included. An empty list means valid.
-    fn validate_create(&self) -> Vec<FieldError>;
-
-    /// Checks an update of `old` into `self`: everything [`Object::validate_create`]
-    /// checks plus the fields that may not change (a pod's spec, selectors, ...).
-    fn validate_update(&self, old: &Self) -> Vec<FieldError> {
-        let _ = old;
-        self.validate_create()
-    }
-}
 
 /// The ways a field can be wrong; each maps onto a Kubernetes `StatusCause` reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -187,9 +156,14 @@ fn collect_unknown(original: &Value, decoded: &Value, path: &mut String, out: &m
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::json;
+
+    /// The field paths of `errs`, in order: what most validation tests compare.
+    pub(crate) fn fields(errs: &[FieldError]) -> Vec<&str> {
+        errs.iter().map(|e| e.field.as_str()).collect()
+    }
 
     #[test]
     fn unknown_fields_names_each_field_the_type_dropped() {
