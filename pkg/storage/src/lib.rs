@@ -2,7 +2,9 @@
 //!
 //! Only the apiserver uses this crate; every other process goes through the API.
 //!
-//! What it keeps true (each promise has a test in `test/tests/`, against real etcd):
+//! What it keeps true (each promise is a case of the `conformance` suite, run against
+//! [`MemoryStore`] in this crate's tests and against real etcd in
+//! `test/tests/storage_conformance.rs`):
 //! - an object's resourceVersion is the `mod_revision` of its key, and a list's is the
 //!   revision of the read that served it;
 //! - [`Store::create`] fails with [`Error::AlreadyExists`] if the key exists; [`Store::update`]
@@ -13,12 +15,17 @@
 //! - a watch from revision `r` delivers every change after `r`, in order, each delete with
 //!   the object's last state, or fails with [`Error::Expired`] if etcd compacted `r` away.
 //!
-//! [`Store`] is a trait so the apiserver's logic can be tested without etcd; [`EtcdStore`]
-//! is what runs.
+//! [`Store`] is a trait so the apiserver's logic can be tested without etcd: [`MemoryStore`]
+//! has the same semantics in memory (one process, no persistence); [`EtcdStore`] is what
+//! runs. The `conformance` module (cargo feature `conformance`) is the suite both pass; a
+//! new implementation should run it too.
 
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
 mod continuation;
 mod etcd;
 mod keys;
+mod memory;
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -29,6 +36,7 @@ use futures::Stream;
 pub use continuation::Continue;
 pub use etcd::{EtcdConfig, EtcdStore};
 pub use keys::Keys;
+pub use memory::MemoryStore;
 
 /// A stored value with its revisions.
 #[derive(Debug, Clone, PartialEq, Eq)]
