@@ -10,16 +10,16 @@
 //! the listener) and authentication (a layer on the router that sets the user) are the
 //! seams where a later issue adds them; today every request is anonymous and allowed.
 //!
-//! Read the request path top-down: [`handler::api`] → [`request`] (what the path and query
-//! mean) → [`rest`] (the generic storage logic) → [`rkube_storage::Store`].
+//! Read the request path top-down: [`dispatch::api`] → [`request`] (what the path and query
+//! mean) → [`admission`] → [`rest`] (the generic storage logic, which asks the kind's
+//! strategy what differs between kinds) → [`rkube_storage::Store`]; subresources in
+//! [`subresource`].
 
 pub mod admission;
 pub mod compaction;
 pub mod discovery;
+pub mod dispatch;
 pub mod error;
-pub mod exec;
-pub mod handler;
-pub mod log;
 pub mod metadata;
 pub mod metrics;
 pub mod namespace;
@@ -143,9 +143,9 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/apis", get(|| async { json_ok(&discovery::groups()) }))
         .route("/openapi/v3", get(openapi_root))
         .route("/openapi/v3/{*path}", get(openapi_document))
-        .route("/api/v1/namespaces/{namespace}/pods/{name}/exec", axum::routing::any(exec::handle))
-        .route("/api/{*rest}", axum::routing::any(handler::api))
-        .route("/apis/{*rest}", axum::routing::any(handler::api))
+        .route("/api/v1/namespaces/{namespace}/pods/{name}/exec", axum::routing::any(subresource::exec::handle))
+        .route("/api/{*rest}", axum::routing::any(dispatch::api))
+        .route("/apis/{*rest}", axum::routing::any(dispatch::api))
         .fallback(|| async { ApiError::NoSuchResource })
         .with_state(state)
 }

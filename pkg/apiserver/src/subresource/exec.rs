@@ -48,7 +48,7 @@ pub async fn handle(
 
 /// Checks the pod and container and returns the kubelet's exec URL (`ws://…`).
 async fn prepare(state: &ApiState, namespace: &str, name: &str, raw: &str) -> Result<String, ApiError> {
-    let pods = rkube_api::registry::lookup("", "v1", "pods").ok_or(ApiError::NoSuchResource)?;
+    let pods = &rkube_api::kinds::pod::RESOURCE;
     let req = ResourceRequest {
         resource: pods,
         namespace: Some(namespace.into()),
@@ -60,22 +60,22 @@ async fn prepare(state: &ApiState, namespace: &str, name: &str, raw: &str) -> Re
     if query.get("command").is_none_or(str::is_empty) {
         return Err(ApiError::BadRequest("you must specify at least one command for the container".into()));
     }
-    let container = crate::log::container(&pod, query.get("container"))?;
+    let container = super::log::container(&pod, query.get("container"))?;
     let phase = pod.pointer("/status/phase").and_then(serde_json::Value::as_str).unwrap_or_default();
     if phase == "Succeeded" || phase == "Failed" {
         return Err(ApiError::BadRequest(format!(
             "cannot exec into a container in a completed pod; current phase is {phase}"
         )));
     }
-    let (_, base) = crate::log::pod_kubelet(state, &pod, name).await?;
+    let (_, base) = super::log::pod_kubelet(state, &pod, name).await?;
     let base = base.replacen("http://", "ws://", 1);
     // The kubelet reads `container` from the path; the rest of the query goes as it came.
     let rest: Vec<&str> = raw.split('&').filter(|pair| !pair.starts_with("container=") && !pair.is_empty()).collect();
     Ok(format!(
         "{base}/exec/{}/{}/{}?{}",
-        crate::log::encode(namespace),
-        crate::log::encode(name),
-        crate::log::encode(&container),
+        super::log::encode(namespace),
+        super::log::encode(name),
+        super::log::encode(&container),
         rest.join("&")
     ))
 }

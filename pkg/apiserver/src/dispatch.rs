@@ -1,6 +1,7 @@
 //! The one generic handler behind every `/api` and `/apis` path: it reads the request
 //! (resource, verb, query, body), calls the matching operation and renders the result.
-//! Per-kind behaviour lives in the registry and in `rest`, not here.
+//! Per-kind behaviour lives in each kind's strategy (`rkube_api::kinds`), reached through the
+//! registry entry, never here.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -19,7 +20,7 @@ use crate::error::{ApiError, Target as ErrorTarget};
 use crate::patch::{Patch, PatchType};
 use crate::request::{self, Query, Rendering, ResourceRequest, Target, Verb, content_type, parse_object, read_body};
 use crate::rest::{self, Listed, WriteOptions, Written};
-use crate::subresource;
+use crate::subresource::{binding, log, scale};
 use crate::table::{self, IncludeObject};
 use crate::watch;
 
@@ -87,10 +88,8 @@ async fn serve(
             let obj = rest::get(state, &req, &name).await?;
             Ok(render_object(&req, obj, rendering, include))
         }
-        (Verb::Get, Some(Subresource::Log)) => crate::log::proxy(state, &req, &name, query).await,
-        (Verb::Get, Some(Subresource::Scale)) => {
-            Ok(json(StatusCode::OK, &subresource::get_scale(state, &req, &name).await?))
-        }
+        (Verb::Get, Some(Subresource::Log)) => log::proxy(state, &req, &name, query).await,
+        (Verb::Get, Some(Subresource::Scale)) => Ok(json(StatusCode::OK, &scale::get_scale(state, &req, &name).await?)),
         (Verb::List, None) => {
             let listed = rest::list(state, &req, query).await?;
             Ok(render_list(&req, listed, rendering, include))
@@ -103,7 +102,7 @@ async fn serve(
         }
         (Verb::Create, Some(Subresource::Binding)) => {
             let body = parse_object(&read_body(body, headers, limit).await?, content_type(headers).as_deref())?;
-            Ok(json(StatusCode::CREATED, &subresource::bind(state, &req, &name, body).await?))
+            Ok(json(StatusCode::CREATED, &binding::bind(state, &req, &name, body).await?))
         }
         (Verb::Update, None | Some(Subresource::Status)) => {
             let opts = WriteOptions::from_query(query)?;
@@ -113,7 +112,7 @@ async fn serve(
         (Verb::Update, Some(Subresource::Scale)) => {
             let opts = WriteOptions::from_query(query)?;
             let body = parse_object(&read_body(body, headers, limit).await?, content_type(headers).as_deref())?;
-            Ok(json(StatusCode::OK, &subresource::update_scale(state, &req, &name, &body, &opts).await?))
+            Ok(json(StatusCode::OK, &scale::update_scale(state, &req, &name, &body, &opts).await?))
         }
         (Verb::Patch, sub) => {
             let opts = WriteOptions::from_query(query)?;
@@ -121,7 +120,7 @@ async fn serve(
             let patch = Patch::parse(kind, &read_body(body, headers, limit).await?)?;
             match sub {
                 Some(Subresource::Scale) => {
-                    Ok(json(StatusCode::OK, &subresource::patch_scale(state, &req, &name, &patch, &opts).await?))
+                    Ok(json(StatusCode::OK, &scale::patch_scale(state, &req, &name, &patch, &opts).await?))
                 }
                 None | Some(Subresource::Status) => {
                     Ok(written(&req, patch_object(state, &req, &name, &patch, query, &opts).await?, rendering))

@@ -96,7 +96,7 @@ pub(crate) async fn pod_kubelet(state: &ApiState, pod: &Value, name: &str) -> Re
     if node_name.is_empty() {
         return Err(ApiError::BadRequest(format!("pod {name} does not have a host assigned")));
     }
-    let nodes = rkube_api::registry::lookup("", "v1", "nodes").ok_or(ApiError::NoSuchResource)?;
+    let nodes = &rkube_api::kinds::node::RESOURCE;
     let node_req =
         ResourceRequest { resource: nodes, namespace: None, name: Some(node_name.into()), subresource: None };
     let node = rest::get(state, &node_req, node_name).await.map_err(|e| match e {
