@@ -163,31 +163,42 @@ fn validate_new<K: Strategy>(object: &K) -> Vec<FieldError> {
     errors
 }
 
-fn finish<K: Strategy>(body: &Value, object: &K, errors: Vec<FieldError>) -> Result<Prepared, StrategyError> {
+/// Decodes `body` and names the fields the type does not know: the ones missing from the
+/// decoded object, encoded again before any rule runs (a rule may drop a field on purpose,
+/// as a Secret's `stringData`; that field is known).
+fn decode_noting_unknown<K: Strategy>(body: &Value) -> Result<(K, Vec<String>), StrategyError> {
+    let object: K = decode(body)?;
+    let unknown = unknown_fields(body, &encode(&object)?);
+    Ok((object, unknown))
+}
+
+fn finish<K: Strategy>(
+    object: &K,
+    unknown_fields: Vec<String>,
+    errors: Vec<FieldError>,
+) -> Result<Prepared, StrategyError> {
     if !errors.is_empty() {
         return Err(StrategyError::Invalid(errors));
     }
-    let encoded = encode(object)?;
-    let unknown = unknown_fields(body, &encoded);
-    Ok(Prepared { object: encoded, unknown_fields: unknown })
+    Ok(Prepared { object: encode(object)?, unknown_fields })
 }
 
 impl<K: Strategy> RestStrategy for StrategyFor<K> {
     fn create(&self, body: Value) -> Result<Prepared, StrategyError> {
-        let mut object: K = decode(&body)?;
+        let (mut object, unknown) = decode_noting_unknown::<K>(&body)?;
         object.prepare_for_create();
         object.set_defaults();
         let errors = validate_new(&object);
-        finish(&body, &object, errors)
+        finish(&object, unknown, errors)
     }
 
     fn update(&self, body: Value, old: &Value) -> Result<Prepared, StrategyError> {
-        let mut object: K = decode(&body)?;
+        let (mut object, unknown) = decode_noting_unknown::<K>(&body)?;
         object.set_defaults();
         let old: K = decode(old)?;
         let mut errors = validate_new(&object);
         errors.extend(object.validate_update(&old));
-        finish(&body, &object, errors)
+        finish(&object, unknown, errors)
     }
 
     fn normalize(&self, body: Value) -> Result<Value, StrategyError> {
