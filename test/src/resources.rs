@@ -34,6 +34,8 @@ pub const ENDPOINTS: Resource = core("Endpoints", "endpoints", true);
 pub const EVENTS: Resource = core("Event", "events", true);
 /// core/v1 ConfigMap.
 pub const CONFIG_MAPS: Resource = core("ConfigMap", "configmaps", true);
+/// core/v1 Secret.
+pub const SECRETS: Resource = core("Secret", "secrets", true);
 /// apps/v1 ReplicaSet.
 pub const REPLICA_SETS: Resource =
     Resource { group: "apps", version: "v1", kind: "ReplicaSet", plural: "replicasets", namespaced: true };
@@ -46,7 +48,7 @@ pub const LEASES: Resource =
 
 /// Every resource the apiserver must serve.
 pub const ALL: &[Resource] =
-    &[NAMESPACES, PODS, NODES, SERVICES, ENDPOINTS, EVENTS, CONFIG_MAPS, REPLICA_SETS, DEPLOYMENTS, LEASES];
+    &[NAMESPACES, PODS, NODES, SERVICES, ENDPOINTS, EVENTS, CONFIG_MAPS, SECRETS, REPLICA_SETS, DEPLOYMENTS, LEASES];
 
 const fn core(kind: &'static str, plural: &'static str, namespaced: bool) -> Resource {
     Resource { group: "", version: "v1", kind, plural, namespaced }
@@ -106,6 +108,7 @@ impl Resource {
                 "source": { "component": "rkube-tests" }
             }),
             "ConfigMap" => json!({ "data": { "key": "value" } }),
+            "Secret" => json!({ "type": "Opaque", "data": { "password": "czNjcmV0" } }),
             "ReplicaSet" => json!({ "spec": workload_spec(name) }),
             "Deployment" => json!({ "spec": workload_spec(name) }),
             "Lease" => json!({ "spec": { "holderIdentity": "holder-1", "leaseDurationSeconds": 40 } }),

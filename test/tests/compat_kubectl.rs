@@ -227,6 +227,7 @@ async fn api_resources_lists_every_kind_with_its_short_names() {
         &["endpoints", "ep", "v1", "true", "Endpoints"],
         &["events", "ev", "v1", "true", "Event"],
         &["configmaps", "cm", "v1", "true", "ConfigMap"],
+        &["secrets", "v1", "true", "Secret"],
         &["leases", "coordination.k8s.io/v1", "true", "Lease"],
     ];
     for want in expected {
@@ -514,4 +515,34 @@ fn manifests_dir() -> PathBuf {
     let dir = repo_root().join("manifests");
     assert!(Path::new(&dir).is_dir(), "{} is missing", dir.display());
     dir
+}
+
+#[tokio::test]
+async fn secrets_apply_from_string_data_and_print_type_and_data_count() {
+    let cluster = start().await;
+    let kubectl = Kubectl::new(&cluster);
+    let manifest = kubectl.manifest(
+        "secret.yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\ntype: kubernetes.io/basic-auth\nstringData:\n  username: admin\n  password: s3cret\n",
+    );
+    let out = kubectl.ok(&["apply", "-f", &manifest]).await;
+    assert!(out.contains("secret/db created"), "{out}");
+    // stringData is written into data (base64) and never stored.
+    let password = kubectl.ok(&["get", "secret", "db", "-o", "jsonpath={.data.password}"]).await;
+    assert_eq!(password.trim(), "czNjcmV0", "base64 of s3cret");
+    let string_data = kubectl.ok(&["get", "secret", "db", "-o", "jsonpath={.stringData}"]).await;
+    assert_eq!(string_data.trim(), "", "stringData is not stored");
+    let out = kubectl.ok(&["get", "secrets"]).await;
+    let table = rows(&out);
+    assert_eq!(table.first(), Some(&vec!["NAME", "TYPE", "DATA", "AGE"]), "{out}");
+    let db = row_named(&table, "db").expect("db listed");
+    assert_eq!(&db[1..3], &["kubernetes.io/basic-auth", "2"], "{out}");
+    // A type's required keys are checked, in Kubernetes' words.
+    let bad = kubectl.manifest(
+        "tls.yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: cert\ntype: kubernetes.io/tls\ndata: {}\n",
+    );
+    let failed = kubectl.run(&["apply", "-f", &bad]).await;
+    assert!(!failed.success, "{}", failed.describe());
+    assert!(failed.stderr.contains("data[tls.key]: Required value"), "{}", failed.describe());
 }

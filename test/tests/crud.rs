@@ -121,6 +121,7 @@ crud_test!(services_support_create_get_list_update_delete, resources::SERVICES);
 crud_test!(endpoints_support_create_get_list_update_delete, resources::ENDPOINTS);
 crud_test!(events_support_create_get_list_update_delete, resources::EVENTS);
 crud_test!(config_maps_support_create_get_list_update_delete, resources::CONFIG_MAPS);
+crud_test!(secrets_support_create_get_list_update_delete, resources::SECRETS);
 crud_test!(replica_sets_support_create_get_list_update_delete, resources::REPLICA_SETS);
 crud_test!(deployments_support_create_get_list_update_delete, resources::DEPLOYMENTS);
 crud_test!(leases_support_create_get_list_update_delete, resources::LEASES);
@@ -136,6 +137,7 @@ fn every_served_resource_has_a_crud_test() {
         "endpoints",
         "events",
         "configmaps",
+        "secrets",
         "replicasets",
         "deployments",
         "leases",

@@ -120,6 +120,7 @@ static RESOURCES: &[&ResourceDef] = &[
     &kinds::endpoints::RESOURCE,
     &kinds::event::RESOURCE,
     &kinds::configmap::RESOURCE,
+    &kinds::secret::RESOURCE,
     &kinds::replicaset::RESOURCE,
     &kinds::deployment::RESOURCE,
     &kinds::lease::RESOURCE,

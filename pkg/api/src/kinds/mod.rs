@@ -19,6 +19,7 @@ pub mod namespace;
 pub mod node;
 pub mod pod;
 pub mod replicaset;
+pub mod secret;
 pub mod service;
 
 #[cfg(test)]
@@ -27,7 +28,7 @@ mod tests {
 
     use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
     use k8s_openapi::api::coordination::v1::Lease;
-    use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Event, Namespace, Node, Pod, Service};
+    use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Event, Namespace, Node, Pod, Secret, Service};
     use serde_json::{Value, json};
 
     use crate::registry::{lookup, resources};
@@ -65,6 +66,7 @@ mod tests {
             scope_is_namespaced::<ReplicaSet>(),
             scope_is_namespaced::<Deployment>(),
             scope_is_namespaced::<Lease>(),
+            scope_is_namespaced::<Secret>(),
         ];
         assert_eq!(scopes.len(), resources().len());
         for (kind, namespaced) in scopes {
@@ -123,6 +125,11 @@ mod tests {
                        "spec": {"selector": {"matchLabels": {"app": "x"}},
                                 "template": {"metadata": {"labels": {"app": "x"}},
                                              "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}}),
+            ),
+            (
+                "",
+                "secrets",
+                json!({"apiVersion": "v1", "kind": "Secret", "metadata": ns, "stringData": {"password": "s3cret"}}),
             ),
             (
                 "coordination.k8s.io",
