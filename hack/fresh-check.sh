@@ -109,6 +109,8 @@ rustup_home="${RUSTUP_HOME:-${HOME:-/root}/.rustup}"
 mkdir -p "${cargo_home}/registry" "${cargo_home}/git"
 
 head="$(git -C "${repo}" rev-parse HEAD)"
+# The clone inside the root comes from a bundle of HEAD, so it works from a worktree too
+# and the root never sees this checkout.
 if [[ -n "$(git -C "${repo}" status --porcelain --untracked-files=no)" ]]; then
     log "warning: uncommitted changes are not checked; the clone is of HEAD ${head:0:12}"
 fi
@@ -174,6 +176,7 @@ if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
     cp /usr/local/share/ca-certificates/*.crt "${root}/usr/local/share/ca-certificates/"
     log "copied the host's local CA certificates: $(cd /usr/local/share/ca-certificates && echo *.crt)"
 fi
+git -C "${repo}" bundle create --quiet "${root}/root/rkube.bundle" HEAD
 log "root: $(du -sh --one-file-system "${root}" | cut -f1), $(chroot "${root}" dpkg-query -W | wc -l) packages"
 
 # in_root NETWORK SCRIPT: runs SCRIPT with bash as root inside the root (see the header).
@@ -184,7 +187,7 @@ in_root() {
     [[ "${network}" == private ]] && net_flag=(--net)
     unshare --mount --pid --fork --propagation private "${net_flag[@]}" -- \
         bash -euo pipefail -c '
-            root="$1" repo="$2" cargo_home="$3" rustup_home="$4" network="$5" script="$6"
+            root="$1" cargo_home="$2" rustup_home="$3" network="$4" script="$5"
             mount --bind "${root}" "${root}"
             mount -t proc proc "${root}/proc"
             mount --rbind /sys "${root}/sys"
@@ -193,9 +196,8 @@ in_root() {
             mount -t tmpfs -o mode=755 run "${root}/run"
             touch "${root}/etc/resolv.conf"
             mount --bind /etc/resolv.conf "${root}/etc/resolv.conf"
-            mkdir -p "${root}/src" "${root}/root/.cargo/bin" "${root}/root/.cargo/registry" \
+            mkdir -p "${root}/root/.cargo/bin" "${root}/root/.cargo/registry" \
                 "${root}/root/.cargo/git" "${root}/root/.rustup"
-            mount --bind -o ro "${repo}" "${root}/src"
             mount --bind -o ro "${cargo_home}/bin" "${root}/root/.cargo/bin"
             mount --bind -o ro "${rustup_home}" "${root}/root/.rustup"
             mount --bind "${cargo_home}/registry" "${root}/root/.cargo/registry"
@@ -211,7 +213,7 @@ in_root() {
                 PATH=/root/.cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
                 CARGO_TERM_COLOR=never RUST_BACKTRACE=1 \
                 /bin/bash -euo pipefail -c "${script}"
-        ' fresh-root "${root}" "${repo}" "${cargo_home}" "${rustup_home}" "${network}" "${script}"
+        ' fresh-root "${root}" "${cargo_home}" "${rustup_home}" "${network}" "${script}"
 }
 
 # --- 2. the README's set-up -----------------------------------------------------
@@ -221,7 +223,7 @@ in_root host '
     apt-get update -qq
     # The README: "apt-get install --no-install-recommends ca-certificates git make"
     apt-get install -y -qq --no-install-recommends ca-certificates git make >/dev/null
-    git clone --quiet /src /root/rkube
+    git clone --quiet /root/rkube.bundle /root/rkube
     cd /root/rkube
     echo "fresh-check: cloned $(git rev-parse --short HEAD)"
     make deps
