@@ -8,6 +8,8 @@
 //! - a pod informer with `fieldSelector=spec.nodeName=<node>` tells the [`podworkers`] about
 //!   every change; one worker per pod drives the [`runtime`] and the [`status`] manager writes
 //!   `pods/status` when something changed;
+//! - [`pleg`]: containers that changed on their own (exits, probe results) get their pods
+//!   synced at once;
 //! - [`runtime`]: the `Runtime` trait, with the [`runtime::containerd`] runtime (real
 //!   containers through containerd and runc, with restart policies and crash-loop back-off)
 //!   and the [`runtime::fake`] runtime (hollow pods);
@@ -28,6 +30,7 @@ pub mod lease;
 pub mod logs;
 pub mod metrics;
 pub mod node;
+pub mod pleg;
 pub mod podworkers;
 pub mod probes;
 pub mod runtime;
@@ -44,7 +47,9 @@ use rkube_client::Client;
 use rkube_component::Readiness;
 use rkube_informer::factory::{Selectors, SharedInformerFactory};
 use rkube_informer::handler::HandlerFns;
-use rkube_informer::store::key_of;
+use rkube_informer::informer::SharedInformer;
+use rkube_informer::store::{Store, key_of};
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 
 pub use error::{Error, Result};
@@ -138,6 +143,11 @@ pub fn default_log_driver() -> PathBuf {
 /// status and runs this node's pods. Sets `readiness` once the Node is registered and the pod
 /// cache has synced.
 ///
+/// The steps, in order: connect the runtime → register the Node → start the heartbeat (Lease
+/// and node status) → start the pod informer → start the pod workers → start the PLEG →
+/// wait for the pod cache → clean up orphans until shutdown. The kubelet's HTTP API is not
+/// served here: `rkubelet` mounts [`server_routes`] next to health and metrics.
+///
 /// # Errors
 /// Only at start: a bad config, a runtime that is not available, a registry that already holds
 /// the metrics. Registration is retried until it works or `shutdown`; after that nothing
@@ -150,130 +160,183 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<()> {
     let metrics = Arc::new(Metrics::register(registry).map_err(Error::Metrics)?);
-    let runtime: Arc<dyn Runtime> = match config.runtime {
+    let runtime = connect_runtime(&config, &metrics).await?;
+    config.log_runtime.set(Arc::clone(&runtime));
+    create_root_dir(&config.node.root_dir)?;
+    let kubelet = Kubelet { client, config, runtime, metrics, shutdown };
+
+    if !kubelet.register_node().await {
+        return Ok(()); // stopped before the apiserver took the Node
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    kubelet.start_heartbeat(&mut tasks);
+    let factory = SharedInformerFactory::new(kubelet.client.clone(), registry).map_err(Error::Informer)?;
+    let pods = kubelet.pod_informer(&factory);
+    let (workers, probe_changes) = kubelet.start_pod_workers(&pods);
+    kubelet.start_pleg(&mut tasks, pods.store(), &workers, probe_changes);
+    if !kubelet.sync_pod_cache(&factory).await {
+        return Ok(()); // stopped before the first list
+    }
+    readiness.set(true);
+    tracing::info!(node = %kubelet.config.node.name, runtime = kubelet.runtime.name(), "kubelet running");
+    kubelet.clean_up_orphans_until_shutdown(&workers).await;
+    readiness.set(false);
+    while tasks.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// The runtime `config` asks for, connected (containerd) or built (fake).
+async fn connect_runtime(config: &Config, metrics: &Metrics) -> Result<Arc<dyn Runtime>> {
+    Ok(match config.runtime {
         RuntimeKind::Fake => {
             let pod_cidr = config.node.pod_cidr.as_deref().map(PodCidr::parse).transpose().map_err(Error::Config)?;
             Arc::new(FakeRuntime::new(FakeConfig { pod_cidr, fail_start: config.fake_fail_start }))
         }
-        RuntimeKind::Containerd => Arc::new(
-            ContainerdRuntime::connect(ContainerdConfig {
-                address: config.containerd_address.clone(),
-                root_dir: config.node.root_dir.clone(),
-                network: config
-                    .node
-                    .pod_cidr
-                    .as_deref()
-                    .map(|cidr| Network::new(config.cni_bin_dir.clone(), config.node.root_dir.join("cni"), cidr)),
-                logs: config.container_logs.clone(),
-                insecure_registries: config.insecure_registries.clone(),
-                pull_metrics: Some(metrics.image_pulls.clone()),
-                start_metrics: Some(metrics.container_starts.clone()),
-            })
-            .await?,
-        ),
-    };
-    config.log_runtime.set(Arc::clone(&runtime));
-    std::fs::create_dir_all(&config.node.root_dir).map_err(|error| {
-        Error::Config(format!("cannot create root dir {}: {error}", config.node.root_dir.display()))
-    })?;
+        RuntimeKind::Containerd => Arc::new(ContainerdRuntime::connect(containerd_config(config, metrics)).await?),
+    })
+}
 
-    // 1. The Node, retried until the apiserver takes it: nothing else makes sense before.
-    let mut backoff = Duration::from_millis(200);
-    loop {
-        match node::register(&client, &config.node).await {
-            Ok(_) => break,
-            Err(error) => {
-                tracing::warn!(%error, "node registration failed; retrying");
-                tokio::select! {
-                    () = shutdown.cancelled() => return Ok(()),
-                    () = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(7));
-            }
-        }
+/// What the containerd runtime is told: the socket, the root dir, the pod network (with a pod
+/// CIDR), logs, insecure registries, and where pulls and starts are counted.
+fn containerd_config(config: &Config, metrics: &Metrics) -> ContainerdConfig {
+    let network = config
+        .node
+        .pod_cidr
+        .as_deref()
+        .map(|cidr| Network::new(config.cni_bin_dir.clone(), config.node.root_dir.join("cni"), cidr));
+    ContainerdConfig {
+        address: config.containerd_address.clone(),
+        root_dir: config.node.root_dir.clone(),
+        network,
+        logs: config.container_logs.clone(),
+        insecure_registries: config.insecure_registries.clone(),
+        pull_metrics: Some(metrics.image_pulls.clone()),
+        start_metrics: Some(metrics.container_starts.clone()),
     }
+}
 
-    // 2. Heartbeat and node status.
-    let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(lease::run(
-        client.clone(),
-        config.node.name.clone(),
-        config.lease_renew_interval,
-        Arc::clone(&metrics),
-        shutdown.clone(),
-    ));
-    tasks.spawn(node::run_status_loop(
-        client.clone(),
-        config.node.clone(),
-        Arc::clone(&runtime),
-        Arc::clone(&metrics),
-        shutdown.clone(),
-    ));
+/// Creates the kubelet's root dir (logs, volumes, runc state) if it is missing.
+fn create_root_dir(root_dir: &std::path::Path) -> Result<()> {
+    std::fs::create_dir_all(root_dir)
+        .map_err(|error| Error::Config(format!("cannot create root dir {}: {error}", root_dir.display())))
+}
 
-    // 3. This node's pods: informer -> one worker per pod.
-    let factory = SharedInformerFactory::new(client.clone(), registry).map_err(Error::Informer)?;
-    let selectors = Selectors { label: None, field: Some(format!("spec.nodeName={}", config.node.name)) };
-    let informer = factory.informer_with_selectors::<Pod>(None, &selectors);
-    // Probes run against real containers only; their result changes come back as events.
-    let (probe_events, mut probe_changes) = tokio::sync::mpsc::unbounded_channel();
-    let probes = (config.runtime == RuntimeKind::Containerd)
-        .then(|| ProbeManager::new(Arc::clone(&runtime), probe_events, metrics.probes.clone(), shutdown.clone()));
-    let workers = PodWorkers::new(
-        client.clone(),
-        informer.store(),
-        Arc::clone(&runtime),
-        Arc::clone(&metrics),
-        Settings { host_ip: config.node.node_ip.to_string(), resync_interval: config.resync_interval },
-        shutdown.clone(),
-        probes,
-    );
-    let (on_add, on_update, on_delete) = (workers.clone(), workers.clone(), workers.clone());
-    informer.add_handler(
-        HandlerFns::new()
-            .on_add(move |pod: &Arc<Pod>| on_add.update(&key_of(pod.as_ref())))
-            .on_update(move |_old, new: &Arc<Pod>| on_update.update(&key_of(new.as_ref())))
-            .on_delete(move |deleted| on_delete.update(&key_of(deleted.object().as_ref()))),
-    );
-    // Containers that changed on their own (exits, probe results): sync their pods now, not
-    // at the resync.
-    let store = informer.store();
-    let (pleg_workers, mut events, pleg_shutdown) = (workers.clone(), runtime.events(), shutdown.clone());
-    tasks.spawn(async move {
+/// What the steps of [`run`] share once the runtime is connected.
+struct Kubelet {
+    client: Client,
+    config: Config,
+    runtime: Arc<dyn Runtime>,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+}
+
+impl Kubelet {
+    /// Registers the Node, retrying with back-off (200 ms doubling to 7 s) until the apiserver
+    /// takes it: nothing else makes sense before. Returns false when `shutdown` came first.
+    async fn register_node(&self) -> bool {
+        let mut backoff = Duration::from_millis(200);
         loop {
-            let uid = tokio::select! {
-                () = pleg_shutdown.cancelled() => return,
-                event = events.recv() => event,
-                Some(uid) = probe_changes.recv() => Ok(uid),
-            };
-            let pods = store.list();
-            let wanted: Vec<&Arc<Pod>> = match &uid {
-                Ok(uid) => pods.iter().filter(|pod| pod.metadata.uid.as_ref() == Some(uid)).collect(),
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => pods.iter().collect(),
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-            };
-            for pod in wanted {
-                pleg_workers.update(&key_of(pod.as_ref()));
+            match node::register(&self.client, &self.config.node).await {
+                Ok(_) => return true,
+                Err(error) => {
+                    tracing::warn!(%error, "node registration failed; retrying");
+                    tokio::select! {
+                        () = self.shutdown.cancelled() => return false,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(7));
+                }
             }
         }
-    });
-    factory.start(&shutdown);
-    if !factory.wait_for_cache_sync().await {
-        return Ok(()); // stopped before the first list
     }
-    readiness.set(true);
-    tracing::info!(node = %config.node.name, runtime = runtime.name(), "kubelet running");
 
-    // 4. Housekeeping: orphans of pods the API no longer has.
-    loop {
-        if let Err(error) = workers.cleanup_orphans().await {
-            tracing::warn!(%error, "cleaning up orphaned pods failed");
-        }
-        tokio::select! {
-            () = shutdown.cancelled() => break,
-            () = tokio::time::sleep(config.resync_interval) => {}
+    /// Starts the heartbeat: the node Lease ([`lease`]) and the Node's status ([`node`]).
+    fn start_heartbeat(&self, tasks: &mut tokio::task::JoinSet<()>) {
+        tasks.spawn(lease::run(
+            self.client.clone(),
+            self.config.node.name.clone(),
+            self.config.lease_renew_interval,
+            Arc::clone(&self.metrics),
+            self.shutdown.clone(),
+        ));
+        tasks.spawn(node::run_status_loop(
+            self.client.clone(),
+            self.config.node.clone(),
+            Arc::clone(&self.runtime),
+            Arc::clone(&self.metrics),
+            self.shutdown.clone(),
+        ));
+    }
+
+    /// The informer of the pods bound to this node (`fieldSelector=spec.nodeName=<node>`).
+    fn pod_informer(&self, factory: &SharedInformerFactory) -> SharedInformer<Pod> {
+        let selectors = Selectors { label: None, field: Some(format!("spec.nodeName={}", self.config.node.name)) };
+        factory.informer_with_selectors::<Pod>(None, &selectors)
+    }
+
+    /// Starts the pod workers (one per pod, [`podworkers`]) and tells them about every change
+    /// `pods` sees. Probes run against real containers only; the receiver returned hears the
+    /// uids of pods whose probe results changed.
+    fn start_pod_workers(&self, pods: &SharedInformer<Pod>) -> (PodWorkers, UnboundedReceiver<String>) {
+        let (probe_events, probe_changes) = tokio::sync::mpsc::unbounded_channel();
+        let probes = (self.config.runtime == RuntimeKind::Containerd).then(|| {
+            ProbeManager::new(
+                Arc::clone(&self.runtime),
+                probe_events,
+                self.metrics.probes.clone(),
+                self.shutdown.clone(),
+            )
+        });
+        let workers = PodWorkers::new(
+            self.client.clone(),
+            pods.store(),
+            Arc::clone(&self.runtime),
+            Arc::clone(&self.metrics),
+            Settings { host_ip: self.config.node.node_ip.to_string(), resync_interval: self.config.resync_interval },
+            self.shutdown.clone(),
+            probes,
+        );
+        let (on_add, on_update, on_delete) = (workers.clone(), workers.clone(), workers.clone());
+        pods.add_handler(
+            HandlerFns::new()
+                .on_add(move |pod: &Arc<Pod>| on_add.update(&key_of(pod.as_ref())))
+                .on_update(move |_old, new: &Arc<Pod>| on_update.update(&key_of(new.as_ref())))
+                .on_delete(move |deleted| on_delete.update(&key_of(deleted.object().as_ref()))),
+        );
+        (workers, probe_changes)
+    }
+
+    /// Starts the [`pleg`]: pods whose containers changed on their own (exits, probe results)
+    /// are synced now, not at the resync.
+    fn start_pleg(
+        &self,
+        tasks: &mut tokio::task::JoinSet<()>,
+        pods: Store<Pod>,
+        workers: &PodWorkers,
+        probe_changes: UnboundedReceiver<String>,
+    ) {
+        let events = pleg::Events { runtime: self.runtime.events(), probes: probe_changes };
+        tasks.spawn(pleg::run(pods, workers.clone(), events, self.shutdown.clone()));
+    }
+
+    /// Starts the informers and waits for the first list. Returns false when `shutdown` came
+    /// first.
+    async fn sync_pod_cache(&self, factory: &SharedInformerFactory) -> bool {
+        factory.start(&self.shutdown);
+        factory.wait_for_cache_sync().await
+    }
+
+    /// Housekeeping until `shutdown`: every resync interval, kills what the runtime still runs
+    /// for pods the API no longer has.
+    async fn clean_up_orphans_until_shutdown(&self, workers: &PodWorkers) {
+        loop {
+            if let Err(error) = workers.cleanup_orphans().await {
+                tracing::warn!(%error, "cleaning up orphaned pods failed");
+            }
+            tokio::select! {
+                () = self.shutdown.cancelled() => return,
+                () = tokio::time::sleep(self.config.resync_interval) => {}
+            }
         }
     }
-    readiness.set(false);
-    while tasks.join_next().await.is_some() {}
-    Ok(())
 }

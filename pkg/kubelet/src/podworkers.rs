@@ -44,8 +44,9 @@ const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
 /// The first retry delay after a failed sync.
 const INITIAL_BACKOFF: Duration = Duration::from_millis(500);
 
-/// What every worker shares.
-struct Shared {
+/// What a pod worker needs to sync its pod (where to read it, run it, probe it and report
+/// it), and to pace and stop its loop.
+struct PodSyncer {
     client: Client,
     store: Store<Pod>,
     runtime: Arc<dyn Runtime>,
@@ -56,9 +57,10 @@ struct Shared {
     shutdown: CancellationToken,
     /// Readiness and liveness probes (`None`: none are run, e.g. for the fake runtime).
     probes: Option<ProbeManager>,
-    /// A "sync me" signal per pod key; a key is present while its worker runs.
-    workers: Mutex<HashMap<String, watch::Sender<()>>>,
 }
+
+/// A "sync me" signal per pod key; a key is present while its worker runs.
+type WorkerSignals = Mutex<HashMap<String, watch::Sender<()>>>;
 
 /// How the pod workers run.
 #[derive(Clone, Debug)]
@@ -72,7 +74,8 @@ pub struct Settings {
 /// The set of pod workers (see the module docs). Cheap to clone.
 #[derive(Clone)]
 pub struct PodWorkers {
-    shared: Arc<Shared>,
+    syncer: Arc<PodSyncer>,
+    signals: Arc<WorkerSignals>,
 }
 
 /// What a sync decided.
@@ -98,7 +101,7 @@ impl PodWorkers {
         let Settings { host_ip, resync_interval } = settings;
         let status = StatusManager::new(client.clone(), Arc::clone(&metrics));
         PodWorkers {
-            shared: Arc::new(Shared {
+            syncer: Arc::new(PodSyncer {
                 client,
                 store,
                 runtime,
@@ -108,23 +111,23 @@ impl PodWorkers {
                 resync_interval,
                 shutdown,
                 probes,
-                workers: Mutex::new(HashMap::new()),
             }),
+            signals: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
     /// Tells the worker of pod `key` (`namespace/name`) to sync, starting one if there is none.
     pub fn update(&self, key: &str) {
-        let mut workers = self.shared.workers.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(signal) = workers.get(key) {
+        let mut signals = self.signals.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(signal) = signals.get(key) {
             signal.send_replace(());
             return;
         }
         let (signal, changed) = watch::channel(());
-        workers.insert(key.to_string(), signal);
-        self.shared.metrics.running_pods.set(i64::try_from(workers.len()).unwrap_or(i64::MAX));
-        drop(workers);
-        tokio::spawn(worker(Arc::clone(&self.shared), key.to_string(), changed));
+        signals.insert(key.to_string(), signal);
+        self.syncer.metrics.running_pods.set(i64::try_from(signals.len()).unwrap_or(i64::MAX));
+        drop(signals);
+        tokio::spawn(worker(Arc::clone(&self.syncer), Arc::clone(&self.signals), key.to_string(), changed));
     }
 
     /// Kills what the runtime runs for pods that are not in the cache (left over from before a
@@ -133,15 +136,16 @@ impl PodWorkers {
     /// # Errors
     /// [`Error::Runtime`] when the runtime cannot list or kill.
     pub async fn cleanup_orphans(&self) -> Result<()> {
+        let syncer = &self.syncer;
         let known: std::collections::HashSet<String> =
-            self.shared.store.list().iter().filter_map(|pod| pod.metadata.uid.clone()).collect();
+            syncer.store.list().iter().filter_map(|pod| pod.metadata.uid.clone()).collect();
         let started = std::time::Instant::now();
-        let uids = self.shared.runtime.pod_uids().await?;
-        self.shared.metrics.relist_duration.observe(started.elapsed().as_secs_f64());
+        let uids = syncer.runtime.pod_uids().await?;
+        syncer.metrics.relist_duration.observe(started.elapsed().as_secs_f64());
         for uid in uids {
             if !known.contains(&uid) {
                 tracing::info!(%uid, "killing an orphaned pod");
-                self.shared.runtime.kill_pod(&uid, Duration::ZERO).await?;
+                syncer.runtime.kill_pod(&uid, Duration::ZERO).await?;
             }
         }
         Ok(())
@@ -149,120 +153,135 @@ impl PodWorkers {
 }
 
 /// One pod's worker: sync, then wait for a change, the resync timer, or the retry timer.
-async fn worker(shared: Arc<Shared>, key: String, mut changed: watch::Receiver<()>) {
+async fn worker(syncer: Arc<PodSyncer>, signals: Arc<WorkerSignals>, key: String, mut changed: watch::Receiver<()>) {
     let mut running_uid: Option<String> = None;
     let mut backoff = INITIAL_BACKOFF;
     loop {
         changed.mark_unchanged();
         let started = Instant::now();
-        let result = sync(&shared, &key, &mut running_uid).await;
-        shared.metrics.pod_worker_duration.observe(started.elapsed().as_secs_f64());
+        let result = syncer.sync(&key, &mut running_uid).await;
+        syncer.metrics.pod_worker_duration.observe(started.elapsed().as_secs_f64());
         let wait = match result {
             Ok(Next::KeepGoing) => {
                 backoff = INITIAL_BACKOFF;
-                shared.resync_interval
+                syncer.resync_interval
             }
             Ok(Next::Finished) => {
-                let mut workers = shared.workers.lock().unwrap_or_else(PoisonError::into_inner);
+                let mut signals = signals.lock().unwrap_or_else(PoisonError::into_inner);
                 if changed.has_changed().unwrap_or(false) {
                     continue; // the pod came back meanwhile: keep this worker
                 }
-                workers.remove(&key);
-                shared.metrics.running_pods.set(i64::try_from(workers.len()).unwrap_or(i64::MAX));
+                signals.remove(&key);
+                syncer.metrics.running_pods.set(i64::try_from(signals.len()).unwrap_or(i64::MAX));
                 return;
             }
             Err(error) => {
-                shared.metrics.pod_sync_errors.inc();
+                syncer.metrics.pod_sync_errors.inc();
                 tracing::warn!(pod = %key, %error, retry_in = ?backoff, "pod sync failed");
                 let wait = backoff;
-                backoff = (backoff * 2).min(shared.resync_interval);
+                backoff = (backoff * 2).min(syncer.resync_interval);
                 wait
             }
         };
         tokio::select! {
-            () = shared.shutdown.cancelled() => return,
+            () = syncer.shutdown.cancelled() => return,
             _ = changed.changed() => {}
             () = tokio::time::sleep(wait) => {}
         }
     }
 }
 
-/// Makes the runtime and the pod's status match the cached pod, once.
-async fn sync(shared: &Shared, key: &str, running_uid: &mut Option<String>) -> Result<Next> {
-    let pod = shared.store.get(key);
-    let uid = pod.as_ref().and_then(|pod| pod.metadata.uid.clone());
-    // A pod that vanished, or was replaced under the same name: stop what ran for the old one.
-    if let Some(old) = running_uid.as_ref()
-        && uid.as_ref() != Some(old)
-    {
+impl PodSyncer {
+    /// Makes the runtime and the pod's status match the cached pod, once: kill what ran for a
+    /// pod that vanished or was replaced → terminate a pod marked for deletion → run the pod
+    /// (unless it is terminal) → report its status.
+    async fn sync(&self, key: &str, running_uid: &mut Option<String>) -> Result<Next> {
+        let pod = self.store.get(key);
+        let uid = pod.as_ref().and_then(|pod| pod.metadata.uid.clone());
+        self.kill_replaced(key, uid.as_ref(), running_uid).await?;
+        let (Some(pod), Some(uid)) = (pod, uid) else { return Ok(Next::Finished) };
+        if pod.metadata.deletion_timestamp.is_some() {
+            return self.terminate(key, &pod, &uid, running_uid).await;
+        }
+        // A terminal pod is never started again; the status of its last run stays.
+        let phase = pod.status.as_ref().and_then(|status| status.phase.as_deref());
+        if matches!(phase, Some("Succeeded" | "Failed")) {
+            return Ok(Next::KeepGoing);
+        }
+        *running_uid = Some(uid.clone());
+        let sync_error = self.runtime.sync_pod(&pod).await.err();
+        self.report_status(key, &pod, &uid).await?;
+        match sync_error {
+            Some(error) => Err(error.into()),
+            None => Ok(Next::KeepGoing),
+        }
+    }
+
+    /// A pod that vanished, or was replaced under the same name (now `uid`): stops what ran for
+    /// the old one.
+    async fn kill_replaced(&self, key: &str, uid: Option<&String>, running_uid: &mut Option<String>) -> Result<()> {
+        let Some(old) = running_uid.as_ref() else { return Ok(()) };
+        if uid == Some(old) {
+            return Ok(());
+        }
         tracing::info!(pod = %key, uid = %old, "pod gone from the API; killing its containers");
-        shared.runtime.kill_pod(old, Duration::ZERO).await?;
-        if let Some(probes) = &shared.probes {
+        self.runtime.kill_pod(old, Duration::ZERO).await?;
+        if let Some(probes) = &self.probes {
             probes.forget(old);
         }
         *running_uid = None;
-    }
-    let (Some(pod), Some(uid)) = (pod, uid) else { return Ok(Next::Finished) };
-
-    if pod.metadata.deletion_timestamp.is_some() {
-        return terminate(shared, key, &pod, &uid, running_uid).await;
+        Ok(())
     }
 
-    let phase = pod.status.as_ref().and_then(|status| status.phase.as_deref());
-    let terminal = matches!(phase, Some("Succeeded" | "Failed"));
-    // A terminal pod is never started again; the status of its last run stays.
-    let sync_error = if terminal {
-        None
-    } else {
-        *running_uid = Some(uid.clone());
-        shared.runtime.sync_pod(&pod).await.err()
-    };
-    if !terminal {
-        let runtime_status = shared.runtime.pod_status(&uid).await?;
-        if let Some(probes) = &shared.probes {
-            probes.sync(&pod, runtime_status.as_ref());
+    /// Reads what the runtime runs for pod `uid`, keeps its probes in step, and writes the
+    /// status that follows (when it changed).
+    async fn report_status(&self, key: &str, pod: &Pod, uid: &str) -> Result<()> {
+        let runtime_status = self.runtime.pod_status(uid).await?;
+        if let Some(probes) = &self.probes {
+            probes.sync(pod, runtime_status.as_ref());
         }
-        let readiness =
-            |container: &str, id: &str| shared.probes.as_ref().is_none_or(|p| p.is_ready(&uid, container, id));
-        let status = generate_pod_status(&pod, runtime_status.as_ref(), &shared.host_ip, Timestamp::now(), &readiness);
-        if shared.status.set_status(&pod, status).await? {
+        let readiness = |container: &str, id: &str| self.probes.as_ref().is_none_or(|p| p.is_ready(uid, container, id));
+        let status = generate_pod_status(pod, runtime_status.as_ref(), &self.host_ip, Timestamp::now(), &readiness);
+        if self.status.set_status(pod, status).await? {
             tracing::debug!(pod = %key, "pod status written");
         }
+        Ok(())
     }
-    match sync_error {
-        Some(error) => Err(error.into()),
-        None => Ok(Next::KeepGoing),
-    }
-}
 
-/// Stops a pod marked for deletion within its grace period, then removes it from the API.
-async fn terminate(shared: &Shared, key: &str, pod: &Pod, uid: &str, running_uid: &mut Option<String>) -> Result<Next> {
-    let grace = pod
-        .metadata
-        .deletion_grace_period_seconds
-        .or_else(|| pod.spec.as_ref().and_then(|spec| spec.termination_grace_period_seconds))
-        .map_or(DEFAULT_GRACE_PERIOD, |seconds| Duration::from_secs(u64::try_from(seconds).unwrap_or(0)));
-    tracing::info!(pod = %key, ?grace, "stopping pod marked for deletion");
-    if let Some(probes) = &shared.probes {
-        probes.forget(uid);
-    }
-    shared.runtime.kill_pod(uid, grace).await?;
-    *running_uid = None;
-    let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
-    let name = pod.metadata.name.as_deref().unwrap_or_default();
-    let api: Api<Pod> = Api::namespaced(shared.client.clone(), namespace);
-    let params = DeleteParams {
-        grace_period_seconds: Some(0),
-        preconditions: Some(Preconditions { uid: Some(uid.to_string()), resource_version: None }),
-        ..DeleteParams::default()
-    };
-    match api.delete(name, &params).await {
-        Ok(_) => {
-            tracing::info!(pod = %key, "pod removed from the API");
-            Ok(Next::Finished)
+    /// Stops a pod marked for deletion within its grace period, then removes it from the API.
+    async fn terminate(&self, key: &str, pod: &Pod, uid: &str, running_uid: &mut Option<String>) -> Result<Next> {
+        let grace = pod
+            .metadata
+            .deletion_grace_period_seconds
+            .or_else(|| pod.spec.as_ref().and_then(|spec| spec.termination_grace_period_seconds))
+            .map_or(DEFAULT_GRACE_PERIOD, |seconds| Duration::from_secs(u64::try_from(seconds).unwrap_or(0)));
+        tracing::info!(pod = %key, ?grace, "stopping pod marked for deletion");
+        if let Some(probes) = &self.probes {
+            probes.forget(uid);
         }
-        // Gone already, or replaced by a new pod with the same name (uid precondition failed).
-        Err(error) if error.is_not_found() || error.is_conflict() => Ok(Next::Finished),
-        Err(error) => Err(Error::DeletePod(error)),
+        self.runtime.kill_pod(uid, grace).await?;
+        *running_uid = None;
+        self.delete_from_api(key, pod, uid).await
+    }
+
+    /// Deletes the stopped pod `uid` from the API (grace period 0, uid precondition).
+    async fn delete_from_api(&self, key: &str, pod: &Pod, uid: &str) -> Result<Next> {
+        let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+        let name = pod.metadata.name.as_deref().unwrap_or_default();
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let params = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: Some(Preconditions { uid: Some(uid.to_string()), resource_version: None }),
+            ..DeleteParams::default()
+        };
+        match api.delete(name, &params).await {
+            Ok(_) => {
+                tracing::info!(pod = %key, "pod removed from the API");
+                Ok(Next::Finished)
+            }
+            // Gone already, or replaced by a new pod with the same name (uid precondition failed).
+            Err(error) if error.is_not_found() || error.is_conflict() => Ok(Next::Finished),
+            Err(error) => Err(Error::DeletePod(error)),
+        }
     }
 }

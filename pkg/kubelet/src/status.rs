@@ -27,12 +27,17 @@ use rkube_client::{Api, Client, PostParams, retry_on_conflict};
 
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
-use crate::runtime::{ContainerState, PodStatus as RuntimePodStatus, Terminated};
+use crate::runtime::{
+    ContainerState, ContainerStatus as RuntimeContainerStatus, PodStatus as RuntimePodStatus, Terminated,
+};
 
 /// Computes the status the pod should have, starting from its current status (so fields the
 /// kubelet does not own survive) and what the runtime reports (`None`: nothing runs yet).
 /// A running container with a readiness probe is ready only if `readiness(name, container ID)`
 /// says its probe passed.
+///
+/// The steps: init container statuses → container statuses → phase → conditions → IPs and
+/// start time.
 pub fn generate_pod_status(
     pod: &Pod,
     runtime: Option<&RuntimePodStatus>,
@@ -41,129 +46,22 @@ pub fn generate_pod_status(
     readiness: &dyn Fn(&str, &str) -> bool,
 ) -> ApiPodStatus {
     let old = pod.status.clone().unwrap_or_default();
-    let spec_containers = pod.spec.as_ref().map(|spec| spec.containers.as_slice()).unwrap_or_default();
-    let restart_policy = pod.spec.as_ref().and_then(|spec| spec.restart_policy.as_deref()).unwrap_or("Always");
+    let spec = pod.spec.as_ref();
+    let restart_policy = spec.and_then(|spec| spec.restart_policy.as_deref()).unwrap_or("Always");
+    let spec_init = spec.and_then(|spec| spec.init_containers.as_deref()).unwrap_or_default();
+    let spec_containers = spec.map(|spec| spec.containers.as_slice()).unwrap_or_default();
+    let reported = Reported { runtime, readiness, spec_init };
 
-    let spec_init = pod.spec.as_ref().and_then(|spec| spec.init_containers.as_deref()).unwrap_or_default();
-    let init_done = |statuses: &[ApiContainerStatus]| {
-        statuses.iter().all(|status| {
-            status.state.as_ref().and_then(|state| state.terminated.as_ref()).is_some_and(|ended| ended.exit_code == 0)
-        })
-    };
-    let status_of = |container: &Container, not_started: &str| -> ApiContainerStatus {
-        let reported = runtime.and_then(|status| status.containers.iter().find(|c| c.name == container.name));
-        match reported {
-            Some(reported) => {
-                let state = match &reported.state {
-                    ContainerState::Waiting { reason, message } => ApiContainerState {
-                        waiting: Some(ContainerStateWaiting { reason: Some(reason.clone()), message: message.clone() }),
-                        ..ApiContainerState::default()
-                    },
-                    ContainerState::Running { started_at } => ApiContainerState {
-                        running: Some(ContainerStateRunning { started_at: Some(Time(*started_at)) }),
-                        ..ApiContainerState::default()
-                    },
-                    ContainerState::Terminated(terminated) => ApiContainerState {
-                        terminated: Some(terminated_state(terminated, reported.container_id.clone())),
-                        ..ApiContainerState::default()
-                    },
-                };
-                let running = matches!(reported.state, ContainerState::Running { .. });
-                // A startup probe holds readiness back until it passes (see `probes`).
-                let probed_ready = (container.readiness_probe.is_none() && container.startup_probe.is_none())
-                    || reported.container_id.as_deref().is_some_and(|id| readiness(&container.name, id));
-                let last_state = reported.last_terminated.as_ref().map(|terminated| ApiContainerState {
-                    terminated: Some(terminated_state(terminated, None)),
-                    ..ApiContainerState::default()
-                });
-                // A finished init container counts as ready, as in Kubernetes.
-                let completed = matches!(&reported.state, ContainerState::Terminated(ended) if ended.exit_code == 0);
-                let is_init = spec_init.iter().any(|init| init.name == container.name);
-                ApiContainerStatus {
-                    name: container.name.clone(),
-                    image: reported.image.clone(),
-                    image_id: String::new(),
-                    container_id: reported.container_id.clone(),
-                    ready: (running && probed_ready) || (is_init && completed),
-                    started: Some(running),
-                    restart_count: reported.restart_count,
-                    state: Some(state),
-                    last_state,
-                    ..ApiContainerStatus::default()
-                }
-            }
-            None => ApiContainerStatus {
-                name: container.name.clone(),
-                image: container.image.clone().unwrap_or_default(),
-                ready: false,
-                started: Some(false),
-                state: Some(ApiContainerState {
-                    waiting: Some(ContainerStateWaiting { reason: Some(not_started.into()), message: None }),
-                    ..ApiContainerState::default()
-                }),
-                ..ApiContainerStatus::default()
-            },
-        }
-    };
     let init_statuses: Vec<ApiContainerStatus> =
-        spec_init.iter().map(|container| status_of(container, "PodInitializing")).collect();
-    let initialized = init_done(&init_statuses);
+        spec_init.iter().map(|container| reported.status_of(container, "PodInitializing")).collect();
+    let initialized = init_statuses.iter().all(exited_zero);
     let not_started = if initialized { "ContainerCreating" } else { "PodInitializing" };
     let container_statuses: Vec<ApiContainerStatus> =
-        spec_containers.iter().map(|container| status_of(container, not_started)).collect();
-
+        spec_containers.iter().map(|container| reported.status_of(container, not_started)).collect();
     let phase =
         init_phase(&init_statuses, restart_policy).unwrap_or_else(|| pod_phase(&container_statuses, restart_policy));
-    let unready: Vec<&str> =
-        container_statuses.iter().filter(|status| !status.ready).map(|status| status.name.as_str()).collect();
-    let terminal = phase == "Succeeded" || phase == "Failed";
-    let (ready, reason, message) = if unready.is_empty() && !container_statuses.is_empty() && initialized {
-        (true, None, None)
-    } else if terminal {
-        (false, Some("PodCompleted".to_string()), None)
-    } else {
-        (
-            false,
-            Some("ContainersNotReady".to_string()),
-            Some(format!("containers with unready status: [{}]", unready.join(" "))),
-        )
-    };
-    let old_conditions = old.conditions.clone().unwrap_or_default();
-    let condition = |type_: &str, status: bool, reason: Option<String>, message: Option<String>| {
-        let status = if status { "True" } else { "False" }.to_string();
-        let previous = old_conditions.iter().find(|c| c.type_ == type_);
-        let last_transition_time = match previous {
-            Some(previous) if previous.status == status => previous.last_transition_time.clone(),
-            _ => Some(Time(now)),
-        };
-        PodCondition { type_: type_.into(), status, reason, message, last_transition_time, ..PodCondition::default() }
-    };
-    let mut conditions = vec![
-        condition("PodScheduled", true, None, None),
-        if initialized {
-            condition("Initialized", true, None, None)
-        } else {
-            let incomplete: Vec<&str> = init_statuses
-                .iter()
-                .filter(|status| !init_done(std::slice::from_ref(status)))
-                .map(|status| status.name.as_str())
-                .collect();
-            condition(
-                "Initialized",
-                false,
-                Some("ContainersNotInitialized".into()),
-                Some(format!("containers with incomplete status: [{}]", incomplete.join(" "))),
-            )
-        },
-        condition("ContainersReady", ready, reason.clone(), message.clone()),
-        condition("Ready", ready, reason, message),
-    ];
-    // Conditions owned by others (e.g. a scheduler's or a readiness gate's) are kept.
-    conditions.extend(
-        old_conditions
-            .into_iter()
-            .filter(|c| !["PodScheduled", "Initialized", "ContainersReady", "Ready"].contains(&c.type_.as_str())),
-    );
+    let transitions = Transitions { old: old.conditions.as_deref().unwrap_or_default(), now };
+    let conditions = transitions.conditions(&init_statuses, &container_statuses, phase);
 
     let pod_ip = runtime.and_then(|status| status.pod_ip.clone());
     ApiPodStatus {
@@ -177,6 +75,171 @@ pub fn generate_pod_status(
         pod_ips: pod_ip.map(|ip| vec![PodIP { ip }]),
         start_time: old.start_time.clone().or(Some(Time(now))),
         ..old
+    }
+}
+
+/// Whether the container exited 0 (a done init container).
+fn exited_zero(status: &ApiContainerStatus) -> bool {
+    status.state.as_ref().and_then(|state| state.terminated.as_ref()).is_some_and(|ended| ended.exit_code == 0)
+}
+
+/// What the runtime and the probes report, for turning a pod's containers into statuses.
+struct Reported<'a> {
+    runtime: Option<&'a RuntimePodStatus>,
+    readiness: &'a dyn Fn(&str, &str) -> bool,
+    /// The pod's init containers (a finished one counts as ready).
+    spec_init: &'a [Container],
+}
+
+impl Reported<'_> {
+    /// The status of `container`: what the runtime reports of it, or waiting with reason
+    /// `not_started` when it reports nothing.
+    fn status_of(&self, container: &Container, not_started: &str) -> ApiContainerStatus {
+        let reported = self.runtime.and_then(|status| status.containers.iter().find(|c| c.name == container.name));
+        match reported {
+            Some(reported) => self.reported_status(container, reported),
+            None => not_started_status(container, not_started),
+        }
+    }
+
+    /// The status of `container` as the runtime reports it in `reported`.
+    fn reported_status(&self, container: &Container, reported: &RuntimeContainerStatus) -> ApiContainerStatus {
+        let running = matches!(reported.state, ContainerState::Running { .. });
+        // A startup probe holds readiness back until it passes (see `probes`).
+        let probed_ready = (container.readiness_probe.is_none() && container.startup_probe.is_none())
+            || reported.container_id.as_deref().is_some_and(|id| (self.readiness)(&container.name, id));
+        let last_state = reported.last_terminated.as_ref().map(|terminated| ApiContainerState {
+            terminated: Some(terminated_state(terminated, None)),
+            ..ApiContainerState::default()
+        });
+        // A finished init container counts as ready, as in Kubernetes.
+        let completed = matches!(&reported.state, ContainerState::Terminated(ended) if ended.exit_code == 0);
+        let is_init = self.spec_init.iter().any(|init| init.name == container.name);
+        ApiContainerStatus {
+            name: container.name.clone(),
+            image: reported.image.clone(),
+            image_id: String::new(),
+            container_id: reported.container_id.clone(),
+            ready: (running && probed_ready) || (is_init && completed),
+            started: Some(running),
+            restart_count: reported.restart_count,
+            state: Some(api_state(&reported.state, reported.container_id.clone())),
+            last_state,
+            ..ApiContainerStatus::default()
+        }
+    }
+}
+
+/// The status of a container the runtime reports nothing of: waiting with `reason`.
+fn not_started_status(container: &Container, reason: &str) -> ApiContainerStatus {
+    ApiContainerStatus {
+        name: container.name.clone(),
+        image: container.image.clone().unwrap_or_default(),
+        ready: false,
+        started: Some(false),
+        state: Some(ApiContainerState {
+            waiting: Some(ContainerStateWaiting { reason: Some(reason.into()), message: None }),
+            ..ApiContainerState::default()
+        }),
+        ..ApiContainerStatus::default()
+    }
+}
+
+/// The API's form of a runtime container state (`container_id` goes into `terminated`).
+fn api_state(state: &ContainerState, container_id: Option<String>) -> ApiContainerState {
+    match state {
+        ContainerState::Waiting { reason, message } => ApiContainerState {
+            waiting: Some(ContainerStateWaiting { reason: Some(reason.clone()), message: message.clone() }),
+            ..ApiContainerState::default()
+        },
+        ContainerState::Running { started_at } => ApiContainerState {
+            running: Some(ContainerStateRunning { started_at: Some(Time(*started_at)) }),
+            ..ApiContainerState::default()
+        },
+        ContainerState::Terminated(terminated) => ApiContainerState {
+            terminated: Some(terminated_state(terminated, container_id)),
+            ..ApiContainerState::default()
+        },
+    }
+}
+
+/// The conditions the kubelet owns.
+const KUBELET_CONDITIONS: [&str; 4] = ["PodScheduled", "Initialized", "ContainersReady", "Ready"];
+
+/// Builds conditions whose `lastTransitionTime` moves (to `now`) only when their status
+/// changed from the one in `old`.
+struct Transitions<'a> {
+    old: &'a [PodCondition],
+    now: Timestamp,
+}
+
+impl Transitions<'_> {
+    /// `PodScheduled`, `Initialized`, `ContainersReady` and `Ready`, then the conditions owned
+    /// by others (e.g. a scheduler's or a readiness gate's), kept as they are.
+    fn conditions(
+        &self,
+        init_statuses: &[ApiContainerStatus],
+        container_statuses: &[ApiContainerStatus],
+        phase: &str,
+    ) -> Vec<PodCondition> {
+        let initialized = init_statuses.iter().all(exited_zero);
+        let (ready, reason, message) = pod_readiness(container_statuses, initialized, phase);
+        let mut conditions = vec![
+            self.condition("PodScheduled", true, None, None),
+            self.initialized(init_statuses),
+            self.condition("ContainersReady", ready, reason.clone(), message.clone()),
+            self.condition("Ready", ready, reason, message),
+        ];
+        conditions.extend(self.old.iter().filter(|c| !KUBELET_CONDITIONS.contains(&c.type_.as_str())).cloned());
+        conditions
+    }
+
+    /// `Initialized`: true once every init container exited 0, else false naming the others.
+    fn initialized(&self, init_statuses: &[ApiContainerStatus]) -> PodCondition {
+        let incomplete: Vec<&str> =
+            init_statuses.iter().filter(|status| !exited_zero(status)).map(|status| status.name.as_str()).collect();
+        if incomplete.is_empty() {
+            return self.condition("Initialized", true, None, None);
+        }
+        self.condition(
+            "Initialized",
+            false,
+            Some("ContainersNotInitialized".into()),
+            Some(format!("containers with incomplete status: [{}]", incomplete.join(" "))),
+        )
+    }
+
+    /// Condition `type_` with `status`, keeping the old transition time if the status is the same.
+    fn condition(&self, type_: &str, status: bool, reason: Option<String>, message: Option<String>) -> PodCondition {
+        let status = if status { "True" } else { "False" }.to_string();
+        let previous = self.old.iter().find(|c| c.type_ == type_);
+        let last_transition_time = match previous {
+            Some(previous) if previous.status == status => previous.last_transition_time.clone(),
+            _ => Some(Time(self.now)),
+        };
+        PodCondition { type_: type_.into(), status, reason, message, last_transition_time, ..PodCondition::default() }
+    }
+}
+
+/// Whether the pod is ready (every container ready, init done), with the reason and message of
+/// `ContainersReady` and `Ready` when it is not.
+fn pod_readiness(
+    container_statuses: &[ApiContainerStatus],
+    initialized: bool,
+    phase: &str,
+) -> (bool, Option<String>, Option<String>) {
+    let unready: Vec<&str> =
+        container_statuses.iter().filter(|status| !status.ready).map(|status| status.name.as_str()).collect();
+    if unready.is_empty() && !container_statuses.is_empty() && initialized {
+        (true, None, None)
+    } else if phase == "Succeeded" || phase == "Failed" {
+        (false, Some("PodCompleted".to_string()), None)
+    } else {
+        (
+            false,
+            Some("ContainersNotReady".to_string()),
+            Some(format!("containers with unready status: [{}]", unready.join(" "))),
+        )
     }
 }
 

@@ -340,7 +340,9 @@ impl Puller {
         delay
     }
 
-    /// Pulls `image` (normalized) from its registry into containerd (see the module docs).
+    /// Pulls `image` (normalized) from its registry into containerd (see the module docs):
+    /// resolve the manifest → read the config → under a lease, write the layers → unpack them
+    /// → write config, manifest and index with their GC labels → point the image record at them.
     ///
     /// # Errors
     /// [`PullError`] naming the step that failed; the lease is deleted either way.
@@ -351,9 +353,19 @@ impl Puller {
         if existing.is_some_and(|target| target.digest == top.digest) {
             return Ok(Pulled::Unchanged);
         }
+        let documents = self.fetch_documents(&reference, top).await?;
+        let lease = self.create_lease().await?;
+        let result = self.store(&lease, &reference, image, &documents).await;
+        self.delete_lease(&lease).await;
+        result.map(|()| Pulled::Fetched)
+    }
+
+    /// Steps 1 and 2: this platform's manifest (through the index when `top` is one), and the
+    /// image config, checked against each other.
+    async fn fetch_documents(&self, reference: &Reference, top: Fetched) -> Result<ImageDocuments, PullError> {
         let (index, manifest) = if is_index(&top.media_type) {
             let (position, entry) = pick_platform(&json(&top.bytes, "the index")?)?;
-            let manifest = self.registry.manifest(&reference, &entry.digest).await?;
+            let manifest = self.registry.manifest(reference, &entry.digest).await?;
             (Some((top, position)), manifest)
         } else {
             (None, top)
@@ -361,16 +373,8 @@ impl Puller {
         if is_index(&manifest.media_type) {
             return Err(PullError::Image("an index inside an index is not supported".into()));
         }
-        let document = json(&manifest.bytes, "the manifest")?;
-        let config = descriptor(&document["config"], "manifest config")?;
-        let layers = document["layers"]
-            .as_array()
-            .ok_or_else(|| PullError::Image("manifest without layers".into()))?
-            .iter()
-            .enumerate()
-            .map(|(i, layer)| descriptor(layer, &format!("manifest layer {i}")))
-            .collect::<Result<Vec<_>, _>>()?;
-        let config_bytes = self.small_blob(&reference, &config).await?;
+        let (config, layers) = manifest_parts(&manifest)?;
+        let config_bytes = self.small_blob(reference, &config).await?;
         let diff_ids: Vec<String> = json(&config_bytes, "the image config")?["rootfs"]["diff_ids"]
             .as_array()
             .into_iter()
@@ -384,43 +388,46 @@ impl Puller {
                 diff_ids.len()
             )));
         }
-        let chains = chain_ids(&diff_ids);
+        Ok(ImageDocuments { index, manifest, config, config_bytes, layers, diff_ids })
+    }
 
-        let lease = self.create_lease().await?;
-        let result = async {
-            for (layer, diff_id) in layers.iter().zip(&diff_ids) {
-                let labels = [("containerd.io/uncompressed".to_string(), diff_id.clone())].into();
-                self.write_blob(&lease, layer, labels, Source::Registry(&reference)).await?;
-            }
-            self.unpack(&lease, &layers, &diff_ids, &chains).await?;
-            let top_chain = chains.last().cloned().unwrap_or_default();
-            let labels = [(format!("containerd.io/gc.ref.snapshot.{SNAPSHOTTER}"), top_chain)].into();
-            self.write_blob(&lease, &config, labels, Source::Bytes(&config_bytes)).await?;
-            let mut labels: HashMap<String, String> =
-                [("containerd.io/gc.ref.content.config".to_string(), config.digest.clone())].into();
-            for (i, layer) in layers.iter().enumerate() {
-                labels.insert(format!("containerd.io/gc.ref.content.l.{i}"), layer.digest.clone());
-            }
-            let manifest_descriptor = fetched_descriptor(&manifest);
-            self.write_blob(&lease, &manifest_descriptor, labels, Source::Bytes(&manifest.bytes)).await?;
-            let target = match &index {
-                Some((index, position)) => {
-                    let labels =
-                        [(format!("containerd.io/gc.ref.content.m.{position}"), manifest.digest.clone())].into();
-                    let index_descriptor = fetched_descriptor(index);
-                    self.write_blob(&lease, &index_descriptor, labels, Source::Bytes(&index.bytes)).await?;
-                    index_descriptor
-                }
-                None => manifest_descriptor,
-            };
-            self.put_image(image, target).await
+    /// Steps 3 to 6, under `lease`: the layers into the content store, unpacked into
+    /// snapshots; then config, manifest and index with the labels that keep everything from
+    /// the garbage collector; then the image record `image`, last.
+    async fn store(
+        &self,
+        lease: &str,
+        reference: &Reference,
+        image: &str,
+        documents: &ImageDocuments,
+    ) -> Result<(), PullError> {
+        let ImageDocuments { index, manifest, config, config_bytes, layers, diff_ids } = documents;
+        let chains = chain_ids(diff_ids);
+        for (layer, diff_id) in layers.iter().zip(diff_ids) {
+            let labels = [("containerd.io/uncompressed".to_string(), diff_id.clone())].into();
+            self.write_blob(lease, layer, labels, Source::Registry(reference)).await?;
         }
-        .await;
-        let deleted = self.client.leases().delete(req(DeleteLeaseRequest { id: lease.clone(), sync: false })).await;
-        if let Err(status) = deleted {
-            tracing::warn!(%lease, %status, "cannot delete the pull's lease (it expires on its own)");
+        self.unpack(lease, layers, diff_ids, &chains).await?;
+        let top_chain = chains.last().cloned().unwrap_or_default();
+        let labels = [(format!("containerd.io/gc.ref.snapshot.{SNAPSHOTTER}"), top_chain)].into();
+        self.write_blob(lease, config, labels, Source::Bytes(config_bytes)).await?;
+        let mut labels: HashMap<String, String> =
+            [("containerd.io/gc.ref.content.config".to_string(), config.digest.clone())].into();
+        for (i, layer) in layers.iter().enumerate() {
+            labels.insert(format!("containerd.io/gc.ref.content.l.{i}"), layer.digest.clone());
         }
-        result.map(|()| Pulled::Fetched)
+        let manifest_descriptor = fetched_descriptor(manifest);
+        self.write_blob(lease, &manifest_descriptor, labels, Source::Bytes(&manifest.bytes)).await?;
+        let target = match index {
+            Some((index, position)) => {
+                let labels = [(format!("containerd.io/gc.ref.content.m.{position}"), manifest.digest.clone())].into();
+                let index_descriptor = fetched_descriptor(index);
+                self.write_blob(lease, &index_descriptor, labels, Source::Bytes(&index.bytes)).await?;
+                index_descriptor
+            }
+            None => manifest_descriptor,
+        };
+        self.put_image(image, target).await
     }
 
     /// Downloads a small blob (the config) into memory, checking size and digest.
@@ -458,6 +465,14 @@ impl Puller {
             .await
             .map_err(containerd("leases.create"))?;
         Ok(id)
+    }
+
+    /// Deletes the pull's lease; what it held is referenced by the image by now, or garbage.
+    async fn delete_lease(&self, lease: &str) {
+        let deleted = self.client.leases().delete(req(DeleteLeaseRequest { id: lease.into(), sync: false })).await;
+        if let Err(status) = deleted {
+            tracing::warn!(%lease, %status, "cannot delete the pull's lease (it expires on its own)");
+        }
     }
 
     /// Puts blob `blob` into the content store with `labels` (added to the labels it has when
@@ -581,68 +596,94 @@ impl Puller {
         chains: &[String],
     ) -> Result<(), PullError> {
         for (i, ((layer, diff_id), chain)) in layers.iter().zip(diff_ids).zip(chains).enumerate() {
-            let stat = StatSnapshotRequest { snapshotter: SNAPSHOTTER.into(), key: chain.clone() };
-            match self.client.snapshots().stat(req(stat)).await {
-                Ok(_) => continue,
-                Err(status) if status.code() == Code::NotFound => {}
-                Err(status) => return Err(containerd("snapshots.stat")(status)),
+            if self.has_snapshot(chain).await? {
+                continue;
             }
             let parent = if i == 0 { String::new() } else { chains[i - 1].clone() };
-            let key = format!("extract-{:016x} {chain}", rand::random::<u64>());
-            let mounts = self
-                .client
-                .snapshots()
-                .prepare(leased(
-                    PrepareSnapshotRequest {
-                        snapshotter: SNAPSHOTTER.into(),
-                        key: key.clone(),
-                        parent,
-                        labels: HashMap::new(),
-                    },
-                    lease,
-                ))
-                .await
-                .map_err(containerd("snapshots.prepare"))?
-                .into_inner()
-                .mounts;
-            let applied = async {
-                let response = self
-                    .client
-                    .diff()
-                    .apply(leased(ApplyRequest { diff: Some(layer.clone()), mounts, ..ApplyRequest::default() }, lease))
-                    .await
-                    .map_err(containerd("diff.apply"))?
-                    .into_inner();
-                let got = response.applied.map(|applied| applied.digest).unwrap_or_default();
-                if got != *diff_id {
-                    return Err(PullError::Image(format!(
-                        "layer {} unpacked to {got}, the config says {diff_id}",
-                        layer.digest
-                    )));
-                }
-                let commit = CommitSnapshotRequest {
-                    snapshotter: SNAPSHOTTER.into(),
-                    name: chain.clone(),
-                    key: key.clone(),
-                    labels: [("containerd.io/snapshot.ref".to_string(), chain.clone())].into(),
-                };
-                match self.client.snapshots().commit(leased(commit, lease)).await {
-                    Ok(_) => Ok(true),
-                    // Unpacked meanwhile by a pull of another image with the same layers.
-                    Err(status) if status.code() == Code::AlreadyExists => Ok(false),
-                    Err(status) => Err(containerd("snapshots.commit")(status)),
-                }
-            }
-            .await;
-            if !matches!(applied, Ok(true)) {
-                let remove = RemoveSnapshotRequest { snapshotter: SNAPSHOTTER.into(), key: key.clone() };
-                if let Err(status) = self.client.snapshots().remove(req(remove)).await {
-                    tracing::debug!(%key, %status, "cannot remove an extraction snapshot");
-                }
-            }
-            applied?;
+            self.unpack_layer(lease, layer, diff_id, parent, chain).await?;
         }
         Ok(())
+    }
+
+    /// Whether the snapshot named `chain` exists.
+    async fn has_snapshot(&self, chain: &str) -> Result<bool, PullError> {
+        let stat = StatSnapshotRequest { snapshotter: SNAPSHOTTER.into(), key: chain.into() };
+        match self.client.snapshots().stat(req(stat)).await {
+            Ok(_) => Ok(true),
+            Err(status) if status.code() == Code::NotFound => Ok(false),
+            Err(status) => Err(containerd("snapshots.stat")(status)),
+        }
+    }
+
+    /// Unpacks `layer` on snapshot `parent` into the snapshot `chain`: prepare an extraction
+    /// snapshot, apply the layer, commit it as `chain`. The extraction snapshot is removed
+    /// unless it became `chain`.
+    async fn unpack_layer(
+        &self,
+        lease: &str,
+        layer: &Descriptor,
+        diff_id: &str,
+        parent: String,
+        chain: &str,
+    ) -> Result<(), PullError> {
+        let key = format!("extract-{:016x} {chain}", rand::random::<u64>());
+        let prepare = PrepareSnapshotRequest {
+            snapshotter: SNAPSHOTTER.into(),
+            key: key.clone(),
+            parent,
+            labels: HashMap::new(),
+        };
+        let mounts = self
+            .client
+            .snapshots()
+            .prepare(leased(prepare, lease))
+            .await
+            .map_err(containerd("snapshots.prepare"))?
+            .into_inner()
+            .mounts;
+        let applied = self.apply_and_commit(lease, layer, diff_id, mounts, &key, chain).await;
+        if !matches!(applied, Ok(true)) {
+            let remove = RemoveSnapshotRequest { snapshotter: SNAPSHOTTER.into(), key: key.clone() };
+            if let Err(status) = self.client.snapshots().remove(req(remove)).await {
+                tracing::debug!(%key, %status, "cannot remove an extraction snapshot");
+            }
+        }
+        applied.map(|_| ())
+    }
+
+    /// Applies `layer` to the extraction snapshot `key` (mounted at `mounts`), checks it
+    /// unpacked to `diff_id`, and commits it as `chain`. Returns false when another pull
+    /// committed `chain` meanwhile.
+    async fn apply_and_commit(
+        &self,
+        lease: &str,
+        layer: &Descriptor,
+        diff_id: &str,
+        mounts: Vec<containerd_client::types::Mount>,
+        key: &str,
+        chain: &str,
+    ) -> Result<bool, PullError> {
+        let apply = ApplyRequest { diff: Some(layer.clone()), mounts, ..ApplyRequest::default() };
+        let response = self.client.diff().apply(leased(apply, lease)).await.map_err(containerd("diff.apply"))?;
+        let got = response.into_inner().applied.map(|applied| applied.digest).unwrap_or_default();
+        if got != diff_id {
+            return Err(PullError::Image(format!(
+                "layer {} unpacked to {got}, the config says {diff_id}",
+                layer.digest
+            )));
+        }
+        let commit = CommitSnapshotRequest {
+            snapshotter: SNAPSHOTTER.into(),
+            name: chain.into(),
+            key: key.into(),
+            labels: [("containerd.io/snapshot.ref".to_string(), chain.into())].into(),
+        };
+        match self.client.snapshots().commit(leased(commit, lease)).await {
+            Ok(_) => Ok(true),
+            // Unpacked meanwhile by a pull of another image with the same layers.
+            Err(status) if status.code() == Code::AlreadyExists => Ok(false),
+            Err(status) => Err(containerd("snapshots.commit")(status)),
+        }
     }
 
     /// Creates image `name` pointing at `target`, or points the existing one at it.
@@ -670,6 +711,35 @@ impl Puller {
             Err(status) => Err(containerd("images.create")(status)),
         }
     }
+}
+
+/// An image's documents, fetched and checked; nothing is written yet.
+struct ImageDocuments {
+    /// The index the name points at (OCI index, Docker manifest list), with the position of
+    /// this platform's manifest in it; `None` when the name points at a manifest.
+    index: Option<(Fetched, usize)>,
+    /// This platform's manifest.
+    manifest: Fetched,
+    /// The manifest's config descriptor, and the config itself.
+    config: Descriptor,
+    config_bytes: Vec<u8>,
+    /// The manifest's layers, and their diff IDs (from the config), in the same order.
+    layers: Vec<Descriptor>,
+    diff_ids: Vec<String>,
+}
+
+/// The config and layer descriptors of a manifest, checked.
+fn manifest_parts(manifest: &Fetched) -> Result<(Descriptor, Vec<Descriptor>), PullError> {
+    let document = json(&manifest.bytes, "the manifest")?;
+    let config = descriptor(&document["config"], "manifest config")?;
+    let layers = document["layers"]
+        .as_array()
+        .ok_or_else(|| PullError::Image("manifest without layers".into()))?
+        .iter()
+        .enumerate()
+        .map(|(i, layer)| descriptor(layer, &format!("manifest layer {i}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((config, layers))
 }
 
 /// The descriptor of a fetched manifest or index.

@@ -1,0 +1,302 @@
+//! Commands run in a running container: exec probes ([`ContainerdRuntime::exec_probe`], exit
+//! code only) and `kubectl exec` sessions ([`ContainerdRuntime::exec_session`], with streams).
+//! Both are extra processes of the container's task (containerd's `tasks.Exec`).
+//!
+//! What it keeps true:
+//! - a probe that does not exit within its timeout is SIGKILLed and reported as timed out;
+//! - a session's output streams are FIFOs opened by the kubelet before the process starts, so
+//!   nothing the command writes is lost; they end when the command has ended;
+//! - shutting down a session's stdin closes the command's stdin (containerd's `CloseIO`);
+//! - the exec process is deleted once it exited, and a session's FIFOs with it.
+//!
+//! Not promised: a terminal (`tty`); sessions run with the container's env and working dir,
+//! probes with a fixed `PATH` in `/`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use containerd_client::services::v1::{
+    CloseIoRequest, DeleteProcessRequest, ExecProcessRequest, GetContainerRequest, KillRequest, StartRequest,
+    WaitRequest,
+};
+use tokio::net::unix::pipe;
+use tonic::Code;
+
+use super::{ContainerdRuntime, grpc, req, spec};
+use crate::runtime::{ExecSession, RuntimeError};
+
+/// The `PATH` of a probe, and of a session in a container whose spec has no env.
+const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The paths of a process's stdin, stdout and stderr as the shim sees them (empty: none).
+#[derive(Default)]
+struct Stdio {
+    stdin: String,
+    stdout: String,
+    stderr: String,
+}
+
+impl ContainerdRuntime {
+    /// Runs `command` in the running `container` of pod `uid` and returns its exit code; kills
+    /// it after `timeout`.
+    pub(super) async fn exec_probe(
+        &self,
+        uid: &str,
+        container: &str,
+        command: &[String],
+        timeout: Duration,
+    ) -> Result<i32, RuntimeError> {
+        let id = self.running_id(uid, container).await?;
+        let exec_id = format!("probe-{:016x}", rand::random::<u64>());
+        let process = spec::process(command, &[DEFAULT_PATH.to_string()], "/");
+        self.exec_process(&id, &exec_id, &process, Stdio::default()).await?;
+        let result = self.run_probe(&id, &exec_id, timeout).await;
+        let delete = DeleteProcessRequest { container_id: id, exec_id };
+        if let Err(status) = self.client.tasks().delete_process(req(delete)).await
+            && status.code() != Code::NotFound
+        {
+            tracing::debug!(%status, "deleting an exec process failed");
+        }
+        result
+    }
+
+    /// Starts exec process `exec_id` of container `id` and waits up to `timeout` for its exit
+    /// code, SIGKILLing it when the time is up.
+    async fn run_probe(&self, id: &str, exec_id: &str, timeout: Duration) -> Result<i32, RuntimeError> {
+        let mut tasks = self.client.tasks();
+        let wait = tasks.wait(req(WaitRequest { container_id: id.into(), exec_id: exec_id.into() }));
+        let start = StartRequest { container_id: id.into(), exec_id: exec_id.into() };
+        if let Err(status) = self.client.tasks().start(req(start)).await {
+            return Err(grpc("tasks.start (exec)")(status));
+        }
+        match tokio::time::timeout(timeout, wait).await {
+            Ok(Ok(response)) => Ok(i32::try_from(response.into_inner().exit_status).unwrap_or(i32::MAX)),
+            Ok(Err(status)) => Err(grpc("tasks.wait (exec)")(status)),
+            Err(_) => {
+                let kill = KillRequest { container_id: id.into(), exec_id: exec_id.into(), signal: 9, all: false };
+                let _ = self.client.tasks().kill(req(kill)).await;
+                Err(RuntimeError::Io {
+                    what: format!("exec probe in {id}"),
+                    source: std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no exit after {timeout:?}")),
+                })
+            }
+        }
+    }
+
+    /// Starts `command` in the running `container` of pod `uid` with its streams (and stdin if
+    /// asked): FIFOs → exec → start → close stdin on shutdown → delete once exited.
+    pub(super) async fn exec_session(
+        &self,
+        uid: &str,
+        container: &str,
+        command: &[String],
+        stdin: bool,
+    ) -> Result<ExecSession, RuntimeError> {
+        if command.is_empty() {
+            return Err(RuntimeError::Unsupported("no command given to exec".into()));
+        }
+        let id = self.running_id(uid, container).await?;
+        let exec_id = format!("exec-{:016x}", rand::random::<u64>());
+        let dir = self.config.root_dir.join("exec").join(&exec_id);
+        let fifos = Fifos::open(&dir, stdin)?;
+        let (env, cwd) = self.process_env(&id).await?;
+        let process = spec::process(command, &env, &cwd);
+        self.exec_process(&id, &exec_id, &process, fifos.stdio()).await?;
+        if let Err(status) =
+            self.client.tasks().start(req(StartRequest { container_id: id.clone(), exec_id: exec_id.clone() })).await
+        {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(grpc("tasks.start (exec)")(status));
+        }
+        let stdin = fifos.stdin.map(|pipe| self.close_stdin_on_shutdown(pipe, &id, &exec_id));
+        let exit = self.delete_when_exited(id, exec_id, dir);
+        Ok(ExecSession {
+            stdin: stdin.map(|writer| Box::new(writer) as Box<dyn tokio::io::AsyncWrite + Send + Unpin>),
+            stdout: Box::new(fifos.stdout),
+            stderr: Box::new(fifos.stderr),
+            exit,
+        })
+    }
+
+    /// Adds exec process `exec_id` running `process` (an OCI process spec) to container `id`.
+    async fn exec_process(
+        &self,
+        id: &str,
+        exec_id: &str,
+        process: &serde_json::Value,
+        stdio: Stdio,
+    ) -> Result<(), RuntimeError> {
+        self.client
+            .tasks()
+            .exec(req(ExecProcessRequest {
+                container_id: id.into(),
+                exec_id: exec_id.into(),
+                stdin: stdio.stdin,
+                stdout: stdio.stdout,
+                stderr: stdio.stderr,
+                terminal: false,
+                spec: Some(prost_types::Any {
+                    type_url: "types.containerd.io/opencontainers/runtime-spec/1/Process".into(),
+                    value: process.to_string().into_bytes(),
+                }),
+            }))
+            .await
+            .map_err(grpc("tasks.exec"))?;
+        Ok(())
+    }
+
+    /// The session's stdin. The shim keeps its stdin FIFO open for writing itself, so our
+    /// closing it is no EOF: CloseIO closes the command's stdin once the writer is shut down.
+    fn close_stdin_on_shutdown(&self, pipe: pipe::Sender, id: &str, exec_id: &str) -> ExecStdin {
+        let (closed, on_close) = tokio::sync::oneshot::channel();
+        let mut tasks = self.client.tasks();
+        let (container_id, exec_id) = (id.to_string(), exec_id.to_string());
+        tokio::spawn(async move {
+            if on_close.await.is_ok() {
+                let close = CloseIoRequest { container_id, exec_id, stdin: true };
+                if let Err(status) = tasks.close_io(req(close)).await {
+                    tracing::debug!(%status, "closing an exec's stdin failed");
+                }
+            }
+        });
+        ExecStdin { pipe, closed: Some(closed) }
+    }
+
+    /// Waits for exec process `exec_id` of container `id` to exit, then deletes it and its
+    /// FIFOs in `dir`; the receiver hears its exit code. An exec process stays (with its exit
+    /// status) until deleted, so waiting after the start misses nothing.
+    fn delete_when_exited(
+        &self,
+        id: String,
+        exec_id: String,
+        dir: PathBuf,
+    ) -> tokio::sync::oneshot::Receiver<Result<i32, RuntimeError>> {
+        let (exit_tx, exit) = tokio::sync::oneshot::channel();
+        let mut tasks = self.client.tasks();
+        tokio::spawn(async move {
+            let wait = tasks.wait(req(WaitRequest { container_id: id.clone(), exec_id: exec_id.clone() })).await;
+            let code = match wait {
+                Ok(response) => Ok(i32::try_from(response.into_inner().exit_status).unwrap_or(i32::MAX)),
+                Err(status) => Err(grpc("tasks.wait (exec)")(status)),
+            };
+            let delete = DeleteProcessRequest { container_id: id, exec_id };
+            if let Err(status) = tasks.delete_process(req(delete)).await {
+                tracing::debug!(%status, "deleting an exec process failed");
+            }
+            let _ = exit_tx.send(code); // the session is gone: nobody to tell
+            let _ = tokio::fs::remove_dir_all(&dir).await;
+        });
+        exit
+    }
+
+    /// The environment and working directory of container `id`'s process (from its OCI spec),
+    /// for commands exec'd in it.
+    async fn process_env(&self, id: &str) -> Result<(Vec<String>, String), RuntimeError> {
+        let container = self
+            .client
+            .containers()
+            .get(req(GetContainerRequest { id: id.into() }))
+            .await
+            .map_err(grpc("containers.get"))?
+            .into_inner()
+            .container;
+        let spec: serde_json::Value = container
+            .and_then(|container| container.spec)
+            .and_then(|spec| serde_json::from_slice(&spec.value).ok())
+            .unwrap_or_default();
+        let env = spec["process"]["env"]
+            .as_array()
+            .map(|env| env.iter().filter_map(|item| item.as_str().map(String::from)).collect())
+            .unwrap_or_else(|| vec![DEFAULT_PATH.to_string()]);
+        let cwd = spec["process"]["cwd"].as_str().unwrap_or("/").to_string();
+        Ok((env, cwd))
+    }
+}
+
+/// A session's streams: FIFOs the shim writes (and reads, for stdin), with the kubelet's ends
+/// already open.
+struct Fifos {
+    stdout_path: PathBuf,
+    stderr_path: PathBuf,
+    stdin_path: Option<PathBuf>,
+    stdout: pipe::Receiver,
+    stderr: pipe::Receiver,
+    stdin: Option<pipe::Sender>,
+}
+
+impl Fifos {
+    /// Makes the FIFOs in `dir` (stdin only if `stdin`) and opens the kubelet's ends, before the
+    /// process starts, so nothing it writes is lost.
+    fn open(dir: &Path, stdin: bool) -> Result<Fifos, RuntimeError> {
+        let io_error = |what: String| move |source| RuntimeError::Io { what, source };
+        std::fs::create_dir_all(dir).map_err(io_error(format!("creating {}", dir.display())))?;
+        let (stdout_path, stderr_path) = (make_fifo(dir, "stdout")?, make_fifo(dir, "stderr")?);
+        let stdin_path = if stdin { Some(make_fifo(dir, "stdin")?) } else { None };
+        let open = pipe::OpenOptions::new();
+        let stdout = open.open_receiver(&stdout_path).map_err(io_error("opening the exec's stdout".into()))?;
+        let stderr = open.open_receiver(&stderr_path).map_err(io_error("opening the exec's stderr".into()))?;
+        let stdin = match &stdin_path {
+            // Read-write, so that opening does not wait for the shim to open its end.
+            Some(path) => Some(
+                pipe::OpenOptions::new()
+                    .read_write(true)
+                    .open_sender(path)
+                    .map_err(io_error("opening the exec's stdin".into()))?,
+            ),
+            None => None,
+        };
+        Ok(Fifos { stdout_path, stderr_path, stdin_path, stdout, stderr, stdin })
+    }
+
+    /// The FIFOs' paths, for the shim.
+    fn stdio(&self) -> Stdio {
+        let text = |path: &Path| path.display().to_string();
+        Stdio {
+            stdin: self.stdin_path.as_deref().map(text).unwrap_or_default(),
+            stdout: text(&self.stdout_path),
+            stderr: text(&self.stderr_path),
+        }
+    }
+}
+
+/// Makes FIFO `name` in `dir`.
+fn make_fifo(dir: &Path, name: &str) -> Result<PathBuf, RuntimeError> {
+    let path = dir.join(name);
+    rustix::fs::mknodat(rustix::fs::CWD, &path, rustix::fs::FileType::Fifo, rustix::fs::Mode::from_raw_mode(0o600), 0)
+        .map_err(|errno| RuntimeError::Io { what: format!("mkfifo {}", path.display()), source: errno.into() })?;
+    Ok(path)
+}
+
+/// The stdin of an exec'd command: writes go to its FIFO; shutting it down closes the command's
+/// stdin (containerd's CloseIO).
+struct ExecStdin {
+    pipe: pipe::Sender,
+    closed: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl tokio::io::AsyncWrite for ExecStdin {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.pipe).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.pipe).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if let Some(closed) = self.closed.take() {
+            let _ = closed.send(()); // the process is gone already: nothing to close
+        }
+        std::pin::Pin::new(&mut self.pipe).poll_shutdown(cx)
+    }
+}

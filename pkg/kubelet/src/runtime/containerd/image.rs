@@ -1,0 +1,128 @@
+//! A container's image as the runtime needs it: present in containerd as the container's
+//! `imagePullPolicy` asks ([`super::pull`]), then resolved from containerd's content store to
+//! an [`ImageInfo`] (the chain ID of its top layer, and the defaults of its config).
+//!
+//! What it keeps true: the image is read from containerd, never from the registry, so a
+//! container runs exactly what containerd has under that name; an index (OCI index, Docker
+//! manifest list) is resolved to its `linux/<this machine>` manifest.
+//!
+//! Not promised: architectures other than `amd64` and `arm64` are looked up under Rust's own
+//! name for them (`std::env::consts::ARCH`).
+
+use containerd_client::services::v1::{GetImageRequest, ReadContentRequest};
+use k8s_openapi::api::core::v1::Container as PodContainer;
+use tonic::Code;
+
+use super::spec::{ImageInfo, chain_id, normalize_image};
+use super::{ContainerdRuntime, grpc, pull, req};
+use crate::runtime::RuntimeError;
+
+impl ContainerdRuntime {
+    /// Makes sure `container`'s image is in containerd (pulling it as its policy asks) and
+    /// resolves it. Returns the normalized image name and what it says.
+    pub(super) async fn ensure_image(&self, container: &PodContainer) -> Result<(String, ImageInfo), RuntimeError> {
+        let image = normalize_image(container.image.as_deref().unwrap_or_default());
+        self.puller.ensure(&image, pull::PullPolicy::of(container)).await?;
+        let info = self.image_info(&image).await?;
+        Ok((image, info))
+    }
+
+    /// Resolves `image` (normalized) to what a container needs from it: image record → (index
+    /// →) manifest → config.
+    async fn image_info(&self, image: &str) -> Result<ImageInfo, RuntimeError> {
+        let bad = |message: String| RuntimeError::Image { image: image.into(), message };
+        let found = match self.client.images().get(req(GetImageRequest { name: image.into() })).await {
+            Ok(response) => response.into_inner().image,
+            Err(status) if status.code() == Code::NotFound => None,
+            Err(status) => return Err(grpc("images.get")(status)),
+        };
+        let target = found.and_then(|image| image.target).ok_or_else(|| bad("not present in containerd".into()))?;
+        let manifest_digest = if target.media_type.contains("index") || target.media_type.contains("manifest.list") {
+            self.platform_manifest(image, &target.digest).await?
+        } else {
+            target.digest.clone()
+        };
+        let manifest = self.read_json(image, &manifest_digest).await?;
+        let config_digest =
+            manifest["config"]["digest"].as_str().ok_or_else(|| bad("manifest without config".into()))?.to_string();
+        let config = self.read_json(image, &config_digest).await?;
+        image_info_of(&config).ok_or_else(|| bad("image has no layers".into()))
+    }
+
+    /// The digest of the `linux/<this machine>` manifest in the index `index_digest`.
+    async fn platform_manifest(&self, image: &str, index_digest: &str) -> Result<String, RuntimeError> {
+        let index = self.read_json(image, index_digest).await?;
+        let arch = match std::env::consts::ARCH {
+            "x86_64" => "amd64",
+            "aarch64" => "arm64",
+            other => other,
+        };
+        index["manifests"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|entry| entry["platform"]["os"] == "linux" && entry["platform"]["architecture"] == arch)
+            .and_then(|entry| entry["digest"].as_str())
+            .map(str::to_string)
+            .ok_or_else(|| RuntimeError::Image {
+                image: image.into(),
+                message: format!("no linux/{arch} manifest in the index"),
+            })
+    }
+
+    /// Blob `digest` of `image`, parsed as JSON.
+    async fn read_json(&self, image: &str, digest: &str) -> Result<serde_json::Value, RuntimeError> {
+        let bytes = self.read_content(digest).await?;
+        serde_json::from_slice(&bytes)
+            .map_err(|error| RuntimeError::Image { image: image.into(), message: format!("blob {digest}: {error}") })
+    }
+
+    /// Blob `digest` from containerd's content store.
+    async fn read_content(&self, digest: &str) -> Result<Vec<u8>, RuntimeError> {
+        let mut stream = self
+            .client
+            .content()
+            .read(req(ReadContentRequest { digest: digest.into(), offset: 0, size: 0 }))
+            .await
+            .map_err(grpc("content.read"))?
+            .into_inner();
+        let mut bytes = Vec::new();
+        while let Some(chunk) = stream.message().await.map_err(grpc("content.read"))? {
+            bytes.extend_from_slice(&chunk.data);
+        }
+        Ok(bytes)
+    }
+}
+
+/// What an image config says a container runs by default; `None` when it has no layers.
+fn image_info_of(config: &serde_json::Value) -> Option<ImageInfo> {
+    let strings = |value: &serde_json::Value| -> Vec<String> {
+        value.as_array().into_iter().flatten().filter_map(|item| item.as_str().map(String::from)).collect()
+    };
+    let diff_ids = strings(&config["rootfs"]["diff_ids"]);
+    Some(ImageInfo {
+        chain_id: chain_id(&diff_ids)?,
+        entrypoint: strings(&config["config"]["Entrypoint"]),
+        cmd: strings(&config["config"]["Cmd"]),
+        env: strings(&config["config"]["Env"]),
+        working_dir: config["config"]["WorkingDir"].as_str().unwrap_or_default().to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_image_config_gives_the_top_chain_id_and_the_process_defaults() {
+        let config = serde_json::json!({
+            "rootfs": {"diff_ids": ["sha256:aa", "sha256:bb"]},
+            "config": {"Entrypoint": ["/bin/sh"], "Cmd": ["-c", "true"], "Env": ["PATH=/bin"], "WorkingDir": "/app"},
+        });
+        let info = image_info_of(&config).expect("layers");
+        assert_eq!(Some(info.chain_id), chain_id(&["sha256:aa".into(), "sha256:bb".into()]));
+        assert_eq!((info.entrypoint, info.cmd), (vec!["/bin/sh".to_string()], vec!["-c".to_string(), "true".into()]));
+        assert_eq!((info.env, info.working_dir.as_str()), (vec!["PATH=/bin".to_string()], "/app"));
+        assert_eq!(image_info_of(&serde_json::json!({"rootfs": {"diff_ids": []}})), None);
+    }
+}
