@@ -2,7 +2,7 @@
 //! in Kubernetes' legacy (unaggregated) form, generated from the resource registry.
 //!
 //! kubectl asks for aggregated discovery first and falls back to these when the answer is
-//! plain `application/json` (see shared research notes, kubectl-protocol §2).
+//! plain `application/json` (client-go's discovery client checks the response's content type).
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     APIGroup, APIGroupList, APIResource, APIResourceList, APIVersions, GroupVersionForDiscovery,
