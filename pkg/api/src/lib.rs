@@ -11,11 +11,13 @@
 //!   k8s-openapi types; [`field`]: the errors they report.
 //! - [`selector`]: label and field selectors, parsed and matched.
 //! - [`patch`]: strategic merge patch as `kubectl apply` sends it.
+//! - [`backoff`]: the exponential retry delay every retrying loop uses.
 //! - [`quantity`]: resource quantities (`100m`, `512Mi`) as integers.
 //! - [`columns`]: the Table column type and the cells kinds share (server-side printing).
 //!
 //! This crate does no I/O: everything here is pure and unit tested.
 
+pub mod backoff;
 pub mod columns;
 pub mod defaulting;
 pub mod field;

@@ -41,6 +41,7 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::{HeaderMap, StatusCode};
+use rkube_api::backoff::{Backoff, BackoffConfig};
 use rkube_storage::{Keys, Store};
 use serde_json::Value;
 use tokio::net::TcpListener;
@@ -217,22 +218,27 @@ pub async fn serve(listener: TcpListener, state: Arc<ApiState>) -> std::io::Resu
     result
 }
 
-/// Creates the built-in namespaces, retrying with backoff while etcd is unreachable.
+/// Creates the built-in namespaces, retrying with backoff (100 ms doubling to 5 s) while
+/// etcd is unreachable.
 async fn bootstrap(state: Arc<ApiState>) {
-    let mut delay = Duration::from_millis(100);
+    let config = BackoffConfig::doubling(Duration::from_millis(100), Duration::from_secs(5), Duration::MAX);
+    let mut backoff = Backoff::new(config);
     loop {
-        match namespace::ensure_initial(&state).await {
+        let delay = match namespace::ensure_initial(&state).await {
             Ok(()) => {
                 state.bootstrapped.store(true, Ordering::Release);
                 tracing::info!("built-in namespaces are in place");
                 return;
             }
-            Err(e) => tracing::warn!(error = %e, retry_in = ?delay, "cannot create the built-in namespaces yet"),
-        }
+            Err(e) => {
+                let delay = backoff.next_delay(tokio::time::Instant::now().into_std());
+                tracing::warn!(error = %e, retry_in = ?delay, "cannot create the built-in namespaces yet");
+                delay
+            }
+        };
         tokio::select! {
             _ = state.shutdown.cancelled() => return,
             _ = tokio::time::sleep(delay) => {}
         }
-        delay = (delay * 2).min(Duration::from_secs(5));
     }
 }

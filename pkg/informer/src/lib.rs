@@ -34,7 +34,8 @@
 //! handlers see states in resourceVersion order; deletes that happen while disconnected arrive
 //! late, as [`handler::Deleted::FinalStateUnknown`].
 
-pub mod backoff;
+/// Reconnect delays: rkube's one backoff type, from `rkube_api`.
+pub use rkube_api::backoff;
 mod error;
 pub mod factory;
 pub mod handler;

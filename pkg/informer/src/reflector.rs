@@ -322,7 +322,7 @@ where
 
     /// Waits for the next backoff delay; `false` if shutdown came first.
     async fn back_off(&self, backoff: &mut Backoff, shutdown: &CancellationToken) -> bool {
-        let delay = backoff.next_delay(Instant::now());
+        let delay = backoff.next_delay(Instant::now().into_std());
         self.metrics.backoff.set(delay.as_secs_f64());
         tracing::debug!(resource = %self.resource, ?delay, "backing off");
         tokio::select! {

@@ -14,6 +14,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference};
+use rkube_api::backoff::{Backoff, BackoffConfig};
 use rkube_client::{Api, Client, PostParams};
 use tokio_util::sync::CancellationToken;
 
@@ -33,19 +34,19 @@ pub async fn run(
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) {
-    let mut backoff = Duration::from_millis(200);
+    // Failed renewals retry sooner than the interval: 200 ms doubling up to the interval.
+    let mut backoff = Backoff::new(BackoffConfig::doubling(Duration::from_millis(200), interval, Duration::MAX));
     loop {
         let wait = match renew(&client, &node_name).await {
             Ok(()) => {
                 metrics.lease_renewals.with_label_values(&["success"]).inc();
-                backoff = Duration::from_millis(200);
+                backoff.reset();
                 interval
             }
             Err(error) => {
                 metrics.lease_renewals.with_label_values(&["error"]).inc();
-                tracing::warn!(%error, node = %node_name, "lease renewal failed; retrying");
-                let wait = backoff.min(interval);
-                backoff = (backoff * 2).min(interval);
+                let wait = backoff.next_delay(tokio::time::Instant::now().into_std());
+                tracing::warn!(%error, node = %node_name, retry_in = ?wait, "lease renewal failed; retrying");
                 wait
             }
         };

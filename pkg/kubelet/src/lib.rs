@@ -43,6 +43,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use prometheus::Registry;
+use rkube_api::backoff::{Backoff, BackoffConfig};
 use rkube_client::Client;
 use rkube_component::Readiness;
 use rkube_informer::factory::{Selectors, SharedInformerFactory};
@@ -234,17 +235,18 @@ impl Kubelet {
     /// Registers the Node, retrying with back-off (200 ms doubling to 7 s) until the apiserver
     /// takes it: nothing else makes sense before. Returns false when `shutdown` came first.
     async fn register_node(&self) -> bool {
-        let mut backoff = Duration::from_millis(200);
+        let config = BackoffConfig::doubling(Duration::from_millis(200), Duration::from_secs(7), Duration::MAX);
+        let mut backoff = Backoff::new(config);
         loop {
             match node::register(&self.client, &self.config.node).await {
                 Ok(_) => return true,
                 Err(error) => {
-                    tracing::warn!(%error, "node registration failed; retrying");
+                    let delay = backoff.next_delay(tokio::time::Instant::now().into_std());
+                    tracing::warn!(%error, retry_in = ?delay, "node registration failed; retrying");
                     tokio::select! {
                         () = self.shutdown.cancelled() => return false,
-                        () = tokio::time::sleep(backoff) => {}
+                        () = tokio::time::sleep(delay) => {}
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(7));
                 }
             }
         }

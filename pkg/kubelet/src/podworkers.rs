@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Pod;
+use rkube_api::backoff::{Backoff, BackoffConfig};
 use rkube_client::{Api, Client, DeleteParams, Preconditions};
 use rkube_informer::store::Store;
 use tokio::sync::watch;
@@ -155,7 +156,8 @@ impl PodWorkers {
 /// One pod's worker: sync, then wait for a change, the resync timer, or the retry timer.
 async fn worker(syncer: Arc<PodSyncer>, signals: Arc<WorkerSignals>, key: String, mut changed: watch::Receiver<()>) {
     let mut running_uid: Option<String> = None;
-    let mut backoff = INITIAL_BACKOFF;
+    let config = BackoffConfig::doubling(INITIAL_BACKOFF, syncer.resync_interval, Duration::MAX);
+    let mut backoff = Backoff::new(config);
     loop {
         changed.mark_unchanged();
         let started = Instant::now();
@@ -163,7 +165,7 @@ async fn worker(syncer: Arc<PodSyncer>, signals: Arc<WorkerSignals>, key: String
         syncer.metrics.pod_worker_duration.observe(started.elapsed().as_secs_f64());
         let wait = match result {
             Ok(Next::KeepGoing) => {
-                backoff = INITIAL_BACKOFF;
+                backoff.reset();
                 syncer.resync_interval
             }
             Ok(Next::Finished) => {
@@ -177,9 +179,8 @@ async fn worker(syncer: Arc<PodSyncer>, signals: Arc<WorkerSignals>, key: String
             }
             Err(error) => {
                 syncer.metrics.pod_sync_errors.inc();
-                tracing::warn!(pod = %key, %error, retry_in = ?backoff, "pod sync failed");
-                let wait = backoff;
-                backoff = (backoff * 2).min(syncer.resync_interval);
+                let wait = backoff.next_delay(tokio::time::Instant::now().into_std());
+                tracing::warn!(pod = %key, %error, retry_in = ?wait, "pod sync failed");
                 wait
             }
         };

@@ -36,6 +36,7 @@
 //! kubelet does); while it lasts, starts fail with `ImagePullBackOff` without asking the
 //! registry, and the message repeats the last failure.
 
+use rkube_api::backoff::{Backoff, BackoffConfig};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -135,8 +136,11 @@ pub enum Pulled {
 }
 
 /// The back-off of one image after failed pulls.
-struct Backoff {
-    /// The current delay (doubles with each failure).
+struct ImageBackoff {
+    /// The delays: 10 s doubling to 5 min; failures more than 2 × 5 min ago do not count (the
+    /// Kubernetes kubelet forgets them then).
+    delays: Backoff,
+    /// The current delay.
     delay: Duration,
     /// When the last pull failed.
     failed_at: Instant,
@@ -151,7 +155,7 @@ pub struct Puller {
     /// One lock per image name: pulls of the same image are serialized.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Images whose last pull failed.
-    backoff: Mutex<HashMap<String, Backoff>>,
+    backoff: Mutex<HashMap<String, ImageBackoff>>,
     metrics: Option<PullMetrics>,
 }
 
@@ -331,13 +335,17 @@ impl Puller {
     /// Records a failed pull of `image`; returns the back-off until the next attempt.
     fn fail(&self, image: &str, message: &str) -> Duration {
         let mut backoff = self.backoff.lock().unwrap_or_else(PoisonError::into_inner);
-        let delay = match backoff.get(image) {
-            // Failures long ago do not count (the Kubernetes kubelet forgets after 2 × max).
-            Some(entry) if entry.failed_at.elapsed() < 2 * BACKOFF_MAX => (entry.delay * 2).min(BACKOFF_MAX),
-            _ => BACKOFF_INITIAL,
-        };
-        backoff.insert(image.into(), Backoff { delay, failed_at: Instant::now(), message: message.into() });
-        delay
+        let now = Instant::now();
+        let entry = backoff.entry(image.into()).or_insert_with(|| ImageBackoff {
+            delays: Backoff::new(BackoffConfig::doubling(BACKOFF_INITIAL, BACKOFF_MAX, 2 * BACKOFF_MAX)),
+            delay: Duration::ZERO,
+            failed_at: now,
+            message: String::new(),
+        });
+        entry.delay = entry.delays.next_delay(now);
+        entry.failed_at = now;
+        entry.message = message.into();
+        entry.delay
     }
 
     /// Pulls `image` (normalized) from its registry into containerd (see the module docs):

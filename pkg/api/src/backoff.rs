@@ -1,7 +1,10 @@
-//! Exponential backoff with jitter between reconnect attempts, reset after a quiet period.
+//! Exponential backoff with jitter between attempts, reset after a quiet period: the one
+//! retry delay of rkube (apimachinery's `wait.Backoff`), used wherever a loop retries
+//! something that failed — the reflector's reconnects, the apiserver's bootstrap, the
+//! kubelet's registration, Lease renewals, pod syncs and image pulls.
 //!
 //! Built on `backon`'s [`ExponentialBuilder`] (the `backoff` crate is unmaintained), with the
-//! two things the reflector needs that `backon` lacks: it never runs out (`without_max_times`;
+//! two things a retry loop needs that `backon` lacks: it never runs out (`without_max_times`;
 //! `backon` stops after 3 by default) and it resets itself once no delay was asked for during
 //! [`BackoffConfig::reset_after`], i.e. after a stable stretch of watching.
 //!
@@ -15,11 +18,15 @@
 //! down together still retry at different moments because their earlier delays differed.
 //! client-go calls this the reflector's `backoffManager` (800 ms, ×2, cap 30 s, reset after
 //! 2 min, the defaults here too).
+//!
+//! Time is passed in (`next_delay(now)`), so the type does no I/O and tests choose the
+//! clock; async callers pass `tokio::time::Instant::now().into_std()`, which follows tokio's
+//! paused clock in tests.
 
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
-use tokio::time::Instant;
+use std::time::Instant;
 
 /// How reconnect delays grow. The defaults are client-go's reflector defaults.
 #[derive(Clone, Debug, PartialEq)]
@@ -57,6 +64,14 @@ pub struct Backoff {
     delays: <ExponentialBuilder as BackoffBuilder>::Backoff,
     /// When the last delay was handed out; `None` before the first or after a reset.
     last: Option<Instant>,
+}
+
+impl BackoffConfig {
+    /// A configuration without jitter that starts at `initial`, doubles up to `max` and
+    /// resets after `reset_after` without a failure.
+    pub fn doubling(initial: Duration, max: Duration, reset_after: Duration) -> BackoffConfig {
+        BackoffConfig { initial, factor: 2.0, max, reset_after, jitter: false }
+    }
 }
 
 impl Backoff {
