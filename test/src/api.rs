@@ -249,13 +249,5 @@ fn parse_line(line: &[u8]) -> Value {
 /// Percent-encodes a query parameter value (selectors, continue tokens) so that `=`, `,`, `!`,
 /// spaces, parentheses and base64's `+`/`/` survive the trip.
 pub fn escape_query(value: &str) -> String {
-    let mut escaped = String::with_capacity(value.len());
-    for byte in value.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
-            escaped.push(byte as char);
-        } else {
-            escaped.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    escaped
+    form_urlencoded::byte_serialize(value.as_bytes()).collect()
 }

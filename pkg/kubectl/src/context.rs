@@ -199,17 +199,10 @@ pub fn with_query(path: &str, params: &[(&str, &str)]) -> String {
     out
 }
 
-/// Percent-escapes a query value.
+/// Percent-escapes a query value (`application/x-www-form-urlencoded`, as Go's
+/// `url.QueryEscape`).
 pub fn escape(value: &str) -> String {
-    let mut out = String::new();
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    form_urlencoded::byte_serialize(value.as_bytes()).collect()
 }
 
 /// A streaming response read one line at a time (watch events, log lines).

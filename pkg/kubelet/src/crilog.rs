@@ -259,24 +259,17 @@ pub mod driver {
     pub fn uri(driver: &std::path::Path, options: &Options) -> String {
         format!(
             "binary://{}?path={}&max-size={}&max-files={}",
-            encode(&driver.display().to_string()),
-            encode(&options.path.display().to_string()),
+            percent_encoding::utf8_percent_encode(&driver.display().to_string(), PATH),
+            percent_encoding::utf8_percent_encode(&options.path.display().to_string(), PATH),
             options.max_size,
             options.max_files
         )
     }
 
-    /// Percent-encodes everything but unreserved characters and `/`.
-    fn encode(text: &str) -> String {
-        text.bytes()
-            .map(|byte| match byte {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
-                    (byte as char).to_string()
-                }
-                other => format!("%{other:02X}"),
-            })
-            .collect()
-    }
+    /// The characters percent-encoded in the URI's path and `path` value: all but unreserved
+    /// ones and `/` (containerd decodes both with Go's `url` package).
+    const PATH: &percent_encoding::AsciiSet =
+        &percent_encoding::NON_ALPHANUMERIC.remove(b'/').remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 
     /// Runs the driver: copies the container's stdout (fd 3) and stderr (fd 4) into the log
     /// file until both end (the shim closes them when the task is deleted), after telling the

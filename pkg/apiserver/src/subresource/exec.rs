@@ -16,6 +16,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use futures::{SinkExt, StreamExt};
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use tokio_tungstenite::tungstenite;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
@@ -73,9 +74,9 @@ async fn prepare(state: &ApiState, namespace: &str, name: &str, raw: &str) -> Re
     let rest: Vec<&str> = raw.split('&').filter(|pair| !pair.starts_with("container=") && !pair.is_empty()).collect();
     Ok(format!(
         "{base}/exec/{}/{}/{}?{}",
-        super::log::encode(namespace),
-        super::log::encode(name),
-        super::log::encode(&container),
+        utf8_percent_encode(namespace, NON_ALPHANUMERIC),
+        utf8_percent_encode(name, NON_ALPHANUMERIC),
+        utf8_percent_encode(&container, NON_ALPHANUMERIC),
         rest.join("&")
     ))
 }

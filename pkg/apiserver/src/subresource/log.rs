@@ -108,14 +108,9 @@ pub(crate) async fn pod_kubelet(state: &ApiState, pod: &Value, name: &str) -> Re
     Ok((node_name.to_string(), base))
 }
 
+/// Percent-escapes a query value (`application/x-www-form-urlencoded`).
 pub(crate) fn encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    form_urlencoded::byte_serialize(value.as_bytes()).collect()
 }
 
 #[cfg(test)]
