@@ -32,6 +32,7 @@
 //! owner gone and another alive keeps both references.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
@@ -48,7 +49,7 @@ use serde_json::json;
 
 use crate::Error;
 use crate::controller_ref::release_patch;
-use crate::worker::Syncer;
+use crate::worker::{Action, Syncer};
 
 /// The kinds whose objects are collected when their owners are gone.
 const DEPENDENT_KINDS: &[&str] = &["Pod", "ReplicaSet"];
@@ -56,6 +57,9 @@ const DEPENDENT_KINDS: &[&str] = &["Pod", "ReplicaSet"];
 pub const FOREGROUND_FINALIZER: &str = "foregroundDeletion";
 /// The owner finalizer asking that dependents be kept, without the owner's reference.
 pub const ORPHAN_FINALIZER: &str = "orphan";
+/// How soon an owner waiting for its blocking dependents is looked at again, should their
+/// delete events not wake it.
+const FOREGROUND_RECHECK: Duration = Duration::from_secs(2);
 
 /// Queues the finalize key of an owner marked for deletion that carries one of our finalizers.
 fn enqueue_if_finalizing<K: Resource<DynamicType = ()>>(queue: &WorkQueue<String>, owner: &K) {
@@ -211,14 +215,14 @@ impl GarbageCollector {
     }
 
     /// Foreground or orphan deletion of one owner marked for deletion.
-    async fn finalize(&self, owner_key: &str) -> Result<(), Error> {
-        let Some((kind, key)) = owner_key.split_once('/') else { return Ok(()) };
-        let Some(owner) = self.owner_meta(kind, key) else { return Ok(()) };
+    async fn finalize(&self, owner_key: &str) -> Result<Action, Error> {
+        let Some((kind, key)) = owner_key.split_once('/') else { return Ok(Action::await_change()) };
+        let Some(owner) = self.owner_meta(kind, key) else { return Ok(Action::await_change()) };
         let finalizers = owner.finalizers.clone().unwrap_or_default();
         let orphan = finalizers.iter().any(|f| f == ORPHAN_FINALIZER);
         let foreground = finalizers.iter().any(|f| f == FOREGROUND_FINALIZER);
         if owner.deletion_timestamp.is_none() || !(orphan || foreground) {
-            return Ok(());
+            return Ok(Action::await_change());
         }
         let uid = owner.uid.clone().unwrap_or_default();
         let namespace = owner.namespace.clone().unwrap_or_default();
@@ -296,14 +300,11 @@ impl GarbageCollector {
                     }
                 }
             }
-            if blocking > 0 {
-                // Woken by the dependents' delete events; this is only a safety net.
-                self.queue.add_after(format!("Finalize/{owner_key}"), std::time::Duration::from_secs(2));
-            }
             blocking == 0
         };
         if !finished {
-            return Ok(());
+            // Woken by the dependents' delete events; the requeue is only a safety net.
+            return Ok(Action::requeue(FOREGROUND_RECHECK));
         }
         let done = if orphan { ORPHAN_FINALIZER } else { FOREGROUND_FINALIZER };
         let remaining: Vec<&String> = finalizers.iter().filter(|f| f.as_str() != done).collect();
@@ -327,9 +328,9 @@ impl GarbageCollector {
         match removed {
             Ok(()) => {
                 tracing::info!(owner = %owner_key, finalizer = done, "dependents handled; finalizer removed");
-                Ok(())
+                Ok(Action::await_change())
             }
-            Err(error) if error.is_not_found() => Ok(()),
+            Err(error) if error.is_not_found() => Ok(Action::await_change()),
             Err(source) => Err(Error::Read { what: format!("removing finalizer {done} from {owner_key}"), source }),
         }
     }
@@ -344,30 +345,30 @@ where
 }
 
 impl Syncer for GarbageCollector {
-    async fn sync(&self, key: &str) -> Result<(), Error> {
+    async fn sync(&self, key: &str) -> Result<Action, Error> {
         if let Some(owner_key) = key.strip_prefix("Finalize/") {
             return self.finalize(owner_key).await;
         }
-        let Some((kind, object_key)) = key.split_once('/') else { return Ok(()) };
+        let Some((kind, object_key)) = key.split_once('/') else { return Ok(Action::await_change()) };
         if !DEPENDENT_KINDS.contains(&kind) {
-            return Ok(());
+            return Ok(Action::await_change());
         }
         let meta = match kind {
             "Pod" => self.pods.get(object_key).map(|object| object.metadata.clone()),
             _ => self.replica_sets.get(object_key).map(|object| object.metadata.clone()),
         };
-        let Some(meta) = meta else { return Ok(()) }; // gone already
+        let Some(meta) = meta else { return Ok(Action::await_change()) }; // gone already
         if meta.deletion_timestamp.is_some() {
-            return Ok(());
+            return Ok(Action::await_change());
         }
         let owners = meta.owner_references.clone().unwrap_or_default();
         if owners.is_empty() {
-            return Ok(());
+            return Ok(Action::await_change());
         }
         let namespace = meta.namespace.clone().unwrap_or_default();
         for owner in &owners {
             if self.owner_exists(&namespace, owner).await? {
-                return Ok(());
+                return Ok(Action::await_change());
             }
         }
         let name = meta.name.clone().unwrap_or_default();
@@ -383,10 +384,10 @@ impl Syncer for GarbageCollector {
         match deleted {
             Ok(()) => {
                 tracing::info!(%key, owners = ?owners.iter().map(|o| format!("{}/{}", o.kind, o.name)).collect::<Vec<_>>(), "owners gone; deleted");
-                Ok(())
+                Ok(Action::await_change())
             }
             // Gone already, or replaced by a new object under the same name (uid precondition).
-            Err(error) if error.is_not_found() || error.is_conflict() => Ok(()),
+            Err(error) if error.is_not_found() || error.is_conflict() => Ok(Action::await_change()),
             Err(source) => Err(Error::Read { what: format!("deleting {key}"), source }),
         }
     }

@@ -11,8 +11,9 @@
 //! - [`garbagecollector`]: deletes objects whose owners are gone (background propagation);
 //! - [`nodelifecycle`]: marks silent nodes Unknown and tainted, and evicts their pods;
 //! - shared pieces: [`expectations`], [`controller_ref`] (adoption and release), [`podutil`]
-//!   (active, ready, available, deletion order), [`worker`] (the requeue-with-backoff loop)
-//!   and [`metrics`].
+//!   (active, ready, available, deletion order), [`worker`] (the loop that syncs keys and
+//!   does what each sync's [`worker::Action`] asks: requeue later, wait for a change, or
+//!   retry an error with backoff) and [`metrics`].
 //!
 //! [`run`] is the whole controller-manager: endpoints, leader election, then
 //! [`run_controllers`]. Tests and benchmarks that want the controllers in-process can call

@@ -44,7 +44,7 @@ use crate::Error;
 use crate::controller_ref::{adopt_patch, controller_of, new_controller_ref, release_patch};
 use crate::expectations::Expectations;
 use crate::podutil::{self, deletion_order, is_active, is_available, is_ready};
-use crate::worker::Syncer;
+use crate::worker::{Action, Syncer};
 
 /// Most pods created or deleted in one sync (client-go's `BurstReplicas`).
 pub const BURST_REPLICAS: usize = 500;
@@ -211,11 +211,11 @@ fn outcome_unknown(error: &rkube_client::Error) -> bool {
 }
 
 impl Syncer for ReplicaSetController {
-    async fn sync(&self, key: &str) -> Result<(), Error> {
+    async fn sync(&self, key: &str) -> Result<Action, Error> {
         let shared = &self.shared;
         let Some(rs) = shared.replica_sets.get(key) else {
             shared.expectations.forget(key);
-            return Ok(());
+            return Ok(Action::await_change());
         };
         let needs_sync = shared.expectations.satisfied(key);
         let spec = rs.spec.clone();
@@ -223,7 +223,7 @@ impl Syncer for ReplicaSetController {
             Ok(selector) if !selector.is_empty() => selector,
             Ok(_) | Err(_) => {
                 tracing::warn!(%key, "invalid or empty selector; not syncing");
-                return Ok(());
+                return Ok(Action::await_change());
             }
         };
         let namespace = rs.metadata.namespace.clone().unwrap_or_default();
@@ -241,9 +241,10 @@ impl Syncer for ReplicaSetController {
         let min_ready = spec.min_ready_seconds.unwrap_or(0);
         let now = Timestamp::now();
         if min_ready > 0 && owned.iter().any(|pod| is_ready(pod) && !is_available(pod, min_ready, now)) {
-            shared.queue.add_after(key.to_string(), Duration::from_secs(u64::try_from(min_ready).unwrap_or(0)));
+            // A ready pod becomes available within minReadySeconds: count it then.
+            return Ok(Action::requeue(Duration::from_secs(u64::try_from(min_ready).unwrap_or(0))));
         }
-        Ok(())
+        Ok(Action::await_change())
     }
 }
 

@@ -57,7 +57,7 @@ use serde_json::{Value, json};
 use crate::Error;
 use crate::controller_ref::{adopt_patch, controller_of, new_controller_ref, release_patch};
 use crate::podutil::{is_active, is_available, is_ready};
-use crate::worker::Syncer;
+use crate::worker::{Action, Syncer};
 use rollout::{Replicas, Sized, fenceposts, new_replica_set_replicas, proportional_scale, scale_down_old};
 use status::{Counts, Rollout, is_complete, status_for};
 
@@ -409,20 +409,19 @@ pub fn template_hash(template: &PodTemplateSpec) -> String {
 }
 
 impl Syncer for DeploymentController {
-    async fn sync(&self, key: &str) -> Result<(), Error> {
-        let Some(deployment) = self.deployments.get(key) else { return Ok(()) };
+    async fn sync(&self, key: &str) -> Result<Action, Error> {
+        let Some(deployment) = self.deployments.get(key) else { return Ok(Action::await_change()) };
         let selector = match LabelSelector::from_meta(&deployment.spec.selector) {
             Ok(selector) if !selector.is_empty() => selector,
             _ => {
                 tracing::warn!(%key, "invalid or empty selector; not syncing");
-                return Ok(());
+                return Ok(Action::await_change());
             }
         };
         let owned = self.claim(&deployment, &selector).await?;
         if !self.cache_caught_up(&owned) {
             // Our own last write is not in the cache yet: decide on fresh data only.
-            self.queue.add_after(key.to_string(), Duration::from_millis(200));
-            return Ok(());
+            return Ok(Action::requeue(Duration::from_millis(200)));
         }
         let mut new_rs: Option<Arc<ReplicaSet>> =
             owned.iter().find(|rs| same_template(rs, &deployment.spec.template)).cloned();
@@ -546,16 +545,19 @@ impl Syncer for DeploymentController {
         };
         let (status, recheck) = status_for(&deployment, &rollout, now);
         self.write_status(&deployment, status, new_rs.as_deref()).await?;
+        let mut action = Action::await_change();
         if let Some(seconds) = recheck {
-            self.queue.add_after(key.to_string(), Duration::from_secs(u64::try_from(seconds.max(0)).unwrap_or(0) + 1));
+            // The progress deadline runs: look again just after it would pass.
+            action = Action::requeue(Duration::from_secs(u64::try_from(seconds.max(0)).unwrap_or(0) + 1));
         }
         if min_ready > 0 && counts.ready > counts.available {
-            self.queue.add_after(key.to_string(), Duration::from_secs(1));
+            // Ready pods become available as minReadySeconds pass.
+            action = action.sooner(Action::requeue(Duration::from_secs(1)));
         }
         if active && is_complete(&deployment, &counts) {
             self.clean_up_history(&deployment, &old).await?;
         }
-        Ok(())
+        Ok(action)
     }
 }
 
