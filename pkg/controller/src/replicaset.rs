@@ -8,7 +8,10 @@
 //! 2. **manage**: only when the [`Expectations`] for the key are satisfied (the cache has seen
 //!    every create and delete of the last sync), create the missing pods from the template
 //!    (generateName `<rs>-`) in slow-start batches of 1, 2, 4, …, stopping at the first batch
-//!    that fails, or delete the surplus in [`podutil::deletion_order`];
+//!    that fails, or delete the surplus in [`podutil::deletion_order`]. While they are unmet,
+//!    the sync returns [`Action::requeue`] for the moment they expire: the events they wait
+//!    for may never come (a create cut off mid-request may never have happened), and nothing
+//!    else would wake the key;
 //! 3. **status**: write `replicas`, `fullyLabeledReplicas`, `readyReplicas`,
 //!    `availableReplicas` (ready for `minReadySeconds`), `observedGeneration` and a
 //!    `ReplicaFailure` condition (when a create or delete was refused) through the status
@@ -19,7 +22,9 @@
 //!
 //! What it keeps true (tests in `test/tests/controller_replicaset.rs`): a lagging or
 //! reconnecting cache never makes it create or delete twice for the same shortfall; pods of
-//! other controllers are never touched. Not promised: at most 500 pods are created or deleted
+//! other controllers are never touched; a scale-up cut off by an apiserver outage still
+//! reaches its replica count (`a_scale_up_cut_off_by_an_apiserver_outage_still_reaches_its_replica_count`,
+//! and below, `a_sync_held_back_by_unmet_expectations_requeues_no_later_than_they_expire`). Not promised: at most 500 pods are created or deleted
 //! per sync (client-go's `BurstReplicas`); more take more syncs.
 
 use std::collections::BTreeMap;
@@ -217,7 +222,8 @@ impl Syncer for ReplicaSetController {
             shared.expectations.forget(key);
             return Ok(Action::await_change());
         };
-        let needs_sync = shared.expectations.satisfied(key);
+        // `None`: the cache has caught up with our last writes, so its pod count can be trusted.
+        let expectations_expire_in = shared.expectations.expires_in(key);
         let spec = rs.spec.clone();
         let selector = match LabelSelector::from_meta(&spec.selector) {
             Ok(selector) if !selector.is_empty() => selector,
@@ -231,20 +237,24 @@ impl Syncer for ReplicaSetController {
             self.pods.by_index(NAMESPACE_INDEX, &namespace)?.into_iter().filter(|pod| is_active(pod)).collect();
         let owned = self.claim_pods(&rs, &selector, pods).await?;
         let mut manage_error = None;
-        if needs_sync && rs.metadata.deletion_timestamp.is_none() {
+        if expectations_expire_in.is_none() && rs.metadata.deletion_timestamp.is_none() {
             manage_error = self.manage_replicas(key, &rs, &owned).await.err();
         }
         self.update_status(&rs, &owned, manage_error.as_ref()).await?;
         if let Some(error) = manage_error {
             return Err(error);
         }
+        // Unmet expectations held the scaling back: come back when they expire. The events they
+        // wait for may never arrive (a create cut off mid-request may never have happened), and
+        // then nothing else would wake this key.
+        let mut action = expectations_expire_in.map_or_else(Action::await_change, Action::requeue);
         let min_ready = spec.min_ready_seconds.unwrap_or(0);
         let now = Timestamp::now();
         if min_ready > 0 && owned.iter().any(|pod| is_ready(pod) && !is_available(pod, min_ready, now)) {
             // A ready pod becomes available within minReadySeconds: count it then.
-            return Ok(Action::requeue(Duration::from_secs(u64::try_from(min_ready).unwrap_or(0))));
+            action = action.sooner(Action::requeue(Duration::from_secs(u64::try_from(min_ready).unwrap_or(0))));
         }
-        Ok(Action::await_change())
+        Ok(action)
     }
 }
 
@@ -491,7 +501,7 @@ fn same_status(current: &Value, wanted: &Value) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::apps::v1::ReplicaSetSpec;
+    use k8s_openapi::api::apps::v1::{ReplicaSetSpec, ReplicaSetStatus};
     use k8s_openapi::api::core::v1::PodTemplateSpec;
 
     fn replica_set() -> ReplicaSet {
@@ -506,6 +516,10 @@ mod tests {
             },
             spec: ReplicaSetSpec {
                 replicas: Some(2),
+                selector: k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector {
+                    match_labels: Some(labels.clone()),
+                    ..Default::default()
+                },
                 template: Some(PodTemplateSpec {
                     metadata: Some(ObjectMeta { labels: Some(labels), ..ObjectMeta::default() }),
                     spec: None,
@@ -514,6 +528,53 @@ mod tests {
             },
             status: None,
         }
+    }
+
+    /// A controller over caches holding `rs` and no pods, with a client that reaches nothing:
+    /// any write it attempts fails.
+    fn controller_of_cached(rs: ReplicaSet) -> ReplicaSetController {
+        let client = Client::new(rkube_client::Config::new("http://127.0.0.1:1".parse().unwrap())).unwrap();
+        let mut replica_sets = rkube_informer::store::Writer::default();
+        replica_sets.apply(Arc::new(rs));
+        let pods = rkube_informer::store::Writer::<Pod>::default();
+        ReplicaSetController {
+            client,
+            pods: pods.store(),
+            shared: Arc::new(Shared {
+                replica_sets: replica_sets.store(),
+                queue: WorkQueue::new("replicaset", RateLimiter::default(), None),
+                expectations: Expectations::default(),
+            }),
+        }
+    }
+
+    /// `replica_set()` with a stored status that already says what the controller would write
+    /// for no pods, so a sync that creates nothing writes nothing either.
+    fn replica_set_with_current_status() -> ReplicaSet {
+        let mut rs = replica_set();
+        rs.status = Some(ReplicaSetStatus { observed_generation: Some(3), ..ReplicaSetStatus::default() });
+        rs
+    }
+
+    #[tokio::test]
+    async fn a_sync_held_back_by_unmet_expectations_requeues_no_later_than_they_expire() {
+        let controller = controller_of_cached(replica_set_with_current_status());
+        let expectations = &controller.shared.expectations;
+        // The fault: two creates were cut off mid-request and may never have happened.
+        expectations.expect_creations("ns/web", 2);
+        expectations.creation_uncertain("ns/web");
+        // Ok, not an error: the sync did not even try to create (the client reaches nothing).
+        let action = controller.sync("ns/web").await.unwrap();
+        let delay = action.requeue_after().expect("a requeue, or nothing would ever wake the key");
+        assert!(delay <= crate::expectations::UNCERTAIN_TTL, "requeued after {delay:?}");
+    }
+
+    #[tokio::test]
+    async fn a_sync_with_met_expectations_and_nothing_to_do_waits_for_a_change() {
+        let mut rs = replica_set_with_current_status();
+        rs.spec.replicas = Some(0);
+        let controller = controller_of_cached(rs);
+        assert_eq!(controller.sync("ns/web").await.unwrap(), Action::await_change());
     }
 
     #[test]
