@@ -93,7 +93,7 @@ pub async fn run_workers<S: Syncer>(
                 let started = Instant::now();
                 metrics.syncs.with_label_values(&[name]).inc();
                 let result = syncer.sync(&key).await;
-                apply(name, &queue, &key, result, &metrics);
+                apply_sync_result(name, &queue, &key, result, &metrics);
                 metrics.duration.with_label_values(&[name]).observe(started.elapsed().as_secs_f64());
                 queue.done(&key);
             }
@@ -110,7 +110,7 @@ pub async fn run_workers<S: Syncer>(
 
 /// Does what a sync of `key` asked for (or what its error calls for). Called while the key is
 /// still held, before `done`.
-fn apply(
+fn apply_sync_result(
     name: &'static str,
     queue: &WorkQueue<String>,
     key: &str,
