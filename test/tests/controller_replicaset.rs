@@ -252,3 +252,78 @@ async fn available_replicas_wait_for_min_ready_seconds() {
     })
     .await;
 }
+
+/// The pid of the `rkube-apiserver` listening on the port of `url` (found through /proc).
+fn apiserver_pid(url: &str) -> u32 {
+    let port = url.rsplit(':').next().unwrap_or_default();
+    let entries = std::fs::read_dir("/proc").expect("read /proc");
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .find(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let args: Vec<&[u8]> = cmdline.split(|byte| *byte == 0).collect();
+            args.first().is_some_and(|program| program.ends_with(b"rkube-apiserver"))
+                && args.windows(2).any(|pair| pair[0] == b"--port" && pair[1] == port.as_bytes())
+        })
+        .unwrap_or_else(|| panic!("no rkube-apiserver process listening on {url}"))
+}
+
+/// Whether a connection to `url`'s port holds request bytes its server has not read: with
+/// the server frozen, a request is then in flight and will never be answered.
+fn a_request_waits_unread_at(url: &str) -> bool {
+    let port: u16 = url.rsplit(':').next().and_then(|port| port.parse().ok()).expect("port in url");
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    // Each line: `sl local_address rem_address st tx_queue:rx_queue ...`, addresses as hex
+    // `IP:PORT`.
+    table.lines().skip(1).any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let local_port = fields.get(1).and_then(|address| address.rsplit(':').next());
+        let rx_queue = fields.get(4).and_then(|queues| queues.rsplit(':').next());
+        local_port.and_then(|hex| u16::from_str_radix(hex, 16).ok()) == Some(port)
+            && rx_queue.and_then(|hex| u64::from_str_radix(hex, 16).ok()).is_some_and(|bytes| bytes > 0)
+    })
+}
+
+/// The fault-audit case: the apiserver dies while pod creates are in flight, so their outcome
+/// is unknown and the ReplicaSet's expectations stay unmet until their shortened deadline
+/// (15 s). By then every event has been seen and nothing else wakes the key: the sync that
+/// skipped creating must itself ask to run again when the expectations expire.
+///
+/// To cut a create off mid-request every time, the apiserver is frozen (SIGSTOP) once the
+/// scale-up has started, killed as soon as a create waits unread in its socket, and restarted
+/// 2 s later.
+#[tokio::test]
+async fn a_scale_up_cut_off_by_an_apiserver_outage_still_reaches_its_replica_count() {
+    // 20 creates per second: the 40 new pods take about 2 s, so the apiserver dies among them.
+    let (mut cluster, manager, api) = start_with(&["--kube-api-qps=20", "--kube-api-burst=1"]).await;
+    api.create("/apis/apps/v1/namespaces/default/replicasets", &replica_set("default", "web", 20, "nginx")).await;
+    exactly(&api, "web", 20).await;
+    scale(&api, "web", 60).await;
+    let at_freeze = eventually(LONG, "the scale-up to start", || async {
+        let count = live_pods(&api, "default", "app=web").await.len();
+        (count > 20).then_some(count)
+    })
+    .await;
+    let pid = apiserver_pid(cluster.url());
+    let frozen = std::process::Command::new("kill").args(["-STOP", &pid.to_string()]).status();
+    assert!(frozen.is_ok_and(|status| status.success()), "SIGSTOP the apiserver");
+    let url = cluster.url().to_string();
+    eventually(LONG, "a pod create in flight to the frozen apiserver", || async {
+        a_request_waits_unread_at(&url).then_some(())
+    })
+    .await;
+    cluster.apiserver.kill();
+    assert!(at_freeze < 60, "the apiserver must die mid scale-up, not after ({at_freeze} pods)");
+    // The outage itself: for this long, creates and status writes are refused.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    cluster.apiserver.restart().await.expect("apiserver restarts");
+    eventually(LONG, "60 live pods and status.replicas 60", || async {
+        let count = live_pods(&api, "default", "app=web").await.len();
+        let rs = api.get_ok("/apis/apps/v1/namespaces/default/replicasets/web").await;
+        (count == 60 && rs["status"]["replicas"] == 60).then_some(())
+    })
+    .await;
+    let log = manager.log();
+    assert!(log.contains("transport"), "a create was cut off mid-request (outcome unknown); log:\n{log}");
+}

@@ -13,7 +13,10 @@
 //! - a deletion is counted once per pod key, however many times it is observed (a pod first
 //!   gets a `deletionTimestamp`, then is really deleted);
 //! - an entry is satisfied anyway once its deadline passes (5 minutes, client-go's
-//!   `ExpectationsTimeout`): a safety valve for watch events that were lost.
+//!   `ExpectationsTimeout`): a safety valve for watch events that were lost;
+//! - while an entry is unmet, [`Expectations::expires_in`] says how long until that deadline,
+//!   never longer than the entry's TTL, so a sync that waits for the cache can ask to run
+//!   again when the waiting ends (no event may ever come to wake it).
 //!
 //! One difference from client-go: when a create fails in a way that leaves its outcome unknown
 //! (the connection broke mid-request), client-go lowers the expectation at once, which can
@@ -71,10 +74,23 @@ impl Expectations {
     /// Whether the cache has caught up with every write recorded for `key`: nothing is
     /// outstanding, the entry expired, or there is no entry.
     pub fn satisfied(&self, key: &str) -> bool {
-        match self.entries().get(key) {
-            None => true,
-            Some(entry) => (entry.adds <= 0 && entry.deletes.is_empty()) || Instant::now() >= entry.deadline,
+        self.expires_in(key).is_none()
+    }
+
+    /// While the expectations for `key` are unmet, how long until they expire and count as
+    /// satisfied anyway; `None` when they are satisfied already.
+    ///
+    /// A sync that skips work because of unmet expectations must come back after this long:
+    /// the events it waits for may never arrive (a create whose outcome is unknown may never
+    /// have happened), and then nothing else wakes its key.
+    pub fn expires_in(&self, key: &str) -> Option<Duration> {
+        let entries = self.entries();
+        let entry = entries.get(key)?;
+        if entry.adds <= 0 && entry.deletes.is_empty() {
+            return None;
         }
+        let left = entry.deadline.saturating_duration_since(Instant::now());
+        (!left.is_zero()).then_some(left)
     }
 
     /// Records that `count` pods are about to be created for `key` (replacing any old entry).
@@ -169,6 +185,21 @@ mod tests {
         assert!(!expectations.satisfied("ns/rs"), "the pod may still show up");
         let deadline = expectations.entries().get("ns/rs").map(|entry| entry.deadline);
         assert!(deadline.is_some_and(|deadline| deadline <= Instant::now() + UNCERTAIN_TTL));
+    }
+
+    #[test]
+    fn unmet_expectations_expire_no_later_than_their_ttl_and_met_ones_not_at_all() {
+        let expectations = Expectations::default();
+        assert_eq!(expectations.expires_in("ns/rs"), None, "no entry");
+        expectations.expect_creations("ns/rs", 2);
+        let left = expectations.expires_in("ns/rs");
+        assert!(left.is_some_and(|left| left <= EXPECTATIONS_TTL && left > EXPECTATIONS_TTL / 2), "{left:?}");
+        expectations.creation_uncertain("ns/rs");
+        let left = expectations.expires_in("ns/rs");
+        assert!(left.is_some_and(|left| left <= UNCERTAIN_TTL), "an uncertain create shortens it: {left:?}");
+        expectations.creation_observed("ns/rs");
+        expectations.creation_observed("ns/rs");
+        assert_eq!(expectations.expires_in("ns/rs"), None, "everything observed");
     }
 
     #[test]

@@ -27,11 +27,17 @@
 //! The apiserver adds these finalizers when a DELETE asks for `propagationPolicy:
 //! Foreground` or `Orphan`.
 //!
+//! The decisions are pure functions with unit tests below: what a key names (`parse_key`),
+//! which dependents are worth checking (`is_candidate`), when the cache alone proves an owner
+//! alive (`alive_by_cache`), which propagation to finish (`propagation_to_finish`: orphan wins
+//! over foreground), and what a foreground pass deletes and waits for (`foreground_plan`).
+//!
 //! Not promised: owners of kinds this controller does not know (anything but Deployment, ReplicaSet and
 //! Pod) are assumed to exist, so their dependents are never deleted. A dependent with one
 //! owner gone and another alive keeps both references.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
@@ -48,14 +54,20 @@ use serde_json::json;
 
 use crate::Error;
 use crate::controller_ref::release_patch;
-use crate::worker::Syncer;
+use crate::worker::{Action, Syncer};
 
 /// The kinds whose objects are collected when their owners are gone.
 const DEPENDENT_KINDS: &[&str] = &["Pod", "ReplicaSet"];
+/// The owner kinds the collector caches and can look up; owners of any other kind count as
+/// alive.
+const OWNER_KINDS: &[&str] = &["Deployment", "ReplicaSet", "Pod"];
 /// The owner finalizer asking that dependents go first.
 pub const FOREGROUND_FINALIZER: &str = "foregroundDeletion";
 /// The owner finalizer asking that dependents be kept, without the owner's reference.
 pub const ORPHAN_FINALIZER: &str = "orphan";
+/// How soon an owner waiting for its blocking dependents is looked at again, should their
+/// delete events not wake it.
+const FOREGROUND_RECHECK: Duration = Duration::from_secs(2);
 
 /// Queues the finalize key of an owner marked for deletion that carries one of our finalizers.
 fn enqueue_if_finalizing<K: Resource<DynamicType = ()>>(queue: &WorkQueue<String>, owner: &K) {
@@ -177,16 +189,12 @@ impl GarbageCollector {
         self.queue.clone()
     }
 
-    /// Whether an object with the owner's uid exists: the cache first, then the apiserver.
+    /// Whether an object with the owner's uid exists: the cache first ([`alive_by_cache`]),
+    /// then the apiserver.
     async fn owner_exists(&self, namespace: &str, owner: &OwnerReference) -> Result<bool, Error> {
         let key = format!("{namespace}/{}", owner.name);
-        let cached_uid = match owner.kind.as_str() {
-            "Deployment" => self.deployments.get(&key).and_then(|object| object.metadata.uid.clone()),
-            "ReplicaSet" => self.replica_sets.get(&key).and_then(|object| object.metadata.uid.clone()),
-            "Pod" => self.pods.get(&key).and_then(|object| object.metadata.uid.clone()),
-            _ => return Ok(true), // a kind we do not know: never collect on its account
-        };
-        if cached_uid.as_deref() == Some(owner.uid.as_str()) {
+        let cached_uid = self.owner_meta(&owner.kind, &key).and_then(|meta| meta.uid);
+        if alive_by_cache(owner, cached_uid.as_deref()) {
             return Ok(true);
         }
         let fresh = match owner.kind.as_str() {
@@ -197,10 +205,8 @@ impl GarbageCollector {
         let fresh = fresh.map_err(|source| Error::Read { what: format!("looking up owner {key}"), source })?;
         Ok(fresh.as_deref() == Some(owner.uid.as_str()))
     }
-}
 
-impl GarbageCollector {
-    /// The cached metadata of the owner `kind/namespace/name`, for the kinds we cache.
+    /// The cached metadata of the object `namespace/name` of `kind`, for the kinds we cache.
     fn owner_meta(&self, kind: &str, key: &str) -> Option<ObjectMeta> {
         match kind {
             "Deployment" => self.deployments.get(key).map(|object| object.metadata.clone()),
@@ -209,104 +215,154 @@ impl GarbageCollector {
             _ => None,
         }
     }
+}
 
-    /// Foreground or orphan deletion of one owner marked for deletion.
-    async fn finalize(&self, owner_key: &str) -> Result<(), Error> {
-        let Some((kind, key)) = owner_key.split_once('/') else { return Ok(()) };
-        let Some(owner) = self.owner_meta(kind, key) else { return Ok(()) };
-        let finalizers = owner.finalizers.clone().unwrap_or_default();
-        let orphan = finalizers.iter().any(|f| f == ORPHAN_FINALIZER);
-        let foreground = finalizers.iter().any(|f| f == FOREGROUND_FINALIZER);
-        if owner.deletion_timestamp.is_none() || !(orphan || foreground) {
-            return Ok(());
+impl Syncer for GarbageCollector {
+    async fn sync(&self, key: &str) -> Result<Action, Error> {
+        match parse_key(key) {
+            Some(GcKey::Finalize { kind, key }) => self.finalize(kind, key).await,
+            Some(GcKey::Dependent { kind, key: object_key }) => self.collect(kind, object_key, key).await,
+            None => Ok(Action::await_change()),
         }
+    }
+}
+
+impl GarbageCollector {
+    /// Deletes the dependent `object_key` of `kind` (queued as `key`) if none of its owners
+    /// exists any more.
+    async fn collect(&self, kind: &str, object_key: &str, key: &str) -> Result<Action, Error> {
+        let meta = match kind {
+            "Pod" => self.pods.get(object_key).map(|object| object.metadata.clone()),
+            _ => self.replica_sets.get(object_key).map(|object| object.metadata.clone()),
+        };
+        let Some(meta) = meta.filter(is_candidate) else { return Ok(Action::await_change()) };
+        let owners = meta.owner_references.clone().unwrap_or_default();
+        let namespace = meta.namespace.clone().unwrap_or_default();
+        for owner in &owners {
+            if self.owner_exists(&namespace, owner).await? {
+                return Ok(Action::await_change());
+            }
+        }
+        let name = meta.name.clone().unwrap_or_default();
+        let params = DeleteParams {
+            propagation_policy: Some(PropagationPolicy::Background),
+            preconditions: Some(Preconditions { uid: meta.uid.clone(), resource_version: None }),
+            ..DeleteParams::default()
+        };
+        let deleted = match kind {
+            "Pod" => Api::<Pod>::namespaced(self.client.clone(), &namespace).delete(&name, &params).await.map(drop),
+            _ => Api::<ReplicaSet>::namespaced(self.client.clone(), &namespace).delete(&name, &params).await.map(drop),
+        };
+        match deleted {
+            Ok(()) => {
+                tracing::info!(%key, owners = ?owners.iter().map(|o| format!("{}/{}", o.kind, o.name)).collect::<Vec<_>>(), "owners gone; deleted");
+                Ok(Action::await_change())
+            }
+            // Gone already, or replaced by a new object under the same name (uid precondition).
+            Err(error) if error.is_not_found() || error.is_conflict() => Ok(Action::await_change()),
+            Err(source) => Err(Error::Read { what: format!("deleting {key}"), source }),
+        }
+    }
+
+    /// Foreground or orphan deletion of the owner `namespace/name` of `kind`, marked for
+    /// deletion: handle its dependents, then remove our finalizer so the apiserver lets it go.
+    async fn finalize(&self, kind: &str, key: &str) -> Result<Action, Error> {
+        let Some(owner) = self.owner_meta(kind, key) else { return Ok(Action::await_change()) };
+        let Some(propagation) = propagation_to_finish(&owner) else { return Ok(Action::await_change()) };
+        let owner_key = format!("{kind}/{key}");
         let uid = owner.uid.clone().unwrap_or_default();
-        let namespace = owner.namespace.clone().unwrap_or_default();
-        let mut dependents: Vec<(&str, ObjectMeta)> = Vec::new();
+        let mut dependents = Vec::new();
         for pod in self.pods.by_index(OWNER_UID_INDEX, &uid)? {
-            dependents.push(("Pod", pod.metadata.clone()));
+            dependents.push(Dependent { kind: "Pod", meta: pod.metadata.clone() });
         }
         for rs in self.replica_sets.by_index(OWNER_UID_INDEX, &uid)? {
-            dependents.push(("ReplicaSet", rs.metadata.clone()));
+            dependents.push(Dependent { kind: "ReplicaSet", meta: rs.metadata.clone() });
         }
-        let finished = if orphan {
-            for (dependent_kind, meta) in &dependents {
-                let name = meta.name.clone().unwrap_or_default();
-                let patch = Patch::Merge(release_patch(meta, &uid));
-                let released = match *dependent_kind {
-                    "Pod" => Api::<Pod>::namespaced(self.client.clone(), &namespace)
-                        .patch(&name, &PatchParams::default(), &patch)
-                        .await
-                        .map(drop),
-                    _ => Api::<ReplicaSet>::namespaced(self.client.clone(), &namespace)
-                        .patch(&name, &PatchParams::default(), &patch)
-                        .await
-                        .map(drop),
-                };
-                match released {
-                    Ok(()) => {
-                        tracing::info!(owner = %owner_key, dependent = %format!("{dependent_kind}/{name}"), "orphaned")
-                    }
-                    Err(error) if error.is_not_found() => {}
-                    Err(source) => {
-                        return Err(Error::Release { object: format!("{dependent_kind} {namespace}/{name}"), source });
-                    }
+        match propagation {
+            Propagation::Orphan => self.orphan(&owner_key, &owner, &dependents).await?,
+            Propagation::Foreground => {
+                let plan = foreground_plan(&dependents, &uid);
+                self.delete_in_foreground(&owner_key, &owner, &plan.to_delete).await?;
+                if plan.blocking > 0 {
+                    // Woken by the dependents' delete events; the requeue is only a safety net.
+                    return Ok(Action::requeue(FOREGROUND_RECHECK));
                 }
             }
-            true
-        } else {
-            let mut blocking = 0;
-            for (dependent_kind, meta) in &dependents {
-                let blocks = meta
-                    .owner_references
-                    .iter()
-                    .flatten()
-                    .any(|o| o.uid == uid && o.block_owner_deletion == Some(true));
-                if blocks {
-                    blocking += 1;
-                }
-                if meta.deletion_timestamp.is_some() {
-                    continue;
-                }
-                let name = meta.name.clone().unwrap_or_default();
-                let params = DeleteParams {
-                    propagation_policy: Some(PropagationPolicy::Foreground),
-                    preconditions: Some(Preconditions { uid: meta.uid.clone(), resource_version: None }),
-                    ..DeleteParams::default()
-                };
-                let deleted = match *dependent_kind {
-                    "Pod" => {
-                        Api::<Pod>::namespaced(self.client.clone(), &namespace).delete(&name, &params).await.map(drop)
-                    }
-                    _ => Api::<ReplicaSet>::namespaced(self.client.clone(), &namespace)
-                        .delete(&name, &params)
-                        .await
-                        .map(drop),
-                };
-                match deleted {
-                    Ok(()) => {
-                        tracing::info!(owner = %owner_key, dependent = %format!("{dependent_kind}/{name}"), "deleted in foreground")
-                    }
-                    Err(error) if error.is_not_found() || error.is_conflict() => {}
-                    Err(source) => {
-                        return Err(Error::Read {
-                            what: format!("deleting {dependent_kind} {namespace}/{name}"),
-                            source,
-                        });
-                    }
-                }
-            }
-            if blocking > 0 {
-                // Woken by the dependents' delete events; this is only a safety net.
-                self.queue.add_after(format!("Finalize/{owner_key}"), std::time::Duration::from_secs(2));
-            }
-            blocking == 0
-        };
-        if !finished {
-            return Ok(());
         }
-        let done = if orphan { ORPHAN_FINALIZER } else { FOREGROUND_FINALIZER };
-        let remaining: Vec<&String> = finalizers.iter().filter(|f| f.as_str() != done).collect();
+        self.remove_finalizer(kind, &owner_key, &owner, propagation.finalizer()).await
+    }
+
+    /// Removes `owner`'s reference from each of its dependents.
+    async fn orphan(&self, owner_key: &str, owner: &ObjectMeta, dependents: &[Dependent]) -> Result<(), Error> {
+        let uid = owner.uid.clone().unwrap_or_default();
+        let namespace = owner.namespace.clone().unwrap_or_default();
+        for Dependent { kind, meta } in dependents {
+            let name = meta.name.clone().unwrap_or_default();
+            let patch = Patch::Merge(release_patch(meta, &uid));
+            let released = match *kind {
+                "Pod" => Api::<Pod>::namespaced(self.client.clone(), &namespace)
+                    .patch(&name, &PatchParams::default(), &patch)
+                    .await
+                    .map(drop),
+                _ => Api::<ReplicaSet>::namespaced(self.client.clone(), &namespace)
+                    .patch(&name, &PatchParams::default(), &patch)
+                    .await
+                    .map(drop),
+            };
+            match released {
+                Ok(()) => tracing::info!(owner = %owner_key, dependent = %format!("{kind}/{name}"), "orphaned"),
+                Err(error) if error.is_not_found() => {}
+                Err(source) => return Err(Error::Release { object: format!("{kind} {namespace}/{name}"), source }),
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes `dependents` with foreground propagation and a uid precondition.
+    async fn delete_in_foreground(
+        &self,
+        owner_key: &str,
+        owner: &ObjectMeta,
+        dependents: &[&Dependent],
+    ) -> Result<(), Error> {
+        let namespace = owner.namespace.clone().unwrap_or_default();
+        for Dependent { kind, meta } in dependents {
+            let name = meta.name.clone().unwrap_or_default();
+            let params = DeleteParams {
+                propagation_policy: Some(PropagationPolicy::Foreground),
+                preconditions: Some(Preconditions { uid: meta.uid.clone(), resource_version: None }),
+                ..DeleteParams::default()
+            };
+            let deleted = match *kind {
+                "Pod" => Api::<Pod>::namespaced(self.client.clone(), &namespace).delete(&name, &params).await.map(drop),
+                _ => Api::<ReplicaSet>::namespaced(self.client.clone(), &namespace)
+                    .delete(&name, &params)
+                    .await
+                    .map(drop),
+            };
+            match deleted {
+                Ok(()) => {
+                    tracing::info!(owner = %owner_key, dependent = %format!("{kind}/{name}"), "deleted in foreground")
+                }
+                Err(error) if error.is_not_found() || error.is_conflict() => {}
+                Err(source) => {
+                    return Err(Error::Read { what: format!("deleting {kind} {namespace}/{name}"), source });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the finalizer `done` from the owner (with its resourceVersion as precondition).
+    async fn remove_finalizer(
+        &self,
+        kind: &str,
+        owner_key: &str,
+        owner: &ObjectMeta,
+        done: &str,
+    ) -> Result<Action, Error> {
+        let namespace = owner.namespace.clone().unwrap_or_default();
+        let remaining = finalizers_without(owner.finalizers.as_deref().unwrap_or_default(), done);
         let patch =
             Patch::Merge(json!({"metadata": {"finalizers": remaining, "resourceVersion": owner.resource_version}}));
         let name = owner.name.clone().unwrap_or_default();
@@ -327,9 +383,9 @@ impl GarbageCollector {
         match removed {
             Ok(()) => {
                 tracing::info!(owner = %owner_key, finalizer = done, "dependents handled; finalizer removed");
-                Ok(())
+                Ok(Action::await_change())
             }
-            Err(error) if error.is_not_found() => Ok(()),
+            Err(error) if error.is_not_found() => Ok(Action::await_change()),
             Err(source) => Err(Error::Read { what: format!("removing finalizer {done} from {owner_key}"), source }),
         }
     }
@@ -343,51 +399,202 @@ where
     Ok(api.get_opt(name).await?.and_then(|object| Resource::meta(&object).uid.clone()))
 }
 
-impl Syncer for GarbageCollector {
-    async fn sync(&self, key: &str) -> Result<(), Error> {
-        if let Some(owner_key) = key.strip_prefix("Finalize/") {
-            return self.finalize(owner_key).await;
+/// What a key on the collector's queue names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum GcKey<'a> {
+    /// `Finalize/<kind>/<namespace>/<name>`: an owner to finish a foreground or orphan
+    /// deletion of.
+    Finalize {
+        /// The owner's kind.
+        kind: &'a str,
+        /// Its `namespace/name`.
+        key: &'a str,
+    },
+    /// `<kind>/<namespace>/<name>`: a dependent whose owners may be gone.
+    Dependent {
+        /// One of [`DEPENDENT_KINDS`].
+        kind: &'a str,
+        /// Its `namespace/name`.
+        key: &'a str,
+    },
+}
+
+/// Reads a queue key; `None` for one that names nothing the collector handles (a dependent
+/// of a kind it does not collect).
+fn parse_key(key: &str) -> Option<GcKey<'_>> {
+    if let Some(owner) = key.strip_prefix("Finalize/") {
+        let (kind, key) = owner.split_once('/')?;
+        return Some(GcKey::Finalize { kind, key });
+    }
+    let (kind, key) = key.split_once('/')?;
+    DEPENDENT_KINDS.contains(&kind).then_some(GcKey::Dependent { kind, key })
+}
+
+/// Whether a dependent is worth checking: not already being deleted, and naming an owner.
+fn is_candidate(meta: &ObjectMeta) -> bool {
+    meta.deletion_timestamp.is_none() && meta.owner_references.as_ref().is_some_and(|owners| !owners.is_empty())
+}
+
+/// Whether the cache alone proves `owner` alive: it is of a kind the collector does not know
+/// (never collected on its account), or the cached object under its name has its uid. When
+/// not, only an uncached read can tell: the cache may lag behind a create.
+fn alive_by_cache(owner: &OwnerReference, cached_uid: Option<&str>) -> bool {
+    !OWNER_KINDS.contains(&owner.kind.as_str()) || cached_uid == Some(owner.uid.as_str())
+}
+
+/// How an owner marked for deletion wants its dependents handled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Propagation {
+    /// [`ORPHAN_FINALIZER`]: keep them, without the owner's reference.
+    Orphan,
+    /// [`FOREGROUND_FINALIZER`]: delete them before the owner goes.
+    Foreground,
+}
+
+impl Propagation {
+    fn finalizer(self) -> &'static str {
+        match self {
+            Propagation::Orphan => ORPHAN_FINALIZER,
+            Propagation::Foreground => FOREGROUND_FINALIZER,
         }
-        let Some((kind, object_key)) = key.split_once('/') else { return Ok(()) };
-        if !DEPENDENT_KINDS.contains(&kind) {
-            return Ok(());
+    }
+}
+
+/// The propagation the collector must finish for `owner`: `None` unless it is marked for
+/// deletion and carries one of our finalizers; orphan wins when it carries both.
+fn propagation_to_finish(owner: &ObjectMeta) -> Option<Propagation> {
+    // Not marked for deletion: nothing to finish yet.
+    owner.deletion_timestamp.as_ref()?;
+    let finalizers = owner.finalizers.as_deref().unwrap_or_default();
+    let has = |name: &str| finalizers.iter().any(|f| f == name);
+    if has(ORPHAN_FINALIZER) {
+        Some(Propagation::Orphan)
+    } else if has(FOREGROUND_FINALIZER) {
+        Some(Propagation::Foreground)
+    } else {
+        None
+    }
+}
+
+/// One dependent of an owner, as the cache has it.
+#[derive(Clone, Debug)]
+struct Dependent {
+    /// `Pod` or `ReplicaSet`.
+    kind: &'static str,
+    meta: ObjectMeta,
+}
+
+/// What a foreground deletion does with an owner's dependents this pass.
+#[derive(Debug)]
+struct ForegroundPlan<'a> {
+    /// Dependents to delete now: those not being deleted yet.
+    to_delete: Vec<&'a Dependent>,
+    /// Dependents, going or not, whose reference to the owner has `blockOwnerDeletion: true`:
+    /// while any is left, the owner stays.
+    blocking: usize,
+}
+
+fn foreground_plan<'a>(dependents: &'a [Dependent], owner_uid: &str) -> ForegroundPlan<'a> {
+    let blocks = |meta: &ObjectMeta| {
+        meta.owner_references.iter().flatten().any(|o| o.uid == owner_uid && o.block_owner_deletion == Some(true))
+    };
+    ForegroundPlan {
+        to_delete: dependents.iter().filter(|d| d.meta.deletion_timestamp.is_none()).collect(),
+        blocking: dependents.iter().filter(|d| blocks(&d.meta)).count(),
+    }
+}
+
+/// The owner's finalizers once `done` is removed; the others stay, in order.
+fn finalizers_without(finalizers: &[String], done: &str) -> Vec<String> {
+    finalizers.iter().filter(|f| f.as_str() != done).cloned().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jiff::Timestamp;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    fn reference(kind: &str, uid: &str, blocks: Option<bool>) -> OwnerReference {
+        OwnerReference {
+            api_version: "apps/v1".into(),
+            kind: kind.into(),
+            name: "owner".into(),
+            uid: uid.into(),
+            controller: Some(true),
+            block_owner_deletion: blocks,
         }
-        let meta = match kind {
-            "Pod" => self.pods.get(object_key).map(|object| object.metadata.clone()),
-            _ => self.replica_sets.get(object_key).map(|object| object.metadata.clone()),
-        };
-        let Some(meta) = meta else { return Ok(()) }; // gone already
-        if meta.deletion_timestamp.is_some() {
-            return Ok(());
+    }
+
+    fn marked_for_deletion() -> Option<Time> {
+        Some(Time(Timestamp::from_second(1).unwrap()))
+    }
+
+    fn meta(owners: Vec<OwnerReference>, deleting: bool, finalizers: &[&str]) -> ObjectMeta {
+        ObjectMeta {
+            owner_references: Some(owners),
+            deletion_timestamp: if deleting { marked_for_deletion() } else { None },
+            finalizers: Some(finalizers.iter().map(ToString::to_string).collect()),
+            ..ObjectMeta::default()
         }
-        let owners = meta.owner_references.clone().unwrap_or_default();
-        if owners.is_empty() {
-            return Ok(());
-        }
-        let namespace = meta.namespace.clone().unwrap_or_default();
-        for owner in &owners {
-            if self.owner_exists(&namespace, owner).await? {
-                return Ok(());
-            }
-        }
-        let name = meta.name.clone().unwrap_or_default();
-        let params = DeleteParams {
-            propagation_policy: Some(PropagationPolicy::Background),
-            preconditions: Some(Preconditions { uid: meta.uid.clone(), resource_version: None }),
-            ..DeleteParams::default()
-        };
-        let deleted = match kind {
-            "Pod" => Api::<Pod>::namespaced(self.client.clone(), &namespace).delete(&name, &params).await.map(drop),
-            _ => Api::<ReplicaSet>::namespaced(self.client.clone(), &namespace).delete(&name, &params).await.map(drop),
-        };
-        match deleted {
-            Ok(()) => {
-                tracing::info!(%key, owners = ?owners.iter().map(|o| format!("{}/{}", o.kind, o.name)).collect::<Vec<_>>(), "owners gone; deleted");
-                Ok(())
-            }
-            // Gone already, or replaced by a new object under the same name (uid precondition).
-            Err(error) if error.is_not_found() || error.is_conflict() => Ok(()),
-            Err(source) => Err(Error::Read { what: format!("deleting {key}"), source }),
-        }
+    }
+
+    #[test]
+    fn keys_name_a_dependent_to_check_or_an_owner_to_finalize() {
+        assert_eq!(parse_key("Pod/ns/web-1"), Some(GcKey::Dependent { kind: "Pod", key: "ns/web-1" }));
+        assert_eq!(parse_key("ReplicaSet/ns/web"), Some(GcKey::Dependent { kind: "ReplicaSet", key: "ns/web" }));
+        assert_eq!(
+            parse_key("Finalize/Deployment/ns/web"),
+            Some(GcKey::Finalize { kind: "Deployment", key: "ns/web" })
+        );
+        assert_eq!(parse_key("Deployment/ns/web"), None, "Deployments are owners here, never collected");
+        assert_eq!(parse_key("nonsense"), None);
+    }
+
+    #[test]
+    fn a_dependent_is_checked_only_while_it_names_owners_and_is_not_being_deleted() {
+        assert!(is_candidate(&meta(vec![reference("ReplicaSet", "u", None)], false, &[])));
+        assert!(!is_candidate(&meta(vec![reference("ReplicaSet", "u", None)], true, &[])));
+        assert!(!is_candidate(&meta(vec![], false, &[])));
+        assert!(!is_candidate(&ObjectMeta::default()));
+    }
+
+    #[test]
+    fn only_a_cached_owner_with_the_same_uid_or_an_unknown_kind_is_alive_without_asking_the_apiserver() {
+        let owner = reference("ReplicaSet", "uid-1", None);
+        assert!(alive_by_cache(&owner, Some("uid-1")));
+        assert!(!alive_by_cache(&owner, Some("uid-2")), "recreated under the same name: not the owner");
+        assert!(!alive_by_cache(&owner, None), "the cache may lag behind a create");
+        assert!(alive_by_cache(&reference("StatefulSet", "uid-1", None), None), "never collected on its account");
+    }
+
+    #[test]
+    fn orphan_wins_over_foreground_and_neither_applies_before_the_owner_is_marked_for_deletion() {
+        let both = [ORPHAN_FINALIZER, FOREGROUND_FINALIZER];
+        assert_eq!(propagation_to_finish(&meta(vec![], true, &both)), Some(Propagation::Orphan));
+        let foreground = meta(vec![], true, &["other", FOREGROUND_FINALIZER]);
+        assert_eq!(propagation_to_finish(&foreground), Some(Propagation::Foreground));
+        assert_eq!(propagation_to_finish(&meta(vec![], false, &both)), None, "not marked for deletion");
+        assert_eq!(propagation_to_finish(&meta(vec![], true, &["other"])), None, "not ours");
+    }
+
+    #[test]
+    fn a_foreground_deletion_deletes_dependents_not_yet_going_and_waits_for_those_that_block_the_owner() {
+        let dependents = [
+            Dependent { kind: "Pod", meta: meta(vec![reference("ReplicaSet", "owner", Some(true))], false, &[]) },
+            Dependent { kind: "Pod", meta: meta(vec![reference("ReplicaSet", "owner", Some(true))], true, &[]) },
+            Dependent { kind: "Pod", meta: meta(vec![reference("ReplicaSet", "owner", None)], false, &[]) },
+            Dependent { kind: "Pod", meta: meta(vec![reference("ReplicaSet", "other", Some(true))], false, &[]) },
+        ];
+        let plan = foreground_plan(&dependents, "owner");
+        assert_eq!(plan.to_delete.len(), 3, "every dependent not already going");
+        assert_eq!(plan.blocking, 2, "only blockOwnerDeletion references to this owner hold it back");
+        assert_eq!(foreground_plan(&dependents[2..], "owner").blocking, 0);
+    }
+
+    #[test]
+    fn removing_our_finalizer_keeps_the_others_in_order() {
+        let finalizers = ["a".to_string(), FOREGROUND_FINALIZER.to_string(), "b".to_string()];
+        assert_eq!(finalizers_without(&finalizers, FOREGROUND_FINALIZER), ["a", "b"]);
     }
 }

@@ -11,8 +11,9 @@
 //! - [`garbagecollector`]: deletes objects whose owners are gone (background propagation);
 //! - [`nodelifecycle`]: marks silent nodes Unknown and tainted, and evicts their pods;
 //! - shared pieces: [`expectations`], [`controller_ref`] (adoption and release), [`podutil`]
-//!   (active, ready, available, deletion order), [`worker`] (the requeue-with-backoff loop)
-//!   and [`metrics`].
+//!   (active, ready, available, deletion order), [`worker`] (the loop that syncs keys and
+//!   does what each sync's [`worker::Action`] asks: requeue later, wait for a change, or
+//!   retry an error with backoff) and [`metrics`].
 //!
 //! [`run`] is the whole controller-manager: endpoints, leader election, then
 //! [`run_controllers`]. Tests and benchmarks that want the controllers in-process can call
@@ -275,7 +276,7 @@ pub async fn run_controllers(
             "replicaset",
             controller.queue(),
             config.concurrent_replicaset_syncs,
-            Runner::ReplicaSet(controller),
+            WorkQueueController::ReplicaSet(controller),
         ));
     }
     if config.is_enabled("deployment")? {
@@ -284,12 +285,17 @@ pub async fn run_controllers(
             "deployment",
             controller.queue(),
             config.concurrent_deployment_syncs,
-            Runner::Deployment(controller),
+            WorkQueueController::Deployment(controller),
         ));
     }
     if config.is_enabled("garbagecollector")? {
         let controller = garbagecollector::GarbageCollector::new(&factory, client.clone(), Some(registry));
-        loops.push(("garbagecollector", controller.queue(), config.concurrent_gc_syncs, Runner::Gc(controller)));
+        loops.push((
+            "garbagecollector",
+            controller.queue(),
+            config.concurrent_gc_syncs,
+            WorkQueueController::GarbageCollector(controller),
+        ));
     }
     let node_lifecycle = if config.is_enabled("nodelifecycle")? {
         Some(nodelifecycle::NodeLifecycleController::new(&factory, client.clone(), config.node_lifecycle.clone()))
@@ -312,9 +318,15 @@ pub async fn run_controllers(
         let (metrics, shutdown) = (metrics.clone(), shutdown.clone());
         tasks.push(tokio::spawn(async move {
             match runner {
-                Runner::ReplicaSet(c) => worker::run_workers(name, c, queue, workers, metrics, shutdown).await,
-                Runner::Deployment(c) => worker::run_workers(name, c, queue, workers, metrics, shutdown).await,
-                Runner::Gc(c) => worker::run_workers(name, c, queue, workers, metrics, shutdown).await,
+                WorkQueueController::ReplicaSet(c) => {
+                    worker::run_workers(name, c, queue, workers, metrics, shutdown).await
+                }
+                WorkQueueController::Deployment(c) => {
+                    worker::run_workers(name, c, queue, workers, metrics, shutdown).await
+                }
+                WorkQueueController::GarbageCollector(c) => {
+                    worker::run_workers(name, c, queue, workers, metrics, shutdown).await
+                }
             }
         }));
     }
@@ -326,11 +338,12 @@ pub async fn run_controllers(
     Ok(())
 }
 
-/// One of the controllers, for [`run_controllers`]'s loop.
-enum Runner {
+/// One of the controllers driven by a work queue and [`worker::run_workers`] (all but node
+/// lifecycle), for [`run_controllers`]'s loop.
+enum WorkQueueController {
     ReplicaSet(Arc<replicaset::ReplicaSetController>),
     Deployment(Arc<deployment::DeploymentController>),
-    Gc(Arc<garbagecollector::GarbageCollector>),
+    GarbageCollector(Arc<garbagecollector::GarbageCollector>),
 }
 
 #[cfg(test)]

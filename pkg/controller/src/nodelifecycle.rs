@@ -25,6 +25,10 @@
 //! `large_cluster_size` (50) nodes. Normally, pods of at most `eviction_rate` nodes per second
 //! start being evicted.
 //!
+//! The decisions are pure functions with unit tests below: when a node is silent
+//! (`NodeHealth::observe`), how fast evictions may start (`eviction_rate`,
+//! `may_start_evicting`) and which pods go (`pods_to_evict`, `eviction_time`).
+//!
 //! Not promised: zones (one zone only), `MarkPodsNotReady`, the `not-ready` taint for nodes
 //! whose kubelet reports `Ready=False`, or taint-based eviction for taints it did not add.
 
@@ -82,9 +86,9 @@ impl Default for NodeLifecycleConfig {
     }
 }
 
-/// What this controller remembers about one node.
+/// What this controller remembers about one node's health.
 #[derive(Debug)]
-struct Health {
+struct NodeHealth {
     /// When we last heard from it, on our clock.
     probed: Instant,
     lease_renewed: Option<Timestamp>,
@@ -102,7 +106,7 @@ pub struct NodeLifecycleController {
     nodes: Store<Node>,
     leases: Store<Lease>,
     pods: Store<Pod>,
-    health: Mutex<HashMap<String, Health>>,
+    health: Mutex<HashMap<String, NodeHealth>>,
     last_node_eviction: Mutex<Option<Instant>>,
 }
 
@@ -134,6 +138,70 @@ fn eviction_time(pod: &Pod, tainted: Instant, default_timeout: Duration) -> Opti
             .toleration_seconds
             .map(|seconds| tainted + Duration::from_secs(u64::try_from(seconds.max(0)).unwrap_or(0))),
     }
+}
+
+impl NodeHealth {
+    /// A node seen for the first time counts as heard from `now`.
+    fn first_seen(now: Instant) -> NodeHealth {
+        NodeHealth { probed: now, lease_renewed: None, heartbeat: None, silent_since: None, evicting_since: None }
+    }
+
+    /// Takes in the node's Lease renewal and Ready heartbeat as seen `now`, and returns whether
+    /// the node is silent: nothing moved for longer than `grace_period`. A node heard from again
+    /// forgets when it went silent and started evicting.
+    fn observe(
+        &mut self,
+        lease_renewed: Option<Timestamp>,
+        heartbeat: Option<Timestamp>,
+        now: Instant,
+        grace_period: Duration,
+    ) -> bool {
+        if self.lease_renewed != lease_renewed || self.heartbeat != heartbeat {
+            self.probed = now;
+            self.lease_renewed = lease_renewed;
+            self.heartbeat = heartbeat;
+        }
+        if now.duration_since(self.probed) > grace_period {
+            self.silent_since.get_or_insert(now);
+            true
+        } else {
+            self.silent_since = None;
+            self.evicting_since = None;
+            false
+        }
+    }
+}
+
+/// The rate (nodes per second) at which silent nodes' pods may start being evicted, with
+/// `silent` of `total` nodes silent: none when all are (we are probably the ones cut off),
+/// slower or none in a partial disruption, `eviction_rate` otherwise.
+fn eviction_rate(config: &NodeLifecycleConfig, total: usize, silent: usize) -> f64 {
+    if total == 0 || silent == total {
+        return 0.0;
+    }
+    #[allow(clippy::cast_precision_loss)] // node counts are far below 2^52
+    let fraction = silent as f64 / total as f64;
+    if silent > 2 && fraction >= config.unhealthy_threshold {
+        if total > config.large_cluster_size { config.secondary_eviction_rate } else { 0.0 }
+    } else {
+        config.eviction_rate
+    }
+}
+
+/// Whether one more silent node may start evicting `now`, the last one having started at
+/// `last`: one every `1/rate` seconds.
+fn may_start_evicting(last: Option<Instant>, now: Instant, rate: f64) -> bool {
+    let gap = Duration::try_from_secs_f64(1.0 / rate).unwrap_or(Duration::MAX);
+    last.is_none_or(|last| now.duration_since(last) >= gap)
+}
+
+/// The pods of a node tainted unreachable since `tainted` that must go `now`: not already
+/// being deleted, and past their [`eviction_time`].
+fn pods_to_evict(pods: Vec<Arc<Pod>>, tainted: Instant, default_timeout: Duration, now: Instant) -> Vec<Arc<Pod>> {
+    pods.into_iter()
+        .filter(|pod| pod.metadata.deletion_timestamp.is_none())
+        .filter(|pod| eviction_time(pod, tainted, default_timeout).is_some_and(|due| due <= now))
+        .collect()
 }
 
 impl NodeLifecycleController {
@@ -188,24 +256,9 @@ impl NodeLifecycleController {
                     .get(&format!("{NODE_LEASE_NAMESPACE}/{name}"))
                     .and_then(|lease| lease.spec.as_ref()?.renew_time.as_ref().map(|time| time.0));
                 let heartbeat = ready_condition(node).and_then(|c| c.last_heartbeat_time.as_ref().map(|time| time.0));
-                let entry = health.entry(name.clone()).or_insert(Health {
-                    probed: now,
-                    lease_renewed,
-                    heartbeat,
-                    silent_since: None,
-                    evicting_since: None,
-                });
-                if entry.lease_renewed != lease_renewed || entry.heartbeat != heartbeat {
-                    entry.probed = now;
-                    entry.lease_renewed = lease_renewed;
-                    entry.heartbeat = heartbeat;
-                }
-                if now.duration_since(entry.probed) > self.config.grace_period {
-                    entry.silent_since.get_or_insert(now);
+                let entry = health.entry(name.clone()).or_insert_with(|| NodeHealth::first_seen(now));
+                if entry.observe(lease_renewed, heartbeat, now, self.config.grace_period) {
                     silent_nodes.push(Arc::clone(node));
-                } else {
-                    entry.silent_since = None;
-                    entry.evicting_since = None;
                 }
             }
         }
@@ -299,22 +352,8 @@ impl NodeLifecycleController {
         Ok(())
     }
 
-    /// The rate (nodes per second) at which silent nodes' pods may start being evicted now.
-    fn current_rate(&self, total: usize, silent: usize) -> f64 {
-        if total == 0 || silent == total {
-            return 0.0; // everything silent: we are probably the ones cut off
-        }
-        #[allow(clippy::cast_precision_loss)] // node counts are far below 2^52
-        let fraction = silent as f64 / total as f64;
-        if silent > 2 && fraction >= self.config.unhealthy_threshold {
-            if total > self.config.large_cluster_size { self.config.secondary_eviction_rate } else { 0.0 }
-        } else {
-            self.config.eviction_rate
-        }
-    }
-
     async fn evict(&self, nodes: &[Arc<Node>], silent: &[Arc<Node>], now: Instant) -> Result<(), Error> {
-        let rate = self.current_rate(nodes.len(), silent.len());
+        let rate = eviction_rate(&self.config, nodes.len(), silent.len());
         if rate <= 0.0 {
             if !silent.is_empty() {
                 tracing::warn!(silent = silent.len(), total = nodes.len(), "mass node failure: evictions paused");
@@ -328,10 +367,8 @@ impl NodeLifecycleController {
                 let mut health = self.health.lock().unwrap_or_else(PoisonError::into_inner);
                 let Some(entry) = health.get_mut(&name) else { continue };
                 if entry.evicting_since.is_none() {
-                    // Rate limit: one more node may start evicting every 1/rate seconds.
                     let mut last = self.last_node_eviction.lock().unwrap_or_else(PoisonError::into_inner);
-                    let gap = Duration::try_from_secs_f64(1.0 / rate).unwrap_or(Duration::MAX);
-                    if last.is_some_and(|last| now.duration_since(last) < gap) {
+                    if !may_start_evicting(*last, now, rate) {
                         continue;
                     }
                     *last = Some(now);
@@ -339,13 +376,8 @@ impl NodeLifecycleController {
                 }
                 entry.evicting_since.unwrap_or(now)
             };
-            for pod in self.pods.by_index(NODE_NAME_INDEX, &name).unwrap_or_default() {
-                if pod.metadata.deletion_timestamp.is_some() {
-                    continue;
-                }
-                if eviction_time(&pod, tainted, self.config.pod_eviction_timeout).is_none_or(|due| due > now) {
-                    continue;
-                }
+            let pods = self.pods.by_index(NODE_NAME_INDEX, &name).unwrap_or_default();
+            for pod in pods_to_evict(pods, tainted, self.config.pod_eviction_timeout, now) {
                 let namespace = pod.metadata.namespace.clone().unwrap_or_default();
                 let pod_name = pod.metadata.name.clone().unwrap_or_default();
                 match Api::<Pod>::namespaced(self.client.clone(), &namespace)
@@ -397,14 +429,65 @@ mod tests {
         assert_eq!(eviction_time(&pod_tolerating(Some(None)), tainted, timeout), None, "tolerated forever");
     }
 
-    #[tokio::test]
-    async fn evictions_pause_when_every_node_is_silent_and_slow_in_a_partial_disruption() {
-        let client = Client::new(rkube_client::Config::new("http://127.0.0.1:1".parse().unwrap())).unwrap();
-        let factory = SharedInformerFactory::new(client.clone(), &prometheus::Registry::new()).unwrap();
-        let controller = NodeLifecycleController::new(&factory, client, NodeLifecycleConfig::default());
-        assert_eq!(controller.current_rate(3, 3), 0.0);
-        assert_eq!(controller.current_rate(10, 1), 0.1);
-        assert_eq!(controller.current_rate(10, 6), 0.0, "small cluster, partial disruption: stop");
-        assert_eq!(controller.current_rate(100, 60), 0.01, "large cluster, partial disruption: slow");
+    #[test]
+    fn evictions_pause_when_every_node_is_silent_and_slow_in_a_partial_disruption() {
+        let config = NodeLifecycleConfig::default();
+        assert_eq!(eviction_rate(&config, 3, 3), 0.0);
+        assert_eq!(eviction_rate(&config, 10, 1), 0.1);
+        assert_eq!(eviction_rate(&config, 10, 6), 0.0, "small cluster, partial disruption: stop");
+        assert_eq!(eviction_rate(&config, 100, 60), 0.01, "large cluster, partial disruption: slow");
+        assert_eq!(eviction_rate(&config, 4, 2), 0.1, "2 silent nodes are never a disruption");
+    }
+
+    #[test]
+    fn a_node_is_heard_from_only_when_its_lease_or_heartbeat_moves() {
+        let grace = Duration::from_secs(40);
+        let start = Instant::now();
+        let renewed = |second| Some(Timestamp::from_second(second).unwrap());
+        let mut health = NodeHealth::first_seen(start);
+        assert!(!health.observe(renewed(1), None, start, grace), "first seen counts as heard from");
+        assert!(!health.observe(renewed(1), None, start + Duration::from_secs(40), grace), "within the grace period");
+        assert!(health.observe(renewed(1), None, start + Duration::from_secs(41), grace), "silent");
+        assert_eq!(health.silent_since, Some(start + Duration::from_secs(41)));
+        assert!(health.observe(renewed(1), None, start + Duration::from_secs(50), grace));
+        assert_eq!(health.silent_since, Some(start + Duration::from_secs(41)), "silent since the first time");
+        health.evicting_since = health.silent_since;
+        assert!(!health.observe(renewed(2), None, start + Duration::from_secs(60), grace), "the lease moved");
+        assert_eq!((health.silent_since, health.evicting_since), (None, None), "back: starts over");
+        assert!(!health.observe(renewed(2), renewed(9), start + Duration::from_secs(101), grace), "a heartbeat");
+    }
+
+    #[test]
+    fn at_most_rate_silent_nodes_per_second_start_evicting() {
+        let now = Instant::now();
+        assert!(may_start_evicting(None, now, 0.1), "the first may start at once");
+        assert!(!may_start_evicting(Some(now - Duration::from_secs(9)), now, 0.1), "one every 10 s");
+        assert!(may_start_evicting(Some(now - Duration::from_secs(10)), now, 0.1));
+    }
+
+    #[test]
+    fn only_pods_past_their_eviction_time_and_not_already_going_are_evicted() {
+        let tainted = Instant::now();
+        let timeout = Duration::from_secs(300);
+        let named = |name: &str, mut pod: Pod| {
+            pod.metadata.name = Some(name.into());
+            Arc::new(pod)
+        };
+        let mut going = pod_tolerating(None);
+        going.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Timestamp::from_second(1).unwrap()));
+        let pods = vec![
+            named("intolerant", pod_tolerating(None)),
+            named("tolerates-5s", pod_tolerating(Some(Some(5)))),
+            named("tolerates-forever", pod_tolerating(Some(None))),
+            named("going", going),
+        ];
+        let evicted = |at: Duration| {
+            let pods = pods_to_evict(pods.clone(), tainted, timeout, tainted + at);
+            pods.iter().map(|pod| pod.metadata.name.clone().unwrap()).collect::<Vec<_>>()
+        };
+        assert!(evicted(Duration::from_secs(4)).is_empty());
+        assert_eq!(evicted(Duration::from_secs(5)), ["tolerates-5s"]);
+        assert_eq!(evicted(timeout), ["intolerant", "tolerates-5s"]);
     }
 }

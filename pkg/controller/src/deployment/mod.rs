@@ -1,25 +1,35 @@
 //! The Deployment controller: rolls a Deployment's pods from one pod template to the next
 //! through ReplicaSets, one per template.
 //!
-//! The loop, for one Deployment key, judging from the caches:
-//! 1. **claim** the ReplicaSets it controls (adopt matching orphans, release the others),
-//!    like the ReplicaSet controller claims pods;
-//! 2. find the **new** ReplicaSet: the one whose template equals the Deployment's (ignoring the
-//!    `pod-template-hash` label). If none exists, create `<deployment>-<hash>`, where `hash`
-//!    is a hash of the template, put on the ReplicaSet's selector, template and so its pods as
-//!    the `pod-template-hash` label, so ReplicaSets of different templates never fight over
-//!    pods. Its `deployment.kubernetes.io/revision` annotation is one more than the highest
-//!    of the old ones; a rollback (`kubectl rollout undo` writes an old template back into the
-//!    Deployment) finds the old ReplicaSet and gives it the new revision number;
-//! 3. **roll**: `RollingUpdate` grows the new ReplicaSet within `maxSurge` and shrinks old ones
-//!    only by pods available beyond `replicas - maxUnavailable` ([`rollout`]), counting pods
-//!    that are *available* (ready for `minReadySeconds`), so a template whose pods never become
-//!    ready stops the rollout with the old pods still serving; `Recreate` scales every old
-//!    ReplicaSet to 0, waits until their pods are gone, then scales the new one up;
-//! 4. **status** ([`status`]) and, once complete, delete old ReplicaSets beyond
-//!    `revisionHistoryLimit` (default 10).
+//! The loop, for one Deployment key, judging from the caches. Each step is one function, and
+//! `sync` calls them in this order:
+//! 1. **get the Deployment** from the cache, with a valid, non-empty selector;
+//! 2. **claim** the ReplicaSets it controls (adopt matching orphans, release the others), like
+//!    the ReplicaSet controller claims pods (`DeploymentController::claim_replica_sets`), and
+//!    wait until the cache holds every ReplicaSet as of our own last write to it;
+//! 3. **find the new and old** ReplicaSets (`split_by_template`): the new one runs the
+//!    Deployment's template (ignoring the `pod-template-hash` label); the others are old,
+//!    oldest first;
+//! 4. **pick the step** (`choose_step`): only the status while paused or being deleted; a
+//!    proportional resize when `replicas` changed mid-rollout; otherwise the strategy,
+//!    `RollingUpdate` or `Recreate`. Before rolling, a **rollback** target (an old ReplicaSet
+//!    whose template `kubectl rollout undo` wrote back) gets the next revision number;
+//! 5. **scale**: `RollingUpdate` grows the new ReplicaSet within `maxSurge` and shrinks old
+//!    ones only by pods available beyond `replicas - maxUnavailable` ([`rollout`]), counting
+//!    pods that are *available* (ready for `minReadySeconds`), so a template whose pods never
+//!    become ready stops the rollout with the old pods still serving; `Recreate` scales every
+//!    old ReplicaSet to 0, waits until their pods are gone, then scales the new one up. A
+//!    missing new ReplicaSet is created as `<deployment>-<hash>`, where `hash` is a hash of the
+//!    template, put on the ReplicaSet's selector, template and so its pods as the
+//!    `pod-template-hash` label, so ReplicaSets of different templates never fight over pods.
+//!    Its `deployment.kubernetes.io/revision` is one more than the highest of the old ones;
+//! 6. **sync the status** ([`status`]), and say when to look again (progress deadline,
+//!    `minReadySeconds`) as the sync's [`Action`];
+//! 7. **clean up history**: once complete, delete old empty ReplicaSets beyond
+//!    `revisionHistoryLimit` (default 10), lowest revision first.
 //!
-//! While `spec.paused`, only the status is kept up to date.
+//! The decisions are pure functions (`choose_step`, [`rollout`], `history_to_delete`,
+//! ...) with unit tests below; the `DeploymentController` methods only read caches and write.
 //!
 //! What it keeps true (tests in `test/tests/controller_deployment.rs`): with `maxUnavailable`
 //! 0, the number of available pods never drops below `replicas` during a rollout; it never
@@ -57,9 +67,9 @@ use serde_json::{Value, json};
 use crate::Error;
 use crate::controller_ref::{adopt_patch, controller_of, new_controller_ref, release_patch};
 use crate::podutil::{is_active, is_available, is_ready};
-use crate::worker::Syncer;
-use rollout::{Replicas, Sized, fenceposts, new_replica_set_replicas, proportional_scale, scale_down_old};
-use status::{Counts, Rollout, is_complete, status_for};
+use crate::worker::{Action, Syncer};
+use rollout::{ReplicaSetAvailability, ScaledReplicaSet, fenceposts, proportional_scale, rolling_update_step};
+use status::{PodCounts, Rollout, is_complete, status_for};
 
 /// Label on a ReplicaSet, its selector and its pods: the hash of the pod template.
 pub const POD_TEMPLATE_HASH: &str = "pod-template-hash";
@@ -72,6 +82,9 @@ pub const MAX_REPLICAS: &str = "deployment.kubernetes.io/max-replicas";
 const KIND: &str = "Deployment";
 const API_VERSION: &str = "apps/v1";
 
+/// How soon a sync that found the cache behind our own last write looks again.
+const CACHE_CATCH_UP_RETRY: Duration = Duration::from_millis(200);
+
 /// The Deployment controller. Build with [`DeploymentController::new`], run workers over its queue.
 pub struct DeploymentController {
     client: Client,
@@ -79,8 +92,8 @@ pub struct DeploymentController {
     replica_sets: Store<ReplicaSet>,
     pods: Store<Pod>,
     queue: WorkQueue<String>,
-    /// ReplicaSet uid → resourceVersion of our last write to it.
-    written: Mutex<HashMap<String, u64>>,
+    /// ReplicaSet uid → resourceVersion of our last write to it, until the cache has it.
+    last_writes: Mutex<HashMap<String, u64>>,
 }
 
 /// Queues the Deployment that controls `rs` (if any and known), else every Deployment of the
@@ -154,7 +167,7 @@ impl DeploymentController {
             replica_sets: replica_sets.store(),
             pods: pods.store(),
             queue,
-            written: Mutex::new(HashMap::new()),
+            last_writes: Mutex::new(HashMap::new()),
         })
     }
 
@@ -162,37 +175,56 @@ impl DeploymentController {
     pub fn queue(&self) -> WorkQueue<String> {
         self.queue.clone()
     }
+}
 
-    fn remember_write(&self, rs: &ReplicaSet) {
-        if let (Some(uid), Some(version)) = (rs.metadata.uid.clone(), resource_version(&rs.metadata)) {
-            self.written.lock().unwrap_or_else(PoisonError::into_inner).insert(uid, version);
+impl Syncer for DeploymentController {
+    async fn sync(&self, key: &str) -> Result<Action, Error> {
+        let Some(deployment) = self.deployments.get(key) else { return Ok(Action::await_change()) };
+        let Some(selector) = selector_of(&deployment) else {
+            tracing::warn!(%key, "invalid or empty selector; not syncing");
+            return Ok(Action::await_change());
+        };
+        let owned = self.claim_replica_sets(&deployment, &selector).await?;
+        if !self.cache_caught_up(&owned) {
+            // Our own last write is not in the cache yet: decide on fresh data only.
+            return Ok(Action::requeue(CACHE_CATCH_UP_RETRY));
         }
-    }
-
-    /// Whether the cache holds every ReplicaSet at least as new as our last write to it.
-    /// Writes the cache has caught up with are forgotten.
-    fn cache_caught_up(&self, replica_sets: &[Arc<ReplicaSet>]) -> bool {
-        let mut written = self.written.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut caught_up = true;
-        for rs in replica_sets {
-            let uid = rs.metadata.uid.clone().unwrap_or_default();
-            let Some(wrote) = written.get(&uid).copied() else { continue };
-            if resource_version(&rs.metadata).is_some_and(|seen| seen >= wrote) {
-                written.remove(&uid);
-            } else {
-                caught_up = false;
+        let mut sets = split_by_template(&deployment.spec.template, &owned);
+        let limits = RolloutLimits::of(&deployment);
+        let now = Timestamp::now();
+        let created_new = match choose_step(&limits, &owned) {
+            RolloutStep::StatusOnly => false,
+            RolloutStep::ScaleProportionally => {
+                self.scale_proportionally(&deployment, &limits, &owned).await?;
+                false
             }
+            RolloutStep::Recreate => {
+                self.bump_revision_after_rollback(&mut sets).await?;
+                self.recreate(&deployment, &limits, &mut sets).await?
+            }
+            RolloutStep::RollingUpdate => {
+                self.bump_revision_after_rollback(&mut sets).await?;
+                self.rolling_update(&deployment, &limits, &owned, &mut sets, now).await?
+            }
+        };
+        let counts = self.count_pods(&owned, sets.new.as_deref(), limits.min_ready_seconds, now);
+        let recheck = self.sync_status(&deployment, &limits, &sets, counts, created_new, now).await?;
+        if limits.active && is_complete(&deployment, &counts) {
+            self.clean_up_history(&deployment, &sets.old).await?;
         }
-        caught_up
+        Ok(next_action(recheck, limits.min_ready_seconds, &counts))
     }
+}
 
-    fn replica_set_api(&self, namespace: &str) -> Api<ReplicaSet> {
-        Api::namespaced(self.client.clone(), namespace)
-    }
-
+/// The steps of [`DeploymentController::sync`], in the order it runs them.
+impl DeploymentController {
     /// Adopts matching orphan ReplicaSets, releases owned ones that stopped matching, and
     /// returns those the Deployment controls.
-    async fn claim(&self, deployment: &Deployment, selector: &LabelSelector) -> Result<Vec<Arc<ReplicaSet>>, Error> {
+    async fn claim_replica_sets(
+        &self,
+        deployment: &Deployment,
+        selector: &LabelSelector,
+    ) -> Result<Vec<Arc<ReplicaSet>>, Error> {
         let uid = deployment.metadata.uid.clone().unwrap_or_default();
         let namespace = deployment.metadata.namespace.clone().unwrap_or_default();
         let api = self.replica_set_api(&namespace);
@@ -231,6 +263,180 @@ impl DeploymentController {
         Ok(owned)
     }
 
+    /// Records the resourceVersion our write gave `rs`, for `DeploymentController::cache_caught_up`.
+    fn remember_write(&self, rs: &ReplicaSet) {
+        if let (Some(uid), Some(version)) = (rs.metadata.uid.clone(), resource_version(&rs.metadata)) {
+            self.last_writes.lock().unwrap_or_else(PoisonError::into_inner).insert(uid, version);
+        }
+    }
+
+    /// Whether the cache holds every ReplicaSet at least as new as our last write to it.
+    /// Writes the cache has caught up with are forgotten.
+    fn cache_caught_up(&self, replica_sets: &[Arc<ReplicaSet>]) -> bool {
+        let mut last_writes = self.last_writes.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut caught_up = true;
+        for rs in replica_sets {
+            let uid = rs.metadata.uid.clone().unwrap_or_default();
+            let Some(wrote) = last_writes.get(&uid).copied() else { continue };
+            if resource_version(&rs.metadata).is_some_and(|seen| seen >= wrote) {
+                last_writes.remove(&uid);
+            } else {
+                caught_up = false;
+            }
+        }
+        caught_up
+    }
+
+    /// Rollback: the new ReplicaSet found by template is an old one (its template was written
+    /// back into the Deployment), so it takes the next revision number.
+    async fn bump_revision_after_rollback(&self, sets: &mut ReplicaSetsByTemplate) -> Result<(), Error> {
+        if let Some(rs) = &sets.new
+            && let Some(revision) = revision_after_rollback(rs, &sets.old)
+        {
+            sets.new = Some(self.set_revision(rs, revision).await?);
+        }
+        Ok(())
+    }
+
+    /// A scaling event: resizes the running ReplicaSets in proportion to their share.
+    async fn scale_proportionally(
+        &self,
+        deployment: &Deployment,
+        limits: &RolloutLimits,
+        owned: &[Arc<ReplicaSet>],
+    ) -> Result<(), Error> {
+        let status_replicas = deployment.status.as_ref().and_then(|status| status.replicas).unwrap_or(0);
+        for (rs, target) in proportional_targets(limits, owned, status_replicas) {
+            self.scale(&rs, target, limits.sizes()).await?;
+        }
+        Ok(())
+    }
+
+    /// `Recreate`: every old ReplicaSet to 0; once their pods are gone, the new one to
+    /// `replicas` (created if missing). Returns whether it created the new ReplicaSet.
+    async fn recreate(
+        &self,
+        deployment: &Deployment,
+        limits: &RolloutLimits,
+        sets: &mut ReplicaSetsByTemplate,
+    ) -> Result<bool, Error> {
+        let old_pods: usize = sets.old.iter().map(|rs| self.pods_of(rs).len()).sum();
+        for rs in &sets.old {
+            self.scale(rs, 0, limits.sizes()).await?;
+        }
+        let Some(replicas) = recreate_new_replicas(limits, old_pods) else { return Ok(false) };
+        self.scale_or_create_new(deployment, limits, sets, replicas).await
+    }
+
+    /// `RollingUpdate`: one step of [`rolling_update_step`], the new ReplicaSet first (created
+    /// if missing), then the old ones. Returns whether it created the new ReplicaSet.
+    async fn rolling_update(
+        &self,
+        deployment: &Deployment,
+        limits: &RolloutLimits,
+        owned: &[Arc<ReplicaSet>],
+        sets: &mut ReplicaSetsByTemplate,
+        now: Timestamp,
+    ) -> Result<bool, Error> {
+        let total_spec: i32 = owned.iter().map(|rs| spec_replicas(rs)).sum();
+        let new_spec = sets.new.as_ref().map_or(0, |rs| spec_replicas(rs));
+        let new_available = sets.new.as_ref().map_or(0, |rs| self.available_pods(rs, limits.min_ready_seconds, now));
+        let old: Vec<ReplicaSetAvailability> = sets
+            .old
+            .iter()
+            .map(|rs| {
+                let spec = spec_replicas(rs);
+                ReplicaSetAvailability {
+                    spec,
+                    available: self.available_pods(rs, limits.min_ready_seconds, now).min(spec),
+                }
+            })
+            .collect();
+        let step = rolling_update_step(
+            limits.replicas,
+            limits.max_surge,
+            limits.max_unavailable,
+            total_spec,
+            new_spec,
+            new_available,
+            &old,
+        );
+        let created_new = self.scale_or_create_new(deployment, limits, sets, step.new).await?;
+        for (rs, target) in sets.old.iter().zip(step.old) {
+            self.scale(rs, target, limits.sizes()).await?;
+        }
+        Ok(created_new)
+    }
+
+    /// Counts the pods of every owned ReplicaSet for the status; `updated` counts those of `new`.
+    fn count_pods(
+        &self,
+        owned: &[Arc<ReplicaSet>],
+        new: Option<&ReplicaSet>,
+        min_ready_seconds: i32,
+        now: Timestamp,
+    ) -> PodCounts {
+        let mut counts = PodCounts::default();
+        for rs in owned {
+            let pods = self.pods_of(rs);
+            let count =
+                |f: &dyn Fn(&Pod) -> bool| i32::try_from(pods.iter().filter(|pod| f(pod)).count()).unwrap_or(i32::MAX);
+            counts.replicas += count(&|_| true);
+            counts.ready += count(&|pod| is_ready(pod));
+            counts.available += count(&|pod| is_available(pod, min_ready_seconds, now));
+            if new.is_some_and(|new| new.metadata.uid == rs.metadata.uid) {
+                counts.updated += count(&|_| true);
+            }
+        }
+        counts
+    }
+
+    /// Writes the status the counts call for; returns how many seconds are left until the
+    /// progress deadline should be checked again, when it is running.
+    async fn sync_status(
+        &self,
+        deployment: &Deployment,
+        limits: &RolloutLimits,
+        sets: &ReplicaSetsByTemplate,
+        counts: PodCounts,
+        created_new: bool,
+        now: Timestamp,
+    ) -> Result<Option<i64>, Error> {
+        let rollout = Rollout {
+            counts,
+            max_unavailable: if limits.recreate { 0 } else { limits.max_unavailable },
+            new_replica_set: sets.new.as_ref().and_then(|rs| rs.metadata.name.clone()),
+            created_new,
+        };
+        let (status, recheck) = status_for(deployment, &rollout, now);
+        self.write_status(deployment, status, sets.new.as_deref()).await?;
+        Ok(recheck)
+    }
+
+    /// Deletes the old empty ReplicaSets beyond `revisionHistoryLimit`, lowest revision first.
+    async fn clean_up_history(&self, deployment: &Deployment, old: &[Arc<ReplicaSet>]) -> Result<(), Error> {
+        let limit = usize::try_from(deployment.spec.revision_history_limit.unwrap_or(10)).unwrap_or(0);
+        let namespace = deployment.metadata.namespace.clone().unwrap_or_default();
+        for rs in history_to_delete(old, limit, |rs| self.pods_of(rs).is_empty()) {
+            let name = rs.metadata.name.clone().unwrap_or_default();
+            match self.replica_set_api(&namespace).delete(&name, &DeleteParams::default()).await {
+                Ok(_) => tracing::info!(rs = %name, "deleted old replica set beyond revisionHistoryLimit"),
+                Err(error) if error.is_not_found() => {}
+                Err(source) => {
+                    return Err(Error::Read { what: format!("deleting replicaset {namespace}/{name}"), source });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The reads and writes the steps share.
+impl DeploymentController {
+    fn replica_set_api(&self, namespace: &str) -> Api<ReplicaSet> {
+        Api::namespaced(self.client.clone(), namespace)
+    }
+
     /// Active pods controlled by `rs`.
     fn pods_of(&self, rs: &ReplicaSet) -> Vec<Arc<Pod>> {
         let uid = rs.metadata.uid.clone().unwrap_or_default();
@@ -240,6 +446,30 @@ impl DeploymentController {
             .into_iter()
             .filter(|pod| is_active(pod) && controller_of(&pod.metadata).is_some_and(|owner| owner.uid == uid))
             .collect()
+    }
+
+    /// Pods of `rs` available at `now`.
+    fn available_pods(&self, rs: &ReplicaSet, min_ready_seconds: i32, now: Timestamp) -> i32 {
+        let available = self.pods_of(rs).iter().filter(|pod| is_available(pod, min_ready_seconds, now)).count();
+        i32::try_from(available).unwrap_or(i32::MAX)
+    }
+
+    /// Scales the new ReplicaSet to `replicas`, or creates it with that many (at the next
+    /// revision) when there is none yet. Returns whether it created one.
+    async fn scale_or_create_new(
+        &self,
+        deployment: &Deployment,
+        limits: &RolloutLimits,
+        sets: &mut ReplicaSetsByTemplate,
+        replicas: i32,
+    ) -> Result<bool, Error> {
+        if let Some(rs) = &sets.new {
+            self.scale(rs, replicas, limits.sizes()).await?;
+            return Ok(false);
+        }
+        let revision = next_revision(&sets.old);
+        sets.new = Some(self.create_new(deployment, revision, replicas, limits.sizes()).await?);
+        Ok(true)
     }
 
     /// Sets `rs`'s `spec.replicas` to `replicas`, and its desired- and max-replicas
@@ -359,6 +589,235 @@ impl DeploymentController {
             Err(source) => Err(Error::Read { what: format!("creating replicaset {name}"), source }),
         }
     }
+
+    /// Writes the revision annotation of the new ReplicaSet onto the Deployment, then `status`,
+    /// each only when it changed.
+    async fn write_status(
+        &self,
+        deployment: &Deployment,
+        status: Value,
+        new_rs: Option<&ReplicaSet>,
+    ) -> Result<(), Error> {
+        let namespace = deployment.metadata.namespace.clone().unwrap_or_default();
+        let name = deployment.metadata.name.clone().unwrap_or_default();
+        let api: Api<Deployment> = Api::namespaced(self.client.clone(), &namespace);
+        let revision = new_rs.map(|rs| revision_of(rs).to_string());
+        let current_revision = deployment.metadata.annotations.as_ref().and_then(|a| a.get(REVISION)).cloned();
+        if let Some(revision) = revision.filter(|revision| Some(revision) != current_revision.as_ref()) {
+            let patch = json!({"metadata": {"annotations": {REVISION: revision}}});
+            match api.patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await {
+                Ok(_) => {}
+                Err(error) if error.is_not_found() => return Ok(()),
+                Err(source) => {
+                    return Err(Error::Read { what: format!("annotating deployment {namespace}/{name}"), source });
+                }
+            }
+        }
+        let current = serde_json::to_value(deployment.status.clone().unwrap_or_default()).unwrap_or(Value::Null);
+        let unchanged = status.as_object().is_some_and(|fields| {
+            fields.iter().all(|(field, value)| {
+                let stored = current.get(field).cloned().unwrap_or(Value::Null);
+                stored == *value || ((stored.is_null() || stored == json!(0)) && value == &json!(0))
+            })
+        });
+        if unchanged {
+            return Ok(());
+        }
+        match api.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": status}))).await {
+            Ok(_) => Ok(()),
+            Err(error) if error.is_not_found() => Ok(()),
+            Err(source) => Err(Error::UpdateStatus { key: key_of(deployment), source }),
+        }
+    }
+}
+
+/// The numbers a rollout works with, read from the Deployment's spec.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct RolloutLimits {
+    /// `spec.replicas` (default 1).
+    replicas: i32,
+    /// The strategy is `Recreate` (else `RollingUpdate`).
+    recreate: bool,
+    /// `maxSurge` as a pod count (0 for `Recreate`).
+    max_surge: i32,
+    /// `maxUnavailable` as a pod count (`replicas` for `Recreate`).
+    max_unavailable: i32,
+    /// `spec.minReadySeconds`.
+    min_ready_seconds: i32,
+    /// Neither paused nor being deleted: the controller may scale.
+    active: bool,
+}
+
+impl RolloutLimits {
+    fn of(deployment: &Deployment) -> RolloutLimits {
+        let spec = &deployment.spec;
+        let replicas = spec.replicas.unwrap_or(1);
+        let strategy = spec.strategy.clone().unwrap_or_default();
+        let recreate = strategy.type_.as_deref() == Some("Recreate");
+        let rolling = strategy.rolling_update.unwrap_or_default();
+        let (max_surge, max_unavailable) = if recreate {
+            (0, replicas)
+        } else {
+            fenceposts(rolling.max_surge.as_ref(), rolling.max_unavailable.as_ref(), replicas)
+        };
+        RolloutLimits {
+            replicas,
+            recreate,
+            max_surge,
+            max_unavailable,
+            min_ready_seconds: spec.min_ready_seconds.unwrap_or(0),
+            active: deployment.metadata.deletion_timestamp.is_none() && spec.paused != Some(true),
+        }
+    }
+
+    /// The sizes a ReplicaSet scaled now is annotated with: the Deployment's `replicas` and
+    /// `replicas + maxSurge` (see [`DESIRED_REPLICAS`], [`MAX_REPLICAS`]).
+    fn sizes(&self) -> (i32, i32) {
+        (self.replicas, self.replicas + self.max_surge)
+    }
+}
+
+/// What one sync does to a Deployment's ReplicaSets, decided by `choose_step`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RolloutStep {
+    /// Paused or being deleted: only the status is kept up to date.
+    StatusOnly,
+    /// `spec.replicas` changed since the running ReplicaSets were last sized: resize them in
+    /// proportion; rolling resumes on the next sync.
+    ScaleProportionally,
+    /// Old ReplicaSets to 0, then the new one up.
+    Recreate,
+    /// The new ReplicaSet up within `maxSurge`, old ones down within `maxUnavailable`.
+    RollingUpdate,
+}
+
+/// Picks this sync's step. A scaling event is seen on a running ReplicaSet whose
+/// desired-replicas annotation differs from `replicas`; under `Recreate` it is handled by
+/// resizing only when a single ReplicaSet runs (several: the recreate itself fixes the sizes).
+fn choose_step(limits: &RolloutLimits, owned: &[Arc<ReplicaSet>]) -> RolloutStep {
+    if !limits.active {
+        return RolloutStep::StatusOnly;
+    }
+    let running: Vec<&Arc<ReplicaSet>> = owned.iter().filter(|rs| spec_replicas(rs) > 0).collect();
+    let scaling_event = running.iter().any(|rs| {
+        annotation(rs, DESIRED_REPLICAS)
+            .and_then(|desired| desired.parse::<i32>().ok())
+            .is_some_and(|desired| desired != limits.replicas)
+    });
+    if scaling_event && (running.len() == 1 || !limits.recreate) {
+        RolloutStep::ScaleProportionally
+    } else if limits.recreate {
+        RolloutStep::Recreate
+    } else {
+        RolloutStep::RollingUpdate
+    }
+}
+
+/// A Deployment's ReplicaSets, split by template.
+#[derive(Clone, Debug, Default)]
+struct ReplicaSetsByTemplate {
+    /// The one running the Deployment's template, if any.
+    new: Option<Arc<ReplicaSet>>,
+    /// Every other one, oldest first (by creation time, then name).
+    old: Vec<Arc<ReplicaSet>>,
+}
+
+/// Finds the new ReplicaSet (the first running `template`) and the old ones.
+fn split_by_template(template: &PodTemplateSpec, owned: &[Arc<ReplicaSet>]) -> ReplicaSetsByTemplate {
+    let new = owned.iter().find(|rs| same_template(rs, template)).cloned();
+    let mut old: Vec<Arc<ReplicaSet>> =
+        owned.iter().filter(|rs| new.as_ref().is_none_or(|new| new.metadata.uid != rs.metadata.uid)).cloned().collect();
+    old.sort_by_key(|rs| (rs.metadata.creation_timestamp.as_ref().map(|t| t.0), rs.metadata.name.clone()));
+    ReplicaSetsByTemplate { new, old }
+}
+
+/// The revision a new ReplicaSet gets: one more than the highest old one (1 with none).
+fn next_revision(old: &[Arc<ReplicaSet>]) -> i64 {
+    old.iter().map(|rs| revision_of(rs)).max().unwrap_or(0) + 1
+}
+
+/// The revision `new` must take because it is a rollback target (its revision is not above
+/// every old one's), or `None` when it already is the latest.
+fn revision_after_rollback(new: &ReplicaSet, old: &[Arc<ReplicaSet>]) -> Option<i64> {
+    let next = next_revision(old);
+    (revision_of(new) < next).then_some(next)
+}
+
+/// The proportional resize of the running ReplicaSets, newest first: a lone one simply gets
+/// `replicas`; several share `replicas + maxSurge` by [`proportional_scale`].
+fn proportional_targets(
+    limits: &RolloutLimits,
+    owned: &[Arc<ReplicaSet>],
+    status_replicas: i32,
+) -> Vec<(Arc<ReplicaSet>, i32)> {
+    let mut running: Vec<Arc<ReplicaSet>> = owned.iter().filter(|rs| spec_replicas(rs) > 0).cloned().collect();
+    running.sort_by_key(|rs| {
+        std::cmp::Reverse((rs.metadata.creation_timestamp.as_ref().map(|t| t.0), rs.metadata.name.clone()))
+    });
+    let targets = if running.len() == 1 {
+        vec![limits.replicas]
+    } else {
+        let sets: Vec<ScaledReplicaSet> = running
+            .iter()
+            .map(|rs| ScaledReplicaSet {
+                spec: spec_replicas(rs),
+                max_replicas: annotation(rs, MAX_REPLICAS).and_then(|max| max.parse().ok()),
+            })
+            .collect();
+        proportional_scale(limits.replicas, limits.max_surge, status_replicas, &sets)
+    };
+    running.into_iter().zip(targets).collect()
+}
+
+/// Under `Recreate`, the new ReplicaSet's size: `replicas` once no old pod is left, else
+/// `None` (it waits).
+fn recreate_new_replicas(limits: &RolloutLimits, old_pods: usize) -> Option<i32> {
+    (old_pods == 0).then_some(limits.replicas)
+}
+
+/// The old ReplicaSets to delete for `revisionHistoryLimit` = `limit`: only empty ones
+/// (`spec.replicas` 0, no pods per `has_no_pods`, not already being deleted), and only those
+/// beyond the limit, lowest revision first.
+fn history_to_delete(
+    old: &[Arc<ReplicaSet>],
+    limit: usize,
+    has_no_pods: impl Fn(&ReplicaSet) -> bool,
+) -> Vec<Arc<ReplicaSet>> {
+    let mut empty: Vec<Arc<ReplicaSet>> = old
+        .iter()
+        .filter(|rs| rs.spec.replicas == Some(0) && rs.metadata.deletion_timestamp.is_none() && has_no_pods(rs))
+        .cloned()
+        .collect();
+    if empty.len() <= limit {
+        return Vec::new();
+    }
+    empty.sort_by_key(|rs| revision_of(rs));
+    empty.truncate(empty.len() - limit);
+    empty
+}
+
+/// When to look at the Deployment again: just after the progress deadline (`recheck`
+/// seconds, when it runs), and each second while ready pods wait out `minReadySeconds`.
+fn next_action(recheck: Option<i64>, min_ready_seconds: i32, counts: &PodCounts) -> Action {
+    let mut action = Action::await_change();
+    if let Some(seconds) = recheck {
+        action = Action::requeue(Duration::from_secs(u64::try_from(seconds.max(0)).unwrap_or(0) + 1));
+    }
+    if min_ready_seconds > 0 && counts.ready > counts.available {
+        action = action.sooner(Action::requeue(Duration::from_secs(1)));
+    }
+    action
+}
+
+/// The Deployment's selector, when it is valid and not empty (an empty one would match
+/// every ReplicaSet of the namespace).
+fn selector_of(deployment: &Deployment) -> Option<LabelSelector> {
+    LabelSelector::from_meta(&deployment.spec.selector).ok().filter(|selector| !selector.is_empty())
+}
+
+/// `spec.replicas` of a ReplicaSet (default 1).
+fn spec_replicas(rs: &ReplicaSet) -> i32 {
+    rs.spec.replicas.unwrap_or(1)
 }
 
 fn annotation(rs: &ReplicaSet, key: &str) -> Option<String> {
@@ -408,228 +867,153 @@ pub fn template_hash(template: &PodTemplateSpec) -> String {
     hash.to_string().bytes().map(|digit| char::from(ALPHABET[usize::from(digit) % ALPHABET.len()])).collect()
 }
 
-impl Syncer for DeploymentController {
-    async fn sync(&self, key: &str) -> Result<(), Error> {
-        let Some(deployment) = self.deployments.get(key) else { return Ok(()) };
-        let selector = match LabelSelector::from_meta(&deployment.spec.selector) {
-            Ok(selector) if !selector.is_empty() => selector,
-            _ => {
-                tracing::warn!(%key, "invalid or empty selector; not syncing");
-                return Ok(());
-            }
-        };
-        let owned = self.claim(&deployment, &selector).await?;
-        if !self.cache_caught_up(&owned) {
-            // Our own last write is not in the cache yet: decide on fresh data only.
-            self.queue.add_after(key.to_string(), Duration::from_millis(200));
-            return Ok(());
-        }
-        let mut new_rs: Option<Arc<ReplicaSet>> =
-            owned.iter().find(|rs| same_template(rs, &deployment.spec.template)).cloned();
-        let mut old: Vec<Arc<ReplicaSet>> = owned
-            .iter()
-            .filter(|rs| new_rs.as_ref().is_none_or(|new| new.metadata.uid != rs.metadata.uid))
-            .cloned()
-            .collect();
-        old.sort_by_key(|rs| (rs.metadata.creation_timestamp.as_ref().map(|t| t.0), rs.metadata.name.clone()));
-        let replicas = deployment.spec.replicas.unwrap_or(1);
-        let strategy = deployment.spec.strategy.clone().unwrap_or_default();
-        let recreate = strategy.type_.as_deref() == Some("Recreate");
-        let rolling = strategy.rolling_update.unwrap_or_default();
-        let (max_surge, max_unavailable) = if recreate {
-            (0, replicas)
-        } else {
-            fenceposts(rolling.max_surge.as_ref(), rolling.max_unavailable.as_ref(), replicas)
-        };
-        let min_ready = deployment.spec.min_ready_seconds.unwrap_or(0);
-        let now = Timestamp::now();
-        let mut created_new = false;
-        let active = deployment.metadata.deletion_timestamp.is_none() && deployment.spec.paused != Some(true);
-        let sizes = (replicas, replicas + max_surge);
-
-        // A scaling event (spec.replicas changed since the running ReplicaSets were last sized):
-        // resize them in proportion first; rolling resumes on the next sync.
-        let mut running: Vec<Arc<ReplicaSet>> =
-            owned.iter().filter(|rs| rs.spec.replicas.unwrap_or(1) > 0).cloned().collect();
-        let scaling_event = running.iter().any(|rs| {
-            annotation(rs, DESIRED_REPLICAS)
-                .and_then(|desired| desired.parse::<i32>().ok())
-                .is_some_and(|d| d != replicas)
-        });
-        let resize = active && scaling_event && (running.len() == 1 || !recreate);
-        if resize {
-            running.sort_by_key(|rs| {
-                std::cmp::Reverse((rs.metadata.creation_timestamp.as_ref().map(|t| t.0), rs.metadata.name.clone()))
-            });
-            let sets: Vec<Sized> = running
-                .iter()
-                .map(|rs| Sized {
-                    spec: rs.spec.replicas.unwrap_or(1),
-                    max_replicas: annotation(rs, MAX_REPLICAS).and_then(|max| max.parse().ok()),
-                })
-                .collect();
-            let status_replicas = deployment.status.as_ref().and_then(|status| status.replicas).unwrap_or(0);
-            let targets = if running.len() == 1 {
-                vec![replicas]
-            } else {
-                proportional_scale(replicas, max_surge, status_replicas, &sets)
-            };
-            for (rs, target) in running.iter().zip(targets) {
-                self.scale(rs, target, sizes).await?;
-            }
-        }
-
-        if active && !resize {
-            let max_old_revision = old.iter().map(|rs| revision_of(rs)).max().unwrap_or(0);
-            if let Some(rs) = &new_rs
-                && revision_of(rs) <= max_old_revision
-            {
-                new_rs = Some(self.set_revision(rs, max_old_revision + 1).await?);
-            }
-            let old_pods: usize = old.iter().map(|rs| self.pods_of(rs).len()).sum();
-            if recreate {
-                for rs in &old {
-                    self.scale(rs, 0, sizes).await?;
-                }
-                if old_pods == 0 {
-                    match &new_rs {
-                        Some(rs) => self.scale(rs, replicas, sizes).await?,
-                        None => {
-                            new_rs = Some(self.create_new(&deployment, max_old_revision + 1, replicas, sizes).await?);
-                            created_new = true;
-                        }
-                    }
-                }
-            } else {
-                let total_spec: i32 = owned.iter().map(|rs| rs.spec.replicas.unwrap_or(1)).sum();
-                let new_spec = new_rs.as_ref().map_or(0, |rs| rs.spec.replicas.unwrap_or(1));
-                let target = new_replica_set_replicas(replicas, max_surge, total_spec, new_spec);
-                match &new_rs {
-                    Some(rs) => self.scale(rs, target, sizes).await?,
-                    None => {
-                        new_rs = Some(self.create_new(&deployment, max_old_revision + 1, target, sizes).await?);
-                        created_new = true;
-                    }
-                }
-                let view = |rs: &ReplicaSet, spec: i32| {
-                    let available = self.pods_of(rs).iter().filter(|pod| is_available(pod, min_ready, now)).count();
-                    Replicas { spec, available: i32::try_from(available).unwrap_or(i32::MAX).min(spec) }
-                };
-                // The new ReplicaSet as it is now (its scale-up above has no pods yet).
-                let new_view = new_rs.as_ref().map_or(Replicas { spec: 0, available: 0 }, |rs| view(rs, target));
-                let old_views: Vec<Replicas> = old.iter().map(|rs| view(rs, rs.spec.replicas.unwrap_or(1))).collect();
-                let targets = scale_down_old(replicas, max_unavailable, &new_view, &old_views);
-                for (rs, target) in old.iter().zip(targets) {
-                    self.scale(rs, target, sizes).await?;
-                }
-            }
-        }
-
-        // Status, from the pods in the cache.
-        let mut counts = Counts::default();
-        for rs in &owned {
-            let pods = self.pods_of(rs);
-            let count =
-                |f: &dyn Fn(&Pod) -> bool| i32::try_from(pods.iter().filter(|pod| f(pod)).count()).unwrap_or(i32::MAX);
-            counts.replicas += count(&|_| true);
-            counts.ready += count(&|pod| is_ready(pod));
-            counts.available += count(&|pod| is_available(pod, min_ready, now));
-            if new_rs.as_ref().is_some_and(|new| new.metadata.uid == rs.metadata.uid) {
-                counts.updated += count(&|_| true);
-            }
-        }
-        let rollout = Rollout {
-            counts,
-            max_unavailable: if recreate { 0 } else { max_unavailable },
-            new_replica_set: new_rs.as_ref().and_then(|rs| rs.metadata.name.clone()),
-            created_new,
-        };
-        let (status, recheck) = status_for(&deployment, &rollout, now);
-        self.write_status(&deployment, status, new_rs.as_deref()).await?;
-        if let Some(seconds) = recheck {
-            self.queue.add_after(key.to_string(), Duration::from_secs(u64::try_from(seconds.max(0)).unwrap_or(0) + 1));
-        }
-        if min_ready > 0 && counts.ready > counts.available {
-            self.queue.add_after(key.to_string(), Duration::from_secs(1));
-        }
-        if active && is_complete(&deployment, &counts) {
-            self.clean_up_history(&deployment, &old).await?;
-        }
-        Ok(())
-    }
-}
-
-impl DeploymentController {
-    async fn write_status(
-        &self,
-        deployment: &Deployment,
-        status: Value,
-        new_rs: Option<&ReplicaSet>,
-    ) -> Result<(), Error> {
-        let namespace = deployment.metadata.namespace.clone().unwrap_or_default();
-        let name = deployment.metadata.name.clone().unwrap_or_default();
-        let api: Api<Deployment> = Api::namespaced(self.client.clone(), &namespace);
-        let revision = new_rs.map(|rs| revision_of(rs).to_string());
-        let current_revision = deployment.metadata.annotations.as_ref().and_then(|a| a.get(REVISION)).cloned();
-        if let Some(revision) = revision.filter(|revision| Some(revision) != current_revision.as_ref()) {
-            let patch = json!({"metadata": {"annotations": {REVISION: revision}}});
-            match api.patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await {
-                Ok(_) => {}
-                Err(error) if error.is_not_found() => return Ok(()),
-                Err(source) => {
-                    return Err(Error::Read { what: format!("annotating deployment {namespace}/{name}"), source });
-                }
-            }
-        }
-        let current = serde_json::to_value(deployment.status.clone().unwrap_or_default()).unwrap_or(Value::Null);
-        let unchanged = status.as_object().is_some_and(|fields| {
-            fields.iter().all(|(field, value)| {
-                let stored = current.get(field).cloned().unwrap_or(Value::Null);
-                stored == *value || ((stored.is_null() || stored == json!(0)) && value == &json!(0))
-            })
-        });
-        if unchanged {
-            return Ok(());
-        }
-        match api.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": status}))).await {
-            Ok(_) => Ok(()),
-            Err(error) if error.is_not_found() => Ok(()),
-            Err(source) => Err(Error::UpdateStatus { key: key_of(deployment), source }),
-        }
-    }
-
-    /// Deletes the oldest empty old ReplicaSets beyond `revisionHistoryLimit`.
-    async fn clean_up_history(&self, deployment: &Deployment, old: &[Arc<ReplicaSet>]) -> Result<(), Error> {
-        let limit = usize::try_from(deployment.spec.revision_history_limit.unwrap_or(10)).unwrap_or(0);
-        let mut empty: Vec<&Arc<ReplicaSet>> = old
-            .iter()
-            .filter(|rs| {
-                rs.spec.replicas == Some(0) && rs.metadata.deletion_timestamp.is_none() && self.pods_of(rs).is_empty()
-            })
-            .collect();
-        if empty.len() <= limit {
-            return Ok(());
-        }
-        empty.sort_by_key(|rs| revision_of(rs));
-        let namespace = deployment.metadata.namespace.clone().unwrap_or_default();
-        for rs in &empty[..empty.len() - limit] {
-            let name = rs.metadata.name.clone().unwrap_or_default();
-            match self.replica_set_api(&namespace).delete(&name, &DeleteParams::default()).await {
-                Ok(_) => tracing::info!(rs = %name, "deleted old replica set beyond revisionHistoryLimit"),
-                Err(error) if error.is_not_found() => {}
-                Err(source) => {
-                    return Err(Error::Read { what: format!("deleting replicaset {namespace}/{name}"), source });
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::api::apps::v1::{DeploymentSpec, DeploymentStrategy};
     use k8s_openapi::api::core::v1::{Container, PodSpec};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    /// A ReplicaSet named `name`, created at second `created`, of `spec` replicas running
+    /// `image`, with the given annotations.
+    fn replica_set(name: &str, created: i64, spec: i32, image: &str, annotations: &[(&str, &str)]) -> Arc<ReplicaSet> {
+        Arc::new(ReplicaSet {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                uid: Some(format!("uid-{name}")),
+                creation_timestamp: Some(Time(Timestamp::from_second(created).unwrap())),
+                annotations: Some(annotations.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+                ..ObjectMeta::default()
+            },
+            spec: ReplicaSetSpec { replicas: Some(spec), template: Some(template(image)), ..ReplicaSetSpec::default() },
+            status: None,
+        })
+    }
+
+    fn names(sets: &[Arc<ReplicaSet>]) -> Vec<String> {
+        sets.iter().map(|rs| rs.metadata.name.clone().unwrap()).collect()
+    }
+
+    fn limits(replicas: i32, recreate: bool) -> RolloutLimits {
+        let (max_surge, max_unavailable) = if recreate { (0, replicas) } else { (1, 0) };
+        RolloutLimits { replicas, recreate, max_surge, max_unavailable, min_ready_seconds: 0, active: true }
+    }
+
+    #[test]
+    fn recreate_surges_nothing_and_may_take_every_pod_down_and_paused_means_inactive() {
+        let mut deployment = Deployment {
+            spec: DeploymentSpec {
+                replicas: Some(4),
+                strategy: Some(DeploymentStrategy { type_: Some("Recreate".into()), rolling_update: None }),
+                ..DeploymentSpec::default()
+            },
+            ..Deployment::default()
+        };
+        let recreate = RolloutLimits::of(&deployment);
+        assert_eq!((recreate.max_surge, recreate.max_unavailable, recreate.active), (0, 4, true));
+        assert_eq!(recreate.sizes(), (4, 4));
+        deployment.spec.strategy = None;
+        deployment.spec.paused = Some(true);
+        let rolling = RolloutLimits::of(&deployment);
+        assert_eq!((rolling.max_surge, rolling.max_unavailable), (1, 1), "25% of 4 each way");
+        assert!(!rolling.active);
+    }
+
+    #[test]
+    fn a_paused_or_deleted_deployment_only_gets_its_status_synced() {
+        let owned = [replica_set("a", 1, 3, "a", &[(DESIRED_REPLICAS, "2")])];
+        let inactive = RolloutLimits { active: false, ..limits(3, false) };
+        assert_eq!(choose_step(&inactive, &owned), RolloutStep::StatusOnly);
+    }
+
+    #[test]
+    fn a_replicas_change_mid_rollout_resizes_in_proportion_before_rolling() {
+        let owned = [
+            replica_set("old", 1, 3, "a", &[(DESIRED_REPLICAS, "3")]),
+            replica_set("new", 2, 1, "b", &[(DESIRED_REPLICAS, "3")]),
+        ];
+        assert_eq!(choose_step(&limits(3, false), &owned), RolloutStep::RollingUpdate, "sizes unchanged");
+        assert_eq!(choose_step(&limits(6, false), &owned), RolloutStep::ScaleProportionally);
+        // Recreate resizes only a lone running ReplicaSet; with several, recreating fixes sizes.
+        assert_eq!(choose_step(&limits(6, true), &owned), RolloutStep::Recreate);
+        assert_eq!(choose_step(&limits(6, true), &owned[..1]), RolloutStep::ScaleProportionally);
+        // A ReplicaSet scaled to 0 is not running: its old size is no scaling event.
+        let stopped = [replica_set("old", 1, 0, "a", &[(DESIRED_REPLICAS, "3")])];
+        assert_eq!(choose_step(&limits(6, false), &stopped), RolloutStep::RollingUpdate);
+    }
+
+    #[test]
+    fn the_new_replica_set_runs_the_current_template_and_old_ones_come_oldest_first() {
+        let owned =
+            [replica_set("c", 3, 1, "c", &[]), replica_set("b", 2, 1, "b", &[]), replica_set("a", 1, 1, "a", &[])];
+        let sets = split_by_template(&template("b"), &owned);
+        assert_eq!(sets.new.map(|rs| rs.metadata.name.clone().unwrap()), Some("b".into()));
+        assert_eq!(names(&sets.old), ["a", "c"]);
+        assert!(split_by_template(&template("z"), &owned).new.is_none());
+    }
+
+    #[test]
+    fn a_rolled_back_replica_set_takes_the_next_revision_and_the_latest_keeps_its_own() {
+        let old = [replica_set("a", 1, 0, "a", &[(REVISION, "1")]), replica_set("c", 3, 0, "c", &[(REVISION, "3")])];
+        let rolled_back = replica_set("b", 2, 1, "b", &[(REVISION, "2")]);
+        assert_eq!(revision_after_rollback(&rolled_back, &old), Some(4));
+        let latest = replica_set("d", 4, 1, "d", &[(REVISION, "4")]);
+        assert_eq!(revision_after_rollback(&latest, &old), None);
+        assert_eq!(next_revision(&[]), 1, "the first ReplicaSet is revision 1");
+    }
+
+    #[test]
+    fn proportional_resizing_gives_a_lone_replica_set_replicas_and_shares_among_several_newest_first() {
+        let lone = [replica_set("a", 1, 3, "a", &[(MAX_REPLICAS, "4")]), replica_set("z", 0, 0, "z", &[])];
+        let targets = proportional_targets(&limits(8, false), &lone, 3);
+        assert_eq!(
+            targets.iter().map(|(rs, n)| (rs.metadata.name.clone().unwrap(), *n)).collect::<Vec<_>>(),
+            [("a".into(), 8)]
+        );
+        // 4 old and 1 new at replicas 4 + surge 1, scaled to 8 (+1): 7 and 2, newest first.
+        let two = [
+            replica_set("old", 1, 4, "a", &[(MAX_REPLICAS, "5")]),
+            replica_set("new", 2, 1, "b", &[(MAX_REPLICAS, "5")]),
+        ];
+        let targets = proportional_targets(&limits(8, false), &two, 5);
+        let named: Vec<(String, i32)> = targets.iter().map(|(rs, n)| (rs.metadata.name.clone().unwrap(), *n)).collect();
+        assert_eq!(named, [("new".to_string(), 2), ("old".to_string(), 7)]);
+    }
+
+    #[test]
+    fn recreate_starts_the_new_replica_set_only_once_every_old_pod_is_gone() {
+        assert_eq!(recreate_new_replicas(&limits(3, true), 1), None);
+        assert_eq!(recreate_new_replicas(&limits(3, true), 0), Some(3));
+    }
+
+    #[test]
+    fn only_empty_old_replica_sets_beyond_the_history_limit_go_lowest_revision_first() {
+        let mut deleting = ReplicaSet::clone(&replica_set("deleting", 0, 0, "x", &[(REVISION, "1")]));
+        deleting.metadata.deletion_timestamp = Some(Time(Timestamp::from_second(9).unwrap()));
+        let old = [
+            replica_set("r3", 3, 0, "c", &[(REVISION, "3")]),
+            replica_set("r2", 2, 0, "b", &[(REVISION, "2")]),
+            replica_set("running", 1, 2, "a", &[(REVISION, "1")]),
+            replica_set("pods-left", 4, 0, "d", &[(REVISION, "4")]),
+            replica_set("r5", 5, 0, "e", &[(REVISION, "5")]),
+            Arc::new(deleting),
+        ];
+        let has_no_pods = |rs: &ReplicaSet| rs.metadata.name.as_deref() != Some("pods-left");
+        // Empty: r2, r3, r5. A limit of 1 keeps r5, the highest revision.
+        assert_eq!(names(&history_to_delete(&old, 1, has_no_pods)), ["r2", "r3"]);
+        assert!(history_to_delete(&old, 3, has_no_pods).is_empty(), "within the limit");
+    }
+
+    #[test]
+    fn a_running_progress_deadline_or_pods_not_yet_available_bring_the_deployment_back() {
+        let settled = PodCounts { replicas: 2, updated: 2, ready: 2, available: 2 };
+        assert_eq!(next_action(None, 5, &settled), Action::await_change());
+        assert_eq!(next_action(Some(30), 0, &settled), Action::requeue(Duration::from_secs(31)));
+        let waiting = PodCounts { available: 1, ..settled };
+        assert_eq!(next_action(None, 5, &waiting), Action::requeue(Duration::from_secs(1)));
+        assert_eq!(next_action(Some(30), 5, &waiting), Action::requeue(Duration::from_secs(1)), "the sooner");
+        assert_eq!(next_action(None, 0, &waiting), Action::await_change(), "no minReadySeconds to wait out");
+    }
 
     fn template(image: &str) -> PodTemplateSpec {
         PodTemplateSpec {

@@ -7,13 +7,15 @@
 //! What it keeps true (tests below): the total of `spec.replicas` never goes above
 //! `replicas + maxSurge`; old ReplicaSets shrink only by as many pods as are available beyond
 //! `replicas - maxUnavailable`, counting for each ReplicaSet at most `spec.replicas` available
-//! pods (pods above that are about to be deleted and must not be counted on).
+//! pods (pods above that are about to be deleted and must not be counted on); step after step,
+//! a rollout whose pods become available ends with every pod on the new ReplicaSet
+//! (`a_rolling_update_stays_within_surge_and_unavailability_and_finishes`).
 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-/// One ReplicaSet as the rollout sees it.
+/// One ReplicaSet as a rolling update sees it: its size and how many of its pods serve.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Replicas {
+pub struct ReplicaSetAvailability {
     /// `spec.replicas`.
     pub spec: i32,
     /// Available pods it owns, counted at most up to `spec`.
@@ -57,7 +59,12 @@ pub fn new_replica_set_replicas(replicas: i32, max_surge: i32, total_spec: i32, 
 }
 
 /// The old ReplicaSets' new `spec.replicas` (same order as `old`, which must be oldest first).
-pub fn scale_down_old(replicas: i32, max_unavailable: i32, new: &Replicas, old: &[Replicas]) -> Vec<i32> {
+pub fn scale_down_old(
+    replicas: i32,
+    max_unavailable: i32,
+    new: &ReplicaSetAvailability,
+    old: &[ReplicaSetAvailability],
+) -> Vec<i32> {
     let mut specs: Vec<i32> = old.iter().map(|rs| rs.spec).collect();
     let old_total: i32 = specs.iter().sum();
     if old_total == 0 {
@@ -92,9 +99,40 @@ pub fn scale_down_old(replicas: i32, max_unavailable: i32, new: &Replicas, old: 
     specs
 }
 
-/// A ReplicaSet as proportional scaling sees it.
+/// One step of a rolling update: the new ReplicaSet's `spec.replicas` and the old ones' (in
+/// the order given, oldest first).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Sized {
+pub struct RollingStep {
+    /// The new ReplicaSet's `spec.replicas`.
+    pub new: i32,
+    /// The old ReplicaSets' `spec.replicas`.
+    pub old: Vec<i32>,
+}
+
+/// One step of a rolling update: grow the new ReplicaSet ([`new_replica_set_replicas`]), then
+/// shrink the old ones ([`scale_down_old`]) counting the new one at its new size with at most
+/// that many of its `new_available` pods.
+///
+/// `total_spec` is the sum of every ReplicaSet's `spec.replicas` now, `new_spec` the new
+/// ReplicaSet's (0 when it does not exist yet), and `old` the old ones, oldest first.
+pub fn rolling_update_step(
+    replicas: i32,
+    max_surge: i32,
+    max_unavailable: i32,
+    total_spec: i32,
+    new_spec: i32,
+    new_available: i32,
+    old: &[ReplicaSetAvailability],
+) -> RollingStep {
+    let new = new_replica_set_replicas(replicas, max_surge, total_spec, new_spec);
+    let new_view = ReplicaSetAvailability { spec: new, available: new_available.min(new) };
+    RollingStep { new, old: scale_down_old(replicas, max_unavailable, &new_view, old) }
+}
+
+/// A ReplicaSet as proportional scaling sees it: its size now and the Deployment size it was
+/// last scaled for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScaledReplicaSet {
     /// `spec.replicas`.
     pub spec: i32,
     /// Its `deployment.kubernetes.io/max-replicas` annotation: the Deployment's
@@ -106,7 +144,7 @@ pub struct Sized {
 /// scaled to `replicas` in the middle of a rollout: each keeps its share of the pods
 /// (Kubernetes' `scale` with `GetProportion`), so a half-done rollout stays half done, and a
 /// broken new template does not get all the new pods. Leftovers go to the largest set.
-pub fn proportional_scale(replicas: i32, max_surge: i32, status_replicas: i32, sets: &[Sized]) -> Vec<i32> {
+pub fn proportional_scale(replicas: i32, max_surge: i32, status_replicas: i32, sets: &[ScaledReplicaSet]) -> Vec<i32> {
     let allowed = if replicas > 0 { replicas + max_surge } else { 0 };
     let mut specs: Vec<i32> = sets.iter().map(|set| set.spec).collect();
     let to_add = allowed - specs.iter().sum::<i32>();
@@ -170,32 +208,74 @@ mod tests {
 
     #[test]
     fn with_max_unavailable_zero_old_pods_go_only_as_new_ones_become_available() {
-        let new = Replicas { spec: 1, available: 0 };
-        assert_eq!(scale_down_old(3, 0, &new, &[Replicas { spec: 3, available: 3 }]), vec![3]);
-        let new = Replicas { spec: 1, available: 1 };
-        assert_eq!(scale_down_old(3, 0, &new, &[Replicas { spec: 3, available: 3 }]), vec![2]);
+        let new = ReplicaSetAvailability { spec: 1, available: 0 };
+        assert_eq!(scale_down_old(3, 0, &new, &[ReplicaSetAvailability { spec: 3, available: 3 }]), vec![3]);
+        let new = ReplicaSetAvailability { spec: 1, available: 1 };
+        assert_eq!(scale_down_old(3, 0, &new, &[ReplicaSetAvailability { spec: 3, available: 3 }]), vec![2]);
     }
 
     #[test]
     fn pods_above_spec_are_not_counted_as_available() {
         // The old ReplicaSet was already cut to 2 but still has 3 pods: only 2 count.
-        let new = Replicas { spec: 2, available: 2 };
-        assert_eq!(scale_down_old(3, 0, &new, &[Replicas { spec: 2, available: 2 }]), vec![1]);
+        let new = ReplicaSetAvailability { spec: 2, available: 2 };
+        assert_eq!(scale_down_old(3, 0, &new, &[ReplicaSetAvailability { spec: 2, available: 2 }]), vec![1]);
     }
 
     #[test]
     fn unavailable_old_pods_are_removed_first() {
-        let new = Replicas { spec: 1, available: 0 };
-        assert_eq!(scale_down_old(3, 1, &new, &[Replicas { spec: 3, available: 1 }]), vec![2]);
+        let new = ReplicaSetAvailability { spec: 1, available: 0 };
+        assert_eq!(scale_down_old(3, 1, &new, &[ReplicaSetAvailability { spec: 3, available: 1 }]), vec![2]);
+    }
+
+    #[test]
+    fn a_rolling_step_surges_the_new_replica_set_and_keeps_old_pods_until_new_ones_are_available() {
+        let old = [ReplicaSetAvailability { spec: 3, available: 3 }];
+        // maxSurge 1, maxUnavailable 0, nothing new yet: one surge pod, no old pod goes.
+        assert_eq!(rolling_update_step(3, 1, 0, 3, 0, 0, &old), RollingStep { new: 1, old: vec![3] });
+        // That pod is available: one old pod may go, and the new one waits for room.
+        assert_eq!(rolling_update_step(3, 1, 0, 4, 1, 1, &old), RollingStep { new: 1, old: vec![2] });
+    }
+
+    #[test]
+    fn a_rolling_step_counts_no_more_new_pods_available_than_its_new_size() {
+        // 3 new pods available (left over from a larger size) but the new size is 1: only 1
+        // counts, so with maxUnavailable 0 one old pod may go, not all 3.
+        let old = [ReplicaSetAvailability { spec: 3, available: 3 }];
+        assert_eq!(rolling_update_step(3, 1, 0, 3, 0, 3, &old), RollingStep { new: 1, old: vec![2] });
+    }
+
+    #[test]
+    fn a_rolling_update_stays_within_surge_and_unavailability_and_finishes() {
+        for (replicas, surge, unavailable) in [(3, 1, 0), (10, 3, 2), (5, 0, 1), (4, 2, 2), (1, 1, 0)] {
+            // Every pod becomes available as soon as it exists; pods of shrunk sets go at once.
+            let (mut new, mut old) = (0, vec![replicas, 0]);
+            for step in 0.. {
+                assert!(step < 100, "{replicas}/{surge}/{unavailable}: no end in sight");
+                let available: Vec<ReplicaSetAvailability> =
+                    old.iter().map(|&spec| ReplicaSetAvailability { spec, available: spec }).collect();
+                let total = new + old.iter().sum::<i32>();
+                let next = rolling_update_step(replicas, surge, unavailable, total, new, new, &available);
+                assert!(next.new + old.iter().sum::<i32>() <= replicas + surge, "surge exceeded");
+                let still_available = new + next.old.iter().sum::<i32>();
+                assert!(still_available >= replicas - unavailable, "too many unavailable");
+                if (next.new, &next.old) == (new, &old) {
+                    break;
+                }
+                (new, old) = (next.new, next.old);
+            }
+            assert_eq!((new, old.iter().sum::<i32>()), (replicas, 0), "{replicas}/{surge}/{unavailable}");
+        }
     }
 
     #[test]
     fn scaling_mid_rollout_keeps_each_replica_set_s_share() {
         // 4 old pods and 1 new (stuck) one at replicas 4 + surge 1; scaled to 8 (+ surge 1).
-        let sets = [Sized { spec: 1, max_replicas: Some(5) }, Sized { spec: 4, max_replicas: Some(5) }];
+        let sets =
+            [ScaledReplicaSet { spec: 1, max_replicas: Some(5) }, ScaledReplicaSet { spec: 4, max_replicas: Some(5) }];
         assert_eq!(proportional_scale(8, 1, 5, &sets), vec![2, 7]);
         // And back down to 4: each shrinks in proportion.
-        let sets = [Sized { spec: 2, max_replicas: Some(9) }, Sized { spec: 7, max_replicas: Some(9) }];
+        let sets =
+            [ScaledReplicaSet { spec: 2, max_replicas: Some(9) }, ScaledReplicaSet { spec: 7, max_replicas: Some(9) }];
         assert_eq!(proportional_scale(4, 1, 9, &sets), vec![1, 4]);
         assert_eq!(proportional_scale(0, 1, 9, &sets), vec![0, 0]);
     }

@@ -14,9 +14,9 @@ use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::Deployment;
 use serde_json::{Value, json};
 
-/// Counts of one Deployment's pods, by state.
+/// PodCounts of one Deployment's pods, by state.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Counts {
+pub struct PodCounts {
     /// Active pods of every ReplicaSet.
     pub replicas: i32,
     /// Active pods of the new ReplicaSet.
@@ -31,7 +31,7 @@ pub struct Counts {
 #[derive(Clone, Debug)]
 pub struct Rollout {
     /// Pod counts.
-    pub counts: Counts,
+    pub counts: PodCounts,
     /// `maxUnavailable` as a count (0 for Recreate).
     pub max_unavailable: i32,
     /// Name of the new ReplicaSet, if there is one.
@@ -61,7 +61,7 @@ fn make(old: Option<&Value>, kind: &str, status: &str, reason: &str, message: &s
 }
 
 /// Whether the rollout is done: every replica updated and available, and no old pods left.
-pub fn is_complete(deployment: &Deployment, counts: &Counts) -> bool {
+pub fn is_complete(deployment: &Deployment, counts: &PodCounts) -> bool {
     let replicas = deployment.spec.replicas.unwrap_or(1);
     counts.updated == replicas && counts.available >= replicas && counts.replicas == replicas
 }
@@ -166,7 +166,7 @@ mod tests {
 
     fn rollout(updated: i32, available: i32) -> Rollout {
         Rollout {
-            counts: Counts { replicas: 2, updated, ready: available, available },
+            counts: PodCounts { replicas: 2, updated, ready: available, available },
             max_unavailable: 0,
             new_replica_set: Some("web-abc".into()),
             created_new: false,
