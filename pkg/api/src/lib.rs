@@ -10,7 +10,7 @@
 //!   several kinds share (names, metadata, labels, selectors, ports, pod templates), on the
 //!   k8s-openapi types; [`field`]: the errors they report.
 //! - [`selector`]: label and field selectors, parsed and matched.
-//! - [`patch`]: strategic merge patch as `kubectl apply` sends it.
+//! - [`strategic_merge`]: strategic merge patch as `kubectl apply` sends it.
 //! - [`backoff`]: the exponential retry delay every retrying loop uses.
 //! - [`quantity`]: resource quantities (`100m`, `512Mi`) as integers.
 //! - [`columns`]: the Table column type and the cells kinds share (server-side printing).
@@ -22,10 +22,10 @@ pub mod columns;
 pub mod defaulting;
 pub mod field;
 pub mod kinds;
-pub mod patch;
 pub mod quantity;
 pub mod registry;
 pub mod selector;
+pub mod strategic_merge;
 pub mod strategy;
 pub mod validation;
 

@@ -86,7 +86,7 @@ impl Patch {
             }
             PatchType::Merge => json_patch::merge(&mut patched, &self.document),
             PatchType::Strategic | PatchType::Apply => {
-                patched = rkube_api::patch::strategic_merge(kind, current, &self.document).map_err(|e| {
+                patched = rkube_api::strategic_merge::strategic_merge(kind, current, &self.document).map_err(|e| {
                     ApiError::BadRequest(format!("the strategic merge patch could not be applied: {e}"))
                 })?;
             }

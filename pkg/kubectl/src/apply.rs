@@ -13,13 +13,14 @@
 //! (`null`). Fields set by others (defaults, controllers) are left alone.
 //!
 //! A list the strategic merge merges by key (containers by `name`, ports by `containerPort`,
-//! ...) keeps elements the patch does not name, so an element the last applied file had and
+//! ...; the apiserver's own table, [`rkube_api::strategic_merge::merge_key`]) keeps elements the patch does not name, so an element the last applied file had and
 //! the file dropped is sent as `{"$patch": "delete", <key>: <value>}`, as kubectl does.
 //! Not promised: kubectl's `$setElementOrder` (the order of merged lists is the server's).
 //!
 //! Errors of one object do not stop the others; they are printed at the end and the command
 //! exits non-zero.
 
+use rkube_api::strategic_merge;
 use serde_json::{Map, Value, json};
 
 use crate::cli::FileArgs;
@@ -96,7 +97,7 @@ pub async fn apply_one(ctx: &Ctx, doc: &Document) -> Result<Outcome> {
     };
     let original: Option<Value> =
         live["metadata"]["annotations"][LAST_APPLIED].as_str().and_then(|text| serde_json::from_str(text).ok());
-    let patch = three_way_patch(original.as_ref(), &modified, &live);
+    let patch = three_way_patch(def.kind, original.as_ref(), &modified, &live);
     if patch.as_object().is_none_or(Map::is_empty) {
         return Ok(Outcome::Unchanged);
     }
@@ -162,9 +163,15 @@ where
     }
 }
 
-/// The strategic merge patch that makes `current` match `modified`, given the last applied
-/// `original` (see the module docs). An empty object means nothing to do.
-pub fn three_way_patch(original: Option<&Value>, modified: &Value, current: &Value) -> Value {
+/// The strategic merge patch that makes `current` (an object of `kind`) match `modified`,
+/// given the last applied `original` (see the module docs). An empty object means nothing
+/// to do.
+pub fn three_way_patch(kind: &str, original: Option<&Value>, modified: &Value, current: &Value) -> Value {
+    patch_at(kind, "", original, modified, current)
+}
+
+/// [`three_way_patch`] of the fields under `path` (dot-separated, empty at the root).
+fn patch_at(kind: &str, path: &str, original: Option<&Value>, modified: &Value, current: &Value) -> Value {
     let mut patch = Map::new();
     let (Some(modified), Some(current_map)) = (modified.as_object(), current.as_object()) else {
         return Value::Object(patch);
@@ -172,16 +179,18 @@ pub fn three_way_patch(original: Option<&Value>, modified: &Value, current: &Val
     for (key, want) in modified {
         let have = current_map.get(key);
         let was = original.and_then(|o| o.get(key));
+        let field_path = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
         match (want, have) {
             (Value::Object(_), Some(have @ Value::Object(_))) => {
-                let sub = three_way_patch(was, want, have);
+                let sub = patch_at(kind, &field_path, was, want, have);
                 if sub.as_object().is_some_and(|m| !m.is_empty()) {
                     patch.insert(key.clone(), sub);
                 }
             }
             _ => {
                 if !have.is_some_and(|have| is_subset(want, have)) {
-                    patch.insert(key.clone(), with_deletions(key, was, want, have));
+                    let merge_key = strategic_merge::merge_key(kind, &field_path);
+                    patch.insert(key.clone(), with_deletions(merge_key, was, want, have));
                 }
             }
         }
@@ -196,41 +205,14 @@ pub fn three_way_patch(original: Option<&Value>, modified: &Value, current: &Val
     Value::Object(patch)
 }
 
-/// The merge key of a list the strategic merge patch merges element-wise (Kubernetes'
-/// `patchMergeKey` tags of the pod spec, containers and services), judged by the field's name
-/// and, for `ports`, by which key its elements carry.
-fn merge_key(field: &str, sample: &Value) -> Option<&'static str> {
-    match field {
-        "containers"
-        | "initContainers"
-        | "ephemeralContainers"
-        | "volumes"
-        | "imagePullSecrets"
-        | "env"
-        | "resourceClaims"
-        | "schedulingGates" => Some("name"),
-        "volumeMounts" => Some("mountPath"),
-        "volumeDevices" => Some("devicePath"),
-        "hostAliases" => Some("ip"),
-        "topologySpreadConstraints" => Some("topologyKey"),
-        "ownerReferences" => Some("uid"),
-        "ports" if sample.get("containerPort").is_some() => Some("containerPort"),
-        "ports" if sample.get("port").is_some() => Some("port"),
-        _ => None,
-    }
-}
-
-/// The value to send for a changed field: `want` itself, and for a list merged by key, a
-/// `$patch: delete` element for each element the last apply had that the file dropped (the
-/// merge would keep it otherwise).
-fn with_deletions(field: &str, was: Option<&Value>, want: &Value, have: Option<&Value>) -> Value {
+/// The value to send for a changed field: `want` itself, and for a list merged by
+/// `merge_key`, a `$patch: delete` element for each element the last apply had that the file
+/// dropped (the merge would keep it otherwise).
+fn with_deletions(merge_key: Option<&str>, was: Option<&Value>, want: &Value, have: Option<&Value>) -> Value {
     let (Value::Array(wanted), Some(Value::Array(previous)), Some(Value::Array(live))) = (want, was, have) else {
         return want.clone();
     };
-    let Some(sample) = previous.first().or(wanted.first()) else {
-        return want.clone();
-    };
-    let Some(key) = merge_key(field, sample) else {
+    let Some(key) = merge_key else {
         return want.clone();
     };
     let mut out = wanted.clone();
@@ -263,7 +245,7 @@ mod tests {
     fn nothing_to_do_when_the_live_object_holds_the_file_plus_defaults() {
         let modified = json!({"metadata": {"name": "a", "labels": {"x": "1"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}});
         let live = json!({"metadata": {"name": "a", "uid": "u", "labels": {"x": "1"}}, "spec": {"containers": [{"name": "c", "image": "i", "imagePullPolicy": "IfNotPresent"}]}});
-        assert_eq!(three_way_patch(Some(&modified), &modified, &live), json!({}));
+        assert_eq!(three_way_patch("Pod", Some(&modified), &modified, &live), json!({}));
     }
 
     #[test]
@@ -272,7 +254,7 @@ mod tests {
         let modified = json!({"metadata": {"labels": {"x": "2"}}, "data": {"a": "1"}});
         let live = json!({"metadata": {"labels": {"x": "1", "old": "y", "other": "z"}}, "data": {"a": "1"}});
         assert_eq!(
-            three_way_patch(Some(&original), &modified, &live),
+            three_way_patch("Pod", Some(&original), &modified, &live),
             json!({"metadata": {"labels": {"x": "2", "old": null}}})
         );
     }
@@ -283,7 +265,7 @@ mod tests {
         let modified = json!({"spec": {"containers": [{"name": "a", "image": "i"}]}});
         let live = json!({"spec": {"containers": [{"name": "a", "image": "i", "x": 1}, {"name": "b", "image": "i"}]}});
         assert_eq!(
-            three_way_patch(Some(&original), &modified, &live),
+            three_way_patch("Pod", Some(&original), &modified, &live),
             json!({"spec": {"containers": [{"name": "a", "image": "i"}, {"$patch": "delete", "name": "b"}]}})
         );
     }
@@ -292,6 +274,6 @@ mod tests {
     fn a_changed_list_is_sent_whole() {
         let modified = json!({"spec": {"containers": [{"name": "c", "image": "new"}]}});
         let live = json!({"spec": {"containers": [{"name": "c", "image": "old", "imagePullPolicy": "Always"}]}});
-        assert_eq!(three_way_patch(None, &modified, &live), modified);
+        assert_eq!(three_way_patch("Pod", None, &modified, &live), modified);
     }
 }

@@ -202,6 +202,16 @@ static POD_SPEC_ROOTS: &[(&str, &str)] = &[
     ("CronJob", "spec.jobTemplate.spec.template.spec"),
 ];
 
+/// The key by which the list at `path` (field names joined by `.`, e.g.
+/// `spec.template.spec.containers`) in an object of `kind` merges element-wise, if it does:
+/// what a client computing a patch needs to know (`kubectl apply`'s `$patch: delete`).
+pub fn merge_key(kind: &str, path: &str) -> Option<&'static str> {
+    match list_strategy(kind, path) {
+        MergeByKey(key) => Some(key),
+        Replace | MergePrimitives => None,
+    }
+}
+
 /// The strategy of the list at `path` (field names joined by `.`) in an object of `kind`.
 fn list_strategy(kind: &str, path: &str) -> ListStrategy {
     for (scope, relative, strategy) in MERGE_STRATEGIES {
