@@ -148,12 +148,8 @@ pub struct Query(HashMap<String, String>);
 impl Query {
     /// Parses a raw query string.
     pub fn parse(raw: Option<&str>) -> Self {
-        let mut map = HashMap::new();
-        for pair in raw.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            map.insert(decode_component(k), decode_component(v));
-        }
-        Query(map)
+        let pairs = form_urlencoded::parse(raw.unwrap_or_default().as_bytes());
+        Query(pairs.map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
     }
 
     /// A parameter's value, if present and not empty.
@@ -175,30 +171,6 @@ impl Query {
             }
         }
     }
-}
-
-fn decode_component(s: &str) -> String {
-    fn hex(b: u8) -> Option<u8> {
-        (b as char).to_digit(16).and_then(|d| u8::try_from(d).ok())
-    }
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                (Some(hi), Some(lo)) => {
-                    out.push(hi * 16 + lo);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// How the client wants objects rendered.

@@ -155,8 +155,9 @@ impl Client {
     }
 
     /// Sends `req` without a request timeout and returns the 2xx body as a stream of chunks,
-    /// for watches. The stream ends when the server ends the response.
-    pub(crate) async fn request_stream(
+    /// for watches and followed logs. The stream ends when the server ends the response; rate
+    /// limit and error mapping apply as for [`Client::request_json`].
+    pub async fn request_stream(
         &self,
         req: http::Request<Vec<u8>>,
     ) -> Result<impl Stream<Item = Result<Bytes>> + Send + 'static> {

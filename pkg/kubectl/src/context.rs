@@ -2,10 +2,11 @@
 //!
 //! The kubeconfig is found as kubectl finds it (`--kubeconfig`, else `$KUBECONFIG`, else
 //! `~/.kube/config`); `--context` picks a context, `--server` overrides its URL and
-//! `-n/--namespace` its namespace. Plain requests go through [`rkube_client::Client`] (rate
+//! `-n/--namespace` its namespace. Every request goes through [`rkube_client::Client`] (rate
 //! limit, timeout, error mapping); streams (watches, followed logs) have no request timeout and
 //! are read line by line with [`Lines`].
 
+use futures::StreamExt;
 use http::Method;
 use rkube_api::ResourceDef;
 use rkube_client::config::Kubeconfig;
@@ -31,7 +32,6 @@ pub struct Ctx {
     pub explicit_namespace: bool,
     base_url: String,
     token: Option<String>,
-    http: reqwest::Client,
 }
 
 /// Reads the kubeconfig the global flags point at (as kubectl would).
@@ -66,10 +66,6 @@ impl Ctx {
         let base_url = config.cluster_url.to_string().trim_end_matches('/').to_string();
         let token = config.token.clone();
         let client = Client::new(config)?;
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("rkubectl/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| Error::msg(format!("cannot build the HTTP client: {e}")))?;
         Ok(Ctx {
             client,
             namespace,
@@ -77,7 +73,6 @@ impl Ctx {
             explicit_namespace: global.namespace.is_some(),
             base_url,
             token,
-            http,
         })
     }
 
@@ -142,20 +137,12 @@ impl Ctx {
 
     /// Opens a streaming `GET` (a watch or followed logs) with no request timeout.
     pub async fn stream(&self, path: &str, accept: &str) -> Result<Lines> {
-        let mut request = self.http.get(format!("{}{path}", self.base_url)).header("Accept", accept);
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
-        }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| Error::msg(format!("the server could not be reached: GET {path}: {e}")))?;
-        let status = response.status();
-        if !status.is_success() {
-            let body = response.bytes().await.unwrap_or_default();
-            return Err(Error::from_body(status.as_u16(), &body));
-        }
-        Ok(Lines { response, buf: Vec::new(), done: false })
+        let request = http::Request::get(path)
+            .header(http::header::ACCEPT, accept)
+            .body(Vec::new())
+            .map_err(|e| Error::msg(format!("invalid request {path}: {e}")))?;
+        let chunks = self.client.request_stream(request).await?;
+        Ok(Lines { chunks: Box::pin(chunks), buf: Vec::new(), done: false })
     }
 }
 
@@ -205,12 +192,20 @@ pub fn escape(value: &str) -> String {
     form_urlencoded::byte_serialize(value.as_bytes()).collect()
 }
 
+/// The chunks of a streaming response.
+type Chunks = std::pin::Pin<Box<dyn futures::Stream<Item = rkube_client::Result<bytes::Bytes>> + Send>>;
+
 /// A streaming response read one line at a time (watch events, log lines).
-#[derive(Debug)]
 pub struct Lines {
-    response: reqwest::Response,
+    chunks: Chunks,
     buf: Vec<u8>,
     done: bool,
+}
+
+impl std::fmt::Debug for Lines {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lines").field("buffered", &self.buf.len()).field("done", &self.done).finish_non_exhaustive()
+    }
 }
 
 impl Lines {
@@ -228,10 +223,10 @@ impl Lines {
                 let rest = std::mem::take(&mut self.buf);
                 return Ok(Some(String::from_utf8_lossy(&rest).into_owned()));
             }
-            match self.response.chunk().await {
-                Ok(Some(chunk)) => self.buf.extend_from_slice(&chunk),
-                Ok(None) => self.done = true,
-                Err(e) => return Err(Error::msg(format!("the stream broke: {e}"))),
+            match self.chunks.next().await {
+                Some(Ok(chunk)) => self.buf.extend_from_slice(&chunk),
+                None => self.done = true,
+                Some(Err(e)) => return Err(Error::msg(format!("the stream broke: {e}"))),
             }
         }
     }
@@ -241,10 +236,10 @@ impl Lines {
         if !self.buf.is_empty() {
             return Ok(Some(std::mem::take(&mut self.buf)));
         }
-        match self.response.chunk().await {
-            Ok(Some(chunk)) => Ok(Some(chunk.to_vec())),
-            Ok(None) => Ok(None),
-            Err(e) => Err(Error::msg(format!("the stream broke: {e}"))),
+        match self.chunks.next().await {
+            Some(Ok(chunk)) => Ok(Some(chunk.to_vec())),
+            None => Ok(None),
+            Some(Err(e)) => Err(Error::msg(format!("the stream broke: {e}"))),
         }
     }
 
@@ -282,7 +277,7 @@ mod tests {
         assert_eq!(path(nodes, Some("a"), Some("n1")), "/api/v1/nodes/n1");
         assert_eq!(
             with_query("/p", &[("labelSelector", "app=web,x in (a)"), ("fieldSelector", "")]),
-            "/p?labelSelector=app%3Dweb%2Cx%20in%20%28a%29"
+            "/p?labelSelector=app%3Dweb%2Cx+in+%28a%29"
         );
     }
 }
