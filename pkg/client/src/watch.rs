@@ -113,6 +113,7 @@ where
 mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::ConfigMap;
+    use kube_core::ResourceExt;
 
     fn cm_event(kind: &str, name: &str, rv: &str) -> String {
         format!(
@@ -132,9 +133,7 @@ mod tests {
         events
             .iter()
             .map(|e| match e {
-                Ok(WatchEvent::Added(o) | WatchEvent::Modified(o) | WatchEvent::Deleted(o)) => {
-                    o.metadata.name.clone().unwrap_or_default()
-                }
+                Ok(WatchEvent::Added(o) | WatchEvent::Modified(o) | WatchEvent::Deleted(o)) => o.name_any(),
                 Ok(WatchEvent::Bookmark(b)) => format!("bookmark@{}", b.metadata.resource_version),
                 Ok(WatchEvent::Error(s)) => format!("error {}", s.code),
                 Err(e) => format!("err {e}"),

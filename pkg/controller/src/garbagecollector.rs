@@ -36,6 +36,7 @@
 //! Pod) are assumed to exist, so their dependents are never deleted. A dependent with one
 //! owner gone and another alive keeps both references.
 
+use kube_core::ResourceExt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -145,7 +146,7 @@ impl GarbageCollector {
                 .on_delete({
                     let queue = queue.clone();
                     move |deleted: Deleted<Pod>| {
-                        let uid = deleted.object().metadata.uid.clone().unwrap_or_default();
+                        let uid = deleted.object().uid().unwrap_or_default();
                         enqueue_dependents(&queue, &p1, &r1, &uid);
                         enqueue_owners(&queue, &deleted.object().metadata);
                     }
@@ -166,7 +167,7 @@ impl GarbageCollector {
                     enqueue_if_finalizing(&q2, new.as_ref());
                 })
                 .on_delete(move |deleted: Deleted<ReplicaSet>| {
-                    let uid = deleted.object().metadata.uid.clone().unwrap_or_default();
+                    let uid = deleted.object().uid().unwrap_or_default();
                     enqueue_dependents(&q3, &p2, &r2, &uid);
                     enqueue_owners(&q3, &deleted.object().metadata);
                 }),
@@ -177,7 +178,7 @@ impl GarbageCollector {
                 .on_add(move |d: &Arc<Deployment>| enqueue_if_finalizing(&q1, d.as_ref()))
                 .on_update(move |_, d: &Arc<Deployment>| enqueue_if_finalizing(&q2, d.as_ref()))
                 .on_delete(move |deleted: Deleted<Deployment>| {
-                    let uid = deleted.object().metadata.uid.clone().unwrap_or_default();
+                    let uid = deleted.object().uid().unwrap_or_default();
                     enqueue_dependents(&q3, &pod_store, &rs_store, &uid);
                 }),
         );

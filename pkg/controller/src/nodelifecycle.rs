@@ -32,6 +32,7 @@
 //! Not promised: zones (one zone only), `MarkPodsNotReady`, the `not-ready` taint for nodes
 //! whose kubelet reports `Ready=False`, or taint-based eviction for taints it did not add.
 
+use kube_core::ResourceExt;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -250,7 +251,7 @@ impl NodeLifecycleController {
             let mut health = self.health.lock().unwrap_or_else(PoisonError::into_inner);
             health.retain(|name, _| nodes.iter().any(|node| node.metadata.name.as_deref() == Some(name)));
             for node in &nodes {
-                let name = node.metadata.name.clone().unwrap_or_default();
+                let name = node.name_any();
                 let lease_renewed = self
                     .leases
                     .get(&format!("{NODE_LEASE_NAMESPACE}/{name}"))
@@ -278,7 +279,7 @@ impl NodeLifecycleController {
 
     /// Sets Ready=Unknown and adds the unreachable taints, unless already done.
     async fn mark_unreachable(&self, node: &Node) -> Result<(), Error> {
-        let name = node.metadata.name.clone().unwrap_or_default();
+        let name = node.name_any();
         let api: Api<Node> = Api::all(self.client.clone());
         if ready_condition(node).is_none_or(|c| c.status != "Unknown") {
             let now = Timestamp::now().to_string();
@@ -332,7 +333,7 @@ impl NodeLifecycleController {
         if !has_our_taints(node) {
             return Ok(());
         }
-        let name = node.metadata.name.clone().unwrap_or_default();
+        let name = node.name_any();
         let taints: Vec<Taint> = node
             .spec
             .as_ref()
@@ -362,7 +363,7 @@ impl NodeLifecycleController {
         }
         let mut first_error = None;
         for node in silent {
-            let name = node.metadata.name.clone().unwrap_or_default();
+            let name = node.name_any();
             let tainted = {
                 let mut health = self.health.lock().unwrap_or_else(PoisonError::into_inner);
                 let Some(entry) = health.get_mut(&name) else { continue };
@@ -378,8 +379,8 @@ impl NodeLifecycleController {
             };
             let pods = self.pods.by_index(NODE_NAME_INDEX, &name).unwrap_or_default();
             for pod in pods_to_evict(pods, tainted, self.config.pod_eviction_timeout, now) {
-                let namespace = pod.metadata.namespace.clone().unwrap_or_default();
-                let pod_name = pod.metadata.name.clone().unwrap_or_default();
+                let namespace = pod.namespace().unwrap_or_default();
+                let pod_name = pod.name_any();
                 match Api::<Pod>::namespaced(self.client.clone(), &namespace)
                     .delete(&pod_name, &DeleteParams::default())
                     .await

@@ -30,6 +30,7 @@
 //! and below, `a_sync_held_back_by_unmet_expectations_requeues_no_later_than_they_expire`). Not promised: at most 500 pods are created or deleted
 //! per sync (client-go's `BurstReplicas`); more take more syncs.
 
+use kube_core::ResourceExt;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -148,7 +149,7 @@ impl PodEventHandler {
 
     /// Every ReplicaSet in the pod's namespace whose selector matches its labels.
     fn matching(&self, pod: &Pod) -> Vec<Arc<ReplicaSet>> {
-        let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+        let namespace = pod.namespace().unwrap_or_default();
         let labels = pod.metadata.labels.clone().unwrap_or_default();
         let Ok(candidates) = self.replica_sets.by_index(NAMESPACE_INDEX, &namespace) else { return Vec::new() };
         candidates
@@ -246,7 +247,7 @@ impl Syncer for ReplicaSetController {
                 return Ok(Action::await_change());
             }
         };
-        let namespace = rs.metadata.namespace.clone().unwrap_or_default();
+        let namespace = rs.namespace().unwrap_or_default();
         let pods: Vec<Arc<Pod>> =
             self.pods.by_index(NAMESPACE_INDEX, &namespace)?.into_iter().filter(|pod| is_active(pod)).collect();
         let owned = self.claim_pods(&rs, &selector, pods).await?;
@@ -272,15 +273,15 @@ impl ReplicaSetController {
         selector: &LabelSelector,
         pods: Vec<Arc<Pod>>,
     ) -> Result<Vec<Arc<Pod>>, Error> {
-        let uid = rs.metadata.uid.clone().unwrap_or_default();
-        let namespace = rs.metadata.namespace.clone().unwrap_or_default();
+        let uid = rs.uid().unwrap_or_default();
+        let namespace = rs.namespace().unwrap_or_default();
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
         let mut owned = Vec::new();
         let mut may_adopt: Option<bool> = None;
         for pod in pods {
             let labels = pod.metadata.labels.clone().unwrap_or_default();
             let matches = selector.matches(&labels);
-            let pod_name = pod.metadata.name.clone().unwrap_or_default();
+            let pod_name = pod.name_any();
             match controller_of(&pod.metadata) {
                 Some(owner) if owner.uid == uid => {
                     if matches {
@@ -322,9 +323,9 @@ impl ReplicaSetController {
     }
 
     async fn may_adopt(&self, rs: &ReplicaSet) -> Result<bool, Error> {
-        let namespace = rs.metadata.namespace.clone().unwrap_or_default();
+        let namespace = rs.namespace().unwrap_or_default();
         let api: Api<ReplicaSet> = Api::namespaced(self.client.clone(), &namespace);
-        let name = rs.metadata.name.clone().unwrap_or_default();
+        let name = rs.name_any();
         match api.get_opt(&name).await {
             Ok(Some(fresh)) => Ok(fresh.metadata.uid == rs.metadata.uid && fresh.metadata.deletion_timestamp.is_none()),
             Ok(None) => Ok(false),
@@ -358,7 +359,7 @@ impl ReplicaSetController {
         want: usize,
         had: usize,
     ) -> Result<(), Error> {
-        let namespace = rs.metadata.namespace.clone().unwrap_or_default();
+        let namespace = rs.namespace().unwrap_or_default();
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
         let expectations = &self.expectations;
         let pod = pod_from_template(rs)?;
@@ -403,12 +404,12 @@ impl ReplicaSetController {
         want: usize,
         had: usize,
     ) -> Result<(), Error> {
-        let namespace = rs.metadata.namespace.clone().unwrap_or_default();
+        let namespace = rs.namespace().unwrap_or_default();
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
         let expectations = &self.expectations;
         expectations.expect_deletions(key, victims.iter().map(|pod| key_of(pod.as_ref())));
         let results = join_all(victims.iter().map(|pod| async {
-            let name = pod.metadata.name.clone().unwrap_or_default();
+            let name = pod.name_any();
             (key_of(pod.as_ref()), api.delete(&name, &DeleteParams::default()).await)
         }))
         .await;
@@ -434,8 +435,8 @@ impl ReplicaSetController {
         if same_status(&current, &status) {
             return Ok(());
         }
-        let namespace = rs.metadata.namespace.clone().unwrap_or_default();
-        let name = rs.metadata.name.clone().unwrap_or_default();
+        let namespace = rs.namespace().unwrap_or_default();
+        let name = rs.name_any();
         let api: Api<ReplicaSet> = Api::namespaced(self.client.clone(), &namespace);
         match api.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": status}))).await {
             Ok(_) => Ok(()),
@@ -518,7 +519,7 @@ pub fn pod_from_template(rs: &ReplicaSet) -> Result<Pod, Error> {
     let template_meta = template.metadata.unwrap_or_default();
     Ok(Pod {
         metadata: ObjectMeta {
-            generate_name: Some(format!("{}-", rs.metadata.name.clone().unwrap_or_default())),
+            generate_name: Some(format!("{}-", rs.name_any())),
             namespace: rs.metadata.namespace.clone(),
             labels: template_meta.labels,
             annotations: template_meta.annotations,

@@ -363,6 +363,7 @@ mod tests {
     use crate::backoff::BackoffConfig;
     use crate::handler::HandlerFns;
     use crate::testing::{FakeApi, Recorder, config_map, eventually, expired, send};
+    use kube_core::ResourceExt;
 
     fn quick_config() -> InformerConfig {
         InformerConfig {
@@ -519,7 +520,7 @@ mod tests {
         let handler = {
             let seen = Arc::clone(&seen);
             HandlerFns::new().on_add(move |object: &Arc<ConfigMap>| {
-                let name = object.metadata.name.clone().unwrap_or_default();
+                let name = object.name_any();
                 assert_ne!(name, "bad", "this handler panics on purpose");
                 seen.lock().unwrap_or_else(PoisonError::into_inner).push(name);
             })

@@ -16,6 +16,7 @@
 //! drops events (and counts them in the log) when its buffer is full or the apiserver refuses
 //! them; Events are for people, not for correctness.
 
+use kube_core::ResourceExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -74,7 +75,7 @@ impl EventRecorder {
     pub fn record(&self, pod: &Pod, type_: &str, reason: &str, message: String) {
         let now = Time(jiff::Timestamp::now());
         let namespace = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
-        let name = pod.metadata.name.clone().unwrap_or_default();
+        let name = pod.name_any();
         let event = Event {
             metadata: ObjectMeta {
                 // Kubernetes' event recorder names events `<object>.<unix nanos in hex>`.

@@ -18,6 +18,7 @@
 //! forgotten after a failed bind, or it is deleted; Kubernetes adds a TTL for binds that
 //! succeed but are never seen, which cannot happen here short of a watch that is lost for good.
 
+use kube_core::ResourceExt;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -93,7 +94,7 @@ fn finished(pod: &Pod) -> bool {
 impl Cache {
     /// Adds or replaces a node (from the node informer).
     pub fn set_node(&mut self, node: Arc<Node>) {
-        let name = node.metadata.name.clone().unwrap_or_default();
+        let name = node.name_any();
         let info = self.nodes.entry(name.clone()).or_insert_with(|| NodeInfo::empty(&name));
         info.allocatable = node_allocatable(&node);
         info.node = Some(node);

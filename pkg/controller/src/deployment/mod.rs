@@ -47,6 +47,7 @@
 pub mod rollout;
 pub mod status;
 
+use kube_core::ResourceExt;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -99,7 +100,7 @@ pub struct DeploymentController {
 /// Queues the Deployment that controls `rs` (if any and known), else every Deployment of the
 /// namespace whose selector matches it.
 fn enqueue_for_replica_set(queue: &WorkQueue<String>, deployments: &Store<Deployment>, rs: &ReplicaSet) {
-    let namespace = rs.metadata.namespace.clone().unwrap_or_default();
+    let namespace = rs.namespace().unwrap_or_default();
     if let Some(owner) = controller_of(&rs.metadata) {
         if owner.kind == KIND {
             queue.add(format!("{namespace}/{}", owner.name));
@@ -116,7 +117,7 @@ fn enqueue_for_replica_set(queue: &WorkQueue<String>, deployments: &Store<Deploy
 
 /// Queues the Deployment above the ReplicaSet that controls `pod`.
 fn enqueue_for_pod(queue: &WorkQueue<String>, replica_sets: &Store<ReplicaSet>, pod: &Pod) {
-    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+    let namespace = pod.namespace().unwrap_or_default();
     let Some(owner) = controller_of(&pod.metadata).filter(|owner| owner.kind == "ReplicaSet") else { return };
     if let Some(rs) = replica_sets.get(&format!("{namespace}/{}", owner.name))
         && let Some(deployment) = controller_of(&rs.metadata).filter(|owner| owner.kind == KIND)
@@ -225,14 +226,14 @@ impl DeploymentController {
         deployment: &Deployment,
         selector: &LabelSelector,
     ) -> Result<Vec<Arc<ReplicaSet>>, Error> {
-        let uid = deployment.metadata.uid.clone().unwrap_or_default();
-        let namespace = deployment.metadata.namespace.clone().unwrap_or_default();
+        let uid = deployment.uid().unwrap_or_default();
+        let namespace = deployment.namespace().unwrap_or_default();
         let api = self.replica_set_api(&namespace);
         let mut owned = Vec::new();
         for rs in self.replica_sets.by_index(NAMESPACE_INDEX, &namespace)? {
             let labels = rs.metadata.labels.clone().unwrap_or_default();
             let matches = selector.matches(&labels);
-            let name = rs.metadata.name.clone().unwrap_or_default();
+            let name = rs.name_any();
             let patch = match controller_of(&rs.metadata) {
                 Some(owner) if owner.uid == uid && matches => {
                     owned.push(rs);
@@ -276,7 +277,7 @@ impl DeploymentController {
         let mut last_writes = self.last_writes.lock().unwrap_or_else(PoisonError::into_inner);
         let mut caught_up = true;
         for rs in replica_sets {
-            let uid = rs.metadata.uid.clone().unwrap_or_default();
+            let uid = rs.uid().unwrap_or_default();
             let Some(wrote) = last_writes.get(&uid).copied() else { continue };
             if resource_version(&rs.metadata).is_some_and(|seen| seen >= wrote) {
                 last_writes.remove(&uid);
@@ -416,9 +417,9 @@ impl DeploymentController {
     /// Deletes the old empty ReplicaSets beyond `revisionHistoryLimit`, lowest revision first.
     async fn clean_up_history(&self, deployment: &Deployment, old: &[Arc<ReplicaSet>]) -> Result<(), Error> {
         let limit = usize::try_from(deployment.spec.revision_history_limit.unwrap_or(10)).unwrap_or(0);
-        let namespace = deployment.metadata.namespace.clone().unwrap_or_default();
+        let namespace = deployment.namespace().unwrap_or_default();
         for rs in history_to_delete(old, limit, |rs| self.pods_of(rs).is_empty()) {
-            let name = rs.metadata.name.clone().unwrap_or_default();
+            let name = rs.name_any();
             match self.replica_set_api(&namespace).delete(&name, &DeleteParams::default()).await {
                 Ok(_) => tracing::info!(rs = %name, "deleted old replica set beyond revisionHistoryLimit"),
                 Err(error) if error.is_not_found() => {}
@@ -439,7 +440,7 @@ impl DeploymentController {
 
     /// Active pods controlled by `rs`.
     fn pods_of(&self, rs: &ReplicaSet) -> Vec<Arc<Pod>> {
-        let uid = rs.metadata.uid.clone().unwrap_or_default();
+        let uid = rs.uid().unwrap_or_default();
         self.pods
             .by_index(OWNER_UID_INDEX, &uid)
             .unwrap_or_default()
@@ -483,8 +484,8 @@ impl DeploymentController {
         {
             return Ok(());
         }
-        let namespace = rs.metadata.namespace.clone().unwrap_or_default();
-        let name = rs.metadata.name.clone().unwrap_or_default();
+        let namespace = rs.namespace().unwrap_or_default();
+        let name = rs.name_any();
         let patch = json!({
             "metadata": {
                 "resourceVersion": rs.metadata.resource_version,
@@ -508,8 +509,8 @@ impl DeploymentController {
 
     /// Gives the new ReplicaSet the revision `revision` (after a rollback it had an old one).
     async fn set_revision(&self, rs: &ReplicaSet, revision: i64) -> Result<Arc<ReplicaSet>, Error> {
-        let namespace = rs.metadata.namespace.clone().unwrap_or_default();
-        let name = rs.metadata.name.clone().unwrap_or_default();
+        let namespace = rs.namespace().unwrap_or_default();
+        let name = rs.name_any();
         let patch = json!({"metadata": {"annotations": {REVISION: revision.to_string()}}});
         match self.replica_set_api(&namespace).patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await {
             Ok(updated) => {
@@ -529,9 +530,9 @@ impl DeploymentController {
         replicas: i32,
         sizes: (i32, i32),
     ) -> Result<Arc<ReplicaSet>, Error> {
-        let namespace = deployment.metadata.namespace.clone().unwrap_or_default();
+        let namespace = deployment.namespace().unwrap_or_default();
         let hash = template_hash(&deployment.spec.template);
-        let name = format!("{}-{hash}", deployment.metadata.name.clone().unwrap_or_default());
+        let name = format!("{}-{hash}", deployment.name_any());
         let mut template = deployment.spec.template.clone();
         let template_meta = template.metadata.get_or_insert_with(ObjectMeta::default);
         template_meta.labels.get_or_insert_with(BTreeMap::new).insert(POD_TEMPLATE_HASH.into(), hash.clone());
@@ -598,8 +599,8 @@ impl DeploymentController {
         status: Value,
         new_rs: Option<&ReplicaSet>,
     ) -> Result<(), Error> {
-        let namespace = deployment.metadata.namespace.clone().unwrap_or_default();
-        let name = deployment.metadata.name.clone().unwrap_or_default();
+        let namespace = deployment.namespace().unwrap_or_default();
+        let name = deployment.name_any();
         let api: Api<Deployment> = Api::namespaced(self.client.clone(), &namespace);
         let revision = new_rs.map(|rs| revision_of(rs).to_string());
         let current_revision = deployment.metadata.annotations.as_ref().and_then(|a| a.get(REVISION)).cloned();

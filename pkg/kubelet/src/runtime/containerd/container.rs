@@ -24,6 +24,7 @@
 //! - a failed start is remembered as the container's waiting reason (with the message) until a
 //!   start of it succeeds, and counted by container type and reason.
 
+use kube_core::ResourceExt;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -114,8 +115,8 @@ impl<'a> NewRun<'a> {
             (CONTAINER_NAME_LABEL.to_string(), self.container.name.clone()),
             (ATTEMPT_LABEL.to_string(), self.attempt.to_string()),
             (RESTART_POLICY_LABEL.to_string(), self.restart_policy.to_string()),
-            ("io.rkube.pod.name".to_string(), self.pod.metadata.name.clone().unwrap_or_default()),
-            ("io.rkube.pod.namespace".to_string(), self.pod.metadata.namespace.clone().unwrap_or_default()),
+            ("io.rkube.pod.name".to_string(), self.pod.name_any()),
+            ("io.rkube.pod.namespace".to_string(), self.pod.namespace().unwrap_or_default()),
         ]
         .into()
     }
@@ -237,7 +238,7 @@ impl ContainerdRuntime {
     /// directories).
     fn oci_spec(&self, run: &NewRun<'_>, image: &str, info: &ImageInfo) -> Result<serde_json::Value, RuntimeError> {
         let container = run.container;
-        let hostname = run.pod.metadata.name.clone().unwrap_or_default();
+        let hostname = run.pod.name_any();
         let args = process_args(container, info);
         if args.is_empty() {
             return Err(RuntimeError::Image {
