@@ -245,6 +245,12 @@ in_root private '
         if ! kill -0 "${run_pid}" 2>/dev/null; then
             echo "fresh-check: make run exited before the cluster was up; its output:" >&2
             tail -n 60 "${log}" >&2
+            # A missing install step usually shows as a file something could not find.
+            missing="$(sed "s/\\\\n/\\n/g" "${log}" | grep -oE "[^ \"]+: (File not found|No such file or directory|not found)" | sort -u | head -n 5)"
+            if [[ -n "${missing}" ]]; then
+                echo "fresh-check: make run failed on a missing file; is an install step missing from hack/deps.sh?" >&2
+                echo "${missing}" | sed "s/^/fresh-check:   /" >&2
+            fi
             exit 1
         fi
         if ((SECONDS > deadline)); then
