@@ -24,7 +24,7 @@ use rkube_api::strategic_merge;
 use serde_json::{Map, Value, json};
 
 use crate::cli::FileArgs;
-use crate::context::{Ctx, path};
+use crate::context::{Connection, path};
 use crate::error::{Error, Result};
 use crate::manifest::{self, Document};
 use crate::resource;
@@ -55,7 +55,7 @@ impl Outcome {
 }
 
 /// Runs `create -f`.
-pub async fn create(ctx: &Ctx, args: &FileArgs) -> Result<()> {
+pub async fn create(ctx: &Connection, args: &FileArgs) -> Result<()> {
     let docs = manifest::read_all(&args.filenames, args.recursive)?;
     for_each(&docs, |doc| async move {
         let def = doc.resource()?;
@@ -68,7 +68,7 @@ pub async fn create(ctx: &Ctx, args: &FileArgs) -> Result<()> {
 }
 
 /// Runs `apply -f`.
-pub async fn apply(ctx: &Ctx, args: &FileArgs) -> Result<()> {
+pub async fn apply(ctx: &Connection, args: &FileArgs) -> Result<()> {
     let docs = manifest::read_all(&args.filenames, args.recursive)?;
     for_each(&docs, |doc| async move {
         let def = doc.resource()?;
@@ -80,7 +80,7 @@ pub async fn apply(ctx: &Ctx, args: &FileArgs) -> Result<()> {
 }
 
 /// Applies one object; see the module docs.
-pub async fn apply_one(ctx: &Ctx, doc: &Document) -> Result<Outcome> {
+pub async fn apply_one(ctx: &Connection, doc: &Document) -> Result<Outcome> {
     let def = doc.resource()?;
     let name = doc.name()?;
     let ns = object_namespace(ctx, def, &doc.object)?;
@@ -108,7 +108,7 @@ pub async fn apply_one(ctx: &Ctx, doc: &Document) -> Result<Outcome> {
 /// The namespace an object from a file goes to: its own, else the context's (`None` for
 /// cluster-scoped kinds). An object whose namespace differs from an explicit `-n` is an
 /// error, as in kubectl.
-pub fn object_namespace(ctx: &Ctx, def: &rkube_api::ResourceDef, object: &Value) -> Result<Option<String>> {
+pub fn object_namespace(ctx: &Connection, def: &rkube_api::ResourceDef, object: &Value) -> Result<Option<String>> {
     if !def.namespaced {
         return Ok(None);
     }

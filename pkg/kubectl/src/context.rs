@@ -1,4 +1,4 @@
-//! [`Ctx`]: the connection and namespace every command works with, built from the global flags.
+//! [`Connection`]: the connection and namespace every command works with, built from the global flags.
 //!
 //! The kubeconfig is found as kubectl finds it (`--kubeconfig`, else `$KUBECONFIG`, else
 //! `~/.kube/config`); `--context` picks a context, `--server` overrides its URL and
@@ -21,7 +21,7 @@ pub const TABLE_ACCEPT: &str = "application/json;as=Table;v=v1;g=meta.k8s.io,app
 
 /// A client plus the namespace flags; see the module docs.
 #[derive(Debug, Clone)]
-pub struct Ctx {
+pub struct Connection {
     /// The apiserver client.
     pub client: Client,
     /// The namespace to use: `-n`, else the context's, else `default`.
@@ -43,10 +43,10 @@ pub fn load_kubeconfig(global: &GlobalArgs) -> Result<Kubeconfig> {
     Ok(kubeconfig)
 }
 
-impl Ctx {
+impl Connection {
     /// Builds the context from the global flags. With `--server` and no usable kubeconfig,
     /// the server URL alone is enough.
-    pub fn new(global: &GlobalArgs) -> Result<Ctx> {
+    pub fn new(global: &GlobalArgs) -> Result<Connection> {
         let config = match (load_kubeconfig(global), &global.server) {
             (Ok(kubeconfig), server) => {
                 let mut config = match Config::from_custom_kubeconfig(&kubeconfig, global.context.as_deref()) {
@@ -66,7 +66,7 @@ impl Ctx {
         let base_url = config.cluster_url.to_string().trim_end_matches('/').to_string();
         let token = config.token.clone();
         let client = Client::new(config)?;
-        Ok(Ctx {
+        Ok(Connection {
             client,
             namespace,
             all_namespaces: global.all_namespaces,

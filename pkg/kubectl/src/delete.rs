@@ -9,14 +9,14 @@
 use serde_json::{Value, json};
 
 use crate::cli::DeleteArgs;
-use crate::context::{Ctx, path, with_query};
+use crate::context::{Connection, path, with_query};
 use crate::error::{Error, Result};
 use crate::manifest;
 use crate::resource;
 use crate::wait::{parse_duration, watch_until};
 
 /// Runs `delete`.
-pub async fn run(ctx: &Ctx, args: &DeleteArgs) -> Result<()> {
+pub async fn run(ctx: &Connection, args: &DeleteArgs) -> Result<()> {
     let timeout = parse_duration(&args.timeout)?;
     let mut victims: Vec<(&'static rkube_api::ResourceDef, Option<String>, String)> = Vec::new();
     if !args.filenames.is_empty() {

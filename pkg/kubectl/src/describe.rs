@@ -11,13 +11,13 @@ use std::fmt::Write as _;
 use serde_json::Value;
 
 use crate::cli::DescribeArgs;
-use crate::context::{Ctx, path, with_query};
+use crate::context::{Connection, path, with_query};
 use crate::error::Result;
 use crate::printer::{self, Table};
 use crate::resource;
 
 /// Runs `describe`.
-pub async fn run(ctx: &Ctx, args: &DescribeArgs) -> Result<()> {
+pub async fn run(ctx: &Connection, args: &DescribeArgs) -> Result<()> {
     let targets = resource::parse_targets(&args.resources)?;
     let mut first = true;
     for target in &targets {
@@ -200,7 +200,7 @@ fn pod(out: &mut String, obj: &Value) {
     conditions(out, obj, false);
 }
 
-async fn node(ctx: &Ctx, out: &mut String, obj: &Value) -> Result<()> {
+async fn node(ctx: &Connection, out: &mut String, obj: &Value) -> Result<()> {
     header(out, obj);
     kv(out, 0, "Unschedulable", obj["spec"]["unschedulable"].as_bool().unwrap_or(false));
     conditions(out, obj, true);
@@ -243,7 +243,7 @@ async fn node(ctx: &Ctx, out: &mut String, obj: &Value) -> Result<()> {
     Ok(())
 }
 
-async fn owned_by(ctx: &Ctx, plural: &str, obj: &Value) -> Result<Vec<Value>> {
+async fn owned_by(ctx: &Connection, plural: &str, obj: &Value) -> Result<Vec<Value>> {
     let def = resource::resolve(plural)?;
     let ns = obj["metadata"]["namespace"].as_str();
     let selector = selector_text(&obj["spec"]["selector"]);
@@ -291,7 +291,7 @@ fn template(out: &mut String, obj: &Value) {
     }
 }
 
-async fn replicaset(ctx: &Ctx, out: &mut String, obj: &Value) -> Result<()> {
+async fn replicaset(ctx: &Connection, out: &mut String, obj: &Value) -> Result<()> {
     header(out, obj);
     kv(out, 0, "Selector", selector_text(&obj["spec"]["selector"]));
     kv(
@@ -322,7 +322,7 @@ async fn replicaset(ctx: &Ctx, out: &mut String, obj: &Value) -> Result<()> {
     Ok(())
 }
 
-async fn deployment(ctx: &Ctx, out: &mut String, obj: &Value) -> Result<()> {
+async fn deployment(ctx: &Connection, out: &mut String, obj: &Value) -> Result<()> {
     header(out, obj);
     kv(out, 0, "Selector", selector_text(&obj["spec"]["selector"]));
     let st = &obj["status"];
@@ -388,7 +388,7 @@ fn generic(out: &mut String, obj: &Value) -> Result<()> {
     Ok(())
 }
 
-async fn events(ctx: &Ctx, out: &mut String, obj: &Value) -> Result<()> {
+async fn events(ctx: &Connection, out: &mut String, obj: &Value) -> Result<()> {
     let meta = &obj["metadata"];
     let mut selector = format!("involvedObject.name={}", meta["name"].as_str().unwrap_or(""));
     if let Some(ns) = meta["namespace"].as_str() {

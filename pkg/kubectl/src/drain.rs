@@ -9,13 +9,13 @@
 use serde_json::{Value, json};
 
 use crate::cli::DrainArgs;
-use crate::context::{Ctx, path, with_query};
+use crate::context::{Connection, path, with_query};
 use crate::error::{Error, Result};
 use crate::resource;
 use crate::wait::{parse_duration, watch_until};
 
 /// Runs `drain`.
-pub async fn run(ctx: &Ctx, args: &DrainArgs) -> Result<()> {
+pub async fn run(ctx: &Connection, args: &DrainArgs) -> Result<()> {
     let timeout = parse_duration(&args.timeout)?;
     crate::mutate::cordon(ctx, &args.node, true).await?;
     let pods_def = resource::resolve("pods")?;

@@ -12,13 +12,13 @@ use std::process::Stdio;
 use serde_json::Value;
 
 use crate::cli::EditArgs;
-use crate::context::{Ctx, path};
+use crate::context::{Connection, path};
 use crate::error::{Error, Result};
 use crate::printer;
 use crate::resource;
 
 /// Runs `edit`.
-pub async fn run(ctx: &Ctx, args: &EditArgs) -> Result<()> {
+pub async fn run(ctx: &Connection, args: &EditArgs) -> Result<()> {
     let (def, name) = resource::parse_one(&args.resources)?;
     let p = path(def, ctx.ns_for(def), Some(&name));
     let live = ctx.get(&p).await?;

@@ -8,7 +8,7 @@ use std::io::Write as _;
 use serde_json::Value;
 
 use crate::cli::EventsArgs;
-use crate::context::{Ctx, path, with_query};
+use crate::context::{Connection, path, with_query};
 use crate::error::Result;
 use crate::printer::{self, Table};
 use crate::resource;
@@ -44,7 +44,7 @@ fn row(e: &Value, with_ns: bool) -> Vec<String> {
 }
 
 /// Runs `events`.
-pub async fn run(ctx: &Ctx, args: &EventsArgs) -> Result<()> {
+pub async fn run(ctx: &Connection, args: &EventsArgs) -> Result<()> {
     let def = resource::resolve("events")?;
     let mut selector = String::new();
     if let Some(target) = &args.for_ {

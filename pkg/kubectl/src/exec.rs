@@ -13,14 +13,14 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
 
 use crate::cli::ExecArgs;
-use crate::context::{Ctx, escape, path};
+use crate::context::{Connection, escape, path};
 use crate::error::{Error, Result};
 use crate::resource;
 
 const PROTOCOL: &str = "v5.channel.k8s.io";
 
 /// Runs `exec`.
-pub async fn run(ctx: &Ctx, args: &ExecArgs) -> Result<()> {
+pub async fn run(ctx: &Connection, args: &ExecArgs) -> Result<()> {
     if args.tty {
         return Err(Error::msg("-t/--tty is not supported by rkube yet; run exec without it"));
     }

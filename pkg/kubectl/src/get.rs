@@ -13,13 +13,13 @@ use std::io::Write as _;
 use serde_json::{Value, json};
 
 use crate::cli::GetArgs;
-use crate::context::{Ctx, TABLE_ACCEPT, path, with_query};
+use crate::context::{Connection, TABLE_ACCEPT, path, with_query};
 use crate::error::{Error, Result};
 use crate::printer::{self, Output, Table, TableOptions};
 use crate::resource::{self, Target};
 
 /// Runs `get`.
-pub async fn run(ctx: &Ctx, args: &GetArgs) -> Result<()> {
+pub async fn run(ctx: &Connection, args: &GetArgs) -> Result<()> {
     let output = Output::parse(args.output.as_deref())?;
     let targets = resource::parse_targets(&args.resources)?;
     let selector = args.selector.clone().unwrap_or_default();
@@ -140,7 +140,7 @@ pub async fn run(ctx: &Ctx, args: &GetArgs) -> Result<()> {
 }
 
 /// `No resources found in default namespace.` (or without the namespace for cluster scope).
-fn no_resources(ctx: &Ctx, targets: &[Target]) -> String {
+fn no_resources(ctx: &Connection, targets: &[Target]) -> String {
     let namespaced = targets.iter().any(|t| t.def.namespaced);
     if namespaced && !ctx.all_namespaces {
         format!("No resources found in {} namespace.", ctx.namespace)
@@ -184,7 +184,14 @@ pub fn format_value(output: &Output, value: &Value) -> Result<String> {
     })
 }
 
-async fn watch(ctx: &Ctx, target: &Target, output: &Output, args: &GetArgs, rv: &str, widths: &[usize]) -> Result<()> {
+async fn watch(
+    ctx: &Connection,
+    target: &Target,
+    output: &Output,
+    args: &GetArgs,
+    rv: &str,
+    widths: &[usize],
+) -> Result<()> {
     let mut params: Vec<(&str, &str)> = vec![("watch", "true"), ("resourceVersion", rv)];
     let selector = args.selector.clone().unwrap_or_default();
     let mut field_selector = args.field_selector.clone().unwrap_or_default();

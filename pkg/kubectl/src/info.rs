@@ -7,12 +7,12 @@
 use serde_json::Value;
 
 use crate::cli::{ApiResourcesArgs, VersionArgs};
-use crate::context::Ctx;
+use crate::context::Connection;
 use crate::error::Result;
 use crate::printer::Table;
 
 /// Runs `api-resources`.
-pub async fn api_resources(ctx: &Ctx, args: &ApiResourcesArgs) -> Result<()> {
+pub async fn api_resources(ctx: &Connection, args: &ApiResourcesArgs) -> Result<()> {
     let mut lists: Vec<Value> = vec![ctx.get("/api/v1").await?];
     let groups = ctx.get("/apis").await?;
     for group in groups["groups"].as_array().map(Vec::as_slice).unwrap_or_default() {
@@ -66,7 +66,7 @@ pub async fn version(global: &crate::cli::GlobalArgs, args: &VersionArgs) -> Res
     if args.client {
         return Ok(());
     }
-    let ctx = Ctx::new(global)?;
+    let ctx = Connection::new(global)?;
     let v = ctx.get("/version").await?;
     println!("Server Version: {}", v["gitVersion"].as_str().unwrap_or("unknown"));
     Ok(())

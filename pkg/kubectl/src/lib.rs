@@ -1,7 +1,7 @@
 //! rkubectl's commands: the kubectl-like client as a library.
 //!
 //! `rkubectl` is a thin `main` over [`run`]: it parses [`cli::Cli`] (clap) and calls [`run`],
-//! which builds a [`context::Ctx`] (kubeconfig, namespace, client) and dispatches to one
+//! which builds a [`context::Connection`] (kubeconfig, namespace, client) and dispatches to one
 //! module per verb family:
 //!
 //! - [`resource`]: type names as typed (`po`, `deploy/web`, `pods,svc`) → the registry;
@@ -46,7 +46,7 @@ use std::io::IsTerminal as _;
 use clap::CommandFactory as _;
 
 use crate::cli::{Cli, Command};
-use crate::context::Ctx;
+use crate::context::Connection;
 pub use crate::error::{Error, Result};
 
 /// Makes a closed stdout (`rkubectl get pods | head -1`) end the process quietly, as SIGPIPE
@@ -99,7 +99,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
         }
         _ => {}
     }
-    let ctx = Ctx::new(global)?;
+    let ctx = Connection::new(global)?;
     match &cli.command {
         Command::Get(args) => get::run(&ctx, args).await,
         Command::Create(args) => apply::create(&ctx, args).await,

@@ -9,13 +9,13 @@
 use std::io::Write as _;
 
 use crate::cli::LogsArgs;
-use crate::context::{Ctx, path, with_query};
+use crate::context::{Connection, path, with_query};
 use crate::error::{Error, Result};
 use crate::resource;
 use crate::wait::parse_duration;
 
 /// Runs `logs`.
-pub async fn run(ctx: &Ctx, args: &LogsArgs) -> Result<()> {
+pub async fn run(ctx: &Connection, args: &LogsArgs) -> Result<()> {
     let def = resource::resolve("pods")?;
     let name = match args.pod.split_once('/') {
         Some((ty, name)) if resource::resolve(ty)?.plural == "pods" => name.to_string(),

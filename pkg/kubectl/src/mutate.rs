@@ -9,12 +9,12 @@
 use serde_json::{Value, json};
 
 use crate::cli::{MetaArgs, PatchArgs, RunArgs, ScaleArgs};
-use crate::context::{Ctx, path};
+use crate::context::{Connection, path};
 use crate::error::{Error, Result};
 use crate::resource;
 
 /// Runs `patch`.
-pub async fn patch(ctx: &Ctx, args: &PatchArgs) -> Result<()> {
+pub async fn patch(ctx: &Connection, args: &PatchArgs) -> Result<()> {
     let (def, name) = resource::parse_one(&args.resources)?;
     let content_type = match args.patch_type.as_str() {
         "strategic" => "application/strategic-merge-patch+json",
@@ -35,7 +35,7 @@ pub async fn patch(ctx: &Ctx, args: &PatchArgs) -> Result<()> {
 }
 
 /// Runs `label` (`field` = `labels`) or `annotate` (`annotations`).
-pub async fn label(ctx: &Ctx, args: &MetaArgs, field: &str) -> Result<()> {
+pub async fn label(ctx: &Connection, args: &MetaArgs, field: &str) -> Result<()> {
     let split = args.args.iter().position(|a| a.contains('=') || (a.ends_with('-') && !a.contains('/')));
     let (resources, changes) = match split {
         Some(i) if i > 0 => args.args.split_at(i),
@@ -76,7 +76,7 @@ pub async fn label(ctx: &Ctx, args: &MetaArgs, field: &str) -> Result<()> {
 }
 
 /// Runs `scale`.
-pub async fn scale(ctx: &Ctx, args: &ScaleArgs) -> Result<()> {
+pub async fn scale(ctx: &Connection, args: &ScaleArgs) -> Result<()> {
     let (def, name) = resource::parse_one(&args.resources)?;
     if !def.has_subresource(rkube_api::Subresource::Scale) {
         return Err(Error::msg(format!("{} cannot be scaled (only deployments and replicasets)", def.plural)));
@@ -91,7 +91,7 @@ pub async fn scale(ctx: &Ctx, args: &ScaleArgs) -> Result<()> {
 }
 
 /// Runs `run`: a pod, or with `--replicas` a deployment.
-pub async fn run_image(ctx: &Ctx, args: &RunArgs) -> Result<()> {
+pub async fn run_image(ctx: &Connection, args: &RunArgs) -> Result<()> {
     let default_key = if args.replicas.is_some() { "app" } else { "run" };
     let mut labels = serde_json::Map::new();
     match &args.labels {
@@ -145,7 +145,7 @@ pub async fn run_image(ctx: &Ctx, args: &RunArgs) -> Result<()> {
 }
 
 /// Runs `cordon` (`on`) or `uncordon`.
-pub async fn cordon(ctx: &Ctx, node: &str, on: bool) -> Result<()> {
+pub async fn cordon(ctx: &Connection, node: &str, on: bool) -> Result<()> {
     let def = resource::resolve("nodes")?;
     let p = path(def, None, Some(node));
     let live = ctx.get(&p).await?;

@@ -15,7 +15,7 @@
 use serde_json::{Value, json};
 
 use crate::cli::{RolloutArgs, RolloutCommand};
-use crate::context::{Ctx, path, with_query};
+use crate::context::{Connection, path, with_query};
 use crate::describe::{revision, selector_text};
 use crate::error::{Error, Result};
 use crate::printer::Table;
@@ -23,7 +23,7 @@ use crate::resource;
 use crate::wait::{parse_duration, watch_until};
 
 /// Runs a `rollout` subcommand.
-pub async fn run(ctx: &Ctx, cmd: &RolloutCommand) -> Result<()> {
+pub async fn run(ctx: &Connection, cmd: &RolloutCommand) -> Result<()> {
     let (RolloutCommand::Status(args)
     | RolloutCommand::History(args)
     | RolloutCommand::Undo(args)
@@ -80,7 +80,7 @@ pub async fn run(ctx: &Ctx, cmd: &RolloutCommand) -> Result<()> {
     }
 }
 
-async fn replicasets(ctx: &Ctx, deploy: &Value) -> Result<Vec<Value>> {
+async fn replicasets(ctx: &Connection, deploy: &Value) -> Result<Vec<Value>> {
     let def = resource::resolve("replicasets")?;
     let ns = deploy["metadata"]["namespace"].as_str();
     let selector = selector_text(&deploy["spec"]["selector"]);
@@ -129,7 +129,7 @@ pub fn rollout_progress(name: &str, d: &Value) -> Option<String> {
 }
 
 async fn status(
-    ctx: &Ctx,
+    ctx: &Connection,
     def: &rkube_api::ResourceDef,
     ns: Option<&str>,
     name: &str,

@@ -14,7 +14,7 @@ use rkube_api::ResourceDef;
 use serde_json::Value;
 
 use crate::cli::WaitArgs;
-use crate::context::{Ctx, path, with_query};
+use crate::context::{Connection, path, with_query};
 use crate::error::{Error, Result};
 use crate::resource;
 
@@ -57,7 +57,7 @@ pub fn parse_duration(text: &str) -> Result<Option<Duration>> {
 /// Waits until `done(state)` holds for the object (`None` = it does not exist), or `timeout`
 /// passes (an error naming `what`). Returns the last state seen.
 pub async fn watch_until<F>(
-    ctx: &Ctx,
+    ctx: &Connection,
     def: &ResourceDef,
     ns: Option<&str>,
     name: &str,
@@ -131,7 +131,7 @@ pub fn condition_status<'a>(obj: &'a Value, condition: &str) -> Option<&'a str> 
 }
 
 /// Runs `wait`.
-pub async fn run(ctx: &Ctx, args: &WaitArgs) -> Result<()> {
+pub async fn run(ctx: &Connection, args: &WaitArgs) -> Result<()> {
     let timeout = parse_duration(&args.timeout)?;
     let targets = resource::parse_targets(&args.resources)?;
     enum For {

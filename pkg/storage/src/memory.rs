@@ -65,14 +65,14 @@ const FUTURE_REVISION: &str = "OutOfRange: etcdserver: mvcc: required revision i
 /// ```
 #[derive(Clone)]
 pub struct MemoryStore {
-    shared: Arc<Shared>,
+    db: Arc<Database>,
 }
 
 /// Shorthand for [`MemoryStore::WATCH_BATCH`].
 const WATCH_BATCH: usize = MemoryStore::WATCH_BATCH;
 
-/// What every clone and every watch of one store share.
-struct Shared {
+/// The one database behind every clone and every watch of a store.
+struct Database {
     /// Held only for short, synchronous sections (never across an `.await`), so a std mutex.
     state: Mutex<State>,
     /// The current revision, published after every write so that waiting watches wake up.
@@ -80,7 +80,7 @@ struct Shared {
     revision: watch::Sender<i64>,
 }
 
-impl Shared {
+impl Database {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A poisoned lock means a panic while holding it; no section below can panic halfway
         // through a change (they only push, drain and compare), so the state is still whole.
@@ -254,12 +254,12 @@ impl MemoryStore {
             next_watch: 0,
         };
         let (revision, _) = watch::channel(state.revision);
-        MemoryStore { shared: Arc::new(Shared { state: Mutex::new(state), revision }) }
+        MemoryStore { db: Arc::new(Database { state: Mutex::new(state), revision }) }
     }
 
     /// Tells waiting watches that `revision` was written.
     fn publish(&self, revision: i64) {
-        self.shared.revision.send_replace(revision);
+        self.db.revision.send_replace(revision);
     }
 }
 
@@ -271,7 +271,7 @@ impl Default for MemoryStore {
 
 impl std::fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MemoryStore").field("revision", &*self.shared.revision.borrow()).finish_non_exhaustive()
+        f.debug_struct("MemoryStore").field("revision", &*self.db.revision.borrow()).finish_non_exhaustive()
     }
 }
 
@@ -279,7 +279,7 @@ impl std::fmt::Debug for MemoryStore {
 impl Store for MemoryStore {
     async fn create(&self, key: &str, value: Vec<u8>) -> Result<i64> {
         let revision = {
-            let mut state = self.shared.lock();
+            let mut state = self.db.lock();
             if state.visible(key, state.revision).is_some() {
                 return Err(Error::AlreadyExists { key: key.to_string() });
             }
@@ -290,7 +290,7 @@ impl Store for MemoryStore {
     }
 
     async fn get(&self, key: &str) -> Result<KeyValue> {
-        let state = self.shared.lock();
+        let state = self.db.lock();
         match state.visible(key, state.revision) {
             Some(version) => Ok(to_kv(key, version)),
             None => Err(Error::NotFound { key: key.to_string() }),
@@ -299,7 +299,7 @@ impl Store for MemoryStore {
 
     async fn update(&self, key: &str, expected: i64, value: Vec<u8>) -> Result<i64> {
         let revision = {
-            let mut state = self.shared.lock();
+            let mut state = self.db.lock();
             let current = state.visible(key, state.revision).map(|v| (v.revision, v.create_revision));
             // etcd compares the key's mod_revision, which is 0 for a missing key: so, as with
             // `EtcdStore`, expecting 0 creates a missing key.
@@ -318,7 +318,7 @@ impl Store for MemoryStore {
 
     async fn delete(&self, key: &str, expected: Option<i64>) -> Result<(KeyValue, i64)> {
         let (last, revision) = {
-            let mut state = self.shared.lock();
+            let mut state = self.db.lock();
             let current = state.visible(key, state.revision).map(|v| to_kv(key, v));
             let actual = current.as_ref().map_or(0, |kv| kv.mod_revision);
             if let Some(expected) = expected
@@ -347,7 +347,7 @@ impl Store for MemoryStore {
         let mut items = Vec::new();
         let mut count: i64 = 0;
         let at = {
-            let state = self.shared.lock();
+            let state = self.db.lock();
             let at = state.read_revision(requested)?;
             let visible = state
                 .keys
@@ -377,9 +377,9 @@ impl Store for MemoryStore {
     }
 
     async fn watch(&self, prefix: &str, after_revision: i64, progress_every: Option<Duration>) -> Result<WatchStream> {
-        let changes = self.shared.revision.subscribe();
+        let changes = self.db.revision.subscribe();
         let id = {
-            let mut state = self.shared.lock();
+            let mut state = self.db.lock();
             // etcd's start revision 0 (ours -1) means "from now"; every negative one does here.
             let next = if after_revision < 0 { state.revision + 1 } else { after_revision + 1 };
             let id = state.next_watch;
@@ -392,20 +392,13 @@ impl Store for MemoryStore {
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             ticker
         });
-        let watcher = Watcher {
-            shared: Arc::clone(&self.shared),
-            id,
-            after_revision,
-            changes,
-            ticker,
-            progress_due: false,
-            done: false,
-        };
+        let watcher =
+            Watcher { db: Arc::clone(&self.db), id, after_revision, changes, ticker, progress_due: false, done: false };
         Ok(Box::pin(futures::stream::unfold(watcher, Watcher::next)))
     }
 
     async fn current_revision(&self) -> Result<i64> {
-        Ok(self.shared.lock().revision)
+        Ok(self.db.lock().revision)
     }
 
     async fn ping(&self) -> Result<()> {
@@ -413,7 +406,7 @@ impl Store for MemoryStore {
     }
 
     async fn compact(&self, revision: i64) -> Result<()> {
-        let mut state = self.shared.lock();
+        let mut state = self.db.lock();
         if revision <= state.compacted {
             // etcd answers "already compacted", which `EtcdStore` treats as done.
             return Ok(());
@@ -429,7 +422,7 @@ impl Store for MemoryStore {
 /// One watch stream: delivers its cursor's buffer, refills it from the history when behind,
 /// and waits for writes (or progress ticks) when caught up. Unregisters its cursor on drop.
 struct Watcher {
-    shared: Arc<Shared>,
+    db: Arc<Database>,
     id: u64,
     /// What the caller asked for; reported in [`Error::Expired`], as `EtcdStore` does.
     after_revision: i64,
@@ -479,7 +472,7 @@ impl Watcher {
     }
 
     fn step(&mut self) -> Step {
-        let mut state = self.shared.lock();
+        let mut state = self.db.lock();
         let (revision, compacted) = (state.revision, state.compacted);
         let Some(cursor) = state.watches.get_mut(&self.id) else {
             return Step::Deliver(Err(Error::Internal("watch cursor vanished".into())));
@@ -506,7 +499,7 @@ impl Watcher {
 
 impl Drop for Watcher {
     fn drop(&mut self) {
-        self.shared.lock().watches.remove(&self.id);
+        self.db.lock().watches.remove(&self.id);
     }
 }
 
@@ -567,7 +560,7 @@ mod tests {
         let mut watch = store.watch("/p/", start, None).await.unwrap();
         let last = fill(&store, "/p/", MemoryStore::WATCH_BATCH + 100).await;
         {
-            let state = store.shared.lock();
+            let state = store.db.lock();
             let buffered = state.watches.values().map(|c| c.pending.len()).sum::<usize>();
             assert_eq!(buffered, MemoryStore::WATCH_BATCH, "a watch buffers one batch at most");
         }
@@ -623,9 +616,9 @@ mod tests {
         let store = MemoryStore::new();
         let watch = store.watch("/p/", 0, Some(Duration::from_millis(10))).await.unwrap();
         fill(&store, "/p/", 3).await;
-        assert_eq!(store.shared.lock().watches.len(), 1);
+        assert_eq!(store.db.lock().watches.len(), 1);
         drop(watch);
-        assert!(store.shared.lock().watches.is_empty());
+        assert!(store.db.lock().watches.is_empty());
     }
 
     #[tokio::test]
