@@ -1,9 +1,9 @@
 //! Controller references: which controller owns an object, and how ownership changes hands.
 //!
 //! An object is owned by the controller named in its one `ownerReference` with
-//! `controller: true` (client-go: `metav1.GetControllerOf`). A controller *adopts* an orphan
+//! `controller: true` (apimachinery: `metav1.GetControllerOf`). A controller *adopts* an orphan
 //! that matches its selector by adding such a reference, and *releases* an object it owns that
-//! no longer matches by removing it (client-go: `PodControllerRefManager.ClaimPods`).
+//! no longer matches by removing it (kube-controller-manager: `PodControllerRefManager.ClaimPods`).
 //!
 //! What it keeps true: adoption and release are JSON merge patches that carry the object's
 //! `resourceVersion` as a precondition, so two controllers racing to adopt the same orphan

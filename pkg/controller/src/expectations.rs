@@ -6,20 +6,20 @@
 //! [`Expectations::expect_deletions`]); the informer's handlers tick them off
 //! ([`Expectations::creation_observed`], [`Expectations::deletion_observed`]); and a sync only
 //! changes the number of pods when [`Expectations::satisfied`] says the cache has caught up.
-//! client-go calls this `UIDTrackingControllerExpectations` (pkg/controller/controller_utils.go).
+//! kube-controller-manager calls this `UIDTrackingControllerExpectations` (its pkg/controller/controller_utils.go).
 //!
 //! What it keeps true (tests below):
 //! - an entry with creations or deletions outstanding is not satisfied until each is observed;
 //! - a deletion is counted once per pod key, however many times it is observed (a pod first
 //!   gets a `deletionTimestamp`, then is really deleted);
-//! - an entry is satisfied anyway once its deadline passes (5 minutes, client-go's
+//! - an entry is satisfied anyway once its deadline passes (5 minutes, kube-controller-manager's
 //!   `ExpectationsTimeout`): a safety valve for watch events that were lost;
 //! - while an entry is unmet, [`Expectations::expires_in`] says how long until that deadline,
 //!   never longer than the entry's TTL, so a sync that waits for the cache can ask to run
 //!   again when the waiting ends (no event may ever come to wake it).
 //!
-//! One difference from client-go: when a create fails in a way that leaves its outcome unknown
-//! (the connection broke mid-request), client-go lowers the expectation at once, which can
+//! One difference from kube-controller-manager: when a create fails in a way that leaves its outcome unknown
+//! (the connection broke mid-request), kube-controller-manager lowers the expectation at once, which can
 //! double-create if the pod was in fact written. Here [`Expectations::creation_uncertain`]
 //! keeps the expectation but shortens the entry's deadline to [`UNCERTAIN_TTL`]: long enough
 //! for a reconnecting informer to see the pod, short enough not to stall the controller.
@@ -32,7 +32,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 /// How long an entry may wait for its events before it counts as satisfied anyway
-/// (client-go's `ExpectationsTimeout`).
+/// (kube-controller-manager's `ExpectationsTimeout`).
 pub const EXPECTATIONS_TTL: Duration = Duration::from_secs(5 * 60);
 
 /// The shortened deadline of an entry after a write whose outcome is unknown.

@@ -1,7 +1,7 @@
 //! The node lifecycle controller: notices nodes that went silent, marks them, and evicts their
 //! pods so their controllers recreate them elsewhere.
 //!
-//! Every `monitor_period` (client-go: `monitorNodeHealth`), for each Node:
+//! Every `monitor_period` (kube-controller-manager: `monitorNodeHealth`), for each Node:
 //! 1. **probe**: the node counts as heard from when its Lease in `kube-node-lease` was renewed
 //!    or its `Ready` condition's `lastHeartbeatTime` moved. Both are compared with what this
 //!    controller saw last, and the time is taken from *its own* clock, so kubelet clocks never

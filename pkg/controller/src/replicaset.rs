@@ -17,7 +17,7 @@
 //!    `ReplicaFailure` condition (when a create or delete was refused) through the status
 //!    subresource, only when they changed.
 //!
-//! Event handlers only enqueue keys and tick off expectations, as in client-go's
+//! Event handlers only enqueue keys and tick off expectations, as in kube-controller-manager's
 //! `pkg/controller/replicaset/replica_set.go`. The decisions are pure functions with unit
 //! tests below: how many pods to create or delete (`replica_change`), in which batches
 //! (`slow_start_batches`), which pods go first (`pods_to_delete`), and when to sync again
@@ -28,7 +28,7 @@
 //! other controllers are never touched; a scale-up cut off by an apiserver outage still
 //! reaches its replica count (`a_scale_up_cut_off_by_an_apiserver_outage_still_reaches_its_replica_count`,
 //! and below, `a_sync_held_back_by_unmet_expectations_requeues_no_later_than_they_expire`). Not promised: at most 500 pods are created or deleted
-//! per sync (client-go's `BurstReplicas`); more take more syncs.
+//! per sync (kube-controller-manager's `BurstReplicas`); more take more syncs.
 
 use kube_core::ResourceExt;
 use std::collections::BTreeMap;
@@ -55,7 +55,7 @@ use crate::expectations::Expectations;
 use crate::podutil::{self, deletion_order, is_active, is_available, is_ready};
 use crate::worker::{Action, Syncer};
 
-/// Most pods created or deleted in one sync (client-go's `BurstReplicas`).
+/// Most pods created or deleted in one sync (kube-controller-manager's `BurstReplicas`).
 pub const BURST_REPLICAS: usize = 500;
 const KIND: &str = "ReplicaSet";
 const API_VERSION: &str = "apps/v1";
@@ -298,7 +298,7 @@ impl ReplicaSetController {
                 Some(_) => {} // another controller's
                 None if matches && pod.metadata.deletion_timestamp.is_none() => {
                     // Recheck, uncached, that the ReplicaSet still exists and is not being
-                    // deleted before adopting (client-go's RecheckDeletionTimestamp).
+                    // deleted before adopting (kube-controller-manager's `RecheckDeletionTimestamp`).
                     if may_adopt.is_none() {
                         may_adopt = Some(self.may_adopt(rs).await?);
                     }
@@ -469,7 +469,7 @@ fn replica_change(want: usize, have: usize) -> ReplicaChange {
 }
 
 /// Batch sizes for `count` creates: 1, 2, 4, ... doubling, the last one cut to what is left
-/// (client-go's `slowStartBatch`), so a template the apiserver refuses costs one request.
+/// (kube-controller-manager's `slowStartBatch`), so a template the apiserver refuses costs one request.
 fn slow_start_batches(count: usize) -> impl Iterator<Item = usize> {
     let mut sent = 0;
     let mut next = 1;

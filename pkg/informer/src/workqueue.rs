@@ -250,7 +250,7 @@ struct Inner<T> {
 /// Cloning is cheap and every clone is the same queue. Client-go calls this a
 /// `TypedRateLimitingInterface`.
 ///
-/// The worker loop every controller runs (client-go's `processNextWorkItem`):
+/// The worker loop every controller runs (`processNextWorkItem` in client-go's workqueue example):
 ///
 /// ```no_run
 /// use rkube_informer::workqueue::{RateLimiter, WorkQueue};
