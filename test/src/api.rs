@@ -132,6 +132,28 @@ impl Api {
         Ok(Reply { status, headers, body })
     }
 
+    /// The value of one sample on the apiserver's `/metrics`, named with its labels as the text
+    /// format writes them (e.g. `rkube_apiserver_open_watches{resource="pods"}`); 0 when absent.
+    ///
+    /// # Panics
+    /// When `/metrics` does not answer 200.
+    pub async fn metric(&self, sample: &str) -> f64 {
+        let response = self.client.get(self.url("/metrics")).timeout(REQUEST_TIMEOUT).send().await;
+        let response = response.unwrap_or_else(|error| panic!("GET /metrics failed in transport: {error:#}"));
+        assert_eq!(response.status(), StatusCode::OK, "GET /metrics");
+        let text = response.text().await.unwrap_or_else(|error| panic!("GET /metrics body: {error:#}"));
+        crate::component::sample_value(&text, sample)
+    }
+
+    /// How many watches of `resource` (a plural, e.g. `pods`) this apiserver has started so far.
+    /// A count, not the number open: it only grows, so a test that saw it grow past an earlier
+    /// value knows a new watch began (a client reached its watching phase), whatever happened to
+    /// the watches before.
+    pub async fn watches_started(&self, resource: &str) -> f64 {
+        self.metric(&format!(r#"rkube_apiserver_requests_total{{code="200",resource="{resource}",verb="watch"}}"#))
+            .await
+    }
+
     /// Opens a watch (`path` must carry `watch=true` or be a watch path). The response status is
     /// in [`WatchStream::status`]; a non-2xx body (a `Status`) is yielded as the first item.
     pub async fn watch(&self, path: &str) -> WatchStream {

@@ -51,4 +51,4 @@ pub use etcd::Etcd;
 pub use paths::{binary, repo_root, venv_bin};
 pub use reqwest::{Method, StatusCode};
 pub use status::{assert_client_error, assert_status};
-pub use wait::eventually;
+pub use wait::{eventually, stays_true};

@@ -20,6 +20,9 @@ use crate::process::{Process, read_log, spawn_until_healthy, tail};
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often a start is retried on a new port when the chosen one was taken meanwhile.
 const PORT_ATTEMPTS: usize = 5;
+/// The harness's `--sync-frequency`: every pod is synced again this often, changed or not. A
+/// test that shows a resync does (or does not do) something watches at least this long.
+pub const SYNC_FREQUENCY: Duration = Duration::from_secs(2);
 
 /// A running `rkubelet`.
 pub struct Kubelet {
@@ -39,7 +42,8 @@ pub struct Kubelet {
 
 impl Kubelet {
     /// Starts `rkubelet --runtime fake --node-name <node_name>` against `cluster`, with
-    /// `--node-ip 127.0.0.1`, a 1 s lease renew interval, a private root dir and a free port,
+    /// `--node-ip 127.0.0.1`, a 1 s lease renew interval, [`SYNC_FREQUENCY`], a private root dir
+    /// and a free port,
     /// followed by `extra_args` (e.g. `["--pod-cidr", "10.244.1.0/24"]`).
     ///
     /// # Panics
@@ -83,7 +87,8 @@ impl Kubelet {
     }
 
     /// Starts `rkubelet --node-name <node_name>` against `cluster` with `args` added to the
-    /// harness's flags (kubeconfig, root dir, port, `--node-ip 127.0.0.1`, lease interval 1 s).
+    /// harness's flags (kubeconfig, root dir, port, `--node-ip 127.0.0.1`, lease interval 1 s,
+    /// [`SYNC_FREQUENCY`]).
     pub async fn start(cluster: &Cluster, node_name: &str, extra_args: &[&str]) -> anyhow::Result<Kubelet> {
         Kubelet::start_with_root(cluster, node_name, None, extra_args).await
     }
@@ -108,6 +113,7 @@ impl Kubelet {
             args: Vec::new(),
             dir,
         };
+        let sync_frequency = SYNC_FREQUENCY.as_secs().to_string();
         let mut last_error = None;
         for _ in 0..PORT_ATTEMPTS {
             kubelet.port = free_port()?;
@@ -127,7 +133,7 @@ impl Kubelet {
                 "--node-lease-renew-interval",
                 "1",
                 "--sync-frequency",
-                "2",
+                &sync_frequency,
             ]
             .iter()
             .map(ToString::to_string)

@@ -8,6 +8,8 @@
 
 mod informer_support;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use informer_support::{
@@ -18,12 +20,15 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use rkube_client::{Api, DeleteParams, PostParams};
 use rkube_informer::factory::SharedInformerFactory;
 use rkube_informer::informer::{InformerConfig, SharedInformer};
-use rkube_tests::{ApiServer, Cluster};
+use rkube_tests::{ApiServer, Cluster, Method, StatusCode};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 /// Bookmarks every second keep the informer's resourceVersion fresh on a quiet resource.
 const APISERVER_ARGS: &[&str] = &["--watch-bookmark-interval-seconds", "1"];
+
+/// How long a step of a test may take.
+const WAIT: Duration = Duration::from_secs(30);
 
 /// A cluster, an API for writes, and a synced ConfigMap informer in `default` with a recording
 /// handler.
@@ -59,6 +64,24 @@ impl Setup {
 
     fn metric(&self, name: &str) -> f64 {
         metric(&self.registry, name)
+    }
+
+    /// Waits until the informer's watch has broken and a new one failed to start: it backs off
+    /// (the gauge is set at a failure and cleared when a watch starts).
+    async fn wait_until_backing_off(&self) {
+        rkube_tests::eventually(WAIT, "the informer to back off after losing its watch", || async {
+            (self.metric("rkube_informer_backoff_seconds") > 0.0).then_some(())
+        })
+        .await;
+    }
+
+    /// Waits until the informer watches again after an outage (the backoff gauge is cleared when
+    /// a watch starts).
+    async fn wait_until_watching(&self) {
+        rkube_tests::eventually(WAIT, "the informer to watch again", || async {
+            (self.metric("rkube_informer_backoff_seconds") == 0.0).then_some(())
+        })
+        .await;
     }
 
     /// Store equals server, and the handler saw every final state in order.
@@ -102,7 +125,7 @@ async fn the_apiserver_killed_mid_watch_is_resumed_without_relisting() {
         create(&other_api, &format!("while-down-{round}")).await;
         update(&other_api, "initial-1", &format!("down-{round}")).await;
         delete(&other_api, &format!("initial-{}", 10 + round)).await;
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        setup.wait_until_backing_off().await;
         setup.cluster.apiserver.restart().await.expect("apiserver restarts");
         create(&setup.api, &format!("after-restart-{round}")).await;
         setup.assert_converged().await;
@@ -118,7 +141,14 @@ async fn the_apiserver_killed_mid_watch_is_resumed_without_relisting() {
 async fn etcd_stopped_for_seconds_and_restarted_is_survived() {
     let mut setup = Setup::start(quick_config(), 10).await;
     setup.cluster.etcd.stop().await;
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // The outage is seen by the apiserver (not ready) and, through it, by the informer (its
+    // watch ended and a new one cannot start).
+    let api = rkube_tests::Api::new(setup.cluster.url());
+    rkube_tests::eventually(WAIT, "/readyz to report 503 without etcd", || async {
+        (api.send(Method::GET, "/readyz", &[], None).await.status == StatusCode::SERVICE_UNAVAILABLE).then_some(())
+    })
+    .await;
+    setup.wait_until_backing_off().await;
     setup.cluster.etcd.restart().await.expect("etcd restarts");
     // The apiserver reconnects to etcd by itself; writes succeed again soon.
     rkube_tests::eventually(Duration::from_secs(20), "writes to work again", || async {
@@ -180,11 +210,11 @@ impl Dice {
     }
 }
 
-/// Random creates, updates and deletes on a shared pool of names until `stop`; conflicts and
-/// races with the other writers are expected and ignored.
-async fn write_randomly(api: Api<ConfigMap>, seed: u64, stop: CancellationToken) -> usize {
+/// Random creates, updates and deletes on a shared pool of names until `stop`, counting each
+/// one that succeeds in `writes`; conflicts and races with the other writers are expected and
+/// ignored.
+async fn write_randomly(api: Api<ConfigMap>, seed: u64, writes: Arc<AtomicUsize>, stop: CancellationToken) {
     let mut dice = Dice(seed);
-    let mut writes = 0;
     while !stop.is_cancelled() {
         let name = format!("pool-{}", dice.roll(30));
         let done = match dice.roll(3) {
@@ -198,9 +228,18 @@ async fn write_randomly(api: Api<ConfigMap>, seed: u64, stop: CancellationToken)
             },
             _ => api.delete(&name, &DeleteParams::default()).await.is_ok(),
         };
-        writes += usize::from(done);
+        if done {
+            writes.fetch_add(1, Ordering::Relaxed);
+        }
     }
-    writes
+}
+
+/// Waits until `writes` has grown by `more` from `from`.
+async fn wait_for_writes(writes: &AtomicUsize, from: usize, more: usize, phase: &str) {
+    rkube_tests::eventually(WAIT, &format!("{more} more successful writes {phase}"), || async {
+        (writes.load(Ordering::Relaxed) >= from + more).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -212,26 +251,31 @@ async fn random_writers_and_forced_disconnects_leave_handlers_with_every_final_s
     let mut setup = Setup::start(config, 0).await;
     let other = ApiServer::start(&setup.cluster.etcd, APISERVER_ARGS).await.expect("second apiserver");
     let stop = CancellationToken::new();
+    let writes = Arc::new(AtomicUsize::new(0));
     let writers: Vec<_> = (0..4)
         .map(|seed| {
             let api = Api::<ConfigMap>::namespaced(client(&other.url), "default");
-            tokio::spawn(write_randomly(api, 0x9e37_79b9_7f4a_7c15 ^ (seed + 1), stop.clone()))
+            tokio::spawn(write_randomly(api, 0x9e37_79b9_7f4a_7c15 ^ (seed + 1), writes.clone(), stop.clone()))
         })
         .collect();
-    for round in 0..4_u64 {
-        tokio::time::sleep(Duration::from_millis(600 + 150 * round)).await;
+    // Each phase lasts a number of writes, not of milliseconds, and a different one each round:
+    // the informer watches while the writers race it, then misses writes while its apiserver is
+    // down (they go through the other one) and has to resume past them.
+    for round in 0..4_usize {
+        setup.wait_until_watching().await;
+        wait_for_writes(&writes, writes.load(Ordering::Relaxed), 150 + 50 * round, "while the informer watches").await;
         setup.cluster.apiserver.kill();
-        tokio::time::sleep(Duration::from_millis(300 + 200 * round)).await;
+        setup.wait_until_backing_off().await;
+        wait_for_writes(&writes, writes.load(Ordering::Relaxed), 75 + 75 * round, "while it is cut off").await;
         setup.cluster.apiserver.restart().await.expect("apiserver restarts");
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    setup.wait_until_watching().await;
+    wait_for_writes(&writes, writes.load(Ordering::Relaxed), 150, "after the last restart").await;
     stop.cancel();
-    let mut writes = 0;
     for writer in writers {
-        writes += writer.await.expect("writer task");
+        writer.await.expect("writer task");
     }
-    eprintln!("{writes} successful writes");
-    assert!(writes > 100, "the writers got work done ({writes})");
+    eprintln!("{} successful writes", writes.load(Ordering::Relaxed));
     setup.assert_converged().await;
     assert!(setup.metric("rkube_informer_reconnects_total") >= 4.0);
     assert_eq!(setup.metric("rkube_informer_relists_total"), 0.0, "no compaction, so no relist");
@@ -242,13 +286,22 @@ async fn backoff_grows_and_is_capped_while_the_apiserver_is_down() {
     let mut setup = Setup::start(quick_config(), 3).await;
     assert_eq!(setup.metric("rkube_informer_backoff_seconds"), 0.0);
     setup.cluster.apiserver.kill();
-    // Delays 0.1, 0.2, 0.4, 0.8, 1.6 s (each up to twice that with jitter), then 2 s: the cap.
+    // Delays 0.1, 0.2, 0.4, 0.8, 1.6 s (each up to twice that with jitter), then the 2 s cap.
+    // Sampled every 20 ms (well under the first delay) until the cap is reached, then through
+    // two more attempts at the cap, which must not move it.
+    let backoff = quick_config().reflector.backoff;
+    let (initial, cap) = (backoff.initial.as_secs_f64(), backoff.max.as_secs_f64());
     let mut delays: Vec<f64> = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(9);
-    while tokio::time::Instant::now() < deadline {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut capped_at: Option<tokio::time::Instant> = None;
+    while capped_at.is_none_or(|at| at.elapsed() < backoff.max * 2) {
+        assert!(tokio::time::Instant::now() < deadline, "no {cap} s cap within {WAIT:?}: {delays:?}");
         let delay = setup.metric("rkube_informer_backoff_seconds");
         if delays.last() != Some(&delay) {
             delays.push(delay);
+        }
+        if delay == cap && capped_at.is_none() {
+            capped_at = Some(tokio::time::Instant::now());
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -256,9 +309,9 @@ async fn backoff_grows_and_is_capped_while_the_apiserver_is_down() {
     let waits: Vec<f64> = delays.iter().copied().filter(|delay| *delay > 0.0).collect();
     assert!(waits.len() >= 4, "several growing delays: {delays:?}");
     assert!(waits.windows(2).all(|pair| pair[0] <= pair[1]), "delays never shrink while down: {delays:?}");
-    assert!(waits.iter().all(|delay| *delay <= 2.0), "no delay above the 2 s cap: {delays:?}");
-    assert_eq!(waits.last(), Some(&2.0), "the delay reached the cap: {delays:?}");
-    assert!(waits[0] < 0.4, "the first delays are about the initial 100 ms: {delays:?}");
+    assert!(waits.iter().all(|delay| *delay <= cap), "no delay above the {cap} s cap: {delays:?}");
+    assert_eq!(waits.last(), Some(&cap), "the delay stays at the cap: {delays:?}");
+    assert!(waits[0] < 4.0 * initial, "the first delays are about the initial {initial} s: {delays:?}");
 
     setup.cluster.apiserver.restart().await.expect("apiserver restarts");
     create(&setup.api, "after-outage").await;

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use rkube_client::{Api, Client, Config, DeleteParams, PostParams};
-use rkube_tests::node::{Containerd, Kubelet, TEST_IMAGE};
-use rkube_tests::{Cluster, eventually};
+use rkube_tests::node::{Containerd, Kubelet, SYNC_FREQUENCY, TEST_IMAGE};
+use rkube_tests::{Cluster, eventually, stays_true};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -277,19 +277,27 @@ async fn a_restarted_kubelet_adopts_running_containers_without_restarting_them()
     let tasks_before = pid_of();
 
     kubelet.restart().await.expect("restart");
-    // Let the restarted kubelet sync the pod a few times (resync every 2 s in the harness).
-    let restarted_at = std::time::Instant::now();
     eventually(WAIT, "restarted kubelet to report ready", || async {
         let reply = reqwest::get(format!("{}/readyz", kubelet.url())).await.ok()?;
         reply.status().is_success().then_some(())
     })
     .await;
-    while restarted_at.elapsed() < Duration::from_secs(5) {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let after = pods.get("sleeper").await.expect("pod");
+    // Ready means its informer has listed the pod, so the adopting sync has begun. Over two sync
+    // periods it syncs the pod again at least once; neither sync may replace the container.
     let container_id = |pod: &Pod| pod.status.as_ref()?.container_statuses.as_ref()?.first()?.container_id.clone();
     let restart_count = |pod: &Pod| pod.status.as_ref()?.container_statuses.as_ref()?.first().map(|s| s.restart_count);
+    stays_true(SYNC_FREQUENCY * 2, "the container, its task and the pod's status kept across the restart", || async {
+        let after = pods.get("sleeper").await.expect("pod");
+        container_id(&after) == container_id(&before)
+            && restart_count(&after) == Some(0)
+            && after.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+            && containerd.container_ids() == ids_before
+            && pid_of() == tasks_before
+    })
+    .await;
+    let syncs = kubelet.metric("kubelet_pod_worker_duration_seconds_count").await;
+    assert!(syncs >= 2.0, "the restarted kubelet synced the pod {syncs} times: adoption and a resync expected");
+    let after = pods.get("sleeper").await.expect("pod");
     assert_eq!(container_id(&after), container_id(&before), "the container was replaced");
     assert_eq!(restart_count(&after), Some(0));
     assert_eq!(after.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Running"));

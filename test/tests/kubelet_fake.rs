@@ -8,8 +8,8 @@ use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use rkube_client::{Api, Client, Config, DeleteParams, PostParams};
-use rkube_tests::node::Kubelet;
-use rkube_tests::{Cluster, eventually};
+use rkube_tests::node::{Kubelet, SYNC_FREQUENCY};
+use rkube_tests::{Cluster, eventually, stays_true};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -178,11 +178,19 @@ async fn bound_pod_becomes_running_and_ready_then_deleted_pod_is_removed() {
     assert_eq!(status.host_ip.as_deref(), Some("127.0.0.1"));
     assert!(status.start_time.is_some());
 
-    // Status is written only on change: a resync (every 2 s here) writes nothing new.
+    // Status is written only on change: resyncs write nothing new (every write, even of an
+    // equal status, would move the resourceVersion). Two sync periods hold at least one whole
+    // resync, and a sync writes its status before it ends and counts itself.
     let resource_version = running.metadata.resource_version.clone();
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    let syncs = kubelet.metric("kubelet_pod_worker_duration_seconds_count").await;
+    stays_true(SYNC_FREQUENCY * 2, "pod web's status is not written again without a change", || async {
+        pods.get("web").await.expect("pod").metadata.resource_version == resource_version
+    })
+    .await;
+    let resyncs = kubelet.metric("kubelet_pod_worker_duration_seconds_count").await - syncs;
+    assert!(resyncs >= 1.0, "no resync of pod web within {:?}: the window showed nothing", SYNC_FREQUENCY * 2);
     let later = pods.get("web").await.expect("pod");
-    assert_eq!(later.metadata.resource_version, resource_version, "status rewritten without a change");
+    assert_eq!(later.metadata.resource_version, resource_version, "status rewritten by the resyncs just counted");
 
     // Deletion: the API only marks a bound pod; the kubelet stops it and removes it.
     pods.delete("web", &DeleteParams::default()).await.expect("delete");

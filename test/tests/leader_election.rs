@@ -8,7 +8,7 @@ use std::time::Duration;
 use k8s_openapi::api::coordination::v1::Lease;
 use rkube_client::{Api as TypedApi, Client, Config};
 use rkube_component::leaderelection::{LeaderElectionConfig, LeaderElector};
-use rkube_tests::{Cluster, eventually};
+use rkube_tests::{Cluster, eventually, stays_true};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -63,9 +63,18 @@ async fn one_candidate_leads_at_a_time_and_the_other_takes_over_when_it_steps_do
     let run_b = candidate(b.clone(), stop_b.clone(), leaders.clone(), most.clone());
 
     eventually(Duration::from_secs(10), "a leader", || async { (a.is_leader() || b.is_leader()).then_some(()) }).await;
-    // Both keep trying for a while; still exactly one leads.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(a.is_leader() ^ b.is_leader(), "exactly one leader");
+    // Both keep trying; the leader keeps the Lease and the other never leads meanwhile. Had the
+    // leader's renewals stopped reaching the server, the other would have led within one retry
+    // (to see the last renewal), a lease duration (unchanged) and one more retry (to take it),
+    // retries jittered by up to 20%: the window, from the configured timing, is longer.
+    let a_leads = a.is_leader();
+    assert!(a_leads ^ b.is_leader(), "exactly one leader");
+    let config = fast("a");
+    let window = config.lease_duration + config.retry_period * 3;
+    stays_true(window, "one leader, the same one, while it renews", || async {
+        a.is_leader() == a_leads && b.is_leader() != a_leads
+    })
+    .await;
     let (first, first_stop, second, second_name) =
         if a.is_leader() { (&a, &stop_a, &b, "b") } else { (&b, &stop_b, &a, "a") };
 
@@ -85,6 +94,9 @@ async fn one_candidate_leads_at_a_time_and_the_other_takes_over_when_it_steps_do
     assert_eq!(leaders.load(Ordering::SeqCst), 0);
 }
 
+/// How long the holder that never renews (the "ghost") holds its Lease.
+const GHOST_LEASE_DURATION: Duration = Duration::from_secs(2);
+
 #[tokio::test]
 async fn a_holder_that_stops_renewing_loses_the_lease_after_its_duration() {
     let cluster = Cluster::start().await.expect("cluster starts");
@@ -92,15 +104,20 @@ async fn a_holder_that_stops_renewing_loses_the_lease_after_its_duration() {
     let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
     let ghost = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
         "metadata": {"name": "test-component", "namespace": "kube-system"},
-        "spec": {"holderIdentity": "ghost", "leaseDurationSeconds": 2, "renewTime": now, "acquireTime": now, "leaseTransitions": 0}});
+        "spec": {"holderIdentity": "ghost", "leaseDurationSeconds": GHOST_LEASE_DURATION.as_secs(),
+            "renewTime": now, "acquireTime": now, "leaseTransitions": 0}});
     api.create("/apis/coordination.k8s.io/v1/namespaces/kube-system/leases", &ghost).await;
 
     let (leaders, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let b = Arc::new(LeaderElector::new(client(&cluster), fast("b")));
     let stop = CancellationToken::new();
+    // b measures the ghost's duration from its own first look at the Lease, which comes after
+    // this start: for the whole duration from here on the Lease is still the ghost's.
     let run = candidate(b.clone(), stop.clone(), leaders, most);
-    tokio::time::sleep(Duration::from_millis(1000)).await;
-    assert!(!b.is_leader(), "took the lease while its holder was still within its duration");
+    stays_true(GHOST_LEASE_DURATION, "the silent holder keeps the lease within its duration", || async {
+        !b.is_leader()
+    })
+    .await;
     eventually(Duration::from_secs(10), "the silent holder's lease to be taken over", || async {
         b.is_leader().then_some(())
     })

@@ -9,22 +9,28 @@ use rkube_tests::{Api, Cluster, Method, StatusCode, assert_status};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
+use tokio::sync::oneshot;
 
-/// Serves one kubelet log request: records its request line, answers with `first`, waits,
-/// then sends `second` and ends the chunked body.
-async fn stand_in_kubelet(listener: TcpListener, first: &'static str, second: &'static str) -> String {
+/// How long the first streamed line may take.
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Serves one kubelet log request: records its request line, answers with `first`, holds the
+/// rest of the body until `release` fires, then sends `second` and ends the chunked body.
+async fn stand_in_kubelet(
+    listener: TcpListener,
+    first: &'static str,
+    release: oneshot::Receiver<()>,
+    second: &'static str,
+) -> String {
     let (mut socket, _) = listener.accept().await.expect("apiserver connects");
     let mut buf = vec![0u8; 4096];
     let n = socket.read(&mut buf).await.expect("request");
     let request = String::from_utf8_lossy(&buf[..n]).lines().next().unwrap_or_default().to_string();
     let head = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n";
     socket.write_all(head.as_bytes()).await.expect("head");
-    for (i, part) in [first, second].iter().enumerate() {
-        if i == 1 {
-            tokio::time::sleep(Duration::from_millis(700)).await;
-        }
-        socket.write_all(format!("{:x}\r\n{part}\r\n", part.len()).as_bytes()).await.expect("chunk");
-    }
+    socket.write_all(format!("{:x}\r\n{first}\r\n", first.len()).as_bytes()).await.expect("first chunk");
+    release.await.expect("the test releases the rest");
+    socket.write_all(format!("{:x}\r\n{second}\r\n", second.len()).as_bytes()).await.expect("second chunk");
     socket.write_all(b"0\r\n\r\n").await.expect("end");
     request
 }
@@ -51,14 +57,22 @@ async fn pod_logs_stream_from_the_kubelet_of_the_pods_node() {
     let (code, reply) = api.post(&format!("{item}/binding"), &binding("web", "n1")).await;
     assert!(code.is_success(), "{reply}");
 
-    let kubelet = tokio::spawn(stand_in_kubelet(listener, "line one\n", "line two\n"));
+    let (release, released) = oneshot::channel();
+    let kubelet = tokio::spawn(stand_in_kubelet(listener, "line one\n", released, "line two\n"));
     let url = format!("{}{item}/log?follow=true&tailLines=10", cluster.url());
-    let mut response = reqwest::get(&url).await.expect("log request");
+    // The first line arrives while the kubelet still holds the rest of its body, which it sends
+    // only once the test has that line: an apiserver that buffered the body would never pass it.
+    let response = tokio::time::timeout(WAIT, reqwest::get(&url)).await;
+    let mut response = response.unwrap_or_else(|_| panic!("no answer within {WAIT:?}")).expect("log request");
     assert_eq!(response.status(), 200);
-    // The first line arrives while the kubelet is still holding the second: it streams.
-    let first = tokio::time::timeout(Duration::from_millis(600), response.chunk()).await;
-    let first = first.expect("first line streamed before the rest").expect("chunk").expect("data");
+    let mut first = Vec::new();
+    while !first.ends_with(b"\n") {
+        let chunk = tokio::time::timeout(WAIT, response.chunk()).await;
+        let chunk = chunk.unwrap_or_else(|_| panic!("no first line within {WAIT:?}: the log is not streamed"));
+        first.extend_from_slice(&chunk.expect("chunk").expect("the body goes on"));
+    }
     assert_eq!(String::from_utf8_lossy(&first), "line one\n");
+    release.send(()).expect("the stand-in kubelet waits");
     let rest = response.text().await.expect("rest");
     assert_eq!(rest, "line two\n");
     let request = kubelet.await.expect("stand-in kubelet");

@@ -8,6 +8,9 @@ use rkube_tests::kubectl::Rkubectl;
 use rkube_tests::{Api, Cluster, StatusCode, eventually};
 use serde_json::json;
 
+/// How long a step may take.
+const WAIT: Duration = Duration::from_secs(30);
+
 async fn start() -> Cluster {
     Cluster::start().await.expect("etcd and rkube-apiserver start")
 }
@@ -65,10 +68,21 @@ async fn delete_waits_until_the_object_is_gone() {
     let marked = api.get_ok("/api/v1/namespaces/default/configmaps/held").await;
     assert!(marked["metadata"]["deletionTimestamp"].is_string(), "{marked}");
 
-    // The default waits, and returns once the finalizer is removed and the object is gone.
+    // The default waits, and returns once the finalizer is removed and the object is gone. It
+    // must not return while the object exists: checked until it watches the object (from then
+    // on only a change of the object can end it), and once more before the finalizer goes.
+    let watches_before = api.watches_started("configmaps").await;
     let mut child = k.command(&["delete", "cm", "held"]).stdout(Stdio::piped()).spawn().expect("delete starts");
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    assert!(child.try_wait().unwrap().is_none(), "delete returned while the object still existed");
+    eventually(WAIT, "rkubectl delete to watch the held object", || {
+        let exited = child.try_wait().expect("delete's status");
+        let api = &api;
+        async move {
+            assert!(exited.is_none(), "delete returned while the object still existed");
+            (api.watches_started("configmaps").await > watches_before).then_some(())
+        }
+    })
+    .await;
+    assert!(child.try_wait().expect("delete's status").is_none(), "delete returned while the object still existed");
     let (status, body) = api
         .patch(
             "/api/v1/namespaces/default/configmaps/held",
@@ -77,8 +91,7 @@ async fn delete_waits_until_the_object_is_gone() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let status =
-        tokio::time::timeout(Duration::from_secs(30), child.wait()).await.expect("delete returns once gone").unwrap();
+    let status = tokio::time::timeout(WAIT, child.wait()).await.expect("delete returns once gone").unwrap();
     assert!(status.success());
     let ran = k.run(&["delete", "cm", "held2", "--wait", "--timeout=1s", "--ignore-not-found"]).await;
     assert_eq!(ran.code, Some(0), "{}", ran.describe());

@@ -8,11 +8,32 @@
 use std::time::Duration;
 
 use rkube_tests::kubectl::{Rkubectl, row_named, rows};
-use rkube_tests::{Api, Cluster, StatusCode};
+use rkube_tests::{Api, Cluster, StatusCode, eventually};
 use serde_json::{Value, json};
+use tokio::io::{BufReader, Lines};
+use tokio::process::ChildStdout;
+
+/// How long a step may take.
+const WAIT: Duration = Duration::from_secs(30);
 
 async fn start() -> Cluster {
     Cluster::start().await.expect("etcd and rkube-apiserver start")
+}
+
+/// Waits until the apiserver has started a watch of `resource` beyond the `before` it had: the
+/// command under test has read its object and now watches it.
+async fn watching(api: &Api, resource: &str, before: f64, what: &str) {
+    eventually(WAIT, what, || async { (api.watches_started(resource).await > before).then_some(()) }).await;
+}
+
+/// The next line a running command prints on stdout, within [`WAIT`].
+async fn next_line(lines: &mut Lines<BufReader<ChildStdout>>) -> String {
+    next_line_or_end(lines).await.expect("the command still runs")
+}
+
+/// The next line a command prints on stdout, or `None` once its stdout has ended, within [`WAIT`].
+async fn next_line_or_end(lines: &mut Lines<BufReader<ChildStdout>>) -> Option<String> {
+    tokio::time::timeout(WAIT, lines.next_line()).await.expect("a line within the wait").expect("read stdout")
 }
 
 async fn patch_status(api: &Api, path: &str, body: Value) {
@@ -162,9 +183,11 @@ async fn wait_for_a_condition_and_for_deletion() {
     let ran = k.fails(&["wait", "pod/web", "--for=condition=Ready", "--timeout=1s"]).await;
     assert_eq!(ran.stderr.trim(), "error: timed out waiting for the condition on pod/web");
 
+    // The condition comes true only once the waiter watches: it must see it through the watch.
+    let watches = api.watches_started("pods").await;
     let waiter =
         k.command(&["wait", "pod/web", "--for=condition=Ready", "--timeout=30s"]).spawn().expect("wait starts");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    watching(&api, "pods", watches, "rkubectl wait to watch pod web").await;
     patch_status(
         &api,
         "/api/v1/namespaces/default/pods/web",
@@ -177,8 +200,9 @@ async fn wait_for_a_condition_and_for_deletion() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "pod/web condition met\n");
     assert_eq!(k.ok(&["wait", "pod", "web", "--for", "condition=ready=true"]).await, "pod/web condition met\n");
 
+    let watches = api.watches_started("pods").await;
     let waiter = k.command(&["wait", "pod/web", "--for=delete", "--timeout=30s"]).spawn().expect("wait starts");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    watching(&api, "pods", watches, "rkubectl wait --for=delete to watch pod web").await;
     k.ok(&["delete", "pod", "web"]).await;
     let out =
         tokio::time::timeout(Duration::from_secs(30), waiter.wait_with_output()).await.expect("wait returns").unwrap();
@@ -295,19 +319,21 @@ async fn rollout_status_history_undo_and_restart() {
     assert_eq!(ran.stderr.trim(), "error: timed out waiting for the condition on deployment.apps/app");
     assert!(ran.stdout.contains("Waiting for deployment spec update to be observed..."), "{}", ran.describe());
 
-    // Play the Deployment controller: observe the spec, then report the replicas.
-    let status = k.command(&["rollout", "status", "deployment", "app", "--timeout=30s"]).spawn().expect("starts");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Play the Deployment controller: observe the spec, then report the replicas. Each step
+    // waits for the line that shows `rollout status` saw the one before.
+    let mut status = k.command(&["rollout", "status", "deployment", "app", "--timeout=30s"]).spawn().expect("starts");
+    let mut progress = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(status.stdout.take().unwrap()));
+    assert_eq!(next_line(&mut progress).await, "Waiting for deployment spec update to be observed...");
     patch_status(&api, path, json!({"status": {"observedGeneration": 1, "replicas": 2, "updatedReplicas": 1}})).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        next_line(&mut progress).await,
+        "Waiting for deployment \"app\" rollout to finish: 1 out of 2 new replicas have been updated..."
+    );
     patch_status(&api, path, json!({"status": {"observedGeneration": 1, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2, "readyReplicas": 2}})).await;
-    let out = tokio::time::timeout(Duration::from_secs(30), status.wait_with_output())
-        .await
-        .expect("status returns")
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}");
-    assert!(text.ends_with("deployment \"app\" successfully rolled out\n"), "{text}");
+    assert_eq!(next_line(&mut progress).await, "deployment \"app\" successfully rolled out");
+    let out = tokio::time::timeout(WAIT, status.wait_with_output()).await.expect("status returns").unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(next_line_or_end(&mut progress).await, None, "nothing after the rollout is done");
 
     // Two replicasets with revisions, as the controller would have made them.
     let deploy = api.get_ok(path).await;
