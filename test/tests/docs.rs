@@ -94,9 +94,7 @@ fn check(document: &Path, link: &Link) -> Option<String> {
         return Some(format!("{}: links to line {line} of {path}, which has fewer lines", link.line));
     };
     let item = named_item(&link.text)?;
-    let named = code_line
-        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-        .any(|word| word == item);
+    let named = code_line.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).any(|word| word == item);
     (!named).then(|| {
         format!("{}: `{item}` is not on line {line} of {path} (that line reads: {})", link.line, code_line.trim())
     })
@@ -113,7 +111,8 @@ fn every_relative_link_lands_on_a_file_and_every_line_link_on_the_item_it_names(
                 line_links += 1;
             }
             if let Some(problem) = check(&document, &link) {
-                problems.push(format!("{}:{problem}", document.strip_prefix(repo_root()).unwrap_or(&document).display()));
+                problems
+                    .push(format!("{}:{problem}", document.strip_prefix(repo_root()).unwrap_or(&document).display()));
             }
         }
     }

@@ -72,6 +72,16 @@ pub enum ApiError {
     /// 422: the object breaks validation rules.
     #[error("{} {:?} is invalid: {}", .0.kind, .0.name, format_causes(.1))]
     Invalid(Target, Vec<FieldError>),
+    /// 504: the resourceVersion asked for is newer than the store's: a client's version from
+    /// the future or from another cluster. Retried after a second by client-go, which
+    /// recognises it by its cause `ResourceVersionTooLarge`.
+    #[error("Too large resource version: {requested}, current: {current}")]
+    TooLargeResourceVersion {
+        /// The resourceVersion asked for.
+        requested: i64,
+        /// The store's current revision.
+        current: i64,
+    },
     /// 503: etcd is unavailable; nothing was written.
     #[error("{0}")]
     Unavailable(String),
@@ -100,6 +110,7 @@ impl ApiError {
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Invalid(..) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::TooLargeResourceVersion { .. } => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -118,6 +129,7 @@ impl ApiError {
             ApiError::TooLarge(_) => "RequestEntityTooLarge",
             ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
             ApiError::Invalid(..) => "Invalid",
+            ApiError::TooLargeResourceVersion { .. } => "Timeout",
             ApiError::Unavailable(_) => "ServiceUnavailable",
             ApiError::Internal(_) => "InternalError",
         }
@@ -146,6 +158,15 @@ impl ApiError {
                         })
                         .collect(),
                 ),
+                ..Default::default()
+            }),
+            ApiError::TooLargeResourceVersion { .. } => Some(StatusDetails {
+                causes: Some(vec![StatusCause {
+                    reason: Some("ResourceVersionTooLarge".into()),
+                    message: Some("Too large resource version".into()),
+                    field: None,
+                }]),
+                retry_after_seconds: Some(1),
                 ..Default::default()
             }),
             _ => None,
@@ -196,6 +217,10 @@ impl From<rkube_storage::Error> for ApiError {
                 ApiError::Expired(format!("too old resource version: {requested} ({compacted})"))
             }
             S::InvalidContinue(why) => ApiError::BadRequest(format!("invalid continue token: {why}")),
+            S::FutureRevision { requested, current } => ApiError::TooLargeResourceVersion { requested, current },
+            S::TooLarge { size, .. } => ApiError::TooLarge(format!(
+                "etcdserver: request is too large: the object is {size} bytes, over what etcd stores in one write"
+            )),
             S::Unavailable(why) => {
                 tracing::warn!(error = %why, "etcd unavailable");
                 ApiError::Unavailable("storage is unavailable (etcd cannot be reached); nothing was changed".into())

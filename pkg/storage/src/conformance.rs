@@ -117,7 +117,7 @@ macro_rules! for_each_conformance_case {
             every_page_is_read_at_the_first_pages_revision_while_writes_happen_between_pages,
             remaining_counts_the_keys_after_each_page,
             a_list_at_an_exact_revision_shows_the_objects_as_they_were_then,
-            a_list_at_a_revision_not_written_yet_fails_as_an_internal_error,
+            a_list_at_a_revision_not_written_yet_fails_with_future_revision,
             a_watch_from_a_past_revision_replays_every_change_in_order,
             a_watch_delivers_live_changes_in_order_after_replaying_history,
             a_watch_ignores_keys_outside_its_prefix,
@@ -133,8 +133,9 @@ macro_rules! for_each_conformance_case {
             compaction_keeps_every_current_object_readable_and_watchable,
             a_caught_up_watch_survives_a_compaction_and_keeps_delivering,
             compacting_at_or_below_the_last_compaction_succeeds_and_changes_nothing,
-            compacting_a_revision_not_written_yet_fails_as_an_internal_error,
+            compacting_a_revision_not_written_yet_fails_with_future_revision,
             ping_succeeds_and_current_revision_is_the_last_writes_revision,
+            a_write_larger_than_etcd_accepts_fails_with_too_large_and_writes_nothing,
         }
     };
 }
@@ -515,17 +516,21 @@ pub async fn a_list_at_an_exact_revision_shows_the_objects_as_they_were_then(
     Ok(())
 }
 
-/// A list at a revision the store has not reached yet fails. etcd answers OutOfRange
-/// ("required revision is a future revision"), which `EtcdStore` reports as
-/// [`Error::Internal`]; pinned so that `MemoryStore` answers the same.
-pub async fn a_list_at_a_revision_not_written_yet_fails_as_an_internal_error(
+/// A list at a revision the store has not reached yet fails with [`Error::FutureRevision`]
+/// (etcd: OutOfRange, "required revision is a future revision"), naming the revision asked
+/// for and the store's.
+pub async fn a_list_at_a_revision_not_written_yet_fails_with_future_revision(
     store: &dyn Store,
     prefix: &str,
 ) -> Outcome {
     store.create(&format!("{prefix}a"), value("1")).await?;
     let future = store.current_revision().await? + 10;
+    let current = store.current_revision().await?;
     let result = store.list(prefix, at(future)).await;
-    ensure!(matches!(result, Err(Error::Internal(_))), "a list at future revision {future} answered {result:?}");
+    ensure!(
+        matches!(result, Err(Error::FutureRevision { requested, current: c }) if requested == future && c == current),
+        "a list at future revision {future} (store at {current}) answered {result:?}"
+    );
     Ok(())
 }
 
@@ -811,16 +816,18 @@ pub async fn compacting_at_or_below_the_last_compaction_succeeds_and_changes_not
     Ok(())
 }
 
-/// Compacting a revision the store has not reached fails. etcd answers OutOfRange ("required
-/// revision is a future revision"), which `EtcdStore` reports as [`Error::Internal`].
-pub async fn compacting_a_revision_not_written_yet_fails_as_an_internal_error(
+/// Compacting a revision the store has not reached fails with [`Error::FutureRevision`].
+pub async fn compacting_a_revision_not_written_yet_fails_with_future_revision(
     store: &dyn Store,
     prefix: &str,
 ) -> Outcome {
     store.create(&format!("{prefix}a"), value("1")).await?;
     let future = store.current_revision().await? + 10;
     let result = store.compact(future).await;
-    ensure!(matches!(result, Err(Error::Internal(_))), "compacting future revision {future} answered {result:?}");
+    ensure!(
+        matches!(result, Err(Error::FutureRevision { requested, .. }) if requested == future),
+        "compacting future revision {future} answered {result:?}"
+    );
     Ok(())
 }
 
@@ -833,5 +840,30 @@ pub async fn ping_succeeds_and_current_revision_is_the_last_writes_revision(
     let created = store.create(&format!("{prefix}a"), value("1")).await?;
     ensure_eq!(store.current_revision().await?, created, "the current revision after a create");
     store.ping().await?;
+    Ok(())
+}
+
+/// A value over etcd's request limit (1.5 MiB by default) fails with [`Error::TooLarge`] naming
+/// the key and size, on create and on update, and writes nothing; one under it is stored.
+pub async fn a_write_larger_than_etcd_accepts_fails_with_too_large_and_writes_nothing(
+    store: &dyn Store,
+    prefix: &str,
+) -> Outcome {
+    let key = format!("{prefix}big");
+    let before = store.current_revision().await?;
+    // Etcd refuses both: over 1.5 MiB itself, over 2 MiB already at its gRPC server.
+    for size in [1600 * 1024, 3 * 1024 * 1024] {
+        let result = store.create(&key, vec![b'x'; size]).await;
+        ensure!(
+            matches!(&result, Err(Error::TooLarge { key: k, size: s }) if *k == key && *s == size),
+            "a create of {size} bytes answered {result:?}"
+        );
+    }
+    let big = vec![b'x'; 1600 * 1024];
+    ensure_eq!(store.current_revision().await?, before, "the revision after the refused create");
+    let created = store.create(&key, vec![b'x'; 1024 * 1024]).await?;
+    let result = store.update(&key, created, big).await;
+    ensure!(matches!(&result, Err(Error::TooLarge { .. })), "an update to 1.6 MiB answered {result:?}");
+    ensure_eq!(store.get(&key).await?.value.len(), 1024 * 1024, "the value after the refused update");
     Ok(())
 }

@@ -12,6 +12,14 @@ use futures::StreamExt;
 
 use crate::{Continue, Error, KeyValue, ListOptions, ListPage, Result, Store, WatchEvent, WatchStream};
 
+/// Keys read per etcd range request when listing: a page of this many objects stays far
+/// below any message limit, and a list of any size is read page by page at one revision.
+const PAGE_SIZE: i64 = 500;
+
+/// The largest etcd response accepted (the same as Kubernetes' `MaxCallRecvMsgSize`):
+/// `PAGE_SIZE` objects of etcd's largest value, 1.5 MiB each, fit.
+const MAX_RESPONSE_BYTES: usize = i32::MAX as usize;
+
 /// How to reach etcd.
 #[derive(Debug, Clone)]
 pub struct EtcdConfig {
@@ -48,6 +56,18 @@ fn map_err(e: etcd_client::Error) -> Error {
             let msg = status.message().to_string();
             match status.code() {
                 Code::OutOfRange if msg.contains("compacted") => Error::Expired { requested: 0, compacted: 0 },
+                // The callers fill in the revision and the key they know.
+                Code::OutOfRange if msg.contains("future revision") => {
+                    Error::FutureRevision { requested: 0, current: 0 }
+                }
+                // Over --max-request-bytes etcd says "request is too large"; over that plus gRPC's
+                // 512 KiB allowance its gRPC server refuses the message before reading it.
+                Code::InvalidArgument if msg.contains("request is too large") => {
+                    Error::TooLarge { key: String::new(), size: 0 }
+                }
+                Code::ResourceExhausted if msg.contains("larger than max") => {
+                    Error::TooLarge { key: String::new(), size: 0 }
+                }
                 Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown | Code::Aborted => {
                     Error::Unavailable(msg)
                 }
@@ -107,6 +127,20 @@ impl EtcdStore {
         self.timed(kv.txn(txn)).await
     }
 
+    /// [`EtcdStore::txn`] of a write of `size` bytes to `key`: a refusal for size names both.
+    async fn write_txn(&self, key: &str, size: usize, txn: Txn) -> Result<etcd_client::TxnResponse> {
+        match self.txn(txn).await {
+            Err(Error::TooLarge { .. }) => Err(Error::TooLarge { key: key.to_string(), size }),
+            other => other,
+        }
+    }
+
+    /// A kv client that accepts responses of any size etcd sends (tonic's default stops at
+    /// 4 MiB, which one large object or one page of many can pass).
+    fn kv(&self) -> etcd_client::KvClient {
+        self.client.kv_client().max_decoding_message_size(MAX_RESPONSE_BYTES)
+    }
+
     /// The current value of `key` from a failed transaction's `or_else` get.
     fn current_from(resp: &etcd_client::TxnResponse) -> Result<Option<KeyValue>> {
         for op in resp.op_responses() {
@@ -125,17 +159,17 @@ fn revision_of(header: Option<&etcd_client::ResponseHeader>) -> Result<i64> {
 #[async_trait]
 impl Store for EtcdStore {
     async fn create(&self, key: &str, value: Vec<u8>) -> Result<i64> {
+        let size = value.len();
         let txn = Txn::new()
             .when([Compare::create_revision(key, CompareOp::Equal, 0)])
             .and_then([TxnOp::put(key, value, None)])
             .or_else([TxnOp::get(key, None)]);
-        let resp = self.txn(txn).await?;
+        let resp = self.write_txn(key, size, txn).await?;
         if resp.succeeded() { revision_of(resp.header()) } else { Err(Error::AlreadyExists { key: key.to_string() }) }
     }
 
     async fn get(&self, key: &str) -> Result<KeyValue> {
-        let mut kv = self.client.kv_client();
-        let resp = self.timed(kv.get(key, None)).await?;
+        let resp = self.timed(self.kv().get(key, None)).await?;
         match resp.kvs().first() {
             Some(found) => to_kv(found),
             None => Err(Error::NotFound { key: key.to_string() }),
@@ -143,11 +177,12 @@ impl Store for EtcdStore {
     }
 
     async fn update(&self, key: &str, expected: i64, value: Vec<u8>) -> Result<i64> {
+        let size = value.len();
         let txn = Txn::new()
             .when([Compare::mod_revision(key, CompareOp::Equal, expected)])
             .and_then([TxnOp::put(key, value, None)])
             .or_else([TxnOp::get(key, None)]);
-        let resp = self.txn(txn).await?;
+        let resp = self.write_txn(key, size, txn).await?;
         if resp.succeeded() {
             return revision_of(resp.header());
         }
@@ -189,44 +224,60 @@ impl Store for EtcdStore {
     }
 
     async fn list(&self, prefix: &str, options: ListOptions) -> Result<ListPage> {
-        let (start, revision) = match &options.continue_from {
+        let (mut start, revision) = match &options.continue_from {
             Some(token) => (format!("{prefix}{}", token.start), Some(token.revision)),
-            None => (prefix.to_string(), options.revision),
+            None => (prefix.to_string(), options.revision.filter(|r| *r > 0)),
         };
         let limit = options.limit.filter(|l| *l > 0);
-        let mut get = GetOptions::new().with_range(prefix_end(prefix));
-        if let Some(limit) = limit {
-            get = get.with_limit(limit);
-        }
-        if let Some(rev) = revision {
-            get = get.with_revision(rev);
-        }
-        let mut kv = self.client.kv_client();
-        let resp = match self.timed(kv.get(start, Some(get))).await {
-            Err(Error::Expired { .. }) => {
-                return Err(Error::Expired { requested: revision.unwrap_or_default(), compacted: 0 });
+        // Read in pages of at most PAGE_SIZE keys, all at the first page's revision, so no one
+        // response has to hold the whole collection; stop at `limit` or the end.
+        let mut items = Vec::new();
+        let mut revision = revision;
+        let mut count = 0;
+        let more = loop {
+            let want = limit.map_or(PAGE_SIZE, |l| (l - items.len() as i64).min(PAGE_SIZE));
+            let mut get = GetOptions::new().with_range(prefix_end(prefix)).with_limit(want);
+            if let Some(rev) = revision {
+                get = get.with_revision(rev);
             }
-            other => other?,
+            let resp = match self.timed(self.kv().get(start.as_str(), Some(get))).await {
+                Err(Error::Expired { .. }) => {
+                    return Err(Error::Expired { requested: revision.unwrap_or_default(), compacted: 0 });
+                }
+                Err(Error::FutureRevision { .. }) => {
+                    let current = self.current_revision().await.unwrap_or_default();
+                    return Err(Error::FutureRevision { requested: revision.unwrap_or_default(), current });
+                }
+                other => other?,
+            };
+            if revision.is_none() {
+                revision = Some(revision_of(resp.header())?);
+            }
+            if items.is_empty() {
+                count = resp.count();
+            }
+            items.extend(resp.kvs().iter().map(to_kv).collect::<Result<Vec<_>>>()?);
+            let (Some(last), true) = (items.last(), resp.more()) else { break false };
+            if limit.is_some_and(|l| items.len() as i64 >= l) {
+                break true;
+            }
+            start = format!("{}\u{0}", last.key);
         };
-        let items = resp.kvs().iter().map(to_kv).collect::<Result<Vec<_>>>()?;
-        let revision = match revision {
-            Some(rev) => rev,
-            None => revision_of(resp.header())?,
-        };
-        let next = match (resp.more(), items.last()) {
+        let revision = revision.unwrap_or_default();
+        let next = match (more, items.last()) {
             (true, Some(last)) => Some(Continue {
                 revision,
                 start: format!("{}\u{0}", last.key.strip_prefix(prefix).unwrap_or(&last.key)),
             }),
             _ => None,
         };
-        let remaining = limit.map(|_| (resp.count() - items.len() as i64).max(0));
+        let remaining = limit.map(|_| (count - items.len() as i64).max(0));
         Ok(ListPage { items, revision, next, remaining })
     }
 
     async fn watch(&self, prefix: &str, after_revision: i64, progress_every: Option<Duration>) -> Result<WatchStream> {
         let options = WatchOptions::new().with_prefix().with_prev_key().with_start_revision(after_revision + 1);
-        let mut client = self.client.watch_client();
+        let mut client = self.client.watch_client().max_decoding_message_size(MAX_RESPONSE_BYTES);
         let stream = self.timed(client.watch(prefix, Some(options))).await?;
         let (sender, responses) = stream.split();
         let ticker = progress_every.map(|every| {
@@ -239,8 +290,7 @@ impl Store for EtcdStore {
     }
 
     async fn current_revision(&self) -> Result<i64> {
-        let mut kv = self.client.kv_client();
-        let resp = self.timed(kv.get("/", Some(GetOptions::new().with_count_only()))).await?;
+        let resp = self.timed(self.kv().get("/", Some(GetOptions::new().with_count_only()))).await?;
         revision_of(resp.header())
     }
 
@@ -249,10 +299,13 @@ impl Store for EtcdStore {
     }
 
     async fn compact(&self, revision: i64) -> Result<()> {
-        let mut kv = self.client.kv_client();
-        match self.timed(kv.compact(revision, Some(etcd_client::CompactionOptions::new()))).await {
+        match self.timed(self.kv().compact(revision, Some(etcd_client::CompactionOptions::new()))).await {
             // Someone (another apiserver) compacted further already: nothing to do.
             Ok(_) | Err(Error::Expired { .. }) => Ok(()),
+            Err(Error::FutureRevision { .. }) => {
+                let current = self.current_revision().await.unwrap_or_default();
+                Err(Error::FutureRevision { requested: revision, current })
+            }
             Err(e) => Err(e),
         }
     }

@@ -137,6 +137,24 @@ pub enum Error {
         /// The oldest revision etcd still has.
         compacted: i64,
     },
+    /// The requested revision is newer than any etcd has (a client's resourceVersion from the
+    /// future, or from another cluster).
+    #[error("revision {requested} is a future revision (the store is at {current})")]
+    FutureRevision {
+        /// The revision asked for.
+        requested: i64,
+        /// The store's current revision, when known (0 otherwise).
+        current: i64,
+    },
+    /// The value is larger than etcd accepts in one request (`--max-request-bytes`, 1.5 MiB by
+    /// default); nothing was written.
+    #[error("the value of {key} is too large for the store ({size} bytes)")]
+    TooLarge {
+        /// The key written.
+        key: String,
+        /// The size of the value.
+        size: usize,
+    },
     /// A continue token that cannot be decoded.
     #[error("invalid continue token: {0}")]
     InvalidContinue(String),

@@ -48,9 +48,9 @@ use crate::{Continue, Error, KeyValue, ListOptions, ListPage, Result, Store, Wat
 /// behind on a busy store releases the lock between scans so that writers are not starved.
 const SCAN_LIMIT: usize = 4096;
 
-/// What etcd answers (and `EtcdStore` reports as [`Error::Internal`]) for a read or a
-/// compaction at a revision that does not exist yet.
-const FUTURE_REVISION: &str = "OutOfRange: etcdserver: mvcc: required revision is a future revision";
+/// The largest request etcd accepts by default (`--max-request-bytes`, 1.5 MiB); a write
+/// whose key and value pass it is refused with [`Error::TooLarge`], as etcd refuses it.
+pub const MAX_REQUEST_BYTES: usize = 1536 * 1024;
 
 /// An in-memory [`Store`] with etcd's revisions, compare-and-swap, MVCC history, paged lists,
 /// watches and compaction. Cheap to clone: clones share one store.
@@ -161,11 +161,11 @@ impl State {
     }
 
     /// Etcd's range revision rules: `None` or a revision ≤ 0 reads the latest state, a future
-    /// revision is an error, and one below the last compaction is [`Error::Expired`] (with
+    /// revision is [`Error::FutureRevision`], and one below the last compaction is [`Error::Expired`] (with
     /// `compacted: 0`, because etcd's range error does not say where it compacted).
     fn read_revision(&self, requested: Option<i64>) -> Result<i64> {
         match requested {
-            Some(rev) if rev > self.revision => Err(Error::Internal(FUTURE_REVISION.into())),
+            Some(rev) if rev > self.revision => Err(Error::FutureRevision { requested: rev, current: self.revision }),
             Some(rev) if rev > 0 && rev < self.compacted => Err(Error::Expired { requested: rev, compacted: 0 }),
             Some(rev) if rev > 0 => Ok(rev),
             _ => Ok(self.revision),
@@ -275,9 +275,18 @@ impl std::fmt::Debug for MemoryStore {
     }
 }
 
+/// Refuses a write etcd would refuse for its size.
+fn check_size(key: &str, value: &[u8]) -> Result<()> {
+    if key.len() + value.len() > MAX_REQUEST_BYTES {
+        return Err(Error::TooLarge { key: key.to_string(), size: value.len() });
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl Store for MemoryStore {
     async fn create(&self, key: &str, value: Vec<u8>) -> Result<i64> {
+        check_size(key, &value)?;
         let revision = {
             let mut state = self.db.lock();
             if state.visible(key, state.revision).is_some() {
@@ -298,6 +307,7 @@ impl Store for MemoryStore {
     }
 
     async fn update(&self, key: &str, expected: i64, value: Vec<u8>) -> Result<i64> {
+        check_size(key, &value)?;
         let revision = {
             let mut state = self.db.lock();
             let current = state.visible(key, state.revision).map(|v| (v.revision, v.create_revision));
@@ -362,8 +372,9 @@ impl Store for MemoryStore {
             }
             at
         };
-        // As `EtcdStore` does, a list at an explicit revision reports that revision.
-        let revision = requested.unwrap_or(at);
+        // As `EtcdStore` does, a list at an explicit revision reports that revision, and one at
+        // the latest state (no revision, or one ≤ 0) the store's revision.
+        let revision = requested.filter(|r| *r > 0).unwrap_or(at);
         let returned = i64::try_from(items.len()).unwrap_or(i64::MAX);
         let next = match (count > returned, items.last()) {
             (true, Some(last)) => Some(Continue {
@@ -412,7 +423,7 @@ impl Store for MemoryStore {
             return Ok(());
         }
         if revision > state.revision {
-            return Err(Error::Internal(FUTURE_REVISION.into()));
+            return Err(Error::FutureRevision { requested: revision, current: state.revision });
         }
         state.compact(revision);
         Ok(())
