@@ -241,3 +241,72 @@ fn written(req: &ResourceRequest, written: Written, rendering: Rendering) -> Res
     }
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use http::StatusCode;
+    use serde_json::json;
+
+    use crate::testing::{MERGE_PATCH, TestApi, assert_status, config_map, core, pod};
+
+    #[tokio::test]
+    async fn json_merge_and_strategic_patches_each_change_the_stored_object() {
+        let api = TestApi::start().await;
+        let path = format!("{}/web", core("default", "pods"));
+        let mut two = pod("web");
+        two["spec"]["containers"] = json!([{"name": "app", "image": "app:1"}, {"name": "side", "image": "side:1"}]);
+        api.create(&core("default", "pods"), two).await;
+
+        let ops = json!([{"op": "add", "path": "/metadata/labels", "value": {"a": "1"}}]);
+        let (status, patched) = api.patch(&path, "application/json-patch+json", ops).await;
+        assert_eq!((status, &patched["metadata"]["labels"]), (StatusCode::OK, &json!({"a": "1"})), "{patched}");
+        let (status, patched) =
+            api.patch(&path, MERGE_PATCH, json!({"metadata": {"labels": {"a": null, "b": "2"}}})).await;
+        assert_eq!((status, &patched["metadata"]["labels"]), (StatusCode::OK, &json!({"b": "2"})), "{patched}");
+        let by_name = json!({"spec": {"containers": [{"name": "side", "image": "side:2"}]}});
+        let (status, patched) = api.patch(&path, "application/strategic-merge-patch+json", by_name).await;
+        assert_eq!(status, StatusCode::OK, "{patched}");
+        let images: Vec<_> =
+            patched["spec"]["containers"].as_array().unwrap().iter().map(|c| c["image"].clone()).collect();
+        assert_eq!(images, [json!("app:1"), json!("side:2")], "containers merge by name");
+        assert_eq!(api.get_ok(&path).await, patched);
+    }
+
+    #[tokio::test]
+    async fn patching_a_missing_object_is_a_404_and_a_broken_patch_a_400() {
+        let api = TestApi::start().await;
+        let collection = core("default", "configmaps");
+        let (status, reply) = api.patch(&format!("{collection}/missing"), MERGE_PATCH, json!({"data": {}})).await;
+        assert_status(status, &reply, 404, "NotFound");
+        api.create(&collection, config_map("cm", json!({}))).await;
+        let remove_missing = json!([{"op": "remove", "path": "/data/nothing"}]);
+        let (status, reply) =
+            api.patch(&format!("{collection}/cm"), "application/json-patch+json", remove_missing).await;
+        assert_status(status, &reply, 400, "BadRequest");
+    }
+
+    #[tokio::test]
+    async fn server_side_apply_needs_a_field_manager_and_creates_a_missing_object() {
+        let api = TestApi::start().await;
+        let path = format!("{}/applied", core("default", "configmaps"));
+        let apply = "application/apply-patch+yaml";
+        let (status, reply) = api.patch(&path, apply, config_map("applied", json!({"v": "1"}))).await;
+        assert_status(status, &reply, 400, "BadRequest");
+
+        let with_manager = format!("{path}?fieldManager=test");
+        let (status, created) = api.patch(&with_manager, apply, config_map("applied", json!({"v": "1"}))).await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        let (status, updated) = api.patch(&with_manager, apply, config_map("applied", json!({"w": "2"}))).await;
+        assert_eq!(status, StatusCode::OK, "{updated}");
+        assert_eq!(updated["data"], json!({"v": "1", "w": "2"}), "applied like a strategic merge");
+
+        let (status, reply) = api
+            .patch(
+                &format!("{}/other?fieldManager=test", core("default", "configmaps")),
+                apply,
+                config_map("applied", json!({})),
+            )
+            .await;
+        assert_status(status, &reply, 400, "BadRequest");
+    }
+}

@@ -125,4 +125,76 @@ mod tests {
         assert!(replicas_of(&json!({"spec": {"replicas": -1}})).is_err());
         assert!(replicas_of(&json!({"spec": {"replicas": "3"}})).is_err());
     }
+
+    use http::StatusCode;
+
+    use crate::testing::{MERGE_PATCH, TestApi, apps, assert_status, core, deployment, pod, resource_version};
+
+    fn scale_path(name: &str) -> String {
+        format!("{}/{name}/scale", apps("default", "deployments"))
+    }
+
+    #[tokio::test]
+    async fn scale_reads_and_sets_spec_replicas_through_get_put_and_patch() {
+        let api = TestApi::start().await;
+        api.create(&apps("default", "deployments"), deployment("web", 2)).await;
+        let scale = api.get_ok(&scale_path("web")).await;
+        assert_eq!((&scale["kind"], &scale["apiVersion"]), (&json!("Scale"), &json!("autoscaling/v1")));
+        assert_eq!(scale["spec"]["replicas"], 2);
+        assert_eq!(scale["status"]["selector"], "app=web");
+
+        let mut put = scale.clone();
+        put["spec"]["replicas"] = json!(5);
+        let (status, scaled) = api.put(&scale_path("web"), put).await;
+        assert_eq!(status, StatusCode::OK, "{scaled}");
+        assert_eq!(scaled["spec"]["replicas"], 5);
+        let deployment = api.get_ok(&format!("{}/web", apps("default", "deployments"))).await;
+        assert_eq!(deployment["spec"]["replicas"], 5);
+        assert_eq!(deployment["metadata"]["generation"], 2, "scaling changes the spec");
+        assert_eq!(resource_version(&scaled), resource_version(&deployment));
+
+        let (status, patched) = api.patch(&scale_path("web"), MERGE_PATCH, json!({"spec": {"replicas": 1}})).await;
+        assert_eq!(status, StatusCode::OK, "{patched}");
+        assert_eq!(patched["spec"]["replicas"], 1);
+        assert_eq!(api.get_ok(&format!("{}/web", apps("default", "deployments"))).await["spec"]["replicas"], 1);
+    }
+
+    #[tokio::test]
+    async fn negative_replicas_are_refused_and_change_nothing() {
+        let api = TestApi::start().await;
+        let created = api.create(&apps("default", "deployments"), deployment("web", 2)).await;
+        let mut put = api.get_ok(&scale_path("web")).await;
+        put["spec"]["replicas"] = json!(-1);
+        let (status, reply) = api.put(&scale_path("web"), put).await;
+        assert_status(status, &reply, 400, "BadRequest");
+        let (status, reply) = api.patch(&scale_path("web"), MERGE_PATCH, json!({"spec": {"replicas": -1}})).await;
+        assert_status(status, &reply, 400, "BadRequest");
+        let (status, reply) = api.patch(&scale_path("web"), MERGE_PATCH, json!({"spec": {"replicas": "3"}})).await;
+        assert_status(status, &reply, 400, "BadRequest");
+        assert_eq!(api.get_ok(&format!("{}/web", apps("default", "deployments"))).await, created);
+    }
+
+    #[tokio::test]
+    async fn a_scale_with_a_stale_resource_version_is_a_409_conflict() {
+        let api = TestApi::start().await;
+        api.create(&apps("default", "deployments"), deployment("web", 2)).await;
+        let stale = api.get_ok(&scale_path("web")).await;
+        api.patch(&scale_path("web"), MERGE_PATCH, json!({"spec": {"replicas": 3}})).await;
+        let mut put = stale;
+        put["spec"]["replicas"] = json!(4);
+        let (status, reply) = api.put(&scale_path("web"), put).await;
+        assert_status(status, &reply, 409, "Conflict");
+        assert_eq!(api.get_ok(&scale_path("web")).await["spec"]["replicas"], 3);
+    }
+
+    #[tokio::test]
+    async fn scale_is_only_served_for_existing_objects_of_kinds_that_have_it() {
+        let api = TestApi::start().await;
+        let (status, reply) = api.get(&scale_path("missing")).await;
+        assert_status(status, &reply, 404, "NotFound");
+        assert_eq!(reply["message"], "deployments.apps \"missing\" not found");
+        api.create(&core("default", "pods"), pod("p")).await;
+        let (status, reply) = api.get(&format!("{}/p/scale", core("default", "pods"))).await;
+        assert_status(status, &reply, 404, "NotFound");
+    }
 }
