@@ -31,7 +31,7 @@ impl Target {
     }
 
     /// `pods` or `deployments.apps`, as Kubernetes names a resource in messages.
-    fn qualified(&self) -> String {
+    pub(crate) fn qualified(&self) -> String {
         if self.group.is_empty() { self.resource.clone() } else { format!("{}.{}", self.resource, self.group) }
     }
 }

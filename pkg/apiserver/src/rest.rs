@@ -299,7 +299,7 @@ pub async fn create(
     let meta = metadata_mut(&mut body);
     let generate = meta.get("generateName").and_then(Value::as_str).unwrap_or_default().to_string();
     let given = meta.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
-    let object_name = if given.is_empty() && !generate.is_empty() { generated_name(&generate) } else { given };
+    let object_name = if given.is_empty() && !generate.is_empty() { generated_name(&generate) } else { given.clone() };
     if object_name.is_empty() {
         let err = rkube_api::FieldError::required("metadata.name", "name or generateName is required");
         return Err(ApiError::Invalid(Target::new(res, ""), vec![err]));
@@ -317,7 +317,7 @@ pub async fn create(
     let decoded = res.strategy.create(body).map_err(|e| ApiError::from_strategy(target.clone(), e))?;
     let warnings = unknown_field_check(opts, decoded.unknown_fields)?;
     let mut object = decoded.object;
-    admission::admit_create(state, req).await?;
+    admission::admit_create(state, req, &given).await?;
     if opts.dry_run {
         return Ok(Written { object, created: true, warnings });
     }

@@ -14,8 +14,9 @@ use crate::request::ResourceRequest;
 /// Namespaces that may not be deleted.
 pub const PROTECTED: &[&str] = &["default", "kube-system", "kube-public"];
 
-/// Fails unless the request's namespace (if it has one) exists and is not terminating.
-pub async fn admit_create(state: &ApiState, req: &ResourceRequest) -> Result<(), ApiError> {
+/// Fails unless the request's namespace (if it has one) exists and is not terminating;
+/// `name` is the object's, for the message.
+pub async fn admit_create(state: &ApiState, req: &ResourceRequest, name: &str) -> Result<(), ApiError> {
     let Some(ns) = req.namespace.as_deref() else { return Ok(()) };
     if state.namespace_cache.is_active(ns) {
         return Ok(());
@@ -25,9 +26,8 @@ pub async fn admit_create(state: &ApiState, req: &ResourceRequest) -> Result<(),
     let kv = state.store.get(&key).await.map_err(|e| ApiError::from_storage(Target::new(namespaces, ns), e))?;
     if is_terminating(&from_storage(&kv)?) {
         return Err(ApiError::Forbidden(format!(
-            "{} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
-            req.resource.plural,
-            req.name.as_deref().unwrap_or_default()
+            "{} {name:?} is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+            Target::new(req.resource, name).qualified(),
         )));
     }
     Ok(())
@@ -76,6 +76,22 @@ mod tests {
         assert_status(status, &reply, 403, "Forbidden");
         assert!(api.is_gone(&format!("{}/late", core("doomed", "configmaps"))).await);
         assert!(api.is_gone(&format!("{}/web", apps("doomed", "deployments"))).await);
+    }
+
+    #[tokio::test]
+    async fn the_refusal_to_create_in_a_terminating_namespace_names_the_object_as_kubernetes_does() {
+        let api = TestApi::start().await;
+        terminating(&api, "doomed").await;
+        let (_, reply) = api.post(&core("doomed", "configmaps"), config_map("late", json!({}))).await;
+        assert_eq!(
+            reply["message"],
+            "configmaps \"late\" is forbidden: unable to create new content in namespace doomed because it is being terminated"
+        );
+        let (_, reply) = api.post(&apps("doomed", "deployments"), deployment("web", 1)).await;
+        assert_eq!(
+            reply["message"],
+            "deployments.apps \"web\" is forbidden: unable to create new content in namespace doomed because it is being terminated"
+        );
     }
 
     #[tokio::test]
