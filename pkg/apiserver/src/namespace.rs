@@ -6,7 +6,8 @@
 //! `spec.finalizers` holds `kubernetes`; no new content may be created in it (admission's
 //! `namespace_lifecycle`); the cleaner here, the apiserver's namespace controller, deletes
 //! every namespaced object in it (pods bound to a node get their grace period, objects with
-//! finalizers wait for them), and once nothing is left it removes the namespace. The
+//! finalizers wait for them), and once nothing is left it removes `kubernetes` from
+//! `spec.finalizers`, which removes the namespace unless its own finalizers still hold it. The
 //! namespace cache wakes the cleaner when it sees a namespace turn terminating, and the
 //! cleaner also runs periodically, so a restart mid-way finishes the job.
 
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::DeleteOptions;
+use rkube_api::kinds::namespace::KUBERNETES_FINALIZER;
 use rkube_api::registry::{self, ResourceDef};
 use rkube_storage::ListOptions;
 use serde_json::{Value, json};
@@ -96,20 +98,31 @@ async fn clean_one(state: &ApiState, namespace: &str) -> Result<(), ApiError> {
         tracing::debug!(namespace, remaining, "namespace still has content");
         return Ok(());
     }
-    let key = state.keys.object(namespaces().plural, None, namespace);
-    let kv = match state.store.get(&key).await {
-        Ok(kv) => kv,
-        Err(rkube_storage::Error::NotFound { .. }) => return Ok(()),
-        Err(e) => return Err(e.into()),
+    // Finalize, as Kubernetes' namespace controller does: remove `kubernetes` from
+    // `spec.finalizers`. The namespace goes with that write unless other finalizers still
+    // hold it (`metadata.finalizers`, or another entry in `spec.finalizers`); then it goes
+    // with the write that removes the last of them (`rest::guaranteed_update`).
+    let req = ResourceRequest {
+        resource: namespaces(),
+        namespace: None,
+        name: Some(namespace.to_string()),
+        subresource: None,
     };
-    match state.store.delete(&key, Some(kv.mod_revision)).await {
+    let finalize = |current: &Value| {
+        let mut desired = current.clone();
+        if let Some(list) = desired.pointer_mut("/spec/finalizers").and_then(Value::as_array_mut) {
+            list.retain(|f| f != KUBERNETES_FINALIZER);
+        }
+        Ok(desired)
+    };
+    match rest::guaranteed_update(state, &req, namespace, None, &rest::WriteOptions::default(), finalize).await {
         Ok(_) => {
-            tracing::info!(namespace, "namespace deleted");
+            tracing::info!(namespace, "namespace finalized");
             Ok(())
         }
-        // Changed meanwhile (or already gone): the next round looks again.
-        Err(rkube_storage::Error::Conflict { .. } | rkube_storage::Error::NotFound { .. }) => Ok(()),
-        Err(e) => Err(e.into()),
+        // Already gone: nothing left to do.
+        Err(ApiError::NotFound(_)) => Ok(()),
+        Err(e) => Err(e),
     }
 }
 
@@ -205,7 +218,9 @@ mod tests {
     use serde_json::json;
 
     use super::{INITIAL, clean_all, ensure_initial};
-    use crate::testing::{MERGE_PATCH, TestApi, WAIT, apps, binding, config_map, core, deployment, namespace, pod};
+    use crate::testing::{
+        MERGE_PATCH, TestApi, WAIT, apps, binding, config_map, core, deployment, namespace, pod, resource_version,
+    };
 
     /// Creates namespace `name` holding a ConfigMap, a pod and a Deployment, then deletes it.
     async fn doomed_with_content(api: &TestApi, name: &str) -> Vec<String> {
@@ -283,6 +298,26 @@ mod tests {
         api.delete(&format!("{pod_path}?gracePeriodSeconds=0")).await;
         clean_all(&api.state).await.unwrap();
         assert!(api.is_gone("/api/v1/namespaces/slow").await);
+    }
+
+    #[tokio::test]
+    async fn the_cleaner_leaves_a_namespace_held_by_its_own_finalizers_until_they_are_removed() {
+        let api = TestApi::start().await;
+        let mut held = namespace("held");
+        held["metadata"]["finalizers"] = json!(["example.com/hold"]);
+        api.create("/api/v1/namespaces", held).await;
+        api.delete("/api/v1/namespaces/held").await;
+        clean_all(&api.state).await.unwrap();
+        let kept = api.get_ok("/api/v1/namespaces/held").await;
+        assert_eq!(kept["metadata"]["finalizers"], json!(["example.com/hold"]), "{kept}");
+        assert_eq!(kept["status"]["phase"], "Terminating", "{kept}");
+        assert!(kept["spec"]["finalizers"].as_array().is_none_or(Vec::is_empty), "the cleaner did its part: {kept}");
+
+        let release = json!({"metadata": {"finalizers": null, "resourceVersion": resource_version(&kept)}});
+        let (status, reply) = api.patch("/api/v1/namespaces/held", MERGE_PATCH, release).await;
+        assert_eq!(status, StatusCode::OK, "{reply}");
+        clean_all(&api.state).await.unwrap();
+        assert!(api.is_gone("/api/v1/namespaces/held").await);
     }
 
     #[tokio::test]
