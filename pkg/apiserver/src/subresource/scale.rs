@@ -48,10 +48,17 @@ pub fn scale_of(obj: &Value) -> Result<Value, ApiError> {
     serde_json::to_value(scale).map_err(|e| ApiError::Internal(e.to_string()))
 }
 
-fn replicas_of(scale: &Value) -> Result<Value, ApiError> {
+/// The replicas a Scale asks for: a negative number is invalid (422, as Kubernetes'
+/// `ValidateScale`), anything but an `int32` does not decode (400).
+fn replicas_of(scale: &Value, name: &str) -> Result<Value, ApiError> {
     match scale.pointer("/spec/replicas") {
         Some(Value::Number(n)) if n.as_i64().is_some_and(|r| r >= 0 && r <= i64::from(i32::MAX)) => {
             Ok(Value::Number(n.clone()))
+        }
+        Some(Value::Number(n)) if n.as_i64().is_some_and(|r| r < 0 && r >= i64::from(i32::MIN)) => {
+            let target = Target { group: "autoscaling", resource: "scale".into(), kind: "Scale", name: name.into() };
+            let cause = rkube_api::FieldError::invalid("spec.replicas", n, "must be greater than or equal to 0");
+            Err(ApiError::Invalid(target, vec![cause]))
         }
         Some(other) => Err(ApiError::BadRequest(format!("spec.replicas must be a non-negative integer, not {other}"))),
         None => Ok(json!(0)),
@@ -71,7 +78,7 @@ pub async fn update_scale(
     body: &Value,
     opts: &WriteOptions,
 ) -> Result<Value, ApiError> {
-    let replicas = replicas_of(body)?;
+    let replicas = replicas_of(body, name)?;
     let precondition = match meta_str(body, "resourceVersion") {
         "" => None,
         rv => Some(rest::parse_rv(rv)?),
@@ -97,7 +104,7 @@ pub async fn patch_scale(
     let written = rest::guaranteed_update(state, req, name, None, opts, |current| {
         let patched = patch.apply_to("Scale", &scale_of(current)?, &target)?;
         let mut desired = current.clone();
-        desired["spec"]["replicas"] = replicas_of(&patched)?;
+        desired["spec"]["replicas"] = replicas_of(&patched, name)?;
         Ok(desired)
     })
     .await?;
@@ -121,9 +128,10 @@ mod tests {
     }
 
     #[test]
-    fn negative_replicas_are_rejected() {
-        assert!(replicas_of(&json!({"spec": {"replicas": -1}})).is_err());
-        assert!(replicas_of(&json!({"spec": {"replicas": "3"}})).is_err());
+    fn negative_replicas_are_invalid_and_non_integers_do_not_decode() {
+        assert!(matches!(replicas_of(&json!({"spec": {"replicas": -1}}), "x"), Err(ApiError::Invalid(..))));
+        assert!(matches!(replicas_of(&json!({"spec": {"replicas": "3"}}), "x"), Err(ApiError::BadRequest(_))));
+        assert!(matches!(replicas_of(&json!({"spec": {"replicas": 1e10}}), "x"), Err(ApiError::BadRequest(_))));
     }
 
     use http::StatusCode;
@@ -166,9 +174,13 @@ mod tests {
         let mut put = api.get_ok(&scale_path("web")).await;
         put["spec"]["replicas"] = json!(-1);
         let (status, reply) = api.put(&scale_path("web"), put).await;
-        assert_status(status, &reply, 400, "BadRequest");
+        assert_status(status, &reply, 422, "Invalid");
+        assert_eq!((&reply["details"]["kind"], &reply["details"]["group"]), (&json!("Scale"), &json!("autoscaling")));
+        let cause = &reply["details"]["causes"][0];
+        assert_eq!((&cause["field"], &cause["reason"]), (&json!("spec.replicas"), &json!("FieldValueInvalid")));
+        assert!(reply["message"].as_str().unwrap().ends_with("must be greater than or equal to 0"), "{reply}");
         let (status, reply) = api.patch(&scale_path("web"), MERGE_PATCH, json!({"spec": {"replicas": -1}})).await;
-        assert_status(status, &reply, 400, "BadRequest");
+        assert_status(status, &reply, 422, "Invalid");
         let (status, reply) = api.patch(&scale_path("web"), MERGE_PATCH, json!({"spec": {"replicas": "3"}})).await;
         assert_status(status, &reply, 400, "BadRequest");
         assert_eq!(api.get_ok(&format!("{}/web", apps("default", "deployments"))).await, created);
