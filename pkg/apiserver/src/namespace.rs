@@ -181,7 +181,8 @@ pub async fn run_cache(state: Arc<ApiState>) {
             let listed = page.items.iter().map(from_storage).collect::<Result<Vec<_>, _>>()?;
             state.namespace_cache.replace(&listed);
             let mut events = state.store.watch(&prefix, page.revision, None).await?;
-            while let Some(event) = events.next().await {
+            // Shutdown ends the watch too, not only the wait between watches.
+            while let Some(event) = state.shutdown.run_until_cancelled(events.next()).await.flatten() {
                 match event? {
                     rkube_storage::WatchEvent::Put { kv, .. } => {
                         let namespace = from_storage(&kv)?;
@@ -341,8 +342,7 @@ mod tests {
         }
         assert!(!api.state.namespace_cache.is_active("doomed"));
         api.state.shutdown.cancel();
-        cleaner.await.unwrap();
-        // The cache sees shutdown only between watches; `serve` aborts it, and so does this.
-        cache.abort();
+        let ended = tokio::time::timeout(WAIT, async { (cleaner.await, cache.await) }).await;
+        assert!(matches!(ended, Ok((Ok(()), Ok(())))), "both tasks end at shutdown, even mid-watch");
     }
 }
