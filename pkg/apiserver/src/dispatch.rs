@@ -79,6 +79,14 @@ async fn serve(
     };
     let verb = Verb::of(method, req.name.is_some(), query)
         .ok_or_else(|| ApiError::MethodNotAllowed(format!("{method} is not supported on {}", req.resource.plural)))?;
+    // Across all namespaces a namespaced resource is only listed and watched, as Kubernetes
+    // registers it: a create there has no namespace, and a deletecollection there would
+    // empty every namespace at once.
+    if req.resource.namespaced && req.namespace.is_none() && !matches!(verb, Verb::List | Verb::Watch) {
+        return Err(ApiError::MethodNotAllowed(
+            "the server does not allow this method on the requested resource".into(),
+        ));
+    }
     let rendering = Rendering::from_headers(headers);
     let include = IncludeObject::from_query(query.get("includeObject"));
     let name = req.name.clone().unwrap_or_default();
@@ -308,5 +316,25 @@ mod tests {
             )
             .await;
         assert_status(status, &reply, 400, "BadRequest");
+    }
+
+    #[tokio::test]
+    async fn a_namespaced_collection_across_all_namespaces_is_only_listed_and_watched() {
+        let api = TestApi::start().await;
+        api.create(&core("default", "configmaps"), config_map("a", json!({}))).await;
+        api.create(&core("kube-system", "configmaps"), config_map("b", json!({}))).await;
+        let (status, reply) = api.delete("/api/v1/configmaps").await;
+        assert_status(status, &reply, 405, "MethodNotAllowed");
+        let mut elsewhere = config_map("c", json!({}));
+        elsewhere["metadata"]["namespace"] = json!("default");
+        let (status, reply) = api.post("/api/v1/configmaps", elsewhere).await;
+        assert_status(status, &reply, 405, "MethodNotAllowed");
+        let (status, reply) = api.delete("/apis/apps/v1/deployments").await;
+        assert_status(status, &reply, 405, "MethodNotAllowed");
+
+        assert_eq!(crate::testing::names(&api.get_ok("/api/v1/configmaps").await), ["a", "b"], "nothing deleted");
+        api.watch("/api/v1/configmaps?watch=true").await;
+        let (status, reply) = api.delete("/api/v1/nodes").await;
+        assert_eq!(status, StatusCode::OK, "a cluster-scoped collection is deleted as before: {reply}");
     }
 }
