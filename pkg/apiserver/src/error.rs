@@ -285,11 +285,14 @@ mod tests {
         api.create(&list, config_map("cm", json!({}))).await;
         let existing = config_map("cm", json!({})).to_string();
         let invalid = config_map("Not_A_Name", json!({})).to_string();
+        let missing = config_map("nope", json!({})).to_string();
         let too_large = vec![b' '; crate::Config::default().max_body_bytes + 1];
         let json = "application/json";
         let (get, post, put, patch, delete) = (Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE);
         let cases = [
             case("missing object", get.clone(), &format!("{list}/nope"), "", b"").is(404, "NotFound"),
+            case("update of a missing object", put.clone(), &format!("{list}/nope"), json, missing.as_bytes())
+                .is(404, "NotFound"),
             case("unknown resource", get.clone(), "/api/v1/widgets", "", b"").is(404, "NotFound"),
             case("unknown group", get.clone(), "/apis/nope/v1/things", "", b"").is(404, "NotFound"),
             case("path outside the API", get.clone(), "/nowhere", "", b"").is(404, "NotFound"),

@@ -43,8 +43,12 @@ pub struct TestApi {
 impl TestApi {
     /// A bootstrapped apiserver: the built-in namespaces exist, no task runs.
     pub async fn start() -> Self {
+        Self::start_with(Config::default()).await
+    }
+
+    /// [`TestApi::start`] with these settings (`compaction_interval` is not used: no task runs).
+    pub async fn start_with(config: Config) -> Self {
         let store = MemoryStore::new();
-        let config = Config { compaction_interval: None, ..Config::default() };
         let state =
             ApiState::new(Arc::new(store.clone()), config, prometheus::Registry::new(), CancellationToken::new())
                 .expect("metrics register in a fresh registry");
@@ -177,6 +181,23 @@ impl WatchEvents {
         match self.next_within(WAIT).await {
             Some(event) => event,
             None => panic!("no watch event within {WAIT:?}"),
+        }
+    }
+
+    /// Whether the stream ends within `wait` with no further event (an event fails the test).
+    pub async fn ends_within(&mut self, wait: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            assert!(self.buffer.is_empty(), "an event instead of the end: {}", String::from_utf8_lossy(&self.buffer));
+            match tokio::time::timeout_at(deadline, self.body.frame()).await {
+                Err(_) => return false,
+                Ok(None) => return true,
+                Ok(Some(frame)) => {
+                    if let Ok(data) = frame.expect("an in-memory body never fails").into_data() {
+                        self.buffer.extend_from_slice(&data);
+                    }
+                }
+            }
         }
     }
 

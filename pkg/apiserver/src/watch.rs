@@ -337,7 +337,7 @@ mod tests {
         let status = &error["object"];
         assert_eq!((&status["kind"], &status["status"]), (&json!("Status"), &json!("Failure")), "{status}");
         assert_eq!((&status["code"], &status["reason"]), (&json!(410), &json!("Expired")), "{status}");
-        assert!(watch.next_within(Duration::from_secs(1)).await.is_none(), "the stream ends after the error");
+        assert!(watch.ends_within(Duration::from_secs(1)).await, "the stream ends after the error");
     }
 
     #[tokio::test]
@@ -346,5 +346,29 @@ mod tests {
         let (status, reply) =
             api.get(&format!("{}?watch=true&fieldSelector=spec.nodeName%3Dn1", core("default", "configmaps"))).await;
         crate::testing::assert_status(status, &reply, 400, "BadRequest");
+    }
+
+    #[tokio::test]
+    async fn a_quiet_watch_gets_bookmarks_at_the_current_revision_only_when_it_allows_them() {
+        let config = crate::Config { bookmark_interval: Duration::from_millis(50), ..crate::Config::default() };
+        let api = TestApi::start_with(config).await;
+        let collection = core("default", "configmaps");
+        let now = api.revision().await;
+        let mut quiet = api.watch(&format!("{collection}?watch=true&resourceVersion={now}")).await;
+        let mut bookmarked =
+            api.watch(&format!("{collection}?watch=true&resourceVersion={now}&allowWatchBookmarks=true")).await;
+        let bookmark = bookmarked.next().await;
+        assert_eq!(bookmark["type"], "BOOKMARK", "{bookmark}");
+        assert_eq!(bookmark["object"]["kind"], "ConfigMap");
+        assert_eq!(bookmark["object"]["metadata"]["resourceVersion"], now.to_string());
+        assert!(quiet.next_within(Duration::from_millis(200)).await.is_none(), "no bookmark unless allowed");
+    }
+
+    #[tokio::test]
+    async fn a_watch_ends_after_its_timeout_seconds() {
+        let api = TestApi::start().await;
+        let collection = core("default", "configmaps");
+        let mut watch = api.watch(&format!("{collection}?watch=true&resourceVersion=1&timeoutSeconds=1")).await;
+        assert!(watch.ends_within(Duration::from_secs(3)).await, "the stream ends by itself");
     }
 }
