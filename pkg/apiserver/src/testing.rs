@@ -6,7 +6,8 @@
 //! built-in namespaces. No background task runs unless a test starts one: the namespace
 //! cache stays empty, so admission reads namespaces from storage (its documented fallback);
 //! the namespace cleaner runs only when a test calls it; nothing is compacted unless a test
-//! compacts [`TestApi::store`] itself.
+//! compacts [`TestApi::store`] itself. `/readyz` stays not ready: its flag belongs to
+//! `serve`'s bootstrap task, which does not run here.
 
 use std::sync::Arc;
 use std::time::Duration;
