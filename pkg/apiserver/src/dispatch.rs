@@ -79,6 +79,14 @@ async fn serve(
     };
     let verb = Verb::of(method, req.name.is_some(), query)
         .ok_or_else(|| ApiError::MethodNotAllowed(format!("{method} is not supported on {}", req.resource.plural)))?;
+    // Across all namespaces a namespaced resource is only listed and watched, as Kubernetes
+    // registers it: a create there has no namespace, and a deletecollection there would
+    // empty every namespace at once.
+    if req.resource.namespaced && req.namespace.is_none() && !matches!(verb, Verb::List | Verb::Watch) {
+        return Err(ApiError::MethodNotAllowed(
+            "the server does not allow this method on the requested resource".into(),
+        ));
+    }
     let rendering = Rendering::from_headers(headers);
     let include = IncludeObject::from_query(query.get("includeObject"));
     let name = req.name.clone().unwrap_or_default();
@@ -240,4 +248,93 @@ fn written(req: &ResourceRequest, written: Written, rendering: Rendering) -> Res
         }
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use http::StatusCode;
+    use serde_json::json;
+
+    use crate::testing::{MERGE_PATCH, TestApi, assert_status, config_map, core, pod};
+
+    #[tokio::test]
+    async fn json_merge_and_strategic_patches_each_change_the_stored_object() {
+        let api = TestApi::start().await;
+        let path = format!("{}/web", core("default", "pods"));
+        let mut two = pod("web");
+        two["spec"]["containers"] = json!([{"name": "app", "image": "app:1"}, {"name": "side", "image": "side:1"}]);
+        api.create(&core("default", "pods"), two).await;
+
+        let ops = json!([{"op": "add", "path": "/metadata/labels", "value": {"a": "1"}}]);
+        let (status, patched) = api.patch(&path, "application/json-patch+json", ops).await;
+        assert_eq!((status, &patched["metadata"]["labels"]), (StatusCode::OK, &json!({"a": "1"})), "{patched}");
+        let (status, patched) =
+            api.patch(&path, MERGE_PATCH, json!({"metadata": {"labels": {"a": null, "b": "2"}}})).await;
+        assert_eq!((status, &patched["metadata"]["labels"]), (StatusCode::OK, &json!({"b": "2"})), "{patched}");
+        let by_name = json!({"spec": {"containers": [{"name": "side", "image": "side:2"}]}});
+        let (status, patched) = api.patch(&path, "application/strategic-merge-patch+json", by_name).await;
+        assert_eq!(status, StatusCode::OK, "{patched}");
+        let images: Vec<_> =
+            patched["spec"]["containers"].as_array().unwrap().iter().map(|c| c["image"].clone()).collect();
+        assert_eq!(images, [json!("app:1"), json!("side:2")], "containers merge by name");
+        assert_eq!(api.get_ok(&path).await, patched);
+    }
+
+    #[tokio::test]
+    async fn patching_a_missing_object_is_a_404_and_a_broken_patch_a_400() {
+        let api = TestApi::start().await;
+        let collection = core("default", "configmaps");
+        let (status, reply) = api.patch(&format!("{collection}/missing"), MERGE_PATCH, json!({"data": {}})).await;
+        assert_status(status, &reply, 404, "NotFound");
+        api.create(&collection, config_map("cm", json!({}))).await;
+        let remove_missing = json!([{"op": "remove", "path": "/data/nothing"}]);
+        let (status, reply) =
+            api.patch(&format!("{collection}/cm"), "application/json-patch+json", remove_missing).await;
+        assert_status(status, &reply, 400, "BadRequest");
+    }
+
+    #[tokio::test]
+    async fn server_side_apply_needs_a_field_manager_and_creates_a_missing_object() {
+        let api = TestApi::start().await;
+        let path = format!("{}/applied", core("default", "configmaps"));
+        let apply = "application/apply-patch+yaml";
+        let (status, reply) = api.patch(&path, apply, config_map("applied", json!({"v": "1"}))).await;
+        assert_status(status, &reply, 400, "BadRequest");
+
+        let with_manager = format!("{path}?fieldManager=test");
+        let (status, created) = api.patch(&with_manager, apply, config_map("applied", json!({"v": "1"}))).await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        let (status, updated) = api.patch(&with_manager, apply, config_map("applied", json!({"w": "2"}))).await;
+        assert_eq!(status, StatusCode::OK, "{updated}");
+        assert_eq!(updated["data"], json!({"v": "1", "w": "2"}), "applied like a strategic merge");
+
+        let (status, reply) = api
+            .patch(
+                &format!("{}/other?fieldManager=test", core("default", "configmaps")),
+                apply,
+                config_map("applied", json!({})),
+            )
+            .await;
+        assert_status(status, &reply, 400, "BadRequest");
+    }
+
+    #[tokio::test]
+    async fn a_namespaced_collection_across_all_namespaces_is_only_listed_and_watched() {
+        let api = TestApi::start().await;
+        api.create(&core("default", "configmaps"), config_map("a", json!({}))).await;
+        api.create(&core("kube-system", "configmaps"), config_map("b", json!({}))).await;
+        let (status, reply) = api.delete("/api/v1/configmaps").await;
+        assert_status(status, &reply, 405, "MethodNotAllowed");
+        let mut elsewhere = config_map("c", json!({}));
+        elsewhere["metadata"]["namespace"] = json!("default");
+        let (status, reply) = api.post("/api/v1/configmaps", elsewhere).await;
+        assert_status(status, &reply, 405, "MethodNotAllowed");
+        let (status, reply) = api.delete("/apis/apps/v1/deployments").await;
+        assert_status(status, &reply, 405, "MethodNotAllowed");
+
+        assert_eq!(crate::testing::names(&api.get_ok("/api/v1/configmaps").await), ["a", "b"], "nothing deleted");
+        api.watch("/api/v1/configmaps?watch=true").await;
+        let (status, reply) = api.delete("/api/v1/nodes").await;
+        assert_eq!(status, StatusCode::OK, "a cluster-scoped collection is deleted as before: {reply}");
+    }
 }

@@ -31,7 +31,7 @@ impl Target {
     }
 
     /// `pods` or `deployments.apps`, as Kubernetes names a resource in messages.
-    fn qualified(&self) -> String {
+    pub(crate) fn qualified(&self) -> String {
         if self.group.is_empty() { self.resource.clone() } else { format!("{}.{}", self.resource, self.group) }
     }
 }
@@ -273,5 +273,95 @@ mod tests {
     fn group_qualifies_the_resource_in_messages() {
         let t = Target { group: "apps", resource: "deployments".into(), kind: "Deployment", name: "web".into() };
         assert_eq!(ApiError::AlreadyExists(t).to_string(), "deployments.apps \"web\" already exists");
+    }
+
+    use axum::body::Body;
+    use http::Method;
+    use serde_json::json;
+
+    use crate::testing::{TestApi, assert_status, config_map, core, json_body};
+
+    /// A request that must fail, and the code and reason of the `Status` it must get.
+    struct Case {
+        what: &'static str,
+        method: Method,
+        path: String,
+        content_type: &'static str,
+        body: Vec<u8>,
+        code: u16,
+        reason: &'static str,
+    }
+
+    fn case(what: &'static str, method: Method, path: &str, content_type: &'static str, body: &[u8]) -> Case {
+        Case { what, method, path: path.to_string(), content_type, body: body.to_vec(), code: 0, reason: "" }
+    }
+
+    impl Case {
+        fn is(self, code: u16, reason: &'static str) -> Case {
+            Case { code, reason, ..self }
+        }
+    }
+
+    #[tokio::test]
+    async fn every_error_reaches_the_client_as_a_status_with_its_code_and_reason() {
+        let api = TestApi::start().await;
+        let list = core("default", "configmaps");
+        let item = format!("{list}/cm");
+        api.create(&list, config_map("cm", json!({}))).await;
+        let existing = config_map("cm", json!({})).to_string();
+        let invalid = config_map("Not_A_Name", json!({})).to_string();
+        let missing = config_map("nope", json!({})).to_string();
+        let too_large = vec![b' '; crate::Config::default().max_body_bytes + 1];
+        let json = "application/json";
+        let (get, post, put, patch, delete) = (Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE);
+        let cases = [
+            case("missing object", get.clone(), &format!("{list}/nope"), "", b"").is(404, "NotFound"),
+            case("update of a missing object", put.clone(), &format!("{list}/nope"), json, missing.as_bytes())
+                .is(404, "NotFound"),
+            case("unknown resource", get.clone(), "/api/v1/widgets", "", b"").is(404, "NotFound"),
+            case("unknown group", get.clone(), "/apis/nope/v1/things", "", b"").is(404, "NotFound"),
+            case("path outside the API", get.clone(), "/nowhere", "", b"").is(404, "NotFound"),
+            case("existing name", post.clone(), &list, json, existing.as_bytes()).is(409, "AlreadyExists"),
+            case("malformed JSON", post.clone(), &list, json, b"{").is(400, "BadRequest"),
+            case("not an object", post.clone(), &list, json, b"[]").is(400, "BadRequest"),
+            case("wrong field type", post.clone(), &list, json, br#"{"metadata":{"name":"x"},"data":"oops"}"#)
+                .is(400, "BadRequest"),
+            case("invalid object", post.clone(), &list, json, invalid.as_bytes()).is(422, "Invalid"),
+            case("unknown body type", post.clone(), &list, "text/plain", b"hi").is(415, "UnsupportedMediaType"),
+            case("unknown patch type", patch, &item, json, b"{}").is(415, "UnsupportedMediaType"),
+            case("body over the limit", post.clone(), &list, json, &too_large).is(413, "RequestEntityTooLarge"),
+            case("PUT on a collection", put, &list, json, b"{}").is(405, "MethodNotAllowed"),
+            case("write to discovery", post, "/api/v1", "", b"").is(405, "MethodNotAllowed"),
+            case("bad resourceVersion", get.clone(), &format!("{list}?resourceVersion=abc"), "", b"")
+                .is(400, "BadRequest"),
+            case("bad limit", get.clone(), &format!("{list}?limit=ten"), "", b"").is(400, "BadRequest"),
+            case("bad continue", get, &format!("{list}?continue=garbage"), "", b"").is(400, "BadRequest"),
+            case("bad DeleteOptions", delete, &item, json, br#"{"gracePeriodSeconds":"soon"}"#).is(400, "BadRequest"),
+        ];
+        for Case { what, method, path, content_type, body, code, reason } in cases {
+            let headers: &[(&str, &str)] =
+                if content_type.is_empty() { &[] } else { &[("content-type", content_type)] };
+            let response = api.raw(method, &path, headers, Body::from(body)).await;
+            let status = response.status();
+            let media = response.headers().get(http::header::CONTENT_TYPE).cloned();
+            let reply = json_body(response).await;
+            assert_eq!(media.as_ref().and_then(|v| v.to_str().ok()), Some("application/json"), "{what}");
+            assert_eq!(status.as_u16(), code, "{what}: {reply}");
+            assert_status(status, &reply, code, reason);
+        }
+    }
+
+    #[tokio::test]
+    async fn an_invalid_object_is_a_422_naming_each_field_in_the_causes() {
+        let api = TestApi::start().await;
+        let bad = config_map("cm", json!({"not a key!": "v", "also bad!": "w"}));
+        let (status, reply) = api.post(&core("default", "configmaps"), bad).await;
+        assert_status(status, &reply, 422, "Invalid");
+        assert_eq!(reply["details"]["kind"], "ConfigMap");
+        assert_eq!(reply["details"]["name"], "cm");
+        let fields: Vec<_> =
+            reply["details"]["causes"].as_array().unwrap().iter().map(|c| c["field"].clone()).collect();
+        assert_eq!(fields, [json!("data[also bad!]"), json!("data[not a key!]")], "{reply}");
+        assert!(reply["message"].as_str().unwrap().starts_with("ConfigMap \"cm\" is invalid: "), "{reply}");
     }
 }

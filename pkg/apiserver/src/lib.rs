@@ -29,6 +29,8 @@ pub mod request;
 pub mod rest;
 pub mod subresource;
 pub mod table;
+#[cfg(test)]
+mod testing;
 pub mod watch;
 
 use std::collections::BTreeMap;

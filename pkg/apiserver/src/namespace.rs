@@ -6,7 +6,8 @@
 //! `spec.finalizers` holds `kubernetes`; no new content may be created in it (admission's
 //! `namespace_lifecycle`); the cleaner here, the apiserver's namespace controller, deletes
 //! every namespaced object in it (pods bound to a node get their grace period, objects with
-//! finalizers wait for them), and once nothing is left it removes the namespace. The
+//! finalizers wait for them), and once nothing is left it removes `kubernetes` from
+//! `spec.finalizers`, which removes the namespace unless its own finalizers still hold it. The
 //! namespace cache wakes the cleaner when it sees a namespace turn terminating, and the
 //! cleaner also runs periodically, so a restart mid-way finishes the job.
 
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::DeleteOptions;
+use rkube_api::kinds::namespace::KUBERNETES_FINALIZER;
 use rkube_api::registry::{self, ResourceDef};
 use rkube_storage::ListOptions;
 use serde_json::{Value, json};
@@ -96,20 +98,31 @@ async fn clean_one(state: &ApiState, namespace: &str) -> Result<(), ApiError> {
         tracing::debug!(namespace, remaining, "namespace still has content");
         return Ok(());
     }
-    let key = state.keys.object(namespaces().plural, None, namespace);
-    let kv = match state.store.get(&key).await {
-        Ok(kv) => kv,
-        Err(rkube_storage::Error::NotFound { .. }) => return Ok(()),
-        Err(e) => return Err(e.into()),
+    // Finalize, as Kubernetes' namespace controller does: remove `kubernetes` from
+    // `spec.finalizers`. The namespace goes with that write unless other finalizers still
+    // hold it (`metadata.finalizers`, or another entry in `spec.finalizers`); then it goes
+    // with the write that removes the last of them (`rest::guaranteed_update`).
+    let req = ResourceRequest {
+        resource: namespaces(),
+        namespace: None,
+        name: Some(namespace.to_string()),
+        subresource: None,
     };
-    match state.store.delete(&key, Some(kv.mod_revision)).await {
+    let finalize = |current: &Value| {
+        let mut desired = current.clone();
+        if let Some(list) = desired.pointer_mut("/spec/finalizers").and_then(Value::as_array_mut) {
+            list.retain(|f| f != KUBERNETES_FINALIZER);
+        }
+        Ok(desired)
+    };
+    match rest::guaranteed_update(state, &req, namespace, None, &rest::WriteOptions::default(), finalize).await {
         Ok(_) => {
-            tracing::info!(namespace, "namespace deleted");
+            tracing::info!(namespace, "namespace finalized");
             Ok(())
         }
-        // Changed meanwhile (or already gone): the next round looks again.
-        Err(rkube_storage::Error::Conflict { .. } | rkube_storage::Error::NotFound { .. }) => Ok(()),
-        Err(e) => Err(e.into()),
+        // Already gone: nothing left to do.
+        Err(ApiError::NotFound(_)) => Ok(()),
+        Err(e) => Err(e),
     }
 }
 
@@ -168,7 +181,8 @@ pub async fn run_cache(state: Arc<ApiState>) {
             let listed = page.items.iter().map(from_storage).collect::<Result<Vec<_>, _>>()?;
             state.namespace_cache.replace(&listed);
             let mut events = state.store.watch(&prefix, page.revision, None).await?;
-            while let Some(event) = events.next().await {
+            // Shutdown ends the watch too, not only the wait between watches.
+            while let Some(event) = state.shutdown.run_until_cancelled(events.next()).await.flatten() {
                 match event? {
                     rkube_storage::WatchEvent::Put { kv, .. } => {
                         let namespace = from_storage(&kv)?;
@@ -194,5 +208,141 @@ pub async fn run_cache(state: Arc<ApiState>) {
             _ = state.shutdown.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use http::StatusCode;
+    use serde_json::json;
+
+    use super::{INITIAL, clean_all, ensure_initial};
+    use crate::testing::{
+        MERGE_PATCH, TestApi, WAIT, apps, binding, config_map, core, deployment, namespace, pod, resource_version,
+    };
+
+    /// Creates namespace `name` holding a ConfigMap, a pod and a Deployment, then deletes it.
+    async fn doomed_with_content(api: &TestApi, name: &str) -> Vec<String> {
+        api.create("/api/v1/namespaces", namespace(name)).await;
+        api.create(&core(name, "configmaps"), config_map("cm", json!({}))).await;
+        api.create(&core(name, "pods"), pod("p")).await;
+        api.create(&apps(name, "deployments"), deployment("d", 1)).await;
+        let (status, marked) = api.delete(&format!("/api/v1/namespaces/{name}")).await;
+        assert_eq!(status, StatusCode::OK, "{marked}");
+        vec![
+            format!("{}/cm", core(name, "configmaps")),
+            format!("{}/p", core(name, "pods")),
+            format!("{}/d", apps(name, "deployments")),
+        ]
+    }
+
+    #[tokio::test]
+    async fn the_built_in_namespaces_exist_from_the_start_and_bootstrap_may_run_again() {
+        let api = TestApi::start().await;
+        for name in INITIAL {
+            let ns = api.get_ok(&format!("/api/v1/namespaces/{name}")).await;
+            assert_eq!(ns["status"]["phase"], "Active", "{ns}");
+        }
+        let revision = api.revision().await;
+        ensure_initial(&api.state).await.unwrap();
+        assert_eq!(api.revision().await, revision, "a second bootstrap writes nothing");
+    }
+
+    #[tokio::test]
+    async fn deleting_a_namespace_marks_it_terminating_and_keeps_it_for_the_cleaner() {
+        let api = TestApi::start().await;
+        let created = api.create("/api/v1/namespaces", namespace("doomed")).await;
+        assert_eq!(created["spec"]["finalizers"], json!(["kubernetes"]), "{created}");
+        let (status, marked) = api.delete("/api/v1/namespaces/doomed").await;
+        assert_eq!(status, StatusCode::OK, "{marked}");
+        assert_eq!(marked["status"]["phase"], "Terminating");
+        assert!(marked["metadata"]["deletionTimestamp"].is_string(), "{marked}");
+        assert_eq!(api.get_ok("/api/v1/namespaces/doomed").await, marked);
+    }
+
+    #[tokio::test]
+    async fn the_cleaner_deletes_a_terminating_namespaces_content_then_the_namespace() {
+        let api = TestApi::start().await;
+        let content = doomed_with_content(&api, "doomed").await;
+        api.create(&core("default", "configmaps"), config_map("survivor", json!({}))).await;
+        clean_all(&api.state).await.unwrap();
+        for path in content.iter().map(String::as_str).chain(["/api/v1/namespaces/doomed"]) {
+            assert!(api.is_gone(path).await, "{path}");
+        }
+        api.get_ok(&format!("{}/survivor", core("default", "configmaps"))).await;
+        let (status, _) = api.post(&core("doomed", "configmaps"), config_map("late", json!({}))).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "the namespace is gone");
+    }
+
+    #[tokio::test]
+    async fn the_cleaner_keeps_the_namespace_while_its_content_waits_for_finalizers_or_a_grace_period() {
+        let api = TestApi::start().await;
+        api.create("/api/v1/namespaces", namespace("slow")).await;
+        let mut held = config_map("held", json!({}));
+        held["metadata"]["finalizers"] = json!(["example.com/hold"]);
+        api.create(&core("slow", "configmaps"), held).await;
+        let pod_path = format!("{}/running", core("slow", "pods"));
+        api.create(&core("slow", "pods"), pod("running")).await;
+        api.post(&format!("{pod_path}/binding"), binding("running", "n1")).await;
+        api.delete("/api/v1/namespaces/slow").await;
+
+        clean_all(&api.state).await.unwrap();
+        let held_path = format!("{}/held", core("slow", "configmaps"));
+        assert!(api.get_ok(&held_path).await["metadata"]["deletionTimestamp"].is_string());
+        let running = api.get_ok(&pod_path).await;
+        assert_eq!(running["metadata"]["deletionGracePeriodSeconds"], 30, "a bound pod gets its grace: {running}");
+        api.get_ok("/api/v1/namespaces/slow").await;
+
+        api.patch(&held_path, MERGE_PATCH, json!({"metadata": {"finalizers": null}})).await;
+        api.delete(&format!("{pod_path}?gracePeriodSeconds=0")).await;
+        clean_all(&api.state).await.unwrap();
+        assert!(api.is_gone("/api/v1/namespaces/slow").await);
+    }
+
+    #[tokio::test]
+    async fn the_cleaner_leaves_a_namespace_held_by_its_own_finalizers_until_they_are_removed() {
+        let api = TestApi::start().await;
+        let mut held = namespace("held");
+        held["metadata"]["finalizers"] = json!(["example.com/hold"]);
+        api.create("/api/v1/namespaces", held).await;
+        api.delete("/api/v1/namespaces/held").await;
+        clean_all(&api.state).await.unwrap();
+        let kept = api.get_ok("/api/v1/namespaces/held").await;
+        assert_eq!(kept["metadata"]["finalizers"], json!(["example.com/hold"]), "{kept}");
+        assert_eq!(kept["status"]["phase"], "Terminating", "{kept}");
+        assert!(kept["spec"]["finalizers"].as_array().is_none_or(Vec::is_empty), "the cleaner did its part: {kept}");
+
+        let release = json!({"metadata": {"finalizers": null, "resourceVersion": resource_version(&kept)}});
+        let (status, reply) = api.patch("/api/v1/namespaces/held", MERGE_PATCH, release).await;
+        assert_eq!(status, StatusCode::OK, "{reply}");
+        clean_all(&api.state).await.unwrap();
+        assert!(api.is_gone("/api/v1/namespaces/held").await);
+    }
+
+    #[tokio::test]
+    async fn the_running_cache_and_cleaner_finish_a_namespace_deletion_on_their_own() {
+        let api = TestApi::start().await;
+        // A long period: only the cache's wake-up (or the cleaner's first round) can do it.
+        let cleaner = tokio::spawn(super::run_cleaner(Arc::clone(&api.state), std::time::Duration::from_secs(3600)));
+        let cache = tokio::spawn(super::run_cache(Arc::clone(&api.state)));
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while !api.state.namespace_cache.is_active("default") {
+            assert!(tokio::time::Instant::now() < deadline, "the cache never listed the namespaces");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let content = doomed_with_content(&api, "doomed").await;
+        while !api.is_gone("/api/v1/namespaces/doomed").await {
+            assert!(tokio::time::Instant::now() < deadline, "the namespace was not cleaned up");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        for path in &content {
+            assert!(api.is_gone(path).await, "{path}");
+        }
+        assert!(!api.state.namespace_cache.is_active("doomed"));
+        api.state.shutdown.cancel();
+        let ended = tokio::time::timeout(WAIT, async { (cleaner.await, cache.await) }).await;
+        assert!(matches!(ended, Ok((Ok(()), Ok(())))), "both tasks end at shutdown, even mid-watch");
     }
 }

@@ -299,7 +299,7 @@ pub async fn create(
     let meta = metadata_mut(&mut body);
     let generate = meta.get("generateName").and_then(Value::as_str).unwrap_or_default().to_string();
     let given = meta.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
-    let object_name = if given.is_empty() && !generate.is_empty() { generated_name(&generate) } else { given };
+    let object_name = if given.is_empty() && !generate.is_empty() { generated_name(&generate) } else { given.clone() };
     if object_name.is_empty() {
         let err = rkube_api::FieldError::required("metadata.name", "name or generateName is required");
         return Err(ApiError::Invalid(Target::new(res, ""), vec![err]));
@@ -317,7 +317,7 @@ pub async fn create(
     let decoded = res.strategy.create(body).map_err(|e| ApiError::from_strategy(target.clone(), e))?;
     let warnings = unknown_field_check(opts, decoded.unknown_fields)?;
     let mut object = decoded.object;
-    admission::admit_create(state, req).await?;
+    admission::admit_create(state, req, &given).await?;
     if opts.dry_run {
         return Ok(Written { object, created: true, warnings });
     }
@@ -653,4 +653,586 @@ pub fn list_object(res: &ResourceDef, listed: Listed) -> Value {
         }
     }
     json!({"kind": res.list_kind(), "apiVersion": res.api_version(), "metadata": meta, "items": listed.items})
+}
+
+#[cfg(test)]
+mod tests {
+    use http::{Method, StatusCode};
+    use rkube_storage::Store;
+    use serde_json::{Value, json};
+
+    use crate::error::OBJECT_MODIFIED;
+    use crate::testing::{
+        MERGE_PATCH, TestApi, apps, assert_status, binding, config_map, core, deployment, json_body, names, pod,
+        resource_version,
+    };
+
+    fn cm_path(name: &str) -> String {
+        format!("{}/{name}", core("default", "configmaps"))
+    }
+
+    // --- what the server owns ---
+
+    #[tokio::test]
+    async fn create_ignores_the_server_owned_metadata_a_client_sends() {
+        let api = TestApi::start().await;
+        let mut body = config_map("owned", json!({"k": "v"}));
+        body["metadata"]["uid"] = json!("client-uid");
+        body["metadata"]["creationTimestamp"] = json!("2000-01-01T00:00:00Z");
+        body["metadata"]["generation"] = json!(42);
+        body["metadata"]["resourceVersion"] = json!("999");
+        body["metadata"]["deletionTimestamp"] = json!("2000-01-01T00:00:00Z");
+        body["metadata"]["deletionGracePeriodSeconds"] = json!(5);
+        body["metadata"]["selfLink"] = json!("/somewhere");
+        let created = api.create(&core("default", "configmaps"), body).await;
+        let meta = &created["metadata"];
+        assert!(meta["uid"].as_str().is_some_and(|u| uuid::Uuid::parse_str(u).is_ok()), "{created}");
+        assert_ne!(meta["creationTimestamp"], "2000-01-01T00:00:00Z", "{created}");
+        assert_eq!(meta["generation"], 1, "{created}");
+        assert_eq!(resource_version(&created), api.revision().await.to_string(), "{created}");
+        for absent in ["deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"] {
+            assert!(meta.get(absent).is_none(), "{absent} is the server's: {created}");
+        }
+        assert_eq!(api.get_ok(&cm_path("owned")).await, created, "what the client got is what is stored");
+    }
+
+    #[tokio::test]
+    async fn update_keeps_the_server_owned_metadata_whatever_the_client_sends() {
+        let api = TestApi::start().await;
+        let created = api.create(&core("default", "configmaps"), config_map("owned", json!({"k": "v"}))).await;
+        let mut body = created.clone();
+        body["data"] = json!({"k": "w"});
+        body["metadata"]["uid"] = json!("client-uid");
+        body["metadata"]["creationTimestamp"] = json!("2000-01-01T00:00:00Z");
+        body["metadata"]["generation"] = json!(42);
+        body["metadata"]["deletionTimestamp"] = json!("2000-01-01T00:00:00Z");
+        let (status, updated) = api.put(&cm_path("owned"), body).await;
+        assert_eq!(status, StatusCode::OK, "{updated}");
+        assert_eq!(updated["data"], json!({"k": "w"}));
+        for owned in ["uid", "creationTimestamp", "generation"] {
+            assert_eq!(updated["metadata"][owned], created["metadata"][owned], "{owned}: {updated}");
+        }
+        assert!(updated["metadata"].get("deletionTimestamp").is_none(), "an update cannot mark for deletion");
+        assert!(resource_version(&updated).parse::<i64>().unwrap() > resource_version(&created).parse().unwrap());
+    }
+
+    #[tokio::test]
+    async fn generation_starts_at_1_and_goes_up_on_spec_changes_only() {
+        let api = TestApi::start().await;
+        let path = format!("{}/web", apps("default", "deployments"));
+        let created = api.create(&apps("default", "deployments"), deployment("web", 1)).await;
+        assert_eq!(created["metadata"]["generation"], 1);
+
+        let (status, labelled) = api.patch(&path, MERGE_PATCH, json!({"metadata": {"labels": {"tier": "a"}}})).await;
+        assert_eq!(status, StatusCode::OK, "{labelled}");
+        assert_ne!(resource_version(&labelled), resource_version(&created), "the label change was written");
+        assert_eq!(labelled["metadata"]["generation"], 1, "metadata is not spec");
+
+        let mut with_status = labelled.clone();
+        with_status["status"] = json!({"replicas": 1, "observedGeneration": 1});
+        let (status, reported) = api.put(&format!("{path}/status"), with_status).await;
+        assert_eq!(status, StatusCode::OK, "{reported}");
+        assert_eq!(reported["metadata"]["generation"], 1, "status is not spec");
+
+        let (status, scaled) = api.patch(&path, MERGE_PATCH, json!({"spec": {"replicas": 3}})).await;
+        assert_eq!(status, StatusCode::OK, "{scaled}");
+        assert_eq!(scaled["metadata"]["generation"], 2, "{scaled}");
+        let (_, again) = api.patch(&path, MERGE_PATCH, json!({"spec": {"replicas": 4}})).await;
+        assert_eq!(again["metadata"]["generation"], 3, "{again}");
+    }
+
+    // --- resourceVersion ---
+
+    #[tokio::test]
+    async fn a_write_with_a_stale_resource_version_is_a_409_conflict_status() {
+        let api = TestApi::start().await;
+        let created = api.create(&core("default", "configmaps"), config_map("cas", json!({"v": "1"}))).await;
+        let mut first = created.clone();
+        first["data"] = json!({"v": "2"});
+        let (status, updated) = api.put(&cm_path("cas"), first).await;
+        assert_eq!(status, StatusCode::OK, "{updated}");
+
+        let mut stale = created.clone();
+        stale["data"] = json!({"v": "3"});
+        let (status, reply) = api.put(&cm_path("cas"), stale).await;
+        assert_status(status, &reply, 409, "Conflict");
+        assert_eq!(reply["message"], format!("Operation cannot be fulfilled on configmaps \"cas\": {OBJECT_MODIFIED}"));
+        assert_eq!(reply["details"], json!({"name": "cas", "group": "", "kind": "configmaps"}));
+
+        let stale_patch = json!({"metadata": {"resourceVersion": resource_version(&created)}, "data": {"v": "4"}});
+        let (status, reply) = api.patch(&cm_path("cas"), MERGE_PATCH, stale_patch).await;
+        assert_status(status, &reply, 409, "Conflict");
+        assert_eq!(api.get_ok(&cm_path("cas")).await, updated, "neither stale write changed anything");
+    }
+
+    #[tokio::test]
+    async fn a_write_without_a_resource_version_applies_to_the_latest_version() {
+        let api = TestApi::start().await;
+        api.create(&core("default", "configmaps"), config_map("latest", json!({"v": "1"}))).await;
+        api.patch(&cm_path("latest"), MERGE_PATCH, json!({"data": {"v": "2"}})).await;
+        let (status, updated) = api.put(&cm_path("latest"), config_map("latest", json!({"v": "3"}))).await;
+        assert_eq!(status, StatusCode::OK, "{updated}");
+        assert_eq!(api.get_ok(&cm_path("latest")).await["data"], json!({"v": "3"}));
+    }
+
+    #[tokio::test]
+    async fn an_update_that_changes_nothing_keeps_the_resource_version() {
+        let api = TestApi::start().await;
+        let created = api.create(&apps("default", "deployments"), deployment("same", 2)).await;
+        let path = format!("{}/same", apps("default", "deployments"));
+        let before = api.revision().await;
+        let (status, put) = api.put(&path, created.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{put}");
+        assert_eq!(put, created);
+        let (status, patched) = api.patch(&path, MERGE_PATCH, json!({"spec": {"replicas": 2}})).await;
+        assert_eq!(status, StatusCode::OK, "{patched}");
+        assert_eq!(resource_version(&patched), resource_version(&created));
+        assert_eq!(api.revision().await, before, "nothing was written");
+    }
+
+    // --- create ---
+
+    #[tokio::test]
+    async fn create_resets_the_status_a_client_sends() {
+        let api = TestApi::start().await;
+        let mut running = pod("eager");
+        running["status"] = json!({"phase": "Running", "podIP": "10.0.0.9"});
+        let created = api.create(&core("default", "pods"), running).await;
+        assert_eq!(created["status"], json!({"phase": "Pending"}), "a new pod is Pending: {created}");
+
+        let mut ready = deployment("eager", 2);
+        ready["status"] = json!({"replicas": 2, "readyReplicas": 2, "observedGeneration": 7});
+        let created = api.create(&apps("default", "deployments"), ready).await;
+        assert!(created.get("status").is_none_or(|s| *s == json!({})), "a new deployment has no status: {created}");
+    }
+
+    #[tokio::test]
+    async fn generate_name_gives_each_object_a_new_name_with_the_prefix() {
+        let api = TestApi::start().await;
+        let generated = json!({"metadata": {"generateName": "web-"}, "data": {}});
+        let first = api.create(&core("default", "configmaps"), generated.clone()).await;
+        let second = api.create(&core("default", "configmaps"), generated).await;
+        let (a, b) = (first["metadata"]["name"].as_str().unwrap(), second["metadata"]["name"].as_str().unwrap());
+        assert!(a.starts_with("web-") && a.len() == "web-".len() + 5, "{a}");
+        assert!(b.starts_with("web-") && a != b, "{a} {b}");
+        assert_eq!(first["metadata"]["generateName"], "web-");
+
+        let named = json!({"metadata": {"name": "given", "generateName": "web-"}});
+        assert_eq!(api.create(&core("default", "configmaps"), named).await["metadata"]["name"], "given");
+
+        let (status, reply) = api.post(&core("default", "configmaps"), json!({"metadata": {}})).await;
+        assert_status(status, &reply, 422, "Invalid");
+        assert_eq!(reply["details"]["causes"][0]["field"], "metadata.name", "{reply}");
+    }
+
+    #[tokio::test]
+    async fn creating_an_existing_name_is_a_409_already_exists() {
+        let api = TestApi::start().await;
+        api.create(&core("default", "configmaps"), config_map("twice", json!({}))).await;
+        let (status, reply) = api.post(&core("default", "configmaps"), config_map("twice", json!({}))).await;
+        assert_status(status, &reply, 409, "AlreadyExists");
+        assert_eq!(reply["message"], "configmaps \"twice\" already exists");
+    }
+
+    #[tokio::test]
+    async fn a_body_namespace_other_than_the_urls_is_a_400() {
+        let api = TestApi::start().await;
+        let mut elsewhere = config_map("cm", json!({}));
+        elsewhere["metadata"]["namespace"] = json!("kube-system");
+        let (status, reply) = api.post(&core("default", "configmaps"), elsewhere.clone()).await;
+        assert_status(status, &reply, 400, "BadRequest");
+        assert_eq!(
+            reply["message"],
+            "the namespace of the provided object does not match the namespace sent on the request"
+        );
+        let (status, reply) = api.put(&cm_path("cm"), elsewhere).await;
+        assert_status(status, &reply, 400, "BadRequest");
+
+        let created = api.create(&core("default", "configmaps"), config_map("cm", json!({}))).await;
+        assert_eq!(created["metadata"]["namespace"], "default", "the URL's namespace is filled in");
+    }
+
+    #[tokio::test]
+    async fn an_api_version_or_kind_other_than_the_resources_is_a_400() {
+        let api = TestApi::start().await;
+        let mut wrong_kind = config_map("cm", json!({}));
+        wrong_kind["kind"] = json!("Secret");
+        let (status, reply) = api.post(&core("default", "configmaps"), wrong_kind).await;
+        assert_status(status, &reply, 400, "BadRequest");
+        assert_eq!(reply["message"], "the kind in the data (Secret) does not match the expected kind (ConfigMap)");
+
+        let mut wrong_version = deployment("web", 1);
+        wrong_version["apiVersion"] = json!("apps/v1beta1");
+        let (status, reply) = api.post(&apps("default", "deployments"), wrong_version).await;
+        assert_status(status, &reply, 400, "BadRequest");
+        assert_eq!(
+            reply["message"],
+            "the API version in the data (apps/v1beta1) does not match the expected API version (apps/v1)"
+        );
+
+        let bare = json!({"metadata": {"name": "bare"}});
+        let created = api.create(&core("default", "configmaps"), bare).await;
+        assert_eq!((&created["apiVersion"], &created["kind"]), (&json!("v1"), &json!("ConfigMap")), "filled in");
+    }
+
+    // --- fieldValidation ---
+
+    fn with_unknown_field(name: &str) -> Value {
+        let mut body = pod(name);
+        body["spec"]["bogus"] = json!(1);
+        body
+    }
+
+    #[tokio::test]
+    async fn field_validation_strict_refuses_unknown_fields_with_a_400() {
+        let api = TestApi::start().await;
+        let path = format!("{}?fieldValidation=Strict", core("default", "pods"));
+        let (status, reply) = api.post(&path, with_unknown_field("strict")).await;
+        assert_status(status, &reply, 400, "BadRequest");
+        assert_eq!(reply["message"], "strict decoding error: unknown field \"spec.bogus\"");
+        assert!(api.is_gone(&format!("{}/strict", core("default", "pods"))).await);
+    }
+
+    #[tokio::test]
+    async fn field_validation_warn_drops_unknown_fields_and_says_so_in_a_warning_header() {
+        let api = TestApi::start().await;
+        for query in ["", "?fieldValidation=Warn"] {
+            let name = format!("warn{}", query.len());
+            let path = format!("{}{query}", core("default", "pods"));
+            let response = api.respond(Method::POST, &path, Some(with_unknown_field(&name))).await;
+            assert_eq!(response.status(), StatusCode::CREATED, "{query}");
+            let warnings: Vec<_> = response.headers().get_all(http::header::WARNING).iter().collect();
+            assert_eq!(warnings, ["299 - \"unknown field \\\"spec.bogus\\\"\""], "{query}");
+            let created = json_body(response).await;
+            assert!(created["spec"].get("bogus").is_none(), "dropped: {created}");
+        }
+    }
+
+    #[tokio::test]
+    async fn field_validation_ignore_drops_unknown_fields_silently() {
+        let api = TestApi::start().await;
+        let path = format!("{}?fieldValidation=Ignore", core("default", "pods"));
+        let response = api.respond(Method::POST, &path, Some(with_unknown_field("quiet"))).await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        assert!(response.headers().get(http::header::WARNING).is_none());
+        assert!(json_body(response).await["spec"].get("bogus").is_none());
+
+        let path = format!("{}?fieldValidation=Loose", core("default", "pods"));
+        let (status, reply) = api.post(&path, pod("loose")).await;
+        assert_status(status, &reply, 400, "BadRequest");
+    }
+
+    // --- dryRun ---
+
+    #[tokio::test]
+    async fn dry_run_all_validates_and_answers_but_stores_nothing() {
+        let api = TestApi::start().await;
+        let collection = core("default", "configmaps");
+        let before = api.revision().await;
+        let (status, would_be) = api.post(&format!("{collection}?dryRun=All"), config_map("dry", json!({}))).await;
+        assert_eq!(status, StatusCode::CREATED, "{would_be}");
+        assert_eq!(would_be["metadata"]["name"], "dry");
+        assert!(api.is_gone(&cm_path("dry")).await, "a dry-run create stores nothing");
+        let (status, reply) = api.post(&format!("{collection}?dryRun=All"), config_map("bad key", json!({}))).await;
+        assert_status(status, &reply, 422, "Invalid");
+        assert_eq!(api.revision().await, before);
+
+        let created = api.create(&collection, config_map("wet", json!({"v": "1"}))).await;
+        let before = api.revision().await;
+        let path = format!("{}?dryRun=All", cm_path("wet"));
+        let (status, would_be) = api.patch(&path, MERGE_PATCH, json!({"data": {"v": "2"}})).await;
+        assert_eq!((status, &would_be["data"]), (StatusCode::OK, &json!({"v": "2"})), "{would_be}");
+        let (status, _) = api.put(&path, config_map("wet", json!({"v": "3"}))).await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, _) = api.delete(&path).await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, _) = api.delete_with(&cm_path("wet"), json!({"dryRun": ["All"]})).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(api.get_ok(&cm_path("wet")).await, created, "dry-run updates and deletes change nothing");
+        assert_eq!(api.revision().await, before);
+
+        let (status, reply) = api.post(&format!("{collection}?dryRun=Some"), config_map("x", json!({}))).await;
+        assert_status(status, &reply, 400, "BadRequest");
+    }
+
+    // --- status ---
+
+    #[tokio::test]
+    async fn the_status_subresource_changes_only_the_status() {
+        let api = TestApi::start().await;
+        let created = api.create(&apps("default", "deployments"), deployment("web", 2)).await;
+        let mut body = created.clone();
+        body["status"] = json!({"replicas": 2, "readyReplicas": 1});
+        body["spec"]["replicas"] = json!(9);
+        body["metadata"]["labels"] = json!({"sneaky": "yes"});
+        let path = format!("{}/web/status", apps("default", "deployments"));
+        let (status, updated) = api.put(&path, body).await;
+        assert_eq!(status, StatusCode::OK, "{updated}");
+        assert_eq!(updated["status"], json!({"replicas": 2, "readyReplicas": 1}));
+        assert_eq!(updated["spec"], created["spec"], "spec is not the status subresource's");
+        assert_eq!(updated["metadata"]["labels"], created["metadata"]["labels"]);
+        assert_eq!(api.get_ok(&format!("{}/web", apps("default", "deployments"))).await, updated);
+
+        let (status, patched) = api.patch(&path, MERGE_PATCH, json!({"status": {"readyReplicas": 2}})).await;
+        assert_eq!(status, StatusCode::OK, "{patched}");
+        assert_eq!(patched["status"], json!({"replicas": 2, "readyReplicas": 2}));
+    }
+
+    #[tokio::test]
+    async fn the_main_resource_ignores_status_changes() {
+        let api = TestApi::start().await;
+        let created = api.create(&core("default", "pods"), pod("web")).await;
+        let path = format!("{}/web", core("default", "pods"));
+        let mut body = created.clone();
+        body["status"] = json!({"phase": "Running"});
+        body["metadata"]["labels"] = json!({"app": "web"});
+        let (status, updated) = api.put(&path, body).await;
+        assert_eq!(status, StatusCode::OK, "{updated}");
+        assert_eq!(updated["status"], json!({"phase": "Pending"}), "{updated}");
+        assert_eq!(updated["metadata"]["labels"], json!({"app": "web"}), "the rest of the update applies");
+        let (_, patched) = api.patch(&path, MERGE_PATCH, json!({"status": {"phase": "Failed"}})).await;
+        assert_eq!(patched["status"], json!({"phase": "Pending"}), "{patched}");
+        assert_eq!(resource_version(&patched), resource_version(&updated), "nothing to write");
+    }
+
+    // --- deletion ---
+
+    #[tokio::test]
+    async fn an_unbound_pod_is_deleted_at_once() {
+        let api = TestApi::start().await;
+        api.create(&core("default", "pods"), pod("loose")).await;
+        let path = format!("{}/loose", core("default", "pods"));
+        let (status, last) = api.delete(&path).await;
+        assert_eq!(status, StatusCode::OK, "{last}");
+        assert!(api.is_gone(&path).await, "no kubelet to wait for");
+    }
+
+    #[tokio::test]
+    async fn a_bound_running_pod_is_only_marked_until_its_kubelet_deletes_it_with_grace_0() {
+        let api = TestApi::start().await;
+        api.create(&core("default", "pods"), pod("bound")).await;
+        let path = format!("{}/bound", core("default", "pods"));
+        let (status, reply) = api.post(&format!("{path}/binding"), binding("bound", "n1")).await;
+        assert_eq!(status, StatusCode::CREATED, "{reply}");
+
+        let (status, marked) = api.delete(&path).await;
+        assert_eq!(status, StatusCode::OK, "{marked}");
+        assert!(marked["metadata"]["deletionTimestamp"].is_string(), "{marked}");
+        assert_eq!(marked["metadata"]["deletionGracePeriodSeconds"], 30, "the default grace period: {marked}");
+        assert_eq!(api.get_ok(&path).await, marked, "still there, marked");
+
+        let (status, again) = api.delete(&path).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(again, marked, "deleting again changes nothing");
+        let (status, shorter) = api.delete(&format!("{path}?gracePeriodSeconds=10")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(shorter["metadata"]["deletionGracePeriodSeconds"], 10, "a shorter grace period applies");
+
+        let (status, _) = api.delete_with(&path, json!({"kind": "DeleteOptions", "gracePeriodSeconds": 0})).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(api.is_gone(&path).await);
+    }
+
+    #[tokio::test]
+    async fn finalizers_keep_a_deleted_object_until_they_are_removed() {
+        let api = TestApi::start().await;
+        let mut held = config_map("held", json!({}));
+        held["metadata"]["finalizers"] = json!(["example.com/hold", "example.com/second"]);
+        api.create(&core("default", "configmaps"), held).await;
+        let (status, marked) = api.delete(&cm_path("held")).await;
+        assert_eq!(status, StatusCode::OK, "{marked}");
+        assert!(marked["metadata"]["deletionTimestamp"].is_string(), "{marked}");
+        assert_eq!(marked["metadata"]["deletionGracePeriodSeconds"], 0);
+        assert_eq!(api.get_ok(&cm_path("held")).await, marked);
+
+        let one_left = json!({"metadata": {"finalizers": ["example.com/second"]}});
+        let (status, reply) = api.patch(&cm_path("held"), MERGE_PATCH, one_left).await;
+        assert_eq!(status, StatusCode::OK, "{reply}");
+        assert!(!api.is_gone(&cm_path("held")).await, "one finalizer still holds it");
+
+        let (status, last) = api.patch(&cm_path("held"), MERGE_PATCH, json!({"metadata": {"finalizers": null}})).await;
+        assert_eq!(status, StatusCode::OK, "{last}");
+        assert!(api.is_gone(&cm_path("held")).await, "gone with its last finalizer");
+    }
+
+    #[tokio::test]
+    async fn foreground_and_orphan_propagation_add_their_finalizers() {
+        let api = TestApi::start().await;
+        let collection = core("default", "configmaps");
+        for (name, how, finalizer) in [
+            ("fg", json!({"propagationPolicy": "Foreground"}), "foregroundDeletion"),
+            ("or", json!({"propagationPolicy": "Orphan"}), "orphan"),
+            ("od", json!({"orphanDependents": true}), "orphan"),
+        ] {
+            api.create(&collection, config_map(name, json!({}))).await;
+            let (status, marked) = api.delete_with(&cm_path(name), how).await;
+            assert_eq!(status, StatusCode::OK, "{marked}");
+            assert_eq!(marked["metadata"]["finalizers"], json!([finalizer]), "{name}: {marked}");
+            assert!(marked["metadata"]["deletionTimestamp"].is_string(), "{marked}");
+        }
+        api.create(&collection, config_map("qs", json!({}))).await;
+        let (_, marked) = api.delete(&format!("{}?propagationPolicy=Foreground", cm_path("qs"))).await;
+        assert_eq!(marked["metadata"]["finalizers"], json!(["foregroundDeletion"]), "from the query too");
+
+        api.create(&collection, config_map("bg", json!({}))).await;
+        let (status, _) = api.delete_with(&cm_path("bg"), json!({"propagationPolicy": "Background"})).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(api.is_gone(&cm_path("bg")).await, "background deletion goes at once");
+
+        api.create(&collection, config_map("odd", json!({}))).await;
+        let (status, reply) = api.delete_with(&cm_path("odd"), json!({"propagationPolicy": "Sideways"})).await;
+        assert_status(status, &reply, 400, "BadRequest");
+    }
+
+    #[tokio::test]
+    async fn delete_preconditions_on_uid_and_resource_version_are_409_conflicts() {
+        let api = TestApi::start().await;
+        let created = api.create(&core("default", "configmaps"), config_map("guarded", json!({}))).await;
+        let (_, updated) = api.patch(&cm_path("guarded"), MERGE_PATCH, json!({"data": {"v": "2"}})).await;
+
+        let stale = json!({"preconditions": {"resourceVersion": resource_version(&created)}});
+        let (status, reply) = api.delete_with(&cm_path("guarded"), stale).await;
+        assert_status(status, &reply, 409, "Conflict");
+        assert!(reply["message"].as_str().unwrap().contains("Precondition failed: ResourceVersion"), "{reply}");
+        let other_uid = json!({"preconditions": {"uid": "00000000-0000-0000-0000-000000000000"}});
+        let (status, reply) = api.delete_with(&cm_path("guarded"), other_uid).await;
+        assert_status(status, &reply, 409, "Conflict");
+        assert!(reply["message"].as_str().unwrap().contains("Precondition failed: UID"), "{reply}");
+        assert_eq!(api.get_ok(&cm_path("guarded")).await, updated, "a failed precondition deletes nothing");
+
+        let current = json!({"preconditions": {
+            "resourceVersion": resource_version(&updated), "uid": updated["metadata"]["uid"]}});
+        let (status, reply) = api.delete_with(&cm_path("guarded"), current).await;
+        assert_eq!(status, StatusCode::OK, "{reply}");
+        let (status, reply) = api.delete(&cm_path("guarded")).await;
+        assert_status(status, &reply, 404, "NotFound");
+    }
+
+    #[tokio::test]
+    async fn delete_collection_deletes_only_the_selected_objects() {
+        let api = TestApi::start().await;
+        let collection = core("default", "configmaps");
+        for (name, group) in [("old-1", "old"), ("old-2", "old"), ("new-1", "new")] {
+            let mut object = config_map(name, json!({}));
+            object["metadata"]["labels"] = json!({"group": group});
+            api.create(&collection, object).await;
+        }
+        let (status, deleted) = api.delete(&format!("{collection}?labelSelector=group%3Dold")).await;
+        assert_eq!(status, StatusCode::OK, "{deleted}");
+        assert_eq!(deleted["kind"], "ConfigMapList");
+        assert_eq!(names(&deleted), ["old-1", "old-2"]);
+        assert_eq!(names(&api.get_ok(&collection).await), ["new-1"]);
+    }
+
+    // --- lists ---
+
+    #[tokio::test]
+    async fn a_paged_list_returns_every_object_once_as_of_its_first_page() {
+        let api = TestApi::start().await;
+        let collection = core("default", "configmaps");
+        let expected: Vec<String> = (0..5).map(|i| format!("cm-{i}")).collect();
+        for name in &expected {
+            api.create(&collection, config_map(name, json!({}))).await;
+        }
+        let first = api.get_ok(&format!("{collection}?limit=2")).await;
+        assert_eq!(names(&first), ["cm-0", "cm-1"]);
+        assert_eq!(first["metadata"]["remainingItemCount"], 3, "{first}");
+        let revision = first["metadata"]["resourceVersion"].clone();
+        // Written after the first page: not part of this list.
+        api.create(&collection, config_map("cm-late", json!({}))).await;
+        api.delete(&format!("{collection}/cm-4")).await;
+
+        let mut seen = names(&first);
+        let mut token = first["metadata"]["continue"].as_str().unwrap().to_string();
+        loop {
+            let page = api.get_ok(&format!("{collection}?limit=2&continue={token}")).await;
+            assert_eq!(page["metadata"]["resourceVersion"], revision, "every page is read at one revision");
+            seen.extend(names(&page));
+            match page["metadata"]["continue"].as_str() {
+                Some(next) => token = next.to_string(),
+                None => break,
+            }
+        }
+        assert_eq!(seen, expected);
+    }
+
+    #[tokio::test]
+    async fn label_and_field_selectors_filter_lists() {
+        let api = TestApi::start().await;
+        let collection = core("default", "configmaps");
+        for (name, labels) in
+            [("a", json!({"app": "web", "tier": "front"})), ("b", json!({"app": "db"})), ("c", json!({}))]
+        {
+            let mut object = config_map(name, json!({}));
+            object["metadata"]["labels"] = labels;
+            api.create(&collection, object).await;
+        }
+        for (selector, expected) in [
+            ("labelSelector=app%3Dweb", vec!["a"]),
+            ("labelSelector=app!%3Dweb", vec!["b", "c"]),
+            ("labelSelector=app+in+(web,db)", vec!["a", "b"]),
+            ("labelSelector=app", vec!["a", "b"]),
+            ("labelSelector=!app", vec!["c"]),
+            ("labelSelector=app%3Dweb,tier%3Dback", vec![]),
+            ("fieldSelector=metadata.name%3Db", vec!["b"]),
+            ("fieldSelector=metadata.name!%3Db", vec!["a", "c"]),
+            ("fieldSelector=metadata.namespace%3Ddefault&labelSelector=tier", vec!["a"]),
+        ] {
+            let list = api.get_ok(&format!("{collection}?{selector}")).await;
+            assert_eq!(names(&list), expected, "{selector}");
+        }
+
+        api.create(&core("default", "pods"), pod("p1")).await;
+        api.create(&core("default", "pods"), pod("p2")).await;
+        api.post(&format!("{}/p2/binding", core("default", "pods")), binding("p2", "n1")).await;
+        let on_n1 = api.get_ok(&format!("{}?fieldSelector=spec.nodeName%3Dn1", core("default", "pods"))).await;
+        assert_eq!(names(&on_n1), ["p2"]);
+        let unbound = api.get_ok(&format!("{}?fieldSelector=spec.nodeName%3D", core("default", "pods"))).await;
+        assert_eq!(names(&unbound), ["p1"]);
+        let pending = api.get_ok("/api/v1/pods?fieldSelector=status.phase%3DPending").await;
+        assert_eq!(names(&pending), ["p1", "p2"]);
+    }
+
+    #[tokio::test]
+    async fn a_field_label_the_kind_does_not_support_is_a_400() {
+        let api = TestApi::start().await;
+        let (status, reply) =
+            api.get(&format!("{}?fieldSelector=spec.nodeName%3Dn1", core("default", "configmaps"))).await;
+        assert_status(status, &reply, 400, "BadRequest");
+        assert_eq!(reply["message"], "field label not supported: spec.nodeName");
+        let (status, reply) = api.get(&format!("{}?labelSelector=%3D%3D%3D", core("default", "configmaps"))).await;
+        assert_status(status, &reply, 400, "BadRequest");
+    }
+
+    #[tokio::test]
+    async fn a_list_of_all_namespaces_has_every_namespace() {
+        let api = TestApi::start().await;
+        api.create(&core("default", "configmaps"), config_map("here", json!({}))).await;
+        api.create(&core("kube-system", "configmaps"), config_map("there", json!({}))).await;
+        let all = api.get_ok("/api/v1/configmaps").await;
+        assert_eq!(all["kind"], "ConfigMapList");
+        assert_eq!(all["apiVersion"], "v1");
+        assert_eq!(names(&all), ["here", "there"]);
+        assert_eq!(names(&api.get_ok(&core("kube-system", "configmaps")).await), ["there"]);
+    }
+
+    #[tokio::test]
+    async fn a_continue_token_or_exact_resource_version_from_a_compacted_revision_is_410_expired() {
+        let api = TestApi::start().await;
+        let collection = core("default", "configmaps");
+        for i in 0..3 {
+            api.create(&collection, config_map(&format!("cm-{i}"), json!({}))).await;
+        }
+        let first = api.get_ok(&format!("{collection}?limit=1")).await;
+        let token = first["metadata"]["continue"].as_str().unwrap().to_string();
+        let listed_at = first["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+        api.create(&collection, config_map("later", json!({}))).await;
+        api.store.compact(api.revision().await).await.unwrap();
+
+        let (status, reply) = api.get(&format!("{collection}?limit=1&continue={token}")).await;
+        assert_status(status, &reply, 410, "Expired");
+        let exact = format!("{collection}?resourceVersion={listed_at}&resourceVersionMatch=Exact");
+        let (status, reply) = api.get(&exact).await;
+        assert_status(status, &reply, 410, "Expired");
+    }
 }

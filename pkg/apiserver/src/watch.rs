@@ -226,3 +226,149 @@ fn line_of(value: &Value) -> Bytes {
     line.push(b'\n');
     Bytes::from(line)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use rkube_storage::Store;
+    use serde_json::json;
+
+    use crate::testing::{MERGE_PATCH, TestApi, config_map, core, resource_version};
+
+    fn rv(object: &serde_json::Value) -> i64 {
+        resource_version(object).parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_watch_from_a_resource_version_sees_every_later_change_once_in_order() {
+        let api = TestApi::start().await;
+        let collection = core("default", "configmaps");
+        api.create(&collection, config_map("before", json!({}))).await;
+        let a = api.create(&collection, config_map("a", json!({}))).await;
+        let mut watch = api.watch(&format!("{collection}?watch=true&resourceVersion={}", rv(&a))).await;
+
+        let b = api.create(&collection, config_map("b", json!({}))).await;
+        let (_, a2) = api.patch(&format!("{collection}/a"), MERGE_PATCH, json!({"data": {"v": "2"}})).await;
+        let (_, b_last) = api.delete(&format!("{collection}/b")).await;
+        api.create(&core("kube-system", "configmaps"), config_map("elsewhere", json!({}))).await;
+
+        let added = watch.next().await;
+        assert_eq!((&added["type"], &added["object"]), (&json!("ADDED"), &b), "{added}");
+        let modified = watch.next().await;
+        assert_eq!((&modified["type"], &modified["object"]), (&json!("MODIFIED"), &a2), "{modified}");
+        let deleted = watch.next().await;
+        assert_eq!(deleted["type"], "DELETED", "{deleted}");
+        assert_eq!(deleted["object"]["metadata"]["name"], "b", "a deletion carries the last state");
+        assert_eq!(rv(&deleted["object"]), rv(&b_last), "at the deletion's revision, as DELETE answered: {deleted}");
+        assert!(rv(&b) < rv(&a2) && rv(&a2) < rv(&b_last), "revisions ascend");
+        assert!(watch.next_within(Duration::from_millis(100)).await.is_none(), "another namespace is not watched");
+    }
+
+    #[tokio::test]
+    async fn a_watch_without_a_resource_version_starts_with_the_current_objects_as_added() {
+        let api = TestApi::start().await;
+        let collection = core("default", "configmaps");
+        let a = api.create(&collection, config_map("a", json!({}))).await;
+        let mut watch = api.watch(&format!("{collection}?watch=true")).await;
+        let first = watch.next().await;
+        assert_eq!((&first["type"], &first["object"]), (&json!("ADDED"), &a));
+        let b = api.create(&collection, config_map("b", json!({}))).await;
+        let second = watch.next().await;
+        assert_eq!((&second["type"], &second["object"]), (&json!("ADDED"), &b));
+    }
+
+    #[tokio::test]
+    async fn send_initial_events_ends_the_current_objects_with_an_annotated_bookmark() {
+        let api = TestApi::start().await;
+        let collection = core("default", "configmaps");
+        api.create(&collection, config_map("a", json!({}))).await;
+        let (status, reply) = api.get(&format!("{collection}?watch=true&sendInitialEvents=true")).await;
+        crate::testing::assert_status(status, &reply, 400, "BadRequest");
+
+        let path = format!("{collection}?watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan");
+        let mut watch = api.watch(&path).await;
+        assert_eq!(watch.next().await["type"], "ADDED");
+        let bookmark = watch.next().await;
+        assert_eq!(bookmark["type"], "BOOKMARK", "{bookmark}");
+        assert_eq!(bookmark["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"], "true");
+        assert_eq!(bookmark["object"]["metadata"]["resourceVersion"], api.revision().await.to_string());
+    }
+
+    #[tokio::test]
+    async fn a_selector_turns_objects_entering_it_into_added_and_leaving_it_into_deleted() {
+        let api = TestApi::start().await;
+        let collection = core("default", "configmaps");
+        let start = api.revision().await;
+        let mut watch =
+            api.watch(&format!("{collection}?watch=true&resourceVersion={start}&labelSelector=app%3Dweb")).await;
+        let path = format!("{collection}/cm");
+        api.create(&collection, config_map("cm", json!({}))).await;
+        api.patch(&path, MERGE_PATCH, json!({"metadata": {"labels": {"app": "web"}}})).await;
+        api.patch(&path, MERGE_PATCH, json!({"data": {"v": "1"}})).await;
+        api.patch(&path, MERGE_PATCH, json!({"metadata": {"labels": {"app": "db"}}})).await;
+        api.delete(&path).await;
+        let mut other = config_map("other", json!({}));
+        other["metadata"]["labels"] = json!({"app": "web"});
+        api.create(&collection, other).await;
+
+        let mut seen = Vec::new();
+        for _ in 0..4 {
+            let event = watch.next().await;
+            seen.push((event["type"].as_str().unwrap().to_string(), event["object"]["metadata"]["name"].clone()));
+        }
+        let expected = [("ADDED", "cm"), ("MODIFIED", "cm"), ("DELETED", "cm"), ("ADDED", "other")];
+        let expected: Vec<_> = expected.iter().map(|(t, n)| (t.to_string(), json!(n))).collect();
+        assert_eq!(seen, expected);
+    }
+
+    #[tokio::test]
+    async fn a_watch_from_a_compacted_resource_version_gets_one_410_expired_error_and_ends() {
+        let api = TestApi::start().await;
+        let collection = core("default", "configmaps");
+        let old = api.create(&collection, config_map("a", json!({}))).await;
+        api.patch(&format!("{collection}/a"), MERGE_PATCH, json!({"data": {"v": "2"}})).await;
+        api.patch(&format!("{collection}/a"), MERGE_PATCH, json!({"data": {"v": "3"}})).await;
+        api.store.compact(api.revision().await).await.unwrap();
+
+        let mut watch = api.watch(&format!("{collection}?watch=true&resourceVersion={}", rv(&old))).await;
+        let error = watch.next().await;
+        assert_eq!(error["type"], "ERROR", "{error}");
+        let status = &error["object"];
+        assert_eq!((&status["kind"], &status["status"]), (&json!("Status"), &json!("Failure")), "{status}");
+        assert_eq!((&status["code"], &status["reason"]), (&json!(410), &json!("Expired")), "{status}");
+        assert!(watch.ends_within(Duration::from_secs(1)).await, "the stream ends after the error");
+    }
+
+    #[tokio::test]
+    async fn a_watch_with_a_field_label_the_kind_does_not_support_is_a_400() {
+        let api = TestApi::start().await;
+        let (status, reply) =
+            api.get(&format!("{}?watch=true&fieldSelector=spec.nodeName%3Dn1", core("default", "configmaps"))).await;
+        crate::testing::assert_status(status, &reply, 400, "BadRequest");
+    }
+
+    #[tokio::test]
+    async fn a_quiet_watch_gets_bookmarks_at_the_current_revision_only_when_it_allows_them() {
+        let config = crate::Config { bookmark_interval: Duration::from_millis(50), ..crate::Config::default() };
+        let api = TestApi::start_with(config).await;
+        let collection = core("default", "configmaps");
+        let now = api.revision().await;
+        let mut quiet = api.watch(&format!("{collection}?watch=true&resourceVersion={now}")).await;
+        let mut bookmarked =
+            api.watch(&format!("{collection}?watch=true&resourceVersion={now}&allowWatchBookmarks=true")).await;
+        let bookmark = bookmarked.next().await;
+        assert_eq!(bookmark["type"], "BOOKMARK", "{bookmark}");
+        assert_eq!(bookmark["object"]["kind"], "ConfigMap");
+        assert_eq!(bookmark["object"]["metadata"]["resourceVersion"], now.to_string());
+        assert!(quiet.next_within(Duration::from_millis(200)).await.is_none(), "no bookmark unless allowed");
+    }
+
+    #[tokio::test]
+    async fn a_watch_ends_after_its_timeout_seconds() {
+        let api = TestApi::start().await;
+        let collection = core("default", "configmaps");
+        let mut watch = api.watch(&format!("{collection}?watch=true&resourceVersion=1&timeoutSeconds=1")).await;
+        assert!(watch.ends_within(Duration::from_secs(3)).await, "the stream ends by itself");
+    }
+}

@@ -16,9 +16,10 @@ use crate::ApiState;
 use crate::error::ApiError;
 use crate::request::ResourceRequest;
 
-/// Admits the creation of an object in `req`'s collection.
-pub async fn admit_create(state: &ApiState, req: &ResourceRequest) -> Result<(), ApiError> {
-    namespace_lifecycle::admit_create(state, req).await
+/// Admits the creation of the object `name` in `req`'s collection (`name` as the client
+/// gave it: empty for a `generateName` object, as in Kubernetes' admission attributes).
+pub async fn admit_create(state: &ApiState, req: &ResourceRequest, name: &str) -> Result<(), ApiError> {
+    namespace_lifecycle::admit_create(state, req, name).await
 }
 
 /// Admits the deletion of the object `name` of `req`'s resource.

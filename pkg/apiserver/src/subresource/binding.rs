@@ -82,3 +82,72 @@ fn set_scheduled_condition(pod: &mut Value) {
         None => *conditions = json!([condition]),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use http::StatusCode;
+    use serde_json::json;
+
+    use crate::testing::{TestApi, assert_status, binding, core, pod};
+
+    fn pod_path(name: &str) -> String {
+        format!("{}/{name}", core("default", "pods"))
+    }
+
+    #[tokio::test]
+    async fn binding_assigns_the_pod_to_its_node_and_marks_it_scheduled() {
+        let api = TestApi::start().await;
+        api.create(&core("default", "pods"), pod("p")).await;
+        let (status, reply) = api.post(&format!("{}/binding", pod_path("p")), binding("p", "n1")).await;
+        assert_eq!(status, StatusCode::CREATED, "{reply}");
+        assert_eq!((&reply["kind"], &reply["status"]), (&json!("Status"), &json!("Success")), "{reply}");
+        let bound = api.get_ok(&pod_path("p")).await;
+        assert_eq!(bound["spec"]["nodeName"], "n1");
+        let conditions = bound["status"]["conditions"].as_array().unwrap();
+        assert!(conditions.iter().any(|c| c["type"] == "PodScheduled" && c["status"] == "True"), "{bound}");
+        assert_eq!(bound["status"]["phase"], "Pending", "the rest of the status stays");
+    }
+
+    #[tokio::test]
+    async fn a_pod_is_bound_only_once_and_a_second_binding_is_a_409() {
+        let api = TestApi::start().await;
+        api.create(&core("default", "pods"), pod("p")).await;
+        api.post(&format!("{}/binding", pod_path("p")), binding("p", "n1")).await;
+        let bound = api.get_ok(&pod_path("p")).await;
+        let (status, reply) = api.post(&format!("{}/binding", pod_path("p")), binding("p", "n2")).await;
+        assert_status(status, &reply, 409, "Conflict");
+        assert_eq!(reply["details"]["kind"], "pods/binding", "{reply}");
+        assert_eq!(api.get_ok(&pod_path("p")).await, bound, "still on n1, nothing written");
+    }
+
+    #[tokio::test]
+    async fn a_binding_must_name_a_node_and_the_pod_it_is_for() {
+        let api = TestApi::start().await;
+        let created = api.create(&core("default", "pods"), pod("p")).await;
+        let mut no_node = binding("p", "");
+        no_node["target"]["name"] = json!("");
+        let (status, reply) = api.post(&format!("{}/binding", pod_path("p")), no_node).await;
+        assert_status(status, &reply, 422, "Invalid");
+        let (status, reply) = api.post(&format!("{}/binding", pod_path("p")), binding("other", "n1")).await;
+        assert_status(status, &reply, 400, "BadRequest");
+        let mut other_uid = binding("p", "n1");
+        other_uid["metadata"]["uid"] = json!("00000000-0000-0000-0000-000000000000");
+        let (status, reply) = api.post(&format!("{}/binding", pod_path("p")), other_uid).await;
+        assert_status(status, &reply, 409, "Conflict");
+        let (status, reply) = api.post(&format!("{}/binding", pod_path("missing")), binding("missing", "n1")).await;
+        assert_status(status, &reply, 404, "NotFound");
+        assert_eq!(api.get_ok(&pod_path("p")).await, created, "no failed binding wrote anything");
+    }
+
+    #[tokio::test]
+    async fn a_pod_being_deleted_cannot_be_bound() {
+        let api = TestApi::start().await;
+        let mut held = pod("p");
+        held["metadata"]["finalizers"] = json!(["example.com/hold"]);
+        api.create(&core("default", "pods"), held).await;
+        api.delete(&pod_path("p")).await;
+        let (status, reply) = api.post(&format!("{}/binding", pod_path("p")), binding("p", "n1")).await;
+        assert_status(status, &reply, 409, "Conflict");
+        assert!(api.get_ok(&pod_path("p")).await["spec"].get("nodeName").is_none());
+    }
+}

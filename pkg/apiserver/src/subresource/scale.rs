@@ -48,10 +48,17 @@ pub fn scale_of(obj: &Value) -> Result<Value, ApiError> {
     serde_json::to_value(scale).map_err(|e| ApiError::Internal(e.to_string()))
 }
 
-fn replicas_of(scale: &Value) -> Result<Value, ApiError> {
+/// The replicas a Scale asks for: a negative number is invalid (422, as Kubernetes'
+/// `ValidateScale`), anything but an `int32` does not decode (400).
+fn replicas_of(scale: &Value, name: &str) -> Result<Value, ApiError> {
     match scale.pointer("/spec/replicas") {
         Some(Value::Number(n)) if n.as_i64().is_some_and(|r| r >= 0 && r <= i64::from(i32::MAX)) => {
             Ok(Value::Number(n.clone()))
+        }
+        Some(Value::Number(n)) if n.as_i64().is_some_and(|r| r < 0 && r >= i64::from(i32::MIN)) => {
+            let target = Target { group: "autoscaling", resource: "scale".into(), kind: "Scale", name: name.into() };
+            let cause = rkube_api::FieldError::invalid("spec.replicas", n, "must be greater than or equal to 0");
+            Err(ApiError::Invalid(target, vec![cause]))
         }
         Some(other) => Err(ApiError::BadRequest(format!("spec.replicas must be a non-negative integer, not {other}"))),
         None => Ok(json!(0)),
@@ -71,7 +78,7 @@ pub async fn update_scale(
     body: &Value,
     opts: &WriteOptions,
 ) -> Result<Value, ApiError> {
-    let replicas = replicas_of(body)?;
+    let replicas = replicas_of(body, name)?;
     let precondition = match meta_str(body, "resourceVersion") {
         "" => None,
         rv => Some(rest::parse_rv(rv)?),
@@ -97,7 +104,7 @@ pub async fn patch_scale(
     let written = rest::guaranteed_update(state, req, name, None, opts, |current| {
         let patched = patch.apply_to("Scale", &scale_of(current)?, &target)?;
         let mut desired = current.clone();
-        desired["spec"]["replicas"] = replicas_of(&patched)?;
+        desired["spec"]["replicas"] = replicas_of(&patched, name)?;
         Ok(desired)
     })
     .await?;
@@ -121,8 +128,85 @@ mod tests {
     }
 
     #[test]
-    fn negative_replicas_are_rejected() {
-        assert!(replicas_of(&json!({"spec": {"replicas": -1}})).is_err());
-        assert!(replicas_of(&json!({"spec": {"replicas": "3"}})).is_err());
+    fn negative_replicas_are_invalid_and_non_integers_do_not_decode() {
+        assert!(matches!(replicas_of(&json!({"spec": {"replicas": -1}}), "x"), Err(ApiError::Invalid(..))));
+        assert!(matches!(replicas_of(&json!({"spec": {"replicas": "3"}}), "x"), Err(ApiError::BadRequest(_))));
+        assert!(matches!(replicas_of(&json!({"spec": {"replicas": 1e10}}), "x"), Err(ApiError::BadRequest(_))));
+    }
+
+    use http::StatusCode;
+
+    use crate::testing::{MERGE_PATCH, TestApi, apps, assert_status, core, deployment, pod, resource_version};
+
+    fn scale_path(name: &str) -> String {
+        format!("{}/{name}/scale", apps("default", "deployments"))
+    }
+
+    #[tokio::test]
+    async fn scale_reads_and_sets_spec_replicas_through_get_put_and_patch() {
+        let api = TestApi::start().await;
+        api.create(&apps("default", "deployments"), deployment("web", 2)).await;
+        let scale = api.get_ok(&scale_path("web")).await;
+        assert_eq!((&scale["kind"], &scale["apiVersion"]), (&json!("Scale"), &json!("autoscaling/v1")));
+        assert_eq!(scale["spec"]["replicas"], 2);
+        assert_eq!(scale["status"]["selector"], "app=web");
+
+        let mut put = scale.clone();
+        put["spec"]["replicas"] = json!(5);
+        let (status, scaled) = api.put(&scale_path("web"), put).await;
+        assert_eq!(status, StatusCode::OK, "{scaled}");
+        assert_eq!(scaled["spec"]["replicas"], 5);
+        let deployment = api.get_ok(&format!("{}/web", apps("default", "deployments"))).await;
+        assert_eq!(deployment["spec"]["replicas"], 5);
+        assert_eq!(deployment["metadata"]["generation"], 2, "scaling changes the spec");
+        assert_eq!(resource_version(&scaled), resource_version(&deployment));
+
+        let (status, patched) = api.patch(&scale_path("web"), MERGE_PATCH, json!({"spec": {"replicas": 1}})).await;
+        assert_eq!(status, StatusCode::OK, "{patched}");
+        assert_eq!(patched["spec"]["replicas"], 1);
+        assert_eq!(api.get_ok(&format!("{}/web", apps("default", "deployments"))).await["spec"]["replicas"], 1);
+    }
+
+    #[tokio::test]
+    async fn negative_replicas_are_refused_and_change_nothing() {
+        let api = TestApi::start().await;
+        let created = api.create(&apps("default", "deployments"), deployment("web", 2)).await;
+        let mut put = api.get_ok(&scale_path("web")).await;
+        put["spec"]["replicas"] = json!(-1);
+        let (status, reply) = api.put(&scale_path("web"), put).await;
+        assert_status(status, &reply, 422, "Invalid");
+        assert_eq!((&reply["details"]["kind"], &reply["details"]["group"]), (&json!("Scale"), &json!("autoscaling")));
+        let cause = &reply["details"]["causes"][0];
+        assert_eq!((&cause["field"], &cause["reason"]), (&json!("spec.replicas"), &json!("FieldValueInvalid")));
+        assert!(reply["message"].as_str().unwrap().ends_with("must be greater than or equal to 0"), "{reply}");
+        let (status, reply) = api.patch(&scale_path("web"), MERGE_PATCH, json!({"spec": {"replicas": -1}})).await;
+        assert_status(status, &reply, 422, "Invalid");
+        let (status, reply) = api.patch(&scale_path("web"), MERGE_PATCH, json!({"spec": {"replicas": "3"}})).await;
+        assert_status(status, &reply, 400, "BadRequest");
+        assert_eq!(api.get_ok(&format!("{}/web", apps("default", "deployments"))).await, created);
+    }
+
+    #[tokio::test]
+    async fn a_scale_with_a_stale_resource_version_is_a_409_conflict() {
+        let api = TestApi::start().await;
+        api.create(&apps("default", "deployments"), deployment("web", 2)).await;
+        let stale = api.get_ok(&scale_path("web")).await;
+        api.patch(&scale_path("web"), MERGE_PATCH, json!({"spec": {"replicas": 3}})).await;
+        let mut put = stale;
+        put["spec"]["replicas"] = json!(4);
+        let (status, reply) = api.put(&scale_path("web"), put).await;
+        assert_status(status, &reply, 409, "Conflict");
+        assert_eq!(api.get_ok(&scale_path("web")).await["spec"]["replicas"], 3);
+    }
+
+    #[tokio::test]
+    async fn scale_is_only_served_for_existing_objects_of_kinds_that_have_it() {
+        let api = TestApi::start().await;
+        let (status, reply) = api.get(&scale_path("missing")).await;
+        assert_status(status, &reply, 404, "NotFound");
+        assert_eq!(reply["message"], "deployments.apps \"missing\" not found");
+        api.create(&core("default", "pods"), pod("p")).await;
+        let (status, reply) = api.get(&format!("{}/p/scale", core("default", "pods"))).await;
+        assert_status(status, &reply, 404, "NotFound");
     }
 }
