@@ -83,10 +83,7 @@ fn check(document: &Path, link: &Link) -> Option<String> {
     if !file.exists() {
         return Some(format!("{}: links to {path}, which does not exist", link.line));
     }
-    let Some(line) = fragment.strip_prefix('L').and_then(|l| l.split('-').next()).and_then(|l| l.parse::<usize>().ok())
-    else {
-        return None;
-    };
+    let line = fragment.strip_prefix('L').and_then(|l| l.split('-').next()).and_then(|l| l.parse::<usize>().ok())?;
     let Ok(text) = std::fs::read_to_string(&file) else {
         return Some(format!("{}: links to line {line} of {path}, which is not text", link.line));
     };
