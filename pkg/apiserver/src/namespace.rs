@@ -180,7 +180,7 @@ pub async fn run_cache(state: Arc<ApiState>) {
             let page = state.store.list(&prefix, ListOptions::default()).await?;
             let listed = page.items.iter().map(from_storage).collect::<Result<Vec<_>, _>>()?;
             state.namespace_cache.replace(&listed);
-            let mut events = state.store.watch(&prefix, page.revision, rkube_storage::Progress::default()).await?;
+            let mut events = state.store.watch(&prefix, page.revision, None).await?;
             // Shutdown ends the watch too, not only the wait between watches.
             while let Some(event) = state.shutdown.run_until_cancelled(events.next()).await.flatten() {
                 match event? {

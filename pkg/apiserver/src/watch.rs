@@ -105,11 +105,8 @@ pub async fn watch(
         }
     };
     debug_assert!(params.initial || params.from.is_some());
-    let progress = match params.bookmarks {
-        true => rkube_storage::Progress::every(state.config.bookmark_interval),
-        false => rkube_storage::Progress::default(),
-    };
-    let events = state.store.watch(&prefix, start, progress).await?;
+    let interval = params.bookmarks.then_some(state.config.bookmark_interval);
+    let events = state.store.watch(&prefix, start, interval).await?;
     let gauge = state.metrics.open_watches.with_label_values(&[res.plural]);
     gauge.inc();
     let guard = WatchGuard(gauge);

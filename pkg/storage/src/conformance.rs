@@ -22,13 +22,12 @@
 //! [`EVENT_TIMEOUT`] for an event, and the cases that check for the absence of an event
 //! watch for [`QUIET`] only.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
 use futures::future::BoxFuture;
 
-use crate::{Continue, Error, KeyValue, ListOptions, ListPage, Progress, Store, WatchEvent, WatchStream};
+use crate::{Continue, Error, KeyValue, ListOptions, ListPage, Store, WatchEvent, WatchStream};
 
 /// How long a watch case waits for an event before it fails.
 pub const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -126,7 +125,6 @@ macro_rules! for_each_conformance_case {
             a_watch_from_a_future_revision_starts_after_it,
             a_caught_up_watch_with_progress_every_reports_progress_at_the_current_revision,
             a_watch_without_progress_every_reports_no_progress,
-            a_watch_reports_progress_on_request_at_the_stores_current_revision,
             a_watch_from_a_compacted_revision_fails_with_expired_and_ends,
             a_list_at_a_compacted_revision_fails_with_expired,
             continuing_a_paged_list_after_its_revision_was_compacted_fails_with_expired,
@@ -551,9 +549,9 @@ pub async fn a_watch_from_a_past_revision_replays_every_change_in_order(store: &
         put(kv(&b, "b", created_b, created_b), None),
         WatchEvent::Delete { key: a.clone(), revision: deleted_a, prev: Some(kv(&a, "2", updated_a, created_a)) },
     ];
-    let mut watch = store.watch(prefix, start, Progress::default()).await?;
+    let mut watch = store.watch(prefix, start, None).await?;
     ensure_eq!(changes(&mut watch, 4).await?, history, "the changes replayed from before the first write");
-    let mut watch = store.watch(prefix, created_a, Progress::default()).await?;
+    let mut watch = store.watch(prefix, created_a, None).await?;
     ensure_eq!(changes(&mut watch, 3).await?, history[1..], "the changes replayed from after the first write");
     Ok(())
 }
@@ -566,7 +564,7 @@ pub async fn a_watch_delivers_live_changes_in_order_after_replaying_history(
     let (a, b) = (format!("{prefix}a"), format!("{prefix}b"));
     let start = store.current_revision().await?;
     let created_a = store.create(&a, value("1")).await?;
-    let mut watch = store.watch(prefix, start, Progress::default()).await?;
+    let mut watch = store.watch(prefix, start, None).await?;
     ensure_eq!(next_change(&mut watch).await?, put(kv(&a, "1", created_a, created_a), None), "the replayed create");
     let updated_a = store.update(&a, created_a, value("2")).await?;
     let created_b = store.create(&b, value("b")).await?;
@@ -587,7 +585,7 @@ pub async fn a_watch_ignores_keys_outside_its_prefix(store: &dyn Store, prefix: 
     }
     let inside = format!("{watched}a");
     let created = store.create(&inside, value("in")).await?;
-    let mut watch = store.watch(&watched, start, Progress::default()).await?;
+    let mut watch = store.watch(&watched, start, None).await?;
     ensure_eq!(next_change(&mut watch).await?, put(kv(&inside, "in", created, created), None), "the first change");
     store.create(&format!("{prefix}in-x/b"), value("outside")).await?;
     let second = format!("{watched}b");
@@ -602,7 +600,7 @@ pub async fn delete_events_carry_the_deletion_revision_and_the_last_state(store:
     let key = format!("{prefix}a");
     let created = store.create(&key, value("1")).await?;
     let updated = store.update(&key, created, value("2")).await?;
-    let mut watch = store.watch(prefix, updated, Progress::default()).await?;
+    let mut watch = store.watch(prefix, updated, None).await?;
     let (_, deleted) = store.delete(&key, Some(updated)).await?;
     let again = store.create(&key, value("3")).await?;
     let expected = vec![
@@ -617,7 +615,7 @@ pub async fn delete_events_carry_the_deletion_revision_and_the_last_state(store:
 /// the changes after it.
 pub async fn a_watch_from_a_future_revision_starts_after_it(store: &dyn Store, prefix: &str) -> Outcome {
     let start = store.current_revision().await?;
-    let mut watch = store.watch(prefix, start + 2, Progress::default()).await?;
+    let mut watch = store.watch(prefix, start + 2, None).await?;
     let mut last = start;
     for name in ["a", "b", "c"] {
         last = store.create(&format!("{prefix}{name}"), value(name)).await?;
@@ -627,14 +625,14 @@ pub async fn a_watch_from_a_future_revision_starts_after_it(store: &dyn Store, p
     Ok(())
 }
 
-/// With progress `every` an interval, a quiet watch that has delivered everything reports progress at the
+/// With `progress_every`, a quiet watch that has delivered everything reports progress at the
 /// store's current revision, and again after it delivers a change.
 pub async fn a_caught_up_watch_with_progress_every_reports_progress_at_the_current_revision(
     store: &dyn Store,
     prefix: &str,
 ) -> Outcome {
     let start = store.current_revision().await?;
-    let mut watch = store.watch(prefix, start, Progress::every(Duration::from_millis(100))).await?;
+    let mut watch = store.watch(prefix, start, Some(Duration::from_millis(100))).await?;
     ensure_eq!(next_event(&mut watch).await?, WatchEvent::Progress { revision: start }, "the first event");
     let key = format!("{prefix}a");
     let created = store.create(&key, value("1")).await?;
@@ -643,41 +641,16 @@ pub async fn a_caught_up_watch_with_progress_every_reports_progress_at_the_curre
     Ok(())
 }
 
-/// Without progress asked for, a quiet watch says nothing until a change comes.
+/// Without `progress_every`, a quiet watch says nothing until a change comes.
 pub async fn a_watch_without_progress_every_reports_no_progress(store: &dyn Store, prefix: &str) -> Outcome {
     let start = store.current_revision().await?;
-    let mut watch = store.watch(prefix, start, Progress::default()).await?;
+    let mut watch = store.watch(prefix, start, None).await?;
     if let Ok(item) = tokio::time::timeout(QUIET, watch.next()).await {
         return Err(Failure::Broken(format!("a quiet watch without progress delivered {item:?}")));
     }
     let key = format!("{prefix}a");
     let created = store.create(&key, value("1")).await?;
     ensure_eq!(next_event(&mut watch).await?, put(kv(&key, "1", created, created), None), "the first event");
-    Ok(())
-}
-
-/// With progress on request, a caught-up watch reports progress each time it is asked, at the
-/// store's current revision: one that counts writes outside the watch's prefix too, so a
-/// watch cache of a quiet prefix learns it is up to date.
-pub async fn a_watch_reports_progress_on_request_at_the_stores_current_revision(
-    store: &dyn Store,
-    prefix: &str,
-) -> Outcome {
-    let watched = format!("{prefix}in/");
-    let start = store.current_revision().await?;
-    let trigger = Arc::new(tokio::sync::Notify::new());
-    let mut watch = store.watch(&watched, start, Progress::on_request(Arc::clone(&trigger))).await?;
-    if let Ok(item) = tokio::time::timeout(QUIET, watch.next()).await {
-        return Err(Failure::Broken(format!("a quiet watch nobody asked for progress delivered {item:?}")));
-    }
-    let elsewhere = store.create(&format!("{prefix}out/x"), value("1")).await?;
-    trigger.notify_one();
-    ensure_eq!(next_event(&mut watch).await?, WatchEvent::Progress { revision: elsewhere }, "progress on request");
-    let key = format!("{watched}a");
-    let created = store.create(&key, value("1")).await?;
-    ensure_eq!(next_change(&mut watch).await?, put(kv(&key, "1", created, created), None), "the change");
-    trigger.notify_one();
-    ensure_eq!(next_event(&mut watch).await?, WatchEvent::Progress { revision: created }, "progress after the change");
     Ok(())
 }
 
@@ -691,7 +664,7 @@ pub async fn a_watch_from_a_compacted_revision_fails_with_expired_and_ends(store
     let updated = store.update(&key, created, value("2")).await?;
     let compacted = store.update(&key, updated, value("3")).await?;
     store.compact(compacted).await?;
-    let mut watch = store.watch(prefix, start, Progress::default()).await?;
+    let mut watch = store.watch(prefix, start, None).await?;
     let first = next_item(&mut watch).await?;
     ensure_eq!(
         first,
@@ -750,9 +723,9 @@ pub async fn the_compaction_revision_itself_can_still_be_listed_and_watched_from
     store.compact(compacted).await?;
     let page = store.list(prefix, at(compacted)).await?;
     ensure_eq!(page.items, vec![kv(&a, "a", before, before), kv(&b, "b", compacted, compacted)], "a list at it");
-    let mut watch = store.watch(prefix, compacted - 1, Progress::default()).await?;
+    let mut watch = store.watch(prefix, compacted - 1, None).await?;
     ensure_eq!(next_change(&mut watch).await?, put(kv(&b, "b", compacted, compacted), None), "the change at it");
-    let mut watch = store.watch(prefix, compacted - 2, Progress::default()).await?;
+    let mut watch = store.watch(prefix, compacted - 2, None).await?;
     ensure_eq!(
         next_item(&mut watch).await?,
         Some(Err(Error::Expired { requested: compacted - 2, compacted })),
@@ -773,7 +746,7 @@ pub async fn a_replayed_change_at_the_compaction_revision_has_no_previous_value(
     let compacted = store.update(&key, created, value("2")).await?;
     let after = store.update(&key, compacted, value("3")).await?;
     store.compact(compacted).await?;
-    let mut watch = store.watch(prefix, compacted - 1, Progress::default()).await?;
+    let mut watch = store.watch(prefix, compacted - 1, None).await?;
     let expected = vec![
         put(kv(&key, "2", compacted, created), None),
         put(kv(&key, "3", after, created), Some(kv(&key, "2", compacted, created))),
@@ -800,7 +773,7 @@ pub async fn compaction_keeps_every_current_object_readable_and_watchable(store:
     let first = store.list(prefix, paged(1, None)).await?;
     let second = store.list(prefix, paged(1, first.next)).await?;
     ensure_eq!(second.items, current[1..], "the second page after the compaction");
-    let mut watch = store.watch(prefix, created_c, Progress::default()).await?;
+    let mut watch = store.watch(prefix, created_c, None).await?;
     let updated_c = store.update(&c, created_c, value("c2")).await?;
     ensure_eq!(
         next_change(&mut watch).await?,
@@ -815,7 +788,7 @@ pub async fn compaction_keeps_every_current_object_readable_and_watchable(store:
 pub async fn a_caught_up_watch_survives_a_compaction_and_keeps_delivering(store: &dyn Store, prefix: &str) -> Outcome {
     let (watched, other) = (format!("{prefix}watched/"), format!("{prefix}other/"));
     let start = store.current_revision().await?;
-    let mut watch = store.watch(&watched, start, Progress::default()).await?;
+    let mut watch = store.watch(&watched, start, None).await?;
     let mut last = start;
     for name in ["a", "b", "c"] {
         last = store.create(&format!("{other}{name}"), value(name)).await?;

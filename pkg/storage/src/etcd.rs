@@ -1,7 +1,6 @@
 //! [`Store`] on a real etcd cluster, through the `etcd-client` crate.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -11,7 +10,7 @@ use etcd_client::{
 };
 use futures::StreamExt;
 
-use crate::{Continue, Error, KeyValue, ListOptions, ListPage, Progress, Result, Store, WatchEvent, WatchStream};
+use crate::{Continue, Error, KeyValue, ListOptions, ListPage, Result, Store, WatchEvent, WatchStream};
 
 /// Keys read per etcd range request when listing: a page of this many objects stays far
 /// below any message limit, and a list of any size is read page by page at one revision.
@@ -276,15 +275,17 @@ impl Store for EtcdStore {
         Ok(ListPage { items, revision, next, remaining })
     }
 
-    async fn watch(&self, prefix: &str, after_revision: i64, progress: Progress) -> Result<WatchStream> {
+    async fn watch(&self, prefix: &str, after_revision: i64, progress_every: Option<Duration>) -> Result<WatchStream> {
         let options = WatchOptions::new().with_prefix().with_prev_key().with_start_revision(after_revision + 1);
         let mut client = self.client.watch_client().max_decoding_message_size(MAX_RESPONSE_BYTES);
         let stream = self.timed(client.watch(prefix, Some(options))).await?;
         let (sender, responses) = stream.split();
-        let ticker = progress.ticker();
-        let requests = progress.on_request;
-        let state =
-            WatchState { sender, responses, ticker, requests, pending: VecDeque::new(), done: false, after_revision };
+        let ticker = progress_every.map(|every| {
+            let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticker
+        });
+        let state = WatchState { sender, responses, ticker, pending: VecDeque::new(), done: false, after_revision };
         Ok(Box::pin(futures::stream::unfold(state, WatchState::next)))
     }
 
@@ -316,7 +317,6 @@ struct WatchState {
     sender: WatchRequestSender,
     responses: WatchResponseStream,
     ticker: Option<tokio::time::Interval>,
-    requests: Option<Arc<tokio::sync::Notify>>,
     pending: VecDeque<WatchEvent>,
     done: bool,
     after_revision: i64,
@@ -331,29 +331,16 @@ impl WatchState {
             if self.done {
                 return None;
             }
-            let tick = async {
-                match &mut self.ticker {
-                    Some(ticker) => ticker.tick().await,
-                    None => std::future::pending().await,
-                }
-            };
-            let requested = async {
-                match &self.requests {
-                    Some(requests) => requests.notified().await,
-                    None => std::future::pending().await,
-                }
-            };
-            let response = tokio::select! {
-                response = self.responses.next() => response,
-                _ = tick => {
-                    // A failed request means the stream is gone; the next read reports it.
-                    let _ = self.sender.request_progress().await;
-                    continue;
-                }
-                () = requested => {
-                    let _ = self.sender.request_progress().await;
-                    continue;
-                }
+            let response = match &mut self.ticker {
+                Some(ticker) => tokio::select! {
+                    response = self.responses.next() => response,
+                    _ = ticker.tick() => {
+                        // A failed request means the stream is gone; the next read reports it.
+                        let _ = self.sender.request_progress().await;
+                        continue;
+                    }
+                },
+                None => self.responses.next().await,
             };
             match response {
                 None => {

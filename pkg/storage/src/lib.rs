@@ -101,40 +101,6 @@ pub enum WatchEvent {
     },
 }
 
-/// When a watch reports [`WatchEvent::Progress`]: never (the default), periodically, on
-/// request, or both. A progress event is only sent while the watch has delivered every change
-/// up to the revision it reports.
-#[derive(Debug, Clone, Default)]
-pub struct Progress {
-    /// About this often while caught up (for watchers that asked for bookmarks).
-    pub every: Option<Duration>,
-    /// Each time this is notified (etcd's `RequestWatchProgress`): how a watch cache learns,
-    /// on demand, that it has seen everything up to the store's current revision even when its
-    /// prefix is quiet.
-    pub on_request: Option<std::sync::Arc<tokio::sync::Notify>>,
-}
-
-impl Progress {
-    /// Progress about every `interval`.
-    pub fn every(interval: Duration) -> Progress {
-        Progress { every: Some(interval), on_request: None }
-    }
-
-    /// Progress whenever `trigger` is notified.
-    pub fn on_request(trigger: std::sync::Arc<tokio::sync::Notify>) -> Progress {
-        Progress { every: None, on_request: Some(trigger) }
-    }
-
-    /// The periodic ticker, if any, first due one interval from now.
-    pub(crate) fn ticker(&self) -> Option<tokio::time::Interval> {
-        self.every.map(|every| {
-            let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            ticker
-        })
-    }
-}
-
 /// A stream of watch events; ends or yields an error when the watch breaks.
 pub type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchEvent>> + Send>>;
 
@@ -222,9 +188,9 @@ pub trait Store: Send + Sync {
     /// Lists the keys under `prefix` (which must end in `/`).
     async fn list(&self, prefix: &str, options: ListOptions) -> Result<ListPage>;
 
-    /// Watches the keys under `prefix` for changes after `after_revision`, reporting
-    /// [`WatchEvent::Progress`] as `progress` asks.
-    async fn watch(&self, prefix: &str, after_revision: i64, progress: Progress) -> Result<WatchStream>;
+    /// Watches the keys under `prefix` for changes after `after_revision`. With
+    /// `progress_every`, emits [`WatchEvent::Progress`] at about that interval when caught up.
+    async fn watch(&self, prefix: &str, after_revision: i64, progress_every: Option<Duration>) -> Result<WatchStream>;
 
     /// The store's current revision.
     async fn current_revision(&self) -> Result<i64>;

@@ -37,11 +37,12 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::watch;
 
-use crate::{Continue, Error, KeyValue, ListOptions, ListPage, Progress, Result, Store, WatchEvent, WatchStream};
+use crate::{Continue, Error, KeyValue, ListOptions, ListPage, Result, Store, WatchEvent, WatchStream};
 
 /// The most history entries a watch scans while holding the store's lock; a watch far
 /// behind on a busy store releases the lock between scans so that writers are not starved.
@@ -386,7 +387,7 @@ impl Store for MemoryStore {
         Ok(ListPage { items, revision, next, remaining })
     }
 
-    async fn watch(&self, prefix: &str, after_revision: i64, progress: Progress) -> Result<WatchStream> {
+    async fn watch(&self, prefix: &str, after_revision: i64, progress_every: Option<Duration>) -> Result<WatchStream> {
         let changes = self.db.revision.subscribe();
         let id = {
             let mut state = self.db.lock();
@@ -397,18 +398,13 @@ impl Store for MemoryStore {
             state.watches.insert(id, Cursor { prefix: prefix.to_string(), next, pending: VecDeque::new() });
             id
         };
-        let ticker = progress.ticker();
-        let requests = progress.on_request;
-        let watcher = Watcher {
-            db: Arc::clone(&self.db),
-            id,
-            after_revision,
-            changes,
-            ticker,
-            requests,
-            progress_due: false,
-            done: false,
-        };
+        let ticker = progress_every.map(|every| {
+            let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticker
+        });
+        let watcher =
+            Watcher { db: Arc::clone(&self.db), id, after_revision, changes, ticker, progress_due: false, done: false };
         Ok(Box::pin(futures::stream::unfold(watcher, Watcher::next)))
     }
 
@@ -443,9 +439,7 @@ struct Watcher {
     after_revision: i64,
     changes: watch::Receiver<i64>,
     ticker: Option<tokio::time::Interval>,
-    requests: Option<Arc<tokio::sync::Notify>>,
-    /// A tick passed or progress was requested: report progress as soon as the watch is
-    /// caught up.
+    /// A tick passed: report progress as soon as the watch is caught up.
     progress_due: bool,
     done: bool,
 }
@@ -474,28 +468,16 @@ impl Watcher {
                     return Some((event, self));
                 }
                 Step::Behind => tokio::task::yield_now().await,
-                Step::Wait => {
-                    let tick = async {
-                        match &mut self.ticker {
-                            Some(ticker) => ticker.tick().await,
-                            None => std::future::pending().await,
-                        }
-                    };
-                    let requested = async {
-                        match &self.requests {
-                            Some(requests) => requests.notified().await,
-                            None => std::future::pending().await,
-                        }
-                    };
-                    tokio::select! {
+                Step::Wait => match &mut self.ticker {
+                    Some(ticker) => tokio::select! {
                         changed = self.changes.changed() => {
                             // Unreachable: this watch holds the store, which holds the sender.
                             self.done = changed.is_err();
                         }
-                        _ = tick => self.progress_due = true,
-                        () = requested => self.progress_due = true,
-                    }
-                }
+                        _ = ticker.tick() => self.progress_due = true,
+                    },
+                    None => self.done = self.changes.changed().await.is_err(),
+                },
             }
         }
     }
@@ -586,7 +568,7 @@ mod tests {
     async fn a_reader_that_stops_reading_holds_one_batch_then_gets_expired_once_compaction_overtakes_it() {
         let store = MemoryStore::new();
         let start = store.current_revision().await.unwrap();
-        let mut watch = store.watch("/p/", start, Progress::default()).await.unwrap();
+        let mut watch = store.watch("/p/", start, None).await.unwrap();
         let last = fill(&store, "/p/", MemoryStore::WATCH_BATCH + 100).await;
         {
             let state = store.db.lock();
@@ -611,7 +593,7 @@ mod tests {
     async fn a_reader_that_stops_reading_catches_up_from_history_when_nothing_was_compacted() {
         let store = MemoryStore::new();
         let start = store.current_revision().await.unwrap();
-        let mut watch = store.watch("/p/", start, Progress::default()).await.unwrap();
+        let mut watch = store.watch("/p/", start, None).await.unwrap();
         let count = MemoryStore::WATCH_BATCH * 3;
         let last = fill(&store, "/p/", count).await;
         let mut revisions = Vec::new();
@@ -631,7 +613,7 @@ mod tests {
         let first = store.create("/watched/a", b"{}".to_vec()).await.unwrap();
         fill(&store, "/other/", SCAN_LIMIT * 2 + 10).await;
         let second = store.create("/watched/b", b"{}".to_vec()).await.unwrap();
-        let mut watch = store.watch("/watched/", start, Progress::default()).await.unwrap();
+        let mut watch = store.watch("/watched/", start, None).await.unwrap();
         for expected in [first, second] {
             match watch.next().await.unwrap().unwrap() {
                 WatchEvent::Put { kv, .. } => assert_eq!(kv.mod_revision, expected),
@@ -643,7 +625,7 @@ mod tests {
     #[tokio::test]
     async fn a_dropped_watch_leaves_nothing_behind_in_the_store() {
         let store = MemoryStore::new();
-        let watch = store.watch("/p/", 0, Progress::every(std::time::Duration::from_millis(10))).await.unwrap();
+        let watch = store.watch("/p/", 0, Some(Duration::from_millis(10))).await.unwrap();
         fill(&store, "/p/", 3).await;
         assert_eq!(store.db.lock().watches.len(), 1);
         drop(watch);
