@@ -3,7 +3,8 @@
 //! It keeps the annotation `rkube.dev/size` on every ConfigMap equal to the number of keys
 //! in its `data`. Read it top to bottom:
 //! 1. the informer lists and watches ConfigMaps into a local cache (its store);
-//! 2. its handler only turns "something changed" into a key (`namespace/name`) on the queue;
+//! 2. its handler only turns "something changed" into a key (an `ObjectKey`: namespace and
+//!    name) on the queue;
 //! 3. workers take keys, look at the *current* cached object (not at the event: this is
 //!    level-triggered, so missed or merged events do not matter), and fix the annotation;
 //! 4. on error the key goes back with per-key backoff (`add_rate_limited`); on success the
@@ -20,9 +21,10 @@ use clap::Parser;
 use k8s_openapi::api::core::v1::ConfigMap;
 use prometheus::{Registry, TextEncoder};
 use rkube_client::{Api, Client, Patch, PatchParams, retry_on_conflict};
+use rkube_informer::ObjectKey;
 use rkube_informer::factory::SharedInformerFactory;
 use rkube_informer::handler::HandlerFns;
-use rkube_informer::store::{Store, key_of};
+use rkube_informer::store::Store;
 use rkube_informer::workqueue::{RateLimiter, WorkQueue};
 use tokio_util::sync::CancellationToken;
 
@@ -53,8 +55,8 @@ async fn main() -> anyhow::Result<()> {
     let (on_add, on_update) = (queue.clone(), queue.clone());
     informer.add_handler(
         HandlerFns::new()
-            .on_add(move |cm: &std::sync::Arc<ConfigMap>| on_add.add(key_of(cm.as_ref())))
-            .on_update(move |_old, new| on_update.add(key_of(new.as_ref()))),
+            .on_add(move |cm: &std::sync::Arc<ConfigMap>| on_add.add(ObjectKey::of(cm.as_ref())))
+            .on_update(move |_old, new| on_update.add(ObjectKey::of(new.as_ref()))),
     ); // deletes: nothing left to annotate
     factory.start(&shutdown);
 
@@ -82,7 +84,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// 3 and 4: the worker loop every controller has.
-async fn worker(queue: WorkQueue<String>, store: Store<ConfigMap>, client: Client) {
+async fn worker(queue: WorkQueue<ObjectKey>, store: Store<ConfigMap>, client: Client) {
     while let Some(key) = queue.get().await {
         match reconcile(&key, &store, &client).await {
             Ok(()) => queue.forget(&key),
@@ -96,14 +98,14 @@ async fn worker(queue: WorkQueue<String>, store: Store<ConfigMap>, client: Clien
 }
 
 /// Makes one ConfigMap right, judging from the cache; safe to run any number of times.
-async fn reconcile(key: &str, store: &Store<ConfigMap>, client: &Client) -> rkube_client::Result<()> {
+async fn reconcile(key: &ObjectKey, store: &Store<ConfigMap>, client: &Client) -> rkube_client::Result<()> {
     let Some(cached) = store.get(key) else { return Ok(()) }; // deleted: nothing to do
     let annotated = |cm: &ConfigMap| cm.metadata.annotations.as_ref()?.get(ANNOTATION).cloned();
     if annotated(&cached) == Some(size(&cached)) {
         return Ok(()); // already right: no write
     }
-    let (namespace, name) = key.split_once('/').unwrap_or(("default", key));
-    let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    let name = key.name();
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), key.namespace().unwrap_or("default"));
     // The cache may be stale: read, compute, and write with the resourceVersion read as a
     // precondition; on 409 Conflict, retry_on_conflict does it all again.
     let written = retry_on_conflict(|| async {

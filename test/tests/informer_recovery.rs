@@ -18,6 +18,7 @@ use informer_support::{
 };
 use k8s_openapi::api::core::v1::ConfigMap;
 use rkube_client::{Api, DeleteParams, PostParams};
+use rkube_informer::ObjectKey;
 use rkube_informer::factory::SharedInformerFactory;
 use rkube_informer::informer::{InformerConfig, SharedInformer};
 use rkube_tests::{ApiServer, Cluster, Method, StatusCode};
@@ -167,8 +168,8 @@ async fn a_compaction_while_disconnected_relists_and_reports_vanished_objects_as
     let other = ApiServer::start(&setup.cluster.etcd, APISERVER_ARGS).await.expect("second apiserver");
     let other_api = Api::<ConfigMap>::namespaced(client(&other.url), "default");
     // The informer has seen initial-0's first version; remember it to check the tombstone.
-    let last_known_rv =
-        setup.informer.store().get("default/initial-0").expect("cached").metadata.resource_version.clone();
+    let initial_0 = ObjectKey::new(Some("default"), "initial-0");
+    let last_known_rv = setup.informer.store().get(&initial_0).expect("cached").metadata.resource_version.clone();
 
     setup.cluster.apiserver.kill();
     for i in 0..3 {

@@ -31,6 +31,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use rkube_informer::ObjectKey;
+
 /// How long an entry may wait for its events before it counts as satisfied anyway
 /// (kube-controller-manager's `ExpectationsTimeout`).
 pub const EXPECTATIONS_TTL: Duration = Duration::from_secs(5 * 60);
@@ -42,17 +44,17 @@ pub const UNCERTAIN_TTL: Duration = Duration::from_secs(15);
 struct Entry {
     /// Creations asked for and not yet seen.
     adds: i64,
-    /// Keys (`namespace/name`) of pods asked to be deleted and not yet seen going.
-    deletes: HashSet<String>,
+    /// Keys of pods asked to be deleted and not yet seen going.
+    deletes: HashSet<ObjectKey>,
     /// After this, the entry is satisfied whatever it still waits for.
     deadline: Instant,
 }
 
-/// Outstanding creations and deletions per controller key (e.g. a ReplicaSet's `namespace/name`).
+/// Outstanding creations and deletions per controller key (e.g. a ReplicaSet's).
 #[derive(Debug)]
 pub struct Expectations {
     ttl: Duration,
-    entries: Mutex<HashMap<String, Entry>>,
+    entries: Mutex<HashMap<ObjectKey, Entry>>,
 }
 
 impl Default for Expectations {
@@ -67,13 +69,13 @@ impl Expectations {
         Expectations { ttl, entries: Mutex::new(HashMap::new()) }
     }
 
-    fn entries(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
+    fn entries(&self) -> MutexGuard<'_, HashMap<ObjectKey, Entry>> {
         self.entries.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Whether the cache has caught up with every write recorded for `key`: nothing is
     /// outstanding, the entry expired, or there is no entry.
-    pub fn satisfied(&self, key: &str) -> bool {
+    pub fn satisfied(&self, key: &ObjectKey) -> bool {
         self.expires_in(key).is_none()
     }
 
@@ -83,7 +85,7 @@ impl Expectations {
     /// A sync that skips work because of unmet expectations must come back after this long:
     /// the events it waits for may never arrive (a create whose outcome is unknown may never
     /// have happened), and then nothing else wakes its key.
-    pub fn expires_in(&self, key: &str) -> Option<Duration> {
+    pub fn expires_in(&self, key: &ObjectKey) -> Option<Duration> {
         let entries = self.entries();
         let entry = entries.get(key)?;
         if entry.adds <= 0 && entry.deletes.is_empty() {
@@ -95,23 +97,23 @@ impl Expectations {
 
     /// Records that `count` pods are about to be created for `key` (replacing any old entry).
     /// Call it before sending the creates, so an informer event can never arrive first.
-    pub fn expect_creations(&self, key: &str, count: usize) {
+    pub fn expect_creations(&self, key: &ObjectKey, count: usize) {
         let adds = i64::try_from(count).unwrap_or(i64::MAX);
         self.entries()
-            .insert(key.to_string(), Entry { adds, deletes: HashSet::new(), deadline: Instant::now() + self.ttl });
+            .insert(key.clone(), Entry { adds, deletes: HashSet::new(), deadline: Instant::now() + self.ttl });
     }
 
     /// Records that the pods `pod_keys` are about to be deleted for `key` (replacing any old
     /// entry).
-    pub fn expect_deletions(&self, key: &str, pod_keys: impl IntoIterator<Item = String>) {
+    pub fn expect_deletions(&self, key: &ObjectKey, pod_keys: impl IntoIterator<Item = ObjectKey>) {
         self.entries().insert(
-            key.to_string(),
+            key.clone(),
             Entry { adds: 0, deletes: pod_keys.into_iter().collect(), deadline: Instant::now() + self.ttl },
         );
     }
 
     /// One creation for `key` was seen in the cache, or will never be (the create failed).
-    pub fn creation_observed(&self, key: &str) {
+    pub fn creation_observed(&self, key: &ObjectKey) {
         if let Some(entry) = self.entries().get_mut(key) {
             entry.adds -= 1;
         }
@@ -119,7 +121,7 @@ impl Expectations {
 
     /// A create for `key` may or may not have happened: keep waiting for it, but no longer
     /// than [`UNCERTAIN_TTL`] from now.
-    pub fn creation_uncertain(&self, key: &str) {
+    pub fn creation_uncertain(&self, key: &ObjectKey) {
         if let Some(entry) = self.entries().get_mut(key) {
             entry.deadline = entry.deadline.min(Instant::now() + UNCERTAIN_TTL);
         }
@@ -127,14 +129,14 @@ impl Expectations {
 
     /// The pod `pod_key` was seen going (deletionTimestamp set, or deleted), or its delete
     /// failed. Counts only if `key` was waiting for that pod; later calls for it do nothing.
-    pub fn deletion_observed(&self, key: &str, pod_key: &str) {
+    pub fn deletion_observed(&self, key: &ObjectKey, pod_key: &ObjectKey) {
         if let Some(entry) = self.entries().get_mut(key) {
             entry.deletes.remove(pod_key);
         }
     }
 
     /// Forgets `key` (its controller was deleted), so a new one of the same name starts clean.
-    pub fn forget(&self, key: &str) {
+    pub fn forget(&self, key: &ObjectKey) {
         self.entries().remove(key);
     }
 }
@@ -143,70 +145,79 @@ impl Expectations {
 mod tests {
     use super::*;
 
+    /// The controller key these tests expect for.
+    fn rs() -> ObjectKey {
+        ObjectKey::new(Some("ns"), "rs")
+    }
+
+    fn pod(name: &str) -> ObjectKey {
+        ObjectKey::new(Some("ns"), name)
+    }
+
     #[test]
     fn creations_are_outstanding_until_each_is_observed() {
         let expectations = Expectations::default();
-        assert!(expectations.satisfied("ns/rs"), "no entry means satisfied");
-        expectations.expect_creations("ns/rs", 2);
-        assert!(!expectations.satisfied("ns/rs"));
-        expectations.creation_observed("ns/rs");
-        assert!(!expectations.satisfied("ns/rs"));
-        expectations.creation_observed("ns/rs");
-        assert!(expectations.satisfied("ns/rs"));
+        assert!(expectations.satisfied(&rs()), "no entry means satisfied");
+        expectations.expect_creations(&rs(), 2);
+        assert!(!expectations.satisfied(&rs()));
+        expectations.creation_observed(&rs());
+        assert!(!expectations.satisfied(&rs()));
+        expectations.creation_observed(&rs());
+        assert!(expectations.satisfied(&rs()));
     }
 
     #[test]
     fn a_deletion_counts_once_per_pod_however_often_it_is_observed() {
         let expectations = Expectations::default();
-        expectations.expect_deletions("ns/rs", ["ns/a".to_string(), "ns/b".to_string()]);
-        expectations.deletion_observed("ns/rs", "ns/a");
-        expectations.deletion_observed("ns/rs", "ns/a");
-        assert!(!expectations.satisfied("ns/rs"), "ns/b is still expected to go");
-        expectations.deletion_observed("ns/rs", "ns/unrelated");
-        assert!(!expectations.satisfied("ns/rs"));
-        expectations.deletion_observed("ns/rs", "ns/b");
-        assert!(expectations.satisfied("ns/rs"));
+        expectations.expect_deletions(&rs(), [pod("a"), pod("b")]);
+        expectations.deletion_observed(&rs(), &pod("a"));
+        expectations.deletion_observed(&rs(), &pod("a"));
+        assert!(!expectations.satisfied(&rs()), "ns/b is still expected to go");
+        expectations.deletion_observed(&rs(), &pod("unrelated"));
+        assert!(!expectations.satisfied(&rs()));
+        expectations.deletion_observed(&rs(), &pod("b"));
+        assert!(expectations.satisfied(&rs()));
     }
 
     #[test]
     fn an_entry_is_satisfied_after_its_ttl_even_with_events_missing() {
         let expectations = Expectations::new(Duration::from_millis(20));
-        expectations.expect_creations("ns/rs", 3);
-        assert!(!expectations.satisfied("ns/rs"));
+        expectations.expect_creations(&rs(), 3);
+        assert!(!expectations.satisfied(&rs()));
         std::thread::sleep(Duration::from_millis(40));
-        assert!(expectations.satisfied("ns/rs"));
+        assert!(expectations.satisfied(&rs()));
     }
 
     #[test]
     fn an_uncertain_creation_keeps_the_expectation_but_shortens_the_deadline() {
         let expectations = Expectations::default();
-        expectations.expect_creations("ns/rs", 1);
-        expectations.creation_uncertain("ns/rs");
-        assert!(!expectations.satisfied("ns/rs"), "the pod may still show up");
-        let deadline = expectations.entries().get("ns/rs").map(|entry| entry.deadline);
+        expectations.expect_creations(&rs(), 1);
+        expectations.creation_uncertain(&rs());
+        assert!(!expectations.satisfied(&rs()), "the pod may still show up");
+        let deadline = expectations.entries().get(&rs()).map(|entry| entry.deadline);
         assert!(deadline.is_some_and(|deadline| deadline <= Instant::now() + UNCERTAIN_TTL));
     }
 
     #[test]
     fn unmet_expectations_expire_no_later_than_their_ttl_and_met_ones_not_at_all() {
         let expectations = Expectations::default();
-        assert_eq!(expectations.expires_in("ns/rs"), None, "no entry");
-        expectations.expect_creations("ns/rs", 2);
-        let left = expectations.expires_in("ns/rs");
+        assert_eq!(expectations.expires_in(&rs()), None, "no entry");
+        expectations.expect_creations(&rs(), 2);
+        let left = expectations.expires_in(&rs());
         assert!(left.is_some_and(|left| left <= EXPECTATIONS_TTL && left > EXPECTATIONS_TTL / 2), "{left:?}");
-        expectations.creation_uncertain("ns/rs");
-        let left = expectations.expires_in("ns/rs");
+        expectations.creation_uncertain(&rs());
+        let left = expectations.expires_in(&rs());
         assert!(left.is_some_and(|left| left <= UNCERTAIN_TTL), "an uncertain create shortens it: {left:?}");
-        expectations.creation_observed("ns/rs");
-        expectations.creation_observed("ns/rs");
-        assert_eq!(expectations.expires_in("ns/rs"), None, "everything observed");
+        expectations.creation_observed(&rs());
+        expectations.creation_observed(&rs());
+        assert_eq!(expectations.expires_in(&rs()), None, "everything observed");
     }
 
     #[test]
     fn forgetting_a_key_starts_it_clean() {
         let expectations = Expectations::default();
-        expectations.expect_creations("ns/rs", 1);
-        expectations.forget("ns/rs");
-        assert!(expectations.satisfied("ns/rs"));
+        expectations.expect_creations(&rs(), 1);
+        expectations.forget(&rs());
+        assert!(expectations.satisfied(&rs()));
     }
 }

@@ -5,7 +5,8 @@
 //! the owner goes at once and its dependents are deleted afterwards by this controller. So a
 //! deleted Deployment takes its ReplicaSets with it, and they take their pods.
 //!
-//! The loop, for one dependent (a Pod or a ReplicaSet, keyed `kind/namespace/name`):
+//! The loop, for one dependent (a Pod or a ReplicaSet, queued as [`GcKey::Dependent`], which
+//! names its kind and its [`ObjectKey`]):
 //! 1. for each owner reference, ask whether an object with that **uid** exists: first the
 //!    cache of that kind, then, when the cache says no, an uncached GET by name (the cache may
 //!    lag behind a create, and deleting a live object's dependents would be a disaster);
@@ -17,8 +18,8 @@
 //! a dependent is added or its references change (an owner may be long gone, e.g. while the
 //! controller-manager was down).
 //!
-//! Foreground and orphan deletion are driven by finalizers on the *owner*, keyed
-//! `Finalize/<kind>/<namespace>/<name>`, for owners marked for deletion:
+//! Foreground and orphan deletion are driven by finalizers on the *owner*, queued as
+//! [`GcKey::Finalize`] (the owner's kind and key), for owners marked for deletion:
 //! - `foregroundDeletion`: delete every dependent, and remove the finalizer (so the apiserver
 //!   lets the owner go) only once no dependent whose reference has `blockOwnerDeletion: true`
 //!   remains;
@@ -27,8 +28,9 @@
 //! The apiserver adds these finalizers when a DELETE asks for `propagationPolicy:
 //! Foreground` or `Orphan`.
 //!
-//! The decisions are pure functions with unit tests below: what a key names (`parse_key`),
-//! which dependents are worth checking (`is_candidate`), when the cache alone proves an owner
+//! The decisions are pure functions with unit tests below: which keys the handlers queue
+//! (`enqueue_if_owned`, `enqueue_owners`: only kinds the collector handles), which dependents
+//! are worth checking (`is_candidate`), when the cache alone proves an owner
 //! alive (`alive_by_cache`), which propagation to finish (`propagation_to_finish`: orphan wins
 //! over foreground), and what a foreground pass deletes and waits for (`foreground_plan`).
 //!
@@ -47,9 +49,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube_core::Resource;
 use prometheus::Registry;
 use rkube_client::{Api, Client, DeleteParams, Patch, PatchParams, Preconditions, PropagationPolicy};
+use rkube_informer::ObjectKey;
 use rkube_informer::factory::SharedInformerFactory;
 use rkube_informer::handler::{Deleted, HandlerFns};
-use rkube_informer::store::{OWNER_UID_INDEX, Store, key_of};
+use rkube_informer::store::{OWNER_UID_INDEX, Store};
 use rkube_informer::workqueue::{RateLimiter, WorkQueue};
 use serde_json::json;
 
@@ -57,11 +60,6 @@ use crate::Error;
 use crate::controller_ref::release_patch;
 use crate::worker::{Action, Syncer};
 
-/// The kinds whose objects are collected when their owners are gone.
-const DEPENDENT_KINDS: &[&str] = &["Pod", "ReplicaSet"];
-/// The owner kinds the collector caches and can look up; owners of any other kind count as
-/// alive.
-const OWNER_KINDS: &[&str] = &["Deployment", "ReplicaSet", "Pod"];
 /// The owner finalizer asking that dependents go first.
 pub const FOREGROUND_FINALIZER: &str = "foregroundDeletion";
 /// The owner finalizer asking that dependents be kept, without the owner's reference.
@@ -70,20 +68,116 @@ pub const ORPHAN_FINALIZER: &str = "orphan";
 /// delete events not wake it.
 const FOREGROUND_RECHECK: Duration = Duration::from_secs(2);
 
-/// Queues the finalize key of an owner marked for deletion that carries one of our finalizers.
-fn enqueue_if_finalizing<K: Resource<DynamicType = ()>>(queue: &WorkQueue<String>, owner: &K) {
-    let meta = owner.meta();
-    let ours = meta.finalizers.iter().flatten().any(|f| f == FOREGROUND_FINALIZER || f == ORPHAN_FINALIZER);
-    if meta.deletion_timestamp.is_some() && ours {
-        queue.add(format!("Finalize/{}/{}", K::kind(&()), key_of(owner)));
+/// What one entry of the collector's queue names: a dependent to check, or an owner whose
+/// deletion to finish. Its `Display` (for logs) reads `Pod/ns/web-1` or
+/// `Finalize/Deployment/ns/web`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum GcKey {
+    /// A dependent whose owners may be gone.
+    Dependent {
+        /// The dependent's kind.
+        kind: DependentKind,
+        /// The dependent.
+        key: ObjectKey,
+    },
+    /// An owner marked for deletion, whose foreground or orphan deletion to finish.
+    Finalize {
+        /// The owner's kind.
+        kind: OwnerKind,
+        /// The owner.
+        key: ObjectKey,
+    },
+}
+
+impl std::fmt::Display for GcKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GcKey::Dependent { kind, key } => write!(f, "{kind}/{key}"),
+            GcKey::Finalize { kind, key } => write!(f, "Finalize/{kind}/{key}"),
+        }
     }
 }
 
-/// Queues the finalize keys of every owner of a dependent that just went away.
-fn enqueue_owners(queue: &WorkQueue<String>, meta: &ObjectMeta) {
-    let namespace = meta.namespace.clone().unwrap_or_default();
+/// The kinds whose objects are collected when their owners are gone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DependentKind {
+    /// A Pod (owned by a ReplicaSet, usually).
+    Pod,
+    /// A ReplicaSet (owned by a Deployment, usually).
+    ReplicaSet,
+}
+
+impl DependentKind {
+    /// The kind's name, as in `kind:` and in owner references.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DependentKind::Pod => "Pod",
+            DependentKind::ReplicaSet => "ReplicaSet",
+        }
+    }
+}
+
+impl std::fmt::Display for DependentKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The owner kinds the collector caches and can look up; owners of any other kind count as
+/// alive, and their deletion is not the collector's to finish.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OwnerKind {
+    /// A Deployment.
+    Deployment,
+    /// A ReplicaSet.
+    ReplicaSet,
+    /// A Pod.
+    Pod,
+}
+
+impl OwnerKind {
+    /// The owner kind named `kind` (an owner reference's `kind`), if the collector knows it.
+    pub fn from_kind(kind: &str) -> Option<OwnerKind> {
+        match kind {
+            "Deployment" => Some(OwnerKind::Deployment),
+            "ReplicaSet" => Some(OwnerKind::ReplicaSet),
+            "Pod" => Some(OwnerKind::Pod),
+            _ => None,
+        }
+    }
+
+    /// The kind's name, as in `kind:` and in owner references.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OwnerKind::Deployment => "Deployment",
+            OwnerKind::ReplicaSet => "ReplicaSet",
+            OwnerKind::Pod => "Pod",
+        }
+    }
+}
+
+impl std::fmt::Display for OwnerKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Queues the finalize key of an owner marked for deletion that carries one of our finalizers.
+fn enqueue_if_finalizing<K: Resource>(queue: &WorkQueue<GcKey>, kind: OwnerKind, owner: &K) {
+    let meta = owner.meta();
+    let ours = meta.finalizers.iter().flatten().any(|f| f == FOREGROUND_FINALIZER || f == ORPHAN_FINALIZER);
+    if meta.deletion_timestamp.is_some() && ours {
+        queue.add(GcKey::Finalize { kind, key: ObjectKey::of(owner) });
+    }
+}
+
+/// Queues the finalize keys of every owner of a dependent that just went away (owners of kinds
+/// the collector does not know have nothing for it to finish).
+fn enqueue_owners(queue: &WorkQueue<GcKey>, meta: &ObjectMeta) {
     for owner in meta.owner_references.iter().flatten() {
-        queue.add(format!("Finalize/{}/{namespace}/{}", owner.kind, owner.name));
+        if let Some(kind) = OwnerKind::from_kind(&owner.kind) {
+            queue.add(GcKey::Finalize { kind, key: ObjectKey::new(meta.namespace.as_deref(), &owner.name) });
+        }
     }
 }
 
@@ -93,23 +187,23 @@ pub struct GarbageCollector {
     pods: Store<Pod>,
     replica_sets: Store<ReplicaSet>,
     deployments: Store<Deployment>,
-    queue: WorkQueue<String>,
+    queue: WorkQueue<GcKey>,
 }
 
 /// Queues a dependent if it names any owner.
-fn enqueue_if_owned<K: Resource<DynamicType = ()>>(queue: &WorkQueue<String>, object: &K) {
+fn enqueue_if_owned<K: Resource>(queue: &WorkQueue<GcKey>, kind: DependentKind, object: &K) {
     if object.meta().owner_references.as_ref().is_some_and(|owners| !owners.is_empty()) {
-        queue.add(format!("{}/{}", K::kind(&()), key_of(object)));
+        queue.add(GcKey::Dependent { kind, key: ObjectKey::of(object) });
     }
 }
 
 /// Queues every dependent (pods and ReplicaSets) that names `owner_uid`.
-fn enqueue_dependents(queue: &WorkQueue<String>, pods: &Store<Pod>, replica_sets: &Store<ReplicaSet>, owner_uid: &str) {
+fn enqueue_dependents(queue: &WorkQueue<GcKey>, pods: &Store<Pod>, replica_sets: &Store<ReplicaSet>, owner_uid: &str) {
     for pod in pods.by_index(OWNER_UID_INDEX, owner_uid).unwrap_or_default() {
-        queue.add(format!("Pod/{}", key_of(pod.as_ref())));
+        queue.add(GcKey::Dependent { kind: DependentKind::Pod, key: ObjectKey::of(pod.as_ref()) });
     }
     for rs in replica_sets.by_index(OWNER_UID_INDEX, owner_uid).unwrap_or_default() {
-        queue.add(format!("ReplicaSet/{}", key_of(rs.as_ref())));
+        queue.add(GcKey::Dependent { kind: DependentKind::ReplicaSet, key: ObjectKey::of(rs.as_ref()) });
     }
 }
 
@@ -134,14 +228,14 @@ impl GarbageCollector {
         pods.add_handler(
             HandlerFns::new()
                 .on_add(move |pod: &Arc<Pod>| {
-                    enqueue_if_owned(&q1, pod.as_ref());
-                    enqueue_if_finalizing(&q1, pod.as_ref());
+                    enqueue_if_owned(&q1, DependentKind::Pod, pod.as_ref());
+                    enqueue_if_finalizing(&q1, OwnerKind::Pod, pod.as_ref());
                 })
                 .on_update(move |old: &Arc<Pod>, new: &Arc<Pod>| {
                     if old.metadata.owner_references != new.metadata.owner_references {
-                        enqueue_if_owned(&q2, new.as_ref());
+                        enqueue_if_owned(&q2, DependentKind::Pod, new.as_ref());
                     }
-                    enqueue_if_finalizing(&q2, new.as_ref());
+                    enqueue_if_finalizing(&q2, OwnerKind::Pod, new.as_ref());
                 })
                 .on_delete({
                     let queue = queue.clone();
@@ -157,14 +251,14 @@ impl GarbageCollector {
         replica_sets.add_handler(
             HandlerFns::new()
                 .on_add(move |rs: &Arc<ReplicaSet>| {
-                    enqueue_if_owned(&q1, rs.as_ref());
-                    enqueue_if_finalizing(&q1, rs.as_ref());
+                    enqueue_if_owned(&q1, DependentKind::ReplicaSet, rs.as_ref());
+                    enqueue_if_finalizing(&q1, OwnerKind::ReplicaSet, rs.as_ref());
                 })
                 .on_update(move |old: &Arc<ReplicaSet>, new: &Arc<ReplicaSet>| {
                     if old.metadata.owner_references != new.metadata.owner_references {
-                        enqueue_if_owned(&q2, new.as_ref());
+                        enqueue_if_owned(&q2, DependentKind::ReplicaSet, new.as_ref());
                     }
-                    enqueue_if_finalizing(&q2, new.as_ref());
+                    enqueue_if_finalizing(&q2, OwnerKind::ReplicaSet, new.as_ref());
                 })
                 .on_delete(move |deleted: Deleted<ReplicaSet>| {
                     let uid = deleted.object().uid().unwrap_or_default();
@@ -175,8 +269,8 @@ impl GarbageCollector {
         let (q1, q2, q3) = (queue.clone(), queue.clone(), queue.clone());
         deployments.add_handler(
             HandlerFns::new()
-                .on_add(move |d: &Arc<Deployment>| enqueue_if_finalizing(&q1, d.as_ref()))
-                .on_update(move |_, d: &Arc<Deployment>| enqueue_if_finalizing(&q2, d.as_ref()))
+                .on_add(move |d: &Arc<Deployment>| enqueue_if_finalizing(&q1, OwnerKind::Deployment, d.as_ref()))
+                .on_update(move |_, d: &Arc<Deployment>| enqueue_if_finalizing(&q2, OwnerKind::Deployment, d.as_ref()))
                 .on_delete(move |deleted: Deleted<Deployment>| {
                     let uid = deleted.object().uid().unwrap_or_default();
                     enqueue_dependents(&q3, &pod_store, &rs_store, &uid);
@@ -185,16 +279,17 @@ impl GarbageCollector {
         collector
     }
 
-    /// The collector's work queue of `kind/namespace/name` keys.
-    pub fn queue(&self) -> WorkQueue<String> {
+    /// The collector's work queue of dependents to check and owners to finalize.
+    pub fn queue(&self) -> WorkQueue<GcKey> {
         self.queue.clone()
     }
 
     /// Whether an object with the owner's uid exists: the cache first ([`alive_by_cache`]),
     /// then the apiserver.
     async fn owner_exists(&self, namespace: &str, owner: &OwnerReference) -> Result<bool, Error> {
-        let key = format!("{namespace}/{}", owner.name);
-        let cached_uid = self.owner_meta(&owner.kind, &key).and_then(|meta| meta.uid);
+        let key = ObjectKey::new(Some(namespace), &owner.name);
+        let cached_uid =
+            OwnerKind::from_kind(&owner.kind).and_then(|kind| self.owner_meta(kind, &key)).and_then(|meta| meta.uid);
         if alive_by_cache(owner, cached_uid.as_deref()) {
             return Ok(true);
         }
@@ -207,23 +302,23 @@ impl GarbageCollector {
         Ok(fresh.as_deref() == Some(owner.uid.as_str()))
     }
 
-    /// The cached metadata of the object `namespace/name` of `kind`, for the kinds we cache.
-    fn owner_meta(&self, kind: &str, key: &str) -> Option<ObjectMeta> {
+    /// The cached metadata of the object `key` of `kind`.
+    fn owner_meta(&self, kind: OwnerKind, key: &ObjectKey) -> Option<ObjectMeta> {
         match kind {
-            "Deployment" => self.deployments.get(key).map(|object| object.metadata.clone()),
-            "ReplicaSet" => self.replica_sets.get(key).map(|object| object.metadata.clone()),
-            "Pod" => self.pods.get(key).map(|object| object.metadata.clone()),
-            _ => None,
+            OwnerKind::Deployment => self.deployments.get(key).map(|object| object.metadata.clone()),
+            OwnerKind::ReplicaSet => self.replica_sets.get(key).map(|object| object.metadata.clone()),
+            OwnerKind::Pod => self.pods.get(key).map(|object| object.metadata.clone()),
         }
     }
 }
 
 impl Syncer for GarbageCollector {
-    async fn sync(&self, key: &str) -> Result<Action, Error> {
-        match parse_key(key) {
-            Some(GcKey::Finalize { kind, key }) => self.finalize(kind, key).await,
-            Some(GcKey::Dependent { kind, key: object_key }) => self.collect(kind, object_key, key).await,
-            None => Ok(Action::await_change()),
+    type Key = GcKey;
+
+    async fn sync(&self, key: &GcKey) -> Result<Action, Error> {
+        match key {
+            GcKey::Finalize { kind, key } => self.finalize(*kind, key).await,
+            GcKey::Dependent { kind, key: object_key } => self.collect(*kind, object_key, key).await,
         }
     }
 }
@@ -231,10 +326,10 @@ impl Syncer for GarbageCollector {
 impl GarbageCollector {
     /// Deletes the dependent `object_key` of `kind` (queued as `key`) if none of its owners
     /// exists any more.
-    async fn collect(&self, kind: &str, object_key: &str, key: &str) -> Result<Action, Error> {
+    async fn collect(&self, kind: DependentKind, object_key: &ObjectKey, key: &GcKey) -> Result<Action, Error> {
         let meta = match kind {
-            "Pod" => self.pods.get(object_key).map(|object| object.metadata.clone()),
-            _ => self.replica_sets.get(object_key).map(|object| object.metadata.clone()),
+            DependentKind::Pod => self.pods.get(object_key).map(|object| object.metadata.clone()),
+            DependentKind::ReplicaSet => self.replica_sets.get(object_key).map(|object| object.metadata.clone()),
         };
         let Some(meta) = meta.filter(is_candidate) else { return Ok(Action::await_change()) };
         let owners = meta.owner_references.clone().unwrap_or_default();
@@ -251,8 +346,12 @@ impl GarbageCollector {
             ..DeleteParams::default()
         };
         let deleted = match kind {
-            "Pod" => Api::<Pod>::namespaced(self.client.clone(), &namespace).delete(&name, &params).await.map(drop),
-            _ => Api::<ReplicaSet>::namespaced(self.client.clone(), &namespace).delete(&name, &params).await.map(drop),
+            DependentKind::Pod => {
+                Api::<Pod>::namespaced(self.client.clone(), &namespace).delete(&name, &params).await.map(drop)
+            }
+            DependentKind::ReplicaSet => {
+                Api::<ReplicaSet>::namespaced(self.client.clone(), &namespace).delete(&name, &params).await.map(drop)
+            }
         };
         match deleted {
             Ok(()) => {
@@ -265,19 +364,20 @@ impl GarbageCollector {
         }
     }
 
-    /// Foreground or orphan deletion of the owner `namespace/name` of `kind`, marked for
-    /// deletion: handle its dependents, then remove our finalizer so the apiserver lets it go.
-    async fn finalize(&self, kind: &str, key: &str) -> Result<Action, Error> {
+    /// Foreground or orphan deletion of the owner `key` of `kind`, marked for deletion: handle
+    /// its dependents, then remove our finalizer so the apiserver lets it go.
+    async fn finalize(&self, kind: OwnerKind, key: &ObjectKey) -> Result<Action, Error> {
         let Some(owner) = self.owner_meta(kind, key) else { return Ok(Action::await_change()) };
         let Some(propagation) = propagation_to_finish(&owner) else { return Ok(Action::await_change()) };
+        // For logs and errors: `Deployment/ns/web`.
         let owner_key = format!("{kind}/{key}");
         let uid = owner.uid.clone().unwrap_or_default();
         let mut dependents = Vec::new();
         for pod in self.pods.by_index(OWNER_UID_INDEX, &uid)? {
-            dependents.push(Dependent { kind: "Pod", meta: pod.metadata.clone() });
+            dependents.push(Dependent { kind: DependentKind::Pod, meta: pod.metadata.clone() });
         }
         for rs in self.replica_sets.by_index(OWNER_UID_INDEX, &uid)? {
-            dependents.push(Dependent { kind: "ReplicaSet", meta: rs.metadata.clone() });
+            dependents.push(Dependent { kind: DependentKind::ReplicaSet, meta: rs.metadata.clone() });
         }
         match propagation {
             Propagation::Orphan => self.orphan(&owner_key, &owner, &dependents).await?,
@@ -301,11 +401,11 @@ impl GarbageCollector {
             let name = meta.name.clone().unwrap_or_default();
             let patch = Patch::Merge(release_patch(meta, &uid));
             let released = match *kind {
-                "Pod" => Api::<Pod>::namespaced(self.client.clone(), &namespace)
+                DependentKind::Pod => Api::<Pod>::namespaced(self.client.clone(), &namespace)
                     .patch(&name, &PatchParams::default(), &patch)
                     .await
                     .map(drop),
-                _ => Api::<ReplicaSet>::namespaced(self.client.clone(), &namespace)
+                DependentKind::ReplicaSet => Api::<ReplicaSet>::namespaced(self.client.clone(), &namespace)
                     .patch(&name, &PatchParams::default(), &patch)
                     .await
                     .map(drop),
@@ -313,7 +413,12 @@ impl GarbageCollector {
             match released {
                 Ok(()) => tracing::info!(owner = %owner_key, dependent = %format!("{kind}/{name}"), "orphaned"),
                 Err(error) if error.is_not_found() => {}
-                Err(source) => return Err(Error::Release { object: format!("{kind} {namespace}/{name}"), source }),
+                Err(source) => {
+                    return Err(Error::Release {
+                        object: format!("{kind} {}", ObjectKey::new(Some(&namespace), &name)),
+                        source,
+                    });
+                }
             }
         }
         Ok(())
@@ -335,8 +440,10 @@ impl GarbageCollector {
                 ..DeleteParams::default()
             };
             let deleted = match *kind {
-                "Pod" => Api::<Pod>::namespaced(self.client.clone(), &namespace).delete(&name, &params).await.map(drop),
-                _ => Api::<ReplicaSet>::namespaced(self.client.clone(), &namespace)
+                DependentKind::Pod => {
+                    Api::<Pod>::namespaced(self.client.clone(), &namespace).delete(&name, &params).await.map(drop)
+                }
+                DependentKind::ReplicaSet => Api::<ReplicaSet>::namespaced(self.client.clone(), &namespace)
                     .delete(&name, &params)
                     .await
                     .map(drop),
@@ -347,7 +454,10 @@ impl GarbageCollector {
                 }
                 Err(error) if error.is_not_found() || error.is_conflict() => {}
                 Err(source) => {
-                    return Err(Error::Read { what: format!("deleting {kind} {namespace}/{name}"), source });
+                    return Err(Error::Read {
+                        what: format!("deleting {kind} {}", ObjectKey::new(Some(&namespace), &name)),
+                        source,
+                    });
                 }
             }
         }
@@ -357,7 +467,7 @@ impl GarbageCollector {
     /// Removes the finalizer `done` from the owner (with its resourceVersion as precondition).
     async fn remove_finalizer(
         &self,
-        kind: &str,
+        kind: OwnerKind,
         owner_key: &str,
         owner: &ObjectMeta,
         done: &str,
@@ -368,15 +478,15 @@ impl GarbageCollector {
             Patch::Merge(json!({"metadata": {"finalizers": remaining, "resourceVersion": owner.resource_version}}));
         let name = owner.name.clone().unwrap_or_default();
         let removed = match kind {
-            "Deployment" => Api::<Deployment>::namespaced(self.client.clone(), &namespace)
+            OwnerKind::Deployment => Api::<Deployment>::namespaced(self.client.clone(), &namespace)
                 .patch(&name, &PatchParams::default(), &patch)
                 .await
                 .map(drop),
-            "ReplicaSet" => Api::<ReplicaSet>::namespaced(self.client.clone(), &namespace)
+            OwnerKind::ReplicaSet => Api::<ReplicaSet>::namespaced(self.client.clone(), &namespace)
                 .patch(&name, &PatchParams::default(), &patch)
                 .await
                 .map(drop),
-            _ => Api::<Pod>::namespaced(self.client.clone(), &namespace)
+            OwnerKind::Pod => Api::<Pod>::namespaced(self.client.clone(), &namespace)
                 .patch(&name, &PatchParams::default(), &patch)
                 .await
                 .map(drop),
@@ -400,37 +510,6 @@ where
     Ok(api.get_opt(name).await?.and_then(|object| Resource::meta(&object).uid.clone()))
 }
 
-/// What a key on the collector's queue names.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum GcKey<'a> {
-    /// `Finalize/<kind>/<namespace>/<name>`: an owner to finish a foreground or orphan
-    /// deletion of.
-    Finalize {
-        /// The owner's kind.
-        kind: &'a str,
-        /// Its `namespace/name`.
-        key: &'a str,
-    },
-    /// `<kind>/<namespace>/<name>`: a dependent whose owners may be gone.
-    Dependent {
-        /// One of [`DEPENDENT_KINDS`].
-        kind: &'a str,
-        /// Its `namespace/name`.
-        key: &'a str,
-    },
-}
-
-/// Reads a queue key; `None` for one that names nothing the collector handles (a dependent
-/// of a kind it does not collect).
-fn parse_key(key: &str) -> Option<GcKey<'_>> {
-    if let Some(owner) = key.strip_prefix("Finalize/") {
-        let (kind, key) = owner.split_once('/')?;
-        return Some(GcKey::Finalize { kind, key });
-    }
-    let (kind, key) = key.split_once('/')?;
-    DEPENDENT_KINDS.contains(&kind).then_some(GcKey::Dependent { kind, key })
-}
-
 /// Whether a dependent is worth checking: not already being deleted, and naming an owner.
 fn is_candidate(meta: &ObjectMeta) -> bool {
     meta.deletion_timestamp.is_none() && meta.owner_references.as_ref().is_some_and(|owners| !owners.is_empty())
@@ -440,7 +519,7 @@ fn is_candidate(meta: &ObjectMeta) -> bool {
 /// (never collected on its account), or the cached object under its name has its uid. When
 /// not, only an uncached read can tell: the cache may lag behind a create.
 fn alive_by_cache(owner: &OwnerReference, cached_uid: Option<&str>) -> bool {
-    !OWNER_KINDS.contains(&owner.kind.as_str()) || cached_uid == Some(owner.uid.as_str())
+    OwnerKind::from_kind(&owner.kind).is_none() || cached_uid == Some(owner.uid.as_str())
 }
 
 /// How an owner marked for deletion wants its dependents handled.
@@ -480,8 +559,7 @@ fn propagation_to_finish(owner: &ObjectMeta) -> Option<Propagation> {
 /// One dependent of an owner, as the cache has it.
 #[derive(Clone, Debug)]
 struct Dependent {
-    /// `Pod` or `ReplicaSet`.
-    kind: &'static str,
+    kind: DependentKind,
     meta: ObjectMeta,
 }
 
@@ -540,16 +618,57 @@ mod tests {
         }
     }
 
+    fn key(name: &str) -> ObjectKey {
+        ObjectKey::new(Some("ns"), name)
+    }
+
+    /// Everything waiting in `queue`, in order.
+    async fn drain(queue: &WorkQueue<GcKey>) -> Vec<GcKey> {
+        let mut keys = Vec::new();
+        while !queue.is_empty() {
+            let Some(key) = queue.get().await else { break };
+            queue.done(&key);
+            keys.push(key);
+        }
+        keys
+    }
+
     #[test]
-    fn keys_name_a_dependent_to_check_or_an_owner_to_finalize() {
-        assert_eq!(parse_key("Pod/ns/web-1"), Some(GcKey::Dependent { kind: "Pod", key: "ns/web-1" }));
-        assert_eq!(parse_key("ReplicaSet/ns/web"), Some(GcKey::Dependent { kind: "ReplicaSet", key: "ns/web" }));
-        assert_eq!(
-            parse_key("Finalize/Deployment/ns/web"),
-            Some(GcKey::Finalize { kind: "Deployment", key: "ns/web" })
-        );
-        assert_eq!(parse_key("Deployment/ns/web"), None, "Deployments are owners here, never collected");
-        assert_eq!(parse_key("nonsense"), None);
+    fn keys_display_their_kind_and_object_for_logs() {
+        let dependent = GcKey::Dependent { kind: DependentKind::Pod, key: key("web-1") };
+        assert_eq!(dependent.to_string(), "Pod/ns/web-1");
+        let owner = GcKey::Finalize { kind: OwnerKind::Deployment, key: key("web") };
+        assert_eq!(owner.to_string(), "Finalize/Deployment/ns/web");
+    }
+
+    #[test]
+    fn owner_kinds_are_read_from_owner_references_by_name() {
+        for kind in [OwnerKind::Deployment, OwnerKind::ReplicaSet, OwnerKind::Pod] {
+            assert_eq!(OwnerKind::from_kind(kind.as_str()), Some(kind));
+        }
+        assert_eq!(OwnerKind::from_kind("StatefulSet"), None);
+    }
+
+    #[tokio::test]
+    async fn a_dependent_is_queued_under_its_kind_only_while_it_names_owners() {
+        let queue = WorkQueue::new("test", RateLimiter::default(), None);
+        let mut pod = Pod { metadata: meta(vec![reference("ReplicaSet", "u", None)], false, &[]), ..Pod::default() };
+        pod.metadata.namespace = Some("ns".into());
+        pod.metadata.name = Some("web-1".into());
+        enqueue_if_owned(&queue, DependentKind::Pod, &pod);
+        pod.metadata.owner_references = None;
+        enqueue_if_owned(&queue, DependentKind::Pod, &pod);
+        assert_eq!(drain(&queue).await, [GcKey::Dependent { kind: DependentKind::Pod, key: key("web-1") }]);
+    }
+
+    #[tokio::test]
+    async fn a_gone_dependent_queues_its_owners_of_known_kinds_for_finalizing() {
+        let queue = WorkQueue::new("test", RateLimiter::default(), None);
+        let mut gone = meta(vec![reference("ReplicaSet", "u1", None), reference("StatefulSet", "u2", None)], true, &[]);
+        gone.namespace = Some("ns".into());
+        enqueue_owners(&queue, &gone);
+        // `reference` names every owner "owner"; a StatefulSet is not ours to finalize.
+        assert_eq!(drain(&queue).await, [GcKey::Finalize { kind: OwnerKind::ReplicaSet, key: key("owner") }]);
     }
 
     #[test]
@@ -582,10 +701,22 @@ mod tests {
     #[test]
     fn a_foreground_deletion_deletes_dependents_not_yet_going_and_waits_for_those_that_block_the_owner() {
         let dependents = [
-            Dependent { kind: "Pod", meta: meta(vec![reference("ReplicaSet", "owner", Some(true))], false, &[]) },
-            Dependent { kind: "Pod", meta: meta(vec![reference("ReplicaSet", "owner", Some(true))], true, &[]) },
-            Dependent { kind: "Pod", meta: meta(vec![reference("ReplicaSet", "owner", None)], false, &[]) },
-            Dependent { kind: "Pod", meta: meta(vec![reference("ReplicaSet", "other", Some(true))], false, &[]) },
+            Dependent {
+                kind: DependentKind::Pod,
+                meta: meta(vec![reference("ReplicaSet", "owner", Some(true))], false, &[]),
+            },
+            Dependent {
+                kind: DependentKind::Pod,
+                meta: meta(vec![reference("ReplicaSet", "owner", Some(true))], true, &[]),
+            },
+            Dependent {
+                kind: DependentKind::Pod,
+                meta: meta(vec![reference("ReplicaSet", "owner", None)], false, &[]),
+            },
+            Dependent {
+                kind: DependentKind::Pod,
+                meta: meta(vec![reference("ReplicaSet", "other", Some(true))], false, &[]),
+            },
         ];
         let plan = foreground_plan(&dependents, "owner");
         assert_eq!(plan.to_delete.len(), 3, "every dependent not already going");

@@ -29,6 +29,7 @@ use prometheus::Registry;
 use rkube_client::Client;
 use rkube_component::Readiness;
 use rkube_component::leaderelection::{LeaderElectionConfig, LeaderElector};
+use rkube_informer::ObjectKey;
 use rkube_informer::factory::SharedInformerFactory;
 use tokio_util::sync::CancellationToken;
 
@@ -57,7 +58,7 @@ pub enum Error {
     #[error("creating pods for {key}: {source}")]
     CreatePods {
         /// The controller's key.
-        key: String,
+        key: ObjectKey,
         /// The apiserver's answer.
         #[source]
         source: rkube_client::Error,
@@ -66,7 +67,7 @@ pub enum Error {
     #[error("deleting pods of {key}: {source}")]
     DeletePods {
         /// The controller's key.
-        key: String,
+        key: ObjectKey,
         /// The apiserver's answer.
         #[source]
         source: rkube_client::Error,
@@ -93,7 +94,7 @@ pub enum Error {
     #[error("updating the status of {key}: {source}")]
     UpdateStatus {
         /// The object's key.
-        key: String,
+        key: ObjectKey,
         /// The apiserver's answer.
         #[source]
         source: rkube_client::Error,
@@ -111,7 +112,7 @@ pub enum Error {
     #[error("{key}: {reason}")]
     InvalidObject {
         /// The object's key.
-        key: String,
+        key: ObjectKey,
         /// What is wrong with it.
         reason: String,
     },
@@ -272,30 +273,15 @@ pub async fn run_controllers(
     let mut loops = Vec::new();
     if config.is_enabled("replicaset")? {
         let controller = replicaset::ReplicaSetController::new(&factory, client.clone(), Some(registry));
-        loops.push((
-            "replicaset",
-            controller.queue(),
-            config.concurrent_replicaset_syncs,
-            WorkQueueController::ReplicaSet(controller),
-        ));
+        loops.push(("replicaset", config.concurrent_replicaset_syncs, WorkQueueController::ReplicaSet(controller)));
     }
     if config.is_enabled("deployment")? {
         let controller = deployment::DeploymentController::new(&factory, client.clone(), Some(registry));
-        loops.push((
-            "deployment",
-            controller.queue(),
-            config.concurrent_deployment_syncs,
-            WorkQueueController::Deployment(controller),
-        ));
+        loops.push(("deployment", config.concurrent_deployment_syncs, WorkQueueController::Deployment(controller)));
     }
     if config.is_enabled("garbagecollector")? {
         let controller = garbagecollector::GarbageCollector::new(&factory, client.clone(), Some(registry));
-        loops.push((
-            "garbagecollector",
-            controller.queue(),
-            config.concurrent_gc_syncs,
-            WorkQueueController::GarbageCollector(controller),
-        ));
+        loops.push(("garbagecollector", config.concurrent_gc_syncs, WorkQueueController::GarbageCollector(controller)));
     }
     let node_lifecycle = if config.is_enabled("nodelifecycle")? {
         Some(nodelifecycle::NodeLifecycleController::new(&factory, client.clone(), config.node_lifecycle.clone()))
@@ -314,17 +300,20 @@ pub async fn run_controllers(
         let (errors, syncs) = (metrics.errors.clone(), metrics.syncs.clone());
         tasks.push(tokio::spawn(controller.run(shutdown.clone(), errors, syncs)));
     }
-    for (name, queue, workers, runner) in loops {
+    for (name, workers, runner) in loops {
         let (metrics, shutdown) = (metrics.clone(), shutdown.clone());
         tasks.push(tokio::spawn(async move {
             match runner {
                 WorkQueueController::ReplicaSet(c) => {
+                    let queue = c.queue();
                     worker::run_workers(name, c, queue, workers, metrics, shutdown).await
                 }
                 WorkQueueController::Deployment(c) => {
+                    let queue = c.queue();
                     worker::run_workers(name, c, queue, workers, metrics, shutdown).await
                 }
                 WorkQueueController::GarbageCollector(c) => {
+                    let queue = c.queue();
                     worker::run_workers(name, c, queue, workers, metrics, shutdown).await
                 }
             }

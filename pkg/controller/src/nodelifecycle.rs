@@ -41,6 +41,7 @@ use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod, Taint, Toleration};
 use rkube_client::{Api, Client, DeleteParams, Patch, PatchParams};
+use rkube_informer::ObjectKey;
 use rkube_informer::factory::SharedInformerFactory;
 use rkube_informer::store::{NODE_NAME_INDEX, Store};
 use serde_json::json;
@@ -254,7 +255,7 @@ impl NodeLifecycleController {
                 let name = node.name_any();
                 let lease_renewed = self
                     .leases
-                    .get(&format!("{NODE_LEASE_NAMESPACE}/{name}"))
+                    .get(&ObjectKey::new(Some(NODE_LEASE_NAMESPACE), &name))
                     .and_then(|lease| lease.spec.as_ref()?.renew_time.as_ref().map(|time| time.0));
                 let heartbeat = ready_condition(node).and_then(|c| c.last_heartbeat_time.as_ref().map(|time| time.0));
                 let entry = health.entry(name.clone()).or_insert_with(|| NodeHealth::first_seen(now));
@@ -304,7 +305,7 @@ impl NodeLifecycleController {
             let patch = json!({"status": {"conditions": conditions}});
             api.patch_status(&name, &PatchParams::default(), &Patch::Merge(patch))
                 .await
-                .map_err(|source| Error::UpdateStatus { key: name.clone(), source })?;
+                .map_err(|source| Error::UpdateStatus { key: ObjectKey::of(node), source })?;
             tracing::warn!(node = %name, "node silent past the grace period: Ready=Unknown");
         }
         if !has_our_taints(node) {
@@ -381,17 +382,15 @@ impl NodeLifecycleController {
             for pod in pods_to_evict(pods, tainted, self.config.pod_eviction_timeout, now) {
                 let namespace = pod.namespace().unwrap_or_default();
                 let pod_name = pod.name_any();
+                let key = ObjectKey::of(pod.as_ref());
                 match Api::<Pod>::namespaced(self.client.clone(), &namespace)
                     .delete(&pod_name, &DeleteParams::default())
                     .await
                 {
-                    Ok(_) => {
-                        tracing::warn!(node = %name, pod = %format!("{namespace}/{pod_name}"), "evicted from unreachable node")
-                    }
+                    Ok(_) => tracing::warn!(node = %name, pod = %key, "evicted from unreachable node"),
                     Err(error) if error.is_not_found() => {}
                     Err(source) => {
-                        first_error
-                            .get_or_insert(Error::Read { what: format!("evicting {namespace}/{pod_name}"), source });
+                        first_error.get_or_insert(Error::Read { what: format!("evicting {key}"), source });
                     }
                 }
             }

@@ -1,7 +1,7 @@
 //! The ReplicaSet controller: keeps `spec.replicas` active pods matching each ReplicaSet's
 //! selector.
 //!
-//! The loop, for one ReplicaSet key (`namespace/name`), judging from the informers' caches:
+//! The loop, for one ReplicaSet key (an [`ObjectKey`]), judging from the informers' caches:
 //! 1. **claim**: among the active pods of the namespace, keep those it owns and still match,
 //!    *adopt* orphans that match (add a controller reference) and *release* owned pods that no
 //!    longer match (remove it) — see [`crate::controller_ref`];
@@ -43,9 +43,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use prometheus::Registry;
 use rkube_api::selector::LabelSelector;
 use rkube_client::{Api, Client, DeleteParams, Patch, PatchParams, PostParams};
+use rkube_informer::ObjectKey;
 use rkube_informer::factory::SharedInformerFactory;
 use rkube_informer::handler::{Deleted, HandlerFns};
-use rkube_informer::store::{NAMESPACE_INDEX, Store, key_of};
+use rkube_informer::store::{NAMESPACE_INDEX, Store};
 use rkube_informer::workqueue::{RateLimiter, WorkQueue};
 use serde_json::{Value, json};
 
@@ -66,7 +67,7 @@ pub struct ReplicaSetController {
     client: Client,
     replica_sets: Store<ReplicaSet>,
     pods: Store<Pod>,
-    queue: WorkQueue<String>,
+    queue: WorkQueue<ObjectKey>,
     /// Shared with the event handlers, which tick off what they see.
     expectations: Arc<Expectations>,
 }
@@ -76,7 +77,7 @@ pub struct ReplicaSetController {
 struct PodEventHandler {
     /// To find a pod's owner, or the ReplicaSets that may adopt it.
     replica_sets: Store<ReplicaSet>,
-    queue: WorkQueue<String>,
+    queue: WorkQueue<ObjectKey>,
     expectations: Arc<Expectations>,
 }
 
@@ -97,16 +98,16 @@ impl ReplicaSetController {
         let (e2, e3) = (Arc::clone(&controller.expectations), Arc::clone(&controller.expectations));
         replica_sets.add_handler(
             HandlerFns::new()
-                .on_add(move |rs: &Arc<ReplicaSet>| q1.add(key_of(rs.as_ref())))
+                .on_add(move |rs: &Arc<ReplicaSet>| q1.add(ObjectKey::of(rs.as_ref())))
                 .on_update(move |old: &Arc<ReplicaSet>, new: &Arc<ReplicaSet>| {
                     if old.metadata.uid != new.metadata.uid {
                         // Deleted and recreated under the same name: start clean.
-                        e2.forget(&key_of(old.as_ref()));
+                        e2.forget(&ObjectKey::of(old.as_ref()));
                     }
-                    q2.add(key_of(new.as_ref()));
+                    q2.add(ObjectKey::of(new.as_ref()));
                 })
                 .on_delete(move |deleted: Deleted<ReplicaSet>| {
-                    let key = key_of(deleted.object().as_ref());
+                    let key = ObjectKey::of(deleted.object().as_ref());
                     e3.forget(&key);
                     q3.add(key);
                 }),
@@ -127,7 +128,7 @@ impl ReplicaSetController {
     }
 
     /// The controller's work queue of ReplicaSet keys.
-    pub fn queue(&self) -> WorkQueue<String> {
+    pub fn queue(&self) -> WorkQueue<ObjectKey> {
         self.queue.clone()
     }
 }
@@ -138,7 +139,7 @@ impl PodEventHandler {
         if owner.kind != KIND || !owner.api_version.starts_with("apps/") {
             return None;
         }
-        let rs = self.replica_sets.get(&format!("{namespace}/{}", owner.name))?;
+        let rs = self.replica_sets.get(&ObjectKey::new(Some(namespace), &owner.name))?;
         (rs.metadata.uid.as_deref() == Some(owner.uid.as_str())).then_some(rs)
     }
 
@@ -168,14 +169,14 @@ impl PodEventHandler {
         }
         if controller_of(&pod.metadata).is_some() {
             if let Some(rs) = self.owner_of(pod) {
-                let key = key_of(rs.as_ref());
+                let key = ObjectKey::of(rs.as_ref());
                 self.expectations.creation_observed(&key);
                 self.queue.add(key);
             }
             return;
         }
         for rs in self.matching(pod) {
-            self.queue.add(key_of(rs.as_ref()));
+            self.queue.add(ObjectKey::of(rs.as_ref()));
         }
     }
 
@@ -196,11 +197,11 @@ impl PodEventHandler {
         if old_owner != new_owner
             && let Some(rs) = self.owner_of(old)
         {
-            self.queue.add(key_of(rs.as_ref()));
+            self.queue.add(ObjectKey::of(rs.as_ref()));
         }
         if new_owner.is_some() {
             if let Some(rs) = self.owner_of(new) {
-                let key = key_of(rs.as_ref());
+                let key = ObjectKey::of(rs.as_ref());
                 let min_ready = rs.spec.min_ready_seconds.unwrap_or(0);
                 if min_ready > 0 && !is_ready(old) && is_ready(new) {
                     // Becomes available minReadySeconds from now: look again then.
@@ -213,15 +214,15 @@ impl PodEventHandler {
         }
         if labels_changed || old_owner != new_owner {
             for rs in self.matching(new) {
-                self.queue.add(key_of(rs.as_ref()));
+                self.queue.add(ObjectKey::of(rs.as_ref()));
             }
         }
     }
 
     fn delete_pod(&self, pod: &Arc<Pod>) {
         if let Some(rs) = self.owner_of(pod) {
-            let key = key_of(rs.as_ref());
-            self.expectations.deletion_observed(&key, &key_of(pod.as_ref()));
+            let key = ObjectKey::of(rs.as_ref());
+            self.expectations.deletion_observed(&key, &ObjectKey::of(pod.as_ref()));
             self.queue.add(key);
         }
     }
@@ -233,7 +234,9 @@ fn outcome_unknown(error: &rkube_client::Error) -> bool {
 }
 
 impl Syncer for ReplicaSetController {
-    async fn sync(&self, key: &str) -> Result<Action, Error> {
+    type Key = ObjectKey;
+
+    async fn sync(&self, key: &ObjectKey) -> Result<Action, Error> {
         let Some(rs) = self.replica_sets.get(key) else {
             self.expectations.forget(key);
             return Ok(Action::await_change());
@@ -329,13 +332,13 @@ impl ReplicaSetController {
         match api.get_opt(&name).await {
             Ok(Some(fresh)) => Ok(fresh.metadata.uid == rs.metadata.uid && fresh.metadata.deletion_timestamp.is_none()),
             Ok(None) => Ok(false),
-            Err(source) => Err(Error::Read { what: format!("replicaset {namespace}/{name}"), source }),
+            Err(source) => Err(Error::Read { what: format!("replicaset {}", ObjectKey::of(rs)), source }),
         }
     }
 
     /// Creates or deletes pods so that `owned` becomes `spec.replicas` (at most
     /// [`BURST_REPLICAS`] at a time), recording expectations first.
-    async fn manage_replicas(&self, key: &str, rs: &ReplicaSet, owned: &[Arc<Pod>]) -> Result<(), Error> {
+    async fn manage_replicas(&self, key: &ObjectKey, rs: &ReplicaSet, owned: &[Arc<Pod>]) -> Result<(), Error> {
         let want = usize::try_from(rs.spec.replicas.unwrap_or(1)).unwrap_or(0);
         match replica_change(want, owned.len()) {
             ReplicaChange::None => Ok(()),
@@ -353,7 +356,7 @@ impl ReplicaSetController {
     /// ([`Expectations::creation_uncertain`]).
     async fn create_pods(
         &self,
-        key: &str,
+        key: &ObjectKey,
         rs: &ReplicaSet,
         count: usize,
         want: usize,
@@ -390,7 +393,7 @@ impl ReplicaSetController {
         }
         tracing::info!(%key, want, had, created = attempted, "scaled up");
         match first_error {
-            Some(source) => Err(Error::CreatePods { key: key.to_string(), source }),
+            Some(source) => Err(Error::CreatePods { key: key.clone(), source }),
             None => Ok(()),
         }
     }
@@ -398,7 +401,7 @@ impl ReplicaSetController {
     /// Deletes `victims`, expecting each to go first; a failed delete is ticked off at once.
     async fn delete_pods(
         &self,
-        key: &str,
+        key: &ObjectKey,
         rs: &ReplicaSet,
         victims: &[Arc<Pod>],
         want: usize,
@@ -407,10 +410,10 @@ impl ReplicaSetController {
         let namespace = rs.namespace().unwrap_or_default();
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
         let expectations = &self.expectations;
-        expectations.expect_deletions(key, victims.iter().map(|pod| key_of(pod.as_ref())));
+        expectations.expect_deletions(key, victims.iter().map(|pod| ObjectKey::of(pod.as_ref())));
         let results = join_all(victims.iter().map(|pod| async {
             let name = pod.name_any();
-            (key_of(pod.as_ref()), api.delete(&name, &DeleteParams::default()).await)
+            (ObjectKey::of(pod.as_ref()), api.delete(&name, &DeleteParams::default()).await)
         }))
         .await;
         let mut first_error = None;
@@ -424,7 +427,7 @@ impl ReplicaSetController {
         }
         tracing::info!(%key, want, had, deleted = victims.len(), "scaled down");
         match first_error {
-            Some(source) => Err(Error::DeletePods { key: key.to_string(), source }),
+            Some(source) => Err(Error::DeletePods { key: key.clone(), source }),
             None => Ok(()),
         }
     }
@@ -441,7 +444,7 @@ impl ReplicaSetController {
         match api.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": status}))).await {
             Ok(_) => Ok(()),
             Err(error) if error.is_not_found() => Ok(()),
-            Err(source) => Err(Error::UpdateStatus { key: key_of(rs), source }),
+            Err(source) => Err(Error::UpdateStatus { key: ObjectKey::of(rs), source }),
         }
     }
 }
@@ -515,7 +518,7 @@ pub fn pod_from_template(rs: &ReplicaSet) -> Result<Pod, Error> {
         .spec
         .template
         .clone()
-        .ok_or_else(|| Error::InvalidObject { key: key_of(rs), reason: "spec.template is missing".into() })?;
+        .ok_or_else(|| Error::InvalidObject { key: ObjectKey::of(rs), reason: "spec.template is missing".into() })?;
     let template_meta = template.metadata.unwrap_or_default();
     Ok(Pod {
         metadata: ObjectMeta {
@@ -624,6 +627,11 @@ mod tests {
         }
     }
 
+    /// The key of `replica_set()`.
+    fn web() -> ObjectKey {
+        ObjectKey::new(Some("ns"), "web")
+    }
+
     /// A controller over caches holding `rs` and no pods, with a client that reaches nothing:
     /// any write it attempts fails.
     fn controller_of_cached(rs: ReplicaSet) -> ReplicaSetController {
@@ -653,10 +661,10 @@ mod tests {
         let controller = controller_of_cached(replica_set_with_current_status());
         let expectations = &controller.expectations;
         // The fault: two creates were cut off mid-request and may never have happened.
-        expectations.expect_creations("ns/web", 2);
-        expectations.creation_uncertain("ns/web");
+        expectations.expect_creations(&web(), 2);
+        expectations.creation_uncertain(&web());
         // Ok, not an error: the sync did not even try to create (the client reaches nothing).
-        let action = controller.sync("ns/web").await.unwrap();
+        let action = controller.sync(&web()).await.unwrap();
         let delay = action.requeue_after().expect("a requeue, or nothing would ever wake the key");
         assert!(delay <= crate::expectations::UNCERTAIN_TTL, "requeued after {delay:?}");
     }
@@ -666,7 +674,7 @@ mod tests {
         let mut rs = replica_set_with_current_status();
         rs.spec.replicas = Some(0);
         let controller = controller_of_cached(rs);
-        assert_eq!(controller.sync("ns/web").await.unwrap(), Action::await_change());
+        assert_eq!(controller.sync(&web()).await.unwrap(), Action::await_change());
     }
 
     #[test]
@@ -740,8 +748,7 @@ mod tests {
     #[test]
     fn status_reports_a_refused_create_as_replica_failure_and_clears_it_after() {
         let rs = replica_set();
-        let refused =
-            Error::CreatePods { key: "ns/web".into(), source: rkube_client::Error::Forbidden(Box::default()) };
+        let refused = Error::CreatePods { key: web(), source: rkube_client::Error::Forbidden(Box::default()) };
         let status = status_for(&rs, &[], Some(&refused), Timestamp::now());
         assert_eq!(status["conditions"][0]["type"], "ReplicaFailure");
         assert_eq!(status["conditions"][0]["reason"], "FailedCreate");

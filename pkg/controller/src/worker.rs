@@ -18,12 +18,18 @@
 //!   (`add_rate_limited`); a successful one resets that backoff (`forget`)
 //!   (`a_failed_sync_is_retried_with_backoff_and_a_success_forgets_the_failures`).
 //!
+//! Keys are typed: most controllers queue an [`ObjectKey`](rkube_informer::ObjectKey), the
+//! garbage collector its own [`crate::garbagecollector::GcKey`] (see [`Syncer::Key`]); nothing
+//! parses a key back from text.
+//!
 //! The work queue guarantees no key is synced by two workers at once. Not promised: that a
 //! requeued key waits for its delay when something else adds it meanwhile (it is synced at
 //! once, and again when the delay passes), or anything about requeues pending at shutdown
 //! (they are dropped).
 
+use std::fmt::Display;
 use std::future::Future;
+use std::hash::Hash;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -70,9 +76,14 @@ impl Action {
 
 /// Something that can make one key right.
 pub trait Syncer: Send + Sync + 'static {
+    /// What the work queue holds: an [`ObjectKey`](rkube_informer::ObjectKey) for a controller
+    /// of one kind, or a type of the controller's own when a key must say more (the garbage
+    /// collector's names a kind). `Display` is for logs.
+    type Key: Hash + Eq + Clone + Display + Send + Sync + 'static;
+
     /// Makes the object under `key` right, judging from the caches, and says when to look at
     /// it again. Safe to call any number of times; an error requeues the key with backoff.
-    fn sync(&self, key: &str) -> impl Future<Output = Result<Action, crate::Error>> + Send;
+    fn sync(&self, key: &Self::Key) -> impl Future<Output = Result<Action, crate::Error>> + Send;
 }
 
 /// Runs `workers` workers over `queue` until `shutdown`, then shuts the queue down and waits for
@@ -80,7 +91,7 @@ pub trait Syncer: Send + Sync + 'static {
 pub async fn run_workers<S: Syncer>(
     name: &'static str,
     syncer: Arc<S>,
-    queue: WorkQueue<String>,
+    queue: WorkQueue<S::Key>,
     workers: usize,
     metrics: ControllerMetrics,
     shutdown: CancellationToken,
@@ -110,26 +121,27 @@ pub async fn run_workers<S: Syncer>(
 
 /// Does what a sync of `key` asked for (or what its error calls for). Called while the key is
 /// still held, before `done`.
-fn apply_sync_result(
+fn apply_sync_result<T>(
     name: &'static str,
-    queue: &WorkQueue<String>,
-    key: &str,
+    queue: &WorkQueue<T>,
+    key: &T,
     result: Result<Action, crate::Error>,
     metrics: &ControllerMetrics,
-) {
+) where
+    T: Hash + Eq + Clone + Display + Send + Sync + 'static,
+{
     match result {
         Ok(action) => {
-            queue.forget(&key.to_string());
+            queue.forget(key);
             if let Some(delay) = action.requeue_after() {
                 tracing::debug!(controller = name, %key, ?delay, "requeued as the sync asked");
-                queue.add_after(key.to_string(), delay);
+                queue.add_after(key.clone(), delay);
             }
         }
         Err(error) => {
             metrics.errors.with_label_values(&[name]).inc();
-            let key = key.to_string();
-            tracing::warn!(controller = name, %key, %error, retries = queue.num_requeues(&key), "sync failed; requeued");
-            queue.add_rate_limited(key);
+            tracing::warn!(controller = name, %key, %error, retries = queue.num_requeues(key), "sync failed; requeued");
+            queue.add_rate_limited(key.clone());
         }
     }
 }
@@ -140,6 +152,7 @@ mod tests {
     use std::sync::Mutex;
 
     use prometheus::Registry;
+    use rkube_informer::ObjectKey;
     use rkube_informer::workqueue::RateLimiter;
 
     use super::*;
@@ -192,7 +205,9 @@ mod tests {
     }
 
     impl Syncer for Scripted {
-        async fn sync(&self, _key: &str) -> Result<Action, Error> {
+        type Key = ObjectKey;
+
+        async fn sync(&self, _key: &ObjectKey) -> Result<Action, Error> {
             self.calls.lock().unwrap().push(Instant::now());
             let next = self.script.lock().unwrap().pop_front().unwrap_or(Ok(Action::await_change()));
             self.called.notify_waiters();
@@ -201,16 +216,21 @@ mod tests {
     }
 
     fn failure() -> Error {
-        Error::InvalidObject { key: "ns/a".into(), reason: "scripted failure".into() }
+        Error::InvalidObject { key: key(), reason: "scripted failure".into() }
+    }
+
+    /// The one key these tests queue.
+    fn key() -> ObjectKey {
+        ObjectKey::new(Some("ns"), "a")
     }
 
     /// Starts one worker over a fresh queue holding `ns/a`.
-    fn start(syncer: &Arc<Scripted>) -> (WorkQueue<String>, CancellationToken, tokio::task::JoinHandle<()>) {
+    fn start(syncer: &Arc<Scripted>) -> (WorkQueue<ObjectKey>, CancellationToken, tokio::task::JoinHandle<()>) {
         let queue = WorkQueue::new("test", RateLimiter::default(), None);
         let metrics = ControllerMetrics::register(&Registry::new()).unwrap();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(run_workers("test", Arc::clone(syncer), queue.clone(), 1, metrics, shutdown.clone()));
-        queue.add("ns/a".to_string());
+        queue.add(key());
         (queue, shutdown, task)
     }
 
@@ -234,7 +254,7 @@ mod tests {
         // Nothing is delayed or waiting: the key can only come back through an add.
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!((syncer.calls().len(), queue.len()), (1, 0));
-        queue.add("ns/a".to_string());
+        queue.add(key());
         syncer.wait_for_calls(2).await;
         shutdown.cancel();
         task.await.unwrap();
@@ -251,7 +271,7 @@ mod tests {
         assert!(calls[2] - calls[1] >= Duration::from_millis(10));
         // `forget` runs before `done`, which releases the key; wait for that, then look.
         tokio::time::timeout(Duration::from_secs(5), async {
-            while queue.num_requeues(&"ns/a".to_string()) != 0 {
+            while queue.num_requeues(&key()) != 0 {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         })

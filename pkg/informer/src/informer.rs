@@ -31,10 +31,11 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::handler::{Deleted, Delivery, EventHandler, HandlerRegistration, Notification};
+use crate::key::ObjectKey;
 use crate::lister_watcher::ListerWatcher;
 use crate::metrics::ResourceMetrics;
 use crate::reflector::{Delta, Reflector, ReflectorConfig};
-use crate::store::{Change, IndexFn, Store, Writer, key_of};
+use crate::store::{Change, IndexFn, Store, Writer};
 
 /// How a shared informer lists, watches and resyncs.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -333,8 +334,7 @@ where
                 processor.notify(&notification);
             }
             Delta::Deleted(object) => {
-                let key = key_of(&object);
-                processor.writer.delete(&key);
+                processor.writer.delete(&ObjectKey::of(&object));
                 processor.notify(&Notification::Delete(Deleted::Known(Arc::new(object))));
             }
         }
@@ -380,6 +380,11 @@ mod tests {
         }
     }
 
+    /// The informer's store keys, as text.
+    fn keys(informer: &SharedInformer<ConfigMap>) -> Vec<String> {
+        informer.store().keys().iter().map(ToString::to_string).collect()
+    }
+
     fn informer(api: &FakeApi, config: InformerConfig) -> (SharedInformer<ConfigMap>, ResourceMetrics) {
         let metrics = ResourceMetrics::unregistered("configmaps").expect("metrics register in a fresh registry");
         (SharedInformer::new(api.clone(), config, metrics.clone()), metrics)
@@ -399,7 +404,7 @@ mod tests {
         assert!(informer.wait_for_sync().await);
         assert_eq!(recorder.wait_for(3).await, ["add a@1", "add b@2", "add c@3"]);
         eventually("the handler to have synced", || registration.has_synced()).await;
-        assert_eq!(informer.store().keys(), ["default/a", "default/b", "default/c"]);
+        assert_eq!(keys(&informer), ["default/a", "default/b", "default/c"]);
         assert_eq!(metrics.lists.get(), 1);
         eventually("the watch to start from the list's resourceVersion", || api.watch_calls() == ["5"]).await;
         shutdown.cancel();
@@ -425,7 +430,7 @@ mod tests {
         let mut relisted = lines[4..].to_vec();
         relisted.sort();
         assert_eq!(relisted, ["add d@6", "delete-unknown c@3", "update b@2->b@5"]);
-        assert_eq!(informer.store().keys(), ["default/a", "default/b", "default/d"]);
+        assert_eq!(keys(&informer), ["default/a", "default/b", "default/d"]);
         assert_eq!(metrics.relists.get(), 1);
         assert_eq!(metrics.lists.get(), 2);
         eventually("the watch to start from the relist", || api.watch_calls() == ["3", "6"]).await;
@@ -487,7 +492,7 @@ mod tests {
         assert!(informer.wait_for_sync().await);
         send(&feed, WatchEvent::Deleted(config_map("a", 3)));
         send(&feed, WatchEvent::Added(config_map("c", 4)));
-        eventually("the watch events to be applied", || informer.store().keys() == ["default/b", "default/c"]).await;
+        eventually("the watch events to be applied", || keys(&informer) == ["default/b", "default/c"]).await;
         let late = Recorder::default();
         let registration = informer.add_handler(late.clone());
         eventually("the late handler to have synced", || registration.has_synced()).await;

@@ -3,13 +3,15 @@
 //! The pieces, bottom up, with client-go's names:
 //! - [`reflector`]: a `Reflector` lists a resource, then watches it from the list's
 //!   resourceVersion, resumes after breaks with [`backoff`], and relists after a 410;
+//! - [`key`]: the [`ObjectKey`] that names one object (client-go's `namespace/name` string,
+//!   typed);
 //! - [`store`]: the `Store`/`Indexer`, an in-memory, indexed, thread-safe copy that hands out
-//!   `Arc<K>`;
+//!   `Arc<K>`, keyed by [`ObjectKey`];
 //! - [`informer`]: the `SharedInformer`, one reflector and one store per resource, telling any
 //!   number of [`handler`]s about adds, updates and deletes;
 //! - [`factory`]: the `SharedInformerFactory`, which makes sure a process has only one informer
 //!   per resource and namespace;
-//! - [`workqueue`]: where handlers put keys for controllers' workers;
+//! - [`workqueue`]: where handlers put keys (usually [`ObjectKey`]s) for controllers' workers;
 //! - [`metrics`]: Prometheus counters for all of the above.
 //!
 //! ```no_run
@@ -40,6 +42,7 @@ mod error;
 pub mod factory;
 pub mod handler;
 pub mod informer;
+pub mod key;
 pub mod lister_watcher;
 pub mod metrics;
 pub mod reflector;
@@ -49,3 +52,4 @@ mod testing;
 pub mod workqueue;
 
 pub use error::{Error, Result};
+pub use key::ObjectKey;

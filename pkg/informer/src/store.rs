@@ -5,12 +5,13 @@
 //! reflector owns the only [`Writer`] (not `Clone`), and everybody else reads through a
 //! [`Store`] (cheap to clone, made only from a writer).
 //!
-//! Three kinds of strings appear here, as in client-go's index.go:
-//! - a *key* names one object: `namespace/name`, or `name` for cluster-scoped objects
-//!   ([`key_of`]);
+//! Three kinds of names appear here, as in client-go's index.go (where all three are strings):
+//! - a *key* names one object: an [`ObjectKey`], its namespace (none for cluster-scoped
+//!   objects) and its name;
 //! - an *index name* names one index function, e.g. [`NAMESPACE_INDEX`];
 //! - an *indexed value* is one of the strings an index function returned for an object, e.g.
-//!   the namespace `"default"`.
+//!   the namespace `"default"`. Index lookups take an index name and a value and return
+//!   objects.
 //!
 //! What it keeps true (tests below):
 //! - objects are handed out as `Arc<K>`: nobody can modify the cache by accident;
@@ -31,6 +32,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube_core::Resource;
 
 use crate::error::{Error, Result};
+use crate::key::ObjectKey;
 
 /// Index of objects by `metadata.namespace` (cluster-scoped objects are not in it).
 pub const NAMESPACE_INDEX: &str = "namespace";
@@ -42,21 +44,6 @@ pub const OWNER_UID_INDEX: &str = "ownerUid";
 /// An index function: the indexed values of one object (none, one or several).
 /// client-go calls this `IndexFunc`.
 pub type IndexFn<K> = Arc<dyn Fn(&K) -> Vec<String> + Send + Sync>;
-
-/// The store key of an object: `namespace/name`, or `name` when it has no namespace.
-/// client-go calls this `MetaNamespaceKeyFunc`.
-pub fn key_of<K: Resource>(object: &K) -> String {
-    let meta = object.meta();
-    key_for(meta.namespace.as_deref(), meta.name.as_deref().unwrap_or_default())
-}
-
-/// The store key for `name` in `namespace` (`None` or `""` for cluster-scoped objects).
-pub fn key_for(namespace: Option<&str>, name: &str) -> String {
-    match namespace {
-        Some(namespace) if !namespace.is_empty() => format!("{namespace}/{name}"),
-        _ => name.to_string(),
-    }
-}
 
 /// [`NAMESPACE_INDEX`]'s function: the object's namespace, if it has one.
 pub fn namespace_index<K: Resource>(object: &K) -> Vec<String> {
@@ -99,9 +86,10 @@ pub enum Change<K> {
 /// Invariant: `key ∈ indices[index][value]` if and only if `items[key]` exists and `value` is
 /// one of `indexers[index](items[key])`.
 struct Indexed<K> {
-    items: BTreeMap<String, Arc<K>>,
+    items: BTreeMap<ObjectKey, Arc<K>>,
     indexers: BTreeMap<String, IndexFn<K>>,
-    indices: HashMap<String, HashMap<String, BTreeSet<String>>>,
+    /// Index name → indexed value → keys of the objects with that value.
+    indices: HashMap<String, HashMap<String, BTreeSet<ObjectKey>>>,
 }
 
 impl<K> Indexed<K> {
@@ -110,16 +98,16 @@ impl<K> Indexed<K> {
         Indexed { items: BTreeMap::new(), indexers, indices }
     }
 
-    fn index(&mut self, key: &str, object: &K) {
+    fn index(&mut self, key: &ObjectKey, object: &K) {
         for (name, index_fn) in &self.indexers {
             let index = self.indices.entry(name.clone()).or_default();
             for value in index_fn(object) {
-                index.entry(value).or_default().insert(key.to_string());
+                index.entry(value).or_default().insert(key.clone());
             }
         }
     }
 
-    fn unindex(&mut self, key: &str, object: &K) {
+    fn unindex(&mut self, key: &ObjectKey, object: &K) {
         for (name, index_fn) in &self.indexers {
             let Some(index) = self.indices.get_mut(name) else { continue };
             for value in index_fn(object) {
@@ -133,7 +121,7 @@ impl<K> Indexed<K> {
         }
     }
 
-    fn insert(&mut self, key: String, object: Arc<K>) -> Option<Arc<K>> {
+    fn insert(&mut self, key: ObjectKey, object: Arc<K>) -> Option<Arc<K>> {
         let old = self.items.remove(&key);
         if let Some(old) = &old {
             self.unindex(&key, old);
@@ -143,7 +131,7 @@ impl<K> Indexed<K> {
         old
     }
 
-    fn remove(&mut self, key: &str) -> Option<Arc<K>> {
+    fn remove(&mut self, key: &ObjectKey) -> Option<Arc<K>> {
         let old = self.items.remove(key)?;
         self.unindex(key, &old);
         Some(old)
@@ -176,23 +164,23 @@ impl<K> Store<K> {
         self.shared.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The object stored under `key` (`namespace/name` or `name`, see [`key_for`]).
+    /// The object stored under `key` (see [`ObjectKey::of`]).
     ///
     /// The cache may be stale: it holds what the reflector has seen, which can lag the server
     /// by a few events or, while disconnected, by much more. A controller that acts on a
     /// missing or old object must be ready for its write to fail with a conflict (409) and then
     /// read again; it must never treat "not in the cache" as proof that the object is gone.
-    pub fn get(&self, key: &str) -> Option<Arc<K>> {
+    pub fn get(&self, key: &ObjectKey) -> Option<Arc<K>> {
         self.read().items.get(key).cloned()
     }
 
-    /// Every object, in key order. May be stale, like [`Store::get`].
+    /// Every object, in key order (by namespace, then name). May be stale, like [`Store::get`].
     pub fn list(&self) -> Vec<Arc<K>> {
         self.read().items.values().cloned().collect()
     }
 
-    /// Every key, in order. May be stale, like [`Store::get`].
-    pub fn keys(&self) -> Vec<String> {
+    /// Every key, in order (by namespace, then name). May be stale, like [`Store::get`].
+    pub fn keys(&self) -> Vec<ObjectKey> {
         self.read().items.keys().cloned().collect()
     }
 
@@ -271,8 +259,8 @@ impl<K: Resource> Writer<K> {
     /// client-go calls this `AddIndexers`.
     pub fn add_indexer(&mut self, name: &str, index_fn: IndexFn<K>) {
         let mut state = self.write();
-        let objects: Vec<(String, Arc<K>)> = state.items.iter().map(|(k, v)| (k.clone(), Arc::clone(v))).collect();
-        let mut index: HashMap<String, BTreeSet<String>> = HashMap::new();
+        let objects: Vec<(ObjectKey, Arc<K>)> = state.items.iter().map(|(k, v)| (k.clone(), Arc::clone(v))).collect();
+        let mut index: HashMap<String, BTreeSet<ObjectKey>> = HashMap::new();
         for (key, object) in &objects {
             for value in index_fn(object) {
                 index.entry(value).or_default().insert(key.clone());
@@ -284,12 +272,12 @@ impl<K: Resource> Writer<K> {
 
     /// Stores `object` (added or modified) and returns what it replaced.
     pub fn apply(&mut self, object: Arc<K>) -> Option<Arc<K>> {
-        let key = key_of(object.as_ref());
+        let key = ObjectKey::of(object.as_ref());
         self.write().insert(key, object)
     }
 
     /// Removes the object under `key` and returns it.
-    pub fn delete(&mut self, key: &str) -> Option<Arc<K>> {
+    pub fn delete(&mut self, key: &ObjectKey) -> Option<Arc<K>> {
         self.write().remove(key)
     }
 
@@ -309,7 +297,7 @@ impl<K: Resource> Writer<K> {
             let current = self.store();
             let current = current.read();
             for object in objects {
-                let key = key_of(&object);
+                let key = ObjectKey::of(&object);
                 let object = match current.items.get(&key) {
                     Some(old) if old.meta().resource_version == object.meta().resource_version => Arc::clone(old),
                     Some(old) => {
@@ -373,19 +361,31 @@ mod tests {
         }
     }
 
+    /// The keys of `objects`, as text.
     fn names<K: Resource>(objects: &[Arc<K>]) -> Vec<String> {
-        objects.iter().map(|object| key_of(object.as_ref())).collect()
+        objects.iter().map(|object| ObjectKey::of(object.as_ref()).to_string()).collect()
+    }
+
+    /// The store's keys, as text.
+    fn keys<K>(store: &Store<K>) -> Vec<String> {
+        store.keys().iter().map(ToString::to_string).collect()
+    }
+
+    fn key(namespace: &str, name: &str) -> ObjectKey {
+        ObjectKey::new(Some(namespace), name)
     }
 
     #[test]
-    fn keys_are_namespace_slash_name_or_just_name_when_cluster_scoped() {
-        assert_eq!(key_of(&config_map("ns", "a", "1")), "ns/a");
-        let node = k8s_openapi::api::core::v1::Node {
+    fn objects_are_stored_under_their_namespace_and_name_or_just_their_name_when_cluster_scoped() {
+        let mut writer = Writer::default();
+        writer.apply(Arc::new(config_map("ns", "a", "1")));
+        assert!(writer.store().get(&key("ns", "a")).is_some());
+        let mut nodes = Writer::default();
+        nodes.apply(Arc::new(k8s_openapi::api::core::v1::Node {
             metadata: ObjectMeta { name: Some("n1".into()), ..ObjectMeta::default() },
             ..Default::default()
-        };
-        assert_eq!(key_of(&node), "n1");
-        assert_eq!(key_for(Some(""), "n1"), "n1");
+        }));
+        assert_eq!(nodes.store().keys(), [ObjectKey::new(None, "n1")]);
     }
 
     #[test]
@@ -395,11 +395,11 @@ mod tests {
         assert!(writer.apply(Arc::new(config_map("ns", "a", "1"))).is_none());
         let old = writer.apply(Arc::new(config_map("ns", "a", "2"))).expect("replaced the first version");
         assert_eq!(old.metadata.resource_version.as_deref(), Some("1"));
-        assert_eq!(store.get("ns/a").expect("stored").metadata.resource_version.as_deref(), Some("2"));
+        assert_eq!(store.get(&key("ns", "a")).expect("stored").metadata.resource_version.as_deref(), Some("2"));
         writer.apply(Arc::new(config_map("ns", "b", "3")));
-        assert_eq!(store.keys(), ["ns/a", "ns/b"]);
-        assert_eq!(writer.delete("ns/a").map(|o| key_of(o.as_ref())), Some("ns/a".into()));
-        assert!(store.get("ns/a").is_none());
+        assert_eq!(keys(&store), ["ns/a", "ns/b"]);
+        assert_eq!(writer.delete(&key("ns", "a")).map(|o| ObjectKey::of(o.as_ref())), Some(key("ns", "a")));
+        assert!(store.get(&key("ns", "a")).is_none());
         assert_eq!(names(&store.list()), ["ns/b"]);
         assert_eq!(store.len(), 1);
     }
@@ -421,7 +421,7 @@ mod tests {
         assert_eq!(by_owner("uid-1"), ["one/a", "one/b"]);
         assert!(by_owner("uid-2").is_empty());
         assert_eq!(store.index_values(OWNER_UID_INDEX).expect("owner index exists"), ["uid-1"]);
-        writer.delete("one/a");
+        writer.delete(&key("one", "a"));
         assert_eq!(by_ns("one"), ["one/b"]);
         assert_eq!(by_owner("uid-1"), ["one/b"]);
     }
@@ -470,7 +470,7 @@ mod tests {
         writer.apply(Arc::new(config_map("ns", "same", "1")));
         writer.apply(Arc::new(config_map("ns", "changed", "2")));
         writer.apply(Arc::new(config_map("ns", "gone", "3")));
-        let kept = store.get("ns/same").expect("stored");
+        let kept = store.get(&key("ns", "same")).expect("stored");
         let changes = writer.replace(vec![
             config_map("ns", "same", "1"),
             config_map("ns", "changed", "5"),
@@ -479,20 +479,20 @@ mod tests {
         let mut summary: Vec<String> = changes
             .iter()
             .map(|change| match change {
-                Change::Added(new) => format!("added {}", key_of(new.as_ref())),
+                Change::Added(new) => format!("added {}", ObjectKey::of(new.as_ref())),
                 Change::Updated { old, new } => format!(
                     "updated {} {}->{}",
-                    key_of(new.as_ref()),
+                    ObjectKey::of(new.as_ref()),
                     old.metadata.resource_version.as_deref().unwrap_or_default(),
                     new.metadata.resource_version.as_deref().unwrap_or_default()
                 ),
-                Change::Vanished(old) => format!("vanished {}", key_of(old.as_ref())),
+                Change::Vanished(old) => format!("vanished {}", ObjectKey::of(old.as_ref())),
             })
             .collect();
         summary.sort();
         assert_eq!(summary, ["added ns/new", "updated ns/changed 2->5", "vanished ns/gone"]);
-        assert_eq!(store.keys(), ["ns/changed", "ns/new", "ns/same"]);
-        assert!(Arc::ptr_eq(&kept, &store.get("ns/same").expect("still stored")));
+        assert_eq!(keys(&store), ["ns/changed", "ns/new", "ns/same"]);
+        assert!(Arc::ptr_eq(&kept, &store.get(&key("ns", "same")).expect("still stored")));
         assert_eq!(names(&store.by_index(NAMESPACE_INDEX, "ns").expect("index exists")).len(), 3);
     }
 

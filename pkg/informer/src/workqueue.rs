@@ -1,8 +1,10 @@
-//! Work queue of keys (usually `namespace/name`) for controllers: client-go's `workqueue`
-//! (its plain, delaying and rate-limiting queues in one type), in async Rust.
+//! Work queue of keys for controllers: client-go's `workqueue` (its plain, delaying and
+//! rate-limiting queues in one type), in async Rust.
 //!
-//! An informer's event handler calls [`WorkQueue::add`] with the key of the object that
-//! changed; N workers loop on [`WorkQueue::get`], reconcile the key, and then call
+//! The queue is generic over its key type; controllers use `WorkQueue<ObjectKey>`
+//! ([`crate::key::ObjectKey`]: an object's namespace and name, where client-go queues the
+//! string `namespace/name`). An informer's event handler calls [`WorkQueue::add`] with the key
+//! of the object that changed; N workers loop on [`WorkQueue::get`], reconcile the key, and then call
 //! [`WorkQueue::forget`] on success or [`WorkQueue::add_rate_limited`] on error, and always
 //! [`WorkQueue::done`]. Handlers stay fast, and the expensive work happens in the workers.
 //!
@@ -253,14 +255,15 @@ struct Inner<T> {
 /// The worker loop every controller runs (`processNextWorkItem` in client-go's workqueue example):
 ///
 /// ```no_run
+/// use rkube_informer::ObjectKey;
 /// use rkube_informer::workqueue::{RateLimiter, WorkQueue};
 ///
-/// async fn reconcile(key: &str) -> Result<(), String> {
+/// async fn reconcile(key: &ObjectKey) -> Result<(), String> {
 ///     println!("reconciling {key}");
 ///     Ok(())
 /// }
 ///
-/// async fn worker(queue: WorkQueue<String>) {
+/// async fn worker(queue: WorkQueue<ObjectKey>) {
 ///     while let Some(key) = queue.get().await {
 ///         match reconcile(&key).await {
 ///             Ok(()) => queue.forget(&key),
@@ -275,7 +278,7 @@ struct Inner<T> {
 ///
 /// # async fn run() {
 /// let queue = WorkQueue::new("configmaps", RateLimiter::default(), None);
-/// queue.add("default/settings".to_owned());
+/// queue.add(ObjectKey::new(Some("default"), "settings"));
 /// let workers: Vec<_> = (0..2).map(|_| tokio::spawn(worker(queue.clone()))).collect();
 /// // ... on shutdown:
 /// queue.shut_down_with_drain().await;

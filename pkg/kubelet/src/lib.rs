@@ -46,10 +46,11 @@ use prometheus::Registry;
 use rkube_api::backoff::{Backoff, BackoffConfig};
 use rkube_client::Client;
 use rkube_component::Readiness;
+use rkube_informer::ObjectKey;
 use rkube_informer::factory::{Selectors, SharedInformerFactory};
 use rkube_informer::handler::HandlerFns;
 use rkube_informer::informer::SharedInformer;
-use rkube_informer::store::{Store, key_of};
+use rkube_informer::store::Store;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 
@@ -301,9 +302,9 @@ impl Kubelet {
         let (on_add, on_update, on_delete) = (workers.clone(), workers.clone(), workers.clone());
         pods.add_handler(
             HandlerFns::new()
-                .on_add(move |pod: &Arc<Pod>| on_add.update(&key_of(pod.as_ref())))
-                .on_update(move |_old, new: &Arc<Pod>| on_update.update(&key_of(new.as_ref())))
-                .on_delete(move |deleted| on_delete.update(&key_of(deleted.object().as_ref()))),
+                .on_add(move |pod: &Arc<Pod>| on_add.update(&ObjectKey::of(pod.as_ref())))
+                .on_update(move |_old, new: &Arc<Pod>| on_update.update(&ObjectKey::of(new.as_ref())))
+                .on_delete(move |deleted| on_delete.update(&ObjectKey::of(deleted.object().as_ref()))),
         );
         (workers, probe_changes)
     }

@@ -19,7 +19,8 @@
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Pod;
-use rkube_informer::store::{Store, key_of};
+use rkube_informer::ObjectKey;
+use rkube_informer::store::Store;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -52,14 +53,16 @@ pub async fn run(pods: Store<Pod>, workers: PodWorkers, mut events: Events, shut
 
 /// The keys of the cached `pods` that `event` names: the pods with its uid, or every pod when
 /// events were lost. `None` when the runtime's event channel closed.
-fn pods_to_sync(pods: &[Arc<Pod>], event: &Result<String, RecvError>) -> Option<Vec<String>> {
+fn pods_to_sync(pods: &[Arc<Pod>], event: &Result<String, RecvError>) -> Option<Vec<ObjectKey>> {
     let named = |pod: &&Arc<Pod>| match event {
         Ok(uid) => pod.metadata.uid.as_ref() == Some(uid),
         Err(_) => true,
     };
     match event {
         Err(RecvError::Closed) => None,
-        Ok(_) | Err(RecvError::Lagged(_)) => Some(pods.iter().filter(named).map(|pod| key_of(pod.as_ref())).collect()),
+        Ok(_) | Err(RecvError::Lagged(_)) => {
+            Some(pods.iter().filter(named).map(|pod| ObjectKey::of(pod.as_ref())).collect())
+        }
     }
 }
 
@@ -67,6 +70,10 @@ fn pods_to_sync(pods: &[Arc<Pod>], event: &Result<String, RecvError>) -> Option<
 mod tests {
     use super::*;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn key(name: &str) -> ObjectKey {
+        ObjectKey::new(Some("default"), name)
+    }
 
     fn pod(name: &str, uid: &str) -> Arc<Pod> {
         Arc::new(Pod {
@@ -83,10 +90,10 @@ mod tests {
     #[test]
     fn an_event_syncs_the_pods_with_its_uid_and_lost_events_sync_every_pod() {
         let pods = [pod("a", "uid-a"), pod("b", "uid-b")];
-        assert_eq!(pods_to_sync(&pods, &Ok("uid-b".into())), Some(vec!["default/b".to_string()]));
+        assert_eq!(pods_to_sync(&pods, &Ok("uid-b".into())), Some(vec![key("b")]));
         assert_eq!(pods_to_sync(&pods, &Ok("uid-gone".into())), Some(Vec::new()));
         let every = pods_to_sync(&pods, &Err(RecvError::Lagged(3)));
-        assert_eq!(every, Some(vec!["default/a".to_string(), "default/b".to_string()]));
+        assert_eq!(every, Some(vec![key("a"), key("b")]));
         assert_eq!(pods_to_sync(&pods, &Err(RecvError::Closed)), None);
     }
 }

@@ -1,7 +1,7 @@
 //! Pod workers: one task per pod, so a slow pod never holds up the others.
 //!
-//! Each pod (by `namespace/name`) gets its own worker task the first time the informer reports
-//! it. The worker syncs the pod after every change the informer sees, every
+//! Each pod (by its [`ObjectKey`]) gets its own worker task the first time the informer
+//! reports it. The worker syncs the pod after every change the informer sees, every
 //! `resync_interval`, and after a failure with a growing backoff (capped at the resync
 //! interval). A sync is level-triggered: it reads the pod from the informer's cache, never from
 //! the event, so merged or missed events do not matter. The Kubernetes kubelet calls this
@@ -30,6 +30,7 @@ use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Pod;
 use rkube_api::backoff::{Backoff, BackoffConfig};
 use rkube_client::{Api, Client, DeleteParams, Preconditions};
+use rkube_informer::ObjectKey;
 use rkube_informer::store::Store;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -61,7 +62,7 @@ struct PodSyncer {
 }
 
 /// A "sync me" signal per pod key; a key is present while its worker runs.
-type WorkerSignals = Mutex<HashMap<String, watch::Sender<()>>>;
+type WorkerSignals = Mutex<HashMap<ObjectKey, watch::Sender<()>>>;
 
 /// How the pod workers run.
 #[derive(Clone, Debug)]
@@ -117,18 +118,18 @@ impl PodWorkers {
         }
     }
 
-    /// Tells the worker of pod `key` (`namespace/name`) to sync, starting one if there is none.
-    pub fn update(&self, key: &str) {
+    /// Tells the worker of pod `key` to sync, starting one if there is none.
+    pub fn update(&self, key: &ObjectKey) {
         let mut signals = self.signals.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(signal) = signals.get(key) {
             signal.send_replace(());
             return;
         }
         let (signal, changed) = watch::channel(());
-        signals.insert(key.to_string(), signal);
+        signals.insert(key.clone(), signal);
         self.syncer.metrics.running_pods.set(i64::try_from(signals.len()).unwrap_or(i64::MAX));
         drop(signals);
-        tokio::spawn(worker(Arc::clone(&self.syncer), Arc::clone(&self.signals), key.to_string(), changed));
+        tokio::spawn(worker(Arc::clone(&self.syncer), Arc::clone(&self.signals), key.clone(), changed));
     }
 
     /// Kills what the runtime runs for pods that are not in the cache (left over from before a
@@ -154,7 +155,7 @@ impl PodWorkers {
 }
 
 /// One pod's worker: sync, then wait for a change, the resync timer, or the retry timer.
-async fn worker(syncer: Arc<PodSyncer>, signals: Arc<WorkerSignals>, key: String, mut changed: watch::Receiver<()>) {
+async fn worker(syncer: Arc<PodSyncer>, signals: Arc<WorkerSignals>, key: ObjectKey, mut changed: watch::Receiver<()>) {
     let mut running_uid: Option<String> = None;
     let config = BackoffConfig::doubling(INITIAL_BACKOFF, syncer.resync_interval, Duration::MAX);
     let mut backoff = Backoff::new(config);
@@ -196,7 +197,7 @@ impl PodSyncer {
     /// Makes the runtime and the pod's status match the cached pod, once: kill what ran for a
     /// pod that vanished or was replaced → terminate a pod marked for deletion → run the pod
     /// (unless it is terminal) → report its status.
-    async fn sync(&self, key: &str, running_uid: &mut Option<String>) -> Result<Next> {
+    async fn sync(&self, key: &ObjectKey, running_uid: &mut Option<String>) -> Result<Next> {
         let pod = self.store.get(key);
         let uid = pod.as_ref().and_then(|pod| pod.metadata.uid.clone());
         self.kill_replaced(key, uid.as_ref(), running_uid).await?;
@@ -220,7 +221,12 @@ impl PodSyncer {
 
     /// A pod that vanished, or was replaced under the same name (now `uid`): stops what ran for
     /// the old one.
-    async fn kill_replaced(&self, key: &str, uid: Option<&String>, running_uid: &mut Option<String>) -> Result<()> {
+    async fn kill_replaced(
+        &self,
+        key: &ObjectKey,
+        uid: Option<&String>,
+        running_uid: &mut Option<String>,
+    ) -> Result<()> {
         let Some(old) = running_uid.as_ref() else { return Ok(()) };
         if uid == Some(old) {
             return Ok(());
@@ -236,7 +242,7 @@ impl PodSyncer {
 
     /// Reads what the runtime runs for pod `uid`, keeps its probes in step, and writes the
     /// status that follows (when it changed).
-    async fn report_status(&self, key: &str, pod: &Pod, uid: &str) -> Result<()> {
+    async fn report_status(&self, key: &ObjectKey, pod: &Pod, uid: &str) -> Result<()> {
         let runtime_status = self.runtime.pod_status(uid).await?;
         if let Some(probes) = &self.probes {
             probes.sync(pod, runtime_status.as_ref());
@@ -250,7 +256,7 @@ impl PodSyncer {
     }
 
     /// Stops a pod marked for deletion within its grace period, then removes it from the API.
-    async fn terminate(&self, key: &str, pod: &Pod, uid: &str, running_uid: &mut Option<String>) -> Result<Next> {
+    async fn terminate(&self, key: &ObjectKey, pod: &Pod, uid: &str, running_uid: &mut Option<String>) -> Result<Next> {
         let grace = pod
             .metadata
             .deletion_grace_period_seconds
@@ -266,7 +272,7 @@ impl PodSyncer {
     }
 
     /// Deletes the stopped pod `uid` from the API (grace period 0, uid precondition).
-    async fn delete_from_api(&self, key: &str, pod: &Pod, uid: &str) -> Result<Next> {
+    async fn delete_from_api(&self, key: &ObjectKey, pod: &Pod, uid: &str) -> Result<Next> {
         let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
         let name = pod.metadata.name.as_deref().unwrap_or_default();
         let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);

@@ -23,6 +23,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Node, Pod};
+use rkube_informer::ObjectKey;
 
 use crate::framework::PodInfo;
 use crate::resources::{Resources, node_allocatable};
@@ -42,7 +43,7 @@ pub struct NodeInfo {
     /// Sum of the scoring requests of the pods on it (missing requests count as defaults).
     pub scoring_requested: Resources,
     /// The pods on the node, by key.
-    pub pods: BTreeMap<String, Arc<PodInfo>>,
+    pub pods: BTreeMap<ObjectKey, Arc<PodInfo>>,
 }
 
 impl NodeInfo {
@@ -63,7 +64,7 @@ impl NodeInfo {
         self.pods.insert(pod.key.clone(), pod);
     }
 
-    fn remove_pod(&mut self, key: &str) {
+    fn remove_pod(&mut self, key: &ObjectKey) {
         if let Some(pod) = self.pods.remove(key) {
             self.requested = self.requested.minus(pod.requests);
             self.scoring_requested = self.scoring_requested.minus(pod.scoring_requests);
@@ -84,7 +85,7 @@ struct PodPlace {
 #[derive(Debug, Default)]
 pub struct Cache {
     nodes: BTreeMap<String, NodeInfo>,
-    pods: HashMap<String, PodPlace>,
+    pods: HashMap<ObjectKey, PodPlace>,
 }
 
 fn finished(pod: &Pod) -> bool {
@@ -116,7 +117,7 @@ impl Cache {
     /// (confirming it if it was assumed); anything else is removed from the cache.
     pub fn update_pod(&mut self, pod: Arc<Pod>) {
         let node = pod.spec.as_ref().and_then(|s| s.node_name.clone()).filter(|n| !n.is_empty());
-        let key = rkube_informer::store::key_of(pod.as_ref());
+        let key = ObjectKey::of(pod.as_ref());
         match node {
             Some(node) if !finished(&pod) => {
                 self.remove_pod(&key);
@@ -129,7 +130,7 @@ impl Cache {
     }
 
     /// Removes a pod (deleted, or finished).
-    pub fn remove_pod(&mut self, key: &str) {
+    pub fn remove_pod(&mut self, key: &ObjectKey) {
         if let Some(place) = self.pods.remove(key)
             && let Some(info) = self.nodes.get_mut(&place.node)
         {
@@ -148,19 +149,19 @@ impl Cache {
 
     /// Takes an assumed pod off its node again (its binding failed). A pod already confirmed
     /// through the watch is left alone.
-    pub fn forget(&mut self, key: &str) {
+    pub fn forget(&mut self, key: &ObjectKey) {
         if self.is_assumed(key) {
             self.remove_pod(key);
         }
     }
 
     /// Whether `key` is assumed (placed by us, not yet seen bound).
-    pub fn is_assumed(&self, key: &str) -> bool {
+    pub fn is_assumed(&self, key: &ObjectKey) -> bool {
         self.pods.get(key).is_some_and(|place| place.assumed)
     }
 
     /// The node a pod is counted on, if any.
-    pub fn node_of(&self, key: &str) -> Option<&str> {
+    pub fn node_of(&self, key: &ObjectKey) -> Option<&str> {
         self.pods.get(key).map(|place| place.node.as_str())
     }
 
@@ -188,6 +189,11 @@ impl Cache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The key of the pod `default/<name>`.
+    fn key(name: &str) -> ObjectKey {
+        ObjectKey::new(Some("default"), name)
+    }
     use crate::framework::testing::{node, pod};
     use serde_json::json;
 
@@ -210,7 +216,7 @@ mod tests {
         let p = pod(json!({"metadata": {"name": "a"},
             "spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": "500m"}}}]}}));
         cache.assume(p, "n1");
-        assert!(cache.is_assumed("default/a"));
+        assert!(cache.is_assumed(&key("a")));
         assert_eq!(cpu_on(&cache, "n1"), 500);
         // The watch still shows it unbound (our bind is in flight): the assumption stays.
         let mut unbound = (*bound("a", "n1", "500m")).clone();
@@ -219,9 +225,9 @@ mod tests {
         assert_eq!(cpu_on(&cache, "n1"), 500);
         // The watch shows it bound: confirmed, still counted once.
         cache.update_pod(bound("a", "n1", "500m"));
-        assert!(!cache.is_assumed("default/a"));
+        assert!(!cache.is_assumed(&key("a")));
         assert_eq!(cpu_on(&cache, "n1"), 500);
-        cache.forget("default/a");
+        cache.forget(&key("a"));
         assert_eq!(cpu_on(&cache, "n1"), 500, "forget leaves a confirmed pod alone");
     }
 
@@ -231,7 +237,7 @@ mod tests {
         cache.set_node(Arc::new(node(json!({"metadata": {"name": "n1"}}))));
         cache.assume(pod(json!({"metadata": {"name": "a"}})), "n1");
         assert_eq!(cache.node("n1").unwrap().requested.pods, 1);
-        cache.forget("default/a");
+        cache.forget(&key("a"));
         assert_eq!(cache.node("n1").unwrap().requested.pods, 0);
         assert_eq!(cache.assumed_count(), 0);
     }
@@ -247,7 +253,7 @@ mod tests {
         done.status = Some(serde_json::from_value(json!({"phase": "Succeeded"})).unwrap());
         cache.update_pod(Arc::new(done));
         assert_eq!(cpu_on(&cache, "n1"), 1000);
-        cache.remove_pod("default/b");
+        cache.remove_pod(&key("b"));
         assert_eq!(cpu_on(&cache, "n1"), 0);
     }
 
@@ -261,7 +267,7 @@ mod tests {
         assert_eq!(cpu_on(&cache, "ghost"), 1000, "the pod seen before its node still counts");
         cache.remove_node("ghost");
         assert_eq!(cache.candidate_nodes().count(), 0);
-        cache.remove_pod("default/a");
+        cache.remove_pod(&key("a"));
         assert!(cache.node("ghost").is_none());
     }
 }

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use prometheus::HistogramVec;
 
 use k8s_openapi::api::core::v1::Pod;
+use rkube_informer::ObjectKey;
 
 pub use crate::cache::NodeInfo;
 use crate::resources::{Resources, pod_requests};
@@ -53,8 +54,8 @@ impl HostPort {
 /// pod enters the cache).
 #[derive(Debug, Clone)]
 pub struct PodInfo {
-    /// The store key, `namespace/name`.
-    pub key: String,
+    /// The pod's key.
+    pub key: ObjectKey,
     /// The pod as last seen.
     pub pod: Arc<Pod>,
     /// Requests for filtering (missing requests are zero).
@@ -70,7 +71,7 @@ pub struct PodInfo {
 impl PodInfo {
     /// Computes the facts about `pod`.
     pub fn new(pod: Arc<Pod>) -> PodInfo {
-        let key = rkube_informer::store::key_of(pod.as_ref());
+        let key = ObjectKey::of(pod.as_ref());
         let host_ports = pod
             .spec
             .iter()
@@ -296,7 +297,7 @@ pub(crate) mod testing {
         let mut cache = Cache::default();
         cache.set_node(Arc::new(node));
         for (i, mut p) in pods.into_iter().enumerate() {
-            p.key = format!("default/bound-{i}");
+            p.key = ObjectKey::new(Some("default"), &format!("bound-{i}"));
             cache.assume(p, &name);
         }
         cache.node(&name).unwrap().clone()

@@ -1,6 +1,6 @@
 //! The scheduling queue: which pending pod the scheduler looks at next.
 //!
-//! A pod waiting to be scheduled (key `namespace/name`) is in exactly one of three places, as in
+//! A pod waiting to be scheduled (by its [`ObjectKey`]) is in exactly one of three places, as in
 //! Kubernetes' `PriorityQueue`:
 //! - **active**: ready to be tried, ordered by `spec.priority` (highest first), then by age
 //!   (first added first);
@@ -31,6 +31,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use prometheus::IntGaugeVec;
+use rkube_informer::ObjectKey;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -67,9 +68,9 @@ struct Entry {
 
 #[derive(Debug, Default)]
 struct State {
-    entries: HashMap<String, Entry>,
+    entries: HashMap<ObjectKey, Entry>,
     /// (highest priority first, oldest first, key) of every Active entry.
-    active: BTreeSet<(Reverse<i32>, u64, String)>,
+    active: BTreeSet<(Reverse<i32>, u64, ObjectKey)>,
     next_seq: u64,
     move_cycle: u64,
     closed: bool,
@@ -78,8 +79,8 @@ struct State {
 /// A pod handed out by [`SchedulingQueue::pop`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Popped {
-    /// `namespace/name`.
-    pub key: String,
+    /// The pod's key.
+    pub key: ObjectKey,
     /// How many times it has been handed out, this one included.
     pub attempts: u32,
 }
@@ -99,26 +100,26 @@ fn backoff_for(attempts: u32) -> Duration {
 }
 
 impl State {
-    fn make_active(&mut self, key: &str) {
+    fn make_active(&mut self, key: &ObjectKey) {
         if let Some(entry) = self.entries.get_mut(key) {
             entry.place = Place::Active;
             entry.unschedulable_since = None;
-            self.active.insert((Reverse(entry.priority), entry.seq, key.to_string()));
+            self.active.insert((Reverse(entry.priority), entry.seq, key.clone()));
         }
     }
 
-    fn leave_active(&mut self, key: &str) {
+    fn leave_active(&mut self, key: &ObjectKey) {
         if let Some(entry) = self.entries.get(key)
             && entry.place == Place::Active
         {
-            self.active.remove(&(Reverse(entry.priority), entry.seq, key.to_string()));
+            self.active.remove(&(Reverse(entry.priority), entry.seq, key.clone()));
         }
     }
 
     /// Backoff entries whose time has come, and unschedulable ones that waited too long, go
     /// to active.
     fn flush(&mut self, now: Instant) {
-        let due: Vec<String> = self
+        let due: Vec<ObjectKey> = self
             .entries
             .iter()
             .filter(|(_, e)| match e.place {
@@ -176,7 +177,7 @@ impl SchedulingQueue {
     /// Adds a pending pod, or updates one already queued. `changed` says whether the pod's
     /// spec or labels changed (not just its status): an unschedulable pod that changed may fit
     /// now, so it is retried.
-    pub fn add(&self, key: &str, priority: i32, changed: bool) {
+    pub fn add(&self, key: &ObjectKey, priority: i32, changed: bool) {
         let mut state = self.lock();
         let now = Instant::now();
         match state.entries.get(key).map(|e| e.place) {
@@ -184,7 +185,7 @@ impl SchedulingQueue {
                 let seq = state.next_seq;
                 state.next_seq += 1;
                 state.entries.insert(
-                    key.to_string(),
+                    key.clone(),
                     Entry {
                         priority,
                         seq,
@@ -236,7 +237,7 @@ impl SchedulingQueue {
 
     /// Forgets a pod (deleted, or bound by someone else). An in-flight pod is forgotten too;
     /// the outcome reported for it later is ignored.
-    pub fn delete(&self, key: &str) {
+    pub fn delete(&self, key: &ObjectKey) {
         let mut state = self.lock();
         state.leave_active(key);
         state.entries.remove(key);
@@ -284,7 +285,7 @@ impl SchedulingQueue {
 
     /// Reports that an in-flight pod was placed (assumed and sent to bind): it leaves the
     /// queue. If the binding fails, [`SchedulingQueue::requeue_after_error`] brings it back.
-    pub fn done(&self, key: &str) {
+    pub fn done(&self, key: &ObjectKey) {
         let mut state = self.lock();
         if state.entries.get(key).is_some_and(|e| e.place == Place::InFlight) {
             state.entries.remove(key);
@@ -294,7 +295,7 @@ impl SchedulingQueue {
 
     /// Reports that no node fits an in-flight pod: it waits as unschedulable, or in backoff if
     /// something that might help happened meanwhile (see the module docs).
-    pub fn unschedulable(&self, key: &str) {
+    pub fn unschedulable(&self, key: &ObjectKey) {
         let mut state = self.lock();
         let cycle = state.move_cycle;
         let now = Instant::now();
@@ -316,7 +317,7 @@ impl SchedulingQueue {
 
     /// Brings a pod back after an error (a failed API call, a failed binding): it is retried
     /// after its back-off. `attempts` carries over the attempts made so far.
-    pub fn requeue_after_error(&self, key: &str, priority: i32, attempts: u32) {
+    pub fn requeue_after_error(&self, key: &ObjectKey, priority: i32, attempts: u32) {
         let mut state = self.lock();
         let now = Instant::now();
         state.leave_active(key);
@@ -328,7 +329,7 @@ impl SchedulingQueue {
             }
         };
         state.entries.insert(
-            key.to_string(),
+            key.clone(),
             Entry {
                 priority,
                 seq,
@@ -352,7 +353,7 @@ impl SchedulingQueue {
         let mut state = self.lock();
         state.move_cycle += 1;
         let now = Instant::now();
-        let keys: Vec<String> =
+        let keys: Vec<ObjectKey> =
             state.entries.iter().filter(|(_, e)| e.place == Place::Unschedulable).map(|(k, _)| k.clone()).collect();
         for key in keys {
             let in_backoff = state.entries.get(&key).and_then(|e| e.backoff_until).is_some_and(|t| t > now);
@@ -378,7 +379,7 @@ impl SchedulingQueue {
     }
 
     /// Whether `key` is queued or in flight.
-    pub fn contains(&self, key: &str) -> bool {
+    pub fn contains(&self, key: &ObjectKey) -> bool {
         self.lock().entries.contains_key(key)
     }
 
@@ -393,16 +394,22 @@ impl SchedulingQueue {
 mod tests {
     use super::*;
 
+    /// The key of the pod `ns/<name>`.
+    fn key(name: &str) -> ObjectKey {
+        ObjectKey::new(Some("ns"), name)
+    }
+
+    /// The next key handed out, as text, or `None` if none comes within 50 ms.
     async fn pop_now(queue: &SchedulingQueue) -> Option<String> {
-        tokio::time::timeout(Duration::from_millis(50), queue.pop()).await.ok().flatten().map(|p| p.key)
+        tokio::time::timeout(Duration::from_millis(50), queue.pop()).await.ok().flatten().map(|p| p.key.to_string())
     }
 
     #[tokio::test]
     async fn higher_priority_first_then_oldest_first() {
         let queue = SchedulingQueue::new(None);
-        queue.add("ns/old-low", 0, false);
-        queue.add("ns/new-high", 10, false);
-        queue.add("ns/young-low", 0, false);
+        queue.add(&key("old-low"), 0, false);
+        queue.add(&key("new-high"), 10, false);
+        queue.add(&key("young-low"), 0, false);
         assert_eq!(pop_now(&queue).await.as_deref(), Some("ns/new-high"));
         assert_eq!(pop_now(&queue).await.as_deref(), Some("ns/old-low"));
         assert_eq!(pop_now(&queue).await.as_deref(), Some("ns/young-low"));
@@ -412,26 +419,26 @@ mod tests {
     #[tokio::test]
     async fn a_key_is_queued_once_and_never_handed_out_while_in_flight() {
         let queue = SchedulingQueue::new(None);
-        queue.add("ns/a", 0, false);
-        queue.add("ns/a", 0, true);
+        queue.add(&key("a"), 0, false);
+        queue.add(&key("a"), 0, true);
         assert_eq!(queue.lengths(), (1, 0, 0));
         assert_eq!(pop_now(&queue).await.as_deref(), Some("ns/a"));
-        queue.add("ns/a", 0, true);
+        queue.add(&key("a"), 0, true);
         assert_eq!(pop_now(&queue).await, None, "in flight: not handed out again");
-        queue.done("ns/a");
-        assert!(!queue.contains("ns/a"));
+        queue.done(&key("a"));
+        assert!(!queue.contains(&key("a")));
     }
 
     #[tokio::test(start_paused = true)]
     async fn unschedulable_pods_wait_for_a_move_request() {
         let queue = SchedulingQueue::new(None);
-        queue.add("ns/a", 0, false);
+        queue.add(&key("a"), 0, false);
         assert!(pop_now(&queue).await.is_some());
-        queue.unschedulable("ns/a");
+        queue.unschedulable(&key("a"));
         assert_eq!(queue.lengths(), (0, 0, 1));
         tokio::time::advance(Duration::from_secs(30)).await;
         assert_eq!(pop_now(&queue).await, None, "a status-only update or time alone does not retry it");
-        queue.add("ns/a", 0, false);
+        queue.add(&key("a"), 0, false);
         assert_eq!(pop_now(&queue).await, None);
         queue.move_all_to_active();
         assert_eq!(pop_now(&queue).await.as_deref(), Some("ns/a"));
@@ -440,10 +447,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_move_request_while_in_flight_sends_the_pod_to_backoff_not_unschedulable() {
         let queue = SchedulingQueue::new(None);
-        queue.add("ns/a", 0, false);
+        queue.add(&key("a"), 0, false);
         assert!(pop_now(&queue).await.is_some());
         queue.move_all_to_active(); // e.g. a node was added during the attempt
-        queue.unschedulable("ns/a");
+        queue.unschedulable(&key("a"));
         assert_eq!(queue.lengths(), (0, 1, 0));
         tokio::time::advance(INITIAL_BACKOFF).await;
         assert_eq!(pop_now(&queue).await.as_deref(), Some("ns/a"));
@@ -456,20 +463,20 @@ mod tests {
         assert_eq!(backoff_for(4), Duration::from_secs(8));
         assert_eq!(backoff_for(40), MAX_BACKOFF);
         let queue = SchedulingQueue::new(None);
-        queue.requeue_after_error("ns/a", 0, 3);
+        queue.requeue_after_error(&key("a"), 0, 3);
         tokio::time::advance(Duration::from_secs(3)).await;
         assert_eq!(pop_now(&queue).await, None, "4 s back-off not over");
         tokio::time::advance(Duration::from_secs(1)).await;
         let popped = tokio::time::timeout(Duration::from_millis(50), queue.pop()).await.ok().flatten();
-        assert_eq!(popped, Some(Popped { key: "ns/a".into(), attempts: 4 }));
+        assert_eq!(popped, Some(Popped { key: key("a"), attempts: 4 }));
     }
 
     #[tokio::test(start_paused = true)]
     async fn unschedulable_pods_are_retried_after_the_longest_stay_anyway() {
         let queue = SchedulingQueue::new(None);
-        queue.add("ns/a", 0, false);
+        queue.add(&key("a"), 0, false);
         assert!(pop_now(&queue).await.is_some());
-        queue.unschedulable("ns/a");
+        queue.unschedulable(&key("a"));
         tokio::time::advance(UNSCHEDULABLE_MAX_STAY).await;
         assert_eq!(pop_now(&queue).await.as_deref(), Some("ns/a"));
     }
@@ -477,11 +484,11 @@ mod tests {
     #[tokio::test]
     async fn deleted_pods_leave_and_a_late_outcome_is_ignored() {
         let queue = SchedulingQueue::new(None);
-        queue.add("ns/a", 0, false);
+        queue.add(&key("a"), 0, false);
         assert!(pop_now(&queue).await.is_some());
-        queue.delete("ns/a");
-        queue.unschedulable("ns/a");
+        queue.delete(&key("a"));
+        queue.unschedulable(&key("a"));
         assert_eq!(queue.lengths(), (0, 0, 0));
-        assert!(!queue.contains("ns/a"));
+        assert!(!queue.contains(&key("a")));
     }
 }

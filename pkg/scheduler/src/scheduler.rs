@@ -22,8 +22,9 @@ use std::time::Instant;
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 use rand::SeedableRng;
+use rkube_informer::ObjectKey;
 use rkube_informer::handler::HandlerFns;
-use rkube_informer::store::{Store, key_of};
+use rkube_informer::store::Store;
 use tokio_util::sync::CancellationToken;
 
 use crate::binder::{Binder, EventRecorder};
@@ -89,7 +90,7 @@ impl Shared {
 
     /// A pod was added (`old == None`) or updated.
     pub(crate) fn on_pod(&self, old: Option<&Pod>, pod: &Arc<Pod>) {
-        let key = key_of(pod.as_ref());
+        let key = ObjectKey::of(pod.as_ref());
         if node_name(pod).is_some() {
             self.queue.delete(&key);
             let freed = finished(pod) && !old.is_some_and(finished);
@@ -112,7 +113,7 @@ impl Shared {
 
     /// A pod was deleted: it leaves the queue, and if it used a node, that room may fit others.
     pub(crate) fn on_pod_deleted(&self, pod: &Pod) {
-        let key = key_of(pod);
+        let key = ObjectKey::of(pod);
         self.queue.delete(&key);
         let was_on_a_node = {
             let mut cache = self.cache();
@@ -191,7 +192,7 @@ impl Loop {
 
     /// One scheduling cycle (see the module docs). Never fails: every outcome ends in the
     /// queue's `done`, `unschedulable` or `delete`.
-    fn schedule_one(&self, key: &str, attempts: u32, rng: &mut rand::rngs::StdRng, stop: &CancellationToken) {
+    fn schedule_one(&self, key: &ObjectKey, attempts: u32, rng: &mut rand::rngs::StdRng, stop: &CancellationToken) {
         let shared = &self.shared;
         let Some(pod) = self.pods.get(key) else {
             shared.queue.delete(key);
@@ -214,14 +215,14 @@ impl Loop {
         match decision {
             Ok(node) => {
                 shared.queue.done(key);
-                tracing::debug!(pod = key, node, "assumed; binding");
+                tracing::debug!(pod = %key, node, "assumed; binding");
                 let task = BindTask {
                     shared: Arc::clone(shared),
                     binder: self.binder.clone(),
                     events: self.events.clone(),
                     metrics: self.metrics.clone(),
                 };
-                let (key, stop) = (key.to_string(), stop.clone());
+                let (key, stop) = (key.clone(), stop.clone());
                 tokio::spawn(async move {
                     tokio::select! {
                         _ = task.bind(&key, pod, &node, attempts, started) => {}
@@ -233,15 +234,15 @@ impl Loop {
                 self.metrics.attempts.with_label_values(&["unschedulable"]).inc();
                 shared.queue.unschedulable(key);
                 let message = fit.to_string();
-                tracing::info!(pod = key, %message, "unschedulable");
+                tracing::info!(pod = %key, %message, "unschedulable");
                 self.events.record(&pod, "Warning", "FailedScheduling", message.clone());
                 let binder = self.binder.clone();
-                let key = key.to_string();
+                let key = key.clone();
                 tokio::spawn(async move {
                     if let Err(error) = binder.mark_unschedulable(&pod, &message).await
                         && !error.is_not_found()
                     {
-                        tracing::warn!(pod = key, %error, "cannot set the PodScheduled condition");
+                        tracing::warn!(pod = %key, %error, "cannot set the PodScheduled condition");
                     }
                 });
             }
@@ -258,20 +259,13 @@ struct BindTask {
 }
 
 impl BindTask {
-    async fn bind(self, key: &str, pod: Arc<Pod>, node: &str, attempts: u32, started: Instant) {
+    async fn bind(self, key: &ObjectKey, pod: Arc<Pod>, node: &str, attempts: u32, started: Instant) {
         match self.binder.bind(&pod, node).await {
             Ok(()) => {
                 self.metrics.attempts.with_label_values(&["scheduled"]).inc();
                 self.metrics.e2e_duration.observe(started.elapsed().as_secs_f64());
-                let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
-                let name = pod.metadata.name.as_deref().unwrap_or_default();
-                tracing::debug!(pod = key, node, "bound");
-                self.events.record(
-                    &pod,
-                    "Normal",
-                    "Scheduled",
-                    format!("Successfully assigned {namespace}/{name} to {node}"),
-                );
+                tracing::debug!(pod = %key, node, "bound");
+                self.events.record(&pod, "Normal", "Scheduled", format!("Successfully assigned {key} to {node}"));
             }
             Err(error) => {
                 self.metrics.attempts.with_label_values(&["error"]).inc();
@@ -279,10 +273,10 @@ impl BindTask {
                 // Room was freed on `node`: others waiting may fit now.
                 self.shared.queue.move_all_to_active();
                 if error.is_not_found() {
-                    tracing::debug!(pod = key, "pod deleted before it was bound");
+                    tracing::debug!(pod = %key, "pod deleted before it was bound");
                     return;
                 }
-                tracing::info!(pod = key, node, %error, "binding failed; will retry");
+                tracing::info!(pod = %key, node, %error, "binding failed; will retry");
                 self.events.record(&pod, "Warning", "FailedScheduling", format!("Binding rejected: {error}"));
                 // If someone else bound it (409), the watch shows it bound and the next pop
                 // drops it; otherwise it is tried again after its back-off.
@@ -295,6 +289,11 @@ impl BindTask {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The key of the pod `default/<name>`.
+    fn key(name: &str) -> ObjectKey {
+        ObjectKey::new(Some("default"), name)
+    }
     use serde_json::{Value, json};
 
     fn shared() -> Shared {
@@ -321,11 +320,11 @@ mod tests {
         s.on_pod(None, &pod(json!({"metadata": {"name": "other"}, "spec": {"schedulerName": "other"}})));
         s.on_pod(None, &pod(json!({"metadata": {"name": "bound"}, "spec": {"nodeName": "n1"}})));
         s.on_pod(None, &pod(json!({"metadata": {"name": "going", "deletionTimestamp": "2026-01-01T00:00:00Z"}})));
-        assert!(s.queue.contains("default/ours"));
-        assert!(!s.queue.contains("default/other"));
-        assert!(!s.queue.contains("default/bound"));
-        assert!(!s.queue.contains("default/going"));
-        assert_eq!(s.cache().node_of("default/bound"), Some("n1"), "bound pods are counted in the cache");
+        assert!(s.queue.contains(&key("ours")));
+        assert!(!s.queue.contains(&key("other")));
+        assert!(!s.queue.contains(&key("bound")));
+        assert!(!s.queue.contains(&key("going")));
+        assert_eq!(s.cache().node_of(&key("bound")), Some("n1"), "bound pods are counted in the cache");
     }
 
     #[test]
@@ -335,10 +334,10 @@ mod tests {
         s.on_pod(None, &pending);
         let bound = pod(json!({"metadata": {"name": "a"}, "spec": {"nodeName": "n1"}}));
         s.on_pod(Some(&pending), &bound);
-        assert!(!s.queue.contains("default/a"));
-        assert_eq!(s.cache().node_of("default/a"), Some("n1"));
+        assert!(!s.queue.contains(&key("a")));
+        assert_eq!(s.cache().node_of(&key("a")), Some("n1"));
         s.on_pod_deleted(&bound);
-        assert_eq!(s.cache().node_of("default/a"), None);
+        assert_eq!(s.cache().node_of(&key("a")), None);
     }
 
     #[test]

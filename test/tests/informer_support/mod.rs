@@ -10,11 +10,12 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use rkube_client::{Api, Client, Config, ListParams};
+use rkube_informer::ObjectKey;
 use rkube_informer::backoff::BackoffConfig;
 use rkube_informer::handler::{Deleted, EventHandler};
 use rkube_informer::informer::InformerConfig;
 use rkube_informer::reflector::ReflectorConfig;
-use rkube_informer::store::{Store, key_of};
+use rkube_informer::store::Store;
 use serde_json::Value;
 
 /// A client for `url` whose rate limit never gets in a test's way.
@@ -92,7 +93,7 @@ fn rv_of(object: &ConfigMap) -> u64 {
 
 impl Recording {
     fn push(&self, object: &ConfigMap, kind: Kind) {
-        let seen = Seen { key: key_of(object), kind, rv: rv_of(object) };
+        let seen = Seen { key: ObjectKey::of(object).to_string(), kind, rv: rv_of(object) };
         self.seen.lock().expect("recording lock").push(seen);
     }
 
@@ -129,14 +130,14 @@ impl EventHandler<ConfigMap> for Recording {
 /// The server's ConfigMaps in `default`, by key, from one consistent (paged) list.
 pub async fn server_state(api: &Api<ConfigMap>) -> BTreeMap<String, ConfigMap> {
     let list = api.list_all(&ListParams::default()).await.expect("list the server's state");
-    list.items.into_iter().map(|object| (key_of(&object), object)).collect()
+    list.items.into_iter().map(|object| (ObjectKey::of(&object).to_string(), object)).collect()
 }
 
 /// What differs between the store and the server (empty when they are equal).
 fn differences(store: &Store<ConfigMap>, server: &BTreeMap<String, ConfigMap>) -> Vec<String> {
     let mut differences = Vec::new();
     let cached: HashMap<String, Arc<ConfigMap>> =
-        store.list().into_iter().map(|object| (key_of(object.as_ref()), object)).collect();
+        store.list().into_iter().map(|object| (ObjectKey::of(object.as_ref()).to_string(), object)).collect();
     for (key, object) in server {
         match cached.get(key) {
             None => differences.push(format!("{key}: on the server (rv {}), not in the store", rv_of(object))),

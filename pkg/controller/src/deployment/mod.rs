@@ -59,9 +59,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use prometheus::Registry;
 use rkube_api::selector::LabelSelector;
 use rkube_client::{Api, Client, DeleteParams, Patch, PatchParams, PostParams};
+use rkube_informer::ObjectKey;
 use rkube_informer::factory::SharedInformerFactory;
 use rkube_informer::handler::{Deleted, HandlerFns};
-use rkube_informer::store::{NAMESPACE_INDEX, OWNER_UID_INDEX, Store, key_of};
+use rkube_informer::store::{NAMESPACE_INDEX, OWNER_UID_INDEX, Store};
 use rkube_informer::workqueue::{RateLimiter, WorkQueue};
 use serde_json::{Value, json};
 
@@ -92,37 +93,37 @@ pub struct DeploymentController {
     deployments: Store<Deployment>,
     replica_sets: Store<ReplicaSet>,
     pods: Store<Pod>,
-    queue: WorkQueue<String>,
+    queue: WorkQueue<ObjectKey>,
     /// ReplicaSet uid → resourceVersion of our last write to it, until the cache has it.
     last_writes: Mutex<HashMap<String, u64>>,
 }
 
 /// Queues the Deployment that controls `rs` (if any and known), else every Deployment of the
 /// namespace whose selector matches it.
-fn enqueue_for_replica_set(queue: &WorkQueue<String>, deployments: &Store<Deployment>, rs: &ReplicaSet) {
+fn enqueue_for_replica_set(queue: &WorkQueue<ObjectKey>, deployments: &Store<Deployment>, rs: &ReplicaSet) {
     let namespace = rs.namespace().unwrap_or_default();
     if let Some(owner) = controller_of(&rs.metadata) {
         if owner.kind == KIND {
-            queue.add(format!("{namespace}/{}", owner.name));
+            queue.add(ObjectKey::new(Some(&namespace), &owner.name));
         }
         return;
     }
     let labels = rs.metadata.labels.clone().unwrap_or_default();
     for deployment in deployments.by_index(NAMESPACE_INDEX, &namespace).unwrap_or_default() {
         if LabelSelector::from_meta(&deployment.spec.selector).is_ok_and(|s| !s.is_empty() && s.matches(&labels)) {
-            queue.add(key_of(deployment.as_ref()));
+            queue.add(ObjectKey::of(deployment.as_ref()));
         }
     }
 }
 
 /// Queues the Deployment above the ReplicaSet that controls `pod`.
-fn enqueue_for_pod(queue: &WorkQueue<String>, replica_sets: &Store<ReplicaSet>, pod: &Pod) {
-    let namespace = pod.namespace().unwrap_or_default();
+fn enqueue_for_pod(queue: &WorkQueue<ObjectKey>, replica_sets: &Store<ReplicaSet>, pod: &Pod) {
+    let namespace = pod.namespace();
     let Some(owner) = controller_of(&pod.metadata).filter(|owner| owner.kind == "ReplicaSet") else { return };
-    if let Some(rs) = replica_sets.get(&format!("{namespace}/{}", owner.name))
+    if let Some(rs) = replica_sets.get(&ObjectKey::new(namespace.as_deref(), &owner.name))
         && let Some(deployment) = controller_of(&rs.metadata).filter(|owner| owner.kind == KIND)
     {
-        queue.add(format!("{namespace}/{}", deployment.name));
+        queue.add(ObjectKey::new(namespace.as_deref(), &deployment.name));
     }
 }
 
@@ -137,9 +138,9 @@ impl DeploymentController {
         let (q1, q2, q3) = (queue.clone(), queue.clone(), queue.clone());
         deployments.add_handler(
             HandlerFns::new()
-                .on_add(move |d: &Arc<Deployment>| q1.add(key_of(d.as_ref())))
-                .on_update(move |_, d: &Arc<Deployment>| q2.add(key_of(d.as_ref())))
-                .on_delete(move |d: Deleted<Deployment>| q3.add(key_of(d.object().as_ref()))),
+                .on_add(move |d: &Arc<Deployment>| q1.add(ObjectKey::of(d.as_ref())))
+                .on_update(move |_, d: &Arc<Deployment>| q2.add(ObjectKey::of(d.as_ref())))
+                .on_delete(move |d: Deleted<Deployment>| q3.add(ObjectKey::of(d.object().as_ref()))),
         );
         let (q1, q2, q3) = (queue.clone(), queue.clone(), queue.clone());
         let (d1, d2, d3) = (deployments.store(), deployments.store(), deployments.store());
@@ -173,13 +174,15 @@ impl DeploymentController {
     }
 
     /// The controller's work queue of Deployment keys.
-    pub fn queue(&self) -> WorkQueue<String> {
+    pub fn queue(&self) -> WorkQueue<ObjectKey> {
         self.queue.clone()
     }
 }
 
 impl Syncer for DeploymentController {
-    async fn sync(&self, key: &str) -> Result<Action, Error> {
+    type Key = ObjectKey;
+
+    async fn sync(&self, key: &ObjectKey) -> Result<Action, Error> {
         let Some(deployment) = self.deployments.get(key) else { return Ok(Action::await_change()) };
         let Some(selector) = selector_of(&deployment) else {
             tracing::warn!(%key, "invalid or empty selector; not syncing");
@@ -258,7 +261,9 @@ impl DeploymentController {
                     }
                 }
                 Err(error) if error.is_not_found() => {}
-                Err(source) => return Err(Error::Adopt { object: format!("replicaset {namespace}/{name}"), source }),
+                Err(source) => {
+                    return Err(Error::Adopt { object: format!("replicaset {}", ObjectKey::of(rs.as_ref())), source });
+                }
             }
         }
         Ok(owned)
@@ -424,7 +429,10 @@ impl DeploymentController {
                 Ok(_) => tracing::info!(rs = %name, "deleted old replica set beyond revisionHistoryLimit"),
                 Err(error) if error.is_not_found() => {}
                 Err(source) => {
-                    return Err(Error::Read { what: format!("deleting replicaset {namespace}/{name}"), source });
+                    return Err(Error::Read {
+                        what: format!("deleting replicaset {}", ObjectKey::of(rs.as_ref())),
+                        source,
+                    });
                 }
             }
         }
@@ -502,7 +510,7 @@ impl DeploymentController {
                 Ok(())
             }
             Err(source) => {
-                Err(Error::Read { what: format!("scaling replicaset {namespace}/{name} to {replicas}"), source })
+                Err(Error::Read { what: format!("scaling replicaset {} to {replicas}", ObjectKey::of(rs)), source })
             }
         }
     }
@@ -517,7 +525,7 @@ impl DeploymentController {
                 self.remember_write(&updated);
                 Ok(Arc::new(updated))
             }
-            Err(source) => Err(Error::Read { what: format!("annotating replicaset {namespace}/{name}"), source }),
+            Err(source) => Err(Error::Read { what: format!("annotating replicaset {}", ObjectKey::of(rs)), source }),
         }
     }
 
@@ -582,7 +590,7 @@ impl DeploymentController {
                     Ok(Arc::new(existing))
                 } else {
                     Err(Error::InvalidObject {
-                        key: key_of(deployment),
+                        key: ObjectKey::of(deployment),
                         reason: format!("replicaset {name} exists with another template (hash collision)"),
                     })
                 }
@@ -610,7 +618,10 @@ impl DeploymentController {
                 Ok(_) => {}
                 Err(error) if error.is_not_found() => return Ok(()),
                 Err(source) => {
-                    return Err(Error::Read { what: format!("annotating deployment {namespace}/{name}"), source });
+                    return Err(Error::Read {
+                        what: format!("annotating deployment {}", ObjectKey::of(deployment)),
+                        source,
+                    });
                 }
             }
         }
@@ -627,7 +638,7 @@ impl DeploymentController {
         match api.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": status}))).await {
             Ok(_) => Ok(()),
             Err(error) if error.is_not_found() => Ok(()),
-            Err(source) => Err(Error::UpdateStatus { key: key_of(deployment), source }),
+            Err(source) => Err(Error::UpdateStatus { key: ObjectKey::of(deployment), source }),
         }
     }
 }

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Pod;
+use rkube_informer::ObjectKey;
 
 use super::{ContainerState, ContainerStatus, PodStatus, Runtime, RuntimeError, Terminated};
 
@@ -99,14 +100,6 @@ impl FakeRuntime {
     }
 }
 
-fn pod_key(pod: &Pod) -> String {
-    format!(
-        "{}/{}",
-        pod.metadata.namespace.as_deref().unwrap_or_default(),
-        pod.metadata.name.as_deref().unwrap_or_default()
-    )
-}
-
 #[async_trait::async_trait]
 impl Runtime for FakeRuntime {
     fn name(&self) -> &'static str {
@@ -118,7 +111,7 @@ impl Runtime for FakeRuntime {
     }
 
     async fn sync_pod(&self, pod: &Pod) -> Result<(), RuntimeError> {
-        let uid = pod.metadata.uid.clone().ok_or_else(|| RuntimeError::NoUid(pod_key(pod)))?;
+        let uid = pod.metadata.uid.clone().ok_or_else(|| RuntimeError::NoUid(ObjectKey::of(pod)))?;
         let mut state = self.state();
         if state.pods.contains_key(&uid) {
             return Ok(()); // idempotent: already "running" (or already failed)
@@ -131,7 +124,7 @@ impl Runtime for FakeRuntime {
                     offset += 1;
                 }
                 let ip = cidr.host(offset).ok_or_else(|| RuntimeError::Ipam {
-                    pod: pod_key(pod),
+                    pod: ObjectKey::of(pod),
                     message: format!("no free address left in {cidr}"),
                 })?;
                 state.used_offsets.insert(offset);
@@ -170,7 +163,7 @@ impl Runtime for FakeRuntime {
             let state_now = if self.config.fail_start {
                 let message = "fake runtime configured to fail container starts".to_string();
                 failure.get_or_insert_with(|| RuntimeError::StartContainer {
-                    pod: pod_key(pod),
+                    pod: ObjectKey::of(pod),
                     container: container.name.clone(),
                     message: message.clone(),
                 });

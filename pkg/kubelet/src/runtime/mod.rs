@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Pod;
+use rkube_informer::ObjectKey;
 
 /// Why the runtime could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -31,8 +32,8 @@ pub enum RuntimeError {
     /// A container could not be started.
     #[error("starting container {container} of pod {pod}: {message}")]
     StartContainer {
-        /// `namespace/name` of the pod.
-        pod: String,
+        /// The pod's key.
+        pod: ObjectKey,
         /// The container's name.
         container: String,
         /// What went wrong.
@@ -48,7 +49,7 @@ pub enum RuntimeError {
     },
     /// The pod has no uid (it did not come from the apiserver).
     #[error("pod {0} has no metadata.uid")]
-    NoUid(String),
+    NoUid(ObjectKey),
     /// A containerd call failed.
     #[error("containerd {step}: {source}")]
     Containerd {
@@ -104,8 +105,8 @@ pub enum RuntimeError {
     /// The pod's IP could not be allocated.
     #[error("allocating an IP for pod {pod}: {message}")]
     Ipam {
-        /// `namespace/name` of the pod.
-        pod: String,
+        /// The pod's key.
+        pod: ObjectKey,
         /// What went wrong.
         message: String,
     },

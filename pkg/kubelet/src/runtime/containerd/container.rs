@@ -36,6 +36,7 @@ use containerd_client::services::v1::{
 use containerd_client::types::Mount;
 use k8s_openapi::api::core::v1::{Container as PodContainer, Pod};
 use prost::Message;
+use rkube_informer::ObjectKey;
 use tonic::Code;
 
 use super::restart::next_attempt;
@@ -43,7 +44,7 @@ use super::runs::Run;
 use super::spec::{ImageInfo, linux_resources, oci_spec, process_args, process_env};
 use super::{
     ATTEMPT_LABEL, CGROUP_PARENT, CONTAINER_NAME_LABEL, ContainerdRuntime, POD_UID_LABEL, RESTART_POLICY_LABEL,
-    SNAPSHOTTER, grpc, log_file, pod_dir, pod_key, req, volumes,
+    SNAPSHOTTER, grpc, log_file, pod_dir, req, volumes,
 };
 use crate::cni::netns_path;
 use crate::runtime::{ContainerState, RuntimeError};
@@ -123,7 +124,7 @@ impl<'a> NewRun<'a> {
 
     /// A [`RuntimeError::StartContainer`] for this run.
     fn start_error(&self, message: String) -> RuntimeError {
-        RuntimeError::StartContainer { pod: pod_key(self.pod), container: self.container.name.clone(), message }
+        RuntimeError::StartContainer { pod: ObjectKey::of(self.pod), container: self.container.name.clone(), message }
     }
 }
 
@@ -230,7 +231,7 @@ impl ContainerdRuntime {
         self.create_task(&run.id, rootfs, &log_path).await?;
         self.watch_exit(run);
         self.start_task(&run.id).await?;
-        tracing::info!(pod = %pod_key(run.pod), container = %run.container.name, id = %run.id, "container started");
+        tracing::info!(pod = %ObjectKey::of(run.pod), container = %run.container.name, id = %run.id, "container started");
         Ok(())
     }
 

@@ -44,6 +44,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Pod;
+use rkube_informer::ObjectKey;
 use tonic::Request;
 
 use crate::cni::Network;
@@ -148,15 +149,6 @@ fn timestamp(time: Option<&prost_types::Timestamp>) -> Option<Timestamp> {
     Timestamp::new(time.seconds, time.nanos).ok()
 }
 
-/// `namespace/name` of `pod`, for messages.
-fn pod_key(pod: &Pod) -> String {
-    format!(
-        "{}/{}",
-        pod.metadata.namespace.as_deref().unwrap_or_default(),
-        pod.metadata.name.as_deref().unwrap_or_default()
-    )
-}
-
 impl ContainerdRuntime {
     /// Connects to containerd at `config.address`.
     ///
@@ -208,7 +200,7 @@ impl Runtime for ContainerdRuntime {
 
     /// Network → runs → init containers → app containers (see the module docs).
     async fn sync_pod(&self, pod: &Pod) -> Result<(), RuntimeError> {
-        let uid = pod.metadata.uid.clone().ok_or_else(|| RuntimeError::NoUid(pod_key(pod)))?;
+        let uid = pod.metadata.uid.clone().ok_or_else(|| RuntimeError::NoUid(ObjectKey::of(pod)))?;
         self.set_up_network(&uid).await?;
         let restart_policy =
             pod.spec.as_ref().and_then(|spec| spec.restart_policy.clone()).unwrap_or_else(|| "Always".into());
