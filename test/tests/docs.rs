@@ -1,6 +1,7 @@
 //! The documentation stays true to the code: every relative link in the README and docs/
 //! lands on a file that exists, and every link to a line (`…rs#L42`) whose text names a code
-//! item (`` [`run`](../pkg/kubelet/src/lib.rs#L42) ``) lands on the line that names it.
+//! item (`` [`run`](../pkg/kubelet/src/lib.rs#L42) ``) lands on a line of code (not a comment)
+//! that names it.
 //!
 //! docs/life-of-a-pod.md is a walk through the code by such links; when code moves, this test
 //! names each link that no longer lands, so the walk is mended in the same change.
@@ -91,6 +92,10 @@ fn check(document: &Path, link: &Link) -> Option<String> {
         return Some(format!("{}: links to line {line} of {path}, which has fewer lines", link.line));
     };
     let item = named_item(&link.text)?;
+    let code = code_line.trim_start();
+    if code.starts_with("//") || code.starts_with('#') {
+        return Some(format!("{}: line {line} of {path} is a comment, not the code of `{item}`", link.line));
+    }
     let named = code_line.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).any(|word| word == item);
     (!named).then(|| {
         format!("{}: `{item}` is not on line {line} of {path} (that line reads: {})", link.line, code_line.trim())
