@@ -117,6 +117,7 @@ macro_rules! for_each_conformance_case {
             every_page_is_read_at_the_first_pages_revision_while_writes_happen_between_pages,
             remaining_counts_the_keys_after_each_page,
             a_list_at_an_exact_revision_shows_the_objects_as_they_were_then,
+            a_keys_only_list_has_every_key_and_revision_and_no_value,
             a_list_at_a_revision_not_written_yet_fails_with_future_revision,
             a_watch_from_a_past_revision_replays_every_change_in_order,
             a_watch_delivers_live_changes_in_order_after_replaying_history,
@@ -199,7 +200,7 @@ fn keys(page: &ListPage) -> Vec<&str> {
 }
 
 fn paged(limit: i64, continue_from: Option<Continue>) -> ListOptions {
-    ListOptions { limit: Some(limit), continue_from, revision: None }
+    ListOptions { limit: Some(limit), continue_from, ..ListOptions::default() }
 }
 
 fn at(revision: i64) -> ListOptions {
@@ -504,7 +505,7 @@ pub async fn a_list_at_an_exact_revision_shows_the_objects_as_they_were_then(
     let page = store.list(prefix, at(created_a)).await?;
     ensure_eq!(page.items, then[..1], "a list at the revision of the first create");
     let first =
-        store.list(prefix, ListOptions { limit: Some(1), continue_from: None, revision: Some(created_b) }).await?;
+        store.list(prefix, ListOptions { limit: Some(1), revision: Some(created_b), ..ListOptions::default() }).await?;
     ensure_eq!(
         (first.items.as_slice(), first.revision),
         (&then[..1], created_b),
@@ -865,5 +866,23 @@ pub async fn a_write_larger_than_etcd_accepts_fails_with_too_large_and_writes_no
     let result = store.update(&key, created, big).await;
     ensure!(matches!(&result, Err(Error::TooLarge { .. })), "an update to 1.6 MiB answered {result:?}");
     ensure_eq!(store.get(&key).await?.value.len(), 1024 * 1024, "the value after the refused update");
+    Ok(())
+}
+
+/// A keys-only list returns the same keys, revisions and paging as a full one, with every
+/// value empty.
+pub async fn a_keys_only_list_has_every_key_and_revision_and_no_value(store: &dyn Store, prefix: &str) -> Outcome {
+    for name in ["a", "b", "c"] {
+        store.create(&format!("{prefix}{name}"), value(name)).await?;
+    }
+    store.update(&format!("{prefix}b"), store.get(&format!("{prefix}b")).await?.mod_revision, value("2")).await?;
+    let full = store.list(prefix, ListOptions::default()).await?;
+    let keys = store.list(prefix, ListOptions { keys_only: true, ..ListOptions::default() }).await?;
+    let stripped: Vec<KeyValue> = full.items.iter().map(|kv| KeyValue { value: Vec::new(), ..kv.clone() }).collect();
+    ensure_eq!((keys.items, keys.revision), (stripped, full.revision), "a keys-only list");
+    let first = store.list(prefix, ListOptions { limit: Some(2), keys_only: true, ..ListOptions::default() }).await?;
+    ensure_eq!(first.items.len(), 2, "a keys-only page");
+    ensure!(first.items.iter().all(|kv| kv.value.is_empty()), "keys-only pages carry no values: {first:?}");
+    ensure!(first.next.is_some(), "a keys-only page continues");
     Ok(())
 }

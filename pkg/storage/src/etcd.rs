@@ -237,6 +237,9 @@ impl Store for EtcdStore {
         let more = loop {
             let want = limit.map_or(PAGE_SIZE, |l| (l - items.len() as i64).min(PAGE_SIZE));
             let mut get = GetOptions::new().with_range(prefix_end(prefix)).with_limit(want);
+            if options.keys_only {
+                get = get.with_keys_only();
+            }
             if let Some(rev) = revision {
                 get = get.with_revision(rev);
             }

@@ -73,6 +73,9 @@ pub struct ListOptions {
     pub continue_from: Option<Continue>,
     /// Read at this exact revision (a consistent snapshot); `None` for the latest.
     pub revision: Option<i64>,
+    /// Keys and revisions only, every value empty: how a watch cache checks, cheaply, that it
+    /// holds exactly what the store holds.
+    pub keys_only: bool,
 }
 
 /// A change seen by a watch.

@@ -367,7 +367,10 @@ impl Store for MemoryStore {
             for (key, version) in visible {
                 count += 1;
                 if limit.is_none_or(|limit| count <= limit) {
-                    items.push(to_kv(key, version));
+                    items.push(match options.keys_only {
+                        true => KeyValue { value: Vec::new(), ..to_kv(key, version) },
+                        false => to_kv(key, version),
+                    });
                 }
             }
             at
