@@ -1,15 +1,21 @@
 //! rkube-client under contention and under its own rate limit: `retry_on_conflict` lets many
-//! writers increment one counter without losing an update, and the token bucket spaces requests.
+//! writers increment one counter without losing an update, and the token bucket lets a full
+//! burst go at once, then spaces requests.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use futures::future::join_all;
 use k8s_openapi::api::core::v1::ConfigMap;
+use rkube_client::config::DEFAULT_BURST;
 use rkube_client::{Api, Client, Config, Error, PostParams, retry_on_conflict};
-use rkube_tests::Cluster;
 use rkube_tests::resources::config_map;
+use rkube_tests::{Cluster, eventually};
 use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 
 const WRITERS: u32 = 16;
 const INCREMENTS_PER_WRITER: u32 = 5;
@@ -88,12 +94,95 @@ async fn with_qps_5_and_burst_1_six_requests_take_at_least_a_second() {
     let elapsed = started.elapsed();
     // One at once, then one every 200ms: the sixth starts at 1s.
     assert!(elapsed >= Duration::from_millis(950), "6 requests at qps=5 burst=1 took only {elapsed:?}");
+}
 
-    // The default limit (50 qps, burst 100) does not slow six requests down noticeably.
-    let fast: Api<ConfigMap> = Api::namespaced(client(&cluster), "default");
-    let started = Instant::now();
-    for _ in 0..6 {
-        fast.get_opt("anything").await.unwrap();
+/// A stand-in apiserver that answers no request until `expected` have arrived, then answers
+/// every one with a 404 `Status`. Stops when dropped.
+struct HoldingServer {
+    url: String,
+    arrived: Arc<AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+impl HoldingServer {
+    async fn start(expected: usize) -> HoldingServer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        let arrived = Arc::new(AtomicUsize::new(0));
+        let (release, released) = tokio::sync::watch::channel(false);
+        let release = Arc::new(release);
+        let counter = Arc::clone(&arrived);
+        let task = tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let (counter, release, mut released) = (Arc::clone(&counter), Arc::clone(&release), released.clone());
+                tokio::spawn(async move {
+                    if !read_request_head(&mut socket).await {
+                        return;
+                    }
+                    if counter.fetch_add(1, Ordering::SeqCst) + 1 == expected {
+                        release.send_replace(true);
+                    }
+                    if released.wait_for(|released| *released).await.is_ok() {
+                        let body = r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","reason":"NotFound","code":404,"message":"configmaps \"anything\" not found"}"#;
+                        let head = format!(
+                            "HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                            body.len()
+                        );
+                        let _ = socket.write_all(format!("{head}{body}").as_bytes()).await;
+                    }
+                });
+            }
+        });
+        HoldingServer { url, arrived, task }
     }
-    assert!(started.elapsed() < Duration::from_millis(950), "{:?}", started.elapsed());
+
+    /// Requests that have arrived so far.
+    fn arrived(&self) -> usize {
+        self.arrived.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for HoldingServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Reads one request's head (up to the blank line); `false` if the connection ends first.
+async fn read_request_head(socket: &mut tokio::net::TcpStream) -> bool {
+    let mut head = Vec::new();
+    let mut chunk = [0_u8; 1024];
+    while !head.windows(4).any(|window| window == b"\r\n\r\n") {
+        match socket.read(&mut chunk).await {
+            Ok(0) | Err(_) => return false,
+            Ok(read) => head.extend_from_slice(&chunk[..read]),
+        }
+    }
+    true
+}
+
+/// The default burst goes out at once: that many requests, sent together, are all in flight
+/// at a server that answers none of them until every one has arrived. The refill is turned
+/// down to one token in 1000 s so that only the burst can let them through (at the default
+/// 50 per second, a bucket that ignored its burst would still get them all there in 2 s).
+#[tokio::test]
+async fn the_default_burst_of_requests_goes_out_at_once() {
+    let burst = usize::try_from(DEFAULT_BURST).expect("the burst fits in usize");
+    let server = HoldingServer::start(burst).await;
+    let mut config = Config::new(server.url.parse().expect("server URL"));
+    assert_eq!(config.burst, DEFAULT_BURST);
+    config.qps = 0.001;
+    let api: Api<ConfigMap> = Api::namespaced(Client::new(config).expect("client"), "default");
+    let requests = tokio::spawn(async move { join_all((0..burst).map(|_| api.get_opt("anything"))).await });
+    // Well inside the client's 30 s request timeout, so that a request the bucket held back
+    // fails here, by name, rather than as a timeout of the requests already held.
+    eventually(Duration::from_secs(20), &format!("all {burst} requests in flight at once"), || async {
+        (server.arrived() == burst).then_some(())
+    })
+    .await;
+    let answers = requests.await.expect("the requests finish once released");
+    assert_eq!(answers.len(), burst);
+    for answer in answers {
+        assert!(matches!(answer, Ok(None)), "every request answered 404: {answer:?}");
+    }
 }

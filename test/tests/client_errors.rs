@@ -2,10 +2,11 @@
 //! NotFound, AlreadyExists, Conflict, Invalid with causes, BadRequest, Forbidden, Gone (a watch
 //! and a continue token after compaction), Api for the other codes, Unavailable and Timeout.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
+use rkube_client::config::DEFAULT_TIMEOUT;
 use rkube_client::{
     Api, Client, Config, DeleteParams, Error, ListParams, Patch, PatchParams, PostParams, Preconditions, WatchEvent,
     WatchParams,
@@ -209,9 +210,17 @@ async fn a_server_that_never_answers_is_a_timeout() {
     let mut config = Config::new(url.parse().expect("url"));
     config.timeout = Some(Duration::from_millis(300));
     let pods: Api<Pod> = Api::namespaced(Client::new(config).expect("client"), "default");
-    let started = Instant::now();
-    let err = pods.get("p").await.unwrap_err();
+    // A hang guard, not a speed check: only the client's own timeout may end this request. The
+    // guard is 50 times that timeout, so no machine load makes it fire first, and half the
+    // default timeout, so a client that ignored `config.timeout` (none, or the default) fails
+    // here, saying so, instead of hanging or passing late.
+    let guard = DEFAULT_TIMEOUT / 2;
+    let err = tokio::time::timeout(guard, pods.get("p"))
+        .await
+        .unwrap_or_else(|_| panic!("no answer and no timeout after {guard:?}: the 300 ms timeout was not applied"))
+        .unwrap_err();
     assert!(matches!(err, Error::Timeout(_)), "{err}");
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    let message = err.to_string();
+    assert!(message.starts_with("timeout: GET /api/v1/namespaces/default/pods/p"), "names the request: {message}");
     drop(listener);
 }

@@ -14,6 +14,10 @@ use serde_json::{Value, json};
 /// How long a test waits for an event that must come.
 const EVENT_WAIT: Duration = Duration::from_secs(10);
 
+/// How often the apiserver sends a quiet watch that asked for them a bookmark, in the test
+/// that sets it (`--watch-bookmark-interval-seconds`).
+const BOOKMARK_INTERVAL: Duration = Duration::from_secs(1);
+
 async fn start_with(args: &[&str]) -> (Cluster, Api<ConfigMap>) {
     let cluster = Cluster::start_with_args(args).await.expect("cluster starts");
     let client = Client::new(Config::new(cluster.url().parse().expect("cluster URL"))).expect("client");
@@ -81,7 +85,8 @@ async fn a_deleted_event_carries_the_objects_last_state() {
 
 #[tokio::test]
 async fn bookmarks_arrive_when_asked_for_and_carry_a_newer_resource_version() {
-    let (_cluster, api) = start_with(&["--watch-bookmark-interval-seconds", "1"]).await;
+    let interval = BOOKMARK_INTERVAL.as_secs().to_string();
+    let (_cluster, api) = start_with(&["--watch-bookmark-interval-seconds", &interval]).await;
     let rv = list_rv(&api).await;
     let mut events = api.watch(&WatchParams::default(), &rv).await.unwrap();
     let created = api.create(&PostParams::default(), &cm("marked", json!({}))).await.unwrap();
@@ -107,10 +112,29 @@ async fn bookmarks_arrive_when_asked_for_and_carry_a_newer_resource_version() {
         }
     }
 
-    // Without bookmarks asked for, none come.
-    let mut quiet = api.watch(&WatchParams::default().disable_bookmarks(), &list_rv(&api).await).await.unwrap();
-    let nothing = tokio::time::timeout(Duration::from_millis(2500), quiet.next()).await;
-    assert!(nothing.is_err(), "nothing happened, so nothing arrives: {nothing:?}");
+    // Without bookmarks asked for, none come. Watched for as long as a watch started after it,
+    // asking for bookmarks, takes to get two of them (and at least two intervals): the quiet
+    // watch was open through a whole interval in which the server was sending bookmarks.
+    let rv = list_rv(&api).await;
+    let mut quiet = api.watch(&WatchParams::default().disable_bookmarks(), &rv).await.unwrap();
+    let quiet_since = tokio::time::Instant::now();
+    let mut asking = api.watch(&WatchParams::default(), &rv).await.unwrap();
+    let two_bookmarks = async {
+        for _ in 0..2 {
+            match asking.next().await {
+                Some(Ok(WatchEvent::Bookmark(_))) => {}
+                other => panic!("nothing but bookmarks on the watch that asked for them: {other:?}"),
+            }
+        }
+        tokio::time::sleep_until(quiet_since + BOOKMARK_INTERVAL * 2).await;
+    };
+    let window = async {
+        tokio::select! {
+            event = quiet.next() => panic!("nothing happened, so nothing arrives: {event:?}"),
+            () = two_bookmarks => {}
+        }
+    };
+    tokio::time::timeout(EVENT_WAIT, window).await.expect("two bookmarks for the watch that asked, within the wait");
 }
 
 #[tokio::test]

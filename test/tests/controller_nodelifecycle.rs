@@ -5,19 +5,29 @@
 use std::time::Duration;
 
 use rkube_tests::controllers::{ControllerManager, Heartbeats, bind, live_pods, register_node, replica_set};
-use rkube_tests::{Api, Cluster, eventually};
+use rkube_tests::{Api, Cluster, eventually, stays_true};
 use serde_json::{Value, json};
 
 const LONG: Duration = Duration::from_secs(60);
 
+/// How often the controller checks every node (`--node-monitor-period`).
+const MONITOR_PERIOD: Duration = Duration::from_millis(300);
+/// How long pods stay on a node once it is tainted unreachable (`--pod-eviction-timeout`).
+const POD_EVICTION_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The sample counting the node lifecycle controller's monitor passes (one per period).
+const MONITOR_PASSES: &str = "rkube_controller_syncs_total{controller=\"nodelifecycle\"}";
+
 async fn start() -> (Cluster, ControllerManager, Api) {
     let cluster = Cluster::start().await.expect("cluster starts");
+    let monitor_period = format!("--node-monitor-period={}ms", MONITOR_PERIOD.as_millis());
+    let eviction_timeout = format!("--pod-eviction-timeout={}ms", POD_EVICTION_TIMEOUT.as_millis());
     let args = [
         "--leader-elect=false",
         "--controllers=replicaset,nodelifecycle",
-        "--node-monitor-period=300ms",
+        &monitor_period,
         "--node-monitor-grace-period=2s",
-        "--pod-eviction-timeout=1s",
+        &eviction_timeout,
         "--node-eviction-rate=100",
     ];
     let manager = ControllerManager::start(&cluster, &args).await.expect("controller-manager starts");
@@ -108,7 +118,7 @@ async fn a_silent_node_is_marked_unknown_tainted_and_its_pods_reappear_elsewhere
 
 #[tokio::test]
 async fn when_every_node_goes_silent_no_pod_is_evicted() {
-    let (cluster, _manager, api) = start().await;
+    let (cluster, manager, api) = start().await;
     for node in ["node-a", "node-b"] {
         register_node(&api, node).await;
     }
@@ -128,9 +138,27 @@ async fn when_every_node_goes_silent_no_pod_is_evicted() {
         (taint_effects(&a).len() == 2 && taint_effects(&b).len() == 2).then_some(())
     })
     .await;
-    // The eviction timeout is 1 s: wait well past it, then check nothing was evicted.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Each node was found silent, and tainted, before now: had evictions not been paused, its
+    // pods would be due to go within POD_EVICTION_TIMEOUT from here. Watch them until then,
+    // and on until two monitor passes have started past that moment (a pass starts only once
+    // the one before it has finished, so the first of them has done whatever it would do).
+    let pods_stay = || async {
+        let pods = live_pods(&api, "default", "app=web").await;
+        pods.len() == 2 && pods.iter().all(|pod| node_of(pod) == "node-a")
+    };
+    let what = "both pods live and still on node-a";
+    stays_true(POD_EVICTION_TIMEOUT, what, pods_stay).await;
+    let passes_when_due = manager.metric(MONITOR_PASSES).await;
+    stays_true(MONITOR_PERIOD * 2, what, pods_stay).await;
+    eventually(LONG, "two monitor passes after the eviction timeout", || async {
+        (manager.metric(MONITOR_PASSES).await >= passes_when_due + 2.0).then_some(())
+    })
+    .await;
     let pods = live_pods(&api, "default", "app=web").await;
-    assert_eq!(pods.len(), 2);
+    assert_eq!(pods.len(), 2, "no pod evicted, none replaced: {pods:?}");
     assert!(pods.iter().all(|pod| node_of(pod) == "node-a"), "the pods stay where they are: {pods:?}");
+    let log = manager.log();
+    let tail = manager.log_tail(40);
+    assert!(log.contains("mass node failure: evictions paused"), "the controller paused evictions; log:\n{tail}");
+    assert!(!log.contains("evicted from unreachable node"), "log:\n{tail}");
 }
