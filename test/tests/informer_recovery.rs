@@ -1,6 +1,9 @@
 //! Informers through failures, against a real apiserver and etcd: the apiserver killed and
 //! restarted mid-watch, etcd stopped and restarted, a compaction while disconnected (410 →
 //! relist), many writers racing forced disconnects, and the backoff while the apiserver is down.
+//! Most run against the apiserver as it ships (with its watch cache); those about resuming from
+//! etcd's own history across apiserver restarts run with `--watch-cache=false`, and their
+//! cached counterparts say what the cache changes.
 //!
 //! Writes that must happen while the informer's apiserver is down go through a second
 //! apiserver on the same etcd. Every test ends with the informer's store equal to the server's
@@ -28,6 +31,11 @@ use tokio_util::sync::CancellationToken;
 /// Bookmarks every second keep the informer's resourceVersion fresh on a quiet resource.
 const APISERVER_ARGS: &[&str] = &["--watch-bookmark-interval-seconds", "1"];
 
+/// The same without the watch cache: every watch is an etcd watch, so a restarted apiserver
+/// still serves a watch from any revision etcd keeps (with the cache, a restarted apiserver's
+/// window starts at its first list, and an older resourceVersion is answered 410).
+const APISERVER_WITHOUT_CACHE: &[&str] = &["--watch-bookmark-interval-seconds", "1", "--watch-cache=false"];
+
 /// How long a step of a test may take.
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -46,7 +54,11 @@ struct Setup {
 
 impl Setup {
     async fn start(config: InformerConfig, initial: usize) -> Setup {
-        let cluster = Cluster::start_with_args(APISERVER_ARGS).await.expect("cluster starts");
+        Setup::start_with(APISERVER_ARGS, config, initial).await
+    }
+
+    async fn start_with(args: &[&str], config: InformerConfig, initial: usize) -> Setup {
+        let cluster = Cluster::start_with_args(args).await.expect("cluster starts");
         let api = Api::<ConfigMap>::namespaced(client(cluster.url()), "default");
         for i in 0..initial {
             create(&api, &format!("initial-{i}")).await;
@@ -116,10 +128,10 @@ async fn delete(api: &Api<ConfigMap>, name: &str) {
 
 #[tokio::test]
 async fn the_apiserver_killed_mid_watch_is_resumed_without_relisting() {
-    let mut setup = Setup::start(quick_config(), 20).await;
+    let mut setup = Setup::start_with(APISERVER_WITHOUT_CACHE, quick_config(), 20).await;
     create(&setup.api, "live-1").await;
     // Writes while the informer's apiserver is down go through a second one.
-    let other = ApiServer::start(&setup.cluster.etcd, APISERVER_ARGS).await.expect("second apiserver");
+    let other = ApiServer::start(&setup.cluster.etcd, APISERVER_WITHOUT_CACHE).await.expect("second apiserver");
     let other_api = Api::<ConfigMap>::namespaced(client(&other.url), "default");
     for round in 0..2 {
         setup.cluster.apiserver.kill();
@@ -140,7 +152,7 @@ async fn the_apiserver_killed_mid_watch_is_resumed_without_relisting() {
 
 #[tokio::test]
 async fn etcd_stopped_for_seconds_and_restarted_is_survived() {
-    let mut setup = Setup::start(quick_config(), 10).await;
+    let mut setup = Setup::start_with(APISERVER_WITHOUT_CACHE, quick_config(), 10).await;
     setup.cluster.etcd.stop().await;
     // The outage is seen by the apiserver (not ready) and, through it, by the informer (its
     // watch ended and a new one cannot start).
@@ -160,6 +172,47 @@ async fn etcd_stopped_for_seconds_and_restarted_is_survived() {
     delete(&setup.api, "initial-3").await;
     setup.assert_converged().await;
     assert_eq!(setup.metric("rkube_informer_relists_total"), 0.0, "etcd kept its history: no relist");
+}
+
+#[tokio::test]
+async fn with_a_watch_cache_an_etcd_outage_does_not_break_the_informers_watch() {
+    let mut setup = Setup::start(quick_config(), 10).await;
+    let reconnects = setup.metric("rkube_informer_reconnects_total");
+    setup.cluster.etcd.stop().await;
+    let api = rkube_tests::Api::new(setup.cluster.url());
+    rkube_tests::eventually(WAIT, "/readyz to report 503 without etcd", || async {
+        (api.send(Method::GET, "/readyz", &[], None).await.status == StatusCode::SERVICE_UNAVAILABLE).then_some(())
+    })
+    .await;
+    setup.cluster.etcd.restart().await.expect("etcd restarts");
+    rkube_tests::eventually(Duration::from_secs(20), "writes to work again", || async {
+        setup.api.create(&PostParams::default(), &config_map("after-outage", json!({}))).await.ok()
+    })
+    .await;
+    update(&setup.api, "initial-2", "after").await;
+    delete(&setup.api, "initial-3").await;
+    setup.assert_converged().await;
+    // The watch cache resumed its own etcd watch; the informer's watch never ended.
+    assert_eq!(setup.metric("rkube_informer_reconnects_total"), reconnects, "the informer's watch stayed open");
+    assert_eq!(setup.metric("rkube_informer_relists_total"), 0.0, "no relist");
+}
+
+#[tokio::test]
+async fn with_a_watch_cache_a_restarted_apiserver_makes_the_informer_relist_once_and_converge() {
+    let mut setup = Setup::start(quick_config(), 10).await;
+    let other = ApiServer::start(&setup.cluster.etcd, APISERVER_ARGS).await.expect("second apiserver");
+    let other_api = Api::<ConfigMap>::namespaced(client(&other.url), "default");
+    setup.cluster.apiserver.kill();
+    create(&other_api, "while-down").await;
+    update(&other_api, "initial-1", "down").await;
+    delete(&other_api, "initial-2").await;
+    setup.wait_until_backing_off().await;
+    setup.cluster.apiserver.restart().await.expect("apiserver restarts");
+    create(&setup.api, "after-restart").await;
+    setup.assert_converged().await;
+    // The restarted apiserver's cache starts its window at its own first list: the informer's
+    // resourceVersion is older, so it is answered 410 and relists, once (as with Kubernetes).
+    assert_eq!(setup.metric("rkube_informer_relists_total"), 1.0, "one relist after the restart");
 }
 
 #[tokio::test]
@@ -245,12 +298,14 @@ async fn wait_for_writes(writes: &AtomicUsize, from: usize, more: usize, phase: 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_writers_and_forced_disconnects_leave_handlers_with_every_final_state_in_order() {
+    // Without the watch cache: the test counts on a restarted apiserver resuming watches from
+    // any revision etcd keeps (no relist).
     let mut config = quick_config();
     // Short server-side timeouts: watches also end normally and resume.
     config.reflector.watch_timeout_min = Duration::from_secs(2);
     config.reflector.watch_timeout_max = Duration::from_secs(3);
-    let mut setup = Setup::start(config, 0).await;
-    let other = ApiServer::start(&setup.cluster.etcd, APISERVER_ARGS).await.expect("second apiserver");
+    let mut setup = Setup::start_with(APISERVER_WITHOUT_CACHE, config, 0).await;
+    let other = ApiServer::start(&setup.cluster.etcd, APISERVER_WITHOUT_CACHE).await.expect("second apiserver");
     let stop = CancellationToken::new();
     let writes = Arc::new(AtomicUsize::new(0));
     let writers: Vec<_> = (0..4)

@@ -51,6 +51,16 @@ struct Flags {
     #[arg(long, default_value_t = 300)]
     etcd_compaction_interval_seconds: u64,
 
+    /// Serve lists and watches from a watch cache per resource (one etcd list and watch each)
+    /// instead of one etcd watch per client; `--watch-cache=false` turns it off.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    watch_cache: bool,
+
+    /// Changes each watch cache keeps for watches that resume from a resourceVersion; a watch
+    /// from before the oldest one gets 410 Expired and relists.
+    #[arg(long, default_value_t = 10_000)]
+    watch_cache_size: usize,
+
     /// Log format: `text` for people, `json` for machines.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -84,6 +94,10 @@ async fn main() -> anyhow::Result<()> {
         bookmark_interval: Duration::from_secs(flags.watch_bookmark_interval_seconds.max(1)),
         compaction_interval: (flags.etcd_compaction_interval_seconds > 0)
             .then(|| Duration::from_secs(flags.etcd_compaction_interval_seconds)),
+        watch_cache: flags.watch_cache.then(|| rkube_apiserver::cacher::CacheConfig {
+            capacity: flags.watch_cache_size.max(1),
+            ..rkube_apiserver::cacher::CacheConfig::default()
+        }),
         ..Config::default()
     };
     let shutdown = CancellationToken::new();

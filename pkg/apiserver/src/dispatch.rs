@@ -100,7 +100,7 @@ async fn serve(
         (Verb::Get, Some(Subresource::Scale)) => Ok(json(StatusCode::OK, &scale::get_scale(state, &req, &name).await?)),
         (Verb::List, None) => {
             let listed = rest::list(state, &req, query).await?;
-            Ok(render_list(&req, listed, rendering, include))
+            render_list(&req, listed, rendering, include)
         }
         (Verb::Watch, None) => watch::watch(state.clone(), req, query, rendering).await,
         (Verb::Create, None) if req.name.is_none() => {
@@ -154,7 +154,7 @@ async fn serve(
             let options = rest::delete_options(&bytes, query)?;
             let dry_run = WriteOptions::from_query(query)?.dry_run;
             let listed = rest::delete_collection(state, &req, query, &options, dry_run).await?;
-            Ok(json(StatusCode::OK, &rest::list_object(req.resource, listed)))
+            Ok(json(StatusCode::OK, &rest::list_object(req.resource, &listed)?))
         }
         (verb, sub) => Err(ApiError::MethodNotAllowed(format!(
             "{} is not supported on {}{}",
@@ -211,13 +211,25 @@ fn render_object(req: &ResourceRequest, obj: Value, rendering: Rendering, includ
     }
 }
 
-fn render_list(req: &ResourceRequest, listed: Listed, rendering: Rendering, include: IncludeObject) -> Response {
+fn render_list(
+    req: &ResourceRequest,
+    listed: Listed,
+    rendering: Rendering,
+    include: IncludeObject,
+) -> Result<Response, ApiError> {
     match rendering {
-        Rendering::Json => json(StatusCode::OK, &rest::list_object(req.resource, listed)),
+        Rendering::Json => {
+            let chunks = rest::list_body(req.resource, listed).into_iter().map(Ok::<_, std::convert::Infallible>);
+            Ok(Response::builder()
+                .status(StatusCode::OK)
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .body(Body::from_stream(futures::stream::iter(chunks)))
+                .unwrap_or_default())
+        }
         Rendering::Table => {
-            let list = rest::list_object(req.resource, listed);
+            let list = rest::list_object(req.resource, &listed)?;
             let items = list["items"].as_array().cloned().unwrap_or_default();
-            table_response(table::table(req.resource, &items, Some(list["metadata"].clone()), include))
+            Ok(table_response(table::table(req.resource, &items, Some(list["metadata"].clone()), include)))
         }
     }
 }

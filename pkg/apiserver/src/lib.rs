@@ -16,6 +16,7 @@
 //! [`subresource`].
 
 pub mod admission;
+pub mod cacher;
 pub mod compaction;
 pub mod discovery;
 pub mod dispatch;
@@ -27,13 +28,14 @@ pub mod openapi;
 pub mod patch;
 pub mod request;
 pub mod rest;
+pub mod stored;
 pub mod subresource;
 pub mod table;
 #[cfg(test)]
 mod testing;
 pub mod watch;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -44,6 +46,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::{HeaderMap, StatusCode};
 use rkube_api::backoff::{Backoff, BackoffConfig};
+use rkube_api::registry::ResourceDef;
 use rkube_storage::{Keys, Store};
 use serde_json::Value;
 use tokio::net::TcpListener;
@@ -66,6 +69,9 @@ pub struct Config {
     pub namespace_cleanup_interval: Duration,
     /// How often etcd history is compacted; `None` never compacts.
     pub compaction_interval: Option<Duration>,
+    /// The watch cache of every resource (`--watch-cache`); `None` serves every list and
+    /// watch from etcd.
+    pub watch_cache: Option<cacher::CacheConfig>,
 }
 
 impl Default for Config {
@@ -76,6 +82,7 @@ impl Default for Config {
             bookmark_interval: Duration::from_secs(60),
             namespace_cleanup_interval: Duration::from_secs(5),
             compaction_interval: Some(Duration::from_secs(300)),
+            watch_cache: Some(cacher::CacheConfig::default()),
         }
     }
 }
@@ -100,6 +107,8 @@ pub struct ApiState {
     pub namespace_cache: namespace::NamespaceCache,
     /// HTTP client for kubelets (`pods/log`).
     pub kubelet: reqwest::Client,
+    /// The watch cache of each resource, by plural, when enabled.
+    cachers: HashMap<&'static str, Arc<cacher::Cacher>>,
     /// Set once the built-in namespaces exist.
     bootstrapped: AtomicBool,
     openapi: OnceLock<(Value, BTreeMap<String, Value>)>,
@@ -114,9 +123,19 @@ impl ApiState {
         shutdown: CancellationToken,
     ) -> Result<Self, prometheus::Error> {
         let metrics = Metrics::new(&registry)?;
+        let keys = Keys::new(&config.etcd_prefix);
+        let mut cachers = HashMap::new();
+        if let Some(cache) = config.watch_cache {
+            let cache_metrics = cacher::CacheMetrics::new(&registry)?;
+            for res in rkube_api::registry::resources() {
+                let prefix = keys.collection(res.plural, None);
+                let cacher = cacher::Cacher::new(res, prefix, Arc::clone(&store), cache, cache_metrics.clone());
+                cachers.insert(res.plural, cacher);
+            }
+        }
         Ok(ApiState {
             store,
-            keys: Keys::new(&config.etcd_prefix),
+            keys,
             config,
             metrics,
             registry,
@@ -124,9 +143,27 @@ impl ApiState {
             namespace_cleaner: Notify::new(),
             namespace_cache: namespace::NamespaceCache::default(),
             kubelet: reqwest::Client::builder().connect_timeout(Duration::from_secs(5)).build().unwrap_or_default(),
+            cachers,
             bootstrapped: AtomicBool::new(false),
             openapi: OnceLock::new(),
         })
+    }
+
+    /// The watch cache of `res`, when caches are enabled.
+    pub fn cacher(&self, res: &ResourceDef) -> Option<&cacher::Cacher> {
+        self.cachers.get(res.plural).map(Arc::as_ref)
+    }
+
+    /// The watch cache of `res` as a shared handle (watchers keep one).
+    pub fn cacher_arc(&self, res: &ResourceDef) -> Option<Arc<cacher::Cacher>> {
+        self.cachers.get(res.plural).cloned()
+    }
+
+    /// Starts filling every watch cache; each runs until `state.shutdown`.
+    pub fn start_caches(&self) {
+        for cacher in self.cachers.values() {
+            tokio::spawn(Arc::clone(cacher).run(self.shutdown.clone()));
+        }
     }
 
     fn openapi(&self) -> &(Value, BTreeMap<String, Value>) {
@@ -204,6 +241,7 @@ async fn openapi_document(State(state): State<Arc<ApiState>>, Path(path): Path<S
 /// start-up bootstrap (built-in namespaces), the namespace cleaner and cache, and the
 /// etcd compactor.
 pub async fn serve(listener: TcpListener, state: Arc<ApiState>) -> std::io::Result<()> {
+    state.start_caches();
     let bootstrap = tokio::spawn(bootstrap(state.clone()));
     let cleaner = tokio::spawn(namespace::run_cleaner(state.clone(), state.config.namespace_cleanup_interval));
     let cache = tokio::spawn(namespace::run_cache(state.clone()));

@@ -16,6 +16,9 @@
 //! Nothing here names a kind: what differs between kinds is asked of the kind's strategy
 //! ([`rkube_api::strategy::RestStrategy`]) through its registry entry.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{DeleteOptions, ObjectMeta};
 use rkube_api::Subresource;
 use rkube_api::registry::ResourceDef;
@@ -25,12 +28,14 @@ use serde_json::{Map, Value, json};
 
 use crate::ApiState;
 use crate::admission;
+use crate::cacher::Cacher;
 use crate::error::{ApiError, OBJECT_MODIFIED, Target};
 use crate::metadata::{
     finalizers, from_storage, is_terminating, meta_str, metadata_mut, name, now_rfc3339, set_resource_version,
     timestamp, to_storage,
 };
 use crate::request::{Query, ResourceRequest};
+use crate::stored::StoredObject;
 
 /// How many times a write without a resourceVersion is retried after losing a race.
 const MAX_RETRIES: usize = 16;
@@ -92,8 +97,9 @@ pub struct Written {
 /// A page of a list.
 #[derive(Debug, Clone)]
 pub struct Listed {
-    /// The matching objects.
-    pub items: Vec<Value>,
+    /// The matching objects, each encoded once (shared with the watch cache when it served
+    /// the list).
+    pub items: Vec<Arc<StoredObject>>,
     /// The list's resourceVersion.
     pub revision: i64,
     /// The continue token, if there are more pages.
@@ -128,6 +134,11 @@ impl Filter {
     pub fn matches(&self, obj: &Value) -> bool {
         self.labels.matches_object(obj) && self.fields.matches_object(obj)
     }
+
+    /// Whether a stored object passes both selectors (without decoding it).
+    pub fn matches_stored(&self, object: &StoredObject) -> bool {
+        object.matches(&self.labels, &self.fields)
+    }
 }
 
 /// The storage key of a named object of the request's resource.
@@ -150,24 +161,63 @@ pub async fn get(state: &ApiState, req: &ResourceRequest, name: &str) -> Result<
     from_storage(&kv)
 }
 
-/// Lists a collection: one page at one revision, filtered by the selectors.
+/// How fresh a list must be, from `resourceVersion` and `resourceVersionMatch`
+/// (Kubernetes' semantics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Freshness {
+    /// No resourceVersion: the latest state, as consistent as a read from etcd.
+    Consistent,
+    /// `resourceVersion=0`: any state the server has.
+    Any,
+    /// `resourceVersion=N` (with `NotOlderThan`, or no match): a state at N or later.
+    NotOlderThan(i64),
+    /// `resourceVersion=N&resourceVersionMatch=Exact`: the state at N exactly.
+    Exact(i64),
+}
+
+impl Freshness {
+    fn from_query(query: &Query) -> Result<Freshness, ApiError> {
+        let rv = query.get("resourceVersion").map(parse_rv).transpose()?;
+        match (rv, query.get("resourceVersionMatch")) {
+            (None, None) => Ok(Freshness::Consistent),
+            (None, Some(_)) => {
+                Err(ApiError::BadRequest("resourceVersionMatch is forbidden unless resourceVersion is provided".into()))
+            }
+            (Some(rv), Some("Exact")) if rv > 0 => Ok(Freshness::Exact(rv)),
+            (Some(_), Some("Exact")) => Err(ApiError::BadRequest(
+                "resourceVersionMatch \"Exact\" is forbidden for resourceVersion \"0\"".into(),
+            )),
+            (Some(0), None | Some("NotOlderThan")) => Ok(Freshness::Any),
+            (Some(rv), None | Some("NotOlderThan")) => Ok(Freshness::NotOlderThan(rv)),
+            (Some(_), Some(other)) => {
+                Err(ApiError::BadRequest(format!("resourceVersionMatch must be Exact or NotOlderThan, not {other:?}")))
+            }
+        }
+    }
+}
+
+/// How long a read waits for the watch cache to catch up with a revision before it gives up
+/// (Kubernetes waits 3 s too).
+const CACHE_WAIT: Duration = Duration::from_secs(3);
+
+/// Lists a collection: one page at one revision, filtered by the selectors. Served from the
+/// watch cache whenever the request allows it (see [`crate::cacher`]), else from etcd.
 pub async fn list(state: &ApiState, req: &ResourceRequest, query: &Query) -> Result<Listed, ApiError> {
     let filter = Filter::from_query(req.resource, query)?;
     let continue_from = query.get("continue").map(Continue::decode).transpose()?;
-    let revision = match (query.get("resourceVersion"), query.get("resourceVersionMatch")) {
-        (Some(rv), Some("Exact")) => Some(parse_rv(rv)?),
-        (Some(rv), _) => {
-            parse_rv(rv)?;
-            None
-        }
-        (None, Some(_)) => {
-            return Err(ApiError::BadRequest(
-                "resourceVersionMatch is forbidden unless resourceVersion is provided".into(),
-            ));
-        }
-        (None, None) => None,
+    let freshness = Freshness::from_query(query)?;
+    let limit = query.int("limit")?.filter(|l| *l > 0);
+    if let Some(cacher) = state.cacher(req.resource)
+        && let Some(listed) =
+            list_from_cache(state, cacher, req, &filter, limit, continue_from.as_ref(), freshness).await?
+    {
+        return Ok(listed);
+    }
+    let revision = match freshness {
+        Freshness::Exact(rv) => Some(rv),
+        _ => None,
     };
-    let options = ListOptions { limit: query.int("limit")?, continue_from, revision };
+    let options = ListOptions { limit, continue_from, revision, keys_only: false };
     let page = state.store.list(&prefix(state, req), options).await.map_err(|e| match e {
         rkube_storage::Error::Expired { .. } => ApiError::Expired(
             "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.".into(),
@@ -176,12 +226,56 @@ pub async fn list(state: &ApiState, req: &ResourceRequest, query: &Query) -> Res
     })?;
     let mut items = Vec::with_capacity(page.items.len());
     for kv in &page.items {
-        let obj = from_storage(kv)?;
-        if filter.matches(&obj) {
-            items.push(obj);
+        let object = StoredObject::new(req.resource, &kv.key, &kv.value, kv.mod_revision)?;
+        if filter.matches_stored(&object) {
+            items.push(Arc::new(object));
         }
     }
     Ok(Listed { items, revision: page.revision, next: page.next.map(|c| c.encode()), remaining: page.remaining })
+}
+
+/// The list from the watch cache, or `None` when etcd must answer: the cache is not ready,
+/// the request wants an exact old revision (or continues a list of one), or the cache could
+/// not catch up with etcd in time for a consistent read.
+async fn list_from_cache(
+    state: &ApiState,
+    cacher: &Cacher,
+    req: &ResourceRequest,
+    filter: &Filter,
+    limit: Option<i64>,
+    continue_from: Option<&Continue>,
+    freshness: Freshness,
+) -> Result<Option<Listed>, ApiError> {
+    if !cacher.is_ready() {
+        return Ok(None);
+    }
+    match (continue_from, freshness) {
+        (Some(token), _) if token.revision != cacher.shown_revision() => return Ok(None),
+        (Some(_), _) | (None, Freshness::Any) => {}
+        (None, Freshness::Exact(_)) => return Ok(None),
+        (None, Freshness::NotOlderThan(rv)) => {
+            if cacher.wait_for(rv, CACHE_WAIT).await?.is_none() {
+                return Err(ApiError::TooLargeResourceVersion { requested: rv, current: cacher.shown_revision() });
+            }
+        }
+        (None, Freshness::Consistent) => {
+            if cacher.fresh(CACHE_WAIT).await?.is_none() {
+                return Ok(None);
+            }
+        }
+    }
+    let prefix = prefix(state, req);
+    let from = continue_from.map(|token| token.start.as_str());
+    let limit = limit.map(|l| usize::try_from(l).unwrap_or(usize::MAX));
+    let Some(snapshot) = cacher.list(&prefix, filter, limit, from) else { return Ok(None) };
+    // A continued list must still be at its revision: a change between the check above and
+    // the read would show a newer state. Then etcd answers at the token's revision.
+    if continue_from.is_some_and(|token| token.revision != snapshot.revision) {
+        return Ok(None);
+    }
+    let next =
+        snapshot.next.map(|last| Continue { revision: snapshot.revision, start: format!("{last}\u{0}") }.encode());
+    Ok(Some(Listed { items: snapshot.objects, revision: snapshot.revision, next, remaining: None }))
 }
 
 /// Parses a resourceVersion sent by a client.
@@ -628,12 +722,14 @@ pub async fn delete_collection(
     let mut listed = list(state, req, query).await?;
     let mut deleted = Vec::with_capacity(listed.items.len());
     for obj in &listed.items {
-        let one = ResourceRequest {
-            namespace: req.resource.namespaced.then(|| meta_str(obj, "namespace").to_string()),
-            ..req.clone()
-        };
-        match delete(state, &one, name(obj), options, dry_run).await {
-            Ok((gone, _)) => deleted.push(gone),
+        let one =
+            ResourceRequest { namespace: req.resource.namespaced.then(|| obj.namespace().to_string()), ..req.clone() };
+        match delete(state, &one, obj.name(), options, dry_run).await {
+            Ok((gone, _)) => {
+                let revision = gone.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("0");
+                let revision = revision.parse().unwrap_or_default();
+                deleted.push(Arc::new(StoredObject::from_value(req.resource, &obj.key, &gone, revision)?));
+            }
             Err(ApiError::NotFound(_)) => {}
             Err(e) => return Err(e),
         }
@@ -642,17 +738,44 @@ pub async fn delete_collection(
     Ok(listed)
 }
 
-/// A `<Kind>List` object.
-pub fn list_object(res: &ResourceDef, listed: Listed) -> Value {
+/// The `metadata` of a `<Kind>List`.
+pub fn list_meta(listed: &Listed) -> Value {
     let mut meta = Map::new();
     meta.insert("resourceVersion".into(), Value::String(listed.revision.to_string()));
-    if let Some(next) = listed.next {
-        meta.insert("continue".into(), Value::String(next));
+    if let Some(next) = &listed.next {
+        meta.insert("continue".into(), Value::String(next.clone()));
         if let Some(remaining) = listed.remaining {
             meta.insert("remainingItemCount".into(), json!(remaining));
         }
     }
-    json!({"kind": res.list_kind(), "apiVersion": res.api_version(), "metadata": meta, "items": listed.items})
+    Value::Object(meta)
+}
+
+/// A `<Kind>List` object, decoded (for Tables and tests; lists are sent as
+/// [`list_body`]).
+pub fn list_object(res: &ResourceDef, listed: &Listed) -> Result<Value, ApiError> {
+    let items = listed.items.iter().map(|item| item.decode()).collect::<Result<Vec<_>, _>>()?;
+    Ok(json!({"kind": res.list_kind(), "apiVersion": res.api_version(), "metadata": list_meta(listed), "items": items}))
+}
+
+/// A `<Kind>List` as JSON chunks: the head, then each item's stored bytes as they are, so a
+/// list of any size is neither decoded nor copied into one buffer.
+pub fn list_body(res: &ResourceDef, listed: Listed) -> Vec<bytes::Bytes> {
+    let head = json!({"kind": res.list_kind(), "apiVersion": res.api_version(), "metadata": list_meta(&listed)});
+    let mut head = serde_json::to_vec(&head).unwrap_or_default();
+    // `{"kind":...,"metadata":{...}}` → `{"kind":...,"metadata":{...},"items":[`
+    head.pop();
+    head.extend_from_slice(br#","items":["#);
+    let mut chunks = Vec::with_capacity(2 * listed.items.len() + 2);
+    chunks.push(bytes::Bytes::from(head));
+    for (index, item) in listed.items.iter().enumerate() {
+        if index > 0 {
+            chunks.push(bytes::Bytes::from_static(b","));
+        }
+        chunks.push(item.json.clone());
+    }
+    chunks.push(bytes::Bytes::from_static(b"]}"));
+    chunks
 }
 
 #[cfg(test)]

@@ -12,8 +12,13 @@
 //!   current resourceVersion, so clients can resume without relisting.
 //!
 //! Not promised: a stream lasts forever; it ends after `timeoutSeconds` (default 30 to 60
-//! minutes), when etcd breaks the watch, or at shutdown, and clients resume from the last
+//! minutes), when etcd breaks the watch, when the watcher does not keep up with the changes
+//! (its queue in the watch cache fills), or at shutdown, and clients resume from the last
 //! resourceVersion they saw.
+//!
+//! Served from the resource's watch cache ([`crate::cacher`]) whenever it is ready: no etcd
+//! watch per client, the same encoded object for every watcher. When it is not (disabled, or
+//! still listing at start-up), straight from an etcd watch, with the same promises.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,10 +32,12 @@ use rkube_storage::{ListOptions, WatchEvent};
 use serde_json::{Value, json};
 
 use crate::ApiState;
+use crate::cacher::{CachedEvent, Cacher, Start};
 use crate::error::ApiError;
 use crate::metadata::{from_storage, set_resource_version};
 use crate::request::{Query, Rendering, ResourceRequest};
 use crate::rest::{self, Filter};
+use crate::stored::StoredObject;
 use crate::table;
 
 /// Options of one watch, read from the query.
@@ -85,8 +92,26 @@ pub async fn watch(
     rendering: Rendering,
 ) -> Result<Response, ApiError> {
     let res = req.resource;
-    let params = WatchParams::from_query(res, query)?;
+    let mut params = WatchParams::from_query(res, query)?;
     let prefix = rest::prefix(&state, &req);
+    if let Some(cacher) = state.cacher_arc(res).filter(|c| c.is_ready()) {
+        match watch_cache(&state, cacher, &prefix, params, rendering).await? {
+            Ok(response) => return Ok(response),
+            Err(handed_back) => params = handed_back,
+        }
+    }
+    watch_etcd(state, res, &prefix, params, rendering).await
+}
+
+/// A watch served straight from an etcd watch (the watch cache is disabled or not ready).
+async fn watch_etcd(
+    state: Arc<ApiState>,
+    res: &'static ResourceDef,
+    prefix: &str,
+    params: WatchParams,
+    rendering: Rendering,
+) -> Result<Response, ApiError> {
+    let prefix = prefix.to_string();
     let mut first: Vec<Bytes> = Vec::new();
     let start = match params.from {
         Some(rv) => rv,
@@ -144,6 +169,142 @@ pub async fn watch(
             Ok::<_, std::convert::Infallible>(line)
         });
     Ok(streaming_response(stream, rendering))
+}
+
+/// A watch served by the resource's watch cache; `Err(params)` hands it back to
+/// [`watch_etcd`] when the cache cannot show a consistent start in time.
+async fn watch_cache(
+    state: &Arc<ApiState>,
+    cacher: Arc<Cacher>,
+    prefix: &str,
+    params: WatchParams,
+    rendering: Rendering,
+) -> Result<Result<Response, WatchParams>, ApiError> {
+    let res = cacher.resource();
+    let start = match params.from {
+        Some(rv) => {
+            // A resourceVersion the cache does not show yet: wait for it, or say it is too large.
+            if cacher.wait_for(rv, CACHE_WAIT).await?.is_none() {
+                return Err(ApiError::TooLargeResourceVersion { requested: rv, current: cacher.shown_revision() });
+            }
+            Start::After(rv)
+        }
+        // The current objects, as fresh as a consistent read: once the cache is proven to hold
+        // etcd's current state; else etcd serves the watch.
+        None => match cacher.fresh(CACHE_WAIT).await? {
+            Some(_) => Start::Now { initial: true },
+            None => return Ok(Err(params)),
+        },
+    };
+    let subscription = match cacher.subscribe(prefix, start) {
+        Ok(subscription) => subscription,
+        Err(ApiError::Expired(message)) => {
+            let status = ApiError::Expired(message).to_status();
+            let line = line_of(&json!({"type": "ERROR", "object": status}));
+            let once = futures::stream::iter([Ok::<_, std::convert::Infallible>(line)]);
+            return Ok(Ok(streaming_response(once, rendering)));
+        }
+        Err(other) => return Err(other),
+    };
+    let gauge = state.metrics.open_watches.with_label_values(&[res.plural]);
+    gauge.inc();
+    let guard = WatchGuard(gauge);
+    let mut first: Vec<Bytes> = Vec::new();
+    for object in &subscription.initial {
+        if params.filter.matches_stored(object) {
+            first.extend(stored_event(res, "ADDED", object, rendering));
+        }
+    }
+    if params.initial_end_bookmark {
+        first.push(bookmark(res, subscription.revision, true));
+    }
+    for event in &subscription.replay {
+        first.extend(cached_event(res, &params.filter, event, rendering));
+    }
+    let filter = params.filter;
+    let bookmarks = params.bookmarks.then_some(state.config.bookmark_interval);
+    let live = futures::stream::unfold(
+        (
+            subscription,
+            bookmarks.map(|every| tokio::time::interval_at(tokio::time::Instant::now() + every, every)),
+            filter,
+        ),
+        move |(mut subscription, mut ticker, filter)| async move {
+            loop {
+                let tick = async {
+                    match &mut ticker {
+                        Some(ticker) => ticker.tick().await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    event = subscription.events.recv() => {
+                        let event = event?; // disconnected: too slow, or the cache relisted
+                        let chunks = cached_event(res, &filter, &event, rendering);
+                        if !chunks.is_empty() {
+                            return Some((chunks, (subscription, ticker, filter)));
+                        }
+                    }
+                    _ = tick => {
+                        // Every change up to the cache's revision was queued before it was
+                        // published; with none waiting, the watcher has them all.
+                        if subscription.events.is_empty() {
+                            let revision = subscription.bookmark_revision();
+                            return Some((vec![bookmark(res, revision, false)], (subscription, ticker, filter)));
+                        }
+                    }
+                }
+            }
+        },
+    )
+    .flat_map(futures::stream::iter);
+    let shutdown = state.shutdown.clone();
+    let stream = futures::stream::iter(first)
+        .chain(live)
+        .take_until(tokio::time::sleep(params.timeout))
+        .take_until(async move { shutdown.cancelled().await })
+        .map(move |chunk| {
+            let _keep = &guard;
+            Ok::<_, std::convert::Infallible>(chunk)
+        });
+    Ok(Ok(streaming_response(stream, rendering)))
+}
+
+/// How long a watch waits for the watch cache to reach its resourceVersion.
+const CACHE_WAIT: Duration = Duration::from_secs(3);
+
+/// The chunks of one event line for a stored object: for JSON, the object's shared bytes
+/// between a head and a tail, so no watcher copies them.
+fn stored_event(res: &ResourceDef, kind: &str, object: &StoredObject, rendering: Rendering) -> Vec<Bytes> {
+    match rendering {
+        Rendering::Json => vec![
+            Bytes::from(format!(r#"{{"type":"{kind}","object":"#)),
+            object.json.clone(),
+            Bytes::from_static(b"}\n"),
+        ],
+        Rendering::Table => match object.decode() {
+            Ok(value) => vec![event_line(res, kind, value, rendering)],
+            Err(error) => {
+                tracing::error!(%error, "cannot render a cached object");
+                Vec::new()
+            }
+        },
+    }
+}
+
+/// What a cached change becomes for a watcher with this filter: `ADDED`, `MODIFIED` or
+/// `DELETED` by whether the object matched before and after, or nothing.
+fn cached_event(res: &ResourceDef, filter: &Filter, event: &CachedEvent, rendering: Rendering) -> Vec<Bytes> {
+    let was = event.prev.as_ref().is_some_and(|prev| filter.matches_stored(prev));
+    let is = !event.deleted && filter.matches_stored(&event.object);
+    let kind = match (was, is) {
+        (false, true) => "ADDED",
+        (true, true) => "MODIFIED",
+        // Deleted, or left the selector (then with its new state, as Kubernetes sends it).
+        (true, false) => "DELETED",
+        (false, false) => return Vec::new(),
+    };
+    stored_event(res, kind, &event.object, rendering)
 }
 
 /// Decrements the open-watches gauge when the stream is dropped.

@@ -1,0 +1,598 @@
+//! The watch cache: one list and one watch of etcd per resource, and every client list and
+//! watch of that resource served from memory (Kubernetes' `Cacher`).
+//!
+//! Where an event goes, from etcd to a watcher:
+//! 1. [`Cacher::run`] lists the resource's prefix once, then keeps one etcd watch on it from
+//!    the list's revision (resuming from the last revision seen after a break; relisting
+//!    only when etcd compacted that revision away).
+//! 2. Each change becomes a [`CachedEvent`]: the object is decoded once, its
+//!    resourceVersion set, encoded once ([`StoredObject`]), and the cache's copy of the
+//!    collection updated.
+//! 3. The event goes into the *window*, the last `capacity` events, so a watcher that asks to
+//!    resume from a recent resourceVersion gets the changes since, from memory.
+//! 4. The event is handed to every watcher of a matching prefix: an `Arc` into its bounded
+//!    queue, no copy. Each watcher's stream (`crate::watch`) applies its selectors and writes
+//!    the shared bytes to its connection.
+//!
+//! What it keeps true (tests below, and test/tests/watch_cache.rs against real etcd):
+//! - a watcher sees every change after its starting revision exactly once, in etcd's order;
+//! - a watcher that cannot keep up (its queue of `watcher_buffer` events is full) is
+//!   disconnected, never buffered without bound: its client resumes from the last
+//!   resourceVersion it saw, as every Kubernetes client does after a closed watch;
+//! - a watch from a revision older than the window is refused as 410 Expired;
+//! - a consistent read (a list or a watch without a resourceVersion) is served from the cache
+//!   only once the cache is *proven* to hold what etcd holds at etcd's current revision R: a
+//!   keys-only list of etcd (keys and revisions, no values) equals the cache's. The answer then
+//!   carries R, so it never shows data older than a write that finished before it started.
+//!
+//! Why not etcd's progress notifications (Kubernetes 1.31+ waits for one instead): etcd
+//! guarantees their order against the events of a watch only from 3.4.25 and 3.5.8
+//! (etcd-io/etcd#15220), and Debian 12 ships 3.4.23. The keys-only comparison costs one
+//! cheap read of etcd per consistent request and holds on any etcd.
+//!
+//! Not promised: the cache's memory stays small for a large collection (it holds every object
+//! of the resource once, as JSON), and lists at an exact old revision come from it (those
+//! go to etcd).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::ops::Bound;
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
+
+use futures::StreamExt;
+use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
+use rkube_api::backoff::{Backoff, BackoffConfig};
+use rkube_api::registry::ResourceDef;
+use rkube_storage::{KeyValue, ListOptions, Store, WatchEvent};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::ApiError;
+use crate::rest::Filter;
+use crate::stored::StoredObject;
+
+/// How big a cache is.
+#[derive(Debug, Clone, Copy)]
+pub struct CacheConfig {
+    /// Events kept in the window (`--watch-cache-size`).
+    pub capacity: usize,
+    /// Events a watcher may have waiting before it is disconnected as too slow.
+    pub watcher_buffer: usize,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig { capacity: 10_000, watcher_buffer: 1_000 }
+    }
+}
+
+/// One change, as every watcher of the resource receives it.
+#[derive(Debug)]
+pub struct CachedEvent {
+    /// The change's revision.
+    pub revision: i64,
+    /// Whether the object was deleted (`object` is then its last state, at `revision`).
+    pub deleted: bool,
+    /// The object after the change.
+    pub object: Arc<StoredObject>,
+    /// The object before it, if it existed.
+    pub prev: Option<Arc<StoredObject>>,
+}
+
+/// Where a watcher starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// At the cache's current revision; with the current objects first when `initial`.
+    Now {
+        /// Send the current objects first.
+        initial: bool,
+    },
+    /// After this revision: every change since, then live ones.
+    After(i64),
+}
+
+/// A page of a list served from the cache.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// The matching objects, in key order.
+    pub objects: Vec<Arc<StoredObject>>,
+    /// The revision the page shows.
+    pub revision: i64,
+    /// The key (relative to the listed prefix) of the last object of this page, when more
+    /// objects follow.
+    pub next: Option<String>,
+}
+
+/// A registered watcher: what to send first, then the live queue. Unregisters on drop.
+pub struct Subscription {
+    /// The current objects, when the watch asked for them.
+    pub initial: Vec<Arc<StoredObject>>,
+    /// The changes after the watcher's starting revision that the window held.
+    pub replay: Vec<Arc<CachedEvent>>,
+    /// The revision `initial` and `replay` bring the watcher to.
+    pub revision: i64,
+    /// The watcher receives only changes after this revision.
+    after: i64,
+    /// Live changes from here on; ends when the watcher is disconnected (too slow, a relist).
+    pub events: mpsc::Receiver<Arc<CachedEvent>>,
+    cacher: Arc<Cacher>,
+    id: u64,
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription").field("id", &self.id).field("revision", &self.revision).finish_non_exhaustive()
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let mut state = self.cacher.write();
+        if state.watchers.remove(&self.id).is_some() {
+            self.cacher.metrics.watchers.with_label_values(&[self.cacher.resource.plural]).dec();
+        }
+    }
+}
+
+impl Subscription {
+    /// The revision for a bookmark: a watcher whose queue is empty has been handed every change
+    /// up to the cache's last applied one, and it asked for none before `after`. (Not
+    /// `verified`: a change below it may still be on its way, and the watcher must not see a
+    /// bookmark newer than a change it is yet to get.)
+    pub fn bookmark_revision(&self) -> i64 {
+        self.cacher.read().revision.max(self.after)
+    }
+}
+
+/// The watch cache of one resource (see the module docs).
+pub struct Cacher {
+    resource: &'static ResourceDef,
+    prefix: String,
+    store: Arc<dyn Store>,
+    config: CacheConfig,
+    state: RwLock<State>,
+    /// The revision the cache has caught up to; 0 until its first list.
+    reached: watch::Sender<i64>,
+    metrics: CacheMetrics,
+}
+
+impl std::fmt::Debug for Cacher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cacher").field("resource", &self.resource.plural).finish_non_exhaustive()
+    }
+}
+
+/// What one cache holds. Invariants: `revision` is the revision of the last change applied
+/// (or of the list); every change after `window_start` up to it is in `window`, in order;
+/// `objects` are etcd's objects at every revision from `revision` to `verified` (`verified`
+/// is raised by a comparison with etcd, and falls back to `revision` with each change: a
+/// change that arrives late may belong before an earlier proof).
+#[derive(Default)]
+struct State {
+    ready: bool,
+    revision: i64,
+    verified: i64,
+    objects: BTreeMap<String, Arc<StoredObject>>,
+    window: VecDeque<Arc<CachedEvent>>,
+    window_start: i64,
+    watchers: HashMap<u64, Subscriber>,
+    next_id: u64,
+}
+
+struct Subscriber {
+    prefix: String,
+    /// The watcher has every change up to this revision: only later ones are sent.
+    after: i64,
+    sender: mpsc::Sender<Arc<CachedEvent>>,
+}
+
+impl Cacher {
+    /// A cache of `resource`'s collection under `prefix` (e.g. `/registry/pods/`), not yet
+    /// filled: [`Cacher::run`] does that.
+    pub fn new(
+        resource: &'static ResourceDef,
+        prefix: String,
+        store: Arc<dyn Store>,
+        config: CacheConfig,
+        metrics: CacheMetrics,
+    ) -> Arc<Cacher> {
+        Arc::new(Cacher {
+            resource,
+            prefix,
+            store,
+            config,
+            state: RwLock::new(State::default()),
+            reached: watch::Sender::new(0),
+            metrics,
+        })
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, State> {
+        // A poisoned lock means a panic while holding it; no section below can panic halfway
+        // through a change (they insert, remove, push and send), so the state is still whole.
+        self.state.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The resource this cache holds.
+    pub fn resource(&self) -> &'static ResourceDef {
+        self.resource
+    }
+
+    /// Whether the cache holds the collection (it has listed it at least once).
+    pub fn is_ready(&self) -> bool {
+        self.read().ready
+    }
+
+    /// The latest revision the cache is known to show: what a list from it answers with.
+    pub fn shown_revision(&self) -> i64 {
+        self.read().verified
+    }
+
+    /// Waits until the cache shows a revision at or after `revision`: it has applied a change
+    /// at or after it, or a comparison with etcd proves it holds etcd's state at a revision at
+    /// or after it. Returns the revision it shows then, or `None` when `timeout` passes first
+    /// (or the cache is not ready).
+    ///
+    /// # Errors
+    /// When etcd cannot be read for the comparison.
+    pub async fn wait_for(&self, revision: i64, timeout: Duration) -> Result<Option<i64>, ApiError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut reached = self.reached.subscribe();
+        loop {
+            reached.borrow_and_update();
+            let shown = self.shown_revision();
+            if self.is_ready() && shown >= revision {
+                return Ok(Some(shown));
+            }
+            if self.is_ready()
+                && let Some(proven) = self.verify().await?
+                && proven >= revision
+            {
+                return Ok(Some(proven));
+            }
+            // Behind etcd: changes are on their way. Look again after the next one, or soon.
+            let retry = (tokio::time::Instant::now() + Duration::from_millis(50)).min(deadline);
+            tokio::select! {
+                _ = reached.changed() => {}
+                () = tokio::time::sleep_until(retry) => {}
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Waits until the cache is proven to hold etcd's state at etcd's current revision, and
+    /// returns that revision: what a consistent read may be served at. `None` when the cache
+    /// does not catch up within `timeout` (or is not ready).
+    ///
+    /// # Errors
+    /// When etcd cannot be read.
+    pub async fn fresh(&self, timeout: Duration) -> Result<Option<i64>, ApiError> {
+        let current = self.store.current_revision().await?;
+        self.wait_for(current, timeout).await
+    }
+
+    /// Compares the cache with a keys-only list of etcd: when they hold the same keys at the
+    /// same revisions, the cache shows etcd's state at the list's revision R, which becomes
+    /// `verified` (unless a change was applied meanwhile). Returns R when they agree.
+    async fn verify(&self) -> Result<Option<i64>, ApiError> {
+        let options = ListOptions { keys_only: true, ..ListOptions::default() };
+        let page = self.store.list(&self.prefix, options).await?;
+        let mut state = self.write();
+        let agrees = page.items.len() == state.objects.len()
+            && page
+                .items
+                .iter()
+                .zip(state.objects.values())
+                .all(|(kv, object)| kv.key == object.key && kv.mod_revision == object.revision);
+        if !agrees || page.revision < state.verified {
+            return Ok(None);
+        }
+        state.verified = page.revision;
+        drop(state);
+        self.reached.send_replace(page.revision);
+        Ok(Some(page.revision))
+    }
+
+    /// The objects under `prefix` that `filter` lets through, in key order, from the key
+    /// `from` (relative to `prefix`) on and at most `limit` of them; `None` when the cache is
+    /// not ready.
+    pub fn list(&self, prefix: &str, filter: &Filter, limit: Option<usize>, from: Option<&str>) -> Option<Snapshot> {
+        let state = self.read();
+        if !state.ready {
+            return None;
+        }
+        let start = format!("{prefix}{}", from.unwrap_or_default());
+        let mut objects: Vec<Arc<StoredObject>> = Vec::new();
+        let mut next = None;
+        let candidates = state.objects.range::<String, _>((Bound::Included(start), Bound::Unbounded));
+        for (key, object) in candidates.take_while(|(key, _)| key.starts_with(prefix)) {
+            if !filter.matches_stored(object) {
+                continue;
+            }
+            if limit.is_some_and(|limit| objects.len() >= limit) {
+                next = objects.last().map(|last| last.key[prefix.len()..].to_string());
+                break;
+            }
+            debug_assert_eq!(key, &object.key);
+            objects.push(Arc::clone(object));
+        }
+        self.metrics.lists.with_label_values(&[self.resource.plural]).inc();
+        Some(Snapshot { objects, revision: state.verified, next })
+    }
+
+    /// Registers a watcher of `prefix` starting at `start`.
+    ///
+    /// # Errors
+    /// [`ApiError::Expired`] for a revision older than the window, 503 while the cache is not
+    /// ready, and [`ApiError::TooLargeResourceVersion`] for a revision the cache has not
+    /// reached (callers [`Cacher::wait_for`] it first).
+    pub fn subscribe(self: &Arc<Self>, prefix: &str, start: Start) -> Result<Subscription, ApiError> {
+        let mut state = self.write();
+        if !state.ready {
+            return Err(ApiError::Unavailable(format!("the watch cache of {} is initializing", self.resource.plural)));
+        }
+        let (initial, replay, after) = match start {
+            Start::Now { initial } => {
+                let objects = match initial {
+                    true => state
+                        .objects
+                        .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
+                        .take_while(|(key, _)| key.starts_with(prefix))
+                        .map(|(_, object)| Arc::clone(object))
+                        .collect(),
+                    false => Vec::new(),
+                };
+                (objects, Vec::new(), state.verified)
+            }
+            Start::After(revision) if revision > state.verified => {
+                return Err(ApiError::TooLargeResourceVersion { requested: revision, current: state.verified });
+            }
+            Start::After(revision) if revision < state.window_start => {
+                return Err(ApiError::Expired(format!(
+                    "too old resource version: {revision} ({})",
+                    state.window_start
+                )));
+            }
+            Start::After(revision) => {
+                let first = state.window.partition_point(|event| event.revision <= revision);
+                let replay =
+                    state.window.range(first..).filter(|event| event.object.key.starts_with(prefix)).cloned().collect();
+                (Vec::new(), replay, revision)
+            }
+        };
+        let (sender, events) = mpsc::channel(self.config.watcher_buffer);
+        let id = state.next_id;
+        state.next_id += 1;
+        state.watchers.insert(id, Subscriber { prefix: prefix.to_string(), after, sender });
+        self.metrics.watchers.with_label_values(&[self.resource.plural]).inc();
+        let revision = after.max(state.revision);
+        Ok(Subscription { initial, replay, revision, after, events, cacher: Arc::clone(self), id })
+    }
+
+    /// Fills the cache and keeps it current until `shutdown`: list, then watch from the
+    /// list's revision; after a broken watch, watch again from the last revision seen; relist
+    /// only when that revision was compacted away.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut backoff = Backoff::new(BackoffConfig::doubling(
+            Duration::from_millis(100),
+            Duration::from_secs(5),
+            Duration::from_secs(60),
+        ));
+        let mut need_list = true;
+        loop {
+            let result = tokio::select! {
+                () = shutdown.cancelled() => return,
+                result = self.fill_and_follow(&mut need_list) => result,
+            };
+            let delay = backoff.next_delay(tokio::time::Instant::now().into_std());
+            match result {
+                Err(rkube_storage::Error::Expired { .. }) => {
+                    tracing::info!(resource = self.resource.plural, "watch cache fell behind a compaction; relisting");
+                    need_list = true;
+                }
+                Err(error) => {
+                    tracing::info!(resource = self.resource.plural, %error, retry_in = ?delay, "watch cache lost etcd; resuming");
+                }
+                Ok(()) => {}
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+
+    /// One round of [`Cacher::run`]: relist if needed, then follow the watch until it breaks.
+    async fn fill_and_follow(&self, need_list: &mut bool) -> rkube_storage::Result<()> {
+        if *need_list {
+            let page = self.store.list(&self.prefix, ListOptions::default()).await?;
+            let mut objects = BTreeMap::new();
+            for kv in &page.items {
+                match StoredObject::new(self.resource, &kv.key, &kv.value, kv.mod_revision) {
+                    Ok(object) => {
+                        objects.insert(kv.key.clone(), Arc::new(object));
+                    }
+                    Err(error) => tracing::error!(key = %kv.key, %error, "not caching an object that does not decode"),
+                }
+            }
+            self.replace(objects, page.revision);
+            *need_list = false;
+        }
+        // Resume after the last change applied (not after `verified`: a change below it may
+        // still have been on its way).
+        let from = self.read().revision;
+        let mut changes = self.store.watch(&self.prefix, from, None).await?;
+        while let Some(change) = changes.next().await {
+            match change? {
+                WatchEvent::Put { kv, prev } => {
+                    match StoredObject::new(self.resource, &kv.key, &kv.value, kv.mod_revision) {
+                        Ok(object) => self.apply(kv.mod_revision, Arc::new(object), false, prev.as_ref()),
+                        Err(error) => tracing::error!(key = %kv.key, %error, "skipping a change that does not decode"),
+                    }
+                }
+                WatchEvent::Delete { key, revision, prev } => {
+                    let last = match &prev {
+                        Some(prev) => StoredObject::new(self.resource, &key, &prev.value, revision),
+                        None => self.last_state(&key, revision),
+                    };
+                    match last {
+                        Ok(object) => self.apply(revision, Arc::new(object), true, prev.as_ref()),
+                        Err(error) => tracing::error!(%key, %error, "skipping a deletion whose last state is unknown"),
+                    }
+                }
+                // Not requested; the cache proves its freshness by comparing with etcd instead.
+                WatchEvent::Progress { .. } => {}
+            }
+        }
+        Err(rkube_storage::Error::Unavailable("etcd closed the watch".into()))
+    }
+
+    /// The cached last state of `key`, at the deletion's `revision` (etcd sends none for a
+    /// deletion replayed right after a compaction).
+    fn last_state(&self, key: &str, revision: i64) -> Result<StoredObject, ApiError> {
+        let cached = self.read().objects.get(key).cloned();
+        match cached {
+            Some(object) => object.deleted_at(self.resource, revision),
+            None => Err(ApiError::Internal(format!("{key} deleted at {revision} was not cached"))),
+        }
+    }
+
+    /// Takes a fresh list: the window starts over at its revision, and every watcher is
+    /// disconnected (each resumes from its last revision, older than the new window, and so
+    /// gets a 410 and relists, as after an etcd compaction in Kubernetes).
+    fn replace(&self, objects: BTreeMap<String, Arc<StoredObject>>, revision: i64) {
+        let mut state = self.write();
+        let dropped = state.watchers.len();
+        state.watchers.clear();
+        state.objects = objects;
+        state.window.clear();
+        state.window_start = revision;
+        state.revision = revision;
+        state.verified = revision;
+        state.ready = true;
+        let plural = self.resource.plural;
+        self.metrics.watchers.with_label_values(&[plural]).sub(i64::try_from(dropped).unwrap_or(i64::MAX));
+        self.metrics.objects.with_label_values(&[plural]).set(i64::try_from(state.objects.len()).unwrap_or(i64::MAX));
+        self.metrics.window.with_label_values(&[plural]).set(0);
+        self.metrics.relists.with_label_values(&[plural]).inc();
+        drop(state);
+        self.reached.send_replace(revision);
+    }
+
+    /// Applies one change: the collection, the window, then every watcher of its prefix that
+    /// started before it. A change at or below `verified` (one still on its way when a
+    /// comparison proved the collection current) is already in the collection: it only goes to
+    /// the window and to the watchers.
+    fn apply(&self, revision: i64, object: Arc<StoredObject>, deleted: bool, etcd_prev: Option<&KeyValue>) {
+        let plural = self.resource.plural;
+        let mut state = self.write();
+        if revision <= state.revision {
+            return; // already seen (a resumed watch may repeat the last one)
+        }
+        let prev = if revision > state.verified {
+            state.verified = revision;
+            match deleted {
+                true => state.objects.remove(&object.key),
+                false => state.objects.insert(object.key.clone(), Arc::clone(&object)),
+            }
+        } else {
+            etcd_prev
+                .and_then(|kv| StoredObject::new(self.resource, &kv.key, &kv.value, kv.mod_revision).ok())
+                .map(Arc::new)
+        };
+        let event = Arc::new(CachedEvent { revision, deleted, object, prev });
+        state.window.push_back(Arc::clone(&event));
+        while state.window.len() > self.config.capacity {
+            if let Some(evicted) = state.window.pop_front() {
+                state.window_start = evicted.revision;
+            }
+        }
+        state.revision = revision;
+        let mut gone = Vec::new();
+        let mut dispatched = 0;
+        for (id, watcher) in &state.watchers {
+            if revision <= watcher.after || !event.object.key.starts_with(&watcher.prefix) {
+                continue;
+            }
+            match watcher.sender.try_send(Arc::clone(&event)) {
+                Ok(()) => dispatched += 1,
+                Err(mpsc::error::TrySendError::Full(_)) => gone.push((*id, true)),
+                Err(mpsc::error::TrySendError::Closed(_)) => gone.push((*id, false)),
+            }
+        }
+        for (id, too_slow) in &gone {
+            state.watchers.remove(id);
+            if *too_slow {
+                self.metrics.terminated.with_label_values(&[plural]).inc();
+                tracing::info!(resource = plural, "disconnecting a watcher that does not keep up");
+            }
+        }
+        self.metrics.watchers.with_label_values(&[plural]).sub(i64::try_from(gone.len()).unwrap_or(0));
+        self.metrics.dispatched.with_label_values(&[plural]).inc_by(dispatched);
+        self.metrics.objects.with_label_values(&[plural]).set(i64::try_from(state.objects.len()).unwrap_or(i64::MAX));
+        self.metrics.window.with_label_values(&[plural]).set(i64::try_from(state.window.len()).unwrap_or(i64::MAX));
+        drop(state);
+        self.reached.send_replace(revision);
+    }
+}
+
+/// The watch caches' metrics, labelled by resource.
+#[derive(Debug, Clone)]
+pub struct CacheMetrics {
+    objects: IntGaugeVec,
+    window: IntGaugeVec,
+    watchers: IntGaugeVec,
+    dispatched: IntCounterVec,
+    terminated: IntCounterVec,
+    lists: IntCounterVec,
+    relists: IntCounterVec,
+}
+
+impl CacheMetrics {
+    /// Creates the metrics and registers them in `registry`.
+    pub fn new(registry: &Registry) -> prometheus::Result<CacheMetrics> {
+        let gauge = |name: &str, help: &str| IntGaugeVec::new(Opts::new(name, help), &["resource"]);
+        let counter = |name: &str, help: &str| IntCounterVec::new(Opts::new(name, help), &["resource"]);
+        let metrics = CacheMetrics {
+            objects: gauge("rkube_apiserver_watch_cache_objects", "Objects held by the watch cache, by resource.")?,
+            window: gauge(
+                "rkube_apiserver_watch_cache_window_events",
+                "Recent events the watch cache keeps for resuming watches, by resource.",
+            )?,
+            watchers: gauge(
+                "rkube_apiserver_watch_cache_watchers",
+                "Watchers served by the watch cache, by resource.",
+            )?,
+            dispatched: counter(
+                "rkube_apiserver_watch_cache_events_dispatched_total",
+                "Events handed to watchers by the watch cache, by resource.",
+            )?,
+            terminated: counter(
+                "rkube_apiserver_watch_cache_terminated_watchers_total",
+                "Watchers disconnected because they did not keep up, by resource.",
+            )?,
+            lists: counter(
+                "rkube_apiserver_watch_cache_lists_total",
+                "Lists served from the watch cache, by resource.",
+            )?,
+            relists: counter(
+                "rkube_apiserver_watch_cache_relists_total",
+                "Times the watch cache listed its resource from etcd, by resource.",
+            )?,
+        };
+        registry.register(Box::new(metrics.objects.clone()))?;
+        registry.register(Box::new(metrics.window.clone()))?;
+        registry.register(Box::new(metrics.watchers.clone()))?;
+        registry.register(Box::new(metrics.dispatched.clone()))?;
+        registry.register(Box::new(metrics.terminated.clone()))?;
+        registry.register(Box::new(metrics.lists.clone()))?;
+        registry.register(Box::new(metrics.relists.clone()))?;
+        Ok(metrics)
+    }
+}
