@@ -61,6 +61,11 @@ struct Flags {
     #[arg(long, default_value_t = 10_000)]
     watch_cache_size: usize,
 
+    /// Changes a watcher may have waiting to be sent before the watch cache disconnects it as
+    /// too slow (its client then resumes from the last resourceVersion it saw).
+    #[arg(long, default_value_t = 1_000)]
+    watch_cache_watcher_queue_length: usize,
+
     /// Log format: `text` for people, `json` for machines.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -96,7 +101,7 @@ async fn main() -> anyhow::Result<()> {
             .then(|| Duration::from_secs(flags.etcd_compaction_interval_seconds)),
         watch_cache: flags.watch_cache.then(|| rkube_apiserver::cacher::CacheConfig {
             capacity: flags.watch_cache_size.max(1),
-            ..rkube_apiserver::cacher::CacheConfig::default()
+            watcher_buffer: flags.watch_cache_watcher_queue_length.max(1),
         }),
         ..Config::default()
     };

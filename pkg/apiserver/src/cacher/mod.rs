@@ -596,3 +596,167 @@ impl CacheMetrics {
         Ok(metrics)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rkube_storage::MemoryStore;
+    use serde_json::json;
+
+    use super::*;
+    use crate::rest::Filter;
+
+    const WAIT: Duration = Duration::from_secs(5);
+
+    fn configmaps() -> &'static ResourceDef {
+        &rkube_api::kinds::configmap::RESOURCE
+    }
+
+    fn value(name: &str, v: &str) -> Vec<u8> {
+        serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": "ns"}, "data": {"v": v}}))
+        .expect("json")
+    }
+
+    fn key(name: &str) -> String {
+        format!("/registry/configmaps/ns/{name}")
+    }
+
+    /// A running cache over a fresh MemoryStore, ready.
+    async fn cache(config: CacheConfig) -> (Arc<Cacher>, MemoryStore, CancellationToken, prometheus::Registry) {
+        let store = MemoryStore::new();
+        let registry = prometheus::Registry::new();
+        let metrics = CacheMetrics::new(&registry).expect("metrics");
+        let prefix = "/registry/configmaps/".to_string();
+        let cacher = Cacher::new(configmaps(), prefix, Arc::new(store.clone()), config, metrics);
+        let shutdown = CancellationToken::new();
+        tokio::spawn(Arc::clone(&cacher).run(shutdown.clone()));
+        tokio::time::timeout(WAIT, async {
+            while !cacher.is_ready() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the cache lists its resource");
+        (cacher, store, shutdown, registry)
+    }
+
+    async fn next(subscription: &mut Subscription) -> Arc<CachedEvent> {
+        tokio::time::timeout(WAIT, subscription.events.recv()).await.expect("in time").expect("open")
+    }
+
+    fn counter(registry: &prometheus::Registry, name: &str) -> f64 {
+        registry
+            .gather()
+            .iter()
+            .filter(|family| family.name() == name)
+            .flat_map(|family| family.get_metric().iter().map(|m| m.get_counter().get_value()).collect::<Vec<_>>())
+            .sum()
+    }
+
+    #[tokio::test]
+    async fn a_watcher_gets_every_change_after_its_start_once_in_order_with_the_previous_state() {
+        let (cacher, store, _stop, _registry) = cache(CacheConfig::default()).await;
+        let before = store.create(&key("a"), value("a", "1")).await.expect("create");
+        assert!(cacher.wait_for(before, WAIT).await.expect("wait").is_some());
+        let mut watch = cacher.subscribe("/registry/configmaps/ns/", Start::After(before)).expect("subscribe");
+        let updated = store.update(&key("a"), before, value("a", "2")).await.expect("update");
+        let (_, deleted) = store.delete(&key("a"), None).await.expect("delete");
+        let first = next(&mut watch).await;
+        assert_eq!((first.revision, first.deleted), (updated, false));
+        assert_eq!(first.prev.as_ref().map(|p| p.revision), Some(before), "the state before the change");
+        let second = next(&mut watch).await;
+        assert_eq!((second.revision, second.deleted), (deleted, true));
+        assert_eq!(second.object.decode().expect("json")["data"]["v"], "2", "a deletion carries the last state");
+        assert!(watch.events.try_recv().is_err(), "nothing more");
+    }
+
+    #[tokio::test]
+    async fn a_watch_from_before_the_window_is_expired_and_one_inside_replays_from_memory() {
+        let config = CacheConfig { capacity: 2, ..CacheConfig::default() };
+        let (cacher, store, _stop, _registry) = cache(config).await;
+        let mut revisions = Vec::new();
+        for i in 0..5 {
+            revisions.push(store.create(&key(&format!("c{i}")), value("c", "1")).await.expect("create"));
+        }
+        assert!(cacher.wait_for(revisions[4], WAIT).await.expect("wait").is_some());
+        let expired = cacher.subscribe("/registry/configmaps/", Start::After(revisions[1]));
+        assert!(matches!(expired, Err(ApiError::Expired(_))), "{expired:?}");
+        let inside = cacher.subscribe("/registry/configmaps/", Start::After(revisions[2])).expect("in the window");
+        let replayed: Vec<i64> = inside.replay.iter().map(|e| e.revision).collect();
+        assert_eq!(replayed, revisions[3..], "the changes after the start, from the window");
+    }
+
+    #[tokio::test]
+    async fn a_watcher_that_does_not_keep_up_is_disconnected_and_counted() {
+        let config = CacheConfig { watcher_buffer: 2, ..CacheConfig::default() };
+        let (cacher, store, _stop, registry) = cache(config).await;
+        let mut watch = cacher.subscribe("/registry/configmaps/", Start::Now { initial: false }).expect("subscribe");
+        let mut last = 0;
+        for i in 0..5 {
+            last = store.create(&key(&format!("s{i}")), value("s", "1")).await.expect("create");
+        }
+        assert!(cacher.wait_for(last, WAIT).await.expect("wait").is_some());
+        // What was queued is delivered, then the stream ends: the client resumes from there.
+        assert!(next(&mut watch).await.revision < last);
+        assert!(next(&mut watch).await.revision < last);
+        assert!(tokio::time::timeout(WAIT, watch.events.recv()).await.expect("in time").is_none(), "disconnected");
+        assert_eq!(counter(&registry, "rkube_apiserver_watch_cache_terminated_watchers_total"), 1.0);
+    }
+
+    #[tokio::test]
+    async fn a_consistent_read_sees_every_write_that_finished_before_it() {
+        let (cacher, store, _stop, _registry) = cache(CacheConfig::default()).await;
+        for i in 0..20 {
+            let written = store.create(&key(&format!("w{i:02}")), value("w", "1")).await.expect("create");
+            let shown = cacher.fresh(WAIT).await.expect("fresh").expect("caught up");
+            assert!(shown >= written, "a consistent read right after a write shows it");
+            let snapshot = cacher.list("/registry/configmaps/", &Filter::default(), None, None).expect("ready");
+            assert_eq!(snapshot.objects.len(), i + 1);
+        }
+        // A write elsewhere moves etcd's revision; the quiet cache is still proven current.
+        let elsewhere = store.create("/registry/secrets/ns/x", b"{}".to_vec()).await.expect("create");
+        assert!(cacher.fresh(WAIT).await.expect("fresh").expect("caught up") >= elsewhere);
+    }
+
+    #[tokio::test]
+    async fn pages_continue_from_the_key_after_the_last_one() {
+        let (cacher, store, _stop, _registry) = cache(CacheConfig::default()).await;
+        let mut last = 0;
+        for name in ["a", "b", "c", "d", "e"] {
+            last = store.create(&key(name), value(name, "1")).await.expect("create");
+        }
+        assert!(cacher.wait_for(last, WAIT).await.expect("wait").is_some());
+        let prefix = "/registry/configmaps/";
+        let first = cacher.list(prefix, &Filter::default(), Some(2), None).expect("ready");
+        let names: Vec<&str> = first.objects.iter().map(|o| o.name()).collect();
+        assert_eq!(names, ["a", "b"]);
+        let next = format!("{}\u{0}", first.next.expect("more"));
+        let second = cacher.list(prefix, &Filter::default(), Some(2), Some(&next)).expect("ready");
+        let names: Vec<&str> = second.objects.iter().map(|o| o.name()).collect();
+        assert_eq!(names, ["c", "d"]);
+    }
+
+    #[test]
+    fn a_change_on_its_way_when_freshness_was_proven_reaches_only_earlier_watchers() {
+        let metrics = CacheMetrics::new(&prometheus::Registry::new()).expect("metrics");
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let cacher = Cacher::new(configmaps(), "/registry/configmaps/".into(), store, CacheConfig::default(), metrics);
+        cacher.replace(BTreeMap::new(), 10);
+        let old = cacher.subscribe("/registry/", Start::Now { initial: false }).expect("subscribe");
+        // A comparison proved the (empty) collection current at 20; a create at 12 and its
+        // delete at 14 were still on their way.
+        cacher.write().verified = 20;
+        let mut new = cacher.subscribe("/registry/", Start::Now { initial: false }).expect("subscribe");
+        let stored = |revision| {
+            Arc::new(StoredObject::new(configmaps(), &key("x"), &value("x", "1"), revision).expect("object"))
+        };
+        cacher.apply(12, stored(12), false, None);
+        cacher.apply(14, stored(14), true, None);
+        assert!(cacher.read().objects.is_empty(), "the collection already showed their net effect");
+        let mut old = old;
+        assert_eq!(old.events.try_recv().map(|e| e.revision).ok(), Some(12));
+        assert_eq!(old.events.try_recv().map(|e| e.revision).ok(), Some(14));
+        assert!(new.events.try_recv().is_err(), "a watcher started at 20 gets nothing from before");
+        assert_eq!(new.bookmark_revision(), 20, "nor a bookmark older than its start");
+    }
+}
