@@ -7,11 +7,15 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use rkube_tests::resources::{CONFIG_MAPS, PODS, config_map, namespace, pod};
-use rkube_tests::{Api, Cluster, assert_status};
+use rkube_tests::{Api, Cluster, assert_status, eventually};
 use serde_json::{Value, json};
 
 async fn start() -> (Cluster, Api) {
-    let cluster = Cluster::start().await.expect("cluster starts");
+    start_with_args(&[]).await
+}
+
+async fn start_with_args(args: &[&str]) -> (Cluster, Api) {
+    let cluster = Cluster::start_with_args(args).await.expect("cluster starts");
     let api = Api::new(cluster.url());
     (cluster, api)
 }
@@ -104,4 +108,78 @@ async fn a_resource_version_from_the_future_is_a_504_too_large_resource_version(
         reply["message"].as_str().is_some_and(|m| m.starts_with("Too large resource version: 99999999")),
         "{reply}"
     );
+}
+
+/// Opens a POST that announces a body and sends only the start of it, then stalls: a client
+/// slower than announced. Returns the connection (kept open by the caller).
+fn stalled_post(cluster: &Cluster, path: &str) -> std::net::TcpStream {
+    use std::io::Write;
+    let address = cluster.url().trim_start_matches("http://").to_string();
+    let mut stream = std::net::TcpStream::connect(&address).expect("connect");
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"kind\""
+    );
+    stream.write_all(head.as_bytes()).expect("send");
+    stream
+}
+
+/// What the server answered on `stream`, once it answers.
+fn answer(mut stream: std::net::TcpStream) -> String {
+    use std::io::Read;
+    stream.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    let mut buffer = vec![0; 4096];
+    let read = stream.read(&mut buffer).unwrap_or(0);
+    String::from_utf8_lossy(&buffer[..read]).into_owned()
+}
+
+#[tokio::test]
+async fn a_body_slower_than_announced_is_a_504_at_the_request_timeout() {
+    let (cluster, _api) = start_with_args(&["--request-timeout", "1s"]).await;
+    let stream = stalled_post(&cluster, &CONFIG_MAPS.collection("default"));
+    let reply = tokio::task::spawn_blocking(move || answer(stream)).await.expect("thread");
+    assert!(reply.starts_with("HTTP/1.1 504"), "{reply}");
+    assert!(reply.contains(r#""reason":"Timeout""#), "a Kubernetes Status: {reply}");
+}
+
+#[tokio::test]
+async fn over_the_in_flight_limit_a_request_is_a_429_with_retry_after() {
+    let (cluster, api) = start_with_args(&["--max-mutating-requests-inflight", "1"]).await;
+    let collection = CONFIG_MAPS.collection("default");
+    let held = stalled_post(&cluster, &collection);
+    let refused = eventually(Duration::from_secs(10), "a second write to be refused", || async {
+        let reply = api
+            .send(
+                rkube_tests::Method::POST,
+                &collection,
+                &[("Content-Type", "application/json")],
+                Some(serde_json::to_vec(&config_map("default", "second", json!({}))).expect("json")),
+            )
+            .await;
+        (reply.status.as_u16() == 429).then_some(reply)
+    })
+    .await;
+    assert_eq!(refused.headers.get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
+    assert_eq!(refused.body["reason"], "TooManyRequests", "{}", refused.body);
+    // Reads are counted apart, and health is never limited.
+    api.get_ok(&collection).await;
+    drop(held);
+    let (status, reply) = api.post(&collection, &config_map("default", "third", json!({}))).await;
+    assert!(status.is_success(), "once the slow write is gone: {reply}");
+}
+
+#[tokio::test]
+async fn a_deeply_nested_body_is_a_400_at_once_and_other_requests_go_on() {
+    let (_cluster, api) = start_with_args(&[]).await;
+    let collection = CONFIG_MAPS.collection("default");
+    // 60 KB of nesting, in YAML and in JSON.
+    let yaml: String = (0..340).map(|level| format!("{}k{level}:\n", " ".repeat(level))).collect();
+    let json = format!("{}{}", "[".repeat(30_000), "]".repeat(30_000));
+    for (content_type, body) in [("application/yaml", yaml), ("application/json", json)] {
+        let reply = api
+            .send(rkube_tests::Method::POST, &collection, &[("Content-Type", content_type)], Some(body.into_bytes()))
+            .await;
+        assert_eq!(reply.status.as_u16(), 400, "{content_type}: {}", reply.body);
+        assert!(reply.body["message"].as_str().is_some_and(|m| m.contains("nested too deeply")), "{}", reply.body);
+    }
+    api.get_ok(&collection).await;
 }

@@ -155,7 +155,9 @@ async fn other_error_codes_are_api_errors_with_the_servers_status() {
 
 #[tokio::test]
 async fn a_watch_or_a_continue_token_from_before_a_compaction_is_gone() {
-    let (cluster, client) = start_with(&[]).await;
+    // A watch cache of 3 events: the first revision is older than its window by the end, as
+    // it is older than etcd's history after the compaction.
+    let (cluster, client) = start_with(&["--watch-cache-size", "3"]).await;
     let config_maps: Api<ConfigMap> = Api::namespaced(client, "default");
     let first =
         config_maps.create(&PostParams::default(), &typed(config_map("default", "c0", json!({})))).await.unwrap();
@@ -174,7 +176,8 @@ async fn a_watch_or_a_continue_token_from_before_a_compaction_is_gone() {
     assert_eq!(err.code(), Some(410));
     assert_eq!(reason(&err), "Expired");
 
-    // A watch from before the compaction: the server starts it, then sends an ERROR event.
+    // A watch from before the compaction (and the watch cache's window): the server starts it,
+    // then sends an ERROR event.
     let rv = first.metadata.resource_version.unwrap();
     let mut events = config_maps.watch(&WatchParams::default(), &rv).await.unwrap();
     let event = tokio::time::timeout(Duration::from_secs(10), events.next()).await.expect("an event in time");

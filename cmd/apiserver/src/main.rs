@@ -66,6 +66,24 @@ struct Flags {
     #[arg(long, default_value_t = 1_000)]
     watch_cache_watcher_queue_length: usize,
 
+    /// The longest a request may take (watches, followed logs and exec excepted), as a Go
+    /// duration; a slower one is answered 504 Timeout.
+    #[arg(long, default_value = "1m0s", value_parser = rkube_api::duration::parse)]
+    request_timeout: Duration,
+
+    /// The shortest a watch without timeoutSeconds lasts, in seconds; each lasts a random time
+    /// between this and twice this, so that clients do not all reconnect at once.
+    #[arg(long, default_value_t = 1800)]
+    min_request_timeout: u64,
+
+    /// Read-only requests served at once; more are answered 429 with Retry-After.
+    #[arg(long, default_value_t = 400)]
+    max_requests_inflight: usize,
+
+    /// Mutating requests served at once; more are answered 429 with Retry-After.
+    #[arg(long, default_value_t = 200)]
+    max_mutating_requests_inflight: usize,
+
     /// Log format: `text` for people, `json` for machines.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -103,6 +121,12 @@ async fn main() -> anyhow::Result<()> {
             capacity: flags.watch_cache_size.max(1),
             watcher_buffer: flags.watch_cache_watcher_queue_length.max(1),
         }),
+        limits: rkube_apiserver::limits::Limits {
+            request_timeout: flags.request_timeout,
+            max_read_only: flags.max_requests_inflight.max(1),
+            max_mutating: flags.max_mutating_requests_inflight.max(1),
+        },
+        min_request_timeout: Duration::from_secs(flags.min_request_timeout.max(1)),
         ..Config::default()
     };
     let shutdown = CancellationToken::new();

@@ -12,6 +12,7 @@
 //! - [`selector`]: label and field selectors, parsed and matched.
 //! - [`strategic_merge`]: strategic merge patch as `kubectl apply` sends it.
 //! - [`backoff`]: the exponential retry delay every retrying loop uses.
+//! - [`duration`]: durations as Kubernetes flags and query parameters write them.
 //! - [`quantity`]: resource quantities (`100m`, `512Mi`) as integers.
 //! - [`columns`]: the Table column type and the cells kinds share (server-side printing).
 //!
@@ -20,6 +21,7 @@
 pub mod backoff;
 pub mod columns;
 pub mod defaulting;
+pub mod duration;
 pub mod field;
 pub mod kinds;
 pub mod quantity;

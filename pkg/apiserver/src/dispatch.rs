@@ -15,10 +15,11 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::ApiState;
+use crate::decode::{decode_object, read_body};
 use crate::discovery;
 use crate::error::{ApiError, Target as ErrorTarget};
 use crate::patch::{Patch, PatchType};
-use crate::request::{self, Query, Rendering, ResourceRequest, Target, Verb, content_type, parse_object, read_body};
+use crate::request::{self, Query, Rendering, ResourceRequest, Target, Verb, content_type};
 use crate::rest::{self, Listed, WriteOptions, Written};
 use crate::subresource::{binding, log, scale};
 use crate::table::{self, IncludeObject};
@@ -105,27 +106,27 @@ async fn serve(
         (Verb::Watch, None) => watch::watch(state.clone(), req, query, rendering).await,
         (Verb::Create, None) if req.name.is_none() => {
             let opts = WriteOptions::from_query(query)?;
-            let body = parse_object(&read_body(body, headers, limit).await?, content_type(headers).as_deref())?;
+            let body = decode_object(read_body(body, headers, limit).await?, content_type(headers).as_deref()).await?;
             Ok(written(&req, rest::create(state, &req, body, &opts).await?, rendering))
         }
         (Verb::Create, Some(Subresource::Binding)) => {
-            let body = parse_object(&read_body(body, headers, limit).await?, content_type(headers).as_deref())?;
+            let body = decode_object(read_body(body, headers, limit).await?, content_type(headers).as_deref()).await?;
             Ok(json(StatusCode::CREATED, &binding::bind(state, &req, &name, body).await?))
         }
         (Verb::Update, None | Some(Subresource::Status)) => {
             let opts = WriteOptions::from_query(query)?;
-            let body = parse_object(&read_body(body, headers, limit).await?, content_type(headers).as_deref())?;
+            let body = decode_object(read_body(body, headers, limit).await?, content_type(headers).as_deref()).await?;
             Ok(written(&req, rest::update(state, &req, &name, body, &opts).await?, rendering))
         }
         (Verb::Update, Some(Subresource::Scale)) => {
             let opts = WriteOptions::from_query(query)?;
-            let body = parse_object(&read_body(body, headers, limit).await?, content_type(headers).as_deref())?;
+            let body = decode_object(read_body(body, headers, limit).await?, content_type(headers).as_deref()).await?;
             Ok(json(StatusCode::OK, &scale::update_scale(state, &req, &name, &body, &opts).await?))
         }
         (Verb::Patch, sub) => {
             let opts = WriteOptions::from_query(query)?;
             let kind = PatchType::from_media(content_type(headers).as_deref())?;
-            let patch = Patch::parse(kind, &read_body(body, headers, limit).await?)?;
+            let patch = Patch::parse(kind, read_body(body, headers, limit).await?).await?;
             match sub {
                 Some(Subresource::Scale) => {
                     Ok(json(StatusCode::OK, &scale::patch_scale(state, &req, &name, &patch, &opts).await?))

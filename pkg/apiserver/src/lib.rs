@@ -18,9 +18,12 @@
 pub mod admission;
 pub mod cacher;
 pub mod compaction;
+pub mod connections;
+pub mod decode;
 pub mod discovery;
 pub mod dispatch;
 pub mod error;
+pub mod limits;
 pub mod metadata;
 pub mod metrics;
 pub mod namespace;
@@ -72,6 +75,11 @@ pub struct Config {
     /// The watch cache of every resource (`--watch-cache`); `None` serves every list and
     /// watch from etcd.
     pub watch_cache: Option<cacher::CacheConfig>,
+    /// Request timeout and in-flight limits.
+    pub limits: limits::Limits,
+    /// The shortest a watch without `timeoutSeconds` lasts; each lasts a random time between
+    /// this and twice this, so clients do not all reconnect at once (`--min-request-timeout`).
+    pub min_request_timeout: Duration,
 }
 
 impl Default for Config {
@@ -83,6 +91,8 @@ impl Default for Config {
             namespace_cleanup_interval: Duration::from_secs(5),
             compaction_interval: Some(Duration::from_secs(300)),
             watch_cache: Some(cacher::CacheConfig::default()),
+            limits: limits::Limits::default(),
+            min_request_timeout: Duration::from_secs(1800),
         }
     }
 }
@@ -109,6 +119,8 @@ pub struct ApiState {
     pub kubelet: reqwest::Client,
     /// The watch cache of each resource, by plural, when enabled.
     cachers: HashMap<&'static str, Arc<cacher::Cacher>>,
+    /// Request timeout and in-flight limits.
+    limiter: Arc<limits::Limiter>,
     /// Set once the built-in namespaces exist.
     bootstrapped: AtomicBool,
     openapi: OnceLock<(Value, BTreeMap<String, Value>)>,
@@ -124,6 +136,7 @@ impl ApiState {
     ) -> Result<Self, prometheus::Error> {
         let metrics = Metrics::new(&registry)?;
         let keys = Keys::new(&config.etcd_prefix);
+        let limiter = Arc::new(limits::Limiter::new(config.limits, &registry)?);
         let mut cachers = HashMap::new();
         if let Some(cache) = config.watch_cache {
             let cache_metrics = cacher::CacheMetrics::new(&registry)?;
@@ -144,6 +157,7 @@ impl ApiState {
             namespace_cache: namespace::NamespaceCache::default(),
             kubelet: reqwest::Client::builder().connect_timeout(Duration::from_secs(5)).build().unwrap_or_default(),
             cachers,
+            limiter,
             bootstrapped: AtomicBool::new(false),
             openapi: OnceLock::new(),
         })
@@ -187,6 +201,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/{*rest}", axum::routing::any(dispatch::api))
         .route("/apis/{*rest}", axum::routing::any(dispatch::api))
         .fallback(|| async { ApiError::NoSuchResource })
+        .layer(axum::middleware::from_fn_with_state(Arc::clone(&state.limiter), limits::limit))
         .with_state(state)
 }
 
@@ -247,8 +262,7 @@ pub async fn serve(listener: TcpListener, state: Arc<ApiState>) -> std::io::Resu
     let cache = tokio::spawn(namespace::run_cache(state.clone()));
     let compactor = state.config.compaction_interval.map(|every| tokio::spawn(compaction::run(state.clone(), every)));
     let shutdown = state.shutdown.clone();
-    let result =
-        axum::serve(listener, router(state)).with_graceful_shutdown(async move { shutdown.cancelled().await }).await;
+    let result = connections::serve(listener, router(state), shutdown).await;
     bootstrap.abort();
     cleaner.abort();
     cache.abort();

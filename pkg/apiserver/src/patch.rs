@@ -12,9 +12,9 @@
 
 use serde_json::Value;
 
+use crate::decode::{Format, decode};
 use crate::error::{ApiError, OBJECT_MODIFIED, Target};
 use crate::metadata::meta_str;
-use crate::request::parse_yaml;
 
 /// A patch type, from the request's `Content-Type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,13 +55,19 @@ pub struct Patch {
 }
 
 impl Patch {
-    /// Parses a patch body of the given type.
-    pub fn parse(kind: PatchType, body: &[u8]) -> Result<Self, ApiError> {
-        let document: Value = match kind {
-            PatchType::Apply => parse_yaml(body)?,
-            _ => serde_json::from_slice(body)
-                .map_err(|e| ApiError::BadRequest(format!("the patch is not valid JSON: {e}")))?,
+    /// Parses a patch body of the given type (through [`crate::decode`]: bounded depth, large
+    /// bodies off the executor).
+    pub async fn parse(kind: PatchType, body: bytes::Bytes) -> Result<Self, ApiError> {
+        let format = match kind {
+            PatchType::Apply => Format::Yaml,
+            _ => Format::Json,
         };
+        let document = decode(body, format).await.map_err(|e| match e {
+            ApiError::BadRequest(message) if format == Format::Json => ApiError::BadRequest(
+                message.replace("the request body is not valid JSON", "the patch is not valid JSON"),
+            ),
+            other => other,
+        })?;
         match (kind, &document) {
             (PatchType::Json, Value::Array(_)) => {}
             (PatchType::Json, _) => {
@@ -111,26 +117,35 @@ mod tests {
         Target { group: "", resource: "pods".into(), kind: "Pod", name: "x".into() }
     }
 
-    #[test]
-    fn merge_patch_sets_and_removes_keys() {
+    #[tokio::test]
+    async fn merge_patch_sets_and_removes_keys() {
         let current = json!({"metadata": {"name": "x", "resourceVersion": "5", "labels": {"a": "1", "b": "2"}}});
-        let patch = Patch::parse(PatchType::Merge, br#"{"metadata":{"labels":{"a":null,"c":"3"}}}"#).unwrap();
+        let patch =
+            Patch::parse(PatchType::Merge, bytes::Bytes::from_static(br#"{"metadata":{"labels":{"a":null,"c":"3"}}}"#))
+                .await
+                .unwrap();
         let out = patch.apply_to("Pod", &current, &target()).unwrap();
         assert_eq!(out["metadata"]["labels"], json!({"b": "2", "c": "3"}));
     }
 
-    #[test]
-    fn a_stale_resource_version_in_a_patch_is_a_conflict() {
+    #[tokio::test]
+    async fn a_stale_resource_version_in_a_patch_is_a_conflict() {
         let current = json!({"metadata": {"name": "x", "resourceVersion": "5"}});
-        let patch = Patch::parse(PatchType::Merge, br#"{"metadata":{"resourceVersion":"4"}}"#).unwrap();
+        let patch =
+            Patch::parse(PatchType::Merge, bytes::Bytes::from_static(br#"{"metadata":{"resourceVersion":"4"}}"#))
+                .await
+                .unwrap();
         assert!(matches!(patch.apply_to("Pod", &current, &target()), Err(ApiError::Conflict(..))));
     }
 
-    #[test]
-    fn json_patch_must_be_an_array_and_apply_cleanly() {
-        assert!(Patch::parse(PatchType::Json, br#"{"op":"add"}"#).is_err());
+    #[tokio::test]
+    async fn json_patch_must_be_an_array_and_apply_cleanly() {
+        assert!(Patch::parse(PatchType::Json, bytes::Bytes::from_static(br#"{"op":"add"}"#)).await.is_err());
         let current = json!({"metadata": {"name": "x"}});
-        let patch = Patch::parse(PatchType::Json, br#"[{"op":"remove","path":"/spec/missing"}]"#).unwrap();
+        let patch =
+            Patch::parse(PatchType::Json, bytes::Bytes::from_static(br#"[{"op":"remove","path":"/spec/missing"}]"#))
+                .await
+                .unwrap();
         assert!(matches!(patch.apply_to("Pod", &current, &target()), Err(ApiError::BadRequest(_))));
     }
 

@@ -3,10 +3,8 @@
 
 use std::collections::HashMap;
 
-use axum::body::Body;
 use http::{HeaderMap, Method};
 use rkube_api::registry::{self, ResourceDef, Subresource};
-use serde_json::Value;
 
 use crate::error::ApiError;
 
@@ -201,41 +199,6 @@ pub fn content_type(headers: &HeaderMap) -> Option<String> {
         .and_then(|v| v.to_str().ok())
         .map(|v| v.split(';').next().unwrap_or_default().trim().to_ascii_lowercase())
         .filter(|v| !v.is_empty())
-}
-
-/// Reads the whole body, refusing more than `limit` bytes with a 413.
-pub async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<bytes::Bytes, ApiError> {
-    let too_large = || ApiError::TooLarge(format!("Request entity too large: limit is {limit}"));
-    let declared =
-        headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|len| len > limit) {
-        return Err(too_large());
-    }
-    axum::body::to_bytes(body, limit).await.map_err(|_| too_large())
-}
-
-/// Parses a JSON (or, for `application/yaml`, YAML) object body.
-pub fn parse_object(bytes: &[u8], media: Option<&str>) -> Result<Value, ApiError> {
-    let value: Value = match media {
-        None | Some("application/json") | Some("*/*") => serde_json::from_slice(bytes)
-            .map_err(|e| ApiError::BadRequest(format!("the request body is not valid JSON: {e}")))?,
-        Some("application/yaml" | "application/x-yaml" | "text/yaml") => parse_yaml(bytes)?,
-        Some(other) => {
-            return Err(ApiError::UnsupportedMediaType(format!(
-                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {other:?})"
-            )));
-        }
-    };
-    if !value.is_object() {
-        return Err(ApiError::BadRequest("the request body must be a JSON object".into()));
-    }
-    Ok(value)
-}
-
-/// Parses YAML (a superset of JSON) into a JSON value.
-pub fn parse_yaml(bytes: &[u8]) -> Result<Value, ApiError> {
-    serde_yaml_ng::from_slice(bytes)
-        .map_err(|e| ApiError::BadRequest(format!("the request body is not valid YAML: {e}")))
 }
 
 #[cfg(test)]

@@ -54,7 +54,7 @@ struct WatchParams {
 }
 
 impl WatchParams {
-    fn from_query(res: &ResourceDef, query: &Query) -> Result<Self, ApiError> {
+    fn from_query(res: &ResourceDef, query: &Query, min_timeout: Duration) -> Result<Self, ApiError> {
         let filter = Filter::from_query(res, query)?;
         let send_initial = query.flag("sendInitialEvents");
         if send_initial && query.get("resourceVersionMatch") != Some("NotOlderThan") {
@@ -69,9 +69,9 @@ impl WatchParams {
         };
         let timeout = match query.int("timeoutSeconds")? {
             Some(secs) if secs > 0 => Duration::from_secs(secs.unsigned_abs()),
-            // Like Kubernetes' --min-request-timeout: 30 minutes, spread up to 60 so that
-            // clients do not all reconnect at once.
-            _ => Duration::from_secs(1800 + u64::from(uuid::Uuid::new_v4().as_bytes()[0]) * 7),
+            // Like Kubernetes' --min-request-timeout: a random time between it and twice it, so
+            // that clients do not all reconnect at once.
+            _ => min_timeout.mul_f64(1.0 + rand::random::<f64>()),
         };
         Ok(WatchParams {
             filter,
@@ -92,7 +92,7 @@ pub async fn watch(
     rendering: Rendering,
 ) -> Result<Response, ApiError> {
     let res = req.resource;
-    let mut params = WatchParams::from_query(res, query)?;
+    let mut params = WatchParams::from_query(res, query, state.config.min_request_timeout)?;
     let prefix = rest::prefix(&state, &req);
     if let Some(cacher) = state.cacher_arc(res).filter(|c| c.is_ready()) {
         match watch_cache(&state, cacher, &prefix, params, rendering).await? {

