@@ -159,16 +159,29 @@ async fn watch_etcd(
             futures::future::ready(Some(line))
         })
         .filter_map(futures::future::ready);
+    Ok(finish_stream(&state, first, live, params.timeout, guard, rendering))
+}
+
+/// The response of a watch: the `first` chunks, then the `live` ones, until the watch's
+/// timeout or shutdown, counted as open while it lasts.
+fn finish_stream(
+    state: &ApiState,
+    first: Vec<Bytes>,
+    live: impl Stream<Item = Bytes> + Send + 'static,
+    timeout: Duration,
+    guard: WatchGuard,
+    rendering: Rendering,
+) -> Response {
     let shutdown = state.shutdown.clone();
     let stream = futures::stream::iter(first)
         .chain(live)
-        .take_until(tokio::time::sleep(params.timeout))
+        .take_until(tokio::time::sleep(timeout))
         .take_until(async move { shutdown.cancelled().await })
-        .map(move |line| {
+        .map(move |chunk| {
             let _keep = &guard;
-            Ok::<_, std::convert::Infallible>(line)
+            Ok::<_, std::convert::Infallible>(chunk)
         });
-    Ok(streaming_response(stream, rendering))
+    streaming_response(stream, rendering)
 }
 
 /// A watch served by the resource's watch cache; `Err(params)` hands it back to
@@ -258,16 +271,7 @@ async fn watch_cache(
         },
     )
     .flat_map(futures::stream::iter);
-    let shutdown = state.shutdown.clone();
-    let stream = futures::stream::iter(first)
-        .chain(live)
-        .take_until(tokio::time::sleep(params.timeout))
-        .take_until(async move { shutdown.cancelled().await })
-        .map(move |chunk| {
-            let _keep = &guard;
-            Ok::<_, std::convert::Infallible>(chunk)
-        });
-    Ok(Ok(streaming_response(stream, rendering)))
+    Ok(Ok(finish_stream(state, first, live, params.timeout, guard, rendering)))
 }
 
 /// How long a watch waits for the watch cache to reach its resourceVersion.

@@ -71,16 +71,6 @@ mod tests {
     }
 
     #[test]
-    fn durations_read_like_kubernetes_flags() {
-        assert_eq!(parse_duration("15s"), Ok(Duration::from_secs(15)));
-        assert_eq!(parse_duration("1500ms"), Ok(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("-1s").is_err());
-    }
-
-    #[test]
     fn leader_election_is_on_by_default_and_named_after_the_component() {
         let flags = Flags::parse_from(["x"]);
         let config = flags.election.config("rkube-scheduler", "me").expect("on by default");
