@@ -44,6 +44,10 @@ pub fn from_storage(kv: &rkube_storage::KeyValue) -> Result<Value, crate::ApiErr
 
 /// Serializes an object for storage, without its resourceVersion (that is etcd's revision).
 pub fn to_storage(obj: &Value) -> Vec<u8> {
+    if obj.pointer("/metadata/resourceVersion").is_none() {
+        // A new object has none: no copy needed.
+        return serde_json::to_vec(obj).unwrap_or_default();
+    }
     let mut copy = obj.clone();
     if let Some(Value::Object(m)) = copy.get_mut("metadata") {
         m.remove("resourceVersion");

@@ -322,7 +322,7 @@ pub fn check_type_meta(res: &ResourceDef, body: &mut Value) -> Result<(), ApiErr
 pub fn check_metadata_shape(body: &Value) -> Result<(), ApiError> {
     match body.get("metadata") {
         None | Some(Value::Null) => Ok(()),
-        Some(meta) => serde_json::from_value::<ObjectMeta>(meta.clone())
+        Some(meta) => <ObjectMeta as serde::Deserialize>::deserialize(meta)
             .map(|_| ())
             .map_err(|e| ApiError::BadRequest(format!("invalid metadata: {e}"))),
     }
