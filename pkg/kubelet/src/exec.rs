@@ -83,6 +83,9 @@ async fn exec(
     RawQuery(query): RawQuery,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
+    if let Err(message) = crate::logs::check_names(&namespace, &pod, &container) {
+        return (StatusCode::BAD_REQUEST, message).into_response();
+    }
     let Ok(upgrade) = upgrade else {
         return (StatusCode::BAD_REQUEST, format!("exec needs a WebSocket upgrade ({PROTOCOL})")).into_response();
     };

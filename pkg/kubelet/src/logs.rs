@@ -115,8 +115,28 @@ pub fn router(root_dir: PathBuf, runtime: RuntimeSlot) -> Router {
         .with_state(Arc::new(LogState { root_dir, runtime }))
 }
 
-/// The log directory of a container: the newest `<namespace>_<pod>_<uid>/<container>`.
+/// Refuses names that are not what Kubernetes allows for a namespace (DNS-1123 label), a pod
+/// (DNS-1123 subdomain) and a container (DNS-1123 label): the log and exec handlers build file
+/// paths from them, so `..`, `/` or anything else that could leave the kubelet's root directory
+/// never gets that far.
+pub(crate) fn check_names(namespace: &str, pod: &str, container: &str) -> Result<(), String> {
+    use rkube_api::validation::{is_dns1123_label, is_dns1123_subdomain};
+    for (what, value, problems) in [
+        ("namespace", namespace, is_dns1123_label(namespace)),
+        ("pod name", pod, is_dns1123_subdomain(pod)),
+        ("container name", container, is_dns1123_label(container)),
+    ] {
+        if let Some(problem) = problems.first() {
+            return Err(format!("invalid {what} {value:?}: {problem}"));
+        }
+    }
+    Ok(())
+}
+
+/// The log directory of a container: the newest `<namespace>_<pod>_<uid>/<container>`; `None`
+/// for names [`check_names`] refuses.
 pub(crate) fn container_dir(root_dir: &Path, namespace: &str, pod: &str, container: &str) -> Option<PathBuf> {
+    check_names(namespace, pod, container).ok()?;
     let prefix = format!("{namespace}_{pod}_");
     std::fs::read_dir(root_dir.join("pods"))
         .ok()?
@@ -237,6 +257,9 @@ async fn container_logs(
     UrlPath((namespace, pod, container)): UrlPath<(String, String, String)>,
     Query(options): Query<LogOptions>,
 ) -> Response {
+    if let Err(message) = check_names(&namespace, &pod, &container) {
+        return bad_request(message);
+    }
     let mut formatter = match Formatter::new(&options) {
         Ok(formatter) => formatter,
         Err(message) => return bad_request(message),
@@ -384,6 +407,47 @@ impl Follow {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: the `{container}` segment was percent-decoded and joined onto the pod's
+    /// directory, so `..%2F..%2F..%2Fsecret` read `<dir>/<n>.log` files outside the root.
+    #[tokio::test]
+    async fn a_path_segment_that_could_leave_the_root_is_refused_and_nothing_outside_is_read() {
+        use tower::ServiceExt;
+        let base = tempfile::tempdir().expect("temp dir");
+        let root = base.path().join("root");
+        let pod_dir = root.join("pods").join("ns_p_uid").join("c");
+        std::fs::create_dir_all(&pod_dir).expect("pod dir");
+        std::fs::write(pod_dir.join("0.log"), "2026-11-23T10:00:00Z stdout F inside\n").expect("log");
+        let outside = base.path().join("secret");
+        std::fs::create_dir_all(&outside).expect("outside dir");
+        std::fs::write(outside.join("0.log"), "2026-11-23T10:00:00Z stdout F SECRET\n").expect("log");
+        let app = router(root, RuntimeSlot::default());
+        let get = |path: &str| {
+            let app = app.clone();
+            let request = axum::http::Request::get(path).body(axum::body::Body::empty()).expect("request");
+            async move {
+                let response = app.oneshot(request).await.expect("infallible");
+                let status = response.status();
+                let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.expect("body");
+                (status, String::from_utf8_lossy(&body).into_owned())
+            }
+        };
+        let (status, body) = get("/containerLogs/ns/p/c").await;
+        assert_eq!((status.as_u16(), body.as_str()), (200, "inside\n"));
+        for path in [
+            "/containerLogs/ns/p/..%2F..%2F..%2Fsecret",
+            "/containerLogs/ns/p/%2Ftmp%2Fsecret",
+            "/containerLogs/ns/..%2F..%2Fsecret/c",
+            "/containerLogs/..%2F..%2Fx/p/c",
+            "/containerLogs/ns/p/UPPER",
+        ] {
+            let (status, body) = get(path).await;
+            assert_eq!(status.as_u16(), 400, "{path}: {body}");
+            assert!(!body.contains("SECRET"), "{path}: {body}");
+        }
+        assert!(check_names("ns", "p.x", "c").is_ok());
+        assert!(container_dir(base.path(), "ns", "p", "../../secret").is_none());
+    }
 
     fn options(query: &str) -> LogOptions {
         serde_urlencoded_like(query)
