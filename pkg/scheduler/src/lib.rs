@@ -112,7 +112,7 @@ pub async fn run(
     let factory = SharedInformerFactory::new(client.clone(), registry).map_err(Error::Informer)?;
     let pods = factory.informer::<Pod>(None);
     let nodes = factory.informer::<Node>(None);
-    let shared = Arc::new(scheduler::Shared::new(
+    let shared = Arc::new(scheduler::SchedulingState::new(
         &config.scheduler_name,
         queue::SchedulingQueue::new(Some(metrics.pending.clone())),
     ));

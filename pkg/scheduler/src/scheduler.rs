@@ -33,8 +33,9 @@ use crate::framework::{Framework, PodInfo};
 use crate::metrics::SchedulerMetrics;
 use crate::queue::SchedulingQueue;
 
-/// State shared between the informer handlers, the loop and the binding tasks.
-pub(crate) struct Shared {
+/// What the informer handlers, the scheduling loop and the binding tasks share: the cache of
+/// nodes and assumed pods, and the queue.
+pub(crate) struct SchedulingState {
     pub(crate) scheduler_name: String,
     pub(crate) cache: Mutex<Cache>,
     pub(crate) queue: SchedulingQueue,
@@ -70,9 +71,9 @@ fn node_fingerprint(node: &Node) -> impl PartialEq + use<> {
     )
 }
 
-impl Shared {
-    pub(crate) fn new(scheduler_name: &str, queue: SchedulingQueue) -> Shared {
-        Shared { scheduler_name: scheduler_name.to_string(), cache: Mutex::new(Cache::default()), queue }
+impl SchedulingState {
+    pub(crate) fn new(scheduler_name: &str, queue: SchedulingQueue) -> SchedulingState {
+        SchedulingState { scheduler_name: scheduler_name.to_string(), cache: Mutex::new(Cache::default()), queue }
     }
 
     pub(crate) fn cache(&self) -> MutexGuard<'_, Cache> {
@@ -146,7 +147,7 @@ impl Shared {
 
 /// Registers the pod and node handlers that feed `shared`.
 pub(crate) fn register_handlers(
-    shared: &Arc<Shared>,
+    shared: &Arc<SchedulingState>,
     pods: &rkube_informer::informer::SharedInformer<Pod>,
     nodes: &rkube_informer::informer::SharedInformer<Node>,
 ) {
@@ -168,7 +169,7 @@ pub(crate) fn register_handlers(
 
 /// The scheduling loop's tools.
 pub(crate) struct Loop {
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) shared: Arc<SchedulingState>,
     pub(crate) pods: Store<Pod>,
     pub(crate) framework: Framework,
     pub(crate) binder: Binder,
@@ -252,7 +253,7 @@ impl Loop {
 
 /// What a binding task needs.
 struct BindTask {
-    shared: Arc<Shared>,
+    shared: Arc<SchedulingState>,
     binder: Binder,
     events: EventRecorder,
     metrics: SchedulerMetrics,
@@ -296,8 +297,8 @@ mod tests {
     }
     use serde_json::{Value, json};
 
-    fn shared() -> Shared {
-        Shared::new("default-scheduler", SchedulingQueue::new(None))
+    fn shared() -> SchedulingState {
+        SchedulingState::new("default-scheduler", SchedulingQueue::new(None))
     }
 
     fn pod(value: Value) -> Arc<Pod> {
