@@ -16,6 +16,8 @@ BENCH_ARGS ?=
 RS_BENCH_ARGS ?=
 # Extra arguments for scheduler_bench, e.g. SCHED_BENCH_ARGS="--nodes 50 --pods 500" or "--backlog".
 SCHED_BENCH_ARGS ?=
+# Extra arguments for apiserver_scale_bench, e.g. SCALE_BENCH_ARGS="--quick" or "--watchers 1,2000".
+SCALE_BENCH_ARGS ?=
 # Extra arguments for kubelet_bench (needs root and containerd; "--fake-only" runs without).
 KUBELET_BENCH_ARGS ?=
 # Extra arguments for hack/fresh-check.sh, e.g. FRESH_ARGS="--smoke" or "--suite noble --keep".
@@ -50,9 +52,10 @@ test: check-deps ## Build, then run every test (unit, integration, kubectl + Pyt
 	$(CARGO) test --workspace --no-fail-fast
 	$(CARGO) build --workspace --examples
 
-bench: ## Release build, then every benchmark: apiserver vs raw etcd, scheduler throughput, ReplicaSet scale-up, pod start-up (BENCH_ARGS="--count 500")
+bench: ## Release build, then every benchmark: apiserver vs raw etcd, watch cache at scale, scheduler throughput, ReplicaSet scale-up, pod start-up (BENCH_ARGS="--count 500")
 	$(CARGO) build --release --bins
 	./target/release/rkube-bench $(BENCH_ARGS)
+	./target/release/apiserver_scale_bench $(SCALE_BENCH_ARGS)
 	./target/release/scheduler_bench $(SCHED_BENCH_ARGS)
 	./target/release/replicaset_bench $(RS_BENCH_ARGS)
 	./target/release/kubelet_bench $(KUBELET_BENCH_ARGS)
