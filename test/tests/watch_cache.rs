@@ -7,7 +7,7 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::time::Duration;
 
-use rkube_tests::resources::{CONFIG_MAPS, config_map, resource_version};
+use rkube_tests::resources::{CONFIG_MAPS, NAMESPACES, config_map, resource_version};
 use rkube_tests::{Api, Cluster, assert_status, eventually};
 use serde_json::{Value, json};
 
@@ -95,6 +95,29 @@ async fn the_window_not_etcds_compaction_decides_how_far_back_a_watch_may_start(
     let error = before.expect_event(EVENT_WAIT).await;
     assert_eq!(error["type"], "ERROR", "{error}");
     assert_eq!((error["object"]["code"].as_i64(), error["object"]["reason"].as_str()), (Some(410), Some("Expired")));
+}
+
+#[tokio::test]
+async fn a_consistent_read_after_a_write_elsewhere_comes_from_the_cache_and_shows_that_write() {
+    let (_cluster, api) = start_with(&[]).await;
+    let collection = CONFIG_MAPS.collection("default");
+    api.create(&collection, &config_map("default", "mine", json!({}))).await;
+    let lists = r#"rkube_apiserver_watch_cache_lists_total{resource="configmaps"}"#;
+    for round in 0..5 {
+        // Each write to another resource moves etcd's revision past the ConfigMaps' last change.
+        let namespace =
+            api.create(&NAMESPACES.collection(""), &json!({"metadata": {"name": format!("other-{round}")}})).await;
+        let before = api.metric(lists).await;
+        let list = api.get_ok(&collection).await;
+        let shown: i64 = list["metadata"]["resourceVersion"].as_str().and_then(|v| v.parse().ok()).expect("an rv");
+        assert!(shown >= rv(&namespace), "a consistent list shows every write that finished before it: {list}");
+        assert_eq!(list["items"].as_array().map(Vec::len), Some(1), "{list}");
+        assert_eq!(api.metric(lists).await, before + 1.0, "served from the watch cache, proven current");
+        // A watch without a resourceVersion starts there as well, from the cache.
+        let mut watch = api.watch(&format!("{collection}?watch=true")).await;
+        let added = watch.expect_non_bookmark(EVENT_WAIT).await;
+        assert_eq!(added["object"]["metadata"]["name"], "mine", "{added}");
+    }
 }
 
 #[tokio::test]

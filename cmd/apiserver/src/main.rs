@@ -132,7 +132,7 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let state = Arc::new(ApiState::new(Arc::new(store), config, prometheus::Registry::new(), shutdown.clone())?);
     let addr = SocketAddr::new(flags.bind_address, flags.port);
-    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
+    let listener = rkube_apiserver::connections::listen(addr).with_context(|| format!("listening on {addr}"))?;
     tracing::info!(%addr, etcd = ?flags.etcd_servers, "rkube-apiserver listening");
     tokio::spawn(async move {
         wait_for_signal().await;

@@ -24,6 +24,28 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(32);
 /// How long open connections get to finish at shutdown.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
+/// The length of the queue of connections the kernel has completed but the server has not
+/// accepted yet. The kernel caps it at `net.core.somaxconn` (4096 on current kernels), the
+/// value Go, and so kube-apiserver, asks for. With the default of 128, a burst of connects
+/// (a thousand informers after a restart) overflows it: the kernel drops the SYN and each
+/// dropped client waits a second for its retransmission.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Listens on `addr` with a backlog of [`LISTEN_BACKLOG`].
+///
+/// # Errors
+/// When the address cannot be bound (in use, or not this machine's).
+pub fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    // As every server does, so that a restart does not wait for the old connections' TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Serves `app` on `listener` until `shutdown`.
 pub async fn serve(listener: TcpListener, app: Router, shutdown: CancellationToken) -> std::io::Result<()> {
     serve_with(listener, app, shutdown, HEADER_READ_TIMEOUT).await
@@ -100,5 +122,27 @@ mod tests {
         let answer = slow.await.expect("thread");
         assert!(!answer.contains("200 OK"), "the slow client was not served: {answer:?}");
         shutdown.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_burst_of_connections_waits_in_the_backlog_instead_of_being_dropped() {
+        let listener = listen("127.0.0.1:0".parse().expect("address")).expect("listen");
+        let address = listener.local_addr().expect("address");
+        // The kernel caps the backlog at somaxconn; expect as many as it allows, up to 1000.
+        let somaxconn: usize = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
+            .unwrap_or(128);
+        let burst = somaxconn.min(1000);
+        // Nobody accepts: every connect must still complete at once, from the backlog (with
+        // the default backlog of 128 the 130th waits a second for a SYN retransmission).
+        let connected = tokio::task::spawn_blocking(move || {
+            (0..burst)
+                .map(|_| std::net::TcpStream::connect_timeout(&address, Duration::from_millis(500)))
+                .collect::<Result<Vec<_>, _>>()
+                .map(|streams| streams.len())
+        });
+        assert_eq!(connected.await.expect("thread").expect("every connect completes"), burst);
+        drop(listener);
     }
 }

@@ -23,6 +23,7 @@ pub mod decode;
 pub mod discovery;
 pub mod dispatch;
 pub mod error;
+pub mod frames;
 pub mod limits;
 pub mod metadata;
 pub mod metrics;

@@ -217,7 +217,7 @@ pub async fn list(state: &ApiState, req: &ResourceRequest, query: &Query) -> Res
         Freshness::Exact(rv) => Some(rv),
         _ => None,
     };
-    let options = ListOptions { limit, continue_from, revision, keys_only: false };
+    let options = ListOptions { limit, continue_from, revision };
     let page = state.store.list(&prefix(state, req), options).await.map_err(|e| match e {
         rkube_storage::Error::Expired { .. } => ApiError::Expired(
             "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.".into(),
@@ -249,25 +249,20 @@ async fn list_from_cache(
     if !cacher.is_ready() {
         return Ok(None);
     }
-    match (continue_from, freshness) {
-        (Some(token), _) if token.revision != cacher.shown_revision() => return Ok(None),
-        (Some(_), _) | (None, Freshness::Any) => {}
-        (None, Freshness::Exact(_)) => return Ok(None),
-        (None, Freshness::NotOlderThan(rv)) => {
-            if cacher.wait_for(rv, CACHE_WAIT).await?.is_none() {
-                return Err(ApiError::TooLargeResourceVersion { requested: rv, current: cacher.shown_revision() });
-            }
-        }
-        (None, Freshness::Consistent) => {
-            if cacher.fresh(CACHE_WAIT).await?.is_none() {
-                return Ok(None);
-            }
-        }
-    }
     let prefix = prefix(state, req);
     let from = continue_from.map(|token| token.start.as_str());
     let limit = limit.map(|l| usize::try_from(l).unwrap_or(usize::MAX));
-    let Some(snapshot) = cacher.list(&prefix, filter, limit, from) else { return Ok(None) };
+    let snapshot = match (continue_from, freshness) {
+        (Some(token), _) if token.revision != cacher.shown_revision() => return Ok(None),
+        (Some(_), _) | (None, Freshness::Any) => cacher.list(&prefix, filter, limit, from),
+        (None, Freshness::Exact(_)) => return Ok(None),
+        (None, Freshness::NotOlderThan(rv)) => {
+            cacher.reach(rv, CACHE_WAIT).await?;
+            cacher.list(&prefix, filter, limit, from)
+        }
+        (None, Freshness::Consistent) => cacher.consistent_list(&prefix, filter, limit, CACHE_WAIT).await?,
+    };
+    let Some(snapshot) = snapshot else { return Ok(None) };
     // A continued list must still be at its revision: a change between the check above and
     // the read would show a newer state. Then etcd answers at the token's revision.
     if continue_from.is_some_and(|token| token.revision != snapshot.revision) {
@@ -766,16 +761,16 @@ pub fn list_body(res: &ResourceDef, listed: Listed) -> Vec<bytes::Bytes> {
     // `{"kind":...,"metadata":{...}}` → `{"kind":...,"metadata":{...},"items":[`
     head.pop();
     head.extend_from_slice(br#","items":["#);
-    let mut chunks = Vec::with_capacity(2 * listed.items.len() + 2);
-    chunks.push(bytes::Bytes::from(head));
+    let mut body = crate::frames::Frames::new();
+    body.extend(&head);
     for (index, item) in listed.items.iter().enumerate() {
         if index > 0 {
-            chunks.push(bytes::Bytes::from_static(b","));
+            body.extend(b",");
         }
-        chunks.push(item.json.clone());
+        body.push(&item.json);
     }
-    chunks.push(bytes::Bytes::from_static(b"]}"));
-    chunks
+    body.extend(b"]}");
+    body.finish()
 }
 
 #[cfg(test)]

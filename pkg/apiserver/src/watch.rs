@@ -34,21 +34,34 @@ use serde_json::{Value, json};
 use crate::ApiState;
 use crate::cacher::{CachedEvent, Cacher, Start};
 use crate::error::ApiError;
+use crate::frames::Frames;
 use crate::metadata::{from_storage, set_resource_version};
 use crate::request::{Query, Rendering, ResourceRequest};
 use crate::rest::{self, Filter};
 use crate::stored::StoredObject;
 use crate::table;
 
+/// Where a watch starts, from `resourceVersion` and `sendInitialEvents` (Kubernetes'
+/// semantics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WatchStart {
+    /// No resourceVersion: the current objects first, as fresh as a consistent read.
+    Consistent,
+    /// `resourceVersion=0`: the current objects first, from any state the server has.
+    Any,
+    /// `sendInitialEvents=true` with `resourceVersion=N`: the current objects first, from a
+    /// state at N or later.
+    NotOlderThan(i64),
+    /// `resourceVersion=N`: every change after N.
+    After(i64),
+}
+
 /// Options of one watch, read from the query.
 struct WatchParams {
     filter: Filter,
-    /// Send the current objects first (unset/`0` resourceVersion, or `sendInitialEvents`).
-    initial: bool,
+    start: WatchStart,
     /// Mark the end of the initial objects with an annotated bookmark.
     initial_end_bookmark: bool,
-    /// Watch changes after this revision (when not sending initial objects).
-    from: Option<i64>,
     bookmarks: bool,
     timeout: Duration,
 }
@@ -63,9 +76,11 @@ impl WatchParams {
             ));
         }
         let rv = query.get("resourceVersion").map(rest::parse_rv).transpose()?;
-        let (initial, from) = match (send_initial, rv) {
-            (true, _) | (false, None | Some(0)) => (true, None),
-            (false, Some(rv)) => (false, Some(rv)),
+        let start = match (send_initial, rv) {
+            (_, None) => WatchStart::Consistent,
+            (_, Some(0)) => WatchStart::Any,
+            (true, Some(rv)) => WatchStart::NotOlderThan(rv),
+            (false, Some(rv)) => WatchStart::After(rv),
         };
         let timeout = match query.int("timeoutSeconds")? {
             Some(secs) if secs > 0 => Duration::from_secs(secs.unsigned_abs()),
@@ -75,9 +90,8 @@ impl WatchParams {
         };
         Ok(WatchParams {
             filter,
-            initial,
+            start,
             initial_end_bookmark: send_initial,
-            from,
             bookmarks: query.flag("allowWatchBookmarks"),
             timeout,
         })
@@ -113,9 +127,10 @@ async fn watch_etcd(
 ) -> Result<Response, ApiError> {
     let prefix = prefix.to_string();
     let mut first: Vec<Bytes> = Vec::new();
-    let start = match params.from {
-        Some(rv) => rv,
-        None => {
+    let start = match params.start {
+        WatchStart::After(rv) => rv,
+        WatchStart::Consistent | WatchStart::Any | WatchStart::NotOlderThan(_) => {
+            // etcd's latest state is at least as fresh as any of them asks.
             let page = state.store.list(&prefix, ListOptions::default()).await?;
             for kv in &page.items {
                 let obj = from_storage(kv)?;
@@ -129,7 +144,6 @@ async fn watch_etcd(
             page.revision
         }
     };
-    debug_assert!(params.initial || params.from.is_some());
     let interval = params.bookmarks.then_some(state.config.bookmark_interval);
     let events = state.store.watch(&prefix, start, interval).await?;
     let gauge = state.metrics.open_watches.with_label_values(&[res.plural]);
@@ -194,22 +208,24 @@ async fn watch_cache(
     rendering: Rendering,
 ) -> Result<Result<Response, WatchParams>, ApiError> {
     let res = cacher.resource();
-    let start = match params.from {
-        Some(rv) => {
-            // A resourceVersion the cache does not show yet: wait for it, or say it is too large.
-            if cacher.wait_for(rv, CACHE_WAIT).await?.is_none() {
-                return Err(ApiError::TooLargeResourceVersion { requested: rv, current: cacher.shown_revision() });
-            }
-            Start::After(rv)
+    let subscribed = match params.start {
+        WatchStart::After(rv) => {
+            cacher.reach(rv, CACHE_WAIT).await?;
+            cacher.subscribe(prefix, Start::After(rv))
         }
-        // The current objects, as fresh as a consistent read: once the cache is proven to hold
-        // etcd's current state; else etcd serves the watch.
-        None => match cacher.fresh(CACHE_WAIT).await? {
-            Some(_) => Start::Now { initial: true },
+        WatchStart::Any => cacher.subscribe(prefix, Start::Now { initial: true }),
+        WatchStart::NotOlderThan(rv) => {
+            cacher.reach(rv, CACHE_WAIT).await?;
+            cacher.subscribe(prefix, Start::Now { initial: true })
+        }
+        // The current objects, once the cache is proven to hold etcd's current state under
+        // the prefix; else etcd serves the watch.
+        WatchStart::Consistent => match cacher.subscribe_consistent(prefix, CACHE_WAIT).await? {
+            Some(subscription) => Ok(subscription),
             None => return Ok(Err(params)),
         },
     };
-    let subscription = match cacher.subscribe(prefix, start) {
+    let subscription = match subscribed {
         Ok(subscription) => subscription,
         Err(ApiError::Expired(message)) => {
             let status = ApiError::Expired(message).to_status();
@@ -222,18 +238,21 @@ async fn watch_cache(
     let gauge = state.metrics.open_watches.with_label_values(&[res.plural]);
     gauge.inc();
     let guard = WatchGuard(gauge);
-    let mut first: Vec<Bytes> = Vec::new();
+    let mut first = Frames::new();
     for object in &subscription.initial {
         if params.filter.matches_stored(object) {
-            first.extend(stored_event(res, "ADDED", object, rendering));
+            write_stored_event(&mut first, res, "ADDED", object, rendering);
         }
     }
     if params.initial_end_bookmark {
-        first.push(bookmark(res, subscription.revision, true));
+        first.push(&bookmark(res, subscription.revision, true));
     }
     for event in &subscription.replay {
-        first.extend(cached_event(res, &params.filter, event, rendering));
+        for chunk in cached_event(res, &params.filter, event, rendering) {
+            first.push(&chunk);
+        }
     }
+    let first = first.finish();
     let filter = params.filter;
     let bookmarks = params.bookmarks.then_some(state.config.bookmark_interval);
     let live = futures::stream::unfold(
@@ -277,21 +296,26 @@ async fn watch_cache(
 /// How long a watch waits for the watch cache to reach its resourceVersion.
 const CACHE_WAIT: Duration = Duration::from_secs(3);
 
-/// The chunks of one event line for a stored object: for JSON, the object's shared bytes
-/// between a head and a tail, so no watcher copies them.
+/// The chunks of one event line for a stored object: one, or for a large object its shared
+/// bytes between a head and a tail, so no watcher copies them.
 fn stored_event(res: &ResourceDef, kind: &str, object: &StoredObject, rendering: Rendering) -> Vec<Bytes> {
+    let mut frames = Frames::new();
+    write_stored_event(&mut frames, res, kind, object, rendering);
+    frames.finish()
+}
+
+/// Appends one event line for a stored object to `frames`: for JSON, the object's shared
+/// bytes between a head and a tail.
+fn write_stored_event(frames: &mut Frames, res: &ResourceDef, kind: &str, object: &StoredObject, rendering: Rendering) {
     match rendering {
-        Rendering::Json => vec![
-            Bytes::from(format!(r#"{{"type":"{kind}","object":"#)),
-            object.json.clone(),
-            Bytes::from_static(b"}\n"),
-        ],
+        Rendering::Json => {
+            frames.extend(format!(r#"{{"type":"{kind}","object":"#).as_bytes());
+            frames.push(&object.json);
+            frames.extend(b"}\n");
+        }
         Rendering::Table => match object.decode() {
-            Ok(value) => vec![event_line(res, kind, value, rendering)],
-            Err(error) => {
-                tracing::error!(%error, "cannot render a cached object");
-                Vec::new()
-            }
+            Ok(value) => frames.push(&event_line(res, kind, value, rendering)),
+            Err(error) => tracing::error!(%error, "cannot render a cached object"),
         },
     }
 }
@@ -403,6 +427,33 @@ mod tests {
 
     fn rv(object: &serde_json::Value) -> i64 {
         resource_version(object).parse().unwrap()
+    }
+
+    #[test]
+    fn a_watch_starts_where_its_resource_version_and_send_initial_events_say() {
+        use super::{WatchParams, WatchStart};
+        let start = |query: &str| {
+            let query = crate::request::Query::parse(Some(query));
+            let res = &rkube_api::kinds::configmap::RESOURCE;
+            WatchParams::from_query(res, &query, Duration::from_secs(60)).map(|params| params.start)
+        };
+        let cases = [
+            ("watch=true", WatchStart::Consistent),
+            // Any state the server has, with no proof of freshness (Kubernetes serves it from
+            // its cache as it is).
+            ("watch=true&resourceVersion=0", WatchStart::Any),
+            ("watch=true&resourceVersion=7", WatchStart::After(7)),
+            ("watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan", WatchStart::Consistent),
+            ("watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&resourceVersion=0", WatchStart::Any),
+            (
+                "watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&resourceVersion=7",
+                WatchStart::NotOlderThan(7),
+            ),
+        ];
+        for (query, expected) in cases {
+            assert_eq!(start(query).ok(), Some(expected), "{query}");
+        }
+        assert!(start("watch=true&sendInitialEvents=true").is_err(), "needs resourceVersionMatch=NotOlderThan");
     }
 
     #[tokio::test]

@@ -117,7 +117,7 @@ macro_rules! for_each_conformance_case {
             every_page_is_read_at_the_first_pages_revision_while_writes_happen_between_pages,
             remaining_counts_the_keys_after_each_page,
             a_list_at_an_exact_revision_shows_the_objects_as_they_were_then,
-            a_keys_only_list_has_every_key_and_revision_and_no_value,
+            written_since_counts_the_keys_and_names_those_written_after_the_revision,
             a_list_at_a_revision_not_written_yet_fails_with_future_revision,
             a_watch_from_a_past_revision_replays_every_change_in_order,
             a_watch_delivers_live_changes_in_order_after_replaying_history,
@@ -869,20 +869,35 @@ pub async fn a_write_larger_than_etcd_accepts_fails_with_too_large_and_writes_no
     Ok(())
 }
 
-/// A keys-only list returns the same keys, revisions and paging as a full one, with every
-/// value empty.
-pub async fn a_keys_only_list_has_every_key_and_revision_and_no_value(store: &dyn Store, prefix: &str) -> Outcome {
+/// `written_since` counts every key under the prefix and names exactly those whose last
+/// write came after the revision, so an unchanged prefix shows an empty list and the same
+/// count, and every kind of change since shows in one or the other.
+pub async fn written_since_counts_the_keys_and_names_those_written_after_the_revision(
+    store: &dyn Store,
+    prefix: &str,
+) -> Outcome {
+    let key = |name: &str| format!("{prefix}{name}");
     for name in ["a", "b", "c"] {
-        store.create(&format!("{prefix}{name}"), value(name)).await?;
+        store.create(&key(name), value(name)).await?;
     }
-    store.update(&format!("{prefix}b"), store.get(&format!("{prefix}b")).await?.mod_revision, value("2")).await?;
-    let full = store.list(prefix, ListOptions::default()).await?;
-    let keys = store.list(prefix, ListOptions { keys_only: true, ..ListOptions::default() }).await?;
-    let stripped: Vec<KeyValue> = full.items.iter().map(|kv| KeyValue { value: Vec::new(), ..kv.clone() }).collect();
-    ensure_eq!((keys.items, keys.revision), (stripped, full.revision), "a keys-only list");
-    let first = store.list(prefix, ListOptions { limit: Some(2), keys_only: true, ..ListOptions::default() }).await?;
-    ensure_eq!(first.items.len(), 2, "a keys-only page");
-    ensure!(first.items.iter().all(|kv| kv.value.is_empty()), "keys-only pages carry no values: {first:?}");
-    ensure!(first.next.is_some(), "a keys-only page continues");
+    let since = store.current_revision().await?;
+    // A write elsewhere moves the revision, not the prefix.
+    store.create(&format!("{prefix}-other/x"), value("x")).await?;
+    let quiet = store.written_since(prefix, since).await?;
+    ensure_eq!((quiet.count, quiet.written.len()), (4, 1), "the prefix holds its own four keys, one written since");
+    let own = store.written_since(&key("b"), since).await?;
+    ensure_eq!((own.count, own.written), (1, Vec::<String>::new()), "a prefix untouched since");
+    ensure_eq!(own.revision, store.current_revision().await?, "the summary's revision is the current one");
+    let updated = store.update(&key("b"), store.get(&key("b")).await?.mod_revision, value("2")).await?;
+    let after_update = store.written_since(&key("b"), since).await?;
+    ensure_eq!((after_update.count, after_update.written), (1, vec![key("b")]), "an update since");
+    store.delete(&key("b"), None).await?;
+    let after_delete = store.written_since(&key("b"), since).await?;
+    ensure_eq!((after_delete.count, after_delete.written.len()), (0, 0), "a delete since lowers the count");
+    // A key created and deleted again since changes neither.
+    store.create(&key("c2"), value("c2")).await?;
+    store.delete(&key("c2"), None).await?;
+    let net_zero = store.written_since(&key("c"), updated).await?;
+    ensure_eq!((net_zero.count, net_zero.written.len()), (1, 0), "a key created and deleted since");
     Ok(())
 }

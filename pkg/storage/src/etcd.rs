@@ -10,7 +10,7 @@ use etcd_client::{
 };
 use futures::StreamExt;
 
-use crate::{Continue, Error, KeyValue, ListOptions, ListPage, Result, Store, WatchEvent, WatchStream};
+use crate::{Continue, Error, KeyValue, ListOptions, ListPage, PrefixSummary, Result, Store, WatchEvent, WatchStream};
 
 /// Keys read per etcd range request when listing: a page of this many objects stays far
 /// below any message limit, and a list of any size is read page by page at one revision.
@@ -237,9 +237,6 @@ impl Store for EtcdStore {
         let more = loop {
             let want = limit.map_or(PAGE_SIZE, |l| (l - items.len() as i64).min(PAGE_SIZE));
             let mut get = GetOptions::new().with_range(prefix_end(prefix)).with_limit(want);
-            if options.keys_only {
-                get = get.with_keys_only();
-            }
             if let Some(rev) = revision {
                 get = get.with_revision(rev);
             }
@@ -290,6 +287,15 @@ impl Store for EtcdStore {
         });
         let state = WatchState { sender, responses, ticker, pending: VecDeque::new(), done: false, after_revision };
         Ok(Box::pin(futures::stream::unfold(state, WatchState::next)))
+    }
+
+    async fn written_since(&self, prefix: &str, since: i64) -> Result<PrefixSummary> {
+        // etcd reads the whole range for the filter, but sends back only the keys it keeps,
+        // and `count` is that of the whole range.
+        let get = GetOptions::new().with_range(prefix_end(prefix)).with_keys_only().with_min_mod_revision(since + 1);
+        let resp = self.timed(self.kv().get(prefix, Some(get))).await?;
+        let written = resp.kvs().iter().map(|kv| to_kv(kv).map(|kv| kv.key)).collect::<Result<Vec<_>>>()?;
+        Ok(PrefixSummary { revision: revision_of(resp.header())?, count: resp.count(), written })
     }
 
     async fn current_revision(&self) -> Result<i64> {

@@ -73,9 +73,18 @@ pub struct ListOptions {
     pub continue_from: Option<Continue>,
     /// Read at this exact revision (a consistent snapshot); `None` for the latest.
     pub revision: Option<i64>,
-    /// Keys and revisions only, every value empty: how a watch cache checks, cheaply, that it
-    /// holds exactly what the store holds.
-    pub keys_only: bool,
+}
+
+/// How the keys under a prefix stand now against an earlier revision (see
+/// [`Store::written_since`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrefixSummary {
+    /// The store's current revision: what the summary describes.
+    pub revision: i64,
+    /// How many keys the prefix holds now.
+    pub count: i64,
+    /// The keys under the prefix whose last write came after the earlier revision.
+    pub written: Vec<String>,
 }
 
 /// A change seen by a watch.
@@ -194,6 +203,16 @@ pub trait Store: Send + Sync {
     /// Watches the keys under `prefix` for changes after `after_revision`. With
     /// `progress_every`, emits [`WatchEvent::Progress`] at about that interval when caught up.
     async fn watch(&self, prefix: &str, after_revision: i64, progress_every: Option<Duration>) -> Result<WatchStream>;
+
+    /// How many keys `prefix` holds now, and which of them were written after `since`, in one
+    /// read (etcd: a keys-only range with `min_mod_revision`, nothing else sent back).
+    ///
+    /// It proves a copy of the prefix current without transferring it: when the copy was the
+    /// store's at `since`, nothing is in `written` and the counts are equal, the store still
+    /// holds exactly the copy. (A key written after `since` and still there is in `written`;
+    /// a key of the copy deleted since lowers the count, unless another was created, which is
+    /// in `written`.)
+    async fn written_since(&self, prefix: &str, since: i64) -> Result<PrefixSummary>;
 
     /// The store's current revision.
     async fn current_revision(&self) -> Result<i64>;

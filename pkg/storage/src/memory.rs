@@ -42,7 +42,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::watch;
 
-use crate::{Continue, Error, KeyValue, ListOptions, ListPage, Result, Store, WatchEvent, WatchStream};
+use crate::{Continue, Error, KeyValue, ListOptions, ListPage, PrefixSummary, Result, Store, WatchEvent, WatchStream};
 
 /// The most history entries a watch scans while holding the store's lock; a watch far
 /// behind on a busy store releases the lock between scans so that writers are not starved.
@@ -367,10 +367,7 @@ impl Store for MemoryStore {
             for (key, version) in visible {
                 count += 1;
                 if limit.is_none_or(|limit| count <= limit) {
-                    items.push(match options.keys_only {
-                        true => KeyValue { value: Vec::new(), ..to_kv(key, version) },
-                        false => to_kv(key, version),
-                    });
+                    items.push(to_kv(key, version));
                 }
             }
             at
@@ -409,6 +406,24 @@ impl Store for MemoryStore {
         let watcher =
             Watcher { db: Arc::clone(&self.db), id, after_revision, changes, ticker, progress_due: false, done: false };
         Ok(Box::pin(futures::stream::unfold(watcher, Watcher::next)))
+    }
+
+    async fn written_since(&self, prefix: &str, since: i64) -> Result<PrefixSummary> {
+        let state = self.db.lock();
+        let mut count = 0;
+        let mut written = Vec::new();
+        let visible = state
+            .keys
+            .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
+            .take_while(|(key, _)| key.starts_with(prefix))
+            .filter_map(|(key, _)| state.visible(key, state.revision).map(|version| (key, version)));
+        for (key, version) in visible {
+            count += 1;
+            if version.revision > since {
+                written.push(key.clone());
+            }
+        }
+        Ok(PrefixSummary { revision: state.revision, count, written })
     }
 
     async fn current_revision(&self) -> Result<i64> {

@@ -43,7 +43,7 @@ use futures::StreamExt;
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 use rkube_api::backoff::{Backoff, BackoffConfig};
 use rkube_api::registry::ResourceDef;
-use rkube_storage::{KeyValue, ListOptions, Store, WatchEvent};
+use rkube_storage::{KeyValue, ListOptions, PrefixSummary, Store, WatchEvent};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -156,6 +156,14 @@ pub struct Cacher {
     metrics: CacheMetrics,
 }
 
+/// How many objects the cache holds under `prefix`.
+fn count_under(objects: &BTreeMap<String, Arc<StoredObject>>, prefix: &str) -> i64 {
+    let under = objects
+        .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
+        .take_while(|(key, _)| key.starts_with(prefix));
+    i64::try_from(under.count()).unwrap_or(i64::MAX)
+}
+
 impl std::fmt::Debug for Cacher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Cacher").field("resource", &self.resource.plural).finish_non_exhaustive()
@@ -248,11 +256,106 @@ impl Cacher {
             if self.is_ready() && shown >= revision {
                 return Ok(Some(shown));
             }
-            if self.is_ready()
-                && let Some(proven) = self.verify().await?
-                && proven >= revision
-            {
-                return Ok(Some(proven));
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.proven(&self.prefix, left, |_, shown| shown).await? {
+                Some(proven) if proven >= revision => return Ok(Some(proven)),
+                Some(_) => {}
+                None => return Ok(None),
+            }
+            // Etcd itself is not at `revision` yet. Look again after the next change, or soon.
+            let retry = (tokio::time::Instant::now() + Duration::from_millis(50)).min(deadline);
+            tokio::select! {
+                _ = reached.changed() => {}
+                () = tokio::time::sleep_until(retry) => {}
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// [`Cacher::wait_for`] a resourceVersion a client sent: the revision the cache shows
+    /// then.
+    ///
+    /// # Errors
+    /// [`ApiError::TooLargeResourceVersion`] when the cache does not reach it within
+    /// `timeout`; etcd errors.
+    pub async fn reach(&self, revision: i64, timeout: Duration) -> Result<i64, ApiError> {
+        match self.wait_for(revision, timeout).await? {
+            Some(shown) => Ok(shown),
+            None => Err(ApiError::TooLargeResourceVersion { requested: revision, current: self.shown_revision() }),
+        }
+    }
+
+    /// A consistent read of the objects under `prefix`: once the cache is proven to hold what
+    /// etcd holds there at etcd's current revision, the objects `filter` lets through (at
+    /// most `limit`), at that revision. `None` when the cache does not catch up within
+    /// `timeout` (or is not ready): etcd must answer.
+    ///
+    /// # Errors
+    /// When etcd cannot be read.
+    pub async fn consistent_list(
+        &self,
+        prefix: &str,
+        filter: &Filter,
+        limit: Option<usize>,
+        timeout: Duration,
+    ) -> Result<Option<Snapshot>, ApiError> {
+        self.proven(prefix, timeout, |state, revision| self.snapshot(state, prefix, filter, limit, None, revision))
+            .await
+    }
+
+    /// Registers a watcher of `prefix` that gets the current objects first, as fresh as a
+    /// consistent read (see [`Cacher::consistent_list`]). `None` when the cache does not
+    /// catch up within `timeout`.
+    ///
+    /// # Errors
+    /// When etcd cannot be read.
+    pub async fn subscribe_consistent(
+        self: &Arc<Self>,
+        prefix: &str,
+        timeout: Duration,
+    ) -> Result<Option<Subscription>, ApiError> {
+        let start = |state: &mut State, revision| self.register(state, prefix, Start::Now { initial: true }, revision);
+        self.proven(prefix, timeout, start).await?.transpose()
+    }
+
+    /// Proves the cache's objects under `prefix` are etcd's at etcd's current revision R and,
+    /// still under the lock the proof was made under, hands them to `take` with the revision
+    /// they show: R, or a later one when the cache has applied changes after R. Changes still
+    /// on their way are waited for, up to `timeout`; `None` then, or when the cache is not
+    /// ready.
+    ///
+    /// The proof: first etcd's current revision (one key read); when the cache shows it
+    /// already, nothing more. Else [`Store::written_since`] the revision the cache shows: one
+    /// read of etcd, of this prefix only, that sends back nothing when nothing changed. A
+    /// proof of the whole resource raises what the cache shows for every later reader.
+    async fn proven<T>(
+        &self,
+        prefix: &str,
+        timeout: Duration,
+        mut take: impl FnMut(&mut State, i64) -> T,
+    ) -> Result<Option<T>, ApiError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut reached = self.reached.subscribe();
+        loop {
+            reached.borrow_and_update();
+            let (ready, since) = {
+                let state = self.read();
+                (state.ready, state.verified)
+            };
+            if !ready {
+                return Ok(None);
+            }
+            // The cache already shows etcd's current revision (it applied a change there, or an
+            // earlier proof of the whole resource reached it): nothing more to read.
+            let current = Some(self.store.current_revision().await?).filter(|current| since >= *current);
+            let summary = match current {
+                Some(_) => None,
+                None => Some(self.store.written_since(prefix, since).await?),
+            };
+            if let Some(taken) = self.take_if_proven(prefix, since, current.is_some(), summary, &mut take) {
+                return Ok(Some(taken));
             }
             // Behind etcd: changes are on their way. Look again after the next one, or soon.
             let retry = (tokio::time::Instant::now() + Duration::from_millis(50)).min(deadline);
@@ -266,47 +369,60 @@ impl Cacher {
         }
     }
 
-    /// Waits until the cache is proven to hold etcd's state at etcd's current revision, and
-    /// returns that revision: what a consistent read may be served at. `None` when the cache
-    /// does not catch up within `timeout` (or is not ready).
-    ///
-    /// # Errors
-    /// When etcd cannot be read.
-    pub async fn fresh(&self, timeout: Duration) -> Result<Option<i64>, ApiError> {
-        let current = self.store.current_revision().await?;
-        self.wait_for(current, timeout).await
-    }
-
-    /// Compares the cache with a keys-only list of etcd: when they hold the same keys at the
-    /// same revisions, the cache shows etcd's state at the list's revision R, which becomes
-    /// `verified` (unless a change was applied meanwhile). Returns R when they agree.
-    async fn verify(&self) -> Result<Option<i64>, ApiError> {
-        let options = ListOptions { keys_only: true, ..ListOptions::default() };
-        let page = self.store.list(&self.prefix, options).await?;
+    /// The second half of [`Cacher::proven`], under the lock: whether etcd's answer proves the
+    /// cache current, and then `take`.
+    fn take_if_proven<T>(
+        &self,
+        prefix: &str,
+        since: i64,
+        applied_current: bool,
+        summary: Option<PrefixSummary>,
+        take: &mut impl FnMut(&mut State, i64) -> T,
+    ) -> Option<T> {
         let mut state = self.write();
-        let agrees = page.items.len() == state.objects.len()
-            && page
-                .items
-                .iter()
-                .zip(state.objects.values())
-                .all(|(kv, object)| kv.key == object.key && kv.mod_revision == object.revision);
-        if !agrees || page.revision < state.verified {
-            return Ok(None);
+        let shown = match summary {
+            _ if applied_current => state.verified,
+            Some(summary) if state.verified >= summary.revision => state.verified,
+            Some(summary)
+                if state.verified == since
+                    && summary.written.is_empty()
+                    && count_under(&state.objects, prefix) == summary.count =>
+            {
+                summary.revision
+            }
+            _ => return None,
+        };
+        let raised = prefix == self.prefix && shown > state.verified;
+        if raised {
+            state.verified = shown;
         }
-        state.verified = page.revision;
+        let taken = take(&mut state, shown);
         drop(state);
-        self.reached.send_replace(page.revision);
-        Ok(Some(page.revision))
+        if raised {
+            self.reached.send_replace(shown);
+        }
+        Some(taken)
     }
 
     /// The objects under `prefix` that `filter` lets through, in key order, from the key
-    /// `from` (relative to `prefix`) on and at most `limit` of them; `None` when the cache is
-    /// not ready.
+    /// `from` (relative to `prefix`) on and at most `limit` of them, as the cache shows them
+    /// now; `None` when the cache is not ready.
     pub fn list(&self, prefix: &str, filter: &Filter, limit: Option<usize>, from: Option<&str>) -> Option<Snapshot> {
         let state = self.read();
-        if !state.ready {
-            return None;
-        }
+        let revision = state.verified;
+        state.ready.then(|| self.snapshot(&state, prefix, filter, limit, from, revision))
+    }
+
+    /// A page of the objects under `prefix`, shown as of `revision`.
+    fn snapshot(
+        &self,
+        state: &State,
+        prefix: &str,
+        filter: &Filter,
+        limit: Option<usize>,
+        from: Option<&str>,
+        revision: i64,
+    ) -> Snapshot {
         let start = format!("{prefix}{}", from.unwrap_or_default());
         let mut objects: Vec<Arc<StoredObject>> = Vec::new();
         let mut next = None;
@@ -323,7 +439,7 @@ impl Cacher {
             objects.push(Arc::clone(object));
         }
         self.metrics.lists.with_label_values(&[self.resource.plural]).inc();
-        Some(Snapshot { objects, revision: state.verified, next })
+        Snapshot { objects, revision, next }
     }
 
     /// Registers a watcher of `prefix` starting at `start`.
@@ -334,6 +450,19 @@ impl Cacher {
     /// reached (callers [`Cacher::wait_for`] it first).
     pub fn subscribe(self: &Arc<Self>, prefix: &str, start: Start) -> Result<Subscription, ApiError> {
         let mut state = self.write();
+        let shown = state.verified;
+        self.register(&mut state, prefix, start, shown)
+    }
+
+    /// Registers a watcher under the lock, with the cache's objects under `prefix` showing
+    /// etcd's state at `shown`.
+    fn register(
+        self: &Arc<Self>,
+        state: &mut State,
+        prefix: &str,
+        start: Start,
+        shown: i64,
+    ) -> Result<Subscription, ApiError> {
         if !state.ready {
             return Err(ApiError::Unavailable(format!("the watch cache of {} is initializing", self.resource.plural)));
         }
@@ -348,10 +477,10 @@ impl Cacher {
                         .collect(),
                     false => Vec::new(),
                 };
-                (objects, Vec::new(), state.verified)
+                (objects, Vec::new(), shown)
             }
-            Start::After(revision) if revision > state.verified => {
-                return Err(ApiError::TooLargeResourceVersion { requested: revision, current: state.verified });
+            Start::After(revision) if revision > shown => {
+                return Err(ApiError::TooLargeResourceVersion { requested: revision, current: shown });
             }
             Start::After(revision) if revision < state.window_start => {
                 return Err(ApiError::Expired(format!(
@@ -708,14 +837,91 @@ mod tests {
         let (cacher, store, _stop, _registry) = cache(CacheConfig::default()).await;
         for i in 0..20 {
             let written = store.create(&key(&format!("w{i:02}")), value("w", "1")).await.expect("create");
-            let shown = cacher.fresh(WAIT).await.expect("fresh").expect("caught up");
-            assert!(shown >= written, "a consistent read right after a write shows it");
-            let snapshot = cacher.list("/registry/configmaps/", &Filter::default(), None, None).expect("ready");
+            let snapshot = cacher
+                .consistent_list("/registry/configmaps/", &Filter::default(), None, WAIT)
+                .await
+                .expect("etcd")
+                .expect("caught up");
+            assert!(snapshot.revision >= written, "a consistent read right after a write shows it");
             assert_eq!(snapshot.objects.len(), i + 1);
         }
         // A write elsewhere moves etcd's revision; the quiet cache is still proven current.
         let elsewhere = store.create("/registry/secrets/ns/x", b"{}".to_vec()).await.expect("create");
-        assert!(cacher.fresh(WAIT).await.expect("fresh").expect("caught up") >= elsewhere);
+        let snapshot = cacher.consistent_list("/registry/configmaps/ns/", &Filter::default(), None, WAIT).await;
+        assert_eq!(snapshot.expect("etcd").expect("caught up").revision, elsewhere);
+        assert_eq!(cacher.wait_for(elsewhere, WAIT).await.expect("etcd"), Some(elsewhere));
+    }
+
+    /// A cache filled from `store`'s current state that does not follow it: what it holds
+    /// stays put while the test writes "changes still on their way".
+    async fn standing_cache(store: &MemoryStore) -> Arc<Cacher> {
+        let metrics = CacheMetrics::new(&prometheus::Registry::new()).expect("metrics");
+        let shared: Arc<dyn Store> = Arc::new(store.clone());
+        let prefix = "/registry/configmaps/";
+        let cacher = Cacher::new(configmaps(), prefix.into(), shared, CacheConfig::default(), metrics);
+        let page = store.list(prefix, ListOptions::default()).await.expect("list");
+        let objects = page
+            .items
+            .iter()
+            .map(|kv| {
+                let object = StoredObject::new(configmaps(), &kv.key, &kv.value, kv.mod_revision).expect("object");
+                (kv.key.clone(), Arc::new(object))
+            })
+            .collect();
+        cacher.replace(objects, page.revision);
+        cacher
+    }
+
+    #[tokio::test]
+    async fn a_consistent_read_proves_only_its_own_prefix_and_waits_for_a_change_on_its_way_there() {
+        let store = MemoryStore::new();
+        let ns = |ns: &str, name: &str| format!("/registry/configmaps/{ns}/{name}");
+        store.create(&ns("a", "x"), value("x", "1")).await.expect("create");
+        store.create(&ns("b", "y"), value("y", "1")).await.expect("create");
+        let cacher = standing_cache(&store).await;
+        // A change in namespace b the cache has not seen yet.
+        let on_its_way = store.create(&ns("b", "z"), value("z", "1")).await.expect("create");
+        let short = Duration::from_millis(200);
+        let a = cacher.consistent_list("/registry/configmaps/a/", &Filter::default(), None, short).await;
+        let a = a.expect("etcd").expect("namespace a is proven current without b");
+        assert_eq!((a.objects.len(), a.revision), (1, on_its_way), "a shows etcd's current revision");
+        let b = cacher.consistent_list("/registry/configmaps/b/", &Filter::default(), None, short).await;
+        assert!(b.expect("etcd").is_none(), "b waits for its change, then gives up (etcd answers)");
+        let all = cacher.consistent_list("/registry/configmaps/", &Filter::default(), None, short).await;
+        assert!(all.expect("etcd").is_none(), "so does the whole resource");
+        assert!(cacher.shown_revision() < on_its_way, "a proof of one namespace proves nothing for the others");
+        // A watcher of a, started consistently, gets x first and nothing from before its start.
+        let watch = cacher.subscribe_consistent("/registry/configmaps/a/", short).await.expect("etcd");
+        let watch = watch.expect("proven");
+        assert_eq!(watch.initial.len(), 1);
+        assert_eq!(watch.after, on_its_way);
+        // The change arrives: now b, and the whole resource, are current too.
+        let page = store.list("/registry/configmaps/b/", ListOptions::default()).await.expect("list");
+        let z = page.items.iter().find(|kv| kv.key.ends_with("/z")).expect("z");
+        let object = StoredObject::new(configmaps(), &z.key, &z.value, z.mod_revision).expect("object");
+        cacher.apply(z.mod_revision, Arc::new(object), false, None);
+        let b = cacher.consistent_list("/registry/configmaps/b/", &Filter::default(), None, short).await;
+        assert_eq!(b.expect("etcd").expect("proven").objects.len(), 2);
+        assert_eq!(cacher.wait_for(on_its_way, short).await.expect("etcd"), Some(on_its_way));
+    }
+
+    #[tokio::test]
+    async fn a_key_created_and_deleted_while_on_its_way_does_not_fool_the_proof() {
+        let store = MemoryStore::new();
+        let key_a = "/registry/configmaps/a/x";
+        store.create(key_a, value("x", "1")).await.expect("create");
+        let cacher = standing_cache(&store).await;
+        // Both changes are on their way: the namespace holds the same keys as the cache.
+        let created = store.create("/registry/configmaps/a/tmp", value("tmp", "1")).await.expect("create");
+        let (_, deleted) = store.delete("/registry/configmaps/a/tmp", None).await.expect("delete");
+        let a = cacher.consistent_list("/registry/configmaps/a/", &Filter::default(), None, WAIT).await;
+        assert_eq!(a.expect("etcd").expect("proven").revision, deleted, "the net effect is nothing");
+        // The create arrives first: until the delete does, the namespace is not proven.
+        let tmp = StoredObject::new(configmaps(), "/registry/configmaps/a/tmp", &value("tmp", "1"), created);
+        cacher.apply(created, Arc::new(tmp.expect("object")), false, None);
+        let short = Duration::from_millis(200);
+        let a = cacher.consistent_list("/registry/configmaps/a/", &Filter::default(), None, short).await;
+        assert!(a.expect("etcd").is_none(), "the state in between is never shown as etcd's current one");
     }
 
     #[tokio::test]
