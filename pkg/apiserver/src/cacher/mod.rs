@@ -156,6 +156,17 @@ pub struct Cacher {
     metrics: CacheMetrics,
 }
 
+/// Waits for the cache's next change, or 50 ms, whichever comes first (a change on its way
+/// from etcd, or etcd itself moving on); `false` once `deadline` has passed.
+async fn next_look(reached: &mut watch::Receiver<i64>, deadline: tokio::time::Instant) -> bool {
+    let retry = (tokio::time::Instant::now() + Duration::from_millis(50)).min(deadline);
+    tokio::select! {
+        _ = reached.changed() => {}
+        () = tokio::time::sleep_until(retry) => {}
+    }
+    tokio::time::Instant::now() < deadline
+}
+
 /// How many objects the cache holds under `prefix`.
 fn count_under(objects: &BTreeMap<String, Arc<StoredObject>>, prefix: &str) -> i64 {
     let under = objects
@@ -263,12 +274,7 @@ impl Cacher {
                 None => return Ok(None),
             }
             // Etcd itself is not at `revision` yet. Look again after the next change, or soon.
-            let retry = (tokio::time::Instant::now() + Duration::from_millis(50)).min(deadline);
-            tokio::select! {
-                _ = reached.changed() => {}
-                () = tokio::time::sleep_until(retry) => {}
-            }
-            if tokio::time::Instant::now() >= deadline {
+            if !next_look(&mut reached, deadline).await {
                 return Ok(None);
             }
         }
@@ -358,12 +364,7 @@ impl Cacher {
                 return Ok(Some(taken));
             }
             // Behind etcd: changes are on their way. Look again after the next one, or soon.
-            let retry = (tokio::time::Instant::now() + Duration::from_millis(50)).min(deadline);
-            tokio::select! {
-                _ = reached.changed() => {}
-                () = tokio::time::sleep_until(retry) => {}
-            }
-            if tokio::time::Instant::now() >= deadline {
+            if !next_look(&mut reached, deadline).await {
                 return Ok(None);
             }
         }
