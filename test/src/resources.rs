@@ -46,12 +46,43 @@ pub const DEPLOYMENTS: Resource =
 pub const LEASES: Resource =
     Resource { group: "coordination.k8s.io", version: "v1", kind: "Lease", plural: "leases", namespaced: true };
 
+/// core/v1 ServiceAccount.
+pub const SERVICE_ACCOUNTS: Resource = core("ServiceAccount", "serviceaccounts", true);
+/// rbac.authorization.k8s.io/v1 Role.
+pub const ROLES: Resource = rbac("Role", "roles", true);
+/// rbac.authorization.k8s.io/v1 ClusterRole.
+pub const CLUSTER_ROLES: Resource = rbac("ClusterRole", "clusterroles", false);
+/// rbac.authorization.k8s.io/v1 RoleBinding.
+pub const ROLE_BINDINGS: Resource = rbac("RoleBinding", "rolebindings", true);
+/// rbac.authorization.k8s.io/v1 ClusterRoleBinding.
+pub const CLUSTER_ROLE_BINDINGS: Resource = rbac("ClusterRoleBinding", "clusterrolebindings", false);
+
 /// Every resource the apiserver must serve.
-pub const ALL: &[Resource] =
-    &[NAMESPACES, PODS, NODES, SERVICES, ENDPOINTS, EVENTS, CONFIG_MAPS, SECRETS, REPLICA_SETS, DEPLOYMENTS, LEASES];
+pub const ALL: &[Resource] = &[
+    NAMESPACES,
+    PODS,
+    NODES,
+    SERVICES,
+    ENDPOINTS,
+    EVENTS,
+    CONFIG_MAPS,
+    SECRETS,
+    SERVICE_ACCOUNTS,
+    REPLICA_SETS,
+    DEPLOYMENTS,
+    LEASES,
+    ROLES,
+    CLUSTER_ROLES,
+    ROLE_BINDINGS,
+    CLUSTER_ROLE_BINDINGS,
+];
 
 const fn core(kind: &'static str, plural: &'static str, namespaced: bool) -> Resource {
     Resource { group: "", version: "v1", kind, plural, namespaced }
+}
+
+const fn rbac(kind: &'static str, plural: &'static str, namespaced: bool) -> Resource {
+    Resource { group: "rbac.authorization.k8s.io", version: "v1", kind, plural, namespaced }
 }
 
 impl Resource {
@@ -112,6 +143,18 @@ impl Resource {
             "ReplicaSet" => json!({ "spec": workload_spec(name) }),
             "Deployment" => json!({ "spec": workload_spec(name) }),
             "Lease" => json!({ "spec": { "holderIdentity": "holder-1", "leaseDurationSeconds": 40 } }),
+            "ServiceAccount" => json!({}),
+            "Role" | "ClusterRole" => json!({
+                "rules": [{ "apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"] }]
+            }),
+            "RoleBinding" => json!({
+                "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "pod-reader" },
+                "subjects": [{ "apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "alice" }]
+            }),
+            "ClusterRoleBinding" => json!({
+                "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view" },
+                "subjects": [{ "kind": "ServiceAccount", "name": "default", "namespace": namespace }]
+            }),
             other => panic!("no sample object for kind {other}"),
         };
         let mut metadata = json!({ "name": name });

@@ -229,6 +229,11 @@ async fn api_resources_lists_every_kind_with_its_short_names() {
         &["configmaps", "cm", "v1", "true", "ConfigMap"],
         &["secrets", "v1", "true", "Secret"],
         &["leases", "coordination.k8s.io/v1", "true", "Lease"],
+        &["serviceaccounts", "sa", "v1", "true", "ServiceAccount"],
+        &["roles", "rbac.authorization.k8s.io/v1", "true", "Role"],
+        &["clusterroles", "rbac.authorization.k8s.io/v1", "false", "ClusterRole"],
+        &["rolebindings", "rbac.authorization.k8s.io/v1", "true", "RoleBinding"],
+        &["clusterrolebindings", "rbac.authorization.k8s.io/v1", "false", "ClusterRoleBinding"],
     ];
     for want in expected {
         let got = row_named(&table, want[0]);
@@ -545,4 +550,100 @@ async fn secrets_apply_from_string_data_and_print_type_and_data_count() {
     let failed = kubectl.run(&["apply", "-f", &bad]).await;
     assert!(!failed.success, "{}", failed.describe());
     assert!(failed.stderr.contains("data[tls.key]: Required value"), "{}", failed.describe());
+}
+
+#[tokio::test]
+async fn rbac_objects_apply_and_print_with_their_subjects() {
+    // Applied from manifests: `kubectl create role|rolebinding|serviceaccount` sends
+    // protobuf bodies, which rkube does not read yet.
+    let cluster = start().await;
+    let kubectl = Kubectl::new(&cluster);
+    let manifest = kubectl.manifest(
+        "rbac.yaml",
+        r#"apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata:
+  name: pod-reader
+rules:
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list", "watch"]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: read-pods
+roleRef:
+  kind: Role
+  name: pod-reader
+subjects:
+- kind: User
+  name: alice
+- kind: ServiceAccount
+  name: bot
+  namespace: default
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: system:health-reader
+rules:
+- nonResourceURLs: ["/healthz"]
+  verbs: ["get"]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: health
+roleRef:
+  kind: ClusterRole
+  name: system:health-reader
+subjects:
+- kind: Group
+  name: devs
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: bot
+"#,
+    );
+    let out = kubectl.ok(&["apply", "-f", &manifest]).await;
+    for created in [
+        "role.rbac.authorization.k8s.io/pod-reader created",
+        "rolebinding.rbac.authorization.k8s.io/read-pods created",
+        "clusterrole.rbac.authorization.k8s.io/system:health-reader created",
+        "clusterrolebinding.rbac.authorization.k8s.io/health created",
+        "serviceaccount/bot created",
+    ] {
+        assert!(out.contains(created), "{created} in:\n{out}");
+    }
+    // The groups left out are defaulted as Kubernetes defaults them.
+    let groups = kubectl
+        .ok(&["get", "rolebinding", "read-pods", "-o", "jsonpath={.roleRef.apiGroup} {.subjects[0].apiGroup}"])
+        .await;
+    assert_eq!(groups.trim(), "rbac.authorization.k8s.io rbac.authorization.k8s.io");
+    let out = kubectl.ok(&["get", "rolebindings", "-o", "wide"]).await;
+    let table = rows(&out);
+    assert_eq!(table.first(), Some(&vec!["NAME", "ROLE", "AGE", "USERS", "GROUPS", "SERVICEACCOUNTS"]), "{out}");
+    let binding = row_named(&table, "read-pods").expect("read-pods listed");
+    // The empty GROUPS cell is only blanks, so the service account is the fifth word.
+    assert_eq!((binding[1], binding[3], binding[4]), ("Role/pod-reader", "alice", "default/bot"), "{out}");
+    kubectl.ok(&["get", "clusterrole", "system:health-reader"]).await;
+    let out = kubectl.ok(&["get", "sa", "bot"]).await;
+    assert_eq!(rows(&out).first(), Some(&vec!["NAME", "SECRETS", "AGE"]), "{out}");
+    // A binding's role never changes, in Kubernetes' words.
+    let failed = kubectl
+        .run(&["patch", "rolebinding", "read-pods", "--type=merge", "-p", r#"{"roleRef":{"name":"other"}}"#])
+        .await;
+    assert!(!failed.success, "{}", failed.describe());
+    assert!(failed.stderr.contains("cannot change roleRef"), "{}", failed.describe());
+    // A namespaced Role may not name URLs.
+    let bad = kubectl.manifest(
+        "bad-role.yaml",
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: bad\nrules:\n- nonResourceURLs: [\"/healthz\"]\n  verbs: [\"get\"]\n",
+    );
+    let failed = kubectl.run(&["apply", "-f", &bad]).await;
+    assert!(!failed.success, "{}", failed.describe());
+    assert!(failed.stderr.contains("namespaced rules cannot apply to non-resource URLs"), "{}", failed.describe());
 }

@@ -125,6 +125,11 @@ crud_test!(secrets_support_create_get_list_update_delete, resources::SECRETS);
 crud_test!(replica_sets_support_create_get_list_update_delete, resources::REPLICA_SETS);
 crud_test!(deployments_support_create_get_list_update_delete, resources::DEPLOYMENTS);
 crud_test!(leases_support_create_get_list_update_delete, resources::LEASES);
+crud_test!(service_accounts_support_create_get_list_update_delete, resources::SERVICE_ACCOUNTS);
+crud_test!(roles_support_create_get_list_update_delete, resources::ROLES);
+crud_test!(cluster_roles_support_create_get_list_update_delete, resources::CLUSTER_ROLES);
+crud_test!(role_bindings_support_create_get_list_update_delete, resources::ROLE_BINDINGS);
+crud_test!(cluster_role_bindings_support_create_get_list_update_delete, resources::CLUSTER_ROLE_BINDINGS);
 
 #[test]
 fn every_served_resource_has_a_crud_test() {
@@ -138,9 +143,14 @@ fn every_served_resource_has_a_crud_test() {
         "events",
         "configmaps",
         "secrets",
+        "serviceaccounts",
         "replicasets",
         "deployments",
         "leases",
+        "roles",
+        "clusterroles",
+        "rolebindings",
+        "clusterrolebindings",
     ];
     let all: Vec<&str> = ALL.iter().map(|resource| resource.plural).collect();
     assert_eq!(all, tested);

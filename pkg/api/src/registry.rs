@@ -121,9 +121,14 @@ static RESOURCES: &[&ResourceDef] = &[
     &kinds::event::RESOURCE,
     &kinds::configmap::RESOURCE,
     &kinds::secret::RESOURCE,
+    &kinds::serviceaccount::RESOURCE,
     &kinds::replicaset::RESOURCE,
     &kinds::deployment::RESOURCE,
     &kinds::lease::RESOURCE,
+    &kinds::rbac::ROLE,
+    &kinds::rbac::CLUSTER_ROLE,
+    &kinds::rbac::ROLE_BINDING,
+    &kinds::rbac::CLUSTER_ROLE_BINDING,
 ];
 
 /// Every resource rkube serves.

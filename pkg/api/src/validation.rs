@@ -257,6 +257,9 @@ pub enum NameFormat {
     Dns1123Label,
     /// A DNS-1035 label (a DNS-1123 label starting with a letter): services.
     Dns1035Label,
+    /// Any name that is one URL path segment (not `.` or `..`, no `/` or `%`): RBAC roles
+    /// and bindings, whose names hold colons (`system:node`).
+    PathSegment,
 }
 
 impl NameFormat {
@@ -275,8 +278,24 @@ impl NameFormat {
             NameFormat::Dns1123Subdomain => is_dns1123_subdomain(name),
             NameFormat::Dns1123Label => is_dns1123_label(name),
             NameFormat::Dns1035Label => is_dns1035_label(name),
+            NameFormat::PathSegment => is_path_segment_name(name, prefix),
         }
     }
+}
+
+/// apimachinery's `path.IsValidPathSegmentName` (and its prefix variant for a
+/// `generateName`): a name that can stand as one segment of a URL path.
+pub fn is_path_segment_name(value: &str, prefix: bool) -> Vec<String> {
+    let mut errs = Vec::new();
+    if !prefix && (value == "." || value == "..") {
+        errs.push(format!("may not be '{value}'"));
+    }
+    for forbidden in ["/", "%"] {
+        if value.contains(forbidden) {
+            errs.push(format!("may not contain '{forbidden}'"));
+        }
+    }
+    errs
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -18,9 +18,11 @@ pub mod lease;
 pub mod namespace;
 pub mod node;
 pub mod pod;
+pub mod rbac;
 pub mod replicaset;
 pub mod secret;
 pub mod service;
+pub mod serviceaccount;
 
 #[cfg(test)]
 mod tests {
@@ -28,7 +30,10 @@ mod tests {
 
     use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
     use k8s_openapi::api::coordination::v1::Lease;
-    use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Event, Namespace, Node, Pod, Secret, Service};
+    use k8s_openapi::api::core::v1::{
+        ConfigMap, Endpoints, Event, Namespace, Node, Pod, Secret, Service, ServiceAccount,
+    };
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
     use serde_json::{Value, json};
 
     use crate::registry::{lookup, resources};
@@ -67,6 +72,11 @@ mod tests {
             scope_is_namespaced::<Deployment>(),
             scope_is_namespaced::<Lease>(),
             scope_is_namespaced::<Secret>(),
+            scope_is_namespaced::<ServiceAccount>(),
+            scope_is_namespaced::<Role>(),
+            scope_is_namespaced::<ClusterRole>(),
+            scope_is_namespaced::<RoleBinding>(),
+            scope_is_namespaced::<ClusterRoleBinding>(),
         ];
         assert_eq!(scopes.len(), resources().len());
         for (kind, namespaced) in scopes {
@@ -136,6 +146,33 @@ mod tests {
                 "leases",
                 json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": ns,
                        "spec": {"holderIdentity": "a", "leaseDurationSeconds": 15}}),
+            ),
+            ("", "serviceaccounts", json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": ns})),
+            (
+                "rbac.authorization.k8s.io",
+                "roles",
+                json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": ns,
+                       "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]}),
+            ),
+            (
+                "rbac.authorization.k8s.io",
+                "clusterroles",
+                json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                       "metadata": {"name": "system:reader"},
+                       "rules": [{"nonResourceURLs": ["/healthz"], "verbs": ["get"]}]}),
+            ),
+            (
+                "rbac.authorization.k8s.io",
+                "rolebindings",
+                json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": ns,
+                       "roleRef": {"kind": "Role", "name": "x"}, "subjects": [{"kind": "User", "name": "alice"}]}),
+            ),
+            (
+                "rbac.authorization.k8s.io",
+                "clusterrolebindings",
+                json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                       "metadata": {"name": "x"}, "roleRef": {"kind": "ClusterRole", "name": "view"},
+                       "subjects": [{"kind": "Group", "name": "devs"}]}),
             ),
         ];
         assert_eq!(cases.len(), resources().len());
