@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use rkube_apiserver::authorization::Mode;
 use rkube_apiserver::{ApiState, Config};
 use rkube_storage::{EtcdConfig, EtcdStore};
 use tokio_util::sync::CancellationToken;
@@ -90,6 +91,21 @@ struct Flags {
     #[arg(long, default_value_t = 200)]
     max_mutating_requests_inflight: usize,
 
+    /// A CSV file of bearer tokens, one `token,user,uid,"group1,group2"` per line; a request
+    /// with one of them is that user.
+    #[arg(long)]
+    token_auth_file: Option<std::path::PathBuf>,
+
+    /// Whether a request without credentials is served as `system:anonymous` (what it may do
+    /// is then the authorizer's decision); `--anonymous-auth=false` answers it 401.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    anonymous_auth: bool,
+
+    /// Who may do what, comma-separated and asked in order: `RBAC` (Roles and bindings;
+    /// creates the bootstrap roles at start) or `AlwaysAllow` (everyone may do everything).
+    #[arg(long, default_value = "AlwaysAllow")]
+    authorization_mode: String,
+
     /// Log format: `text` for people, `json` for machines.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -111,6 +127,7 @@ fn init_tracing(format: &str) {
 async fn main() -> anyhow::Result<()> {
     let flags = Flags::parse();
     init_tracing(&flags.log_format);
+    let authorization = Mode::parse_list(&flags.authorization_mode).map_err(anyhow::Error::msg)?;
     let etcd = EtcdConfig {
         endpoints: flags.etcd_servers.clone(),
         request_timeout: Duration::from_secs(flags.etcd_request_timeout_seconds.max(1)),
@@ -133,6 +150,11 @@ async fn main() -> anyhow::Result<()> {
             max_mutating: flags.max_mutating_requests_inflight.max(1),
         },
         min_request_timeout: Duration::from_secs(flags.min_request_timeout.max(1)),
+        authentication: rkube_apiserver::authentication::Authenticator::new(
+            flags.token_auth_file.as_deref(),
+            flags.anonymous_auth,
+        )?,
+        authorization: authorization.clone(),
         ..Config::default()
     };
     let shutdown = CancellationToken::new();
@@ -140,6 +162,9 @@ async fn main() -> anyhow::Result<()> {
     let addr = SocketAddr::new(flags.bind_address, flags.port);
     let listener = rkube_apiserver::connections::listen(addr).with_context(|| format!("listening on {addr}"))?;
     tracing::info!(%addr, etcd = ?flags.etcd_servers, "rkube-apiserver listening");
+    if authorization.contains(&Mode::AlwaysAllow) {
+        tracing::warn!("--authorization-mode includes AlwaysAllow: every request that authenticates is allowed");
+    }
     tokio::spawn(async move {
         wait_for_signal().await;
         tracing::info!("shutting down");

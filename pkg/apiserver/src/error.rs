@@ -48,6 +48,10 @@ pub enum ApiError {
     /// 404: no such resource or path.
     #[error("the server could not find the requested resource")]
     NoSuchResource,
+    /// 401: the request carries credentials that prove no one (a bad token), or none where
+    /// anonymous requests are off.
+    #[error("Unauthorized")]
+    Unauthorized,
     /// 403: the request is understood but refused (e.g. writing into a terminating namespace).
     #[error("{0}")]
     Forbidden(String),
@@ -103,6 +107,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) | ApiError::NoSuchResource => StatusCode::NOT_FOUND,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::AlreadyExists(_) | ApiError::Conflict(..) => StatusCode::CONFLICT,
@@ -121,6 +126,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => "BadRequest",
             ApiError::NotFound(_) | ApiError::NoSuchResource => "NotFound",
+            ApiError::Unauthorized => "Unauthorized",
             ApiError::Forbidden(_) => "Forbidden",
             ApiError::MethodNotAllowed(_) => "MethodNotAllowed",
             ApiError::AlreadyExists(_) => "AlreadyExists",

@@ -5,10 +5,10 @@
 //! resource of [`rkube_api::registry`]; nothing is written per kind. Errors are Kubernetes
 //! `Status` objects ([`error`]); objects are stored as JSON in etcd ([`rkube_storage`]).
 //!
-//! Transport and authentication: [`router`] builds the whole application independent of
-//! transport, and [`serve`] runs it on a plain TCP listener. TLS (a rustls acceptor around
-//! the listener) and authentication (a layer on the router that sets the user) are the
-//! seams where a later issue adds them; today every request is anonymous and allowed.
+//! Transport and access: [`router`] builds the whole application independent of
+//! transport, and [`serve`] runs it on a plain TCP listener; TLS (a rustls acceptor around
+//! the listener) is still to come. [`authentication`] and [`authorization`] run as a layer
+//! on the router before every handler.
 //!
 //! Read the request path top-down: [`dispatch::api`] → [`request`] (what the path and query
 //! mean) → [`admission`] → [`rest`] (the generic storage logic, which asks the kind's
@@ -16,6 +16,8 @@
 //! [`subresource`].
 
 pub mod admission;
+pub mod authentication;
+pub mod authorization;
 pub mod cacher;
 pub mod compaction;
 pub mod connections;
@@ -81,6 +83,10 @@ pub struct Config {
     /// The shortest a watch without `timeoutSeconds` lasts; each lasts a random time between
     /// this and twice this, so clients do not all reconnect at once (`--min-request-timeout`).
     pub min_request_timeout: Duration,
+    /// Who sent a request (`--token-auth-file`, `--anonymous-auth`).
+    pub authentication: authentication::Authenticator,
+    /// Who may do what, the modes asked in order (`--authorization-mode`).
+    pub authorization: Vec<authorization::Mode>,
 }
 
 impl Default for Config {
@@ -94,6 +100,8 @@ impl Default for Config {
             watch_cache: Some(cacher::CacheConfig::default()),
             limits: limits::Limits::default(),
             min_request_timeout: Duration::from_secs(1800),
+            authentication: authentication::Authenticator::default(),
+            authorization: vec![authorization::Mode::AlwaysAllow],
         }
     }
 }
@@ -202,6 +210,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/{*rest}", axum::routing::any(dispatch::api))
         .route("/apis/{*rest}", axum::routing::any(dispatch::api))
         .fallback(|| async { ApiError::NoSuchResource })
+        .layer(axum::middleware::from_fn_with_state(Arc::clone(&state), authorization::filter))
         .layer(axum::middleware::from_fn_with_state(Arc::clone(&state.limiter), limits::limit))
         .with_state(state)
 }
@@ -273,13 +282,22 @@ pub async fn serve(listener: TcpListener, state: Arc<ApiState>) -> std::io::Resu
     result
 }
 
-/// Creates the built-in namespaces, retrying with backoff (100 ms doubling to 5 s) while
+/// The built-in namespaces, and with RBAC the bootstrap roles and bindings.
+async fn ensure_built_in(state: &ApiState) -> Result<(), ApiError> {
+    namespace::ensure_initial(state).await?;
+    if state.config.authorization.contains(&authorization::Mode::Rbac) {
+        authorization::bootstrap::ensure(state).await?;
+    }
+    Ok(())
+}
+
+/// Creates the built-in namespaces (and the bootstrap RBAC policy), retrying with backoff (100 ms doubling to 5 s) while
 /// etcd is unreachable.
 async fn bootstrap(state: Arc<ApiState>) {
     let config = BackoffConfig::doubling(Duration::from_millis(100), Duration::from_secs(5), Duration::MAX);
     let mut backoff = Backoff::new(config);
     loop {
-        let delay = match namespace::ensure_initial(&state).await {
+        let delay = match ensure_built_in(&state).await {
             Ok(()) => {
                 state.bootstrapped.store(true, Ordering::Release);
                 tracing::info!("built-in namespaces are in place");

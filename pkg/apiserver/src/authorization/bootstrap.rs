@@ -1,0 +1,144 @@
+//! The roles and bindings every cluster starts with (Kubernetes' bootstrap policy), for the
+//! kinds rkube serves: `cluster-admin` bound to `system:masters`; `system:discovery` and
+//! `system:public-info-viewer` (the discovery documents, `/healthz`, `/version`, ...), the
+//! former for every authenticated user, the latter for anyone; and the user-facing
+//! `view`, `edit` and `admin`, granted by whoever binds them.
+//!
+//! Created when missing at every start; an object an administrator changed is left as it
+//! is (Kubernetes reconciles objects marked `rbac.authorization.kubernetes.io/autoupdate`;
+//! rkube does not yet).
+
+use rkube_api::kinds::rbac::{CLUSTER_ROLE, CLUSTER_ROLE_BINDING};
+use serde_json::{Value, json};
+
+use crate::ApiState;
+use crate::authentication::{AUTHENTICATED, MASTERS, UNAUTHENTICATED};
+use crate::error::ApiError;
+use crate::request::ResourceRequest;
+use crate::rest;
+
+const READ: [&str; 3] = ["get", "list", "watch"];
+const WRITE: [&str; 6] = ["create", "delete", "deletecollection", "patch", "update", "get"];
+
+/// What `view` may read: everything of a namespace except Secrets and RBAC objects.
+fn view_rules() -> Vec<Value> {
+    vec![
+        json!({"apiGroups": [""], "verbs": READ, "resources": [
+            "pods", "pods/log", "pods/status", "configmaps", "endpoints", "services", "services/status",
+            "serviceaccounts", "events", "namespaces", "namespaces/status"]}),
+        json!({"apiGroups": ["apps"], "verbs": READ, "resources": [
+            "deployments", "deployments/scale", "deployments/status",
+            "replicasets", "replicasets/scale", "replicasets/status"]}),
+    ]
+}
+
+/// What `edit` adds: writing the workloads and their configuration, Secrets included, and
+/// running commands in pods.
+fn edit_rules() -> Vec<Value> {
+    let mut rules = view_rules();
+    rules.extend([
+        json!({"apiGroups": [""], "verbs": WRITE, "resources": [
+            "pods", "configmaps", "endpoints", "services", "secrets", "serviceaccounts"]}),
+        json!({"apiGroups": [""], "verbs": READ, "resources": ["secrets"]}),
+        json!({"apiGroups": [""], "verbs": ["create", "get"], "resources": ["pods/exec"]}),
+        json!({"apiGroups": ["apps"], "verbs": WRITE, "resources": [
+            "deployments", "deployments/scale", "replicasets", "replicasets/scale"]}),
+    ]);
+    rules
+}
+
+/// What `admin` adds: the namespace's own Roles and RoleBindings.
+fn admin_rules() -> Vec<Value> {
+    let mut rules = edit_rules();
+    let mut verbs = WRITE.to_vec();
+    verbs.extend(["list", "watch"]);
+    rules.push(
+        json!({"apiGroups": ["rbac.authorization.k8s.io"], "verbs": verbs, "resources": ["roles", "rolebindings"]}),
+    );
+    rules
+}
+
+/// The bootstrap ClusterRoles.
+pub fn cluster_roles() -> Vec<Value> {
+    let role = |name: &str, rules: Vec<Value>| {
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": name, "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"}},
+            "rules": rules
+        })
+    };
+    let public = ["/healthz", "/livez", "/readyz", "/version", "/version/"];
+    let mut discovery: Vec<&str> = vec!["/api", "/api/*", "/apis", "/apis/*", "/openapi", "/openapi/*"];
+    discovery.extend(public);
+    vec![
+        role(
+            "cluster-admin",
+            vec![
+                json!({"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}),
+                json!({"nonResourceURLs": ["*"], "verbs": ["*"]}),
+            ],
+        ),
+        role("system:discovery", vec![json!({"nonResourceURLs": discovery, "verbs": ["get"]})]),
+        role("system:public-info-viewer", vec![json!({"nonResourceURLs": public, "verbs": ["get"]})]),
+        role("view", view_rules()),
+        role("edit", edit_rules()),
+        role("admin", admin_rules()),
+    ]
+}
+
+/// The bootstrap ClusterRoleBindings.
+pub fn cluster_role_bindings() -> Vec<Value> {
+    let binding = |name: &str, groups: &[&str]| {
+        let subjects: Vec<Value> = groups
+            .iter()
+            .map(|g| json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": g}))
+            .collect();
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": name, "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"}},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+            "subjects": subjects
+        })
+    };
+    vec![
+        binding("cluster-admin", &[MASTERS]),
+        binding("system:discovery", &[AUTHENTICATED]),
+        binding("system:public-info-viewer", &[AUTHENTICATED, UNAUTHENTICATED]),
+    ]
+}
+
+/// Creates every bootstrap role and binding that does not exist.
+///
+/// # Errors
+/// When etcd cannot be written.
+pub async fn ensure(state: &ApiState) -> Result<(), ApiError> {
+    let objects = cluster_roles().into_iter().map(|o| (&CLUSTER_ROLE, o));
+    let objects = objects.chain(cluster_role_bindings().into_iter().map(|o| (&CLUSTER_ROLE_BINDING, o)));
+    for (res, body) in objects {
+        let req = ResourceRequest { resource: res, namespace: None, name: None, subresource: None };
+        match rest::create(state, &req, body, &rest::WriteOptions::default()).await {
+            Ok(_) | Err(ApiError::AlreadyExists(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_bootstrap_object_is_valid() {
+        for role in cluster_roles() {
+            let prepared = CLUSTER_ROLE.strategy.create(role.clone());
+            assert!(prepared.is_ok(), "{role}: {prepared:?}");
+        }
+        for binding in cluster_role_bindings() {
+            let prepared = CLUSTER_ROLE_BINDING.strategy.create(binding.clone());
+            assert!(prepared.is_ok(), "{binding}: {prepared:?}");
+        }
+    }
+}
