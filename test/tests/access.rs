@@ -152,3 +152,77 @@ async fn a_binding_grants_exactly_what_its_role_says() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn nobody_grants_what_they_do_not_hold() {
+    let (_cluster, api, _dir) = start(&[]).await;
+    let admin = Some("admin-token");
+    let rbac = "/apis/rbac.authorization.k8s.io/v1";
+    assert_eq!(
+        as_user(&api, admin, Method::POST, "/api/v1/namespaces", Some(&json!({"metadata": {"name": "team"}})))
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    // alice administers the namespace "team" through the bootstrap `admin` role.
+    let binding = |name: &str, role_kind: &str, role: &str| {
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": name, "namespace": "team"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind, "name": role},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "alice"}]
+        })
+    };
+    let bindings = format!("{rbac}/namespaces/team/rolebindings");
+    let reply =
+        as_user(&api, admin, Method::POST, &bindings, Some(&binding("alice-admin", "ClusterRole", "admin"))).await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
+    let alice = Some("alice-token");
+    eventually(Duration::from_secs(10), "alice to administer team", || async {
+        (as_user(&api, alice, Method::GET, &bindings, None).await.status == StatusCode::OK).then_some(())
+    })
+    .await;
+    // What she holds she may grant: a Role within `admin`, a binding to `edit`.
+    let role = |name: &str, rule: Value| {
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+               "metadata": {"name": name, "namespace": "team"}, "rules": [rule]})
+    };
+    let roles = format!("{rbac}/namespaces/team/roles");
+    let pod_admin = role("pods", json!({"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "delete"]}));
+    assert_eq!(as_user(&api, alice, Method::POST, &roles, Some(&pod_admin)).await.status, StatusCode::CREATED);
+    let reply =
+        as_user(&api, alice, Method::POST, &bindings, Some(&binding("alice-edit", "ClusterRole", "edit"))).await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
+    // What she does not hold she may not: nodes in a Role, cluster-admin in a binding.
+    let nodes = role("nodes", json!({"apiGroups": [""], "resources": ["nodes"], "verbs": ["list"]}));
+    let reply = as_user(&api, alice, Method::POST, &roles, Some(&nodes)).await;
+    assert_refused(
+        &reply,
+        StatusCode::FORBIDDEN,
+        "Forbidden",
+        "roles.rbac.authorization.k8s.io \"nodes\" is forbidden: user \"alice\" (groups=[\"system:authenticated\"]) \
+         is attempting to grant RBAC permissions not currently held:\n{APIGroups:[\"\"], Resources:[\"nodes\"], Verbs:[\"list\"]}",
+    );
+    let reply =
+        as_user(&api, alice, Method::POST, &bindings, Some(&binding("root", "ClusterRole", "cluster-admin"))).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{:?}", reply.body);
+    assert!(
+        reply.body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("attempting to grant RBAC permissions not currently held")),
+        "{:?}",
+        reply.body
+    );
+    // Nor by changing a Role she may update.
+    let path = format!("{roles}/pods");
+    let patch = json!({"rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]});
+    let reply = api
+        .send(
+            Method::PATCH,
+            &path,
+            &[("Content-Type", "application/merge-patch+json"), ("Authorization", "Bearer alice-token")],
+            Some(patch.to_string().into_bytes()),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{:?}", reply.body);
+}

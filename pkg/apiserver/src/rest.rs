@@ -406,7 +406,7 @@ pub async fn create(
     let decoded = res.strategy.create(body).map_err(|e| ApiError::from_strategy(target.clone(), e))?;
     let warnings = unknown_field_check(opts, decoded.unknown_fields)?;
     let mut object = decoded.object;
-    admission::admit_create(state, req, &given).await?;
+    admission::admit_create(state, req, &given, &object).await?;
     if opts.dry_run {
         return Ok(Written { object, created: true, warnings });
     }
@@ -462,7 +462,11 @@ pub async fn guaranteed_update(
         let (mut object, unknown) = prepare_update(req.resource, req.subresource, desired, &current)?;
         let warnings = unknown_field_check(opts, unknown)?;
         set_resource_version(&mut object, kv.mod_revision);
-        if object == current || opts.dry_run {
+        if object == current {
+            return Ok(Written { object, created: false, warnings });
+        }
+        admission::admit_update(state, req, &object).await?;
+        if opts.dry_run {
             return Ok(Written { object, created: false, warnings });
         }
         if finalized(req.resource, &object) {

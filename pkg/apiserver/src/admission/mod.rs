@@ -8,18 +8,29 @@
 //! Plugins today:
 //! - [`namespace_lifecycle`] (Kubernetes' `NamespaceLifecycle`): nothing is created in a
 //!   namespace that does not exist or is terminating, and the system namespaces are never
-//!   deleted.
+//!   deleted;
+//! - [`escalation`] (the RBAC registry's `ConfirmNoEscalation`): nobody grants through a
+//!   Role or a binding what they do not hold themselves.
 
+pub mod escalation;
 pub mod namespace_lifecycle;
+
+use serde_json::Value;
 
 use crate::ApiState;
 use crate::error::ApiError;
 use crate::request::ResourceRequest;
 
-/// Admits the creation of the object `name` in `req`'s collection (`name` as the client
+/// Admits the creation of `object` as `name` in `req`'s collection (`name` as the client
 /// gave it: empty for a `generateName` object, as in Kubernetes' admission attributes).
-pub async fn admit_create(state: &ApiState, req: &ResourceRequest, name: &str) -> Result<(), ApiError> {
-    namespace_lifecycle::admit_create(state, req, name).await
+pub async fn admit_create(state: &ApiState, req: &ResourceRequest, name: &str, object: &Value) -> Result<(), ApiError> {
+    namespace_lifecycle::admit_create(state, req, name).await?;
+    escalation::admit(state, req, object).await
+}
+
+/// Admits an update that stores `object`.
+pub async fn admit_update(state: &ApiState, req: &ResourceRequest, object: &Value) -> Result<(), ApiError> {
+    escalation::admit(state, req, object).await
 }
 
 /// Admits the deletion of the object `name` of `req`'s resource.

@@ -12,7 +12,8 @@
 //! A refusal is a 403 whose message is Kubernetes' own (`pods is forbidden: User "alice"
 //! cannot list resource "pods" in API group "" in the namespace "default"`).
 //!
-//! Not here yet: the Node authorizer, and escalation checks on writes of RBAC objects.
+//! Escalation checks on writes of RBAC objects are an admission plugin
+//! ([`crate::admission::escalation`]); the Node authorizer is not here yet.
 
 pub mod bootstrap;
 pub mod rbac;
@@ -187,6 +188,23 @@ const HEALTH_PATHS: [&str; 3] = ["/healthz", "/livez", "/readyz"];
 #[derive(Debug, Clone)]
 pub struct RequestUser(pub UserInfo);
 
+tokio::task_local! {
+    /// The user of the request being served, for checks deep in the write path (RBAC's
+    /// escalation check); unset in the apiserver's own work (bootstrap, namespace cleanup).
+    static USER: UserInfo;
+}
+
+/// The user of the request this task serves; `None` for the apiserver's own work.
+pub fn current_user() -> Option<UserInfo> {
+    USER.try_with(Clone::clone).ok()
+}
+
+/// Whether RBAC decides this apiserver's requests (it is a mode and `AlwaysAllow` is not
+/// asked before it).
+pub fn rbac_decides(modes: &[Mode]) -> bool {
+    modes.iter().take_while(|m| **m != Mode::AlwaysAllow).any(|m| *m == Mode::Rbac)
+}
+
 /// Authenticates and authorizes every request before its handler runs: 401 for bad or
 /// missing credentials, 403 when no mode allows it. The user goes on as a
 /// [`RequestUser`] extension.
@@ -204,8 +222,8 @@ pub async fn filter(State(state): State<Arc<ApiState>>, mut request: Request, ne
         Err(e) => return e.into_response(),
     };
     if state.config.authorization.first() == Some(&Mode::AlwaysAllow) {
-        request.extensions_mut().insert(RequestUser(user));
-        return next.run(request).await;
+        request.extensions_mut().insert(RequestUser(user.clone()));
+        return USER.scope(user, next.run(request)).await;
     }
     let attrs = Attributes::of(request.method(), request.uri().path(), request.uri().query());
     match authorize(&state, &user, &attrs).await {
@@ -216,8 +234,8 @@ pub async fn filter(State(state): State<Arc<ApiState>>, mut request: Request, ne
         }
         Err(e) => return e.into_response(),
     }
-    request.extensions_mut().insert(RequestUser(user));
-    next.run(request).await
+    request.extensions_mut().insert(RequestUser(user.clone()));
+    USER.scope(user, next.run(request)).await
 }
 
 /// Whether any of the configured modes allows `user` to do `attrs`.

@@ -34,39 +34,52 @@ pub async fn allows(state: &ApiState, user: &UserInfo, attrs: &Attributes) -> Re
     if user.in_group(MASTERS) {
         return Ok(true);
     }
-    for binding in objects::<ClusterRoleBinding>(state, &CLUSTER_ROLE_BINDING, None).await? {
-        if applies(binding.subjects.as_deref(), user, "")
-            && cluster_role_allows(state, &binding.role_ref.name, attrs).await?
-        {
-            return Ok(true);
-        }
-    }
-    if attrs.namespace.is_empty() {
-        return Ok(false);
-    }
-    let namespace = attrs.namespace.as_str();
-    for binding in objects::<RoleBinding>(state, &ROLE_BINDING, Some(namespace)).await? {
-        if !applies(binding.subjects.as_deref(), user, namespace) {
-            continue;
-        }
-        let granted = match binding.role_ref.kind.as_str() {
-            "ClusterRole" => cluster_role_allows(state, &binding.role_ref.name, attrs).await?,
-            "Role" => {
-                let role = object::<Role>(state, &ROLE, Some(namespace), &binding.role_ref.name).await?;
-                role.is_some_and(|r| rules_allow(r.rules.as_deref().unwrap_or_default(), attrs))
-            }
-            _ => false,
-        };
-        if granted {
-            return Ok(true);
-        }
-    }
-    Ok(false)
+    Ok(rules_allow(&rules_for(state, user, &attrs.namespace).await?, attrs))
 }
 
-async fn cluster_role_allows(state: &ApiState, name: &str, attrs: &Attributes) -> Result<bool, ApiError> {
-    let role = object::<ClusterRole>(state, &CLUSTER_ROLE, None, name).await?;
-    Ok(role.is_some_and(|r| rules_allow(r.rules.as_deref().unwrap_or_default(), attrs)))
+/// Every rule granted to `user` in `namespace` (cluster-wide only, when empty): the rules
+/// of the ClusterRoles of the ClusterRoleBindings that apply to the user, then those of
+/// the Roles and ClusterRoles of the namespace's RoleBindings that apply.
+///
+/// # Errors
+/// When the RBAC objects cannot be read.
+pub async fn rules_for(state: &ApiState, user: &UserInfo, namespace: &str) -> Result<Vec<PolicyRule>, ApiError> {
+    let mut rules = Vec::new();
+    for binding in objects::<ClusterRoleBinding>(state, &CLUSTER_ROLE_BINDING, None).await? {
+        if applies(binding.subjects.as_deref(), user, "") {
+            rules.extend(role_rules(state, "ClusterRole", &binding.role_ref.name, "").await?.unwrap_or_default());
+        }
+    }
+    if namespace.is_empty() {
+        return Ok(rules);
+    }
+    for binding in objects::<RoleBinding>(state, &ROLE_BINDING, Some(namespace)).await? {
+        if applies(binding.subjects.as_deref(), user, namespace) {
+            let role = &binding.role_ref;
+            rules.extend(role_rules(state, &role.kind, &role.name, namespace).await?.unwrap_or_default());
+        }
+    }
+    Ok(rules)
+}
+
+/// The rules of the `ClusterRole` or (in `namespace`) `Role` named `name`; `None` when it
+/// does not exist.
+///
+/// # Errors
+/// When the object cannot be read.
+pub async fn role_rules(
+    state: &ApiState,
+    kind: &str,
+    name: &str,
+    namespace: &str,
+) -> Result<Option<Vec<PolicyRule>>, ApiError> {
+    Ok(match kind {
+        "ClusterRole" => {
+            object::<ClusterRole>(state, &CLUSTER_ROLE, None, name).await?.map(|r| r.rules.unwrap_or_default())
+        }
+        "Role" => object::<Role>(state, &ROLE, Some(namespace), name).await?.map(|r| r.rules.unwrap_or_default()),
+        _ => None,
+    })
 }
 
 /// Whether a binding with `subjects` (in `namespace`, empty for a ClusterRoleBinding)
@@ -116,6 +129,73 @@ fn rule_allows(rule: &PolicyRule, attrs: &Attributes) -> bool {
     }
     let names = rule.resource_names.as_deref().unwrap_or_default();
     names.is_empty() || names.contains(&attrs.name)
+}
+
+/// The rules of `wanted` that `held` does not cover, one verb, group, resource and name
+/// (or URL) at a time, as Kubernetes' `validation.Covers` breaks them down.
+pub fn uncovered(held: &[PolicyRule], wanted: &[PolicyRule]) -> Vec<PolicyRule> {
+    let mut missing = Vec::new();
+    for rule in wanted {
+        for atom in atoms(rule) {
+            if !held.iter().any(|h| rule_covers(h, &atom)) {
+                missing.push(atom);
+            }
+        }
+    }
+    missing
+}
+
+/// `rule` broken into rules of one verb and one group, resource and name, or one URL.
+fn atoms(rule: &PolicyRule) -> Vec<PolicyRule> {
+    let one = |v: &String| Some(vec![v.clone()]);
+    let mut atoms = Vec::new();
+    for verb in &rule.verbs {
+        for url in rule.non_resource_urls.iter().flatten() {
+            atoms.push(PolicyRule { verbs: vec![verb.clone()], non_resource_urls: one(url), ..Default::default() });
+        }
+        for group in rule.api_groups.iter().flatten() {
+            for resource in rule.resources.iter().flatten() {
+                let atom = PolicyRule {
+                    verbs: vec![verb.clone()],
+                    api_groups: one(group),
+                    resources: one(resource),
+                    ..Default::default()
+                };
+                match rule.resource_names.as_deref() {
+                    Some(names) if !names.is_empty() => {
+                        atoms.extend(names.iter().map(|n| PolicyRule { resource_names: one(n), ..atom.clone() }))
+                    }
+                    _ => atoms.push(atom),
+                }
+            }
+        }
+    }
+    atoms
+}
+
+/// Whether `held` covers the one-of-each rule `atom`.
+fn rule_covers(held: &PolicyRule, atom: &PolicyRule) -> bool {
+    let has = |values: Option<&Vec<String>>, want: &str| values.into_iter().flatten().any(|v| v == "*" || v == want);
+    let first = |values: &Option<Vec<String>>| values.as_ref().and_then(|v| v.first()).cloned().unwrap_or_default();
+    if !has(Some(&held.verbs), atom.verbs.first().map_or("", String::as_str)) {
+        return false;
+    }
+    if let Some(url) = atom.non_resource_urls.as_ref().and_then(|u| u.first()) {
+        return held
+            .non_resource_urls
+            .iter()
+            .flatten()
+            .any(|h| h == "*" || h == url || h.strip_suffix('*').is_some_and(|prefix| url.starts_with(prefix)));
+    }
+    let resource = first(&atom.resources);
+    let resource_held = held.resources.iter().flatten().any(|h| {
+        h == "*" || *h == resource || resource.split_once('/').is_some_and(|(_, sub)| h.strip_prefix("*/") == Some(sub))
+    });
+    let names = held.resource_names.as_deref().unwrap_or_default();
+    let name = first(&atom.resource_names);
+    has(held.api_groups.as_ref(), &first(&atom.api_groups))
+        && resource_held
+        && (names.is_empty() || (!name.is_empty() && names.contains(&name)))
 }
 
 /// Every object of `res` (in `namespace`), decoded; undecodable ones are skipped.
@@ -201,6 +281,28 @@ mod tests {
             !rules_allow(&urls, &request(Method::GET, "/api/v1/namespaces/a/pods")),
             "a URL rule grants no resource"
         );
+    }
+
+    #[test]
+    fn a_grant_is_covered_only_by_rules_that_hold_each_of_its_pieces() {
+        let held = [
+            rule(json!({"apiGroups": [""], "resources": ["pods", "pods/log"], "verbs": ["get", "list"]})),
+            rule(json!({"apiGroups": ["apps"], "resources": ["*/scale"], "verbs": ["*"]})),
+            rule(json!({"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["app"], "verbs": ["get"]})),
+        ];
+        let wanted = [rule(json!({"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "delete"]}))];
+        let missing = uncovered(&held, &wanted);
+        assert_eq!(missing.len(), 1);
+        assert_eq!(missing[0].verbs, vec!["delete"]);
+        let within = [
+            rule(json!({"apiGroups": ["apps"], "resources": ["deployments/scale"], "verbs": ["update"]})),
+            rule(json!({"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["app"], "verbs": ["get"]})),
+        ];
+        assert!(uncovered(&held, &within).is_empty());
+        let every_configmap = [rule(json!({"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}))];
+        assert_eq!(uncovered(&held, &every_configmap).len(), 1, "one name does not cover all of them");
+        let urls = [rule(json!({"nonResourceURLs": ["/metrics"], "verbs": ["get"]}))];
+        assert_eq!(uncovered(&held, &urls).len(), 1);
     }
 
     #[test]
