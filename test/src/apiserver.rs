@@ -40,14 +40,30 @@ impl ApiServer {
     /// # Panics
     /// When the binary has not been built (see [`crate::binary`]).
     pub async fn start(etcd: &Etcd, extra_args: &[&str]) -> anyhow::Result<ApiServer> {
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
+        ApiServer::launch(etcd, extra_args, "http", client).await
+    }
+
+    /// Like [`ApiServer::start`] for an apiserver serving HTTPS: `extra_args` carry its
+    /// `--tls-cert-file` and `--tls-private-key-file`, and `client` trusts their CA (it asks
+    /// `/readyz`). [`ApiServer::restart`] is for plain HTTP only.
+    pub async fn start_https(etcd: &Etcd, extra_args: &[&str], client: reqwest::Client) -> anyhow::Result<ApiServer> {
+        ApiServer::launch(etcd, extra_args, "https", client).await
+    }
+
+    async fn launch(
+        etcd: &Etcd,
+        extra_args: &[&str],
+        scheme: &str,
+        client: reqwest::Client,
+    ) -> anyhow::Result<ApiServer> {
         let program = binary("rkube-apiserver");
         let dir = temp_dir("rkube-apiserver-").context("cannot create a temporary directory for the apiserver")?;
         let log_path = dir.path().join("apiserver.log");
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
         let mut last_error = None;
         for _ in 0..PORT_ATTEMPTS {
             let port = free_port()?;
-            let url = format!("http://127.0.0.1:{port}");
+            let url = format!("{scheme}://127.0.0.1:{port}");
             let mut args: Vec<String> = vec![
                 "--etcd-servers".into(),
                 etcd.client_url.clone(),

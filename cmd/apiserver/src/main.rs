@@ -33,7 +33,8 @@ struct Flags {
     #[arg(long, default_value = "/registry")]
     etcd_prefix: String,
 
-    /// Address to listen on (plain HTTP for now; TLS comes later).
+    /// Address to listen on. Without --tls-cert-file it serves plain HTTP, which is only fit
+    /// for loopback.
     #[arg(long, default_value = "127.0.0.1")]
     bind_address: std::net::IpAddr,
 
@@ -90,6 +91,19 @@ struct Flags {
     /// Mutating requests served at once; more are answered 429 with Retry-After.
     #[arg(long, default_value_t = 200)]
     max_mutating_requests_inflight: usize,
+
+    /// The serving certificate (PEM, chain first), for HTTPS; with --tls-private-key-file.
+    #[arg(long, requires = "tls_private_key_file")]
+    tls_cert_file: Option<std::path::PathBuf>,
+
+    /// The serving certificate's private key (PEM).
+    #[arg(long, requires = "tls_cert_file")]
+    tls_private_key_file: Option<std::path::PathBuf>,
+
+    /// A CA bundle (PEM): client certificates it signed authenticate their subject's common
+    /// name as the user and its organizations as the groups. Needs --tls-cert-file.
+    #[arg(long, requires = "tls_cert_file")]
+    client_ca_file: Option<std::path::PathBuf>,
 
     /// A CSV file of bearer tokens, one `token,user,uid,"group1,group2"` per line; a request
     /// with one of them is that user.
@@ -155,13 +169,28 @@ async fn main() -> anyhow::Result<()> {
             flags.anonymous_auth,
         )?,
         authorization: authorization.clone(),
+        tls: match (&flags.tls_cert_file, &flags.tls_private_key_file) {
+            (Some(cert), Some(key)) => {
+                Some(rkube_apiserver::tls::server_config(cert, key, flags.client_ca_file.as_deref())?)
+            }
+            _ => None,
+        },
         ..Config::default()
     };
+    let config_tls = config.tls.is_some();
     let shutdown = CancellationToken::new();
     let state = Arc::new(ApiState::new(Arc::new(store), config, prometheus::Registry::new(), shutdown.clone())?);
     let addr = SocketAddr::new(flags.bind_address, flags.port);
     let listener = rkube_apiserver::connections::listen(addr).with_context(|| format!("listening on {addr}"))?;
-    tracing::info!(%addr, etcd = ?flags.etcd_servers, "rkube-apiserver listening");
+    let scheme = if config_tls { "https" } else { "http" };
+    tracing::info!(%addr, scheme, etcd = ?flags.etcd_servers, "rkube-apiserver listening");
+    if !config_tls && !flags.bind_address.is_loopback() {
+        tracing::warn!(
+            %addr,
+            "serving PLAIN HTTP on a non-loopback address: anyone on the network can read and forge requests; \
+             use --tls-cert-file and --tls-private-key-file"
+        );
+    }
     if authorization.contains(&Mode::AlwaysAllow) {
         tracing::warn!("--authorization-mode includes AlwaysAllow: every request that authenticates is allowed");
     }

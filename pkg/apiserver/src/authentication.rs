@@ -1,6 +1,8 @@
 //! Authentication: who sent a request, as kube-apiserver decides it.
 //!
 //! The authenticators this apiserver has, in kube-apiserver's order:
+//! - **x509 client certificates** (`--client-ca-file`, over TLS): the certificate's common
+//!   name is the user, its organizations the groups ([`crate::tls`]);
 //! - **static bearer tokens** (`--token-auth-file`): a CSV file of
 //!   `token,user,uid,"group1,group2"` lines, read once at start;
 //! - **anonymous** (`--anonymous-auth`, on by default): a request with no credentials is
@@ -11,7 +13,7 @@
 //! never anonymous (Kubernetes refuses rather than downgrades); every authenticated user is
 //! also in `system:authenticated`; the token itself is never logged.
 //!
-//! Not here yet: x509 client certificates and ServiceAccount tokens (both need TLS first).
+//! Not here yet: ServiceAccount tokens.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -51,6 +53,11 @@ impl UserInfo {
         self.groups.iter().any(|g| g == group)
     }
 }
+
+/// The user of the verified client certificate of the connection a request came on (set
+/// by the TLS layer in [`crate::connections`]).
+#[derive(Debug, Clone)]
+pub struct ClientCertificateUser(pub UserInfo);
 
 /// Why a token file could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -111,12 +118,16 @@ impl Authenticator {
         Ok(Authenticator { tokens, anonymous })
     }
 
-    /// Who sent a request with these headers.
+    /// Who sent a request with these headers, on a connection whose verified client
+    /// certificate names `certificate` (which comes first, as in kube-apiserver).
     ///
     /// # Errors
     /// [`ApiError::Unauthorized`] for a bearer token nobody issued, or for no credentials
     /// when anonymous requests are off.
-    pub fn authenticate(&self, headers: &HeaderMap) -> Result<UserInfo, ApiError> {
+    pub fn authenticate(&self, headers: &HeaderMap, certificate: Option<&UserInfo>) -> Result<UserInfo, ApiError> {
+        if let Some(user) = certificate {
+            return Ok(user.clone());
+        }
         let Some(authorization) = headers.get(http::header::AUTHORIZATION) else {
             return if self.anonymous { Ok(UserInfo::anonymous()) } else { Err(ApiError::Unauthorized) };
         };
@@ -222,10 +233,10 @@ mod tests {
     #[test]
     fn known_tokens_authenticate_unknown_ones_are_refused_and_none_is_anonymous() {
         let auth = Authenticator { tokens: parse_token_file("t0k3n,alice,1001").expect("valid"), anonymous: true };
-        assert_eq!(auth.authenticate(&bearer("t0k3n")).map(|u| u.name), Ok("alice".into()));
-        assert!(matches!(auth.authenticate(&bearer("guess")), Err(ApiError::Unauthorized)));
-        assert_eq!(auth.authenticate(&HeaderMap::new()).map(|u| u.name), Ok(ANONYMOUS.into()));
+        assert_eq!(auth.authenticate(&bearer("t0k3n"), None).map(|u| u.name), Ok("alice".into()));
+        assert!(matches!(auth.authenticate(&bearer("guess"), None), Err(ApiError::Unauthorized)));
+        assert_eq!(auth.authenticate(&HeaderMap::new(), None).map(|u| u.name), Ok(ANONYMOUS.into()));
         let strict = Authenticator { anonymous: false, ..auth };
-        assert!(matches!(strict.authenticate(&HeaderMap::new()), Err(ApiError::Unauthorized)));
+        assert!(matches!(strict.authenticate(&HeaderMap::new(), None), Err(ApiError::Unauthorized)));
     }
 }

@@ -1,5 +1,6 @@
-//! Serving HTTP connections: accept, serve each connection with HTTP/1.1 or HTTP/2 (and
-//! upgrades, for exec's WebSocket), and stop cleanly at shutdown.
+//! Serving HTTP connections: accept, (with TLS) complete the handshake and note the client
+//! certificate's user, serve each connection with HTTP/1.1 or HTTP/2 (and upgrades, for
+//! exec's WebSocket), and stop cleanly at shutdown.
 //!
 //! What it adds to axum's own `serve`: a client must send its request headers within
 //! [`HEADER_READ_TIMEOUT`] (Kubernetes' `ReadHeaderTimeout`), so one that sends a header line
@@ -8,6 +9,7 @@
 //! [`SHUTDOWN_GRACE`] to finish, then are dropped (watches end at once: they watch the same
 //! shutdown signal).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -17,6 +19,8 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+use crate::authentication::ClientCertificateUser;
 
 /// The longest a client may take to send its request headers.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(32);
@@ -46,20 +50,30 @@ pub fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
-/// Serves `app` on `listener` until `shutdown`.
-pub async fn serve(listener: TcpListener, app: Router, shutdown: CancellationToken) -> std::io::Result<()> {
-    serve_with(listener, app, shutdown, HEADER_READ_TIMEOUT).await
+/// How long a client may take to complete the TLS handshake.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `app` on `listener` until `shutdown`, over TLS when `tls` is set.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    serve_with(listener, app, tls, shutdown, HEADER_READ_TIMEOUT).await
 }
 
 /// [`serve`] with another header read timeout (for tests).
 pub async fn serve_with(
     listener: TcpListener,
     app: Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: CancellationToken,
     header_read_timeout: Duration,
 ) -> std::io::Result<()> {
     let mut builder = Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(header_read_timeout);
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let graceful = GracefulShutdown::new();
     loop {
         let (stream, peer) = tokio::select! {
@@ -75,11 +89,36 @@ pub async fn serve_with(
             },
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
-        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
-        let connection = graceful.watch(connection);
+        let Some(acceptor) = acceptor.clone() else {
+            let service = TowerToHyperService::new(app.clone());
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+            let connection = graceful.watch(connection);
+            tokio::spawn(async move {
+                if let Err(error) = connection.await {
+                    tracing::debug!(%peer, %error, "connection ended with an error");
+                }
+            });
+            continue;
+        };
+        // The handshake runs in the connection's own task, so a slow client holds up no one.
+        let (app, builder, watcher) = (app.clone(), builder.clone(), graceful.watcher());
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
+            let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(error)) => return tracing::debug!(%peer, %error, "TLS handshake failed"),
+                Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+            };
+            let user = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .and_then(crate::tls::certificate_user)
+                .map(ClientCertificateUser);
+            let service = tower::ServiceBuilder::new().map_request(with_extension(user)).service(app);
+            let service = TowerToHyperService::new(service);
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+            if let Err(error) = watcher.watch(connection).await {
                 tracing::debug!(%peer, %error, "connection ended with an error");
             }
         });
@@ -89,6 +128,16 @@ pub async fn serve_with(
         tracing::info!("connections still open after the shutdown grace period; dropping them");
     }
     Ok(())
+}
+
+/// Adds the connection's client certificate user (if any) to every request it carries.
+fn with_extension<B>(user: Option<ClientCertificateUser>) -> impl Fn(http::Request<B>) -> http::Request<B> + Clone {
+    move |mut request| {
+        if let Some(user) = &user {
+            request.extensions_mut().insert(user.clone());
+        }
+        request
+    }
 }
 
 #[cfg(test)]
@@ -105,7 +154,7 @@ mod tests {
         let address = listener.local_addr().expect("address");
         let app = Router::new().route("/healthz", get(|| async { "ok" }));
         let shutdown = CancellationToken::new();
-        tokio::spawn(serve_with(listener, app, shutdown.clone(), Duration::from_millis(300)));
+        tokio::spawn(serve_with(listener, app, None, shutdown.clone(), Duration::from_millis(300)));
         let slow = tokio::task::spawn_blocking(move || {
             let mut stream = std::net::TcpStream::connect(address).expect("connect");
             stream.write_all(b"GET /healthz HTTP/1.1\r\n").expect("first line");

@@ -6,9 +6,9 @@
 //! `Status` objects ([`error`]); objects are stored as JSON in etcd ([`rkube_storage`]).
 //!
 //! Transport and access: [`router`] builds the whole application independent of
-//! transport, and [`serve`] runs it on a plain TCP listener; TLS (a rustls acceptor around
-//! the listener) is still to come. [`authentication`] and [`authorization`] run as a layer
-//! on the router before every handler.
+//! transport, and [`serve`] runs it on a TCP listener, over TLS ([`tls`]) when configured.
+//! [`authentication`] and [`authorization`] run as a layer on the router before every
+//! handler.
 //!
 //! Read the request path top-down: [`dispatch::api`] → [`request`] (what the path and query
 //! mean) → [`admission`] → [`rest`] (the generic storage logic, which asks the kind's
@@ -39,6 +39,7 @@ pub mod subresource;
 pub mod table;
 #[cfg(test)]
 mod testing;
+pub mod tls;
 pub mod watch;
 
 use std::collections::{BTreeMap, HashMap};
@@ -87,6 +88,8 @@ pub struct Config {
     pub authentication: authentication::Authenticator,
     /// Who may do what, the modes asked in order (`--authorization-mode`).
     pub authorization: Vec<authorization::Mode>,
+    /// TLS (`--tls-cert-file` and friends); `None` serves plain HTTP.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Default for Config {
@@ -102,6 +105,7 @@ impl Default for Config {
             min_request_timeout: Duration::from_secs(1800),
             authentication: authentication::Authenticator::default(),
             authorization: vec![authorization::Mode::AlwaysAllow],
+            tls: None,
         }
     }
 }
@@ -272,7 +276,8 @@ pub async fn serve(listener: TcpListener, state: Arc<ApiState>) -> std::io::Resu
     let cache = tokio::spawn(namespace::run_cache(state.clone()));
     let compactor = state.config.compaction_interval.map(|every| tokio::spawn(compaction::run(state.clone(), every)));
     let shutdown = state.shutdown.clone();
-    let result = connections::serve(listener, router(state), shutdown).await;
+    let tls = state.config.tls.clone();
+    let result = connections::serve(listener, router(state), tls, shutdown).await;
     bootstrap.abort();
     cleaner.abort();
     cache.abort();

@@ -26,7 +26,7 @@ use axum::response::{IntoResponse, Response};
 use http::Method;
 
 use crate::ApiState;
-use crate::authentication::UserInfo;
+use crate::authentication::{ClientCertificateUser, UserInfo};
 use crate::error::ApiError;
 
 /// One authorization mode of `--authorization-mode`.
@@ -209,7 +209,8 @@ pub fn rbac_decides(modes: &[Mode]) -> bool {
 /// missing credentials, 403 when no mode allows it. The user goes on as a
 /// [`RequestUser`] extension.
 pub async fn filter(State(state): State<Arc<ApiState>>, mut request: Request, next: Next) -> Response {
-    let user = match state.config.authentication.authenticate(request.headers()) {
+    let certificate = request.extensions().get::<ClientCertificateUser>().map(|c| &c.0);
+    let user = match state.config.authentication.authenticate(request.headers(), certificate) {
         Ok(user) => user,
         // Probes of the health paths carry no credentials: they stay anonymous even with
         // `--anonymous-auth=false`, as Kubernetes' `anonymous.conditions` lets them.

@@ -1,0 +1,142 @@
+//! The apiserver over HTTPS with client certificates, against the real etcd, reqwest (rustls)
+//! and the real kubectl: certificates made by rkube-pki, identities read from them, RBAC on.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use rkube_pki::{Ca, KeyedCertificate, kubeconfig};
+use rkube_tests::{ApiServer, Etcd, StatusCode, venv_bin};
+
+/// A CA, the apiserver's serving certificate and key files, and an apiserver using them.
+struct Secure {
+    ca: Ca,
+    dir: tempfile::TempDir,
+    apiserver: ApiServer,
+    _etcd: Etcd,
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write a certificate file");
+    path.display().to_string()
+}
+
+impl Secure {
+    async fn start() -> Secure {
+        let ca = Ca::new("rkube-ca").expect("CA");
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let serving = ca
+            .serving("kube-apiserver", &["localhost"], &["127.0.0.1".parse().expect("address")])
+            .expect("serving certificate");
+        let ca_file = write(dir.path(), "ca.crt", &ca.cert_pem());
+        let cert_file = write(dir.path(), "apiserver.crt", &serving.cert_pem);
+        let key_file = write(dir.path(), "apiserver.key", &serving.key_pem);
+        let etcd = Etcd::start().await.expect("etcd");
+        let args = [
+            "--tls-cert-file",
+            cert_file.as_str(),
+            "--tls-private-key-file",
+            key_file.as_str(),
+            "--client-ca-file",
+            ca_file.as_str(),
+            "--authorization-mode=RBAC",
+        ];
+        let apiserver = ApiServer::start_https(&etcd, &args, client(&ca, None)).await.expect("apiserver over HTTPS");
+        Secure { ca, dir, apiserver, _etcd: etcd }
+    }
+
+    fn kubeconfig(&self, user: &str, groups: &[&str]) -> PathBuf {
+        let cert = self.ca.client(user, groups).expect("client certificate");
+        let path = self.dir.path().join(format!("{user}.kubeconfig"));
+        std::fs::write(&path, kubeconfig(&self.apiserver.url, &self.ca.cert_pem(), user, &cert)).expect("kubeconfig");
+        path
+    }
+}
+
+/// A client that trusts `ca` and presents `identity`.
+fn client(ca: &Ca, identity: Option<&KeyedCertificate>) -> reqwest::Client {
+    let root = reqwest::Certificate::from_pem(ca.cert_pem().as_bytes()).expect("CA certificate");
+    let mut builder =
+        reqwest::Client::builder().use_rustls_tls().add_root_certificate(root).timeout(Duration::from_secs(10));
+    if let Some(identity) = identity {
+        let pem = format!("{}{}", identity.cert_pem, identity.key_pem);
+        builder = builder.identity(reqwest::Identity::from_pem(pem.as_bytes()).expect("identity"));
+    }
+    builder.build().expect("client")
+}
+
+async fn get(client: &reqwest::Client, url: String) -> (StatusCode, serde_json::Value) {
+    let reply = client.get(&url).send().await.unwrap_or_else(|e| panic!("GET {url}: {e:#}"));
+    let status = reply.status();
+    (status, reply.json().await.unwrap_or_default())
+}
+
+#[tokio::test]
+async fn client_certificates_name_the_user_and_rbac_decides() {
+    let secure = Secure::start().await;
+    let url = &secure.apiserver.url;
+    assert!(url.starts_with("https://"), "{url}");
+    let admin = secure.ca.client("kubernetes-admin", &["system:masters"]).expect("admin certificate");
+    let (status, _) = get(&client(&secure.ca, Some(&admin)), format!("{url}/api/v1/nodes")).await;
+    assert_eq!(status, StatusCode::OK);
+    let alice = secure.ca.client("alice", &["devs"]).expect("alice's certificate");
+    let (status, body) = get(&client(&secure.ca, Some(&alice)), format!("{url}/api/v1/namespaces/default/pods")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        body["message"],
+        r#"pods is forbidden: User "alice" cannot list resource "pods" in API group "" in the namespace "default""#
+    );
+    // Without a certificate: anonymous.
+    let (status, body) = get(&client(&secure.ca, None), format!("{url}/api/v1/namespaces/default/pods")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(body["message"].as_str().is_some_and(|m| m.contains(r#"User "system:anonymous""#)), "{body}");
+    // A certificate from another CA does not get through the handshake.
+    let stranger =
+        Ca::new("not-the-cluster-ca").expect("CA").client("kubernetes-admin", &["system:masters"]).expect("cert");
+    let refused = client(&secure.ca, Some(&stranger)).get(format!("{url}/api/v1/nodes")).send().await;
+    assert!(refused.is_err(), "a certificate of another CA was accepted: {refused:?}");
+    // Plain HTTP on the TLS port gets no API answer.
+    let plain = url.replacen("https://", "http://", 1);
+    let answer = reqwest::Client::new().get(format!("{plain}/api/v1/nodes")).send().await;
+    assert!(answer.is_err() || answer.is_ok_and(|r| !r.status().is_success()), "plain HTTP was served");
+}
+
+async fn kubectl(kubeconfig: &Path, home: &Path, args: &[&str]) -> (bool, String, String) {
+    let output = tokio::process::Command::new(venv_bin("kubectl"))
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .env("HOME", home)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .expect("kubectl runs (make deps installs it)");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn kubectl_connects_with_a_generated_kubeconfig() {
+    let secure = Secure::start().await;
+    let home = tempfile::tempdir().expect("HOME");
+    let admin = secure.kubeconfig("kubernetes-admin", &["system:masters"]);
+    let (ok, out, err) = kubectl(&admin, home.path(), &["get", "namespaces"]).await;
+    assert!(ok && out.contains("kube-system"), "{out}{err}");
+    let manifest = home.path().join("team.yaml");
+    std::fs::write(&manifest, "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team\n").expect("manifest");
+    let manifest = manifest.display().to_string();
+    let (ok, out, err) = kubectl(&admin, home.path(), &["apply", "-f", &manifest]).await;
+    assert!(ok && out.contains("namespace/team created"), "{out}{err}");
+    let alice = secure.kubeconfig("alice", &[]);
+    let (ok, out, err) = kubectl(&alice, home.path(), &["get", "pods", "-n", "team"]).await;
+    assert!(!ok, "{out}");
+    assert!(
+        err.contains(
+            r#"pods is forbidden: User "alice" cannot list resource "pods" in API group "" in the namespace "team""#
+        ),
+        "{err}"
+    );
+}
