@@ -6,7 +6,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use rkube_pki::{Ca, KeyedCertificate, kubeconfig};
-use rkube_tests::{ApiServer, Etcd, StatusCode, venv_bin};
+use rkube_tests::{ApiServer, Etcd, StatusCode, binary, venv_bin};
 
 /// A CA, the apiserver's serving certificate and key files, and an apiserver using them.
 struct Secure {
@@ -139,4 +139,36 @@ async fn kubectl_connects_with_a_generated_kubeconfig() {
         ),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn rkubectl_and_the_rkube_client_speak_tls_with_client_certificates() {
+    let secure = Secure::start().await;
+    let home = tempfile::tempdir().expect("HOME");
+    let run = |kubeconfig: PathBuf, args: &'static [&'static str]| {
+        let home = home.path().to_path_buf();
+        async move {
+            let output = tokio::process::Command::new(binary("rkubectl"))
+                .args(args)
+                .env("KUBECONFIG", &kubeconfig)
+                .env("HOME", &home)
+                .stdin(Stdio::null())
+                .output()
+                .await
+                .expect("rkubectl runs");
+            (
+                output.status.success(),
+                String::from_utf8_lossy(&output.stdout).into_owned(),
+                String::from_utf8_lossy(&output.stderr).into_owned(),
+            )
+        }
+    };
+    let admin = secure.kubeconfig("kubernetes-admin", &["system:masters"]);
+    let (ok, out, err) = run(admin, &["get", "namespaces"]).await;
+    assert!(ok && out.contains("kube-system"), "{out}{err}");
+    let alice = secure.kubeconfig("alice", &[]);
+    let (ok, out, err) = run(alice, &["get", "pods"]).await;
+    assert!(!ok, "{out}");
+    assert!(err.contains(r#"User "alice" cannot list resource "pods""#), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
 }

@@ -13,8 +13,8 @@
 //! that gets no answer at all on a reused connection (the server closed it meanwhile) is sent
 //! once more on a fresh one; other verbs are never resent, since the server may have acted.
 //!
-//! Not yet: TLS. [`Client::new`] refuses an `https://` URL with [`Error::Config`]; TLS belongs
-//! in [`http_client`], which is where the config's certificates will be used.
+//! Over `https://` it trusts the config's CA bundle, presents its client certificate, or with
+//! `insecure-skip-tls-verify` checks nothing (rustls, in [`http_client`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -60,26 +60,21 @@ impl std::fmt::Debug for Client {
     }
 }
 
-/// Builds the HTTP client for `config`. This is the seam where TLS (root certificates, client
-/// certificates, `insecure_skip_tls_verify`) will be configured; for now only `http://` URLs
-/// are accepted.
+/// Builds the HTTP client for `config`: plain for `http://`; for `https://`, rustls trusting
+/// the config's CA bundle (and the public web roots), presenting its client certificate, or
+/// verifying nothing with `insecure_skip_tls_verify`.
 fn http_client(config: &Config) -> Result<reqwest::Client> {
-    match config.cluster_url.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err(Error::Config(format!(
-                "TLS is not supported yet ({}): use an http:// server URL until TLS lands",
-                config.cluster_url
-            )));
-        }
+    let tls = match config.cluster_url.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
         other => {
             return Err(Error::Config(format!(
-                "server URL {} has scheme {:?}; expected http:// (or, later, https://)",
+                "server URL {} has scheme {:?}; expected http:// or https://",
                 config.cluster_url,
                 other.unwrap_or("")
             )));
         }
-    }
+    };
     if config.cluster_url.host().is_none() {
         return Err(Error::Config(format!("server URL {} has no host", config.cluster_url)));
     }
@@ -87,12 +82,35 @@ fn http_client(config: &Config) -> Result<reqwest::Client> {
     if let Some(connect_timeout) = config.connect_timeout {
         builder = builder.connect_timeout(connect_timeout);
     }
+    if tls {
+        builder = builder.use_rustls_tls();
+        if let Some(bundle) = &config.root_cert {
+            let roots = reqwest::Certificate::from_pem_bundle(bundle)
+                .map_err(|e| Error::Config(format!("certificate-authority: not a PEM certificate bundle: {e}")))?;
+            for root in roots {
+                builder = builder.add_root_certificate(root);
+            }
+        }
+        if config.insecure_skip_tls_verify {
+            builder = builder.danger_accept_invalid_certs(true);
+        }
+        match (&config.client_cert, &config.client_key) {
+            (Some(cert), Some(key)) => {
+                let pem = [cert.as_slice(), b"\n", key.as_slice()].concat();
+                let identity = reqwest::Identity::from_pem(&pem)
+                    .map_err(|e| Error::Config(format!("client-certificate and client-key: {e}")))?;
+                builder = builder.identity(identity);
+            }
+            (None, None) => {}
+            _ => return Err(Error::Config("a client certificate needs its key, and a key its certificate".into())),
+        }
+    }
     builder.build().map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))
 }
 
 impl Client {
-    /// A client for `config`. Does not contact the server. Fails for an `https://` URL (TLS is
-    /// not supported yet), a URL without a host, or a token that cannot be a header value.
+    /// A client for `config`. Does not contact the server. Fails for a URL that is not http(s)
+    /// or has no host, certificates that are not PEM, or a token that cannot be a header value.
     pub fn new(config: Config) -> Result<Client> {
         let http = http_client(&config)?;
         let authorization = match &config.token {
@@ -237,9 +255,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn https_is_refused_with_a_clear_message() {
-        let err = Client::new(Config::new("https://10.0.0.1:6443".parse().unwrap())).unwrap_err();
-        assert!(matches!(&err, Error::Config(m) if m.contains("TLS is not supported yet (https://10.0.0.1:6443")));
+    fn https_certificates_that_are_not_pem_are_config_errors() {
+        let mut config = Config::new("https://10.0.0.1:6443".parse().unwrap());
+        assert!(Client::new(config.clone()).is_ok(), "https with the default roots");
+        config.client_cert = Some(b"not a certificate".to_vec());
+        let err = Client::new(config.clone()).unwrap_err();
+        assert!(matches!(&err, Error::Config(m) if m.contains("needs its key")), "{err}");
+        config.client_key = Some(b"not a key".to_vec());
+        let err = Client::new(config).unwrap_err();
+        assert!(matches!(&err, Error::Config(m) if m.starts_with("client-certificate and client-key")), "{err}");
     }
 
     #[test]

@@ -14,9 +14,9 @@
 //! File paths inside a kubeconfig (`certificate-authority`, `client-certificate`, `client-key`,
 //! `tokenFile`) are resolved against the directory of the kubeconfig that names them.
 //!
-//! Not yet: TLS and authentication other than a bearer token. The TLS fields are parsed and
-//! kept so they can slot in; a [`Client`](crate::Client) for an `https://` URL is refused with a
-//! clear error for now. `exec` and `auth-provider` users are ignored.
+//! The TLS fields (CA, client certificate and key, `insecure-skip-tls-verify`) are used by
+//! [`Client`](crate::Client) for `https://` servers. `exec` and `auth-provider` users are
+//! ignored.
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -28,8 +28,8 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Not yet: TLS and authentication other than a bearer token (a `Client` for an `https://` URL
-//! is refused with a clear [`Error::Config`]).
+//! Credentials: a bearer token or a client certificate; over `https://` the kubeconfig's CA
+//! is trusted. Not yet: `exec` and `auth-provider` users.
 
 pub use kube_core::ObjectList;
 pub use kube_core::params::{
