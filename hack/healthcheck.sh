@@ -2,7 +2,7 @@
 # Exits 0 when a local-cluster process answers its health endpoint:
 #   healthcheck.sh etcd                GET http://127.0.0.1:${ETCD_PORT}/health
 #   healthcheck.sh containerd          ctr --address ${RKUBE_CONTAINERD_ADDRESS} version
-#   healthcheck.sh apiserver           GET http://${RKUBE_BIND_ADDRESS}:${RKUBE_PORT}/readyz
+#   healthcheck.sh apiserver           GET http(s)://${RKUBE_BIND_ADDRESS}:${RKUBE_PORT}/readyz
 #   healthcheck.sh controller-manager  GET http://127.0.0.1:${RKUBE_CONTROLLER_MANAGER_PORT}/readyz
 #   healthcheck.sh scheduler           GET http://127.0.0.1:${RKUBE_SCHEDULER_PORT}/readyz
 #   healthcheck.sh kubelet             GET http://127.0.0.1:${RKUBE_KUBELET_PORT}/readyz
@@ -25,4 +25,6 @@ kubelet) url="http://127.0.0.1:${RKUBE_KUBELET_PORT}/readyz" ;;
     exit 2
     ;;
 esac
-exec curl --silent --show-error --fail --max-time 2 --output /dev/null "${url}"
+tls=()
+if [[ "${url}" == https://* ]]; then tls=(--cacert "${RKUBE_PKI_DIR}/ca.crt"); fi
+exec curl --silent --show-error --fail --max-time 2 "${tls[@]}" --output /dev/null "${url}"

@@ -8,7 +8,8 @@
 #   .rkube/containerd/  the private containerd: config.toml, root/, state/, containerd.sock
 #   .rkube/kubelet/     the rkubelet's --root-dir (pod logs, CNI state)
 #   .rkube/logs/        one log file per process
-#   .rkube/kubeconfig   points kubectl and every component at the apiserver
+#   .rkube/pki/         the CA, the apiserver's certificate, one kubeconfig per identity
+#   .rkube/kubeconfig   points kubectl at the apiserver (as kubernetes-admin when secure)
 #
 # Sourcing this file only sets and exports variables; it runs nothing.
 
@@ -18,7 +19,12 @@ RKUBE_LOG_DIR="${RKUBE_LOG_DIR:-${RKUBE_STATE_DIR}/logs}"
 RKUBE_KUBECONFIG="${RKUBE_KUBECONFIG:-${RKUBE_STATE_DIR}/kubeconfig}"
 RKUBE_VENV="${RKUBE_VENV:-${RKUBE_ROOT}/.venv}"
 
-# Loopback only: TLS and authentication are not implemented yet.
+# RKUBE_SECURE=1 (the default): the apiserver serves HTTPS, every process presents a client
+# certificate from .rkube/pki (made by rkube-pki), and RBAC decides who may do what
+# (docs/security.md). RKUBE_SECURE=0: plain HTTP, everyone may do everything (loopback only).
+RKUBE_SECURE="${RKUBE_SECURE:-1}"
+RKUBE_PKI_DIR="${RKUBE_PKI_DIR:-${RKUBE_STATE_DIR}/pki}"
+RKUBE_PKI_BIN="${RKUBE_PKI_BIN:-${RKUBE_ROOT}/target/debug/rkube-pki}"
 RKUBE_BIND_ADDRESS="${RKUBE_BIND_ADDRESS:-127.0.0.1}"
 RKUBE_PORT="${RKUBE_PORT:-6443}"
 RKUBE_LOG_FORMAT="${RKUBE_LOG_FORMAT:-text}"
@@ -54,7 +60,7 @@ RKUBE_KUBELET_FLAGS="${RKUBE_KUBELET_FLAGS:-}"
 # The demo image (hack/build-test-image.sh) as pods name it, and where its archive is written.
 RKUBE_DEMO_IMAGE_TAR="${RKUBE_DEMO_IMAGE_TAR:-${RKUBE_STATE_DIR}/busybox-oci.tar}"
 
-export RKUBE_ROOT RKUBE_STATE_DIR RKUBE_LOG_DIR RKUBE_KUBECONFIG RKUBE_VENV
+export RKUBE_ROOT RKUBE_STATE_DIR RKUBE_LOG_DIR RKUBE_KUBECONFIG RKUBE_VENV RKUBE_SECURE RKUBE_PKI_DIR RKUBE_PKI_BIN
 export RKUBE_BIND_ADDRESS RKUBE_PORT RKUBE_LOG_FORMAT RKUBE_APISERVER_BIN RKUBE_APISERVER_FLAGS
 export RKUBE_ETCD_BIN ETCD_PORT RKUBE_ETCD_PEER_PORT RKUBE_ETCD_DATA_DIR
 export RKUBE_CONTROLLER_MANAGER_BIN RKUBE_CONTROLLER_MANAGER_PORT RKUBE_CONTROLLER_MANAGER_FLAGS
@@ -64,7 +70,23 @@ export RKUBELET_BIN RKUBE_NODE_NAME RKUBE_POD_CIDR RKUBE_KUBELET_DIR RKUBE_KUBEL
 export RKUBE_DEMO_IMAGE_TAR
 
 rkube_etcd_url() { printf 'http://127.0.0.1:%s' "${ETCD_PORT}"; }
-rkube_apiserver_url() { printf 'http://%s:%s' "${RKUBE_BIND_ADDRESS}" "${RKUBE_PORT}"; }
+rkube_apiserver_url() {
+    if [[ "${RKUBE_SECURE}" == 1 ]]; then
+        printf 'https://%s:%s' "${RKUBE_BIND_ADDRESS}" "${RKUBE_PORT}"
+    else
+        printf 'http://%s:%s' "${RKUBE_BIND_ADDRESS}" "${RKUBE_PORT}"
+    fi
+}
+
+# rkube_kubeconfig_of NAME: the kubeconfig a component connects with: its own identity
+# (.rkube/pki/NAME.kubeconfig) when secure, else the shared one.
+rkube_kubeconfig_of() {
+    if [[ "${RKUBE_SECURE}" == 1 ]]; then
+        printf '%s/%s.kubeconfig' "${RKUBE_PKI_DIR}" "$1"
+    else
+        printf '%s' "${RKUBE_KUBECONFIG}"
+    fi
+}
 
 # rkube_ctr ARGS...: ctr against the private containerd, in the kubelet's namespace `rkube`.
 rkube_ctr() { "${RKUBE_CTR_BIN}" --address "${RKUBE_CONTAINERD_ADDRESS}" -n rkube "$@"; }

@@ -56,7 +56,7 @@ if [[ "${RKUBE_SKIP_BUILD:-}" != 1 ]]; then
     log "building (cargo build --bins)"
     (cd "${RKUBE_ROOT}" && cargo build --bins)
 fi
-for bin in "${RKUBE_APISERVER_BIN}" "${RKUBE_CONTROLLER_MANAGER_BIN}" "${RKUBE_SCHEDULER_BIN}" "${RKUBELET_BIN}" "${RKUBECTL_BIN}"; do
+for bin in "${RKUBE_APISERVER_BIN}" "${RKUBE_CONTROLLER_MANAGER_BIN}" "${RKUBE_SCHEDULER_BIN}" "${RKUBELET_BIN}" "${RKUBECTL_BIN}" "${RKUBE_PKI_BIN}"; do
     [[ -x "${bin}" ]] || die "${bin} not found after the build"
 done
 
@@ -75,8 +75,15 @@ fi
 
 server="$(rkube_apiserver_url)"
 kubeconfig_tmp="$(mktemp "${RKUBE_KUBECONFIG}.XXXXXX")"
-cat >"${kubeconfig_tmp}" <<EOF
-# Written by hack/local-up.sh for the local rkube cluster.
+if [[ "${RKUBE_SECURE}" == 1 ]]; then
+    # The cluster's CA and every identity's certificate (kept across runs for the same URL).
+    "${RKUBE_PKI_BIN}" --dir "${RKUBE_PKI_DIR}" --server "${server}" \
+        --apiserver-address "${RKUBE_BIND_ADDRESS}" --node "${RKUBE_NODE_NAME}" | sed 's/^/local-up: /'
+    cp "${RKUBE_PKI_DIR}/admin.kubeconfig" "${kubeconfig_tmp}"
+    chmod 600 "${kubeconfig_tmp}"
+else
+    cat >"${kubeconfig_tmp}" <<EOF
+# Written by hack/local-up.sh for the local rkube cluster (RKUBE_SECURE=0: plain HTTP).
 apiVersion: v1
 kind: Config
 clusters:
@@ -94,6 +101,7 @@ users:
 - name: rkube
   user: {}
 EOF
+fi
 mv "${kubeconfig_tmp}" "${RKUBE_KUBECONFIG}"
 
 usage() {

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs rkube-apiserver in the foreground against the local etcd. Used by
+# Runs rkube-apiserver in the foreground against the local etcd; with RKUBE_SECURE=1
+# over HTTPS with the certificates of .rkube/pki and RBAC. Used by
 # hack/local-up.sh and process-compose.yaml; settings in hack/local-env.sh
 # (extra flags: RKUBE_APISERVER_FLAGS).
 set -euo pipefail
@@ -11,9 +12,19 @@ source "$(dirname "${BASH_SOURCE[0]}")/local-env.sh"
     exit 1
 }
 read -r -a extra_flags <<<"${RKUBE_APISERVER_FLAGS}"
+secure_flags=()
+if [[ "${RKUBE_SECURE}" == 1 ]]; then
+    secure_flags=(
+        --tls-cert-file "${RKUBE_PKI_DIR}/apiserver.crt"
+        --tls-private-key-file "${RKUBE_PKI_DIR}/apiserver.key"
+        --client-ca-file "${RKUBE_PKI_DIR}/ca.crt"
+        --authorization-mode RBAC
+    )
+fi
 exec "${RKUBE_APISERVER_BIN}" \
     --etcd-servers "$(rkube_etcd_url)" \
     --bind-address "${RKUBE_BIND_ADDRESS}" \
     --port "${RKUBE_PORT}" \
     --log-format "${RKUBE_LOG_FORMAT}" \
+    "${secure_flags[@]}" \
     "${extra_flags[@]}"

@@ -12,7 +12,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/local-env.sh"
 }
 read -r -a extra_flags <<<"${RKUBE_CONTROLLER_MANAGER_FLAGS}"
 exec "${RKUBE_CONTROLLER_MANAGER_BIN}" \
-    --kubeconfig "${RKUBE_KUBECONFIG}" \
+    --kubeconfig "$(rkube_kubeconfig_of "controller-manager")" \
     --bind-address 127.0.0.1 \
     --port "${RKUBE_CONTROLLER_MANAGER_PORT}" \
     --log-format "${RKUBE_LOG_FORMAT}" \

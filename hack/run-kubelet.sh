@@ -15,7 +15,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/local-env.sh"
 mkdir -p "${RKUBE_KUBELET_DIR}"
 read -r -a extra_flags <<<"${RKUBE_KUBELET_FLAGS}"
 exec "${RKUBELET_BIN}" \
-    --kubeconfig "${RKUBE_KUBECONFIG}" \
+    --kubeconfig "$(rkube_kubeconfig_of "kubelet-${RKUBE_NODE_NAME}")" \
     --node-name "${RKUBE_NODE_NAME}" \
     --runtime containerd \
     --containerd-address "${RKUBE_CONTAINERD_ADDRESS}" \

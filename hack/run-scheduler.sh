@@ -12,7 +12,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/local-env.sh"
 }
 read -r -a extra_flags <<<"${RKUBE_SCHEDULER_FLAGS}"
 exec "${RKUBE_SCHEDULER_BIN}" \
-    --kubeconfig "${RKUBE_KUBECONFIG}" \
+    --kubeconfig "$(rkube_kubeconfig_of "scheduler")" \
     --bind-address 127.0.0.1 \
     --port "${RKUBE_SCHEDULER_PORT}" \
     --log-format "${RKUBE_LOG_FORMAT}" \

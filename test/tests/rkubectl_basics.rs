@@ -27,7 +27,15 @@ async fn version_and_api_resources_come_from_the_server() {
     );
     assert_eq!(row_named(&table, "nodes").unwrap(), vec!["nodes", "no", "v1", "false", "Node"]);
     let cluster_scoped = k.ok(&["api-resources", "--namespaced=false", "-o", "name"]).await;
-    assert_eq!(cluster_scoped.lines().collect::<Vec<_>>(), vec!["namespaces", "nodes"]);
+    assert_eq!(
+        cluster_scoped.lines().collect::<Vec<_>>(),
+        vec![
+            "namespaces",
+            "nodes",
+            "clusterroles.rbac.authorization.k8s.io",
+            "clusterrolebindings.rbac.authorization.k8s.io"
+        ]
+    );
 }
 
 #[tokio::test]

@@ -82,6 +82,9 @@ async fn the_window_not_etcds_compaction_decides_how_far_back_a_watch_may_start(
     for i in 0..6 {
         revisions.push(rv(&api.create(&collection, &config_map("default", &format!("w{i}"), json!({}))).await));
     }
+    // The cache has applied the last write before etcd compacts: a watcher still behind
+    // the compaction would be cancelled by etcd and the cache would relist, losing its window.
+    api.get_ok(&format!("{collection}?resourceVersion={}&resourceVersionMatch=NotOlderThan", revisions[5])).await;
     let revision = cluster.etcd.current_revision().await.expect("etcd revision");
     cluster.etcd.compact(revision).await.expect("compaction");
 

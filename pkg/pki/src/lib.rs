@@ -7,6 +7,8 @@
 //! Keys are ECDSA P-256 (rcgen with ring; no openssl). The CA is valid for ten years and
 //! what it signs for one, as kubeadm's defaults.
 
+pub mod cluster;
+
 use std::net::IpAddr;
 
 use base64::Engine;

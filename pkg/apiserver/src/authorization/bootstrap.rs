@@ -1,8 +1,11 @@
 //! The roles and bindings every cluster starts with (Kubernetes' bootstrap policy), for the
 //! kinds rkube serves: `cluster-admin` bound to `system:masters`; `system:discovery` and
 //! `system:public-info-viewer` (the discovery documents, `/healthz`, `/version`, ...), the
-//! former for every authenticated user, the latter for anyone; and the user-facing
-//! `view`, `edit` and `admin`, granted by whoever binds them.
+//! former for every authenticated user, the latter for anyone; the user-facing `view`,
+//! `edit` and `admin`, granted by whoever binds them; and the components' own:
+//! `system:kube-scheduler`, `system:kube-controller-manager` (bound to those users, the
+//! common names of their certificates) and `system:node` (bound to the group
+//! `system:nodes`, as Kubernetes did before its Node authorizer).
 //!
 //! Created when missing at every start; an object an administrator changed is left as it
 //! is (Kubernetes reconciles objects marked `rbac.authorization.kubernetes.io/autoupdate`;
@@ -84,15 +87,51 @@ pub fn cluster_roles() -> Vec<Value> {
         role("view", view_rules()),
         role("edit", edit_rules()),
         role("admin", admin_rules()),
+        role("system:kube-scheduler", scheduler_rules()),
+        role("system:kube-controller-manager", controller_manager_rules()),
+        role("system:node", node_rules()),
+    ]
+}
+
+/// The scheduler reads everything it scores by, binds pods, writes their status (why one
+/// is unschedulable), events and its leader-election Lease.
+fn scheduler_rules() -> Vec<Value> {
+    vec![
+        json!({"apiGroups": ["", "apps"], "resources": ["*"], "verbs": READ}),
+        json!({"apiGroups": [""], "resources": ["pods/binding", "bindings"], "verbs": ["create"]}),
+        json!({"apiGroups": [""], "resources": ["pods/status"], "verbs": ["patch", "update"]}),
+        json!({"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch", "update"]}),
+        json!({"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create", "get", "update"]}),
+    ]
+}
+
+/// Every controller of rkube-controller-manager runs under its one identity (Kubernetes
+/// gives each controller a ServiceAccount of its own, which rkube does not have yet), and
+/// between them they manage every kind: everything on resources, nothing on other paths.
+fn controller_manager_rules() -> Vec<Value> {
+    vec![json!({"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]})]
+}
+
+/// What a kubelet needs: its Node and Lease, the pods and their status, what pods read.
+/// Every node may do it for every other node until the Node authorizer narrows it.
+fn node_rules() -> Vec<Value> {
+    vec![
+        json!({"apiGroups": [""], "resources": ["nodes"], "verbs": ["create", "get", "list", "watch", "patch", "update"]}),
+        json!({"apiGroups": [""], "resources": ["nodes/status"], "verbs": ["patch", "update"]}),
+        json!({"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch", "create", "delete"]}),
+        json!({"apiGroups": [""], "resources": ["pods/status"], "verbs": ["patch", "update"]}),
+        json!({"apiGroups": [""], "resources": ["configmaps", "secrets", "services", "endpoints", "namespaces"], "verbs": READ}),
+        json!({"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch", "update"]}),
+        json!({"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create", "delete", "get", "patch", "update"]}),
     ]
 }
 
 /// The bootstrap ClusterRoleBindings.
 pub fn cluster_role_bindings() -> Vec<Value> {
-    let binding = |name: &str, groups: &[&str]| {
-        let subjects: Vec<Value> = groups
+    let binding = |name: &str, subjects: &[(&str, &str)]| {
+        let subjects: Vec<Value> = subjects
             .iter()
-            .map(|g| json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": g}))
+            .map(|(kind, name)| json!({"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": name}))
             .collect();
         json!({
             "apiVersion": "rbac.authorization.k8s.io/v1",
@@ -103,9 +142,12 @@ pub fn cluster_role_bindings() -> Vec<Value> {
         })
     };
     vec![
-        binding("cluster-admin", &[MASTERS]),
-        binding("system:discovery", &[AUTHENTICATED]),
-        binding("system:public-info-viewer", &[AUTHENTICATED, UNAUTHENTICATED]),
+        binding("cluster-admin", &[("Group", MASTERS)]),
+        binding("system:discovery", &[("Group", AUTHENTICATED)]),
+        binding("system:public-info-viewer", &[("Group", AUTHENTICATED), ("Group", UNAUTHENTICATED)]),
+        binding("system:kube-scheduler", &[("User", "system:kube-scheduler")]),
+        binding("system:kube-controller-manager", &[("User", "system:kube-controller-manager")]),
+        binding("system:node", &[("Group", "system:nodes")]),
     ]
 }
 

@@ -1,0 +1,152 @@
+//! Every certificate and kubeconfig a cluster's processes need, written to one directory
+//! (kubeadm's `init phase certs` and `kubeconfig`, for rkube's processes):
+//!
+//! | file | what |
+//! |---|---|
+//! | `ca.crt` | the CA every process trusts |
+//! | `apiserver.crt`, `apiserver.key` | the apiserver's serving certificate |
+//! | `admin.kubeconfig` | `kubernetes-admin` in `system:masters`: may do anything |
+//! | `controller-manager.kubeconfig` | `system:kube-controller-manager` |
+//! | `scheduler.kubeconfig` | `system:kube-scheduler` |
+//! | `kubelet-<node>.kubeconfig` | `system:node:<node>` in `system:nodes` |
+//!
+//! Private keys (and kubeconfigs, which hold keys) are written readable by the owner only.
+//! A directory that already holds a complete set for the same server is kept as it is, so
+//! kubeconfigs copied elsewhere keep working across restarts.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use crate::{Ca, PkiError, kubeconfig};
+
+/// What the certificates are for.
+#[derive(Debug, Clone)]
+pub struct ClusterSpec {
+    /// The apiserver's URL as clients use it, e.g. `https://127.0.0.1:6443`.
+    pub server: String,
+    /// DNS names the serving certificate is valid for.
+    pub apiserver_names: Vec<String>,
+    /// Addresses the serving certificate is valid for.
+    pub apiserver_addresses: Vec<IpAddr>,
+    /// Node names, one kubelet kubeconfig each.
+    pub nodes: Vec<String>,
+}
+
+/// Why the files could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterPkiError {
+    /// Making a certificate failed.
+    #[error(transparent)]
+    Pki(#[from] PkiError),
+    /// A file could not be written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// The identities of the control plane: (file stem, user, groups).
+const CONTROL_PLANE: [(&str, &str, &[&str]); 3] = [
+    ("admin", "kubernetes-admin", &["system:masters"]),
+    ("controller-manager", "system:kube-controller-manager", &[]),
+    ("scheduler", "system:kube-scheduler", &[]),
+];
+
+fn files(spec: &ClusterSpec) -> Vec<String> {
+    let mut names: Vec<String> = ["ca.crt", "apiserver.crt", "apiserver.key"].iter().map(ToString::to_string).collect();
+    names.extend(CONTROL_PLANE.iter().map(|(stem, _, _)| format!("{stem}.kubeconfig")));
+    names.extend(spec.nodes.iter().map(|node| format!("kubelet-{node}.kubeconfig")));
+    names
+}
+
+/// Whether `dir` already holds every file of `spec`, made for the same server.
+pub fn is_complete(dir: &Path, spec: &ClusterSpec) -> bool {
+    let server_line = format!("server: {}\n", spec.server);
+    files(spec).iter().all(|name| dir.join(name).is_file())
+        && std::fs::read_to_string(dir.join("admin.kubeconfig")).is_ok_and(|text| text.contains(&server_line))
+}
+
+fn write(dir: &Path, name: &str, text: &str, private: bool) -> Result<PathBuf, ClusterPkiError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join(name);
+    let io = |source| ClusterPkiError::Io { path: path.display().to_string(), source };
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true).mode(if private { 0o600 } else { 0o644 });
+    let mut file = options.open(&path).map_err(io)?;
+    file.write_all(text.as_bytes()).map_err(io)?;
+    Ok(path)
+}
+
+/// Writes every file of `spec` into `dir` (created if missing), unless it already holds
+/// them ([`is_complete`]). Returns the files written (none when kept).
+///
+/// # Errors
+/// When a certificate cannot be made or a file cannot be written.
+pub fn write_cluster(dir: &Path, spec: &ClusterSpec) -> Result<Vec<PathBuf>, ClusterPkiError> {
+    if is_complete(dir, spec) {
+        return Ok(Vec::new());
+    }
+    std::fs::create_dir_all(dir).map_err(|source| ClusterPkiError::Io { path: dir.display().to_string(), source })?;
+    let ca = Ca::new("rkube-ca")?;
+    let names: Vec<&str> = spec.apiserver_names.iter().map(String::as_str).collect();
+    let serving = ca.serving("kube-apiserver", &names, &spec.apiserver_addresses)?;
+    let mut written = vec![
+        write(dir, "ca.crt", &ca.cert_pem(), false)?,
+        write(dir, "apiserver.crt", &serving.cert_pem, false)?,
+        write(dir, "apiserver.key", &serving.key_pem, true)?,
+    ];
+    let mut identities: Vec<(String, String, Vec<String>)> = CONTROL_PLANE
+        .iter()
+        .map(|(stem, user, groups)| {
+            (stem.to_string(), user.to_string(), groups.iter().map(ToString::to_string).collect())
+        })
+        .collect();
+    for node in &spec.nodes {
+        identities.push((format!("kubelet-{node}"), format!("system:node:{node}"), vec!["system:nodes".to_string()]));
+    }
+    for (stem, user, groups) in identities {
+        let groups: Vec<&str> = groups.iter().map(String::as_str).collect();
+        let cert = ca.client(&user, &groups)?;
+        written.push(write(
+            dir,
+            &format!("{stem}.kubeconfig"),
+            &kubeconfig(&spec.server, &ca.cert_pem(), &user, &cert),
+            true,
+        )?);
+    }
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn spec(server: &str) -> ClusterSpec {
+        ClusterSpec {
+            server: server.into(),
+            apiserver_names: vec!["localhost".into()],
+            apiserver_addresses: vec!["127.0.0.1".parse().expect("address")],
+            nodes: vec!["node1".into()],
+        }
+    }
+
+    #[test]
+    fn a_cluster_gets_every_file_once_with_private_keys_private() {
+        let dir = tempfile::tempdir().expect("directory");
+        let written = write_cluster(dir.path(), &spec("https://127.0.0.1:6443")).expect("written");
+        assert_eq!(written.len(), 7);
+        let mode = std::fs::metadata(dir.path().join("apiserver.key")).expect("key").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let kubelet = std::fs::read_to_string(dir.path().join("kubelet-node1.kubeconfig")).expect("kubeconfig");
+        assert!(kubelet.contains("user: system:node:node1"), "{kubelet}");
+        // Run again for the same server: kept; for another: made anew.
+        assert!(write_cluster(dir.path(), &spec("https://127.0.0.1:6443")).expect("kept").is_empty());
+        assert_eq!(write_cluster(dir.path(), &spec("https://127.0.0.1:7443")).expect("anew").len(), 7);
+    }
+}
