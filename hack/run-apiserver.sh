@@ -18,7 +18,7 @@ if [[ "${RKUBE_SECURE}" == 1 ]]; then
         --tls-cert-file "${RKUBE_PKI_DIR}/apiserver.crt"
         --tls-private-key-file "${RKUBE_PKI_DIR}/apiserver.key"
         --client-ca-file "${RKUBE_PKI_DIR}/ca.crt"
-        --authorization-mode RBAC
+        --authorization-mode Node,RBAC
     )
 fi
 exec "${RKUBE_APISERVER_BIN}" \

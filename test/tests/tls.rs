@@ -24,6 +24,10 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
 
 impl Secure {
     async fn start() -> Secure {
+        Secure::start_with("--authorization-mode=RBAC").await
+    }
+
+    async fn start_with(authorization: &str) -> Secure {
         let ca = Ca::new("rkube-ca").expect("CA");
         let dir = tempfile::tempdir().expect("temporary directory");
         let serving = ca
@@ -40,7 +44,7 @@ impl Secure {
             key_file.as_str(),
             "--client-ca-file",
             ca_file.as_str(),
-            "--authorization-mode=RBAC",
+            authorization,
         ];
         let apiserver = ApiServer::start_https(&etcd, &args, client(&ca, None)).await.expect("apiserver over HTTPS");
         Secure { ca, dir, apiserver, _etcd: etcd }
@@ -171,4 +175,116 @@ async fn rkubectl_and_the_rkube_client_speak_tls_with_client_certificates() {
     assert!(!ok, "{out}");
     assert!(err.contains(r#"User "alice" cannot list resource "pods""#), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+}
+
+/// Sends `method path` with a JSON `body` (a merge patch for PATCH) through `client`.
+async fn send(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    body: Option<serde_json::Value>,
+) -> (StatusCode, serde_json::Value) {
+    let mut request = client.request(method.clone(), &url);
+    if let Some(body) = body {
+        let kind = if method == reqwest::Method::PATCH { "application/merge-patch+json" } else { "application/json" };
+        request = request.header("Content-Type", kind).body(body.to_string());
+    }
+    let reply = request.send().await.unwrap_or_else(|e| panic!("{method} {url}: {e:#}"));
+    let status = reply.status();
+    (status, reply.json().await.unwrap_or_default())
+}
+
+#[tokio::test]
+async fn a_kubelet_writes_only_its_own_node_lease_and_pods_and_reads_only_its_pods_secrets() {
+    use reqwest::Method;
+    use serde_json::json;
+    let secure = Secure::start_with("--authorization-mode=Node,RBAC").await;
+    let url = secure.apiserver.url.clone();
+    let admin = client(&secure.ca, Some(&secure.ca.client("kubernetes-admin", &["system:masters"]).expect("cert")));
+    let node_a = client(&secure.ca, Some(&secure.ca.client("system:node:a", &["system:nodes"]).expect("cert")));
+    let node = |name: &str| json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}});
+
+    // Its own Node, yes; another's, no.
+    assert_eq!(
+        send(&node_a, Method::POST, format!("{url}/api/v1/nodes"), Some(node("a"))).await.0,
+        StatusCode::CREATED
+    );
+    let (status, body) = send(&node_a, Method::POST, format!("{url}/api/v1/nodes"), Some(node("b"))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["message"], r#"nodes "b" is forbidden: node "a" is not allowed to modify node "b""#);
+    assert_eq!(send(&admin, Method::POST, format!("{url}/api/v1/nodes"), Some(node("b"))).await.0, StatusCode::CREATED);
+    let not_ready = json!({"status": {"conditions": [{"type": "Ready", "status": "False"}]}});
+    let (status, _) =
+        send(&node_a, Method::PATCH, format!("{url}/api/v1/nodes/b/status"), Some(not_ready.clone())).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "node a marked node b not ready");
+    let (status, body) = send(&node_a, Method::PATCH, format!("{url}/api/v1/nodes/a/status"), Some(not_ready)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let label = json!({"metadata": {"labels": {"node-restriction.kubernetes.io/zone": "z"}}});
+    let (status, body) = send(&node_a, Method::PATCH, format!("{url}/api/v1/nodes/a"), Some(label)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(send(&node_a, Method::DELETE, format!("{url}/api/v1/nodes/b"), None).await.0, StatusCode::FORBIDDEN);
+
+    // Its own Lease, yes; another's, no.
+    let lease = |name: &str| {
+        json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": name, "namespace": "kube-node-lease"},
+               "spec": {"holderIdentity": name, "leaseDurationSeconds": 40}})
+    };
+    let leases = format!("{url}/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases");
+    assert_eq!(send(&node_a, Method::POST, leases.clone(), Some(lease("a"))).await.0, StatusCode::CREATED);
+    let (status, body) = send(&node_a, Method::POST, leases, Some(lease("b"))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+
+    // Pods: one on each node, each using a Secret of its own.
+    for (node, secret) in [("a", "db-a"), ("b", "db-b")] {
+        let secret_body = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": secret}, "stringData": {"password": "p"}});
+        assert_eq!(
+            send(&admin, Method::POST, format!("{url}/api/v1/namespaces/default/secrets"), Some(secret_body)).await.0,
+            StatusCode::CREATED
+        );
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": format!("on-{node}")},
+            "spec": {"nodeName": node, "containers": [{"name": "c", "image": "busybox-local:v1",
+                "env": [{"name": "P", "valueFrom": {"secretKeyRef": {"name": secret, "key": "password"}}}]}]}});
+        assert_eq!(
+            send(&admin, Method::POST, format!("{url}/api/v1/namespaces/default/pods"), Some(pod)).await.0,
+            StatusCode::CREATED
+        );
+    }
+    let secrets = format!("{url}/api/v1/namespaces/default/secrets");
+    let mut read = StatusCode::FORBIDDEN;
+    // The pod may reach the authorizer's cache a moment after it was created.
+    for _ in 0..100 {
+        read = send(&node_a, Method::GET, format!("{secrets}/db-a"), None).await.0;
+        if read == StatusCode::OK {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(read, StatusCode::OK, "node a reads the Secret of its own pod");
+    let (status, body) = send(&node_a, Method::GET, format!("{secrets}/db-b"), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(
+        body["message"],
+        r#"secrets "db-b" is forbidden: User "system:node:a" cannot get resource "secrets" in API group "" in the namespace "default""#
+    );
+    assert_eq!(send(&node_a, Method::GET, secrets, None).await.0, StatusCode::FORBIDDEN, "a node lists no Secrets");
+
+    // Pod status and deletion: only its own pods.
+    let status_patch = json!({"status": {"message": "seen by a"}});
+    let pods = format!("{url}/api/v1/namespaces/default/pods");
+    assert_eq!(
+        send(&node_a, Method::PATCH, format!("{pods}/on-a/status"), Some(status_patch.clone())).await.0,
+        StatusCode::OK
+    );
+    let (status, body) = send(&node_a, Method::PATCH, format!("{pods}/on-b/status"), Some(status_patch)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(send(&node_a, Method::DELETE, format!("{pods}/on-b"), None).await.0, StatusCode::FORBIDDEN);
+    let (status, body) = send(
+        &node_a,
+        Method::POST,
+        pods,
+        Some(json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "mine"}, "spec": {"nodeName": "a", "containers": [{"name": "c", "image": "i"}]}})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
 }

@@ -144,7 +144,7 @@ async fn serve(
             let options = rest::delete_options(&bytes, query)?;
             let dry_run = WriteOptions::from_query(query)?.dry_run
                 || options.dry_run.as_ref().is_some_and(|d| d.iter().any(|v| v == "All"));
-            crate::admission::admit_delete(&req, &name)?;
+            crate::admission::admit_delete(state, &req, &name).await?;
             // 200 whether the object is gone or only marked, as Kubernetes answers
             // (it keeps 202 for the deprecated orphanDependents=false).
             let (obj, _gone) = rest::delete(state, &req, &name, &options, dry_run).await?;

@@ -465,7 +465,7 @@ pub async fn guaranteed_update(
         if object == current {
             return Ok(Written { object, created: false, warnings });
         }
-        admission::admit_update(state, req, &object).await?;
+        admission::admit_update(state, req, &object, &current).await?;
         if opts.dry_run {
             return Ok(Written { object, created: false, warnings });
         }

@@ -10,10 +10,13 @@
 //!   namespace that does not exist or is terminating, and the system namespaces are never
 //!   deleted;
 //! - [`escalation`] (the RBAC registry's `ConfirmNoEscalation`): nobody grants through a
-//!   Role or a binding what they do not hold themselves.
+//!   Role or a binding what they do not hold themselves;
+//! - [`node_restriction`] (`NodeRestriction`): a kubelet writes only its own Node, Lease
+//!   and the pods bound to it.
 
 pub mod escalation;
 pub mod namespace_lifecycle;
+pub mod node_restriction;
 
 use serde_json::Value;
 
@@ -25,15 +28,23 @@ use crate::request::ResourceRequest;
 /// gave it: empty for a `generateName` object, as in Kubernetes' admission attributes).
 pub async fn admit_create(state: &ApiState, req: &ResourceRequest, name: &str, object: &Value) -> Result<(), ApiError> {
     namespace_lifecycle::admit_create(state, req, name).await?;
+    node_restriction::admit_write(req, object, None)?;
     escalation::admit(state, req, object).await
 }
 
-/// Admits an update that stores `object`.
-pub async fn admit_update(state: &ApiState, req: &ResourceRequest, object: &Value) -> Result<(), ApiError> {
+/// Admits an update of `old` that stores `object`.
+pub async fn admit_update(
+    state: &ApiState,
+    req: &ResourceRequest,
+    object: &Value,
+    old: &Value,
+) -> Result<(), ApiError> {
+    node_restriction::admit_write(req, object, Some(old))?;
     escalation::admit(state, req, object).await
 }
 
 /// Admits the deletion of the object `name` of `req`'s resource.
-pub fn admit_delete(req: &ResourceRequest, name: &str) -> Result<(), ApiError> {
-    namespace_lifecycle::admit_delete(req, name)
+pub async fn admit_delete(state: &ApiState, req: &ResourceRequest, name: &str) -> Result<(), ApiError> {
+    namespace_lifecycle::admit_delete(req, name)?;
+    node_restriction::admit_delete(state, req, name).await
 }

@@ -5,7 +5,8 @@
 //! `edit` and `admin`, granted by whoever binds them; and the components' own:
 //! `system:kube-scheduler`, `system:kube-controller-manager` (bound to those users, the
 //! common names of their certificates) and `system:node` (bound to the group
-//! `system:nodes`, as Kubernetes did before its Node authorizer).
+//! `system:nodes`, so that kubelets work with RBAC alone; it grants no Secrets or
+//! ConfigMaps, which only the Node authorizer gives, pod by pod).
 //!
 //! Created when missing at every start; an object an administrator changed is left as it
 //! is (Kubernetes reconciles objects marked `rbac.authorization.kubernetes.io/autoupdate`;
@@ -89,7 +90,7 @@ pub fn cluster_roles() -> Vec<Value> {
         role("admin", admin_rules()),
         role("system:kube-scheduler", scheduler_rules()),
         role("system:kube-controller-manager", controller_manager_rules()),
-        role("system:node", node_rules()),
+        role("system:node", super::node::node_rules()),
     ]
 }
 
@@ -110,20 +111,6 @@ fn scheduler_rules() -> Vec<Value> {
 /// between them they manage every kind: everything on resources, nothing on other paths.
 fn controller_manager_rules() -> Vec<Value> {
     vec![json!({"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]})]
-}
-
-/// What a kubelet needs: its Node and Lease, the pods and their status, what pods read.
-/// Every node may do it for every other node until the Node authorizer narrows it.
-fn node_rules() -> Vec<Value> {
-    vec![
-        json!({"apiGroups": [""], "resources": ["nodes"], "verbs": ["create", "get", "list", "watch", "patch", "update"]}),
-        json!({"apiGroups": [""], "resources": ["nodes/status"], "verbs": ["patch", "update"]}),
-        json!({"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch", "create", "delete"]}),
-        json!({"apiGroups": [""], "resources": ["pods/status"], "verbs": ["patch", "update"]}),
-        json!({"apiGroups": [""], "resources": ["configmaps", "secrets", "services", "endpoints", "namespaces"], "verbs": READ}),
-        json!({"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch", "update"]}),
-        json!({"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create", "delete", "get", "patch", "update"]}),
-    ]
 }
 
 /// The bootstrap ClusterRoleBindings.

@@ -6,16 +6,19 @@
 //! non-resource one (verb and path, e.g. `get /healthz`). Then the modes of
 //! `--authorization-mode` are asked in order; the first that allows, allows:
 //! - `AlwaysAllow`: everything (the default, for a cluster on loopback);
+//! - `Node`: what kubelets may do, by who they are ([`node`]);
 //! - `RBAC`: what the user's Roles and ClusterRoles grant ([`rbac`]); members of
 //!   `system:masters` may do anything.
 //!
 //! A refusal is a 403 whose message is Kubernetes' own (`pods is forbidden: User "alice"
 //! cannot list resource "pods" in API group "" in the namespace "default"`).
 //!
-//! Escalation checks on writes of RBAC objects are an admission plugin
-//! ([`crate::admission::escalation`]); the Node authorizer is not here yet.
+//! Escalation checks on writes of RBAC objects, and which Node, pods and Lease a kubelet may
+//! write, are admission plugins ([`crate::admission::escalation`],
+//! [`crate::admission::node_restriction`]).
 
 pub mod bootstrap;
+pub mod node;
 pub mod rbac;
 
 use std::sync::Arc;
@@ -34,6 +37,8 @@ use crate::error::ApiError;
 pub enum Mode {
     /// Allows every request.
     AlwaysAllow,
+    /// What kubelets may do, by who they are ([`node`]).
+    Node,
     /// Role-based access control over the `rbac.authorization.k8s.io` objects.
     Rbac,
 }
@@ -49,8 +54,9 @@ impl Mode {
             .map(str::trim)
             .map(|mode| match mode {
                 "AlwaysAllow" => Ok(Mode::AlwaysAllow),
+                "Node" => Ok(Mode::Node),
                 "RBAC" => Ok(Mode::Rbac),
-                other => Err(format!("unknown authorization mode {other:?}: RBAC or AlwaysAllow")),
+                other => Err(format!("unknown authorization mode {other:?}: Node, RBAC or AlwaysAllow")),
             })
             .collect::<Result<Vec<_>, _>>()?;
         if modes.is_empty() {
@@ -146,6 +152,16 @@ impl Attributes {
             _ => "",
         }
         .to_string();
+        // A list or watch of one object by `fieldSelector=metadata.name=<name>` names it, as
+        // Kubernetes' RequestInfo reads it (so a rule with resourceNames may allow it).
+        if matches!(attrs.verb.as_str(), "list" | "watch")
+            && let Some(selector) = query.and_then(|q| {
+                form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "fieldSelector").map(|(_, v)| v.into_owned())
+            })
+            && let Some(name) = selector.strip_prefix("metadata.name=").filter(|n| !n.contains(','))
+        {
+            attrs.name = name.to_string();
+        }
         attrs
     }
 
@@ -247,6 +263,7 @@ pub async fn authorize(state: &ApiState, user: &UserInfo, attrs: &Attributes) ->
     for mode in &state.config.authorization {
         let allowed = match mode {
             Mode::AlwaysAllow => true,
+            Mode::Node => node::allows(state, user, attrs).await?,
             Mode::Rbac => rbac::allows(state, user, attrs).await?,
         };
         if allowed {
@@ -286,6 +303,8 @@ mod tests {
         assert_eq!((a.resource.as_str(), a.name.as_str(), a.namespace.as_str()), ("namespaces", "x", "x"));
         let a = attrs(Method::GET, "/api/v1/nodes", None);
         assert_eq!((a.verb.as_str(), a.namespace.as_str()), ("list", ""));
+        let a = attrs(Method::GET, "/api/v1/namespaces/x/secrets", Some("watch=1&fieldSelector=metadata.name%3Ddb"));
+        assert_eq!((a.verb.as_str(), a.name.as_str()), ("watch", "db"));
         for discovery in ["/api", "/api/v1", "/apis", "/apis/apps/v1", "/healthz", "/openapi/v3"] {
             let a = attrs(Method::GET, discovery, None);
             assert!(!a.resource_request, "{discovery}");

@@ -199,7 +199,7 @@ fn rule_covers(held: &PolicyRule, atom: &PolicyRule) -> bool {
 }
 
 /// Every object of `res` (in `namespace`), decoded; undecodable ones are skipped.
-async fn objects<K: DeserializeOwned>(
+pub(crate) async fn objects<K: DeserializeOwned>(
     state: &ApiState,
     res: &ResourceDef,
     namespace: Option<&str>,
@@ -213,7 +213,7 @@ async fn objects<K: DeserializeOwned>(
 }
 
 /// The object `name` of `res` (in `namespace`), if it exists.
-async fn object<K: DeserializeOwned>(
+pub(crate) async fn object<K: DeserializeOwned>(
     state: &ApiState,
     res: &ResourceDef,
     namespace: Option<&str>,
