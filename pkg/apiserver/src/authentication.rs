@@ -2,7 +2,7 @@
 //!
 //! The authenticators this apiserver has, in kube-apiserver's order:
 //! - **x509 client certificates** (`--client-ca-file`, over TLS): the certificate's common
-//!   name is the user, its organizations the groups ([`crate::tls`]);
+//!   name is the user, its organizations the groups ([`rkube_server::tls`]);
 //! - **static bearer tokens** (`--token-auth-file`): a CSV file of
 //!   `token,user,uid,"group1,group2"` lines, read once at start;
 //! - **anonymous** (`--anonymous-auth`, on by default): a request with no credentials is
@@ -19,6 +19,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use http::HeaderMap;
+use rkube_server::ClientIdentity;
 
 use crate::error::ApiError;
 
@@ -53,11 +54,6 @@ impl UserInfo {
         self.groups.iter().any(|g| g == group)
     }
 }
-
-/// The user of the verified client certificate of the connection a request came on (set
-/// by the TLS layer in [`crate::connections`]).
-#[derive(Debug, Clone)]
-pub struct ClientCertificateUser(pub UserInfo);
 
 /// Why a token file could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -124,9 +120,15 @@ impl Authenticator {
     /// # Errors
     /// [`ApiError::Unauthorized`] for a bearer token nobody issued, or for no credentials
     /// when anonymous requests are off.
-    pub fn authenticate(&self, headers: &HeaderMap, certificate: Option<&UserInfo>) -> Result<UserInfo, ApiError> {
-        if let Some(user) = certificate {
-            return Ok(user.clone());
+    pub fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        certificate: Option<&ClientIdentity>,
+    ) -> Result<UserInfo, ApiError> {
+        if let Some(identity) = certificate {
+            let mut groups = identity.organizations.clone();
+            groups.push(AUTHENTICATED.into());
+            return Ok(UserInfo { name: identity.common_name.clone(), uid: String::new(), groups });
         }
         let Some(authorization) = headers.get(http::header::AUTHORIZATION) else {
             return if self.anonymous { Ok(UserInfo::anonymous()) } else { Err(ApiError::Unauthorized) };

@@ -20,7 +20,6 @@ pub mod authentication;
 pub mod authorization;
 pub mod cacher;
 pub mod compaction;
-pub mod connections;
 pub mod decode;
 pub mod discovery;
 pub mod dispatch;
@@ -39,7 +38,6 @@ pub mod subresource;
 pub mod table;
 #[cfg(test)]
 mod testing;
-pub mod tls;
 pub mod watch;
 
 use std::collections::{BTreeMap, HashMap};
@@ -62,6 +60,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use error::ApiError;
 pub use metrics::Metrics;
+pub use rkube_server::{connections, tls};
 
 /// Settings of the apiserver.
 #[derive(Debug, Clone)]

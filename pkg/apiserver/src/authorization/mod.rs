@@ -29,7 +29,9 @@ use axum::response::{IntoResponse, Response};
 use http::Method;
 
 use crate::ApiState;
-use crate::authentication::{ClientCertificateUser, UserInfo};
+use rkube_server::ClientIdentity;
+
+use crate::authentication::UserInfo;
 use crate::error::ApiError;
 
 /// One authorization mode of `--authorization-mode`.
@@ -225,7 +227,7 @@ pub fn rbac_decides(modes: &[Mode]) -> bool {
 /// missing credentials, 403 when no mode allows it. The user goes on as a
 /// [`RequestUser`] extension.
 pub async fn filter(State(state): State<Arc<ApiState>>, mut request: Request, next: Next) -> Response {
-    let certificate = request.extensions().get::<ClientCertificateUser>().map(|c| &c.0);
+    let certificate = request.extensions().get::<ClientIdentity>();
     let user = match state.config.authentication.authenticate(request.headers(), certificate) {
         Ok(user) => user,
         // Probes of the health paths carry no credentials: they stay anonymous even with

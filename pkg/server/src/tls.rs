@@ -1,7 +1,7 @@
-//! TLS for the apiserver: its serving certificate (`--tls-cert-file`,
+//! TLS for rkube's servers: a serving certificate (`--tls-cert-file`,
 //! `--tls-private-key-file`) and, with `--client-ca-file`, client certificates signed by
-//! that CA as a way to authenticate (kube-apiserver's x509 authenticator: the subject's
-//! common name is the user, its organizations are the groups).
+//! that CA as a way to authenticate (Kubernetes' x509 authenticator: the subject's common
+//! name is the user, its organizations are the groups).
 //!
 //! rustls with the ring provider; HTTP/2 and HTTP/1.1 offered by ALPN. A client that
 //! presents no certificate is still served (it may carry a token, or be anonymous); one
@@ -15,7 +15,7 @@ use rustls::server::{ServerConfig, WebPkiClientVerifier};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::authentication::{AUTHENTICATED, UserInfo};
+use crate::ClientIdentity;
 
 /// Why the TLS configuration could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -83,19 +83,17 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
-/// The user a verified client certificate names: its subject's common name, in the groups
-/// of its organizations (and `system:authenticated`); `None` without a common name.
-pub fn certificate_user(cert: &CertificateDer<'_>) -> Option<UserInfo> {
+/// The identity a verified client certificate names: its subject's common name and
+/// organizations; `None` without a common name.
+pub fn certificate_identity(cert: &CertificateDer<'_>) -> Option<ClientIdentity> {
     let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
     let subject = parsed.subject();
-    let name = subject.iter_common_name().next()?.as_str().ok()?.to_string();
-    if name.is_empty() {
+    let common_name = subject.iter_common_name().next()?.as_str().ok()?.to_string();
+    if common_name.is_empty() {
         return None;
     }
-    let mut groups: Vec<String> =
-        subject.iter_organization().filter_map(|o| o.as_str().ok()).map(String::from).collect();
-    groups.push(AUTHENTICATED.into());
-    Some(UserInfo { name, uid: String::new(), groups })
+    let organizations = subject.iter_organization().filter_map(|o| o.as_str().ok()).map(String::from).collect();
+    Some(ClientIdentity { common_name, organizations })
 }
 
 #[cfg(test)]
@@ -109,9 +107,9 @@ mod tests {
         params.distinguished_name.push(rcgen::DnType::CommonName, "system:node:worker-1");
         params.distinguished_name.push(rcgen::DnType::OrganizationName, "system:nodes");
         let cert = params.self_signed(&key).expect("certificate");
-        let user = certificate_user(cert.der()).expect("a user");
-        assert_eq!(user.name, "system:node:worker-1");
-        assert_eq!(user.groups, vec!["system:nodes", AUTHENTICATED]);
+        let identity = certificate_identity(cert.der()).expect("an identity");
+        assert_eq!(identity.common_name, "system:node:worker-1");
+        assert_eq!(identity.organizations, vec!["system:nodes"]);
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Serving HTTP connections: accept, (with TLS) complete the handshake and note the client
-//! certificate's user, serve each connection with HTTP/1.1 or HTTP/2 (and upgrades, for
+//! certificate's identity, serve each connection with HTTP/1.1 or HTTP/2 (and upgrades, for
 //! exec's WebSocket), and stop cleanly at shutdown.
 //!
 //! What it adds to axum's own `serve`: a client must send its request headers within
@@ -20,7 +20,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::authentication::ClientCertificateUser;
+use crate::ClientIdentity;
 
 /// The longest a client may take to send its request headers.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(32);
@@ -113,8 +113,7 @@ pub async fn serve_with(
                 .1
                 .peer_certificates()
                 .and_then(|chain| chain.first())
-                .and_then(crate::tls::certificate_user)
-                .map(ClientCertificateUser);
+                .and_then(crate::tls::certificate_identity);
             let service = tower::ServiceBuilder::new().map_request(with_extension(user)).service(app);
             let service = TowerToHyperService::new(service);
             let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
@@ -130,8 +129,8 @@ pub async fn serve_with(
     Ok(())
 }
 
-/// Adds the connection's client certificate user (if any) to every request it carries.
-fn with_extension<B>(user: Option<ClientCertificateUser>) -> impl Fn(http::Request<B>) -> http::Request<B> + Clone {
+/// Adds the connection's client certificate identity (if any) to every request it carries.
+fn with_extension<B>(user: Option<ClientIdentity>) -> impl Fn(http::Request<B>) -> http::Request<B> + Clone {
     move |mut request| {
         if let Some(user) = &user {
             request.extensions_mut().insert(user.clone());
