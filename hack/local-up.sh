@@ -78,7 +78,7 @@ kubeconfig_tmp="$(mktemp "${RKUBE_KUBECONFIG}.XXXXXX")"
 if [[ "${RKUBE_SECURE}" == 1 ]]; then
     # The cluster's CA and every identity's certificate (kept across runs for the same URL).
     "${RKUBE_PKI_BIN}" --dir "${RKUBE_PKI_DIR}" --server "${server}" \
-        --apiserver-address "${RKUBE_BIND_ADDRESS}" --node "${RKUBE_NODE_NAME}" | sed 's/^/local-up: /'
+        --apiserver-address "${RKUBE_BIND_ADDRESS}" --node "${RKUBE_NODE_NAME}=127.0.0.1" | sed 's/^/local-up: /'
     cp "${RKUBE_PKI_DIR}/admin.kubeconfig" "${kubeconfig_tmp}"
     chmod 600 "${kubeconfig_tmp}"
 else

@@ -19,6 +19,9 @@ if [[ "${RKUBE_SECURE}" == 1 ]]; then
         --tls-private-key-file "${RKUBE_PKI_DIR}/apiserver.key"
         --client-ca-file "${RKUBE_PKI_DIR}/ca.crt"
         --authorization-mode Node,RBAC
+        --kubelet-certificate-authority "${RKUBE_PKI_DIR}/ca.crt"
+        --kubelet-client-certificate "${RKUBE_PKI_DIR}/apiserver-kubelet-client.crt"
+        --kubelet-client-key "${RKUBE_PKI_DIR}/apiserver-kubelet-client.key"
     )
 fi
 exec "${RKUBE_APISERVER_BIN}" \

@@ -14,6 +14,15 @@ source "$(dirname "${BASH_SOURCE[0]}")/local-env.sh"
 }
 mkdir -p "${RKUBE_KUBELET_DIR}"
 read -r -a extra_flags <<<"${RKUBE_KUBELET_FLAGS}"
+secure_flags=()
+if [[ "${RKUBE_SECURE}" == 1 ]]; then
+    # HTTPS for the kubelet API; logs and exec only for the apiserver's client certificate.
+    secure_flags=(
+        --tls-cert-file "${RKUBE_PKI_DIR}/kubelet-${RKUBE_NODE_NAME}.crt"
+        --tls-private-key-file "${RKUBE_PKI_DIR}/kubelet-${RKUBE_NODE_NAME}.key"
+        --client-ca-file "${RKUBE_PKI_DIR}/ca.crt"
+    )
+fi
 exec "${RKUBELET_BIN}" \
     --kubeconfig "$(rkube_kubeconfig_of "kubelet-${RKUBE_NODE_NAME}")" \
     --node-name "${RKUBE_NODE_NAME}" \
@@ -25,4 +34,5 @@ exec "${RKUBELET_BIN}" \
     --port "${RKUBE_KUBELET_PORT}" \
     --node-ip 127.0.0.1 \
     --log-format "${RKUBE_LOG_FORMAT}" \
+    "${secure_flags[@]}" \
     "${extra_flags[@]}"

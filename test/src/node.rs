@@ -154,7 +154,7 @@ impl Kubelet {
     }
 
     async fn spawn_and_wait(&mut self) -> anyhow::Result<()> {
-        let health = format!("http://127.0.0.1:{}/healthz", self.port);
+        let health = format!("{}/healthz", self.url());
         self.process =
             Some(spawn_until_healthy(&self.program, &self.args, &self.log_path(), &health, START_TIMEOUT).await?);
         Ok(())
@@ -192,9 +192,11 @@ impl Kubelet {
         self.root_dir.clone()
     }
 
-    /// `http://127.0.0.1:<port>`, where `/healthz`, `/readyz` and `/metrics` are served.
+    /// `http://127.0.0.1:<port>` (`https://` when started with `--tls-cert-file`), where
+    /// `/healthz`, `/readyz` and `/metrics` are served.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.args.iter().any(|a| a == "--tls-cert-file") { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// The value of one sample on the kubelet's `/metrics`, named with its labels as the text

@@ -105,6 +105,19 @@ struct Flags {
     #[arg(long, requires = "tls_cert_file")]
     client_ca_file: Option<std::path::PathBuf>,
 
+    /// The CA bundle (PEM) that signed kubelets' serving certificates: kubelets are then
+    /// reached over HTTPS (logs, exec). With --kubelet-client-certificate and -key.
+    #[arg(long, requires_all = ["kubelet_client_certificate", "kubelet_client_key"])]
+    kubelet_certificate_authority: Option<std::path::PathBuf>,
+
+    /// The client certificate (PEM) the apiserver presents to kubelets.
+    #[arg(long, requires = "kubelet_certificate_authority")]
+    kubelet_client_certificate: Option<std::path::PathBuf>,
+
+    /// The key of --kubelet-client-certificate (PEM).
+    #[arg(long, requires = "kubelet_certificate_authority")]
+    kubelet_client_key: Option<std::path::PathBuf>,
+
     /// A CSV file of bearer tokens, one `token,user,uid,"group1,group2"` per line; a request
     /// with one of them is that user.
     #[arg(long)]
@@ -173,6 +186,14 @@ async fn main() -> anyhow::Result<()> {
             (Some(cert), Some(key)) => {
                 Some(rkube_apiserver::tls::server_config(cert, key, flags.client_ca_file.as_deref())?)
             }
+            _ => None,
+        },
+        kubelet_tls: match (
+            &flags.kubelet_certificate_authority,
+            &flags.kubelet_client_certificate,
+            &flags.kubelet_client_key,
+        ) {
+            (Some(ca), Some(cert), Some(key)) => Some(rkube_apiserver::tls::client_config(ca, cert, key)?),
             _ => None,
         },
         ..Config::default()

@@ -117,6 +117,21 @@ struct Flags {
     /// Log format: `text` for people, `json` for machines.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
+
+    /// The kubelet API's serving certificate (PEM): serve HTTPS on --port; with
+    /// --tls-private-key-file.
+    #[arg(long, requires = "tls_private_key_file")]
+    tls_cert_file: Option<PathBuf>,
+
+    /// The serving certificate's private key (PEM).
+    #[arg(long, requires = "tls_cert_file")]
+    tls_private_key_file: Option<PathBuf>,
+
+    /// A CA bundle (PEM): logs and exec then require a client certificate it signed, of the
+    /// group system:masters (the apiserver's); health and metrics stay open. Needs
+    /// --tls-cert-file.
+    #[arg(long, requires = "tls_cert_file")]
+    client_ca_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -171,6 +186,17 @@ async fn main() -> anyhow::Result<()> {
         config.container_logs.driver = std::path::absolute(driver).context("--log-driver")?;
     }
 
+    let tls = match (&flags.tls_cert_file, &flags.tls_private_key_file) {
+        (Some(cert), Some(key)) => Some(rkube_server::tls::server_config(cert, key, flags.client_ca_file.as_deref())?),
+        _ => None,
+    };
+    if tls.is_none() && !flags.address.is_loopback() {
+        tracing::warn!(
+            address = %flags.address,
+            "serving the kubelet API (logs, exec) as PLAIN HTTP with no authentication on a non-loopback address: \
+             anyone who reaches it can run commands in every container; use --tls-cert-file and --client-ca-file"
+        );
+    }
     let registry = prometheus::Registry::new();
     let readiness = Readiness::default();
     let shutdown = CancellationToken::new();
@@ -182,7 +208,12 @@ async fn main() -> anyhow::Result<()> {
         listener,
         registry.clone(),
         readiness.clone(),
-        Some(rkube_kubelet::server_routes(flags.root_dir.clone(), config.log_runtime.clone())),
+        Some(rkube_kubelet::server_routes(
+            flags.root_dir.clone(),
+            config.log_runtime.clone(),
+            flags.client_ca_file.is_some(),
+        )),
+        tls,
         shutdown.clone(),
     ));
     rkube_component::cancel_on_signal(&shutdown);

@@ -6,16 +6,18 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use rkube_pki::cluster::{ClusterSpec, write_cluster};
+use rkube_pki::cluster::{ClusterSpec, NodeSpec, write_cluster};
 
 /// Makes the certificates and kubeconfigs of an rkube cluster, as kubeadm's `init phase
 /// certs` and `kubeconfig` do: one CA, the apiserver's serving certificate (valid for every
 /// --apiserver-name and --apiserver-address), and client certificates whose subject is
 /// the identity RBAC knows (kubernetes-admin in system:masters, system:kube-scheduler,
 /// system:kube-controller-manager, system:node:<node> in system:nodes), each in a
-/// kubeconfig. A directory that already holds them for the same --server is left alone.
+/// kubeconfig; each kubelet's serving certificate, and the client certificate the apiserver
+/// presents to kubelets. A directory that already holds them for the same --server is
+/// left alone.
 ///
-/// Example: rkube-pki --dir .rkube/pki --server https://127.0.0.1:6443 --apiserver-address 127.0.0.1 --node node1
+/// Example: rkube-pki --dir .rkube/pki --server https://127.0.0.1:6443 --apiserver-address 127.0.0.1 --node node1=127.0.0.1
 #[derive(Debug, Parser)]
 #[command(name = "rkube-pki", version, about, long_about)]
 struct Flags {
@@ -35,9 +37,10 @@ struct Flags {
     #[arg(long = "apiserver-address")]
     apiserver_addresses: Vec<IpAddr>,
 
-    /// A node name: its kubelet gets a kubeconfig (repeat for several).
+    /// A node, as NAME or NAME=IP[,IP]: its kubelet gets a kubeconfig and a serving
+    /// certificate for those addresses (repeat for several nodes).
     #[arg(long = "node")]
-    nodes: Vec<String>,
+    nodes: Vec<NodeSpec>,
 }
 
 fn main() -> anyhow::Result<()> {

@@ -128,6 +128,7 @@ async fn main() -> anyhow::Result<()> {
         registry.clone(),
         readiness.clone(),
         None,
+        None,
         shutdown.clone(),
     ));
     rkube_component::cancel_on_signal(&shutdown);

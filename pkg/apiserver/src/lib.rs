@@ -89,6 +89,9 @@ pub struct Config {
     pub authorization: Vec<authorization::Mode>,
     /// TLS (`--tls-cert-file` and friends); `None` serves plain HTTP.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// How to reach kubelets over HTTPS (`--kubelet-certificate-authority`,
+    /// `--kubelet-client-certificate`, `--kubelet-client-key`); `None` dials plain HTTP.
+    pub kubelet_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Default for Config {
@@ -105,6 +108,7 @@ impl Default for Config {
             authentication: authentication::Authenticator::default(),
             authorization: vec![authorization::Mode::AlwaysAllow],
             tls: None,
+            kubelet_tls: None,
         }
     }
 }
@@ -158,6 +162,7 @@ impl ApiState {
                 cachers.insert(res.plural, cacher);
             }
         }
+        let kubelet = kubelet_client(config.kubelet_tls.as_ref());
         Ok(ApiState {
             store,
             keys,
@@ -167,7 +172,7 @@ impl ApiState {
             shutdown,
             namespace_cleaner: Notify::new(),
             namespace_cache: namespace::NamespaceCache::default(),
-            kubelet: reqwest::Client::builder().connect_timeout(Duration::from_secs(5)).build().unwrap_or_default(),
+            kubelet,
             cachers,
             limiter,
             bootstrapped: AtomicBool::new(false),
@@ -195,6 +200,17 @@ impl ApiState {
     fn openapi(&self) -> &(Value, BTreeMap<String, Value>) {
         self.openapi.get_or_init(|| (openapi::root(), openapi::documents()))
     }
+}
+
+/// The HTTP client for kubelets: over HTTPS with `tls` (the cluster CA, the apiserver's
+/// kubelet client certificate), else plain.
+fn kubelet_client(tls: Option<&Arc<rustls::ClientConfig>>) -> reqwest::Client {
+    let builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(5));
+    let builder = match tls {
+        Some(tls) => builder.use_preconfigured_tls(rustls::ClientConfig::clone(tls)),
+        None => builder,
+    };
+    builder.build().unwrap_or_default()
 }
 
 /// The whole HTTP application.

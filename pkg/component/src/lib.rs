@@ -121,17 +121,17 @@ pub fn endpoints(registry: prometheus::Registry, readiness: Readiness, extra: Op
     }
 }
 
-/// Serves [`endpoints`] on `listener` until `shutdown` is cancelled.
+/// Serves [`endpoints`] on `listener` until `shutdown` is cancelled, over TLS when `tls` is
+/// set (client certificates reach `extra`'s handlers as [`rkube_server::ClientIdentity`]).
 pub async fn serve_endpoints(
     listener: tokio::net::TcpListener,
     registry: prometheus::Registry,
     readiness: Readiness,
     extra: Option<Router>,
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, endpoints(registry, readiness, extra))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    rkube_server::connections::serve(listener, endpoints(registry, readiness, extra), tls, shutdown).await
 }
 
 #[cfg(test)]
@@ -161,7 +161,7 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
-        let server = tokio::spawn(serve_endpoints(listener, registry, readiness.clone(), None, shutdown.clone()));
+        let server = tokio::spawn(serve_endpoints(listener, registry, readiness.clone(), None, None, shutdown.clone()));
         assert_eq!(get_text(addr, "/healthz").await.0, 200);
         assert_eq!(get_text(addr, "/readyz").await.0, 503);
         readiness.set(true);

@@ -222,6 +222,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         registry.clone(),
         readiness.clone(),
         None,
+        None,
         server_stop.clone(),
     ));
     let result = if let Some(election) = config.leader_election.clone() {

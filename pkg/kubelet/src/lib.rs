@@ -22,6 +22,7 @@
 //!
 //! docs/kubelet.md walks through a pod becoming a container.
 
+pub mod access;
 pub mod cni;
 pub mod crilog;
 mod error;
@@ -128,9 +129,11 @@ impl Config {
 
 /// The kubelet's own HTTP API besides health and metrics: container logs ([`logs`]) and exec
 /// ([`exec`]), served from the files under `root_dir` and the runtime in `runtime` (filled in
-/// by [`run`] through [`Config::log_runtime`]).
-pub fn server_routes(root_dir: PathBuf, runtime: logs::RuntimeSlot) -> axum::Router {
-    logs::router(root_dir.clone(), runtime.clone()).merge(exec::router(root_dir, runtime))
+/// by [`run`] through [`Config::log_runtime`]). With `authenticate`, only the apiserver's
+/// client certificate may use them ([`access`]).
+pub fn server_routes(root_dir: PathBuf, runtime: logs::RuntimeSlot, authenticate: bool) -> axum::Router {
+    let routes = logs::router(root_dir.clone(), runtime.clone()).merge(exec::router(root_dir, runtime));
+    if authenticate { routes.layer(axum::middleware::from_fn(access::require_apiserver)) } else { routes }
 }
 
 /// `rkube-log-driver` next to the running program (how `make build` lays out the binaries).

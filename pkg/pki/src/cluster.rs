@@ -28,8 +28,35 @@ pub struct ClusterSpec {
     pub apiserver_names: Vec<String>,
     /// Addresses the serving certificate is valid for.
     pub apiserver_addresses: Vec<IpAddr>,
-    /// Node names, one kubelet kubeconfig each.
-    pub nodes: Vec<String>,
+    /// The nodes: one kubelet kubeconfig and serving certificate each.
+    pub nodes: Vec<NodeSpec>,
+}
+
+/// One node: its name and the addresses its kubelet API is reached at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeSpec {
+    /// The node's name.
+    pub name: String,
+    /// The addresses in its kubelet's serving certificate.
+    pub addresses: Vec<IpAddr>,
+}
+
+impl std::str::FromStr for NodeSpec {
+    type Err = String;
+
+    /// `name` or `name=ip[,ip...]`.
+    fn from_str(text: &str) -> Result<NodeSpec, String> {
+        let (name, addresses) = text.split_once('=').unwrap_or((text, ""));
+        if name.is_empty() {
+            return Err(format!("{text:?}: a node needs a name (NAME or NAME=IP[,IP])"));
+        }
+        let addresses = addresses
+            .split(',')
+            .filter(|a| !a.is_empty())
+            .map(|a| a.parse().map_err(|_| format!("{text:?}: {a:?} is not an IP address")))
+            .collect::<Result<Vec<IpAddr>, String>>()?;
+        Ok(NodeSpec { name: name.to_string(), addresses })
+    }
 }
 
 /// Why the files could not be written.
@@ -58,7 +85,10 @@ const CONTROL_PLANE: [(&str, &str, &[&str]); 3] = [
 fn files(spec: &ClusterSpec) -> Vec<String> {
     let mut names: Vec<String> = ["ca.crt", "apiserver.crt", "apiserver.key"].iter().map(ToString::to_string).collect();
     names.extend(CONTROL_PLANE.iter().map(|(stem, _, _)| format!("{stem}.kubeconfig")));
-    names.extend(spec.nodes.iter().map(|node| format!("kubelet-{node}.kubeconfig")));
+    names.extend(["apiserver-kubelet-client.crt".to_string(), "apiserver-kubelet-client.key".to_string()]);
+    for node in &spec.nodes {
+        names.extend(["kubeconfig", "crt", "key"].map(|ext| format!("kubelet-{}.{ext}", node.name)));
+    }
     names
 }
 
@@ -94,11 +124,19 @@ pub fn write_cluster(dir: &Path, spec: &ClusterSpec) -> Result<Vec<PathBuf>, Clu
     let ca = Ca::new("rkube-ca")?;
     let names: Vec<&str> = spec.apiserver_names.iter().map(String::as_str).collect();
     let serving = ca.serving("kube-apiserver", &names, &spec.apiserver_addresses)?;
+    let kubelet_client = ca.client("kube-apiserver-kubelet-client", &["system:masters"])?;
     let mut written = vec![
         write(dir, "ca.crt", &ca.cert_pem(), false)?,
         write(dir, "apiserver.crt", &serving.cert_pem, false)?,
         write(dir, "apiserver.key", &serving.key_pem, true)?,
+        write(dir, "apiserver-kubelet-client.crt", &kubelet_client.cert_pem, false)?,
+        write(dir, "apiserver-kubelet-client.key", &kubelet_client.key_pem, true)?,
     ];
+    for node in &spec.nodes {
+        let serving = ca.serving(&format!("system:node:{}", node.name), &[node.name.as_str()], &node.addresses)?;
+        written.push(write(dir, &format!("kubelet-{}.crt", node.name), &serving.cert_pem, false)?);
+        written.push(write(dir, &format!("kubelet-{}.key", node.name), &serving.key_pem, true)?);
+    }
     let mut identities: Vec<(String, String, Vec<String>)> = CONTROL_PLANE
         .iter()
         .map(|(stem, user, groups)| {
@@ -106,7 +144,8 @@ pub fn write_cluster(dir: &Path, spec: &ClusterSpec) -> Result<Vec<PathBuf>, Clu
         })
         .collect();
     for node in &spec.nodes {
-        identities.push((format!("kubelet-{node}"), format!("system:node:{node}"), vec!["system:nodes".to_string()]));
+        let name = &node.name;
+        identities.push((format!("kubelet-{name}"), format!("system:node:{name}"), vec!["system:nodes".to_string()]));
     }
     for (stem, user, groups) in identities {
         let groups: Vec<&str> = groups.iter().map(String::as_str).collect();
@@ -132,7 +171,7 @@ mod tests {
             server: server.into(),
             apiserver_names: vec!["localhost".into()],
             apiserver_addresses: vec!["127.0.0.1".parse().expect("address")],
-            nodes: vec!["node1".into()],
+            nodes: vec!["node1=127.0.0.1".parse().expect("a node")],
         }
     }
 
@@ -140,13 +179,15 @@ mod tests {
     fn a_cluster_gets_every_file_once_with_private_keys_private() {
         let dir = tempfile::tempdir().expect("directory");
         let written = write_cluster(dir.path(), &spec("https://127.0.0.1:6443")).expect("written");
-        assert_eq!(written.len(), 7);
+        assert_eq!(written.len(), 11);
         let mode = std::fs::metadata(dir.path().join("apiserver.key")).expect("key").permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         let kubelet = std::fs::read_to_string(dir.path().join("kubelet-node1.kubeconfig")).expect("kubeconfig");
         assert!(kubelet.contains("user: system:node:node1"), "{kubelet}");
         // Run again for the same server: kept; for another: made anew.
         assert!(write_cluster(dir.path(), &spec("https://127.0.0.1:6443")).expect("kept").is_empty());
-        assert_eq!(write_cluster(dir.path(), &spec("https://127.0.0.1:7443")).expect("anew").len(), 7);
+        assert_eq!(write_cluster(dir.path(), &spec("https://127.0.0.1:7443")).expect("anew").len(), 11);
+        assert!("=1.2.3.4".parse::<NodeSpec>().is_err());
+        assert!("n=not-an-ip".parse::<NodeSpec>().is_err());
     }
 }

@@ -83,6 +83,26 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
+/// A client configuration that trusts the CA bundle `ca_file` (only it) and presents the
+/// certificate `cert_file` with its key `key_file` (how the apiserver reaches kubelets).
+///
+/// # Errors
+/// When a file cannot be read or parsed, or rustls refuses what it holds.
+pub fn client_config(ca_file: &Path, cert_file: &Path, key_file: &Path) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = RootCertStore::empty();
+    for cert in certificates(ca_file)? {
+        roots.add(cert).map_err(|e| file_error(ca_file, e))?;
+    }
+    let chain = certificates(cert_file)?;
+    let key = PrivateKeyDer::from_pem_file(key_file).map_err(|e| file_error(key_file, e))?;
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)?;
+    Ok(Arc::new(config))
+}
+
 /// The identity a verified client certificate names: its subject's common name and
 /// organizations; `None` without a common name.
 pub fn certificate_identity(cert: &CertificateDer<'_>) -> Option<ClientIdentity> {

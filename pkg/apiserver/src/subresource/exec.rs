@@ -42,7 +42,10 @@ pub async fn handle(
                 "exec needs a WebSocket upgrade with the subprotocol {PROTOCOL} (SPDY is not supported)"
             ))
             .into_response(),
-            Ok(upgrade) => upgrade.protocols([PROTOCOL]).on_upgrade(move |client| relay(client, url)),
+            Ok(upgrade) => {
+                let tls = state.config.kubelet_tls.clone();
+                upgrade.protocols([PROTOCOL]).on_upgrade(move |client| relay(client, url, tls))
+            }
         },
     }
 }
@@ -69,7 +72,7 @@ async fn prepare(state: &ApiState, namespace: &str, name: &str, raw: &str) -> Re
         )));
     }
     let (_, base) = super::log::pod_kubelet(state, &pod, name).await?;
-    let base = base.replacen("http://", "ws://", 1);
+    let base = base.replacen("https://", "wss://", 1).replacen("http://", "ws://", 1);
     // The kubelet reads `container` from the path; the rest of the query goes as it came.
     let rest: Vec<&str> = raw.split('&').filter(|pair| !pair.starts_with("container=") && !pair.is_empty()).collect();
     Ok(format!(
@@ -91,13 +94,14 @@ async fn fail(mut client: WebSocket, message: String) {
 }
 
 /// Relays messages between the client's WebSocket and the kubelet's until either ends.
-async fn relay(client: WebSocket, url: String) {
+async fn relay(client: WebSocket, url: String, tls: Option<std::sync::Arc<rustls::ClientConfig>>) {
     let mut request = match url.as_str().into_client_request() {
         Ok(request) => request,
         Err(error) => return fail(client, format!("bad kubelet URL {url}: {error}")).await,
     };
     request.headers_mut().insert(http::header::SEC_WEBSOCKET_PROTOCOL, http::HeaderValue::from_static(PROTOCOL));
-    let kubelet = match tokio_tungstenite::connect_async(request).await {
+    let connector = tls.map(tokio_tungstenite::Connector::Rustls);
+    let kubelet = match tokio_tungstenite::connect_async_tls_with_config(request, None, false, connector).await {
         Ok((kubelet, _)) => kubelet,
         Err(error) => return fail(client, format!("cannot reach the kubelet at {url}: {error}")).await,
     };

@@ -105,6 +105,8 @@ pub(crate) async fn pod_kubelet(state: &ApiState, pod: &Value, name: &str) -> Re
     })?;
     let base = kubelet_url(&node)
         .ok_or_else(|| ApiError::Unavailable(format!("node {node_name} reports no address for its kubelet")))?;
+    // With a kubelet client certificate configured, kubelets are reached over HTTPS.
+    let base = if state.config.kubelet_tls.is_some() { base.replacen("http://", "https://", 1) } else { base };
     Ok((node_name.to_string(), base))
 }
 
