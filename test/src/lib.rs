@@ -25,6 +25,7 @@
 
 mod api;
 mod apiserver;
+pub mod certs;
 mod cluster;
 mod etcd;
 mod paths;

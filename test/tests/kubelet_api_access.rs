@@ -2,30 +2,13 @@
 //! certificate; and the apiserver reaching it with that certificate. Real apiserver, etcd
 //! and rkubelet (fake runtime), certificates from rkube-pki.
 
-use std::path::Path;
 use std::time::Duration;
 
-use rkube_pki::{Ca, KeyedCertificate};
+use rkube_pki::Ca;
+use rkube_tests::certs::{https_client, write_pem};
 use rkube_tests::node::Kubelet;
 use rkube_tests::{Api, Cluster, Method, StatusCode, eventually};
 use serde_json::json;
-
-fn write(dir: &Path, name: &str, text: &str) -> String {
-    let path = dir.join(name);
-    std::fs::write(&path, text).expect("write a certificate file");
-    path.display().to_string()
-}
-
-fn client(ca: &Ca, identity: Option<&KeyedCertificate>) -> reqwest::Client {
-    let root = reqwest::Certificate::from_pem(ca.cert_pem().as_bytes()).expect("CA certificate");
-    let mut builder =
-        reqwest::Client::builder().use_rustls_tls().add_root_certificate(root).timeout(Duration::from_secs(10));
-    if let Some(identity) = identity {
-        let pem = format!("{}{}", identity.cert_pem, identity.key_pem);
-        builder = builder.identity(reqwest::Identity::from_pem(pem.as_bytes()).expect("identity"));
-    }
-    builder.build().expect("client")
-}
 
 #[tokio::test]
 async fn only_the_apiserver_reads_logs_through_the_kubelet_api() {
@@ -33,11 +16,11 @@ async fn only_the_apiserver_reads_logs_through_the_kubelet_api() {
     let dir = tempfile::tempdir().expect("directory");
     let serving = ca.serving("system:node:secure", &["secure"], &["127.0.0.1".parse().expect("ip")]).expect("serving");
     let apiserver_client = ca.client("kube-apiserver-kubelet-client", &["system:masters"]).expect("client");
-    let ca_file = write(dir.path(), "ca.crt", &ca.cert_pem());
-    let kubelet_cert = write(dir.path(), "kubelet.crt", &serving.cert_pem);
-    let kubelet_key = write(dir.path(), "kubelet.key", &serving.key_pem);
-    let client_cert = write(dir.path(), "client.crt", &apiserver_client.cert_pem);
-    let client_key = write(dir.path(), "client.key", &apiserver_client.key_pem);
+    let ca_file = write_pem(dir.path(), "ca.crt", &ca.cert_pem());
+    let kubelet_cert = write_pem(dir.path(), "kubelet.crt", &serving.cert_pem);
+    let kubelet_key = write_pem(dir.path(), "kubelet.key", &serving.key_pem);
+    let client_cert = write_pem(dir.path(), "client.crt", &apiserver_client.cert_pem);
+    let client_key = write_pem(dir.path(), "client.key", &apiserver_client.key_pem);
     let cluster = Cluster::start_with_args(&[
         "--kubelet-certificate-authority",
         &ca_file,
@@ -61,17 +44,17 @@ async fn only_the_apiserver_reads_logs_through_the_kubelet_api() {
 
     // Health stays open; logs need the apiserver's certificate.
     assert_eq!(
-        client(&ca, None).get(format!("{base}/healthz")).send().await.expect("healthz").status(),
+        https_client(&ca, None).get(format!("{base}/healthz")).send().await.expect("healthz").status(),
         StatusCode::OK
     );
-    let anonymous = client(&ca, None).get(&logs).send().await.expect("anonymous");
+    let anonymous = https_client(&ca, None).get(&logs).send().await.expect("anonymous");
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
     let alice = ca.client("alice", &["devs"]).expect("alice");
-    let refused = client(&ca, Some(&alice)).get(&logs).send().await.expect("alice");
+    let refused = https_client(&ca, Some(&alice)).get(&logs).send().await.expect("alice");
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
     let exec = format!("{base}/exec/default/web/app?command=id");
-    assert_eq!(client(&ca, Some(&alice)).get(&exec).send().await.expect("exec").status(), StatusCode::FORBIDDEN);
-    let allowed = client(&ca, Some(&apiserver_client)).get(&logs).send().await.expect("apiserver");
+    assert_eq!(https_client(&ca, Some(&alice)).get(&exec).send().await.expect("exec").status(), StatusCode::FORBIDDEN);
+    let allowed = https_client(&ca, Some(&apiserver_client)).get(&logs).send().await.expect("apiserver");
     assert!(!matches!(allowed.status(), StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN), "{}", allowed.status());
     // Plain HTTP gets nothing.
     let plain = base.replacen("https://", "http://", 1);

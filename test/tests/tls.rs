@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use rkube_pki::{Ca, KeyedCertificate, kubeconfig};
+use rkube_pki::{Ca, kubeconfig};
+use rkube_tests::certs::{https_client, write_pem};
 use rkube_tests::{ApiServer, Etcd, StatusCode, binary, venv_bin};
 
 /// A CA, the apiserver's serving certificate and key files, and an apiserver using them.
@@ -14,12 +15,6 @@ struct Secure {
     dir: tempfile::TempDir,
     apiserver: ApiServer,
     _etcd: Etcd,
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> String {
-    let path = dir.join(name);
-    std::fs::write(&path, text).expect("write a certificate file");
-    path.display().to_string()
 }
 
 impl Secure {
@@ -33,9 +28,9 @@ impl Secure {
         let serving = ca
             .serving("kube-apiserver", &["localhost"], &["127.0.0.1".parse().expect("address")])
             .expect("serving certificate");
-        let ca_file = write(dir.path(), "ca.crt", &ca.cert_pem());
-        let cert_file = write(dir.path(), "apiserver.crt", &serving.cert_pem);
-        let key_file = write(dir.path(), "apiserver.key", &serving.key_pem);
+        let ca_file = write_pem(dir.path(), "ca.crt", &ca.cert_pem());
+        let cert_file = write_pem(dir.path(), "apiserver.crt", &serving.cert_pem);
+        let key_file = write_pem(dir.path(), "apiserver.key", &serving.key_pem);
         let etcd = Etcd::start().await.expect("etcd");
         let args = [
             "--tls-cert-file",
@@ -46,7 +41,8 @@ impl Secure {
             ca_file.as_str(),
             authorization,
         ];
-        let apiserver = ApiServer::start_https(&etcd, &args, client(&ca, None)).await.expect("apiserver over HTTPS");
+        let apiserver =
+            ApiServer::start_https(&etcd, &args, https_client(&ca, None)).await.expect("apiserver over HTTPS");
         Secure { ca, dir, apiserver, _etcd: etcd }
     }
 
@@ -56,18 +52,6 @@ impl Secure {
         std::fs::write(&path, kubeconfig(&self.apiserver.url, &self.ca.cert_pem(), user, &cert)).expect("kubeconfig");
         path
     }
-}
-
-/// A client that trusts `ca` and presents `identity`.
-fn client(ca: &Ca, identity: Option<&KeyedCertificate>) -> reqwest::Client {
-    let root = reqwest::Certificate::from_pem(ca.cert_pem().as_bytes()).expect("CA certificate");
-    let mut builder =
-        reqwest::Client::builder().use_rustls_tls().add_root_certificate(root).timeout(Duration::from_secs(10));
-    if let Some(identity) = identity {
-        let pem = format!("{}{}", identity.cert_pem, identity.key_pem);
-        builder = builder.identity(reqwest::Identity::from_pem(pem.as_bytes()).expect("identity"));
-    }
-    builder.build().expect("client")
 }
 
 async fn get(client: &reqwest::Client, url: String) -> (StatusCode, serde_json::Value) {
@@ -82,23 +66,24 @@ async fn client_certificates_name_the_user_and_rbac_decides() {
     let url = &secure.apiserver.url;
     assert!(url.starts_with("https://"), "{url}");
     let admin = secure.ca.client("kubernetes-admin", &["system:masters"]).expect("admin certificate");
-    let (status, _) = get(&client(&secure.ca, Some(&admin)), format!("{url}/api/v1/nodes")).await;
+    let (status, _) = get(&https_client(&secure.ca, Some(&admin)), format!("{url}/api/v1/nodes")).await;
     assert_eq!(status, StatusCode::OK);
     let alice = secure.ca.client("alice", &["devs"]).expect("alice's certificate");
-    let (status, body) = get(&client(&secure.ca, Some(&alice)), format!("{url}/api/v1/namespaces/default/pods")).await;
+    let (status, body) =
+        get(&https_client(&secure.ca, Some(&alice)), format!("{url}/api/v1/namespaces/default/pods")).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(
         body["message"],
         r#"pods is forbidden: User "alice" cannot list resource "pods" in API group "" in the namespace "default""#
     );
     // Without a certificate: anonymous.
-    let (status, body) = get(&client(&secure.ca, None), format!("{url}/api/v1/namespaces/default/pods")).await;
+    let (status, body) = get(&https_client(&secure.ca, None), format!("{url}/api/v1/namespaces/default/pods")).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(body["message"].as_str().is_some_and(|m| m.contains(r#"User "system:anonymous""#)), "{body}");
     // A certificate from another CA does not get through the handshake.
     let stranger =
         Ca::new("not-the-cluster-ca").expect("CA").client("kubernetes-admin", &["system:masters"]).expect("cert");
-    let refused = client(&secure.ca, Some(&stranger)).get(format!("{url}/api/v1/nodes")).send().await;
+    let refused = https_client(&secure.ca, Some(&stranger)).get(format!("{url}/api/v1/nodes")).send().await;
     assert!(refused.is_err(), "a certificate of another CA was accepted: {refused:?}");
     // Plain HTTP on the TLS port gets no API answer.
     let plain = url.replacen("https://", "http://", 1);
@@ -200,8 +185,9 @@ async fn a_kubelet_writes_only_its_own_node_lease_and_pods_and_reads_only_its_po
     use serde_json::json;
     let secure = Secure::start_with("--authorization-mode=Node,RBAC").await;
     let url = secure.apiserver.url.clone();
-    let admin = client(&secure.ca, Some(&secure.ca.client("kubernetes-admin", &["system:masters"]).expect("cert")));
-    let node_a = client(&secure.ca, Some(&secure.ca.client("system:node:a", &["system:nodes"]).expect("cert")));
+    let admin =
+        https_client(&secure.ca, Some(&secure.ca.client("kubernetes-admin", &["system:masters"]).expect("cert")));
+    let node_a = https_client(&secure.ca, Some(&secure.ca.client("system:node:a", &["system:nodes"]).expect("cert")));
     let node = |name: &str| json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}});
 
     // Its own Node, yes; another's, no.
