@@ -41,10 +41,12 @@ pub mod metrics;
 pub mod nodelifecycle;
 pub mod podutil;
 pub mod replicaset;
+pub mod serviceaccount;
 pub mod worker;
 
 /// Every controller this binary knows, by the name `--controllers` uses.
-pub const KNOWN_CONTROLLERS: &[&str] = &["replicaset", "deployment", "garbagecollector", "nodelifecycle"];
+pub const KNOWN_CONTROLLERS: &[&str] =
+    &["replicaset", "deployment", "garbagecollector", "nodelifecycle", "serviceaccount"];
 
 /// Namespace and name of the controller-manager's leader-election Lease.
 pub const LEASE_NAMESPACE: &str = "kube-system";
@@ -284,6 +286,10 @@ pub async fn run_controllers(
         let controller = garbagecollector::GarbageCollector::new(&factory, client.clone(), Some(registry));
         loops.push(("garbagecollector", config.concurrent_gc_syncs, WorkQueueController::GarbageCollector(controller)));
     }
+    if config.is_enabled("serviceaccount")? {
+        let controller = serviceaccount::ServiceAccountController::new(&factory, client.clone(), Some(registry));
+        loops.push(("serviceaccount", 1, WorkQueueController::ServiceAccount(controller)));
+    }
     let node_lifecycle = if config.is_enabled("nodelifecycle")? {
         Some(nodelifecycle::NodeLifecycleController::new(&factory, client.clone(), config.node_lifecycle.clone()))
     } else {
@@ -317,6 +323,10 @@ pub async fn run_controllers(
                     let queue = c.queue();
                     worker::run_workers(name, c, queue, workers, metrics, shutdown).await
                 }
+                WorkQueueController::ServiceAccount(c) => {
+                    let queue = c.queue();
+                    worker::run_workers(name, c, queue, workers, metrics, shutdown).await
+                }
             }
         }));
     }
@@ -334,6 +344,7 @@ enum WorkQueueController {
     ReplicaSet(Arc<replicaset::ReplicaSetController>),
     Deployment(Arc<deployment::DeploymentController>),
     GarbageCollector(Arc<garbagecollector::GarbageCollector>),
+    ServiceAccount(Arc<serviceaccount::ServiceAccountController>),
 }
 
 #[cfg(test)]
