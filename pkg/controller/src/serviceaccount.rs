@@ -97,9 +97,7 @@ impl Syncer for ServiceAccountController {
                 Ok(Action::await_change())
             }
             // Someone else made it, or the namespace started terminating meanwhile.
-            Err(error)
-                if matches!(error, rkube_client::Error::AlreadyExists(_) | rkube_client::Error::Forbidden(_)) =>
-            {
+            Err(rkube_client::Error::AlreadyExists(_) | rkube_client::Error::Forbidden(_)) => {
                 Ok(Action::await_change())
             }
             Err(source) => Err(Error::Read { what: format!("creating {namespace}/{DEFAULT}"), source }),
