@@ -22,6 +22,7 @@ if [[ "${RKUBE_SECURE}" == 1 ]]; then
         --kubelet-certificate-authority "${RKUBE_PKI_DIR}/ca.crt"
         --kubelet-client-certificate "${RKUBE_PKI_DIR}/apiserver-kubelet-client.crt"
         --kubelet-client-key "${RKUBE_PKI_DIR}/apiserver-kubelet-client.key"
+        --service-account-signing-key-file "${RKUBE_PKI_DIR}/sa.key"
     )
 fi
 exec "${RKUBE_APISERVER_BIN}" \

@@ -226,3 +226,74 @@ async fn nobody_grants_what_they_do_not_hold() {
         .await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN, "{:?}", reply.body);
 }
+
+#[tokio::test]
+async fn service_account_tokens_are_issued_checked_and_revoked() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let key = dir.path().join("sa.key");
+    std::fs::write(&key, rkube_pki::signing_key_pem().expect("key")).expect("key file");
+    let key = key.display().to_string();
+    let (_cluster, api, _tokens) = start(&["--service-account-signing-key-file", key.as_str()]).await;
+    let admin = Some("admin-token");
+    let accounts = "/api/v1/namespaces/default/serviceaccounts";
+    let bot = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "bot"}});
+    assert_eq!(as_user(&api, admin, Method::POST, accounts, Some(&bot)).await.status, StatusCode::CREATED);
+    let request = |body: Value| {
+        let api = &api;
+        async move { as_user(api, admin, Method::POST, &format!("{accounts}/bot/token"), Some(&body)).await }
+    };
+    let reply = request(json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}})).await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
+    assert_eq!(reply.body["kind"], "TokenRequest");
+    assert_eq!(reply.body["spec"]["expirationSeconds"], 3600);
+    let token = reply.body["status"]["token"].as_str().expect("a token").to_string();
+
+    // The token is the ServiceAccount; RBAC decides what it may do.
+    let pods = "/api/v1/namespaces/default/pods";
+    let reply = as_user(&api, Some(&token), Method::GET, pods, None).await;
+    assert_refused(
+        &reply,
+        StatusCode::FORBIDDEN,
+        "Forbidden",
+        r#"pods is forbidden: User "system:serviceaccount:default:bot" cannot list resource "pods" in API group "" in the namespace "default""#,
+    );
+    let binding = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": "bot-view", "namespace": "default"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+        "subjects": [{"kind": "ServiceAccount", "name": "bot"}]
+    });
+    let bindings = "/apis/rbac.authorization.k8s.io/v1/namespaces/default/rolebindings";
+    assert_eq!(as_user(&api, admin, Method::POST, bindings, Some(&binding)).await.status, StatusCode::CREATED);
+    eventually(Duration::from_secs(10), "the ServiceAccount to list pods", || async {
+        (as_user(&api, Some(&token), Method::GET, pods, None).await.status == StatusCode::OK).then_some(())
+    })
+    .await;
+
+    // Bad requests and forgeries.
+    let short = request(json!({"spec": {"expirationSeconds": 60}})).await;
+    assert_eq!(short.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", short.body);
+    let missing = as_user(&api, admin, Method::POST, &format!("{accounts}/nobody/token"), Some(&json!({}))).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND, "{:?}", missing.body);
+    let mut forged = token.clone();
+    forged.pop();
+    forged.push(if token.ends_with('A') { 'B' } else { 'A' });
+    assert_eq!(as_user(&api, Some(&forged), Method::GET, pods, None).await.status, StatusCode::UNAUTHORIZED);
+
+    // A token bound to a pod dies with the pod; every token dies with its ServiceAccount.
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "worker"},
+        "spec": {"containers": [{"name": "c", "image": "busybox-local:v1"}]}});
+    assert_eq!(as_user(&api, admin, Method::POST, pods, Some(&pod)).await.status, StatusCode::CREATED);
+    let bound =
+        request(json!({"spec": {"boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": "worker"}}})).await;
+    let bound = bound.body["status"]["token"].as_str().expect("a bound token").to_string();
+    assert_eq!(as_user(&api, Some(&bound), Method::GET, pods, None).await.status, StatusCode::OK);
+    let worker = format!("{pods}/worker?gracePeriodSeconds=0");
+    assert!(as_user(&api, admin, Method::DELETE, &worker, None).await.status.is_success());
+    eventually(Duration::from_secs(10), "the bound token to stop working", || async {
+        (as_user(&api, Some(&bound), Method::GET, pods, None).await.status == StatusCode::UNAUTHORIZED).then_some(())
+    })
+    .await;
+    assert_eq!(as_user(&api, admin, Method::DELETE, &format!("{accounts}/bot"), None).await.status, StatusCode::OK);
+    assert_eq!(as_user(&api, Some(&token), Method::GET, pods, None).await.status, StatusCode::UNAUTHORIZED);
+}

@@ -118,6 +118,20 @@ struct Flags {
     #[arg(long, requires = "kubelet_certificate_authority")]
     kubelet_client_key: Option<std::path::PathBuf>,
 
+    /// An ECDSA P-256 private key (PKCS#8 PEM) to sign ServiceAccount tokens with: enables
+    /// the serviceaccounts/token subresource and accepts the tokens it issues.
+    #[arg(long)]
+    service_account_signing_key_file: Option<std::path::PathBuf>,
+
+    /// The issuer (`iss`) of the ServiceAccount tokens.
+    #[arg(long, default_value = rkube_apiserver::serviceaccount_token::DEFAULT_ISSUER)]
+    service_account_issuer: String,
+
+    /// Audiences the apiserver accepts in ServiceAccount tokens, comma-separated (default:
+    /// the issuer).
+    #[arg(long, value_delimiter = ',')]
+    api_audiences: Vec<String>,
+
     /// A CSV file of bearer tokens, one `token,user,uid,"group1,group2"` per line; a request
     /// with one of them is that user.
     #[arg(long)]
@@ -195,6 +209,14 @@ async fn main() -> anyhow::Result<()> {
         ) {
             (Some(ca), Some(cert), Some(key)) => Some(rkube_apiserver::tls::client_config(ca, cert, key)?),
             _ => None,
+        },
+        service_account_tokens: match &flags.service_account_signing_key_file {
+            Some(key) => Some(Arc::new(rkube_apiserver::serviceaccount_token::TokenIssuer::from_file(
+                key,
+                &flags.service_account_issuer,
+                flags.api_audiences.clone(),
+            )?)),
+            None => None,
         },
         ..Config::default()
     };

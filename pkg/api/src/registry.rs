@@ -21,6 +21,8 @@ pub enum Subresource {
     Binding,
     /// `log`: a container's log, proxied from the kubelet of the pod's node.
     Log,
+    /// `token`: a ServiceAccount token (a TokenRequest).
+    Token,
 }
 
 impl Subresource {
@@ -31,6 +33,7 @@ impl Subresource {
             Subresource::Scale => "scale",
             Subresource::Binding => "binding",
             Subresource::Log => "log",
+            Subresource::Token => "token",
         }
     }
 }

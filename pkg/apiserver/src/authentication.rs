@@ -5,6 +5,10 @@
 //!   name is the user, its organizations the groups ([`rkube_server::tls`]);
 //! - **static bearer tokens** (`--token-auth-file`): a CSV file of
 //!   `token,user,uid,"group1,group2"` lines, read once at start;
+//! - **ServiceAccount tokens** the apiserver signed ([`crate::serviceaccount_token`]): the
+//!   user `system:serviceaccount:<namespace>:<name>` in `system:serviceaccounts` and
+//!   `system:serviceaccounts:<namespace>`, while the ServiceAccount (and its bound pod)
+//!   exist ([`service_account_user`]);
 //! - **anonymous** (`--anonymous-auth`, on by default): a request with no credentials is
 //!   `system:anonymous` in the group `system:unauthenticated`, and the authorizer decides
 //!   what it may do.
@@ -13,7 +17,6 @@
 //! never anonymous (Kubernetes refuses rather than downgrades); every authenticated user is
 //! also in `system:authenticated`; the token itself is never logged.
 //!
-//! Not here yet: ServiceAccount tokens.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -130,18 +133,57 @@ impl Authenticator {
             groups.push(AUTHENTICATED.into());
             return Ok(UserInfo { name: identity.common_name.clone(), uid: String::new(), groups });
         }
-        let Some(authorization) = headers.get(http::header::AUTHORIZATION) else {
+        if !headers.contains_key(http::header::AUTHORIZATION) {
             return if self.anonymous { Ok(UserInfo::anonymous()) } else { Err(ApiError::Unauthorized) };
-        };
-        let token = authorization
-            .to_str()
-            .ok()
-            .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
-            .map(str::trim)
-            .filter(|token| !token.is_empty())
-            .ok_or(ApiError::Unauthorized)?;
+        }
+        let token = bearer_token(headers).ok_or(ApiError::Unauthorized)?;
         self.tokens.get(token).cloned().ok_or(ApiError::Unauthorized)
     }
+}
+
+/// The user of a ServiceAccount token `token` signed by this apiserver, when it verifies
+/// and the ServiceAccount (and the pod it is bound to) still exist with the uids it names;
+/// `None` otherwise.
+///
+/// # Errors
+/// When the ServiceAccount or pod cannot be read (etcd unavailable).
+pub async fn service_account_user(state: &crate::ApiState, token: &str) -> Result<Option<UserInfo>, ApiError> {
+    let Some(issuer) = state.config.service_account_tokens.as_ref() else { return Ok(None) };
+    let Some(claims) = issuer.verify(token, jiff::Timestamp::now().as_second()) else { return Ok(None) };
+    let k8s = &claims.kubernetes;
+    let uid_of = |res: &'static rkube_api::registry::ResourceDef, name: &str| {
+        let key = state.keys.object(res.plural, Some(&k8s.namespace), name);
+        async move {
+            match state.store.get(&key).await {
+                Ok(kv) => Ok(crate::metadata::from_storage(&kv)
+                    .ok()
+                    .map(|object| crate::metadata::meta_str(&object, "uid").to_string())),
+                Err(rkube_storage::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(ApiError::from(e)),
+            }
+        }
+    };
+    let account = &k8s.serviceaccount;
+    if uid_of(&rkube_api::kinds::serviceaccount::RESOURCE, &account.name).await?.as_deref() != Some(&account.uid) {
+        return Ok(None);
+    }
+    if let Some(pod) = &k8s.pod
+        && uid_of(&rkube_api::kinds::pod::RESOURCE, &pod.name).await?.as_deref() != Some(&pod.uid)
+    {
+        return Ok(None);
+    }
+    let groups = vec![
+        "system:serviceaccounts".to_string(),
+        format!("system:serviceaccounts:{}", k8s.namespace),
+        AUTHENTICATED.to_string(),
+    ];
+    Ok(Some(UserInfo { name: claims.sub, uid: account.uid.clone(), groups }))
+}
+
+/// The bearer token of a request, if it carries one.
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")).map(str::trim).filter(|t| !t.is_empty())
 }
 
 /// Parses a token file: `token,user,uid[,"group1,group2"]` per line, blank lines and lines

@@ -103,6 +103,7 @@ pub fn resources(group: &str, version: &str) -> Option<APIResourceList> {
                 Subresource::Scale => (Some("autoscaling"), Some("v1"), "Scale", &["get", "patch", "update"]),
                 Subresource::Binding => (None, None, "Binding", &["create"]),
                 Subresource::Log => (None, None, "Pod", &["get"]),
+                Subresource::Token => (Some("authentication.k8s.io"), Some("v1"), "TokenRequest", &["create"]),
             };
             resources.push(APIResource {
                 name: format!("{}/{}", res.plural, sub.name()),

@@ -21,7 +21,7 @@ use crate::error::{ApiError, Target as ErrorTarget};
 use crate::patch::{Patch, PatchType};
 use crate::request::{self, Query, Rendering, ResourceRequest, Target, Verb, content_type};
 use crate::rest::{self, Listed, WriteOptions, Written};
-use crate::subresource::{binding, log, scale};
+use crate::subresource::{binding, log, scale, token};
 use crate::table::{self, IncludeObject};
 use crate::watch;
 
@@ -109,6 +109,10 @@ async fn serve(
             let body = decode_object(read_body(body, headers, limit).await?, content_type(headers).as_deref()).await?;
             Ok(written(&req, rest::create(state, &req, body, &opts).await?, rendering))
         }
+        (Verb::Create, Some(Subresource::Token)) => {
+            let body = decode_object(read_body(body, headers, limit).await?, content_type(headers).as_deref()).await?;
+            Ok(json(StatusCode::CREATED, &token::create(state, &req, &name, body).await?))
+        }
         (Verb::Create, Some(Subresource::Binding)) => {
             let body = decode_object(read_body(body, headers, limit).await?, content_type(headers).as_deref()).await?;
             Ok(json(StatusCode::CREATED, &binding::bind(state, &req, &name, body).await?))
@@ -134,7 +138,7 @@ async fn serve(
                 None | Some(Subresource::Status) => {
                     Ok(written(&req, patch_object(state, &req, &name, &patch, query, &opts).await?, rendering))
                 }
-                Some(sub @ (Subresource::Binding | Subresource::Log)) => {
+                Some(sub @ (Subresource::Binding | Subresource::Log | Subresource::Token)) => {
                     Err(ApiError::MethodNotAllowed(format!("PATCH is not supported on pods/{}", sub.name())))
                 }
             }

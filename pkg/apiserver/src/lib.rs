@@ -33,6 +33,7 @@ pub mod openapi;
 pub mod patch;
 pub mod request;
 pub mod rest;
+pub mod serviceaccount_token;
 pub mod stored;
 pub mod subresource;
 pub mod table;
@@ -92,6 +93,9 @@ pub struct Config {
     /// How to reach kubelets over HTTPS (`--kubelet-certificate-authority`,
     /// `--kubelet-client-certificate`, `--kubelet-client-key`); `None` dials plain HTTP.
     pub kubelet_tls: Option<Arc<rustls::ClientConfig>>,
+    /// Signs and verifies ServiceAccount tokens (`--service-account-signing-key-file`);
+    /// `None` issues none and accepts none.
+    pub service_account_tokens: Option<Arc<serviceaccount_token::TokenIssuer>>,
 }
 
 impl Default for Config {
@@ -109,6 +113,7 @@ impl Default for Config {
             authorization: vec![authorization::Mode::AlwaysAllow],
             tls: None,
             kubelet_tls: None,
+            service_account_tokens: None,
         }
     }
 }

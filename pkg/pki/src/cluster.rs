@@ -85,7 +85,7 @@ const CONTROL_PLANE: [(&str, &str, &[&str]); 3] = [
 fn files(spec: &ClusterSpec) -> Vec<String> {
     let mut names: Vec<String> = ["ca.crt", "apiserver.crt", "apiserver.key"].iter().map(ToString::to_string).collect();
     names.extend(CONTROL_PLANE.iter().map(|(stem, _, _)| format!("{stem}.kubeconfig")));
-    names.extend(["apiserver-kubelet-client.crt".to_string(), "apiserver-kubelet-client.key".to_string()]);
+    names.extend(["apiserver-kubelet-client.crt", "apiserver-kubelet-client.key", "sa.key"].map(String::from));
     for node in &spec.nodes {
         names.extend(["kubeconfig", "crt", "key"].map(|ext| format!("kubelet-{}.{ext}", node.name)));
     }
@@ -131,6 +131,7 @@ pub fn write_cluster(dir: &Path, spec: &ClusterSpec) -> Result<Vec<PathBuf>, Clu
         write(dir, "apiserver.key", &serving.key_pem, true)?,
         write(dir, "apiserver-kubelet-client.crt", &kubelet_client.cert_pem, false)?,
         write(dir, "apiserver-kubelet-client.key", &kubelet_client.key_pem, true)?,
+        write(dir, "sa.key", &crate::signing_key_pem()?, true)?,
     ];
     for node in &spec.nodes {
         let serving = ca.serving(&format!("system:node:{}", node.name), &[node.name.as_str()], &node.addresses)?;
@@ -179,14 +180,14 @@ mod tests {
     fn a_cluster_gets_every_file_once_with_private_keys_private() {
         let dir = tempfile::tempdir().expect("directory");
         let written = write_cluster(dir.path(), &spec("https://127.0.0.1:6443")).expect("written");
-        assert_eq!(written.len(), 11);
+        assert_eq!(written.len(), 12);
         let mode = std::fs::metadata(dir.path().join("apiserver.key")).expect("key").permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         let kubelet = std::fs::read_to_string(dir.path().join("kubelet-node1.kubeconfig")).expect("kubeconfig");
         assert!(kubelet.contains("user: system:node:node1"), "{kubelet}");
         // Run again for the same server: kept; for another: made anew.
         assert!(write_cluster(dir.path(), &spec("https://127.0.0.1:6443")).expect("kept").is_empty());
-        assert_eq!(write_cluster(dir.path(), &spec("https://127.0.0.1:7443")).expect("anew").len(), 11);
+        assert_eq!(write_cluster(dir.path(), &spec("https://127.0.0.1:7443")).expect("anew").len(), 12);
         assert!("=1.2.3.4".parse::<NodeSpec>().is_err());
         assert!("n=not-an-ip".parse::<NodeSpec>().is_err());
     }

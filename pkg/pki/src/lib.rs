@@ -114,6 +114,14 @@ impl Ca {
     }
 }
 
+/// A new ECDSA P-256 private key (PKCS#8 PEM), e.g. to sign ServiceAccount tokens with.
+///
+/// # Errors
+/// When key generation fails.
+pub fn signing_key_pem() -> Result<String, PkiError> {
+    Ok(KeyPair::generate()?.serialize_pem())
+}
+
 /// A kubeconfig for `server` that trusts `ca_pem` and authenticates with `client`, with
 /// the certificates inline (`*-data`), so the file stands alone.
 pub fn kubeconfig(server: &str, ca_pem: &str, user: &str, client: &KeyedCertificate) -> String {

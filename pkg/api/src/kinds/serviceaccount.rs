@@ -5,8 +5,9 @@
 //! (`secrets` and `imagePullSecrets` name Secrets of its namespace, which need not exist
 //! yet).
 //!
-//! Not here: the `default` ServiceAccount of each namespace and the tokens that prove a
-//! ServiceAccount's identity (later work, in a controller and the apiserver).
+//! Elsewhere: the `default` ServiceAccount of each namespace (the controller-manager's
+//! `serviceaccount` controller) and the tokens that prove a ServiceAccount's identity (the
+//! `token` subresource, served by the apiserver).
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::ServiceAccount;
@@ -14,7 +15,7 @@ use serde_json::Value;
 
 use crate::columns::{AGE, Column, NAME, age_cell, column, list, name_cell};
 use crate::field::FieldError;
-use crate::registry::ResourceDef;
+use crate::registry::{ResourceDef, Subresource};
 use crate::strategy::{Strategy, StrategyFor};
 
 /// The registry entry.
@@ -27,7 +28,7 @@ pub static RESOURCE: ResourceDef = ResourceDef {
     namespaced: true,
     short_names: &["sa"],
     categories: &[],
-    subresources: &[],
+    subresources: &[Subresource::Token],
     field_labels: &[],
     strategy: &StrategyFor::<ServiceAccount>::new(),
     columns: COLUMNS,

@@ -31,7 +31,7 @@ use http::Method;
 use crate::ApiState;
 use rkube_server::ClientIdentity;
 
-use crate::authentication::UserInfo;
+use crate::authentication::{UserInfo, bearer_token, service_account_user};
 use crate::error::ApiError;
 
 /// One authorization mode of `--authorization-mode`.
@@ -228,7 +228,18 @@ pub fn rbac_decides(modes: &[Mode]) -> bool {
 /// [`RequestUser`] extension.
 pub async fn filter(State(state): State<Arc<ApiState>>, mut request: Request, next: Next) -> Response {
     let certificate = request.extensions().get::<ClientIdentity>();
-    let user = match state.config.authentication.authenticate(request.headers(), certificate) {
+    let service_account = match bearer_token(request.headers()).filter(|_| certificate.is_none()) {
+        Some(token) => match service_account_user(&state, token).await {
+            Ok(user) => user,
+            Err(e) => return e.into_response(),
+        },
+        None => None,
+    };
+    let authenticated = match service_account {
+        Some(user) => Ok(user),
+        None => state.config.authentication.authenticate(request.headers(), certificate),
+    };
+    let user = match authenticated {
         Ok(user) => user,
         // Probes of the health paths carry no credentials: they stay anonymous even with
         // `--anonymous-auth=false`, as Kubernetes' `anonymous.conditions` lets them.

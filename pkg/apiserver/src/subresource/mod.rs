@@ -5,9 +5,11 @@
 //! - [`scale`]: the `Scale` view of `spec.replicas` (ReplicaSets, Deployments);
 //! - [`binding`]: assigns a pod to a node (the scheduler's write);
 //! - [`log`]: a container's log, proxied from the pod's kubelet;
-//! - [`exec`]: a command in a container, relayed over WebSocket to the pod's kubelet.
+//! - [`exec`]: a command in a container, relayed over WebSocket to the pod's kubelet;
+//! - [`token`]: a ServiceAccount token (TokenRequest).
 
 pub mod binding;
 pub mod exec;
 pub mod log;
 pub mod scale;
+pub mod token;
