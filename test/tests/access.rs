@@ -297,3 +297,85 @@ async fn service_account_tokens_are_issued_checked_and_revoked() {
     assert_eq!(as_user(&api, admin, Method::DELETE, &format!("{accounts}/bot"), None).await.status, StatusCode::OK);
     assert_eq!(as_user(&api, Some(&token), Method::GET, pods, None).await.status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn review_apis_answer_who_i_am_and_what_i_may_do() {
+    let (_cluster, api, _dir) = start(&[]).await;
+    let alice = Some("alice-token");
+    // Who am I?
+    let reply = as_user(
+        &api,
+        alice,
+        Method::POST,
+        "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+        Some(&json!({"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
+    assert_eq!(reply.body["status"]["userInfo"]["username"], "alice");
+    assert_eq!(reply.body["status"]["userInfo"]["groups"], json!(["system:authenticated"]));
+    // May I? Not yet; then a Role says yes for exactly its rule.
+    let can_i = |verb: &str, resource: &str| {
+        json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+               "spec": {"resourceAttributes": {"namespace": "default", "verb": verb, "resource": resource}}})
+    };
+    let ssar = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews";
+    let reply = as_user(&api, alice, Method::POST, ssar, Some(&can_i("list", "pods"))).await;
+    assert_eq!(
+        (reply.status, reply.body["status"]["allowed"].clone()),
+        (StatusCode::CREATED, json!(false)),
+        "{:?}",
+        reply.body
+    );
+    let role = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": {"name": "pod-reader", "namespace": "default"},
+        "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}]});
+    let binding = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": "alice", "namespace": "default"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "pod-reader"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "alice"}]});
+    let rbac = "/apis/rbac.authorization.k8s.io/v1/namespaces/default";
+    assert_eq!(
+        as_user(&api, Some("admin-token"), Method::POST, &format!("{rbac}/roles"), Some(&role)).await.status,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        as_user(&api, Some("admin-token"), Method::POST, &format!("{rbac}/rolebindings"), Some(&binding)).await.status,
+        StatusCode::CREATED
+    );
+    eventually(Duration::from_secs(10), "alice may list pods", || async {
+        let reply = as_user(&api, alice, Method::POST, ssar, Some(&can_i("list", "pods"))).await;
+        (reply.body["status"]["allowed"] == json!(true)).then_some(())
+    })
+    .await;
+    let reply = as_user(&api, alice, Method::POST, ssar, Some(&can_i("delete", "pods"))).await;
+    assert_eq!(reply.body["status"]["allowed"], json!(false));
+    // What may I do here?
+    let reply = as_user(
+        &api,
+        alice,
+        Method::POST,
+        "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews",
+        Some(&json!({"spec": {"namespace": "default"}})),
+    )
+    .await;
+    let rules = reply.body["status"]["resourceRules"].as_array().cloned().unwrap_or_default();
+    assert!(
+        rules.iter().any(|r| r["resources"] == json!(["pods"]) && r["verbs"] == json!(["list"])),
+        "{:?}",
+        reply.body
+    );
+    // Asking about others needs a grant of its own; the admin may.
+    let sar = json!({"spec": {"user": "alice", "resourceAttributes": {"namespace": "default", "verb": "list", "resource": "pods"}}});
+    let path = "/apis/authorization.k8s.io/v1/subjectaccessreviews";
+    assert_eq!(as_user(&api, alice, Method::POST, path, Some(&sar)).await.status, StatusCode::FORBIDDEN);
+    let reply = as_user(&api, Some("admin-token"), Method::POST, path, Some(&sar)).await;
+    assert_eq!(reply.body["status"]["allowed"], json!(true), "{:?}", reply.body);
+    // Discovery lists them.
+    let list = as_user(&api, Some("admin-token"), Method::GET, "/apis/authorization.k8s.io/v1", None).await;
+    assert!(
+        list.body["resources"].as_array().is_some_and(|r| r.iter().any(|x| x["name"] == "selfsubjectaccessreviews")),
+        "{:?}",
+        list.body
+    );
+}

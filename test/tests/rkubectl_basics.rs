@@ -33,7 +33,11 @@ async fn version_and_api_resources_come_from_the_server() {
             "namespaces",
             "nodes",
             "clusterroles.rbac.authorization.k8s.io",
-            "clusterrolebindings.rbac.authorization.k8s.io"
+            "clusterrolebindings.rbac.authorization.k8s.io",
+            "selfsubjectaccessreviews.authorization.k8s.io",
+            "subjectaccessreviews.authorization.k8s.io",
+            "selfsubjectrulesreviews.authorization.k8s.io",
+            "selfsubjectreviews.authentication.k8s.io"
         ]
     );
 }

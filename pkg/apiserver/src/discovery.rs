@@ -59,7 +59,13 @@ pub fn core_versions(server_address: &str) -> APIVersions {
 
 /// `/apis`: every named group.
 pub fn groups() -> APIGroupList {
-    let groups = registry::groups()
+    let mut named = registry::groups();
+    for (group, version, ..) in crate::review::RESOURCES {
+        if !named.iter().any(|(g, _)| *g == group) {
+            named.push((group, vec![version]));
+        }
+    }
+    let groups = named
         .into_iter()
         .filter(|(group, _)| !group.is_empty())
         .map(|(group, versions)| {
@@ -82,10 +88,22 @@ pub fn groups() -> APIGroupList {
 pub fn resources(group: &str, version: &str) -> Option<APIResourceList> {
     let members: Vec<&ResourceDef> =
         registry::resources().iter().copied().filter(|r| r.group == group && r.version == version).collect();
-    if members.is_empty() {
+    let reviews: Vec<APIResource> = crate::review::RESOURCES
+        .iter()
+        .filter(|(g, v, ..)| *g == group && *v == version)
+        .map(|(_, _, plural, kind)| APIResource {
+            name: (*plural).into(),
+            singular_name: kind.to_lowercase(),
+            namespaced: false,
+            kind: (*kind).into(),
+            verbs: strings(&["create"]),
+            ..Default::default()
+        })
+        .collect();
+    if members.is_empty() && reviews.is_empty() {
         return None;
     }
-    let mut resources = Vec::new();
+    let mut resources = reviews;
     for res in members {
         resources.push(APIResource {
             name: res.plural.into(),

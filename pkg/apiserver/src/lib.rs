@@ -33,6 +33,7 @@ pub mod openapi;
 pub mod patch;
 pub mod request;
 pub mod rest;
+pub mod review;
 pub mod serviceaccount_token;
 pub mod stored;
 pub mod subresource;
@@ -49,7 +50,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use http::{HeaderMap, StatusCode};
 use rkube_api::backoff::{Backoff, BackoffConfig};
 use rkube_api::registry::ResourceDef;
@@ -231,6 +232,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/openapi/v3", get(openapi_root))
         .route("/openapi/v3/{*path}", get(openapi_document))
         .route("/api/v1/namespaces/{namespace}/pods/{name}/exec", axum::routing::any(subresource::exec::handle))
+        .route(review::SELF_SUBJECT_ACCESS_REVIEWS, post(review::self_subject_access_review))
+        .route(review::SUBJECT_ACCESS_REVIEWS, post(review::subject_access_review))
+        .route(review::SELF_SUBJECT_RULES_REVIEWS, post(review::self_subject_rules_review))
+        .route(review::SELF_SUBJECT_REVIEWS, post(review::self_subject_review))
         .route("/api/{*rest}", axum::routing::any(dispatch::api))
         .route("/apis/{*rest}", axum::routing::any(dispatch::api))
         .fallback(|| async { ApiError::NoSuchResource })

@@ -85,6 +85,13 @@ pub fn cluster_roles() -> Vec<Value> {
         ),
         role("system:discovery", vec![json!({"nonResourceURLs": discovery, "verbs": ["get"]})]),
         role("system:public-info-viewer", vec![json!({"nonResourceURLs": public, "verbs": ["get"]})]),
+        role(
+            "system:basic-user",
+            vec![
+                json!({"apiGroups": ["authorization.k8s.io"], "resources": ["selfsubjectaccessreviews", "selfsubjectrulesreviews"], "verbs": ["create"]}),
+                json!({"apiGroups": ["authentication.k8s.io"], "resources": ["selfsubjectreviews"], "verbs": ["create"]}),
+            ],
+        ),
         role("view", view_rules()),
         role("edit", edit_rules()),
         role("admin", admin_rules()),
@@ -131,6 +138,7 @@ pub fn cluster_role_bindings() -> Vec<Value> {
     vec![
         binding("cluster-admin", &[("Group", MASTERS)]),
         binding("system:discovery", &[("Group", AUTHENTICATED)]),
+        binding("system:basic-user", &[("Group", AUTHENTICATED)]),
         binding("system:public-info-viewer", &[("Group", AUTHENTICATED), ("Group", UNAUTHENTICATED)]),
         binding("system:kube-scheduler", &[("User", "system:kube-scheduler")]),
         binding("system:kube-controller-manager", &[("User", "system:kube-controller-manager")]),
