@@ -132,6 +132,11 @@ struct Flags {
     #[arg(long, value_delimiter = ',')]
     api_audiences: Vec<String>,
 
+    /// An EncryptionConfiguration (YAML): the values of the resources it lists are encrypted
+    /// in etcd (providers aesgcm and identity).
+    #[arg(long)]
+    encryption_provider_config: Option<std::path::PathBuf>,
+
     /// A CSV file of bearer tokens, one `token,user,uid,"group1,group2"` per line; a request
     /// with one of them is that user.
     #[arg(long)]
@@ -173,8 +178,17 @@ async fn main() -> anyhow::Result<()> {
         endpoints: flags.etcd_servers.clone(),
         request_timeout: Duration::from_secs(flags.etcd_request_timeout_seconds.max(1)),
     };
-    let store =
+    let etcd_store =
         EtcdStore::connect(&etcd).await.with_context(|| format!("connecting to etcd at {:?}", flags.etcd_servers))?;
+    let store: Arc<dyn rkube_storage::Store> = match &flags.encryption_provider_config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            let encryption = rkube_storage::encryption::Encryption::parse(&text, &flags.etcd_prefix)?;
+            tracing::info!(?encryption, "encrypting at rest");
+            Arc::new(rkube_storage::encryption::EncryptedStore::new(Arc::new(etcd_store), encryption))
+        }
+        None => Arc::new(etcd_store),
+    };
     let config = Config {
         etcd_prefix: flags.etcd_prefix.clone(),
         max_body_bytes: flags.max_request_body_bytes,
@@ -222,7 +236,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let config_tls = config.tls.is_some();
     let shutdown = CancellationToken::new();
-    let state = Arc::new(ApiState::new(Arc::new(store), config, prometheus::Registry::new(), shutdown.clone())?);
+    let state = Arc::new(ApiState::new(store, config, prometheus::Registry::new(), shutdown.clone())?);
     let addr = SocketAddr::new(flags.bind_address, flags.port);
     let listener = rkube_apiserver::connections::listen(addr).with_context(|| format!("listening on {addr}"))?;
     let scheme = if config_tls { "https" } else { "http" };

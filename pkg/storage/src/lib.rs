@@ -23,6 +23,7 @@
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 mod continuation;
+pub mod encryption;
 mod etcd;
 mod keys;
 mod memory;
