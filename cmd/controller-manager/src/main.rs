@@ -63,6 +63,10 @@ struct Args {
     /// Fraction of silent nodes (with more than 2 silent) that counts as a partial disruption.
     #[arg(long, default_value_t = 0.55)]
     unhealthy_zone_threshold: f64,
+    /// The cluster CA (PEM) published as the ConfigMap `kube-root-ca.crt` in every namespace,
+    /// for pods to verify the apiserver with (the root-ca-cert-publisher runs only with it).
+    #[arg(long)]
+    root_ca_file: Option<PathBuf>,
     #[command(flatten)]
     leader_election: LeaderElectionFlags,
     /// Requests per second this process may send to the apiserver (sustained).
@@ -93,6 +97,12 @@ async fn main() -> anyhow::Result<()> {
         let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
         format!("{}_{}", host.trim(), std::process::id())
     });
+    let root_ca = match &args.root_ca_file {
+        Some(path) => {
+            Some(std::fs::read_to_string(path).with_context(|| format!("reading --root-ca-file {}", path.display()))?)
+        }
+        None => None,
+    };
     let config = rkube_controller::Config {
         client,
         bind_address: SocketAddr::new(args.bind_address, args.port),
@@ -110,6 +120,7 @@ async fn main() -> anyhow::Result<()> {
                 large_cluster_size: args.large_cluster_size_threshold,
                 unhealthy_threshold: args.unhealthy_zone_threshold,
             },
+            root_ca,
         },
         leader_election: args.leader_election.config(rkube_controller::LEASE_NAME, &identity),
     };

@@ -355,7 +355,8 @@ fn check_namespace(req: &ResourceRequest, body: &mut Value) -> Result<(), ApiErr
 /// Characters Kubernetes uses for `generateName` suffixes (no vowels, no look-alikes).
 const NAME_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 
-fn generated_name(base: &str) -> String {
+/// `base` plus five random characters of Kubernetes' generated-name alphabet.
+pub(crate) fn generated_name(base: &str) -> String {
     let id = uuid::Uuid::new_v4();
     let suffix: String =
         id.as_bytes()[..5].iter().map(|b| NAME_ALPHABET[usize::from(*b) % NAME_ALPHABET.len()] as char).collect();
@@ -385,6 +386,7 @@ pub async fn create(
     check_type_meta(res, &mut body)?;
     check_metadata_shape(&body)?;
     check_namespace(req, &mut body)?;
+    admission::mutate_create(state, req, &mut body).await?;
     let meta = metadata_mut(&mut body);
     let generate = meta.get("generateName").and_then(Value::as_str).unwrap_or_default().to_string();
     let given = meta.get("name").and_then(Value::as_str).unwrap_or_default().to_string();

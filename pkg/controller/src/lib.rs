@@ -41,12 +41,13 @@ pub mod metrics;
 pub mod nodelifecycle;
 pub mod podutil;
 pub mod replicaset;
+pub mod root_ca_publisher;
 pub mod serviceaccount;
 pub mod worker;
 
 /// Every controller this binary knows, by the name `--controllers` uses.
 pub const KNOWN_CONTROLLERS: &[&str] =
-    &["replicaset", "deployment", "garbagecollector", "nodelifecycle", "serviceaccount"];
+    &["replicaset", "deployment", "garbagecollector", "nodelifecycle", "serviceaccount", "root-ca-cert-publisher"];
 
 /// Namespace and name of the controller-manager's leader-election Lease.
 pub const LEASE_NAMESPACE: &str = "kube-system";
@@ -155,6 +156,9 @@ pub struct ControllersConfig {
     pub concurrent_gc_syncs: usize,
     /// Timing and limits of the node lifecycle controller.
     pub node_lifecycle: nodelifecycle::NodeLifecycleConfig,
+    /// The cluster CA (PEM) the root CA publisher puts in every namespace (`--root-ca-file`);
+    /// `None`: that controller does not run.
+    pub root_ca: Option<String>,
 }
 
 impl Default for ControllersConfig {
@@ -165,6 +169,7 @@ impl Default for ControllersConfig {
             concurrent_deployment_syncs: 5,
             concurrent_gc_syncs: 20,
             node_lifecycle: nodelifecycle::NodeLifecycleConfig::default(),
+            root_ca: None,
         }
     }
 }
@@ -290,6 +295,16 @@ pub async fn run_controllers(
         let controller = serviceaccount::ServiceAccountController::new(&factory, client.clone(), Some(registry));
         loops.push(("serviceaccount", 1, WorkQueueController::ServiceAccount(controller)));
     }
+    if config.is_enabled("root-ca-cert-publisher")? {
+        match &config.root_ca {
+            Some(root_ca) => {
+                let controller =
+                    root_ca_publisher::RootCaPublisher::new(&factory, client.clone(), root_ca.clone(), Some(registry));
+                loops.push(("root-ca-cert-publisher", 1, WorkQueueController::RootCaPublisher(controller)));
+            }
+            None => tracing::info!("root-ca-cert-publisher not started: no --root-ca-file"),
+        }
+    }
     let node_lifecycle = if config.is_enabled("nodelifecycle")? {
         Some(nodelifecycle::NodeLifecycleController::new(&factory, client.clone(), config.node_lifecycle.clone()))
     } else {
@@ -327,6 +342,10 @@ pub async fn run_controllers(
                     let queue = c.queue();
                     worker::run_workers(name, c, queue, workers, metrics, shutdown).await
                 }
+                WorkQueueController::RootCaPublisher(c) => {
+                    let queue = c.queue();
+                    worker::run_workers(name, c, queue, workers, metrics, shutdown).await
+                }
             }
         }));
     }
@@ -345,6 +364,7 @@ enum WorkQueueController {
     Deployment(Arc<deployment::DeploymentController>),
     GarbageCollector(Arc<garbagecollector::GarbageCollector>),
     ServiceAccount(Arc<serviceaccount::ServiceAccountController>),
+    RootCaPublisher(Arc<root_ca_publisher::RootCaPublisher>),
 }
 
 #[cfg(test)]

@@ -30,6 +30,14 @@ pub enum Error {
     /// Removing a terminated pod from the API failed.
     #[error("deleting pod: {0}")]
     DeletePod(#[source] rkube_client::Error),
+    /// A pod's configMap, secret, downwardAPI or projected volume could not be written.
+    #[error("preparing the volumes of pod {pod}: {message}")]
+    Volumes {
+        /// The pod's key.
+        pod: rkube_informer::ObjectKey,
+        /// Which volume and why.
+        message: String,
+    },
     /// The container runtime failed.
     #[error(transparent)]
     Runtime(#[from] RuntimeError),

@@ -13,6 +13,9 @@
 //! - [`runtime`]: the `Runtime` trait, with the [`runtime::containerd`] runtime (real
 //!   containers through containerd and runc, with restart policies and crash-loop back-off)
 //!   and the [`runtime::fake`] runtime (hollow pods);
+//! - [`volumes`]: the content of `configMap`, `secret`, `downwardAPI` and `projected`
+//!   volumes (the ServiceAccount token among them), written before containers start and kept
+//!   current; [`envvars`]: `env` and `envFrom` resolved when a container is created;
 //! - [`cni`]: one network namespace per pod, bridge + host-local + loopback plugins;
 //! - [`crilog`]: container log files in the CRI format, written by the log driver that
 //!   containerd's shim runs for each container, rotated by size;
@@ -25,6 +28,7 @@
 pub mod access;
 pub mod cni;
 pub mod crilog;
+pub mod envvars;
 mod error;
 pub mod exec;
 pub mod lease;
@@ -36,6 +40,7 @@ pub mod podworkers;
 pub mod probes;
 pub mod runtime;
 pub mod status;
+pub mod volumes;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -56,6 +61,9 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 
 pub use error::{Error, Result};
+
+use crate::envvars::ObjectSource;
+use crate::volumes::VolumeManager;
 
 use crate::cni::Network;
 use crate::metrics::Metrics;
@@ -165,7 +173,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<()> {
     let metrics = Arc::new(Metrics::register(registry).map_err(Error::Metrics)?);
-    let runtime = connect_runtime(&config, &metrics).await?;
+    let runtime = connect_runtime(&config, &metrics, &client).await?;
     config.log_runtime.set(Arc::clone(&runtime));
     create_root_dir(&config.node.root_dir)?;
     let kubelet = Kubelet { client, config, runtime, metrics, shutdown };
@@ -191,19 +199,22 @@ pub async fn run(
 }
 
 /// The runtime `config` asks for, connected (containerd) or built (fake).
-async fn connect_runtime(config: &Config, metrics: &Metrics) -> Result<Arc<dyn Runtime>> {
+async fn connect_runtime(config: &Config, metrics: &Metrics, client: &Client) -> Result<Arc<dyn Runtime>> {
     Ok(match config.runtime {
         RuntimeKind::Fake => {
             let pod_cidr = config.node.pod_cidr.as_deref().map(PodCidr::parse).transpose().map_err(Error::Config)?;
             Arc::new(FakeRuntime::new(FakeConfig { pod_cidr, fail_start: config.fake_fail_start }))
         }
-        RuntimeKind::Containerd => Arc::new(ContainerdRuntime::connect(containerd_config(config, metrics)).await?),
+        RuntimeKind::Containerd => {
+            Arc::new(ContainerdRuntime::connect(containerd_config(config, metrics, client)).await?)
+        }
     })
 }
 
 /// What the containerd runtime is told: the socket, the root dir, the pod network (with a pod
-/// CIDR), logs, insecure registries, and where pulls and starts are counted.
-fn containerd_config(config: &Config, metrics: &Metrics) -> ContainerdConfig {
+/// CIDR), logs, insecure registries, where pulls and starts are counted, and where
+/// containers' environment comes from.
+fn containerd_config(config: &Config, metrics: &Metrics, client: &Client) -> ContainerdConfig {
     let network = config
         .node
         .pod_cidr
@@ -217,6 +228,8 @@ fn containerd_config(config: &Config, metrics: &Metrics) -> ContainerdConfig {
         insecure_registries: config.insecure_registries.clone(),
         pull_metrics: Some(metrics.image_pulls.clone()),
         start_metrics: Some(metrics.container_starts.clone()),
+        env_source: Some(ObjectSource::new(client.clone())),
+        host_ip: config.node.node_ip.to_string(),
     }
 }
 
@@ -298,7 +311,17 @@ impl Kubelet {
             pods.store(),
             Arc::clone(&self.runtime),
             Arc::clone(&self.metrics),
-            Settings { host_ip: self.config.node.node_ip.to_string(), resync_interval: self.config.resync_interval },
+            Settings {
+                host_ip: self.config.node.node_ip.to_string(),
+                resync_interval: self.config.resync_interval,
+                volumes: (self.config.runtime == RuntimeKind::Containerd).then(|| {
+                    Arc::new(VolumeManager::new(
+                        ObjectSource::new(self.client.clone()),
+                        self.config.node.root_dir.clone(),
+                        self.config.node.node_ip.to_string(),
+                    ))
+                }),
+            },
             self.shutdown.clone(),
             probes,
         );

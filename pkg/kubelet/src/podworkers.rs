@@ -40,6 +40,7 @@ use crate::metrics::Metrics;
 use crate::probes::ProbeManager;
 use crate::runtime::Runtime;
 use crate::status::{StatusManager, generate_pod_status};
+use crate::volumes::VolumeManager;
 
 /// The grace period when neither the deletion nor the spec gives one (Kubernetes' default).
 const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
@@ -59,18 +60,23 @@ struct PodSyncer {
     shutdown: CancellationToken,
     /// Readiness and liveness probes (`None`: none are run, e.g. for the fake runtime).
     probes: Option<ProbeManager>,
+    /// Writes configMap/secret/projected volumes (`None`: none are written, e.g. for the fake
+    /// runtime).
+    volumes: Option<Arc<VolumeManager>>,
 }
 
 /// A "sync me" signal per pod key; a key is present while its worker runs.
 type WorkerSignals = Mutex<HashMap<ObjectKey, watch::Sender<()>>>;
 
 /// How the pod workers run.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Settings {
     /// The node's IP, written to every pod's `status.hostIP`.
     pub host_ip: String,
     /// How often every pod is synced even without a change.
     pub resync_interval: Duration,
+    /// Writes the content volumes before containers start (`None`: pods get none).
+    pub volumes: Option<Arc<VolumeManager>>,
 }
 
 /// The set of pod workers (see the module docs). Cheap to clone.
@@ -100,7 +106,7 @@ impl PodWorkers {
         shutdown: CancellationToken,
         probes: Option<ProbeManager>,
     ) -> PodWorkers {
-        let Settings { host_ip, resync_interval } = settings;
+        let Settings { host_ip, resync_interval, volumes } = settings;
         let status = StatusManager::new(client.clone(), Arc::clone(&metrics));
         PodWorkers {
             syncer: Arc::new(PodSyncer {
@@ -113,6 +119,7 @@ impl PodWorkers {
                 resync_interval,
                 shutdown,
                 probes,
+                volumes,
             }),
             signals: Arc::new(Mutex::new(HashMap::new())),
         }
@@ -211,6 +218,16 @@ impl PodSyncer {
             return Ok(Next::KeepGoing);
         }
         *running_uid = Some(uid.clone());
+        let prepared = match &self.volumes {
+            Some(volumes) => {
+                volumes.prepare(&pod).await.map_err(|message| Error::Volumes { pod: key.clone(), message })
+            }
+            None => Ok(()),
+        };
+        if let Err(error) = prepared {
+            self.report_status(key, &pod, &uid).await?;
+            return Err(error);
+        }
         let sync_error = self.runtime.sync_pod(&pod).await.err();
         self.report_status(key, &pod, &uid).await?;
         match sync_error {
@@ -233,6 +250,9 @@ impl PodSyncer {
         }
         tracing::info!(pod = %key, uid = %old, "pod gone from the API; killing its containers");
         self.runtime.kill_pod(old, Duration::ZERO).await?;
+        if let Some(volumes) = &self.volumes {
+            volumes.forget(old);
+        }
         if let Some(probes) = &self.probes {
             probes.forget(old);
         }
@@ -267,6 +287,9 @@ impl PodSyncer {
             probes.forget(uid);
         }
         self.runtime.kill_pod(uid, grace).await?;
+        if let Some(volumes) = &self.volumes {
+            volumes.forget(uid);
+        }
         *running_uid = None;
         self.delete_from_api(key, pod, uid).await
     }

@@ -12,17 +12,26 @@
 //! - [`escalation`] (the RBAC registry's `ConfirmNoEscalation`): nobody grants through a
 //!   Role or a binding what they do not hold themselves;
 //! - [`node_restriction`] (`NodeRestriction`): a kubelet writes only its own Node, Lease
-//!   and the pods bound to it.
+//!   and the pods bound to it;
+//! - [`service_account`] (`ServiceAccount`, mutating): a new pod runs as a ServiceAccount
+//!   and gets its credentials mounted.
 
 pub mod escalation;
 pub mod namespace_lifecycle;
 pub mod node_restriction;
+pub mod service_account;
 
 use serde_json::Value;
 
 use crate::ApiState;
 use crate::error::ApiError;
 use crate::request::ResourceRequest;
+
+/// The mutating plugins on a create: they may change the object before it is decoded,
+/// defaulted and validated (Kubernetes runs mutating admission before validation too).
+pub async fn mutate_create(state: &ApiState, req: &ResourceRequest, object: &mut Value) -> Result<(), ApiError> {
+    service_account::admit_create(state, req, object).await
+}
 
 /// Admits the creation of `object` as `name` in `req`'s collection (`name` as the client
 /// gave it: empty for a `generateName` object, as in Kubernetes' admission attributes).

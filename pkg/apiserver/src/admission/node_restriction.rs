@@ -3,7 +3,8 @@
 //! - its own Node (and its status), never the `node-restriction.kubernetes.io/` labels;
 //! - the status of pods bound to it, and their deletion; no pods of its own making
 //!   (Kubernetes allows mirror pods, which rkube's kubelet does not create);
-//! - its own Lease in `kube-node-lease`.
+//! - its own Lease in `kube-node-lease`;
+//! - tokens (`serviceaccounts/token`) bound to a pod that runs on it.
 //!
 //! With the Node authorizer this closes what the issue called SSRF: only a node's own
 //! kubelet sets the addresses the apiserver dials for its logs and exec.
@@ -42,6 +43,21 @@ fn restricted_labels(object: Option<&Value>) -> Vec<(String, String)> {
         .filter(|(k, _)| k.starts_with(RESTRICTED_LABEL_PREFIX))
         .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
         .collect()
+}
+
+/// Admits a TokenRequest for the ServiceAccount `name`, bound to a pod on `bound_node`
+/// (`None`: bound to no pod): a kubelet asks only for tokens of pods bound to it.
+///
+/// # Errors
+/// 403 when a kubelet asks for any other token.
+pub fn admit_token_request(req: &ResourceRequest, name: &str, bound_node: Option<&str>) -> Result<(), ApiError> {
+    let Some(user) = current_user() else { return Ok(()) };
+    let Some(node_name) = node_of(&user) else { return Ok(()) };
+    match bound_node {
+        Some(node) if node == node_name => Ok(()),
+        Some(_) => Err(forbidden(req, name, format!("node {node_name:?} can only get tokens for pods bound to it"))),
+        None => Err(forbidden(req, name, format!("node {node_name:?} can only get tokens bound to a pod"))),
+    }
 }
 
 /// Admits the write of `object` (a create when `old` is `None`).

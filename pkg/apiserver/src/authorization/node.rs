@@ -9,7 +9,9 @@
 //!   ([`crate::admission::node_restriction`]);
 //! - read a Secret or ConfigMap only when a pod bound to it uses it (a volume, an `env` or
 //!   `envFrom` reference, an image pull secret): a kubelet cannot read the Secrets of pods
-//!   that run elsewhere.
+//!   that run elsewhere;
+//! - request a token (`serviceaccounts/token`) only for the ServiceAccount of a pod bound
+//!   to it (NodeRestriction checks the token is bound to such a pod).
 //!
 //! For anything else it has no opinion, and the next mode (RBAC) decides. Other users are
 //! never its business.
@@ -68,6 +70,22 @@ pub async fn allows(state: &ApiState, user: &UserInfo, attrs: &Attributes) -> Re
         return Ok(pods.iter().any(|pod| {
             let spec = pod.spec.as_ref();
             spec.is_some_and(|s| s.node_name.as_deref() == Some(node) && references(s, &attrs.resource, &attrs.name))
+        }));
+    }
+    if attrs.resource_request
+        && attrs.api_group.is_empty()
+        && attrs.resource == "serviceaccounts"
+        && attrs.subresource == "token"
+    {
+        if attrs.verb != "create" || attrs.name.is_empty() {
+            return Ok(false);
+        }
+        let pods = objects::<Pod>(state, &pod::RESOURCE, Some(&attrs.namespace)).await?;
+        return Ok(pods.iter().any(|pod| {
+            let spec = pod.spec.as_ref();
+            spec.is_some_and(|s| {
+                s.node_name.as_deref() == Some(node) && s.service_account_name.as_deref() == Some(&attrs.name)
+            })
         }));
     }
     let rules: Vec<k8s_openapi::api::rbac::v1::PolicyRule> =

@@ -71,7 +71,8 @@ pub async fn create(
                     ),
                 ));
             }
-            Some(ObjectClaim { name: bound_name, uid })
+            let node = pod.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or_default().to_string();
+            Some((ObjectClaim { name: bound_name, uid }, node))
         }
         Some(bound) => {
             return Err(ApiError::BadRequest(format!(
@@ -80,6 +81,8 @@ pub async fn create(
             )));
         }
     };
+    crate::admission::node_restriction::admit_token_request(req, name, pod.as_ref().map(|(_, node)| node.as_str()))?;
+    let pod = pod.map(|(claim, _)| claim);
     let audiences = spec.audiences.clone().unwrap_or_default();
     let audiences = if audiences.is_empty() { issuer.audiences.clone() } else { audiences };
     let now = Timestamp::now().as_second();

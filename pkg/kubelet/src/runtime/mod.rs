@@ -39,6 +39,17 @@ pub enum RuntimeError {
         /// What went wrong.
         message: String,
     },
+    /// A container's configuration could not be made: a ConfigMap, Secret or key its `env`
+    /// or `envFrom` names is missing, or a field it asks for is unknown.
+    #[error("container {container} of pod {pod}: {message}")]
+    ContainerConfig {
+        /// The pod's key.
+        pod: ObjectKey,
+        /// The container's name.
+        container: String,
+        /// What is missing.
+        message: String,
+    },
     /// The container is not running (for exec and kill).
     #[error("container {container} of pod {uid} is not running")]
     NotRunning {
@@ -119,6 +130,7 @@ impl RuntimeError {
         match self {
             RuntimeError::Image { .. } => "ErrImagePull",
             RuntimeError::ImagePull { reason, .. } => reason,
+            RuntimeError::ContainerConfig { .. } => "CreateContainerConfigError",
             _ => "RunContainerError",
         }
     }

@@ -47,6 +47,7 @@ use super::{
     SNAPSHOTTER, grpc, log_file, pod_dir, req, volumes,
 };
 use crate::cni::netns_path;
+use crate::envvars::{self, PodFacts};
 use crate::runtime::{ContainerState, RuntimeError};
 
 /// containerd's runc shim options (`containerd.runc.v1.Options`), which containerd-client
@@ -222,7 +223,8 @@ impl ContainerdRuntime {
     /// Creates and starts `run`, in the steps of the module docs.
     async fn start_container(&self, run: &NewRun<'_>) -> Result<(), RuntimeError> {
         let (image, info) = self.ensure_image(run.container).await?;
-        let spec = self.oci_spec(run, &image, &info)?;
+        let env = self.container_env(run).await?;
+        let spec = self.oci_spec(run, &image, &info, &env)?;
         let log_path = self.create_log_file(run)?;
         let runc_root = self.create_runc_root()?;
         // The snapshot first, then the container that references it (and keeps it from GC).
@@ -235,9 +237,34 @@ impl ContainerdRuntime {
         Ok(())
     }
 
-    /// The complete OCI runtime spec of `run` from image `image` (creating its volumes'
-    /// directories).
-    fn oci_spec(&self, run: &NewRun<'_>, image: &str, info: &ImageInfo) -> Result<serde_json::Value, RuntimeError> {
+    /// The container's `env` and `envFrom`, resolved now ([`crate::envvars`]).
+    async fn container_env(&self, run: &NewRun<'_>) -> Result<Vec<(String, String)>, RuntimeError> {
+        let Some(source) = &self.config.env_source else {
+            let literal = run.container.env.iter().flatten().filter(|var| var.value_from.is_none());
+            return Ok(literal.map(|var| (var.name.clone(), var.value.clone().unwrap_or_default())).collect());
+        };
+        let facts = PodFacts {
+            host_ip: self.config.host_ip.clone(),
+            pod_ip: self.config.network.as_ref().and_then(|n| n.pod_ip(run.uid)).unwrap_or_default(),
+        };
+        envvars::container_env(source, run.pod, run.container, &facts).await.map_err(|message| {
+            RuntimeError::ContainerConfig {
+                pod: ObjectKey::of(run.pod),
+                container: run.container.name.clone(),
+                message,
+            }
+        })
+    }
+
+    /// The complete OCI runtime spec of `run` from image `image` with environment `env`
+    /// (creating its volumes' directories).
+    fn oci_spec(
+        &self,
+        run: &NewRun<'_>,
+        image: &str,
+        info: &ImageInfo,
+        env: &[(String, String)],
+    ) -> Result<serde_json::Value, RuntimeError> {
         let container = run.container;
         let hostname = run.pod.name_any();
         let args = process_args(container, info);
@@ -247,7 +274,7 @@ impl ContainerdRuntime {
                 message: "no command: neither the pod nor the image names one".into(),
             });
         }
-        let env = process_env(container, info, &hostname);
+        let env = process_env(env, info, &hostname);
         let cwd = container
             .working_dir
             .clone()

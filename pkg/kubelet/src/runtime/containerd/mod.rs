@@ -101,6 +101,11 @@ pub struct ContainerdConfig {
     pub start_metrics: Option<crate::metrics::StartMetrics>,
     /// How containers' output reaches their log files.
     pub logs: ContainerLogs,
+    /// Where `env`/`envFrom` references to ConfigMaps and Secrets are read; `None`: such a
+    /// reference fails the container's start.
+    pub env_source: Option<crate::envvars::ObjectSource>,
+    /// The node's IP, for the downward API's `status.hostIP`.
+    pub host_ip: String,
 }
 
 /// Where container logs go: the log driver containerd's shim runs for every container

@@ -62,8 +62,8 @@ pub(super) fn process_args(container: &PodContainer, image: &ImageInfo) -> Vec<S
     }
 }
 
-/// The image's env, then `HOSTNAME`, then the container's literal env (later wins).
-pub(super) fn process_env(container: &PodContainer, image: &ImageInfo, hostname: &str) -> Vec<String> {
+/// The image's env, then `HOSTNAME`, then the container's resolved env (later wins).
+pub(super) fn process_env(container_env: &[(String, String)], image: &ImageInfo, hostname: &str) -> Vec<String> {
     let mut env: Vec<(String, String)> = Vec::new();
     let mut set = |key: &str, value: &str| {
         env.retain(|(existing, _)| existing != key);
@@ -74,11 +74,8 @@ pub(super) fn process_env(container: &PodContainer, image: &ImageInfo, hostname:
         set(key, value);
     }
     set("HOSTNAME", hostname);
-    for var in container.env.iter().flatten() {
-        // valueFrom (fieldRef, secrets, ...) is not supported yet: only literal values.
-        if var.value_from.is_none() {
-            set(&var.name, var.value.as_deref().unwrap_or_default());
-        }
+    for (key, value) in container_env {
+        set(key, value);
     }
     env.into_iter().map(|(key, value)| format!("{key}={value}")).collect()
 }
@@ -240,15 +237,7 @@ mod tests {
     #[test]
     fn container_env_overrides_image_env() {
         let image = ImageInfo { env: vec!["PATH=/bin".into(), "A=image".into()], ..ImageInfo::default() };
-        let container = PodContainer {
-            env: Some(vec![k8s_openapi::api::core::v1::EnvVar {
-                name: "A".into(),
-                value: Some("pod".into()),
-                value_from: None,
-            }]),
-            ..PodContainer::default()
-        };
-        let env = process_env(&container, &image, "web");
+        let env = process_env(&[("A".into(), "pod".into())], &image, "web");
         assert_eq!(env, ["PATH=/bin", "HOSTNAME=web", "A=pod"]);
     }
 }

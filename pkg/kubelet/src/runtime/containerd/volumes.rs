@@ -1,9 +1,12 @@
 //! A pod's volumes as bind mounts: `emptyDir` (a directory the kubelet makes for the pod,
-//! shared by its containers, removed with the pod) and `hostPath` (a path on the node).
-//! Other volume types are refused with a clear error rather than silently left out.
+//! shared by its containers, removed with the pod), `hostPath` (a path on the node), and
+//! the content volumes `configMap`, `secret`, `downwardAPI` and `projected`, whose
+//! directories [`crate::volumes`] has written before the containers start (always mounted
+//! read-only, as Kubernetes does). Other volume types are refused with a clear error rather
+//! than silently left out.
 //!
-//! Not supported yet: `emptyDir.medium: Memory` (tmpfs), size limits, and every other
-//! volume type (configMap, secret, projected, persistentVolumeClaim, ...).
+//! Not supported yet: `emptyDir.medium: Memory` (tmpfs), size limits, and the other
+//! volume types (persistentVolumeClaim, nfs, ...).
 
 use std::path::{Path, PathBuf};
 
@@ -43,17 +46,37 @@ pub(super) fn mounts(pod: &Pod, container: &PodContainer, pod_dir: &Path) -> Res
                 _ => {}
             }
             path
+        } else if crate::volumes::has_content(volume) {
+            let dir = pod_volumes_dir(pod_dir).join(&volume.name);
+            if !dir.join("..data").exists() {
+                return Err(format!("volume {:?} has not been written yet", volume.name));
+            }
+            dir
         } else {
-            return Err(format!("volume {:?}: only emptyDir and hostPath volumes are supported", volume.name));
+            return Err(format!(
+                "volume {:?}: only emptyDir, hostPath, configMap, secret, downwardAPI and projected volumes are supported",
+                volume.name
+            ));
         };
+        let content = crate::volumes::has_content(volume);
         if let Some(sub) = mount.sub_path.as_deref().filter(|s| !s.is_empty()) {
             if Path::new(sub).is_absolute() || sub.split('/').any(|part| part == "..") {
                 return Err(format!("subPath {sub:?} must be a relative path without '..'"));
             }
-            source = source.join(sub);
-            std::fs::create_dir_all(&source).map_err(|e| format!("creating subPath {}: {e}", source.display()))?;
+            if content {
+                // A key of a written volume: its file (through the ..data link), which must exist.
+                let root = source.canonicalize().map_err(|e| format!("volume {}: {e}", source.display()))?;
+                let file = source.join(sub).canonicalize().map_err(|_| format!("subPath {sub:?} does not exist"))?;
+                if !file.starts_with(&root) {
+                    return Err(format!("subPath {sub:?} leaves its volume"));
+                }
+                source = file;
+            } else {
+                source = source.join(sub);
+                std::fs::create_dir_all(&source).map_err(|e| format!("creating subPath {}: {e}", source.display()))?;
+            }
         }
-        let mode = if mount.read_only.unwrap_or(false) { "ro" } else { "rw" };
+        let mode = if mount.read_only.unwrap_or(false) || content { "ro" } else { "rw" };
         out.push(json!({
             "destination": mount.mount_path,
             "type": "bind",
@@ -96,10 +119,33 @@ mod tests {
     }
 
     #[test]
+    fn written_content_volumes_are_mounted_read_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let volume = dir.path().join("volumes").join("creds");
+        let files = [("token".to_string(), (b"t".to_vec(), 0o644))].into();
+        crate::volumes::write_atomically(&volume, &files).unwrap();
+        let secret = pod(json!([{"name": "creds", "secret": {"secretName": "x"}}]));
+        let asked = container(
+            json!([{"name": "creds", "mountPath": "/creds"}, {"name": "creds", "mountPath": "/t", "subPath": "token"}]),
+        );
+        let mounts = mounts(&secret, &asked, dir.path()).unwrap();
+        assert_eq!(
+            mounts[0],
+            json!({"destination": "/creds", "type": "bind", "source": volume, "options": ["rbind", "ro"]})
+        );
+        let file = volume.join("token").canonicalize().unwrap();
+        assert_eq!(mounts[1]["source"], json!(file), "a subPath is the key's file");
+        let missing = container(json!([{"name": "creds", "mountPath": "/x", "subPath": "nope"}]));
+        assert!(super::mounts(&secret, &missing, dir.path()).is_err());
+    }
+
+    #[test]
     fn unknown_volumes_types_and_escaping_sub_paths_are_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let secret = pod(json!([{"name": "s", "secret": {"secretName": "x"}}]));
-        assert!(mounts(&secret, &container(json!([{"name": "s", "mountPath": "/s"}])), dir.path()).is_err());
+        let nfs = pod(json!([{"name": "s", "nfs": {"server": "x", "path": "/"}}]));
+        assert!(mounts(&nfs, &container(json!([{"name": "s", "mountPath": "/s"}])), dir.path()).is_err());
+        let unwritten = pod(json!([{"name": "s", "secret": {"secretName": "x"}}]));
+        assert!(mounts(&unwritten, &container(json!([{"name": "s", "mountPath": "/s"}])), dir.path()).is_err());
         let empty = pod(json!([{"name": "d", "emptyDir": {}}]));
         assert!(mounts(&empty, &container(json!([{"name": "nope", "mountPath": "/n"}])), dir.path()).is_err());
         assert!(

@@ -1,0 +1,336 @@
+//! A container's environment as Kubernetes builds it (kubelet's
+//! `makeEnvironmentVariables`): `envFrom` sources first (ConfigMaps and Secrets, with their
+//! `prefix`), then `env` in order, later entries replacing earlier ones of the same name.
+//! An `env` entry is a literal `value` (with `$(VAR)` references to earlier variables
+//! expanded, `$$` escaping) or a `valueFrom`: `fieldRef` (the downward API), `resourceFieldRef`,
+//! `configMapKeyRef` or `secretKeyRef` (`optional` ones may be missing).
+//!
+//! Resolved when a container is created, as in Kubernetes: a later change to a ConfigMap or
+//! Secret reaches a container only when it starts again. Errors name the reference, never a
+//! Secret's values.
+//!
+//! [`ObjectSource`] reads the ConfigMaps and Secrets (the Node authorizer lets a kubelet read
+//! only those of its pods); [`field_value`] is the downward API shared with volumes.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, ResourceFieldSelector, Secret};
+use rkube_client::{Api, Client};
+
+/// Reads the ConfigMaps and Secrets a pod references from the apiserver.
+#[derive(Clone)]
+pub struct ObjectSource {
+    client: Client,
+}
+
+impl std::fmt::Debug for ObjectSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectSource").finish_non_exhaustive()
+    }
+}
+
+/// The values of one ConfigMap or Secret, as bytes by key.
+pub type Values = BTreeMap<String, Vec<u8>>;
+
+impl ObjectSource {
+    /// A source reading through `client` (the kubelet's identity).
+    pub fn new(client: Client) -> ObjectSource {
+        ObjectSource { client }
+    }
+
+    /// The client (for token requests).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The data and binaryData of ConfigMap `name`, `None` when it does not exist.
+    ///
+    /// # Errors
+    /// When the apiserver cannot be read (refused, unreachable).
+    pub async fn config_map(&self, namespace: &str, name: &str) -> Result<Option<Values>, String> {
+        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), namespace);
+        let found = api.get_opt(name).await.map_err(|e| format!("reading configmap {namespace}/{name}: {e}"))?;
+        Ok(found.map(|cm| {
+            let text = cm.data.into_iter().flatten().map(|(k, v)| (k, v.into_bytes()));
+            text.chain(cm.binary_data.into_iter().flatten().map(|(k, v)| (k, v.0))).collect()
+        }))
+    }
+
+    /// The data of Secret `name`, `None` when it does not exist.
+    ///
+    /// # Errors
+    /// When the apiserver cannot be read (refused, unreachable).
+    pub async fn secret(&self, namespace: &str, name: &str) -> Result<Option<Values>, String> {
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+        let found = api.get_opt(name).await.map_err(|e| format!("reading secret {namespace}/{name}: {e}"))?;
+        Ok(found.map(|secret| secret.data.into_iter().flatten().map(|(k, v)| (k, v.0)).collect()))
+    }
+
+    /// ConfigMap (`secret` false) or Secret `name`; a missing one is an error unless `optional`.
+    ///
+    /// # Errors
+    /// A missing object that is not optional, or the apiserver refusing the read.
+    pub async fn values(&self, secret: bool, namespace: &str, name: &str, optional: bool) -> Result<Values, String> {
+        let found = if secret { self.secret(namespace, name).await? } else { self.config_map(namespace, name).await? };
+        match found {
+            Some(values) => Ok(values),
+            None if optional => Ok(Values::new()),
+            None => Err(format!("{} {name:?} not found", if secret { "secret" } else { "configmap" })),
+        }
+    }
+}
+
+/// What the downward API knows besides the pod object.
+#[derive(Clone, Debug, Default)]
+pub struct PodFacts {
+    /// The node's IP (`status.hostIP`).
+    pub host_ip: String,
+    /// The pod's IP (`status.podIP`), once its network is up.
+    pub pod_ip: String,
+}
+
+/// The value of the downward API field `path` of `pod` (`metadata.name`,
+/// `metadata.labels['app']`, `status.podIP`, ...).
+///
+/// # Errors
+/// A field the downward API does not offer.
+pub fn field_value(pod: &Pod, path: &str, facts: &PodFacts) -> Result<String, String> {
+    let meta = &pod.metadata;
+    let spec = pod.spec.as_ref();
+    let keyed = |prefix: &str| path.strip_prefix(prefix).and_then(|rest| rest.strip_suffix("']"));
+    if let Some(key) = keyed("metadata.labels['") {
+        return Ok(meta.labels.as_ref().and_then(|l| l.get(key)).cloned().unwrap_or_default());
+    }
+    if let Some(key) = keyed("metadata.annotations['") {
+        return Ok(meta.annotations.as_ref().and_then(|a| a.get(key)).cloned().unwrap_or_default());
+    }
+    let map_lines = |map: Option<&BTreeMap<String, String>>| {
+        map.into_iter().flatten().map(|(k, v)| format!("{k}={v:?}\n")).collect::<String>()
+    };
+    Ok(match path {
+        "metadata.name" => meta.name.clone().unwrap_or_default(),
+        "metadata.namespace" => meta.namespace.clone().unwrap_or_default(),
+        "metadata.uid" => meta.uid.clone().unwrap_or_default(),
+        "metadata.labels" => map_lines(meta.labels.as_ref()),
+        "metadata.annotations" => map_lines(meta.annotations.as_ref()),
+        "spec.nodeName" => spec.and_then(|s| s.node_name.clone()).unwrap_or_default(),
+        "spec.serviceAccountName" => spec.and_then(|s| s.service_account_name.clone()).unwrap_or_default(),
+        "status.hostIP" | "status.hostIPs" => facts.host_ip.clone(),
+        "status.podIP" | "status.podIPs" => facts.pod_ip.clone(),
+        other => return Err(format!("unsupported fieldPath {other:?}")),
+    })
+}
+
+/// The value of a `resourceFieldRef` for `container` (`limits.cpu`, `requests.memory`, ...),
+/// divided by its `divisor` and rounded up; an unset limit is the node's capacity, as in
+/// Kubernetes.
+///
+/// # Errors
+/// An unknown resource or an unparsable quantity.
+pub fn resource_value(container: &Container, selector: &ResourceFieldSelector) -> Result<String, String> {
+    let resources = container.resources.as_ref();
+    let (kind, resource) =
+        selector.resource.split_once('.').ok_or_else(|| format!("unsupported resource {:?}", selector.resource))?;
+    let set = match kind {
+        "limits" => resources.and_then(|r| r.limits.as_ref()),
+        "requests" => resources.and_then(|r| r.requests.as_ref()),
+        _ => return Err(format!("unsupported resource {:?}", selector.resource)),
+    };
+    let quantity = set.and_then(|s| s.get(resource)).map(|q| q.0.clone());
+    let divisor = selector.divisor.as_ref().map(|d| d.0.clone());
+    match resource {
+        "cpu" => {
+            let milli = match quantity {
+                Some(q) => rkube_api::quantity::parse_milli(&q).map_err(|e| format!("{}: {e}", selector.resource))?,
+                None => node_cpus() * 1000,
+            };
+            let per = rkube_api::quantity::parse_milli(divisor.as_deref().unwrap_or("1")).map_err(|e| e.to_string())?;
+            Ok(ceil_div(milli, per).max(1).to_string())
+        }
+        "memory" | "ephemeral-storage" => {
+            let bytes = match quantity {
+                Some(q) => rkube_api::quantity::parse_units(&q).map_err(|e| format!("{}: {e}", selector.resource))?,
+                None => node_memory_bytes(),
+            };
+            let per = rkube_api::quantity::parse_units(divisor.as_deref().unwrap_or("1")).map_err(|e| e.to_string())?;
+            Ok(ceil_div(bytes, per).to_string())
+        }
+        other => Err(format!("unsupported resource {other:?}")),
+    }
+}
+
+/// `value / divisor` rounded up (both positive; a divisor below 1 counts as 1).
+fn ceil_div(value: i64, divisor: i64) -> i64 {
+    let divisor = divisor.max(1);
+    value / divisor + i64::from(value % divisor > 0)
+}
+
+fn node_cpus() -> i64 {
+    std::thread::available_parallelism().map_or(1, |n| i64::try_from(n.get()).unwrap_or(1))
+}
+
+fn node_memory_bytes() -> i64 {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let kib = meminfo
+        .lines()
+        .find_map(|line| line.strip_prefix("MemTotal:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<i64>().ok())
+        .unwrap_or(0);
+    kib * 1024
+}
+
+/// Expands `$(NAME)` references to variables defined so far; `$$` is a literal `$`; an
+/// unknown reference stays as written (Kubernetes' `expansion.Expand`).
+pub fn expand(text: &str, defined: &[(String, String)]) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        if let Some(stripped) = after.strip_prefix('$') {
+            out.push('$');
+            rest = stripped;
+        } else if let Some(name_end) = after.strip_prefix('(').and_then(|r| r.find(')')) {
+            let name = &after[1..=name_end];
+            match defined.iter().rev().find(|(key, _)| key == name) {
+                Some((_, value)) => out.push_str(value),
+                None => out.push_str(&rest[at..at + name_end + 3]),
+            }
+            rest = &after[name_end + 2..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The environment of `container` in `pod` (see the module docs), as (name, value) in
+/// order, without duplicates.
+///
+/// # Errors
+/// A missing ConfigMap, Secret or key that is not `optional`, an unsupported field, or the
+/// apiserver refusing the read; the message names which (Kubernetes reports it as the
+/// container's `CreateContainerConfigError`).
+pub async fn container_env(
+    source: &ObjectSource,
+    pod: &Pod,
+    container: &Container,
+    facts: &PodFacts,
+) -> Result<Vec<(String, String)>, String> {
+    let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let mut env: Vec<(String, String)> = Vec::new();
+    let set = |env: &mut Vec<(String, String)>, key: String, value: String| {
+        env.retain(|(existing, _)| *existing != key);
+        env.push((key, value));
+    };
+    for from in container.env_from.iter().flatten() {
+        let prefix = from.prefix.clone().unwrap_or_default();
+        let values = if let Some(r) = &from.config_map_ref {
+            source.values(false, namespace, &r.name, r.optional.unwrap_or(false)).await?
+        } else if let Some(r) = &from.secret_ref {
+            source.values(true, namespace, &r.name, r.optional.unwrap_or(false)).await?
+        } else {
+            continue;
+        };
+        for (key, value) in values {
+            set(&mut env, format!("{prefix}{key}"), String::from_utf8_lossy(&value).into_owned());
+        }
+    }
+    for var in container.env.iter().flatten() {
+        let value = match &var.value_from {
+            None => expand(var.value.as_deref().unwrap_or_default(), &env),
+            Some(from) => {
+                if let Some(field) = &from.field_ref {
+                    field_value(pod, &field.field_path, facts).map_err(|e| format!("env {:?}: {e}", var.name))?
+                } else if let Some(resource) = &from.resource_field_ref {
+                    resource_value(container, resource).map_err(|e| format!("env {:?}: {e}", var.name))?
+                } else if let Some(key_ref) = &from.config_map_key_ref {
+                    let optional = key_ref.optional.unwrap_or(false);
+                    let values = source.values(false, namespace, &key_ref.name, optional).await?;
+                    match values.get(&key_ref.key) {
+                        Some(value) => String::from_utf8_lossy(value).into_owned(),
+                        None if optional => continue,
+                        None => {
+                            return Err(format!(
+                                "couldn't find key {} in ConfigMap {namespace}/{}",
+                                key_ref.key, key_ref.name
+                            ));
+                        }
+                    }
+                } else if let Some(key_ref) = &from.secret_key_ref {
+                    let optional = key_ref.optional.unwrap_or(false);
+                    let values = source.values(true, namespace, &key_ref.name, optional).await?;
+                    match values.get(&key_ref.key) {
+                        Some(value) => String::from_utf8_lossy(value).into_owned(),
+                        None if optional => continue,
+                        None => {
+                            return Err(format!(
+                                "couldn't find key {} in Secret {namespace}/{}",
+                                key_ref.key, key_ref.name
+                            ));
+                        }
+                    }
+                } else {
+                    return Err(format!("env {:?}: valueFrom names no source", var.name));
+                }
+            }
+        };
+        set(&mut env, var.name.clone(), value);
+    }
+    Ok(env)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod() -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "shop", "uid": "u1", "labels": {"app": "web", "tier": "front"}},
+            "spec": {"nodeName": "n1", "serviceAccountName": "builder", "containers": []}
+        }))
+        .expect("pod")
+    }
+
+    #[test]
+    fn the_downward_api_answers_the_fields_kubernetes_offers() {
+        let facts = PodFacts { host_ip: "10.0.0.1".into(), pod_ip: "10.244.0.5".into() };
+        let pod = pod();
+        let value = |path: &str| field_value(&pod, path, &facts);
+        assert_eq!(value("metadata.name").as_deref(), Ok("web"));
+        assert_eq!(value("metadata.namespace").as_deref(), Ok("shop"));
+        assert_eq!(value("metadata.labels['tier']").as_deref(), Ok("front"));
+        assert_eq!(value("metadata.labels").as_deref(), Ok("app=\"web\"\ntier=\"front\"\n"));
+        assert_eq!(value("spec.serviceAccountName").as_deref(), Ok("builder"));
+        assert_eq!(value("status.podIP").as_deref(), Ok("10.244.0.5"));
+        assert!(value("spec.containers").is_err());
+    }
+
+    #[test]
+    fn references_expand_to_earlier_variables_only() {
+        let defined = vec![("HOST".to_string(), "db".to_string()), ("PORT".to_string(), "5432".to_string())];
+        assert_eq!(expand("$(HOST):$(PORT)", &defined), "db:5432");
+        assert_eq!(expand("$$(HOST) $(LATER) $", &defined), "$(HOST) $(LATER) $");
+        assert_eq!(expand("cost: $5", &defined), "cost: $5");
+    }
+
+    #[test]
+    fn resource_fields_are_divided_and_rounded_up() {
+        let container: Container = serde_json::from_value(json!({
+            "name": "c", "resources": {"limits": {"cpu": "1500m", "memory": "64Mi"}}
+        }))
+        .expect("container");
+        let selector = |resource: &str, divisor: Option<&str>| ResourceFieldSelector {
+            resource: resource.into(),
+            divisor: divisor.map(|d| k8s_openapi::apimachinery::pkg::api::resource::Quantity(d.into())),
+            container_name: None,
+        };
+        assert_eq!(resource_value(&container, &selector("limits.cpu", None)).as_deref(), Ok("2"));
+        assert_eq!(resource_value(&container, &selector("limits.cpu", Some("1m"))).as_deref(), Ok("1500"));
+        assert_eq!(resource_value(&container, &selector("limits.memory", Some("1Mi"))).as_deref(), Ok("64"));
+        assert!(resource_value(&container, &selector("limits.gpu", None)).is_err());
+    }
+}
