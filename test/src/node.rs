@@ -88,7 +88,7 @@ impl Kubelet {
 
     /// Starts `rkubelet --node-name <node_name>` against `cluster` with `args` added to the
     /// harness's flags (kubeconfig, root dir, port, `--node-ip 127.0.0.1`, lease interval 1 s,
-    /// [`SYNC_FREQUENCY`]).
+    /// [`SYNC_FREQUENCY`]); a `--kubeconfig` among `args` replaces the harness's anonymous one.
     pub async fn start(cluster: &Cluster, node_name: &str, extra_args: &[&str]) -> anyhow::Result<Kubelet> {
         Kubelet::start_with_root(cluster, node_name, None, extra_args).await
     }
@@ -117,27 +117,33 @@ impl Kubelet {
         let mut last_error = None;
         for _ in 0..PORT_ATTEMPTS {
             kubelet.port = free_port()?;
-            let mut args: Vec<String> = [
-                "--kubeconfig",
-                &kubeconfig.display().to_string(),
-                "--node-name",
-                node_name,
-                "--root-dir",
-                &root_dir.display().to_string(),
-                "--address",
-                "127.0.0.1",
-                "--port",
-                &kubelet.port.to_string(),
-                "--node-ip",
-                "127.0.0.1",
-                "--node-lease-renew-interval",
-                "1",
-                "--sync-frequency",
-                &sync_frequency,
-            ]
-            .iter()
-            .map(ToString::to_string)
-            .collect();
+            // A test that brings its own credentials passes its own `--kubeconfig`.
+            let own_kubeconfig = extra_args.contains(&"--kubeconfig");
+            let mut args: Vec<String> = if own_kubeconfig {
+                Vec::new()
+            } else {
+                vec!["--kubeconfig".to_string(), kubeconfig.display().to_string()]
+            };
+            args.extend(
+                [
+                    "--node-name",
+                    node_name,
+                    "--root-dir",
+                    &root_dir.display().to_string(),
+                    "--address",
+                    "127.0.0.1",
+                    "--port",
+                    &kubelet.port.to_string(),
+                    "--node-ip",
+                    "127.0.0.1",
+                    "--node-lease-renew-interval",
+                    "1",
+                    "--sync-frequency",
+                    &sync_frequency,
+                ]
+                .iter()
+                .map(ToString::to_string),
+            );
             args.extend(extra_args.iter().map(ToString::to_string));
             kubelet.args = args;
             match kubelet.spawn_and_wait().await {

@@ -136,8 +136,6 @@ impl VolumeManager {
                     files.insert(checked_path(&token.path)?, (value.into_bytes(), mode));
                 }
             }
-        } else {
-            return Ok(files);
         }
         Ok(files)
     }
@@ -152,10 +150,10 @@ impl VolumeManager {
     ) -> Result<String, String> {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let key = format!("{uid}/{volume}/{}", projection.path);
-        if let Some(cached) = self.tokens.lock().unwrap_or_else(PoisonError::into_inner).get(&key) {
-            if Instant::now() < cached.refresh_at {
-                return Ok(cached.token.clone());
-            }
+        if let Some(cached) = self.tokens.lock().unwrap_or_else(PoisonError::into_inner).get(&key)
+            && Instant::now() < cached.refresh_at
+        {
+            return Ok(cached.token.clone());
         }
         let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
         let account = pod.spec.as_ref().and_then(|s| s.service_account_name.as_deref()).unwrap_or("default");
