@@ -44,6 +44,19 @@ impl Api {
         Api { base: base_url.trim_end_matches('/').to_string(), client: reqwest::Client::new() }
     }
 
+    /// A client for the apiserver at `base_url` that sends `Authorization: Bearer <token>`
+    /// with every request (a user of `--token-auth-file`).
+    ///
+    /// # Panics
+    /// When the token cannot be a header value.
+    pub fn with_token(base_url: &str, token: &str) -> Api {
+        let mut headers = HeaderMap::new();
+        let value = format!("Bearer {token}").parse().expect("a token that is a valid header value");
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+        let client = reqwest::Client::builder().default_headers(headers).build().expect("HTTP client");
+        Api { base: base_url.trim_end_matches('/').to_string(), client }
+    }
+
     /// The full URL of `path`.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)

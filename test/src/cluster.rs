@@ -35,7 +35,17 @@ impl Cluster {
     /// Writes a kubeconfig pointing at this cluster's apiserver (plain HTTP, no credentials,
     /// namespace `default`) to `<dir>/kubeconfig` and returns its path.
     pub fn write_kubeconfig(&self, dir: &Path) -> anyhow::Result<PathBuf> {
-        let path = dir.join("kubeconfig");
+        self.write_kubeconfig_as(dir, "kubeconfig", None)
+    }
+
+    /// Like [`Cluster::write_kubeconfig`], to `<dir>/<name>`, with a bearer `token` (a user
+    /// of the apiserver's `--token-auth-file`) when given.
+    pub fn write_kubeconfig_as(&self, dir: &Path, name: &str, token: Option<&str>) -> anyhow::Result<PathBuf> {
+        let path = dir.join(name);
+        let user = match token {
+            Some(token) => format!("{{token: {token:?}}}"),
+            None => "{}".to_string(),
+        };
         let text = format!(
             "apiVersion: v1
 kind: Config
@@ -45,7 +55,7 @@ clusters:
     server: {url}
 users:
 - name: rkube
-  user: {{}}
+  user: {user}
 contexts:
 - name: rkube
   context:

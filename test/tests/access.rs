@@ -314,6 +314,18 @@ async fn review_apis_answer_who_i_am_and_what_i_may_do() {
     assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
     assert_eq!(reply.body["status"]["userInfo"]["username"], "alice");
     assert_eq!(reply.body["status"]["userInfo"]["groups"], json!(["system:authenticated"]));
+    // Whose is this token? Only for those who may ask (system:auth-delegator, the admin).
+    let token_review = |token: &str| json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": token}});
+    let tokenreviews = "/apis/authentication.k8s.io/v1/tokenreviews";
+    let reply = as_user(&api, alice, Method::POST, tokenreviews, Some(&token_review("bob-token"))).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{:?}", reply.body);
+    let reply = as_user(&api, Some("admin-token"), Method::POST, tokenreviews, Some(&token_review("bob-token"))).await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
+    assert_eq!(reply.body["status"]["authenticated"], true);
+    assert_eq!(reply.body["status"]["user"]["username"], "bob");
+    assert_eq!(reply.body["status"]["user"]["groups"], json!(["devs", "system:authenticated"]));
+    let reply = as_user(&api, Some("admin-token"), Method::POST, tokenreviews, Some(&token_review("guessed"))).await;
+    assert_eq!((reply.status, reply.body["status"]["authenticated"].clone()), (StatusCode::CREATED, json!(false)));
     // May I? Not yet; then a Role says yes for exactly its rule.
     let can_i = |verb: &str, resource: &str| {
         json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",

@@ -2,6 +2,7 @@
 
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -127,11 +128,20 @@ struct Flags {
     #[arg(long, requires = "tls_cert_file")]
     tls_private_key_file: Option<PathBuf>,
 
-    /// A CA bundle (PEM): logs and exec then require a client certificate it signed, of the
-    /// group system:masters (the apiserver's); health and metrics stay open. Needs
-    /// --tls-cert-file.
+    /// A CA bundle (PEM): client certificates it signed identify callers of the kubelet API
+    /// (the apiserver's among them). Needs --tls-cert-file.
     #[arg(long, requires = "tls_cert_file")]
     client_ca_file: Option<PathBuf>,
+
+    /// Who may use logs and exec once authenticated (HTTPS only): `Webhook` asks the apiserver
+    /// (a SubjectAccessReview on nodes/proxy, so RBAC decides), `AlwaysAllow` lets everyone in.
+    #[arg(long, default_value = "Webhook", value_parser = ["Webhook", "AlwaysAllow"])]
+    authorization_mode: String,
+
+    /// Treat requests without a certificate or token as system:anonymous (then authorized
+    /// like anyone else) instead of refusing them with 401.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    anonymous_auth: bool,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -197,6 +207,15 @@ async fn main() -> anyhow::Result<()> {
              anyone who reaches it can run commands in every container; use --tls-cert-file and --client-ca-file"
         );
     }
+    // Over HTTPS every caller of logs and exec is authenticated and authorized.
+    let access = tls.is_some().then(|| {
+        let mode = if flags.authorization_mode == "AlwaysAllow" {
+            rkube_kubelet::access::AuthorizationMode::AlwaysAllow
+        } else {
+            rkube_kubelet::access::AuthorizationMode::Webhook
+        };
+        Arc::new(rkube_kubelet::access::Access::new(client.clone(), node_name.clone(), mode, flags.anonymous_auth))
+    });
     let registry = prometheus::Registry::new();
     let readiness = Readiness::default();
     let shutdown = CancellationToken::new();
@@ -208,11 +227,7 @@ async fn main() -> anyhow::Result<()> {
         listener,
         registry.clone(),
         readiness.clone(),
-        Some(rkube_kubelet::server_routes(
-            flags.root_dir.clone(),
-            config.log_runtime.clone(),
-            flags.client_ca_file.is_some(),
-        )),
+        Some(rkube_kubelet::server_routes(flags.root_dir.clone(), config.log_runtime.clone(), access)),
         tls,
         shutdown.clone(),
     ));

@@ -137,7 +137,12 @@ impl Authenticator {
             return if self.anonymous { Ok(UserInfo::anonymous()) } else { Err(ApiError::Unauthorized) };
         }
         let token = bearer_token(headers).ok_or(ApiError::Unauthorized)?;
-        self.tokens.get(token).cloned().ok_or(ApiError::Unauthorized)
+        self.token_user(token).ok_or(ApiError::Unauthorized)
+    }
+
+    /// The user of a static token (`--token-auth-file`), if the file has it.
+    pub fn token_user(&self, token: &str) -> Option<UserInfo> {
+        self.tokens.get(token).cloned()
     }
 }
 

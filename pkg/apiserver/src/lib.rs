@@ -236,6 +236,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route(review::SUBJECT_ACCESS_REVIEWS, post(review::subject_access_review))
         .route(review::SELF_SUBJECT_RULES_REVIEWS, post(review::self_subject_rules_review))
         .route(review::SELF_SUBJECT_REVIEWS, post(review::self_subject_review))
+        .route(review::TOKEN_REVIEWS, post(review::token_review))
         .route("/api/{*rest}", axum::routing::any(dispatch::api))
         .route("/apis/{*rest}", axum::routing::any(dispatch::api))
         .fallback(|| async { ApiError::NoSuchResource })

@@ -4,7 +4,9 @@
 //! - `subjectaccessreviews`: may *this user* do this? (for components that authorize
 //!   callers of their own, as a kubelet does);
 //! - `selfsubjectrulesreviews`: what may I do in this namespace? (`kubectl auth can-i --list`);
-//! - `selfsubjectreviews`: who am I? (`kubectl auth whoami`).
+//! - `selfsubjectreviews`: who am I? (`kubectl auth whoami`);
+//! - `tokenreviews`: whose is this bearer token? (for components that authenticate callers
+//!   of their own, as a kubelet does).
 //!
 //! Each is a `POST` of the kind's JSON; the answer is the same object with its `status`
 //! filled in, `201 Created`. Asking needs the `create` verb on the resource (the bootstrap
@@ -17,7 +19,9 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, StatusCode};
-use k8s_openapi::api::authentication::v1::{SelfSubjectReview, SelfSubjectReviewStatus, UserInfo as ReviewUser};
+use k8s_openapi::api::authentication::v1::{
+    SelfSubjectReview, SelfSubjectReviewStatus, TokenReview, TokenReviewStatus, UserInfo as ReviewUser,
+};
 use k8s_openapi::api::authorization::v1::{
     NonResourceAttributes, NonResourceRule, ResourceAttributes, ResourceRule, SelfSubjectAccessReview,
     SelfSubjectRulesReview, SubjectAccessReview, SubjectAccessReviewStatus, SubjectRulesReviewStatus,
@@ -40,13 +44,16 @@ pub const SUBJECT_ACCESS_REVIEWS: &str = "/apis/authorization.k8s.io/v1/subjecta
 pub const SELF_SUBJECT_RULES_REVIEWS: &str = "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews";
 /// See [`SELF_SUBJECT_ACCESS_REVIEWS`].
 pub const SELF_SUBJECT_REVIEWS: &str = "/apis/authentication.k8s.io/v1/selfsubjectreviews";
+/// See [`SELF_SUBJECT_ACCESS_REVIEWS`].
+pub const TOKEN_REVIEWS: &str = "/apis/authentication.k8s.io/v1/tokenreviews";
 
 /// The review resources for discovery: (group, version, plural, kind).
-pub const RESOURCES: [(&str, &str, &str, &str); 4] = [
+pub const RESOURCES: [(&str, &str, &str, &str); 5] = [
     ("authorization.k8s.io", "v1", "selfsubjectaccessreviews", "SelfSubjectAccessReview"),
     ("authorization.k8s.io", "v1", "subjectaccessreviews", "SubjectAccessReview"),
     ("authorization.k8s.io", "v1", "selfsubjectrulesreviews", "SelfSubjectRulesReview"),
     ("authentication.k8s.io", "v1", "selfsubjectreviews", "SelfSubjectReview"),
+    ("authentication.k8s.io", "v1", "tokenreviews", "TokenReview"),
 ];
 
 async fn decode<T: DeserializeOwned>(
@@ -201,6 +208,37 @@ pub async fn self_subject_review(
         let uid = Some(user.uid.clone()).filter(|u| !u.is_empty());
         review.status = Some(SelfSubjectReviewStatus {
             user_info: Some(ReviewUser { username: Some(user.name), uid, groups: Some(user.groups), extra: None }),
+        });
+        Ok::<_, ApiError>(review)
+    };
+    answer.await.map_or_else(IntoResponse::into_response, |review| created(&review))
+}
+
+/// POST `tokenreviews`: whose `spec.token` is, by the same authenticators as a request's
+/// bearer token (ServiceAccount tokens, then the token file). An unknown token is an
+/// answer (`authenticated: false`), not an error.
+pub async fn token_review(State(state): State<Arc<ApiState>>, headers: HeaderMap, body: Body) -> Response {
+    let answer = async {
+        let mut review: TokenReview = decode(&state, &headers, body, "TokenReview").await?;
+        let token = review.spec.token.clone();
+        let user = match crate::authentication::service_account_user(&state, &token).await? {
+            Some(user) => Some(user),
+            None => state.config.authentication.token_user(&token),
+        };
+        let audiences = state.config.service_account_tokens.as_ref().map(|issuer| issuer.audiences.clone());
+        review.status = Some(match user {
+            Some(user) => TokenReviewStatus {
+                authenticated: Some(true),
+                user: Some(ReviewUser {
+                    username: Some(user.name),
+                    uid: Some(user.uid).filter(|u| !u.is_empty()),
+                    groups: Some(user.groups),
+                    extra: None,
+                }),
+                audiences,
+                error: None,
+            },
+            None => TokenReviewStatus { authenticated: Some(false), ..TokenReviewStatus::default() },
         });
         Ok::<_, ApiError>(review)
     };

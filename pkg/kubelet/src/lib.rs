@@ -137,11 +137,18 @@ impl Config {
 
 /// The kubelet's own HTTP API besides health and metrics: container logs ([`logs`]) and exec
 /// ([`exec`]), served from the files under `root_dir` and the runtime in `runtime` (filled in
-/// by [`run`] through [`Config::log_runtime`]). With `authenticate`, only the apiserver's
-/// client certificate may use them ([`access`]).
-pub fn server_routes(root_dir: PathBuf, runtime: logs::RuntimeSlot, authenticate: bool) -> axum::Router {
+/// by [`run`] through [`Config::log_runtime`]). With `access`, only callers it authenticates
+/// and authorizes may use them ([`access`]).
+pub fn server_routes(
+    root_dir: PathBuf,
+    runtime: logs::RuntimeSlot,
+    access: Option<Arc<access::Access>>,
+) -> axum::Router {
     let routes = logs::router(root_dir.clone(), runtime.clone()).merge(exec::router(root_dir, runtime));
-    if authenticate { routes.layer(axum::middleware::from_fn(access::require_apiserver)) } else { routes }
+    match access {
+        Some(access) => routes.layer(axum::middleware::from_fn_with_state(access, access::check)),
+        None => routes,
+    }
 }
 
 /// `rkube-log-driver` next to the running program (how `make build` lays out the binaries).

@@ -98,6 +98,13 @@ pub fn cluster_roles() -> Vec<Value> {
         role("system:kube-scheduler", scheduler_rules()),
         role("system:kube-controller-manager", controller_manager_rules()),
         role("system:node", super::node::node_rules()),
+        role(
+            "system:auth-delegator",
+            vec![
+                json!({"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]}),
+                json!({"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]}),
+            ],
+        ),
     ]
 }
 

@@ -3,6 +3,7 @@
 //!
 //! A kubelet is a user `system:node:<name>` in the group `system:nodes` (its client
 //! certificate says so). It may:
+//! - ask TokenReviews and SubjectAccessReviews about the callers of its own API;
 //! - read Nodes, pods, Services, Endpoints and Namespaces, write events, and write Nodes,
 //!   their status, pod status, pod deletions and Leases ([`node_rules`]); *which* Node,
 //!   pod or Lease it may write is NodeRestriction's to decide
@@ -47,6 +48,9 @@ pub fn node_rules() -> Vec<Value> {
         json!({"apiGroups": [""], "resources": ["services", "endpoints", "namespaces"], "verbs": read}),
         json!({"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch", "update"]}),
         json!({"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create", "delete", "get", "patch", "update"]}),
+        // To authenticate and authorize the callers of its own API.
+        json!({"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]}),
+        json!({"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]}),
     ]
 }
 
