@@ -29,6 +29,10 @@ pub struct Etcd {
     pub client_url: String,
     peer_url: String,
     binary: PathBuf,
+    /// With TLS: etcd's certificate files (serving cert, key, trusted client CA).
+    tls: Option<[PathBuf; 3]>,
+    /// Speaks to etcd's client port (with a client certificate when etcd has TLS).
+    http: reqwest::Client,
     process: Option<Process>,
     // Dropped last: the data and the log outlive the process.
     dir: tempfile::TempDir,
@@ -47,15 +51,49 @@ impl Etcd {
     /// Fails loudly when the `etcd` binary is missing: "etcd not found: run make deps (installs
     /// Debian's etcd-server)".
     pub async fn start() -> anyhow::Result<Etcd> {
+        Etcd::start_with(None).await
+    }
+
+    /// Like [`Etcd::start`], serving clients over TLS with a certificate `ca` signs and
+    /// requiring client certificates from `ca` (`--client-cert-auth`), as a secured etcd runs.
+    /// `client_url` is then `https://`. The gateway helpers ([`Etcd::get`], ...) do not work on
+    /// it: etcd's own gateway dials etcd with the serving certificate, which is no client
+    /// certificate.
+    pub async fn start_tls(ca: &rkube_pki::Ca) -> anyhow::Result<Etcd> {
+        Etcd::start_with(Some(ca)).await
+    }
+
+    async fn start_with(ca: Option<&rkube_pki::Ca>) -> anyhow::Result<Etcd> {
         let binary = find_on_path("etcd")
             .or_else(|| Some(PathBuf::from("/usr/bin/etcd")).filter(|path| path.is_file()))
             .context("etcd not found: run make deps (installs Debian's etcd-server)")?;
         let mut dir = temp_dir("rkube-etcd-").context("cannot create a temporary directory for etcd")?;
+        let (tls, http, scheme) = match ca {
+            Some(ca) => {
+                let serving = ca.serving("etcd", &["localhost"], &["127.0.0.1".parse()?])?;
+                let files = [
+                    crate::certs::write_pem(dir.path(), "etcd.crt", &serving.cert_pem).into(),
+                    crate::certs::write_pem(dir.path(), "etcd.key", &serving.key_pem).into(),
+                    crate::certs::write_pem(dir.path(), "ca.crt", &ca.cert_pem()).into(),
+                ];
+                let identity = ca.client("rkube-test-harness", &[])?;
+                (Some(files), crate::certs::https_client(ca, Some(&identity)), "https")
+            }
+            None => (None, reqwest::Client::new(), "http"),
+        };
         let mut last_error = None;
         for _ in 0..PORT_ATTEMPTS {
-            let client_url = format!("http://127.0.0.1:{}", free_port()?);
+            let client_url = format!("{scheme}://127.0.0.1:{}", free_port()?);
             let peer_url = format!("http://127.0.0.1:{}", free_port()?);
-            let mut etcd = Etcd { client_url, peer_url, binary: binary.clone(), process: None, dir };
+            let mut etcd = Etcd {
+                client_url,
+                peer_url,
+                binary: binary.clone(),
+                tls: tls.clone(),
+                http: http.clone(),
+                process: None,
+                dir,
+            };
             match etcd.launch().await {
                 Ok(()) => return Ok(etcd),
                 Err(StartFailure::PortInUse) => {
@@ -164,7 +202,7 @@ impl Etcd {
     /// Starts the process with this handle's ports and data and waits until it is healthy.
     async fn launch(&mut self) -> Result<(), StartFailure> {
         let name = "rkube-test";
-        let args: Vec<String> = [
+        let mut args: Vec<String> = [
             "--name",
             name,
             "--data-dir",
@@ -194,14 +232,17 @@ impl Etcd {
         .iter()
         .map(ToString::to_string)
         .collect();
+        if let Some([cert, key, ca]) = &self.tls {
+            for (flag, path) in [("--cert-file", cert), ("--key-file", key), ("--trusted-ca-file", ca)] {
+                args.extend([flag.to_string(), path.display().to_string()]);
+            }
+            args.push("--client-cert-auth".into());
+        }
         let log_path = self.log_path();
         let process = Process::spawn(&self.binary, &args, &log_path).map_err(StartFailure::Other)?;
         self.process = Some(process);
 
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(2))
-            .build()
-            .map_err(|e| StartFailure::Other(e.into()))?;
+        let client = self.http.clone();
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if let Some(process) = self.process.as_mut()
@@ -217,7 +258,8 @@ impl Etcd {
                     tail(&log, 30)
                 )));
             }
-            if let Ok(reply) = client.get(format!("{}/health", self.client_url)).send().await
+            if let Ok(reply) =
+                client.get(format!("{}/health", self.client_url)).timeout(Duration::from_secs(2)).send().await
                 && let Ok(body) = reply.json::<Value>().await
                 && body["health"] == "true"
             {
@@ -237,9 +279,10 @@ impl Etcd {
 
     /// Calls etcd's HTTP/JSON gateway and returns the JSON reply; a non-2xx reply is an error.
     async fn gateway(&self, path: &str, body: Value) -> anyhow::Result<Value> {
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
-        let reply = client
+        let reply = self
+            .http
             .post(format!("{}{path}", self.client_url))
+            .timeout(Duration::from_secs(10))
             .json(&body)
             .send()
             .await

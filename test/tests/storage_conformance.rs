@@ -13,7 +13,8 @@ use rkube_storage::{EtcdConfig, EtcdStore};
 use rkube_tests::Etcd;
 
 async fn connect(etcd: &Etcd) -> EtcdStore {
-    let config = EtcdConfig { endpoints: vec![etcd.client_url.clone()], request_timeout: Duration::from_secs(10) };
+    let config =
+        EtcdConfig { endpoints: vec![etcd.client_url.clone()], request_timeout: Duration::from_secs(10), tls: None };
     EtcdStore::connect(&config).await.expect("EtcdStore connects to the test etcd")
 }
 

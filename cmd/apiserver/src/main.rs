@@ -1,6 +1,7 @@
 //! `rkube-apiserver`: the Kubernetes REST API over etcd. Thin main: flags → library.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +29,20 @@ struct Flags {
     /// etcd client URLs, comma-separated.
     #[arg(long, env = "RKUBE_ETCD_SERVERS", value_delimiter = ',', default_value = "http://127.0.0.1:2379")]
     etcd_servers: Vec<String>,
+
+    /// The CA (PEM) that signed etcd's serving certificate: etcd is then reached over TLS
+    /// (`https://` in --etcd-servers).
+    #[arg(long)]
+    etcd_cafile: Option<PathBuf>,
+
+    /// The client certificate (PEM) presented to etcd (an etcd with --client-cert-auth
+    /// requires one); with --etcd-keyfile.
+    #[arg(long, requires = "etcd_keyfile")]
+    etcd_certfile: Option<PathBuf>,
+
+    /// The key of --etcd-certfile (PEM).
+    #[arg(long, requires = "etcd_certfile")]
+    etcd_keyfile: Option<PathBuf>,
 
     /// Prefix of every key rkube writes in etcd.
     #[arg(long, default_value = "/registry")]
@@ -169,6 +184,32 @@ fn init_tracing(format: &str) {
     }
 }
 
+/// TLS towards etcd from `--etcd-cafile`, `--etcd-certfile` and `--etcd-keyfile`.
+fn etcd_tls(flags: &Flags) -> anyhow::Result<Option<rkube_storage::EtcdTls>> {
+    let read = |path: &PathBuf| std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()));
+    let Some(ca) = &flags.etcd_cafile else {
+        anyhow::ensure!(flags.etcd_certfile.is_none(), "--etcd-certfile needs --etcd-cafile");
+        return Ok(None);
+    };
+    let identity = match (&flags.etcd_certfile, &flags.etcd_keyfile) {
+        (Some(cert), Some(key)) => Some((read(cert)?, read(key)?)),
+        _ => None,
+    };
+    anyhow::ensure!(
+        flags.etcd_servers.iter().all(|url| url.starts_with("https://")),
+        "--etcd-cafile needs https:// URLs in --etcd-servers (got {:?})",
+        flags.etcd_servers
+    );
+    Ok(Some(rkube_storage::EtcdTls { ca_pem: read(ca)?, identity }))
+}
+
+/// Whether an etcd URL names a loopback host (`127.0.0.1`, `[::1]`, `localhost`).
+fn is_loopback_url(url: &str) -> bool {
+    let host = url.split("://").nth(1).unwrap_or(url).split('/').next().unwrap_or_default();
+    let host = host.rsplit_once(':').map_or(host, |(h, _)| h).trim_matches(['[', ']']);
+    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let flags = Flags::parse();
@@ -177,7 +218,15 @@ async fn main() -> anyhow::Result<()> {
     let etcd = EtcdConfig {
         endpoints: flags.etcd_servers.clone(),
         request_timeout: Duration::from_secs(flags.etcd_request_timeout_seconds.max(1)),
+        tls: etcd_tls(&flags)?,
     };
+    if etcd.tls.is_none() && flags.etcd_servers.iter().any(|url| !is_loopback_url(url)) {
+        tracing::warn!(
+            etcd = ?flags.etcd_servers,
+            "talking to etcd over PLAIN HTTP on a non-loopback address: anyone on the network can read and \
+             write every object; use --etcd-cafile, --etcd-certfile and --etcd-keyfile"
+        );
+    }
     let etcd_store =
         EtcdStore::connect(&etcd).await.with_context(|| format!("connecting to etcd at {:?}", flags.etcd_servers))?;
     let store: Arc<dyn rkube_storage::Store> = match &flags.encryption_provider_config {

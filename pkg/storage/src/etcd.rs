@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, EventType, GetOptions, Txn, TxnOp, TxnOpResponse,
-    WatchOptions, WatchRequestSender, WatchResponseStream,
+    Certificate, Client, Compare, CompareOp, ConnectOptions, DeleteOptions, EventType, GetOptions, Identity,
+    TlsOptions, Txn, TxnOp, TxnOpResponse, WatchOptions, WatchRequestSender, WatchResponseStream,
 };
 use futures::StreamExt;
 
@@ -27,11 +27,34 @@ pub struct EtcdConfig {
     pub endpoints: Vec<String>,
     /// Longest wait for one request before it counts as unavailable.
     pub request_timeout: Duration,
+    /// TLS towards etcd (`https://` endpoints); `None`: plain HTTP.
+    pub tls: Option<EtcdTls>,
+}
+
+/// TLS towards etcd, as kube-apiserver's `--etcd-cafile`, `--etcd-certfile` and
+/// `--etcd-keyfile`: the CA that signed etcd's serving certificate and, for an etcd started
+/// with `--client-cert-auth`, the apiserver's client certificate and key (all PEM text).
+#[derive(Clone)]
+pub struct EtcdTls {
+    /// The CA bundle etcd's serving certificate must chain to.
+    pub ca_pem: String,
+    /// The client certificate and key presented to etcd, if any.
+    pub identity: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for EtcdTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdTls").field("client_certificate", &self.identity.is_some()).finish_non_exhaustive()
+    }
 }
 
 impl Default for EtcdConfig {
     fn default() -> Self {
-        EtcdConfig { endpoints: vec!["http://127.0.0.1:2379".into()], request_timeout: Duration::from_secs(10) }
+        EtcdConfig {
+            endpoints: vec!["http://127.0.0.1:2379".into()],
+            request_timeout: Duration::from_secs(10),
+            tls: None,
+        }
     }
 }
 
@@ -107,10 +130,17 @@ impl EtcdStore {
     /// Connects to etcd. Succeeds even while etcd is down (requests then fail with
     /// [`Error::Unavailable`] until it is back), so the apiserver can start first.
     pub async fn connect(config: &EtcdConfig) -> Result<Self> {
-        let options = ConnectOptions::new()
+        let mut options = ConnectOptions::new()
             .with_connect_timeout(Duration::from_secs(2))
             .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5))
             .with_keep_alive_while_idle(true);
+        if let Some(tls) = &config.tls {
+            let mut settings = TlsOptions::new().ca_certificate(Certificate::from_pem(&tls.ca_pem));
+            if let Some((cert, key)) = &tls.identity {
+                settings = settings.identity(Identity::from_pem(cert, key));
+            }
+            options = options.with_tls(settings);
+        }
         let client = Client::connect(&config.endpoints, Some(options)).await.map_err(map_err)?;
         Ok(EtcdStore { client, timeout: config.request_timeout })
     }

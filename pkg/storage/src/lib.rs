@@ -35,7 +35,7 @@ use async_trait::async_trait;
 use futures::Stream;
 
 pub use continuation::Continue;
-pub use etcd::{EtcdConfig, EtcdStore};
+pub use etcd::{EtcdConfig, EtcdStore, EtcdTls};
 pub use keys::Keys;
 pub use memory::MemoryStore;
 
