@@ -25,11 +25,16 @@
 #   LAB_STATE      this host's state directory (required for master/worker/stop)
 #   NODE_IP        this host's address (required for master/worker)
 #   BIN_DIR        where the rkube binaries are (default: <repo>/target/debug)
-#   API_URL        the apiserver, for workers (default: http://<NODE_IP>:6443 on the master)
+#   PKI_DIR        certificates and kubeconfigs made by rkube-pki for this lab (default
+#                  ${LAB_STATE}/pki): when it holds ca.crt, everything speaks TLS — etcd with
+#                  client-certificate authentication on the master's loopback, the apiserver
+#                  (Node,RBAC, ServiceAccount tokens) and the kubelets — and each process runs
+#                  as its own identity; without it, plain HTTP and AlwaysAllow (loud in the logs)
+#   API_URL        the apiserver, for workers (https://<master>:6443, or http:// without PKI_DIR)
 #   API_PORT       the apiserver's port on the master (default 6443)
 #   NODE_NAME      the worker's node name (default: hostname)
 #   POD_CIDR       the worker's pod network, e.g. 10.251.0.0/24 (required for worker)
-#   LAB_ROUTES     space-separated CIDR=GATEWAY pairs added on a worker (host-gw routing)
+#   LAB_ROUTES     space-separated CIDR=GATEWAY pairs added on this host (host-gw routing)
 #   LEASE_RENEW    kubelet --node-lease-renew-interval in seconds (default 10)
 #   KUBELET_EXTRA_ARGS  more rkubelet flags, split on spaces (e.g.
 #                  "--insecure-registry 10.250.0.1:5000" to pull from a registry on the machine)
@@ -41,6 +46,12 @@ set -euo pipefail
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BIN_DIR="${BIN_DIR:-${repo_root}/target/debug}"
 API_PORT="${API_PORT:-6443}"
+PKI_DIR="${PKI_DIR:-${LAB_STATE:-/nonexistent}/pki}"
+
+# secure: whether this lab has certificates (see PKI_DIR).
+secure() {
+    [[ -f "${PKI_DIR}/ca.crt" ]]
+}
 
 die() {
     echo "lab-provision: $*" >&2
@@ -63,9 +74,9 @@ start() {
     echo "$!" >"${LAB_STATE}/${name}.pid"
 }
 
-# launch NAME HEALTH_URL PROGRAM ARGS...: records PROGRAM's command line (NAME.args, one word a
-# line) and HEALTH_URL (NAME.health) for `restart NAME`, starts it and waits until HEALTH_URL
-# answers.
+# launch NAME HEALTH PROGRAM ARGS...: records PROGRAM's command line (NAME.args, one word a
+# line) and HEALTH (NAME.health: curl's arguments, e.g. "--cacert ca.crt https://.../healthz")
+# for `restart NAME`, starts it and waits until HEALTH answers.
 launch() {
     local name="$1" health="$2"
     shift 2
@@ -79,7 +90,9 @@ relaunch() {
     local name="$1" args
     mapfile -t args <"${LAB_STATE}/${name}.args"
     start "${name}" "${args[@]}"
-    wait_for "${name}" 60 curl -fsS "$(cat "${LAB_STATE}/${name}.health")"
+    local health
+    read -r -a health <"${LAB_STATE}/${name}.health"
+    wait_for "${name}" 60 curl -fsS "${health[@]}"
 }
 
 # wait_for NAME SECONDS COMMAND...: polls COMMAND until it succeeds; fails naming NAME's log.
@@ -97,6 +110,15 @@ wait_for() {
             die "${name} not ready after ${seconds}s (log: ${LAB_STATE}/${name}.log)"
         fi
         sleep 0.2
+    done
+}
+
+# add_routes: host-gw routing, each CIDR=GATEWAY of ${LAB_ROUTES} (other hosts' pod networks
+# through their addresses; on the master too, so the apiserver answers pods and reaches them).
+add_routes() {
+    local route
+    for route in ${LAB_ROUTES:-}; do
+        ip route replace "${route%%=*}" via "${route#*=}"
     done
 }
 
@@ -140,37 +162,68 @@ master() {
     for bin in rkube-apiserver rkube-controller-manager rkube-scheduler; do need_bin "${bin}"; done
     mkdir -p "${LAB_STATE}/etcd"
     chmod 700 "${LAB_STATE}/etcd"
-    local api_url="http://${NODE_IP}:${API_PORT}"
-    write_kubeconfig "${api_url}" "${LAB_STATE}/kubeconfig"
+    local scheme=http etcd_url=http://127.0.0.1:2379 etcd_health api_health
+    local etcd_tls=() apiserver_tls=() cm_tls=() cm_kubeconfig sched_kubeconfig
+    if secure; then
+        scheme=https
+        etcd_url=https://127.0.0.1:2379
+        etcd_tls=(--cert-file "${PKI_DIR}/etcd-server.crt" --key-file "${PKI_DIR}/etcd-server.key"
+            --trusted-ca-file "${PKI_DIR}/etcd-ca.crt" --client-cert-auth)
+        etcd_health="--cacert ${PKI_DIR}/etcd-ca.crt --cert ${PKI_DIR}/apiserver-etcd-client.crt"
+        etcd_health+=" --key ${PKI_DIR}/apiserver-etcd-client.key ${etcd_url}/health"
+        apiserver_tls=(--etcd-cafile "${PKI_DIR}/etcd-ca.crt" --etcd-certfile "${PKI_DIR}/apiserver-etcd-client.crt"
+            --etcd-keyfile "${PKI_DIR}/apiserver-etcd-client.key"
+            --tls-cert-file "${PKI_DIR}/apiserver.crt" --tls-private-key-file "${PKI_DIR}/apiserver.key"
+            --client-ca-file "${PKI_DIR}/ca.crt" --authorization-mode Node,RBAC
+            --kubelet-certificate-authority "${PKI_DIR}/ca.crt"
+            --kubelet-client-certificate "${PKI_DIR}/apiserver-kubelet-client.crt"
+            --kubelet-client-key "${PKI_DIR}/apiserver-kubelet-client.key"
+            --service-account-signing-key-file "${PKI_DIR}/sa.key")
+        api_health="--cacert ${PKI_DIR}/ca.crt https://${NODE_IP}:${API_PORT}/readyz"
+        cm_tls=(--root-ca-file "${PKI_DIR}/ca.crt")
+        cm_kubeconfig="${PKI_DIR}/controller-manager.kubeconfig"
+        sched_kubeconfig="${PKI_DIR}/scheduler.kubeconfig"
+        cp "${PKI_DIR}/admin.kubeconfig" "${LAB_STATE}/kubeconfig"
+    else
+        echo "lab-provision: no ${PKI_DIR}/ca.crt: the lab runs on PLAIN HTTP with AlwaysAllow: anyone on its network may do anything" >&2
+        etcd_health="${etcd_url}/health"
+        api_health="http://${NODE_IP}:${API_PORT}/readyz"
+        write_kubeconfig "http://${NODE_IP}:${API_PORT}" "${LAB_STATE}/kubeconfig"
+        cm_kubeconfig="${LAB_STATE}/kubeconfig"
+        sched_kubeconfig="${LAB_STATE}/kubeconfig"
+    fi
+    local api_url="${scheme}://${NODE_IP}:${API_PORT}"
+    add_routes
 
     # etcd only on this host's loopback: the apiserver is its one client.
     # (etcd reads ETCD_* variables as flags: run it without any.)
-    launch etcd http://127.0.0.1:2379/health \
+    launch etcd "${etcd_health}" \
         env -u ETCD_PORT etcd --name lab --data-dir "${LAB_STATE}/etcd" \
-        --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \
+        --listen-client-urls "${etcd_url}" --advertise-client-urls "${etcd_url}" \
         --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
-        --initial-cluster lab=http://127.0.0.1:2380 --logger zap --log-outputs stderr
+        --initial-cluster lab=http://127.0.0.1:2380 --logger zap --log-outputs stderr "${etcd_tls[@]}"
 
-    launch apiserver "${api_url}/readyz" \
-        "${BIN_DIR}/rkube-apiserver" --etcd-servers http://127.0.0.1:2379 --bind-address 0.0.0.0 --port "${API_PORT}"
+    launch apiserver "${api_health}" \
+        "${BIN_DIR}/rkube-apiserver" --etcd-servers "${etcd_url}" --bind-address 0.0.0.0 --port "${API_PORT}" \
+        "${apiserver_tls[@]}"
 
     launch controller-manager "http://${NODE_IP}:10257/healthz" \
-        "${BIN_DIR}/rkube-controller-manager" --kubeconfig "${LAB_STATE}/kubeconfig" \
+        "${BIN_DIR}/rkube-controller-manager" --kubeconfig "${cm_kubeconfig}" \
         --bind-address "${NODE_IP}" --port 10257 --leader-elect=false \
         --node-monitor-period "${NODE_MONITOR_PERIOD:-5s}" \
         --node-monitor-grace-period "${NODE_MONITOR_GRACE:-40s}" \
         --pod-eviction-timeout "${POD_EVICTION_TIMEOUT:-5m}" \
-        --node-eviction-rate "${NODE_EVICTION_RATE:-0.1}"
+        --node-eviction-rate "${NODE_EVICTION_RATE:-0.1}" "${cm_tls[@]}"
 
     launch scheduler "http://${NODE_IP}:10251/healthz" \
-        "${BIN_DIR}/rkube-scheduler" --kubeconfig "${LAB_STATE}/kubeconfig" \
+        "${BIN_DIR}/rkube-scheduler" --kubeconfig "${sched_kubeconfig}" \
         --bind-address "${NODE_IP}" --port 10251 --leader-elect=false
     echo "lab-provision: master ready at ${api_url}"
 }
 
 worker() {
     : "${LAB_STATE:?LAB_STATE is required}" "${NODE_IP:?NODE_IP is required}" "${POD_CIDR:?POD_CIDR is required}"
-    : "${API_URL:?API_URL is required (http://MASTER_IP:6443)}"
+    : "${API_URL:?API_URL is required (https://MASTER_IP:6443)}"
     local node_name="${NODE_NAME:-$(hostname)}"
     for tool in containerd ctr runc containerd-shim-runc-v2 curl ip; do need_tool "${tool}"; done
     [[ -x /usr/lib/cni/bridge && -x /usr/lib/cni/host-local ]] ||
@@ -202,21 +255,28 @@ EOF
 
     # host-gw routing: the other workers' pod networks through their node addresses.
     sysctl -qw net.ipv4.ip_forward=1
-    local route
-    for route in ${LAB_ROUTES:-}; do
-        ip route replace "${route%%=*}" via "${route#*=}"
-    done
+    add_routes
 
-    write_kubeconfig "${API_URL}" "${LAB_STATE}/kubeconfig"
+    local kubelet_tls=() kubelet_health="http://${NODE_IP}:10250/healthz"
+    if secure; then
+        [[ -f "${PKI_DIR}/kubelet-${node_name}.kubeconfig" ]] ||
+            die "${PKI_DIR} has no certificates for node ${node_name} (rkube-pki --node ${node_name}=${NODE_IP})"
+        cp "${PKI_DIR}/kubelet-${node_name}.kubeconfig" "${LAB_STATE}/kubeconfig"
+        kubelet_tls=(--tls-cert-file "${PKI_DIR}/kubelet-${node_name}.crt"
+            --tls-private-key-file "${PKI_DIR}/kubelet-${node_name}.key" --client-ca-file "${PKI_DIR}/ca.crt")
+        kubelet_health="--cacert ${PKI_DIR}/ca.crt https://${NODE_IP}:10250/healthz"
+    else
+        write_kubeconfig "${API_URL}" "${LAB_STATE}/kubeconfig"
+    fi
     echo "${socket}" >"${LAB_STATE}/containerd.address"
     local kubelet_extra=()
     read -r -a kubelet_extra <<<"${KUBELET_EXTRA_ARGS:-}"
-    launch kubelet "http://${NODE_IP}:10250/healthz" \
+    launch kubelet "${kubelet_health}" \
         "${BIN_DIR}/rkubelet" --kubeconfig "${LAB_STATE}/kubeconfig" --node-name "${node_name}" \
         --runtime containerd --containerd-address "${socket}" --root-dir "${LAB_STATE}/kubelet" \
         --pod-cidr "${POD_CIDR}" --node-ip "${NODE_IP}" --address "${NODE_IP}" --port 10250 \
         --node-lease-renew-interval "${LEASE_RENEW:-10}" --sync-frequency "${SYNC_FREQUENCY:-10}" \
-        "${kubelet_extra[@]}"
+        "${kubelet_tls[@]}" "${kubelet_extra[@]}"
     echo "lab-provision: worker ${node_name} ready (${NODE_IP}, pods ${POD_CIDR})"
 }
 

@@ -11,11 +11,14 @@
 #   LAB_INDEX   0-255: the lab's networks are 10.250.<i>.0/24 (hosts), 10.251.<i>.0/24 (worker1's
 #               pods), 10.252.<i>.0/24 (worker2's pods) (default 0)
 #   LAB_STATE   state directory (default <repo>/.rkube/lab-<name>)
+#   LAB_SECURE  1 (default): rkube-pki makes the lab's certificates (<state>/pki) and everything
+#               speaks TLS with its own identity (see hack/lab-provision.sh); 0: plain HTTP
 #   BIN_DIR, LEASE_RENEW, SYNC_FREQUENCY, KUBELET_EXTRA_ARGS, NODE_MONITOR_PERIOD, NODE_MONITOR_GRACE,
 #   POD_EVICTION_TIMEOUT, NODE_EVICTION_RATE, TEST_IMAGE_TAR: see hack/lab-provision.sh
 #
 # Addresses: the host's end of the bridge .1, master .10, worker1 .11, worker2 .12.
-# The apiserver is http://10.250.<i>.10:6443; the kubeconfig is <state>/kubeconfig.
+# The apiserver is https://10.250.<i>.10:6443; the kubeconfig is <state>/kubeconfig (the
+# admin's: kubernetes-admin in system:masters).
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -23,6 +26,9 @@ LAB_NAME="${LAB_NAME:-rkube}"
 LAB_INDEX="${LAB_INDEX:-0}"
 export LAB_NAME LAB_INDEX
 LAB_STATE="${LAB_STATE:-${repo_root}/.rkube/lab-${LAB_NAME}}"
+LAB_SECURE="${LAB_SECURE:-1}"
+BIN_DIR="${BIN_DIR:-${repo_root}/target/debug}"
+export BIN_DIR
 
 die() {
     echo "lab-up: $*" >&2
@@ -70,16 +76,27 @@ done
 in_host() {
     local host="$1"
     shift
-    nsenter --net="/run/netns/${LAB_NAME}-${host}" env LAB_STATE="${LAB_STATE}/${host}" NODE_IP="${ip[${host}]}" "$@"
+    nsenter --net="/run/netns/${LAB_NAME}-${host}" env LAB_STATE="${LAB_STATE}/${host}" NODE_IP="${ip[${host}]}" \
+        PKI_DIR="${LAB_STATE}/pki" "$@"
 }
 
-in_host master "${repo_root}/hack/lab-provision.sh" master
+scheme=http
+if [[ "${LAB_SECURE}" == 1 ]]; then
+    scheme=https
+    [[ -x "${BIN_DIR}/rkube-pki" ]] || die "${BIN_DIR}/rkube-pki not found: build it first (make build)"
+    "${BIN_DIR}/rkube-pki" --dir "${LAB_STATE}/pki" --server "https://${ip[master]}:6443" \
+        --apiserver-address "${ip[master]}" --node "worker1=${ip[worker1]}" --node "worker2=${ip[worker2]}" >/dev/null
+fi
+api_url="${scheme}://${ip[master]}:6443"
+
+in_host master LAB_ROUTES="${pods[worker1]}=${ip[worker1]} ${pods[worker2]}=${ip[worker2]}" \
+    "${repo_root}/hack/lab-provision.sh" master
 image="${TEST_IMAGE_TAR:-${LAB_STATE}/busybox-oci.tar}"
 [[ -f "${image}" ]] || bash "${repo_root}/hack/build-test-image.sh" "${image}"
-in_host worker1 NODE_NAME=worker1 POD_CIDR="${pods[worker1]}" API_URL="http://${ip[master]}:6443" \
+in_host worker1 NODE_NAME=worker1 POD_CIDR="${pods[worker1]}" API_URL="${api_url}" \
     LAB_ROUTES="${pods[worker2]}=${ip[worker2]}" TEST_IMAGE_TAR="${image}" \
     "${repo_root}/hack/lab-provision.sh" worker
-in_host worker2 NODE_NAME=worker2 POD_CIDR="${pods[worker2]}" API_URL="http://${ip[master]}:6443" \
+in_host worker2 NODE_NAME=worker2 POD_CIDR="${pods[worker2]}" API_URL="${api_url}" \
     LAB_ROUTES="${pods[worker1]}=${ip[worker1]}" TEST_IMAGE_TAR="${image}" \
     "${repo_root}/hack/lab-provision.sh" worker
 
@@ -92,7 +109,7 @@ ip route replace "${pods[worker2]}" via "${ip[worker2]}" dev "${bridge}"
 cp "${LAB_STATE}/master/kubeconfig" "${LAB_STATE}/kubeconfig"
 cat <<MSG
 lab-up: lab '${LAB_NAME}' is up (state in ${LAB_STATE})
-  master  ${ip[master]}   etcd, apiserver :6443, controller-manager, scheduler
+  master  ${ip[master]}   etcd, apiserver ${api_url}, controller-manager, scheduler
   worker1 ${ip[worker1]}   containerd, rkubelet (pods ${pods[worker1]})
   worker2 ${ip[worker2]}   containerd, rkubelet (pods ${pods[worker2]})
 Use it:   export KUBECONFIG=${LAB_STATE}/kubeconfig; ${repo_root}/target/debug/rkubectl get nodes

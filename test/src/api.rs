@@ -44,6 +44,12 @@ impl Api {
         Api { base: base_url.trim_end_matches('/').to_string(), client: reqwest::Client::new() }
     }
 
+    /// A client for the apiserver at `base_url` sending its requests through `client` (e.g.
+    /// one with a CA and a client certificate).
+    pub fn with_client(base_url: &str, client: reqwest::Client) -> Api {
+        Api { base: base_url.trim_end_matches('/').to_string(), client }
+    }
+
     /// A client for the apiserver at `base_url` that sends `Authorization: Bearer <token>`
     /// with every request (a user of `--token-auth-file`).
     ///

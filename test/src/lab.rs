@@ -16,6 +16,10 @@
 //! routes to both pod networks through the bridge, so a test reaches pod IPs directly (e.g. with
 //! reqwest). Nothing is sent anywhere else.
 //!
+//! The lab is secure as `make lab-up` makes it: certificates from rkube-pki in `<state>/pki`,
+//! etcd with client-certificate authentication, the apiserver over HTTPS with Node,RBAC,
+//! kubelets over HTTPS with their own identities; [`Lab::api`] is the admin.
+//!
 //! Crashes and restarts: [`Lab::kill`] (SIGKILL) or [`Lab::stop`] (SIGTERM, waiting until it is
 //! gone) any process of a host, [`Lab::restart`] starts it again with the flags it was first
 //! started with (`hack/lab-provision.sh restart <name>`) and waits until it is healthy.
@@ -230,14 +234,35 @@ impl Lab {
         }
     }
 
-    /// The apiserver's URL, `http://10.250.<index>.10:6443` (reached through the host's bridge).
+    /// The apiserver's URL, `https://10.250.<index>.10:6443` (reached through the host's bridge).
     pub fn url(&self) -> String {
-        format!("http://{}:6443", self.host_ip("master"))
+        format!("https://{}:6443", self.host_ip("master"))
     }
 
-    /// A client for the lab's apiserver.
+    /// A client for the lab's apiserver, as its admin (the client certificate of the
+    /// kubeconfig `lab-up.sh` wrote: `kubernetes-admin` in `system:masters`).
+    ///
+    /// # Panics
+    /// When the kubeconfig cannot be read.
     pub fn api(&self) -> Api {
-        Api::new(&self.url())
+        Api::with_client(&self.url(), self.admin_client())
+    }
+
+    /// An HTTPS client that trusts the lab's CA and presents the admin's certificate.
+    ///
+    /// # Panics
+    /// When the kubeconfig cannot be read.
+    pub fn admin_client(&self) -> reqwest::Client {
+        crate::certs::kubeconfig_client(&self.kubeconfig()).expect("the lab's admin kubeconfig")
+    }
+
+    /// An HTTPS client that trusts the lab's CA and presents no certificate (anonymous).
+    ///
+    /// # Panics
+    /// When the CA cannot be read.
+    pub fn anonymous_client(&self) -> reqwest::Client {
+        let ca = std::fs::read_to_string(self.pki().join("ca.crt")).expect("the lab's CA");
+        crate::certs::client_from_pem(&ca, None)
     }
 
     /// The kubeconfig `lab-up.sh` wrote for the lab.
@@ -332,12 +357,23 @@ impl Lab {
     /// Fetches `url` with curl from inside the network namespace of pod `uid`
     /// (`/run/netns/rkube-<uid>`), as a program in that pod would.
     pub async fn fetch_from_pod(&self, uid: &str, url: &str) -> anyhow::Result<String> {
+        self.curl_from_pod(uid, &["-fsS", "-m", "5", url].map(String::from)).await
+    }
+
+    /// Runs `curl <args>` inside the network namespace of pod `uid` and returns its output.
+    pub async fn curl_from_pod(&self, uid: &str, args: &[String]) -> anyhow::Result<String> {
         let netns = format!("--net=/run/netns/rkube-{uid}");
-        let url = url.to_string();
+        let args = args.to_vec();
         tokio::task::spawn_blocking(move || {
-            run(Command::new("nsenter").args([netns.as_str(), "curl", "-fsS", "-m", "5", &url]), &format!("curl {url}"))
+            let what = format!("curl {}", args.join(" "));
+            run(Command::new("nsenter").arg(netns).arg("curl").args(&args), &what)
         })
         .await?
+    }
+
+    /// The lab's certificates and kubeconfigs (made by rkube-pki in `lab-up.sh`).
+    pub fn pki(&self) -> PathBuf {
+        self.state.join("pki")
     }
 }
 

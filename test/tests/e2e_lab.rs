@@ -788,7 +788,7 @@ fn assert_same_objects(before: &BTreeMap<String, (String, String)>, after: &BTre
 /// Waits until the apiserver's `/readyz` answers `ready` (200) or not (503).
 async fn wait_readyz(lab: &Lab, ready: bool, what: &str) {
     let url = format!("{}/readyz", lab.url());
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).no_proxy().build().expect("HTTP client");
+    let http = lab.anonymous_client();
     eventually(Duration::from_secs(30), what, || {
         let (http, url) = (&http, &url);
         async move {
@@ -850,4 +850,74 @@ async fn etcd_stopped_and_killed_then_restarted_loses_nothing_and_the_cluster_ke
     let v2 = Want { replicas: 5, page: "v2", nodes: &WORKERS, replica_sets: 2 };
     settle(&api, &lab, started, "rolling update to v2 after the etcd restarts", &v2).await;
     println!("test took {:.1}s", test.elapsed().as_secs_f64());
+}
+
+#[tokio::test]
+async fn the_lab_speaks_tls_and_every_identity_stays_in_its_lane() {
+    let lab = Lab::start(LabOptions::default()).await.expect("lab up");
+    let api = lab.api();
+    let master = lab.host_ip("master");
+
+    // Plain HTTP gets nothing; a stranger with no certificate is anonymous and may not list.
+    let plain = reqwest::Client::builder().timeout(Duration::from_secs(5)).no_proxy().build().expect("client");
+    let answer = plain.get(format!("http://{master}:6443/api/v1/pods")).send().await;
+    assert!(answer.is_err() || answer.is_ok_and(|r| !r.status().is_success()), "plain HTTP was served");
+    let stranger = lab.anonymous_client().get(format!("{}/api/v1/pods", lab.url())).send().await.expect("anonymous");
+    assert_eq!(stranger.status(), reqwest::StatusCode::FORBIDDEN);
+
+    // worker1's kubelet certificate reads its own Node and may not touch worker2's.
+    let worker1 = Api::with_client(
+        &lab.url(),
+        rkube_tests::certs::kubeconfig_client(&lab.pki().join("kubelet-worker1.kubeconfig")).expect("worker1"),
+    );
+    assert_eq!(worker1.get("/api/v1/nodes/worker1").await.0, reqwest::StatusCode::OK);
+    let forged = json!({"status": {"conditions": [{"type": "Ready", "status": "False", "reason": "Forged"}]}});
+    let (status, body) =
+        worker1.patch("/api/v1/nodes/worker2/status", "application/strategic-merge-patch+json", &forged).await;
+    assert_eq!(status, reqwest::StatusCode::FORBIDDEN, "{body}");
+
+    // A pod's own identity, from its own network namespace, over TLS to the master.
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "whoami", "namespace": NS},
+        "spec": {"nodeName": "worker1", "terminationGracePeriodSeconds": 1, "containers": [{"name": "main",
+            "image": TEST_IMAGE, "command": ["sh", "-c",
+                "echo token=$(cat /var/run/secrets/kubernetes.io/serviceaccount/token); sleep 3600"]}]}});
+    api.create(&format!("/api/v1/namespaces/{NS}/pods"), &pod).await;
+    // The log comes through the apiserver, which reaches the kubelet over TLS with its
+    // certificate (the kubelet asks the apiserver whether that certificate may).
+    let token = eventually(ROLLOUT_TIMEOUT, "the pod's token in its log", || {
+        let api = &api;
+        async move {
+            let reply =
+                api.send(reqwest::Method::GET, &format!("/api/v1/namespaces/{NS}/pods/whoami/log"), &[], None).await;
+            let text = reply.body.as_str()?.to_string();
+            text.lines().find_map(|l| l.strip_prefix("token=")).filter(|t| !t.is_empty()).map(String::from)
+        }
+    })
+    .await;
+    let uid = api.get_ok(&format!("/api/v1/namespaces/{NS}/pods/whoami")).await["metadata"]["uid"]
+        .as_str()
+        .expect("uid")
+        .to_string();
+    let ca = lab.pki().join("ca.crt");
+    let review = r#"{"apiVersion":"authentication.k8s.io/v1","kind":"SelfSubjectReview"}"#;
+    let url = format!("{}/apis/authentication.k8s.io/v1/selfsubjectreviews", lab.url());
+    let header = format!("Authorization: Bearer {token}");
+    let args = [
+        "-sS",
+        "-m",
+        "5",
+        "--cacert",
+        &ca.display().to_string(),
+        "-H",
+        &header,
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        review,
+        &url,
+    ]
+    .map(String::from);
+    let reply = lab.curl_from_pod(&uid, &args).await.expect("curl from the pod");
+    let reply: Value = serde_json::from_str(&reply).unwrap_or_else(|_| panic!("not JSON: {reply}"));
+    assert_eq!(reply["status"]["userInfo"]["username"], "system:serviceaccount:default:default", "{reply}");
 }

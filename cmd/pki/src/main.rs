@@ -13,9 +13,10 @@ use rkube_pki::cluster::{ClusterSpec, NodeSpec, write_cluster};
 /// --apiserver-name and --apiserver-address), and client certificates whose subject is
 /// the identity RBAC knows (kubernetes-admin in system:masters, system:kube-scheduler,
 /// system:kube-controller-manager, system:node:<node> in system:nodes), each in a
-/// kubeconfig; each kubelet's serving certificate, and the client certificate the apiserver
-/// presents to kubelets. A directory that already holds them for the same --server is
-/// left alone.
+/// kubeconfig; each kubelet's serving certificate, the client certificate the apiserver
+/// presents to kubelets, the ServiceAccount signing key, and etcd's own CA with etcd's
+/// serving certificate and the apiserver's etcd client certificate. A directory that already
+/// holds them for the same --server is left alone.
 ///
 /// Example: rkube-pki --dir .rkube/pki --server https://127.0.0.1:6443 --apiserver-address 127.0.0.1 --node node1=127.0.0.1
 #[derive(Debug, Parser)]

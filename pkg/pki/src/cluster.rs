@@ -9,6 +9,12 @@
 //! | `controller-manager.kubeconfig` | `system:kube-controller-manager` |
 //! | `scheduler.kubeconfig` | `system:kube-scheduler` |
 //! | `kubelet-<node>.kubeconfig` | `system:node:<node>` in `system:nodes` |
+//! | `kubelet-<node>.crt`, `.key` | the kubelet's serving certificate |
+//! | `apiserver-kubelet-client.crt`, `.key` | what the apiserver presents to kubelets (`system:masters`) |
+//! | `sa.key` | the key ServiceAccount tokens are signed with |
+//! | `etcd-ca.crt` | a CA of etcd's own (as kubeadm's `etcd/ca`): a cluster certificate opens no etcd |
+//! | `etcd-server.crt`, `.key` | etcd's serving certificate, for `127.0.0.1` and `localhost` |
+//! | `apiserver-etcd-client.crt`, `.key` | what the apiserver presents to etcd |
 //!
 //! Private keys (and kubeconfigs, which hold keys) are written readable by the owner only.
 //! A directory that already holds a complete set for the same server is kept as it is, so
@@ -82,10 +88,15 @@ const CONTROL_PLANE: [(&str, &str, &[&str]); 3] = [
     ("scheduler", "system:kube-scheduler", &[]),
 ];
 
+/// The files of etcd's own CA and the certificates it signs.
+const ETCD_FILES: [&str; 5] =
+    ["etcd-ca.crt", "etcd-server.crt", "etcd-server.key", "apiserver-etcd-client.crt", "apiserver-etcd-client.key"];
+
 fn files(spec: &ClusterSpec) -> Vec<String> {
     let mut names: Vec<String> = ["ca.crt", "apiserver.crt", "apiserver.key"].iter().map(ToString::to_string).collect();
     names.extend(CONTROL_PLANE.iter().map(|(stem, _, _)| format!("{stem}.kubeconfig")));
     names.extend(["apiserver-kubelet-client.crt", "apiserver-kubelet-client.key", "sa.key"].map(String::from));
+    names.extend(ETCD_FILES.map(String::from));
     for node in &spec.nodes {
         names.extend(["kubeconfig", "crt", "key"].map(|ext| format!("kubelet-{}.{ext}", node.name)));
     }
@@ -133,6 +144,17 @@ pub fn write_cluster(dir: &Path, spec: &ClusterSpec) -> Result<Vec<PathBuf>, Clu
         write(dir, "apiserver-kubelet-client.key", &kubelet_client.key_pem, true)?,
         write(dir, "sa.key", &crate::signing_key_pem()?, true)?,
     ];
+    let etcd_ca = Ca::new("etcd-ca")?;
+    let loopback: IpAddr = IpAddr::from([127, 0, 0, 1]);
+    let etcd_server = etcd_ca.serving("etcd", &["localhost"], &[loopback])?;
+    let etcd_client = etcd_ca.client("kube-apiserver-etcd-client", &[])?;
+    written.extend([
+        write(dir, "etcd-ca.crt", &etcd_ca.cert_pem(), false)?,
+        write(dir, "etcd-server.crt", &etcd_server.cert_pem, false)?,
+        write(dir, "etcd-server.key", &etcd_server.key_pem, true)?,
+        write(dir, "apiserver-etcd-client.crt", &etcd_client.cert_pem, false)?,
+        write(dir, "apiserver-etcd-client.key", &etcd_client.key_pem, true)?,
+    ]);
     for node in &spec.nodes {
         let serving = ca.serving(&format!("system:node:{}", node.name), &[node.name.as_str()], &node.addresses)?;
         written.push(write(dir, &format!("kubelet-{}.crt", node.name), &serving.cert_pem, false)?);
@@ -180,14 +202,14 @@ mod tests {
     fn a_cluster_gets_every_file_once_with_private_keys_private() {
         let dir = tempfile::tempdir().expect("directory");
         let written = write_cluster(dir.path(), &spec("https://127.0.0.1:6443")).expect("written");
-        assert_eq!(written.len(), 12);
+        assert_eq!(written.len(), 17);
         let mode = std::fs::metadata(dir.path().join("apiserver.key")).expect("key").permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         let kubelet = std::fs::read_to_string(dir.path().join("kubelet-node1.kubeconfig")).expect("kubeconfig");
         assert!(kubelet.contains("user: system:node:node1"), "{kubelet}");
         // Run again for the same server: kept; for another: made anew.
         assert!(write_cluster(dir.path(), &spec("https://127.0.0.1:6443")).expect("kept").is_empty());
-        assert_eq!(write_cluster(dir.path(), &spec("https://127.0.0.1:7443")).expect("anew").len(), 12);
+        assert_eq!(write_cluster(dir.path(), &spec("https://127.0.0.1:7443")).expect("anew").len(), 17);
         assert!("=1.2.3.4".parse::<NodeSpec>().is_err());
         assert!("n=not-an-ip".parse::<NodeSpec>().is_err());
     }
