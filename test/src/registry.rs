@@ -77,11 +77,33 @@ impl Registry {
     /// # Panics
     /// When `/usr/bin/docker-registry` is missing: "run `make deps`".
     pub async fn start() -> anyhow::Result<Registry> {
+        Registry::start_with(None).await
+    }
+
+    /// Like [`Registry::start`], with `htpasswd` authentication: every request needs
+    /// `user`/`password` (Basic), as a private registry does. Pushes here use them.
+    pub async fn start_with_login(user: &str, password: &str) -> anyhow::Result<Registry> {
+        Registry::start_with(Some((user, password))).await
+    }
+
+    async fn start_with(login: Option<(&str, &str)>) -> anyhow::Result<Registry> {
         let program = PathBuf::from(REGISTRY_BINARY);
         assert!(program.is_file(), "{REGISTRY_BINARY} not found: run `make deps` (Debian package docker-registry)");
         let dir = temp_dir("rkube-registry-").context("cannot create a temporary directory for the registry")?;
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).no_proxy().build()?;
-        let mut registry = Registry { port: 0, process: None, http, dir };
+        let mut http = reqwest::Client::builder().timeout(Duration::from_secs(60)).no_proxy();
+        let mut auth = String::new();
+        if let Some((user, password)) = login {
+            use base64::Engine;
+            let hash = bcrypt::hash(password, 4).context("hashing the registry password")?;
+            let htpasswd = dir.path().join("htpasswd");
+            std::fs::write(&htpasswd, format!("{user}:{hash}\n"))?;
+            auth = format!("auth:\n  htpasswd:\n    realm: rkube-test\n    path: {}\n", htpasswd.display());
+            let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+            let mut headers = reqwest::header::HeaderMap::new();
+            headers.insert(reqwest::header::AUTHORIZATION, format!("Basic {basic}").parse()?);
+            http = http.default_headers(headers);
+        }
+        let mut registry = Registry { port: 0, process: None, http: http.build()?, dir };
         let log_path = registry.dir.path().join("registry.log");
         let mut last_error = None;
         for _ in 0..PORT_ATTEMPTS {
@@ -91,13 +113,14 @@ impl Registry {
                 &config,
                 format!(
                     "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    \
-                     rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{}\n",
+                     rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{}\n{auth}",
                     registry.dir.path().join("data").display(),
                     registry.port
                 ),
             )?;
             let args = vec!["serve".to_string(), config.display().to_string()];
-            let health = format!("http://127.0.0.1:{}/v2/", registry.port);
+            // `/` answers 200 with or without authentication (`/v2/` wants credentials then).
+            let health = format!("http://127.0.0.1:{}/", registry.port);
             match spawn_until_healthy(&program, &args, &log_path, &health, START_TIMEOUT).await {
                 Ok(process) => {
                     registry.process = Some(process);

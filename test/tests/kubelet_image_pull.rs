@@ -257,3 +257,46 @@ async fn a_missing_tag_is_err_image_pull_then_image_pull_back_off_and_a_docker_m
     let log = log_of(&kubelet, &done);
     assert!(log.contains("docker layout") && log.contains(&docker.blob_sha256), "{log}");
 }
+
+#[tokio::test]
+async fn a_private_registry_pulls_with_the_pods_image_pull_secret_and_refuses_without() {
+    let cluster = Cluster::start().await.expect("cluster");
+    let containerd = Containerd::start().await.expect("containerd");
+    let registry = Registry::start_with_login("puller", "pull-Pa55").await.expect("registry with a login");
+    let kubelet = Kubelet::start_containerd(&cluster, &containerd, "node-p9").await.expect("kubelet");
+    let private = registry.push_test_image("team/private", "v1", "pulled-with-a-secret").await.expect("push");
+    let other = registry.push_test_image("team/other", "v1", "never-pulled").await.expect("push");
+    let client = client(&cluster);
+
+    let config = serde_json::json!({"auths": {registry.host(): {"username": "puller", "password": "pull-Pa55"}}});
+    let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "regcred"}, "type": "kubernetes.io/dockerconfigjson",
+        "stringData": {".dockerconfigjson": config.to_string()}
+    }))
+    .expect("secret");
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), "default");
+    secrets.create(&PostParams::default(), &secret).await.expect("create the pull secret");
+
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    let mut with_secret = pod("private", "node-p9", &private.reference, None, SHOW_IMAGE);
+    if let Some(spec) = with_secret.spec.as_mut() {
+        spec.image_pull_secrets =
+            Some(vec![k8s_openapi::api::core::v1::LocalObjectReference { name: "regcred".into() }]);
+    }
+    pods.create(&PostParams::default(), &with_secret).await.expect("create");
+    let pulled = wait_succeeded(&pods, "private", &kubelet, &registry).await;
+    assert!(log_of(&kubelet, &pulled).contains("pulled-with-a-secret"), "{}", log_of(&kubelet, &pulled));
+
+    // Without the secret the registry says no, and the pod says why.
+    pods.create(&PostParams::default(), &pod("anonymous", "node-p9", &other.reference, None, SHOW_IMAGE))
+        .await
+        .expect("create");
+    let waiting = eventually(WAIT, "the refused pull in the pod's status", || async {
+        let waiting = waiting_of(&pods.get("anonymous").await.ok()?)?;
+        matches!(waiting.reason.as_deref(), Some("ErrImagePull" | "ImagePullBackOff")).then_some(waiting)
+    })
+    .await;
+    let message = waiting.message.unwrap_or_default();
+    assert!(message.contains("(401)"), "{message}");
+    assert!(!kubelet.log_tail(400).contains("pull-Pa55"), "the password reached the kubelet's log");
+}

@@ -222,7 +222,7 @@ impl ContainerdRuntime {
 
     /// Creates and starts `run`, in the steps of the module docs.
     async fn start_container(&self, run: &NewRun<'_>) -> Result<(), RuntimeError> {
-        let (image, info) = self.ensure_image(run.container).await?;
+        let (image, info) = self.ensure_image(run.pod, run.container).await?;
         let env = self.container_env(run).await?;
         let spec = self.oci_spec(run, &image, &info, &env)?;
         let log_path = self.create_log_file(run)?;

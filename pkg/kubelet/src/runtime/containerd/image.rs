@@ -10,21 +10,50 @@
 //! name for them (`std::env::consts::ARCH`).
 
 use containerd_client::services::v1::{GetImageRequest, ReadContentRequest};
-use k8s_openapi::api::core::v1::Container as PodContainer;
+use k8s_openapi::api::core::v1::{Container as PodContainer, Pod};
+use rkube_informer::ObjectKey;
 use tonic::Code;
 
 use super::spec::{ImageInfo, chain_id, normalize_image};
-use super::{ContainerdRuntime, grpc, pull, req};
+use super::{ContainerdRuntime, grpc, pull, registry, req};
 use crate::runtime::RuntimeError;
 
 impl ContainerdRuntime {
-    /// Makes sure `container`'s image is in containerd (pulling it as its policy asks) and
-    /// resolves it. Returns the normalized image name and what it says.
-    pub(super) async fn ensure_image(&self, container: &PodContainer) -> Result<(String, ImageInfo), RuntimeError> {
+    /// Makes sure `container`'s image is in containerd (pulling it as its policy asks, with
+    /// the credentials of `pod`'s `imagePullSecrets` for its registry) and resolves it. Returns the normalized image name and what it says.
+    pub(super) async fn ensure_image(
+        &self,
+        pod: &Pod,
+        container: &PodContainer,
+    ) -> Result<(String, ImageInfo), RuntimeError> {
         let image = normalize_image(container.image.as_deref().unwrap_or_default());
-        self.puller.ensure(&image, pull::PullPolicy::of(container)).await?;
+        let credentials = match registry::Reference::parse(&image) {
+            Ok(reference) => self.pull_secrets(pod).await.lookup(&reference.registry),
+            Err(_) => None, // the pull says what is wrong with the name
+        };
+        self.puller.ensure(&image, pull::PullPolicy::of(container), credentials).await?;
         let info = self.image_info(&image).await?;
         Ok((image, info))
+    }
+
+    /// The registry credentials of `pod`'s `imagePullSecrets`. A Secret that is missing,
+    /// unreadable or not a Docker config is skipped with a warning, as Kubernetes' kubelet
+    /// does: the pull then goes without it (and fails if the registry insists).
+    async fn pull_secrets(&self, pod: &Pod) -> registry::Keyring {
+        let mut keyring = registry::Keyring::default();
+        let (Some(source), Some(spec)) = (&self.config.env_source, pod.spec.as_ref()) else { return keyring };
+        let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+        for reference in spec.image_pull_secrets.iter().flatten() {
+            let added = match source.secret(namespace, &reference.name).await {
+                Ok(Some(data)) => keyring.add_secret(&data),
+                Ok(None) => Err("not found".to_string()),
+                Err(error) => Err(error),
+            };
+            if let Err(error) = added {
+                tracing::warn!(pod = %ObjectKey::of(pod), secret = %reference.name, %error, "imagePullSecret skipped");
+            }
+        }
+        keyring
     }
 
     /// Resolves `image` (normalized) to what a container needs from it: image record → (index

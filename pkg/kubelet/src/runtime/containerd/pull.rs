@@ -55,7 +55,7 @@ use futures::{SinkExt, StreamExt};
 use k8s_openapi::api::core::v1::Container as PodContainer;
 use tonic::{Code, Request};
 
-use super::registry::{DOCKER_LIST, Fetched, OCI_INDEX, Reference, RegistryClient, RegistryError};
+use super::registry::{Credentials, DOCKER_LIST, Fetched, OCI_INDEX, Reference, RegistryClient, RegistryError};
 use super::spec::chain_id;
 use super::{SNAPSHOTTER, req};
 use crate::metrics::PullMetrics;
@@ -255,7 +255,12 @@ impl Puller {
     /// [`RuntimeError::ImagePull`] with reason `ErrImageNeverPull`, `ErrImagePull` or
     /// `ImagePullBackOff`; [`RuntimeError::Containerd`] when containerd cannot say whether the
     /// image is present.
-    pub async fn ensure(&self, image: &str, policy: PullPolicy) -> Result<(), RuntimeError> {
+    pub async fn ensure(
+        &self,
+        image: &str,
+        policy: PullPolicy,
+        credentials: Option<Credentials>,
+    ) -> Result<(), RuntimeError> {
         if policy != PullPolicy::Always && self.present(image).await? {
             return Ok(());
         }
@@ -283,7 +288,7 @@ impl Puller {
             });
         }
         let started = Instant::now();
-        let result = self.pull(image).await;
+        let result = self.pull(image, credentials).await;
         let elapsed = started.elapsed();
         if let Some(metrics) = &self.metrics {
             metrics.duration.observe(elapsed.as_secs_f64());
@@ -354,8 +359,9 @@ impl Puller {
     ///
     /// # Errors
     /// [`PullError`] naming the step that failed; the lease is deleted either way.
-    pub async fn pull(&self, image: &str) -> Result<Pulled, PullError> {
-        let reference = Reference::parse(image)?;
+    pub async fn pull(&self, image: &str, credentials: Option<Credentials>) -> Result<Pulled, PullError> {
+        let mut reference = Reference::parse(image)?;
+        reference.credentials = credentials;
         let top = self.registry.manifest(&reference, reference.manifest_ref()).await?;
         let existing = self.image_target(image).await.map_err(containerd("images.get"))?;
         if existing.is_some_and(|target| target.digest == top.digest) {

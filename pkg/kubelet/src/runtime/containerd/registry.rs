@@ -11,8 +11,10 @@
 //! - [`RegistryClient::blob`] opens a blob as a byte stream.
 //! - A `401` with `WWW-Authenticate: Bearer realm=…,service=…,scope=…` is answered with the
 //!   anonymous token flow (GET the realm, retry with `Authorization: Bearer <token>`); tokens are
-//!   cached per registry and repository. That is what public registries (Docker Hub, ghcr.io,
-//!   quay.io) need for public images; credentials (`imagePullSecrets`) are not supported.
+//!   cached per registry, repository and user. That is what public registries (Docker Hub,
+//!   ghcr.io, quay.io) need for public images.
+//! - Credentials (a pod's `imagePullSecrets`, gathered in a [`Keyring`]) answer a `Basic`
+//!   challenge, and are sent to the token realm of a `Bearer` one, as Docker does.
 //! - Plain HTTP for registries on loopback (`localhost`, `127.0.0.1`, `[::1]`) and for those
 //!   named insecure (`--insecure-registry host:port`), HTTPS (rustls, webpki roots) otherwise.
 //!
@@ -107,6 +109,89 @@ pub struct Reference {
     pub tag: Option<String>,
     /// The digest, if the name pins one (`sha256:…`).
     pub digest: Option<String>,
+    /// The credentials to pull with, if any (from the pod's `imagePullSecrets`).
+    pub credentials: Option<Credentials>,
+}
+
+/// A user name and password for one registry.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// The user name.
+    pub username: String,
+    /// The password (or token).
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    /// The user name only: a password never reaches a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials").field("username", &self.username).finish_non_exhaustive()
+    }
+}
+
+/// Credentials by registry, read from Secrets of type `kubernetes.io/dockerconfigjson`
+/// (`{"auths": {"<registry>": {...}}}` under `.dockerconfigjson`) or the older
+/// `kubernetes.io/dockercfg` (the `auths` map itself under `.dockercfg`). An entry has
+/// `username` and `password`, or `auth` (base64 of `user:password`). Registry keys may be
+/// written as URLs (`https://index.docker.io/v1/`): only the host and port count.
+#[derive(Clone, Debug, Default)]
+pub struct Keyring {
+    entries: Vec<(String, Credentials)>,
+}
+
+/// The host (and port) of a registry key or name, lower-cased; Docker Hub's names are one.
+fn registry_key(text: &str) -> String {
+    let text = text.trim();
+    let text = text.split_once("://").map_or(text, |(_, rest)| rest);
+    let host = text.split('/').next().unwrap_or_default().to_ascii_lowercase();
+    match host.as_str() {
+        "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => "docker.io".into(),
+        _ => host,
+    }
+}
+
+impl Keyring {
+    /// Adds the entries of a Secret's data: `.dockerconfigjson` or `.dockercfg`.
+    ///
+    /// # Errors
+    /// When the document is not the JSON Docker writes; the message never holds a password.
+    pub fn add_secret(&mut self, data: &std::collections::BTreeMap<String, Vec<u8>>) -> Result<(), String> {
+        let (document, auths) = if let Some(json) = data.get(".dockerconfigjson") {
+            (json, "/auths")
+        } else if let Some(json) = data.get(".dockercfg") {
+            (json, "")
+        } else {
+            return Err("neither .dockerconfigjson nor .dockercfg in its data".into());
+        };
+        let parsed: serde_json::Value =
+            serde_json::from_slice(document).map_err(|e| format!("not a Docker config: {e}"))?;
+        let entries = parsed.pointer(auths).and_then(serde_json::Value::as_object).ok_or("no auths map")?;
+        for (registry, entry) in entries {
+            let field = |name: &str| entry.get(name).and_then(serde_json::Value::as_str).unwrap_or_default();
+            let (username, password) = if !field("username").is_empty() {
+                (field("username").to_string(), field("password").to_string())
+            } else if !field("auth").is_empty() {
+                use base64::Engine;
+                let decoded = base64::engine::general_purpose::STANDARD
+                    .decode(field("auth"))
+                    .map_err(|_| format!("the auth of {registry:?} is not base64"))?;
+                let text = String::from_utf8(decoded).map_err(|_| format!("the auth of {registry:?} is not text"))?;
+                let (user, password) =
+                    text.split_once(':').ok_or(format!("the auth of {registry:?} is not user:password"))?;
+                (user.to_string(), password.to_string())
+            } else {
+                continue;
+            };
+            self.entries.push((registry_key(registry), Credentials { username, password }));
+        }
+        Ok(())
+    }
+
+    /// The credentials for the registry of `image`'s reference, the first that match.
+    pub fn lookup(&self, registry: &str) -> Option<Credentials> {
+        let wanted = registry_key(registry);
+        self.entries.iter().find(|(key, _)| *key == wanted).map(|(_, credentials)| credentials.clone())
+    }
 }
 
 impl Reference {
@@ -141,7 +226,13 @@ impl Reference {
         if registry.is_empty() || !valid_repository || tag.as_deref().is_some_and(str::is_empty) {
             return Err(invalid());
         }
-        Ok(Reference { registry: registry.to_string(), repository: repository.to_string(), tag, digest })
+        Ok(Reference {
+            registry: registry.to_string(),
+            repository: repository.to_string(),
+            tag,
+            digest,
+            credentials: None,
+        })
     }
 
     /// What to ask `/v2/<repository>/manifests/` for: the digest when pinned, else the tag.
@@ -188,8 +279,9 @@ pub struct RegistryClient {
     http: reqwest::Client,
     /// Registries (`host:port`) reached over plain HTTP although not on loopback.
     insecure: Vec<String>,
-    /// Bearer tokens by (API host, repository).
-    tokens: Mutex<HashMap<(String, String), String>>,
+    /// `Authorization` values (a bearer token, or Basic credentials) by (API host,
+    /// repository, user name or empty).
+    tokens: Mutex<HashMap<(String, String, String), String>>,
 }
 
 impl RegistryClient {
@@ -222,36 +314,43 @@ impl RegistryClient {
         format!("{}://{}/v2/{}/{tail}", self.scheme(reference), reference.api_host(), reference.repository)
     }
 
-    /// GETs `url` with `accept`, answering a bearer challenge once. Returns the response of a
-    /// 2xx answer; any other status is [`RegistryError::Status`].
+    /// GETs `url` with `accept`, answering a bearer or basic challenge once. Returns the
+    /// response of a 2xx answer; any other status is [`RegistryError::Status`].
     async fn get(&self, reference: &Reference, url: &str, accept: &str) -> Result<reqwest::Response, RegistryError> {
-        let key = (reference.api_host().to_string(), reference.repository.clone());
+        let user = reference.credentials.as_ref().map(|c| c.username.clone()).unwrap_or_default();
+        let key = (reference.api_host().to_string(), reference.repository.clone(), user);
         let mut retried = false;
         loop {
-            let token = self.tokens.lock().unwrap_or_else(PoisonError::into_inner).get(&key).cloned();
+            let authorization = self.tokens.lock().unwrap_or_else(PoisonError::into_inner).get(&key).cloned();
             let mut request = self.http.get(url).header(ACCEPT, accept);
-            if let Some(token) = &token {
-                request = request.header(AUTHORIZATION, format!("Bearer {token}"));
+            if let Some(authorization) = &authorization {
+                request = request.header(AUTHORIZATION, authorization);
             }
             let response = request.send().await.map_err(|source| RegistryError::http(format!("GET {url}"), source))?;
             let status = response.status();
             if status.is_success() {
                 return Ok(response);
             }
-            if status == StatusCode::UNAUTHORIZED
-                && !retried
-                && let Some(challenge) = bearer_challenge(response.headers())
-            {
-                let token = self.token(&challenge, reference).await?;
-                self.tokens.lock().unwrap_or_else(PoisonError::into_inner).insert(key.clone(), token);
-                retried = true;
-                continue;
+            if status == StatusCode::UNAUTHORIZED && !retried {
+                let authorization = if let Some(challenge) = bearer_challenge(response.headers()) {
+                    Some(format!("Bearer {}", self.token(&challenge, reference).await?))
+                } else if is_basic_challenge(response.headers()) {
+                    reference.credentials.as_ref().map(basic_authorization)
+                } else {
+                    None
+                };
+                if let Some(authorization) = authorization {
+                    self.tokens.lock().unwrap_or_else(PoisonError::into_inner).insert(key.clone(), authorization);
+                    retried = true;
+                    continue;
+                }
             }
             return Err(status_error(response).await);
         }
     }
 
-    /// The anonymous token flow: GET `realm?service=…&scope=…`, read `token` (or `access_token`).
+    /// The token flow: GET `realm?service=…&scope=…` (with the credentials, if any, as Basic
+    /// authorization), read `token` (or `access_token`).
     async fn token(&self, challenge: &HashMap<String, String>, reference: &Reference) -> Result<String, RegistryError> {
         let realm =
             challenge.get("realm").ok_or_else(|| RegistryError::Protocol("bearer challenge without a realm".into()))?;
@@ -261,14 +360,13 @@ impl RegistryClient {
         if let Some(service) = challenge.get("service") {
             query.push(("service", service.clone()));
         }
-        let what = format!("GET {realm} (anonymous token)");
-        let response = self
-            .http
-            .get(realm)
-            .query(&query)
-            .send()
-            .await
-            .map_err(|source| RegistryError::http(what.clone(), source))?;
+        let who = if reference.credentials.is_some() { "token" } else { "anonymous token" };
+        let what = format!("GET {realm} ({who})");
+        let mut request = self.http.get(realm).query(&query);
+        if let Some(credentials) = &reference.credentials {
+            request = request.header(AUTHORIZATION, basic_authorization(credentials));
+        }
+        let response = request.send().await.map_err(|source| RegistryError::http(what.clone(), source))?;
         if !response.status().is_success() {
             return Err(status_error(response).await);
         }
@@ -351,6 +449,22 @@ pub fn sha256_digest(bytes: &[u8]) -> String {
     format!("sha256:{:x}", sha2::Sha256::digest(bytes))
 }
 
+/// `Basic <base64(user:password)>`.
+fn basic_authorization(credentials: &Credentials) -> String {
+    use base64::Engine;
+    let pair = format!("{}:{}", credentials.username, credentials.password);
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair))
+}
+
+/// Whether the answer asks for `WWW-Authenticate: Basic` credentials.
+fn is_basic_challenge(headers: &HeaderMap) -> bool {
+    headers
+        .get(WWW_AUTHENTICATE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().split(' ').next())
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("basic"))
+}
+
 /// The parameters of a `WWW-Authenticate: Bearer k="v",…` challenge.
 fn bearer_challenge(headers: &HeaderMap) -> Option<HashMap<String, String>> {
     let value = headers.get(WWW_AUTHENTICATE)?.to_str().ok()?;
@@ -420,6 +534,25 @@ mod tests {
         let both = parse("localhost:5000/app:2@sha256:ab12");
         assert_eq!((both.tag.as_deref(), both.manifest_ref()), (Some("2"), "sha256:ab12"));
         assert_eq!(parse("localhost/app").tag.as_deref(), Some("latest"));
+    }
+
+    #[test]
+    fn a_keyring_reads_both_docker_config_formats_and_matches_by_host() {
+        let mut keyring = Keyring::default();
+        let json = br#"{"auths": {"https://index.docker.io/v1/": {"auth": "YWxpY2U6czNjcmV0"},
+            "127.0.0.1:5000": {"username": "bob", "password": "pw"}}}"#;
+        keyring.add_secret(&[(".dockerconfigjson".to_string(), json.to_vec())].into()).expect("dockerconfigjson");
+        let old = br#"{"quay.io": {"username": "carol", "password": "x"}}"#;
+        keyring.add_secret(&[(".dockercfg".to_string(), old.to_vec())].into()).expect("dockercfg");
+        let hub = keyring.lookup("docker.io").expect("Docker Hub");
+        assert_eq!((hub.username.as_str(), hub.password.as_str()), ("alice", "s3cret"));
+        assert_eq!(keyring.lookup("127.0.0.1:5000").map(|c| c.username), Some("bob".into()));
+        assert_eq!(keyring.lookup("quay.io").map(|c| c.username), Some("carol".into()));
+        assert!(keyring.lookup("127.0.0.1:5001").is_none());
+        assert!(!format!("{hub:?}").contains("s3cret"), "a password in Debug output");
+        let mut bad = Keyring::default();
+        assert!(bad.add_secret(&[("other".to_string(), b"{}".to_vec())].into()).is_err());
+        assert!(bad.add_secret(&[(".dockerconfigjson".to_string(), b"nope".to_vec())].into()).is_err());
     }
 
     #[test]
