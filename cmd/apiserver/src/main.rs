@@ -138,6 +138,11 @@ struct Flags {
     #[arg(long)]
     service_account_signing_key_file: Option<std::path::PathBuf>,
 
+    /// More keys (PEM, P-256 public or private) whose ServiceAccount tokens are accepted, e.g.
+    /// another apiserver's, or the previous key while rotating (repeat for several).
+    #[arg(long, requires = "service_account_signing_key_file")]
+    service_account_key_file: Vec<std::path::PathBuf>,
+
     /// The issuer (`iss`) of the ServiceAccount tokens.
     #[arg(long, default_value = rkube_apiserver::serviceaccount_token::DEFAULT_ISSUER)]
     service_account_issuer: String,
@@ -274,11 +279,14 @@ async fn main() -> anyhow::Result<()> {
             _ => None,
         },
         service_account_tokens: match &flags.service_account_signing_key_file {
-            Some(key) => Some(Arc::new(rkube_apiserver::serviceaccount_token::TokenIssuer::from_file(
-                key,
-                &flags.service_account_issuer,
-                flags.api_audiences.clone(),
-            )?)),
+            Some(key) => Some(Arc::new(
+                rkube_apiserver::serviceaccount_token::TokenIssuer::from_file(
+                    key,
+                    &flags.service_account_issuer,
+                    flags.api_audiences.clone(),
+                )?
+                .with_verification_keys(&flags.service_account_key_file)?,
+            )),
             None => None,
         },
         ..Config::default()

@@ -77,7 +77,9 @@ pub struct Claims {
 /// Signs and verifies ServiceAccount tokens.
 pub struct TokenIssuer {
     key: EcdsaKeyPair,
-    public: Vec<u8>,
+    /// The public keys tokens are verified with (uncompressed P-256 points): the signing
+    /// key's, then those of `--service-account-key-file`.
+    public: Vec<Vec<u8>>,
     /// `--service-account-issuer`.
     pub issuer: String,
     /// The audiences the apiserver accepts (`--api-audiences`, default the issuer).
@@ -110,9 +112,34 @@ impl TokenIssuer {
         let rng = SystemRandom::new();
         let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der, &rng)
             .map_err(|e| format!("not an ECDSA P-256 PKCS#8 key: {e}"))?;
-        let public = key.public_key().as_ref().to_vec();
+        let public = vec![key.public_key().as_ref().to_vec()];
         let audiences = if audiences.is_empty() { vec![issuer.to_string()] } else { audiences };
         Ok(TokenIssuer { key, public, issuer: issuer.to_string(), audiences, rng })
+    }
+
+    /// Also accepts tokens signed with the keys in `files` (`--service-account-key-file`: PEM
+    /// P-256 public keys, or private keys whose public half is taken), e.g. the key of another
+    /// apiserver of the cluster, or the previous key while keys are rotated.
+    ///
+    /// # Errors
+    /// When a file cannot be read or holds no P-256 key.
+    pub fn with_verification_keys(mut self, files: &[std::path::PathBuf]) -> Result<TokenIssuer, KeyError> {
+        for file in files {
+            let error = |why: String| KeyError { path: file.display().to_string(), why };
+            let point = match rustls_pki_types::SubjectPublicKeyInfoDer::from_pem_file(file) {
+                Ok(spki) => p256_point(spki.as_ref()).ok_or_else(|| error("not an ECDSA P-256 public key".into()))?,
+                Err(_) => {
+                    let der = PrivatePkcs8KeyDer::from_pem_file(file)
+                        .map_err(|e| error(format!("neither a PUBLIC KEY nor a PRIVATE KEY in PEM: {e}")))?;
+                    let pair =
+                        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der.secret_pkcs8_der(), &self.rng)
+                            .map_err(|e| error(format!("not an ECDSA P-256 PKCS#8 key: {e}")))?;
+                    pair.public_key().as_ref().to_vec()
+                }
+            };
+            self.public.push(point);
+        }
+        Ok(self)
     }
 
     /// A signed token carrying `claims`.
@@ -137,12 +164,28 @@ impl TokenIssuer {
             return None;
         }
         let signature = URL_SAFE_NO_PAD.decode(signature).ok()?;
-        let key = UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &self.public);
-        key.verify(format!("{header}.{payload}").as_bytes(), &signature).ok()?;
+        let signed = format!("{header}.{payload}");
+        let verifies = |public: &Vec<u8>| {
+            UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, public).verify(signed.as_bytes(), &signature).is_ok()
+        };
+        if !self.public.iter().any(verifies) {
+            return None;
+        }
         let claims: Claims = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
         let for_us = claims.aud.iter().any(|a| self.audiences.contains(a));
         (claims.iss == self.issuer && for_us && claims.nbf <= now && now < claims.exp).then_some(claims)
     }
+}
+
+/// The uncompressed point of a P-256 SubjectPublicKeyInfo (DER): the fixed header of
+/// `id-ecPublicKey` + `prime256v1`, then the 65-byte point.
+fn p256_point(spki: &[u8]) -> Option<Vec<u8>> {
+    const HEADER: [u8; 26] = [
+        0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48,
+        0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+    ];
+    let point = spki.strip_prefix(HEADER.as_slice())?;
+    (point.len() == 65 && point[0] == 0x04).then(|| point.to_vec())
 }
 
 #[cfg(test)]
@@ -178,6 +221,31 @@ mod tests {
         assert_eq!(issuer.verify(&token, 150).map(|c| c.sub), Some("system:serviceaccount:default:bot".into()));
         assert_eq!(issuer.verify(&token, 200), None, "expired");
         assert_eq!(issuer.verify(&token, 99), None, "not yet valid");
+    }
+
+    #[test]
+    fn tokens_of_another_key_verify_once_its_public_key_is_given() {
+        let rng = SystemRandom::new();
+        let old = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).expect("key");
+        let old_issuer = TokenIssuer::from_pkcs8(old.as_ref(), DEFAULT_ISSUER, vec![]).expect("old");
+        let token = old_issuer.sign(&claims(DEFAULT_ISSUER, 200)).expect("signed");
+        let dir = tempfile::tempdir().expect("dir");
+        // The public half, as `openssl ec -pubout` writes it (SPKI in PEM).
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, old.as_ref(), &rng).expect("pair");
+        let mut spki = vec![
+            0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48,
+            0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+        ];
+        spki.extend_from_slice(pair.public_key().as_ref());
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&spki);
+        let public = dir.path().join("old.pub");
+        std::fs::write(&public, format!("-----BEGIN PUBLIC KEY-----\n{b64}\n-----END PUBLIC KEY-----\n")).expect("pem");
+        assert_eq!(issuer().verify(&token, 150), None, "not without the old key");
+        let rotated = issuer().with_verification_keys(&[public]).expect("public key file");
+        assert!(rotated.verify(&token, 150).is_some(), "the old key's token verifies");
+        let garbage = dir.path().join("garbage.pem");
+        std::fs::write(&garbage, "nothing").expect("file");
+        assert!(issuer().with_verification_keys(&[garbage]).is_err());
     }
 
     #[test]

@@ -4,15 +4,22 @@
 //!
 //! The configuration is Kubernetes' `EncryptionConfiguration`: for each list of resources,
 //! providers in order; the first encrypts new writes, and every one can read what it wrote.
-//! rkube knows the providers `aesgcm` (AES-GCM with a 16- or 32-byte key, ring) and
-//! `identity` (plain). A value written by `aesgcm` is stored as
-//! `k8s:enc:aesgcm:v1:<key name>:` + a random 12-byte nonce + the sealed value, with the
-//! etcd key as additional authenticated data (a value moved to another key does not open),
-//! the layout Kubernetes uses. A value without the `k8s:enc:` prefix is read as plain, so
-//! turning encryption on needs no migration (rewrite objects to encrypt the old ones).
+//! rkube knows Kubernetes' local providers, with Kubernetes' layouts:
+//! - `aesgcm` (AES-GCM, 16- or 32-byte keys, ring): `k8s:enc:aesgcm:v1:<key name>:` + a
+//!   random 12-byte nonce + the sealed value, with the etcd key as additional authenticated
+//!   data (a value moved to another key does not open);
+//! - `aescbc` (AES-CBC with PKCS#7 padding, 16-, 24- or 32-byte keys):
+//!   `k8s:enc:aescbc:v1:<key name>:` + a random 16-byte IV + the ciphertext (unauthenticated,
+//!   as in Kubernetes, which recommends the others);
+//! - `secretbox` (XSalsa20-Poly1305, 32-byte keys): `k8s:enc:secretbox:v1:<key name>:` + a
+//!   random 24-byte nonce + the sealed value;
+//! - `identity` (plain).
 //!
-//! Not here: `aescbc`, `secretbox` and `kms` (a clear error names them), and key
-//! rotation beyond "add a key, it is read; move it first, it writes".
+//! A value without the `k8s:enc:` prefix is read as plain, so turning encryption on needs no
+//! migration (rewrite objects to encrypt the old ones).
+//!
+//! Not here: `kms` (a clear error names it), and key rotation beyond "add a key, it is read;
+//! move it first, it writes".
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,10 +41,39 @@ struct AesGcmKey {
     key: LessSafeKey,
 }
 
+/// One `aescbc` or `secretbox` key: its bytes.
+struct RawKey {
+    name: String,
+    bytes: Vec<u8>,
+}
+
 /// A provider, as configured.
 enum Provider {
     AesGcm(Vec<AesGcmKey>),
+    AesCbc(Vec<RawKey>),
+    Secretbox(Vec<RawKey>),
     Identity,
+}
+
+impl Provider {
+    /// The name in the stored prefix (`k8s:enc:<name>:v1:`).
+    fn name(&self) -> &'static str {
+        match self {
+            Provider::AesGcm(_) => "aesgcm",
+            Provider::AesCbc(_) => "aescbc",
+            Provider::Secretbox(_) => "secretbox",
+            Provider::Identity => "identity",
+        }
+    }
+
+    /// The names of its keys, the first writing.
+    fn key_names(&self) -> Vec<&str> {
+        match self {
+            Provider::AesGcm(keys) => keys.iter().map(|k| k.name.as_str()).collect(),
+            Provider::AesCbc(keys) | Provider::Secretbox(keys) => keys.iter().map(|k| k.name.as_str()).collect(),
+            Provider::Identity => Vec::new(),
+        }
+    }
 }
 
 /// The providers of one set of resources, the first writing.
@@ -119,13 +155,13 @@ impl Encryption {
                 providers.push(match name.as_str() {
                     "identity" => Provider::Identity,
                     "aesgcm" => {
-                        let keys: KeysConfig =
-                            serde_json::from_value(value).map_err(|e| ConfigError(format!("aesgcm: {e}")))?;
-                        Provider::AesGcm(keys.keys.into_iter().map(aes_key).collect::<Result<_, _>>()?)
+                        Provider::AesGcm(keys(&name, value)?.into_iter().map(aes_key).collect::<Result<_, _>>()?)
                     }
+                    "aescbc" => Provider::AesCbc(raw_keys(&name, value, &[16, 24, 32])?),
+                    "secretbox" => Provider::Secretbox(raw_keys(&name, value, &[32])?),
                     other => {
                         return Err(ConfigError(format!(
-                            "provider {other:?} is not supported by rkube (use aesgcm or identity)"
+                            "provider {other:?} is not supported by rkube (use aesgcm, aescbc, secretbox or identity)"
                         )));
                     }
                 });
@@ -145,27 +181,49 @@ impl Encryption {
     /// `value` as stored under `key`.
     fn seal(&self, key: &str, value: Vec<u8>) -> Result<Vec<u8>> {
         let Some(rule) = self.rule(key) else { return Ok(value) };
-        match rule.providers.first() {
-            Some(Provider::AesGcm(keys)) => {
-                let Some(first) = keys.first() else { return Ok(value) };
+        let Some(provider) = rule.providers.first() else { return Ok(value) };
+        let Some(name) = provider.key_names().first().map(|n| n.to_string()) else { return Ok(value) };
+        let failed = || Error::Internal(format!("encrypting {key}"));
+        let mut out = format!("k8s:enc:{}:v1:{name}:", provider.name()).into_bytes();
+        match provider {
+            Provider::AesGcm(keys) => {
                 let mut nonce = [0u8; NONCE_LEN];
-                self.rng.fill(&mut nonce).map_err(|_| Error::Internal("no random nonce".into()))?;
+                self.random(&mut nonce)?;
                 let mut sealed = value;
-                first
+                keys[0]
                     .key
                     .seal_in_place_append_tag(
                         Nonce::assume_unique_for_key(nonce),
                         Aad::from(key.as_bytes()),
                         &mut sealed,
                     )
-                    .map_err(|_| Error::Internal(format!("encrypting {key}")))?;
-                let mut out = format!("k8s:enc:aesgcm:v1:{}:", first.name).into_bytes();
+                    .map_err(|_| failed())?;
                 out.extend_from_slice(&nonce);
                 out.extend_from_slice(&sealed);
-                Ok(out)
             }
-            Some(Provider::Identity) | None => Ok(value),
+            Provider::AesCbc(keys) => {
+                let mut iv = [0u8; 16];
+                self.random(&mut iv)?;
+                out.extend_from_slice(&iv);
+                out.extend_from_slice(&cbc_encrypt(&keys[0].bytes, &iv, &value).ok_or_else(failed)?);
+            }
+            Provider::Secretbox(keys) => {
+                use crypto_secretbox::aead::{Aead, KeyInit};
+                let mut nonce = [0u8; 24];
+                self.random(&mut nonce)?;
+                let cipher =
+                    crypto_secretbox::XSalsa20Poly1305::new_from_slice(&keys[0].bytes).map_err(|_| failed())?;
+                let sealed = cipher.encrypt(&nonce.into(), value.as_slice()).map_err(|_| failed())?;
+                out.extend_from_slice(&nonce);
+                out.extend_from_slice(&sealed);
+            }
+            Provider::Identity => return Ok(value),
         }
+        Ok(out)
+    }
+
+    fn random(&self, bytes: &mut [u8]) -> Result<()> {
+        self.rng.fill(bytes).map_err(|_| Error::Internal("no random bytes for a nonce".into()))
     }
 
     /// The value stored under `key`, opened.
@@ -175,29 +233,110 @@ impl Encryption {
         }
         let undecryptable =
             || Error::Internal(format!("{key}: the stored value cannot be decrypted with the configured keys"));
-        let rest = &stored[PREFIX.len()..];
-        let Some(rest) = rest.strip_prefix(b"aesgcm:v1:".as_slice()) else { return Err(undecryptable()) };
-        let colon = rest.iter().position(|b| *b == b':').ok_or_else(undecryptable)?;
-        let (name, payload) = (&rest[..colon], &rest[colon + 1..]);
-        let keys = self.rule(key).into_iter().flat_map(|r| &r.providers).filter_map(|p| match p {
-            Provider::AesGcm(keys) => Some(keys),
-            Provider::Identity => None,
-        });
-        let aes = keys.flatten().find(|k| k.name.as_bytes() == name).ok_or_else(undecryptable)?;
-        if payload.len() < NONCE_LEN {
+        // <provider>:v1:<key name>:<payload>
+        let mut parts = stored[PREFIX.len()..].splitn(4, |b| *b == b':');
+        let (Some(kind), Some(b"v1"), Some(name), Some(payload)) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
             return Err(undecryptable());
+        };
+        let provider = self
+            .rule(key)
+            .into_iter()
+            .flat_map(|r| &r.providers)
+            .find(|p| p.name().as_bytes() == kind && p.key_names().iter().any(|n| n.as_bytes() == name))
+            .ok_or_else(undecryptable)?;
+        let index = provider.key_names().iter().position(|n| n.as_bytes() == name).ok_or_else(undecryptable)?;
+        match provider {
+            Provider::AesGcm(keys) => {
+                if payload.len() < NONCE_LEN {
+                    return Err(undecryptable());
+                }
+                let (nonce, sealed) = payload.split_at(NONCE_LEN);
+                let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| undecryptable())?;
+                let mut buffer = sealed.to_vec();
+                let plain = keys[index]
+                    .key
+                    .open_in_place(nonce, Aad::from(key.as_bytes()), &mut buffer)
+                    .map_err(|_| undecryptable())?;
+                Ok(plain.to_vec())
+            }
+            Provider::AesCbc(keys) => {
+                if payload.len() < 16 {
+                    return Err(undecryptable());
+                }
+                let (iv, data) = payload.split_at(16);
+                cbc_decrypt(&keys[index].bytes, iv, data).ok_or_else(undecryptable)
+            }
+            Provider::Secretbox(keys) => {
+                use crypto_secretbox::aead::{Aead, KeyInit};
+                if payload.len() < 24 {
+                    return Err(undecryptable());
+                }
+                let (nonce, sealed) = payload.split_at(24);
+                let cipher = crypto_secretbox::XSalsa20Poly1305::new_from_slice(&keys[index].bytes)
+                    .map_err(|_| undecryptable())?;
+                let nonce = crypto_secretbox::Nonce::from_slice(nonce);
+                cipher.decrypt(nonce, sealed).map_err(|_| undecryptable())
+            }
+            Provider::Identity => Err(undecryptable()),
         }
-        let (nonce, sealed) = payload.split_at(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| undecryptable())?;
-        let mut buffer = sealed.to_vec();
-        let plain =
-            aes.key.open_in_place(nonce, Aad::from(key.as_bytes()), &mut buffer).map_err(|_| undecryptable())?;
-        Ok(plain.to_vec())
     }
 
     fn open_kv(&self, mut kv: KeyValue) -> Result<KeyValue> {
         kv.value = self.open(&kv.key, std::mem::take(&mut kv.value))?;
         Ok(kv)
+    }
+}
+
+/// The `keys` of provider `provider`.
+fn keys(provider: &str, value: serde_json::Value) -> Result<Vec<NamedKey>, ConfigError> {
+    let keys: KeysConfig = serde_json::from_value(value).map_err(|e| ConfigError(format!("{provider}: {e}")))?;
+    if keys.keys.is_empty() {
+        return Err(ConfigError(format!("{provider}: no keys")));
+    }
+    Ok(keys.keys)
+}
+
+/// The keys of an `aescbc` or `secretbox` provider, each of one of the `lengths`.
+fn raw_keys(provider: &str, value: serde_json::Value, lengths: &[usize]) -> Result<Vec<RawKey>, ConfigError> {
+    let mut out = Vec::new();
+    for named in keys(provider, value)? {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(named.secret.trim())
+            .map_err(|e| ConfigError(format!("{provider} key {:?}: not base64: {e}", named.name)))?;
+        if !lengths.contains(&bytes.len()) {
+            return Err(ConfigError(format!(
+                "{provider} key {:?} is {} bytes; it must be {}",
+                named.name,
+                bytes.len(),
+                lengths.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+            )));
+        }
+        out.push(RawKey { name: named.name, bytes });
+    }
+    Ok(out)
+}
+
+/// AES-CBC with PKCS#7 padding under a 16-, 24- or 32-byte key.
+fn cbc_encrypt(key: &[u8], iv: &[u8], data: &[u8]) -> Option<Vec<u8>> {
+    use cbc::cipher::{BlockEncryptMut, KeyIvInit, block_padding::Pkcs7};
+    Some(match key.len() {
+        16 => cbc::Encryptor::<aes::Aes128>::new_from_slices(key, iv).ok()?.encrypt_padded_vec_mut::<Pkcs7>(data),
+        24 => cbc::Encryptor::<aes::Aes192>::new_from_slices(key, iv).ok()?.encrypt_padded_vec_mut::<Pkcs7>(data),
+        32 => cbc::Encryptor::<aes::Aes256>::new_from_slices(key, iv).ok()?.encrypt_padded_vec_mut::<Pkcs7>(data),
+        _ => return None,
+    })
+}
+
+/// The inverse of [`cbc_encrypt`]; `None` for a wrong key or padding.
+fn cbc_decrypt(key: &[u8], iv: &[u8], data: &[u8]) -> Option<Vec<u8>> {
+    use cbc::cipher::{BlockDecryptMut, KeyIvInit, block_padding::Pkcs7};
+    match key.len() {
+        16 => cbc::Decryptor::<aes::Aes128>::new_from_slices(key, iv).ok()?.decrypt_padded_vec_mut::<Pkcs7>(data).ok(),
+        24 => cbc::Decryptor::<aes::Aes192>::new_from_slices(key, iv).ok()?.decrypt_padded_vec_mut::<Pkcs7>(data).ok(),
+        32 => cbc::Decryptor::<aes::Aes256>::new_from_slices(key, iv).ok()?.decrypt_padded_vec_mut::<Pkcs7>(data).ok(),
+        _ => None,
     }
 }
 
@@ -326,15 +465,46 @@ resources:
         assert!(store.get("/registry/secrets/default/b").await.is_err(), "sealed for another key");
     }
 
+    #[tokio::test]
+    async fn aescbc_and_secretbox_seal_and_open_and_every_listed_provider_reads() {
+        for provider in ["aescbc", "secretbox"] {
+            let config = CONFIG.replace("aesgcm", provider);
+            let inner: Arc<dyn Store> = Arc::new(MemoryStore::new());
+            let store =
+                EncryptedStore::new(Arc::clone(&inner), Encryption::parse(&config, "/registry").expect("config"));
+            store.create("/registry/secrets/default/db", b"{\"data\":1}".to_vec()).await.expect("create");
+            let raw = inner.get("/registry/secrets/default/db").await.expect("raw").value;
+            assert!(raw.starts_with(format!("k8s:enc:{provider}:v1:key1:").as_bytes()), "{provider}");
+            assert!(!raw.windows(8).any(|w| w == b"\"data\":1"), "{provider}: the value is in the clear");
+            assert_eq!(store.get("/registry/secrets/default/db").await.expect("get").value, b"{\"data\":1}");
+            // A config that lists this provider second still reads it (rotation).
+            let rotated = format!(
+                "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n- resources: [secrets]\n  providers:\n  - identity: {{}}\n  - {provider}:\n      keys:\n      - name: key1\n        secret: MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n"
+            );
+            let reader =
+                EncryptedStore::new(Arc::clone(&inner), Encryption::parse(&rotated, "/registry").expect("config"));
+            assert_eq!(reader.get("/registry/secrets/default/db").await.expect("get").value, b"{\"data\":1}");
+            // Another key of the same provider does not open it.
+            let other = config.replace(
+                "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+                "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=",
+            );
+            let stranger =
+                EncryptedStore::new(Arc::clone(&inner), Encryption::parse(&other, "/registry").expect("config"));
+            assert!(stranger.get("/registry/secrets/default/db").await.is_err(), "{provider}: opened with another key");
+        }
+    }
+
     #[test]
     fn unsupported_providers_and_bad_keys_are_named() {
-        let cbc = CONFIG.replace("aesgcm", "aescbc");
+        let kms = CONFIG.replace("aesgcm", "kms");
         assert!(
-            Encryption::parse(&cbc, "/registry")
-                .expect_err("aescbc")
-                .to_string()
-                .contains("\"aescbc\" is not supported")
+            Encryption::parse(&kms, "/registry").expect_err("kms").to_string().contains("\"kms\" is not supported")
         );
+        let sixteen = "MDEyMzQ1Njc4OWFiY2RlZg==";
+        let short_box =
+            CONFIG.replace("aesgcm", "secretbox").replace("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=", sixteen);
+        assert!(Encryption::parse(&short_box, "/registry").expect_err("16 bytes").to_string().contains("must be 32"));
         let short = CONFIG.replace("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=", "c2hvcnQ=");
         assert!(Encryption::parse(&short, "/registry").expect_err("short").to_string().contains("must be 16 or 32"));
     }
