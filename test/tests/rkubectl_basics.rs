@@ -37,7 +37,8 @@ async fn version_and_api_resources_come_from_the_server() {
             "selfsubjectaccessreviews.authorization.k8s.io",
             "subjectaccessreviews.authorization.k8s.io",
             "selfsubjectrulesreviews.authorization.k8s.io",
-            "selfsubjectreviews.authentication.k8s.io"
+            "selfsubjectreviews.authentication.k8s.io",
+            "tokenreviews.authentication.k8s.io",
         ]
     );
 }

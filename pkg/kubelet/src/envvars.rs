@@ -206,6 +206,24 @@ pub fn expand(text: &str, defined: &[(String, String)]) -> String {
     out
 }
 
+/// The value of key `key` of ConfigMap (or, with `secret`, Secret) `name`; `None` when it
+/// or the key is missing and `optional`.
+async fn key_value(
+    source: &ObjectSource,
+    namespace: &str,
+    (secret, name, key, optional): (bool, &str, &str, bool),
+) -> Result<Option<String>, String> {
+    let values = source.values(secret, namespace, name, optional).await?;
+    match values.get(key) {
+        Some(value) => Ok(Some(String::from_utf8_lossy(value).into_owned())),
+        None if optional => Ok(None),
+        None => {
+            let kind = if secret { "Secret" } else { "ConfigMap" };
+            Err(format!("couldn't find key {key} in {kind} {namespace}/{name}"))
+        }
+    }
+}
+
 /// The environment of `container` in `pod` (see the module docs), as (name, value) in
 /// order, without duplicates.
 ///
@@ -246,31 +264,17 @@ pub async fn container_env(
                     field_value(pod, &field.field_path, facts).map_err(|e| format!("env {:?}: {e}", var.name))?
                 } else if let Some(resource) = &from.resource_field_ref {
                     resource_value(container, resource).map_err(|e| format!("env {:?}: {e}", var.name))?
-                } else if let Some(key_ref) = &from.config_map_key_ref {
-                    let optional = key_ref.optional.unwrap_or(false);
-                    let values = source.values(false, namespace, &key_ref.name, optional).await?;
-                    match values.get(&key_ref.key) {
-                        Some(value) => String::from_utf8_lossy(value).into_owned(),
-                        None if optional => continue,
-                        None => {
-                            return Err(format!(
-                                "couldn't find key {} in ConfigMap {namespace}/{}",
-                                key_ref.key, key_ref.name
-                            ));
-                        }
+                } else if let Some(r) = &from.config_map_key_ref {
+                    let key = (false, r.name.as_str(), r.key.as_str(), r.optional.unwrap_or(false));
+                    match key_value(source, namespace, key).await? {
+                        Some(value) => value,
+                        None => continue,
                     }
-                } else if let Some(key_ref) = &from.secret_key_ref {
-                    let optional = key_ref.optional.unwrap_or(false);
-                    let values = source.values(true, namespace, &key_ref.name, optional).await?;
-                    match values.get(&key_ref.key) {
-                        Some(value) => String::from_utf8_lossy(value).into_owned(),
-                        None if optional => continue,
-                        None => {
-                            return Err(format!(
-                                "couldn't find key {} in Secret {namespace}/{}",
-                                key_ref.key, key_ref.name
-                            ));
-                        }
+                } else if let Some(r) = &from.secret_key_ref {
+                    let key = (true, r.name.as_str(), r.key.as_str(), r.optional.unwrap_or(false));
+                    match key_value(source, namespace, key).await? {
+                        Some(value) => value,
+                        None => continue,
                     }
                 } else {
                     return Err(format!("env {:?}: valueFrom names no source", var.name));
