@@ -126,6 +126,12 @@ async fn unsupported_content_types_are_415_and_a_missing_content_type_means_json
 
     let (status, reply) = post_raw(&api, &collection, None, &body).await;
     assert_eq!(status, StatusCode::CREATED, "POST without Content-Type is read as JSON: {reply}");
+    // JSON (or garbage) labelled protobuf is a 400 naming why, never a crash.
+    let (status, reply) = post_raw(&api, &collection, Some("application/vnd.kubernetes.protobuf"), &body).await;
+    assert_status(status, &reply, 400, "BadRequest", "JSON sent as protobuf");
+    let (status, reply) =
+        post_raw(&api, &collection, Some("application/vnd.kubernetes.protobuf"), b"k8s\0\x0a\xff\xff").await;
+    assert_status(status, &reply, 400, "BadRequest", "a broken protobuf body");
 
     let (status, reply) =
         api.patch(&CONFIG_MAPS.item("default", "typed"), "application/json", &json!({ "data": {} })).await;

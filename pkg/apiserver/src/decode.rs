@@ -1,6 +1,7 @@
 //! Decoding request bodies, the first layer of the request path: read the body (bounded in
 //! size), check how deeply it nests (bounded in depth) before any parser sees it, and parse
-//! JSON or YAML into a value, off the async executor when the body is large.
+//! JSON, YAML or Kubernetes protobuf (what kubectl sends for typed objects; see
+//! [`rkube_protobuf`]) into a value, off the async executor when the body is large.
 //!
 //! What it keeps true (tests below):
 //! - a body over the size limit is a 413 before it is read whole;
@@ -43,6 +44,8 @@ pub enum Format {
     Json,
     /// YAML (a superset of JSON).
     Yaml,
+    /// Kubernetes protobuf (`k8s\0` + `runtime.Unknown`).
+    Protobuf,
 }
 
 impl Format {
@@ -52,8 +55,9 @@ impl Format {
         match media {
             None | Some("application/json") | Some("*/*") => Ok(Format::Json),
             Some("application/yaml" | "application/x-yaml" | "text/yaml") => Ok(Format::Yaml),
+            Some(rkube_protobuf::MEDIA_TYPE) => Ok(Format::Protobuf),
             Some(other) => Err(ApiError::UnsupportedMediaType(format!(
-                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {other:?})"
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (got {other:?})"
             ))),
         }
     }
@@ -71,7 +75,10 @@ pub async fn decode_object(bytes: bytes::Bytes, media: Option<&str>) -> Result<V
 
 /// Parses a body of `format` after checking its depth; large bodies on a blocking thread.
 pub async fn decode(bytes: bytes::Bytes, format: Format) -> Result<Value, ApiError> {
-    check_depth(&bytes, format)?;
+    // Protobuf nesting is bounded by the decoder itself (100 levels, as prost's limit).
+    if format != Format::Protobuf {
+        check_depth(&bytes, format)?;
+    }
     if bytes.len() <= INLINE_PARSE_BYTES {
         return parse(&bytes, format);
     }
@@ -87,7 +94,17 @@ fn parse(bytes: &[u8], format: Format) -> Result<Value, ApiError> {
             .map_err(|e| ApiError::BadRequest(format!("the request body is not valid JSON: {e}"))),
         Format::Yaml => serde_yaml_ng::from_slice(bytes)
             .map_err(|e| ApiError::BadRequest(format!("the request body is not valid YAML: {e}"))),
+        Format::Protobuf => decode_protobuf(bytes),
     }
+}
+
+/// A Kubernetes protobuf body as its JSON object: 400 for a body that is not one (or of a
+/// kind Kubernetes has no message for), 500 only for a build defect.
+pub fn decode_protobuf(bytes: &[u8]) -> Result<Value, ApiError> {
+    rkube_protobuf::decode(bytes).map_err(|e| match e {
+        rkube_protobuf::DecodeError::Descriptors(why) => ApiError::Internal(why),
+        other => ApiError::BadRequest(format!("the request body is not valid protobuf: {other}")),
+    })
 }
 
 /// A 400 when `bytes` nest deeper than [`MAX_DEPTH`].

@@ -570,10 +570,14 @@ pub fn prepare_update(
     Ok((decoded.object, decoded.unknown_fields))
 }
 
-/// Reads `DeleteOptions` from the body (possibly empty) and the query.
+/// Reads `DeleteOptions` from the body (possibly empty; JSON, or protobuf as client-go's
+/// typed clients send it) and the query.
 pub fn delete_options(body: &[u8], query: &Query) -> Result<DeleteOptions, ApiError> {
     let mut options: DeleteOptions = if body.iter().all(u8::is_ascii_whitespace) {
         DeleteOptions::default()
+    } else if rkube_protobuf::is_protobuf(body) {
+        let value = crate::decode::decode_protobuf(body)?;
+        serde_json::from_value(value).map_err(|e| ApiError::BadRequest(format!("invalid DeleteOptions: {e}")))?
     } else {
         serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("invalid DeleteOptions: {e}")))?
     };

@@ -111,8 +111,10 @@ fn attributes(
 
 async fn decide(state: &ApiState, user: &UserInfo, attrs: &Attributes) -> Result<SubjectAccessReviewStatus, ApiError> {
     let allowed = authorize(state, user, attrs).await?;
-    let reason = if allowed { "allowed by the configured authorizers" } else { "no authorizer allows it" };
-    Ok(SubjectAccessReviewStatus { allowed, reason: Some(reason.into()), ..Default::default() })
+    // No reason for a denial, as Kubernetes' RBAC (no opinion) gives none: `kubectl auth
+    // can-i` then prints a plain `no`.
+    let reason = allowed.then(|| "allowed by the configured authorizers".to_string());
+    Ok(SubjectAccessReviewStatus { allowed, reason, ..Default::default() })
 }
 
 /// POST `selfsubjectaccessreviews`.
