@@ -8,9 +8,11 @@
 //! `system:nodes`, so that kubelets work with RBAC alone; it grants no Secrets or
 //! ConfigMaps, which only the Node authorizer gives, pod by pod).
 //!
-//! Created when missing at every start; an object an administrator changed is left as it
-//! is (Kubernetes reconciles objects marked `rbac.authorization.kubernetes.io/autoupdate`;
-//! rkube does not yet).
+//! Created when missing at every start. A bootstrap ClusterRole that exists gains the rules
+//! of this version it lacks (an upgraded apiserver's new permissions reach old clusters;
+//! rules an administrator added stay), unless it is annotated
+//! `rbac.authorization.kubernetes.io/autoupdate: "false"`, as Kubernetes reconciles them;
+//! bindings are left as they are.
 
 use rkube_api::kinds::rbac::{CLUSTER_ROLE, CLUSTER_ROLE_BINDING};
 use serde_json::{Value, json};
@@ -162,17 +164,65 @@ pub async fn ensure(state: &ApiState) -> Result<(), ApiError> {
     let objects = objects.chain(cluster_role_bindings().into_iter().map(|o| (&CLUSTER_ROLE_BINDING, o)));
     for (res, body) in objects {
         let req = ResourceRequest { resource: res, namespace: None, name: None, subresource: None };
+        let name = body.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
+        let wanted = body.clone();
         match rest::create(state, &req, body, &rest::WriteOptions::default()).await {
-            Ok(_) | Err(ApiError::AlreadyExists(_)) => {}
+            Ok(_) => {}
+            Err(ApiError::AlreadyExists(_)) if std::ptr::eq(res, &CLUSTER_ROLE) => {
+                let opts = rest::WriteOptions::default();
+                rest::guaranteed_update(state, &req, &name, None, &opts, |current| Ok(reconciled(current, &wanted)))
+                    .await?;
+            }
+            Err(ApiError::AlreadyExists(_)) => {}
             Err(e) => return Err(e),
         }
     }
     Ok(())
 }
 
+/// The annotation that, set to `"false"`, keeps the apiserver from updating a bootstrap role.
+pub const AUTOUPDATE: &str = "rbac.authorization.kubernetes.io/autoupdate";
+
+/// A stored bootstrap ClusterRole brought up to date, as kube-apiserver's RBAC bootstrap
+/// does at every start: the rules of this version that it lacks are added (rules someone
+/// added stay), unless its `autoupdate` annotation is `"false"`.
+pub fn reconciled(current: &Value, wanted: &Value) -> Value {
+    let mut out = current.clone();
+    if current.pointer(&format!("/metadata/annotations/{}", AUTOUPDATE.replace('/', "~1"))).and_then(Value::as_str)
+        == Some("false")
+    {
+        return out;
+    }
+    let mut rules = current.get("rules").and_then(Value::as_array).cloned().unwrap_or_default();
+    for rule in wanted.get("rules").and_then(Value::as_array).into_iter().flatten() {
+        if !rules.contains(rule) {
+            rules.push(rule.clone());
+        }
+    }
+    out["rules"] = Value::Array(rules);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stored_bootstrap_role_gains_new_rules_and_keeps_added_ones_unless_it_opts_out() {
+        let wanted = json!({"rules": [{"verbs": ["get"], "resources": ["pods"]}, {"verbs": ["create"], "resources": ["tokenreviews"]}]});
+        let stored = json!({"metadata": {"name": "system:node"},
+            "rules": [{"verbs": ["get"], "resources": ["pods"]}, {"verbs": ["list"], "resources": ["extra"]}]});
+        let updated = reconciled(&stored, &wanted);
+        assert_eq!(updated["rules"].as_array().map(Vec::len), Some(3));
+        assert!(
+            updated["rules"]
+                .as_array()
+                .expect("rules")
+                .contains(&json!({"verbs": ["create"], "resources": ["tokenreviews"]}))
+        );
+        let pinned = json!({"metadata": {"name": "system:node", "annotations": {AUTOUPDATE: "false"}}, "rules": []});
+        assert_eq!(reconciled(&pinned, &wanted), pinned);
+    }
 
     #[test]
     fn every_bootstrap_object_is_valid() {
