@@ -37,6 +37,8 @@ const TOKEN_TTL: Duration = Duration::from_secs(120);
 const ALLOWED_TTL: Duration = Duration::from_secs(300);
 /// How long a denied decision is trusted.
 const DENIED_TTL: Duration = Duration::from_secs(30);
+/// Past this many cached answers, expired ones are dropped before another is added.
+const CACHE_ENTRIES: usize = 1024;
 
 /// `--authorization-mode` of the kubelet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -135,7 +137,11 @@ impl Access {
         }});
         let answer = self.post("/apis/authorization.k8s.io/v1/subjectaccessreviews", &review).await?;
         let allowed = answer["status"]["allowed"] == true;
-        self.decisions.lock().unwrap_or_else(PoisonError::into_inner).insert(key, (allowed, Instant::now()));
+        let mut decisions = self.decisions.lock().unwrap_or_else(PoisonError::into_inner);
+        if decisions.len() >= CACHE_ENTRIES {
+            decisions.retain(|_, (allowed, at)| at.elapsed() < if *allowed { ALLOWED_TTL } else { DENIED_TTL });
+        }
+        decisions.insert(key, (allowed, Instant::now()));
         Ok(allowed)
     }
 
