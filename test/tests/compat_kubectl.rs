@@ -718,3 +718,23 @@ async fn typed_commands_send_protobuf_and_work() {
     // A typed delete (client-go may send its DeleteOptions as protobuf) goes through.
     admin.ok(&["delete", "deployment", "web", "-n", "team"]).await;
 }
+
+/// `kubectl explain` finds each kind's schema in `/openapi/v3` by its
+/// `x-kubernetes-group-version-kind` and prints the field documentation of k8s-openapi.
+#[tokio::test]
+async fn explain_prints_kinds_and_fields_from_the_openapi_documents() {
+    let cluster = start().await;
+    let kubectl = Kubectl::new(&cluster);
+    let pods = kubectl.ok(&["explain", "pods"]).await;
+    assert!(pods.contains("KIND:       Pod"), "{pods}");
+    assert!(pods.contains("Pod is a collection of containers"), "{pods}");
+    assert!(pods.contains("FIELDS:") && pods.contains("spec\t<PodSpec>"), "{pods}");
+    let replicas = kubectl.ok(&["explain", "deployment.spec.replicas"]).await;
+    assert!(replicas.contains("GROUP:      apps"), "{replicas}");
+    assert!(replicas.contains("FIELD: replicas <integer>"), "{replicas}");
+    assert!(replicas.contains("Number of desired pods"), "{replicas}");
+    let binding = kubectl.ok(&["explain", "rolebinding.roleRef"]).await;
+    assert!(binding.contains("rbac.authorization.k8s.io"), "{binding}");
+    let missing = kubectl.fails(&["explain", "pods.spec.nosuchfield"]).await;
+    assert!(missing.stderr.contains("nosuchfield"), "{}", missing.describe());
+}

@@ -3,8 +3,9 @@
 //!
 //! kubectl's default `--validate=strict` looks for a `patch` operation carrying the kind's
 //! `x-kubernetes-group-version-kind` and a `fieldValidation` parameter; finding it, it leaves
-//! unknown-field checks to the server (`fieldValidation=Strict`). `/openapi/v2` is not
-//! served (a 404 is what kubectl handles best).
+//! unknown-field checks to the server (`fieldValidation=Strict`). Each kind's schema carries
+//! `x-kubernetes-group-version-kind` too, which is how `kubectl explain` finds it.
+//! `/openapi/v2` is not served (a 404 is what kubectl handles best).
 
 use std::collections::BTreeMap;
 
@@ -43,11 +44,28 @@ pub fn documents() -> BTreeMap<String, Value> {
 fn document(group: &str, version: &str) -> Value {
     let mut generator = schemars::generate::SchemaSettings::openapi3().into_generator();
     let mut paths = Map::new();
+    let mut kinds = Vec::new();
     for res in registry::resources().iter().filter(|r| r.group == group && r.version == version) {
         let schema = Value::from(res.strategy.json_schema(&mut generator));
         add_paths(&mut paths, res, &schema);
+        kinds.push((schema, res.kind));
     }
-    let schemas = generator.take_definitions(true);
+    let mut schemas = generator.take_definitions(true);
+    // `kubectl explain` finds a kind's schema by this extension, as in kube-apiserver's
+    // documents.
+    for (schema, kind) in kinds {
+        let name = schema.get("$ref").and_then(Value::as_str).and_then(|r| r.rsplit('/').next()).map(String::from);
+        let definition = match &name {
+            Some(name) => schemas.get_mut(name),
+            None => None,
+        };
+        if let Some(Value::Object(definition)) = definition {
+            definition.insert(
+                "x-kubernetes-group-version-kind".into(),
+                json!([{"group": group, "version": version, "kind": kind}]),
+            );
+        }
+    }
     let (major, minor) = KUBERNETES_VERSION;
     json!({
         "openapi": "3.0.0",
@@ -135,6 +153,20 @@ mod tests {
                             .is_some_and(|p| p.iter().any(|q| q["name"] == "fieldValidation"))
                 });
                 assert!(found, "{} has no patch operation with fieldValidation in {path}", res.kind);
+            }
+        }
+    }
+
+    #[test]
+    fn every_kind_schema_names_its_group_version_kind() {
+        for (path, document) in documents() {
+            let schemas = document["components"]["schemas"].as_object().expect("schemas");
+            for res in registry::resources().iter().filter(|r| group_version_path(r.group, r.version) == path) {
+                let named = schemas.values().any(|s| {
+                    s["x-kubernetes-group-version-kind"][0]
+                        == json!({"group": res.group, "version": res.version, "kind": res.kind})
+                });
+                assert!(named, "{path}: no schema names {}", res.kind);
             }
         }
     }
