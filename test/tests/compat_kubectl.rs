@@ -738,3 +738,47 @@ async fn explain_prints_kinds_and_fields_from_the_openapi_documents() {
     let missing = kubectl.fails(&["explain", "pods.spec.nosuchfield"]).await;
     assert!(missing.stderr.contains("nosuchfield"), "{}", missing.describe());
 }
+
+/// kubectl asks `/api` and `/apis` for aggregated discovery (`apidiscovery.k8s.io/v2`) and,
+/// getting it, needs no per-group-version request: two requests for the whole API.
+#[tokio::test]
+async fn discovery_is_aggregated_and_costs_kubectl_two_requests() {
+    let cluster = start().await;
+    let kubectl = Kubectl::new(&cluster);
+    let ran = kubectl.run(&["api-resources", "-v=6"]).await;
+    assert!(ran.success, "{}", ran.describe());
+    let discovery: Vec<&str> = ran
+        .stderr
+        .lines()
+        .filter(|l| l.contains("\"Response\"") && l.contains("verb=\"GET\""))
+        .filter_map(|l| l.split("url=\"").nth(1)?.split('"').next())
+        .collect();
+    assert_eq!(discovery.len(), 2, "{discovery:#?}");
+    assert!(
+        discovery.iter().any(|u| u.contains("/api?")) && discovery.iter().any(|u| u.contains("/apis?")),
+        "{discovery:#?}"
+    );
+    let table = rows(&ran.stdout);
+    assert_eq!(
+        row_named(&table, "deployments").expect("deployments"),
+        &vec!["deployments", "deploy", "apps/v1", "true", "Deployment"]
+    );
+
+    // The document itself: the exact media type, subresources with their kinds.
+    let reply = Api::new(cluster.url())
+        .send(rkube_tests::Method::GET, "/apis", &[("Accept", AGGREGATED_DISCOVERY)], None)
+        .await;
+    assert_eq!(reply.headers["content-type"], AGGREGATED_DISCOVERY);
+    let apps = reply.body["items"].as_array().expect("items").iter().find(|g| g["metadata"]["name"] == "apps").cloned();
+    let deployments = apps.expect("apps")["versions"][0]["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .find(|r| r["resource"] == "deployments")
+        .cloned()
+        .expect("deployments");
+    assert!(deployments["subresources"].as_array().expect("subresources").iter().any(|s| s["subresource"] == "scale"));
+}
+
+/// The media type of aggregated discovery, as kubectl asks for it.
+const AGGREGATED_DISCOVERY: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";

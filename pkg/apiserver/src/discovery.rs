@@ -1,8 +1,11 @@
 //! Discovery documents (`/version`, `/api`, `/api/v1`, `/apis`, `/apis/<group>/<version>`),
-//! in Kubernetes' legacy (unaggregated) form, generated from the resource registry.
-//!
-//! kubectl asks for aggregated discovery first and falls back to these when the answer is
-//! plain `application/json` (client-go's discovery client checks the response's content type).
+//! generated from the resource registry, in both of Kubernetes' forms:
+//! - aggregated ([`aggregated`], `apidiscovery.k8s.io/v2` `APIGroupDiscoveryList`): `/api`
+//!   and `/apis` answer every group, version, resource and subresource at once when the
+//!   client asks for [`AGGREGATED`] in `Accept`, as kubectl and client-go do, so discovery
+//!   costs a client two requests;
+//! - legacy, one document per group version, for clients that ask for plain JSON
+//!   (client-go falls back to these when the answer's content type is not aggregated).
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     APIGroup, APIGroupList, APIResource, APIResourceList, APIVersions, GroupVersionForDiscovery,
@@ -11,6 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
 use k8s_openapi::apimachinery::pkg::version::Info;
 use rkube_api::Subresource;
 use rkube_api::registry::{self, ResourceDef};
+use serde_json::{Value, json};
 
 /// The Kubernetes version rkube's API corresponds to.
 pub const KUBERNETES_VERSION: (&str, &str) = ("1", "37");
@@ -139,9 +143,126 @@ pub fn resources(group: &str, version: &str) -> Option<APIResourceList> {
     Some(APIResourceList { group_version, resources })
 }
 
+/// The media type of aggregated discovery, exactly as clients ask for it and check it.
+pub const AGGREGATED: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+
+/// Whether an `Accept` header asks for aggregated discovery.
+pub fn wants_aggregated(accept: &str) -> bool {
+    accept.split(',').any(|media| {
+        let params: Vec<&str> = media.split(';').map(str::trim).collect();
+        params.contains(&"g=apidiscovery.k8s.io")
+            && params.contains(&"v=v2")
+            && params.contains(&"as=APIGroupDiscoveryList")
+    })
+}
+
+/// The aggregated discovery document of `/api` (`core`: the core group) or `/apis` (every
+/// named group), built from the same lists as the legacy documents.
+pub fn aggregated(core: bool) -> Value {
+    let named: Vec<(String, Vec<String>)> = if core {
+        vec![(String::new(), vec!["v1".to_string()])]
+    } else {
+        groups().groups.into_iter().map(|g| (g.name, g.versions.into_iter().map(|v| v.version).collect())).collect()
+    };
+    let items: Vec<Value> = named
+        .into_iter()
+        .map(|(group, versions)| {
+            let versions: Vec<Value> = versions
+                .iter()
+                .filter_map(|version| resources(&group, version).map(|list| version_discovery(&group, version, list)))
+                .collect();
+            json!({"metadata": {"name": group}, "versions": versions})
+        })
+        .collect();
+    json!({"apiVersion": "apidiscovery.k8s.io/v2", "kind": "APIGroupDiscoveryList", "metadata": {}, "items": items})
+}
+
+/// One `APIVersionDiscovery`: the resources of `list`, each with its subresources.
+fn version_discovery(group: &str, version: &str, list: APIResourceList) -> Value {
+    let kind_of = |r: &APIResource| {
+        json!({
+            "group": r.group.clone().unwrap_or_else(|| group.to_string()),
+            "version": r.version.clone().unwrap_or_else(|| version.to_string()),
+            "kind": r.kind,
+        })
+    };
+    let mut resources: Vec<Value> = Vec::new();
+    for r in list.resources.iter().filter(|r| !r.name.contains('/')) {
+        let mut resource = json!({
+            "resource": r.name,
+            "responseKind": kind_of(r),
+            "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
+            "singularResource": r.singular_name,
+            "verbs": r.verbs,
+        });
+        if let Some(short) = &r.short_names {
+            resource["shortNames"] = json!(short);
+        }
+        if let Some(categories) = &r.categories {
+            resource["categories"] = json!(categories);
+        }
+        let prefix = format!("{}/", r.name);
+        let subresources: Vec<Value> = list
+            .resources
+            .iter()
+            .filter_map(|sub| {
+                let name = sub.name.strip_prefix(&prefix)?;
+                Some(json!({"subresource": name, "responseKind": kind_of(sub), "verbs": sub.verbs}))
+            })
+            .collect();
+        if !subresources.is_empty() {
+            resource["subresources"] = json!(subresources);
+        }
+        resources.push(resource);
+    }
+    json!({"version": version, "resources": resources, "freshness": "Current"})
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn aggregated_discovery_holds_resources_with_their_subresources() {
+        let core = aggregated(true);
+        assert_eq!(core["kind"], "APIGroupDiscoveryList");
+        let v1 = &core["items"][0]["versions"][0];
+        assert_eq!((core["items"][0]["metadata"]["name"].as_str(), v1["version"].as_str()), (Some(""), Some("v1")));
+        let pods =
+            v1["resources"].as_array().expect("resources").iter().find(|r| r["resource"] == "pods").expect("pods");
+        assert_eq!(pods["scope"], "Namespaced");
+        assert_eq!(pods["shortNames"], json!(["po"]));
+        let subs: Vec<&str> =
+            pods["subresources"].as_array().expect("subs").iter().filter_map(|s| s["subresource"].as_str()).collect();
+        assert!(subs.contains(&"log") && subs.contains(&"status") && subs.contains(&"binding"), "{subs:?}");
+        let named = aggregated(false);
+        let apps =
+            named["items"].as_array().expect("items").iter().find(|g| g["metadata"]["name"] == "apps").expect("apps");
+        let deployments = apps["versions"][0]["resources"]
+            .as_array()
+            .expect("resources")
+            .iter()
+            .find(|r| r["resource"] == "deployments")
+            .expect("deployments");
+        let scale = deployments["subresources"]
+            .as_array()
+            .expect("subs")
+            .iter()
+            .find(|s| s["subresource"] == "scale")
+            .expect("scale");
+        assert_eq!(scale["responseKind"], json!({"group": "autoscaling", "version": "v1", "kind": "Scale"}));
+        assert!(named["items"].as_array().expect("items").iter().all(|g| g["metadata"]["name"] != ""));
+    }
+
+    #[test]
+    fn only_the_v2_aggregated_media_type_is_aggregated() {
+        assert!(wants_aggregated(
+            "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json"
+        ));
+        assert!(wants_aggregated("application/json; g=apidiscovery.k8s.io; v=v2; as=APIGroupDiscoveryList"));
+        assert!(!wants_aggregated("application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList"));
+        assert!(!wants_aggregated("application/json"));
+    }
 
     #[test]
     fn core_v1_lists_pods_with_subresources_and_short_names() {

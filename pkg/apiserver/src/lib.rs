@@ -228,7 +228,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/metrics", get(metrics_text))
         .route("/version", get(|| async { json_ok(&discovery::version()) }))
         .route("/api", get(core_versions))
-        .route("/apis", get(|| async { json_ok(&discovery::groups()) }))
+        .route("/apis", get(named_groups))
         .route("/openapi/v3", get(openapi_root))
         .route("/openapi/v3/{*path}", get(openapi_document))
         .route("/api/v1/namespaces/{namespace}/pods/{name}/exec", axum::routing::any(subresource::exec::handle))
@@ -277,8 +277,26 @@ async fn metrics_text(State(state): State<Arc<ApiState>>) -> Response {
 }
 
 async fn core_versions(headers: HeaderMap) -> Response {
+    if let Some(aggregated) = aggregated_discovery(&headers, true) {
+        return aggregated;
+    }
     let host = headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1");
     json_ok(&discovery::core_versions(host))
+}
+
+async fn named_groups(headers: HeaderMap) -> Response {
+    aggregated_discovery(&headers, false).unwrap_or_else(|| json_ok(&discovery::groups()))
+}
+
+/// The aggregated discovery document, when `Accept` asks for it (see [`discovery`]).
+fn aggregated_discovery(headers: &HeaderMap, core: bool) -> Option<Response> {
+    let accept = headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok())?;
+    if !discovery::wants_aggregated(accept) {
+        return None;
+    }
+    let body = serde_json::to_vec(&discovery::aggregated(core)).ok()?;
+    let headers = [(http::header::CONTENT_TYPE, discovery::AGGREGATED), (http::header::VARY, "Accept")];
+    Some((StatusCode::OK, headers, body).into_response())
 }
 
 async fn openapi_root(State(state): State<Arc<ApiState>>) -> Response {
