@@ -224,3 +224,17 @@ async fn garbage_bodies_and_parameters_get_4xx_never_5xx() {
 fn is_client_error_status(status: StatusCode, body: &Value) -> bool {
     status.is_client_error() && body["kind"] == "Status" && body["code"] == status.as_u16()
 }
+
+#[tokio::test]
+async fn error_statuses_are_written_byte_for_byte_as_kube_apiserver_writes_them() {
+    let (_cluster, api) = start_with(&[]).await;
+    let reply =
+        reqwest::Client::new().get(api.url("/api/v1/namespaces/default/configmaps/missing")).send().await.expect("GET");
+    assert_eq!(reply.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        reply.text().await.expect("body"),
+        "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\",\
+         \"message\":\"configmaps \\\"missing\\\" not found\",\"reason\":\"NotFound\",\
+         \"details\":{\"name\":\"missing\",\"kind\":\"configmaps\"},\"code\":404}\n"
+    );
+}

@@ -146,13 +146,13 @@ impl ApiError {
         let details = match self {
             ApiError::NotFound(t) | ApiError::AlreadyExists(t) | ApiError::Conflict(t, _) => Some(StatusDetails {
                 name: Some(t.name.clone()),
-                group: Some(t.group.to_string()),
+                group: Some(t.group.to_string()).filter(|g| !g.is_empty()),
                 kind: Some(t.resource.clone()),
                 ..Default::default()
             }),
             ApiError::Invalid(t, causes) => Some(StatusDetails {
                 name: Some(t.name.clone()),
-                group: Some(t.group.to_string()),
+                group: Some(t.group.to_string()).filter(|g| !g.is_empty()),
                 kind: Some(t.kind.to_string()),
                 causes: Some(
                     causes
@@ -244,9 +244,52 @@ impl IntoResponse for ApiError {
         if let ApiError::Internal(detail) = &self {
             tracing::error!(error = %detail, "internal error");
         }
-        let body = serde_json::to_vec(&self.to_status()).unwrap_or_default();
-        (self.code(), [(http::header::CONTENT_TYPE, "application/json")], body).into_response()
+        (self.code(), [(http::header::CONTENT_TYPE, "application/json")], status_body(&self.to_status()))
+            .into_response()
     }
+}
+
+/// A `Status` as kube-apiserver writes it: its fields in Go's order (`kind`, `apiVersion`,
+/// `metadata`, `status`, `message`, `reason`, `details`, `code`; inside the details `name`,
+/// `group`, `kind`, `uid`, `causes`, `retryAfterSeconds`; in a cause `reason`, `message`,
+/// `field`) and a trailing newline, so clients that compare bytes find what they expect.
+pub fn status_body(status: &Status) -> Vec<u8> {
+    let mut value = serde_json::to_value(status).unwrap_or_default();
+    value["kind"] = "Status".into();
+    value["apiVersion"] = "v1".into();
+    if value.get("metadata").is_none_or(serde_json::Value::is_null) {
+        value["metadata"] = serde_json::json!({});
+    }
+    let mut out = ordered(&value, &STATUS_ORDER);
+    out.push('\n');
+    out.into_bytes()
+}
+
+const STATUS_ORDER: [&str; 8] = ["kind", "apiVersion", "metadata", "status", "message", "reason", "details", "code"];
+const DETAILS_ORDER: [&str; 6] = ["name", "group", "kind", "uid", "causes", "retryAfterSeconds"];
+const CAUSE_ORDER: [&str; 3] = ["reason", "message", "field"];
+
+/// `value` as compact JSON with the keys of an object in `order` first (the rest after, in
+/// their own order); `details` and its `causes` get theirs.
+fn ordered(value: &serde_json::Value, order: &[&str]) -> String {
+    let serde_json::Value::Object(map) = value else { return value.to_string() };
+    let mut keys: Vec<&String> = order.iter().filter_map(|k| map.get_key_value(*k).map(|(k, _)| k)).collect();
+    keys.extend(map.keys().filter(|k| !order.contains(&k.as_str())));
+    let fields: Vec<String> = keys
+        .into_iter()
+        .map(|key| {
+            let field = &map[key];
+            let text = match (key.as_str(), field) {
+                ("details", _) => ordered(field, &DETAILS_ORDER),
+                ("causes", serde_json::Value::Array(causes)) => {
+                    format!("[{}]", causes.iter().map(|c| ordered(c, &CAUSE_ORDER)).collect::<Vec<_>>().join(","))
+                }
+                _ => field.to_string(),
+            };
+            format!("{}:{text}", serde_json::Value::String(key.clone()))
+        })
+        .collect();
+    format!("{{{}}}", fields.join(","))
 }
 
 #[cfg(test)]
@@ -255,6 +298,24 @@ mod tests {
 
     fn pod(name: &str) -> Target {
         Target { group: "", resource: "pods".into(), kind: "Pod", name: name.into() }
+    }
+
+    #[test]
+    fn a_status_is_written_in_kube_apiservers_byte_order() {
+        let body = status_body(&ApiError::NotFound(pod("x")).to_status());
+        assert_eq!(
+            String::from_utf8(body).expect("utf-8"),
+            "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\",\"message\":\"pods \\\"x\\\" not found\",\"reason\":\"NotFound\",\"details\":{\"name\":\"x\",\"kind\":\"pods\"},\"code\":404}\n"
+        );
+        let invalid =
+            status_body(&ApiError::Invalid(pod("x"), vec![FieldError::required("spec.containers", "")]).to_status());
+        let text = String::from_utf8(invalid).expect("utf-8");
+        assert!(
+            text.contains(
+                r#""causes":[{"reason":"FieldValueRequired","message":"Required value","field":"spec.containers"}]"#
+            ),
+            "{text}"
+        );
     }
 
     #[test]

@@ -144,7 +144,7 @@ fn status_response(code: StatusCode, reason: &str, message: &str, retry_after: O
         details: retry_after.map(|seconds| StatusDetails { retry_after_seconds: Some(seconds), ..Default::default() }),
         ..Default::default()
     };
-    let body = serde_json::to_vec(&status).unwrap_or_default();
+    let body = crate::error::status_body(&status);
     let mut response = (code, [(http::header::CONTENT_TYPE, "application/json")], body).into_response();
     if let Some(seconds) = retry_after
         && let Ok(value) = http::HeaderValue::from_str(&seconds.to_string())

@@ -885,7 +885,7 @@ mod tests {
         let (status, reply) = api.put(&cm_path("cas"), stale).await;
         assert_status(status, &reply, 409, "Conflict");
         assert_eq!(reply["message"], format!("Operation cannot be fulfilled on configmaps \"cas\": {OBJECT_MODIFIED}"));
-        assert_eq!(reply["details"], json!({"name": "cas", "group": "", "kind": "configmaps"}));
+        assert_eq!(reply["details"], json!({"name": "cas", "kind": "configmaps"}), "no empty group, as kube-apiserver");
 
         let stale_patch = json!({"metadata": {"resourceVersion": resource_version(&created)}, "data": {"v": "4"}});
         let (status, reply) = api.patch(&cm_path("cas"), MERGE_PATCH, stale_patch).await;
