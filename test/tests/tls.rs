@@ -274,3 +274,63 @@ async fn a_kubelet_writes_only_its_own_node_lease_and_pods_and_reads_only_its_po
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
 }
+
+#[tokio::test]
+async fn kube_rs_and_the_python_client_connect_with_the_generated_kubeconfigs() {
+    let secure = Secure::start().await;
+    let admin = secure.kubeconfig("kubernetes-admin", &["system:masters"]);
+    let alice = secure.kubeconfig("alice", &[]);
+
+    // kube-rs, as a Rust controller would load it.
+    let client = |path: &Path| {
+        let path = path.to_path_buf();
+        async move {
+            let kubeconfig = kube::config::Kubeconfig::read_from(&path).expect("kubeconfig parses");
+            let options = kube::config::KubeConfigOptions::default();
+            let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options).await.expect("config");
+            kube::Client::try_from(config).expect("client")
+        }
+    };
+    let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(client(&admin).await);
+    let names: Vec<String> = namespaces
+        .list(&Default::default())
+        .await
+        .expect("the admin lists namespaces")
+        .items
+        .into_iter()
+        .filter_map(|n| n.metadata.name)
+        .collect();
+    assert!(names.iter().any(|n| n == "kube-system"), "{names:?}");
+    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> = kube::Api::namespaced(client(&alice).await, "default");
+    match pods.list(&Default::default()).await {
+        Err(kube::Error::Api(status)) => assert_eq!(status.code, 403, "{status:?}"),
+        other => panic!("alice listed pods: {other:?}"),
+    }
+
+    // The official Python client's load_kube_config.
+    let script = r#"
+import sys
+from kubernetes import client, config
+for path in sys.argv[1:]:
+    config.load_kube_config(config_file=path)
+    try:
+        names = [n.metadata.name for n in client.CoreV1Api().list_namespace().items]
+        print("allowed", "kube-system" in names)
+    except client.ApiException as e:
+        print("refused", e.status)
+"#;
+    let output = tokio::process::Command::new(venv_bin("python"))
+        .arg("-c")
+        .arg(script)
+        .arg(&admin)
+        .arg(&alice)
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .env("no_proxy", "127.0.0.1,localhost")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(stdout.lines().collect::<Vec<_>>(), ["allowed True", "refused 403"], "{stdout}");
+}
