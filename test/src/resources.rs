@@ -57,6 +57,19 @@ pub const ROLE_BINDINGS: Resource = rbac("RoleBinding", "rolebindings", true);
 /// rbac.authorization.k8s.io/v1 ClusterRoleBinding.
 pub const CLUSTER_ROLE_BINDINGS: Resource = rbac("ClusterRoleBinding", "clusterrolebindings", false);
 
+/// core/v1 ResourceQuota.
+pub const RESOURCE_QUOTAS: Resource = core("ResourceQuota", "resourcequotas", true);
+/// core/v1 LimitRange.
+pub const LIMIT_RANGES: Resource = core("LimitRange", "limitranges", true);
+/// scheduling.k8s.io/v1 PriorityClass.
+pub const PRIORITY_CLASSES: Resource = Resource {
+    group: "scheduling.k8s.io",
+    version: "v1",
+    kind: "PriorityClass",
+    plural: "priorityclasses",
+    namespaced: false,
+};
+
 /// Every resource the apiserver must serve.
 pub const ALL: &[Resource] = &[
     NAMESPACES,
@@ -75,6 +88,9 @@ pub const ALL: &[Resource] = &[
     CLUSTER_ROLES,
     ROLE_BINDINGS,
     CLUSTER_ROLE_BINDINGS,
+    RESOURCE_QUOTAS,
+    LIMIT_RANGES,
+    PRIORITY_CLASSES,
 ];
 
 const fn core(kind: &'static str, plural: &'static str, namespaced: bool) -> Resource {
@@ -155,6 +171,9 @@ impl Resource {
                 "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view" },
                 "subjects": [{ "kind": "ServiceAccount", "name": "default", "namespace": namespace }]
             }),
+            "ResourceQuota" => json!({ "spec": { "hard": { "pods": "10", "requests.cpu": "4" } } }),
+            "LimitRange" => json!({ "spec": { "limits": [{ "type": "Container", "default": { "cpu": "500m" } }] } }),
+            "PriorityClass" => json!({ "value": 1000, "description": "a test class" }),
             other => panic!("no sample object for kind {other}"),
         };
         let mut metadata = json!({ "name": name });

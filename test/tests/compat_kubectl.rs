@@ -234,6 +234,9 @@ async fn api_resources_lists_every_kind_with_its_short_names() {
         &["clusterroles", "rbac.authorization.k8s.io/v1", "false", "ClusterRole"],
         &["rolebindings", "rbac.authorization.k8s.io/v1", "true", "RoleBinding"],
         &["clusterrolebindings", "rbac.authorization.k8s.io/v1", "false", "ClusterRoleBinding"],
+        &["resourcequotas", "quota", "v1", "true", "ResourceQuota"],
+        &["limitranges", "limits", "v1", "true", "LimitRange"],
+        &["priorityclasses", "pc", "scheduling.k8s.io/v1", "false", "PriorityClass"],
     ];
     for want in expected {
         let got = row_named(&table, want[0]);
@@ -782,3 +785,64 @@ async fn discovery_is_aggregated_and_costs_kubectl_two_requests() {
 
 /// The media type of aggregated discovery, as kubectl asks for it.
 const AGGREGATED_DISCOVERY: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+
+/// `kubectl create priorityclass` and `create quota` (protobuf bodies), a LimitRange from a
+/// manifest, and what `get`/`describe` print once the resource-quota controller has counted.
+#[tokio::test]
+async fn priority_classes_quotas_and_limit_ranges_from_kubectl() {
+    let cluster = start().await;
+    let kubectl = Kubectl::new(&cluster);
+    let _controllers =
+        rkube_tests::controllers::ControllerManager::start(&cluster, &["--controllers", "resourcequota"])
+            .await
+            .expect("controller-manager");
+    let out = kubectl.ok(&["create", "priorityclass", "high", "--value=1000", "--description=for the web"]).await;
+    assert!(out.contains("priorityclass.scheduling.k8s.io/high created"), "{out}");
+    let out = kubectl.ok(&["get", "pc"]).await;
+    let table = rows(&out);
+    assert_eq!(table[0], ["NAME", "VALUE", "GLOBAL-DEFAULT", "AGE", "PREEMPTIONPOLICY"], "{out}");
+    let high = row_named(&table, "high").unwrap_or_else(|| panic!("no row high: {out}"));
+    assert_eq!((high[1], high[2], high[4]), ("1000", "false", "PreemptLowerPriority"), "{out}");
+    assert!(row_named(&table, "system-node-critical").is_some_and(|row| row[1] == "2000001000"), "{out}");
+
+    let out = kubectl.ok(&["create", "quota", "compute", "--hard=pods=2,requests.cpu=1,limits.memory=1Gi"]).await;
+    assert!(out.contains("resourcequota/compute created"), "{out}");
+    let limits = kubectl.manifest(
+        "limits.yaml",
+        "apiVersion: v1\nkind: LimitRange\nmetadata:\n  name: defaults\nspec:\n  limits:\n  - type: Container\n    default: {cpu: 500m, memory: 256Mi}\n    defaultRequest: {cpu: 250m}\n",
+    );
+    kubectl.ok(&["apply", "-f", &limits]).await;
+    assert!(row_named(&rows(&kubectl.ok(&["get", "limits"]).await), "defaults").is_some());
+    // A pod with no resources gets the defaults, so the quota can count it; its class sets its priority.
+    let pod = kubectl.manifest(
+        "pod.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\nspec:\n  priorityClassName: high\n  containers:\n  - name: main\n    image: busybox:1.37\n",
+    );
+    kubectl.ok(&["apply", "-f", &pod]).await;
+    let priority = kubectl
+        .ok(&["get", "pod", "web", "-o", "jsonpath={.spec.priority} {.spec.containers[0].resources.requests.cpu}"])
+        .await;
+    assert_eq!(priority.trim(), "1000 250m");
+    let out = rkube_tests::eventually(WATCH_LINE_TIMEOUT, "the quota shows the pod", || async {
+        let out = kubectl.ok(&["get", "quota", "compute"]).await;
+        out.contains("pods: 1/2, requests.cpu: 250m/1").then_some(out)
+    })
+    .await;
+    assert!(out.contains("limits.memory: 256Mi/1Gi"), "{out}");
+    let described = kubectl.ok(&["describe", "quota", "compute"]).await;
+    let table = rows(&described);
+    assert_eq!(row_named(&table, "requests.cpu"), Some(&vec!["requests.cpu", "250m", "1"]), "{described}");
+    assert_eq!(row_named(&table, "pods"), Some(&vec!["pods", "1", "2"]), "{described}");
+    let second = kubectl.manifest(
+        "pod2.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: big\nspec:\n  containers:\n  - name: main\n    image: busybox:1.37\n    resources: {requests: {cpu: '2'}, limits: {cpu: '2'}}\n",
+    );
+    let refused = kubectl.fails(&["apply", "-f", &second]).await;
+    assert!(
+        refused.stderr.contains(
+            "exceeded quota: compute, requested: requests.cpu=2, used: requests.cpu=250m, limited: requests.cpu=1"
+        ),
+        "{}",
+        refused.stderr
+    );
+}

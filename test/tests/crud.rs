@@ -34,6 +34,9 @@ async fn exercise_crud(resource: Resource) {
     assert!(list["metadata"]["resourceVersion"].as_str().is_some_and(|rv| !rv.is_empty()), "{context}: {list}");
     if resource.kind == "Namespace" {
         assert!(item_names(&list).contains(&"default".to_string()), "{list}");
+    } else if resource.kind == "PriorityClass" {
+        // The built-in classes are there from the start.
+        assert!(item_names(&list).contains(&"system-node-critical".to_string()), "{list}");
     } else {
         assert_eq!(list["items"], json!([]), "{context}: a fresh namespace has no objects: {list}");
     }
@@ -130,6 +133,9 @@ crud_test!(roles_support_create_get_list_update_delete, resources::ROLES);
 crud_test!(cluster_roles_support_create_get_list_update_delete, resources::CLUSTER_ROLES);
 crud_test!(role_bindings_support_create_get_list_update_delete, resources::ROLE_BINDINGS);
 crud_test!(cluster_role_bindings_support_create_get_list_update_delete, resources::CLUSTER_ROLE_BINDINGS);
+crud_test!(resource_quotas_support_create_get_list_update_delete, resources::RESOURCE_QUOTAS);
+crud_test!(limit_ranges_support_create_get_list_update_delete, resources::LIMIT_RANGES);
+crud_test!(priority_classes_support_create_get_list_update_delete, resources::PRIORITY_CLASSES);
 
 #[test]
 fn every_served_resource_has_a_crud_test() {
@@ -151,6 +157,9 @@ fn every_served_resource_has_a_crud_test() {
         "clusterroles",
         "rolebindings",
         "clusterrolebindings",
+        "resourcequotas",
+        "limitranges",
+        "priorityclasses",
     ];
     let all: Vec<&str> = ALL.iter().map(|resource| resource.plural).collect();
     assert_eq!(all, tested);

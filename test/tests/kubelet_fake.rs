@@ -178,6 +178,17 @@ async fn bound_pod_becomes_running_and_ready_then_deleted_pod_is_removed() {
     assert_eq!(status.host_ip.as_deref(), Some("127.0.0.1"));
     assert!(status.start_time.is_some());
 
+    // A hollow container printed nothing: its log is an empty 200, as `kubectl logs` expects;
+    // a container the pod lacks stays a 400.
+    let api = rkube_tests::Api::new(cluster.url());
+    let log = api
+        .send(rkube_tests::Method::GET, "/api/v1/namespaces/default/pods/web/log?container=sidecar", &[], None)
+        .await;
+    assert_eq!((log.status.as_u16(), log.body.clone()), (200, serde_json::json!("")), "{:?}", log.body);
+    let missing =
+        api.send(rkube_tests::Method::GET, "/api/v1/namespaces/default/pods/web/log?container=nope", &[], None).await;
+    assert_eq!(missing.status.as_u16(), 400, "{:?}", missing.body);
+
     // Status is written only on change: resyncs write nothing new (every write, even of an
     // equal status, would move the resourceVersion). Two sync periods hold at least one whole
     // resync, and a sync writes its status before it ends and counts itself.

@@ -25,6 +25,7 @@ pub mod duration;
 pub mod field;
 pub mod kinds;
 pub mod quantity;
+pub mod quota;
 pub mod registry;
 pub mod selector;
 pub mod strategic_merge;

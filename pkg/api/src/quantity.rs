@@ -84,6 +84,35 @@ fn parse_scaled(text: &str, scale: i128) -> Result<i64, ParseQuantityError> {
     i64::try_from(value).map_err(|_| error())
 }
 
+/// A quantity given in thousandths, written as Kubernetes writes a canonical quantity:
+/// `500m`, `2`, and with `binary` the largest exact binary suffix (`256Mi`, `1Gi`), else the
+/// largest exact decimal one (`2k`, `3M`). Sums of quotas and limits are shown this way.
+pub fn format_milli(milli: i64, binary: bool) -> String {
+    if milli % 1000 != 0 {
+        return format!("{milli}m");
+    }
+    let units = milli / 1000;
+    if units == 0 {
+        return "0".to_string();
+    }
+    let suffixes: &[(&str, i64)] = if binary {
+        &[("Ei", 1 << 60), ("Pi", 1 << 50), ("Ti", 1 << 40), ("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)]
+    } else {
+        &[
+            ("E", 1_000_000_000_000_000_000),
+            ("P", 1_000_000_000_000_000),
+            ("T", 1_000_000_000_000),
+            ("G", 1_000_000_000),
+            ("M", 1_000_000),
+            ("k", 1_000),
+        ]
+    };
+    match suffixes.iter().find(|(_, size)| units % size == 0) {
+        Some((suffix, size)) => format!("{}{suffix}", units / size),
+        None => units.to_string(),
+    }
+}
+
 /// `10^n`, if it fits.
 fn pow10(n: usize) -> Option<i128> {
     let mut value: i128 = 1;
@@ -121,6 +150,22 @@ mod tests {
         assert_eq!(parse_units("12E-1"), Ok(2), "1.2 rounds up");
         assert_eq!(parse_units("1Ei"), Ok(1 << 60));
         assert_eq!(parse_units("110"), Ok(110));
+    }
+
+    #[test]
+    fn sums_are_written_canonically() {
+        assert_eq!(format_milli(500, false), "500m");
+        assert_eq!(format_milli(2000, false), "2");
+        assert_eq!(format_milli(0, true), "0");
+        assert_eq!(format_milli(256 * 1024 * 1024 * 1000, true), "256Mi");
+        assert_eq!(format_milli(1500 * 1024 * 1000, true), "1500Ki");
+        assert_eq!(format_milli(128_974_848_000, true), "123Mi");
+        assert_eq!(format_milli(128_974_849_000, true), "128974849");
+        assert_eq!(format_milli(3_000_000, false), "3k");
+        for text in ["100m", "1", "512Mi", "1Gi", "2k"] {
+            let milli = parse_milli(text).expect(text);
+            assert_eq!(parse_milli(&format_milli(milli, text.ends_with('i'))), Ok(milli), "{text}");
+        }
     }
 
     #[test]

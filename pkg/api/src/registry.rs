@@ -132,6 +132,9 @@ static RESOURCES: &[&ResourceDef] = &[
     &kinds::rbac::CLUSTER_ROLE,
     &kinds::rbac::ROLE_BINDING,
     &kinds::rbac::CLUSTER_ROLE_BINDING,
+    &kinds::resourcequota::RESOURCE,
+    &kinds::limitrange::RESOURCE,
+    &kinds::priorityclass::RESOURCE,
 ];
 
 /// Every resource rkube serves.

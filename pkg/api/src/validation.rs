@@ -16,8 +16,10 @@
 //! - a pod update may change images, `activeDeadlineSeconds` (downwards) and add tolerations,
 //!   nothing else in the spec; selectors of ReplicaSets and Deployments never change.
 //!
-//! Not promised: the whole of Kubernetes' validation. Left out, among others: resource
-//! quantities (requests <= limits), probes, security contexts, affinity, topology spread,
+//! - a container's requests and limits are valid quantities, not negative, and no request
+//!   exceeds its limit.
+//!
+//! Not promised: the whole of Kubernetes' validation. Left out, among others: probes, security contexts, affinity, topology spread,
 //! ephemeral containers, owner references, special-purpose IPs in Endpoints (loopback,
 //! link-local), the service IP-family fields, and the apiserver-side immutability of
 //! `metadata.name`, `namespace`, `uid` and `creationTimestamp`. Where Kubernetes reports
@@ -563,6 +565,43 @@ fn validate_volumes(volumes: &[Volume], path: &str, errs: &mut Vec<FieldError>) 
     names
 }
 
+/// A container's requests and limits: valid, non-negative quantities, each request at most
+/// its limit (Kubernetes' `ValidateResourceRequirements`).
+fn validate_resources(container: &Container, path: &str, errs: &mut Vec<FieldError>) {
+    let Some(resources) = &container.resources else { return };
+    let read =
+        |field: &str, list: &Option<BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>| {
+            let mut amounts = BTreeMap::new();
+            let mut problems = Vec::new();
+            for (name, amount) in list.iter().flatten() {
+                let at = format!("{path}.resources.{field}[{name}]");
+                match crate::quantity::parse_milli(&amount.0) {
+                    Ok(milli) if milli < 0 => {
+                        problems.push(FieldError::invalid(at, &amount.0, "must be greater than or equal to 0"))
+                    }
+                    Ok(milli) => {
+                        amounts.insert(name.clone(), (milli, amount.0.clone()));
+                    }
+                    Err(error) => problems.push(FieldError::invalid(at, &amount.0, error.to_string())),
+                }
+            }
+            (amounts, problems)
+        };
+    let (requests, mut problems) = read("requests", &resources.requests);
+    let (limits, limit_problems) = read("limits", &resources.limits);
+    problems.extend(limit_problems);
+    for (name, (request, text)) in &requests {
+        if let Some((_, limit_text)) = limits.get(name).filter(|(limit, _)| request > limit) {
+            problems.push(FieldError::invalid(
+                format!("{path}.resources.requests"),
+                text,
+                format!("must be less than or equal to {name} limit of {limit_text}"),
+            ));
+        }
+    }
+    errs.extend(problems);
+}
+
 fn validate_container(
     container: &Container,
     path: &str,
@@ -583,6 +622,7 @@ fn validate_container(
         errs.push(FieldError::duplicate(&name_path, &container.name));
     }
 
+    validate_resources(container, path, errs);
     let image = container.image.as_deref().unwrap_or_default();
     if for_pod {
         if image.is_empty() {
@@ -1099,6 +1139,19 @@ mod tests {
             defaulted_pod(json!({"containers": [{"name": "c", "image": "nginx", "ports": [{"containerPort": 80}]}]}));
         let spec = pod.spec.expect("spec");
         assert_eq!(validate_pod_spec(&spec, "spec"), Vec::<FieldError>::new());
+    }
+
+    #[test]
+    fn requests_may_not_exceed_limits_and_amounts_must_be_quantities() {
+        let pod = defaulted_pod(json!({"containers": [{"name": "c", "image": "nginx", "resources": {
+            "requests": {"cpu": "2", "memory": "64Mi"}, "limits": {"cpu": "500m", "memory": "lots"}}}]}));
+        let errs = validate_pod_spec(&pod.spec.expect("spec"), "spec");
+        let messages: Vec<String> = errs.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            fields(&errs),
+            ["spec.containers[0].resources.limits[memory]", "spec.containers[0].resources.requests"]
+        );
+        assert!(messages[1].ends_with("must be less than or equal to cpu limit of 500m"), "{messages:?}");
     }
 
     #[test]

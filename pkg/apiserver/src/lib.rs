@@ -331,9 +331,10 @@ pub async fn serve(listener: TcpListener, state: Arc<ApiState>) -> std::io::Resu
     result
 }
 
-/// The built-in namespaces, and with RBAC the bootstrap roles and bindings.
+/// The built-in namespaces and PriorityClasses, and with RBAC the bootstrap roles and bindings.
 async fn ensure_built_in(state: &ApiState) -> Result<(), ApiError> {
     namespace::ensure_initial(state).await?;
+    admission::priority::ensure_system_classes(state).await?;
     if state.config.authorization.contains(&authorization::Mode::Rbac) {
         authorization::bootstrap::ensure(state).await?;
     }

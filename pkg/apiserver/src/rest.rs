@@ -408,7 +408,7 @@ pub async fn create(
     let decoded = res.strategy.create(body).map_err(|e| ApiError::from_strategy(target.clone(), e))?;
     let warnings = unknown_field_check(opts, decoded.unknown_fields)?;
     let mut object = decoded.object;
-    admission::admit_create(state, req, &given, &object).await?;
+    admission::admit_create(state, req, &given, &object, opts.dry_run).await?;
     if opts.dry_run {
         return Ok(Written { object, created: true, warnings });
     }

@@ -41,13 +41,21 @@ pub mod metrics;
 pub mod nodelifecycle;
 pub mod podutil;
 pub mod replicaset;
+pub mod resourcequota;
 pub mod root_ca_publisher;
 pub mod serviceaccount;
 pub mod worker;
 
 /// Every controller this binary knows, by the name `--controllers` uses.
-pub const KNOWN_CONTROLLERS: &[&str] =
-    &["replicaset", "deployment", "garbagecollector", "nodelifecycle", "serviceaccount", "root-ca-cert-publisher"];
+pub const KNOWN_CONTROLLERS: &[&str] = &[
+    "replicaset",
+    "deployment",
+    "garbagecollector",
+    "nodelifecycle",
+    "serviceaccount",
+    "root-ca-cert-publisher",
+    "resourcequota",
+];
 
 /// Namespace and name of the controller-manager's leader-election Lease.
 pub const LEASE_NAMESPACE: &str = "kube-system";
@@ -305,6 +313,10 @@ pub async fn run_controllers(
             None => tracing::info!("root-ca-cert-publisher not started: no --root-ca-file"),
         }
     }
+    if config.is_enabled("resourcequota")? {
+        let controller = resourcequota::ResourceQuotaController::new(&factory, client.clone(), Some(registry));
+        loops.push(("resourcequota", 1, WorkQueueController::ResourceQuota(controller)));
+    }
     let node_lifecycle = if config.is_enabled("nodelifecycle")? {
         Some(nodelifecycle::NodeLifecycleController::new(&factory, client.clone(), config.node_lifecycle.clone()))
     } else {
@@ -346,6 +358,10 @@ pub async fn run_controllers(
                     let queue = c.queue();
                     worker::run_workers(name, c, queue, workers, metrics, shutdown).await
                 }
+                WorkQueueController::ResourceQuota(c) => {
+                    let queue = c.queue();
+                    worker::run_workers(name, c, queue, workers, metrics, shutdown).await
+                }
             }
         }));
     }
@@ -365,6 +381,7 @@ enum WorkQueueController {
     GarbageCollector(Arc<garbagecollector::GarbageCollector>),
     ServiceAccount(Arc<serviceaccount::ServiceAccountController>),
     RootCaPublisher(Arc<root_ca_publisher::RootCaPublisher>),
+    ResourceQuota(Arc<resourcequota::ResourceQuotaController>),
 }
 
 #[cfg(test)]

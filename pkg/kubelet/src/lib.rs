@@ -210,7 +210,11 @@ async fn connect_runtime(config: &Config, metrics: &Metrics, client: &Client) ->
     Ok(match config.runtime {
         RuntimeKind::Fake => {
             let pod_cidr = config.node.pod_cidr.as_deref().map(PodCidr::parse).transpose().map_err(Error::Config)?;
-            Arc::new(FakeRuntime::new(FakeConfig { pod_cidr, fail_start: config.fake_fail_start }))
+            Arc::new(FakeRuntime::new(FakeConfig {
+                pod_cidr,
+                fail_start: config.fake_fail_start,
+                log_dir: Some(config.node.root_dir.join("pods")),
+            }))
         }
         RuntimeKind::Containerd => {
             Arc::new(ContainerdRuntime::connect(containerd_config(config, metrics, client)).await?)

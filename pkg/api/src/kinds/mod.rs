@@ -15,11 +15,14 @@ pub mod deployment;
 pub mod endpoints;
 pub mod event;
 pub mod lease;
+pub mod limitrange;
 pub mod namespace;
 pub mod node;
 pub mod pod;
+pub mod priorityclass;
 pub mod rbac;
 pub mod replicaset;
+pub mod resourcequota;
 pub mod secret;
 pub mod service;
 pub mod serviceaccount;
@@ -31,9 +34,10 @@ mod tests {
     use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
     use k8s_openapi::api::coordination::v1::Lease;
     use k8s_openapi::api::core::v1::{
-        ConfigMap, Endpoints, Event, Namespace, Node, Pod, Secret, Service, ServiceAccount,
+        ConfigMap, Endpoints, Event, LimitRange, Namespace, Node, Pod, ResourceQuota, Secret, Service, ServiceAccount,
     };
     use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+    use k8s_openapi::api::scheduling::v1::PriorityClass;
     use serde_json::{Value, json};
 
     use crate::registry::{lookup, resources};
@@ -77,6 +81,9 @@ mod tests {
             scope_is_namespaced::<ClusterRole>(),
             scope_is_namespaced::<RoleBinding>(),
             scope_is_namespaced::<ClusterRoleBinding>(),
+            scope_is_namespaced::<PriorityClass>(),
+            scope_is_namespaced::<ResourceQuota>(),
+            scope_is_namespaced::<LimitRange>(),
         ];
         assert_eq!(scopes.len(), resources().len());
         for (kind, namespaced) in scopes {
@@ -173,6 +180,23 @@ mod tests {
                 json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
                        "metadata": {"name": "x"}, "roleRef": {"kind": "ClusterRole", "name": "view"},
                        "subjects": [{"kind": "Group", "name": "devs"}]}),
+            ),
+            (
+                "scheduling.k8s.io",
+                "priorityclasses",
+                json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": "high"},
+                       "value": 1000}),
+            ),
+            (
+                "",
+                "resourcequotas",
+                json!({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": ns, "spec": {"hard": {"pods": "10"}}}),
+            ),
+            (
+                "",
+                "limitranges",
+                json!({"apiVersion": "v1", "kind": "LimitRange", "metadata": ns,
+                       "spec": {"limits": [{"type": "Container", "default": {"cpu": "500m"}}]}}),
             ),
         ];
         assert_eq!(cases.len(), resources().len());

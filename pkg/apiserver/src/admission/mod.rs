@@ -14,11 +14,20 @@
 //! - [`node_restriction`] (`NodeRestriction`): a kubelet writes only its own Node, Lease
 //!   and the pods bound to it;
 //! - [`service_account`] (`ServiceAccount`, mutating): a new pod runs as a ServiceAccount
-//!   and gets its credentials mounted.
+//!   and gets its credentials mounted;
+//! - [`limit_ranger`] (`LimitRanger`, mutating): a new pod's containers get the namespace's
+//!   default requests and limits, and stay within its bounds;
+//! - [`priority`] (`Priority`, mutating): a new pod's `priorityClassName` becomes its
+//!   priority; one global default class; the system classes stay;
+//! - [`resource_quota`] (`ResourceQuota`, last, as in Kubernetes): nothing is created past
+//!   the namespace's quotas, and what is created is charged to them.
 
 pub mod escalation;
+pub mod limit_ranger;
 pub mod namespace_lifecycle;
 pub mod node_restriction;
+pub mod priority;
+pub mod resource_quota;
 pub mod service_account;
 
 use serde_json::Value;
@@ -30,15 +39,26 @@ use crate::request::ResourceRequest;
 /// The mutating plugins on a create: they may change the object before it is decoded,
 /// defaulted and validated (Kubernetes runs mutating admission before validation too).
 pub async fn mutate_create(state: &ApiState, req: &ResourceRequest, object: &mut Value) -> Result<(), ApiError> {
-    service_account::admit_create(state, req, object).await
+    service_account::admit_create(state, req, object).await?;
+    limit_ranger::admit_create(state, req, object).await?;
+    priority::admit_create(state, req, object).await
 }
 
 /// Admits the creation of `object` as `name` in `req`'s collection (`name` as the client
 /// gave it: empty for a `generateName` object, as in Kubernetes' admission attributes).
-pub async fn admit_create(state: &ApiState, req: &ResourceRequest, name: &str, object: &Value) -> Result<(), ApiError> {
+/// Quota is charged unless `dry_run`.
+pub async fn admit_create(
+    state: &ApiState,
+    req: &ResourceRequest,
+    name: &str,
+    object: &Value,
+    dry_run: bool,
+) -> Result<(), ApiError> {
     namespace_lifecycle::admit_create(state, req, name).await?;
     node_restriction::admit_write(req, object, None)?;
-    escalation::admit(state, req, object).await
+    escalation::admit(state, req, object).await?;
+    priority::admit_write(state, req, object).await?;
+    resource_quota::admit_create(state, req, object, dry_run).await
 }
 
 /// Admits an update of `old` that stores `object`.
@@ -49,11 +69,32 @@ pub async fn admit_update(
     old: &Value,
 ) -> Result<(), ApiError> {
     node_restriction::admit_write(req, object, Some(old))?;
-    escalation::admit(state, req, object).await
+    escalation::admit(state, req, object).await?;
+    priority::admit_write(state, req, object).await
 }
 
 /// Admits the deletion of the object `name` of `req`'s resource.
 pub async fn admit_delete(state: &ApiState, req: &ResourceRequest, name: &str) -> Result<(), ApiError> {
     namespace_lifecycle::admit_delete(req, name)?;
+    priority::admit_delete(req, name)?;
     node_restriction::admit_delete(state, req, name).await
+}
+
+/// Every object of `resource` in `namespace` (all of them for cluster-scoped resources), as
+/// the plugins that consult other objects read them: a consistent list (from the watch cache
+/// once it has caught up with etcd), so an object created just before is seen.
+async fn list_in(
+    state: &ApiState,
+    resource: &'static rkube_api::ResourceDef,
+    namespace: Option<&str>,
+) -> Result<Vec<Value>, ApiError> {
+    let req = ResourceRequest { resource, namespace: namespace.map(String::from), name: None, subresource: None };
+    let listed = crate::rest::list(state, &req, &crate::request::Query::parse(None)).await?;
+    listed.items.iter().map(|item| item.decode()).collect()
+}
+
+/// The name a pod being created is known by in errors: its name, else its `generateName`.
+fn pod_name(pod: &Value) -> &str {
+    let meta = |key: &str| pod.pointer(&format!("/metadata/{key}")).and_then(Value::as_str).filter(|n| !n.is_empty());
+    meta("name").or_else(|| meta("generateName")).unwrap_or_default()
 }

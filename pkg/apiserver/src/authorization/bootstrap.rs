@@ -31,7 +31,8 @@ fn view_rules() -> Vec<Value> {
     vec![
         json!({"apiGroups": [""], "verbs": READ, "resources": [
             "pods", "pods/log", "pods/status", "configmaps", "endpoints", "services", "services/status",
-            "serviceaccounts", "events", "namespaces", "namespaces/status"]}),
+            "serviceaccounts", "events", "namespaces", "namespaces/status",
+            "resourcequotas", "resourcequotas/status", "limitranges"]}),
         json!({"apiGroups": ["apps"], "verbs": READ, "resources": [
             "deployments", "deployments/scale", "deployments/status",
             "replicasets", "replicasets/scale", "replicasets/status"]}),

@@ -9,11 +9,16 @@
 //! - a pod annotated `fake.rkube.dev/exit-code: "<n>"` has containers that exit at once with
 //!   code `n` (reason `Completed` for 0, else `Error`), to test Succeeded and Failed pods.
 //!
-//! Not promised: restarts, probes (the kubelet runs none against fake pods) or logs; nothing is persisted, so after a kubelet restart the
-//! fake "starts" the pods again (with new start times).
+//! - with [`FakeConfig::log_dir`], each container that "ran" has an empty log file where the
+//!   kubelet's log server looks for it, so `kubectl logs` of a hollow pod answers 200 with
+//!   nothing, as for a container that printed nothing; a killed pod's logs are removed.
+//!
+//! Not promised: restarts or probes (the kubelet runs none against fake pods); nothing is
+//! persisted, so after a kubelet restart the fake "starts" the pods again (with new start times).
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::Ipv4Addr;
+use std::path::PathBuf;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -33,6 +38,8 @@ pub struct FakeConfig {
     pub pod_cidr: Option<PodCidr>,
     /// Fail every container start (reason `RunContainerError`).
     pub fail_start: bool,
+    /// Where container logs live (`<root-dir>/pods`); `None`: no log files are made.
+    pub log_dir: Option<PathBuf>,
 }
 
 /// An IPv4 pod CIDR, e.g. `10.244.1.0/24`.
@@ -72,6 +79,8 @@ impl std::fmt::Display for PodCidr {
 struct FakePod {
     ip: Option<(u32, Ipv4Addr)>,
     status: PodStatus,
+    /// The pod's log directory, when the fake made one.
+    logs: Option<PathBuf>,
 }
 
 #[derive(Default)]
@@ -97,6 +106,23 @@ impl FakeRuntime {
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// An empty `0.log` for each container that ran, in the layout the log server reads
+    /// (`<namespace>_<pod>_<uid>/<container>/0.log`); best effort, as a hollow node's logs are.
+    fn write_empty_logs(&self, pod: &Pod, uid: &str, containers: &[ContainerStatus]) -> Option<PathBuf> {
+        let root = self.config.log_dir.as_ref()?;
+        let key = ObjectKey::of(pod);
+        let dir = root.join(format!("{}_{}_{uid}", key.namespace().unwrap_or_default(), key.name()));
+        for container in containers.iter().filter(|c| !matches!(c.state, ContainerState::Waiting { .. })) {
+            let container_dir = dir.join(&container.name);
+            if let Err(error) = std::fs::create_dir_all(&container_dir)
+                .and_then(|()| std::fs::File::create(container_dir.join("0.log")).map(drop))
+            {
+                tracing::warn!(%error, dir = %container_dir.display(), "fake runtime: cannot create a log file");
+            }
+        }
+        Some(dir)
     }
 }
 
@@ -187,8 +213,9 @@ impl Runtime for FakeRuntime {
                 last_terminated: None,
             });
         }
+        let logs = self.write_empty_logs(pod, &uid, &containers);
         let status = PodStatus { pod_ip: ip.map(|(_, ip)| ip.to_string()), containers };
-        state.pods.insert(uid, FakePod { ip, status });
+        state.pods.insert(uid, FakePod { ip, status, logs });
         failure.map_or(Ok(()), Err)
     }
 
@@ -198,10 +225,12 @@ impl Runtime for FakeRuntime {
 
     async fn kill_pod(&self, uid: &str, _grace: Duration) -> Result<(), RuntimeError> {
         let mut state = self.state();
-        if let Some(pod) = state.pods.remove(uid)
-            && let Some((offset, _)) = pod.ip
-        {
+        let Some(pod) = state.pods.remove(uid) else { return Ok(()) };
+        if let Some((offset, _)) = pod.ip {
             state.used_offsets.remove(&offset);
+        }
+        if let Some(dir) = pod.logs {
+            let _ = std::fs::remove_dir_all(dir);
         }
         Ok(())
     }
@@ -257,7 +286,10 @@ mod tests {
     }
 
     fn runtime(cidr: &str) -> FakeRuntime {
-        FakeRuntime::new(FakeConfig { pod_cidr: Some(PodCidr::parse(cidr).expect("valid cidr")), fail_start: false })
+        FakeRuntime::new(FakeConfig {
+            pod_cidr: Some(PodCidr::parse(cidr).expect("valid cidr")),
+            ..FakeConfig::default()
+        })
     }
 
     #[tokio::test]
@@ -309,7 +341,7 @@ mod tests {
 
     #[tokio::test]
     async fn fail_start_reports_run_container_error() {
-        let fake = FakeRuntime::new(FakeConfig { pod_cidr: None, fail_start: true });
+        let fake = FakeRuntime::new(FakeConfig { fail_start: true, ..FakeConfig::default() });
         assert!(matches!(fake.sync_pod(&pod("a", &[])).await, Err(RuntimeError::StartContainer { .. })));
         let status = fake.pod_status("a").await.expect("status").expect("known");
         assert!(
