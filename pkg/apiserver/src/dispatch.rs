@@ -209,9 +209,22 @@ fn json(code: StatusCode, body: &impl Serialize) -> Response {
     }
 }
 
+/// `object` in Kubernetes protobuf; JSON when it has no protobuf message (clients decode by
+/// `Content-Type`, and every client asking for protobuf also accepts JSON).
+fn protobuf(code: StatusCode, object: &Value) -> Response {
+    match rkube_protobuf::encode(object) {
+        Ok(bytes) => (code, [(http::header::CONTENT_TYPE, rkube_protobuf::MEDIA_TYPE)], bytes).into_response(),
+        Err(error) => {
+            tracing::debug!(%error, "answering in JSON: no protobuf encoding");
+            json(code, object)
+        }
+    }
+}
+
 fn render_object(req: &ResourceRequest, obj: Value, rendering: Rendering, include: IncludeObject) -> Response {
     match rendering {
         Rendering::Json => json(StatusCode::OK, &obj),
+        Rendering::Protobuf => protobuf(StatusCode::OK, &obj),
         Rendering::Table => table_response(table::table(req.resource, std::slice::from_ref(&obj), None, include)),
     }
 }
@@ -231,6 +244,7 @@ fn render_list(
                 .body(Body::from_stream(futures::stream::iter(chunks)))
                 .unwrap_or_default())
         }
+        Rendering::Protobuf => Ok(protobuf(StatusCode::OK, &rest::list_object(req.resource, &listed)?)),
         Rendering::Table => {
             let list = rest::list_object(req.resource, &listed)?;
             let items = list["items"].as_array().cloned().unwrap_or_default();
@@ -256,6 +270,7 @@ fn written(req: &ResourceRequest, written: Written, rendering: Rendering) -> Res
             IncludeObject::Metadata,
         )),
         Rendering::Json => json(code, &written.object),
+        Rendering::Protobuf => protobuf(code, &written.object),
     };
     *response.status_mut() = code;
     for warning in written.warnings {

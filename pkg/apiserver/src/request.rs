@@ -178,17 +178,29 @@ pub enum Rendering {
     Json,
     /// `meta.k8s.io/v1` Table (server-side printing for `kubectl get`).
     Table,
+    /// Kubernetes protobuf (`application/vnd.kubernetes.protobuf`), when the client names it
+    /// first in `Accept`, as client-go's typed clients do; watches are then length-prefixed
+    /// protobuf `WatchEvent` frames (`;stream=watch`).
+    Protobuf,
 }
 
 impl Rendering {
-    /// Reads the `Accept` header: Table when it asks for `as=Table` in `meta.k8s.io`.
+    /// Reads the `Accept` header: Table when it asks for `as=Table` in `meta.k8s.io`,
+    /// protobuf when its first media type is Kubernetes protobuf, else JSON.
     pub fn from_headers(headers: &HeaderMap) -> Self {
         let accept = headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default();
         let wants_table = accept.split(',').any(|media| {
             let params: Vec<&str> = media.split(';').map(str::trim).collect();
             params.contains(&"as=Table") && params.contains(&"g=meta.k8s.io")
         });
-        if wants_table { Rendering::Table } else { Rendering::Json }
+        let first = accept.split(',').next().and_then(|media| media.split(';').next()).unwrap_or_default();
+        if wants_table {
+            Rendering::Table
+        } else if first.trim().eq_ignore_ascii_case(rkube_protobuf::MEDIA_TYPE) {
+            Rendering::Protobuf
+        } else {
+            Rendering::Json
+        }
     }
 }
 
@@ -272,6 +284,10 @@ mod tests {
         );
         assert_eq!(Rendering::from_headers(&h), Rendering::Table);
         h.insert(http::header::ACCEPT, "application/json".parse().unwrap());
+        assert_eq!(Rendering::from_headers(&h), Rendering::Json);
+        h.insert(http::header::ACCEPT, "application/vnd.kubernetes.protobuf, application/json".parse().unwrap());
+        assert_eq!(Rendering::from_headers(&h), Rendering::Protobuf);
+        h.insert(http::header::ACCEPT, "application/json, application/vnd.kubernetes.protobuf".parse().unwrap());
         assert_eq!(Rendering::from_headers(&h), Rendering::Json);
     }
 }

@@ -139,7 +139,7 @@ async fn watch_etcd(
                 }
             }
             if params.initial_end_bookmark {
-                first.push(bookmark(res, page.revision, true));
+                first.push(bookmark(res, page.revision, true, rendering));
             }
             page.revision
         }
@@ -162,7 +162,7 @@ async fn watch_etcd(
                     *ended = true;
                     let status =
                         ApiError::Expired(format!("too old resource version: {requested} ({compacted})")).to_status();
-                    Some(line_of(&json!({"type": "ERROR", "object": status})))
+                    Some(event_bytes("ERROR", &json!(status), rendering))
                 }
                 Err(e) => {
                     tracing::info!(error = %e, resource = res.plural, "watch ended by storage");
@@ -229,7 +229,7 @@ async fn watch_cache(
         Ok(subscription) => subscription,
         Err(ApiError::Expired(message)) => {
             let status = ApiError::Expired(message).to_status();
-            let line = line_of(&json!({"type": "ERROR", "object": status}));
+            let line = event_bytes("ERROR", &json!(status), rendering);
             let once = futures::stream::iter([Ok::<_, std::convert::Infallible>(line)]);
             return Ok(Ok(streaming_response(once, rendering)));
         }
@@ -245,7 +245,7 @@ async fn watch_cache(
         }
     }
     if params.initial_end_bookmark {
-        first.push(&bookmark(res, subscription.revision, true));
+        first.push(&bookmark(res, subscription.revision, true, rendering));
     }
     for event in &subscription.replay {
         for chunk in cached_event(res, &params.filter, event, rendering) {
@@ -282,7 +282,7 @@ async fn watch_cache(
                         // published; with none waiting, the watcher has them all.
                         if subscription.events.is_empty() {
                             let revision = subscription.bookmark_revision();
-                            return Some((vec![bookmark(res, revision, false)], (subscription, ticker, filter)));
+                            return Some((vec![bookmark(res, revision, false, rendering)], (subscription, ticker, filter)));
                         }
                     }
                 }
@@ -313,7 +313,7 @@ fn write_stored_event(frames: &mut Frames, res: &ResourceDef, kind: &str, object
             frames.push(&object.json);
             frames.extend(b"}\n");
         }
-        Rendering::Table => match object.decode() {
+        Rendering::Table | Rendering::Protobuf => match object.decode() {
             Ok(value) => frames.push(&event_line(res, kind, value, rendering)),
             Err(error) => tracing::error!(%error, "cannot render a cached object"),
         },
@@ -351,6 +351,7 @@ fn streaming_response(
     let content_type = match rendering {
         Rendering::Table => table::CONTENT_TYPE,
         Rendering::Json => "application/json",
+        Rendering::Protobuf => rkube_protobuf::WATCH_MEDIA_TYPE,
     };
     Response::builder()
         .header(http::header::CONTENT_TYPE, content_type)
@@ -388,25 +389,38 @@ fn translate(
             set_resource_version(&mut last, revision);
             Some(event_line(res, "DELETED", last, rendering))
         }
-        WatchEvent::Progress { revision } => bookmarks.then(|| bookmark(res, revision, false)),
+        WatchEvent::Progress { revision } => bookmarks.then(|| bookmark(res, revision, false, rendering)),
     }
 }
 
 fn event_line(res: &ResourceDef, kind: &str, obj: Value, rendering: Rendering) -> Bytes {
     let object = match rendering {
         Rendering::Table => table::table(res, std::slice::from_ref(&obj), None, table::IncludeObject::Metadata),
-        Rendering::Json => obj,
+        Rendering::Json | Rendering::Protobuf => obj,
     };
+    event_bytes(kind, &object, rendering)
+}
+
+/// One watch event as the client asked for it: a JSON line, or a protobuf frame.
+fn event_bytes(kind: &str, object: &Value, rendering: Rendering) -> Bytes {
+    if rendering == Rendering::Protobuf {
+        match rkube_protobuf::encode_watch_event(kind, object) {
+            Ok(frame) => return Bytes::from(frame),
+            Err(error) => tracing::error!(%error, "cannot encode a watch event as protobuf; sending it as JSON"),
+        }
+    }
     line_of(&json!({"type": kind, "object": object}))
 }
 
-fn bookmark(res: &ResourceDef, revision: i64, initial_end: bool) -> Bytes {
+fn bookmark(res: &ResourceDef, revision: i64, initial_end: bool, rendering: Rendering) -> Bytes {
     let mut metadata = json!({"resourceVersion": revision.to_string()});
     if initial_end {
         metadata["annotations"] = json!({"k8s.io/initial-events-end": "true"});
     }
-    line_of(
-        &json!({"type": "BOOKMARK", "object": {"kind": res.kind, "apiVersion": res.api_version(), "metadata": metadata}}),
+    event_bytes(
+        "BOOKMARK",
+        &json!({"kind": res.kind, "apiVersion": res.api_version(), "metadata": metadata}),
+        rendering,
     )
 }
 
