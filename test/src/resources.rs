@@ -70,6 +70,15 @@ pub const PRIORITY_CLASSES: Resource = Resource {
     namespaced: false,
 };
 
+/// policy/v1 PodDisruptionBudget.
+pub const POD_DISRUPTION_BUDGETS: Resource = Resource {
+    group: "policy",
+    version: "v1",
+    kind: "PodDisruptionBudget",
+    plural: "poddisruptionbudgets",
+    namespaced: true,
+};
+
 /// Every resource the apiserver must serve.
 pub const ALL: &[Resource] = &[
     NAMESPACES,
@@ -91,6 +100,7 @@ pub const ALL: &[Resource] = &[
     RESOURCE_QUOTAS,
     LIMIT_RANGES,
     PRIORITY_CLASSES,
+    POD_DISRUPTION_BUDGETS,
 ];
 
 const fn core(kind: &'static str, plural: &'static str, namespaced: bool) -> Resource {
@@ -174,6 +184,9 @@ impl Resource {
             "ResourceQuota" => json!({ "spec": { "hard": { "pods": "10", "requests.cpu": "4" } } }),
             "LimitRange" => json!({ "spec": { "limits": [{ "type": "Container", "default": { "cpu": "500m" } }] } }),
             "PriorityClass" => json!({ "value": 1000, "description": "a test class" }),
+            "PodDisruptionBudget" => {
+                json!({ "spec": { "minAvailable": 1, "selector": { "matchLabels": { "app": name } } } })
+            }
             other => panic!("no sample object for kind {other}"),
         };
         let mut metadata = json!({ "name": name });

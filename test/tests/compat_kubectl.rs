@@ -237,6 +237,7 @@ async fn api_resources_lists_every_kind_with_its_short_names() {
         &["resourcequotas", "quota", "v1", "true", "ResourceQuota"],
         &["limitranges", "limits", "v1", "true", "LimitRange"],
         &["priorityclasses", "pc", "scheduling.k8s.io/v1", "false", "PriorityClass"],
+        &["poddisruptionbudgets", "pdb", "policy/v1", "true", "PodDisruptionBudget"],
     ];
     for want in expected {
         let got = row_named(&table, want[0]);

@@ -136,6 +136,7 @@ crud_test!(cluster_role_bindings_support_create_get_list_update_delete, resource
 crud_test!(resource_quotas_support_create_get_list_update_delete, resources::RESOURCE_QUOTAS);
 crud_test!(limit_ranges_support_create_get_list_update_delete, resources::LIMIT_RANGES);
 crud_test!(priority_classes_support_create_get_list_update_delete, resources::PRIORITY_CLASSES);
+crud_test!(pod_disruption_budgets_support_create_get_list_update_delete, resources::POD_DISRUPTION_BUDGETS);
 
 #[test]
 fn every_served_resource_has_a_crud_test() {
@@ -160,6 +161,7 @@ fn every_served_resource_has_a_crud_test() {
         "resourcequotas",
         "limitranges",
         "priorityclasses",
+        "poddisruptionbudgets",
     ];
     let all: Vec<&str> = ALL.iter().map(|resource| resource.plural).collect();
     assert_eq!(all, tested);

@@ -1,5 +1,6 @@
 //! `rkube-controller-manager`: runs rkube's controllers (ReplicaSet, Deployment, garbage
-//! collector, node lifecycle) against an apiserver. Flags only; the work is `rkube_controller::run`.
+//! collector, node lifecycle, ServiceAccounts, root CA, resource quota, disruption budgets)
+//! against an apiserver. Flags only; the work is `rkube_controller::run`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -28,7 +29,8 @@ struct Args {
     #[arg(long, default_value_t = 10257)]
     port: u16,
     /// Controllers to run, comma-separated: `*` for all, `name` to enable one, `-name` to
-    /// disable one. Known: replicaset, deployment, garbagecollector, nodelifecycle.
+    /// disable one. Known: replicaset, deployment, garbagecollector, nodelifecycle,
+    /// serviceaccount, root-ca-cert-publisher, resourcequota, disruption.
     #[arg(long, value_delimiter = ',', default_value = "*")]
     controllers: Vec<String>,
     /// How many ReplicaSets are synced at once.

@@ -23,6 +23,9 @@ pub enum Subresource {
     Log,
     /// `token`: a ServiceAccount token (a TokenRequest).
     Token,
+    /// `eviction`: a pod's deletion that respects its PodDisruptionBudget (policy/v1
+    /// Eviction), as `kubectl drain` asks for it.
+    Eviction,
 }
 
 impl Subresource {
@@ -34,6 +37,7 @@ impl Subresource {
             Subresource::Binding => "binding",
             Subresource::Log => "log",
             Subresource::Token => "token",
+            Subresource::Eviction => "eviction",
         }
     }
 }
@@ -135,6 +139,7 @@ static RESOURCES: &[&ResourceDef] = &[
     &kinds::resourcequota::RESOURCE,
     &kinds::limitrange::RESOURCE,
     &kinds::priorityclass::RESOURCE,
+    &kinds::poddisruptionbudget::RESOURCE,
 ];
 
 /// Every resource rkube serves.

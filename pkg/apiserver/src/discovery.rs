@@ -126,6 +126,7 @@ pub fn resources(group: &str, version: &str) -> Option<APIResourceList> {
                 Subresource::Binding => (None, None, "Binding", &["create"]),
                 Subresource::Log => (None, None, "Pod", &["get"]),
                 Subresource::Token => (Some("authentication.k8s.io"), Some("v1"), "TokenRequest", &["create"]),
+                Subresource::Eviction => (Some("policy"), Some("v1"), "Eviction", &["create"]),
             };
             resources.push(APIResource {
                 name: format!("{}/{}", res.plural, sub.name()),

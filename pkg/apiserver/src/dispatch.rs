@@ -21,7 +21,7 @@ use crate::error::{ApiError, Target as ErrorTarget};
 use crate::patch::{Patch, PatchType};
 use crate::request::{self, Query, Rendering, ResourceRequest, Target, Verb, content_type};
 use crate::rest::{self, Listed, WriteOptions, Written};
-use crate::subresource::{binding, log, scale, token};
+use crate::subresource::{binding, eviction, log, scale, token};
 use crate::table::{self, IncludeObject};
 use crate::watch;
 
@@ -117,6 +117,11 @@ async fn serve(
             let body = decode_object(read_body(body, headers, limit).await?, content_type(headers).as_deref()).await?;
             Ok(json(StatusCode::CREATED, &binding::bind(state, &req, &name, body).await?))
         }
+        (Verb::Create, Some(Subresource::Eviction)) => {
+            let dry_run = WriteOptions::from_query(query)?.dry_run;
+            let body = decode_object(read_body(body, headers, limit).await?, content_type(headers).as_deref()).await?;
+            Ok(json(StatusCode::CREATED, &eviction::evict(state, &req, &name, body, dry_run).await?))
+        }
         (Verb::Update, None | Some(Subresource::Status)) => {
             let opts = WriteOptions::from_query(query)?;
             let body = decode_object(read_body(body, headers, limit).await?, content_type(headers).as_deref()).await?;
@@ -138,7 +143,7 @@ async fn serve(
                 None | Some(Subresource::Status) => {
                     Ok(written(&req, patch_object(state, &req, &name, &patch, query, &opts).await?, rendering))
                 }
-                Some(sub @ (Subresource::Binding | Subresource::Log | Subresource::Token)) => {
+                Some(sub @ (Subresource::Binding | Subresource::Log | Subresource::Token | Subresource::Eviction)) => {
                     Err(ApiError::MethodNotAllowed(format!("PATCH is not supported on pods/{}", sub.name())))
                 }
             }

@@ -86,6 +86,11 @@ pub enum ApiError {
         /// The store's current revision.
         current: i64,
     },
+    /// 429: an eviction the pod's PodDisruptionBudget does not allow now; the detail (which
+    /// budget, how many pods it needs) is the Status's cause `DisruptionBudget`. `kubectl
+    /// drain` retries on it.
+    #[error("Cannot evict pod as it would violate the pod's disruption budget.")]
+    DisruptionBudget(String),
     /// 503: etcd is unavailable; nothing was written.
     #[error("{0}")]
     Unavailable(String),
@@ -116,6 +121,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Invalid(..) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::TooLargeResourceVersion { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::DisruptionBudget(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -136,6 +142,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
             ApiError::Invalid(..) => "Invalid",
             ApiError::TooLargeResourceVersion { .. } => "Timeout",
+            ApiError::DisruptionBudget(_) => "TooManyRequests",
             ApiError::Unavailable(_) => "ServiceUnavailable",
             ApiError::Internal(_) => "InternalError",
         }
@@ -173,6 +180,14 @@ impl ApiError {
                     field: None,
                 }]),
                 retry_after_seconds: Some(1),
+                ..Default::default()
+            }),
+            ApiError::DisruptionBudget(detail) => Some(StatusDetails {
+                causes: Some(vec![StatusCause {
+                    reason: Some("DisruptionBudget".into()),
+                    message: Some(detail.clone()),
+                    field: None,
+                }]),
                 ..Default::default()
             }),
             _ => None,

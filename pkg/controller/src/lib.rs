@@ -35,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 
 pub mod controller_ref;
 pub mod deployment;
+pub mod disruption;
 pub mod expectations;
 pub mod garbagecollector;
 pub mod metrics;
@@ -55,6 +56,7 @@ pub const KNOWN_CONTROLLERS: &[&str] = &[
     "serviceaccount",
     "root-ca-cert-publisher",
     "resourcequota",
+    "disruption",
 ];
 
 /// Namespace and name of the controller-manager's leader-election Lease.
@@ -317,6 +319,10 @@ pub async fn run_controllers(
         let controller = resourcequota::ResourceQuotaController::new(&factory, client.clone(), Some(registry));
         loops.push(("resourcequota", 1, WorkQueueController::ResourceQuota(controller)));
     }
+    if config.is_enabled("disruption")? {
+        let controller = disruption::DisruptionController::new(&factory, client.clone(), Some(registry));
+        loops.push(("disruption", 1, WorkQueueController::Disruption(controller)));
+    }
     let node_lifecycle = if config.is_enabled("nodelifecycle")? {
         Some(nodelifecycle::NodeLifecycleController::new(&factory, client.clone(), config.node_lifecycle.clone()))
     } else {
@@ -362,6 +368,10 @@ pub async fn run_controllers(
                     let queue = c.queue();
                     worker::run_workers(name, c, queue, workers, metrics, shutdown).await
                 }
+                WorkQueueController::Disruption(c) => {
+                    let queue = c.queue();
+                    worker::run_workers(name, c, queue, workers, metrics, shutdown).await
+                }
             }
         }));
     }
@@ -382,6 +392,7 @@ enum WorkQueueController {
     ServiceAccount(Arc<serviceaccount::ServiceAccountController>),
     RootCaPublisher(Arc<root_ca_publisher::RootCaPublisher>),
     ResourceQuota(Arc<resourcequota::ResourceQuotaController>),
+    Disruption(Arc<disruption::DisruptionController>),
 }
 
 #[cfg(test)]

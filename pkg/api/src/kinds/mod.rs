@@ -19,6 +19,7 @@ pub mod limitrange;
 pub mod namespace;
 pub mod node;
 pub mod pod;
+pub mod poddisruptionbudget;
 pub mod priorityclass;
 pub mod rbac;
 pub mod replicaset;
@@ -36,6 +37,7 @@ mod tests {
     use k8s_openapi::api::core::v1::{
         ConfigMap, Endpoints, Event, LimitRange, Namespace, Node, Pod, ResourceQuota, Secret, Service, ServiceAccount,
     };
+    use k8s_openapi::api::policy::v1::PodDisruptionBudget;
     use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
     use k8s_openapi::api::scheduling::v1::PriorityClass;
     use serde_json::{Value, json};
@@ -84,6 +86,7 @@ mod tests {
             scope_is_namespaced::<PriorityClass>(),
             scope_is_namespaced::<ResourceQuota>(),
             scope_is_namespaced::<LimitRange>(),
+            scope_is_namespaced::<PodDisruptionBudget>(),
         ];
         assert_eq!(scopes.len(), resources().len());
         for (kind, namespaced) in scopes {
@@ -197,6 +200,12 @@ mod tests {
                 "limitranges",
                 json!({"apiVersion": "v1", "kind": "LimitRange", "metadata": ns,
                        "spec": {"limits": [{"type": "Container", "default": {"cpu": "500m"}}]}}),
+            ),
+            (
+                "policy",
+                "poddisruptionbudgets",
+                json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": ns,
+                       "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "x"}}}}),
             ),
         ];
         assert_eq!(cases.len(), resources().len());

@@ -34,7 +34,7 @@ pub static RESOURCE: ResourceDef = ResourceDef {
     namespaced: true,
     short_names: &["po"],
     categories: &["all"],
-    subresources: &[Subresource::Status, Subresource::Binding, Subresource::Log],
+    subresources: &[Subresource::Status, Subresource::Binding, Subresource::Log, Subresource::Eviction],
     field_labels: &[
         "spec.nodeName",
         "spec.restartPolicy",

@@ -33,6 +33,7 @@ fn view_rules() -> Vec<Value> {
             "pods", "pods/log", "pods/status", "configmaps", "endpoints", "services", "services/status",
             "serviceaccounts", "events", "namespaces", "namespaces/status",
             "resourcequotas", "resourcequotas/status", "limitranges"]}),
+        json!({"apiGroups": ["policy"], "verbs": READ, "resources": ["poddisruptionbudgets", "poddisruptionbudgets/status"]}),
         json!({"apiGroups": ["apps"], "verbs": READ, "resources": [
             "deployments", "deployments/scale", "deployments/status",
             "replicasets", "replicasets/scale", "replicasets/status"]}),
@@ -48,6 +49,8 @@ fn edit_rules() -> Vec<Value> {
             "pods", "configmaps", "endpoints", "services", "secrets", "serviceaccounts"]}),
         json!({"apiGroups": [""], "verbs": READ, "resources": ["secrets"]}),
         json!({"apiGroups": [""], "verbs": ["create", "get"], "resources": ["pods/exec"]}),
+        json!({"apiGroups": [""], "verbs": ["create"], "resources": ["pods/eviction"]}),
+        json!({"apiGroups": ["policy"], "verbs": WRITE, "resources": ["poddisruptionbudgets"]}),
         json!({"apiGroups": ["apps"], "verbs": WRITE, "resources": [
             "deployments", "deployments/scale", "replicasets", "replicasets/scale"]}),
     ]);

@@ -6,9 +6,11 @@
 //! - [`binding`]: assigns a pod to a node (the scheduler's write);
 //! - [`log`]: a container's log, proxied from the pod's kubelet;
 //! - [`exec`]: a command in a container, relayed over WebSocket to the pod's kubelet;
-//! - [`token`]: a ServiceAccount token (TokenRequest).
+//! - [`token`]: a ServiceAccount token (TokenRequest);
+//! - [`eviction`]: a pod's deletion that its PodDisruptionBudget allows (`kubectl drain`).
 
 pub mod binding;
+pub mod eviction;
 pub mod exec;
 pub mod log;
 pub mod scale;
