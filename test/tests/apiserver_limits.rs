@@ -152,7 +152,13 @@ async fn over_the_in_flight_limit_a_request_is_a_429_with_retry_after() {
                 rkube_tests::Method::POST,
                 &collection,
                 &[("Content-Type", "application/json")],
-                Some(serde_json::to_vec(&config_map("default", "second", json!({}))).expect("json")),
+                // A fresh name each time: a write that got in before the slow one took the
+                // slot must not make every later try a 409.
+                Some(
+                    serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": {"generateName": "second-", "namespace": "default"}}))
+                    .expect("json"),
+                ),
             )
             .await;
         (reply.status.as_u16() == 429).then_some(reply)
