@@ -157,6 +157,9 @@ if [[ -e "${dir}" ]]; then
 fi
 mkdir -p "${dir}"
 trap cleanup EXIT
+# Killed or interrupted is a failure, not a pass: the EXIT trap sees these codes.
+trap 'exit 143' TERM
+trap 'exit 130' INT
 
 # --- 1. the pristine root -------------------------------------------------------
 phase "1. pristine ${suite} root (mmdebstrap --variant=minbase)"
