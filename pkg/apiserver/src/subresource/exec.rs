@@ -84,26 +84,56 @@ async fn prepare(state: &ApiState, namespace: &str, name: &str, raw: &str) -> Re
     ))
 }
 
-/// A status on channel 3, then close: how a session ends when the kubelet cannot be reached.
-async fn fail(mut client: WebSocket, message: String) {
-    let status = serde_json::json!({"metadata": {}, "status": "Failure", "message": message, "reason": "ServiceUnavailable", "code": 503});
+/// A status on channel 3, then close: how a session ends when the kubelet cannot be reached
+/// or refuses it.
+async fn fail(mut client: WebSocket, message: String, code: http::StatusCode) {
+    let reason = match code.as_u16() {
+        400 => "BadRequest",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "NotFound",
+        503 => "ServiceUnavailable",
+        _ => "InternalError",
+    };
+    let status = serde_json::json!({"metadata": {}, "status": "Failure", "message": message, "reason": reason, "code": code.as_u16()});
     let mut frame = vec![3u8];
     frame.extend_from_slice(status.to_string().as_bytes());
     let _ = client.send(Message::Binary(frame.into())).await;
     let _ = client.send(Message::Close(Some(CloseFrame { code: 1000, reason: "".into() }))).await;
 }
 
+/// What the user is told when the kubelet did not take the session: the kubelet's own words
+/// and status when it answered (a container that is not there is its 404, `-t` its 400),
+/// else that it could not be reached (503).
+fn refusal(error: &tungstenite::Error, url: &str) -> (String, http::StatusCode) {
+    match error {
+        tungstenite::Error::Http(response) => {
+            let code = http::StatusCode::from_u16(response.status().as_u16()).unwrap_or(http::StatusCode::BAD_GATEWAY);
+            let text = response.body().as_deref().map(String::from_utf8_lossy).unwrap_or_default().trim().to_string();
+            let message = if text.is_empty() { format!("the kubelet answered {code}") } else { text };
+            (message, code)
+        }
+        other => (format!("cannot reach the kubelet at {url}: {other}"), http::StatusCode::SERVICE_UNAVAILABLE),
+    }
+}
+
 /// Relays messages between the client's WebSocket and the kubelet's until either ends.
 async fn relay(client: WebSocket, url: String, tls: Option<std::sync::Arc<rustls::ClientConfig>>) {
     let mut request = match url.as_str().into_client_request() {
         Ok(request) => request,
-        Err(error) => return fail(client, format!("bad kubelet URL {url}: {error}")).await,
+        Err(error) => {
+            return fail(client, format!("bad kubelet URL {url}: {error}"), http::StatusCode::INTERNAL_SERVER_ERROR)
+                .await;
+        }
     };
     request.headers_mut().insert(http::header::SEC_WEBSOCKET_PROTOCOL, http::HeaderValue::from_static(PROTOCOL));
     let connector = tls.map(tokio_tungstenite::Connector::Rustls);
     let kubelet = match tokio_tungstenite::connect_async_tls_with_config(request, None, false, connector).await {
         Ok((kubelet, _)) => kubelet,
-        Err(error) => return fail(client, format!("cannot reach the kubelet at {url}: {error}")).await,
+        Err(error) => {
+            let (message, code) = refusal(&error, &url);
+            return fail(client, message, code).await;
+        }
     };
     let (mut to_kubelet, mut from_kubelet) = kubelet.split();
     let (mut to_client, mut from_client) = client.split();
@@ -149,5 +179,23 @@ async fn relay(client: WebSocket, url: String, tls: Option<std::sync::Arc<rustls
     tokio::select! {
         () = downstream => {}
         () = async { upstream.await; std::future::pending::<()>().await } => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kubelet_refusal_reaches_the_user_in_its_words() {
+        let response = tungstenite::http::Response::builder()
+            .status(404)
+            .body(Some(b"container main of pod default/web is not on this node\n".to_vec()))
+            .expect("response");
+        let (message, code) = refusal(&tungstenite::Error::Http(Box::new(response)), "https://10.0.0.1:10250/exec");
+        assert_eq!((message.as_str(), code.as_u16()), ("container main of pod default/web is not on this node", 404));
+        let (message, code) = refusal(&tungstenite::Error::ConnectionClosed, "https://10.0.0.1:10250/exec");
+        assert!(message.starts_with("cannot reach the kubelet at https://10.0.0.1:10250/exec"), "{message}");
+        assert_eq!(code.as_u16(), 503);
     }
 }
