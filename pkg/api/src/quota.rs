@@ -124,7 +124,8 @@ fn pod_amount(pod: &Value, field: &str, resource: &str) -> i64 {
             .unwrap_or(0)
     };
     let containers = |key: &str| pod.pointer(&format!("/spec/{key}")).and_then(Value::as_array).cloned();
-    let sum: i64 = containers("containers").unwrap_or_default().iter().map(amount).sum();
+    // Saturating: amounts are the user's, and a sum must not overflow.
+    let sum = containers("containers").unwrap_or_default().iter().map(amount).fold(0i64, i64::saturating_add);
     let init = containers("initContainers").unwrap_or_default().iter().map(amount).max().unwrap_or(0);
     sum.max(init)
 }
@@ -265,6 +266,13 @@ mod tests {
             names.sort();
             assert_eq!(usage(group, plural, &object).into_keys().collect::<Vec<_>>(), names, "{plural}");
         }
+    }
+
+    #[test]
+    fn huge_amounts_saturate_instead_of_overflowing() {
+        let big = json!({"resources": {"requests": {"cpu": "9P"}}});
+        let used = usage("", "pods", &pod(json!([big.clone(), big]), json!([])));
+        assert_eq!(used["requests.cpu"], i64::MAX);
     }
 
     #[test]

@@ -138,7 +138,7 @@ pub fn compute(
                 None => loose += 1,
             }
         }
-        scales.values().sum::<i32>() + loose
+        scales.values().fold(loose, |a: i32, b| a.saturating_add(*b))
     };
     let (expected, desired) = match (&spec.min_available, &spec.max_unavailable) {
         (Some(IntOrString::Int(min)), _) => (count, *min),

@@ -103,7 +103,7 @@ impl ResourceQuotaController {
             if quota::in_scope(spec, plural, object) {
                 for (name, amount) in quota::usage(group, plural, object) {
                     if let Some(total) = used.get_mut(&name) {
-                        *total += amount;
+                        *total = total.saturating_add(amount);
                     }
                 }
             }

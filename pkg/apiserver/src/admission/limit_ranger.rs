@@ -153,7 +153,10 @@ fn pod_totals(spec: &Value) -> (BTreeMap<String, i64>, BTreeMap<String, i64>) {
         let mut sums = BTreeMap::new();
         for name in all.iter().flat_map(BTreeMap::keys) {
             if all.iter().all(|r| r.contains_key(name)) {
-                sums.insert(name.clone(), all.iter().filter_map(|r| r.get(name)).sum());
+                sums.insert(
+                    name.clone(),
+                    all.iter().filter_map(|r| r.get(name)).fold(0i64, |a, b| a.saturating_add(*b)),
+                );
             }
         }
         sums

@@ -70,7 +70,7 @@ pub async fn admit_create(
             let hard = quota::parse_list(current.pointer("/spec/hard"));
             let over: Vec<String> = tracked
                 .iter()
-                .filter(|r| hard.get(*r).is_some_and(|limit| used[*r] + requested[*r] > *limit))
+                .filter(|r| hard.get(*r).is_some_and(|limit| used[*r].saturating_add(requested[*r]) > *limit))
                 .cloned()
                 .collect();
             if !over.is_empty() {
@@ -82,7 +82,8 @@ pub async fn admit_create(
                 )));
             }
             for resource in &tracked {
-                *used.entry(resource.clone()).or_insert(0) += requested[resource];
+                let total = used.entry(resource.clone()).or_insert(0);
+                *total = total.saturating_add(requested[resource]);
             }
             let mut next = current.clone();
             next["status"] = json!({"hard": current.pointer("/spec/hard").cloned().unwrap_or(json!({})),
@@ -133,7 +134,8 @@ async fn counted_usage(
                 continue;
             }
             for (resource, amount) in quota::usage(res.group, res.plural, &object) {
-                *counted.entry(resource).or_insert(0) += amount;
+                let total = counted.entry(resource).or_insert(0);
+                *total = total.saturating_add(amount);
             }
         }
     }
