@@ -14,6 +14,10 @@ Runs every step when none is named. Steps:
             watch must see ADDED, then MODIFIED with the new label, then DELETED.
   dynamic   kubernetes.dynamic.DynamicClient: legacy discovery (/version, /apis,
             /api/v1, /apis/apps/v1), then create and list a Deployment.
+  policy    SchedulingV1Api PriorityClass resolved into a pod's priority; a
+            ResourceQuota refusing the pod over it (403 Forbidden, "exceeded
+            quota"); PolicyV1Api PodDisruptionBudget; a pod evicted with
+            create_namespaced_pod_eviction is gone.
 
 Prints one line per check and "python client: all checks passed" at the end;
 exits 1 with a message naming the mismatch on the first failure, 2 on bad usage.
@@ -227,7 +231,59 @@ def dynamic_checks(dyn):
     deployments.delete(name=name, namespace=NAMESPACE)
 
 
-STEPS = {"crud": step_crud, "watch": step_watch, "dynamic": step_dynamic}
+def step_policy(api):
+    core = client.CoreV1Api(api)
+    scheduling = client.SchedulingV1Api(api)
+    policy = client.PolicyV1Api(api)
+    suffix = uuid.uuid4().hex[:6]
+    klass = f"batch-{suffix}"
+    scheduling.create_priority_class(
+        client.V1PriorityClass(metadata=client.V1ObjectMeta(name=klass), value=4242)
+    )
+    prioritized = pod(f"prio-{suffix}", {"app": f"prio-{suffix}"})
+    prioritized.spec.priority_class_name = klass
+    created = core.create_namespaced_pod(NAMESPACE, prioritized)
+    check(created.spec.priority == 4242, f"pod priority from PriorityClass {klass} is 4242 ({created.spec.priority})")
+
+    namespace = f"quota-{suffix}"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+    core.create_namespaced_resource_quota(
+        namespace,
+        client.V1ResourceQuota(
+            metadata=client.V1ObjectMeta(name="pods"), spec=client.V1ResourceQuotaSpec(hard={"pods": "1"})
+        ),
+    )
+    core.create_namespaced_pod(namespace, pod("first", {"app": "q"}))
+    try:
+        core.create_namespaced_pod(namespace, pod("second", {"app": "q"}))
+        raise Mismatch("a pod over the quota was created")
+    except ApiException as error:
+        check(error.status == 403 and status_reason(error) == "Forbidden", f"over quota: 403 Forbidden ({error.status})")
+        check("exceeded quota: pods" in (error.body or ""), "the message names the quota")
+    used = core.read_namespaced_resource_quota("pods", namespace).status.used or {}
+    check(used.get("pods") == "1", f"the quota's status.used counts the pod ({used})")
+
+    budget = policy.create_namespaced_pod_disruption_budget(
+        namespace,
+        client.V1PodDisruptionBudget(
+            metadata=client.V1ObjectMeta(name="q"),
+            spec=client.V1PodDisruptionBudgetSpec(
+                min_available=1, selector=client.V1LabelSelector(match_labels={"app": "other"})
+            ),
+        ),
+    )
+    check(budget.spec.min_available == 1, "PodDisruptionBudget created and read back")
+    core.create_namespaced_pod_eviction(
+        "first", namespace, client.V1Eviction(metadata=client.V1ObjectMeta(name="first", namespace=namespace))
+    )
+    try:
+        core.read_namespaced_pod("first", namespace)
+        raise Mismatch("the evicted pod is still there")
+    except ApiException as error:
+        check(error.status == 404, "the evicted pod is gone")
+
+
+STEPS = {"crud": step_crud, "watch": step_watch, "dynamic": step_dynamic, "policy": step_policy}
 
 
 def main(argv):

@@ -68,3 +68,8 @@ async fn python_client_watch_sees_added_modified_and_deleted() {
 async fn python_client_dynamic_client_discovers_and_creates_a_deployment() {
     run_step("dynamic").await;
 }
+
+#[tokio::test]
+async fn python_client_resolves_priorities_hits_quotas_and_evicts() {
+    run_step("policy").await;
+}
