@@ -131,6 +131,20 @@ async fn cordon_uncordon_and_drain_a_node() {
     );
     let (status, _) = api.get("/api/v1/namespaces/default/pods/lone").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // A running pod a PodDisruptionBudget guards is not evicted: drain retries, then gives up.
+    let guarded = "apiVersion: v1\nkind: Pod\nmetadata: {name: guarded, labels: {app: g}}\nspec:\n  nodeName: n1\n  containers: [{name: c, image: busybox}]\n";
+    k.ok(&["create", "-f", &k.file("guarded.yaml", guarded)]).await;
+    assert!(rkube_tests::controllers::mark_ready(&api, "default", "guarded").await);
+    let pdb = "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {name: g}\nspec:\n  minAvailable: 1\n  selector: {matchLabels: {app: g}}\n";
+    k.ok(&["create", "-f", &k.file("pdb.yaml", pdb)]).await;
+    let ran = k.fails(&["drain", "n1", "--force", "--timeout=3s"]).await;
+    assert!(
+        ran.stderr.contains("Cannot evict pod as it would violate the pod's disruption budget"),
+        "{}",
+        ran.describe()
+    );
+    assert_eq!(api.get("/api/v1/namespaces/default/pods/guarded").await.0, StatusCode::OK, "the guarded pod stays");
 }
 
 #[tokio::test]

@@ -89,7 +89,8 @@ or `unchanged`. Running the same apply twice changes nothing.")]
     Cordon(NodeArgs),
     /// Mark a node schedulable again.
     Uncordon(NodeArgs),
-    /// Cordon a node and delete the pods running on it, waiting until they are gone.
+    /// Cordon a node and evict the pods running on it (respecting PodDisruptionBudgets),
+    /// waiting until they are gone.
     Drain(DrainArgs),
     /// Wait until resources meet a condition, or are deleted.
     #[command(after_help = "Examples:\n  rkubectl wait pod/web --for=condition=Ready --timeout=60s\n  \
@@ -306,6 +307,9 @@ pub struct DrainArgs {
     /// Also delete pods that no controller owns (they will not come back).
     #[arg(long)]
     pub force: bool,
+    /// Also evict pods with emptyDir volumes (their data is lost).
+    #[arg(long)]
+    pub delete_emptydir_data: bool,
 }
 
 /// `wait`.
