@@ -146,6 +146,12 @@ async fn over_the_in_flight_limit_a_request_is_a_429_with_retry_after() {
     let (cluster, api) = start_with_args(&["--max-mutating-requests-inflight", "1"]).await;
     let collection = CONFIG_MAPS.collection("default");
     let held = stalled_post(&cluster, &collection);
+    // The slow write must hold the only slot before the second one is sent: were the second
+    // to arrive first, the slow one would be the one refused.
+    eventually(Duration::from_secs(10), "the slow write to hold the mutating slot", || async {
+        (api.metric(r#"rkube_apiserver_current_inflight_requests{request_kind="mutating"}"#).await == 1.0).then_some(())
+    })
+    .await;
     let refused = eventually(Duration::from_secs(10), "a second write to be refused", || async {
         let reply = api
             .send(
