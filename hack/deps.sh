@@ -70,6 +70,7 @@ requirements=(
     "git|/usr/bin/git|cloning, and make fresh-check"
     "curl|/usr/bin/curl|health checks in make run and the lab scripts"
     "procps|/usr/bin/pgrep|kill, ps and sysctl in the scripts and tests"
+    "bsdutils|/usr/bin/script|a terminal for kubectl in the exec -it test (script)"
     "python3-venv|/usr/lib/python3*/ensurepip/__init__.py|the .venv with kubectl and the Python client (python3 -m venv)"
     "etcd-server|/usr/bin/etcd|the apiserver's storage: make run and every integration test"
     "etcd-client|/usr/bin/etcdctl|looking into etcd (README, docs/lab.md)"

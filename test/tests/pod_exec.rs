@@ -31,6 +31,57 @@ fn kubectl(kubeconfig: &std::path::Path, home: &std::path::Path, args: &[&str], 
     child.wait_with_output().expect("kubectl output")
 }
 
+/// Runs `kubectl exec -it` in a terminal of 45 rows × 123 columns (under `script`), resizes
+/// that terminal to 22 × 77 once the command has printed its first size, and returns what the
+/// terminal showed (without carriage returns) and the exit code.
+fn terminal_session(kubeconfig: &std::path::Path, home: &std::path::Path) -> (String, Option<i32>) {
+    let mark = home.join("resize-now");
+    let remote = "tty; stty size; echo $TERM; read line; i=0; \
+        while [ \"$(stty size)\" = \"45 123\" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; \
+        echo resized: $(stty size); exit 5";
+    let command = format!(
+        "stty cols 123 rows 45; (while [ ! -e {mark} ]; do sleep 0.05; done; stty -F /dev/tty cols 77 rows 22) & \
+         exec kubectl exec -it shell -- sh -c '{remote}'",
+        mark = mark.display()
+    );
+    let mut child = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("PATH", format!("{}:/usr/bin:/bin", venv_bin("kubectl").parent().expect("venv bin").display()))
+        .env("KUBECONFIG", kubeconfig)
+        .env("HOME", home)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script runs (bsdutils, make deps)");
+    let mut keys = child.stdin.take().expect("stdin");
+    let mut output = child.stdout.take().expect("stdout");
+    let (chunks, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 4096];
+        while let Ok(read @ 1..) = std::io::Read::read(&mut output, &mut buffer) {
+            if chunks.send(buffer[..read].to_vec()).is_err() {
+                return;
+            }
+        }
+    });
+    let mut screen = String::new();
+    let deadline = std::time::Instant::now() + WAIT;
+    while !screen.contains("xterm") && std::time::Instant::now() < deadline {
+        if let Ok(chunk) = received.recv_timeout(Duration::from_millis(100)) {
+            screen.push_str(&String::from_utf8_lossy(&chunk).replace('\r', ""));
+        }
+    }
+    std::fs::write(&mark, "").expect("mark");
+    keys.write_all(b"\r").expect("a key for `read`");
+    let status = child.wait().expect("script ends");
+    drop(keys);
+    while let Ok(chunk) = received.recv_timeout(Duration::from_millis(500)) {
+        screen.push_str(&String::from_utf8_lossy(&chunk).replace('\r', ""));
+    }
+    (screen, status.code())
+}
+
 #[tokio::test]
 async fn kubectl_exec_runs_commands_in_a_running_container() {
     let cluster = Cluster::start().await.expect("cluster starts");
@@ -81,6 +132,36 @@ async fn kubectl_exec_runs_commands_in_a_running_container() {
     assert!(text(&out.stderr).contains("container other is not valid"), "{}", text(&out.stderr));
     let out = run(&["exec", "shell", "--", "no-such-command"], None);
     assert_ne!(out.status.code(), Some(0), "{}", text(&out.stdout));
+
+    // -it: a terminal, sized as the user's before the command starts, with TERM set, resized
+    // when the user's terminal is (kubectl sends each size on the resize channel). kubectl
+    // needs a terminal of its own for -t, so it runs under `script`; a helper in there resizes
+    // that terminal once the test says so (after the first size was printed).
+    let (screen, code) = terminal_session(&kubeconfig, home.path());
+    assert!(screen.contains("/dev/pts/") && screen.contains("45 123\nxterm\n"), "{screen}");
+    assert!(screen.contains("resized: 22 77\n"), "{screen}\nkubelet log:\n{}", kubelet.log_tail(20));
+    assert_eq!(code, Some(5), "the command's exit code: {screen}");
+
+    // kubectl cp both ways (exec + tar): a file and a directory into the pod, and back out.
+    let local = home.path().join("upload");
+    std::fs::create_dir_all(local.join("nested")).expect("dir");
+    std::fs::write(local.join("nested/deep.txt"), "deep\n").expect("file");
+    std::fs::write(home.path().join("note.txt"), "hello from the host\n").expect("file");
+    let note = home.path().join("note.txt").display().to_string();
+    let out = run(&["cp", &note, "shell:/tmp/note.txt"], None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = run(&["cp", &local.display().to_string(), "default/shell:/tmp/upload", "-c", "main"], None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = run(&["exec", "shell", "--", "cat", "/tmp/note.txt", "/tmp/upload/nested/deep.txt"], None);
+    assert_eq!(text(&out.stdout), "hello from the host\ndeep\n", "{}", text(&out.stderr));
+    let back = home.path().join("back");
+    let out = run(&["cp", "shell:/tmp/upload", &back.display().to_string()], None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read_to_string(back.join("nested/deep.txt")).ok().as_deref(), Some("deep\n"));
+    let copied = home.path().join("copied.txt");
+    let out = run(&["cp", "shell:/tmp/note.txt", &copied.display().to_string()], None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read_to_string(&copied).ok().as_deref(), Some("hello from the host\n"));
 
     // rkubectl exec speaks the same protocol.
     let rkubectl = Rkubectl::new(&cluster);

@@ -5,12 +5,17 @@
 //! The query is Kubernetes' (`command=` once per word, `stdin`, `stdout`, `stderr`, `tty`).
 //! Every WebSocket message is binary, its first byte a channel: 0 stdin (client → server), 1
 //! stdout, 2 stderr, 3 the final status (a `Status` as JSON), 255 "close this channel" (the
-//! client sends `[255, 0]` when its stdin ends). The command runs through
+//! client sends `[255, 0]` when its stdin ends), 4 a terminal's new size (`{"Width":80,
+//! "Height":24}`, with `tty=true`: `kubectl exec -it` sends one at the start and one per
+//! resize of the user's terminal). The command runs through
 //! [`crate::runtime::Runtime::exec_stream`]; when it has ended and its output is sent, the
 //! status says `Success`, or `Failure` with reason `NonZeroExitCode` and the code as the cause
 //! `ExitCode`, which `kubectl` turns into its own exit code.
 //!
-//! Not supported: `tty=true` (a terminal), resizing, `attach` and `port-forward`.
+//! With `tty=true` the command gets a terminal: its output comes on stdout only (a terminal has
+//! one output). The command starts once the client's first size has come (up to
+//! [`FIRST_SIZE_WAIT`]), so that it never sees a terminal without a size; the runtime resizes
+//! it on every size sent later.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -26,7 +31,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use crate::logs::RuntimeSlot;
-use crate::runtime::{Runtime, RuntimeError};
+use crate::runtime::{Runtime, RuntimeError, TerminalSize};
 
 /// The only remote-command protocol spoken (what kubectl 1.30+ offers first).
 pub const PROTOCOL: &str = "v5.channel.k8s.io";
@@ -34,7 +39,12 @@ const STDIN: u8 = 0;
 const STDOUT: u8 = 1;
 const STDERR: u8 = 2;
 const STATUS: u8 = 3;
+const RESIZE: u8 = 4;
 const CLOSE: u8 = 255;
+
+/// How long a terminal session waits for the client's first size before it starts the command
+/// with the runtime's default.
+pub const FIRST_SIZE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What an exec request asks for.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -43,7 +53,7 @@ pub struct ExecOptions {
     pub command: Vec<String>,
     /// Whether the client sends stdin.
     pub stdin: bool,
-    /// Whether a terminal was asked for (refused).
+    /// Whether a terminal was asked for.
     pub tty: bool,
 }
 
@@ -92,9 +102,6 @@ async fn exec(
     let options = ExecOptions::parse(query.as_deref().unwrap_or_default());
     if options.command.is_empty() {
         return (StatusCode::BAD_REQUEST, "you must specify at least one command for the container").into_response();
-    }
-    if options.tty {
-        return (StatusCode::BAD_REQUEST, "tty=true is not supported by rkubelet; run exec without -t").into_response();
     }
     let uid = crate::logs::container_dir(&state.root_dir, &namespace, &pod, &container)
         .and_then(|dir| dir.parent()?.file_name()?.to_str()?.rsplit('_').next().map(String::from));
@@ -154,9 +161,29 @@ async fn pump(mut from: Box<dyn AsyncRead + Send + Unpin>, channel: u8, frames: 
     }
 }
 
+/// The client's first terminal size, read before the command starts; stdin that came before it
+/// is kept in `early` for the command.
+async fn first_size(incoming: &mut futures::stream::SplitStream<WebSocket>, early: &mut Vec<Message>) -> TerminalSize {
+    let wait = async {
+        while let Some(Ok(message)) = incoming.next().await {
+            if let Message::Binary(data) = &message
+                && let Some((&RESIZE, json)) = data.split_first()
+                && let Ok(size) = serde_json::from_slice::<TerminalSize>(json)
+            {
+                return size;
+            }
+            early.push(message);
+        }
+        TerminalSize::default()
+    };
+    tokio::time::timeout(FIRST_SIZE_WAIT, wait).await.unwrap_or_default()
+}
+
 async fn session(socket: WebSocket, runtime: Arc<dyn Runtime>, uid: String, container: String, options: ExecOptions) {
     let (mut sink, mut incoming) = socket.split();
-    let started = runtime.exec_stream(&uid, &container, &options.command, options.stdin).await;
+    let mut early = Vec::new();
+    let tty = if options.tty { Some(first_size(&mut incoming, &mut early).await) } else { None };
+    let started = runtime.exec_stream(&uid, &container, &options.command, options.stdin, tty).await;
     let session = match started {
         Ok(session) => session,
         Err(error) => {
@@ -167,9 +194,11 @@ async fn session(socket: WebSocket, runtime: Arc<dyn Runtime>, uid: String, cont
         }
     };
     tracing::info!(%uid, %container, command = ?options.command, "exec started");
-    // Client → stdin, until the client closes stdin or the session.
+    // Client → stdin and terminal sizes, until the client closes stdin or the session.
     let mut stdin = session.stdin;
+    let resize = session.resize;
     let input = tokio::spawn(async move {
+        let mut incoming = futures::stream::iter(early.into_iter().map(Ok)).chain(incoming);
         while let Some(Ok(message)) = incoming.next().await {
             match message {
                 Message::Binary(data) => match data.split_first() {
@@ -180,6 +209,13 @@ async fn session(socket: WebSocket, runtime: Arc<dyn Runtime>, uid: String, cont
                             stdin = None;
                         }
                     }
+                    Some((&RESIZE, json)) => match (&resize, serde_json::from_slice::<TerminalSize>(json)) {
+                        (Some(resize), Ok(size)) => {
+                            let _ = resize.send(size).await; // the command has ended
+                        }
+                        (None, _) => tracing::debug!("a terminal size for a session without a terminal"),
+                        (_, Err(error)) => tracing::debug!(%error, "an unreadable terminal size"),
+                    },
                     Some((&CLOSE, [STDIN])) => {
                         // EOF for the command.
                         if let Some(mut writer) = stdin.take() {
@@ -224,6 +260,13 @@ mod tests {
             ExecOptions::parse("command=sh&command=-c&command=echo%20hi%3B%20exit%203&stdin=true&stdout=true");
         assert_eq!(options.command, ["sh", "-c", "echo hi; exit 3"]);
         assert!(options.stdin && !options.tty);
+        assert!(ExecOptions::parse("command=sh&stdin=true&tty=true").tty);
+    }
+
+    #[test]
+    fn terminal_sizes_read_as_kubectl_sends_them() {
+        let size: TerminalSize = serde_json::from_slice(br#"{"Width":123,"Height":45}"#).expect("size");
+        assert_eq!(size, TerminalSize { width: 123, height: 45 });
     }
 
     #[test]

@@ -147,12 +147,40 @@ pub struct ExecSession {
     pub stderr: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
     /// The command's exit code, once it ended.
     pub exit: tokio::sync::oneshot::Receiver<Result<i32, RuntimeError>>,
+    /// With a terminal: where new window sizes go (`kubectl exec -t` sends one at the start and
+    /// one whenever the user's terminal is resized).
+    pub resize: Option<tokio::sync::mpsc::Sender<TerminalSize>>,
+}
+
+/// A terminal's size in characters, as Kubernetes' resize channel sends it
+/// (`{"Width":80,"Height":24}`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+pub struct TerminalSize {
+    /// Columns.
+    #[serde(rename = "Width")]
+    pub width: u16,
+    /// Rows.
+    #[serde(rename = "Height")]
+    pub height: u16,
 }
 
 impl std::fmt::Debug for ExecSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ExecSession").field("stdin", &self.stdin.is_some()).finish_non_exhaustive()
     }
+}
+
+/// Where a running container's resource usage is counted (`/stats/summary`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerCgroup {
+    /// The pod's uid.
+    pub uid: String,
+    /// The container's name in the pod spec.
+    pub name: String,
+    /// The cgroup path below the cgroup mount (the OCI spec's `cgroupsPath`).
+    pub cgroup: String,
+    /// When this run of the container started.
+    pub started_at: Timestamp,
 }
 
 /// How a container ended.
@@ -248,17 +276,26 @@ pub trait Runtime: Send + Sync + 'static {
     ) -> Result<i32, RuntimeError>;
 
     /// Starts `command` in the running container `container` of pod `uid` with its streams
-    /// connected (`kubectl exec`); with `stdin` the command gets a stdin to write to.
-    /// Runtimes that run no processes answer [`RuntimeError::Unsupported`].
+    /// connected (`kubectl exec`); with `stdin` the command gets a stdin to write to, with `tty`
+    /// a terminal of that size (its output on stdout, stderr empty, resizable through
+    /// [`ExecSession::resize`]; a zero size: the runtime's default). Runtimes that run no
+    /// processes answer [`RuntimeError::Unsupported`].
     async fn exec_stream(
         &self,
         uid: &str,
         container: &str,
         command: &[String],
         stdin: bool,
+        tty: Option<TerminalSize>,
     ) -> Result<ExecSession, RuntimeError> {
-        let _ = (uid, container, command, stdin);
+        let _ = (uid, container, command, stdin, tty);
         Err(RuntimeError::Unsupported(format!("the {} runtime runs no processes to exec in", self.name())))
+    }
+
+    /// The cgroups of every running container, for resource usage. Runtimes that run no
+    /// processes have none.
+    async fn running_cgroups(&self) -> Result<Vec<ContainerCgroup>, RuntimeError> {
+        Ok(Vec::new())
     }
 
     /// Stops the current run of one container (SIGTERM, `grace`, SIGKILL), e.g. after its

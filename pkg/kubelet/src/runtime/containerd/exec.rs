@@ -9,31 +9,38 @@
 //! - shutting down a session's stdin closes the command's stdin (containerd's `CloseIO`);
 //! - the exec process is deleted once it exited, and a session's FIFOs with it.
 //!
-//! Not promised: a terminal (`tty`); sessions run with the container's env and working dir,
-//! probes with a fixed `PATH` in `/`.
+//! - with a terminal (`tty`), the shim owns the pseudo-terminal: it copies the stdin FIFO to it
+//!   and its output to the stdout FIFO (there is no stderr); it has the client's size before
+//!   the command starts (the OCI process's `consoleSize`), and containerd's `ResizePty` resizes
+//!   it later.
+//!
+//! Sessions run with the container's env and working dir (plus `TERM=xterm` with a terminal, as
+//! containerd's CRI plugin does), probes with a fixed `PATH` in `/`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use containerd_client::services::v1::{
-    CloseIoRequest, DeleteProcessRequest, ExecProcessRequest, GetContainerRequest, KillRequest, StartRequest,
-    WaitRequest,
+    CloseIoRequest, DeleteProcessRequest, ExecProcessRequest, GetContainerRequest, KillRequest, ResizePtyRequest,
+    StartRequest, WaitRequest,
 };
 use tokio::net::unix::pipe;
 use tonic::Code;
 
 use super::{ContainerdRuntime, grpc, req, spec};
-use crate::runtime::{ExecSession, RuntimeError};
+use crate::runtime::{ExecSession, RuntimeError, TerminalSize};
 
 /// The `PATH` of a probe, and of a session in a container whose spec has no env.
 const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// The paths of a process's stdin, stdout and stderr as the shim sees them (empty: none).
+/// The paths of a process's stdin, stdout and stderr as the shim sees them (empty: none), and
+/// whether it gets a terminal.
 #[derive(Default)]
 struct Stdio {
     stdin: String,
     stdout: String,
     stderr: String,
+    terminal: bool,
 }
 
 impl ContainerdRuntime {
@@ -83,14 +90,16 @@ impl ContainerdRuntime {
         }
     }
 
-    /// Starts `command` in the running `container` of pod `uid` with its streams (and stdin if
-    /// asked): FIFOs → exec → start → close stdin on shutdown → delete once exited.
+    /// Starts `command` in the running `container` of pod `uid` with its streams (and stdin,
+    /// a terminal, if asked): FIFOs → exec → start → close stdin on shutdown → delete once
+    /// exited.
     pub(super) async fn exec_session(
         &self,
         uid: &str,
         container: &str,
         command: &[String],
         stdin: bool,
+        tty: Option<TerminalSize>,
     ) -> Result<ExecSession, RuntimeError> {
         if command.is_empty() {
             return Err(RuntimeError::Unsupported("no command given to exec".into()));
@@ -98,9 +107,18 @@ impl ContainerdRuntime {
         let id = self.running_id(uid, container).await?;
         let exec_id = format!("exec-{:016x}", rand::random::<u64>());
         let dir = self.config.root_dir.join("exec").join(&exec_id);
-        let fifos = Fifos::open(&dir, stdin)?;
-        let (env, cwd) = self.process_env(&id).await?;
-        let process = spec::process(command, &env, &cwd);
+        let fifos = Fifos::open(&dir, stdin, tty.is_some())?;
+        let (mut env, cwd) = self.process_env(&id).await?;
+        if tty.is_some() && !env.iter().any(|entry| entry.starts_with("TERM=")) {
+            env.push("TERM=xterm".into());
+        }
+        let mut process = spec::process(command, &env, &cwd);
+        if let Some(size) = tty {
+            process["terminal"] = true.into();
+            if size.width > 0 && size.height > 0 {
+                process["consoleSize"] = serde_json::json!({"width": size.width, "height": size.height});
+            }
+        }
         self.exec_process(&id, &exec_id, &process, fifos.stdio()).await?;
         if let Err(status) =
             self.client.tasks().start(req(StartRequest { container_id: id.clone(), exec_id: exec_id.clone() })).await
@@ -109,13 +127,41 @@ impl ContainerdRuntime {
             return Err(grpc("tasks.start (exec)")(status));
         }
         let stdin = fifos.stdin.map(|pipe| self.close_stdin_on_shutdown(pipe, &id, &exec_id));
+        let resize = tty.map(|_| self.resize_on_request(&id, &exec_id));
         let exit = self.delete_when_exited(id, exec_id, dir);
+        let stderr: Box<dyn tokio::io::AsyncRead + Send + Unpin> = match fifos.stderr {
+            Some(pipe) => Box::new(pipe),
+            None => Box::new(tokio::io::empty()),
+        };
         Ok(ExecSession {
             stdin: stdin.map(|writer| Box::new(writer) as Box<dyn tokio::io::AsyncWrite + Send + Unpin>),
             stdout: Box::new(fifos.stdout),
-            stderr: Box::new(fifos.stderr),
+            stderr,
             exit,
+            resize,
         })
+    }
+
+    /// Where a terminal session's window sizes go: each becomes a `ResizePty` of exec process
+    /// `exec_id`, until the session drops the sender.
+    fn resize_on_request(&self, id: &str, exec_id: &str) -> tokio::sync::mpsc::Sender<TerminalSize> {
+        let (sizes, mut requests) = tokio::sync::mpsc::channel::<TerminalSize>(4);
+        let mut tasks = self.client.tasks();
+        let (container_id, exec_id) = (id.to_string(), exec_id.to_string());
+        tokio::spawn(async move {
+            while let Some(size) = requests.recv().await {
+                let resize = ResizePtyRequest {
+                    container_id: container_id.clone(),
+                    exec_id: exec_id.clone(),
+                    width: size.width.into(),
+                    height: size.height.into(),
+                };
+                if let Err(status) = tasks.resize_pty(req(resize)).await {
+                    tracing::debug!(%status, "resizing an exec's terminal failed");
+                }
+            }
+        });
+        sizes
     }
 
     /// Adds exec process `exec_id` running `process` (an OCI process spec) to container `id`.
@@ -134,7 +180,7 @@ impl ContainerdRuntime {
                 stdin: stdio.stdin,
                 stdout: stdio.stdout,
                 stderr: stdio.stderr,
-                terminal: false,
+                terminal: stdio.terminal,
                 spec: Some(prost_types::Any {
                     type_url: "types.containerd.io/opencontainers/runtime-spec/1/Process".into(),
                     value: process.to_string().into_bytes(),
@@ -214,27 +260,32 @@ impl ContainerdRuntime {
 }
 
 /// A session's streams: FIFOs the shim writes (and reads, for stdin), with the kubelet's ends
-/// already open.
+/// already open. A terminal has no stderr: everything comes out of the terminal.
 struct Fifos {
     stdout_path: PathBuf,
-    stderr_path: PathBuf,
+    stderr_path: Option<PathBuf>,
     stdin_path: Option<PathBuf>,
     stdout: pipe::Receiver,
-    stderr: pipe::Receiver,
+    stderr: Option<pipe::Receiver>,
     stdin: Option<pipe::Sender>,
+    terminal: bool,
 }
 
 impl Fifos {
-    /// Makes the FIFOs in `dir` (stdin only if `stdin`) and opens the kubelet's ends, before the
-    /// process starts, so nothing it writes is lost.
-    fn open(dir: &Path, stdin: bool) -> Result<Fifos, RuntimeError> {
+    /// Makes the FIFOs in `dir` (stdin only if `stdin`, stderr only without a terminal) and
+    /// opens the kubelet's ends, before the process starts, so nothing it writes is lost.
+    fn open(dir: &Path, stdin: bool, terminal: bool) -> Result<Fifos, RuntimeError> {
         let io_error = |what: String| move |source| RuntimeError::Io { what, source };
         std::fs::create_dir_all(dir).map_err(io_error(format!("creating {}", dir.display())))?;
-        let (stdout_path, stderr_path) = (make_fifo(dir, "stdout")?, make_fifo(dir, "stderr")?);
+        let stdout_path = make_fifo(dir, "stdout")?;
+        let stderr_path = if terminal { None } else { Some(make_fifo(dir, "stderr")?) };
         let stdin_path = if stdin { Some(make_fifo(dir, "stdin")?) } else { None };
         let open = pipe::OpenOptions::new();
         let stdout = open.open_receiver(&stdout_path).map_err(io_error("opening the exec's stdout".into()))?;
-        let stderr = open.open_receiver(&stderr_path).map_err(io_error("opening the exec's stderr".into()))?;
+        let stderr = match &stderr_path {
+            Some(path) => Some(open.open_receiver(path).map_err(io_error("opening the exec's stderr".into()))?),
+            None => None,
+        };
         let stdin = match &stdin_path {
             // Read-write, so that opening does not wait for the shim to open its end.
             Some(path) => Some(
@@ -245,7 +296,7 @@ impl Fifos {
             ),
             None => None,
         };
-        Ok(Fifos { stdout_path, stderr_path, stdin_path, stdout, stderr, stdin })
+        Ok(Fifos { stdout_path, stderr_path, stdin_path, stdout, stderr, stdin, terminal })
     }
 
     /// The FIFOs' paths, for the shim.
@@ -254,7 +305,8 @@ impl Fifos {
         Stdio {
             stdin: self.stdin_path.as_deref().map(text).unwrap_or_default(),
             stdout: text(&self.stdout_path),
-            stderr: text(&self.stderr_path),
+            stderr: self.stderr_path.as_deref().map(text).unwrap_or_default(),
+            terminal: self.terminal,
         }
     }
 }

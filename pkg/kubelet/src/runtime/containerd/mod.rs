@@ -66,7 +66,7 @@ use container::InitContainers;
 pub use restart::backoff;
 pub use spec::normalize_image;
 
-use super::{ExecSession, PodStatus, Runtime, RuntimeError};
+use super::{ContainerCgroup, ExecSession, PodStatus, Runtime, RuntimeError, TerminalSize};
 
 /// The containerd namespace holding everything the kubelet creates.
 pub const NAMESPACE: &str = "rkube";
@@ -258,8 +258,13 @@ impl Runtime for ContainerdRuntime {
         container: &str,
         command: &[String],
         stdin: bool,
+        tty: Option<TerminalSize>,
     ) -> Result<ExecSession, RuntimeError> {
-        self.exec_session(uid, container, command, stdin).await
+        self.exec_session(uid, container, command, stdin, tty).await
+    }
+
+    async fn running_cgroups(&self) -> Result<Vec<ContainerCgroup>, RuntimeError> {
+        self.container_cgroups().await
     }
 
     async fn kill_container(&self, uid: &str, container: &str, grace: Duration) -> Result<(), RuntimeError> {

@@ -9,10 +9,10 @@
 //! Not promised: `startedAt` is when the containerd container was created, not when its
 //! process started.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
-use containerd_client::services::v1::{Container, ListContainersRequest};
+use containerd_client::services::v1::{Container, ListContainersRequest, ListTasksRequest};
 use containerd_client::types::v1::Status as TaskStatus;
 use jiff::Timestamp;
 
@@ -20,7 +20,7 @@ use super::{
     ATTEMPT_LABEL, CGROUP_PARENT, CONTAINER_NAME_LABEL, ContainerdRuntime, POD_UID_LABEL, RESTART_POLICY_LABEL, grpc,
     req, timestamp,
 };
-use crate::runtime::{ContainerState, RuntimeError, Terminated};
+use crate::runtime::{ContainerCgroup, ContainerState, RuntimeError, Terminated};
 
 /// One run of a container (containerd container `<uid>-<name>-<attempt>`).
 pub(super) struct Run {
@@ -91,6 +91,35 @@ impl ContainerdRuntime {
             has_task: task.is_some(),
             state,
         })
+    }
+
+    /// The cgroup of every container whose task runs (one `tasks.list`, one `containers.list`).
+    pub(super) async fn container_cgroups(&self) -> Result<Vec<ContainerCgroup>, RuntimeError> {
+        let running: HashSet<String> = self
+            .client
+            .tasks()
+            .list(req(ListTasksRequest { filter: String::new() }))
+            .await
+            .map_err(grpc("tasks.list"))?
+            .into_inner()
+            .tasks
+            .into_iter()
+            .filter(|task| task.status == TaskStatus::Running as i32)
+            .map(|task| task.id)
+            .collect();
+        Ok(self
+            .containers(None)
+            .await?
+            .into_iter()
+            .filter(|container| running.contains(&container.id))
+            .filter_map(|container| {
+                let uid = container.labels.get(POD_UID_LABEL)?.clone();
+                let name = container.labels.get(CONTAINER_NAME_LABEL)?.clone();
+                let cgroup = format!("/{CGROUP_PARENT}/pod{uid}/{}", container.id);
+                let started_at = timestamp(container.created_at.as_ref()).unwrap_or_else(Timestamp::now);
+                Some(ContainerCgroup { uid, name, cgroup, started_at })
+            })
+            .collect())
     }
 
     /// The containerd ID of the running run of `container` in pod `uid`.
