@@ -40,6 +40,7 @@ async fn version_and_api_resources_come_from_the_server() {
             "selfsubjectrulesreviews.authorization.k8s.io",
             "selfsubjectreviews.authentication.k8s.io",
             "tokenreviews.authentication.k8s.io",
+            "nodes.metrics.k8s.io",
         ]
     );
 }

@@ -227,7 +227,12 @@ async fn main() -> anyhow::Result<()> {
         listener,
         registry.clone(),
         readiness.clone(),
-        Some(rkube_kubelet::server_routes(flags.root_dir.clone(), config.log_runtime.clone(), access)),
+        Some(rkube_kubelet::server_routes(
+            node_name.clone(),
+            flags.root_dir.clone(),
+            config.log_runtime.clone(),
+            access,
+        )),
         tls,
         shutdown.clone(),
     ));

@@ -64,7 +64,8 @@ pub fn core_versions(server_address: &str) -> APIVersions {
 /// `/apis`: every named group.
 pub fn groups() -> APIGroupList {
     let mut named = registry::groups();
-    for (group, version, ..) in crate::review::RESOURCES {
+    let metrics = crate::resource_metrics::GROUP_VERSION.split_once('/').unwrap_or_default();
+    for (group, version) in crate::review::RESOURCES.iter().map(|(g, v, ..)| (*g, *v)).chain([metrics]) {
         if !named.iter().any(|(g, _)| *g == group) {
             named.push((group, vec![version]));
         }
@@ -92,7 +93,7 @@ pub fn groups() -> APIGroupList {
 pub fn resources(group: &str, version: &str) -> Option<APIResourceList> {
     let members: Vec<&ResourceDef> =
         registry::resources().iter().copied().filter(|r| r.group == group && r.version == version).collect();
-    let reviews: Vec<APIResource> = crate::review::RESOURCES
+    let mut reviews: Vec<APIResource> = crate::review::RESOURCES
         .iter()
         .filter(|(g, v, ..)| *g == group && *v == version)
         .map(|(_, _, plural, kind)| APIResource {
@@ -104,6 +105,16 @@ pub fn resources(group: &str, version: &str) -> Option<APIResourceList> {
             ..Default::default()
         })
         .collect();
+    if crate::resource_metrics::GROUP_VERSION == format!("{group}/{version}") {
+        reviews.extend(crate::resource_metrics::RESOURCES.iter().map(|(plural, kind, namespaced)| APIResource {
+            name: (*plural).into(),
+            singular_name: String::new(),
+            namespaced: *namespaced,
+            kind: (*kind).into(),
+            verbs: strings(&["get", "list"]),
+            ..Default::default()
+        }));
+    }
     if members.is_empty() && reviews.is_empty() {
         return None;
     }
@@ -278,6 +289,17 @@ mod tests {
         let list = resources("apps", "v1").expect("apps v1");
         let scale = list.resources.iter().find(|r| r.name == "deployments/scale").expect("scale");
         assert_eq!((scale.group.as_deref(), scale.kind.as_str()), (Some("autoscaling"), "Scale"));
+    }
+
+    #[test]
+    fn metrics_are_discovered_for_kubectl_top() {
+        let list = resources("metrics.k8s.io", "v1beta1").expect("metrics.k8s.io/v1beta1");
+        let pods = list.resources.iter().find(|r| r.name == "pods").expect("pods");
+        assert_eq!(
+            (pods.kind.as_str(), pods.namespaced, pods.verbs.clone()),
+            ("PodMetrics", true, strings(&["get", "list"]))
+        );
+        assert!(groups().groups.iter().any(|g| g.name == "metrics.k8s.io"));
     }
 
     #[test]

@@ -32,6 +32,7 @@ pub mod namespace;
 pub mod openapi;
 pub mod patch;
 pub mod request;
+pub mod resource_metrics;
 pub mod rest;
 pub mod review;
 pub mod serviceaccount_token;
@@ -237,6 +238,11 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route(review::SELF_SUBJECT_RULES_REVIEWS, post(review::self_subject_rules_review))
         .route(review::SELF_SUBJECT_REVIEWS, post(review::self_subject_review))
         .route(review::TOKEN_REVIEWS, post(review::token_review))
+        .route("/apis/metrics.k8s.io/v1beta1/nodes", get(resource_metrics::list_nodes))
+        .route("/apis/metrics.k8s.io/v1beta1/nodes/{name}", get(resource_metrics::get_node))
+        .route("/apis/metrics.k8s.io/v1beta1/pods", get(resource_metrics::list_all_pods))
+        .route("/apis/metrics.k8s.io/v1beta1/namespaces/{namespace}/pods", get(resource_metrics::list_pods))
+        .route("/apis/metrics.k8s.io/v1beta1/namespaces/{namespace}/pods/{name}", get(resource_metrics::get_pod))
         .route("/api/{*rest}", axum::routing::any(dispatch::api))
         .route("/apis/{*rest}", axum::routing::any(dispatch::api))
         .fallback(|| async { ApiError::NoSuchResource })

@@ -20,7 +20,10 @@
 //! - [`crilog`]: container log files in the CRI format, written by the log driver that
 //!   containerd's shim runs for each container, rotated by size;
 //! - [`logs`]: container logs served on the kubelet's port (`/containerLogs/...`);
-//! - [`exec`]: `kubectl exec` on the kubelet's port (`/exec/...`, WebSocket);
+//! - [`exec`]: `kubectl exec` on the kubelet's port (`/exec/...`, WebSocket, with a terminal
+//!   for `-t`);
+//! - [`stats`]: CPU and memory of the node and its containers (`/stats/summary`), which the
+//!   apiserver serves as `metrics.k8s.io` for `kubectl top`;
 //! - [`probes`]: readiness and liveness probes (exec, httpGet, tcpSocket).
 //!
 //! docs/kubelet.md walks through a pod becoming a container.
@@ -39,6 +42,7 @@ pub mod pleg;
 pub mod podworkers;
 pub mod probes;
 pub mod runtime;
+pub mod stats;
 pub mod status;
 pub mod volumes;
 
@@ -135,16 +139,20 @@ impl Config {
     }
 }
 
-/// The kubelet's own HTTP API besides health and metrics: container logs ([`logs`]) and exec
-/// ([`exec`]), served from the files under `root_dir` and the runtime in `runtime` (filled in
-/// by [`run`] through [`Config::log_runtime`]). With `access`, only callers it authenticates
-/// and authorizes may use them ([`access`]).
+/// The kubelet's own HTTP API besides health and metrics: container logs ([`logs`]), exec
+/// ([`exec`]) and resource usage ([`stats`]) of node `node_name`, served from the files under
+/// `root_dir` and the runtime in `runtime` (filled in by [`run`] through
+/// [`Config::log_runtime`]). With `access`, only callers it authenticates and authorizes may
+/// use them ([`access`]).
 pub fn server_routes(
+    node_name: String,
     root_dir: PathBuf,
     runtime: logs::RuntimeSlot,
     access: Option<Arc<access::Access>>,
 ) -> axum::Router {
-    let routes = logs::router(root_dir.clone(), runtime.clone()).merge(exec::router(root_dir, runtime));
+    let routes = logs::router(root_dir.clone(), runtime.clone())
+        .merge(exec::router(root_dir.clone(), runtime.clone()))
+        .merge(stats::router(node_name, root_dir, runtime));
     match access {
         Some(access) => routes.layer(axum::middleware::from_fn_with_state(access, access::check)),
         None => routes,

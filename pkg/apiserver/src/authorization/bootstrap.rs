@@ -37,6 +37,8 @@ fn view_rules() -> Vec<Value> {
         json!({"apiGroups": ["apps"], "verbs": READ, "resources": [
             "deployments", "deployments/scale", "deployments/status",
             "replicasets", "replicasets/scale", "replicasets/status"]}),
+        // Kubernetes' system:aggregated-metrics-reader, aggregated into view: `kubectl top pod`.
+        json!({"apiGroups": ["metrics.k8s.io"], "verbs": READ, "resources": ["pods", "nodes"]}),
     ]
 }
 

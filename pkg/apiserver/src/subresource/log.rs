@@ -103,11 +103,16 @@ pub(crate) async fn pod_kubelet(state: &ApiState, pod: &Value, name: &str) -> Re
         ApiError::NotFound(_) => ApiError::NotFound(Target::new(nodes, node_name)),
         other => other,
     })?;
-    let base = kubelet_url(&node)
+    let base = node_kubelet_url(state, &node)
         .ok_or_else(|| ApiError::Unavailable(format!("node {node_name} reports no address for its kubelet")))?;
-    // With a kubelet client certificate configured, kubelets are reached over HTTPS.
-    let base = if state.config.kubelet_tls.is_some() { base.replacen("http://", "https://", 1) } else { base };
     Ok((node_name.to_string(), base))
+}
+
+/// The base URL the apiserver reaches `node`'s kubelet at: HTTPS when a kubelet client
+/// certificate is configured, else plain HTTP.
+pub(crate) fn node_kubelet_url(state: &ApiState, node: &Value) -> Option<String> {
+    let base = kubelet_url(node)?;
+    Some(if state.config.kubelet_tls.is_some() { base.replacen("http://", "https://", 1) } else { base })
 }
 
 /// Percent-escapes a query value (`application/x-www-form-urlencoded`).
