@@ -275,6 +275,8 @@ in_root private '
     if kill -0 "${run_pid}" 2>/dev/null; then
         echo "fresh-check: make run still running 120 s after Ctrl-C; its output:" >&2
         tail -n 40 "${log}" >&2
+        echo "fresh-check: the processes (pid, group, state, where they wait):" >&2
+        ps -eo pid=,pgid=,stat=,wchan:24=,args= >&2 || true
         exit 1
     fi
     grep -q "local-up: stopped" "${log}" || {

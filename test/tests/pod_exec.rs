@@ -44,8 +44,22 @@ fn terminal_session(kubeconfig: &std::path::Path, home: &std::path::Path) -> (St
          exec kubectl exec -it shell -- sh -c '{remote}'",
         mark = mark.display()
     );
+    in_terminal(kubeconfig, home, &command, "xterm", b"\r", || std::fs::write(&mark, "").expect("mark"))
+}
+
+/// Runs shell `command` (kubectl on its PATH) in a terminal of its own (`script`); once the
+/// terminal shows `ready`, calls `on_ready` and types `keys`. Returns what the terminal showed
+/// (without carriage returns) and the exit code.
+fn in_terminal(
+    kubeconfig: &std::path::Path,
+    home: &std::path::Path,
+    command: &str,
+    ready: &str,
+    keys: &[u8],
+    on_ready: impl FnOnce(),
+) -> (String, Option<i32>) {
     let mut child = Command::new("script")
-        .args(["-qec", &command, "/dev/null"])
+        .args(["-qec", command, "/dev/null"])
         .env("PATH", format!("{}:/usr/bin:/bin", venv_bin("kubectl").parent().expect("venv bin").display()))
         .env("KUBECONFIG", kubeconfig)
         .env("HOME", home)
@@ -54,7 +68,7 @@ fn terminal_session(kubeconfig: &std::path::Path, home: &std::path::Path) -> (St
         .stderr(Stdio::piped())
         .spawn()
         .expect("script runs (bsdutils, make deps)");
-    let mut keys = child.stdin.take().expect("stdin");
+    let mut typing = child.stdin.take().expect("stdin");
     let mut output = child.stdout.take().expect("stdout");
     let (chunks, received) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -67,15 +81,15 @@ fn terminal_session(kubeconfig: &std::path::Path, home: &std::path::Path) -> (St
     });
     let mut screen = String::new();
     let deadline = std::time::Instant::now() + WAIT;
-    while !screen.contains("xterm") && std::time::Instant::now() < deadline {
+    while !screen.contains(ready) && std::time::Instant::now() < deadline {
         if let Ok(chunk) = received.recv_timeout(Duration::from_millis(100)) {
             screen.push_str(&String::from_utf8_lossy(&chunk).replace('\r', ""));
         }
     }
-    std::fs::write(&mark, "").expect("mark");
-    keys.write_all(b"\r").expect("a key for `read`");
+    on_ready();
+    typing.write_all(keys).expect("keys typed");
     let status = child.wait().expect("script ends");
-    drop(keys);
+    drop(typing);
     while let Ok(chunk) = received.recv_timeout(Duration::from_millis(500)) {
         screen.push_str(&String::from_utf8_lossy(&chunk).replace('\r', ""));
     }
@@ -175,4 +189,103 @@ async fn kubectl_exec_runs_commands_in_a_running_container() {
     assert_eq!(ran.stderr.trim(), "Error from server (NotFound): pods \"nobody\" not found", "{}", ran.describe());
     let ran = rkubectl.run(&["exec", "shell"]).await;
     assert_ne!(ran.code, Some(0), "a command is required: {}", ran.describe());
+}
+
+#[tokio::test]
+async fn kubectl_run_i_and_attach_reach_the_containers_own_process() {
+    let cluster = Cluster::start().await.expect("cluster starts");
+    let containerd = Containerd::start().await.expect("containerd starts");
+    let mut kubelet = Kubelet::start_containerd(&cluster, &containerd, "attach-node").await.expect("kubelet starts");
+    let home = tempfile::tempdir().expect("home");
+    let kubeconfig = cluster.write_kubeconfig(home.path()).expect("kubeconfig");
+    let run = |args: &[&str], stdin: Option<&str>| kubectl(&kubeconfig, home.path(), args, stdin);
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    let api = Api::new(cluster.url());
+    let on_node = r#"{"apiVersion": "v1", "spec": {"nodeName": "attach-node", "terminationGracePeriodSeconds": 1}}"#;
+
+    // kubectl run -i --rm: stdin reaches the container's process, its end (stdinOnce) ends the
+    // process, the output comes back, and the pod is deleted.
+    let image = format!("--image={TEST_IMAGE}");
+    let overrides = format!("--overrides={on_node}");
+    let out = run(
+        &["run", "upper", "-i", "--rm", "--restart=Never", &image, &overrides, "--", "tr", "a-z", "A-Z"],
+        Some("hello attach\n"),
+    );
+    assert_eq!(out.status.code(), Some(0), "stderr: {}\nkubelet log:\n{}", text(&out.stderr), kubelet.log_tail(30));
+    assert!(text(&out.stdout).contains("HELLO ATTACH\n"), "{}\n{}", text(&out.stdout), text(&out.stderr));
+    eventually(WAIT, "the pod deleted (--rm)", || async {
+        let (status, _) = api.get("/api/v1/namespaces/default/pods/upper").await;
+        (status == 404).then_some(())
+    })
+    .await;
+
+    // kubectl attach -i to a running pod that reads its stdin.
+    let reader = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "reader"},
+        "spec": {"nodeName": "attach-node", "restartPolicy": "Never", "terminationGracePeriodSeconds": 1,
+            "containers": [{"name": "main", "image": TEST_IMAGE, "stdin": true, "stdinOnce": true,
+                "command": ["sh", "-c", "while read line; do echo got $line; echo oops $line >&2; done; echo bye"]}]}});
+    api.create("/api/v1/namespaces/default/pods", &reader).await;
+    eventually(WAIT, "the reader Running", || async {
+        let (_, pod) = api.get("/api/v1/namespaces/default/pods/reader").await;
+        (pod["status"]["phase"] == "Running").then_some(())
+    })
+    .await;
+    let out = run(&["attach", "-i", "reader"], Some("one\ntwo\n"));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "got one\ngot two\nbye\n", "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("oops one\noops two\n"), "stderr apart: {}", text(&out.stderr));
+    // What it printed is in its log too.
+    eventually(WAIT, "the reader Succeeded", || async {
+        let (_, pod) = api.get("/api/v1/namespaces/default/pods/reader").await;
+        (pod["status"]["phase"] == "Succeeded").then_some(())
+    })
+    .await;
+    let out = run(&["logs", "reader"], None);
+    let mut lines: Vec<String> = text(&out.stdout).lines().map(String::from).collect();
+    lines.sort();
+    assert_eq!(lines, ["bye", "got one", "got two", "oops one", "oops two"], "{}", text(&out.stderr));
+
+    // A restarted kubelet takes up the streams of a running container: what it writes is still
+    // attached to and logged.
+    let survivor = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "survivor"},
+        "spec": {"nodeName": "attach-node", "restartPolicy": "Never", "terminationGracePeriodSeconds": 1,
+            "containers": [{"name": "main", "image": TEST_IMAGE, "stdin": true, "stdinOnce": true,
+                "command": ["sh", "-c", "echo before; while read line; do echo got $line; done"]}]}});
+    api.create("/api/v1/namespaces/default/pods", &survivor).await;
+    eventually(WAIT, "the survivor Running", || async {
+        let (_, pod) = api.get("/api/v1/namespaces/default/pods/survivor").await;
+        (pod["status"]["phase"] == "Running").then_some(())
+    })
+    .await;
+    kubelet.restart().await.expect("kubelet restarts");
+    eventually(WAIT, "the restarted kubelet ready", || async {
+        let reply = reqwest::get(format!("{}/readyz", kubelet.url())).await.ok()?;
+        reply.status().is_success().then_some(())
+    })
+    .await;
+    let out = run(&["attach", "-i", "survivor"], Some("after restart\n"));
+    assert_eq!(text(&out.stdout), "got after restart\n", "{}\n{}", text(&out.stderr), kubelet.log_tail(20));
+    let out = run(&["logs", "survivor"], None);
+    assert_eq!(text(&out.stdout), "before\ngot after restart\n", "{}", text(&out.stderr));
+
+    // kubectl run -it --rm: a shell in a terminal, typed into, its exit code kubectl's.
+    let command = format!("exec kubectl run shell -it --rm --restart=Never {image} '{overrides}' -- sh");
+    let (screen, code) =
+        in_terminal(&kubeconfig, home.path(), &command, "try pressing enter", b"echo $((6 * 7)); exit 3\r", || {});
+    assert!(screen.contains("\n42\n"), "{screen}\nkubelet log:\n{}", kubelet.log_tail(30));
+    assert_eq!(code, Some(3), "the shell's exit code: {screen}");
+
+    // A container without stdin or tty has nothing to attach to: the kubelet says so.
+    let plain = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "plain"},
+        "spec": {"nodeName": "attach-node", "terminationGracePeriodSeconds": 1,
+            "containers": [{"name": "main", "image": TEST_IMAGE, "command": ["sleep", "3600"]}]}});
+    api.create("/api/v1/namespaces/default/pods", &plain).await;
+    eventually(WAIT, "the plain pod Running", || async {
+        let (_, pod) = api.get("/api/v1/namespaces/default/pods/plain").await;
+        (pod["status"]["phase"] == "Running").then_some(())
+    })
+    .await;
+    let out = run(&["attach", "plain"], None);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(text(&out.stderr).contains("started without stdin or tty"), "{}", text(&out.stderr));
 }

@@ -151,6 +151,18 @@ pub fn resources(group: &str, version: &str) -> Option<APIResourceList> {
             });
         }
     }
+    if group.is_empty() && version == "v1" {
+        // The streaming subresources, served by their own routes (`subresource::exec`).
+        for (name, kind) in [("pods/exec", "PodExecOptions"), ("pods/attach", "PodAttachOptions")] {
+            resources.push(APIResource {
+                name: name.into(),
+                namespaced: true,
+                kind: kind.into(),
+                verbs: strings(&["create", "get"]),
+                ..Default::default()
+            });
+        }
+    }
     let group_version = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
     Some(APIResourceList { group_version, resources })
 }
@@ -282,6 +294,8 @@ mod tests {
         let pods = list.resources.iter().find(|r| r.name == "pods").expect("pods");
         assert_eq!(pods.short_names.as_deref(), Some(&["po".to_string()][..]));
         assert!(list.resources.iter().any(|r| r.name == "pods/binding" && r.verbs == ["create"]));
+        assert!(list.resources.iter().any(|r| r.name == "pods/exec" && r.kind == "PodExecOptions"));
+        assert!(list.resources.iter().any(|r| r.name == "pods/attach" && r.kind == "PodAttachOptions"));
     }
 
     #[test]

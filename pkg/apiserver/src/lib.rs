@@ -233,6 +233,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/openapi/v3", get(openapi_root))
         .route("/openapi/v3/{*path}", get(openapi_document))
         .route("/api/v1/namespaces/{namespace}/pods/{name}/exec", axum::routing::any(subresource::exec::handle))
+        .route("/api/v1/namespaces/{namespace}/pods/{name}/attach", axum::routing::any(subresource::exec::attach))
         .route(review::SELF_SUBJECT_ACCESS_REVIEWS, post(review::self_subject_access_review))
         .route(review::SUBJECT_ACCESS_REVIEWS, post(review::subject_access_review))
         .route(review::SELF_SUBJECT_RULES_REVIEWS, post(review::self_subject_rules_review))

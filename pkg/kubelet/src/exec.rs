@@ -31,7 +31,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use crate::logs::RuntimeSlot;
-use crate::runtime::{Runtime, RuntimeError, TerminalSize};
+use crate::runtime::{AttachSession, Runtime, RuntimeError, StdinMessage, TerminalSize};
 
 /// The only remote-command protocol spoken (what kubectl 1.30+ offers first).
 pub const PROTOCOL: &str = "v5.channel.k8s.io";
@@ -79,12 +79,40 @@ struct ExecState {
     runtime: RuntimeSlot,
 }
 
-/// The router serving `/exec/{namespace}/{pod}/{container}`; pods are found by their log
-/// directories under `root_dir` (as for logs), the runtime through `runtime`.
+/// The router serving `/exec/{namespace}/{pod}/{container}` and
+/// `/attach/{namespace}/{pod}/{container}`; pods are found by their log directories under
+/// `root_dir` (as for logs), the runtime through `runtime`.
 pub fn router(root_dir: PathBuf, runtime: RuntimeSlot) -> Router {
     Router::new()
         .route("/exec/{namespace}/{pod}/{container}", any(exec))
+        .route("/attach/{namespace}/{pod}/{container}", any(attach))
         .with_state(Arc::new(ExecState { root_dir, runtime }))
+}
+
+/// A container a streaming request is for, found on this node: its pod's uid and the runtime.
+type Target = (String, Arc<dyn Runtime>, WebSocketUpgrade);
+
+/// Checks a streaming request's names and upgrade and finds its container (`what`: `exec`
+/// or `attach`, for messages).
+fn target(
+    state: &ExecState,
+    (namespace, pod, container): (&str, &str, &str),
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+    what: &str,
+) -> Result<Target, (StatusCode, String)> {
+    if let Err(message) = crate::logs::check_names(namespace, pod, container) {
+        return Err((StatusCode::BAD_REQUEST, message));
+    }
+    let Ok(upgrade) = upgrade else {
+        return Err((StatusCode::BAD_REQUEST, format!("{what} needs a WebSocket upgrade ({PROTOCOL})")));
+    };
+    let uid = crate::logs::container_dir(&state.root_dir, namespace, pod, container)
+        .and_then(|dir| dir.parent()?.file_name()?.to_str()?.rsplit('_').next().map(String::from));
+    let (Some(uid), Some(runtime)) = (uid, state.runtime.get()) else {
+        let message = format!("container {container} of pod {namespace}/{pod} is not on this node");
+        return Err((StatusCode::NOT_FOUND, message));
+    };
+    Ok((uid, runtime, upgrade))
 }
 
 async fn exec(
@@ -93,23 +121,102 @@ async fn exec(
     RawQuery(query): RawQuery,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
-    if let Err(message) = crate::logs::check_names(&namespace, &pod, &container) {
-        return (StatusCode::BAD_REQUEST, message).into_response();
-    }
-    let Ok(upgrade) = upgrade else {
-        return (StatusCode::BAD_REQUEST, format!("exec needs a WebSocket upgrade ({PROTOCOL})")).into_response();
-    };
     let options = ExecOptions::parse(query.as_deref().unwrap_or_default());
     if options.command.is_empty() {
         return (StatusCode::BAD_REQUEST, "you must specify at least one command for the container").into_response();
     }
-    let uid = crate::logs::container_dir(&state.root_dir, &namespace, &pod, &container)
-        .and_then(|dir| dir.parent()?.file_name()?.to_str()?.rsplit('_').next().map(String::from));
-    let (Some(uid), Some(runtime)) = (uid, state.runtime.get()) else {
-        let message = format!("container {container} of pod {namespace}/{pod} is not on this node");
-        return (StatusCode::NOT_FOUND, message).into_response();
+    match target(&state, (&namespace, &pod, &container), upgrade, "exec") {
+        Ok((uid, runtime, upgrade)) => {
+            upgrade.protocols([PROTOCOL]).on_upgrade(move |socket| session(socket, runtime, uid, container, options))
+        }
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
+async fn attach(
+    State(state): State<Arc<ExecState>>,
+    UrlPath((namespace, pod, container)): UrlPath<(String, String, String)>,
+    RawQuery(query): RawQuery,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    let options = ExecOptions::parse(query.as_deref().unwrap_or_default());
+    match target(&state, (&namespace, &pod, &container), upgrade, "attach") {
+        Ok((uid, runtime, upgrade)) => upgrade
+            .protocols([PROTOCOL])
+            .on_upgrade(move |socket| attach_session(socket, runtime, uid, container, options.stdin)),
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
+/// An attached client: the container's output from now on (stdout, stderr apart unless it has
+/// a terminal), its stdin (with `stdin`) and terminal sizes, until the process ends (then a
+/// `Success` status) or the client leaves.
+async fn attach_session(socket: WebSocket, runtime: Arc<dyn Runtime>, uid: String, container: String, stdin: bool) {
+    let (mut sink, mut incoming) = socket.split();
+    let AttachSession { mut output, stdin: input, resize } = match runtime.attach(&uid, &container).await {
+        Ok(session) => session,
+        Err(error) => {
+            let text = status(&Err(error.to_string())).to_string();
+            let _ = sink.send(frame(STATUS, text.as_bytes())).await;
+            let _ = sink.send(normal_close()).await;
+            return;
+        }
     };
-    upgrade.protocols([PROTOCOL]).on_upgrade(move |socket| session(socket, runtime, uid, container, options))
+    tracing::info!(%uid, %container, stdin, "attached");
+    let mut input = if stdin { input } else { None };
+    let mut reader = tokio::spawn(async move {
+        while let Some(Ok(message)) = incoming.next().await {
+            let Message::Binary(data) = message else {
+                if matches!(message, Message::Close(_)) {
+                    break;
+                }
+                continue;
+            };
+            match data.split_first() {
+                Some((&STDIN, bytes)) => {
+                    if let Some(sender) = &input {
+                        let _ = sender.send(StdinMessage::Data(bytes.to_vec())).await; // stdin closed
+                    }
+                }
+                Some((&RESIZE, json)) => {
+                    if let (Some(resize), Ok(size)) = (&resize, serde_json::from_slice::<TerminalSize>(json)) {
+                        let _ = resize.send(size).await; // the process has ended
+                    }
+                }
+                Some((&CLOSE, [STDIN])) => {
+                    if let Some(sender) = input.take() {
+                        let _ = sender.send(StdinMessage::End).await;
+                    }
+                }
+                _ => {}
+            }
+        }
+        // The client left: for `stdinOnce` that ends the container's stdin too.
+        if let Some(sender) = input {
+            let _ = sender.send(StdinMessage::End).await;
+        }
+    });
+    loop {
+        tokio::select! {
+            _ = &mut reader => return, // the client left
+            received = output.recv() => match received {
+                Ok(chunk) => {
+                    let channel = if chunk.stderr { STDERR } else { STDOUT };
+                    if sink.send(frame(channel, &chunk.data)).await.is_err() {
+                        return;
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(skipped)) => {
+                    tracing::debug!(%uid, %container, skipped, "an attached client fell behind");
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    }
+    tracing::info!(%uid, %container, "the attached process ended");
+    let _ = sink.send(frame(STATUS, status(&Ok(0)).to_string().as_bytes())).await;
+    let _ = sink.send(normal_close()).await;
+    reader.abort();
 }
 
 /// A `Status` as Kubernetes' remote-command protocol ends a session with.

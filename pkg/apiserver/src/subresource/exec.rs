@@ -9,6 +9,10 @@
 //! logs) and relays every message both ways until either side closes. The channels and the
 //! final status are the kubelet's (see `rkube_kubelet::exec`). A request that is not a
 //! WebSocket upgrade (the SPDY fallback of older clients) is refused with a 400 `Status`.
+//!
+//! `pods/<name>/attach` (`kubectl attach`, `kubectl run -i`) is the same relay to the kubelet's
+//! `/attach/<ns>/<pod>/<container>`, without a command: the client joins the container's own
+//! process.
 
 use std::sync::Arc;
 
@@ -28,18 +32,55 @@ use crate::rest;
 /// The remote-command protocol relayed (the one kubectl offers first).
 const PROTOCOL: &str = "v5.channel.k8s.io";
 
+/// Which streaming subresource a request is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stream {
+    Exec,
+    Attach,
+}
+
+impl Stream {
+    fn name(self) -> &'static str {
+        match self {
+            Stream::Exec => "exec",
+            Stream::Attach => "attach",
+        }
+    }
+}
+
 /// GET (or POST) `/api/v1/namespaces/{namespace}/pods/{name}/exec`.
 pub async fn handle(
+    state: State<Arc<ApiState>>,
+    path: Path<(String, String)>,
+    raw: RawQuery,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    stream(Stream::Exec, state, path, raw, upgrade).await
+}
+
+/// GET (or POST) `/api/v1/namespaces/{namespace}/pods/{name}/attach`.
+pub async fn attach(
+    state: State<Arc<ApiState>>,
+    path: Path<(String, String)>,
+    raw: RawQuery,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    stream(Stream::Attach, state, path, raw, upgrade).await
+}
+
+async fn stream(
+    kind: Stream,
     State(state): State<Arc<ApiState>>,
     Path((namespace, name)): Path<(String, String)>,
     RawQuery(raw): RawQuery,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
-    match prepare(&state, &namespace, &name, raw.as_deref().unwrap_or_default()).await {
+    match prepare(&state, kind, &namespace, &name, raw.as_deref().unwrap_or_default()).await {
         Err(error) => error.into_response(),
         Ok(url) => match upgrade {
             Err(_) => ApiError::BadRequest(format!(
-                "exec needs a WebSocket upgrade with the subprotocol {PROTOCOL} (SPDY is not supported)"
+                "{} needs a WebSocket upgrade with the subprotocol {PROTOCOL} (SPDY is not supported)",
+                kind.name()
             ))
             .into_response(),
             Ok(upgrade) => {
@@ -50,8 +91,8 @@ pub async fn handle(
     }
 }
 
-/// Checks the pod and container and returns the kubelet's exec URL (`ws://…`).
-async fn prepare(state: &ApiState, namespace: &str, name: &str, raw: &str) -> Result<String, ApiError> {
+/// Checks the pod and container and returns the kubelet's exec or attach URL (`ws://…`).
+async fn prepare(state: &ApiState, kind: Stream, namespace: &str, name: &str, raw: &str) -> Result<String, ApiError> {
     let pods = &rkube_api::kinds::pod::RESOURCE;
     let req = ResourceRequest {
         resource: pods,
@@ -61,14 +102,15 @@ async fn prepare(state: &ApiState, namespace: &str, name: &str, raw: &str) -> Re
     };
     let pod = rest::get(state, &req, name).await?;
     let query = Query::parse(Some(raw));
-    if query.get("command").is_none_or(str::is_empty) {
+    if kind == Stream::Exec && query.get("command").is_none_or(str::is_empty) {
         return Err(ApiError::BadRequest("you must specify at least one command for the container".into()));
     }
     let container = super::log::container(&pod, query.get("container"))?;
     let phase = pod.pointer("/status/phase").and_then(serde_json::Value::as_str).unwrap_or_default();
     if phase == "Succeeded" || phase == "Failed" {
+        let verb = if kind == Stream::Exec { "exec into" } else { "attach to" };
         return Err(ApiError::BadRequest(format!(
-            "cannot exec into a container in a completed pod; current phase is {phase}"
+            "cannot {verb} a container in a completed pod; current phase is {phase}"
         )));
     }
     let (_, base) = super::log::pod_kubelet(state, &pod, name).await?;
@@ -76,7 +118,8 @@ async fn prepare(state: &ApiState, namespace: &str, name: &str, raw: &str) -> Re
     // The kubelet reads `container` from the path; the rest of the query goes as it came.
     let rest: Vec<&str> = raw.split('&').filter(|pair| !pair.starts_with("container=") && !pair.is_empty()).collect();
     Ok(format!(
-        "{base}/exec/{}/{}/{}?{}",
+        "{base}/{}/{}/{}/{}?{}",
+        kind.name(),
         utf8_percent_encode(namespace, NON_ALPHANUMERIC),
         utf8_percent_encode(name, NON_ALPHANUMERIC),
         utf8_percent_encode(&container, NON_ALPHANUMERIC),

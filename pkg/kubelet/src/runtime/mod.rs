@@ -152,6 +152,36 @@ pub struct ExecSession {
     pub resize: Option<tokio::sync::mpsc::Sender<TerminalSize>>,
 }
 
+/// A chunk of a container's output, as attached clients receive it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Output {
+    /// From stderr (else stdout, or the terminal).
+    pub stderr: bool,
+    /// The bytes, as the process wrote them.
+    pub data: bytes::Bytes,
+}
+
+/// What an attached client sends to a container's stdin.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StdinMessage {
+    /// Bytes for the process.
+    Data(Vec<u8>),
+    /// This client's stdin ended (or it left): with `stdinOnce` the container's stdin closes.
+    End,
+}
+
+/// The running process of a container with `stdin` or `tty`, attached to (`kubectl attach`,
+/// `kubectl run -i`).
+#[derive(Debug)]
+pub struct AttachSession {
+    /// Its output from now on; closed when the process has ended.
+    pub output: tokio::sync::broadcast::Receiver<Output>,
+    /// Its stdin, when the container has one (`stdin: true`) that is still open.
+    pub stdin: Option<tokio::sync::mpsc::Sender<StdinMessage>>,
+    /// With a terminal (`tty: true`): where new window sizes go.
+    pub resize: Option<tokio::sync::mpsc::Sender<TerminalSize>>,
+}
+
 /// A terminal's size in characters, as Kubernetes' resize channel sends it
 /// (`{"Width":80,"Height":24}`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
@@ -290,6 +320,14 @@ pub trait Runtime: Send + Sync + 'static {
     ) -> Result<ExecSession, RuntimeError> {
         let _ = (uid, container, command, stdin, tty);
         Err(RuntimeError::Unsupported(format!("the {} runtime runs no processes to exec in", self.name())))
+    }
+
+    /// Attaches to the running process of `container` in pod `uid` (its output from now on,
+    /// its stdin and terminal when it has them). Runtimes without processes, and containers
+    /// started without `stdin` or `tty`, answer [`RuntimeError::Unsupported`].
+    async fn attach(&self, uid: &str, container: &str) -> Result<AttachSession, RuntimeError> {
+        let _ = (uid, container);
+        Err(RuntimeError::Unsupported(format!("the {} runtime runs no processes to attach to", self.name())))
     }
 
     /// The cgroups of every running container, for resource usage. Runtimes that run no

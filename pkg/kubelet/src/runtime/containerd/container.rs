@@ -13,7 +13,8 @@
 //! 4. prepare the writable snapshot on the image's top layer (key = the container ID);
 //! 5. create the container record (labels, runc options, spec, snapshot);
 //! 6. create the task with the snapshot's mounts as rootfs and stdout/stderr going to the log
-//!    driver ([`crate::crilog`]);
+//!    driver ([`crate::crilog`]), or, for a container with `stdin` or `tty`, to FIFOs the
+//!    kubelet copies to the log and to attached clients ([`super::streams`]);
 //! 7. watch for its exit (before the start, so even an instant exit is seen), then start it.
 //!
 //! What it keeps true:
@@ -44,7 +45,7 @@ use super::runs::Run;
 use super::spec::{ImageInfo, linux_resources, oci_spec, process_args, process_env};
 use super::{
     ATTEMPT_LABEL, CGROUP_PARENT, CONTAINER_NAME_LABEL, ContainerdRuntime, POD_UID_LABEL, RESTART_POLICY_LABEL,
-    SNAPSHOTTER, grpc, log_file, pod_dir, req, volumes,
+    SNAPSHOTTER, grpc, log_file, pod_dir, req, streams, volumes,
 };
 use crate::cni::netns_path;
 use crate::envvars::{self, PodFacts};
@@ -230,7 +231,10 @@ impl ContainerdRuntime {
         // The snapshot first, then the container that references it (and keeps it from GC).
         let rootfs = self.prepare_snapshot(&run.id, &info.chain_id).await?;
         self.create_container(run, &image, &spec, &runc_root).await?;
-        self.create_task(&run.id, rootfs, &log_path).await?;
+        let streams = self.create_task(run, rootfs, &log_path).await?;
+        if let Some(streams) = streams {
+            self.start_streams(streams);
+        }
         self.watch_exit(run);
         self.start_task(&run.id).await?;
         tracing::info!(pod = %ObjectKey::of(run.pod), container = %run.container.name, id = %run.id, "container started");
@@ -285,7 +289,11 @@ impl ContainerdRuntime {
         let pod_dir = pod_dir(&self.config.root_dir, run.namespace(), run.pod_name(), run.uid);
         let mounts = volumes::mounts(run.pod, container, &pod_dir).map_err(|message| run.start_error(message))?;
         let resources = linux_resources(container).map_err(|message| run.start_error(message))?;
-        Ok(oci_spec(&args, &env, &cwd, &hostname, &cgroups_path, netns.as_deref(), mounts, resources))
+        let mut spec = oci_spec(&args, &env, &cwd, &hostname, &cgroups_path, netns.as_deref(), mounts, resources);
+        if container.tty.unwrap_or(false) {
+            spec["process"]["terminal"] = true.into();
+        }
+        Ok(spec)
     }
 
     /// Creates `run`'s log file, empty, if it is missing: the log driver appends to it.
@@ -373,29 +381,52 @@ impl ContainerdRuntime {
         }
     }
 
-    /// Creates container `id`'s task on `rootfs`, its stdout and stderr going to the log
-    /// driver, which writes `log_path`.
-    async fn create_task(&self, id: &str, rootfs: Vec<Mount>, log_path: &std::path::Path) -> Result<(), RuntimeError> {
-        let log = crate::crilog::driver::uri(
-            &self.config.logs.driver,
-            &crate::crilog::driver::Options {
-                path: log_path.to_path_buf(),
-                max_size: self.config.logs.max_size,
-                max_files: self.config.logs.max_files,
-            },
-        );
-        self.client
+    /// Creates `run`'s task on `rootfs`: its stdout and stderr going to the log driver, which
+    /// writes `log_path`, or, for a container with `stdin` or `tty`, to FIFOs the kubelet
+    /// copies to `log_path` and to attached clients ([`super::streams`]; returned, to be
+    /// started once the task exists).
+    async fn create_task(
+        &self,
+        run: &NewRun<'_>,
+        rootfs: Vec<Mount>,
+        log_path: &std::path::Path,
+    ) -> Result<Option<streams::OpenStreams>, RuntimeError> {
+        let (stdin, tty) = (run.container.stdin.unwrap_or(false), run.container.tty.unwrap_or(false));
+        let (streams, stdio) = if stdin || tty {
+            let stdin_once = run.container.stdin_once.unwrap_or(false);
+            let (streams, stdio) = self.open_streams(&run.id, log_path, stdin, tty, stdin_once)?;
+            (Some(streams), stdio)
+        } else {
+            let log = crate::crilog::driver::uri(
+                &self.config.logs.driver,
+                &crate::crilog::driver::Options {
+                    path: log_path.to_path_buf(),
+                    max_size: self.config.logs.max_size,
+                    max_files: self.config.logs.max_files,
+                },
+            );
+            (None, streams::TaskStdio { stdin: String::new(), stdout: log.clone(), stderr: log, terminal: false })
+        };
+        let created = self
+            .client
             .tasks()
             .create(req(CreateTaskRequest {
-                container_id: id.into(),
+                container_id: run.id.clone(),
                 rootfs,
-                stdout: log.clone(),
-                stderr: log,
+                stdin: stdio.stdin,
+                stdout: stdio.stdout,
+                stderr: stdio.stderr,
+                terminal: stdio.terminal,
                 ..CreateTaskRequest::default()
             }))
-            .await
-            .map_err(grpc("tasks.create"))?;
-        Ok(())
+            .await;
+        if let Err(status) = created {
+            if streams.is_some() {
+                self.remove_streams(&run.id);
+            }
+            return Err(grpc("tasks.create")(status));
+        }
+        Ok(streams)
     }
 
     /// Tells the runtime's event subscribers (the PLEG) when `run`'s task exits. Called before

@@ -143,8 +143,8 @@ impl ContainerdRuntime {
     }
 
     /// Where a terminal session's window sizes go: each becomes a `ResizePty` of exec process
-    /// `exec_id`, until the session drops the sender.
-    fn resize_on_request(&self, id: &str, exec_id: &str) -> tokio::sync::mpsc::Sender<TerminalSize> {
+    /// `exec_id` (`""`: the container's own process), until the session drops the sender.
+    pub(super) fn resize_on_request(&self, id: &str, exec_id: &str) -> tokio::sync::mpsc::Sender<TerminalSize> {
         let (sizes, mut requests) = tokio::sync::mpsc::channel::<TerminalSize>(4);
         let mut tasks = self.client.tasks();
         let (container_id, exec_id) = (id.to_string(), exec_id.to_string());

@@ -59,6 +59,7 @@ mod runs;
 mod sandbox;
 mod spec;
 mod status;
+mod streams;
 mod task;
 mod volumes;
 
@@ -66,7 +67,7 @@ use container::InitContainers;
 pub use restart::backoff;
 pub use spec::normalize_image;
 
-use super::{ContainerCgroup, ExecSession, PodStatus, Runtime, RuntimeError, TerminalSize};
+use super::{AttachSession, ContainerCgroup, ExecSession, PodStatus, Runtime, RuntimeError, TerminalSize};
 
 /// The containerd namespace holding everything the kubelet creates.
 pub const NAMESPACE: &str = "rkube";
@@ -131,6 +132,8 @@ pub struct ContainerdRuntime {
     events: tokio::sync::broadcast::Sender<String>,
     /// Pulls images as containers' `imagePullPolicy` asks ([`pull`]).
     puller: pull::Puller,
+    /// The streams of containers with `stdin` or `tty` ([`streams`]).
+    streams: streams::StreamTable,
 }
 
 /// Why containers could not be started: (waiting reason, message) by (pod uid, container name).
@@ -177,13 +180,16 @@ impl ContainerdRuntime {
             config.insecure_registries.clone(),
             config.pull_metrics.clone(),
         )?;
-        Ok(ContainerdRuntime {
+        let runtime = ContainerdRuntime {
             puller,
             client,
             config,
             start_errors: Mutex::new(HashMap::new()),
             events: tokio::sync::broadcast::channel(1024).0,
-        })
+            streams: streams::StreamTable::default(),
+        };
+        runtime.adopt_streams().await;
+        Ok(runtime)
     }
 
     /// The start errors, locked.
@@ -261,6 +267,10 @@ impl Runtime for ContainerdRuntime {
         tty: Option<TerminalSize>,
     ) -> Result<ExecSession, RuntimeError> {
         self.exec_session(uid, container, command, stdin, tty).await
+    }
+
+    async fn attach(&self, uid: &str, container: &str) -> Result<AttachSession, RuntimeError> {
+        self.attach_to(uid, container).await
     }
 
     async fn running_cgroups(&self) -> Result<Vec<ContainerCgroup>, RuntimeError> {

@@ -64,6 +64,7 @@ impl ContainerdRuntime {
         ignore_missing("tasks.delete", deleted)?;
         let deleted = self.client.containers().delete(req(DeleteContainerRequest { id: id.into() })).await.map(|_| ());
         ignore_missing("containers.delete", deleted)?;
+        self.remove_streams(id);
         let removed = self
             .client
             .snapshots()
