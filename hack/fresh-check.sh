@@ -240,7 +240,10 @@ in_root private '
     cd /root/rkube
     log=/root/make-run.log
     set -m   # job control: `make run` gets its own process group and takes SIGINT like Ctrl-C
-    make run >"${log}" 2>&1 </dev/null &
+    # SIGINT back to its default: a launcher that ran this check in the background (a
+    # non-interactive `cmd &`) left it ignored, and an ignored signal cannot be trapped, so
+    # local-up would never see the Ctrl-C.
+    env --default-signal=INT make run >"${log}" 2>&1 </dev/null &
     run_pid=$!
     set +m
     deadline=$((SECONDS + 1500))

@@ -289,3 +289,79 @@ async fn kubectl_run_i_and_attach_reach_the_containers_own_process() {
     assert_ne!(out.status.code(), Some(0));
     assert!(text(&out.stderr).contains("started without stdin or tty"), "{}", text(&out.stderr));
 }
+
+#[tokio::test]
+async fn kubectl_debug_adds_an_ephemeral_container_that_shares_the_targets_processes() {
+    let cluster = Cluster::start().await.expect("cluster starts");
+    let containerd = Containerd::start().await.expect("containerd starts");
+    let kubelet = Kubelet::start_containerd(&cluster, &containerd, "debug-node").await.expect("kubelet starts");
+    let api = Api::new(cluster.url());
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "app"},
+        "spec": {"nodeName": "debug-node", "terminationGracePeriodSeconds": 1,
+            "containers": [{"name": "main", "image": TEST_IMAGE, "command": ["sleep", "3600"]}]}});
+    api.create("/api/v1/namespaces/default/pods", &pod).await;
+    eventually(WAIT, "the pod Running", || async {
+        let (_, pod) = api.get("/api/v1/namespaces/default/pods/app").await;
+        (pod["status"]["phase"] == "Running").then_some(())
+    })
+    .await;
+    let home = tempfile::tempdir().expect("home");
+    let kubeconfig = cluster.write_kubeconfig(home.path()).expect("kubeconfig");
+    let run = |args: &[&str]| kubectl(&kubeconfig, home.path(), args, None);
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    let image = format!("--image={TEST_IMAGE}");
+
+    // Not interactive: the debug container runs once, in the target's PID namespace (it sees
+    // the target's `sleep`), and its output is its log.
+    let out = run(&["debug", "app", &image, "--target=main", "-c", "probe", "--", "ps", "-o", "pid,args"]);
+    assert_eq!(out.status.code(), Some(0), "{}\nkubelet log:\n{}", text(&out.stderr), kubelet.log_tail(20));
+    let log = eventually(WAIT, "the debug container's output", || async {
+        let out = run(&["logs", "app", "-c", "probe"]);
+        let log = text(&out.stdout);
+        log.contains("ps -o pid,args").then_some(log)
+    })
+    .await;
+    assert!(log.contains("sleep 3600"), "the target's process is visible:\n{log}");
+    let status = eventually(WAIT, "the debug container's status", || async {
+        let (_, pod) = api.get("/api/v1/namespaces/default/pods/app").await;
+        let status = pod["status"]["ephemeralContainerStatuses"][0].clone();
+        status["state"]["terminated"].is_object().then_some(status)
+    })
+    .await;
+    assert_eq!((status["name"].as_str(), status["ready"].as_bool()), (Some("probe"), Some(false)), "{status}");
+    assert_eq!(status["state"]["terminated"]["exitCode"], 0, "{status}");
+
+    // Interactive: a shell in a terminal, attached to by kubectl debug -it.
+    let command = format!("exec kubectl debug app -it {image} --target=main -c shell -- sh");
+    let (screen, _) =
+        in_terminal(&kubeconfig, home.path(), &command, "try pressing enter", b"echo $((6 * 7)); exit\r", || {});
+    assert!(screen.contains("\n42\n"), "{screen}\nkubelet log:\n{}", kubelet.log_tail(30));
+
+    // The API's rules: ephemeral containers only come through the subresource, are only added,
+    // and are refused on create.
+    let path = "/api/v1/namespaces/default/pods/app/ephemeralcontainers";
+    let merge = "application/merge-patch+json";
+    let (code, body) = api.patch(path, merge, &json!({"spec": {"ephemeralContainers": []}})).await;
+    assert_eq!(code.as_u16(), 422, "removing is refused: {body}");
+    assert!(body["message"].as_str().is_some_and(|m| m.contains("may not be removed")), "{body}");
+    let extra = json!({"name": "third", "image": TEST_IMAGE, "targetContainerName": "nobody"});
+    let (_, current) = api.get(path).await;
+    let mut list = current["spec"]["ephemeralContainers"].as_array().cloned().unwrap_or_default();
+    list.push(extra);
+    let (code, body) = api.patch(path, merge, &json!({"spec": {"ephemeralContainers": list}})).await;
+    assert_eq!(code.as_u16(), 422, "a target that is no container: {body}");
+    let (code, body) = api
+        .patch(
+            "/api/v1/namespaces/default/pods/app",
+            "application/strategic-merge-patch+json",
+            &json!({"spec": {"ephemeralContainers": [{"name": "sneaky", "image": TEST_IMAGE}]}}),
+        )
+        .await;
+    assert_eq!(code.as_u16(), 422, "not through the pod itself: {body}");
+    let mut created = pod.clone();
+    created["metadata"]["name"] = json!("born-with-one");
+    created["spec"]["ephemeralContainers"] = json!([{"name": "e", "image": TEST_IMAGE}]);
+    let (code, body) = api.post("/api/v1/namespaces/default/pods", &created).await;
+    assert_eq!(code.as_u16(), 422, "{body}");
+    assert!(body["message"].as_str().is_some_and(|m| m.contains("cannot be set on create")), "{body}");
+}

@@ -26,6 +26,9 @@ pub enum Subresource {
     /// `eviction`: a pod's deletion that respects its PodDisruptionBudget (policy/v1
     /// Eviction), as `kubectl drain` asks for it.
     Eviction,
+    /// `ephemeralcontainers`: a pod's `spec.ephemeralContainers`, which only grow (`kubectl
+    /// debug`); the main resource may not change them.
+    EphemeralContainers,
 }
 
 impl Subresource {
@@ -38,6 +41,7 @@ impl Subresource {
             Subresource::Log => "log",
             Subresource::Token => "token",
             Subresource::Eviction => "eviction",
+            Subresource::EphemeralContainers => "ephemeralcontainers",
         }
     }
 }

@@ -63,6 +63,12 @@ pub trait Strategy:
     /// means valid.
     fn validate(&self) -> Vec<FieldError>;
 
+    /// The extra rules of a create (fields only other paths may set, as a pod's ephemeral
+    /// containers). [`Strategy::validate`] runs too.
+    fn validate_create(&self) -> Vec<FieldError> {
+        Vec::new()
+    }
+
     /// The extra rules of an update of `old` into `self`: fields that may not change (a
     /// pod's spec, selectors, an allocated cluster IP). [`Strategy::validate`] runs too.
     fn validate_update(&self, old: &Self) -> Vec<FieldError> {
@@ -188,7 +194,8 @@ impl<K: Strategy> RestStrategy for StrategyFor<K> {
         let (mut object, unknown) = decode_noting_unknown::<K>(&body)?;
         object.prepare_for_create();
         object.set_defaults();
-        let errors = validate_new(&object);
+        let mut errors = validate_new(&object);
+        errors.extend(object.validate_create());
         finish(&object, unknown, errors)
     }
 

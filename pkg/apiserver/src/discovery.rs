@@ -138,6 +138,7 @@ pub fn resources(group: &str, version: &str) -> Option<APIResourceList> {
                 Subresource::Log => (None, None, "Pod", &["get"]),
                 Subresource::Token => (Some("authentication.k8s.io"), Some("v1"), "TokenRequest", &["create"]),
                 Subresource::Eviction => (Some("policy"), Some("v1"), "Eviction", &["create"]),
+                Subresource::EphemeralContainers => (None, None, res.kind, &["get", "patch", "update"]),
             };
             resources.push(APIResource {
                 name: format!("{}/{}", res.plural, sub.name()),

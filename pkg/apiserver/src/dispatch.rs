@@ -93,7 +93,7 @@ async fn serve(
     let name = req.name.clone().unwrap_or_default();
     let limit = state.config.max_body_bytes;
     match (verb, req.subresource) {
-        (Verb::Get, None | Some(Subresource::Status)) => {
+        (Verb::Get, None | Some(Subresource::Status | Subresource::EphemeralContainers)) => {
             let obj = rest::get(state, &req, &name).await?;
             Ok(render_object(&req, obj, rendering, include))
         }
@@ -122,7 +122,7 @@ async fn serve(
             let body = decode_object(read_body(body, headers, limit).await?, content_type(headers).as_deref()).await?;
             Ok(json(StatusCode::CREATED, &eviction::evict(state, &req, &name, body, dry_run).await?))
         }
-        (Verb::Update, None | Some(Subresource::Status)) => {
+        (Verb::Update, None | Some(Subresource::Status | Subresource::EphemeralContainers)) => {
             let opts = WriteOptions::from_query(query)?;
             let body = decode_object(read_body(body, headers, limit).await?, content_type(headers).as_deref()).await?;
             Ok(written(&req, rest::update(state, &req, &name, body, &opts).await?, rendering))
@@ -140,7 +140,7 @@ async fn serve(
                 Some(Subresource::Scale) => {
                     Ok(json(StatusCode::OK, &scale::patch_scale(state, &req, &name, &patch, &opts).await?))
                 }
-                None | Some(Subresource::Status) => {
+                None | Some(Subresource::Status | Subresource::EphemeralContainers) => {
                     Ok(written(&req, patch_object(state, &req, &name, &patch, query, &opts).await?, rendering))
                 }
                 Some(sub @ (Subresource::Binding | Subresource::Log | Subresource::Token | Subresource::Eviction)) => {

@@ -528,6 +528,15 @@ pub fn prepare_update(
             }
             merged
         }
+        // `/ephemeralcontainers` changes `spec.ephemeralContainers` and nothing else.
+        Some(Subresource::EphemeralContainers) => {
+            let mut merged = old.clone();
+            let containers = desired.pointer("/spec/ephemeralContainers").cloned().unwrap_or(Value::Null);
+            if let Some(spec) = merged.get_mut("spec").and_then(Value::as_object_mut) {
+                spec.insert("ephemeralContainers".into(), containers);
+            }
+            merged
+        }
         _ => {
             let mut new = desired;
             // The main resource ignores status changes when status is a subresource.
@@ -562,7 +571,22 @@ pub fn prepare_update(
     meta.remove("managedFields");
     meta.remove("selfLink");
     meta.remove("resourceVersion");
-    let mut decoded = res.strategy.update(new, old).map_err(|e| ApiError::from_strategy(target, e))?;
+    let mut decoded = match sub {
+        Some(Subresource::EphemeralContainers) => {
+            // The kind's rule for this subresource, then the pod's own rules against an old
+            // pod that already has the new list (the rest of the spec may not change).
+            let errors = rkube_api::kinds::pod::validate_ephemeral_containers_update(&new, old);
+            if !errors.is_empty() {
+                return Err(ApiError::Invalid(target, errors));
+            }
+            let mut baseline = old.clone();
+            baseline["spec"]["ephemeralContainers"] =
+                new.pointer("/spec/ephemeralContainers").cloned().unwrap_or(Value::Null);
+            res.strategy.update(new, &baseline)
+        }
+        _ => res.strategy.update(new, old),
+    }
+    .map_err(|e| ApiError::from_strategy(target, e))?;
     if decoded.object.get("spec") != old.get("spec") {
         let generation = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0) + 1;
         metadata_mut(&mut decoded.object).insert("generation".into(), json!(generation));

@@ -58,6 +58,12 @@ pub fn generate_pod_status(
     let not_started = if initialized { "ContainerCreating" } else { "PodInitializing" };
     let container_statuses: Vec<ApiContainerStatus> =
         spec_containers.iter().map(|container| reported.status_of(container, not_started)).collect();
+    // Ephemeral containers (`kubectl debug`) are reported apart and never ready; they count
+    // for neither the phase nor the conditions.
+    let ephemeral_statuses: Vec<ApiContainerStatus> = crate::runtime::ephemeral_containers(pod)
+        .iter()
+        .map(|container| ApiContainerStatus { ready: false, ..reported.status_of(container, "ContainerCreating") })
+        .collect();
     let phase =
         init_phase(&init_statuses, restart_policy).unwrap_or_else(|| pod_phase(&container_statuses, restart_policy));
     let transitions = Transitions { old: old.conditions.as_deref().unwrap_or_default(), now };
@@ -69,6 +75,7 @@ pub fn generate_pod_status(
         conditions: Some(conditions),
         container_statuses: Some(container_statuses),
         init_container_statuses: (!init_statuses.is_empty()).then_some(init_statuses),
+        ephemeral_container_statuses: (!ephemeral_statuses.is_empty()).then_some(ephemeral_statuses),
         host_ip: Some(host_ip.into()),
         host_ips: Some(vec![HostIP { ip: host_ip.into() }]),
         pod_ip: pod_ip.clone(),

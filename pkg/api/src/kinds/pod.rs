@@ -34,7 +34,13 @@ pub static RESOURCE: ResourceDef = ResourceDef {
     namespaced: true,
     short_names: &["po"],
     categories: &["all"],
-    subresources: &[Subresource::Status, Subresource::Binding, Subresource::Log, Subresource::Eviction],
+    subresources: &[
+        Subresource::Status,
+        Subresource::Binding,
+        Subresource::Log,
+        Subresource::Eviction,
+        Subresource::EphemeralContainers,
+    ],
     field_labels: &[
         "spec.nodeName",
         "spec.restartPolicy",
@@ -62,6 +68,15 @@ impl Strategy for Pod {
 
     fn validate(&self) -> Vec<FieldError> {
         validation::validate_pod_spec(self.spec.as_ref().unwrap_or(&PodSpec::default()), "spec")
+    }
+
+    /// Ephemeral containers come through the `ephemeralcontainers` subresource only.
+    fn validate_create(&self) -> Vec<FieldError> {
+        let ephemeral = self.spec.as_ref().and_then(|spec| spec.ephemeral_containers.as_ref());
+        if ephemeral.is_some_and(|list| !list.is_empty()) {
+            return vec![FieldError::forbidden("spec.ephemeralContainers", "cannot be set on create")];
+        }
+        Vec::new()
     }
 
     fn validate_update(&self, old: &Self) -> Vec<FieldError> {
@@ -244,4 +259,125 @@ fn row(pod: &Value, now: Timestamp) -> Vec<Value> {
         or_none(text(pod, &["status", "nominatedNodeName"])).into(),
         readiness_gates.into(),
     ]
+}
+
+/// The fields an ephemeral container may not set (it gets no ports, probes, resources or
+/// lifecycle hooks of its own), as Kubernetes' validation names them.
+const EPHEMERAL_FORBIDDEN: [&str; 8] = [
+    "ports",
+    "livenessProbe",
+    "readinessProbe",
+    "startupProbe",
+    "resources",
+    "lifecycle",
+    "resizePolicy",
+    "restartPolicy",
+];
+
+/// The rules of the `ephemeralcontainers` subresource, from the old pod to the new one (both
+/// as JSON): ephemeral containers are only added, never changed or removed; a new one has a
+/// unique DNS-1123 name among all the pod's containers, an image, none of the fields of
+/// [`EPHEMERAL_FORBIDDEN`], and a `targetContainerName` that names one of the pod's
+/// containers.
+pub fn validate_ephemeral_containers_update(new: &Value, old: &Value) -> Vec<FieldError> {
+    let path = "spec.ephemeralContainers";
+    let list = |pod: &Value, key: &str| {
+        pod.pointer(&format!("/spec/{key}")).and_then(Value::as_array).cloned().unwrap_or_default()
+    };
+    let name = |container: &Value| container.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+    let (new_list, old_list) = (list(new, "ephemeralContainers"), list(old, "ephemeralContainers"));
+    let mut errors = Vec::new();
+    for existing in &old_list {
+        match new_list.iter().find(|c| name(c) == name(existing)) {
+            None => errors.push(FieldError::forbidden(
+                path,
+                format!("existing ephemeral containers \"{}\" may not be removed", name(existing)),
+            )),
+            Some(kept) if kept != existing => errors.push(FieldError::forbidden(
+                path,
+                format!("existing ephemeral containers \"{}\" may not be changed", name(existing)),
+            )),
+            Some(_) => {}
+        }
+    }
+    let regular: Vec<String> =
+        list(old, "containers").iter().chain(list(old, "initContainers").iter()).map(name).collect();
+    let mut seen: BTreeSet<String> = regular.iter().cloned().collect();
+    for (index, container) in new_list.iter().enumerate() {
+        let field = format!("{path}[{index}]");
+        let container_name = name(container);
+        if old_list.iter().any(|c| name(c) == container_name) {
+            seen.insert(container_name);
+            continue;
+        }
+        if container_name.is_empty() {
+            errors.push(FieldError::required(format!("{field}.name"), ""));
+        } else if let Some(problem) = validation::is_dns1123_label(&container_name).into_iter().next() {
+            errors.push(FieldError::invalid(format!("{field}.name"), &container_name, problem));
+        } else if !seen.insert(container_name.clone()) {
+            errors.push(FieldError::duplicate(format!("{field}.name"), &container_name));
+        }
+        if container.get("image").and_then(Value::as_str).is_none_or(str::is_empty) {
+            errors.push(FieldError::required(format!("{field}.image"), ""));
+        }
+        for key in EPHEMERAL_FORBIDDEN {
+            // Empty counts as unset (kubectl debug sends `resources: {}`).
+            let empty = |value: &Value| {
+                value.is_null()
+                    || value.as_object().is_some_and(serde_json::Map::is_empty)
+                    || value.as_array().is_some_and(Vec::is_empty)
+            };
+            if container.get(key).is_some_and(|value| !empty(value)) {
+                errors
+                    .push(FieldError::forbidden(format!("{field}.{key}"), "cannot be set for an Ephemeral Container"));
+            }
+        }
+        if let Some(target) = container.get("targetContainerName").and_then(Value::as_str)
+            && !regular.iter().any(|c| c == target)
+        {
+            let detail = "must be the name of a container or init container of the pod";
+            errors.push(FieldError::invalid(format!("{field}.targetContainerName"), target, detail));
+        }
+    }
+    errors
+}
+
+#[cfg(test)]
+mod ephemeral_tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(ephemeral: Value) -> Value {
+        json!({"spec": {"containers": [{"name": "main", "image": "app"}], "ephemeralContainers": ephemeral}})
+    }
+
+    #[test]
+    fn ephemeral_containers_are_only_added_and_checked() {
+        let debugger = json!({"name": "debugger", "image": "busybox", "targetContainerName": "main", "stdin": true});
+        let old = pod(json!(null));
+        assert!(validate_ephemeral_containers_update(&pod(json!([debugger.clone()])), &old).is_empty());
+
+        let with = pod(json!([debugger.clone()]));
+        let removed = validate_ephemeral_containers_update(&pod(json!([])), &with);
+        assert!(removed[0].detail.contains("may not be removed"), "{removed:?}");
+        let changed = json!({"name": "debugger", "image": "other", "targetContainerName": "main", "stdin": true});
+        assert!(
+            validate_ephemeral_containers_update(&pod(json!([changed])), &with)[0]
+                .detail
+                .contains("may not be changed")
+        );
+
+        let bad = json!([{"name": "main", "ports": [{"containerPort": 80}], "targetContainerName": "nope"}]);
+        let fields: Vec<String> =
+            validate_ephemeral_containers_update(&pod(bad), &old).into_iter().map(|e| e.field).collect();
+        assert_eq!(
+            fields,
+            [
+                "spec.ephemeralContainers[0].name",
+                "spec.ephemeralContainers[0].image",
+                "spec.ephemeralContainers[0].ports",
+                "spec.ephemeralContainers[0].targetContainerName"
+            ]
+        );
+    }
 }

@@ -51,6 +51,7 @@ fn edit_rules() -> Vec<Value> {
             "pods", "configmaps", "endpoints", "services", "secrets", "serviceaccounts"]}),
         json!({"apiGroups": [""], "verbs": READ, "resources": ["secrets"]}),
         json!({"apiGroups": [""], "verbs": ["create", "get"], "resources": ["pods/exec", "pods/attach"]}),
+        json!({"apiGroups": [""], "verbs": ["patch", "update"], "resources": ["pods/ephemeralcontainers"]}),
         json!({"apiGroups": [""], "verbs": ["create"], "resources": ["pods/eviction"]}),
         json!({"apiGroups": ["policy"], "verbs": WRITE, "resources": ["poddisruptionbudgets"]}),
         json!({"apiGroups": ["apps"], "verbs": WRITE, "resources": [

@@ -22,10 +22,10 @@ use crate::rest;
 const FORWARDED: &[&str] =
     &["follow", "tailLines", "sinceSeconds", "sinceTime", "timestamps", "previous", "limitBytes"];
 
-/// The container a log request is for: the named one, or the only one.
+/// The container a log request is for: the named one (an ephemeral one too), or the only one.
 pub(crate) fn container(pod: &Value, requested: Option<&str>) -> Result<String, ApiError> {
     let name = pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
-    let names: Vec<&str> = ["containers", "initContainers"]
+    let names: Vec<&str> = ["containers", "initContainers", "ephemeralContainers"]
         .iter()
         .filter_map(|list| pod.pointer(&format!("/spec/{list}")).and_then(Value::as_array))
         .flatten()

@@ -152,6 +152,34 @@ pub struct ExecSession {
     pub resize: Option<tokio::sync::mpsc::Sender<TerminalSize>>,
 }
 
+/// A pod's ephemeral containers (`kubectl debug`) as containers to run: the same fields, none
+/// of the ones an ephemeral container may not have (ports, probes, resources, lifecycle).
+pub fn ephemeral_containers(pod: &Pod) -> Vec<k8s_openapi::api::core::v1::Container> {
+    let ephemeral = pod.spec.as_ref().and_then(|spec| spec.ephemeral_containers.as_deref()).unwrap_or_default();
+    ephemeral
+        .iter()
+        .map(|e| k8s_openapi::api::core::v1::Container {
+            name: e.name.clone(),
+            image: e.image.clone(),
+            image_pull_policy: e.image_pull_policy.clone(),
+            command: e.command.clone(),
+            args: e.args.clone(),
+            env: e.env.clone(),
+            env_from: e.env_from.clone(),
+            working_dir: e.working_dir.clone(),
+            volume_mounts: e.volume_mounts.clone(),
+            volume_devices: e.volume_devices.clone(),
+            security_context: e.security_context.clone(),
+            stdin: e.stdin,
+            stdin_once: e.stdin_once,
+            tty: e.tty,
+            termination_message_path: e.termination_message_path.clone(),
+            termination_message_policy: e.termination_message_policy.clone(),
+            ..Default::default()
+        })
+        .collect()
+}
+
 /// A chunk of a container's output, as attached clients receive it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Output {

@@ -185,6 +185,43 @@ impl ContainerdRuntime {
         first_error.map_or(Ok(()), Err)
     }
 
+    /// Starts every ephemeral container of `pod` (`kubectl debug`) that has no run yet: once,
+    /// never restarted, in the PID namespace of its `targetContainerName` when it names one.
+    pub(super) async fn sync_ephemeral_containers(
+        &self,
+        pod: &Pod,
+        uid: &str,
+        ephemeral: &[PodContainer],
+        runs: &HashMap<String, Vec<Run>>,
+    ) -> Result<(), RuntimeError> {
+        let mut first_error = None;
+        for container in ephemeral {
+            if runs.get(&container.name).is_some_and(|runs| !runs.is_empty()) {
+                continue;
+            }
+            let run = NewRun::new(pod, uid, container, 0, "Never");
+            if let Err(error) = self.start_recorded(&run, "ephemeral_container").await {
+                first_error.get_or_insert(error);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// The PID of the running process of the container `run`'s ephemeral container targets
+    /// (`targetContainerName`), whose PID namespace it joins; `None` for other containers.
+    async fn target_pid(&self, run: &NewRun<'_>) -> Result<Option<u32>, RuntimeError> {
+        let ephemeral = run.pod.spec.as_ref().and_then(|spec| spec.ephemeral_containers.as_deref()).unwrap_or_default();
+        let Some(target) =
+            ephemeral.iter().find(|e| e.name == run.container.name).and_then(|e| e.target_container_name.as_deref())
+        else {
+            return Ok(None);
+        };
+        let id = self.running_id(run.uid, target).await.map_err(|_| {
+            run.start_error(format!("the target container {target} is not running: its processes cannot be shared"))
+        })?;
+        Ok(self.task(&id).await?.map(|task| task.pid).filter(|pid| *pid > 0))
+    }
+
     /// The run number to start next for a container with `runs` (see [`next_attempt`]).
     /// Before a restart, runs older than the one that just ended are removed (that one stays,
     /// for `lastState`).
@@ -225,7 +262,10 @@ impl ContainerdRuntime {
     async fn start_container(&self, run: &NewRun<'_>) -> Result<(), RuntimeError> {
         let (image, info) = self.ensure_image(run.pod, run.container).await?;
         let env = self.container_env(run).await?;
-        let spec = self.oci_spec(run, &image, &info, &env)?;
+        let mut spec = self.oci_spec(run, &image, &info, &env)?;
+        if let Some(pid) = self.target_pid(run).await? {
+            spec["linux"]["namespaces"][0] = serde_json::json!({"type": "pid", "path": format!("/proc/{pid}/ns/pid")});
+        }
         let log_path = self.create_log_file(run)?;
         let runc_root = self.create_runc_root()?;
         // The snapshot first, then the container that references it (and keeps it from GC).

@@ -216,10 +216,15 @@ impl Runtime for ContainerdRuntime {
         let restart_policy =
             pod.spec.as_ref().and_then(|spec| spec.restart_policy.clone()).unwrap_or_else(|| "Always".into());
         let mut runs = self.runs(&uid).await?;
+        let ephemeral = crate::runtime::ephemeral_containers(pod);
+        let ephemeral_runs: HashMap<String, Vec<runs::Run>> =
+            ephemeral.iter().filter_map(|c| Some((c.name.clone(), runs.remove(&c.name)?))).collect();
         if self.sync_init_containers(pod, &uid, &restart_policy, &mut runs).await? == InitContainers::Pending {
             return Ok(());
         }
-        self.sync_containers(pod, &uid, &restart_policy, runs).await
+        let synced = self.sync_containers(pod, &uid, &restart_policy, runs).await;
+        let started = self.sync_ephemeral_containers(pod, &uid, &ephemeral, &ephemeral_runs).await;
+        synced.and(started)
     }
 
     async fn pod_status(&self, uid: &str) -> Result<Option<PodStatus>, RuntimeError> {
