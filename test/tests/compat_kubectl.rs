@@ -713,6 +713,20 @@ async fn typed_commands_send_protobuf_and_work() {
     let web = get_object(&api, "/apis/apps/v1/namespaces/team/deployments/web").await;
     assert_eq!(web["spec"]["replicas"], 2);
     assert_eq!(web["spec"]["template"]["spec"]["containers"][0]["image"], "busybox:1.37");
+    // The first scene of docs/lab.md: expose, scale and a changed template.
+    let exposed = admin.ok(&["expose", "deployment", "web", "--port=80", "--target-port=8080", "-n", "team"]).await;
+    assert!(exposed.contains("service/web exposed"), "{exposed}");
+    let service = get_object(&api, "/api/v1/namespaces/team/services/web").await;
+    assert_eq!(service["spec"]["selector"]["app"], "web");
+    assert_eq!(
+        (&service["spec"]["ports"][0]["port"], &service["spec"]["ports"][0]["targetPort"]),
+        (&json!(80), &json!(8080))
+    );
+    assert!(admin.ok(&["scale", "deployment", "web", "--replicas=5", "-n", "team"]).await.contains("scaled"));
+    assert!(admin.ok(&["set", "env", "deployment/web", "PAGE=v2", "-n", "team"]).await.contains("env updated"));
+    let web = get_object(&api, "/apis/apps/v1/namespaces/team/deployments/web").await;
+    assert_eq!(web["spec"]["replicas"], 5);
+    assert_eq!(web["spec"]["template"]["spec"]["containers"][0]["env"], json!([{"name": "PAGE", "value": "v2"}]));
 
     let whoami = alice.ok(&["auth", "whoami"]).await;
     assert!(whoami.contains("alice"), "{whoami}");
