@@ -31,6 +31,17 @@ fn kubectl(kubeconfig: &std::path::Path, home: &std::path::Path, args: &[&str], 
     child.wait_with_output().expect("kubectl output")
 }
 
+/// Creates `pod` in `default` and waits until it is Running.
+async fn create_running(api: &Api, pod: &serde_json::Value) {
+    api.create("/api/v1/namespaces/default/pods", pod).await;
+    let path = format!("/api/v1/namespaces/default/pods/{}", pod["metadata"]["name"].as_str().unwrap_or_default());
+    eventually(WAIT, &format!("{path} Running"), || async {
+        let (_, pod) = api.get(&path).await;
+        (pod["status"]["phase"] == "Running").then_some(())
+    })
+    .await;
+}
+
 /// Runs `kubectl exec -it` in a terminal of 45 rows × 123 columns (under `script`), resizes
 /// that terminal to 22 × 77 once the command has printed its first size, and returns what the
 /// terminal showed (without carriage returns) and the exit code.
@@ -106,12 +117,7 @@ async fn kubectl_exec_runs_commands_in_a_running_container() {
         "spec": {"nodeName": "exec-node", "terminationGracePeriodSeconds": 1,
             "containers": [{"name": "main", "image": TEST_IMAGE, "command": ["sleep", "3600"],
                 "env": [{"name": "PAGE", "value": "v1"}], "workingDir": "/tmp"}]}});
-    api.create("/api/v1/namespaces/default/pods", &pod).await;
-    eventually(WAIT, "the pod Running", || async {
-        let (_, pod) = api.get("/api/v1/namespaces/default/pods/shell").await;
-        (pod["status"]["phase"] == "Running").then_some(())
-    })
-    .await;
+    create_running(&api, &pod).await;
     let home = tempfile::tempdir().expect("home");
     let kubeconfig = cluster.write_kubeconfig(home.path()).expect("kubeconfig");
     let run = |args: &[&str], stdin: Option<&str>| kubectl(&kubeconfig, home.path(), args, stdin);
@@ -224,12 +230,7 @@ async fn kubectl_run_i_and_attach_reach_the_containers_own_process() {
         "spec": {"nodeName": "attach-node", "restartPolicy": "Never", "terminationGracePeriodSeconds": 1,
             "containers": [{"name": "main", "image": TEST_IMAGE, "stdin": true, "stdinOnce": true,
                 "command": ["sh", "-c", "while read line; do echo got $line; echo oops $line >&2; done; echo bye"]}]}});
-    api.create("/api/v1/namespaces/default/pods", &reader).await;
-    eventually(WAIT, "the reader Running", || async {
-        let (_, pod) = api.get("/api/v1/namespaces/default/pods/reader").await;
-        (pod["status"]["phase"] == "Running").then_some(())
-    })
-    .await;
+    create_running(&api, &reader).await;
     let out = run(&["attach", "-i", "reader"], Some("one\ntwo\n"));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "got one\ngot two\nbye\n", "{}", text(&out.stderr));
@@ -251,12 +252,7 @@ async fn kubectl_run_i_and_attach_reach_the_containers_own_process() {
         "spec": {"nodeName": "attach-node", "restartPolicy": "Never", "terminationGracePeriodSeconds": 1,
             "containers": [{"name": "main", "image": TEST_IMAGE, "stdin": true, "stdinOnce": true,
                 "command": ["sh", "-c", "echo before; while read line; do echo got $line; done"]}]}});
-    api.create("/api/v1/namespaces/default/pods", &survivor).await;
-    eventually(WAIT, "the survivor Running", || async {
-        let (_, pod) = api.get("/api/v1/namespaces/default/pods/survivor").await;
-        (pod["status"]["phase"] == "Running").then_some(())
-    })
-    .await;
+    create_running(&api, &survivor).await;
     kubelet.restart().await.expect("kubelet restarts");
     eventually(WAIT, "the restarted kubelet ready", || async {
         let reply = reqwest::get(format!("{}/readyz", kubelet.url())).await.ok()?;
@@ -279,12 +275,7 @@ async fn kubectl_run_i_and_attach_reach_the_containers_own_process() {
     let plain = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "plain"},
         "spec": {"nodeName": "attach-node", "terminationGracePeriodSeconds": 1,
             "containers": [{"name": "main", "image": TEST_IMAGE, "command": ["sleep", "3600"]}]}});
-    api.create("/api/v1/namespaces/default/pods", &plain).await;
-    eventually(WAIT, "the plain pod Running", || async {
-        let (_, pod) = api.get("/api/v1/namespaces/default/pods/plain").await;
-        (pod["status"]["phase"] == "Running").then_some(())
-    })
-    .await;
+    create_running(&api, &plain).await;
     let out = run(&["attach", "plain"], None);
     assert_ne!(out.status.code(), Some(0));
     assert!(text(&out.stderr).contains("started without stdin or tty"), "{}", text(&out.stderr));
@@ -299,12 +290,7 @@ async fn kubectl_debug_adds_an_ephemeral_container_that_shares_the_targets_proce
     let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "app"},
         "spec": {"nodeName": "debug-node", "terminationGracePeriodSeconds": 1,
             "containers": [{"name": "main", "image": TEST_IMAGE, "command": ["sleep", "3600"]}]}});
-    api.create("/api/v1/namespaces/default/pods", &pod).await;
-    eventually(WAIT, "the pod Running", || async {
-        let (_, pod) = api.get("/api/v1/namespaces/default/pods/app").await;
-        (pod["status"]["phase"] == "Running").then_some(())
-    })
-    .await;
+    create_running(&api, &pod).await;
     let home = tempfile::tempdir().expect("home");
     let kubeconfig = cluster.write_kubeconfig(home.path()).expect("kubeconfig");
     let run = |args: &[&str]| kubectl(&kubeconfig, home.path(), args, None);

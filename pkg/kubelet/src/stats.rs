@@ -189,7 +189,7 @@ fn pod_names(root_dir: &Path) -> HashMap<String, (String, String)> {
 fn node_usage() -> Option<Usage> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
-    Some(node_usage_from(&stat, &meminfo, clock_ticks()))
+    Some(node_usage_from(&stat, &meminfo, USER_HZ))
 }
 
 /// [`node_usage`] from the files' text; `ticks` is `USER_HZ` (jiffies a second).
@@ -212,10 +212,8 @@ fn node_usage_from(stat: &str, meminfo: &str, ticks: u64) -> Usage {
     Usage { cpu_nanoseconds, memory_bytes: used * 1024, working_set_bytes: working * 1024 }
 }
 
-/// `USER_HZ`: 100 on every Linux architecture rkube builds for.
-fn clock_ticks() -> u64 {
-    100
-}
+/// `USER_HZ`, the unit of `/proc/stat`: 100 on every Linux architecture rkube builds for.
+const USER_HZ: u64 = 100;
 
 /// The usage of cgroup `relative` below the cgroup mount `root`: v2 (unified) when its files
 /// are there, else v1 (`cpuacct` and `memory` hierarchies). `None` when neither is there (the
