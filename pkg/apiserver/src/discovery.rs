@@ -154,7 +154,12 @@ pub fn resources(group: &str, version: &str) -> Option<APIResourceList> {
     }
     if group.is_empty() && version == "v1" {
         // The streaming subresources, served by their own routes (`subresource::exec`).
-        for (name, kind) in [("pods/exec", "PodExecOptions"), ("pods/attach", "PodAttachOptions")] {
+        let streams = [
+            ("pods/exec", "PodExecOptions"),
+            ("pods/attach", "PodAttachOptions"),
+            ("pods/portforward", "PodPortForwardOptions"),
+        ];
+        for (name, kind) in streams {
             resources.push(APIResource {
                 name: name.into(),
                 namespaced: true,

@@ -234,6 +234,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/openapi/v3/{*path}", get(openapi_document))
         .route("/api/v1/namespaces/{namespace}/pods/{name}/exec", axum::routing::any(subresource::exec::handle))
         .route("/api/v1/namespaces/{namespace}/pods/{name}/attach", axum::routing::any(subresource::exec::attach))
+        .route(
+            "/api/v1/namespaces/{namespace}/pods/{name}/portforward",
+            axum::routing::any(subresource::exec::port_forward),
+        )
         .route(review::SELF_SUBJECT_ACCESS_REVIEWS, post(review::self_subject_access_review))
         .route(review::SUBJECT_ACCESS_REVIEWS, post(review::subject_access_review))
         .route(review::SELF_SUBJECT_RULES_REVIEWS, post(review::self_subject_rules_review))

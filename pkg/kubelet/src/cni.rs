@@ -55,6 +55,37 @@ fn netns_name(uid: &str) -> String {
     format!("rkube-{uid}")
 }
 
+/// A TCP connection to `localhost:port` in network namespace `netns` (the kubelet's own with
+/// `None`): what port forwarding reaches in a pod. The socket is made on a thread of its own
+/// that enters the namespace and then ends (a namespace belongs to the thread that entered it,
+/// so no pooled thread may do it); the socket stays in the namespace it was made in.
+pub async fn connect_in(netns: Option<PathBuf>, port: u16) -> std::io::Result<tokio::net::TcpStream> {
+    let (done, result) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new().name("rkube-portforward".into()).spawn(move || {
+        let connect = || -> std::io::Result<std::net::TcpStream> {
+            if let Some(netns) = netns {
+                let namespace = std::fs::File::open(&netns)?;
+                rustix::thread::move_into_link_name_space(
+                    std::os::fd::AsFd::as_fd(&namespace),
+                    Some(rustix::thread::LinkNameSpaceType::Network),
+                )?;
+            }
+            let timeout = std::time::Duration::from_secs(5);
+            // Kubernetes tries IPv4 first, then IPv6.
+            let stream = std::net::TcpStream::connect_timeout(&(std::net::Ipv4Addr::LOCALHOST, port).into(), timeout)
+                .or_else(|v4| {
+                std::net::TcpStream::connect_timeout(&(std::net::Ipv6Addr::LOCALHOST, port).into(), timeout)
+                    .map_err(|_| v4)
+            })?;
+            stream.set_nonblocking(true)?;
+            Ok(stream)
+        };
+        let _ = done.send(connect());
+    })?;
+    let stream = result.await.map_err(|_| std::io::Error::other("the connecting thread ended"))??;
+    tokio::net::TcpStream::from_std(stream)
+}
+
 /// The bridge name for a pod CIDR: `rk` + the network address in hex (fits Linux's 15 bytes,
 /// and kubelets with different CIDRs on one machine get different bridges).
 pub fn bridge_name(pod_cidr: &str) -> String {

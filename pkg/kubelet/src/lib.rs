@@ -40,8 +40,10 @@ pub mod metrics;
 pub mod node;
 pub mod pleg;
 pub mod podworkers;
+pub mod portforward;
 pub mod probes;
 pub mod runtime;
+pub mod spdy;
 pub mod stats;
 pub mod status;
 pub mod volumes;
@@ -139,8 +141,8 @@ impl Config {
     }
 }
 
-/// The kubelet's own HTTP API besides health and metrics: container logs ([`logs`]), exec
-/// ([`exec`]) and resource usage ([`stats`]) of node `node_name`, served from the files under
+/// The kubelet's own HTTP API besides health and metrics: container logs ([`logs`]), exec and
+/// attach ([`exec`]), port forwarding ([`portforward`]) and resource usage ([`stats`]) of node `node_name`, served from the files under
 /// `root_dir` and the runtime in `runtime` (filled in by [`run`] through
 /// [`Config::log_runtime`]). With `access`, only callers it authenticates and authorizes may
 /// use them ([`access`]).
@@ -152,6 +154,7 @@ pub fn server_routes(
 ) -> axum::Router {
     let routes = logs::router(root_dir.clone(), runtime.clone())
         .merge(exec::router(root_dir.clone(), runtime.clone()))
+        .merge(portforward::router(root_dir.clone(), runtime.clone()))
         .merge(stats::router(node_name, root_dir, runtime));
     match access {
         Some(access) => routes.layer(axum::middleware::from_fn_with_state(access, access::check)),

@@ -147,6 +147,21 @@ pub(crate) fn container_dir(root_dir: &Path, namespace: &str, pod: &str, contain
         .max_by_key(|dir| dir.metadata().and_then(|meta| meta.modified()).ok())
 }
 
+/// The uid of pod `namespace/pod` on this node: that of its newest `<namespace>_<pod>_<uid>`
+/// directory under `root_dir/pods`.
+pub(crate) fn pod_uid(root_dir: &Path, namespace: &str, pod: &str) -> Option<String> {
+    let prefix = format!("{namespace}_{pod}_");
+    std::fs::read_dir(root_dir.join("pods"))
+        .ok()?
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let uid = entry.file_name().to_str()?.strip_prefix(&prefix)?.to_string();
+            Some((entry.metadata().and_then(|meta| meta.modified()).ok(), uid))
+        })
+        .max_by_key(|(modified, _)| *modified)
+        .map(|(_, uid)| uid)
+}
+
 /// The run numbers that have a log file in `dir`, ascending.
 fn runs(dir: &Path) -> Vec<u32> {
     let mut runs: Vec<u32> = std::fs::read_dir(dir)

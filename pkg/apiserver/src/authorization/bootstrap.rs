@@ -50,7 +50,7 @@ fn edit_rules() -> Vec<Value> {
         json!({"apiGroups": [""], "verbs": WRITE, "resources": [
             "pods", "configmaps", "endpoints", "services", "secrets", "serviceaccounts"]}),
         json!({"apiGroups": [""], "verbs": READ, "resources": ["secrets"]}),
-        json!({"apiGroups": [""], "verbs": ["create", "get"], "resources": ["pods/exec", "pods/attach"]}),
+        json!({"apiGroups": [""], "verbs": ["create", "get"], "resources": ["pods/exec", "pods/attach", "pods/portforward"]}),
         json!({"apiGroups": [""], "verbs": ["patch", "update"], "resources": ["pods/ephemeralcontainers"]}),
         json!({"apiGroups": [""], "verbs": ["create"], "resources": ["pods/eviction"]}),
         json!({"apiGroups": ["policy"], "verbs": WRITE, "resources": ["poddisruptionbudgets"]}),

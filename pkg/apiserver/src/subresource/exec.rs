@@ -13,6 +13,14 @@
 //! `pods/<name>/attach` (`kubectl attach`, `kubectl run -i`) is the same relay to the kubelet's
 //! `/attach/<ns>/<pod>/<container>`, without a command: the client joins the container's own
 //! process.
+//!
+//! `pods/<name>/portforward` (`kubectl port-forward`) relays a WebSocket with the subprotocol
+//! `SPDY/3.1+portforward.k8s.io` (SPDY/3.1 tunnelled in WebSocket messages, what kubectl 1.31+
+//! speaks) to the kubelet's `/portForward/<ns>/<pod>`, which speaks it (see
+//! `rkube_kubelet::portforward`); the apiserver only moves the bytes. (The Kubernetes apiserver
+//! unwraps the tunnel and speaks plain SPDY to its kubelets; rkube's kubelet takes the tunnel
+//! as it is.) Here the kubelet is reached before the client's upgrade is accepted, so a kubelet
+//! that refuses is an HTTP error with its words, which kubectl prints.
 
 use std::sync::Arc;
 
@@ -31,6 +39,12 @@ use crate::rest;
 
 /// The remote-command protocol relayed (the one kubectl offers first).
 const PROTOCOL: &str = "v5.channel.k8s.io";
+
+/// The port-forwarding protocol relayed: SPDY/3.1 tunnelled in WebSocket messages.
+const PORT_FORWARD: &str = "SPDY/3.1+portforward.k8s.io";
+
+/// A WebSocket to a kubelet.
+type KubeletSocket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Which streaming subresource a request is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,6 +103,63 @@ async fn stream(
             }
         },
     }
+}
+
+/// GET (or POST) `/api/v1/namespaces/{namespace}/pods/{name}/portforward`.
+pub async fn port_forward(
+    State(state): State<Arc<ApiState>>,
+    Path((namespace, name)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    let url = match port_forward_url(&state, &namespace, &name, raw.as_deref().unwrap_or_default()).await {
+        Ok(url) => url,
+        Err(error) => return error.into_response(),
+    };
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade.protocols([PORT_FORWARD]),
+        Err(_) => {
+            let message = format!(
+                "portforward needs a WebSocket upgrade with the subprotocol {PORT_FORWARD} (plain SPDY is not supported)"
+            );
+            return ApiError::BadRequest(message).into_response();
+        }
+    };
+    if upgrade.selected_protocol().is_none() {
+        return ApiError::BadRequest(format!("portforward speaks only the subprotocol {PORT_FORWARD}")).into_response();
+    }
+    match connect(&url, PORT_FORWARD, state.config.kubelet_tls.clone()).await {
+        Ok(kubelet) => upgrade.on_upgrade(move |client| pump(client, kubelet)),
+        Err((message, code)) => match code.as_u16() {
+            400 => ApiError::BadRequest(message),
+            403 => ApiError::Forbidden(message),
+            _ => ApiError::Unavailable(message),
+        }
+        .into_response(),
+    }
+}
+
+/// Checks the pod and the `ports` asked for (if any) and returns the kubelet's port-forward URL.
+async fn port_forward_url(state: &ApiState, namespace: &str, name: &str, raw: &str) -> Result<String, ApiError> {
+    let req = ResourceRequest {
+        resource: &rkube_api::kinds::pod::RESOURCE,
+        namespace: Some(namespace.into()),
+        name: Some(name.into()),
+        subresource: None,
+    };
+    let pod = rest::get(state, &req, name).await?;
+    for (key, value) in form_urlencoded::parse(raw.as_bytes()) {
+        if key == "ports" && value.split(',').any(|port| !port.trim().parse::<u16>().is_ok_and(|port| port > 0)) {
+            return Err(ApiError::BadRequest(format!("invalid port {value:?}: ports must be 1 to 65535")));
+        }
+    }
+    let (_, base) = super::log::pod_kubelet(state, &pod, name).await?;
+    let base = base.replacen("https://", "wss://", 1).replacen("http://", "ws://", 1);
+    Ok(format!(
+        "{base}/portForward/{}/{}?{raw}",
+        utf8_percent_encode(namespace, NON_ALPHANUMERIC),
+        utf8_percent_encode(name, NON_ALPHANUMERIC),
+    ))
 }
 
 /// Checks the pod and container and returns the kubelet's exec or attach URL (`ws://…`).
@@ -160,24 +231,34 @@ fn refusal(error: &tungstenite::Error, url: &str) -> (String, http::StatusCode) 
     }
 }
 
-/// Relays messages between the client's WebSocket and the kubelet's until either ends.
-async fn relay(client: WebSocket, url: String, tls: Option<std::sync::Arc<rustls::ClientConfig>>) {
-    let mut request = match url.as_str().into_client_request() {
-        Ok(request) => request,
-        Err(error) => {
-            return fail(client, format!("bad kubelet URL {url}: {error}"), http::StatusCode::INTERNAL_SERVER_ERROR)
-                .await;
-        }
-    };
-    request.headers_mut().insert(http::header::SEC_WEBSOCKET_PROTOCOL, http::HeaderValue::from_static(PROTOCOL));
+/// Opens the WebSocket to the kubelet at `url` with subprotocol `protocol`; what the user is
+/// told when it cannot be opened.
+async fn connect(
+    url: &str,
+    protocol: &'static str,
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+) -> Result<KubeletSocket, (String, http::StatusCode)> {
+    let mut request = url
+        .into_client_request()
+        .map_err(|error| (format!("bad kubelet URL {url}: {error}"), http::StatusCode::INTERNAL_SERVER_ERROR))?;
+    request.headers_mut().insert(http::header::SEC_WEBSOCKET_PROTOCOL, http::HeaderValue::from_static(protocol));
     let connector = tls.map(tokio_tungstenite::Connector::Rustls);
-    let kubelet = match tokio_tungstenite::connect_async_tls_with_config(request, None, false, connector).await {
-        Ok((kubelet, _)) => kubelet,
-        Err(error) => {
-            let (message, code) = refusal(&error, &url);
-            return fail(client, message, code).await;
-        }
-    };
+    match tokio_tungstenite::connect_async_tls_with_config(request, None, false, connector).await {
+        Ok((kubelet, _)) => Ok(kubelet),
+        Err(error) => Err(refusal(&error, url)),
+    }
+}
+
+/// Relays an exec or attach session: the kubelet's refusal becomes a status on channel 3.
+async fn relay(client: WebSocket, url: String, tls: Option<std::sync::Arc<rustls::ClientConfig>>) {
+    match connect(&url, PROTOCOL, tls).await {
+        Ok(kubelet) => pump(client, kubelet).await,
+        Err((message, code)) => fail(client, message, code).await,
+    }
+}
+
+/// Relays messages between the client's WebSocket and the kubelet's until either ends.
+async fn pump(client: WebSocket, kubelet: KubeletSocket) {
     let (mut to_kubelet, mut from_kubelet) = kubelet.split();
     let (mut to_client, mut from_client) = client.split();
     let upstream = async {

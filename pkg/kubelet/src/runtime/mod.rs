@@ -58,6 +58,16 @@ pub enum RuntimeError {
         /// The container's name.
         container: String,
     },
+    /// Nothing answers on a port of a pod (port forwarding).
+    #[error("failed to connect to localhost:{port} inside the network namespace of pod {uid}: {message}")]
+    PortForward {
+        /// The pod's uid.
+        uid: String,
+        /// The pod's port.
+        port: u16,
+        /// Why, e.g. `Connection refused (os error 111)`.
+        message: String,
+    },
     /// The pod has no uid (it did not come from the apiserver).
     #[error("pod {0} has no metadata.uid")]
     NoUid(ObjectKey),
@@ -356,6 +366,14 @@ pub trait Runtime: Send + Sync + 'static {
     async fn attach(&self, uid: &str, container: &str) -> Result<AttachSession, RuntimeError> {
         let _ = (uid, container);
         Err(RuntimeError::Unsupported(format!("the {} runtime runs no processes to attach to", self.name())))
+    }
+
+    /// A TCP connection to `localhost:port` inside the network namespace of pod `uid`
+    /// (`kubectl port-forward`). Runtimes without networks answer
+    /// [`RuntimeError::Unsupported`].
+    async fn port_forward(&self, uid: &str, port: u16) -> Result<tokio::net::TcpStream, RuntimeError> {
+        let _ = (uid, port);
+        Err(RuntimeError::Unsupported(format!("the {} runtime runs no pod networks to forward ports to", self.name())))
     }
 
     /// The cgroups of every running container, for resource usage. Runtimes that run no

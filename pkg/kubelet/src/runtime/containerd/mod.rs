@@ -282,6 +282,20 @@ impl Runtime for ContainerdRuntime {
         self.container_cgroups().await
     }
 
+    async fn port_forward(&self, uid: &str, port: u16) -> Result<tokio::net::TcpStream, RuntimeError> {
+        let failed = |message: String| RuntimeError::PortForward { uid: uid.to_string(), port, message };
+        // Without a CNI network the pods share the node's; either way the pod must be here.
+        let netns = self.config.network.as_ref().map(|_| crate::cni::netns_path(uid));
+        let here = match &netns {
+            Some(netns) => netns.exists(),
+            None => self.pod_status(uid).await?.is_some(),
+        };
+        if !here {
+            return Err(failed("the pod has no network on this node".into()));
+        }
+        crate::cni::connect_in(netns, port).await.map_err(|error| failed(error.to_string()))
+    }
+
     async fn kill_container(&self, uid: &str, container: &str, grace: Duration) -> Result<(), RuntimeError> {
         self.stop_container(uid, container, grace).await
     }

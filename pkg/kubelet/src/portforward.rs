@@ -1,0 +1,302 @@
+//! `kubectl port-forward` on the node: the kubelet's `/portForward/{namespace}/{pod}`, which the
+//! apiserver's `pods/portforward` relays.
+//!
+//! kubectl (1.31 and later) opens a WebSocket with the subprotocol `SPDY/3.1+portforward.k8s.io`
+//! and speaks SPDY/3.1 inside it ([`crate::spdy`]). For every TCP connection it accepts on its
+//! local port, kubectl opens two SPDY streams with the headers `streamType` (`error`, then
+//! `data`), `port` (the pod's port) and `requestID` (the same for both): the kubelet accepts each
+//! (`SYN_REPLY`) and, once it has the pair, connects to `localhost:<port>` inside the pod's
+//! network namespace ([`crate::runtime::Runtime::port_forward`]). Bytes then flow between the
+//! data stream and that connection; the client's `FIN` on the data stream half-closes the
+//! connection, the pod's end of the connection is a `FIN` on the data stream. A connection that
+//! cannot be made is a message on the error stream, in Kubernetes' words (`error forwarding
+//! port 80 to pod web, uid …: …`), which kubectl prints. Either way the error stream ends with a
+//! `FIN`, which kubectl waits for. `RST_STREAM` on the data stream (kubectl sends it once its
+//! local connection is done) stops the forwarding; `PING`s are answered; `GOAWAY` or the end of
+//! the WebSocket ends every forwarded connection.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path as UrlPath, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::logs::RuntimeSlot;
+use crate::runtime::Runtime;
+use crate::spdy::{self, Decoder, Encoder, Frame};
+
+/// The streaming protocol of port forwarding, tunnelled as SPDY in a WebSocket.
+pub const PROTOCOL: &str = "SPDY/3.1+portforward.k8s.io";
+
+struct ForwardState {
+    root_dir: PathBuf,
+    runtime: RuntimeSlot,
+}
+
+/// The router serving `/portForward/{namespace}/{pod}`; pods are found by their log
+/// directories under `root_dir` (as for logs), the runtime through `runtime`.
+pub fn router(root_dir: PathBuf, runtime: RuntimeSlot) -> Router {
+    Router::new()
+        .route("/portForward/{namespace}/{pod}", any(port_forward))
+        .with_state(Arc::new(ForwardState { root_dir, runtime }))
+}
+
+async fn port_forward(
+    State(state): State<Arc<ForwardState>>,
+    UrlPath((namespace, pod)): UrlPath<(String, String)>,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    if let Err(message) = crate::logs::check_names(&namespace, &pod, "portforward") {
+        return (StatusCode::BAD_REQUEST, message).into_response();
+    }
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade.protocols([PROTOCOL]),
+        Err(_) => {
+            return (StatusCode::BAD_REQUEST, format!("port forwarding needs a WebSocket upgrade ({PROTOCOL})"))
+                .into_response();
+        }
+    };
+    if upgrade.selected_protocol().is_none() {
+        return (StatusCode::BAD_REQUEST, format!("port forwarding speaks only {PROTOCOL}")).into_response();
+    }
+    let (Some(uid), Some(runtime)) = (crate::logs::pod_uid(&state.root_dir, &namespace, &pod), state.runtime.get())
+    else {
+        return (StatusCode::NOT_FOUND, format!("pod {namespace}/{pod} is not on this node")).into_response();
+    };
+    upgrade.on_upgrade(move |socket| session(socket, runtime, Pod { name: pod, uid }))
+}
+
+/// The pod forwarded to, for messages.
+#[derive(Clone, Debug)]
+struct Pod {
+    name: String,
+    uid: String,
+}
+
+/// One SPDY connection: reads frames until the client goes away, while one task writes every
+/// frame out (header compression needs them in order) and one task per forwarded connection
+/// moves its bytes.
+async fn session(socket: WebSocket, runtime: Arc<dyn Runtime>, pod: Pod) {
+    let (mut sink, mut source) = socket.split();
+    let (frames, mut outgoing) = mpsc::channel::<Frame>(64);
+    let writer = tokio::spawn(async move {
+        let mut encoder = Encoder::default();
+        while let Some(frame) = outgoing.recv().await {
+            let Ok(bytes) = encoder.encode(&frame) else { continue };
+            if sink.send(Message::Binary(bytes.into())).await.is_err() {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    let mut connection =
+        Connection { runtime, pod, frames, pending: HashMap::new(), streams: HashMap::new(), forwards: JoinSet::new() };
+    let mut decoder = Decoder::default();
+    'read: while let Some(Ok(message)) = source.next().await {
+        match message {
+            Message::Binary(bytes) => decoder.extend(&bytes),
+            Message::Close(_) => break,
+            _ => continue,
+        }
+        loop {
+            match decoder.next_frame() {
+                Ok(Some(frame)) => {
+                    if !connection.handle(frame).await {
+                        break 'read;
+                    }
+                }
+                Ok(None) => break,
+                Err(error) => {
+                    tracing::info!(pod = %connection.pod.name, %error, "port forwarding ends: bad SPDY");
+                    let _ = connection.frames.send(Frame::GoAway { last_good_stream_id: 0, status: 1 }).await;
+                    break 'read;
+                }
+            }
+        }
+    }
+    connection.forwards.shutdown().await;
+    drop(connection);
+    let _ = writer.await;
+}
+
+/// The first stream of a pair, waiting for the other.
+struct Half {
+    stream_id: u32,
+    /// For a data stream: what the client sends on it.
+    inbound: Option<mpsc::Receiver<Bytes>>,
+}
+
+/// What the connection knows of a stream the client opened and has not finished.
+struct Stream {
+    /// Where the client's bytes on a data stream go (until its `FIN`).
+    inbound: Option<mpsc::Sender<Bytes>>,
+    /// Cancelled by the client's `RST_STREAM`.
+    reset: CancellationToken,
+}
+
+struct Connection {
+    runtime: Arc<dyn Runtime>,
+    pod: Pod,
+    frames: mpsc::Sender<Frame>,
+    /// By `requestID`: one stream of each pair `(error, data)` that is still alone.
+    pending: HashMap<String, (Option<Half>, Option<Half>)>,
+    streams: HashMap<u32, Stream>,
+    forwards: JoinSet<()>,
+}
+
+impl Connection {
+    /// Acts on one frame from the client; `false` when the connection is over.
+    async fn handle(&mut self, frame: Frame) -> bool {
+        match frame {
+            Frame::SynStream { stream_id, headers, .. } => self.open(stream_id, &headers).await,
+            Frame::Data { stream_id, fin, data } => {
+                if let Some(stream) = self.streams.get_mut(&stream_id) {
+                    if let (Some(inbound), false) = (&stream.inbound, data.is_empty()) {
+                        // The forwarding may be over already; then the bytes have nowhere to go.
+                        let _ = inbound.send(data).await;
+                    }
+                    if fin {
+                        // An error stream is done with (kubectl finishes it at once); a data
+                        // stream's reset still matters.
+                        if stream.inbound.take().is_none() {
+                            self.streams.remove(&stream_id);
+                        }
+                    }
+                }
+            }
+            Frame::RstStream { stream_id, .. } => {
+                if let Some(stream) = self.streams.remove(&stream_id) {
+                    stream.reset.cancel();
+                }
+            }
+            Frame::Ping(id) => {
+                let _ = self.frames.send(Frame::Ping(id)).await;
+            }
+            Frame::GoAway { .. } => return false,
+            Frame::SynReply { .. } | Frame::Other(_) => {}
+        }
+        true
+    }
+
+    /// Accepts a stream and starts forwarding once both streams of its pair are open.
+    async fn open(&mut self, stream_id: u32, headers: &spdy::Headers) {
+        let header = |name: &str| headers.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str());
+        let port = header("port").and_then(|port| port.parse::<u16>().ok()).filter(|port| *port > 0);
+        let (Some(port), Some(kind @ ("data" | "error"))) = (port, header("streamtype")) else {
+            tracing::info!(pod = %self.pod.name, stream_id, "refused a stream without a port or streamType");
+            let _ = self.frames.send(Frame::RstStream { stream_id, status: spdy::PROTOCOL_ERROR }).await;
+            return;
+        };
+        let data = kind == "data";
+        // Clients before requestID paired a data stream with the error stream opened just
+        // before it (stream ids go up by 2).
+        let request = match header("requestid") {
+            Some(id) => id.to_string(),
+            None if data => stream_id.saturating_sub(2).to_string(),
+            None => stream_id.to_string(),
+        };
+        let _ = self.frames.send(Frame::SynReply { stream_id, headers: Vec::new(), fin: false }).await;
+        let reset = CancellationToken::new();
+        let (inbound, receiver) = if data {
+            let (sender, receiver) = mpsc::channel(16);
+            (Some(sender), Some(receiver))
+        } else {
+            (None, None)
+        };
+        self.streams.insert(stream_id, Stream { inbound, reset });
+        let pair = self.pending.entry(request.clone()).or_default();
+        let half = Half { stream_id, inbound: receiver };
+        if data {
+            pair.1 = Some(half);
+        } else {
+            pair.0 = Some(half);
+        }
+        if let (Some(_), Some(_)) = pair {
+            let Some((Some(error), Some(data))) = self.pending.remove(&request) else { return };
+            let reset = self.streams.get(&data.stream_id).map(|stream| stream.reset.clone()).unwrap_or_default();
+            let forward = Forward {
+                runtime: self.runtime.clone(),
+                pod: self.pod.clone(),
+                port,
+                error: error.stream_id,
+                data: data.stream_id,
+                frames: self.frames.clone(),
+            };
+            self.forwards.spawn(forward.run(data.inbound, reset));
+        }
+    }
+}
+
+/// One forwarded connection: a pair of streams and a TCP connection in the pod.
+struct Forward {
+    runtime: Arc<dyn Runtime>,
+    pod: Pod,
+    port: u16,
+    error: u32,
+    data: u32,
+    frames: mpsc::Sender<Frame>,
+}
+
+impl Forward {
+    async fn run(self, inbound: Option<mpsc::Receiver<Bytes>>, reset: CancellationToken) {
+        match self.runtime.port_forward(&self.pod.uid, self.port).await {
+            Ok(connection) => {
+                tracing::debug!(pod = %self.pod.name, port = self.port, "forwarding a connection");
+                let (mut from_pod, mut to_pod) = connection.into_split();
+                let upstream = async {
+                    if let Some(mut inbound) = inbound {
+                        while let Some(bytes) = inbound.recv().await {
+                            if to_pod.write_all(&bytes).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                    // The client sends no more: the pod's side reads an end of file.
+                    let _ = to_pod.shutdown().await;
+                    std::future::pending::<()>().await;
+                };
+                let downstream = async {
+                    let mut buffer = vec![0u8; spdy::MAX_DATA];
+                    loop {
+                        let n = match from_pod.read(&mut buffer).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        let data = Bytes::copy_from_slice(&buffer[..n]);
+                        if self.frames.send(Frame::Data { stream_id: self.data, fin: false, data }).await.is_err() {
+                            return;
+                        }
+                    }
+                };
+                tokio::select! {
+                    () = downstream => {}
+                    () = upstream => {}
+                    () = reset.cancelled() => {}
+                }
+            }
+            Err(error) => {
+                let message = format!(
+                    "error forwarding port {} to pod {}, uid {}: {error}",
+                    self.port, self.pod.name, self.pod.uid
+                );
+                tracing::info!(pod = %self.pod.name, port = self.port, %error, "port forwarding failed");
+                let data = Bytes::from(message.into_bytes());
+                let _ = self.frames.send(Frame::Data { stream_id: self.error, fin: false, data }).await;
+            }
+        }
+        for stream_id in [self.data, self.error] {
+            let _ = self.frames.send(Frame::Data { stream_id, fin: true, data: Bytes::new() }).await;
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! `kubectl port-forward` end to end: the real kubectl opens a WebSocket
+//! (`SPDY/3.1+portforward.k8s.io`) to the apiserver's `pods/portforward`, which relays it to
+//! the real rkubelet, which connects to the port inside the pod's network namespace (CNI on
+//! containerd). Needs root and `make deps` (containerd, runc, the CNI plugins,
+//! busybox-static, the venv's kubectl).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use rkube_tests::node::{Containerd, Kubelet, TEST_IMAGE};
+use rkube_tests::{Api, Cluster, eventually, venv_bin};
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// A running `kubectl port-forward` and the local port it listens on.
+struct Forward {
+    child: Child,
+    port: u16,
+    /// What kubectl printed on stdout after its first line.
+    stdout: std::sync::mpsc::Receiver<String>,
+}
+
+impl Forward {
+    /// Starts `kubectl port-forward <target> :<remote>` and waits for its `Forwarding from
+    /// 127.0.0.1:<port>` line.
+    fn start(kubeconfig: &std::path::Path, home: &std::path::Path, target: &str, remote: &str) -> Forward {
+        let mut child = Command::new(venv_bin("kubectl"))
+            .args(["port-forward", target, &format!(":{remote}"), "--address", "127.0.0.1"])
+            .env("KUBECONFIG", kubeconfig)
+            .env("HOME", home)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl runs (make deps installs it)");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let first = lines.next().and_then(Result::ok).unwrap_or_default();
+        let port = first
+            .strip_prefix("Forwarding from 127.0.0.1:")
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|port| port.parse().ok());
+        let Some(port) = port else {
+            let _ = child.kill();
+            let output = child.wait_with_output().expect("kubectl output");
+            panic!("kubectl port-forward {target}: {first:?}; stderr: {}", String::from_utf8_lossy(&output.stderr));
+        };
+        let (sender, stdout) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                let _ = sender.send(line);
+            }
+        });
+        Forward { child, port, stdout }
+    }
+
+    /// `GET path` through the forwarded port.
+    fn get(&self, path: &str) -> (String, Vec<u8>) {
+        http_get(self.port, path)
+    }
+
+    /// Stops kubectl; its stderr.
+    fn stop(mut self) -> String {
+        let _ = self.child.kill();
+        let output = self.child.wait_with_output().expect("kubectl output");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    }
+}
+
+/// `GET path` over HTTP/1.0 to the local `port`: the status line and the body.
+fn http_get(port: u16, path: &str) -> (String, Vec<u8>) {
+    let mut connection = TcpStream::connect(("127.0.0.1", port)).expect("connect to kubectl");
+    connection.set_read_timeout(Some(WAIT)).expect("timeout");
+    write!(connection, "GET {path} HTTP/1.0\r\nHost: pod\r\n\r\n").expect("request");
+    let mut response = Vec::new();
+    connection.read_to_end(&mut response).expect("response");
+    let split = response.windows(4).position(|window| window == b"\r\n\r\n").unwrap_or(response.len());
+    let head = String::from_utf8_lossy(&response[..split]).into_owned();
+    let body = response.get(split + 4..).unwrap_or_default().to_vec();
+    (head.lines().next().unwrap_or_default().to_string(), body)
+}
+
+#[tokio::test]
+async fn kubectl_port_forward_reaches_ports_inside_the_pods_network() {
+    let cluster = Cluster::start().await.expect("cluster starts");
+    let containerd = Containerd::start().await.expect("containerd starts");
+    let kubelet = Kubelet::start_containerd_with(&cluster, &containerd, "pf-node", &["--pod-cidr", "10.98.9.0/24"])
+        .await
+        .expect("kubelet starts");
+    let api = Api::new(cluster.url());
+    // An HTTP server on 8080 in the pod's own network namespace: a small page and a big one
+    // (1.3 MB, many SPDY frames).
+    let script = "mkdir -p /www && echo hello from the pod > /www/index.html && seq 1 200000 > /www/big \
+                  && exec httpd -f -p 8080 -h /www";
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web", "labels": {"app": "web"}},
+        "spec": {"nodeName": "pf-node", "terminationGracePeriodSeconds": 1,
+            "containers": [{"name": "main", "image": TEST_IMAGE, "command": ["sh", "-c", script]}]}});
+    api.create("/api/v1/namespaces/default/pods", &pod).await;
+    eventually(WAIT, "pod web Running", || async {
+        let (_, pod) = api.get("/api/v1/namespaces/default/pods/web").await;
+        (pod["status"]["phase"] == "Running").then_some(())
+    })
+    .await;
+    let home = tempfile::tempdir().expect("home");
+    let kubeconfig = cluster.write_kubeconfig(home.path()).expect("kubeconfig");
+
+    // The pod's port is reached through kubectl's local port; the pod is not on the host's
+    // network (nothing listens on 8080 here).
+    assert!(TcpStream::connect(("127.0.0.1", 8080)).is_err(), "something on the host listens on 8080");
+    let forward = Forward::start(&kubeconfig, home.path(), "pod/web", "8080");
+    let page = eventually(WAIT, "the page through the forwarded port", || async {
+        let (status, body) = forward.get("/index.html");
+        status.contains("200").then_some(body)
+    })
+    .await;
+    assert_eq!(String::from_utf8_lossy(&page), "hello from the pod\n");
+    let expected: String = (1..=200_000).map(|n| format!("{n}\n")).collect();
+    let (status, big) = forward.get("/big");
+    assert!(status.contains("200"), "{status}");
+    assert!(big == expected.as_bytes(), "the big page came back with {} of {} bytes", big.len(), expected.len());
+    // Several connections at once, each its own pair of streams.
+    let bodies: Vec<Vec<u8>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..4).map(|_| scope.spawn(|| http_get(forward.port, "/big").1)).collect();
+        handles.into_iter().map(|handle| handle.join().expect("thread")).collect()
+    });
+    assert!(bodies.iter().all(|body| body == expected.as_bytes()), "a parallel download differs");
+    let (status, _) = forward.get("/missing");
+    assert!(status.contains("404"), "{status}");
+    let handled = forward.stdout.try_iter().filter(|line| line.starts_with("Handling connection for")).count();
+    assert!(handled >= 7, "kubectl reports each connection: {handled}");
+    let stderr = forward.stop();
+    assert!(!stderr.contains("error"), "{stderr}");
+
+    // A Service: kubectl maps its port to the pod's targetPort and forwards to a pod it selects.
+    let service = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}});
+    api.create("/api/v1/namespaces/default/services", &service).await;
+    let forward = Forward::start(&kubeconfig, home.path(), "svc/web", "80");
+    let (status, page) = forward.get("/index.html");
+    assert!(status.contains("200"), "{status}");
+    assert_eq!(String::from_utf8_lossy(&page), "hello from the pod\n");
+    forward.stop();
+
+    // Nothing listens on 9999 in the pod: the connection closes and kubectl says why, in the
+    // kubelet's words, then gives up as it does on Kubernetes.
+    let mut forward = Forward::start(&kubeconfig, home.path(), "pod/web", "9999");
+    let (status, body) = forward.get("/");
+    assert_eq!((status.as_str(), body.len()), ("", 0), "nothing should answer");
+    let exited = eventually(WAIT, "kubectl to give up", || {
+        let exited = forward.child.try_wait().ok().flatten();
+        async move { exited }
+    })
+    .await;
+    let stderr = forward.stop();
+    assert!(!exited.success(), "{stderr}");
+    assert!(
+        stderr.contains("error forwarding port 9999 to pod web") && stderr.contains("Connection refused"),
+        "{stderr}\nkubelet log:\n{}",
+        kubelet.log_tail(20)
+    );
+
+    // A pod that does not exist is the apiserver's 404.
+    let out = Command::new(venv_bin("kubectl"))
+        .args(["port-forward", "pod/nobody", ":80"])
+        .env("KUBECONFIG", &kubeconfig)
+        .env("HOME", home.path())
+        .output()
+        .expect("kubectl runs");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pods \"nobody\" not found"), "{out:?}");
+}
