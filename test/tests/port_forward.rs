@@ -9,6 +9,7 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use rkube_tests::kubectl::Rkubectl;
 use rkube_tests::node::{Containerd, Kubelet, TEST_IMAGE};
 use rkube_tests::{Api, Cluster, eventually, venv_bin};
 use serde_json::json;
@@ -27,7 +28,18 @@ impl Forward {
     /// Starts `kubectl port-forward <target> :<remote>` and waits for its `Forwarding from
     /// 127.0.0.1:<port>` line.
     fn start(kubeconfig: &std::path::Path, home: &std::path::Path, target: &str, remote: &str) -> Forward {
-        let mut child = Command::new(venv_bin("kubectl"))
+        Forward::start_program(&venv_bin("kubectl"), kubeconfig, home, target, remote)
+    }
+
+    /// The same with `program` (kubectl or rkubectl).
+    fn start_program(
+        program: &std::path::Path,
+        kubeconfig: &std::path::Path,
+        home: &std::path::Path,
+        target: &str,
+        remote: &str,
+    ) -> Forward {
+        let mut child = Command::new(program)
             .args(["port-forward", target, &format!(":{remote}"), "--address", "127.0.0.1"])
             .env("KUBECONFIG", kubeconfig)
             .env("HOME", home)
@@ -45,7 +57,8 @@ impl Forward {
         let Some(port) = port else {
             let _ = child.kill();
             let output = child.wait_with_output().expect("kubectl output");
-            panic!("kubectl port-forward {target}: {first:?}; stderr: {}", String::from_utf8_lossy(&output.stderr));
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            panic!("{} port-forward {target}: {first:?}; stderr: {stderr}", program.display());
         };
         let (sender, stdout) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -81,6 +94,38 @@ fn http_get(port: u16, path: &str) -> (String, Vec<u8>) {
     let body = response.get(split + 4..).unwrap_or_default().to_vec();
     (head.lines().next().unwrap_or_default().to_string(), body)
 }
+
+/// The Python client's port forwarding (a page, then a big download, one session each) and
+/// exec with its exit code.
+const PYTHON: &str = r#"
+import sys
+from kubernetes import client, config
+from kubernetes.stream import portforward, stream
+
+config.load_kube_config(config_file=sys.argv[1])
+api = client.CoreV1Api()
+
+def fetch(forward, port, path):
+    sock = forward.socket(port)
+    sock.setblocking(True)
+    sock.sendall(("GET %s HTTP/1.0\r\n\r\n" % path).encode())
+    data = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data.split(b"\r\n\r\n", 1)[1]
+
+forward = portforward(api.connect_get_namespaced_pod_portforward, "web", "default", ports="8080")
+print("page: " + fetch(forward, 8080, "/index.html").decode(), end="")
+forward = portforward(api.connect_get_namespaced_pod_portforward, "web", "default", ports="8080")
+print("big: %d bytes" % len(fetch(forward, 8080, "/big")))
+run = stream(api.connect_get_namespaced_pod_exec, "web", "default", command=["sh", "-c", "echo hi; exit 3"],
+             stdout=True, stderr=True, stdin=False, tty=False, _preload_content=False)
+run.run_forever(timeout=30)
+print("exec: " + run.read_stdout(), "exit", run.returncode)
+"#;
 
 #[tokio::test]
 async fn kubectl_port_forward_reaches_ports_inside_the_pods_network() {
@@ -160,6 +205,40 @@ async fn kubectl_port_forward_reaches_ports_inside_the_pods_network() {
         "{stderr}\nkubelet log:\n{}",
         kubelet.log_tail(20)
     );
+
+    // The Python client speaks the channel protocol (v4.channel.k8s.io, ports in the query); its
+    // exec reads the exit code from the status's causes.
+    let out = Command::new(venv_bin("python"))
+        .args(["-c", PYTHON, &kubeconfig.display().to_string()])
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .output()
+        .expect("python runs (make deps installs the client)");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "page: hello from the pod\nbig: 1288895 bytes\nexec: hi\n exit 3\n",
+        "{}\nkubelet log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        kubelet.log_tail(20)
+    );
+
+    // rkubectl port-forward: the same through the channel protocol, one WebSocket per
+    // connection; a Service's port leads to the pod's targetPort there too.
+    let rkubectl = Rkubectl::new(&cluster);
+    let forward = Forward::start_program(rkubectl.program(), &kubeconfig, home.path(), "svc/web", "80");
+    let (status, big) = forward.get("/big");
+    assert!(status.contains("200") && big == expected.as_bytes(), "{status}: {} bytes", big.len());
+    let (status, page) = forward.get("/index.html");
+    assert_eq!((status.contains("200"), String::from_utf8_lossy(&page).as_ref()), (true, "hello from the pod\n"));
+    forward.stop();
+    let forward = Forward::start_program(rkubectl.program(), &kubeconfig, home.path(), "pod/web", "9999");
+    assert_eq!(forward.get("/"), (String::new(), Vec::new()), "nothing should answer");
+    let stderr = forward.stop();
+    assert!(
+        stderr.contains("error forwarding port 9999 to pod web") && stderr.contains("Connection refused"),
+        "{stderr}"
+    );
+    let ran = rkubectl.run(&["port-forward", "pod/nobody", "80"]).await;
+    assert_eq!((ran.code, ran.stderr.trim()), (Some(1), "Error from server (NotFound): pods \"nobody\" not found"));
 
     // A pod that does not exist is the apiserver's 404.
     let out = Command::new(venv_bin("kubectl"))

@@ -153,8 +153,15 @@ async fn rkubectl_and_the_rkube_client_speak_tls_with_client_certificates() {
         }
     };
     let admin = secure.kubeconfig("kubernetes-admin", &["system:masters"]);
-    let (ok, out, err) = run(admin, &["get", "namespaces"]).await;
+    let (ok, out, err) = run(admin.clone(), &["get", "namespaces"]).await;
     assert!(ok && out.contains("kube-system"), "{out}{err}");
+    // exec's WebSocket speaks TLS with the same certificate: the apiserver's own answer (the
+    // pod has no node yet) comes back, not a TLS or authentication failure.
+    let (ok, out, err) = run(admin.clone(), &["run", "idle", "--image", "busybox"]).await;
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) = run(admin, &["exec", "idle", "--", "true"]).await;
+    assert!(!ok, "{out}");
+    assert_eq!(err.trim(), "Error from server (BadRequest): pod idle does not have a host assigned", "{err}");
     let alice = secure.kubeconfig("alice", &[]);
     let (ok, out, err) = run(alice, &["get", "pods"]).await;
     assert!(!ok, "{out}");

@@ -50,4 +50,5 @@ mod watch;
 
 pub use api::{Api, ApiResource, DEFAULT_PAGE_SIZE, WatchStream};
 pub use client::Client;
+pub mod tls;
 pub use retry::retry_on_conflict;

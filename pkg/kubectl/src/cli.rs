@@ -109,6 +109,13 @@ rkubectl wait deploy web --for=condition=Available\n  rkubectl wait pod/web --fo
 echo hello | rkubectl exec -i web -- cat"
     )]
     Exec(ExecArgs),
+    /// Forward local ports to ports of a pod (or of a pod behind a Service or workload).
+    #[command(
+        after_help = "Examples:\n  rkubectl port-forward pod/web 8080\n  rkubectl port-forward web 18080:80 9090\n  \
+rkubectl port-forward svc/web :80        # any free local port, to the Service's targetPort\n  \
+rkubectl port-forward deploy/web 8080:http"
+    )]
+    PortForward(PortForwardArgs),
     /// List the resource types the server serves.
     ApiResources(ApiResourcesArgs),
     /// Print the client and server versions.
@@ -381,6 +388,20 @@ pub struct ExecArgs {
     /// The command and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<String>,
+}
+
+/// `port-forward`.
+#[derive(Debug, Args)]
+pub struct PortForwardArgs {
+    /// The pod (NAME or pod/NAME), or svc/NAME, deploy/NAME, rs/NAME for one of its running pods.
+    pub target: String,
+    /// [LOCAL:]REMOTE ports: `8080`, `18080:80`, `:80` (any free local port); REMOTE may be a
+    /// port name.
+    #[arg(required = true, value_name = "[LOCAL:]REMOTE")]
+    pub ports: Vec<String>,
+    /// The local address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub address: String,
 }
 
 /// `logs`.

@@ -32,7 +32,12 @@ pub struct Connection {
     pub explicit_namespace: bool,
     base_url: String,
     token: Option<String>,
+    /// TLS for WebSockets (`None` for a plain `http://` server).
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
+
+/// A WebSocket to the apiserver (exec, port forwarding).
+pub type WebSocket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Reads the kubeconfig the global flags point at (as kubectl would).
 pub fn load_kubeconfig(global: &GlobalArgs) -> Result<Kubeconfig> {
@@ -65,6 +70,7 @@ impl Connection {
         let namespace = global.namespace.clone().unwrap_or_else(|| config.default_namespace.clone());
         let base_url = config.cluster_url.to_string().trim_end_matches('/').to_string();
         let token = config.token.clone();
+        let tls = rkube_client::tls::rustls_config(&config)?;
         let client = Client::new(config)?;
         Ok(Connection {
             client,
@@ -73,6 +79,7 @@ impl Connection {
             explicit_namespace: global.namespace.is_some(),
             base_url,
             token,
+            tls,
         })
     }
 
@@ -129,10 +136,31 @@ impl Connection {
         self.send(Method::PATCH, path, None, Some(content_type), Some(body)).await
     }
 
-    /// The WebSocket URL (`ws://…`) of `path` on the apiserver, and the bearer token to send.
-    pub fn websocket_url(&self, path: &str) -> (String, Option<&str>) {
+    /// Opens a WebSocket to `path` on the apiserver with the subprotocol `protocol`, with the
+    /// kubeconfig's credentials (its bearer token, or its client certificate over TLS). A
+    /// refusal is the server's `Status`; `what` names the request in other errors.
+    pub async fn websocket(&self, path: &str, protocol: &'static str, what: &str) -> Result<WebSocket> {
+        use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest};
         let base = self.base_url.replacen("https://", "wss://", 1).replacen("http://", "ws://", 1);
-        (format!("{base}{path}"), self.token.as_deref())
+        let url = format!("{base}{path}");
+        let mut request =
+            url.as_str().into_client_request().map_err(|e| Error::msg(format!("{what}: URL {url}: {e}")))?;
+        let headers = request.headers_mut();
+        headers.insert(http::header::SEC_WEBSOCKET_PROTOCOL, http::HeaderValue::from_static(protocol));
+        if let Some(token) = &self.token
+            && let Ok(value) = format!("Bearer {token}").parse()
+        {
+            headers.insert(http::header::AUTHORIZATION, value);
+        }
+        let connector = self.tls.clone().map(tokio_tungstenite::Connector::Rustls);
+        match tokio_tungstenite::connect_async_tls_with_config(request, None, false, connector).await {
+            Ok((socket, _)) => Ok(socket),
+            Err(tungstenite::Error::Http(response)) => {
+                let body = response.body().clone().unwrap_or_default();
+                Err(Error::from_body(response.status().as_u16(), &body))
+            }
+            Err(e) => Err(Error::msg(format!("the server could not be reached: {what}: {e}"))),
+        }
     }
 
     /// Opens a streaming `GET` (a watch or followed logs) with no request timeout.

@@ -9,8 +9,7 @@
 
 use futures::{SinkExt, StreamExt};
 use tokio::io::AsyncReadExt;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::tungstenite::Message;
 
 use crate::cli::ExecArgs;
 use crate::context::{Connection, escape, path};
@@ -43,23 +42,7 @@ pub async fn run(ctx: &Connection, args: &ExecArgs) -> Result<()> {
     if args.stdin {
         query.push("stdin=true".into());
     }
-    let (url, token) = ctx.websocket_url(&format!("{p}/exec?{}", query.join("&")));
-    let mut request = url.as_str().into_client_request().map_err(|e| Error::msg(format!("exec URL {url}: {e}")))?;
-    let headers = request.headers_mut();
-    headers.insert(http::header::SEC_WEBSOCKET_PROTOCOL, http::HeaderValue::from_static(PROTOCOL));
-    if let Some(token) = token
-        && let Ok(value) = format!("Bearer {token}").parse()
-    {
-        headers.insert(http::header::AUTHORIZATION, value);
-    }
-    let socket = match tokio_tungstenite::connect_async(request).await {
-        Ok((socket, _)) => socket,
-        Err(tungstenite::Error::Http(response)) => {
-            let body = response.body().clone().unwrap_or_default();
-            return Err(Error::from_body(response.status().as_u16(), &body));
-        }
-        Err(e) => return Err(Error::msg(format!("the server could not be reached: exec {name}: {e}"))),
-    };
+    let socket = ctx.websocket(&format!("{p}/exec?{}", query.join("&")), PROTOCOL, &format!("exec {name}")).await?;
     let (mut sink, mut incoming) = socket.split();
     let input = args.stdin.then(|| {
         tokio::spawn(async move {

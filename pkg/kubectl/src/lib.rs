@@ -36,6 +36,7 @@ pub mod info;
 pub mod logs;
 pub mod manifest;
 pub mod mutate;
+pub mod portforward;
 pub mod printer;
 pub mod resource;
 pub mod rollout;
@@ -120,6 +121,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Command::Rollout(cmd) => rollout::run(&ctx, cmd).await,
         Command::Logs(args) => logs::run(&ctx, args).await,
         Command::Exec(args) => exec::run(&ctx, args).await,
+        Command::PortForward(args) => portforward::run(&ctx, args).await,
         Command::ApiResources(args) => info::api_resources(&ctx, args).await,
         Command::Version(_) | Command::Config(_) | Command::Completion { .. } => Ok(()),
     }

@@ -16,8 +16,9 @@
 //!
 //! `pods/<name>/portforward` (`kubectl port-forward`) relays a WebSocket with the subprotocol
 //! `SPDY/3.1+portforward.k8s.io` (SPDY/3.1 tunnelled in WebSocket messages, what kubectl 1.31+
-//! speaks) to the kubelet's `/portForward/<ns>/<pod>`, which speaks it (see
-//! `rkube_kubelet::portforward`); the apiserver only moves the bytes. (The Kubernetes apiserver
+//! speaks) or `v4.channel.k8s.io` (the Python client, ports in the query) to the kubelet's
+//! `/portForward/<ns>/<pod>`, which speaks both (see `rkube_kubelet::portforward`); the
+//! apiserver only moves the bytes. (The Kubernetes apiserver
 //! unwraps the tunnel and speaks plain SPDY to its kubelets; rkube's kubelet takes the tunnel
 //! as it is.) Here the kubelet is reached before the client's upgrade is accepted, so a kubelet
 //! that refuses is an HTTP error with its words, which kubectl prints.
@@ -40,8 +41,9 @@ use crate::rest;
 /// The remote-command protocol relayed (the one kubectl offers first).
 const PROTOCOL: &str = "v5.channel.k8s.io";
 
-/// The port-forwarding protocol relayed: SPDY/3.1 tunnelled in WebSocket messages.
-const PORT_FORWARD: &str = "SPDY/3.1+portforward.k8s.io";
+/// The port-forwarding protocols relayed: SPDY/3.1 tunnelled in WebSocket messages (kubectl),
+/// and the older channel protocol (the Python client).
+const PORT_FORWARD: [&str; 2] = ["SPDY/3.1+portforward.k8s.io", "v4.channel.k8s.io"];
 
 /// A WebSocket to a kubelet.
 type KubeletSocket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -116,19 +118,19 @@ pub async fn port_forward(
         Ok(url) => url,
         Err(error) => return error.into_response(),
     };
-    let upgrade = match upgrade {
-        Ok(upgrade) => upgrade.protocols([PORT_FORWARD]),
-        Err(_) => {
-            let message = format!(
-                "portforward needs a WebSocket upgrade with the subprotocol {PORT_FORWARD} (plain SPDY is not supported)"
-            );
-            return ApiError::BadRequest(message).into_response();
-        }
+    let protocols = PORT_FORWARD.join(", ");
+    let Ok(upgrade) = upgrade else {
+        let message = format!(
+            "portforward needs a WebSocket upgrade with a subprotocol of {protocols} (plain SPDY is not supported)"
+        );
+        return ApiError::BadRequest(message).into_response();
     };
-    if upgrade.selected_protocol().is_none() {
-        return ApiError::BadRequest(format!("portforward speaks only the subprotocol {PORT_FORWARD}")).into_response();
-    }
-    match connect(&url, PORT_FORWARD, state.config.kubelet_tls.clone()).await {
+    let upgrade = upgrade.protocols(PORT_FORWARD);
+    let selected = upgrade.selected_protocol().and_then(|selected| selected.to_str().ok());
+    let Some(protocol) = PORT_FORWARD.into_iter().find(|protocol| selected == Some(*protocol)) else {
+        return ApiError::BadRequest(format!("portforward speaks only the subprotocols {protocols}")).into_response();
+    };
+    match connect(&url, protocol, state.config.kubelet_tls.clone()).await {
         Ok(kubelet) => upgrade.on_upgrade(move |client| pump(client, kubelet)),
         Err((message, code)) => match code.as_u16() {
             400 => ApiError::BadRequest(message),
