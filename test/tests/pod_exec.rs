@@ -271,14 +271,37 @@ async fn kubectl_run_i_and_attach_reach_the_containers_own_process() {
     assert!(screen.contains("\n42\n"), "{screen}\nkubelet log:\n{}", kubelet.log_tail(30));
     assert_eq!(code, Some(3), "the shell's exit code: {screen}");
 
-    // A container without stdin or tty has nothing to attach to: the kubelet says so.
+    // A container without stdin or tty: attaching shows its output from then on (from its log),
+    // stdout and stderr apart, until it ends.
+    let script = "echo started; i=0; while [ ! -e /tmp/stop ] && [ $i -lt 300 ]; do echo tick $i; sleep 0.1; \
+                  i=$((i+1)); done; echo bye >&2";
     let plain = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "plain"},
-        "spec": {"nodeName": "attach-node", "terminationGracePeriodSeconds": 1,
-            "containers": [{"name": "main", "image": TEST_IMAGE, "command": ["sleep", "3600"]}]}});
+        "spec": {"nodeName": "attach-node", "terminationGracePeriodSeconds": 1, "restartPolicy": "Never",
+            "containers": [{"name": "main", "image": TEST_IMAGE, "command": ["sh", "-c", script]}]}});
     create_running(&api, &plain).await;
-    let out = run(&["attach", "plain"], None);
-    assert_ne!(out.status.code(), Some(0));
-    assert!(text(&out.stderr).contains("started without stdin or tty"), "{}", text(&out.stderr));
+    let mut attach = Command::new(venv_bin("kubectl"))
+        .args(["attach", "plain"])
+        .env("KUBECONFIG", &kubeconfig)
+        .env("HOME", home.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl attach");
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(attach.stdout.take().expect("stdout")));
+    let seen: Vec<String> = lines.by_ref().take(3).map_while(Result::ok).collect();
+    let out = run(&["exec", "plain", "--", "touch", "/tmp/stop"], None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let output = attach.wait_with_output().expect("kubectl attach ends with the container");
+    assert!(seen.iter().all(|line| line.starts_with("tick ")), "{seen:?}");
+    assert!(rest.iter().all(|line| line.starts_with("tick ")), "{rest:?}");
+    assert_eq!(
+        (output.status.code(), text(&output.stderr).contains("bye\n")),
+        (Some(0), true),
+        "{}",
+        text(&output.stderr)
+    );
 }
 
 #[tokio::test]

@@ -59,6 +59,8 @@ pub struct Record<'a> {
     pub time: Option<Timestamp>,
     /// The time as written (for `timestamps=true`, printed as it is in the file).
     pub time_text: &'a str,
+    /// The stream it came from; `None` for a line not in the CRI format.
+    pub stream: Option<Stream>,
     /// `F`: this record ends a line; `P`: the line goes on in the next record of the stream.
     pub partial: bool,
     /// The output, without the newline.
@@ -68,7 +70,7 @@ pub struct Record<'a> {
 /// Parses one line of a log file (without its newline). Lines not in the CRI format come back
 /// as full records without a time, so nothing a container wrote is ever dropped.
 pub fn parse(line: &[u8]) -> Record<'_> {
-    let raw = Record { time: None, time_text: "", partial: false, content: line };
+    let raw = Record { time: None, time_text: "", stream: None, partial: false, content: line };
     let mut fields = line.splitn(4, |byte| *byte == b' ');
     let (Some(time), Some(stream), Some(tag)) = (fields.next(), fields.next(), fields.next()) else {
         return raw;
@@ -76,10 +78,15 @@ pub fn parse(line: &[u8]) -> Record<'_> {
     let content = fields.next().unwrap_or_default();
     let Ok(time_text) = std::str::from_utf8(time) else { return raw };
     let Ok(parsed) = time_text.parse::<Timestamp>() else { return raw };
-    if !(stream == b"stdout" || stream == b"stderr") || !(tag == b"F" || tag == b"P") {
+    let stream = match stream {
+        b"stdout" => Stream::Stdout,
+        b"stderr" => Stream::Stderr,
+        _ => return raw,
+    };
+    if !(tag == b"F" || tag == b"P") {
         return raw;
     }
-    Record { time: Some(parsed), time_text, partial: tag == b"P", content }
+    Record { time: Some(parsed), time_text, stream: Some(stream), partial: tag == b"P", content }
 }
 
 /// Appends records to `<n>.log` and rotates it by size (see the module docs).

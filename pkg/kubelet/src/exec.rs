@@ -141,9 +141,20 @@ async fn attach(
 ) -> Response {
     let options = ExecOptions::parse(query.as_deref().unwrap_or_default());
     match target(&state, (&namespace, &pod, &container), upgrade, "attach") {
-        Ok((uid, runtime, upgrade)) => upgrade
-            .protocols([PROTOCOL])
-            .on_upgrade(move |socket| attach_session(socket, runtime, uid, container, options.stdin)),
+        Ok((uid, runtime, upgrade)) => upgrade.protocols([PROTOCOL]).on_upgrade(move |socket| async move {
+            let session = match runtime.attach(&uid, &container).await {
+                Err(RuntimeError::NoStreams { .. }) => {
+                    // No process streams: the output from its log, as Kubernetes shows it.
+                    let names = (namespace.as_str(), pod.as_str(), container.as_str());
+                    let output = crate::logs::attach_to_log(&state.root_dir, names, state.runtime.clone()).await;
+                    output
+                        .map(|output| AttachSession { output, stdin: None, resize: None })
+                        .ok_or_else(|| RuntimeError::NotRunning { uid: uid.clone(), container: container.clone() })
+                }
+                session => session,
+            };
+            attach_session(socket, session, uid, container, options.stdin).await
+        }),
         Err(refusal) => refusal.into_response(),
     }
 }
@@ -151,9 +162,15 @@ async fn attach(
 /// An attached client: the container's output from now on (stdout, stderr apart unless it has
 /// a terminal), its stdin (with `stdin`) and terminal sizes, until the process ends (then a
 /// `Success` status) or the client leaves.
-async fn attach_session(socket: WebSocket, runtime: Arc<dyn Runtime>, uid: String, container: String, stdin: bool) {
+async fn attach_session(
+    socket: WebSocket,
+    session: Result<AttachSession, RuntimeError>,
+    uid: String,
+    container: String,
+    stdin: bool,
+) {
     let (mut sink, mut incoming) = socket.split();
-    let AttachSession { mut output, stdin: input, resize } = match runtime.attach(&uid, &container).await {
+    let AttachSession { mut output, stdin: input, resize } = match session {
         Ok(session) => session,
         Err(error) => {
             let text = status(&Err(error.to_string())).to_string();

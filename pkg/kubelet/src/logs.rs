@@ -312,30 +312,24 @@ async fn container_logs(
     if let Err(error) = file.seek(SeekFrom::Start(read as u64)).await {
         return not_found(format!("{}: {error}", path.display()));
     }
-    let uid = dir
-        .parent()
-        .and_then(|pod_dir| pod_dir.file_name())
-        .and_then(|name| name.to_str())
-        .and_then(|name| name.rsplit('_').next())
-        .unwrap_or_default()
-        .to_string();
-    let follow = Follow {
+    let uid = pod_dir_uid(&dir);
+    let tail = LogTail {
         path,
         file,
         ino,
         newer: dir.join(format!("{}.log", run + 1)),
-        pending: Some(first),
         uid,
         container,
         runtime: state.runtime.clone(),
-        formatter,
+        finished: false,
     };
+    let follow = Follow { tail, pending: Some(first), formatter };
     let stream =
         futures::stream::unfold(follow, |mut follow| async move { follow.next().await.map(|chunk| (chunk, follow)) });
     (headers, Body::from_stream(stream)).into_response()
 }
 
-impl Follow {
+impl LogTail {
     /// The complete lines appended since the last read; a line still being written is left for
     /// the next read.
     async fn read_complete(&mut self) -> std::io::Result<Vec<u8>> {
@@ -358,17 +352,64 @@ async fn open(path: &Path) -> std::io::Result<(tokio::fs::File, u64)> {
     Ok((file, ino))
 }
 
-/// A followed log: the open file, where it was read to, and when to stop.
-struct Follow {
+/// The log of a container's run read as it grows, across rotations, until the run is over: the
+/// open file, where it was read to, and when to stop.
+struct LogTail {
     path: PathBuf,
     file: tokio::fs::File,
     ino: u64,
     /// The file of the container's next run: once it exists, this run is over.
     newer: PathBuf,
-    pending: Option<bytes::Bytes>,
     uid: String,
     container: String,
     runtime: RuntimeSlot,
+    /// The run is over and its last lines were returned.
+    finished: bool,
+}
+
+impl LogTail {
+    /// The next complete lines written (CRI records); `None` once the run is over (the container
+    /// stopped or restarted) and everything it wrote was returned.
+    async fn next(&mut self) -> Option<std::io::Result<Vec<u8>>> {
+        if self.finished {
+            return None;
+        }
+        loop {
+            let appended = match self.read_complete().await {
+                Ok(appended) => appended,
+                Err(error) => return Some(Err(error)),
+            };
+            if !appended.is_empty() {
+                return Some(Ok(appended));
+            }
+            // Nothing new. Rotated? Then the old file is finished: go on with the new one.
+            let rotated = tokio::fs::metadata(&self.path).await.map(|meta| meta.ino()).is_ok_and(|ino| ino != self.ino);
+            if rotated {
+                let last = self.read_complete().await.unwrap_or_default();
+                match open(&self.path).await {
+                    Ok((file, ino)) => (self.file, self.ino) = (file, ino),
+                    Err(error) => return Some(Err(error)),
+                }
+                if !last.is_empty() {
+                    return Some(Ok(last));
+                }
+                continue;
+            }
+            if self.newer.exists() || !self.runtime.may_write(&self.uid, &self.container).await {
+                // One last read: what was written just before the container stopped.
+                self.finished = true;
+                let last = self.read_complete().await.unwrap_or_default();
+                return (!last.is_empty()).then_some(Ok(last));
+            }
+            tokio::time::sleep(FOLLOW_POLL).await;
+        }
+    }
+}
+
+/// A followed log (`follow=true`): the lines so far, then those written until the run ends.
+struct Follow {
+    tail: LogTail,
+    pending: Option<bytes::Bytes>,
     formatter: Formatter,
 }
 
@@ -378,45 +419,66 @@ impl Follow {
         if let Some(first) = self.pending.take() {
             return Some(Ok(first));
         }
-        loop {
-            if self.formatter.done() {
-                return None;
-            }
-            let appended = match self.read_complete().await {
-                Ok(appended) => appended,
+        while !self.formatter.done() {
+            match self.tail.next().await? {
+                Ok(lines) => {
+                    let out = self.formatter.format(&lines, None);
+                    if !out.is_empty() {
+                        return Some(Ok(bytes::Bytes::from(out)));
+                    }
+                }
                 Err(error) => return Some(Err(error)),
-            };
-            if !appended.is_empty() {
-                let out = self.formatter.format(&appended, None);
-                if !out.is_empty() {
-                    return Some(Ok(bytes::Bytes::from(out)));
-                }
-                continue;
             }
-            // Nothing new. Rotated? Then the old file is finished: go on with the new one.
-            let rotated = tokio::fs::metadata(&self.path).await.map(|meta| meta.ino()).is_ok_and(|ino| ino != self.ino);
-            if rotated {
-                let last = self.read_complete().await;
-                match open(&self.path).await {
-                    Ok((file, ino)) => (self.file, self.ino) = (file, ino),
-                    Err(error) => return Some(Err(error)),
-                }
-                let out = self.formatter.format(&last.unwrap_or_default(), None);
-                if !out.is_empty() {
-                    return Some(Ok(bytes::Bytes::from(out)));
-                }
-                continue;
-            }
-            if self.newer.exists() || !self.runtime.may_write(&self.uid, &self.container).await {
-                // One last read: what was written just before the container stopped.
-                let last = self.read_complete().await.unwrap_or_default();
-                let out = self.formatter.format(&last, None);
-                self.formatter.limit = Some(0); // ends the stream at the next call
-                return (!out.is_empty()).then(|| Ok(bytes::Bytes::from(out)));
-            }
-            tokio::time::sleep(FOLLOW_POLL).await;
         }
+        None
     }
+}
+
+/// The output of the current run of a container started without stdin or tty, from now on,
+/// read from its log (what `kubectl attach` shows for such a container): each record's content
+/// (with the newline it stands for) as stdout or stderr; the channel closes when the run ends.
+/// `None` when the container has no log here.
+pub(crate) async fn attach_to_log(
+    root_dir: &Path,
+    (namespace, pod, container): (&str, &str, &str),
+    runtime: RuntimeSlot,
+) -> Option<tokio::sync::broadcast::Receiver<crate::runtime::Output>> {
+    let dir = container_dir(root_dir, namespace, pod, container)?;
+    let run = runs(&dir).last().copied()?;
+    let path = dir.join(format!("{run}.log"));
+    let (mut file, ino) = open(&path).await.ok()?;
+    file.seek(SeekFrom::End(0)).await.ok()?;
+    let uid = pod_dir_uid(&dir);
+    let newer = dir.join(format!("{}.log", run + 1));
+    let mut tail = LogTail { path, file, ino, newer, uid, container: container.to_string(), runtime, finished: false };
+    let (sender, receiver) = tokio::sync::broadcast::channel(256);
+    tokio::spawn(async move {
+        while let Some(Ok(lines)) = tail.next().await {
+            for line in complete_lines(&lines) {
+                let record = crilog::parse(line);
+                let mut data = record.content.to_vec();
+                if !record.partial {
+                    data.push(b'\n');
+                }
+                let stderr = record.stream == Some(crilog::Stream::Stderr);
+                if sender.send(crate::runtime::Output { stderr, data: data.into() }).is_err() {
+                    return; // nobody is attached any more
+                }
+            }
+        }
+    });
+    Some(receiver)
+}
+
+/// The pod uid in the name of a container's log directory's parent, `<namespace>_<pod>_<uid>`.
+fn pod_dir_uid(container_dir: &Path) -> String {
+    container_dir
+        .parent()
+        .and_then(|pod_dir| pod_dir.file_name())
+        .and_then(|name| name.to_str())
+        .and_then(|name| name.rsplit('_').next())
+        .unwrap_or_default()
+        .to_string()
 }
 
 #[cfg(test)]

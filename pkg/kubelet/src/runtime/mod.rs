@@ -58,6 +58,13 @@ pub enum RuntimeError {
         /// The container's name.
         container: String,
     },
+    /// The container runs without stdin or tty, so its process has no streams to attach to:
+    /// its output is only in its log (which is what attaching then shows).
+    #[error("container {container} was started without stdin or tty")]
+    NoStreams {
+        /// The container's name.
+        container: String,
+    },
     /// Nothing answers on a port of a pod (port forwarding).
     #[error("failed to connect to localhost:{port} inside the network namespace of pod {uid}: {message}")]
     PortForward {

@@ -194,12 +194,7 @@ impl ContainerdRuntime {
         let id = self.running_id(uid, container).await?;
         let (output, stdin, tty) = {
             let table = self.streams();
-            let streams = table.get(&id).ok_or_else(|| {
-                RuntimeError::Unsupported(format!(
-                    "container {container} was started without stdin or tty: there is no process input or terminal \
-                     to attach to (kubectl logs -f shows its output)"
-                ))
-            })?;
+            let streams = table.get(&id).ok_or_else(|| RuntimeError::NoStreams { container: container.into() })?;
             (streams.output.subscribe(), streams.stdin.clone().filter(|s| !s.is_closed()), streams.tty)
         };
         let resize = tty.then(|| self.resize_on_request(&id, ""));
