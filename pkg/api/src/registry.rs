@@ -46,6 +46,27 @@ impl Subresource {
     }
 }
 
+/// How a resource served in one version is stored as another, as Kubernetes serves a resource
+/// in several group versions over one storage version: the same storage keys, objects
+/// converted on the way in and out, field selectors translated.
+pub struct Conversion {
+    /// The resource whose stored objects these are.
+    pub storage: &'static ResourceDef,
+    /// An object of this version (already validated) as the storage version stores it.
+    pub to_storage: fn(serde_json::Value) -> serde_json::Value,
+    /// A stored object as this version shows it.
+    pub from_storage: fn(serde_json::Value) -> serde_json::Value,
+    /// A field label of this version as the storage version names it (`None`: not
+    /// selectable).
+    pub field_label: fn(&str) -> Option<&'static str>,
+}
+
+impl std::fmt::Debug for Conversion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conversion").field("storage", &self.storage.api_version()).finish_non_exhaustive()
+    }
+}
+
 /// One resource: its names, scope, subresources and the rules of its kind.
 pub struct ResourceDef {
     /// API group; `""` is the core group.
@@ -70,6 +91,10 @@ pub struct ResourceDef {
     pub field_labels: &'static [&'static str],
     /// The kind's REST strategy: decoding, defaulting, validation, deletion rules.
     pub strategy: &'static dyn RestStrategy,
+    /// For a second version of a resource stored as another (`events.k8s.io/v1` Events are
+    /// core `v1` Events in storage): how objects convert. `None` for a resource stored as
+    /// itself.
+    pub conversion: Option<&'static Conversion>,
     /// The columns `kubectl get` shows (server-side printing).
     pub columns: &'static [Column],
     /// One object's cells under [`ResourceDef::columns`].
@@ -130,6 +155,7 @@ static RESOURCES: &[&ResourceDef] = &[
     &kinds::service::RESOURCE,
     &kinds::endpoints::RESOURCE,
     &kinds::event::RESOURCE,
+    &kinds::event::EVENTS_V1,
     &kinds::configmap::RESOURCE,
     &kinds::secret::RESOURCE,
     &kinds::serviceaccount::RESOURCE,

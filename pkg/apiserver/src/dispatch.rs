@@ -15,6 +15,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::ApiState;
+use crate::conversion;
 use crate::decode::{decode_object, read_body};
 use crate::discovery;
 use crate::error::{ApiError, Target as ErrorTarget};
@@ -90,6 +91,9 @@ async fn serve(
     }
     let rendering = Rendering::from_headers(headers);
     let include = IncludeObject::from_query(query.get("includeObject"));
+    if let Some(conversion) = conversion::of(req.resource) {
+        return serve_converted(state, verb, &req, conversion, query, headers, body, (rendering, include)).await;
+    }
     let name = req.name.clone().unwrap_or_default();
     let limit = state.config.max_body_bytes;
     match (verb, req.subresource) {
@@ -172,6 +176,76 @@ async fn serve(
             req.resource.plural,
             sub.map(|s| format!("/{}", s.name())).unwrap_or_default()
         ))),
+    }
+}
+
+/// A request for a resource stored as another (see [`conversion`]): the same operations on the
+/// storage resource, converted at the edges.
+#[allow(clippy::too_many_arguments)]
+async fn serve_converted(
+    state: &Arc<ApiState>,
+    verb: Verb,
+    req: &ResourceRequest,
+    conversion: &'static rkube_api::registry::Conversion,
+    query: &Query,
+    headers: &HeaderMap,
+    body: Body,
+    (rendering, include): (Rendering, IncludeObject),
+) -> Result<Response, ApiError> {
+    let res = req.resource;
+    let storage = conversion::storage_request(req, conversion);
+    let name = req.name.clone().unwrap_or_default();
+    let limit = state.config.max_body_bytes;
+    if let Some(sub) = req.subresource {
+        return Err(ApiError::NotFound(ErrorTarget::new(res, &format!("{name}/{}", sub.name()))));
+    }
+    match verb {
+        Verb::Get => {
+            let object = conversion::to_view(res, conversion, rest::get(state, &storage, &name).await?);
+            Ok(render_object(req, object, rendering, include))
+        }
+        Verb::List => {
+            let listed = rest::list(state, &storage, &conversion::storage_query(query, res, conversion)?).await?;
+            render_list(req, conversion::listed_view(res, conversion, listed)?, rendering, include)
+        }
+        Verb::Watch => {
+            let query = conversion::storage_query(query, res, conversion)?;
+            watch::watch_as(state.clone(), storage, &query, rendering, res).await
+        }
+        Verb::Create => {
+            let opts = WriteOptions::from_query(query)?;
+            let body = decode_object(read_body(body, headers, limit).await?, content_type(headers).as_deref()).await?;
+            Ok(written(req, conversion::create(state, req, conversion, body, &opts).await?, rendering))
+        }
+        Verb::Update => {
+            let opts = WriteOptions::from_query(query)?;
+            let body = decode_object(read_body(body, headers, limit).await?, content_type(headers).as_deref()).await?;
+            Ok(written(req, conversion::update(state, req, conversion, &name, body, &opts).await?, rendering))
+        }
+        Verb::Patch => {
+            let opts = WriteOptions::from_query(query)?;
+            let kind = PatchType::from_media(content_type(headers).as_deref())?;
+            let patch = Patch::parse(kind, read_body(body, headers, limit).await?).await?;
+            let patched = conversion::patch(state, req, conversion, &name, &patch, query, &opts).await?;
+            Ok(written(req, patched, rendering))
+        }
+        Verb::Delete => {
+            let bytes = read_body(body, headers, limit).await?;
+            let options = rest::delete_options(&bytes, query)?;
+            let dry_run = WriteOptions::from_query(query)?.dry_run
+                || options.dry_run.as_ref().is_some_and(|d| d.iter().any(|v| v == "All"));
+            crate::admission::admit_delete(state, &storage, &name).await?;
+            let (object, _gone) = rest::delete(state, &storage, &name, &options, dry_run).await?;
+            Ok(json(StatusCode::OK, &conversion::to_view(res, conversion, object)))
+        }
+        Verb::DeleteCollection => {
+            let bytes = read_body(body, headers, limit).await?;
+            let options = rest::delete_options(&bytes, query)?;
+            let dry_run = WriteOptions::from_query(query)?.dry_run;
+            let query = conversion::storage_query(query, res, conversion)?;
+            let listed = rest::delete_collection(state, &storage, &query, &options, dry_run).await?;
+            Ok(json(StatusCode::OK, &rest::list_object(res, &conversion::listed_view(res, conversion, listed)?)?))
+        }
     }
 }
 

@@ -20,6 +20,7 @@ pub mod authentication;
 pub mod authorization;
 pub mod cacher;
 pub mod compaction;
+pub mod conversion;
 pub mod decode;
 pub mod discovery;
 pub mod dispatch;
@@ -163,7 +164,8 @@ impl ApiState {
         let mut cachers = HashMap::new();
         if let Some(cache) = config.watch_cache {
             let cache_metrics = cacher::CacheMetrics::new(&registry)?;
-            for res in rkube_api::registry::resources() {
+            // A resource stored as another shares that one's cache (caches are by plural).
+            for res in rkube_api::registry::resources().iter().filter(|res| res.conversion.is_none()) {
                 let prefix = keys.collection(res.plural, None);
                 let cacher = cacher::Cacher::new(res, prefix, Arc::clone(&store), cache, cache_metrics.clone());
                 cachers.insert(res.plural, cacher);

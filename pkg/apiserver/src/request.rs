@@ -150,6 +150,13 @@ impl Query {
         Query(pairs.map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
     }
 
+    /// The same query with `key` set to `value`.
+    pub fn with(&self, key: &str, value: String) -> Query {
+        let mut query = self.clone();
+        query.0.insert(key.to_string(), value);
+        query
+    }
+
     /// A parameter's value, if present and not empty.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.0.get(key).map(String::as_str).filter(|v| !v.is_empty())

@@ -335,7 +335,7 @@ fn check_name(body: &Value, name: &str) -> Result<(), ApiError> {
 }
 
 /// Makes the body's namespace the request's (a different one is a 400).
-fn check_namespace(req: &ResourceRequest, body: &mut Value) -> Result<(), ApiError> {
+pub(crate) fn check_namespace(req: &ResourceRequest, body: &mut Value) -> Result<(), ApiError> {
     let meta = metadata_mut(body);
     match (&req.namespace, meta.get("namespace").and_then(Value::as_str)) {
         (Some(url), Some(given)) if !given.is_empty() && given != url => Err(ApiError::BadRequest(
@@ -363,7 +363,8 @@ pub(crate) fn generated_name(base: &str) -> String {
     format!("{base}{suffix}")
 }
 
-fn unknown_field_check(opts: &WriteOptions, unknown: Vec<String>) -> Result<Vec<String>, ApiError> {
+/// The unknown fields of a body as `fieldValidation` wants them: ignored, warnings, or a 400.
+pub(crate) fn unknown_field_check(opts: &WriteOptions, unknown: Vec<String>) -> Result<Vec<String>, ApiError> {
     if unknown.is_empty() || opts.field_validation == FieldValidation::Ignore {
         return Ok(Vec::new());
     }

@@ -105,16 +105,29 @@ pub async fn watch(
     query: &Query,
     rendering: Rendering,
 ) -> Result<Response, ApiError> {
+    let view = req.resource;
+    watch_as(state, req, query, rendering, view).await
+}
+
+/// A watch of `req`'s resource whose objects are shown as `view` shows them (the same resource,
+/// or one stored as it: see [`crate::conversion`]).
+pub async fn watch_as(
+    state: Arc<ApiState>,
+    req: ResourceRequest,
+    query: &Query,
+    rendering: Rendering,
+    view: &'static ResourceDef,
+) -> Result<Response, ApiError> {
     let res = req.resource;
     let mut params = WatchParams::from_query(res, query, state.config.min_request_timeout)?;
     let prefix = rest::prefix(&state, &req);
     if let Some(cacher) = state.cacher_arc(res).filter(|c| c.is_ready()) {
-        match watch_cache(&state, cacher, &prefix, params, rendering).await? {
+        match watch_cache(&state, cacher, &prefix, params, (rendering, view)).await? {
             Ok(response) => return Ok(response),
             Err(handed_back) => params = handed_back,
         }
     }
-    watch_etcd(state, res, &prefix, params, rendering).await
+    watch_etcd(state, res, &prefix, params, (rendering, view)).await
 }
 
 /// A watch served straight from an etcd watch (the watch cache is disabled or not ready).
@@ -123,7 +136,7 @@ async fn watch_etcd(
     res: &'static ResourceDef,
     prefix: &str,
     params: WatchParams,
-    rendering: Rendering,
+    (rendering, view): (Rendering, &'static ResourceDef),
 ) -> Result<Response, ApiError> {
     let prefix = prefix.to_string();
     let mut first: Vec<Bytes> = Vec::new();
@@ -135,11 +148,11 @@ async fn watch_etcd(
             for kv in &page.items {
                 let obj = from_storage(kv)?;
                 if params.filter.matches(&obj) {
-                    first.push(event_line(res, "ADDED", obj, rendering));
+                    first.push(event_line(view, "ADDED", obj, rendering));
                 }
             }
             if params.initial_end_bookmark {
-                first.push(bookmark(res, page.revision, true, rendering));
+                first.push(bookmark(view, page.revision, true, rendering));
             }
             page.revision
         }
@@ -157,7 +170,7 @@ async fn watch_etcd(
                 return futures::future::ready(None);
             }
             let line = match event {
-                Ok(event) => translate(res, &filter, event, bookmarks, rendering),
+                Ok(event) => translate(view, &filter, event, bookmarks, rendering),
                 Err(rkube_storage::Error::Expired { requested, compacted }) => {
                     *ended = true;
                     let status =
@@ -205,7 +218,7 @@ async fn watch_cache(
     cacher: Arc<Cacher>,
     prefix: &str,
     params: WatchParams,
-    rendering: Rendering,
+    (rendering, view): (Rendering, &'static ResourceDef),
 ) -> Result<Result<Response, WatchParams>, ApiError> {
     let res = cacher.resource();
     let subscribed = match params.start {
@@ -241,14 +254,14 @@ async fn watch_cache(
     let mut first = Frames::new();
     for object in &subscription.initial {
         if params.filter.matches_stored(object) {
-            write_stored_event(&mut first, res, "ADDED", object, rendering);
+            write_stored_event(&mut first, view, "ADDED", object, rendering);
         }
     }
     if params.initial_end_bookmark {
-        first.push(&bookmark(res, subscription.revision, true, rendering));
+        first.push(&bookmark(view, subscription.revision, true, rendering));
     }
     for event in &subscription.replay {
-        for chunk in cached_event(res, &params.filter, event, rendering) {
+        for chunk in cached_event(view, &params.filter, event, rendering) {
             first.push(&chunk);
         }
     }
@@ -272,7 +285,7 @@ async fn watch_cache(
                 tokio::select! {
                     event = subscription.events.recv() => {
                         let event = event?; // disconnected: too slow, or the cache relisted
-                        let chunks = cached_event(res, &filter, &event, rendering);
+                        let chunks = cached_event(view, &filter, &event, rendering);
                         if !chunks.is_empty() {
                             return Some((chunks, (subscription, ticker, filter)));
                         }
@@ -282,7 +295,7 @@ async fn watch_cache(
                         // published; with none waiting, the watcher has them all.
                         if subscription.events.is_empty() {
                             let revision = subscription.bookmark_revision();
-                            return Some((vec![bookmark(res, revision, false, rendering)], (subscription, ticker, filter)));
+                            return Some((vec![bookmark(view, revision, false, rendering)], (subscription, ticker, filter)));
                         }
                     }
                 }
@@ -308,12 +321,12 @@ fn stored_event(res: &ResourceDef, kind: &str, object: &StoredObject, rendering:
 /// bytes between a head and a tail.
 fn write_stored_event(frames: &mut Frames, res: &ResourceDef, kind: &str, object: &StoredObject, rendering: Rendering) {
     match rendering {
-        Rendering::Json => {
+        Rendering::Json if res.conversion.is_none() => {
             frames.extend(format!(r#"{{"type":"{kind}","object":"#).as_bytes());
             frames.push(&object.json);
             frames.extend(b"}\n");
         }
-        Rendering::Table | Rendering::Protobuf => match object.decode() {
+        Rendering::Json | Rendering::Table | Rendering::Protobuf => match object.decode() {
             Ok(value) => frames.push(&event_line(res, kind, value, rendering)),
             Err(error) => tracing::error!(%error, "cannot render a cached object"),
         },
@@ -394,6 +407,10 @@ fn translate(
 }
 
 fn event_line(res: &ResourceDef, kind: &str, obj: Value, rendering: Rendering) -> Bytes {
+    let obj = match res.conversion {
+        Some(conversion) => crate::conversion::to_view(res, conversion, obj),
+        None => obj,
+    };
     let object = match rendering {
         Rendering::Table => table::table(res, std::slice::from_ref(&obj), None, table::IncludeObject::Metadata),
         Rendering::Json | Rendering::Protobuf => obj,

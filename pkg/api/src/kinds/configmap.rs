@@ -29,6 +29,7 @@ pub static RESOURCE: ResourceDef = ResourceDef {
     subresources: &[],
     field_labels: &[],
     strategy: &StrategyFor::<ConfigMap>::new(),
+    conversion: None,
     columns: COLUMNS,
     row,
 };

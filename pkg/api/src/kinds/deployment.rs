@@ -32,6 +32,7 @@ pub static RESOURCE: ResourceDef = ResourceDef {
     subresources: &[Subresource::Status, Subresource::Scale],
     field_labels: &[],
     strategy: &StrategyFor::<Deployment>::new(),
+    conversion: None,
     columns: COLUMNS,
     row,
 };

@@ -31,6 +31,7 @@ pub static RESOURCE: ResourceDef = ResourceDef {
     subresources: &[],
     field_labels: &[],
     strategy: &StrategyFor::<Endpoints>::new(),
+    conversion: None,
     columns: COLUMNS,
     row,
 };

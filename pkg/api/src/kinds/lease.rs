@@ -26,6 +26,7 @@ pub static RESOURCE: ResourceDef = ResourceDef {
     subresources: &[],
     field_labels: &[],
     strategy: &StrategyFor::<Lease>::new(),
+    conversion: None,
     columns: COLUMNS,
     row,
 };

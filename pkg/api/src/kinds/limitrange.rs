@@ -40,6 +40,7 @@ pub static RESOURCE: ResourceDef = ResourceDef {
     subresources: &[],
     field_labels: &[],
     strategy: &StrategyFor::<LimitRange>::new(),
+    conversion: None,
     columns: COLUMNS,
     row,
 };

@@ -73,6 +73,7 @@ mod tests {
             scope_is_namespaced::<Service>(),
             scope_is_namespaced::<Endpoints>(),
             scope_is_namespaced::<Event>(),
+            scope_is_namespaced::<k8s_openapi::api::events::v1::Event>(),
             scope_is_namespaced::<ConfigMap>(),
             scope_is_namespaced::<ReplicaSet>(),
             scope_is_namespaced::<Deployment>(),
@@ -90,8 +91,9 @@ mod tests {
         ];
         assert_eq!(scopes.len(), resources().len());
         for (kind, namespaced) in scopes {
-            let def = resources().iter().find(|r| r.kind == kind).expect("kind registered");
-            assert_eq!(def.namespaced, namespaced, "{kind}");
+            for def in resources().iter().filter(|r| r.kind == kind) {
+                assert_eq!(def.namespaced, namespaced, "{kind}");
+            }
         }
     }
 
@@ -206,6 +208,13 @@ mod tests {
                 "poddisruptionbudgets",
                 json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": ns,
                        "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "x"}}}}),
+            ),
+            (
+                "events.k8s.io",
+                "events",
+                json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": ns,
+                       "eventTime": "2026-12-06T10:00:00.000000Z", "reportingController": "example.com/op",
+                       "reportingInstance": "op-0", "action": "Reconcile", "reason": "Done", "type": "Normal"}),
             ),
         ];
         assert_eq!(cases.len(), resources().len());

@@ -31,6 +31,7 @@ pub static RESOURCE: ResourceDef = ResourceDef {
     subresources: &[Subresource::Status],
     field_labels: &["status.phase"],
     strategy: &StrategyFor::<Namespace>::new(),
+    conversion: None,
     columns: COLUMNS,
     row,
 };

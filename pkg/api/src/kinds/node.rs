@@ -28,6 +28,7 @@ pub static RESOURCE: ResourceDef = ResourceDef {
     subresources: &[Subresource::Status],
     field_labels: &["spec.unschedulable"],
     strategy: &StrategyFor::<Node>::new(),
+    conversion: None,
     columns: COLUMNS,
     row,
 };

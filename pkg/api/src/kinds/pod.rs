@@ -52,6 +52,7 @@ pub static RESOURCE: ResourceDef = ResourceDef {
         "status.nominatedNodeName",
     ],
     strategy: &StrategyFor::<Pod>::new(),
+    conversion: None,
     columns: COLUMNS,
     row,
 };

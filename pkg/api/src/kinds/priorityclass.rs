@@ -45,6 +45,7 @@ pub static RESOURCE: ResourceDef = ResourceDef {
     subresources: &[],
     field_labels: &[],
     strategy: &StrategyFor::<PriorityClass>::new(),
+    conversion: None,
     columns: COLUMNS,
     row,
 };

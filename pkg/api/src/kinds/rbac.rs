@@ -42,6 +42,7 @@ pub static ROLE: ResourceDef = ResourceDef {
     subresources: &[],
     field_labels: &[],
     strategy: &StrategyFor::<Role>::new(),
+    conversion: None,
     columns: ROLE_COLUMNS,
     row: role_row,
 };
@@ -59,6 +60,7 @@ pub static CLUSTER_ROLE: ResourceDef = ResourceDef {
     subresources: &[],
     field_labels: &[],
     strategy: &StrategyFor::<ClusterRole>::new(),
+    conversion: None,
     columns: ROLE_COLUMNS,
     row: role_row,
 };
@@ -76,6 +78,7 @@ pub static ROLE_BINDING: ResourceDef = ResourceDef {
     subresources: &[],
     field_labels: &[],
     strategy: &StrategyFor::<RoleBinding>::new(),
+    conversion: None,
     columns: BINDING_COLUMNS,
     row: binding_row,
 };
@@ -93,6 +96,7 @@ pub static CLUSTER_ROLE_BINDING: ResourceDef = ResourceDef {
     subresources: &[],
     field_labels: &[],
     strategy: &StrategyFor::<ClusterRoleBinding>::new(),
+    conversion: None,
     columns: BINDING_COLUMNS,
     row: binding_row,
 };

@@ -31,6 +31,7 @@ pub static RESOURCE: ResourceDef = ResourceDef {
     subresources: &[Subresource::Status, Subresource::Scale],
     field_labels: &["status.replicas"],
     strategy: &StrategyFor::<ReplicaSet>::new(),
+    conversion: None,
     columns: COLUMNS,
     row,
 };

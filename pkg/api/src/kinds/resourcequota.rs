@@ -40,6 +40,7 @@ pub static RESOURCE: ResourceDef = ResourceDef {
     subresources: &[Subresource::Status],
     field_labels: &[],
     strategy: &StrategyFor::<ResourceQuota>::new(),
+    conversion: None,
     columns: COLUMNS,
     row,
 };

@@ -63,6 +63,7 @@ pub static RESOURCE: ResourceDef = ResourceDef {
     subresources: &[],
     field_labels: &["type"],
     strategy: &StrategyFor::<Secret>::new(),
+    conversion: None,
     columns: COLUMNS,
     row,
 };

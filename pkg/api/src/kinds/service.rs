@@ -36,6 +36,7 @@ pub static RESOURCE: ResourceDef = ResourceDef {
     subresources: &[Subresource::Status],
     field_labels: &[],
     strategy: &StrategyFor::<Service>::new(),
+    conversion: None,
     columns: COLUMNS,
     row,
 };

@@ -31,6 +31,7 @@ pub static RESOURCE: ResourceDef = ResourceDef {
     subresources: &[Subresource::Token],
     field_labels: &[],
     strategy: &StrategyFor::<ServiceAccount>::new(),
+    conversion: None,
     columns: COLUMNS,
     row,
 };
