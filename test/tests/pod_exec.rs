@@ -183,6 +183,35 @@ async fn kubectl_exec_runs_commands_in_a_running_container() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(std::fs::read_to_string(&copied).ok().as_deref(), Some("hello from the host\n"));
 
+    // Without CNI the container has a network namespace of its own: port forwarding enters it.
+    let out = run(&["exec", "shell", "--", "httpd", "-p", "127.0.0.1:8080", "-h", "/tmp"], None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let mut forward = Command::new(venv_bin("kubectl"))
+        .args(["port-forward", "shell", ":8080"])
+        .env("KUBECONFIG", &kubeconfig)
+        .env("HOME", home.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl port-forward");
+    let mut stdout = std::io::BufReader::new(forward.stdout.take().expect("stdout"));
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut first).expect("first line");
+    // kubectl writes a line per connection: its stdout must stay open (a closed pipe kills it).
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    let port: u16 = first.split(['-', ':', ' ']).filter_map(|part| part.parse().ok()).next().unwrap_or_default();
+    let mut connection = std::net::TcpStream::connect(("127.0.0.1", port)).expect("kubectl listens");
+    connection.write_all(b"GET /note.txt HTTP/1.0\r\n\r\n").expect("request");
+    let mut response = String::new();
+    let read = std::io::Read::read_to_string(&mut connection, &mut response);
+    let _ = forward.kill();
+    let stderr = forward.wait_with_output().map(|out| text(&out.stderr)).unwrap_or_default();
+    assert!(
+        read.is_ok() && response.ends_with("\r\n\r\nhello from the host\n"),
+        "{first}: {read:?} {response:?}\n{stderr}\nkubelet log:\n{}",
+        kubelet.log_tail(10)
+    );
+
     // rkubectl exec speaks the same protocol.
     let rkubectl = Rkubectl::new(&cluster);
     let ran = rkubectl.run(&["exec", "shell", "--", "sh", "-c", "echo out; echo err >&2; exit 4"]).await;

@@ -55,21 +55,19 @@ fn netns_name(uid: &str) -> String {
     format!("rkube-{uid}")
 }
 
-/// A TCP connection to `localhost:port` in network namespace `netns` (the kubelet's own with
-/// `None`): what port forwarding reaches in a pod. The socket is made on a thread of its own
+/// A TCP connection to `localhost:port` in the network namespace at `netns` (a
+/// `/run/netns/...` or `/proc/<pid>/ns/net` path): what port forwarding reaches in a pod. The socket is made on a thread of its own
 /// that enters the namespace and then ends (a namespace belongs to the thread that entered it,
 /// so no pooled thread may do it); the socket stays in the namespace it was made in.
-pub async fn connect_in(netns: Option<PathBuf>, port: u16) -> std::io::Result<tokio::net::TcpStream> {
+pub async fn connect_in(netns: PathBuf, port: u16) -> std::io::Result<tokio::net::TcpStream> {
     let (done, result) = tokio::sync::oneshot::channel();
     std::thread::Builder::new().name("rkube-portforward".into()).spawn(move || {
         let connect = || -> std::io::Result<std::net::TcpStream> {
-            if let Some(netns) = netns {
-                let namespace = std::fs::File::open(&netns)?;
-                rustix::thread::move_into_link_name_space(
-                    std::os::fd::AsFd::as_fd(&namespace),
-                    Some(rustix::thread::LinkNameSpaceType::Network),
-                )?;
-            }
+            let namespace = std::fs::File::open(&netns)?;
+            rustix::thread::move_into_link_name_space(
+                std::os::fd::AsFd::as_fd(&namespace),
+                Some(rustix::thread::LinkNameSpaceType::Network),
+            )?;
             let timeout = std::time::Duration::from_secs(5);
             // Kubernetes tries IPv4 first, then IPv6.
             let stream = std::net::TcpStream::connect_timeout(&(std::net::Ipv4Addr::LOCALHOST, port).into(), timeout)

@@ -284,15 +284,25 @@ impl Runtime for ContainerdRuntime {
 
     async fn port_forward(&self, uid: &str, port: u16) -> Result<tokio::net::TcpStream, RuntimeError> {
         let failed = |message: String| RuntimeError::PortForward { uid: uid.to_string(), port, message };
-        // Without a CNI network the pods share the node's; either way the pod must be here.
-        let netns = self.config.network.as_ref().map(|_| crate::cni::netns_path(uid));
-        let here = match &netns {
-            Some(netns) => netns.exists(),
-            None => self.pod_status(uid).await?.is_some(),
+        let netns = match &self.config.network {
+            Some(_) => Some(crate::cni::netns_path(uid)).filter(|netns| netns.exists()),
+            // Without CNI, runc gave each container a network namespace of its own: the first
+            // running container's is the one forwarded to.
+            None => {
+                let mut running = None;
+                for run in self.runs(uid).await?.into_values().flatten() {
+                    if matches!(run.state, crate::runtime::ContainerState::Running { .. })
+                        && let Some(task) = self.task(&run.id).await?
+                        && task.pid > 0
+                    {
+                        running = Some(std::path::PathBuf::from(format!("/proc/{}/ns/net", task.pid)));
+                        break;
+                    }
+                }
+                running
+            }
         };
-        if !here {
-            return Err(failed("the pod has no network on this node".into()));
-        }
+        let Some(netns) = netns else { return Err(failed("the pod has no network on this node".into())) };
         crate::cni::connect_in(netns, port).await.map_err(|error| failed(error.to_string()))
     }
 
