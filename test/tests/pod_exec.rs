@@ -402,4 +402,56 @@ async fn kubectl_debug_adds_an_ephemeral_container_that_shares_the_targets_proce
     let (code, body) = api.post("/api/v1/namespaces/default/pods", &created).await;
     assert_eq!(code.as_u16(), 422, "{body}");
     assert!(body["message"].as_str().is_some_and(|m| m.contains("cannot be set on create")), "{body}");
+
+    // --copy-to: a copy of the pod with the debug container added, the original untouched.
+    let out = run(&[
+        "debug",
+        "app",
+        "--copy-to=app-copy",
+        "--same-node",
+        &image,
+        "-c",
+        "copied",
+        "--",
+        "sh",
+        "-c",
+        "echo in the copy",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let (_, copy) = api.get("/api/v1/namespaces/default/pods/app-copy").await;
+    let names: Vec<_> =
+        copy["spec"]["containers"].as_array().into_iter().flatten().map(|c| c["name"].clone()).collect();
+    assert_eq!(names, [json!("main"), json!("copied")], "{copy}");
+    eventually(WAIT, "the copy's debug container to run", || async {
+        let out = run(&["logs", "app-copy", "-c", "copied"]);
+        (text(&out.stdout) == "in the copy\n").then_some(())
+    })
+    .await;
+
+    // node/: a pod on the node's network, processes and IPC, with the node's files at /host.
+    let marker = tempfile::NamedTempFile::new().expect("marker");
+    std::fs::write(marker.path(), "on the node\n").expect("marker written");
+    let script = format!("cat /host{}; hostname; ps -o comm | grep -c containerd", marker.path().display());
+    let out = run(&["debug", "node/debug-node", &image, "--", "sh", "-c", &script]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let pod_name = text(&out.stdout)
+        .split_whitespace()
+        .find(|word| word.starts_with("node-debugger-"))
+        .map(String::from)
+        .unwrap_or_else(|| panic!("kubectl names the pod: {}", text(&out.stdout)));
+    let logs = eventually(WAIT, "the node debugger to finish", || async {
+        let (_, pod) = api.get(&format!("/api/v1/namespaces/default/pods/{pod_name}")).await;
+        (pod["status"]["phase"] == "Succeeded").then(|| run(&["logs", &pod_name]))
+    })
+    .await;
+    let node_hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname");
+    let lines: Vec<String> = text(&logs.stdout).lines().map(String::from).collect();
+    assert_eq!(lines.first().map(String::as_str), Some("on the node"), "{lines:?}\n{}", kubelet.log_tail(20));
+    assert_eq!(lines.get(1).map(String::as_str), Some(node_hostname.trim()), "{lines:?}");
+    assert!(
+        lines.get(2).and_then(|count| count.parse::<u32>().ok()).is_some_and(|n| n >= 1),
+        "sees the node's containerd: {lines:?}"
+    );
+    let (_, pod) = api.get(&format!("/api/v1/namespaces/default/pods/{pod_name}")).await;
+    assert_eq!(pod["status"]["podIP"], pod["status"]["hostIP"], "the node's IP: {}", pod["status"]);
 }

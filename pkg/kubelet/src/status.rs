@@ -69,7 +69,12 @@ pub fn generate_pod_status(
     let transitions = Transitions { old: old.conditions.as_deref().unwrap_or_default(), now };
     let conditions = transitions.conditions(&init_statuses, &container_statuses, phase);
 
-    let pod_ip = runtime.and_then(|status| status.pod_ip.clone());
+    // A pod on the node's network has the node's IP, as on Kubernetes.
+    let pod_ip = if spec.and_then(|spec| spec.host_network).unwrap_or(false) {
+        runtime.is_some().then(|| host_ip.to_string())
+    } else {
+        runtime.and_then(|status| status.pod_ip.clone())
+    };
     ApiPodStatus {
         phase: Some(phase.into()),
         conditions: Some(conditions),

@@ -42,7 +42,7 @@ use tonic::Code;
 
 use super::restart::next_attempt;
 use super::runs::Run;
-use super::spec::{ImageInfo, linux_resources, oci_spec, process_args, process_env};
+use super::spec::{ImageInfo, linux_resources, namespaces, oci_spec, process_args, process_env};
 use super::{
     ATTEMPT_LABEL, CGROUP_PARENT, CONTAINER_NAME_LABEL, ContainerdRuntime, POD_UID_LABEL, RESTART_POLICY_LABEL,
     SNAPSHOTTER, grpc, log_file, pod_dir, req, streams, volumes,
@@ -263,8 +263,11 @@ impl ContainerdRuntime {
         let (image, info) = self.ensure_image(run.pod, run.container).await?;
         let env = self.container_env(run).await?;
         let mut spec = self.oci_spec(run, &image, &info, &env)?;
-        if let Some(pid) = self.target_pid(run).await? {
-            spec["linux"]["namespaces"][0] = serde_json::json!({"type": "pid", "path": format!("/proc/{pid}/ns/pid")});
+        if let Some(pid) = self.target_pid(run).await?
+            && let Some(namespace) = spec["linux"]["namespaces"].as_array_mut().and_then(|list| list.first_mut())
+            && namespace["type"] == "pid"
+        {
+            *namespace = serde_json::json!({"type": "pid", "path": format!("/proc/{pid}/ns/pid")});
         }
         let log_path = self.create_log_file(run)?;
         let runc_root = self.create_runc_root()?;
@@ -310,7 +313,14 @@ impl ContainerdRuntime {
         env: &[(String, String)],
     ) -> Result<serde_json::Value, RuntimeError> {
         let container = run.container;
-        let hostname = run.pod.name_any();
+        let pod_spec = run.pod.spec.clone().unwrap_or_default();
+        let host_network = pod_spec.host_network.unwrap_or(false);
+        // With the node's network the container sees the node's hostname (no UTS namespace).
+        let hostname = if host_network {
+            std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string()
+        } else {
+            run.pod.name_any()
+        };
         let args = process_args(container, info);
         if args.is_empty() {
             return Err(RuntimeError::Image {
@@ -326,10 +336,12 @@ impl ContainerdRuntime {
             .unwrap_or_else(|| if info.working_dir.is_empty() { "/".into() } else { info.working_dir.clone() });
         let cgroups_path = format!("/{CGROUP_PARENT}/pod{}/{}", run.uid, run.id);
         let netns = self.config.network.as_ref().map(|_| netns_path(run.uid));
+        let namespaces = namespaces(&pod_spec, netns.as_deref());
         let pod_dir = pod_dir(&self.config.root_dir, run.namespace(), run.pod_name(), run.uid);
         let mounts = volumes::mounts(run.pod, container, &pod_dir).map_err(|message| run.start_error(message))?;
         let resources = linux_resources(container).map_err(|message| run.start_error(message))?;
-        let mut spec = oci_spec(&args, &env, &cwd, &hostname, &cgroups_path, netns.as_deref(), mounts, resources);
+        let spec_hostname = if host_network { "" } else { hostname.as_str() };
+        let mut spec = oci_spec(&args, &env, &cwd, spec_hostname, &cgroups_path, namespaces, mounts, resources);
         if container.tty.unwrap_or(false) {
             spec["process"]["terminal"] = true.into();
         }

@@ -212,7 +212,10 @@ impl Runtime for ContainerdRuntime {
     /// Network → runs → init containers → app containers (see the module docs).
     async fn sync_pod(&self, pod: &Pod) -> Result<(), RuntimeError> {
         let uid = pod.metadata.uid.clone().ok_or_else(|| RuntimeError::NoUid(ObjectKey::of(pod)))?;
-        self.set_up_network(&uid).await?;
+        // A pod on the node's network (hostNetwork) has no namespace of its own to set up.
+        if !pod.spec.as_ref().and_then(|spec| spec.host_network).unwrap_or(false) {
+            self.set_up_network(&uid).await?;
+        }
         let restart_policy =
             pod.spec.as_ref().and_then(|spec| spec.restart_policy.clone()).unwrap_or_else(|| "Always".into());
         let mut runs = self.runs(&uid).await?;
@@ -284,25 +287,19 @@ impl Runtime for ContainerdRuntime {
 
     async fn port_forward(&self, uid: &str, port: u16) -> Result<tokio::net::TcpStream, RuntimeError> {
         let failed = |message: String| RuntimeError::PortForward { uid: uid.to_string(), port, message };
-        let netns = match &self.config.network {
-            Some(_) => Some(crate::cni::netns_path(uid)).filter(|netns| netns.exists()),
-            // Without CNI, runc gave each container a network namespace of its own: the first
-            // running container's is the one forwarded to.
-            None => {
-                let mut running = None;
-                for run in self.runs(uid).await?.into_values().flatten() {
-                    if matches!(run.state, crate::runtime::ContainerState::Running { .. })
-                        && let Some(task) = self.task(&run.id).await?
-                        && task.pid > 0
-                    {
-                        running = Some(std::path::PathBuf::from(format!("/proc/{}/ns/net", task.pid)));
-                        break;
-                    }
-                }
-                running
+        // The network namespace of the pod's first running container: the pod's (with CNI), the
+        // node's (hostNetwork), or, without CNI, the one runc made for that container.
+        let mut netns = None;
+        for run in self.runs(uid).await?.into_values().flatten() {
+            if matches!(run.state, crate::runtime::ContainerState::Running { .. })
+                && let Some(task) = self.task(&run.id).await?
+                && task.pid > 0
+            {
+                netns = Some(std::path::PathBuf::from(format!("/proc/{}/ns/net", task.pid)));
+                break;
             }
-        };
-        let Some(netns) = netns else { return Err(failed("the pod has no network on this node".into())) };
+        }
+        let Some(netns) = netns else { return Err(failed("no container of the pod runs on this node".into())) };
         crate::cni::connect_in(netns, port).await.map_err(|error| failed(error.to_string()))
     }
 

@@ -134,6 +134,33 @@ pub(super) fn process(args: &[String], env: &[String], cwd: &str) -> serde_json:
     })
 }
 
+/// The Linux namespaces of a container of `pod`: new ones for its processes (`pid`), IPC,
+/// hostname (`uts`) and mounts, and its pod's network namespace at `netns` (a new one without
+/// a path). `hostPID`, `hostIPC` and `hostNetwork` share the node's instead (leave that
+/// namespace out); `hostNetwork` shares the node's hostname too, as on Kubernetes. The PID
+/// namespace comes first (an ephemeral container's may be replaced by its target's).
+pub(super) fn namespaces(pod: &k8s_openapi::api::core::v1::PodSpec, netns: Option<&Path>) -> Vec<serde_json::Value> {
+    let host_network = pod.host_network.unwrap_or(false);
+    let mut namespaces = Vec::new();
+    if !pod.host_pid.unwrap_or(false) {
+        namespaces.push(serde_json::json!({"type": "pid"}));
+    }
+    if !pod.host_ipc.unwrap_or(false) {
+        namespaces.push(serde_json::json!({"type": "ipc"}));
+    }
+    if !host_network {
+        namespaces.push(serde_json::json!({"type": "uts"}));
+    }
+    namespaces.push(serde_json::json!({"type": "mount"}));
+    if !host_network {
+        namespaces.push(match netns {
+            Some(path) => serde_json::json!({"type": "network", "path": path}),
+            None => serde_json::json!({"type": "network"}),
+        });
+    }
+    namespaces
+}
+
 /// The complete OCI runtime spec (config.json) of one container: `mounts` are the pod's
 /// volumes (see `volumes`), `resources` its cgroup settings (see [`linux_resources`]).
 #[allow(clippy::too_many_arguments)] // one per part of the spec; a struct would only rename them
@@ -143,14 +170,10 @@ pub(super) fn oci_spec(
     cwd: &str,
     hostname: &str,
     cgroups_path: &str,
-    netns: Option<&Path>,
+    namespaces: Vec<serde_json::Value>,
     mounts: Vec<serde_json::Value>,
     resources: serde_json::Value,
 ) -> serde_json::Value {
-    let network = match netns {
-        Some(path) => serde_json::json!({"type": "network", "path": path}),
-        None => serde_json::json!({"type": "network"}),
-    };
     let mut spec = serde_json::json!({
         "ociVersion": "1.0.2",
         "process": process(args, env, cwd),
@@ -168,7 +191,7 @@ pub(super) fn oci_spec(
         "linux": {
             "cgroupsPath": cgroups_path,
             "resources": resources,
-            "namespaces": [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, network],
+            "namespaces": namespaces,
             "maskedPaths": [
                 "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
                 "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi",
@@ -185,6 +208,26 @@ pub(super) fn oci_spec(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_namespaces_are_left_out_and_the_pod_network_is_joined() {
+        let types = |spec: serde_json::Value| -> Vec<String> {
+            let spec: k8s_openapi::api::core::v1::PodSpec = serde_json::from_value(spec).unwrap();
+            namespaces(&spec, Some(Path::new("/run/netns/rkube-x")))
+                .iter()
+                .map(|ns| format!("{}{}", ns["type"].as_str().unwrap(), ns["path"].as_str().unwrap_or_default()))
+                .collect()
+        };
+        assert_eq!(
+            types(serde_json::json!({"containers": []})),
+            ["pid", "ipc", "uts", "mount", "network/run/netns/rkube-x"]
+        );
+        assert_eq!(
+            types(serde_json::json!({"containers": [], "hostPID": true, "hostIPC": true})),
+            ["uts", "mount", "network/run/netns/rkube-x"]
+        );
+        assert_eq!(types(serde_json::json!({"containers": [], "hostNetwork": true})), ["pid", "ipc", "mount"]);
+    }
 
     #[test]
     fn limits_become_a_memory_limit_in_bytes_and_a_cpu_quota() {
