@@ -57,6 +57,26 @@ struct Flags {
     #[arg(long, default_value_t = 6443)]
     port: u16,
 
+    /// The address pods and other machines reach this apiserver at: the endpoint of the
+    /// `kubernetes` Service in `default`. Default: --bind-address, or for 0.0.0.0 the address
+    /// of the interface of the default route.
+    #[arg(long)]
+    advertise_address: Option<std::net::IpAddr>,
+
+    /// The range Service cluster IPs come from (IPv4 CIDR); its first address is the
+    /// `kubernetes` Service's.
+    #[arg(long, default_value = "10.96.0.0/12")]
+    service_cluster_ip_range: rkube_apiserver::allocator::Cidr,
+
+    /// How often Service IP and node port allocations are checked against the stored Services,
+    /// in seconds: one no Service holds at two checks in a row is given back.
+    #[arg(long, default_value_t = 180)]
+    service_allocation_repair_interval_seconds: u64,
+
+    /// The range node ports of NodePort (and LoadBalancer) Services come from.
+    #[arg(long, default_value = "30000-32767", value_parser = rkube_apiserver::allocator::parse_port_range)]
+    service_node_port_range: std::ops::RangeInclusive<u16>,
+
     /// Largest request body accepted, in bytes; larger bodies get 413.
     #[arg(long, default_value_t = 3 * 1024 * 1024)]
     max_request_body_bytes: usize,
@@ -189,6 +209,24 @@ fn init_tracing(format: &str) {
     }
 }
 
+/// `--advertise-address`, else the bind address, else (for 0.0.0.0) the source address of the
+/// default route (a UDP socket "connected" nowhere in particular sends nothing), else loopback.
+fn advertise_address(flags: &Flags) -> std::net::IpAddr {
+    if let Some(address) = flags.advertise_address {
+        return address;
+    }
+    if !flags.bind_address.is_unspecified() {
+        return flags.bind_address;
+    }
+    std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|socket| {
+            socket.connect("192.0.2.1:9")?;
+            socket.local_addr()
+        })
+        .map(|local| local.ip())
+        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
+}
+
 /// TLS towards etcd from `--etcd-cafile`, `--etcd-certfile` and `--etcd-keyfile`.
 fn etcd_tls(flags: &Flags) -> anyhow::Result<Option<rkube_storage::EtcdTls>> {
     let read = |path: &PathBuf| std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()));
@@ -289,6 +327,12 @@ async fn main() -> anyhow::Result<()> {
             )),
             None => None,
         },
+        services: rkube_apiserver::allocator::ServiceRanges {
+            cluster_ips: flags.service_cluster_ip_range,
+            node_ports: flags.service_node_port_range.clone(),
+        },
+        advertise: Some(SocketAddr::new(advertise_address(&flags), flags.port)),
+        allocation_repair_interval: Duration::from_secs(flags.service_allocation_repair_interval_seconds.max(1)),
         ..Config::default()
     };
     let config_tls = config.tls.is_some();

@@ -59,6 +59,12 @@ pub trait Strategy:
     /// a new Deployment. Runs before [`Strategy::set_defaults`].
     fn prepare_for_create(&mut self) {}
 
+    /// Adjusts an update of `old` before it is defaulted and validated (`PrepareForUpdate`),
+    /// e.g. a Service turned from NodePort into ClusterIP drops the node ports it had.
+    fn prepare_for_update(&mut self, old: &Self) {
+        let _ = old;
+    }
+
     /// Checks the kind's own fields (metadata is checked for every kind). An empty list
     /// means valid.
     fn validate(&self) -> Vec<FieldError>;
@@ -201,8 +207,9 @@ impl<K: Strategy> RestStrategy for StrategyFor<K> {
 
     fn update(&self, body: Value, old: &Value) -> Result<Prepared, StrategyError> {
         let (mut object, unknown) = decode_noting_unknown::<K>(&body)?;
-        object.set_defaults();
         let old: K = decode(old)?;
+        object.prepare_for_update(&old);
+        object.set_defaults();
         let mut errors = validate_new(&object);
         errors.extend(object.validate_update(&old));
         finish(&object, unknown, errors)

@@ -16,6 +16,7 @@
 //! [`subresource`].
 
 pub mod admission;
+pub mod allocator;
 pub mod authentication;
 pub mod authorization;
 pub mod cacher;
@@ -26,6 +27,7 @@ pub mod discovery;
 pub mod dispatch;
 pub mod error;
 pub mod frames;
+pub mod kubernetes_service;
 pub mod limits;
 pub mod metadata;
 pub mod metrics;
@@ -99,6 +101,15 @@ pub struct Config {
     /// Signs and verifies ServiceAccount tokens (`--service-account-signing-key-file`);
     /// `None` issues none and accepts none.
     pub service_account_tokens: Option<Arc<serviceaccount_token::TokenIssuer>>,
+    /// Where Services' IPs and node ports come from (`--service-cluster-ip-range`,
+    /// `--service-node-port-range`).
+    pub services: allocator::ServiceRanges,
+    /// The address and port pods reach this apiserver at (`--advertise-address`, the secure
+    /// port): the `kubernetes` Service's endpoint. `None` makes no `kubernetes` Service.
+    pub advertise: Option<std::net::SocketAddr>,
+    /// How often Service IP and node port allocations are checked against the stored
+    /// Services ([`allocator::repair`]).
+    pub allocation_repair_interval: Duration,
 }
 
 impl Default for Config {
@@ -117,6 +128,9 @@ impl Default for Config {
             tls: None,
             kubelet_tls: None,
             service_account_tokens: None,
+            services: allocator::ServiceRanges::default(),
+            advertise: None,
+            allocation_repair_interval: Duration::from_secs(180),
         }
     }
 }
@@ -332,10 +346,12 @@ pub async fn serve(listener: TcpListener, state: Arc<ApiState>) -> std::io::Resu
     let cleaner = tokio::spawn(namespace::run_cleaner(state.clone(), state.config.namespace_cleanup_interval));
     let cache = tokio::spawn(namespace::run_cache(state.clone()));
     let compactor = state.config.compaction_interval.map(|every| tokio::spawn(compaction::run(state.clone(), every)));
+    let repair = tokio::spawn(allocator::run_repair(state.clone(), state.config.allocation_repair_interval));
     let shutdown = state.shutdown.clone();
     let tls = state.config.tls.clone();
     let result = connections::serve(listener, router(state), tls, shutdown).await;
     bootstrap.abort();
+    repair.abort();
     cleaner.abort();
     cache.abort();
     if let Some(compactor) = compactor {
@@ -348,6 +364,9 @@ pub async fn serve(listener: TcpListener, state: Arc<ApiState>) -> std::io::Resu
 async fn ensure_built_in(state: &ApiState) -> Result<(), ApiError> {
     namespace::ensure_initial(state).await?;
     admission::priority::ensure_system_classes(state).await?;
+    if let Some(advertise) = state.config.advertise {
+        kubernetes_service::ensure(state, advertise).await?;
+    }
     if state.config.authorization.contains(&authorization::Mode::Rbac) {
         authorization::bootstrap::ensure(state).await?;
     }

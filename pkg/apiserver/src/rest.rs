@@ -28,6 +28,7 @@ use serde_json::{Map, Value, json};
 
 use crate::ApiState;
 use crate::admission;
+use crate::allocator;
 use crate::cacher::Cacher;
 use crate::error::{ApiError, OBJECT_MODIFIED, Target};
 use crate::metadata::{
@@ -413,11 +414,21 @@ pub async fn create(
     if opts.dry_run {
         return Ok(Written { object, created: true, warnings });
     }
-    let revision = state
-        .store
-        .create(&key(state, req, &object_name), to_storage(&object))
-        .await
-        .map_err(|e| ApiError::from_storage(target, e))?;
+    // A Service's IP and node ports are taken before it is written, and given back if the
+    // write fails.
+    let taken = match allocator::holds_allocations(res) {
+        true => Some(allocator::allocate(state, &mut object, None).await?.0),
+        false => None,
+    };
+    let revision = match state.store.create(&key(state, req, &object_name), to_storage(&object)).await {
+        Ok(revision) => revision,
+        Err(error) => {
+            if let Some(taken) = taken {
+                allocator::undo(state, taken).await;
+            }
+            return Err(ApiError::from_storage(target, error));
+        }
+    };
     set_resource_version(&mut object, revision);
     Ok(Written { object, created: true, warnings })
 }
@@ -475,6 +486,7 @@ pub async fn guaranteed_update(
         if finalized(req.resource, &object) {
             match state.store.delete(&key, Some(kv.mod_revision)).await {
                 Ok((_, revision)) => {
+                    released_on_delete(state, req.resource, &current).await;
                     set_resource_version(&mut object, revision);
                     return Ok(Written { object, created: false, warnings });
                 }
@@ -482,13 +494,32 @@ pub async fn guaranteed_update(
                 Err(e) => return Err(ApiError::from_storage(target, e)),
             }
         }
+        // A Service keeps its IP and node ports, takes new ones, and gives back the rest once
+        // written.
+        let (taken, freed) = match allocator::holds_allocations(req.resource) && req.subresource.is_none() {
+            true => {
+                let (taken, freed) = allocator::allocate(state, &mut object, Some(&current)).await?;
+                (Some(taken), Some(freed))
+            }
+            false => (None, None),
+        };
         match state.store.update(&key, kv.mod_revision, to_storage(&object)).await {
             Ok(revision) => {
+                if let Some(freed) = freed {
+                    allocator::release(state, freed).await;
+                }
                 set_resource_version(&mut object, revision);
                 return Ok(Written { object, created: false, warnings });
             }
-            Err(rkube_storage::Error::Conflict { .. }) if precondition.is_none() => continue,
-            Err(e) => return Err(ApiError::from_storage(target, e)),
+            Err(error) => {
+                if let Some(taken) = taken {
+                    allocator::undo(state, taken).await;
+                }
+                match error {
+                    rkube_storage::Error::Conflict { .. } if precondition.is_none() => continue,
+                    e => return Err(ApiError::from_storage(target, e)),
+                }
+            }
         }
     }
     Err(ApiError::Conflict(target, OBJECT_MODIFIED.into()))
@@ -699,6 +730,7 @@ pub async fn delete(
         }
         match state.store.delete(&key, Some(kv.mod_revision)).await {
             Ok((_, revision)) => {
+                released_on_delete(state, req.resource, &current).await;
                 set_resource_version(&mut marked, revision);
                 return Ok((marked, true));
             }
@@ -707,6 +739,13 @@ pub async fn delete(
         }
     }
     Err(ApiError::Conflict(target, OBJECT_MODIFIED.into()))
+}
+
+/// What a deleted object held besides its key (a Service's IP and node ports) goes back.
+async fn released_on_delete(state: &ApiState, res: &ResourceDef, object: &Value) {
+    if allocator::holds_allocations(res) {
+        allocator::release_all(state, object).await;
+    }
 }
 
 /// The finalizer a deletion's propagation policy asks for: `foregroundDeletion` (the owner

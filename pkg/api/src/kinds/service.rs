@@ -54,6 +54,29 @@ impl Strategy for Service {
         self.status = Some(ServiceStatus { load_balancer: Some(LoadBalancerStatus::default()), conditions: None });
     }
 
+    /// Kubernetes' `dropTypeDependentFields`: a Service that no longer needs node ports (or a
+    /// cluster IP, for ExternalName) drops the ones it still carries from before, so a type
+    /// change needs no second edit.
+    fn prepare_for_update(&mut self, old: &Self) {
+        let (Some(spec), Some(old_spec)) = (self.spec.as_mut(), old.spec.as_ref()) else { return };
+        let needs_node_ports = |spec: &ServiceSpec| matches!(spec.type_.as_deref(), Some("NodePort" | "LoadBalancer"));
+        if needs_node_ports(old_spec) && !needs_node_ports(spec) {
+            let old_ports = old_spec.ports.as_deref().unwrap_or_default();
+            for port in spec.ports.iter_mut().flatten() {
+                if port.node_port.is_some() && old_ports.iter().any(|old| old.node_port == port.node_port) {
+                    port.node_port = None;
+                }
+            }
+        }
+        if spec.type_.as_deref() == Some("ExternalName")
+            && old_spec.type_.as_deref() != Some("ExternalName")
+            && spec.cluster_ip == old_spec.cluster_ip
+        {
+            spec.cluster_ip = None;
+            spec.cluster_ips = None;
+        }
+    }
+
     fn validate(&self) -> Vec<FieldError> {
         validate_service_spec(self.spec.as_ref().unwrap_or(&ServiceSpec::default()))
     }
