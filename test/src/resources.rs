@@ -79,6 +79,15 @@ pub const POD_DISRUPTION_BUDGETS: Resource = Resource {
     namespaced: true,
 };
 
+/// discovery.k8s.io/v1 EndpointSlice.
+pub const ENDPOINT_SLICES: Resource = Resource {
+    group: "discovery.k8s.io",
+    version: "v1",
+    kind: "EndpointSlice",
+    plural: "endpointslices",
+    namespaced: true,
+};
+
 /// Every resource the apiserver must serve.
 pub const ALL: &[Resource] = &[
     NAMESPACES,
@@ -86,6 +95,7 @@ pub const ALL: &[Resource] = &[
     NODES,
     SERVICES,
     ENDPOINTS,
+    ENDPOINT_SLICES,
     EVENTS,
     CONFIG_MAPS,
     SECRETS,
@@ -153,6 +163,11 @@ impl Resource {
             "Node" => json!({ "spec": {} }),
             "Service" => json!({
                 "spec": { "selector": { "app": name }, "ports": [{ "port": 80, "targetPort": 8080, "protocol": "TCP" }] }
+            }),
+            "EndpointSlice" => json!({
+                "addressType": "IPv4",
+                "endpoints": [{ "addresses": ["10.0.0.1"], "conditions": { "ready": true } }],
+                "ports": [{ "name": "http", "port": 8080, "protocol": "TCP" }]
             }),
             "Endpoints" => json!({
                 "subsets": [{ "addresses": [{ "ip": "10.0.0.1" }], "ports": [{ "port": 8080, "protocol": "TCP" }] }]

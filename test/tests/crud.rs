@@ -122,6 +122,7 @@ crud_test!(pods_support_create_get_list_update_delete, resources::PODS);
 crud_test!(nodes_support_create_get_list_update_delete, resources::NODES);
 crud_test!(services_support_create_get_list_update_delete, resources::SERVICES);
 crud_test!(endpoints_support_create_get_list_update_delete, resources::ENDPOINTS);
+crud_test!(endpoint_slices_support_create_get_list_update_delete, resources::ENDPOINT_SLICES);
 crud_test!(events_support_create_get_list_update_delete, resources::EVENTS);
 crud_test!(config_maps_support_create_get_list_update_delete, resources::CONFIG_MAPS);
 crud_test!(secrets_support_create_get_list_update_delete, resources::SECRETS);
@@ -147,6 +148,7 @@ fn every_served_resource_has_a_crud_test() {
         "nodes",
         "services",
         "endpoints",
+        "endpointslices",
         "events",
         "configmaps",
         "secrets",

@@ -154,6 +154,7 @@ static RESOURCES: &[&ResourceDef] = &[
     &kinds::node::RESOURCE,
     &kinds::service::RESOURCE,
     &kinds::endpoints::RESOURCE,
+    &kinds::endpointslice::RESOURCE,
     &kinds::event::RESOURCE,
     &kinds::event::EVENTS_V1,
     &kinds::configmap::RESOURCE,

@@ -13,6 +13,7 @@
 pub mod configmap;
 pub mod deployment;
 pub mod endpoints;
+pub mod endpointslice;
 pub mod event;
 pub mod lease;
 pub mod limitrange;
@@ -74,6 +75,7 @@ mod tests {
             scope_is_namespaced::<Endpoints>(),
             scope_is_namespaced::<Event>(),
             scope_is_namespaced::<k8s_openapi::api::events::v1::Event>(),
+            scope_is_namespaced::<k8s_openapi::api::discovery::v1::EndpointSlice>(),
             scope_is_namespaced::<ConfigMap>(),
             scope_is_namespaced::<ReplicaSet>(),
             scope_is_namespaced::<Deployment>(),
@@ -208,6 +210,12 @@ mod tests {
                 "poddisruptionbudgets",
                 json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": ns,
                        "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "x"}}}}),
+            ),
+            (
+                "discovery.k8s.io",
+                "endpointslices",
+                json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "metadata": ns,
+                       "addressType": "IPv4", "endpoints": [{"addresses": ["10.244.0.5"]}], "ports": [{"port": 80}]}),
             ),
             (
                 "events.k8s.io",
