@@ -1,5 +1,5 @@
 //! `rkube-controller-manager`: runs rkube's controllers (ReplicaSet, Deployment, garbage
-//! collector, node lifecycle, ServiceAccounts, root CA, resource quota, disruption budgets)
+//! collector, node lifecycle, ServiceAccounts, root CA, resource quota, disruption budgets, EndpointSlices)
 //! against an apiserver. Flags only; the work is `rkube_controller::run`.
 
 use std::net::{IpAddr, SocketAddr};
@@ -30,7 +30,7 @@ struct Args {
     port: u16,
     /// Controllers to run, comma-separated: `*` for all, `name` to enable one, `-name` to
     /// disable one. Known: replicaset, deployment, garbagecollector, nodelifecycle,
-    /// serviceaccount, root-ca-cert-publisher, resourcequota, disruption.
+    /// serviceaccount, root-ca-cert-publisher, resourcequota, disruption, endpointslice.
     #[arg(long, value_delimiter = ',', default_value = "*")]
     controllers: Vec<String>,
     /// How many ReplicaSets are synced at once.

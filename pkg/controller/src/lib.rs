@@ -36,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 pub mod controller_ref;
 pub mod deployment;
 pub mod disruption;
+pub mod endpointslice;
 pub mod expectations;
 pub mod garbagecollector;
 pub mod metrics;
@@ -57,6 +58,7 @@ pub const KNOWN_CONTROLLERS: &[&str] = &[
     "root-ca-cert-publisher",
     "resourcequota",
     "disruption",
+    "endpointslice",
 ];
 
 /// Namespace and name of the controller-manager's leader-election Lease.
@@ -323,6 +325,10 @@ pub async fn run_controllers(
         let controller = disruption::DisruptionController::new(&factory, client.clone(), Some(registry));
         loops.push(("disruption", 1, WorkQueueController::Disruption(controller)));
     }
+    if config.is_enabled("endpointslice")? {
+        let controller = endpointslice::EndpointSliceController::new(&factory, client.clone(), Some(registry));
+        loops.push(("endpointslice", 2, WorkQueueController::EndpointSlice(controller)));
+    }
     let node_lifecycle = if config.is_enabled("nodelifecycle")? {
         Some(nodelifecycle::NodeLifecycleController::new(&factory, client.clone(), config.node_lifecycle.clone()))
     } else {
@@ -372,6 +378,10 @@ pub async fn run_controllers(
                     let queue = c.queue();
                     worker::run_workers(name, c, queue, workers, metrics, shutdown).await
                 }
+                WorkQueueController::EndpointSlice(c) => {
+                    let queue = c.queue();
+                    worker::run_workers(name, c, queue, workers, metrics, shutdown).await
+                }
             }
         }));
     }
@@ -393,6 +403,7 @@ enum WorkQueueController {
     RootCaPublisher(Arc<root_ca_publisher::RootCaPublisher>),
     ResourceQuota(Arc<resourcequota::ResourceQuotaController>),
     Disruption(Arc<disruption::DisruptionController>),
+    EndpointSlice(Arc<endpointslice::EndpointSliceController>),
 }
 
 #[cfg(test)]

@@ -34,6 +34,8 @@ fn view_rules() -> Vec<Value> {
             "serviceaccounts", "events", "namespaces", "namespaces/status",
             "resourcequotas", "resourcequotas/status", "limitranges"]}),
         json!({"apiGroups": ["policy"], "verbs": READ, "resources": ["poddisruptionbudgets", "poddisruptionbudgets/status"]}),
+        json!({"apiGroups": ["discovery.k8s.io"], "verbs": READ, "resources": ["endpointslices"]}),
+        json!({"apiGroups": ["events.k8s.io"], "verbs": READ, "resources": ["events"]}),
         json!({"apiGroups": ["apps"], "verbs": READ, "resources": [
             "deployments", "deployments/scale", "deployments/status",
             "replicasets", "replicasets/scale", "replicasets/status"]}),
