@@ -1,0 +1,107 @@
+//! `rkube-proxy`: Services' IPs and node ports on this node. Thin main: flags →
+//! `rkube_proxy::run`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use rkube_client::{Client, Config as ClientConfig, KubeconfigOptions};
+use rkube_component::Readiness;
+use tokio_util::sync::CancellationToken;
+
+/// The rkube node proxy: list-watches Services and EndpointSlices and programs this node's
+/// nftables (table `ip rkube-proxy`) so that a Service's cluster IP and node ports reach its
+/// ready pods, picked at random per connection (with `sessionAffinity: ClientIP`, the same
+/// pod per client). Run one on every node, as root.
+///
+/// See the rules with `nft list table ip rkube-proxy`.
+///
+/// Example: rkube-proxy --kubeconfig /etc/rkube/proxy.kubeconfig --node-name worker1
+/// --cluster-cidr 10.244.0.0/16
+#[derive(Debug, Parser)]
+#[command(name = "rkube-proxy", version, about, long_about)]
+struct Flags {
+    /// Kubeconfig file saying where the apiserver is (default: $KUBECONFIG, then ~/.kube/config).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+
+    /// Kubeconfig context to use (default: its current-context).
+    #[arg(long)]
+    context: Option<String>,
+
+    /// This node's name, as its kubelet registered it (for externalTrafficPolicy: Local).
+    /// Default: the hostname.
+    #[arg(long)]
+    node_name: Option<String>,
+
+    /// The pods' addresses (e.g. 10.244.0.0/16). Traffic to a cluster IP from elsewhere (the
+    /// node itself, other machines) is masqueraded so replies come back; without this flag
+    /// all Service traffic is.
+    #[arg(long)]
+    cluster_cidr: Option<String>,
+
+    /// How often the whole ruleset is applied again even when nothing changed (which puts back
+    /// rules deleted by hand), e.g. 30s.
+    #[arg(long, default_value = "30s", value_parser = rkube_component::flags::parse_duration)]
+    sync_period: Duration,
+
+    /// The nft program (from Debian's nftables package).
+    #[arg(long, default_value = "nft")]
+    nft: String,
+
+    /// Address to serve /healthz, /readyz and /metrics on.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind_address: IpAddr,
+
+    /// Port to serve /healthz, /readyz and /metrics on (0: any free port, logged at start).
+    #[arg(long, default_value_t = 10256)]
+    port: u16,
+
+    /// Log format: `text` for people, `json` for machines (filter with RUST_LOG, default info).
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let flags = Flags::parse();
+    rkube_component::init_tracing(&flags.log_format);
+    let options = KubeconfigOptions { path: flags.kubeconfig.clone(), context: flags.context.clone() };
+    let client_config = ClientConfig::from_kubeconfig(&options).context("reading the kubeconfig")?;
+    let client = Client::new(client_config).context("building the API client")?;
+    let node_name = match &flags.node_name {
+        Some(name) => name.clone(),
+        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|name| name.trim().to_string())
+            .context("reading the hostname for --node-name")?,
+    };
+    let config = rkube_proxy::Config {
+        rules: rkube_proxy::rules::Options { node_name, cluster_cidr: flags.cluster_cidr.clone() },
+        nft: vec![flags.nft.clone()],
+        sync_period: flags.sync_period,
+    };
+
+    let shutdown = CancellationToken::new();
+    let registry = prometheus::Registry::new();
+    let readiness = Readiness::default();
+    let address = SocketAddr::new(flags.bind_address, flags.port);
+    let listener = tokio::net::TcpListener::bind(address).await.with_context(|| format!("binding {address}"))?;
+    tracing::info!(address = %listener.local_addr()?, "serving /healthz, /readyz and /metrics");
+    let endpoints = tokio::spawn(rkube_component::serve_endpoints(
+        listener,
+        registry.clone(),
+        readiness.clone(),
+        None,
+        None,
+        shutdown.clone(),
+    ));
+    rkube_component::cancel_on_signal(&shutdown);
+
+    let ready = readiness.clone();
+    let result = rkube_proxy::run(client, config, &registry, move |ok| ready.set(ok), shutdown.clone()).await;
+    shutdown.cancel();
+    endpoints.await.context("health endpoint task")?.context("serving health endpoints")?;
+    result.context("rkube-proxy")
+}
