@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Runs the whole local rkube cluster in the foreground, one node on this machine:
 # etcd, a private containerd, rkube-apiserver, rkube-controller-manager,
-# rkube-scheduler and one rkubelet (containerd runtime, pod CIDR
-# RKUBE_POD_CIDR), then deploys the demo app (manifests/demo) and waits until
+# rkube-scheduler, rkube-proxy (this machine's nftables) and one rkubelet
+# (containerd runtime, pod CIDR RKUBE_POD_CIDR), then deploys the demo app (manifests/demo) and waits until
 # its pods are Ready. `make run` calls this; needs root (containerd, CNI).
 #
-# Ctrl-C stops everything in order: the kubelet first, then the scheduler,
+# Ctrl-C stops everything in order: the kubelet first, then the proxy, the scheduler,
 # controller-manager and apiserver, then containerd (which removes the demo's
 # containers first) and etcd. State is kept in .rkube/ (etcd data, kubelet root
 # dir, containerd root), so the next run starts from the same objects and the
@@ -18,15 +18,16 @@
 # Environment (defaults in hack/local-env.sh):
 #   RKUBE_PORT=6443  ETCD_PORT=2379  RKUBE_ETCD_PEER_PORT=ETCD_PORT+1
 #   RKUBE_CONTROLLER_MANAGER_PORT=10257  RKUBE_SCHEDULER_PORT=10259  RKUBE_KUBELET_PORT=10250
+#   RKUBE_PROXY_PORT=10256  RKUBE_CLUSTER_CIDR=10.244.0.0/16
 #   RKUBE_NODE_NAME=node1  RKUBE_POD_CIDR=10.244.1.0/24  RKUBE_STATE_DIR=.rkube
-#   RKUBE_{APISERVER,CONTROLLER_MANAGER,SCHEDULER,KUBELET}_FLAGS="..." (extra flags)
+#   RKUBE_{APISERVER,CONTROLLER_MANAGER,SCHEDULER,PROXY,KUBELET}_FLAGS="..." (extra flags)
 #   RKUBE_SKIP_BUILD=1         do not run cargo build
 #   RKUBE_NO_DEMO=1            do not deploy manifests/demo
 #   RKUBE_NO_PROCESS_COMPOSE=1 supervise from this script even if process-compose exists
 #   RKUBE_FOLLOW_LOGS=1        also print the apiserver log here
 # A process that exits while the cluster runs is started again (at most 5 times).
 # Process IDs: .rkube/run/NAME.pid (NAME: etcd containerd apiserver controller-manager
-# scheduler kubelet), e.g. `kill -9 $(cat .rkube/run/apiserver.pid)`.
+# scheduler proxy kubelet), e.g. `kill -9 $(cat .rkube/run/apiserver.pid)`.
 set -euo pipefail
 hack_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=SCRIPTDIR/local-env.sh
@@ -138,7 +139,7 @@ fi
 
 # --- 3b. otherwise, supervise the processes from here --------------------------
 # Start order; the stop order is the reverse.
-names=(etcd containerd apiserver controller-manager scheduler kubelet)
+names=(etcd containerd apiserver controller-manager scheduler proxy kubelet)
 declare -A pids=()
 follow_pid=""
 
@@ -240,6 +241,10 @@ wait_healthy controller-manager 60
 log "starting rkube-scheduler (port ${RKUBE_SCHEDULER_PORT})"
 start scheduler
 wait_healthy scheduler 60
+
+log "starting rkube-proxy: nftables table ip rkube-proxy (port ${RKUBE_PROXY_PORT})"
+start proxy
+wait_healthy proxy 60
 
 log "starting rkubelet: node ${RKUBE_NODE_NAME}, pod CIDR ${RKUBE_POD_CIDR} (port ${RKUBE_KUBELET_PORT})"
 start kubelet

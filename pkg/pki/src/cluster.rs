@@ -8,6 +8,7 @@
 //! | `admin.kubeconfig` | `kubernetes-admin` in `system:masters`: may do anything |
 //! | `controller-manager.kubeconfig` | `system:kube-controller-manager` |
 //! | `scheduler.kubeconfig` | `system:kube-scheduler` |
+//! | `proxy.kubeconfig` | `system:kube-proxy` (every node's rkube-proxy) |
 //! | `kubelet-<node>.kubeconfig` | `system:node:<node>` in `system:nodes` |
 //! | `kubelet-<node>.crt`, `.key` | the kubelet's serving certificate |
 //! | `apiserver-kubelet-client.crt`, `.key` | what the apiserver presents to kubelets (`system:masters`) |
@@ -82,10 +83,11 @@ pub enum ClusterPkiError {
 }
 
 /// The identities of the control plane: (file stem, user, groups).
-const CONTROL_PLANE: [(&str, &str, &[&str]); 3] = [
+const CONTROL_PLANE: [(&str, &str, &[&str]); 4] = [
     ("admin", "kubernetes-admin", &["system:masters"]),
     ("controller-manager", "system:kube-controller-manager", &[]),
     ("scheduler", "system:kube-scheduler", &[]),
+    ("proxy", "system:kube-proxy", &[]),
 ];
 
 /// The files of etcd's own CA and the certificates it signs.
@@ -202,14 +204,14 @@ mod tests {
     fn a_cluster_gets_every_file_once_with_private_keys_private() {
         let dir = tempfile::tempdir().expect("directory");
         let written = write_cluster(dir.path(), &spec("https://127.0.0.1:6443")).expect("written");
-        assert_eq!(written.len(), 17);
+        assert_eq!(written.len(), 18);
         let mode = std::fs::metadata(dir.path().join("apiserver.key")).expect("key").permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         let kubelet = std::fs::read_to_string(dir.path().join("kubelet-node1.kubeconfig")).expect("kubeconfig");
         assert!(kubelet.contains("user: system:node:node1"), "{kubelet}");
         // Run again for the same server: kept; for another: made anew.
         assert!(write_cluster(dir.path(), &spec("https://127.0.0.1:6443")).expect("kept").is_empty());
-        assert_eq!(write_cluster(dir.path(), &spec("https://127.0.0.1:7443")).expect("anew").len(), 17);
+        assert_eq!(write_cluster(dir.path(), &spec("https://127.0.0.1:7443")).expect("anew").len(), 18);
         assert!("=1.2.3.4".parse::<NodeSpec>().is_err());
         assert!("n=not-an-ip".parse::<NodeSpec>().is_err());
     }

@@ -3,8 +3,9 @@
 //! `system:public-info-viewer` (the discovery documents, `/healthz`, `/version`, ...), the
 //! former for every authenticated user, the latter for anyone; the user-facing `view`,
 //! `edit` and `admin`, granted by whoever binds them; and the components' own:
-//! `system:kube-scheduler`, `system:kube-controller-manager` (bound to those users, the
-//! common names of their certificates) and `system:node` (bound to the group
+//! `system:kube-scheduler`, `system:kube-controller-manager` and `system:node-proxier` (bound
+//! to the users `system:kube-scheduler`, `system:kube-controller-manager` and
+//! `system:kube-proxy`, the common names of their certificates) and `system:node` (bound to the group
 //! `system:nodes`, so that kubelets work with RBAC alone; it grants no Secrets or
 //! ConfigMaps, which only the Node authorizer gives, pod by pod).
 //!
@@ -108,6 +109,15 @@ pub fn cluster_roles() -> Vec<Value> {
         role("admin", admin_rules()),
         role("system:kube-scheduler", scheduler_rules()),
         role("system:kube-controller-manager", controller_manager_rules()),
+        // What every node's rkube-proxy reads (Kubernetes' name and rules).
+        role(
+            "system:node-proxier",
+            vec![
+                json!({"apiGroups": [""], "resources": ["services", "endpoints", "nodes"], "verbs": READ}),
+                json!({"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": READ}),
+                json!({"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch", "update"]}),
+            ],
+        ),
         role("system:node", super::node::node_rules()),
         role(
             "system:auth-delegator",
@@ -160,6 +170,7 @@ pub fn cluster_role_bindings() -> Vec<Value> {
         binding("system:public-info-viewer", &[("Group", AUTHENTICATED), ("Group", UNAUTHENTICATED)]),
         binding("system:kube-scheduler", &[("User", "system:kube-scheduler")]),
         binding("system:kube-controller-manager", &[("User", "system:kube-controller-manager")]),
+        binding("system:node-proxier", &[("User", "system:kube-proxy")]),
         binding("system:node", &[("Group", "system:nodes")]),
     ]
 }
