@@ -10,7 +10,8 @@
 #                                    rkube-scheduler on ${NODE_IP}
 #   hack/lab-provision.sh worker     start a private containerd (test image imported), add the
 #                                    routes to the other workers' pod CIDRs (${LAB_ROUTES}), start
-#                                    rkubelet as ${NODE_NAME} with ${POD_CIDR} and ${NODE_IP}
+#                                    rkubelet as ${NODE_NAME} with ${POD_CIDR} and ${NODE_IP}, and rkube-proxy
+#                                    (Services in nftables; pods of the lab in ${CLUSTER_CIDR:-10.248.0.0/13})
 #   hack/lab-provision.sh restart NAME
 #                                    start NAME (etcd, apiserver, controller-manager, scheduler on
 #                                    the master; kubelet on a worker) again with the flags it was
@@ -229,6 +230,8 @@ worker() {
     [[ -x /usr/lib/cni/bridge && -x /usr/lib/cni/host-local ]] ||
         die "CNI plugins missing in /usr/lib/cni: run 'make deps' (containernetworking-plugins)"
     need_bin rkubelet
+    need_bin rkube-proxy
+    need_tool nft
     mkdir -p "${LAB_STATE}/containerd"
     local base="${LAB_STATE}/containerd"
     local socket="${base}/containerd.sock"
@@ -277,6 +280,13 @@ EOF
         --pod-cidr "${POD_CIDR}" --node-ip "${NODE_IP}" --address "${NODE_IP}" --port 10250 \
         --node-lease-renew-interval "${LEASE_RENEW:-10}" --sync-frequency "${SYNC_FREQUENCY:-10}" \
         "${kubelet_tls[@]}" "${kubelet_extra[@]}"
+    # Services on this worker: rkube-proxy's nftables rules (every pod network of the lab lies
+    # in CLUSTER_CIDR; traffic from elsewhere is masqueraded).
+    local proxy_kubeconfig="${LAB_STATE}/kubeconfig"
+    if secure; then proxy_kubeconfig="${PKI_DIR}/proxy.kubeconfig"; fi
+    launch proxy "http://127.0.0.1:10256/healthz" \
+        "${BIN_DIR}/rkube-proxy" --kubeconfig "${proxy_kubeconfig}" --node-name "${node_name}" \
+        --cluster-cidr "${CLUSTER_CIDR:-10.248.0.0/13}" --bind-address 127.0.0.1 --port 10256
     echo "lab-provision: worker ${node_name} ready (${NODE_IP}, pods ${POD_CIDR})"
 }
 
@@ -331,6 +341,9 @@ stop() {
     : "${LAB_STATE:?LAB_STATE is required}"
     [[ -d "${LAB_STATE}" ]] || return 0
     kill_pidfile kubelet
+    kill_pidfile proxy
+    # Its rules go with it (each worker has a network namespace of its own in the lab).
+    nft delete table ip rkube-proxy 2>/dev/null || true
     kill_pidfile scheduler
     kill_pidfile controller-manager
     # The pods: their containers (through containerd, still running), cgroups and netns.

@@ -165,6 +165,48 @@ async fn a_deployment_spreads_over_both_workers_and_pods_reach_each_other_across
         assert_eq!(body.trim(), server["metadata"]["name"], "reply from {url} (a pod on {to})");
         println!("pod on {from} -> pod on {to} ({url}): answered in {:.1}s", started.elapsed().as_secs_f64());
     }
+
+    // Through a Service: its cluster IP from a pod on worker1 reaches pods on both workers
+    // (rkube-proxy's rules on worker1 pick one per connection), and its node port on worker2's
+    // address from the lab host does too.
+    let service = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": APP, "namespace": NS},
+        "spec": {"type": "NodePort", "selector": {"app": APP}, "ports": [{"port": 80, "targetPort": 8080}]}});
+    let service = api.create(&format!("/api/v1/namespaces/{NS}/services"), &service).await;
+    let cluster_ip = service["spec"]["clusterIP"].as_str().expect("cluster IP").to_string();
+    let node_port = service["spec"]["ports"][0]["nodePort"].as_u64().expect("node port");
+    let client = on("worker1");
+    let uid = client["metadata"]["uid"].as_str().expect("uid").to_string();
+    let url = format!("http://{cluster_ip}/");
+    let started = Instant::now();
+    let mut answered_by = std::collections::BTreeSet::new();
+    while answered_by.len() < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{url} from a pod on worker1: only pods on {answered_by:?} answered\n{}",
+            lab.all_logs(10)
+        );
+        if let Ok(body) = lab.fetch_from_pod(&uid, &url).await
+            && let Some(pod) = live.iter().find(|pod| pod["metadata"]["name"] == body.trim())
+        {
+            answered_by.insert(pod["spec"]["nodeName"].as_str().unwrap_or_default().to_string());
+        } else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    println!(
+        "Service {url} from a pod on worker1: pods on both workers answered within {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    let node_url = format!("http://{}:{node_port}/", lab.host_ip("worker2"));
+    let body = eventually(Duration::from_secs(30), &format!("{node_url} from the lab host"), || {
+        let node_url = node_url.clone();
+        async move {
+            let out = tokio::process::Command::new("curl").args(["-fsS", "-m", "5", &node_url]).output().await.ok()?;
+            out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        }
+    })
+    .await;
+    assert!(live.iter().any(|pod| pod["metadata"]["name"] == body), "{node_url} answered {body:?}");
 }
 
 #[tokio::test]
