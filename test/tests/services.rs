@@ -39,6 +39,12 @@ async fn services_get_cluster_ips_and_node_ports_from_their_ranges() {
     let endpoints = api.get_ok("/api/v1/namespaces/default/endpoints/kubernetes").await;
     assert_eq!(endpoints["subsets"][0]["addresses"][0]["ip"], "127.0.0.1", "{endpoints}");
     assert_eq!(endpoints["subsets"][0]["ports"][0]["port"], port, "{endpoints}");
+    let slice = api.get_ok("/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/kubernetes").await;
+    assert_eq!(
+        (&slice["endpoints"][0]["addresses"][0], &slice["ports"][0]["port"]),
+        (&json!("127.0.0.1"), &json!(port)),
+        "{slice}"
+    );
 
     // A ClusterIP Service gets a free IP of the range; the fields Kubernetes fills in with it.
     let web = api.create(SERVICES, &service("web", json!({}))).await;

@@ -1,6 +1,6 @@
 //! The `kubernetes` Service in `default`: how pods reach the apiserver, at the first IP of the
-//! Service range (`10.96.0.1` by default), port 443, with Endpoints naming the apiservers'
-//! advertised addresses and secure port. Made at start-up, as the Kubernetes apiserver does;
+//! Service range (`10.96.0.1` by default), port 443, with Endpoints and an EndpointSlice naming
+//! the apiservers' advertised addresses and secure port. Made at start-up, as the Kubernetes apiserver does;
 //! every apiserver adds its own address to the Endpoints.
 
 use std::net::SocketAddr;
@@ -47,20 +47,53 @@ pub async fn ensure(state: &ApiState, advertised: SocketAddr) -> Result<(), ApiE
                      "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
         "subsets": [{"addresses": [address], "ports": [port]}],
     });
-    match rest::create(state, &request(endpoints, None), created, &rest::WriteOptions::default()).await {
-        Err(ApiError::AlreadyExists(_)) => {}
-        other => return other.map(|_| ()),
-    }
+    let made = match rest::create(state, &request(endpoints, None), created, &rest::WriteOptions::default()).await {
+        Ok(_) => true,
+        Err(ApiError::AlreadyExists(_)) => false,
+        Err(error) => return Err(error),
+    };
     let req = request(endpoints, Some("kubernetes"));
+    if !made {
+        rest::guaranteed_update(state, &req, "kubernetes", None, &rest::WriteOptions::default(), |current| {
+            let mut updated = current.clone();
+            let subsets = updated["subsets"].as_array().cloned().unwrap_or_default();
+            let mut addresses: Vec<Value> =
+                subsets.first().and_then(|subset| subset["addresses"].as_array().cloned()).unwrap_or_default();
+            if !addresses.iter().any(|known| known["ip"] == address["ip"]) {
+                addresses.push(address.clone());
+            }
+            updated["subsets"] = json!([{"addresses": addresses, "ports": [port.clone()]}]);
+            Ok(updated)
+        })
+        .await?;
+    }
+    // The same as an EndpointSlice, which the proxies read (the Service has no selector, so
+    // no controller writes it).
+    let slices = &rkube_api::kinds::endpointslice::RESOURCE;
+    let endpoint = json!({"addresses": [advertised.ip().to_string()], "conditions": {"ready": true}});
+    let slice = json!({
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {"name": "kubernetes", "namespace": "default",
+                     "labels": {"kubernetes.io/service-name": "kubernetes",
+                                "endpointslice.kubernetes.io/managed-by": "rkube-apiserver"}},
+        "addressType": "IPv4",
+        "endpoints": [endpoint],
+        "ports": [{"name": "https", "port": advertised.port(), "protocol": "TCP"}],
+    });
+    match rest::create(state, &request(slices, None), slice, &rest::WriteOptions::default()).await {
+        Ok(_) => return Ok(()),
+        Err(ApiError::AlreadyExists(_)) => {}
+        Err(error) => return Err(error),
+    }
+    let req = request(slices, Some("kubernetes"));
     rest::guaranteed_update(state, &req, "kubernetes", None, &rest::WriteOptions::default(), |current| {
         let mut updated = current.clone();
-        let subsets = updated["subsets"].as_array().cloned().unwrap_or_default();
-        let mut addresses: Vec<Value> =
-            subsets.first().and_then(|subset| subset["addresses"].as_array().cloned()).unwrap_or_default();
-        if !addresses.iter().any(|known| known["ip"] == address["ip"]) {
-            addresses.push(address.clone());
+        let mut endpoints = updated["endpoints"].as_array().cloned().unwrap_or_default();
+        if !endpoints.iter().any(|known| known["addresses"] == endpoint["addresses"]) {
+            endpoints.push(endpoint.clone());
         }
-        updated["subsets"] = json!([{"addresses": addresses, "ports": [port.clone()]}]);
+        updated["endpoints"] = json!(endpoints);
         Ok(updated)
     })
     .await?;
