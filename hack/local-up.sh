@@ -197,6 +197,10 @@ stop() {
         else
             stop_one "${names[i]}" 15
         fi
+        # The proxy's rules outlive it (as kube-proxy's do); the cluster is going away.
+        if [[ "${names[i]}" == proxy ]]; then
+            nft delete table ip rkube-proxy 2>/dev/null || true
+        fi
     done
 }
 trap 'stop; log "stopped"; exit 0' INT TERM
