@@ -106,9 +106,11 @@ fi
 mv "${kubeconfig_tmp}" "${RKUBE_KUBECONFIG}"
 
 usage() {
-    local ip
+    local ip service
     ip="$(KUBECONFIG="${RKUBE_KUBECONFIG}" "${RKUBECTL_BIN}" get pods -l app=demo \
         -o jsonpath='{.items[0].status.podIP}' 2>/dev/null || true)"
+    service="$(KUBECONFIG="${RKUBE_KUBECONFIG}" "${RKUBECTL_BIN}" get svc demo \
+        -o jsonpath='{.spec.clusterIP}' 2>/dev/null || true)"
     cat <<EOF
 
 rkube is up: apiserver ${server}, etcd $(rkube_etcd_url), node ${RKUBE_NODE_NAME} (pods in ${RKUBE_POD_CIDR})
@@ -117,7 +119,8 @@ In another terminal:
   export KUBECONFIG=${RKUBE_KUBECONFIG}
   ${RKUBECTL_BIN} get nodes
   ${RKUBECTL_BIN} get deploy,rs,pods -o wide
-  curl http://${ip:-<pod IP>}:8080/
+  curl http://${ip:-<pod IP>}:8080/          (one pod)
+  curl http://${service:-<cluster IP>}/          (the Service: any of the pods; docs/services.md)
   ${RKUBECTL_BIN} scale deploy demo --replicas=5
   ${RKUBE_VENV}/bin/kubectl get pods -o wide          (kubectl works too)
   ETCDCTL_API=3 etcdctl --endpoints $(rkube_etcd_url) get /registry --prefix --keys-only

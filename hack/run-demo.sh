@@ -3,8 +3,10 @@
 #   run-demo.sh import   build the busybox-local image (hack/build-test-image.sh) and import
 #                        it into the private containerd's namespace `rkube`
 #   run-demo.sh apply    apply manifests/demo with rkubectl and wait until the demo
-#                        Deployment's pods are Ready and answer HTTP on their pod IPs
-#                        (RKUBE_DEMO_TIMEOUT, default 180s)
+#                        Deployment's pods are Ready and answer HTTP on their pod IPs,
+#                        and the Service demo answers on its node port 30080 (through
+#                        rkube-proxy; on the pod network's gateway, an address of this
+#                        machine that needs no default route) (RKUBE_DEMO_TIMEOUT, default 180s)
 # Settings in hack/local-env.sh.
 set -euo pipefail
 hack_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -22,6 +24,14 @@ demo_serves() {
     for ip in ${ips}; do
         curl --silent --fail --max-time 2 --output /dev/null "http://${ip}:8080/" || return 1
     done
+    # The Service, through rkube-proxy's rules.
+    curl --silent --fail --max-time 2 --output /dev/null "http://$(pod_gateway):30080/" || return 1
+}
+
+# pod_gateway: the first address of the node's pod CIDR (the CNI bridge's, on this machine).
+pod_gateway() {
+    local network="${RKUBE_POD_CIDR%/*}"
+    printf '%s.%s' "${network%.*}" "$((${network##*.} + 1))"
 }
 
 case "${1:-}" in
@@ -46,7 +56,7 @@ apply)
         fi
         sleep 1
     done
-    "${RKUBECTL_BIN}" get pods -l app=demo -o wide
+    "${RKUBECTL_BIN}" get pods,svc -l app=demo -o wide
     ;;
 *)
     echo "usage: $0 import|apply" >&2
