@@ -175,9 +175,19 @@ async fn a_pod_reads_its_token_and_secrets_and_acts_only_as_far_as_rbac_allows()
     )
     .await;
 
+    // A Service of the namespace: its variables reach the container, as the kubernetes
+    // Service's do.
+    create(
+        &admin,
+        "/api/v1/namespaces/team/services",
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "db-svc"},
+            "spec": {"selector": {"app": "db"}, "ports": [{"name": "pg", "port": 5432}]}}),
+    )
+    .await;
     let script = r#"d=/var/run/secrets/kubernetes.io/serviceaccount
 echo "token=$(cat $d/token)"
 sed 's/^/ca: /' $d/ca.crt
+echo "services=$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT db=$DB_SVC_SERVICE_HOST:$DB_SVC_SERVICE_PORT_PG link=$DB_SVC_PORT"
 echo "namespace=$(cat $d/namespace) password=$DB_PASSWORD mode=$APP_MODE pod=$POD_NAME"
 while true; do echo "file=$(cat /etc/db/password)"; sleep 1; done"#;
     create(
@@ -207,6 +217,12 @@ while true; do echo "file=$(cat /etc/db/password)"; sleep 1; done"#;
     .await;
     assert!(log.contains("namespace=team password=s3cret mode=prod pod=app"), "{log}\n{}", kubelet.log_tail(30));
     assert!(log.contains("file=s3cret"), "{log}");
+    let services: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(admin.clone(), "team");
+    let db_ip = services.get("db-svc").await.expect("db-svc").spec.and_then(|s| s.cluster_ip).unwrap_or_default();
+    assert!(
+        log.contains(&format!("services=10.96.0.1:443 db={db_ip}:5432 link=tcp://{db_ip}:5432")),
+        "the Services' variables: {log}"
+    );
     let token = log.lines().find_map(|l| l.strip_prefix("token=")).expect("a token line").to_string();
     let ca_pem: String = log.lines().filter_map(|l| l.strip_prefix("ca: ")).map(|l| format!("{l}\n")).collect();
     assert_eq!(ca_pem.trim(), ca.cert_pem().trim(), "ca.crt is the cluster CA");

@@ -9,13 +9,20 @@
 //! Secret reaches a container only when it starts again. Errors name the reference, never a
 //! Secret's values.
 //!
+//! Below those, with the lowest precedence (an `env` or `envFrom` entry of the same name wins,
+//! and `$(VAR)` may refer to them), the Services' variables: for the `kubernetes` Service in
+//! `default` always, and with `enableServiceLinks` (the default) for every Service of the pod's
+//! namespace that has a cluster IP ([`service_env`]: `WEB_SERVICE_HOST`, `WEB_SERVICE_PORT`,
+//! `WEB_PORT_80_TCP_ADDR`, ...).
+//!
 //! [`ObjectSource`] reads the ConfigMaps and Secrets (the Node authorizer lets a kubelet read
-//! only those of its pods); [`field_value`] is the downward API shared with volumes.
+//! only those of its pods) and the Services; [`field_value`] is the downward API shared with
+//! volumes.
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, ResourceFieldSelector, Secret};
-use rkube_client::{Api, Client};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, ResourceFieldSelector, Secret, Service};
+use rkube_client::{Api, Client, ListParams};
 
 /// Reads the ConfigMaps and Secrets a pod references from the apiserver.
 #[derive(Clone)]
@@ -54,6 +61,28 @@ impl ObjectSource {
             let text = cm.data.into_iter().flatten().map(|(k, v)| (k, v.into_bytes()));
             text.chain(cm.binary_data.into_iter().flatten().map(|(k, v)| (k, v.0))).collect()
         }))
+    }
+
+    /// The Services whose variables a container of a pod in `namespace` gets: the `kubernetes`
+    /// Service in `default`, and with `links` every Service of `namespace`.
+    ///
+    /// # Errors
+    /// When the apiserver cannot be read.
+    pub async fn services(&self, namespace: &str, links: bool) -> Result<Vec<Service>, String> {
+        let mut services = Vec::new();
+        if links {
+            let api: Api<Service> = Api::namespaced(self.client.clone(), namespace);
+            let list =
+                api.list(&ListParams::default()).await.map_err(|e| format!("listing services in {namespace}: {e}"))?;
+            services.extend(list.items);
+        }
+        if !(links && namespace == "default") {
+            let api: Api<Service> = Api::namespaced(self.client.clone(), "default");
+            let found =
+                api.get_opt("kubernetes").await.map_err(|e| format!("reading service default/kubernetes: {e}"))?;
+            services.extend(found);
+        }
+        Ok(services)
     }
 
     /// The data of Secret `name`, `None` when it does not exist.
@@ -256,9 +285,15 @@ pub async fn container_env(
             set(&mut env, format!("{prefix}{key}"), String::from_utf8_lossy(&value).into_owned());
         }
     }
+    let links = pod.spec.as_ref().and_then(|spec| spec.enable_service_links).unwrap_or(true);
+    let services = service_env(&source.services(namespace, links).await?);
     for var in container.env.iter().flatten() {
         let value = match &var.value_from {
-            None => expand(var.value.as_deref().unwrap_or_default(), &env),
+            None => {
+                // `$(VAR)` may name an earlier variable or a Service's.
+                let defined: Vec<(String, String)> = services.iter().cloned().chain(env.iter().cloned()).collect();
+                expand(var.value.as_deref().unwrap_or_default(), &defined)
+            }
             Some(from) => {
                 if let Some(field) = &from.field_ref {
                     field_value(pod, &field.field_path, facts).map_err(|e| format!("env {:?}: {e}", var.name))?
@@ -283,7 +318,58 @@ pub async fn container_env(
         };
         set(&mut env, var.name.clone(), value);
     }
+    // The Services' variables, unless the container set one of the same name.
+    for (key, value) in services {
+        if !env.iter().any(|(existing, _)| *existing == key) {
+            env.push((key, value));
+        }
+    }
     Ok(env)
+}
+
+/// The variables Kubernetes gives containers for `services` (those with a cluster IP), named
+/// after each Service in upper case with `-` as `_`: `<NAME>_SERVICE_HOST`,
+/// `<NAME>_SERVICE_PORT` (the first port), `<NAME>_SERVICE_PORT_<PORT NAME>` (each named port),
+/// and Docker's link variables `<NAME>_PORT` (`tcp://ip:port` of the first port) and for each
+/// port `<NAME>_PORT_<port>_<PROTO>`, with `_PROTO`, `_PORT` and `_ADDR`.
+pub fn service_env(services: &[Service]) -> Vec<(String, String)> {
+    let mut env = Vec::new();
+    let mut sorted: Vec<&Service> = services.iter().collect();
+    sorted.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    for service in sorted {
+        let Some(spec) = &service.spec else { continue };
+        let ip = spec.cluster_ip.clone().unwrap_or_default();
+        if ip.is_empty() || ip == "None" {
+            continue;
+        }
+        let name = service.metadata.name.clone().unwrap_or_default().to_uppercase().replace('-', "_");
+        let ports = spec.ports.as_deref().unwrap_or_default();
+        env.push((format!("{name}_SERVICE_HOST"), ip.clone()));
+        if let Some(first) = ports.first() {
+            env.push((format!("{name}_SERVICE_PORT"), first.port.to_string()));
+        }
+        for port in ports {
+            if let Some(port_name) = port.name.as_deref().filter(|n| !n.is_empty()) {
+                env.push((
+                    format!("{name}_SERVICE_PORT_{}", port_name.to_uppercase().replace('-', "_")),
+                    port.port.to_string(),
+                ));
+            }
+        }
+        for (index, port) in ports.iter().enumerate() {
+            let protocol = port.protocol.as_deref().unwrap_or("TCP");
+            let url = format!("{}://{ip}:{}", protocol.to_lowercase(), port.port);
+            if index == 0 {
+                env.push((format!("{name}_PORT"), url.clone()));
+            }
+            let prefix = format!("{name}_PORT_{}_{}", port.port, protocol.to_uppercase());
+            env.push((prefix.clone(), url));
+            env.push((format!("{prefix}_PROTO"), protocol.to_lowercase()));
+            env.push((format!("{prefix}_PORT"), port.port.to_string()));
+            env.push((format!("{prefix}_ADDR"), ip.clone()));
+        }
+    }
+    env
 }
 
 #[cfg(test)]
@@ -336,5 +422,24 @@ mod tests {
         assert_eq!(resource_value(&container, &selector("limits.cpu", Some("1m"))).as_deref(), Ok("1500"));
         assert_eq!(resource_value(&container, &selector("limits.memory", Some("1Mi"))).as_deref(), Ok("64"));
         assert!(resource_value(&container, &selector("limits.gpu", None)).is_err());
+    }
+
+    #[test]
+    fn services_become_variables_with_dashes_as_underscores() {
+        let service = |name: &str, ip: &str| -> Service {
+            serde_json::from_value(serde_json::json!({"metadata": {"name": name}, "spec": {"clusterIP": ip,
+                "ports": [{"name": "http", "port": 80, "protocol": "TCP"}, {"name": "dns-udp", "port": 53, "protocol": "UDP"}]}}))
+            .expect("service")
+        };
+        let env = service_env(&[service("my-web", "10.96.1.2"), service("headless", "None")]);
+        let get = |key: &str| env.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+        assert_eq!(get("MY_WEB_SERVICE_HOST"), Some("10.96.1.2"));
+        assert_eq!(get("MY_WEB_SERVICE_PORT"), Some("80"));
+        assert_eq!(get("MY_WEB_SERVICE_PORT_DNS_UDP"), Some("53"));
+        assert_eq!(get("MY_WEB_PORT"), Some("tcp://10.96.1.2:80"));
+        assert_eq!(get("MY_WEB_PORT_53_UDP"), Some("udp://10.96.1.2:53"));
+        assert_eq!(get("MY_WEB_PORT_53_UDP_PROTO"), Some("udp"));
+        assert_eq!(get("MY_WEB_PORT_80_TCP_ADDR"), Some("10.96.1.2"));
+        assert!(env.iter().all(|(k, _)| !k.starts_with("HEADLESS")), "{env:?}");
     }
 }
