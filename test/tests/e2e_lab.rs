@@ -704,6 +704,80 @@ async fn a_rolling_update_under_traffic_fails_no_request_and_rolls_back() {
     println!("{requests} requests in all, 0 failed; test took {:.1}s", test.elapsed().as_secs_f64());
 }
 
+#[tokio::test]
+async fn a_rolling_update_behind_a_service_fails_no_request_from_a_client_of_its_node_port() {
+    let lab = Lab::start(LabOptions::default()).await.expect("lab up");
+    let api = lab.api();
+    let started = Instant::now();
+    api.create(DEPLOYMENTS, &demo_deployment(3)).await;
+    let v1 = Want { replicas: 3, page: "v1", nodes: &WORKERS, replica_sets: 1 };
+    settle(&api, &lab, started, "deploy 3 replicas of v1", &v1).await;
+    let service = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": DEMO, "namespace": NS},
+        "spec": {"type": "NodePort", "selector": {"app": DEMO}, "ports": [{"port": 80, "targetPort": 8080}]}});
+    let service = api.create(&format!("/api/v1/namespaces/{NS}/services"), &service).await;
+    let node_port = service["spec"]["ports"][0]["nodePort"].as_u64().expect("node port");
+    // The client: the lab host polling the node port on worker1, one request every 10 ms;
+    // rkube-proxy on worker1 sends each to a ready pod on either worker.
+    let url = format!("http://{}:{node_port}/", lab.host_ip("worker1"));
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .pool_max_idle_per_host(0)
+        .no_proxy()
+        .build()
+        .expect("HTTP client");
+    let get = |http: reqwest::Client, url: String| async move {
+        let reply = http.get(&url).send().await.map_err(|e| format!("{e:?}"))?;
+        let status = reply.status();
+        let body = reply.text().await.map_err(|e| format!("{e:?}"))?;
+        let page = body.trim().strip_prefix("demo ").and_then(|rest| rest.split(' ').next()).map(String::from);
+        match (status.is_success(), page) {
+            (true, Some(page)) => Ok(page),
+            _ => Err(format!("{status} {body:?}")),
+        }
+    };
+    eventually(Duration::from_secs(30), &format!("{url} to answer"), || {
+        let fetch = get(http.clone(), url.clone());
+        async move { fetch.await.ok() }
+    })
+    .await;
+    let answers = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(Instant, Result<String, String>)>::new()));
+    let record = std::sync::Arc::clone(&answers);
+    let (poll_http, poll_url) = (http.clone(), url.clone());
+    let poller = tokio::spawn(async move {
+        loop {
+            let outcome = get(poll_http.clone(), poll_url.clone()).await;
+            if let Ok(mut answers) = record.lock() {
+                answers.push((Instant::now(), outcome));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    let started = Instant::now();
+    set_page(&api, "v2").await;
+    let v2 = Want { replicas: 3, page: "v2", nodes: &WORKERS, replica_sets: 2 };
+    settle(&api, &lab, started, "rolling update v1 -> v2 behind the Service", &v2).await;
+    let converged = Instant::now();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    poller.abort();
+    let answers = answers.lock().map(|answers| answers.clone()).unwrap_or_default();
+    let failures: Vec<&String> = answers.iter().filter_map(|(_, outcome)| outcome.as_ref().err()).collect();
+    let during = answers.iter().filter(|(at, _)| *at < converged).count();
+    println!(
+        "{} requests through the node port, {during} during the rollout, {} failed",
+        answers.len(),
+        failures.len()
+    );
+    assert!(during >= MIN_REQUESTS_PER_ROLLOUT, "only {during} requests during the rollout: the client stalled");
+    assert!(failures.is_empty(), "requests failed during the rollout: {:#?}", &failures[..failures.len().min(20)]);
+    // Once the rules have caught up (the old pods are gone), only v2 answers.
+    let late: Vec<&String> = answers
+        .iter()
+        .filter(|(at, _)| *at > converged + Duration::from_secs(2))
+        .filter_map(|(_, outcome)| outcome.as_ref().ok())
+        .collect();
+    assert!(!late.is_empty() && late.iter().all(|page| *page == "v2"), "after the rollout: {late:?}");
+}
+
 /// Fewer answered requests than this while a rollout of 3 pods runs (about 3 s) means the
 /// client was not polling continuously (it answers about 80 a second when the machine is idle).
 const MIN_REQUESTS_PER_ROLLOUT: usize = 50;
