@@ -569,13 +569,7 @@ impl Traffic {
         });
         let record = std::sync::Arc::clone(&seen);
         let requester = tokio::spawn(async move {
-            // No connection reuse: busybox httpd closes each connection after its reply.
-            let http = reqwest::Client::builder()
-                .timeout(Duration::from_secs(3))
-                .pool_max_idle_per_host(0)
-                .no_proxy()
-                .build()
-                .expect("HTTP client");
+            let http = demo_client();
             let mut turn = 0usize;
             loop {
                 let current = endpoints.lock().ok().and_then(|endpoints| endpoints.clone());
@@ -631,6 +625,17 @@ impl Drop for Traffic {
             task.abort();
         }
     }
+}
+
+/// An HTTP client for the demo: a short timeout, and no connection reuse (busybox httpd closes
+/// each connection after its reply).
+fn demo_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .pool_max_idle_per_host(0)
+        .no_proxy()
+        .build()
+        .expect("HTTP client")
 }
 
 /// GET `http://<ip>:8080/` of pod `name`: its page (`v1`) when it answers `demo v1 from <name>`.
@@ -719,12 +724,7 @@ async fn a_rolling_update_behind_a_service_fails_no_request_from_a_client_of_its
     // The client: the lab host polling the node port on worker1, one request every 10 ms;
     // rkube-proxy on worker1 sends each to a ready pod on either worker.
     let url = format!("http://{}:{node_port}/", lab.host_ip("worker1"));
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(3))
-        .pool_max_idle_per_host(0)
-        .no_proxy()
-        .build()
-        .expect("HTTP client");
+    let http = demo_client();
     let get = |http: reqwest::Client, url: String| async move {
         let reply = http.get(&url).send().await.map_err(|e| format!("{e:?}"))?;
         let status = reply.status();

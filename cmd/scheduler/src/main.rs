@@ -121,16 +121,9 @@ async fn main() -> anyhow::Result<()> {
     let registry = prometheus::Registry::new();
     let readiness = Readiness::default();
     let address = SocketAddr::new(flags.bind_address, flags.port);
-    let listener = tokio::net::TcpListener::bind(address).await.with_context(|| format!("binding {address}"))?;
-    tracing::info!(address = %listener.local_addr()?, "serving /healthz, /readyz and /metrics");
-    let endpoints = tokio::spawn(rkube_component::serve_endpoints(
-        listener,
-        registry.clone(),
-        readiness.clone(),
-        None,
-        None,
-        shutdown.clone(),
-    ));
+    let endpoints = rkube_component::spawn_endpoints(address, registry.clone(), readiness.clone(), shutdown.clone())
+        .await
+        .with_context(|| format!("binding {address}"))?;
     rkube_component::cancel_on_signal(&shutdown);
 
     let result = rkube_scheduler::run(client, config, &registry, readiness, shutdown.clone()).await;

@@ -146,9 +146,7 @@ pub async fn patch(
     query: &Query,
     opts: &WriteOptions,
 ) -> Result<Written, ApiError> {
-    if patch.kind == PatchType::Apply && query.get("fieldManager").is_none() {
-        return Err(ApiError::BadRequest("PATCH requests with apply content type must have a fieldManager".into()));
-    }
+    patch.check_field_manager(query)?;
     let res = req.resource;
     let target = Target::new(res, name);
     let storage = storage_request(req, conversion);
@@ -160,9 +158,7 @@ pub async fn patch(
     .await;
     match result {
         Err(ApiError::NotFound(_)) if patch.kind == PatchType::Apply => {
-            let mut body = patch.document.clone();
-            crate::metadata::metadata_mut(&mut body).insert("name".into(), Value::String(name.to_string()));
-            create(state, req, conversion, body, opts).await
+            create(state, req, conversion, patch.object_to_create(name)?, opts).await
         }
         other => other.map(|written| written_view(res, conversion, written)),
     }

@@ -258,24 +258,14 @@ async fn patch_object(
     query: &Query,
     opts: &WriteOptions,
 ) -> Result<Written, ApiError> {
-    if patch.kind == PatchType::Apply && query.get("fieldManager").is_none() {
-        return Err(ApiError::BadRequest("PATCH requests with apply content type must have a fieldManager".into()));
-    }
+    patch.check_field_manager(query)?;
     let target = ErrorTarget::new(req.resource, name);
     let kind = req.resource.kind;
     let result =
         rest::guaranteed_update(state, req, name, None, opts, |current| patch.apply_to(kind, current, &target)).await;
     match result {
         Err(ApiError::NotFound(_)) if patch.kind == PatchType::Apply && req.subresource.is_none() => {
-            let mut body = patch.document.clone();
-            let given = crate::metadata::meta_str(&body, "name");
-            if !given.is_empty() && given != name {
-                return Err(ApiError::BadRequest(format!(
-                    "the name of the object ({given}) does not match the name on the URL ({name})"
-                )));
-            }
-            crate::metadata::metadata_mut(&mut body).insert("name".into(), Value::String(name.to_string()));
-            rest::create(state, req, body, opts).await
+            rest::create(state, req, patch.object_to_create(name)?, opts).await
         }
         other => other,
     }

@@ -55,6 +55,28 @@ pub struct Patch {
 }
 
 impl Patch {
+    /// Server-side apply needs a field manager (`?fieldManager=`); a 400 without one.
+    pub fn check_field_manager(&self, query: &crate::request::Query) -> Result<(), ApiError> {
+        if self.kind == PatchType::Apply && query.get("fieldManager").is_none() {
+            return Err(ApiError::BadRequest("PATCH requests with apply content type must have a fieldManager".into()));
+        }
+        Ok(())
+    }
+
+    /// The object server-side apply creates when `name` does not exist: the applied
+    /// configuration named `name` (a 400 when it names another object).
+    pub fn object_to_create(&self, name: &str) -> Result<Value, ApiError> {
+        let mut body = self.document.clone();
+        let given = crate::metadata::meta_str(&body, "name");
+        if !given.is_empty() && given != name {
+            return Err(ApiError::BadRequest(format!(
+                "the name of the object ({given}) does not match the name on the URL ({name})"
+            )));
+        }
+        crate::metadata::metadata_mut(&mut body).insert("name".into(), Value::String(name.to_string()));
+        Ok(body)
+    }
+
     /// Parses a patch body of the given type (through [`crate::decode`]: bounded depth, large
     /// bodies off the executor).
     pub async fn parse(kind: PatchType, body: bytes::Bytes) -> Result<Self, ApiError> {

@@ -134,6 +134,22 @@ pub async fn serve_endpoints(
     rkube_server::connections::serve(listener, endpoints(registry, readiness, extra), tls, shutdown).await
 }
 
+/// Binds `address` and serves [`endpoints`] there in a task of its own until `shutdown`
+/// (logging the address, which matters with port 0): what every component's main does.
+///
+/// # Errors
+/// When `address` cannot be bound.
+pub async fn spawn_endpoints(
+    address: std::net::SocketAddr,
+    registry: prometheus::Registry,
+    readiness: Readiness,
+    shutdown: CancellationToken,
+) -> std::io::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
+    let listener = tokio::net::TcpListener::bind(address).await?;
+    tracing::info!(address = %listener.local_addr()?, "serving /healthz, /readyz and /metrics");
+    Ok(tokio::spawn(serve_endpoints(listener, registry, readiness, None, None, shutdown)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
