@@ -154,6 +154,25 @@ async fn services_get_endpoint_slices_and_endpoints_of_the_pods_they_select() {
     })
     .await;
 
+    // A Service without a selector: the Endpoints written by hand are mirrored into a slice.
+    let external = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "db"},
+        "spec": {"ports": [{"name": "pg", "port": 5432}]}});
+    api.create("/api/v1/namespaces/default/services", &external).await;
+    let endpoints = json!({"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": "db"},
+        "subsets": [{"addresses": [{"ip": "192.0.2.10"}], "notReadyAddresses": [{"ip": "192.0.2.11"}],
+                     "ports": [{"name": "pg", "port": 5432}]}]});
+    api.create("/api/v1/namespaces/default/endpoints", &endpoints).await;
+    let mirrored = vec![(
+        vec![5432],
+        vec![("192.0.2.10".to_string(), true, true, false), ("192.0.2.11".to_string(), false, false, false)],
+    )];
+    eventually(WAIT, "the mirrored slice", || async { (slices(&api, "db").await == mirrored).then_some(()) }).await;
+    let list = api.get_ok(&format!("{SLICES}?labelSelector=kubernetes.io%2Fservice-name%3Ddb")).await;
+    assert_eq!(
+        list["items"][0]["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"],
+        "endpointslicemirroring-controller.k8s.io"
+    );
+
     // The Service goes: its slices and Endpoints go with it.
     let (code, _) = api.delete("/api/v1/namespaces/default/services/web").await;
     assert_eq!(code.as_u16(), 200);

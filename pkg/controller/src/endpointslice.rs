@@ -15,10 +15,15 @@
 //! Service get the same pods as `addresses` (ready) and `notReadyAddresses` (not ready, not
 //! being deleted), for clients that still read those.
 //!
+//! A Service without a selector has its endpoints written by hand, as v1 Endpoints: those are
+//! mirrored into slices managed by `endpointslicemirroring-controller.k8s.io` (Kubernetes'
+//! `endpointslicemirroring` controller), ready addresses as ready endpoints, so the proxies
+//! reach them too; Endpoints labelled `endpointslice.kubernetes.io/skip-mirror` are not.
+//! `ExternalName` Services have no endpoints.
+//!
 //! A Service is synced when it changes, when a pod it selects (before or after a change) is
-//! added, changes or goes, and when one of its slices is changed or deleted by someone else.
-//! Services without a selector (their endpoints are written by hand) and `ExternalName`
-//! Services are left alone.
+//! added, changes or goes, when its Endpoints change, and when one of its slices is changed or
+//! deleted by someone else.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -50,6 +55,11 @@ pub const MAX_ENDPOINTS: usize = 100;
 pub const MANAGED_BY_LABEL: &str = "endpointslice.kubernetes.io/managed-by";
 /// This controller's value of [`MANAGED_BY_LABEL`].
 pub const MANAGED_BY: &str = "endpointslice-controller.k8s.io";
+/// [`MANAGED_BY_LABEL`] of the slices mirrored from Endpoints written by hand.
+pub const MIRRORED_BY: &str = "endpointslicemirroring-controller.k8s.io";
+/// The label on Endpoints that must not be mirrored (the `kubernetes` Service's, whose slice
+/// the apiserver writes).
+pub const SKIP_MIRROR_LABEL: &str = "endpointslice.kubernetes.io/skip-mirror";
 
 /// Keeps every selecting Service's EndpointSlices and Endpoints current.
 pub struct EndpointSliceController {
@@ -95,10 +105,17 @@ impl EndpointSliceController {
                 })
                 .on_delete(move |deleted: Deleted<Pod>| c3.enqueue_selecting(deleted.object())),
         );
+        let (e1, e2, e3) = (queue.clone(), queue.clone(), queue.clone());
+        endpoints.add_handler(
+            HandlerFns::new()
+                .on_add(move |e: &Arc<Endpoints>| e1.add(ObjectKey::of(e.as_ref())))
+                .on_update(move |_: &Arc<Endpoints>, e: &Arc<Endpoints>| e2.add(ObjectKey::of(e.as_ref())))
+                .on_delete(move |d: Deleted<Endpoints>| e3.add(ObjectKey::of(d.object().as_ref()))),
+        );
         let (q4, q5) = (queue.clone(), queue);
         let owner_of = |slice: &EndpointSlice| {
             let labels = slice.labels();
-            (labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY))
+            matches!(labels.get(MANAGED_BY_LABEL).map(String::as_str), Some(MANAGED_BY | MIRRORED_BY))
                 .then(|| labels.get(SERVICE_NAME_LABEL))
                 .flatten()
                 .map(|service| ObjectKey::new(slice.namespace().as_deref(), service))
@@ -272,8 +289,8 @@ pub fn subsets(groups: &[(Vec<EndpointPort>, Vec<Endpoint>)]) -> Vec<EndpointSub
 }
 
 impl EndpointSliceController {
-    /// The slices this controller made for Service `key`, by name.
-    fn owned_slices(&self, key: &ObjectKey) -> Vec<Arc<EndpointSlice>> {
+    /// The slices of Service `key` managed by `managed_by`, by name.
+    fn owned_slices(&self, key: &ObjectKey, managed_by: &str) -> Vec<Arc<EndpointSlice>> {
         let mut slices: Vec<Arc<EndpointSlice>> = self
             .slices
             .list()
@@ -282,7 +299,7 @@ impl EndpointSliceController {
             .filter(|slice| {
                 let labels = slice.labels();
                 labels.get(SERVICE_NAME_LABEL).map(String::as_str) == Some(key.name())
-                    && labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY)
+                    && labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(managed_by)
             })
             .collect();
         slices.sort_by_key(|slice| slice.name_any());
@@ -293,6 +310,7 @@ impl EndpointSliceController {
         &self,
         service: &Service,
         groups: Vec<(Vec<EndpointPort>, Vec<Endpoint>)>,
+        managed_by: &str,
     ) -> Result<(), Error> {
         let key = ObjectKey::of(service);
         let namespace = key.namespace().unwrap_or_default();
@@ -309,7 +327,7 @@ impl EndpointSliceController {
         if wanted.is_empty() {
             wanted.push((Vec::new(), Vec::new()));
         }
-        let mut existing = self.owned_slices(&key);
+        let mut existing = self.owned_slices(&key, managed_by);
         for (ports, endpoints) in wanted {
             let reuse = existing.iter().position(|slice| slice.ports.clone().unwrap_or_default() == ports);
             match reuse.map(|at| existing.remove(at)) {
@@ -324,7 +342,7 @@ impl EndpointSliceController {
                         .map_err(failed(format!("updating EndpointSlice {namespace}/{}", slice.name_any())))?;
                 }
                 None => {
-                    let slice = new_slice(service, ports, endpoints);
+                    let slice = new_slice(service, ports, endpoints, managed_by);
                     api.create(&PostParams::default(), &slice)
                         .await
                         .map_err(failed(format!("creating an EndpointSlice for {key}")))?;
@@ -377,11 +395,11 @@ impl EndpointSliceController {
 }
 
 /// A new slice of `service` (named by the apiserver from `<service>-`), owned by it.
-fn new_slice(service: &Service, ports: Vec<EndpointPort>, endpoints: Vec<Endpoint>) -> EndpointSlice {
+fn new_slice(service: &Service, ports: Vec<EndpointPort>, endpoints: Vec<Endpoint>, managed_by: &str) -> EndpointSlice {
     let name = service.name_any();
     let labels = BTreeMap::from([
         (SERVICE_NAME_LABEL.to_string(), name.clone()),
-        (MANAGED_BY_LABEL.to_string(), MANAGED_BY.to_string()),
+        (MANAGED_BY_LABEL.to_string(), managed_by.to_string()),
     ]);
     EndpointSlice {
         metadata: ObjectMeta {
@@ -408,22 +426,12 @@ impl Syncer for EndpointSliceController {
 
     async fn sync(&self, key: &ObjectKey) -> Result<Action, Error> {
         let namespace = key.namespace().unwrap_or_default();
-        let Some(service) = self.services.get(key).filter(|service| selector(service).is_some()) else {
-            // Gone, or no selector: nothing of this controller's may stay (slices also go with
-            // their owner; a Service without a selector keeps the Endpoints it was given).
-            let api: Api<EndpointSlice> = Api::namespaced(self.client.clone(), namespace);
-            for slice in self.owned_slices(key) {
-                match api.delete(&slice.name_any(), &DeleteParams::default()).await {
-                    Ok(_) | Err(rkube_client::Error::NotFound(_)) => {}
-                    Err(source) => {
-                        return Err(Error::Read {
-                            what: format!("deleting EndpointSlice {}", slice.name_any()),
-                            source,
-                        });
-                    }
-                }
-            }
-            if self.services.get(key).is_none() && self.endpoints.get(key).is_some() {
+        let Some(service) = self.services.get(key) else {
+            // Gone: its slices go (also with their owner) and the Endpoints this controller
+            // kept for it.
+            self.delete_slices(key, MANAGED_BY).await?;
+            self.delete_slices(key, MIRRORED_BY).await?;
+            if self.endpoints.get(key).is_some() {
                 let api: Api<Endpoints> = Api::namespaced(self.client.clone(), namespace);
                 match api.delete(key.name(), &DeleteParams::default()).await {
                     Ok(_) | Err(rkube_client::Error::NotFound(_)) => {}
@@ -432,13 +440,82 @@ impl Syncer for EndpointSliceController {
             }
             return Ok(Action::await_change());
         };
-        let pods: Vec<Arc<Pod>> =
-            self.pods.list().into_iter().filter(|p| p.namespace().as_deref() == Some(namespace)).collect();
-        let groups = desired(&service, &pods);
-        self.write_endpoints(&service, subsets(&groups)).await?;
-        self.write_slices(&service, groups).await?;
+        if selector(&service).is_some() {
+            let pods: Vec<Arc<Pod>> =
+                self.pods.list().into_iter().filter(|p| p.namespace().as_deref() == Some(namespace)).collect();
+            let groups = desired(&service, &pods);
+            self.write_endpoints(&service, subsets(&groups)).await?;
+            self.write_slices(&service, groups, MANAGED_BY).await?;
+            self.delete_slices(key, MIRRORED_BY).await?;
+            return Ok(Action::await_change());
+        }
+        // No selector: the Endpoints written by hand, mirrored (see the module docs).
+        self.delete_slices(key, MANAGED_BY).await?;
+        let external_name = service.spec.as_ref().and_then(|spec| spec.type_.as_deref()) == Some("ExternalName");
+        let mirrored = self
+            .endpoints
+            .get(key)
+            .filter(|endpoints| !endpoints.labels().contains_key(SKIP_MIRROR_LABEL) && !external_name);
+        match mirrored {
+            Some(endpoints) => self.write_slices(&service, mirror(&endpoints), MIRRORED_BY).await?,
+            None => self.delete_slices(key, MIRRORED_BY).await?,
+        }
         Ok(Action::await_change())
     }
+}
+
+impl EndpointSliceController {
+    /// Deletes the slices of Service `key` managed by `managed_by`.
+    async fn delete_slices(&self, key: &ObjectKey, managed_by: &str) -> Result<(), Error> {
+        let api: Api<EndpointSlice> = Api::namespaced(self.client.clone(), key.namespace().unwrap_or_default());
+        for slice in self.owned_slices(key, managed_by) {
+            match api.delete(&slice.name_any(), &DeleteParams::default()).await {
+                Ok(_) | Err(rkube_client::Error::NotFound(_)) => {}
+                Err(source) => {
+                    return Err(Error::Read { what: format!("deleting EndpointSlice {}", slice.name_any()), source });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The slices of hand-written Endpoints: one group per subset, its addresses ready, its
+/// `notReadyAddresses` not.
+pub fn mirror(endpoints: &Endpoints) -> Vec<(Vec<EndpointPort>, Vec<Endpoint>)> {
+    endpoints
+        .subsets
+        .iter()
+        .flatten()
+        .map(|subset| {
+            let ports = subset
+                .ports
+                .iter()
+                .flatten()
+                .map(|p| EndpointPort {
+                    name: Some(p.name.clone().unwrap_or_default()),
+                    port: Some(p.port),
+                    protocol: Some(p.protocol.clone().unwrap_or_else(|| "TCP".into())),
+                    app_protocol: p.app_protocol.clone(),
+                })
+                .collect();
+            let endpoint = |address: &EndpointAddress, ready: bool| Endpoint {
+                addresses: vec![address.ip.clone()],
+                conditions: Some(EndpointConditions {
+                    ready: Some(ready),
+                    serving: Some(ready),
+                    terminating: Some(false),
+                }),
+                hostname: address.hostname.clone(),
+                node_name: address.node_name.clone(),
+                target_ref: address.target_ref.clone(),
+                ..Default::default()
+            };
+            let mut list: Vec<Endpoint> = subset.addresses.iter().flatten().map(|a| endpoint(a, true)).collect();
+            list.extend(subset.not_ready_addresses.iter().flatten().map(|a| endpoint(a, false)));
+            (ports, list)
+        })
+        .collect()
 }
 
 #[cfg(test)]
