@@ -80,6 +80,35 @@ impl Lab {
         self.servers.push(child);
     }
 
+    /// A UDP server on `address`:5353 in `backend` answering every datagram with `name`.
+    fn serve_udp(&mut self, address: &str, name: &str) {
+        let script = format!(
+            "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('{address}', 5353))\n\
+             while True:\n    data, peer = s.recvfrom(512)\n    s.sendto(b'{name}', peer)\n"
+        );
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.backend, "python3", "-c", &script])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 UDP server");
+        self.servers.push(child);
+    }
+
+    /// One datagram to `ip:port` from `netns`: the answer, or the error.
+    fn ask_udp(&self, netns: &str, ip: &str, port: u64) -> Result<String, String> {
+        let script = format!(
+            "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.settimeout(2)\n\
+             s.sendto(b'hello', ('{ip}', {port}))\nprint(s.recv(512).decode(), end='')\n"
+        );
+        let out = in_netns(netns, &["python3", "-c", &script]);
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or_default().to_string())
+        }
+    }
+
     /// `GET http://<target>/` from `netns`: the page, or the error.
     fn get(&self, netns: &str, target: &str) -> Result<String, String> {
         let script = format!(
@@ -192,6 +221,24 @@ async fn service_ips_and_node_ports_reach_ready_endpoints_through_nftables() {
         async move { all_a.then_some(()) }
     })
     .await;
+
+    // UDP: a Service port of protocol UDP reaches a UDP server, from the node and from a pod.
+    lab.serve_udp("10.77.0.2", "udp-a");
+    let dns = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "dns"},
+        "spec": {"ports": [{"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 5353}]}});
+    let dns = api.create("/api/v1/namespaces/default/services", &dns).await;
+    let dns_ip = dns["spec"]["clusterIP"].as_str().expect("ip").to_string();
+    let dns_slice = json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "dns-1", "labels": {"kubernetes.io/service-name": "dns"}},
+        "addressType": "IPv4", "ports": [{"name": "dns", "port": 5353, "protocol": "UDP"}],
+        "endpoints": [{"addresses": ["10.77.0.2"], "conditions": {"ready": true}}]});
+    api.create("/apis/discovery.k8s.io/v1/namespaces/default/endpointslices", &dns_slice).await;
+    eventually(WAIT, "the UDP Service to answer from the node", || {
+        let answer = lab.ask_udp(&lab.node, &dns_ip, 53);
+        async move { answer.ok() }
+    })
+    .await;
+    assert_eq!(lab.ask_udp(&lab.pod, &dns_ip, 53).as_deref(), Ok("udp-a"), "{}", lab.rules());
 
     // Rules deleted by hand come back at the next sync.
     let out = in_netns(&lab.node, &["nft", "delete", "table", "ip", "rkube-proxy"]);
