@@ -57,6 +57,16 @@ struct Flags {
     #[arg(long)]
     pod_cidr: Option<String>,
 
+    /// The cluster DNS server(s) (the kube-dns Service IP, e.g. 10.96.0.10), comma-separated:
+    /// pods with dnsPolicy ClusterFirst (the default) get them in /etc/resolv.conf with the
+    /// search path of their namespace. Without it pods get this node's resolv.conf.
+    #[arg(long, value_delimiter = ',')]
+    cluster_dns: Vec<std::net::IpAddr>,
+
+    /// The cluster domain (Service names are <service>.<namespace>.svc.<domain>).
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
+
     /// Where the CNI plugin binaries are (`bridge`, `host-local`, `loopback`; used by the
     /// containerd runtime when --pod-cidr is set).
     #[arg(long, default_value = "/usr/lib/cni")]
@@ -175,6 +185,10 @@ async fn main() -> anyhow::Result<()> {
     config.node.taints =
         parse_taints(&flags.register_with_taints).map_err(anyhow::Error::msg).context("--register-with-taints")?;
     config.node.pod_cidr = flags.pod_cidr.clone();
+    config.cluster_dns = (!flags.cluster_dns.is_empty()).then(|| rkube_kubelet::runtime::containerd::ClusterDns {
+        servers: flags.cluster_dns.iter().map(ToString::to_string).collect(),
+        domain: flags.cluster_domain.trim_end_matches('.').to_string(),
+    });
     config.node.port = flags.port;
     config.node.root_dir = flags.root_dir.clone();
     config.runtime = match flags.runtime {

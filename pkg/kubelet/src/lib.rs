@@ -113,6 +113,9 @@ pub struct Config {
     pub container_logs: ContainerLogs,
     /// Where the log server ([`logs::router`]) finds the runtime once it is connected.
     pub log_runtime: logs::RuntimeSlot,
+    /// The cluster DNS pods use (`--cluster-dns`, `--cluster-domain`); `None`: pods get the
+    /// node's resolv.conf.
+    pub cluster_dns: Option<runtime::containerd::ClusterDns>,
 }
 
 impl Config {
@@ -133,6 +136,7 @@ impl Config {
             insecure_registries: Vec::new(),
             cni_bin_dir: PathBuf::from("/usr/lib/cni"),
             fake_fail_start: false,
+            cluster_dns: None,
             lease_renew_interval: Duration::from_secs(10),
             resync_interval: Duration::from_secs(10),
             container_logs: ContainerLogs { driver: default_log_driver(), max_size: 10 * 1024 * 1024, max_files: 5 },
@@ -252,6 +256,7 @@ fn containerd_config(config: &Config, metrics: &Metrics, client: &Client) -> Con
         start_metrics: Some(metrics.container_starts.clone()),
         env_source: Some(ObjectSource::new(client.clone())),
         host_ip: config.node.node_ip.to_string(),
+        cluster_dns: config.cluster_dns.clone(),
     }
 }
 

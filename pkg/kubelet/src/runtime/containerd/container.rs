@@ -42,7 +42,7 @@ use tonic::Code;
 
 use super::restart::next_attempt;
 use super::runs::Run;
-use super::spec::{ImageInfo, linux_resources, namespaces, oci_spec, process_args, process_env};
+use super::spec::{ImageInfo, linux_resources, namespaces, oci_spec, process_args, process_env, resolv_conf};
 use super::{
     ATTEMPT_LABEL, CGROUP_PARENT, CONTAINER_NAME_LABEL, ContainerdRuntime, POD_UID_LABEL, RESTART_POLICY_LABEL,
     SNAPSHOTTER, grpc, log_file, pod_dir, req, streams, volumes,
@@ -338,7 +338,8 @@ impl ContainerdRuntime {
         let netns = self.config.network.as_ref().map(|_| netns_path(run.uid));
         let namespaces = namespaces(&pod_spec, netns.as_deref());
         let pod_dir = pod_dir(&self.config.root_dir, run.namespace(), run.pod_name(), run.uid);
-        let mounts = volumes::mounts(run.pod, container, &pod_dir).map_err(|message| run.start_error(message))?;
+        let mut mounts = volumes::mounts(run.pod, container, &pod_dir).map_err(|message| run.start_error(message))?;
+        mounts.push(self.resolv_conf_mount(run, &pod_dir)?);
         let resources = linux_resources(container).map_err(|message| run.start_error(message))?;
         let spec_hostname = if host_network { "" } else { hostname.as_str() };
         let mut spec = oci_spec(&args, &env, &cwd, spec_hostname, &cgroups_path, namespaces, mounts, resources);
@@ -346,6 +347,24 @@ impl ContainerdRuntime {
             spec["process"]["terminal"] = true.into();
         }
         Ok(spec)
+    }
+
+    /// Writes the pod's `resolv.conf` (see [`resolv_conf`]) into its directory and returns the
+    /// read-only bind mount that makes it the container's `/etc/resolv.conf`.
+    fn resolv_conf_mount(
+        &self,
+        run: &NewRun<'_>,
+        pod_dir: &std::path::Path,
+    ) -> Result<serde_json::Value, RuntimeError> {
+        let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let text = resolv_conf(run.pod, self.config.cluster_dns.as_ref(), &host);
+        let path = pod_dir.join("resolv.conf");
+        std::fs::create_dir_all(pod_dir)
+            .and_then(|()| std::fs::write(&path, text))
+            .map_err(|error| run.start_error(format!("writing {}: {error}", path.display())))?;
+        Ok(
+            serde_json::json!({"destination": "/etc/resolv.conf", "type": "bind", "source": path, "options": ["rbind", "ro"]}),
+        )
     }
 
     /// Creates `run`'s log file, empty, if it is missing: the log driver appends to it.

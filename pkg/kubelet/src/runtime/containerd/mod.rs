@@ -107,6 +107,17 @@ pub struct ContainerdConfig {
     pub env_source: Option<crate::envvars::ObjectSource>,
     /// The node's IP, for the downward API's `status.hostIP`.
     pub host_ip: String,
+    /// The cluster DNS written into pods' `/etc/resolv.conf`; `None`: the node's.
+    pub cluster_dns: Option<ClusterDns>,
+}
+
+/// The cluster DNS of pods with `dnsPolicy: ClusterFirst` (`--cluster-dns`, `--cluster-domain`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterDns {
+    /// The DNS Service's IP(s).
+    pub servers: Vec<String>,
+    /// The cluster domain, e.g. `cluster.local`.
+    pub domain: String,
 }
 
 /// Where container logs go: the log driver containerd's shim runs for every container

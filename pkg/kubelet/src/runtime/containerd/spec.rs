@@ -134,6 +134,80 @@ pub(super) fn process(args: &[String], env: &[String], cwd: &str) -> serde_json:
     })
 }
 
+/// A pod's `/etc/resolv.conf`, by its `dnsPolicy` as Kubernetes writes it: `ClusterFirst`
+/// (the default; `ClusterFirstWithHostNet` for a pod on the node's network) names the cluster
+/// DNS with the search path `<namespace>.svc.<domain> svc.<domain> <domain>` and `ndots:5`;
+/// `Default` (and `ClusterFirst` on the node's network, or without a cluster DNS) is the node's
+/// own `host` file; `None` only what `dnsConfig` says. `dnsConfig`'s nameservers, searches and
+/// options are added in every case.
+pub(super) fn resolv_conf(
+    pod: &k8s_openapi::api::core::v1::Pod,
+    dns: Option<&super::ClusterDns>,
+    host: &str,
+) -> String {
+    let spec = pod.spec.clone().unwrap_or_default();
+    let namespace = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+    let host_network = spec.host_network.unwrap_or(false);
+    let policy = spec.dns_policy.as_deref().unwrap_or("ClusterFirst");
+    let (mut servers, mut searches, mut options): (Vec<String>, Vec<String>, Vec<String>) =
+        (Vec::new(), Vec::new(), Vec::new());
+    let cluster = match (policy, dns) {
+        ("ClusterFirst", Some(dns)) if !host_network => Some(dns),
+        ("ClusterFirstWithHostNet", Some(dns)) => Some(dns),
+        _ => None,
+    };
+    match (policy, cluster) {
+        (_, Some(dns)) => {
+            servers.extend(dns.servers.iter().cloned());
+            searches.extend([
+                format!("{namespace}.svc.{}", dns.domain),
+                format!("svc.{}", dns.domain),
+                dns.domain.clone(),
+            ]);
+            options.push("ndots:5".into());
+        }
+        ("None", None) => {}
+        _ => return with_dns_config(host.to_string(), &spec),
+    }
+    if let Some(config) = &spec.dns_config {
+        servers.extend(config.nameservers.iter().flatten().cloned());
+        searches.extend(config.searches.iter().flatten().cloned());
+        for option in config.options.iter().flatten() {
+            let text = match &option.value {
+                Some(value) => format!("{}:{value}", option.name.clone().unwrap_or_default()),
+                None => option.name.clone().unwrap_or_default(),
+            };
+            options.retain(|o| o.split(':').next() != text.split(':').next());
+            options.push(text);
+        }
+    }
+    let mut text = String::new();
+    for server in servers {
+        text.push_str(&format!("nameserver {server}\n"));
+    }
+    if !searches.is_empty() {
+        text.push_str(&format!("search {}\n", searches.join(" ")));
+    }
+    if !options.is_empty() {
+        text.push_str(&format!("options {}\n", options.join(" ")));
+    }
+    text
+}
+
+/// The node's resolv.conf with `dnsConfig`'s additions appended.
+fn with_dns_config(host: String, spec: &k8s_openapi::api::core::v1::PodSpec) -> String {
+    let mut text = host;
+    if let Some(config) = &spec.dns_config {
+        for server in config.nameservers.iter().flatten() {
+            text.push_str(&format!("nameserver {server}\n"));
+        }
+        if let Some(searches) = config.searches.as_ref().filter(|s| !s.is_empty()) {
+            text.push_str(&format!("search {}\n", searches.join(" ")));
+        }
+    }
+    text
+}
+
 /// The Linux namespaces of a container of `pod`: new ones for its processes (`pid`), IPC,
 /// hostname (`uts`) and mounts, and its pod's network namespace at `netns` (a new one without
 /// a path). `hostPID`, `hostIPC` and `hostNetwork` share the node's instead (leave that
@@ -208,6 +282,40 @@ pub(super) fn oci_spec(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resolv_conf_follows_the_dns_policy() {
+        let dns = crate::runtime::containerd::ClusterDns {
+            servers: vec!["10.96.0.10".into()],
+            domain: "cluster.local".into(),
+        };
+        let pod = |spec: serde_json::Value| -> k8s_openapi::api::core::v1::Pod {
+            serde_json::from_value(serde_json::json!({"metadata": {"name": "p", "namespace": "team"}, "spec": spec}))
+                .unwrap()
+        };
+        let host = "nameserver 192.0.2.53\n";
+        assert_eq!(
+            resolv_conf(&pod(serde_json::json!({"containers": []})), Some(&dns), host),
+            "nameserver 10.96.0.10\nsearch team.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n"
+        );
+        assert_eq!(resolv_conf(&pod(serde_json::json!({"containers": []})), None, host), host);
+        assert_eq!(
+            resolv_conf(&pod(serde_json::json!({"containers": [], "dnsPolicy": "Default"})), Some(&dns), host),
+            host
+        );
+        assert_eq!(
+            resolv_conf(&pod(serde_json::json!({"containers": [], "hostNetwork": true})), Some(&dns), host),
+            host
+        );
+        let custom = serde_json::json!({"containers": [], "dnsPolicy": "None", "dnsConfig": {
+            "nameservers": ["1.1.1.1"], "searches": ["example.com"], "options": [{"name": "ndots", "value": "2"}, {"name": "edns0"}]}});
+        assert_eq!(
+            resolv_conf(&pod(custom), Some(&dns), host),
+            "nameserver 1.1.1.1\nsearch example.com\noptions ndots:2 edns0\n"
+        );
+        let tuned = serde_json::json!({"containers": [], "dnsConfig": {"options": [{"name": "ndots", "value": "1"}]}});
+        assert!(resolv_conf(&pod(tuned), Some(&dns), host).ends_with("options ndots:1\n"));
+    }
 
     #[test]
     fn host_namespaces_are_left_out_and_the_pod_network_is_joined() {
