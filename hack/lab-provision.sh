@@ -6,8 +6,8 @@
 #
 #   hack/lab-provision.sh packages   install etcd, containerd, runc, CNI plugins, busybox-static
 #                                    from Debian (apt-get; what a fresh VM needs)
-#   hack/lab-provision.sh master     start etcd, rkube-apiserver, rkube-controller-manager and
-#                                    rkube-scheduler on ${NODE_IP}
+#   hack/lab-provision.sh master     start etcd, rkube-apiserver, rkube-controller-manager,
+#                                    rkube-scheduler and rkube-dns (the kube-dns Service) on ${NODE_IP}
 #   hack/lab-provision.sh worker     start a private containerd (test image imported), add the
 #                                    routes to the other workers' pod CIDRs (${LAB_ROUTES}), start
 #                                    rkubelet as ${NODE_NAME} with ${POD_CIDR} and ${NODE_IP}, and rkube-proxy
@@ -160,7 +160,7 @@ master() {
     : "${LAB_STATE:?LAB_STATE is required}" "${NODE_IP:?NODE_IP is required}"
     need_tool etcd
     need_tool curl
-    for bin in rkube-apiserver rkube-controller-manager rkube-scheduler; do need_bin "${bin}"; done
+    for bin in rkube-apiserver rkube-controller-manager rkube-scheduler rkube-dns; do need_bin "${bin}"; done
     mkdir -p "${LAB_STATE}/etcd"
     chmod 700 "${LAB_STATE}/etcd"
     local scheme=http etcd_url=http://127.0.0.1:2379 etcd_health api_health
@@ -219,6 +219,10 @@ master() {
     launch scheduler "http://${NODE_IP}:10251/healthz" \
         "${BIN_DIR}/rkube-scheduler" --kubeconfig "${sched_kubeconfig}" \
         --bind-address "${NODE_IP}" --port 10251 --leader-elect=false
+    # The cluster DNS: the kube-dns Service (10.96.0.10) it registers points at this host.
+    launch dns "http://127.0.0.1:10055/healthz" \
+        "${BIN_DIR}/rkube-dns" --kubeconfig "${LAB_STATE}/kubeconfig" --listen 0.0.0.0:1053 \
+        --advertise-address "${NODE_IP}" --upstream "${DNS_UPSTREAM:-127.0.0.1:53}" --port 10055
     echo "lab-provision: master ready at ${api_url}"
 }
 
@@ -278,6 +282,7 @@ EOF
         "${BIN_DIR}/rkubelet" --kubeconfig "${LAB_STATE}/kubeconfig" --node-name "${node_name}" \
         --runtime containerd --containerd-address "${socket}" --root-dir "${LAB_STATE}/kubelet" \
         --pod-cidr "${POD_CIDR}" --node-ip "${NODE_IP}" --address "${NODE_IP}" --port 10250 \
+        --cluster-dns "${CLUSTER_DNS:-10.96.0.10}" \
         --node-lease-renew-interval "${LEASE_RENEW:-10}" --sync-frequency "${SYNC_FREQUENCY:-10}" \
         "${kubelet_tls[@]}" "${kubelet_extra[@]}"
     # Services on this worker: rkube-proxy's nftables rules (every pod network of the lab lies
@@ -345,6 +350,7 @@ stop() {
     # Its rules go with it (each worker has a network namespace of its own in the lab).
     nft delete table ip rkube-proxy 2>/dev/null || true
     kill_pidfile scheduler
+    kill_pidfile dns
     kill_pidfile controller-manager
     # The pods: their containers (through containerd, still running), cgroups and netns.
     local uids=() id uid

@@ -207,6 +207,29 @@ async fn a_deployment_spreads_over_both_workers_and_pods_reach_each_other_across
     })
     .await;
     assert!(live.iter().any(|pod| pod["metadata"]["name"] == body), "{node_url} answered {body:?}");
+
+    // By name: a pod resolves the Service through the cluster DNS (its resolv.conf names the
+    // kube-dns Service, which rkube-proxy sends to rkube-dns on the master), with busybox's
+    // nslookup (its static wget cannot resolve names: glibc's resolver needs NSS modules).
+    let client_name = client["metadata"]["name"].as_str().expect("name").to_string();
+    let name = format!("{APP}.{NS}.svc.cluster.local");
+    let started = Instant::now();
+    let lookup = loop {
+        match lab.rkubectl(&["exec", &client_name, "--", "nslookup", &name]).await {
+            Ok(lookup) if lookup.contains(&cluster_ip) => break lookup,
+            outcome => {
+                let resolv = lab.rkubectl(&["exec", &client_name, "--", "cat", "/etc/resolv.conf"]).await;
+                assert!(
+                    started.elapsed() < Duration::from_secs(30),
+                    "nslookup {name} in {client_name}: {outcome:?}\nresolv.conf: {resolv:?}\n{}",
+                    lab.all_logs(10)
+                );
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    };
+    assert!(lookup.contains("Server:\t\t10.96.0.10"), "{lookup}");
+    println!("{name} resolved in a pod on worker1 through the cluster DNS: {cluster_ip}");
 }
 
 #[tokio::test]
