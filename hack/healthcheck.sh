@@ -6,6 +6,7 @@
 #   healthcheck.sh controller-manager  GET http://127.0.0.1:${RKUBE_CONTROLLER_MANAGER_PORT}/readyz
 #   healthcheck.sh scheduler           GET http://127.0.0.1:${RKUBE_SCHEDULER_PORT}/readyz
 #   healthcheck.sh proxy               GET http://127.0.0.1:${RKUBE_PROXY_PORT}/readyz
+#   healthcheck.sh dns                 GET http://127.0.0.1:${RKUBE_DNS_HEALTH_PORT}/readyz
 #   healthcheck.sh kubelet             GET http(s)://127.0.0.1:${RKUBE_KUBELET_PORT}/readyz
 # The readiness probe of process-compose.yaml, and the wait loop of local-up.sh.
 set -euo pipefail
@@ -21,12 +22,13 @@ apiserver) url="$(rkube_apiserver_url)/readyz" ;;
 controller-manager) url="http://127.0.0.1:${RKUBE_CONTROLLER_MANAGER_PORT}/readyz" ;;
 scheduler) url="http://127.0.0.1:${RKUBE_SCHEDULER_PORT}/readyz" ;;
 proxy) url="http://127.0.0.1:${RKUBE_PROXY_PORT}/readyz" ;;
+dns) url="http://127.0.0.1:${RKUBE_DNS_HEALTH_PORT}/readyz" ;;
 kubelet)
     url="http://127.0.0.1:${RKUBE_KUBELET_PORT}/readyz"
     if [[ "${RKUBE_SECURE}" == 1 ]]; then url="https://127.0.0.1:${RKUBE_KUBELET_PORT}/readyz"; fi
     ;;
 *)
-    echo "usage: $0 etcd|containerd|apiserver|controller-manager|scheduler|proxy|kubelet" >&2
+    echo "usage: $0 etcd|containerd|apiserver|controller-manager|scheduler|proxy|dns|kubelet" >&2
     exit 2
     ;;
 esac

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole local rkube cluster in the foreground, one node on this machine:
 # etcd, a private containerd, rkube-apiserver, rkube-controller-manager,
-# rkube-scheduler, rkube-proxy (this machine's nftables) and one rkubelet
+# rkube-scheduler, rkube-proxy (this machine's nftables), rkube-dns (the cluster DNS) and one rkubelet
 # (containerd runtime, pod CIDR RKUBE_POD_CIDR), then deploys the demo app (manifests/demo) and waits until
 # its pods are Ready. `make run` calls this; needs root (containerd, CNI).
 #
@@ -19,15 +19,16 @@
 #   RKUBE_PORT=6443  ETCD_PORT=2379  RKUBE_ETCD_PEER_PORT=ETCD_PORT+1
 #   RKUBE_CONTROLLER_MANAGER_PORT=10257  RKUBE_SCHEDULER_PORT=10259  RKUBE_KUBELET_PORT=10250
 #   RKUBE_PROXY_PORT=10256  RKUBE_CLUSTER_CIDR=10.244.0.0/16
+#   RKUBE_DNS_PORT=1053  RKUBE_DNS_HEALTH_PORT=10055  RKUBE_CLUSTER_DNS=10.96.0.10
 #   RKUBE_NODE_NAME=node1  RKUBE_POD_CIDR=10.244.1.0/24  RKUBE_STATE_DIR=.rkube
-#   RKUBE_{APISERVER,CONTROLLER_MANAGER,SCHEDULER,PROXY,KUBELET}_FLAGS="..." (extra flags)
+#   RKUBE_{APISERVER,CONTROLLER_MANAGER,SCHEDULER,PROXY,DNS,KUBELET}_FLAGS="..." (extra flags)
 #   RKUBE_SKIP_BUILD=1         do not run cargo build
 #   RKUBE_NO_DEMO=1            do not deploy manifests/demo
 #   RKUBE_NO_PROCESS_COMPOSE=1 supervise from this script even if process-compose exists
 #   RKUBE_FOLLOW_LOGS=1        also print the apiserver log here
 # A process that exits while the cluster runs is started again (at most 5 times).
 # Process IDs: .rkube/run/NAME.pid (NAME: etcd containerd apiserver controller-manager
-# scheduler proxy kubelet), e.g. `kill -9 $(cat .rkube/run/apiserver.pid)`.
+# scheduler proxy dns kubelet), e.g. `kill -9 $(cat .rkube/run/apiserver.pid)`.
 set -euo pipefail
 hack_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=SCRIPTDIR/local-env.sh
@@ -142,7 +143,7 @@ fi
 
 # --- 3b. otherwise, supervise the processes from here --------------------------
 # Start order; the stop order is the reverse.
-names=(etcd containerd apiserver controller-manager scheduler proxy kubelet)
+names=(etcd containerd apiserver controller-manager scheduler proxy dns kubelet)
 declare -A pids=()
 follow_pid=""
 
@@ -252,6 +253,10 @@ wait_healthy scheduler 60
 log "starting rkube-proxy: nftables table ip rkube-proxy (port ${RKUBE_PROXY_PORT})"
 start proxy
 wait_healthy proxy 60
+
+log "starting rkube-dns: the kube-dns Service ${RKUBE_CLUSTER_DNS} (port ${RKUBE_DNS_PORT})"
+start dns
+wait_healthy dns 60
 
 log "starting rkubelet: node ${RKUBE_NODE_NAME}, pod CIDR ${RKUBE_POD_CIDR} (port ${RKUBE_KUBELET_PORT})"
 start kubelet

@@ -33,6 +33,7 @@ exec "${RKUBELET_BIN}" \
     --address 127.0.0.1 \
     --port "${RKUBE_KUBELET_PORT}" \
     --node-ip 127.0.0.1 \
+    --cluster-dns "${RKUBE_CLUSTER_DNS}" \
     --log-format "${RKUBE_LOG_FORMAT}" \
     "${secure_flags[@]}" \
     "${extra_flags[@]}"
