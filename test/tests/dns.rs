@@ -118,6 +118,21 @@ async fn cluster_names_are_answered_and_the_rest_forwarded() {
     let outside = ask(server, "example.com.", RecordType::A).await;
     assert_eq!(outside, Some((ResponseCode::NoError, vec!["192.0.2.99".into()])));
 
+    // Over TCP too (each message after its two-byte length).
+    let mut question = Message::new(7, MessageType::Query, OpCode::Query);
+    question
+        .queries
+        .push(Query::query(Name::from_ascii("web.default.svc.cluster.local.").expect("name"), RecordType::A));
+    let bytes = question.to_vec().expect("encoded");
+    let mut tcp = tokio::net::TcpStream::connect(server).await.expect("TCP");
+    tokio::io::AsyncWriteExt::write_u16(&mut tcp, u16::try_from(bytes.len()).expect("short")).await.expect("length");
+    tokio::io::AsyncWriteExt::write_all(&mut tcp, &bytes).await.expect("question");
+    let length = tokio::io::AsyncReadExt::read_u16(&mut tcp).await.expect("answer length");
+    let mut answer = vec![0u8; usize::from(length)];
+    tokio::io::AsyncReadExt::read_exact(&mut tcp, &mut answer).await.expect("answer");
+    let answer = Message::from_vec(&answer).expect("a DNS message");
+    assert_eq!(answer.answers.iter().map(|r| r.data.to_string()).collect::<Vec<_>>(), vec![web_ip.clone()]);
+
     // The kube-dns Service pods' resolv.conf names, pointing at where rkube-dns listens.
     let service = api.get_ok("/api/v1/namespaces/kube-system/services/kube-dns").await;
     assert_eq!(service["spec"]["clusterIP"], "10.96.0.10", "{service}");

@@ -30,7 +30,7 @@ struct Flags {
     #[arg(long)]
     context: Option<String>,
 
-    /// Where to answer DNS (UDP).
+    /// Where to answer DNS (UDP and TCP).
     #[arg(long, default_value = "0.0.0.0:1053")]
     listen: SocketAddr,
 
@@ -82,6 +82,7 @@ async fn main() -> anyhow::Result<()> {
     let socket =
         tokio::net::UdpSocket::bind(flags.listen).await.with_context(|| format!("binding {}", flags.listen))?;
     let listening = socket.local_addr()?;
+    let tcp = tokio::net::TcpListener::bind(listening).await.with_context(|| format!("binding {listening} (TCP)"))?;
     let config = rkube_dns::Config {
         domain: flags.cluster_domain.clone(),
         upstream,
@@ -97,7 +98,8 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("binding {address}"))?;
     rkube_component::cancel_on_signal(&shutdown);
     let ready = readiness.clone();
-    let result = rkube_dns::run(client, config, socket, &registry, move |ok| ready.set(ok), shutdown.clone()).await;
+    let result =
+        rkube_dns::run(client, config, (socket, tcp), &registry, move |ok| ready.set(ok), shutdown.clone()).await;
     shutdown.cancel();
     endpoints.await.context("health endpoint task")?.context("serving health endpoints")?;
     result.context("rkube-dns")

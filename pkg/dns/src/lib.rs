@@ -1,6 +1,7 @@
 //! rkube-dns: the cluster's DNS server. It list-watches Services and EndpointSlices and answers
 //! the names of the cluster domain from them ([`records`]); every other name is forwarded, as
-//! it came, to the upstream resolver and its answer relayed. UDP, one task per question.
+//! it came, to the upstream resolver and its answer relayed. UDP, one task per question, and
+//! TCP (each message after its two-byte length), one task per connection.
 //!
 //! At start it makes the Service `kube-dns` in `kube-system` (the cluster IP the kubelets put
 //! in pods' `resolv.conf`, `10.96.0.10` by default, port 53 over UDP and TCP) with Endpoints
@@ -85,7 +86,7 @@ pub fn resolv_conf_nameserver(text: &str) -> Option<SocketAddr> {
 pub async fn run(
     client: Client,
     config: Config,
-    socket: UdpSocket,
+    (socket, tcp): (UdpSocket, tokio::net::TcpListener),
     registry: &Registry,
     readiness: impl Fn(bool),
     shutdown: CancellationToken,
@@ -116,6 +117,21 @@ pub async fn run(
         requests,
     });
     let socket = Arc::new(socket);
+    let tcp_server = Arc::clone(&server);
+    let tcp_shutdown = shutdown.clone();
+    tokio::spawn(async move {
+        loop {
+            let connection = tokio::select! {
+                accepted = tcp.accept() => match accepted {
+                    Ok((connection, _)) => connection,
+                    Err(_) => continue,
+                },
+                () = tcp_shutdown.cancelled() => return,
+            };
+            let server = Arc::clone(&tcp_server);
+            tokio::spawn(async move { server.serve_tcp(connection).await });
+        }
+    });
     readiness(true);
     tracing::info!(address = %socket.local_addr()?, domain = %config.domain, upstream = %config.upstream, "answering DNS");
     let mut buffer = vec![0u8; 4096];
@@ -135,6 +151,26 @@ pub async fn run(
 }
 
 impl Server {
+    /// Answers the messages of one TCP connection (each after its length, two bytes big-endian)
+    /// until the client closes it or is silent for 10 s.
+    async fn serve_tcp(&self, mut connection: tokio::net::TcpStream) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        loop {
+            let read = async {
+                let length = connection.read_u16().await?;
+                let mut question = vec![0u8; usize::from(length)];
+                connection.read_exact(&mut question).await?;
+                Ok::<_, std::io::Error>(question)
+            };
+            let Ok(Ok(question)) = tokio::time::timeout(Duration::from_secs(10), read).await else { return };
+            let Some(answer) = self.answer(&question).await else { return };
+            let Ok(length) = u16::try_from(answer.len()) else { return };
+            if connection.write_u16(length).await.is_err() || connection.write_all(&answer).await.is_err() {
+                return;
+            }
+        }
+    }
+
     /// The reply to one UDP message; `None` for what is not a DNS question.
     async fn answer(&self, question: &[u8]) -> Option<Vec<u8>> {
         let request = Message::from_vec(question).ok()?;
