@@ -38,7 +38,8 @@ struct Flags {
     #[arg(long, default_value = "cluster.local")]
     cluster_domain: String,
 
-    /// Where other names go (default: the first nameserver of /etc/resolv.conf).
+    /// Where other names go (default: the first nameserver of /etc/resolv.conf; without one
+    /// they get SERVFAIL).
     #[arg(long)]
     upstream: Option<SocketAddr>,
 
@@ -71,14 +72,15 @@ async fn main() -> anyhow::Result<()> {
     let options = KubeconfigOptions { path: flags.kubeconfig.clone(), context: flags.context.clone() };
     let client_config = ClientConfig::from_kubeconfig(&options).context("reading the kubeconfig")?;
     let client = Client::new(client_config).context("building the API client")?;
-    let upstream = match flags.upstream {
-        Some(upstream) => upstream,
-        None => {
-            let text =
-                std::fs::read_to_string("/etc/resolv.conf").context("reading /etc/resolv.conf for --upstream")?;
-            rkube_dns::resolv_conf_nameserver(&text).context("/etc/resolv.conf names no nameserver: give --upstream")?
+    let upstream = flags.upstream.or_else(|| {
+        let found = rkube_dns::resolv_conf_nameserver(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default());
+        if found.is_none() {
+            tracing::warn!(
+                "no --upstream and no nameserver in /etc/resolv.conf: names outside the cluster get SERVFAIL"
+            );
         }
-    };
+        found
+    });
     let socket =
         tokio::net::UdpSocket::bind(flags.listen).await.with_context(|| format!("binding {}", flags.listen))?;
     let listening = socket.local_addr()?;

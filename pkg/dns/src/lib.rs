@@ -57,8 +57,8 @@ pub enum Error {
 pub struct Config {
     /// The cluster domain (`cluster.local`).
     pub domain: String,
-    /// The resolver everything else goes to.
-    pub upstream: SocketAddr,
+    /// The resolver everything else goes to; `None`: other names get `SERVFAIL`.
+    pub upstream: Option<SocketAddr>,
     /// With `Some((cluster IP, advertised address))`: make the `kube-dns` Service with that IP,
     /// its endpoint the advertised address (and the port listened on).
     pub service: Option<(String, SocketAddr)>,
@@ -66,7 +66,7 @@ pub struct Config {
 
 struct Server {
     domain: Name,
-    upstream: SocketAddr,
+    upstream: Option<SocketAddr>,
     services: Store<Service>,
     slices: Store<EndpointSlice>,
     requests: IntCounterVec,
@@ -133,7 +133,7 @@ pub async fn run(
         }
     });
     readiness(true);
-    tracing::info!(address = %socket.local_addr()?, domain = %config.domain, upstream = %config.upstream, "answering DNS");
+    tracing::info!(address = %socket.local_addr()?, domain = %config.domain, upstream = ?config.upstream, "answering DNS");
     let mut buffer = vec![0u8; 4096];
     loop {
         let (length, peer) = tokio::select! {
@@ -212,10 +212,14 @@ impl Server {
 
     /// The upstream resolver's answer to `question`, relayed as it is.
     async fn forward(&self, question: &[u8]) -> Option<Vec<u8>> {
-        let bind: SocketAddr = if self.upstream.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().ok()?;
+        let Some(upstream) = self.upstream else {
+            let request = Message::from_vec(question).ok()?;
+            return self.reply(&request, ResponseCode::ServFail, Vec::new(), "error");
+        };
+        let bind: SocketAddr = if upstream.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().ok()?;
         let outcome = async {
             let socket = UdpSocket::bind(bind).await?;
-            socket.connect(self.upstream).await?;
+            socket.connect(upstream).await?;
             socket.send(question).await?;
             let mut buffer = vec![0u8; 4096];
             let length = socket.recv(&mut buffer).await?;
