@@ -5,9 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use rkube_client::{Client, Config as ClientConfig, KubeconfigOptions};
-use rkube_component::Readiness;
-use tokio_util::sync::CancellationToken;
+use rkube_client::{Client, KubeconfigOptions};
+use rkube_component::Process;
 
 /// The rkube cluster DNS: answers `<service>.<namespace>.svc.cluster.local` (a Service's
 /// cluster IP, or a headless Service's ready pods), `<pod>.<service>.<namespace>.svc...` and
@@ -70,8 +69,7 @@ async fn main() -> anyhow::Result<()> {
     let flags = Flags::parse();
     rkube_component::init_tracing(&flags.log_format);
     let options = KubeconfigOptions { path: flags.kubeconfig.clone(), context: flags.context.clone() };
-    let client_config = ClientConfig::from_kubeconfig(&options).context("reading the kubeconfig")?;
-    let client = Client::new(client_config).context("building the API client")?;
+    let client = Client::from_kubeconfig(&options).context("reading the kubeconfig")?;
     let upstream = flags.upstream.or_else(|| {
         let found = rkube_dns::resolv_conf_nameserver(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default());
         if found.is_none() {
@@ -91,18 +89,13 @@ async fn main() -> anyhow::Result<()> {
         service: flags.advertise_address.map(|ip| (flags.service_ip.clone(), SocketAddr::new(ip, listening.port()))),
     };
 
-    let shutdown = CancellationToken::new();
-    let registry = prometheus::Registry::new();
-    let readiness = Readiness::default();
     let address = SocketAddr::new(flags.bind_address, flags.port);
-    let endpoints = rkube_component::spawn_endpoints(address, registry.clone(), readiness.clone(), shutdown.clone())
-        .await
-        .with_context(|| format!("binding {address}"))?;
-    rkube_component::cancel_on_signal(&shutdown);
-    let ready = readiness.clone();
+    let process = Process::start(address).await.with_context(|| format!("binding {address}"))?;
+    let ready = process.readiness.clone();
+    let sockets = (socket, tcp);
     let result =
-        rkube_dns::run(client, config, (socket, tcp), &registry, move |ok| ready.set(ok), shutdown.clone()).await;
-    shutdown.cancel();
-    endpoints.await.context("health endpoint task")?.context("serving health endpoints")?;
+        rkube_dns::run(client, config, sockets, &process.registry, move |ok| ready.set(ok), process.shutdown.clone())
+            .await;
+    process.finish().await.context("serving health endpoints")?;
     result.context("rkube-dns")
 }

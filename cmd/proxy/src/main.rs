@@ -7,9 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use rkube_client::{Client, Config as ClientConfig, KubeconfigOptions};
-use rkube_component::Readiness;
-use tokio_util::sync::CancellationToken;
+use rkube_client::{Client, KubeconfigOptions};
+use rkube_component::Process;
 
 /// The rkube node proxy: list-watches Services and EndpointSlices and programs this node's
 /// nftables (table `ip rkube-proxy`) so that a Service's cluster IP and node ports reach its
@@ -69,8 +68,7 @@ async fn main() -> anyhow::Result<()> {
     let flags = Flags::parse();
     rkube_component::init_tracing(&flags.log_format);
     let options = KubeconfigOptions { path: flags.kubeconfig.clone(), context: flags.context.clone() };
-    let client_config = ClientConfig::from_kubeconfig(&options).context("reading the kubeconfig")?;
-    let client = Client::new(client_config).context("building the API client")?;
+    let client = Client::from_kubeconfig(&options).context("reading the kubeconfig")?;
     let node_name = match &flags.node_name {
         Some(name) => name.clone(),
         None => std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -83,18 +81,11 @@ async fn main() -> anyhow::Result<()> {
         sync_period: flags.sync_period,
     };
 
-    let shutdown = CancellationToken::new();
-    let registry = prometheus::Registry::new();
-    let readiness = Readiness::default();
     let address = SocketAddr::new(flags.bind_address, flags.port);
-    let endpoints = rkube_component::spawn_endpoints(address, registry.clone(), readiness.clone(), shutdown.clone())
-        .await
-        .with_context(|| format!("binding {address}"))?;
-    rkube_component::cancel_on_signal(&shutdown);
-
-    let ready = readiness.clone();
-    let result = rkube_proxy::run(client, config, &registry, move |ok| ready.set(ok), shutdown.clone()).await;
-    shutdown.cancel();
-    endpoints.await.context("health endpoint task")?.context("serving health endpoints")?;
+    let process = Process::start(address).await.with_context(|| format!("binding {address}"))?;
+    let ready = process.readiness.clone();
+    let result =
+        rkube_proxy::run(client, config, &process.registry, move |ok| ready.set(ok), process.shutdown.clone()).await;
+    process.finish().await.context("serving health endpoints")?;
     result.context("rkube-proxy")
 }

@@ -6,10 +6,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Parser;
 use rkube_client::{Client, Config as ClientConfig, KubeconfigOptions};
-use rkube_component::Readiness;
+use rkube_component::Process;
 use rkube_component::flags::LeaderElectionFlags;
 use rkube_scheduler::{Config, ScoreWeights};
-use tokio_util::sync::CancellationToken;
 
 /// The rkube scheduler: watches pods that have no node yet (`spec.nodeName` empty) and whose
 /// `spec.schedulerName` is ours, picks a node for each one (filter the nodes that can take it,
@@ -117,17 +116,11 @@ async fn main() -> anyhow::Result<()> {
     let identity = config.leader_election.as_ref().map(|e| e.identity.clone()).unwrap_or_default();
     config.leader_election = flags.leader_election.config("rkube-scheduler", &identity);
 
-    let shutdown = CancellationToken::new();
-    let registry = prometheus::Registry::new();
-    let readiness = Readiness::default();
     let address = SocketAddr::new(flags.bind_address, flags.port);
-    let endpoints = rkube_component::spawn_endpoints(address, registry.clone(), readiness.clone(), shutdown.clone())
-        .await
-        .with_context(|| format!("binding {address}"))?;
-    rkube_component::cancel_on_signal(&shutdown);
-
-    let result = rkube_scheduler::run(client, config, &registry, readiness, shutdown.clone()).await;
-    shutdown.cancel();
-    endpoints.await.context("health endpoint task")?.context("serving health endpoints")?;
+    let process = Process::start(address).await.with_context(|| format!("binding {address}"))?;
+    let result =
+        rkube_scheduler::run(client, config, &process.registry, process.readiness.clone(), process.shutdown.clone())
+            .await;
+    process.finish().await.context("serving health endpoints")?;
     result.context("rkube-scheduler")
 }

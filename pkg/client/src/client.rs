@@ -141,6 +141,11 @@ impl Client {
         Client::new(Config::infer()?)
     }
 
+    /// A client from the kubeconfig `options` name (a component's `--kubeconfig`, `--context`).
+    pub fn from_kubeconfig(options: &crate::config::KubeconfigOptions) -> Result<Client> {
+        Client::new(Config::from_kubeconfig(options)?)
+    }
+
     /// The namespace [`Api::default_namespaced`](crate::Api::default_namespaced) uses.
     pub fn default_namespace(&self) -> &str {
         &self.inner.default_namespace

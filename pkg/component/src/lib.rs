@@ -134,20 +134,44 @@ pub async fn serve_endpoints(
     rkube_server::connections::serve(listener, endpoints(registry, readiness, extra), tls, shutdown).await
 }
 
-/// Binds `address` and serves [`endpoints`] there in a task of its own until `shutdown`
-/// (logging the address, which matters with port 0): what every component's main does.
-///
-/// # Errors
-/// When `address` cannot be bound.
-pub async fn spawn_endpoints(
-    address: std::net::SocketAddr,
-    registry: prometheus::Registry,
-    readiness: Readiness,
-    shutdown: CancellationToken,
-) -> std::io::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
-    let listener = tokio::net::TcpListener::bind(address).await?;
-    tracing::info!(address = %listener.local_addr()?, "serving /healthz, /readyz and /metrics");
-    Ok(tokio::spawn(serve_endpoints(listener, registry, readiness, None, None, shutdown)))
+/// What every component's main sets up around its work: a shutdown token cancelled by
+/// SIGINT/SIGTERM, the metrics registry, the readiness flag, and `/healthz`, `/readyz` and
+/// `/metrics` served on an address until the work is done.
+pub struct Process {
+    /// Cancelled on SIGINT or SIGTERM, and by [`Process::finish`].
+    pub shutdown: CancellationToken,
+    /// Where the component registers its metrics.
+    pub registry: prometheus::Registry,
+    /// What `/readyz` reports.
+    pub readiness: Readiness,
+    endpoints: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Process {
+    /// Binds `address` (logging it, which matters with port 0), serves [`endpoints`] there in a
+    /// task of its own and cancels `shutdown` on a signal.
+    ///
+    /// # Errors
+    /// When `address` cannot be bound.
+    pub async fn start(address: std::net::SocketAddr) -> std::io::Result<Process> {
+        let (shutdown, registry, readiness) =
+            (CancellationToken::new(), prometheus::Registry::new(), Readiness::default());
+        let listener = tokio::net::TcpListener::bind(address).await?;
+        tracing::info!(address = %listener.local_addr()?, "serving /healthz, /readyz and /metrics");
+        let endpoints =
+            tokio::spawn(serve_endpoints(listener, registry.clone(), readiness.clone(), None, None, shutdown.clone()));
+        cancel_on_signal(&shutdown);
+        Ok(Process { shutdown, registry, readiness, endpoints })
+    }
+
+    /// Stops serving the endpoints once the work is done.
+    ///
+    /// # Errors
+    /// When serving them failed.
+    pub async fn finish(self) -> std::io::Result<()> {
+        self.shutdown.cancel();
+        self.endpoints.await.map_err(std::io::Error::other)?
+    }
 }
 
 #[cfg(test)]
