@@ -50,9 +50,9 @@ pub fn storage_query(query: &Query, res: &ResourceDef, conversion: &Conversion) 
     Ok(query.with("fieldSelector", terms.join(",")))
 }
 
-/// A stored object as `res` shows it (a `Status`, as a deletion may answer, is left alone).
-pub fn to_view(res: &ResourceDef, conversion: &Conversion, object: Value) -> Value {
-    let _ = res;
+/// A stored object as the converted version shows it (a `Status`, as a deletion may answer,
+/// is left alone).
+pub fn to_view(conversion: &Conversion, object: Value) -> Value {
     if object.get("kind").and_then(Value::as_str) == Some(conversion.storage.kind) {
         (conversion.from_storage)(object)
     } else {
@@ -64,15 +64,15 @@ pub fn to_view(res: &ResourceDef, conversion: &Conversion, object: Value) -> Val
 pub fn listed_view(res: &'static ResourceDef, conversion: &Conversion, listed: Listed) -> Result<Listed, ApiError> {
     let mut items = Vec::with_capacity(listed.items.len());
     for item in &listed.items {
-        let view = to_view(res, conversion, item.decode()?);
+        let view = to_view(conversion, item.decode()?);
         items.push(Arc::new(StoredObject::from_value(res, &item.key, &view, item.revision)?));
     }
     Ok(Listed { items, ..listed })
 }
 
-/// A written object as `res` shows it.
-fn written_view(res: &ResourceDef, conversion: &Conversion, written: Written) -> Written {
-    Written { object: to_view(res, conversion, written.object), ..written }
+/// A written object as the converted version shows it.
+fn written_view(conversion: &Conversion, written: Written) -> Written {
+    Written { object: to_view(conversion, written.object), ..written }
 }
 
 /// Validates a body of this version (as a new object, or as an update of `old`, in this
@@ -116,7 +116,7 @@ pub async fn create(
     let (stored, warnings) = to_storage(req, conversion, body, None, opts)?;
     let mut written = rest::create(state, &storage_request(req, conversion), stored, opts).await?;
     written.warnings.extend(warnings);
-    Ok(written_view(req.resource, conversion, written))
+    Ok(written_view(conversion, written))
 }
 
 /// Replaces an object with one sent in this version (PUT).
@@ -129,11 +129,11 @@ pub async fn update(
     opts: &WriteOptions,
 ) -> Result<Written, ApiError> {
     let storage = storage_request(req, conversion);
-    let old = to_view(req.resource, conversion, rest::get(state, &storage, name).await?);
+    let old = to_view(conversion, rest::get(state, &storage, name).await?);
     let (stored, warnings) = to_storage(req, conversion, body, Some(&old), opts)?;
     let mut written = rest::update(state, &storage, name, stored, opts).await?;
     written.warnings.extend(warnings);
-    Ok(written_view(req.resource, conversion, written))
+    Ok(written_view(conversion, written))
 }
 
 /// Patches an object as this version shows it; server-side apply creates a missing one.
@@ -151,7 +151,7 @@ pub async fn patch(
     let target = Target::new(res, name);
     let storage = storage_request(req, conversion);
     let result = rest::guaranteed_update(state, &storage, name, None, opts, |current| {
-        let view = to_view(res, conversion, current.clone());
+        let view = to_view(conversion, current.clone());
         let patched = patch.apply_to(res.kind, &view, &target)?;
         Ok(to_storage(req, conversion, patched, Some(&view), opts)?.0)
     })
@@ -160,6 +160,6 @@ pub async fn patch(
         Err(ApiError::NotFound(_)) if patch.kind == PatchType::Apply => {
             create(state, req, conversion, patch.object_to_create(name)?, opts).await
         }
-        other => other.map(|written| written_view(res, conversion, written)),
+        other => other.map(|written| written_view(conversion, written)),
     }
 }

@@ -201,7 +201,7 @@ async fn serve_converted(
     }
     match verb {
         Verb::Get => {
-            let object = conversion::to_view(res, conversion, rest::get(state, &storage, &name).await?);
+            let object = conversion::to_view(conversion, rest::get(state, &storage, &name).await?);
             Ok(render_object(req, object, rendering, include))
         }
         Verb::List => {
@@ -236,7 +236,7 @@ async fn serve_converted(
                 || options.dry_run.as_ref().is_some_and(|d| d.iter().any(|v| v == "All"));
             crate::admission::admit_delete(state, &storage, &name).await?;
             let (object, _gone) = rest::delete(state, &storage, &name, &options, dry_run).await?;
-            Ok(json(StatusCode::OK, &conversion::to_view(res, conversion, object)))
+            Ok(json(StatusCode::OK, &conversion::to_view(conversion, object)))
         }
         Verb::DeleteCollection => {
             let bytes = read_body(body, headers, limit).await?;

@@ -408,7 +408,7 @@ fn translate(
 
 fn event_line(res: &ResourceDef, kind: &str, obj: Value, rendering: Rendering) -> Bytes {
     let obj = match res.conversion {
-        Some(conversion) => crate::conversion::to_view(res, conversion, obj),
+        Some(conversion) => crate::conversion::to_view(conversion, obj),
         None => obj,
     };
     let object = match rendering {
