@@ -210,7 +210,7 @@ async fn a_deployment_spreads_over_both_workers_and_pods_reach_each_other_across
 
     // By name: a pod resolves the Service through the cluster DNS (its resolv.conf names the
     // kube-dns Service, which rkube-proxy sends to rkube-dns on the master), with busybox's
-    // nslookup (its static wget cannot resolve names: glibc's resolver needs NSS modules).
+    // nslookup.
     let client_name = client["metadata"]["name"].as_str().expect("name").to_string();
     let name = format!("{APP}.{NS}.svc.cluster.local");
     let started = Instant::now();
@@ -230,6 +230,77 @@ async fn a_deployment_spreads_over_both_workers_and_pods_reach_each_other_across
     };
     assert!(lookup.contains("Server:\t\t10.96.0.10"), "{lookup}");
     println!("{name} resolved in a pod on worker1 through the cluster DNS: {cluster_ip}");
+
+    // A guestbook-like pair: a frontend whose page calls the backend (the web pods) by its
+    // Service's DNS name, reached through the frontend's NodePort from the lab host and by name
+    // from a pod on worker1.
+    api.create(&format!("/apis/apps/v1/namespaces/{NS}/deployments"), &frontend_deployment(&name)).await;
+    let frontend = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "frontend", "namespace": NS},
+        "spec": {"type": "NodePort", "selector": {"app": "frontend"}, "ports": [{"port": 80, "targetPort": 8080}]}});
+    let frontend = api.create(&format!("/api/v1/namespaces/{NS}/services"), &frontend).await;
+    let frontend_port = frontend["spec"]["ports"][0]["nodePort"].as_i64().expect("nodePort");
+    let page_url = format!("http://{}:{frontend_port}/cgi-bin/page", lab.host_ip("worker1"));
+    let started = Instant::now();
+    let mut backends = std::collections::BTreeSet::new();
+    while backends.len() < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{page_url} from the lab host: only backends {backends:?} answered\n{}",
+            lab.all_logs(10)
+        );
+        let out = tokio::process::Command::new("curl").args(["-fsS", "-m", "5", &page_url]).output().await;
+        let page =
+            out.ok().filter(|out| out.status.success()).map(|out| String::from_utf8_lossy(&out.stdout).into_owned());
+        match page.as_deref().and_then(|page| page.trim().split_once(" -> backend ")) {
+            Some((_, backend)) if live.iter().any(|pod| pod["metadata"]["name"] == backend) => {
+                backends.insert(backend.to_string());
+            }
+            _ => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+    println!(
+        "frontend -> http://{name}/ through the frontend's NodePort: {} backends answered within {:.1}s",
+        backends.len(),
+        started.elapsed().as_secs_f64()
+    );
+    let frontend_name = format!("frontend.{NS}.svc.cluster.local");
+    let page = lab
+        .rkubectl(&["exec", &client_name, "--", "wget", "-q", "-O-", &format!("http://{frontend_name}/cgi-bin/page")])
+        .await
+        .expect("the frontend by name from a pod on worker1");
+    assert!(page.starts_with("frontend ") && page.contains(" -> backend "), "{page}");
+}
+
+/// A frontend of two busybox httpd pods whose CGI page `/cgi-bin/page` fetches the backend
+/// `http://<backend>/` by name (busybox wget, the cluster DNS) and says who answered:
+/// `frontend <pod> -> backend <pod>`.
+fn frontend_deployment(backend: &str) -> Value {
+    let page = format!(
+        "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\n'\necho \"frontend $(hostname) -> backend $(wget -q -O- http://{backend}/)\"\n"
+    );
+    let script = "mkdir -p /www/cgi-bin && printf '%s' \"$PAGE\" > /www/cgi-bin/page && chmod +x /www/cgi-bin/page && exec httpd -f -p 8080 -h /www";
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "frontend", "namespace": NS},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": "frontend"}},
+            "template": {
+                "metadata": {"labels": {"app": "frontend"}},
+                "spec": {
+                    "terminationGracePeriodSeconds": 1,
+                    "containers": [{
+                        "name": "frontend",
+                        "image": TEST_IMAGE,
+                        "command": ["sh", "-c", script],
+                        "env": [{"name": "PAGE", "value": page}],
+                        "ports": [{"containerPort": 8080}]
+                    }]
+                }
+            }
+        }
+    })
 }
 
 #[tokio::test]

@@ -8,6 +8,10 @@
 //! - `_<port>._<protocol>.<service>.<namespace>.svc.<domain>`: `SRV` for each named port, aimed
 //!   at the Service's name (for a headless Service, at each endpoint's name).
 //!
+//! - `<a-b-c-d>.<namespace>.pod.<domain>`: `A` with the address `a.b.c.d` the name spells, as
+//!   CoreDNS's `pods insecure` mode (Kubernetes' kubeadm default) answers it, without looking
+//!   for the pod.
+//!
 //! Other names of the domain do not exist (`NXDOMAIN`); a name that exists but has no record of
 //! the type asked (`AAAA` of an IPv4 Service) is an empty answer.
 
@@ -42,6 +46,17 @@ pub struct Zone<'a> {
     pub slices: &'a [Arc<EndpointSlice>],
 }
 
+/// The answer for `<a-b-c-d>.<namespace>.pod.<domain>`: the address the first label spells.
+fn pod_answer(name: &Name, address: &str, kind: RecordType) -> Answer {
+    let Ok(ip) = address.replace('-', ".").parse::<Ipv4Addr>() else { return Answer::NoSuchName };
+    match kind {
+        RecordType::A | RecordType::ANY => {
+            Answer::Records(vec![Record::from_rdata(name.clone(), TTL, RData::A(A(ip)))])
+        }
+        _ => Answer::Records(Vec::new()),
+    }
+}
+
 /// One ready endpoint of a headless Service: its address and its name's first label.
 struct Endpoint {
     ip: Ipv4Addr,
@@ -58,6 +73,11 @@ impl Zone<'_> {
             return self.parent(&labels, domain_labels);
         }
         let local = &labels[..labels.len() - domain_labels];
+        if let [address, _namespace, pod] = local
+            && pod == "pod"
+        {
+            return pod_answer(name, address, kind);
+        }
         // ... <service> <namespace> svc
         let [rest @ .., service_name, namespace, svc] = local else { return Answer::NoSuchName };
         if svc != "svc" {
@@ -224,5 +244,20 @@ mod tests {
         assert_eq!(data(ask(&zone, "nope.default.svc.cluster.local.", RecordType::A)), ["NXDOMAIN"]);
         assert_eq!(data(ask(&zone, "web.other.svc.cluster.local.", RecordType::A)), ["NXDOMAIN"]);
         assert!(data(ask(&zone, "default.svc.cluster.local.", RecordType::A)).is_empty());
+    }
+
+    #[test]
+    fn pod_names_spell_their_address() {
+        let domain = Name::from_ascii("cluster.local.").expect("domain");
+        let zone = Zone { domain: &domain, services: &[], slices: &[] };
+        assert_eq!(data(ask(&zone, "10-244-1-7.default.pod.cluster.local.", RecordType::A)), ["10.244.1.7"]);
+        assert!(data(ask(&zone, "10-244-1-7.default.pod.cluster.local.", RecordType::AAAA)).is_empty());
+        for bad in [
+            "10-244-1.default.pod.cluster.local.",
+            "10-244-1-300.default.pod.cluster.local.",
+            "web.default.pod.cluster.local.",
+        ] {
+            assert_eq!(data(ask(&zone, bad, RecordType::A)), ["NXDOMAIN"], "{bad}");
+        }
     }
 }
