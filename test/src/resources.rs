@@ -88,6 +88,9 @@ pub const ENDPOINT_SLICES: Resource = Resource {
     namespaced: true,
 };
 
+/// batch/v1 Job.
+pub const JOBS: Resource = Resource { group: "batch", version: "v1", kind: "Job", plural: "jobs", namespaced: true };
+
 /// Every resource the apiserver must serve.
 pub const ALL: &[Resource] = &[
     NAMESPACES,
@@ -102,6 +105,7 @@ pub const ALL: &[Resource] = &[
     SERVICE_ACCOUNTS,
     REPLICA_SETS,
     DEPLOYMENTS,
+    JOBS,
     LEASES,
     ROLES,
     CLUSTER_ROLES,
@@ -183,6 +187,8 @@ impl Resource {
             "Secret" => json!({ "type": "Opaque", "data": { "password": "czNjcmV0" } }),
             "ReplicaSet" => json!({ "spec": workload_spec(name) }),
             "Deployment" => json!({ "spec": workload_spec(name) }),
+            "Job" => json!({ "spec": { "template": { "spec": {
+                "restartPolicy": "Never", "containers": [{ "name": "app", "image": "registry.example/app:1.0" }] } } } }),
             "Lease" => json!({ "spec": { "holderIdentity": "holder-1", "leaseDurationSeconds": 40 } }),
             "ServiceAccount" => json!({}),
             "Role" | "ClusterRole" => json!({

@@ -162,6 +162,7 @@ static RESOURCES: &[&ResourceDef] = &[
     &kinds::serviceaccount::RESOURCE,
     &kinds::replicaset::RESOURCE,
     &kinds::deployment::RESOURCE,
+    &kinds::job::RESOURCE,
     &kinds::lease::RESOURCE,
     &kinds::rbac::ROLE,
     &kinds::rbac::CLUSTER_ROLE,

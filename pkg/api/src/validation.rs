@@ -878,6 +878,19 @@ fn validate_selector_and_template(
     template: Option<&PodTemplateSpec>,
     errs: &mut Vec<FieldError>,
 ) {
+    validate_controller_template(selector, template, &["Always"], errs);
+}
+
+/// Checks a workload controller's selector and template: a non-empty valid selector that
+/// matches the template's labels, and a template whose `restartPolicy` is one of
+/// `restart_policies` (`Always` for ReplicaSets, `OnFailure` or `Never` for Jobs); a template
+/// of pods that restart `Always` may not have `activeDeadlineSeconds`.
+pub(crate) fn validate_controller_template(
+    selector: &LabelSelector,
+    template: Option<&PodTemplateSpec>,
+    restart_policies: &[&str],
+    errs: &mut Vec<FieldError>,
+) {
     if selector_is_empty(selector) {
         if selector.match_labels.is_none() && selector.match_expressions.is_none() {
             errs.push(FieldError::required("spec.selector", ""));
@@ -902,10 +915,12 @@ fn validate_selector_and_template(
     errs.extend(validate_pod_template(template, "spec.template"));
     if let Some(spec) = &template.spec {
         // pod_spec already reported a missing or unknown policy; report a known but wrong one.
-        if let Some(other @ ("OnFailure" | "Never")) = spec.restart_policy.as_deref() {
-            errs.push(FieldError::not_supported("spec.template.spec.restartPolicy", other, &["Always"]));
+        if let Some(other @ ("Always" | "OnFailure" | "Never")) = spec.restart_policy.as_deref()
+            && !restart_policies.contains(&other)
+        {
+            errs.push(FieldError::not_supported("spec.template.spec.restartPolicy", other, restart_policies));
         }
-        if spec.active_deadline_seconds.is_some() {
+        if restart_policies == ["Always"] && spec.active_deadline_seconds.is_some() {
             errs.push(FieldError::forbidden(
                 "spec.template.spec.activeDeadlineSeconds",
                 "activeDeadlineSeconds in ReplicaSet is not Supported",

@@ -10,6 +10,7 @@
 //! - [`deployment`]: rolls ReplicaSets per pod template (RollingUpdate, Recreate, rollback);
 //! - [`garbagecollector`]: deletes objects whose owners are gone (background propagation);
 //! - [`nodelifecycle`]: marks silent nodes Unknown and tainted, and evicts their pods;
+//! - [`job`]: runs Jobs' pods to completion, counting each finished pod once;
 //! - shared pieces: [`expectations`], [`controller_ref`] (adoption and release), [`podutil`]
 //!   (active, ready, available, deletion order), [`worker`] (the loop that syncs keys and
 //!   does what each sync's [`worker::Action`] asks: requeue later, wait for a change, or
@@ -39,6 +40,7 @@ pub mod disruption;
 pub mod endpointslice;
 pub mod expectations;
 pub mod garbagecollector;
+pub mod job;
 pub mod metrics;
 pub mod nodelifecycle;
 pub mod podutil;
@@ -59,6 +61,7 @@ pub const KNOWN_CONTROLLERS: &[&str] = &[
     "resourcequota",
     "disruption",
     "endpointslice",
+    "job",
 ];
 
 /// Namespace and name of the controller-manager's leader-election Lease.
@@ -329,6 +332,10 @@ pub async fn run_controllers(
         let controller = endpointslice::EndpointSliceController::new(&factory, client.clone(), Some(registry));
         loops.push(("endpointslice", 2, WorkQueueController::EndpointSlice(controller)));
     }
+    if config.is_enabled("job")? {
+        let controller = job::JobController::new(&factory, client.clone(), Some(registry));
+        loops.push(("job", 5, WorkQueueController::Job(controller)));
+    }
     let node_lifecycle = if config.is_enabled("nodelifecycle")? {
         Some(nodelifecycle::NodeLifecycleController::new(&factory, client.clone(), config.node_lifecycle.clone()))
     } else {
@@ -382,6 +389,10 @@ pub async fn run_controllers(
                     let queue = c.queue();
                     worker::run_workers(name, c, queue, workers, metrics, shutdown).await
                 }
+                WorkQueueController::Job(c) => {
+                    let queue = c.queue();
+                    worker::run_workers(name, c, queue, workers, metrics, shutdown).await
+                }
             }
         }));
     }
@@ -404,6 +415,7 @@ enum WorkQueueController {
     ResourceQuota(Arc<resourcequota::ResourceQuotaController>),
     Disruption(Arc<disruption::DisruptionController>),
     EndpointSlice(Arc<endpointslice::EndpointSliceController>),
+    Job(Arc<job::JobController>),
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ pub mod deployment;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod event;
+pub mod job;
 pub mod lease;
 pub mod limitrange;
 pub mod namespace;
@@ -79,6 +80,7 @@ mod tests {
             scope_is_namespaced::<ConfigMap>(),
             scope_is_namespaced::<ReplicaSet>(),
             scope_is_namespaced::<Deployment>(),
+            scope_is_namespaced::<k8s_openapi::api::batch::v1::Job>(),
             scope_is_namespaced::<Lease>(),
             scope_is_namespaced::<Secret>(),
             scope_is_namespaced::<ServiceAccount>(),
@@ -149,6 +151,13 @@ mod tests {
                        "spec": {"selector": {"matchLabels": {"app": "x"}},
                                 "template": {"metadata": {"labels": {"app": "x"}},
                                              "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}}),
+            ),
+            (
+                "batch",
+                "jobs",
+                json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": ns,
+                       "spec": {"template": {"spec": {"restartPolicy": "Never",
+                                                       "containers": [{"name": "c", "image": "perl"}]}}}}),
             ),
             (
                 "",

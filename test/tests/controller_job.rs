@@ -1,0 +1,321 @@
+//! The Job controller, end to end: real etcd, the real apiserver and the real
+//! `rkube-controller-manager` (`--controllers=job`), and the real kubectl for `create job`,
+//! `get jobs` and `wait`. No kubelet: the test ends pods the way a kubelet reports it, through
+//! `pods/<name>/status` (phase and the container's exit code).
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use rkube_tests::controllers::{ControllerManager, pods};
+use rkube_tests::{Api, Cluster, eventually, venv_bin};
+use serde_json::{Value, json};
+use tokio::process::Command;
+
+const LONG: Duration = Duration::from_secs(60);
+const FINALIZER: &str = "batch.kubernetes.io/job-tracking";
+
+async fn start() -> (Cluster, ControllerManager, Api) {
+    let cluster = Cluster::start().await.expect("cluster starts");
+    let manager = ControllerManager::start(&cluster, &["--leader-elect=false", "--controllers=job"])
+        .await
+        .expect("controller-manager starts");
+    let api = Api::new(cluster.url());
+    (cluster, manager, api)
+}
+
+/// A Job `name` running busybox, with `spec` merged into its spec.
+fn job(name: &str, spec: Value) -> Value {
+    let mut job = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name, "namespace": "default"},
+        "spec": {"template": {"spec": {"restartPolicy": "Never",
+            "containers": [{"name": "main", "image": "busybox", "command": ["sh", "-c", "exit 0"]}]}}}});
+    if let (Some(target), Some(extra)) = (job["spec"].as_object_mut(), spec.as_object()) {
+        for (key, value) in extra {
+            target.insert(key.clone(), value.clone());
+        }
+    }
+    job
+}
+
+fn job_path(name: &str) -> String {
+    format!("/apis/batch/v1/namespaces/default/jobs/{name}")
+}
+
+fn name_of(pod: &Value) -> String {
+    pod["metadata"]["name"].as_str().unwrap_or_default().to_string()
+}
+
+fn is_live(pod: &Value) -> bool {
+    pod["metadata"]["deletionTimestamp"].is_null()
+        && !matches!(pod["status"]["phase"].as_str(), Some("Succeeded" | "Failed"))
+}
+
+/// The Job's pods that still run.
+async fn running(api: &Api, job: &str, count: usize) -> Vec<Value> {
+    eventually(LONG, &format!("{count} running pods of job {job}"), || async {
+        let live: Vec<Value> = pods(api, "default", &format!("batch.kubernetes.io/job-name={job}"))
+            .await
+            .into_iter()
+            .filter(is_live)
+            .collect();
+        (live.len() == count).then_some(live)
+    })
+    .await
+}
+
+/// Ends the pod as a kubelet reports it: `Succeeded` for exit code 0, else `Failed`.
+async fn finish(api: &Api, pod: &str, exit_code: i32) {
+    let phase = if exit_code == 0 { "Succeeded" } else { "Failed" };
+    let reason = if exit_code == 0 { "Completed" } else { "Error" };
+    let status = json!({"status": {"phase": phase, "containerStatuses": [{"name": "main", "image": "busybox",
+        "imageID": "", "ready": false, "restartCount": 0,
+        "state": {"terminated": {"exitCode": exit_code, "reason": reason}}}]}});
+    let path = format!("/api/v1/namespaces/default/pods/{pod}/status");
+    let (code, body) = api.patch(&path, "application/merge-patch+json", &status).await;
+    assert!(code.is_success(), "finishing {pod}: {code} {body}");
+}
+
+/// Waits for the Job's condition `kind` to be True and returns the Job.
+async fn condition(api: &Api, name: &str, kind: &str) -> Value {
+    eventually(LONG, &format!("job {name} {kind}"), || async {
+        let job = api.get_ok(&job_path(name)).await;
+        let conditions = job["status"]["conditions"].as_array().cloned().unwrap_or_default();
+        conditions.iter().any(|c| c["type"] == kind && c["status"] == "True").then_some(job)
+    })
+    .await
+}
+
+fn condition_of<'a>(job: &'a Value, kind: &str) -> &'a Value {
+    job["status"]["conditions"].as_array().and_then(|c| c.iter().find(|c| c["type"] == kind)).unwrap_or(&Value::Null)
+}
+
+#[tokio::test]
+async fn a_job_runs_parallelism_pods_at_a_time_until_completions_succeed() {
+    let (_cluster, manager, api) = start().await;
+    api.create("/apis/batch/v1/namespaces/default/jobs", &job("pi", json!({"completions": 3, "parallelism": 2}))).await;
+    let first = running(&api, "pi", 2).await;
+    for pod in &first {
+        assert!(name_of(pod).starts_with("pi-"), "{pod}");
+        assert_eq!(pod["metadata"]["finalizers"], json!([FINALIZER]), "{pod}");
+        assert_eq!(pod["metadata"]["ownerReferences"][0]["kind"], "Job");
+        assert_eq!(pod["metadata"]["labels"]["job-name"], "pi");
+    }
+    let job = api.get_ok(&job_path("pi")).await;
+    assert!(job["status"]["startTime"].is_string(), "{job}");
+    for pod in &first {
+        finish(&api, &name_of(pod), 0).await;
+    }
+    let third = running(&api, "pi", 1).await;
+    finish(&api, &name_of(&third[0]), 0).await;
+    let job = condition(&api, "pi", "Complete").await;
+    let status = &job["status"];
+    assert_eq!(
+        (status["succeeded"].as_i64(), status["failed"].as_i64(), status["active"].as_i64()),
+        (Some(3), Some(0), Some(0)),
+        "{job}\n{}",
+        manager.log_tail(20)
+    );
+    assert!(status["completionTime"].is_string(), "{job}");
+    assert_eq!(condition_of(&job, "SuccessCriteriaMet")["status"], "True", "{job}");
+    assert_eq!(condition_of(&job, "Complete")["reason"], "CompletionsReached");
+    let all = pods(&api, "default", "batch.kubernetes.io/job-name=pi").await;
+    assert_eq!(all.len(), 3, "exactly three pods ever: {all:?}");
+    assert!(
+        all.iter().all(|pod| pod["metadata"]["finalizers"].as_array().is_none_or(Vec::is_empty)),
+        "finalizers removed: {all:?}"
+    );
+}
+
+#[tokio::test]
+async fn failures_past_the_backoff_limit_fail_the_job_after_a_back_off() {
+    let (_cluster, _manager, api) = start().await;
+    api.create("/apis/batch/v1/namespaces/default/jobs", &job("flaky", json!({"backoffLimit": 1}))).await;
+    let pod = running(&api, "flaky", 1).await;
+    finish(&api, &name_of(&pod[0]), 1).await;
+    let failed_at = std::time::Instant::now();
+    let retry = running(&api, "flaky", 1).await;
+    assert_ne!(name_of(&retry[0]), name_of(&pod[0]));
+    assert!(
+        failed_at.elapsed() >= Duration::from_secs(8),
+        "the replacement waited for the 10 s back-off: {:?}",
+        failed_at.elapsed()
+    );
+    let job = api.get_ok(&job_path("flaky")).await;
+    assert_eq!(job["status"]["failed"], 1, "{job}");
+    finish(&api, &name_of(&retry[0]), 1).await;
+    let job = condition(&api, "flaky", "Failed").await;
+    assert_eq!(condition_of(&job, "Failed")["reason"], "BackoffLimitExceeded", "{job}");
+    assert_eq!(condition_of(&job, "FailureTarget")["status"], "True", "{job}");
+    assert_eq!(job["status"]["failed"], 2, "{job}");
+    assert!(job["status"]["completionTime"].is_null(), "a failed Job has no completionTime: {job}");
+}
+
+#[tokio::test]
+async fn a_fail_job_rule_fails_the_job_at_once_and_its_other_pods_go() {
+    let (_cluster, _manager, api) = start().await;
+    let policy = json!({"rules": [
+        {"action": "FailJob", "onExitCodes": {"containerName": "main", "operator": "In", "values": [42]}},
+        {"action": "Ignore", "onExitCodes": {"operator": "In", "values": [7]}}]});
+    let body = job("policy", json!({"parallelism": 3, "completions": 3, "podFailurePolicy": policy}));
+    api.create("/apis/batch/v1/namespaces/default/jobs", &body).await;
+    let pods_now = running(&api, "policy", 3).await;
+    // Exit code 7 is ignored: not a failure, and the pod is replaced at once.
+    finish(&api, &name_of(&pods_now[0]), 7).await;
+    let replaced = running(&api, "policy", 3).await;
+    assert!(replaced.iter().all(|pod| name_of(pod) != name_of(&pods_now[0])));
+    let job_now = api.get_ok(&job_path("policy")).await;
+    assert_eq!(job_now["status"]["failed"].as_i64().unwrap_or(0), 0, "{job_now}");
+    finish(&api, &name_of(&pods_now[1]), 42).await;
+    let job = condition(&api, "policy", "Failed").await;
+    let failed = condition_of(&job, "Failed");
+    assert_eq!(failed["reason"], "PodFailurePolicy", "{job}");
+    assert!(
+        failed["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("failed with exit code 42 matching FailJob rule at index 0"),
+        "{job}"
+    );
+    let left: Vec<Value> =
+        pods(&api, "default", "batch.kubernetes.io/job-name=policy").await.into_iter().filter(is_live).collect();
+    assert!(left.is_empty(), "the running pods were deleted: {left:?}");
+}
+
+#[tokio::test]
+async fn an_indexed_job_runs_each_index_once_with_its_index_in_the_pod() {
+    let (_cluster, _manager, api) = start().await;
+    let body = job("ix", json!({"completions": 4, "parallelism": 2, "completionMode": "Indexed"}));
+    api.create("/apis/batch/v1/namespaces/default/jobs", &body).await;
+    let mut seen = BTreeSet::new();
+    while seen.len() < 4 {
+        let batch = running(&api, "ix", 2.min(4 - seen.len())).await;
+        for pod in &batch {
+            let index =
+                pod["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"].as_str().expect("index");
+            assert_eq!(pod["metadata"]["labels"]["batch.kubernetes.io/job-completion-index"], index);
+            assert_eq!(pod["spec"]["hostname"], format!("ix-{index}"));
+            assert!(name_of(pod).starts_with(&format!("ix-{index}-")), "{}", name_of(pod));
+            assert_eq!(pod["spec"]["containers"][0]["env"][0]["name"], "JOB_COMPLETION_INDEX");
+            assert!(seen.insert(index.to_string()), "index {index} ran twice");
+            finish(&api, &name_of(pod), 0).await;
+        }
+    }
+    let job = condition(&api, "ix", "Complete").await;
+    assert_eq!(job["status"]["completedIndexes"], "0-3", "{job}");
+    assert_eq!(job["status"]["succeeded"], 4, "{job}");
+    assert_eq!(seen, ["0", "1", "2", "3"].map(String::from).into());
+}
+
+#[tokio::test]
+async fn a_job_past_its_active_deadline_fails_and_its_pods_go() {
+    let (_cluster, _manager, api) = start().await;
+    api.create(
+        "/apis/batch/v1/namespaces/default/jobs",
+        &job("slow", json!({"activeDeadlineSeconds": 2, "parallelism": 2, "completions": 2})),
+    )
+    .await;
+    running(&api, "slow", 2).await;
+    let job = condition(&api, "slow", "Failed").await;
+    assert_eq!(condition_of(&job, "Failed")["reason"], "DeadlineExceeded", "{job}");
+    let left: Vec<Value> =
+        pods(&api, "default", "batch.kubernetes.io/job-name=slow").await.into_iter().filter(is_live).collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[tokio::test]
+async fn a_suspended_job_runs_nothing_until_resumed() {
+    let (_cluster, _manager, api) = start().await;
+    api.create(
+        "/apis/batch/v1/namespaces/default/jobs",
+        &job("later", json!({"suspend": true, "parallelism": 2, "completions": 2})),
+    )
+    .await;
+    let job = condition(&api, "later", "Suspended").await;
+    assert_eq!(condition_of(&job, "Suspended")["reason"], "JobSuspended");
+    assert!(job["status"]["startTime"].is_null(), "{job}");
+    assert!(pods(&api, "default", "batch.kubernetes.io/job-name=later").await.is_empty());
+    let (code, body) =
+        api.patch(&job_path("later"), "application/merge-patch+json", &json!({"spec": {"suspend": false}})).await;
+    assert!(code.is_success(), "{code} {body}");
+    running(&api, "later", 2).await;
+    let job = api.get_ok(&job_path("later")).await;
+    assert_eq!(condition_of(&job, "Suspended")["status"], "False", "{job}");
+    assert_eq!(condition_of(&job, "Suspended")["reason"], "JobResumed", "{job}");
+    // Suspended again: its running pods go, and are not counted as failures.
+    let (code, body) =
+        api.patch(&job_path("later"), "application/merge-patch+json", &json!({"spec": {"suspend": true}})).await;
+    assert!(code.is_success(), "{code} {body}");
+    running(&api, "later", 0).await;
+    let job = condition(&api, "later", "Suspended").await;
+    assert_eq!(job["status"]["failed"].as_i64().unwrap_or(0), 0, "{job}");
+}
+
+#[tokio::test]
+async fn a_controller_killed_again_and_again_while_pods_finish_counts_each_exactly_once() {
+    let (_cluster, mut manager, api) = start().await;
+    api.create("/apis/batch/v1/namespaces/default/jobs", &job("steady", json!({"completions": 8, "parallelism": 4})))
+        .await;
+    let mut rounds = 0;
+    loop {
+        let job = api.get_ok(&job_path("steady")).await;
+        if condition_of(&job, "Complete")["status"] == "True" {
+            break;
+        }
+        rounds += 1;
+        assert!(rounds < 30, "not complete after {rounds} rounds: {job}\n{}", manager.log_tail(30));
+        let live: Vec<Value> =
+            pods(&api, "default", "batch.kubernetes.io/job-name=steady").await.into_iter().filter(is_live).collect();
+        for pod in &live {
+            finish(&api, &name_of(pod), 0).await;
+        }
+        // Killed while it counts (some of these land between its status write and the
+        // finalizer removal), then started again.
+        tokio::time::sleep(Duration::from_millis(30 * (rounds % 4))).await;
+        manager.kill();
+        manager.restart().await.expect("controller-manager restarts");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let job = api.get_ok(&job_path("steady")).await;
+    assert_eq!(job["status"]["succeeded"], 8, "{job}");
+    assert_eq!(job["status"]["failed"].as_i64().unwrap_or(0), 0, "{job}");
+    let all = pods(&api, "default", "batch.kubernetes.io/job-name=steady").await;
+    assert_eq!(all.len(), 8, "no pod created twice for one completion: {}", all.len());
+}
+
+/// Runs kubectl with `args` and returns its stdout; fails the test when it exits non-zero.
+async fn kubectl(kubeconfig: &Path, home: &Path, args: &[&str]) -> String {
+    let mut command = Command::new(venv_bin("kubectl"));
+    command.args(args).env("KUBECONFIG", kubeconfig).env("HOME", home).kill_on_drop(true);
+    let output = tokio::time::timeout(LONG, command.output()).await.expect("kubectl finishes").expect("kubectl runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "kubectl {args:?}: {}\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+#[tokio::test]
+async fn kubectl_creates_a_job_waits_for_it_and_lists_it() {
+    let (cluster, _manager, api) = start().await;
+    let home = tempfile::tempdir().expect("a temporary HOME");
+    let kubeconfig = cluster.write_kubeconfig(home.path()).expect("kubeconfig");
+    // kubectl 1.37 sends this body as protobuf.
+    let out =
+        kubectl(&kubeconfig, home.path(), &["create", "job", "hello", "--image=busybox", "--", "echo", "hi"]).await;
+    assert!(out.contains("job.batch/hello created"), "{out}");
+    let pod = running(&api, "hello", 1).await;
+    assert_eq!(pod[0]["spec"]["containers"][0]["command"], json!(["echo", "hi"]));
+    let out = kubectl(&kubeconfig, home.path(), &["get", "jobs"]).await;
+    let header: Vec<&str> = out.lines().next().unwrap_or_default().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"], "{out}");
+    assert!(out.contains("Running") && out.contains("0/1"), "{out}");
+    finish(&api, &name_of(&pod[0]), 0).await;
+    let out =
+        kubectl(&kubeconfig, home.path(), &["wait", "--for=condition=complete", "job/hello", "--timeout=60s"]).await;
+    assert!(out.contains("job.batch/hello condition met"), "{out}");
+    let out = kubectl(&kubeconfig, home.path(), &["get", "job", "hello"]).await;
+    assert!(out.contains("Complete") && out.contains("1/1"), "{out}");
+}
