@@ -16,10 +16,14 @@ const LONG: Duration = Duration::from_secs(60);
 const FINALIZER: &str = "batch.kubernetes.io/job-tracking";
 
 async fn start() -> (Cluster, ControllerManager, Api) {
+    start_with("job").await
+}
+
+async fn start_with(controllers: &str) -> (Cluster, ControllerManager, Api) {
     let cluster = Cluster::start().await.expect("cluster starts");
-    let manager = ControllerManager::start(&cluster, &["--leader-elect=false", "--controllers=job"])
-        .await
-        .expect("controller-manager starts");
+    let flag = format!("--controllers={controllers}");
+    let manager =
+        ControllerManager::start(&cluster, &["--leader-elect=false", &flag]).await.expect("controller-manager starts");
     let api = Api::new(cluster.url());
     (cluster, manager, api)
 }
@@ -280,6 +284,37 @@ async fn a_controller_killed_again_and_again_while_pods_finish_counts_each_exact
     assert_eq!(job["status"]["failed"].as_i64().unwrap_or(0), 0, "{job}");
     let all = pods(&api, "default", "batch.kubernetes.io/job-name=steady").await;
     assert_eq!(all.len(), 8, "no pod created twice for one completion: {}", all.len());
+}
+
+#[tokio::test]
+async fn a_finished_job_goes_with_its_pods_once_its_ttl_passed() {
+    let (_cluster, manager, api) = start_with("job,ttl-after-finished,garbagecollector").await;
+    api.create("/apis/batch/v1/namespaces/default/jobs", &job("brief", json!({"ttlSecondsAfterFinished": 2}))).await;
+    let pod = running(&api, "brief", 1).await;
+    finish(&api, &name_of(&pod[0]), 0).await;
+    let job = condition(&api, "brief", "Complete").await;
+    assert_eq!(job["spec"]["ttlSecondsAfterFinished"], 2);
+    eventually(LONG, "the Job and its pod deleted after the TTL", || async {
+        let (code, _) = api.get(&job_path("brief")).await;
+        let left = pods(&api, "default", "batch.kubernetes.io/job-name=brief").await;
+        (code == rkube_tests::StatusCode::NOT_FOUND && left.is_empty()).then_some(())
+    })
+    .await;
+    assert!(manager.log().contains("ttlSecondsAfterFinished passed"), "{}", manager.log_tail(20));
+}
+
+#[tokio::test]
+async fn a_deleted_jobs_pods_lose_their_tracking_finalizer_and_go() {
+    let (_cluster, _manager, api) = start_with("job,garbagecollector").await;
+    api.create("/apis/batch/v1/namespaces/default/jobs", &job("gone", json!({"parallelism": 3, "completions": 3})))
+        .await;
+    running(&api, "gone", 3).await;
+    let (code, body) = api.delete(&job_path("gone")).await;
+    assert!(code.is_success(), "{code} {body}");
+    eventually(LONG, "the deleted Job's pods gone, finalizers and all", || async {
+        pods(&api, "default", "batch.kubernetes.io/job-name=gone").await.is_empty().then_some(())
+    })
+    .await;
 }
 
 /// Runs kubectl with `args` and returns its stdout; fails the test when it exits non-zero.

@@ -34,7 +34,7 @@
 //! alive (`alive_by_cache`), which propagation to finish (`propagation_to_finish`: orphan wins
 //! over foreground), and what a foreground pass deletes and waits for (`foreground_plan`).
 //!
-//! Not promised: owners of kinds this controller does not know (anything but Deployment, ReplicaSet and
+//! Not promised: owners of kinds this controller does not know (anything but Deployment, ReplicaSet, Job and
 //! Pod) are assumed to exist, so their dependents are never deleted. A dependent with one
 //! owner gone and another alive keeps both references.
 
@@ -43,6 +43,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
@@ -133,6 +134,8 @@ pub enum OwnerKind {
     ReplicaSet,
     /// A Pod.
     Pod,
+    /// A Job (batch/v1).
+    Job,
 }
 
 impl OwnerKind {
@@ -142,6 +145,7 @@ impl OwnerKind {
             "Deployment" => Some(OwnerKind::Deployment),
             "ReplicaSet" => Some(OwnerKind::ReplicaSet),
             "Pod" => Some(OwnerKind::Pod),
+            "Job" => Some(OwnerKind::Job),
             _ => None,
         }
     }
@@ -152,6 +156,7 @@ impl OwnerKind {
             OwnerKind::Deployment => "Deployment",
             OwnerKind::ReplicaSet => "ReplicaSet",
             OwnerKind::Pod => "Pod",
+            OwnerKind::Job => "Job",
         }
     }
 }
@@ -187,6 +192,7 @@ pub struct GarbageCollector {
     pods: Store<Pod>,
     replica_sets: Store<ReplicaSet>,
     deployments: Store<Deployment>,
+    jobs: Store<Job>,
     queue: WorkQueue<GcKey>,
 }
 
@@ -214,12 +220,14 @@ impl GarbageCollector {
         let pods = factory.informer::<Pod>(None);
         let replica_sets = factory.informer::<ReplicaSet>(None);
         let deployments = factory.informer::<Deployment>(None);
+        let jobs = factory.informer::<Job>(None);
         let queue = WorkQueue::new("garbagecollector", RateLimiter::default(), registry);
         let collector = Arc::new(GarbageCollector {
             client,
             pods: pods.store(),
             replica_sets: replica_sets.store(),
             deployments: deployments.store(),
+            jobs: jobs.store(),
             queue: queue.clone(),
         });
         let (q1, q2) = (queue.clone(), queue.clone());
@@ -267,6 +275,17 @@ impl GarbageCollector {
                 }),
         );
         let (q1, q2, q3) = (queue.clone(), queue.clone(), queue.clone());
+        let (p3, r3) = (pod_store.clone(), rs_store.clone());
+        jobs.add_handler(
+            HandlerFns::new()
+                .on_add(move |job: &Arc<Job>| enqueue_if_finalizing(&q1, OwnerKind::Job, job.as_ref()))
+                .on_update(move |_, job: &Arc<Job>| enqueue_if_finalizing(&q2, OwnerKind::Job, job.as_ref()))
+                .on_delete(move |deleted: Deleted<Job>| {
+                    let uid = deleted.object().uid().unwrap_or_default();
+                    enqueue_dependents(&q3, &p3, &r3, &uid);
+                }),
+        );
+        let (q1, q2, q3) = (queue.clone(), queue.clone(), queue.clone());
         deployments.add_handler(
             HandlerFns::new()
                 .on_add(move |d: &Arc<Deployment>| enqueue_if_finalizing(&q1, OwnerKind::Deployment, d.as_ref()))
@@ -296,6 +315,7 @@ impl GarbageCollector {
         let fresh = match owner.kind.as_str() {
             "Deployment" => uid_of(Api::<Deployment>::namespaced(self.client.clone(), namespace), &owner.name).await,
             "ReplicaSet" => uid_of(Api::<ReplicaSet>::namespaced(self.client.clone(), namespace), &owner.name).await,
+            "Job" => uid_of(Api::<Job>::namespaced(self.client.clone(), namespace), &owner.name).await,
             _ => uid_of(Api::<Pod>::namespaced(self.client.clone(), namespace), &owner.name).await,
         };
         let fresh = fresh.map_err(|source| Error::Read { what: format!("looking up owner {key}"), source })?;
@@ -308,6 +328,7 @@ impl GarbageCollector {
             OwnerKind::Deployment => self.deployments.get(key).map(|object| object.metadata.clone()),
             OwnerKind::ReplicaSet => self.replica_sets.get(key).map(|object| object.metadata.clone()),
             OwnerKind::Pod => self.pods.get(key).map(|object| object.metadata.clone()),
+            OwnerKind::Job => self.jobs.get(key).map(|object| object.metadata.clone()),
         }
     }
 }
@@ -487,6 +508,10 @@ impl GarbageCollector {
                 .await
                 .map(drop),
             OwnerKind::Pod => Api::<Pod>::namespaced(self.client.clone(), &namespace)
+                .patch(&name, &PatchParams::default(), &patch)
+                .await
+                .map(drop),
+            OwnerKind::Job => Api::<Job>::namespaced(self.client.clone(), &namespace)
                 .patch(&name, &PatchParams::default(), &patch)
                 .await
                 .map(drop),

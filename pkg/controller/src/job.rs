@@ -96,14 +96,16 @@ struct PodEventHandler {
 }
 
 impl PodEventHandler {
+    /// The key of the Job controlling the pod. A pod whose Job is gone (or was replaced under
+    /// the same name) still names its key, so the sync releases its tracking finalizer.
     fn owner_of(&self, pod: &Pod) -> Option<ObjectKey> {
         let owner = controller_of(&pod.metadata)?;
         if owner.kind != KIND || !owner.api_version.starts_with("batch/") {
             return None;
         }
         let key = ObjectKey::new(pod.metadata.namespace.as_deref(), &owner.name);
-        let job = self.jobs.get(&key)?;
-        (job.metadata.uid.as_deref() == Some(owner.uid.as_str())).then_some(key)
+        let current = self.jobs.get(&key).is_some_and(|job| job.metadata.uid.as_deref() == Some(owner.uid.as_str()));
+        (current || has_finalizer(pod)).then_some(key)
     }
 
     fn add_pod(&self, pod: &Arc<Pod>) {
@@ -473,20 +475,29 @@ impl Syncer for JobController {
     type Key = ObjectKey;
 
     async fn sync(&self, key: &ObjectKey) -> Result<Action, Error> {
-        let Some(job) = self.jobs.get(key) else {
+        let namespace = key.namespace().unwrap_or_default().to_string();
+        let job = self.jobs.get(key);
+        let uid = job.as_ref().and_then(|job| job.uid()).unwrap_or_default();
+        // Pods of a Job of this name that is gone (deleted, or replaced by a new one) keep
+        // their tracking finalizer until released here: nobody will count them.
+        let (pods, orphans): (Vec<Arc<Pod>>, Vec<Arc<Pod>>) = self
+            .pods
+            .by_index(NAMESPACE_INDEX, &namespace)?
+            .into_iter()
+            .filter(|pod| {
+                controller_of(&pod.metadata).is_some_and(|owner| owner.kind == KIND && owner.name == key.name())
+            })
+            .partition(|pod| controller_of(&pod.metadata).is_some_and(|owner| owner.uid == uid));
+        let orphans: Vec<Arc<Pod>> = orphans.into_iter().filter(|pod| has_finalizer(pod)).collect();
+        if !orphans.is_empty() {
+            self.release(&namespace, &orphans).await?;
+        }
+        let Some(job) = job else {
             self.expectations.forget(key);
             self.last_failure.lock().unwrap_or_else(PoisonError::into_inner).remove(key);
             return Ok(Action::await_change());
         };
         let Some(spec) = job.spec.clone() else { return Ok(Action::await_change()) };
-        let uid = job.uid().unwrap_or_default();
-        let namespace = job.namespace().unwrap_or_default();
-        let pods: Vec<Arc<Pod>> = self
-            .pods
-            .by_index(NAMESPACE_INDEX, &namespace)?
-            .into_iter()
-            .filter(|pod| controller_of(&pod.metadata).is_some_and(|owner| owner.uid == uid))
-            .collect();
         let now = Timestamp::now();
         let mut current: Job = (*job).clone();
         let original = job.status.clone().unwrap_or_default();

@@ -11,6 +11,7 @@
 //! - [`garbagecollector`]: deletes objects whose owners are gone (background propagation);
 //! - [`nodelifecycle`]: marks silent nodes Unknown and tainted, and evicts their pods;
 //! - [`job`]: runs Jobs' pods to completion, counting each finished pod once;
+//! - [`ttlafterfinished`]: deletes finished Jobs once their `ttlSecondsAfterFinished` passed;
 //! - shared pieces: [`expectations`], [`controller_ref`] (adoption and release), [`podutil`]
 //!   (active, ready, available, deletion order), [`worker`] (the loop that syncs keys and
 //!   does what each sync's [`worker::Action`] asks: requeue later, wait for a change, or
@@ -48,6 +49,7 @@ pub mod replicaset;
 pub mod resourcequota;
 pub mod root_ca_publisher;
 pub mod serviceaccount;
+pub mod ttlafterfinished;
 pub mod worker;
 
 /// Every controller this binary knows, by the name `--controllers` uses.
@@ -62,6 +64,7 @@ pub const KNOWN_CONTROLLERS: &[&str] = &[
     "disruption",
     "endpointslice",
     "job",
+    "ttl-after-finished",
 ];
 
 /// Namespace and name of the controller-manager's leader-election Lease.
@@ -336,6 +339,10 @@ pub async fn run_controllers(
         let controller = job::JobController::new(&factory, client.clone(), Some(registry));
         loops.push(("job", 5, WorkQueueController::Job(controller)));
     }
+    if config.is_enabled("ttl-after-finished")? {
+        let controller = ttlafterfinished::TtlAfterFinishedController::new(&factory, client.clone(), Some(registry));
+        loops.push(("ttl-after-finished", 1, WorkQueueController::TtlAfterFinished(controller)));
+    }
     let node_lifecycle = if config.is_enabled("nodelifecycle")? {
         Some(nodelifecycle::NodeLifecycleController::new(&factory, client.clone(), config.node_lifecycle.clone()))
     } else {
@@ -393,6 +400,10 @@ pub async fn run_controllers(
                     let queue = c.queue();
                     worker::run_workers(name, c, queue, workers, metrics, shutdown).await
                 }
+                WorkQueueController::TtlAfterFinished(c) => {
+                    let queue = c.queue();
+                    worker::run_workers(name, c, queue, workers, metrics, shutdown).await
+                }
             }
         }));
     }
@@ -416,6 +427,7 @@ enum WorkQueueController {
     Disruption(Arc<disruption::DisruptionController>),
     EndpointSlice(Arc<endpointslice::EndpointSliceController>),
     Job(Arc<job::JobController>),
+    TtlAfterFinished(Arc<ttlafterfinished::TtlAfterFinishedController>),
 }
 
 #[cfg(test)]
