@@ -1131,3 +1131,52 @@ async fn the_lab_speaks_tls_and_every_identity_stays_in_its_lane() {
     let reply: Value = serde_json::from_str(&reply).unwrap_or_else(|_| panic!("not JSON: {reply}"));
     assert_eq!(reply["status"]["userInfo"]["username"], "system:serviceaccount:default:default", "{reply}");
 }
+
+#[tokio::test]
+async fn an_indexed_job_runs_to_completion_across_both_workers() {
+    let lab = Lab::start(LabOptions::default()).await.expect("lab up");
+    let api = lab.api();
+    let job = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "squares", "namespace": NS},
+        "spec": {"completions": 4, "parallelism": 4, "completionMode": "Indexed", "template": {"spec": {
+            "restartPolicy": "Never", "terminationGracePeriodSeconds": 1,
+            // Spread over the workers: no two pods of the Job on one node while both have room.
+            "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
+                "whenUnsatisfiable": "ScheduleAnyway", "labelSelector": {"matchLabels": {"batch.kubernetes.io/job-name": "squares"}}}],
+            "containers": [{"name": "square", "image": TEST_IMAGE,
+                "command": ["sh", "-c", "echo \"$JOB_COMPLETION_INDEX squared is $((JOB_COMPLETION_INDEX * JOB_COMPLETION_INDEX))\""]}]}}}});
+    api.create(&format!("/apis/batch/v1/namespaces/{NS}/jobs"), &job).await;
+    let started = Instant::now();
+    let done = eventually(Duration::from_secs(90), "job squares Complete", || async {
+        let job = api.get_ok(&format!("/apis/batch/v1/namespaces/{NS}/jobs/squares")).await;
+        let conditions = job["status"]["conditions"].as_array().cloned().unwrap_or_default();
+        conditions.iter().any(|c| c["type"] == "Complete" && c["status"] == "True").then_some(job)
+    })
+    .await;
+    println!("Indexed Job of 4 completed in {:.1}s", started.elapsed().as_secs_f64());
+    assert_eq!(done["status"]["completedIndexes"], "0-3", "{done}");
+    assert_eq!(done["status"]["succeeded"], 4, "{done}");
+    let all = pods(&api, NS, "batch.kubernetes.io/job-name=squares").await;
+    assert_eq!(all.len(), 4, "one pod per index: {all:?}");
+    let nodes: std::collections::BTreeSet<&str> =
+        all.iter().filter_map(|pod| pod["spec"]["nodeName"].as_str()).collect();
+    assert_eq!(nodes.len(), 2, "pods on both workers: {nodes:?}");
+    for pod in &all {
+        let index = pod["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"].as_str().expect("index");
+        let name = pod["metadata"]["name"].as_str().expect("name");
+        let logs = lab.rkubectl(&["logs", name]).await.expect("logs");
+        let n: i64 = index.parse().expect("a number");
+        assert_eq!(logs.trim(), format!("{index} squared is {}", n * n), "{name}");
+    }
+    // kubectl picks one pod of the Job for `logs job/<name>`.
+    let output = std::process::Command::new(rkube_tests::venv_bin("kubectl"))
+        .args(["logs", "job/squares"])
+        .env("KUBECONFIG", lab.kubeconfig())
+        .output()
+        .expect("kubectl runs");
+    let logs = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && logs.contains("squared is"),
+        "{logs}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
