@@ -91,6 +91,10 @@ pub const ENDPOINT_SLICES: Resource = Resource {
 /// batch/v1 Job.
 pub const JOBS: Resource = Resource { group: "batch", version: "v1", kind: "Job", plural: "jobs", namespaced: true };
 
+/// batch/v1 CronJob.
+pub const CRON_JOBS: Resource =
+    Resource { group: "batch", version: "v1", kind: "CronJob", plural: "cronjobs", namespaced: true };
+
 /// Every resource the apiserver must serve.
 pub const ALL: &[Resource] = &[
     NAMESPACES,
@@ -106,6 +110,7 @@ pub const ALL: &[Resource] = &[
     REPLICA_SETS,
     DEPLOYMENTS,
     JOBS,
+    CRON_JOBS,
     LEASES,
     ROLES,
     CLUSTER_ROLES,
@@ -189,6 +194,10 @@ impl Resource {
             "Deployment" => json!({ "spec": workload_spec(name) }),
             "Job" => json!({ "spec": { "template": { "spec": {
                 "restartPolicy": "Never", "containers": [{ "name": "app", "image": "registry.example/app:1.0" }] } } } }),
+            "CronJob" => {
+                json!({ "spec": { "schedule": "*/5 * * * *", "jobTemplate": { "spec": { "template": { "spec": {
+                "restartPolicy": "OnFailure", "containers": [{ "name": "app", "image": "registry.example/app:1.0" }] } } } } } })
+            }
             "Lease" => json!({ "spec": { "holderIdentity": "holder-1", "leaseDurationSeconds": 40 } }),
             "ServiceAccount" => json!({}),
             "Role" | "ClusterRole" => json!({

@@ -129,6 +129,7 @@ crud_test!(secrets_support_create_get_list_update_delete, resources::SECRETS);
 crud_test!(replica_sets_support_create_get_list_update_delete, resources::REPLICA_SETS);
 crud_test!(deployments_support_create_get_list_update_delete, resources::DEPLOYMENTS);
 crud_test!(jobs_support_create_get_list_update_delete, resources::JOBS);
+crud_test!(cron_jobs_support_create_get_list_update_delete, resources::CRON_JOBS);
 crud_test!(leases_support_create_get_list_update_delete, resources::LEASES);
 crud_test!(service_accounts_support_create_get_list_update_delete, resources::SERVICE_ACCOUNTS);
 crud_test!(roles_support_create_get_list_update_delete, resources::ROLES);
@@ -157,6 +158,7 @@ fn every_served_resource_has_a_crud_test() {
         "replicasets",
         "deployments",
         "jobs",
+        "cronjobs",
         "leases",
         "roles",
         "clusterroles",

@@ -20,6 +20,7 @@
 
 pub mod backoff;
 pub mod columns;
+pub mod cron;
 pub mod defaulting;
 pub mod duration;
 pub mod field;

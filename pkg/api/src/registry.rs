@@ -163,6 +163,7 @@ static RESOURCES: &[&ResourceDef] = &[
     &kinds::replicaset::RESOURCE,
     &kinds::deployment::RESOURCE,
     &kinds::job::RESOURCE,
+    &kinds::cronjob::RESOURCE,
     &kinds::lease::RESOURCE,
     &kinds::rbac::ROLE,
     &kinds::rbac::CLUSTER_ROLE,

@@ -10,7 +10,8 @@
 //!   delete, watch, and the `status`, `scale` and `binding` subresources;
 //! - [`Error`] is the server's `Status` mapped onto variants to match on (NotFound, Conflict,
 //!   Gone, Invalid with causes, ...);
-//! - [`retry_on_conflict`] is the read-modify-write loop for optimistic concurrency.
+//! - [`retry_on_conflict`] is the read-modify-write loop for optimistic concurrency;
+//! - [`events::EventRecorder`] records Events about objects (aggregated, spam-filtered).
 //!
 //! Types come from k8s-openapi (`Pod`, `Deployment`, ...) and request parameters from kube-core
 //! (re-exported here), so code written against kube-rs reads the same.
@@ -40,6 +41,7 @@ pub use kube_core::watch::WatchEvent;
 pub mod config;
 pub use config::{Config, KubeconfigOptions};
 pub mod error;
+pub mod events;
 pub use error::{Error, Result};
 
 mod api;

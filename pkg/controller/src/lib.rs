@@ -12,6 +12,7 @@
 //! - [`nodelifecycle`]: marks silent nodes Unknown and tainted, and evicts their pods;
 //! - [`job`]: runs Jobs' pods to completion, counting each finished pod once;
 //! - [`ttlafterfinished`]: deletes finished Jobs once their `ttlSecondsAfterFinished` passed;
+//! - [`cronjob`]: creates a Job each time a CronJob's schedule fires;
 //! - shared pieces: [`expectations`], [`controller_ref`] (adoption and release), [`podutil`]
 //!   (active, ready, available, deletion order), [`worker`] (the loop that syncs keys and
 //!   does what each sync's [`worker::Action`] asks: requeue later, wait for a change, or
@@ -36,6 +37,7 @@ use rkube_informer::factory::SharedInformerFactory;
 use tokio_util::sync::CancellationToken;
 
 pub mod controller_ref;
+pub mod cronjob;
 pub mod deployment;
 pub mod disruption;
 pub mod endpointslice;
@@ -65,6 +67,7 @@ pub const KNOWN_CONTROLLERS: &[&str] = &[
     "endpointslice",
     "job",
     "ttl-after-finished",
+    "cronjob",
 ];
 
 /// Namespace and name of the controller-manager's leader-election Lease.
@@ -343,6 +346,10 @@ pub async fn run_controllers(
         let controller = ttlafterfinished::TtlAfterFinishedController::new(&factory, client.clone(), Some(registry));
         loops.push(("ttl-after-finished", 1, WorkQueueController::TtlAfterFinished(controller)));
     }
+    if config.is_enabled("cronjob")? {
+        let controller = cronjob::CronJobController::new(&factory, client.clone(), Some(registry));
+        loops.push(("cronjob", 1, WorkQueueController::CronJob(controller)));
+    }
     let node_lifecycle = if config.is_enabled("nodelifecycle")? {
         Some(nodelifecycle::NodeLifecycleController::new(&factory, client.clone(), config.node_lifecycle.clone()))
     } else {
@@ -404,6 +411,10 @@ pub async fn run_controllers(
                     let queue = c.queue();
                     worker::run_workers(name, c, queue, workers, metrics, shutdown).await
                 }
+                WorkQueueController::CronJob(c) => {
+                    let queue = c.queue();
+                    worker::run_workers(name, c, queue, workers, metrics, shutdown).await
+                }
             }
         }));
     }
@@ -428,6 +439,7 @@ enum WorkQueueController {
     EndpointSlice(Arc<endpointslice::EndpointSliceController>),
     Job(Arc<job::JobController>),
     TtlAfterFinished(Arc<ttlafterfinished::TtlAfterFinishedController>),
+    CronJob(Arc<cronjob::CronJobController>),
 }
 
 #[cfg(test)]

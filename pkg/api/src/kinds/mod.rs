@@ -11,6 +11,7 @@
 //! valid; what create resets is reset.
 
 pub mod configmap;
+pub mod cronjob;
 pub mod deployment;
 pub mod endpoints;
 pub mod endpointslice;
@@ -81,6 +82,7 @@ mod tests {
             scope_is_namespaced::<ReplicaSet>(),
             scope_is_namespaced::<Deployment>(),
             scope_is_namespaced::<k8s_openapi::api::batch::v1::Job>(),
+            scope_is_namespaced::<k8s_openapi::api::batch::v1::CronJob>(),
             scope_is_namespaced::<Lease>(),
             scope_is_namespaced::<Secret>(),
             scope_is_namespaced::<ServiceAccount>(),
@@ -158,6 +160,13 @@ mod tests {
                 json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": ns,
                        "spec": {"template": {"spec": {"restartPolicy": "Never",
                                                        "containers": [{"name": "c", "image": "perl"}]}}}}),
+            ),
+            (
+                "batch",
+                "cronjobs",
+                json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": ns,
+                       "spec": {"schedule": "*/5 * * * *", "jobTemplate": {"spec": {"template": {"spec": {
+                           "restartPolicy": "OnFailure", "containers": [{"name": "c", "image": "perl"}]}}}}}}),
             ),
             (
                 "",

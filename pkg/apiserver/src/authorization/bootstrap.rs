@@ -40,7 +40,7 @@ fn view_rules() -> Vec<Value> {
         json!({"apiGroups": ["apps"], "verbs": READ, "resources": [
             "deployments", "deployments/scale", "deployments/status",
             "replicasets", "replicasets/scale", "replicasets/status"]}),
-        json!({"apiGroups": ["batch"], "verbs": READ, "resources": ["jobs", "jobs/status"]}),
+        json!({"apiGroups": ["batch"], "verbs": READ, "resources": ["jobs", "jobs/status", "cronjobs", "cronjobs/status"]}),
         // Kubernetes' system:aggregated-metrics-reader, aggregated into view: `kubectl top pod`.
         json!({"apiGroups": ["metrics.k8s.io"], "verbs": READ, "resources": ["pods", "nodes"]}),
     ]
@@ -60,7 +60,7 @@ fn edit_rules() -> Vec<Value> {
         json!({"apiGroups": ["policy"], "verbs": WRITE, "resources": ["poddisruptionbudgets"]}),
         json!({"apiGroups": ["apps"], "verbs": WRITE, "resources": [
             "deployments", "deployments/scale", "replicasets", "replicasets/scale"]}),
-        json!({"apiGroups": ["batch"], "verbs": WRITE, "resources": ["jobs"]}),
+        json!({"apiGroups": ["batch"], "verbs": WRITE, "resources": ["jobs", "cronjobs"]}),
     ]);
     rules
 }
