@@ -149,6 +149,18 @@ async fn failures_past_the_backoff_limit_fail_the_job_after_a_back_off() {
     finish(&api, &name_of(&retry[0]), 1).await;
     let job = condition(&api, "flaky", "Failed").await;
     assert_eq!(condition_of(&job, "Failed")["reason"], "BackoffLimitExceeded", "{job}");
+    let reasons = eventually(LONG, "a BackoffLimitExceeded Event", || async {
+        let list = api.get_ok("/api/v1/namespaces/default/events?fieldSelector=involvedObject.name%3Dflaky").await;
+        let reasons: Vec<String> = list["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e["reason"].as_str().map(String::from))
+            .collect();
+        reasons.iter().any(|r| r == "BackoffLimitExceeded").then_some(reasons)
+    })
+    .await;
+    assert_eq!(reasons.iter().filter(|r| *r == "SuccessfulCreate").count(), 2, "{reasons:?}");
     assert_eq!(condition_of(&job, "FailureTarget")["status"], "True", "{job}");
     assert_eq!(job["status"]["failed"], 2, "{job}");
     assert!(job["status"]["completionTime"].is_null(), "a failed Job has no completionTime: {job}");
@@ -353,4 +365,7 @@ async fn kubectl_creates_a_job_waits_for_it_and_lists_it() {
     assert!(out.contains("job.batch/hello condition met"), "{out}");
     let out = kubectl(&kubeconfig, home.path(), &["get", "job", "hello"]).await;
     assert!(out.contains("Complete") && out.contains("1/1"), "{out}");
+    let story = kubectl(&kubeconfig, home.path(), &["events", "--for", "job/hello"]).await;
+    assert!(story.contains("SuccessfulCreate") && story.contains("Created pod: hello-"), "{story}");
+    assert!(story.contains("Completed") && story.contains("Job completed"), "{story}");
 }

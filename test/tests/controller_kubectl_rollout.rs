@@ -64,4 +64,17 @@ async fn kubectl_rollout_status_set_image_and_undo_work_end_to_end() {
     .await;
     let history = kubectl(&kubeconfig, home.path(), &["rollout", "history", "deployment/web"]).await;
     assert!(history.contains('2') && history.contains('3'), "revisions 2 and 3 listed: {history}");
+
+    // The story, as Kubernetes tells it: the Deployment scaled its ReplicaSets, and they
+    // created and deleted pods.
+    let story = kubectl(&kubeconfig, home.path(), &["events", "--for", "deployment/web"]).await;
+    assert!(story.contains("ScalingReplicaSet") && story.contains("Scaled up replica set web-"), "{story}");
+    assert!(story.contains("Scaled down replica set web-"), "{story}");
+    let described = kubectl(&kubeconfig, home.path(), &["describe", "deployment", "web"]).await;
+    assert!(described.contains("ScalingReplicaSet") && described.contains("deployment-controller"), "{described}");
+    // (kubectl shows no Events when describing by label selector: name the ReplicaSet.)
+    let first = live_pods(&api, "default", "app=web").await;
+    let rs = first[0]["metadata"]["ownerReferences"][0]["name"].as_str().expect("owner").to_string();
+    let described = kubectl(&kubeconfig, home.path(), &["describe", "replicaset", &rs]).await;
+    assert!(described.contains("SuccessfulCreate") && described.contains("Created pod: web-"), "{described}");
 }

@@ -47,6 +47,7 @@ use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, ObjectFieldSelector, Pod}
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube_core::ResourceExt;
 use prometheus::Registry;
+use rkube_client::events::{EventRecorder, EventType, object_reference};
 use rkube_client::{Api, Client, DeleteParams, Patch, PatchParams, PostParams};
 use rkube_informer::ObjectKey;
 use rkube_informer::factory::SharedInformerFactory;
@@ -86,6 +87,8 @@ pub struct JobController {
     expectations: Arc<Expectations>,
     /// When this process last counted a failed pod of each Job (the back-off's start).
     last_failure: Mutex<HashMap<ObjectKey, Timestamp>>,
+    /// The Job's story: pods created and deleted, completed, failed, suspended.
+    events: EventRecorder,
 }
 
 /// Turns pod events into the keys of the Jobs that own them.
@@ -145,6 +148,7 @@ impl JobController {
         let jobs = factory.informer::<Job>(None);
         let pods = factory.informer::<Pod>(None);
         let controller = Arc::new(JobController {
+            events: EventRecorder::new(client.clone(), "job-controller", None),
             client,
             jobs: jobs.store(),
             pods: pods.store(),
@@ -638,7 +642,7 @@ impl Syncer for JobController {
         let expectations_expire_in = self.expectations.expires_in(key);
         if let Some(verdict) = failure.as_ref().or(success.as_ref()) {
             if !active.is_empty() && expectations_expire_in.is_none() {
-                self.delete_pods(key, &active).await?;
+                self.delete_pods(key, &job, &active).await?;
             }
             let nothing_left = active.is_empty()
                 && terminating == 0
@@ -647,26 +651,37 @@ impl Syncer for JobController {
             if nothing_left {
                 let reason = verdict.reason.clone().unwrap_or_default();
                 let message = verdict.message.clone().unwrap_or_default();
+                let this = object_reference(job.as_ref());
                 if failure.is_some() {
                     set_condition(&mut conditions, condition("Failed", "True", &reason, &message, now));
                     tracing::info!(%key, %reason, "job failed");
+                    self.events.record(&this, EventType::Warning, &reason, "", message);
                 } else {
                     set_condition(&mut conditions, condition("Complete", "True", &reason, &message, now));
                     status.completion_time = Some(Time(now));
                     tracing::info!(%key, succeeded = total_succeeded, "job complete");
+                    self.events.record(&this, EventType::Normal, "Completed", "", "Job completed");
                 }
             }
         } else if suspended {
             if condition_true(&conditions, "Suspended").is_none() {
                 set_condition(&mut conditions, condition("Suspended", "True", "JobSuspended", "Job suspended", now));
+                self.events.record(
+                    &object_reference(job.as_ref()),
+                    EventType::Normal,
+                    "Suspended",
+                    "",
+                    "Job suspended",
+                );
             }
             status.start_time = None;
             if !active.is_empty() && expectations_expire_in.is_none() {
-                self.delete_pods(key, &active).await?;
+                self.delete_pods(key, &job, &active).await?;
             }
         } else {
             if conditions.iter().any(|c| c.type_ == "Suspended" && c.status == "True") {
                 set_condition(&mut conditions, condition("Suspended", "False", "JobResumed", "Job resumed", now));
+                self.events.record(&object_reference(job.as_ref()), EventType::Normal, "Resumed", "", "Job resumed");
             }
             if status.start_time.is_none() {
                 status.start_time = Some(Time(now));
@@ -680,7 +695,7 @@ impl Syncer for JobController {
                         let mut victims = active.clone();
                         victims.sort_by(|a, b| deletion_order(a, b));
                         victims.truncate(delete);
-                        self.delete_pods(key, &victims).await?;
+                        self.delete_pods(key, &job, &victims).await?;
                     }
                     if !create.is_empty() {
                         let last = self.last_failure.lock().unwrap_or_else(PoisonError::into_inner).get(key).copied();
@@ -784,7 +799,18 @@ impl JobController {
         let pods: Vec<Pod> = indexes.iter().map(|index| pod_for(job, *index)).collect();
         let results = join_all(pods.iter().map(|pod| api.create(&params, pod))).await;
         let mut first_error = None;
+        let this = object_reference(job);
         for result in results {
+            match &result {
+                Ok(pod) => {
+                    let message = format!("Created pod: {}", pod.name_any());
+                    self.events.record(&this, EventType::Normal, "SuccessfulCreate", "Create", message);
+                }
+                Err(error) => {
+                    let message = format!("Error creating: {error}");
+                    self.events.record(&this, EventType::Warning, "FailedCreate", "Create", message);
+                }
+            }
             if let Err(error) = result {
                 if matches!(error, rkube_client::Error::Transport(_) | rkube_client::Error::Timeout(_)) {
                     self.expectations.creation_uncertain(key);
@@ -801,7 +827,7 @@ impl JobController {
         }
     }
 
-    async fn delete_pods(&self, key: &ObjectKey, victims: &[Arc<Pod>]) -> Result<(), Error> {
+    async fn delete_pods(&self, key: &ObjectKey, job: &Job, victims: &[Arc<Pod>]) -> Result<(), Error> {
         let namespace = key.namespace().unwrap_or_default().to_string();
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
         self.expectations.expect_deletions(key, victims.iter().map(|pod| ObjectKey::of(pod.as_ref())));
@@ -811,6 +837,10 @@ impl JobController {
         .await;
         let mut first_error = None;
         for (pod_key, result) in results {
+            if result.is_ok() {
+                let message = format!("Deleted pod: {}", pod_key.name());
+                self.events.record(&object_reference(job), EventType::Normal, "SuccessfulDelete", "Delete", message);
+            }
             if let Err(error) = result {
                 self.expectations.deletion_observed(key, &pod_key);
                 if !error.is_not_found() {

@@ -42,6 +42,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use prometheus::Registry;
 use rkube_api::selector::LabelSelector;
+use rkube_client::events::{EventRecorder, EventType, object_reference};
 use rkube_client::{Api, Client, DeleteParams, Patch, PatchParams, PostParams};
 use rkube_informer::ObjectKey;
 use rkube_informer::factory::SharedInformerFactory;
@@ -70,6 +71,8 @@ pub struct ReplicaSetController {
     queue: WorkQueue<ObjectKey>,
     /// Shared with the event handlers, which tick off what they see.
     expectations: Arc<Expectations>,
+    /// `SuccessfulCreate`, `SuccessfulDelete`, `FailedCreate` Events on the ReplicaSet.
+    events: EventRecorder,
 }
 
 /// The pod event handler: turns a pod's add, update or delete into the keys of the
@@ -88,6 +91,7 @@ impl ReplicaSetController {
         let replica_sets = factory.informer::<ReplicaSet>(None);
         let pods = factory.informer::<Pod>(None);
         let controller = Arc::new(ReplicaSetController {
+            events: EventRecorder::new(client.clone(), "replicaset-controller", None),
             client,
             replica_sets: replica_sets.store(),
             pods: pods.store(),
@@ -374,6 +378,22 @@ impl ReplicaSetController {
             attempted += size;
             let results = join_all((0..size).map(|_| api.create(&params, &pod))).await;
             for result in results {
+                match &result {
+                    Ok(created) => self.events.record(
+                        &object_reference(rs),
+                        EventType::Normal,
+                        "SuccessfulCreate",
+                        "Create",
+                        format!("Created pod: {}", created.name_any()),
+                    ),
+                    Err(error) => self.events.record(
+                        &object_reference(rs),
+                        EventType::Warning,
+                        "FailedCreate",
+                        "Create",
+                        format!("Error creating: {error}"),
+                    ),
+                }
                 if let Err(error) = result {
                     if outcome_unknown(&error) {
                         expectations.creation_uncertain(key);
@@ -418,6 +438,10 @@ impl ReplicaSetController {
         .await;
         let mut first_error = None;
         for (pod_key, result) in results {
+            if result.is_ok() {
+                let message = format!("Deleted pod: {}", pod_key.name());
+                self.events.record(&object_reference(rs), EventType::Normal, "SuccessfulDelete", "Delete", message);
+            }
             if let Err(error) = result {
                 expectations.deletion_observed(key, &pod_key);
                 if !error.is_not_found() {
@@ -640,6 +664,7 @@ mod tests {
         replica_sets.apply(Arc::new(rs));
         let pods = rkube_informer::store::Writer::<Pod>::default();
         ReplicaSetController {
+            events: EventRecorder::new(client.clone(), "replicaset-controller", None),
             client,
             replica_sets: replica_sets.store(),
             pods: pods.store(),

@@ -54,10 +54,11 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, ReplicaSetSpec};
-use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
+use k8s_openapi::api::core::v1::{ObjectReference, Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use prometheus::Registry;
 use rkube_api::selector::LabelSelector;
+use rkube_client::events::{EventRecorder, EventType};
 use rkube_client::{Api, Client, DeleteParams, Patch, PatchParams, PostParams};
 use rkube_informer::ObjectKey;
 use rkube_informer::factory::SharedInformerFactory;
@@ -96,6 +97,25 @@ pub struct DeploymentController {
     queue: WorkQueue<ObjectKey>,
     /// ReplicaSet uid → resourceVersion of our last write to it, until the cache has it.
     last_writes: Mutex<HashMap<String, u64>>,
+    /// `ScalingReplicaSet` Events on the Deployment.
+    events: EventRecorder,
+}
+
+/// Records `ScalingReplicaSet` on the Deployment controlling `rs`: "Scaled up replica set
+/// web-5d4 from 0 to 3", as kube-controller-manager words it.
+fn record_scaling(events: &EventRecorder, rs: &ReplicaSet, from: i32, to: i32) {
+    let Some(owner) = controller_of(&rs.metadata) else { return };
+    let deployment = ObjectReference {
+        api_version: Some(owner.api_version.clone()),
+        kind: Some(owner.kind.clone()),
+        name: Some(owner.name.clone()),
+        namespace: rs.metadata.namespace.clone(),
+        uid: Some(owner.uid.clone()),
+        ..ObjectReference::default()
+    };
+    let direction = if to > from { "up" } else { "down" };
+    let message = format!("Scaled {direction} replica set {} from {from} to {to}", rs.name_any());
+    events.record(&deployment, EventType::Normal, "ScalingReplicaSet", "Scale", message);
 }
 
 /// Queues the Deployment that controls `rs` (if any and known), else every Deployment of the
@@ -164,6 +184,7 @@ impl DeploymentController {
                 .on_delete(move |pod: Deleted<Pod>| enqueue_for_pod(&q3, &r3, pod.object())),
         );
         Arc::new(DeploymentController {
+            events: EventRecorder::new(client.clone(), "deployment-controller", None),
             client,
             deployments: deployments.store(),
             replica_sets: replica_sets.store(),
@@ -505,6 +526,7 @@ impl DeploymentController {
             Ok(scaled) => {
                 if rs.spec.replicas.unwrap_or(1) != replicas {
                     tracing::info!(rs = %name, from = rs.spec.replicas.unwrap_or(1), to = replicas, "scaled replica set");
+                    record_scaling(&self.events, rs, rs.spec.replicas.unwrap_or(1), replicas);
                 }
                 self.remember_write(&scaled);
                 Ok(())
@@ -574,6 +596,9 @@ impl DeploymentController {
         match api.create(&PostParams::default(), &rs).await {
             Ok(created) => {
                 tracing::info!(rs = %name, revision, replicas, "created new replica set");
+                if replicas > 0 {
+                    record_scaling(&self.events, &created, 0, replicas);
+                }
                 self.remember_write(&created);
                 Ok(Arc::new(created))
             }
