@@ -95,6 +95,19 @@ pub const JOBS: Resource = Resource { group: "batch", version: "v1", kind: "Job"
 pub const CRON_JOBS: Resource =
     Resource { group: "batch", version: "v1", kind: "CronJob", plural: "cronjobs", namespaced: true };
 
+/// apps/v1 DaemonSet.
+pub const DAEMON_SETS: Resource =
+    Resource { group: "apps", version: "v1", kind: "DaemonSet", plural: "daemonsets", namespaced: true };
+
+/// apps/v1 ControllerRevision.
+pub const CONTROLLER_REVISIONS: Resource = Resource {
+    group: "apps",
+    version: "v1",
+    kind: "ControllerRevision",
+    plural: "controllerrevisions",
+    namespaced: true,
+};
+
 /// Every resource the apiserver must serve.
 pub const ALL: &[Resource] = &[
     NAMESPACES,
@@ -111,6 +124,8 @@ pub const ALL: &[Resource] = &[
     DEPLOYMENTS,
     JOBS,
     CRON_JOBS,
+    DAEMON_SETS,
+    CONTROLLER_REVISIONS,
     LEASES,
     ROLES,
     CLUSTER_ROLES,
@@ -192,6 +207,14 @@ impl Resource {
             "Secret" => json!({ "type": "Opaque", "data": { "password": "czNjcmV0" } }),
             "ReplicaSet" => json!({ "spec": workload_spec(name) }),
             "Deployment" => json!({ "spec": workload_spec(name) }),
+            "DaemonSet" => {
+                let mut spec = workload_spec(name);
+                if let Some(spec) = spec.as_object_mut() {
+                    spec.remove("replicas");
+                }
+                json!({ "spec": spec })
+            }
+            "ControllerRevision" => json!({ "revision": 1, "data": { "spec": { "template": {} } } }),
             "Job" => json!({ "spec": { "template": { "spec": {
                 "restartPolicy": "Never", "containers": [{ "name": "app", "image": "registry.example/app:1.0" }] } } } }),
             "CronJob" => {

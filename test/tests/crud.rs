@@ -130,6 +130,8 @@ crud_test!(replica_sets_support_create_get_list_update_delete, resources::REPLIC
 crud_test!(deployments_support_create_get_list_update_delete, resources::DEPLOYMENTS);
 crud_test!(jobs_support_create_get_list_update_delete, resources::JOBS);
 crud_test!(cron_jobs_support_create_get_list_update_delete, resources::CRON_JOBS);
+crud_test!(daemon_sets_support_create_get_list_update_delete, resources::DAEMON_SETS);
+crud_test!(controller_revisions_support_create_get_list_update_delete, resources::CONTROLLER_REVISIONS);
 crud_test!(leases_support_create_get_list_update_delete, resources::LEASES);
 crud_test!(service_accounts_support_create_get_list_update_delete, resources::SERVICE_ACCOUNTS);
 crud_test!(roles_support_create_get_list_update_delete, resources::ROLES);
@@ -159,6 +161,8 @@ fn every_served_resource_has_a_crud_test() {
         "deployments",
         "jobs",
         "cronjobs",
+        "daemonsets",
+        "controllerrevisions",
         "leases",
         "roles",
         "clusterroles",

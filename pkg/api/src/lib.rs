@@ -25,6 +25,7 @@ pub mod defaulting;
 pub mod duration;
 pub mod field;
 pub mod kinds;
+pub mod placement;
 pub mod quantity;
 pub mod quota;
 pub mod registry;

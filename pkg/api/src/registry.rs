@@ -162,6 +162,8 @@ static RESOURCES: &[&ResourceDef] = &[
     &kinds::serviceaccount::RESOURCE,
     &kinds::replicaset::RESOURCE,
     &kinds::deployment::RESOURCE,
+    &kinds::daemonset::RESOURCE,
+    &kinds::controllerrevision::RESOURCE,
     &kinds::job::RESOURCE,
     &kinds::cronjob::RESOURCE,
     &kinds::lease::RESOURCE,

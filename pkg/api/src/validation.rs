@@ -939,7 +939,7 @@ pub fn validate_replica_set_spec(spec: &ReplicaSetSpec) -> Vec<FieldError> {
     errs
 }
 
-fn int_or_percent(value: &IntOrString, path: &str, errs: &mut Vec<FieldError>) -> Option<i64> {
+pub(crate) fn int_or_percent(value: &IntOrString, path: &str, errs: &mut Vec<FieldError>) -> Option<i64> {
     match value {
         IntOrString::Int(n) => {
             if *n < 0 {

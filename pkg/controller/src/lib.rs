@@ -13,6 +13,7 @@
 //! - [`job`]: runs Jobs' pods to completion, counting each finished pod once;
 //! - [`ttlafterfinished`]: deletes finished Jobs once their `ttlSecondsAfterFinished` passed;
 //! - [`cronjob`]: creates a Job each time a CronJob's schedule fires;
+//! - [`daemonset`]: one pod of each DaemonSet on every node that should run it;
 //! - shared pieces: [`expectations`], [`controller_ref`] (adoption and release), [`podutil`]
 //!   (active, ready, available, deletion order), [`worker`] (the loop that syncs keys and
 //!   does what each sync's [`worker::Action`] asks: requeue later, wait for a change, or
@@ -38,6 +39,7 @@ use tokio_util::sync::CancellationToken;
 
 pub mod controller_ref;
 pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
 pub mod disruption;
 pub mod endpointslice;
@@ -68,6 +70,7 @@ pub const KNOWN_CONTROLLERS: &[&str] = &[
     "job",
     "ttl-after-finished",
     "cronjob",
+    "daemonset",
 ];
 
 /// Namespace and name of the controller-manager's leader-election Lease.
@@ -350,6 +353,10 @@ pub async fn run_controllers(
         let controller = cronjob::CronJobController::new(&factory, client.clone(), Some(registry));
         loops.push(("cronjob", 1, WorkQueueController::CronJob(controller)));
     }
+    if config.is_enabled("daemonset")? {
+        let controller = daemonset::DaemonSetController::new(&factory, client.clone(), Some(registry));
+        loops.push(("daemonset", 2, WorkQueueController::DaemonSet(controller)));
+    }
     let node_lifecycle = if config.is_enabled("nodelifecycle")? {
         Some(nodelifecycle::NodeLifecycleController::new(&factory, client.clone(), config.node_lifecycle.clone()))
     } else {
@@ -415,6 +422,10 @@ pub async fn run_controllers(
                     let queue = c.queue();
                     worker::run_workers(name, c, queue, workers, metrics, shutdown).await
                 }
+                WorkQueueController::DaemonSet(c) => {
+                    let queue = c.queue();
+                    worker::run_workers(name, c, queue, workers, metrics, shutdown).await
+                }
             }
         }));
     }
@@ -440,6 +451,7 @@ enum WorkQueueController {
     Job(Arc<job::JobController>),
     TtlAfterFinished(Arc<ttlafterfinished::TtlAfterFinishedController>),
     CronJob(Arc<cronjob::CronJobController>),
+    DaemonSet(Arc<daemonset::DaemonSetController>),
 }
 
 #[cfg(test)]

@@ -221,7 +221,7 @@ mod tests {
                 json!("hello"),
                 json!("*/1 * * * *"),
                 json!("<none>"),
-                json!("false"),
+                json!("False"),
                 json!(1),
                 json!("60s"),
                 json!("10m")

@@ -11,7 +11,9 @@
 //! valid; what create resets is reset.
 
 pub mod configmap;
+pub mod controllerrevision;
 pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
 pub mod endpointslice;
@@ -82,6 +84,8 @@ mod tests {
             scope_is_namespaced::<ReplicaSet>(),
             scope_is_namespaced::<Deployment>(),
             scope_is_namespaced::<k8s_openapi::api::batch::v1::Job>(),
+            scope_is_namespaced::<k8s_openapi::api::apps::v1::DaemonSet>(),
+            scope_is_namespaced::<k8s_openapi::api::apps::v1::ControllerRevision>(),
             scope_is_namespaced::<k8s_openapi::api::batch::v1::CronJob>(),
             scope_is_namespaced::<Lease>(),
             scope_is_namespaced::<Secret>(),
@@ -167,6 +171,20 @@ mod tests {
                 json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": ns,
                        "spec": {"schedule": "*/5 * * * *", "jobTemplate": {"spec": {"template": {"spec": {
                            "restartPolicy": "OnFailure", "containers": [{"name": "c", "image": "perl"}]}}}}}}),
+            ),
+            (
+                "apps",
+                "daemonsets",
+                json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": ns,
+                       "spec": {"selector": {"matchLabels": {"app": "x"}},
+                                "template": {"metadata": {"labels": {"app": "x"}},
+                                             "spec": {"containers": [{"name": "c", "image": "agent"}]}}}}),
+            ),
+            (
+                "apps",
+                "controllerrevisions",
+                json!({"apiVersion": "apps/v1", "kind": "ControllerRevision", "metadata": ns, "revision": 1,
+                       "data": {"spec": {"template": {}}}}),
             ),
             (
                 "",

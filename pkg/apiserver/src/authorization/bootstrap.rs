@@ -39,7 +39,8 @@ fn view_rules() -> Vec<Value> {
         json!({"apiGroups": ["events.k8s.io"], "verbs": READ, "resources": ["events"]}),
         json!({"apiGroups": ["apps"], "verbs": READ, "resources": [
             "deployments", "deployments/scale", "deployments/status",
-            "replicasets", "replicasets/scale", "replicasets/status"]}),
+            "replicasets", "replicasets/scale", "replicasets/status",
+            "daemonsets", "daemonsets/status", "controllerrevisions"]}),
         json!({"apiGroups": ["batch"], "verbs": READ, "resources": ["jobs", "jobs/status", "cronjobs", "cronjobs/status"]}),
         // Kubernetes' system:aggregated-metrics-reader, aggregated into view: `kubectl top pod`.
         json!({"apiGroups": ["metrics.k8s.io"], "verbs": READ, "resources": ["pods", "nodes"]}),
@@ -59,7 +60,7 @@ fn edit_rules() -> Vec<Value> {
         json!({"apiGroups": [""], "verbs": ["create"], "resources": ["pods/eviction"]}),
         json!({"apiGroups": ["policy"], "verbs": WRITE, "resources": ["poddisruptionbudgets"]}),
         json!({"apiGroups": ["apps"], "verbs": WRITE, "resources": [
-            "deployments", "deployments/scale", "replicasets", "replicasets/scale"]}),
+            "deployments", "deployments/scale", "replicasets", "replicasets/scale", "daemonsets"]}),
         json!({"apiGroups": ["batch"], "verbs": WRITE, "resources": ["jobs", "cronjobs"]}),
     ]);
     rules

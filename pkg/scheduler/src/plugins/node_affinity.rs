@@ -6,12 +6,13 @@
 //! of expressions that must all match (AND). Operators: `In`, `NotIn` (also true when the label
 //! is missing), `Exists`, `DoesNotExist`, `Gt`, `Lt` (the label and the single value are read as
 //! integers). `matchFields` supports `metadata.name` with `In`/`NotIn`. As in Kubernetes, an
-//! empty list of terms, or a term with no expressions, matches no node. Preferred affinity
+//! empty list of terms, or a term with no expressions, matches no node (the matching is
+//! `rkube_api::placement`, shared with the DaemonSet controller). Preferred affinity
 //! (scoring) is not implemented.
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{NodeSelectorRequirement, NodeSelectorTerm};
+use rkube_api::placement::selects_node;
 
 use crate::framework::{FilterPlugin, NodeInfo, PodInfo, Rejection};
 
@@ -22,33 +23,6 @@ pub struct NodeAffinity;
 /// The reason given for a node that does not match.
 pub const MISMATCH: &str = "node(s) didn't match Pod's node affinity/selector";
 
-fn requirement_matches(requirement: &NodeSelectorRequirement, value: Option<&str>) -> bool {
-    let values = requirement.values.as_deref().unwrap_or_default();
-    let as_integer = |text: &str| text.parse::<i64>().ok();
-    match requirement.operator.as_str() {
-        "In" => value.is_some_and(|v| values.iter().any(|w| w == v)),
-        "NotIn" => value.is_none_or(|v| !values.iter().any(|w| w == v)),
-        "Exists" => value.is_some(),
-        "DoesNotExist" => value.is_none(),
-        "Gt" | "Lt" => {
-            let (Some(have), [want]) = (value.and_then(as_integer), values) else { return false };
-            let Some(want) = as_integer(want) else { return false };
-            if requirement.operator == "Gt" { have > want } else { have < want }
-        }
-        _ => false,
-    }
-}
-
-fn term_matches(term: &NodeSelectorTerm, labels: &BTreeMap<String, String>, name: &str) -> bool {
-    let expressions = term.match_expressions.as_deref().unwrap_or_default();
-    let fields = term.match_fields.as_deref().unwrap_or_default();
-    if expressions.is_empty() && fields.is_empty() {
-        return false;
-    }
-    expressions.iter().all(|r| requirement_matches(r, labels.get(&r.key).map(String::as_str)))
-        && fields.iter().all(|r| r.key == "metadata.name" && requirement_matches(r, Some(name)))
-}
-
 impl FilterPlugin for NodeAffinity {
     fn name(&self) -> &'static str {
         "NodeAffinity"
@@ -58,15 +32,7 @@ impl FilterPlugin for NodeAffinity {
         let Some(spec) = pod.pod.spec.as_ref() else { return Ok(()) };
         let empty = BTreeMap::new();
         let labels = node.node.as_ref().and_then(|n| n.metadata.labels.as_ref()).unwrap_or(&empty);
-        let selector_ok = spec.node_selector.iter().flatten().all(|(key, value)| labels.get(key) == Some(value));
-        let required = spec
-            .affinity
-            .as_ref()
-            .and_then(|a| a.node_affinity.as_ref())
-            .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref());
-        let affinity_ok = required
-            .is_none_or(|selector| selector.node_selector_terms.iter().any(|t| term_matches(t, labels, &node.name)));
-        if selector_ok && affinity_ok { Ok(()) } else { Err(vec![MISMATCH.into()]) }
+        if selects_node(spec, labels, &node.name) { Ok(()) } else { Err(vec![MISMATCH.into()]) }
     }
 }
 

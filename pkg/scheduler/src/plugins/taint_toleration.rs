@@ -5,7 +5,8 @@
 //! matches every effect; operator `Exists` matches any value (and, with an empty key, any taint);
 //! operator `Equal` (the default) needs key and value to be equal.
 
-use k8s_openapi::api::core::v1::{Taint, Toleration};
+use rkube_api::placement::untolerated_taint;
+pub use rkube_api::placement::{tolerates, toleration_matches};
 
 use crate::framework::{FilterPlugin, NodeInfo, PodInfo, Rejection};
 
@@ -13,40 +14,15 @@ use crate::framework::{FilterPlugin, NodeInfo, PodInfo, Rejection};
 #[derive(Debug, Clone, Copy)]
 pub struct TaintToleration;
 
-/// Whether `toleration` tolerates `taint`.
-pub fn toleration_matches(toleration: &Toleration, taint: &Taint) -> bool {
-    if toleration.effect.as_deref().is_some_and(|effect| !effect.is_empty() && effect != taint.effect) {
-        return false;
-    }
-    let key = toleration.key.as_deref().unwrap_or_default();
-    match toleration.operator.as_deref().unwrap_or("Equal") {
-        "Exists" => key.is_empty() || key == taint.key,
-        "Equal" | "" => {
-            key == taint.key
-                && toleration.value.as_deref().unwrap_or_default() == taint.value.as_deref().unwrap_or_default()
-        }
-        _ => false,
-    }
-}
-
-/// Whether any of `tolerations` tolerates `taint`.
-pub fn tolerates(tolerations: &[Toleration], taint: &Taint) -> bool {
-    tolerations.iter().any(|t| toleration_matches(t, taint))
-}
-
 impl FilterPlugin for TaintToleration {
     fn name(&self) -> &'static str {
         "TaintToleration"
     }
 
     fn filter(&self, pod: &PodInfo, node: &NodeInfo) -> Result<(), Rejection> {
-        let taints =
-            node.node.as_ref().and_then(|n| n.spec.as_ref()).and_then(|s| s.taints.as_deref()).unwrap_or_default();
-        let tolerations = pod.pod.spec.as_ref().and_then(|s| s.tolerations.as_deref()).unwrap_or_default();
-        let untolerated = taints
-            .iter()
-            .filter(|taint| taint.effect == "NoSchedule" || taint.effect == "NoExecute")
-            .find(|taint| !tolerates(tolerations, taint));
+        let Some(spec) = pod.pod.spec.as_ref() else { return Ok(()) };
+        let Some(node) = node.node.as_ref() else { return Ok(()) };
+        let untolerated = untolerated_taint(spec, node);
         match untolerated {
             None => Ok(()),
             Some(taint) => Err(vec![format!(
