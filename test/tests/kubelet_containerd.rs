@@ -166,6 +166,36 @@ async fn deleting_a_running_pod_stops_it_gracefully_then_removes_everything() {
     );
     assert!(containerd.container_ids().is_empty(), "containers left: {:?}", containerd.container_ids());
     assert!(kubelet.log().contains("sending SIGKILL"), "{}", kubelet.log_tail(40));
+
+    // The pod's story, as `kubectl describe pod` shows it: the image, the container created
+    // and started, then stopped.
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client(&cluster), "default");
+    let story = eventually(WAIT, "the kubelet's Events about pod graceful", || async {
+        let params = rkube_client::ListParams::default().fields("involvedObject.name=graceful");
+        let list = events.list(&params).await.ok()?;
+        let said: Vec<(String, String, String)> = list
+            .items
+            .iter()
+            .map(|e| {
+                let path = e.involved_object.field_path.clone().unwrap_or_default();
+                (e.reason.clone().unwrap_or_default(), e.message.clone().unwrap_or_default(), path)
+            })
+            .collect();
+        said.iter().any(|(reason, ..)| reason == "Killing").then_some(said)
+    })
+    .await;
+    let reasons: Vec<&str> = story.iter().map(|(reason, ..)| reason.as_str()).collect();
+    for wanted in ["Pulled", "Created", "Started", "Killing"] {
+        assert!(reasons.contains(&wanted), "no {wanted} in {story:?}");
+    }
+    assert!(
+        story.iter().any(|(r, m, path)| r == "Pulled"
+            && m.contains("already present on machine")
+            && path == "spec.containers{main}"),
+        "{story:?}"
+    );
+    assert!(story.iter().any(|(r, m, _)| r == "Started" && m == "Started container main"), "{story:?}");
+    assert!(story.iter().any(|(r, m, _)| r == "Killing" && m == "Stopping container main"), "{story:?}");
 }
 
 #[tokio::test]

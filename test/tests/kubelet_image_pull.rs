@@ -112,6 +112,23 @@ async fn pods_pull_their_image_from_a_registry_once_and_the_image_survives_garba
     assert_eq!(metric(&kubelet, "kubelet_image_pulls_total{result=\"success\"}").await, 1.0);
     assert_eq!(metric(&kubelet, "kubelet_image_pull_duration_seconds_count").await, 1.0);
     assert_eq!(kubelet.log().matches("image pulled").count(), 1, "{}", kubelet.log_tail(40));
+    // The pod that pulled says so in its Events: Pulling, then Pulled with the time it took.
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client(&cluster), "default");
+    let story = eventually(WAIT, "Pulling and Pulled Events", || async {
+        let list = events.list(&rkube_client::ListParams::default()).await.ok()?;
+        let said: Vec<(String, String)> = list
+            .items
+            .iter()
+            .map(|e| (e.reason.clone().unwrap_or_default(), e.message.clone().unwrap_or_default()))
+            .collect();
+        let pulled = said.iter().any(|(r, m)| r == "Pulled" && m.starts_with("Successfully pulled image"));
+        (pulled && said.iter().any(|(r, _)| r == "Pulling")).then_some(said)
+    })
+    .await;
+    assert!(
+        story.iter().any(|(r, m)| r == "Pulling" && m == &format!("Pulling image \"{}\"", pushed.reference)),
+        "{story:?}"
+    );
 
     // The GC labels keep content and snapshots alive without the pull's lease: trigger a
     // synchronous garbage collection (removing another image does) and use the image again.

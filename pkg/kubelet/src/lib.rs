@@ -57,6 +57,7 @@ use k8s_openapi::api::core::v1::Pod;
 use prometheus::Registry;
 use rkube_api::backoff::{Backoff, BackoffConfig};
 use rkube_client::Client;
+use rkube_client::events::EventRecorder;
 use rkube_component::Readiness;
 use rkube_informer::ObjectKey;
 use rkube_informer::factory::{Selectors, SharedInformerFactory};
@@ -257,6 +258,7 @@ fn containerd_config(config: &Config, metrics: &Metrics, client: &Client) -> Con
         env_source: Some(ObjectSource::new(client.clone())),
         host_ip: config.node.node_ip.to_string(),
         cluster_dns: config.cluster_dns.clone(),
+        events: Some(EventRecorder::new(client.clone(), "kubelet", Some(&config.node.name))),
     }
 }
 
@@ -348,6 +350,8 @@ impl Kubelet {
                         self.config.node.node_ip.to_string(),
                     ))
                 }),
+                events: (self.config.runtime == RuntimeKind::Containerd)
+                    .then(|| EventRecorder::new(self.client.clone(), "kubelet", Some(&self.config.node.name))),
             },
             self.shutdown.clone(),
             probes,

@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Pod;
 use rkube_api::backoff::{Backoff, BackoffConfig};
+use rkube_client::events::{EventRecorder, EventType};
 use rkube_client::{Api, Client, DeleteParams, Preconditions};
 use rkube_informer::ObjectKey;
 use rkube_informer::store::Store;
@@ -39,6 +40,7 @@ use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::probes::ProbeManager;
 use crate::runtime::Runtime;
+use crate::runtime::containerd::container_reference;
 use crate::status::{StatusManager, generate_pod_status};
 use crate::volumes::VolumeManager;
 
@@ -63,6 +65,8 @@ struct PodSyncer {
     /// Writes configMap/secret/projected volumes (`None`: none are written, e.g. for the fake
     /// runtime).
     volumes: Option<Arc<VolumeManager>>,
+    /// `Killing` Events.
+    events: Option<EventRecorder>,
 }
 
 /// A "sync me" signal per pod key; a key is present while its worker runs.
@@ -77,6 +81,8 @@ pub struct Settings {
     pub resync_interval: Duration,
     /// Writes the content volumes before containers start (`None`: pods get none).
     pub volumes: Option<Arc<VolumeManager>>,
+    /// Records `Killing` Events when pods stop (`None`: none are recorded).
+    pub events: Option<EventRecorder>,
 }
 
 /// The set of pod workers (see the module docs). Cheap to clone.
@@ -106,7 +112,7 @@ impl PodWorkers {
         shutdown: CancellationToken,
         probes: Option<ProbeManager>,
     ) -> PodWorkers {
-        let Settings { host_ip, resync_interval, volumes } = settings;
+        let Settings { host_ip, resync_interval, volumes, events } = settings;
         let status = StatusManager::new(client.clone(), Arc::clone(&metrics));
         PodWorkers {
             syncer: Arc::new(PodSyncer {
@@ -120,6 +126,7 @@ impl PodWorkers {
                 shutdown,
                 probes,
                 volumes,
+                events,
             }),
             signals: Arc::new(Mutex::new(HashMap::new())),
         }
@@ -285,6 +292,13 @@ impl PodSyncer {
         tracing::info!(pod = %key, ?grace, "stopping pod marked for deletion");
         if let Some(probes) = &self.probes {
             probes.forget(uid);
+        }
+        if let Some(events) = &self.events {
+            let running = pod.status.iter().flat_map(|s| s.container_statuses.iter().flatten());
+            for container in running.filter(|c| c.state.as_ref().is_some_and(|s| s.running.is_some())) {
+                let message = format!("Stopping container {}", container.name);
+                events.record(&container_reference(pod, &container.name), EventType::Normal, "Killing", "", message);
+            }
         }
         self.runtime.kill_pod(uid, grace).await?;
         if let Some(volumes) = &self.volumes {

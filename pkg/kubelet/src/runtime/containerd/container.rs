@@ -37,6 +37,7 @@ use containerd_client::services::v1::{
 use containerd_client::types::Mount;
 use k8s_openapi::api::core::v1::{Container as PodContainer, Pod};
 use prost::Message;
+use rkube_client::events::EventType;
 use rkube_informer::ObjectKey;
 use tonic::Code;
 
@@ -45,7 +46,7 @@ use super::runs::Run;
 use super::spec::{ImageInfo, linux_resources, namespaces, oci_spec, process_args, process_env, resolv_conf};
 use super::{
     ATTEMPT_LABEL, CGROUP_PARENT, CONTAINER_NAME_LABEL, ContainerdRuntime, POD_UID_LABEL, RESTART_POLICY_LABEL,
-    SNAPSHOTTER, grpc, log_file, pod_dir, req, streams, volumes,
+    SNAPSHOTTER, container_reference, grpc, log_file, pod_dir, req, streams, volumes,
 };
 use crate::cni::netns_path;
 use crate::envvars::{self, PodFacts};
@@ -251,6 +252,9 @@ impl ContainerdRuntime {
             }
             Err(error) => {
                 let reason = error.waiting_reason();
+                if !matches!(error, RuntimeError::ImagePull { .. }) {
+                    self.record(run, EventType::Warning, "Failed", format!("Error: {error}"));
+                }
                 self.start_errors().insert(key, (reason.into(), error.to_string()));
                 metrics.inspect(|m| m.errors.with_label_values(&[container_type, reason]).inc());
             }
@@ -274,14 +278,23 @@ impl ContainerdRuntime {
         // The snapshot first, then the container that references it (and keeps it from GC).
         let rootfs = self.prepare_snapshot(&run.id, &info.chain_id).await?;
         self.create_container(run, &image, &spec, &runc_root).await?;
+        self.record(run, EventType::Normal, "Created", format!("Created container: {}", run.container.name));
         let streams = self.create_task(run, rootfs, &log_path).await?;
         if let Some(streams) = streams {
             self.start_streams(streams);
         }
         self.watch_exit(run);
         self.start_task(&run.id).await?;
+        self.record(run, EventType::Normal, "Started", format!("Started container {}", run.container.name));
         tracing::info!(pod = %ObjectKey::of(run.pod), container = %run.container.name, id = %run.id, "container started");
         Ok(())
+    }
+
+    /// Records an Event about `run`'s container.
+    fn record(&self, run: &NewRun<'_>, kind: EventType, reason: &str, message: String) {
+        if let Some(events) = &self.config.events {
+            events.record(&container_reference(run.pod, &run.container.name), kind, reason, "", message);
+        }
     }
 
     /// The container's `env` and `envFrom`, resolved now ([`crate::envvars`]).

@@ -15,8 +15,9 @@ use rkube_informer::ObjectKey;
 use tonic::Code;
 
 use super::spec::{ImageInfo, chain_id, normalize_image};
-use super::{ContainerdRuntime, grpc, pull, registry, req};
+use super::{ContainerdRuntime, container_reference, grpc, pull, registry, req};
 use crate::runtime::RuntimeError;
+use rkube_client::events::EventType;
 
 impl ContainerdRuntime {
     /// Makes sure `container`'s image is in containerd (pulling it as its policy asks, with
@@ -31,7 +32,31 @@ impl ContainerdRuntime {
             Ok(reference) => self.pull_secrets(pod).await.lookup(&reference.registry),
             Err(_) => None, // the pull says what is wrong with the name
         };
-        self.puller.ensure(&image, pull::PullPolicy::of(container), credentials).await?;
+        let record = |kind: EventType, reason: &str, message: String| {
+            if let Some(events) = &self.config.events {
+                events.record(&container_reference(pod, &container.name), kind, reason, "", message);
+            }
+        };
+        let shown = container.image.as_deref().unwrap_or_default();
+        let pulling = || record(EventType::Normal, "Pulling", format!("Pulling image \"{shown}\""));
+        match self.puller.ensure(&image, pull::PullPolicy::of(container), credentials, pulling).await {
+            Ok(None) => {
+                record(EventType::Normal, "Pulled", format!("Container image \"{shown}\" already present on machine"));
+            }
+            Ok(Some(took)) => record(
+                EventType::Normal,
+                "Pulled",
+                format!("Successfully pulled image \"{shown}\" in {:.3}s", took.as_secs_f64()),
+            ),
+            Err(error) => {
+                if let RuntimeError::ImagePull { reason: "ImagePullBackOff", .. } = &error {
+                    record(EventType::Normal, "BackOff", format!("Back-off pulling image \"{shown}\""));
+                } else {
+                    record(EventType::Warning, "Failed", format!("Failed to pull image \"{shown}\": {error}"));
+                }
+                return Err(error);
+            }
+        }
         let info = self.image_info(&image).await?;
         Ok((image, info))
     }

@@ -43,7 +43,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use rkube_informer::ObjectKey;
 use tonic::Request;
 
@@ -109,6 +109,9 @@ pub struct ContainerdConfig {
     pub host_ip: String,
     /// The cluster DNS written into pods' `/etc/resolv.conf`; `None`: the node's.
     pub cluster_dns: Option<ClusterDns>,
+    /// Records the pods' Events (`Pulling`, `Pulled`, `Created`, `Started`, `Failed`,
+    /// `BackOff`); `None`: none are recorded.
+    pub events: Option<rkube_client::events::EventRecorder>,
 }
 
 /// The cluster DNS of pods with `dnsPolicy: ClusterFirst` (`--cluster-dns`, `--cluster-domain`).
@@ -149,6 +152,20 @@ pub struct ContainerdRuntime {
 
 /// Why containers could not be started: (waiting reason, message) by (pod uid, container name).
 type StartErrors = HashMap<(String, String), (String, String)>;
+
+/// The `involvedObject` of an Event about `container` of `pod`: the pod, with the field path
+/// `spec.containers{<name>}` (`spec.initContainers{<name>}` for an init container), as the
+/// kubelet writes it.
+pub(crate) fn container_reference(pod: &Pod, container: &str) -> ObjectReference {
+    let spec = pod.spec.as_ref();
+    let init =
+        spec.and_then(|s| s.init_containers.as_ref()).is_some_and(|list| list.iter().any(|c| c.name == container));
+    let field = if init { "spec.initContainers" } else { "spec.containers" };
+    ObjectReference {
+        field_path: Some(format!("{field}{{{container}}}")),
+        ..rkube_client::events::object_reference(pod)
+    }
+}
 
 /// A namespaced request.
 fn req<T>(message: T) -> Request<T> {

@@ -249,7 +249,8 @@ impl Puller {
     }
 
     /// Makes sure image `image` (normalized) is in containerd as `policy` asks, pulling it if
-    /// needed (see the module docs).
+    /// needed (see the module docs): `on_pull` is called just before a pull starts. Returns
+    /// how long the pull took, or `None` when the image was there.
     ///
     /// # Errors
     /// [`RuntimeError::ImagePull`] with reason `ErrImageNeverPull`, `ErrImagePull` or
@@ -260,9 +261,10 @@ impl Puller {
         image: &str,
         policy: PullPolicy,
         credentials: Option<Credentials>,
-    ) -> Result<(), RuntimeError> {
+        on_pull: impl FnOnce(),
+    ) -> Result<Option<Duration>, RuntimeError> {
         if policy != PullPolicy::Always && self.present(image).await? {
-            return Ok(());
+            return Ok(None);
         }
         if policy == PullPolicy::Never {
             return Err(RuntimeError::ImagePull {
@@ -276,7 +278,7 @@ impl Puller {
         let _serialized = lock.lock().await;
         // Another worker may have pulled it while this one waited.
         if policy == PullPolicy::IfNotPresent && self.present(image).await? {
-            return Ok(());
+            return Ok(None);
         }
         if let Some((left, message)) = self.backing_off(image) {
             tracing::debug!(%image, ?left, "image pull backing off");
@@ -287,6 +289,7 @@ impl Puller {
                 message: format!("Back-off pulling image \"{image}\": {message}"),
             });
         }
+        on_pull();
         let started = Instant::now();
         let result = self.pull(image, credentials).await;
         let elapsed = started.elapsed();
@@ -300,7 +303,7 @@ impl Puller {
                 if pulled == Pulled::Fetched {
                     tracing::info!(%image, ?elapsed, "image pulled");
                 }
-                Ok(())
+                Ok(Some(elapsed))
             }
             Err(error) => {
                 let message = format!("pulling {image}: {error}");
