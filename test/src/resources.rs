@@ -108,6 +108,15 @@ pub const CONTROLLER_REVISIONS: Resource = Resource {
     namespaced: true,
 };
 
+/// v1 ReplicationController.
+pub const REPLICATION_CONTROLLERS: Resource = Resource {
+    group: "",
+    version: "v1",
+    kind: "ReplicationController",
+    plural: "replicationcontrollers",
+    namespaced: true,
+};
+
 /// Every resource the apiserver must serve.
 pub const ALL: &[Resource] = &[
     NAMESPACES,
@@ -126,6 +135,7 @@ pub const ALL: &[Resource] = &[
     CRON_JOBS,
     DAEMON_SETS,
     CONTROLLER_REVISIONS,
+    REPLICATION_CONTROLLERS,
     LEASES,
     ROLES,
     CLUSTER_ROLES,
@@ -214,6 +224,8 @@ impl Resource {
                 }
                 json!({ "spec": spec })
             }
+            "ReplicationController" => json!({ "spec": { "replicas": 1, "selector": { "app": name },
+                "template": { "metadata": { "labels": { "app": name } }, "spec": pod_spec() } } }),
             "ControllerRevision" => json!({ "revision": 1, "data": { "spec": { "template": {} } } }),
             "Job" => json!({ "spec": { "template": { "spec": {
                 "restartPolicy": "Never", "containers": [{ "name": "app", "image": "registry.example/app:1.0" }] } } } }),

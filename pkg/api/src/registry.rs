@@ -161,6 +161,7 @@ static RESOURCES: &[&ResourceDef] = &[
     &kinds::secret::RESOURCE,
     &kinds::serviceaccount::RESOURCE,
     &kinds::replicaset::RESOURCE,
+    &kinds::replicationcontroller::RESOURCE,
     &kinds::deployment::RESOURCE,
     &kinds::daemonset::RESOURCE,
     &kinds::controllerrevision::RESOURCE,

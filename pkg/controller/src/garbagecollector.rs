@@ -34,7 +34,7 @@
 //! alive (`alive_by_cache`), which propagation to finish (`propagation_to_finish`: orphan wins
 //! over foreground), and what a foreground pass deletes and waits for (`foreground_plan`).
 //!
-//! Not promised: owners of kinds this controller does not know (anything but Deployment, ReplicaSet, Job and
+//! Not promised: owners of kinds this controller does not know (anything but Deployment, ReplicaSet, ReplicationController, Job and
 //! Pod) are assumed to exist, so their dependents are never deleted. A dependent with one
 //! owner gone and another alive keeps both references.
 
@@ -44,7 +44,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, ReplicationController};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube_core::Resource;
@@ -136,6 +136,8 @@ pub enum OwnerKind {
     Pod,
     /// A Job (batch/v1).
     Job,
+    /// A ReplicationController (v1).
+    ReplicationController,
 }
 
 impl OwnerKind {
@@ -146,6 +148,7 @@ impl OwnerKind {
             "ReplicaSet" => Some(OwnerKind::ReplicaSet),
             "Pod" => Some(OwnerKind::Pod),
             "Job" => Some(OwnerKind::Job),
+            "ReplicationController" => Some(OwnerKind::ReplicationController),
             _ => None,
         }
     }
@@ -157,6 +160,7 @@ impl OwnerKind {
             OwnerKind::ReplicaSet => "ReplicaSet",
             OwnerKind::Pod => "Pod",
             OwnerKind::Job => "Job",
+            OwnerKind::ReplicationController => "ReplicationController",
         }
     }
 }
@@ -193,6 +197,7 @@ pub struct GarbageCollector {
     replica_sets: Store<ReplicaSet>,
     deployments: Store<Deployment>,
     jobs: Store<Job>,
+    replication_controllers: Store<ReplicationController>,
     queue: WorkQueue<GcKey>,
 }
 
@@ -221,6 +226,7 @@ impl GarbageCollector {
         let replica_sets = factory.informer::<ReplicaSet>(None);
         let deployments = factory.informer::<Deployment>(None);
         let jobs = factory.informer::<Job>(None);
+        let replication_controllers = factory.informer::<ReplicationController>(None);
         let queue = WorkQueue::new("garbagecollector", RateLimiter::default(), registry);
         let collector = Arc::new(GarbageCollector {
             client,
@@ -228,6 +234,7 @@ impl GarbageCollector {
             replica_sets: replica_sets.store(),
             deployments: deployments.store(),
             jobs: jobs.store(),
+            replication_controllers: replication_controllers.store(),
             queue: queue.clone(),
         });
         let (q1, q2) = (queue.clone(), queue.clone());
@@ -286,6 +293,21 @@ impl GarbageCollector {
                 }),
         );
         let (q1, q2, q3) = (queue.clone(), queue.clone(), queue.clone());
+        let (p4, r4) = (pod_store.clone(), rs_store.clone());
+        replication_controllers.add_handler(
+            HandlerFns::new()
+                .on_add(move |rc: &Arc<ReplicationController>| {
+                    enqueue_if_finalizing(&q1, OwnerKind::ReplicationController, rc.as_ref());
+                })
+                .on_update(move |_, rc: &Arc<ReplicationController>| {
+                    enqueue_if_finalizing(&q2, OwnerKind::ReplicationController, rc.as_ref());
+                })
+                .on_delete(move |deleted: Deleted<ReplicationController>| {
+                    let uid = deleted.object().uid().unwrap_or_default();
+                    enqueue_dependents(&q3, &p4, &r4, &uid);
+                }),
+        );
+        let (q1, q2, q3) = (queue.clone(), queue.clone(), queue.clone());
         deployments.add_handler(
             HandlerFns::new()
                 .on_add(move |d: &Arc<Deployment>| enqueue_if_finalizing(&q1, OwnerKind::Deployment, d.as_ref()))
@@ -316,6 +338,9 @@ impl GarbageCollector {
             "Deployment" => uid_of(Api::<Deployment>::namespaced(self.client.clone(), namespace), &owner.name).await,
             "ReplicaSet" => uid_of(Api::<ReplicaSet>::namespaced(self.client.clone(), namespace), &owner.name).await,
             "Job" => uid_of(Api::<Job>::namespaced(self.client.clone(), namespace), &owner.name).await,
+            "ReplicationController" => {
+                uid_of(Api::<ReplicationController>::namespaced(self.client.clone(), namespace), &owner.name).await
+            }
             _ => uid_of(Api::<Pod>::namespaced(self.client.clone(), namespace), &owner.name).await,
         };
         let fresh = fresh.map_err(|source| Error::Read { what: format!("looking up owner {key}"), source })?;
@@ -329,6 +354,9 @@ impl GarbageCollector {
             OwnerKind::ReplicaSet => self.replica_sets.get(key).map(|object| object.metadata.clone()),
             OwnerKind::Pod => self.pods.get(key).map(|object| object.metadata.clone()),
             OwnerKind::Job => self.jobs.get(key).map(|object| object.metadata.clone()),
+            OwnerKind::ReplicationController => {
+                self.replication_controllers.get(key).map(|object| object.metadata.clone())
+            }
         }
     }
 }
@@ -515,6 +543,12 @@ impl GarbageCollector {
                 .patch(&name, &PatchParams::default(), &patch)
                 .await
                 .map(drop),
+            OwnerKind::ReplicationController => {
+                Api::<ReplicationController>::namespaced(self.client.clone(), &namespace)
+                    .patch(&name, &PatchParams::default(), &patch)
+                    .await
+                    .map(drop)
+            }
         };
         match removed {
             Ok(()) => {

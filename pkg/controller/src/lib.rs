@@ -6,7 +6,7 @@
 //! triggered: they look at the current state, not at the event). Controllers write only
 //! through the apiserver, with the client.
 //!
-//! - [`replicaset`]: keeps `spec.replicas` pods per ReplicaSet;
+//! - [`replicaset`]: keeps `spec.replicas` pods per ReplicaSet (and per ReplicationController);
 //! - [`deployment`]: rolls ReplicaSets per pod template (RollingUpdate, Recreate, rollback);
 //! - [`garbagecollector`]: deletes objects whose owners are gone (background propagation);
 //! - [`nodelifecycle`]: marks silent nodes Unknown and tainted, and evicts their pods;
@@ -29,6 +29,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use k8s_openapi::api::core::v1::ReplicationController;
 use prometheus::Registry;
 use rkube_client::Client;
 use rkube_component::Readiness;
@@ -71,6 +72,7 @@ pub const KNOWN_CONTROLLERS: &[&str] = &[
     "ttl-after-finished",
     "cronjob",
     "daemonset",
+    "replicationcontroller",
 ];
 
 /// Namespace and name of the controller-manager's leader-election Lease.
@@ -307,6 +309,15 @@ pub async fn run_controllers(
         let controller = replicaset::ReplicaSetController::new(&factory, client.clone(), Some(registry));
         loops.push(("replicaset", config.concurrent_replicaset_syncs, WorkQueueController::ReplicaSet(controller)));
     }
+    if config.is_enabled("replicationcontroller")? {
+        let controller =
+            replicaset::ReplicaSetController::<ReplicationController>::new(&factory, client.clone(), Some(registry));
+        loops.push((
+            "replicationcontroller",
+            config.concurrent_replicaset_syncs,
+            WorkQueueController::ReplicationController(controller),
+        ));
+    }
     if config.is_enabled("deployment")? {
         let controller = deployment::DeploymentController::new(&factory, client.clone(), Some(registry));
         loops.push(("deployment", config.concurrent_deployment_syncs, WorkQueueController::Deployment(controller)));
@@ -426,6 +437,10 @@ pub async fn run_controllers(
                     let queue = c.queue();
                     worker::run_workers(name, c, queue, workers, metrics, shutdown).await
                 }
+                WorkQueueController::ReplicationController(c) => {
+                    let queue = c.queue();
+                    worker::run_workers(name, c, queue, workers, metrics, shutdown).await
+                }
             }
         }));
     }
@@ -452,6 +467,7 @@ enum WorkQueueController {
     TtlAfterFinished(Arc<ttlafterfinished::TtlAfterFinishedController>),
     CronJob(Arc<cronjob::CronJobController>),
     DaemonSet(Arc<daemonset::DaemonSetController>),
+    ReplicationController(Arc<replicaset::ReplicaSetController<ReplicationController>>),
 }
 
 #[cfg(test)]

@@ -37,8 +37,9 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use jiff::Timestamp;
-use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetSpec};
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{ObjectReference, ReplicationController};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use prometheus::Registry;
 use rkube_api::selector::LabelSelector;
@@ -59,14 +60,60 @@ use crate::worker::{Action, Syncer};
 
 /// Most pods created or deleted in one sync (kube-controller-manager's `BurstReplicas`).
 pub const BURST_REPLICAS: usize = 500;
-const KIND: &str = "ReplicaSet";
-const API_VERSION: &str = "apps/v1";
 
-/// The ReplicaSet controller. Build it with [`ReplicaSetController::new`], start the factory,
+/// A kind this controller keeps replicas of: ReplicaSet (apps/v1), and ReplicationController
+/// (v1), the older kind with the same fields and a map for a selector. The controller works on
+/// a ReplicaSet view of either ([`Replicated::view`]) and writes through the kind's own API.
+pub trait Replicated: rkube_client::ApiResource + k8s_openapi::Resource {
+    /// The work queue's name and the Events' source.
+    const CONTROLLER: &'static str;
+    /// The object as a ReplicaSet (same metadata, replicas, selector, template and status).
+    fn view(this: &Arc<Self>) -> Arc<ReplicaSet>;
+}
+
+impl Replicated for ReplicaSet {
+    const CONTROLLER: &'static str = "replicaset";
+    fn view(this: &Arc<Self>) -> Arc<ReplicaSet> {
+        Arc::clone(this)
+    }
+}
+
+impl Replicated for ReplicationController {
+    const CONTROLLER: &'static str = "replicationcontroller";
+    fn view(this: &Arc<Self>) -> Arc<ReplicaSet> {
+        let spec = this.spec.clone().unwrap_or_default();
+        let status = this
+            .status
+            .as_ref()
+            .and_then(|s| serde_json::to_value(s).ok())
+            .and_then(|s| serde_json::from_value(s).ok());
+        Arc::new(ReplicaSet {
+            metadata: this.metadata.clone(),
+            spec: ReplicaSetSpec {
+                replicas: spec.replicas,
+                min_ready_seconds: spec.min_ready_seconds,
+                selector: k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector {
+                    match_labels: spec.selector,
+                    match_expressions: None,
+                },
+                template: spec.template,
+            },
+            status,
+        })
+    }
+}
+
+/// The `involvedObject` of an Event about `rs`, a view of an object of kind `K`.
+fn reference<K: Replicated>(rs: &ReplicaSet) -> ObjectReference {
+    ObjectReference { api_version: Some(K::API_VERSION.into()), kind: Some(K::KIND.into()), ..object_reference(rs) }
+}
+
+/// The ReplicaSet controller (and, as `ReplicaSetController<ReplicationController>`, the
+/// ReplicationController one). Build it with [`ReplicaSetController::new`], start the factory,
 /// then run workers over [`ReplicaSetController::queue`] with [`crate::worker::run_workers`].
-pub struct ReplicaSetController {
+pub struct ReplicaSetController<K: Replicated = ReplicaSet> {
     client: Client,
-    replica_sets: Store<ReplicaSet>,
+    replica_sets: Store<K>,
     pods: Store<Pod>,
     queue: WorkQueue<ObjectKey>,
     /// Shared with the event handlers, which tick off what they see.
@@ -77,40 +124,40 @@ pub struct ReplicaSetController {
 
 /// The pod event handler: turns a pod's add, update or delete into the keys of the
 /// ReplicaSets it concerns, and ticks off their expectations on the way.
-struct PodEventHandler {
+struct PodEventHandler<K: Replicated> {
     /// To find a pod's owner, or the ReplicaSets that may adopt it.
-    replica_sets: Store<ReplicaSet>,
+    replica_sets: Store<K>,
     queue: WorkQueue<ObjectKey>,
     expectations: Arc<Expectations>,
 }
 
-impl ReplicaSetController {
-    /// Registers handlers on the factory's ReplicaSet and Pod informers (all namespaces) and
-    /// a work queue named `replicaset` (metrics in `registry`).
+impl<K: Replicated> ReplicaSetController<K> {
+    /// Registers handlers on the factory's informers of `K` and Pods (all namespaces) and a
+    /// work queue named [`Replicated::CONTROLLER`] (metrics in `registry`).
     pub fn new(factory: &SharedInformerFactory, client: Client, registry: Option<&Registry>) -> Arc<Self> {
-        let replica_sets = factory.informer::<ReplicaSet>(None);
+        let replica_sets = factory.informer::<K>(None);
         let pods = factory.informer::<Pod>(None);
         let controller = Arc::new(ReplicaSetController {
-            events: EventRecorder::new(client.clone(), "replicaset-controller", None),
+            events: EventRecorder::new(client.clone(), &format!("{}-controller", K::CONTROLLER), None),
             client,
             replica_sets: replica_sets.store(),
             pods: pods.store(),
-            queue: WorkQueue::new("replicaset", RateLimiter::default(), registry),
+            queue: WorkQueue::new(K::CONTROLLER, RateLimiter::default(), registry),
             expectations: Arc::new(Expectations::default()),
         });
         let (q1, q2, q3) = (controller.queue(), controller.queue(), controller.queue());
         let (e2, e3) = (Arc::clone(&controller.expectations), Arc::clone(&controller.expectations));
         replica_sets.add_handler(
             HandlerFns::new()
-                .on_add(move |rs: &Arc<ReplicaSet>| q1.add(ObjectKey::of(rs.as_ref())))
-                .on_update(move |old: &Arc<ReplicaSet>, new: &Arc<ReplicaSet>| {
-                    if old.metadata.uid != new.metadata.uid {
+                .on_add(move |rs: &Arc<K>| q1.add(ObjectKey::of(rs.as_ref())))
+                .on_update(move |old: &Arc<K>, new: &Arc<K>| {
+                    if old.meta().uid != new.meta().uid {
                         // Deleted and recreated under the same name: start clean.
                         e2.forget(&ObjectKey::of(old.as_ref()));
                     }
                     q2.add(ObjectKey::of(new.as_ref()));
                 })
-                .on_delete(move |deleted: Deleted<ReplicaSet>| {
+                .on_delete(move |deleted: Deleted<K>| {
                     let key = ObjectKey::of(deleted.object().as_ref());
                     e3.forget(&key);
                     q3.add(key);
@@ -137,13 +184,13 @@ impl ReplicaSetController {
     }
 }
 
-impl PodEventHandler {
+impl<K: Replicated> PodEventHandler<K> {
     /// The ReplicaSet `owner` points at, if it is one we know with that uid.
     fn resolve(&self, namespace: &str, owner: &OwnerReference) -> Option<Arc<ReplicaSet>> {
-        if owner.kind != KIND || !owner.api_version.starts_with("apps/") {
+        if owner.kind != K::KIND || owner.api_version != K::API_VERSION {
             return None;
         }
-        let rs = self.replica_sets.get(&ObjectKey::new(Some(namespace), &owner.name))?;
+        let rs = K::view(&self.replica_sets.get(&ObjectKey::new(Some(namespace), &owner.name))?);
         (rs.metadata.uid.as_deref() == Some(owner.uid.as_str())).then_some(rs)
     }
 
@@ -158,7 +205,8 @@ impl PodEventHandler {
         let labels = pod.metadata.labels.clone().unwrap_or_default();
         let Ok(candidates) = self.replica_sets.by_index(NAMESPACE_INDEX, &namespace) else { return Vec::new() };
         candidates
-            .into_iter()
+            .iter()
+            .map(K::view)
             .filter(|rs| {
                 let selector = LabelSelector::from_meta(&rs.spec.selector);
                 selector.is_ok_and(|selector| !selector.is_empty() && selector.matches(&labels))
@@ -237,11 +285,11 @@ fn outcome_unknown(error: &rkube_client::Error) -> bool {
     matches!(error, rkube_client::Error::Transport(_) | rkube_client::Error::Timeout(_))
 }
 
-impl Syncer for ReplicaSetController {
+impl<K: Replicated> Syncer for ReplicaSetController<K> {
     type Key = ObjectKey;
 
     async fn sync(&self, key: &ObjectKey) -> Result<Action, Error> {
-        let Some(rs) = self.replica_sets.get(key) else {
+        let Some(rs) = self.replica_sets.get(key).as_ref().map(K::view) else {
             self.expectations.forget(key);
             return Ok(Action::await_change());
         };
@@ -271,7 +319,7 @@ impl Syncer for ReplicaSetController {
     }
 }
 
-impl ReplicaSetController {
+impl<K: Replicated> ReplicaSetController<K> {
     /// Adopts matching orphans, releases owned pods that stopped matching, and returns the
     /// pods this ReplicaSet owns afterwards.
     async fn claim_pods(
@@ -312,7 +360,7 @@ impl ReplicaSetController {
                     if may_adopt != Some(true) {
                         continue;
                     }
-                    let reference = new_controller_ref(API_VERSION, KIND, &rs.metadata);
+                    let reference = new_controller_ref(K::API_VERSION, K::KIND, &rs.metadata);
                     let patch = adopt_patch(&pod.metadata, &reference);
                     match api.patch(&pod_name, &PatchParams::default(), &Patch::Merge(patch)).await {
                         Ok(adopted) => {
@@ -331,10 +379,10 @@ impl ReplicaSetController {
 
     async fn may_adopt(&self, rs: &ReplicaSet) -> Result<bool, Error> {
         let namespace = rs.namespace().unwrap_or_default();
-        let api: Api<ReplicaSet> = Api::namespaced(self.client.clone(), &namespace);
+        let api: Api<K> = Api::namespaced(self.client.clone(), &namespace);
         let name = rs.name_any();
         match api.get_opt(&name).await {
-            Ok(Some(fresh)) => Ok(fresh.metadata.uid == rs.metadata.uid && fresh.metadata.deletion_timestamp.is_none()),
+            Ok(Some(fresh)) => Ok(fresh.meta().uid == rs.metadata.uid && fresh.meta().deletion_timestamp.is_none()),
             Ok(None) => Ok(false),
             Err(source) => Err(Error::Read { what: format!("replicaset {}", ObjectKey::of(rs)), source }),
         }
@@ -369,7 +417,7 @@ impl ReplicaSetController {
         let namespace = rs.namespace().unwrap_or_default();
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
         let expectations = &self.expectations;
-        let pod = pod_from_template(rs)?;
+        let pod = pod_from_template::<K>(rs)?;
         expectations.expect_creations(key, count);
         let params = PostParams::default();
         let mut attempted = 0;
@@ -380,14 +428,14 @@ impl ReplicaSetController {
             for result in results {
                 match &result {
                     Ok(created) => self.events.record(
-                        &object_reference(rs),
+                        &reference::<K>(rs),
                         EventType::Normal,
                         "SuccessfulCreate",
                         "Create",
                         format!("Created pod: {}", created.name_any()),
                     ),
                     Err(error) => self.events.record(
-                        &object_reference(rs),
+                        &reference::<K>(rs),
                         EventType::Warning,
                         "FailedCreate",
                         "Create",
@@ -440,7 +488,7 @@ impl ReplicaSetController {
         for (pod_key, result) in results {
             if result.is_ok() {
                 let message = format!("Deleted pod: {}", pod_key.name());
-                self.events.record(&object_reference(rs), EventType::Normal, "SuccessfulDelete", "Delete", message);
+                self.events.record(&reference::<K>(rs), EventType::Normal, "SuccessfulDelete", "Delete", message);
             }
             if let Err(error) = result {
                 expectations.deletion_observed(key, &pod_key);
@@ -464,7 +512,7 @@ impl ReplicaSetController {
         }
         let namespace = rs.namespace().unwrap_or_default();
         let name = rs.name_any();
-        let api: Api<ReplicaSet> = Api::namespaced(self.client.clone(), &namespace);
+        let api: Api<K> = Api::namespaced(self.client.clone(), &namespace);
         match api.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": status}))).await {
             Ok(_) => Ok(()),
             Err(error) if error.is_not_found() => Ok(()),
@@ -536,8 +584,9 @@ fn next_action(
     action
 }
 
-/// The pod a ReplicaSet creates: its template, named `<rs>-<random>`, controlled by it.
-pub fn pod_from_template(rs: &ReplicaSet) -> Result<Pod, Error> {
+/// The pod a ReplicaSet creates: its template, named `<rs>-<random>`, controlled by it (an
+/// owner of kind `K`, a ReplicaSet or a ReplicationController).
+pub fn pod_from_template<K: Replicated>(rs: &ReplicaSet) -> Result<Pod, Error> {
     let template = rs
         .spec
         .template
@@ -551,7 +600,7 @@ pub fn pod_from_template(rs: &ReplicaSet) -> Result<Pod, Error> {
             labels: template_meta.labels,
             annotations: template_meta.annotations,
             finalizers: template_meta.finalizers,
-            owner_references: Some(vec![new_controller_ref(API_VERSION, KIND, &rs.metadata)]),
+            owner_references: Some(vec![new_controller_ref(K::API_VERSION, K::KIND, &rs.metadata)]),
             ..ObjectMeta::default()
         },
         spec: template.spec,
@@ -763,7 +812,7 @@ mod tests {
 
     #[test]
     fn pods_from_the_template_are_generated_and_controlled_by_the_replica_set() {
-        let pod = pod_from_template(&replica_set()).unwrap();
+        let pod = pod_from_template::<ReplicaSet>(&replica_set()).unwrap();
         assert_eq!(pod.metadata.generate_name.as_deref(), Some("web-"));
         let owner = controller_of(&pod.metadata).unwrap();
         assert_eq!((owner.uid.as_str(), owner.kind.as_str()), ("uid-1", "ReplicaSet"));

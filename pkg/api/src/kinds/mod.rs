@@ -28,6 +28,7 @@ pub mod poddisruptionbudget;
 pub mod priorityclass;
 pub mod rbac;
 pub mod replicaset;
+pub mod replicationcontroller;
 pub mod resourcequota;
 pub mod secret;
 pub mod service;
@@ -84,6 +85,7 @@ mod tests {
             scope_is_namespaced::<ReplicaSet>(),
             scope_is_namespaced::<Deployment>(),
             scope_is_namespaced::<k8s_openapi::api::batch::v1::Job>(),
+            scope_is_namespaced::<k8s_openapi::api::core::v1::ReplicationController>(),
             scope_is_namespaced::<k8s_openapi::api::apps::v1::DaemonSet>(),
             scope_is_namespaced::<k8s_openapi::api::apps::v1::ControllerRevision>(),
             scope_is_namespaced::<k8s_openapi::api::batch::v1::CronJob>(),
@@ -185,6 +187,13 @@ mod tests {
                 "controllerrevisions",
                 json!({"apiVersion": "apps/v1", "kind": "ControllerRevision", "metadata": ns, "revision": 1,
                        "data": {"spec": {"template": {}}}}),
+            ),
+            (
+                "",
+                "replicationcontrollers",
+                json!({"apiVersion": "v1", "kind": "ReplicationController", "metadata": ns,
+                       "spec": {"template": {"metadata": {"labels": {"app": "x"}},
+                                             "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}}),
             ),
             (
                 "",

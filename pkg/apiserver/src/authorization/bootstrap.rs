@@ -32,6 +32,7 @@ fn view_rules() -> Vec<Value> {
     vec![
         json!({"apiGroups": [""], "verbs": READ, "resources": [
             "pods", "pods/log", "pods/status", "configmaps", "endpoints", "services", "services/status",
+            "replicationcontrollers", "replicationcontrollers/scale", "replicationcontrollers/status",
             "serviceaccounts", "events", "namespaces", "namespaces/status",
             "resourcequotas", "resourcequotas/status", "limitranges"]}),
         json!({"apiGroups": ["policy"], "verbs": READ, "resources": ["poddisruptionbudgets", "poddisruptionbudgets/status"]}),
@@ -53,7 +54,8 @@ fn edit_rules() -> Vec<Value> {
     let mut rules = view_rules();
     rules.extend([
         json!({"apiGroups": [""], "verbs": WRITE, "resources": [
-            "pods", "configmaps", "endpoints", "services", "secrets", "serviceaccounts"]}),
+            "pods", "configmaps", "endpoints", "services", "secrets", "serviceaccounts",
+            "replicationcontrollers", "replicationcontrollers/scale"]}),
         json!({"apiGroups": [""], "verbs": READ, "resources": ["secrets"]}),
         json!({"apiGroups": [""], "verbs": ["create", "get"], "resources": ["pods/exec", "pods/attach", "pods/portforward"]}),
         json!({"apiGroups": [""], "verbs": ["patch", "update"], "resources": ["pods/ephemeralcontainers"]}),

@@ -15,11 +15,19 @@ use crate::patch::Patch;
 use crate::request::ResourceRequest;
 use crate::rest::{self, WriteOptions};
 
-/// The `autoscaling/v1` `Scale` view of a ReplicaSet or Deployment.
+/// The `autoscaling/v1` `Scale` view of a ReplicaSet, Deployment or ReplicationController
+/// (whose selector is a plain map of labels).
 pub fn scale_of(obj: &Value) -> Result<Value, ApiError> {
     let selector = obj
         .pointer("/spec/selector")
-        .and_then(|s| serde_json::from_value::<MetaSelector>(s.clone()).ok())
+        .map(|s| {
+            if s.get("matchLabels").is_some() || s.get("matchExpressions").is_some() {
+                s.clone()
+            } else {
+                serde_json::json!({"matchLabels": s})
+            }
+        })
+        .and_then(|s| serde_json::from_value::<MetaSelector>(s).ok())
         .and_then(|s| LabelSelector::from_meta(&s).ok())
         .map(|s| s.to_string());
     let scale = Scale {
@@ -124,6 +132,9 @@ mod tests {
         assert_eq!(scale["apiVersion"], "autoscaling/v1");
         assert_eq!(scale["spec"]["replicas"], 3);
         assert_eq!(scale["status"], json!({"replicas": 2, "selector": "app=web"}));
+        let rc = json!({"metadata": {"name": "nginx", "namespace": "default"},
+            "spec": {"replicas": 3, "selector": {"app": "nginx"}}, "status": {"replicas": 3}});
+        assert_eq!(scale_of(&rc).expect("scale")["status"]["selector"], "app=nginx");
         assert_eq!(scale["metadata"]["resourceVersion"], "7");
     }
 
