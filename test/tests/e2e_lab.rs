@@ -1180,3 +1180,51 @@ async fn an_indexed_job_runs_to_completion_across_both_workers() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+#[tokio::test]
+async fn a_daemon_set_runs_on_every_worker_and_a_cron_job_fires_each_minute() {
+    let lab = Lab::start(LabOptions::default()).await.expect("lab up");
+    let api = lab.api();
+    let ds = json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "node-agent", "namespace": NS},
+        "spec": {"selector": {"matchLabels": {"app": "node-agent"}}, "template": {"metadata": {"labels": {"app": "node-agent"}},
+            "spec": {"terminationGracePeriodSeconds": 1, "containers": [{"name": "agent", "image": TEST_IMAGE,
+                "command": ["sh", "-c", "echo agent on $NODE; exec sleep 3600"],
+                "env": [{"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}]}]}}}});
+    api.create(&format!("/apis/apps/v1/namespaces/{NS}/daemonsets"), &ds).await;
+    let cron = json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "minutely", "namespace": NS},
+        "spec": {"schedule": "* * * * *", "jobTemplate": {"spec": {"template": {"metadata": {"labels": {"app": "minutely"}},
+            "spec": {"restartPolicy": "Never", "containers": [{"name": "tick", "image": TEST_IMAGE, "command": ["date"]}]}}}}}});
+    api.create(&format!("/apis/batch/v1/namespaces/{NS}/cronjobs"), &cron).await;
+
+    let started = Instant::now();
+    let agents = eventually(Duration::from_secs(60), "a Ready node-agent pod on each worker", || async {
+        let live = live_pods(&api, NS, "app=node-agent").await;
+        let nodes: std::collections::BTreeSet<&str> =
+            live.iter().filter(|p| is_ready(p)).filter_map(|p| p["spec"]["nodeName"].as_str()).collect();
+        (live.len() == WORKERS.len() && nodes.len() == WORKERS.len()).then_some(live.clone())
+    })
+    .await;
+    println!("DaemonSet on both workers in {:.1}s", started.elapsed().as_secs_f64());
+    for pod in &agents {
+        let (name, node) =
+            (pod["metadata"]["name"].as_str().expect("name"), pod["spec"]["nodeName"].as_str().expect("node"));
+        let logs = lab.rkubectl(&["logs", name]).await.expect("logs");
+        assert_eq!(logs.trim(), format!("agent on {node}"), "{name}");
+    }
+
+    // The CronJob fires at the next minute boundary: its Job's pod runs `date` to completion.
+    let done = eventually(Duration::from_secs(90), "a Job of the CronJob Complete", || async {
+        let list = api.get_ok(&format!("/apis/batch/v1/namespaces/{NS}/jobs")).await;
+        let jobs = list["items"].as_array().cloned().unwrap_or_default();
+        jobs.into_iter().find(|job| {
+            job["metadata"]["ownerReferences"][0]["name"] == "minutely"
+                && job["status"]["conditions"]
+                    .as_array()
+                    .is_some_and(|c| c.iter().any(|c| c["type"] == "Complete" && c["status"] == "True"))
+        })
+    })
+    .await;
+    println!("CronJob fired: {} complete after {:.1}s", done["metadata"]["name"], started.elapsed().as_secs_f64());
+    let cronjob = api.get_ok(&format!("/apis/batch/v1/namespaces/{NS}/cronjobs/minutely")).await;
+    assert!(cronjob["status"]["lastScheduleTime"].is_string(), "{cronjob}");
+}
