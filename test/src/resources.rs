@@ -117,6 +117,10 @@ pub const REPLICATION_CONTROLLERS: Resource = Resource {
     namespaced: true,
 };
 
+/// apps/v1 StatefulSet.
+pub const STATEFUL_SETS: Resource =
+    Resource { group: "apps", version: "v1", kind: "StatefulSet", plural: "statefulsets", namespaced: true };
+
 /// Every resource the apiserver must serve.
 pub const ALL: &[Resource] = &[
     NAMESPACES,
@@ -134,6 +138,7 @@ pub const ALL: &[Resource] = &[
     JOBS,
     CRON_JOBS,
     DAEMON_SETS,
+    STATEFUL_SETS,
     CONTROLLER_REVISIONS,
     REPLICATION_CONTROLLERS,
     LEASES,
@@ -226,6 +231,7 @@ impl Resource {
             }
             "ReplicationController" => json!({ "spec": { "replicas": 1, "selector": { "app": name },
                 "template": { "metadata": { "labels": { "app": name } }, "spec": pod_spec() } } }),
+            "StatefulSet" => json!({ "spec": workload_spec(name) }),
             "ControllerRevision" => json!({ "revision": 1, "data": { "spec": { "template": {} } } }),
             "Job" => json!({ "spec": { "template": { "spec": {
                 "restartPolicy": "Never", "containers": [{ "name": "app", "image": "registry.example/app:1.0" }] } } } }),

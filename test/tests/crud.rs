@@ -131,6 +131,7 @@ crud_test!(deployments_support_create_get_list_update_delete, resources::DEPLOYM
 crud_test!(jobs_support_create_get_list_update_delete, resources::JOBS);
 crud_test!(cron_jobs_support_create_get_list_update_delete, resources::CRON_JOBS);
 crud_test!(daemon_sets_support_create_get_list_update_delete, resources::DAEMON_SETS);
+crud_test!(stateful_sets_support_create_get_list_update_delete, resources::STATEFUL_SETS);
 crud_test!(replication_controllers_support_create_get_list_update_delete, resources::REPLICATION_CONTROLLERS);
 crud_test!(controller_revisions_support_create_get_list_update_delete, resources::CONTROLLER_REVISIONS);
 crud_test!(leases_support_create_get_list_update_delete, resources::LEASES);
@@ -163,6 +164,7 @@ fn every_served_resource_has_a_crud_test() {
         "jobs",
         "cronjobs",
         "daemonsets",
+        "statefulsets",
         "controllerrevisions",
         "replicationcontrollers",
         "leases",

@@ -164,6 +164,7 @@ static RESOURCES: &[&ResourceDef] = &[
     &kinds::replicationcontroller::RESOURCE,
     &kinds::deployment::RESOURCE,
     &kinds::daemonset::RESOURCE,
+    &kinds::statefulset::RESOURCE,
     &kinds::controllerrevision::RESOURCE,
     &kinds::job::RESOURCE,
     &kinds::cronjob::RESOURCE,

@@ -40,7 +40,6 @@ use k8s_openapi::api::core::v1::{
     Affinity, Node, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod, PodSpec, Toleration,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube_core::ResourceExt;
 use prometheus::Registry;
@@ -58,11 +57,11 @@ use crate::Error;
 use crate::controller_ref::{controller_of, new_controller_ref};
 use crate::deployment::template_hash;
 use crate::expectations::Expectations;
+use crate::history::{self, revision_name};
 use crate::podutil::{is_available, is_ready};
 use crate::worker::{Action, Syncer};
 
-/// The label naming the template revision a pod (and a ControllerRevision) belongs to.
-pub const REVISION_HASH: &str = "controller-revision-hash";
+pub use crate::history::REVISION_HASH;
 /// The label with the DaemonSet generation a pod was made from (kept for older tools).
 pub const TEMPLATE_GENERATION: &str = "pod-template-generation";
 const KIND: &str = "DaemonSet";
@@ -456,80 +455,11 @@ impl Syncer for DaemonSetController {
 impl DaemonSetController {
     /// Step 1: the current template's ControllerRevision, and old ones beyond the history limit.
     async fn sync_revisions(&self, ds: &DaemonSet, hash: &str, pods: &[Arc<Pod>]) -> Result<(), Error> {
-        let namespace = ds.namespace().unwrap_or_default();
-        let uid = ds.uid().unwrap_or_default();
-        let api: Api<ControllerRevision> = Api::namespaced(self.client.clone(), &namespace);
-        let mut owned: Vec<Arc<ControllerRevision>> = self
-            .revisions
-            .by_index(NAMESPACE_INDEX, &namespace)?
-            .into_iter()
-            .filter(|r| controller_of(&r.metadata).is_some_and(|owner| owner.uid == uid))
-            .collect();
-        owned.sort_by_key(|r| r.revision.unwrap_or(0));
-        let newest = owned.last().and_then(|r| r.revision).unwrap_or(0);
-        let name = format!("{}-{hash}", ds.name_any());
-        match owned.iter().find(|r| r.name_any() == name) {
-            Some(current) if current.revision.unwrap_or(0) == newest => {}
-            Some(current) => {
-                // Rolled back to an older template: it becomes the newest revision.
-                let patch = json!({"revision": newest + 1});
-                if let Err(source) = api.patch(&current.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await
-                {
-                    return Err(Error::Read { what: format!("renumbering controllerrevision {name}"), source });
-                }
-            }
-            None => {
-                let mut template = serde_json::to_value(&ds.spec.template).unwrap_or_default();
-                if let Some(object) = template.as_object_mut() {
-                    object.insert("$patch".into(), json!("replace"));
-                }
-                let mut labels = ds.spec.template.metadata.as_ref().and_then(|m| m.labels.clone()).unwrap_or_default();
-                labels.insert(REVISION_HASH.into(), hash.into());
-                let revision = ControllerRevision {
-                    metadata: ObjectMeta {
-                        name: Some(name.clone()),
-                        namespace: Some(namespace.clone()),
-                        labels: Some(labels),
-                        owner_references: Some(vec![new_controller_ref(API_VERSION, KIND, &ds.metadata)]),
-                        ..ObjectMeta::default()
-                    },
-                    data: RawExtension(json!({"spec": {"template": template}})),
-                    revision: Some(newest + 1),
-                };
-                match api.create(&PostParams::default(), &revision).await {
-                    Ok(_) => {}
-                    Err(error) if error.is_already_exists() => {}
-                    Err(source) => {
-                        return Err(Error::Read { what: format!("creating controllerrevision {name}"), source });
-                    }
-                }
-            }
-        }
-        let limit = usize::try_from(ds.spec.revision_history_limit.unwrap_or(10)).unwrap_or(0);
-        let in_use: Vec<&str> = pods.iter().filter_map(|p| hash_of(p)).collect();
-        let old: Vec<&Arc<ControllerRevision>> = owned
-            .iter()
-            .filter(|r| r.name_any() != name)
-            .filter(|r| {
-                !r.metadata
-                    .labels
-                    .as_ref()
-                    .and_then(|l| l.get(REVISION_HASH))
-                    .is_some_and(|h| in_use.contains(&h.as_str()))
-            })
-            .collect();
-        for revision in old.iter().take(old.len().saturating_sub(limit)) {
-            match api.delete(&revision.name_any(), &DeleteParams::default()).await {
-                Ok(_) => {}
-                Err(error) if error.is_not_found() => {}
-                Err(source) => {
-                    return Err(Error::Read {
-                        what: format!("deleting controllerrevision {}", revision.name_any()),
-                        source,
-                    });
-                }
-            }
-        }
+        let owner = history::Owner { meta: &ds.metadata, api_version: API_VERSION, kind: KIND };
+        let in_use: Vec<String> =
+            pods.iter().filter_map(|p| hash_of(p)).map(|h| revision_name(&ds.metadata, h)).collect();
+        let limit = ds.spec.revision_history_limit.unwrap_or(10);
+        history::record(&self.client, &self.revisions, &owner, &ds.spec.template, hash, limit, &in_use).await?;
         Ok(())
     }
 

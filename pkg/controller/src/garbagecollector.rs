@@ -34,15 +34,15 @@
 //! alive (`alive_by_cache`), which propagation to finish (`propagation_to_finish`: orphan wins
 //! over foreground), and what a foreground pass deletes and waits for (`foreground_plan`).
 //!
-//! Not promised: owners of kinds this controller does not know (anything but Deployment, ReplicaSet, ReplicationController, Job and
-//! Pod) are assumed to exist, so their dependents are never deleted. A dependent with one
+//! Not promised: owners of kinds this controller does not know (anything but Deployment,
+//! ReplicaSet, ReplicationController, DaemonSet, StatefulSet, Job and Pod) are assumed to exist, so their dependents are never deleted. A dependent with one
 //! owner gone and another alive keeps both references.
 
 use kube_core::ResourceExt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Pod, ReplicationController};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -138,6 +138,10 @@ pub enum OwnerKind {
     Job,
     /// A ReplicationController (v1).
     ReplicationController,
+    /// A DaemonSet (apps/v1).
+    DaemonSet,
+    /// A StatefulSet (apps/v1).
+    StatefulSet,
 }
 
 impl OwnerKind {
@@ -149,6 +153,8 @@ impl OwnerKind {
             "Pod" => Some(OwnerKind::Pod),
             "Job" => Some(OwnerKind::Job),
             "ReplicationController" => Some(OwnerKind::ReplicationController),
+            "DaemonSet" => Some(OwnerKind::DaemonSet),
+            "StatefulSet" => Some(OwnerKind::StatefulSet),
             _ => None,
         }
     }
@@ -161,6 +167,8 @@ impl OwnerKind {
             OwnerKind::Pod => "Pod",
             OwnerKind::Job => "Job",
             OwnerKind::ReplicationController => "ReplicationController",
+            OwnerKind::DaemonSet => "DaemonSet",
+            OwnerKind::StatefulSet => "StatefulSet",
         }
     }
 }
@@ -198,6 +206,8 @@ pub struct GarbageCollector {
     deployments: Store<Deployment>,
     jobs: Store<Job>,
     replication_controllers: Store<ReplicationController>,
+    daemon_sets: Store<DaemonSet>,
+    stateful_sets: Store<StatefulSet>,
     queue: WorkQueue<GcKey>,
 }
 
@@ -227,6 +237,8 @@ impl GarbageCollector {
         let deployments = factory.informer::<Deployment>(None);
         let jobs = factory.informer::<Job>(None);
         let replication_controllers = factory.informer::<ReplicationController>(None);
+        let daemon_sets = factory.informer::<DaemonSet>(None);
+        let stateful_sets = factory.informer::<StatefulSet>(None);
         let queue = WorkQueue::new("garbagecollector", RateLimiter::default(), registry);
         let collector = Arc::new(GarbageCollector {
             client,
@@ -235,6 +247,8 @@ impl GarbageCollector {
             deployments: deployments.store(),
             jobs: jobs.store(),
             replication_controllers: replication_controllers.store(),
+            daemon_sets: daemon_sets.store(),
+            stateful_sets: stateful_sets.store(),
             queue: queue.clone(),
         });
         let (q1, q2) = (queue.clone(), queue.clone());
@@ -308,6 +322,28 @@ impl GarbageCollector {
                 }),
         );
         let (q1, q2, q3) = (queue.clone(), queue.clone(), queue.clone());
+        let (p5, r5) = (pod_store.clone(), rs_store.clone());
+        daemon_sets.add_handler(
+            HandlerFns::new()
+                .on_add(move |ds: &Arc<DaemonSet>| enqueue_if_finalizing(&q1, OwnerKind::DaemonSet, ds.as_ref()))
+                .on_update(move |_, ds: &Arc<DaemonSet>| enqueue_if_finalizing(&q2, OwnerKind::DaemonSet, ds.as_ref()))
+                .on_delete(move |deleted: Deleted<DaemonSet>| {
+                    enqueue_dependents(&q3, &p5, &r5, &deleted.object().uid().unwrap_or_default());
+                }),
+        );
+        let (q1, q2, q3) = (queue.clone(), queue.clone(), queue.clone());
+        let (p6, r6) = (pod_store.clone(), rs_store.clone());
+        stateful_sets.add_handler(
+            HandlerFns::new()
+                .on_add(move |s: &Arc<StatefulSet>| enqueue_if_finalizing(&q1, OwnerKind::StatefulSet, s.as_ref()))
+                .on_update(move |_, s: &Arc<StatefulSet>| {
+                    enqueue_if_finalizing(&q2, OwnerKind::StatefulSet, s.as_ref())
+                })
+                .on_delete(move |deleted: Deleted<StatefulSet>| {
+                    enqueue_dependents(&q3, &p6, &r6, &deleted.object().uid().unwrap_or_default());
+                }),
+        );
+        let (q1, q2, q3) = (queue.clone(), queue.clone(), queue.clone());
         deployments.add_handler(
             HandlerFns::new()
                 .on_add(move |d: &Arc<Deployment>| enqueue_if_finalizing(&q1, OwnerKind::Deployment, d.as_ref()))
@@ -341,6 +377,8 @@ impl GarbageCollector {
             "ReplicationController" => {
                 uid_of(Api::<ReplicationController>::namespaced(self.client.clone(), namespace), &owner.name).await
             }
+            "DaemonSet" => uid_of(Api::<DaemonSet>::namespaced(self.client.clone(), namespace), &owner.name).await,
+            "StatefulSet" => uid_of(Api::<StatefulSet>::namespaced(self.client.clone(), namespace), &owner.name).await,
             _ => uid_of(Api::<Pod>::namespaced(self.client.clone(), namespace), &owner.name).await,
         };
         let fresh = fresh.map_err(|source| Error::Read { what: format!("looking up owner {key}"), source })?;
@@ -357,6 +395,8 @@ impl GarbageCollector {
             OwnerKind::ReplicationController => {
                 self.replication_controllers.get(key).map(|object| object.metadata.clone())
             }
+            OwnerKind::DaemonSet => self.daemon_sets.get(key).map(|object| object.metadata.clone()),
+            OwnerKind::StatefulSet => self.stateful_sets.get(key).map(|object| object.metadata.clone()),
         }
     }
 }
@@ -549,6 +589,14 @@ impl GarbageCollector {
                     .await
                     .map(drop)
             }
+            OwnerKind::DaemonSet => Api::<DaemonSet>::namespaced(self.client.clone(), &namespace)
+                .patch(&name, &PatchParams::default(), &patch)
+                .await
+                .map(drop),
+            OwnerKind::StatefulSet => Api::<StatefulSet>::namespaced(self.client.clone(), &namespace)
+                .patch(&name, &PatchParams::default(), &patch)
+                .await
+                .map(drop),
         };
         match removed {
             Ok(()) => {

@@ -14,6 +14,7 @@
 //! - [`ttlafterfinished`]: deletes finished Jobs once their `ttlSecondsAfterFinished` passed;
 //! - [`cronjob`]: creates a Job each time a CronJob's schedule fires;
 //! - [`daemonset`]: one pod of each DaemonSet on every node that should run it;
+//! - [`statefulset`]: pods with stable names, made and updated in order;
 //! - shared pieces: [`expectations`], [`controller_ref`] (adoption and release), [`podutil`]
 //!   (active, ready, available, deletion order), [`worker`] (the loop that syncs keys and
 //!   does what each sync's [`worker::Action`] asks: requeue later, wait for a change, or
@@ -46,6 +47,7 @@ pub mod disruption;
 pub mod endpointslice;
 pub mod expectations;
 pub mod garbagecollector;
+pub mod history;
 pub mod job;
 pub mod metrics;
 pub mod nodelifecycle;
@@ -54,6 +56,7 @@ pub mod replicaset;
 pub mod resourcequota;
 pub mod root_ca_publisher;
 pub mod serviceaccount;
+pub mod statefulset;
 pub mod ttlafterfinished;
 pub mod worker;
 
@@ -73,6 +76,7 @@ pub const KNOWN_CONTROLLERS: &[&str] = &[
     "cronjob",
     "daemonset",
     "replicationcontroller",
+    "statefulset",
 ];
 
 /// Namespace and name of the controller-manager's leader-election Lease.
@@ -368,6 +372,10 @@ pub async fn run_controllers(
         let controller = daemonset::DaemonSetController::new(&factory, client.clone(), Some(registry));
         loops.push(("daemonset", 2, WorkQueueController::DaemonSet(controller)));
     }
+    if config.is_enabled("statefulset")? {
+        let controller = statefulset::StatefulSetController::new(&factory, client.clone(), Some(registry));
+        loops.push(("statefulset", 2, WorkQueueController::StatefulSet(controller)));
+    }
     let node_lifecycle = if config.is_enabled("nodelifecycle")? {
         Some(nodelifecycle::NodeLifecycleController::new(&factory, client.clone(), config.node_lifecycle.clone()))
     } else {
@@ -441,6 +449,10 @@ pub async fn run_controllers(
                     let queue = c.queue();
                     worker::run_workers(name, c, queue, workers, metrics, shutdown).await
                 }
+                WorkQueueController::StatefulSet(c) => {
+                    let queue = c.queue();
+                    worker::run_workers(name, c, queue, workers, metrics, shutdown).await
+                }
             }
         }));
     }
@@ -468,6 +480,7 @@ enum WorkQueueController {
     CronJob(Arc<cronjob::CronJobController>),
     DaemonSet(Arc<daemonset::DaemonSetController>),
     ReplicationController(Arc<replicaset::ReplicaSetController<ReplicationController>>),
+    StatefulSet(Arc<statefulset::StatefulSetController>),
 }
 
 #[cfg(test)]

@@ -33,6 +33,7 @@ pub mod resourcequota;
 pub mod secret;
 pub mod service;
 pub mod serviceaccount;
+pub mod statefulset;
 
 #[cfg(test)]
 mod tests {
@@ -87,6 +88,7 @@ mod tests {
             scope_is_namespaced::<k8s_openapi::api::batch::v1::Job>(),
             scope_is_namespaced::<k8s_openapi::api::core::v1::ReplicationController>(),
             scope_is_namespaced::<k8s_openapi::api::apps::v1::DaemonSet>(),
+            scope_is_namespaced::<k8s_openapi::api::apps::v1::StatefulSet>(),
             scope_is_namespaced::<k8s_openapi::api::apps::v1::ControllerRevision>(),
             scope_is_namespaced::<k8s_openapi::api::batch::v1::CronJob>(),
             scope_is_namespaced::<Lease>(),
@@ -194,6 +196,14 @@ mod tests {
                 json!({"apiVersion": "v1", "kind": "ReplicationController", "metadata": ns,
                        "spec": {"template": {"metadata": {"labels": {"app": "x"}},
                                              "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}}),
+            ),
+            (
+                "apps",
+                "statefulsets",
+                json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": ns,
+                       "spec": {"selector": {"matchLabels": {"app": "x"}},
+                                "template": {"metadata": {"labels": {"app": "x"}},
+                                             "spec": {"containers": [{"name": "c", "image": "db"}]}}}}),
             ),
             (
                 "",

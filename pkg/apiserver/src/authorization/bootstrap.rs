@@ -41,7 +41,8 @@ fn view_rules() -> Vec<Value> {
         json!({"apiGroups": ["apps"], "verbs": READ, "resources": [
             "deployments", "deployments/scale", "deployments/status",
             "replicasets", "replicasets/scale", "replicasets/status",
-            "daemonsets", "daemonsets/status", "controllerrevisions"]}),
+            "daemonsets", "daemonsets/status", "controllerrevisions",
+            "statefulsets", "statefulsets/scale", "statefulsets/status"]}),
         json!({"apiGroups": ["batch"], "verbs": READ, "resources": ["jobs", "jobs/status", "cronjobs", "cronjobs/status"]}),
         // Kubernetes' system:aggregated-metrics-reader, aggregated into view: `kubectl top pod`.
         json!({"apiGroups": ["metrics.k8s.io"], "verbs": READ, "resources": ["pods", "nodes"]}),
@@ -62,7 +63,8 @@ fn edit_rules() -> Vec<Value> {
         json!({"apiGroups": [""], "verbs": ["create"], "resources": ["pods/eviction"]}),
         json!({"apiGroups": ["policy"], "verbs": WRITE, "resources": ["poddisruptionbudgets"]}),
         json!({"apiGroups": ["apps"], "verbs": WRITE, "resources": [
-            "deployments", "deployments/scale", "replicasets", "replicasets/scale", "daemonsets"]}),
+            "deployments", "deployments/scale", "replicasets", "replicasets/scale", "daemonsets",
+            "statefulsets", "statefulsets/scale"]}),
         json!({"apiGroups": ["batch"], "verbs": WRITE, "resources": ["jobs", "cronjobs"]}),
     ]);
     rules
