@@ -185,3 +185,27 @@ pub fn rows(text: &str) -> Vec<Vec<String>> {
 pub fn row_named(table: &[Vec<String>], name: &str) -> Option<Vec<String>> {
     table.iter().find(|row| row.first().map(String::as_str) == Some(name)).cloned()
 }
+
+/// Runs the real kubectl (from `.venv`, installed by `make deps`) with `args`, the kubeconfig
+/// `kubeconfig` and `HOME` set to `home` (so its discovery cache is this test's), and returns
+/// its stdout.
+///
+/// # Panics
+/// When kubectl does not finish within [`COMMAND_TIMEOUT`] or exits non-zero (showing its
+/// stderr).
+pub async fn real_kubectl(kubeconfig: &Path, home: &Path, args: &[&str]) -> String {
+    let mut command = Command::new(crate::venv_bin("kubectl"));
+    command.args(args).env("KUBECONFIG", kubeconfig).env("HOME", home).kill_on_drop(true);
+    let output = tokio::time::timeout(COMMAND_TIMEOUT, command.output())
+        .await
+        .unwrap_or_else(|_| panic!("kubectl {args:?} did not finish within {COMMAND_TIMEOUT:?}"))
+        .expect("kubectl runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "kubectl {args:?} failed: {}\nstdout: {stdout}\nstderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}

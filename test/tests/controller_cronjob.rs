@@ -7,13 +7,12 @@
 //! most 60 s; they run in parallel). Jobs are finished by writing their status, as the Job
 //! controller would (it does not run here).
 
-use std::path::Path;
 use std::time::Duration;
 
 use rkube_tests::controllers::ControllerManager;
-use rkube_tests::{Api, Cluster, escape_query, eventually, venv_bin};
+use rkube_tests::kubectl::real_kubectl as kubectl;
+use rkube_tests::{Api, Cluster, escape_query, eventually};
 use serde_json::{Value, json};
-use tokio::process::Command;
 
 const LONG: Duration = Duration::from_secs(90);
 
@@ -139,9 +138,12 @@ async fn a_cronjob_runs_its_due_time_once_even_across_a_restart_and_then_each_mi
     // The next minute brings the next Job.
     let two = wait_jobs(&api, "tick", 2).await;
     assert_ne!(name_of(&two[0]), name_of(&two[1]));
-    let reasons = event_reasons(&api, "tick").await;
-    assert!(reasons.iter().any(|r| r == "SuccessfulCreate"), "{reasons:?}");
-    assert!(reasons.iter().any(|r| r == "SawCompletedJob"), "{reasons:?}");
+    eventually(LONG, "SuccessfulCreate and SawCompletedJob Events on tick", || async {
+        let reasons = event_reasons(&api, "tick").await;
+        (reasons.iter().any(|r| r == "SuccessfulCreate") && reasons.iter().any(|r| r == "SawCompletedJob"))
+            .then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -161,12 +163,18 @@ async fn forbid_skips_a_time_while_a_job_runs_and_replace_swaps_it() {
     })
     .await;
     assert!(!replaced.is_empty());
-    // Forbid ran nothing new in that minute: its first Job still runs.
+    // Forbid ran nothing new in that minute (it says so in an Event): its first Job still runs.
+    eventually(LONG, "a JobAlreadyActive Event on careful", || async {
+        event_reasons(&api, "careful").await.iter().any(|r| r == "JobAlreadyActive").then_some(())
+    })
+    .await;
     let now = jobs(&api, "careful").await;
     assert_eq!(now.len(), 1, "Forbid: no second Job while the first runs: {now:?}");
     assert_eq!(name_of(&now[0]), name_of(&careful[0]));
-    assert!(event_reasons(&api, "careful").await.iter().any(|r| r == "JobAlreadyActive"));
-    assert!(event_reasons(&api, "eager").await.iter().any(|r| r == "SuccessfulDelete"));
+    eventually(LONG, "a SuccessfulDelete Event on eager", || async {
+        event_reasons(&api, "eager").await.iter().any(|r| r == "SuccessfulDelete").then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -215,20 +223,6 @@ async fn long_outages_run_only_the_latest_time_and_the_starting_deadline_skips_o
     last_scheduled(&api, "yearly", 2 * 366 * 86_400).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(jobs(&api, "yearly").await.is_empty(), "a time past the starting deadline ran");
-}
-
-async fn kubectl(kubeconfig: &Path, home: &Path, args: &[&str]) -> String {
-    let mut command = Command::new(venv_bin("kubectl"));
-    command.args(args).env("KUBECONFIG", kubeconfig).env("HOME", home).kill_on_drop(true);
-    let output = tokio::time::timeout(LONG, command.output()).await.expect("kubectl finishes").expect("kubectl runs");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "kubectl {args:?}: {}\n{stdout}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
 }
 
 #[tokio::test]

@@ -4,14 +4,13 @@
 //! kubelet that marks pods Ready.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 
 use rkube_tests::controllers::{ControllerManager, Kubelet, live_pods};
+use rkube_tests::kubectl::real_kubectl as kubectl;
 use rkube_tests::scheduler::{NodeSpec, Scheduler, create_node};
-use rkube_tests::{Api, Cluster, eventually, venv_bin};
+use rkube_tests::{Api, Cluster, eventually};
 use serde_json::{Value, json};
-use tokio::process::Command;
 
 const LONG: Duration = Duration::from_secs(60);
 const NS: &str = "default";
@@ -115,20 +114,6 @@ async fn one_pod_per_eligible_node_following_nodes_that_join_and_labels_that_cha
     })
     .await;
     assert_eq!(ds["status"]["observedGeneration"], ds["metadata"]["generation"]);
-}
-
-async fn kubectl(kubeconfig: &Path, home: &Path, args: &[&str]) -> String {
-    let mut command = Command::new(venv_bin("kubectl"));
-    command.args(args).env("KUBECONFIG", kubeconfig).env("HOME", home).kill_on_drop(true);
-    let output = tokio::time::timeout(LONG, command.output()).await.expect("kubectl finishes").expect("kubectl runs");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "kubectl {args:?}: {}\n{stdout}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
 }
 
 #[tokio::test]

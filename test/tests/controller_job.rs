@@ -4,13 +4,12 @@
 //! `pods/<name>/status` (phase and the container's exit code).
 
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::time::Duration;
 
 use rkube_tests::controllers::{ControllerManager, pods};
-use rkube_tests::{Api, Cluster, eventually, venv_bin};
+use rkube_tests::kubectl::real_kubectl as kubectl;
+use rkube_tests::{Api, Cluster, eventually};
 use serde_json::{Value, json};
-use tokio::process::Command;
 
 const LONG: Duration = Duration::from_secs(60);
 const FINALIZER: &str = "batch.kubernetes.io/job-tracking";
@@ -327,21 +326,6 @@ async fn a_deleted_jobs_pods_lose_their_tracking_finalizer_and_go() {
         pods(&api, "default", "batch.kubernetes.io/job-name=gone").await.is_empty().then_some(())
     })
     .await;
-}
-
-/// Runs kubectl with `args` and returns its stdout; fails the test when it exits non-zero.
-async fn kubectl(kubeconfig: &Path, home: &Path, args: &[&str]) -> String {
-    let mut command = Command::new(venv_bin("kubectl"));
-    command.args(args).env("KUBECONFIG", kubeconfig).env("HOME", home).kill_on_drop(true);
-    let output = tokio::time::timeout(LONG, command.output()).await.expect("kubectl finishes").expect("kubectl runs");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "kubectl {args:?}: {}\n{stdout}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
 }
 
 #[tokio::test]

@@ -4,29 +4,10 @@
 use std::time::Duration;
 
 use rkube_tests::controllers::{ControllerManager, Kubelet, deployment, live_pods};
-use rkube_tests::{Api, Cluster, eventually, venv_bin};
-use tokio::process::Command;
+use rkube_tests::kubectl::real_kubectl as kubectl;
+use rkube_tests::{Api, Cluster, eventually};
 
 const LONG: Duration = Duration::from_secs(90);
-
-/// Runs kubectl with `args` against the cluster and returns its stdout; fails the test, showing
-/// stderr, when it exits non-zero.
-async fn kubectl(kubeconfig: &std::path::Path, home: &std::path::Path, args: &[&str]) -> String {
-    let mut command = Command::new(venv_bin("kubectl"));
-    command.args(args).env("KUBECONFIG", kubeconfig).env("HOME", home).kill_on_drop(true);
-    let output = tokio::time::timeout(LONG, command.output())
-        .await
-        .unwrap_or_else(|_| panic!("kubectl {args:?} did not finish within {LONG:?}"))
-        .expect("kubectl runs");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "kubectl {args:?} failed: {}\nstdout: {stdout}\nstderr: {}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
-}
 
 fn image_of(pod: &serde_json::Value) -> &str {
     pod["spec"]["containers"][0]["image"].as_str().unwrap_or_default()

@@ -3,29 +3,14 @@
 //! kubelet that marks pods Ready. The ReplicaSet controller's code runs them, so what matters
 //! here is what is their own: the map selector, the v1 owner references, scale and deletion.
 
-use std::path::Path;
 use std::time::Duration;
 
 use rkube_tests::controllers::{ControllerManager, Kubelet, live_pods};
-use rkube_tests::{Api, Cluster, eventually, venv_bin};
+use rkube_tests::kubectl::real_kubectl as kubectl;
+use rkube_tests::{Api, Cluster, eventually};
 use serde_json::json;
-use tokio::process::Command;
 
 const LONG: Duration = Duration::from_secs(60);
-
-async fn kubectl(kubeconfig: &Path, home: &Path, args: &[&str]) -> String {
-    let mut command = Command::new(venv_bin("kubectl"));
-    command.args(args).env("KUBECONFIG", kubeconfig).env("HOME", home).kill_on_drop(true);
-    let output = tokio::time::timeout(LONG, command.output()).await.expect("kubectl finishes").expect("kubectl runs");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "kubectl {args:?}: {}\n{stdout}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
-}
 
 async fn exactly(api: &Api, count: usize) -> Vec<serde_json::Value> {
     eventually(LONG, &format!("{count} live nginx pods"), || async {

@@ -2,13 +2,12 @@
 //! (`--controllers=statefulset,garbagecollector`), the real kubectl, and pods marked Ready by
 //! the test (or by a stand-in kubelet), as a kubelet would report them.
 
-use std::path::Path;
 use std::time::Duration;
 
 use rkube_tests::controllers::{ControllerManager, Kubelet, live_pods, mark_ready};
-use rkube_tests::{Api, Cluster, eventually, stays_true, venv_bin};
+use rkube_tests::kubectl::real_kubectl as kubectl;
+use rkube_tests::{Api, Cluster, eventually, stays_true};
 use serde_json::{Value, json};
-use tokio::process::Command;
 
 const LONG: Duration = Duration::from_secs(60);
 const NS: &str = "default";
@@ -124,20 +123,6 @@ async fn parallel_pods_start_together_and_claim_templates_are_refused_with_an_ev
     .await;
     assert!(message.contains("PersistentVolumeClaims"), "{message}");
     assert!(live_pods(&api, NS, "app=stored").await.is_empty());
-}
-
-async fn kubectl(kubeconfig: &Path, home: &Path, args: &[&str]) -> String {
-    let mut command = Command::new(venv_bin("kubectl"));
-    command.args(args).env("KUBECONFIG", kubeconfig).env("HOME", home).kill_on_drop(true);
-    let output = tokio::time::timeout(LONG, command.output()).await.expect("kubectl finishes").expect("kubectl runs");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "kubectl {args:?}: {}\n{stdout}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
 }
 
 fn image_of(pod: &Value) -> &str {

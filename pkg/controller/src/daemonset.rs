@@ -33,7 +33,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::join_all;
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
 use k8s_openapi::api::core::v1::{
@@ -45,7 +44,7 @@ use kube_core::ResourceExt;
 use prometheus::Registry;
 use rkube_api::placement::{selects_node, untolerated_taint};
 use rkube_client::events::{EventRecorder, EventType, object_reference};
-use rkube_client::{Api, Client, DeleteParams, Patch, PatchParams, PostParams};
+use rkube_client::{Api, Client, Patch, PatchParams};
 use rkube_informer::ObjectKey;
 use rkube_informer::factory::SharedInformerFactory;
 use rkube_informer::handler::{Deleted, HandlerFns};
@@ -58,6 +57,7 @@ use crate::controller_ref::{controller_of, new_controller_ref};
 use crate::deployment::template_hash;
 use crate::expectations::Expectations;
 use crate::history::{self, revision_name};
+use crate::podcontrol::PodControl;
 use crate::podutil::{is_available, is_ready};
 use crate::worker::{Action, Syncer};
 
@@ -77,6 +77,7 @@ pub struct DaemonSetController {
     queue: WorkQueue<ObjectKey>,
     expectations: Arc<Expectations>,
     events: EventRecorder,
+    pod_control: PodControl,
 }
 
 /// The key of the DaemonSet controlling `meta`'s object, if any.
@@ -94,15 +95,18 @@ impl DaemonSetController {
         let pods = factory.informer::<Pod>(None);
         let nodes = factory.informer::<Node>(None);
         let revisions = factory.informer::<ControllerRevision>(None);
+        let events = EventRecorder::new(client.clone(), "daemonset-controller", None);
+        let expectations = Arc::new(Expectations::default());
         let controller = Arc::new(DaemonSetController {
-            events: EventRecorder::new(client.clone(), "daemonset-controller", None),
+            pod_control: PodControl::new(client.clone(), Arc::clone(&expectations), events.clone()),
+            events,
             client,
             daemon_sets: daemon_sets.store(),
             pods: pods.store(),
             nodes: nodes.store(),
             revisions: revisions.store(),
             queue: WorkQueue::new("daemonset", RateLimiter::default(), registry),
-            expectations: Arc::new(Expectations::default()),
+            expectations,
         });
         let (q1, q2, q3) = (controller.queue(), controller.queue(), controller.queue());
         let e3 = Arc::clone(&controller.expectations);
@@ -472,61 +476,17 @@ impl DaemonSetController {
         plan: &Plan,
         pods: &[Arc<Pod>],
     ) -> Result<(), Error> {
-        let namespace = ds.namespace().unwrap_or_default();
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
         let this = object_reference(ds);
-        let mut first_error = None;
-        if !plan.delete.is_empty() {
-            let victims: Vec<&Arc<Pod>> = pods.iter().filter(|p| plan.delete.contains(&p.name_any())).collect();
-            self.expectations.expect_deletions(key, victims.iter().map(|p| ObjectKey::of(p.as_ref())));
-            let results = join_all(victims.iter().map(|pod| async {
-                (ObjectKey::of(pod.as_ref()), api.delete(&pod.name_any(), &DeleteParams::default()).await)
-            }))
-            .await;
-            for (pod_key, result) in results {
-                match result {
-                    Ok(_) => {
-                        let message = format!("Deleted pod: {}", pod_key.name());
-                        self.events.record(&this, EventType::Normal, "SuccessfulDelete", "Delete", message);
-                    }
-                    Err(error) => {
-                        self.expectations.deletion_observed(key, &pod_key);
-                        if !error.is_not_found() {
-                            first_error.get_or_insert(Error::DeletePods { key: key.clone(), source: error });
-                        }
-                    }
-                }
-            }
-        }
-        if !plan.create.is_empty() {
-            self.expectations.expect_creations(key, plan.create.len());
+        let victims: Vec<Arc<Pod>> = pods.iter().filter(|p| plan.delete.contains(&p.name_any())).cloned().collect();
+        let deleted = if victims.is_empty() { Ok(()) } else { self.pod_control.delete(key, &this, &victims).await };
+        let created = if plan.create.is_empty() {
+            Ok(())
+        } else {
+            tracing::info!(%key, nodes = ?plan.create, "creating daemon pods");
             let new_pods: Vec<Pod> = plan.create.iter().map(|node| pod_for(ds, node, hash)).collect();
-            let params = PostParams::default();
-            let results = join_all(new_pods.iter().map(|pod| api.create(&params, pod))).await;
-            for result in results {
-                match result {
-                    Ok(pod) => {
-                        let message = format!("Created pod: {}", pod.name_any());
-                        self.events.record(&this, EventType::Normal, "SuccessfulCreate", "Create", message);
-                    }
-                    Err(error) => {
-                        if matches!(error, rkube_client::Error::Transport(_) | rkube_client::Error::Timeout(_)) {
-                            self.expectations.creation_uncertain(key);
-                        } else {
-                            self.expectations.creation_observed(key);
-                        }
-                        let message = format!("Error creating: {error}");
-                        self.events.record(&this, EventType::Warning, "FailedCreate", "Create", message);
-                        first_error.get_or_insert(Error::CreatePods { key: key.clone(), source: error });
-                    }
-                }
-            }
-            tracing::info!(%key, nodes = ?plan.create, "created daemon pods");
-        }
-        match first_error {
-            Some(error) => Err(error),
-            None => Ok(()),
-        }
+            self.pod_control.create(key, &this, &new_pods).await
+        };
+        deleted.and(created)
     }
 
     async fn update_status(

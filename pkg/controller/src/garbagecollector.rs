@@ -35,8 +35,9 @@
 //! over foreground), and what a foreground pass deletes and waits for (`foreground_plan`).
 //!
 //! Not promised: owners of kinds this controller does not know (anything but Deployment,
-//! ReplicaSet, ReplicationController, DaemonSet, StatefulSet, Job and Pod) are assumed to exist, so their dependents are never deleted. A dependent with one
-//! owner gone and another alive keeps both references.
+//! ReplicaSet, ReplicationController, DaemonSet, StatefulSet, Job and Pod) are assumed to
+//! exist, so their dependents are never deleted. A dependent with one owner gone and another
+//! alive keeps both references.
 
 use kube_core::ResourceExt;
 use std::sync::Arc;
@@ -753,7 +754,7 @@ mod tests {
         for kind in [OwnerKind::Deployment, OwnerKind::ReplicaSet, OwnerKind::Pod] {
             assert_eq!(OwnerKind::from_kind(kind.as_str()), Some(kind));
         }
-        assert_eq!(OwnerKind::from_kind("StatefulSet"), None);
+        assert_eq!(OwnerKind::from_kind("Widget"), None);
     }
 
     #[tokio::test]
@@ -771,10 +772,10 @@ mod tests {
     #[tokio::test]
     async fn a_gone_dependent_queues_its_owners_of_known_kinds_for_finalizing() {
         let queue = WorkQueue::new("test", RateLimiter::default(), None);
-        let mut gone = meta(vec![reference("ReplicaSet", "u1", None), reference("StatefulSet", "u2", None)], true, &[]);
+        let mut gone = meta(vec![reference("ReplicaSet", "u1", None), reference("Widget", "u2", None)], true, &[]);
         gone.namespace = Some("ns".into());
         enqueue_owners(&queue, &gone);
-        // `reference` names every owner "owner"; a StatefulSet is not ours to finalize.
+        // `reference` names every owner "owner"; a Widget (a custom kind) is not ours to finalize.
         assert_eq!(drain(&queue).await, [GcKey::Finalize { kind: OwnerKind::ReplicaSet, key: key("owner") }]);
     }
 
@@ -792,7 +793,7 @@ mod tests {
         assert!(alive_by_cache(&owner, Some("uid-1")));
         assert!(!alive_by_cache(&owner, Some("uid-2")), "recreated under the same name: not the owner");
         assert!(!alive_by_cache(&owner, None), "the cache may lag behind a create");
-        assert!(alive_by_cache(&reference("StatefulSet", "uid-1", None), None), "never collected on its account");
+        assert!(alive_by_cache(&reference("Widget", "uid-1", None), None), "never collected on its account");
     }
 
     #[test]

@@ -48,7 +48,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube_core::ResourceExt;
 use prometheus::Registry;
 use rkube_client::events::{EventRecorder, EventType, object_reference};
-use rkube_client::{Api, Client, DeleteParams, Patch, PatchParams, PostParams};
+use rkube_client::{Api, Client, Patch, PatchParams, PostParams};
 use rkube_informer::ObjectKey;
 use rkube_informer::factory::SharedInformerFactory;
 use rkube_informer::handler::{Deleted, HandlerFns};
@@ -59,6 +59,7 @@ use serde_json::json;
 use crate::Error;
 use crate::controller_ref::{controller_of, new_controller_ref};
 use crate::expectations::Expectations;
+use crate::podcontrol::PodControl;
 use crate::podutil::{deletion_order, is_ready};
 use crate::worker::{Action, Syncer};
 
@@ -87,8 +88,10 @@ pub struct JobController {
     expectations: Arc<Expectations>,
     /// When this process last counted a failed pod of each Job (the back-off's start).
     last_failure: Mutex<HashMap<ObjectKey, Timestamp>>,
-    /// The Job's story: pods created and deleted, completed, failed, suspended.
+    /// The Job's story: completed, failed, suspended.
     events: EventRecorder,
+    /// Creates and deletes the pods, with expectations and Events.
+    pod_control: PodControl,
 }
 
 /// Turns pod events into the keys of the Jobs that own them.
@@ -147,13 +150,16 @@ impl JobController {
     pub fn new(factory: &SharedInformerFactory, client: Client, registry: Option<&Registry>) -> Arc<Self> {
         let jobs = factory.informer::<Job>(None);
         let pods = factory.informer::<Pod>(None);
+        let events = EventRecorder::new(client.clone(), "job-controller", None);
+        let expectations = Arc::new(Expectations::default());
         let controller = Arc::new(JobController {
-            events: EventRecorder::new(client.clone(), "job-controller", None),
+            pod_control: PodControl::new(client.clone(), Arc::clone(&expectations), events.clone()),
+            events,
             client,
             jobs: jobs.store(),
             pods: pods.store(),
             queue: WorkQueue::new("job", RateLimiter::default(), registry),
-            expectations: Arc::new(Expectations::default()),
+            expectations,
             last_failure: Mutex::new(HashMap::new()),
         });
         let (q1, q2, q3) = (controller.queue(), controller.queue(), controller.queue());
@@ -792,67 +798,14 @@ impl JobController {
     }
 
     async fn create_pods(&self, key: &ObjectKey, job: &Job, indexes: &[Option<i32>]) -> Result<(), Error> {
-        let namespace = job.namespace().unwrap_or_default();
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
-        self.expectations.expect_creations(key, indexes.len());
-        let params = PostParams::default();
         let pods: Vec<Pod> = indexes.iter().map(|index| pod_for(job, *index)).collect();
-        let results = join_all(pods.iter().map(|pod| api.create(&params, pod))).await;
-        let mut first_error = None;
-        let this = object_reference(job);
-        for result in results {
-            match &result {
-                Ok(pod) => {
-                    let message = format!("Created pod: {}", pod.name_any());
-                    self.events.record(&this, EventType::Normal, "SuccessfulCreate", "Create", message);
-                }
-                Err(error) => {
-                    let message = format!("Error creating: {error}");
-                    self.events.record(&this, EventType::Warning, "FailedCreate", "Create", message);
-                }
-            }
-            if let Err(error) = result {
-                if matches!(error, rkube_client::Error::Transport(_) | rkube_client::Error::Timeout(_)) {
-                    self.expectations.creation_uncertain(key);
-                } else {
-                    self.expectations.creation_observed(key);
-                }
-                first_error.get_or_insert(error);
-            }
-        }
-        tracing::info!(%key, created = indexes.len(), "created pods");
-        match first_error {
-            Some(source) => Err(Error::CreatePods { key: key.clone(), source }),
-            None => Ok(()),
-        }
+        tracing::info!(%key, created = pods.len(), "creating pods");
+        self.pod_control.create(key, &object_reference(job), &pods).await
     }
 
     async fn delete_pods(&self, key: &ObjectKey, job: &Job, victims: &[Arc<Pod>]) -> Result<(), Error> {
-        let namespace = key.namespace().unwrap_or_default().to_string();
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
-        self.expectations.expect_deletions(key, victims.iter().map(|pod| ObjectKey::of(pod.as_ref())));
-        let results = join_all(victims.iter().map(|pod| async {
-            (ObjectKey::of(pod.as_ref()), api.delete(&pod.name_any(), &DeleteParams::default()).await)
-        }))
-        .await;
-        let mut first_error = None;
-        for (pod_key, result) in results {
-            if result.is_ok() {
-                let message = format!("Deleted pod: {}", pod_key.name());
-                self.events.record(&object_reference(job), EventType::Normal, "SuccessfulDelete", "Delete", message);
-            }
-            if let Err(error) = result {
-                self.expectations.deletion_observed(key, &pod_key);
-                if !error.is_not_found() {
-                    first_error.get_or_insert(error);
-                }
-            }
-        }
-        tracing::info!(%key, deleted = victims.len(), "deleted pods");
-        match first_error {
-            Some(source) => Err(Error::DeletePods { key: key.clone(), source }),
-            None => Ok(()),
-        }
+        tracing::info!(%key, deleted = victims.len(), "deleting pods");
+        self.pod_control.delete(key, &object_reference(job), victims).await
     }
 }
 

@@ -51,6 +51,7 @@ pub mod history;
 pub mod job;
 pub mod metrics;
 pub mod nodelifecycle;
+pub mod podcontrol;
 pub mod podutil;
 pub mod replicaset;
 pub mod resourcequota;

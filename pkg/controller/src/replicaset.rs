@@ -44,7 +44,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use prometheus::Registry;
 use rkube_api::selector::LabelSelector;
 use rkube_client::events::{EventRecorder, EventType, object_reference};
-use rkube_client::{Api, Client, DeleteParams, Patch, PatchParams, PostParams};
+use rkube_client::{Api, Client, Patch, PatchParams, PostParams};
 use rkube_informer::ObjectKey;
 use rkube_informer::factory::SharedInformerFactory;
 use rkube_informer::handler::{Deleted, HandlerFns};
@@ -55,6 +55,7 @@ use serde_json::{Value, json};
 use crate::Error;
 use crate::controller_ref::{adopt_patch, controller_of, new_controller_ref, release_patch};
 use crate::expectations::Expectations;
+use crate::podcontrol::{PodControl, outcome_unknown};
 use crate::podutil::{self, deletion_order, is_active, is_available, is_ready};
 use crate::worker::{Action, Syncer};
 
@@ -120,6 +121,8 @@ pub struct ReplicaSetController<K: Replicated = ReplicaSet> {
     expectations: Arc<Expectations>,
     /// `SuccessfulCreate`, `SuccessfulDelete`, `FailedCreate` Events on the ReplicaSet.
     events: EventRecorder,
+    /// Deletes surplus pods, with expectations and Events.
+    pod_control: PodControl,
 }
 
 /// The pod event handler: turns a pod's add, update or delete into the keys of the
@@ -137,13 +140,16 @@ impl<K: Replicated> ReplicaSetController<K> {
     pub fn new(factory: &SharedInformerFactory, client: Client, registry: Option<&Registry>) -> Arc<Self> {
         let replica_sets = factory.informer::<K>(None);
         let pods = factory.informer::<Pod>(None);
+        let events = EventRecorder::new(client.clone(), &format!("{}-controller", K::CONTROLLER), None);
+        let expectations = Arc::new(Expectations::default());
         let controller = Arc::new(ReplicaSetController {
-            events: EventRecorder::new(client.clone(), &format!("{}-controller", K::CONTROLLER), None),
+            pod_control: PodControl::new(client.clone(), Arc::clone(&expectations), events.clone()),
+            events,
             client,
             replica_sets: replica_sets.store(),
             pods: pods.store(),
             queue: WorkQueue::new(K::CONTROLLER, RateLimiter::default(), registry),
-            expectations: Arc::new(Expectations::default()),
+            expectations,
         });
         let (q1, q2, q3) = (controller.queue(), controller.queue(), controller.queue());
         let (e2, e3) = (Arc::clone(&controller.expectations), Arc::clone(&controller.expectations));
@@ -278,11 +284,6 @@ impl<K: Replicated> PodEventHandler<K> {
             self.queue.add(key);
         }
     }
-}
-
-/// A write whose outcome is unknown: the request may have been applied.
-fn outcome_unknown(error: &rkube_client::Error) -> bool {
-    matches!(error, rkube_client::Error::Transport(_) | rkube_client::Error::Timeout(_))
 }
 
 impl<K: Replicated> Syncer for ReplicaSetController<K> {
@@ -475,33 +476,9 @@ impl<K: Replicated> ReplicaSetController<K> {
         want: usize,
         had: usize,
     ) -> Result<(), Error> {
-        let namespace = rs.namespace().unwrap_or_default();
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
-        let expectations = &self.expectations;
-        expectations.expect_deletions(key, victims.iter().map(|pod| ObjectKey::of(pod.as_ref())));
-        let results = join_all(victims.iter().map(|pod| async {
-            let name = pod.name_any();
-            (ObjectKey::of(pod.as_ref()), api.delete(&name, &DeleteParams::default()).await)
-        }))
-        .await;
-        let mut first_error = None;
-        for (pod_key, result) in results {
-            if result.is_ok() {
-                let message = format!("Deleted pod: {}", pod_key.name());
-                self.events.record(&reference::<K>(rs), EventType::Normal, "SuccessfulDelete", "Delete", message);
-            }
-            if let Err(error) = result {
-                expectations.deletion_observed(key, &pod_key);
-                if !error.is_not_found() {
-                    first_error.get_or_insert(error);
-                }
-            }
-        }
+        let deleted = self.pod_control.delete(key, &reference::<K>(rs), victims).await;
         tracing::info!(%key, want, had, deleted = victims.len(), "scaled down");
-        match first_error {
-            Some(source) => Err(Error::DeletePods { key: key.clone(), source }),
-            None => Ok(()),
-        }
+        deleted
     }
 
     async fn update_status(&self, rs: &ReplicaSet, owned: &[Arc<Pod>], error: Option<&Error>) -> Result<(), Error> {
@@ -712,13 +689,16 @@ mod tests {
         let mut replica_sets = rkube_informer::store::Writer::default();
         replica_sets.apply(Arc::new(rs));
         let pods = rkube_informer::store::Writer::<Pod>::default();
+        let events = EventRecorder::new(client.clone(), "replicaset-controller", None);
+        let expectations = Arc::new(Expectations::default());
         ReplicaSetController {
-            events: EventRecorder::new(client.clone(), "replicaset-controller", None),
+            pod_control: PodControl::new(client.clone(), Arc::clone(&expectations), events.clone()),
+            events,
             client,
             replica_sets: replica_sets.store(),
             pods: pods.store(),
             queue: WorkQueue::new("replicaset", RateLimiter::default(), None),
-            expectations: Arc::new(Expectations::default()),
+            expectations,
         }
     }
 
