@@ -80,7 +80,12 @@ async fn pods_start_in_order_each_once_the_previous_is_ready_and_keep_their_name
     assert_eq!(back["spec"]["hostname"], "db-1");
     assert!(mark_ready(&api, NS, "db-1").await);
 
-    // Scaling down removes the highest ordinal first.
+    // Scaling down removes the highest ordinal first: the watch sees db-2 go before db-1.
+    let list = api.get_ok(&format!("/api/v1/namespaces/{NS}/pods?labelSelector=app%3Ddb")).await;
+    let rv = list["metadata"]["resourceVersion"].as_str().unwrap_or_default().to_string();
+    let mut watch = api
+        .watch(&format!("/api/v1/namespaces/{NS}/pods?watch=true&labelSelector=app%3Ddb&resourceVersion={rv}"))
+        .await;
     let (code, body) = api
         .patch(
             &format!("/apis/apps/v1/namespaces/{NS}/statefulsets/db/scale"),
@@ -89,7 +94,14 @@ async fn pods_start_in_order_each_once_the_previous_is_ready_and_keep_their_name
         )
         .await;
     assert!(code.is_success(), "{body}");
-    pods_named(&api, "db", &["db-0", "db-1"]).await;
+    let mut deleted = Vec::new();
+    while deleted.len() < 2 {
+        let event = watch.expect_non_bookmark(LONG).await;
+        if event["type"] == "DELETED" {
+            deleted.push(event["object"]["metadata"]["name"].as_str().unwrap_or_default().to_string());
+        }
+    }
+    assert_eq!(deleted, ["db-2", "db-1"], "highest ordinal first");
     pods_named(&api, "db", &["db-0"]).await;
     let sts = eventually(LONG, "status of 1 replica", || async {
         let sts = api.get_ok(&format!("/apis/apps/v1/namespaces/{NS}/statefulsets/db")).await;
