@@ -284,6 +284,12 @@ async fn a_crashing_container_restarts_with_growing_back_off() {
         .expect("previous logs");
     assert!(previous.status().is_success(), "{}", previous.status());
     assert_eq!(previous.text().await.expect("text"), "crash\n");
+    let said = pod_events(&cluster, "crasher", "BackOff").await;
+    assert!(
+        said.iter().any(|(r, m)| r == "BackOff"
+            && m.starts_with("Back-off restarting failed container main in pod crasher_default(")),
+        "{said:?}"
+    );
     pods.delete("crasher", &DeleteParams::default()).await.expect("delete");
     eventually(WAIT, "crasher removed", || async { matches!(pods.get_opt("crasher").await, Ok(None)).then_some(()) })
         .await;
@@ -455,8 +461,30 @@ async fn failing_liveness_probe_restarts_the_container() {
     let last = restarted.last_state.and_then(|s| s.terminated).expect("lastState.terminated");
     assert_eq!(last.exit_code, 137, "sh as PID 1 ignores SIGTERM, so the kill is a SIGKILL");
     assert!(kubelet.log().contains("liveness probe failed"), "{}", kubelet.log_tail(30));
+    let said = pod_events(&cluster, "app", "Killing").await;
+    assert!(said.iter().any(|(r, m)| r == "Unhealthy" && m == "Liveness probe failed"), "{said:?}");
+    assert!(
+        said.iter().any(|(r, m)| r == "Killing" && m == "Container main failed liveness probe, will be restarted"),
+        "{said:?}"
+    );
     pods.delete("app", &DeleteParams::default()).await.expect("delete");
     eventually(WAIT, "app removed", || async { matches!(pods.get_opt("app").await, Ok(None)).then_some(()) }).await;
+}
+
+/// The (reason, message) of every Event about pod `name`, once one with `reason` is there.
+async fn pod_events(cluster: &Cluster, name: &str, reason: &str) -> Vec<(String, String)> {
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client(cluster), "default");
+    eventually(WAIT, &format!("a {reason} Event about pod {name}"), || async {
+        let params = rkube_client::ListParams::default().fields(&format!("involvedObject.name={name}"));
+        let list = events.list(&params).await.ok()?;
+        let said: Vec<(String, String)> = list
+            .items
+            .iter()
+            .map(|e| (e.reason.clone().unwrap_or_default(), e.message.clone().unwrap_or_default()))
+            .collect();
+        said.iter().any(|(r, _)| r == reason).then_some(said)
+    })
+    .await
 }
 
 /// The numbers `n` of the `<word> n` lines in `text`.

@@ -334,6 +334,7 @@ impl Kubelet {
                 self.metrics.probes.clone(),
                 self.shutdown.clone(),
             )
+            .with_events(EventRecorder::new(self.client.clone(), "kubelet", Some(&self.config.node.name)))
         });
         let workers = PodWorkers::new(
             self.client.clone(),

@@ -27,9 +27,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Container, Pod, Probe};
+use k8s_openapi::api::core::v1::{Container, ObjectReference, Pod, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use prometheus::IntCounterVec;
+use rkube_client::events::{EventRecorder, EventType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc::UnboundedSender;
@@ -84,6 +85,8 @@ pub struct ProbeManager {
     /// `prober_probe_total{probe_type,result}`.
     results: IntCounterVec,
     shutdown: CancellationToken,
+    /// `Unhealthy` and `Killing` Events (`None`: none are recorded).
+    events: Option<EventRecorder>,
 }
 
 impl ProbeManager {
@@ -104,6 +107,21 @@ impl ProbeManager {
             changed,
             results,
             shutdown,
+            events: None,
+        }
+    }
+
+    /// Records a failed probe as an `Unhealthy` Warning and a container stopped by its
+    /// liveness or startup probe as `Killing`, on the pod, as Kubernetes' kubelet does.
+    #[must_use]
+    pub fn with_events(mut self, events: EventRecorder) -> ProbeManager {
+        self.events = Some(events);
+        self
+    }
+
+    fn record(&self, target: &Target, kind: EventType, reason: &str, message: String) {
+        if let Some(events) = &self.events {
+            events.record(&target.reference, kind, reason, "", message);
         }
     }
 
@@ -162,7 +180,8 @@ impl ProbeManager {
             let stop = self.shutdown.child_token();
             workers.insert(key.clone(), Worker { stop: stop.clone() });
             let manager = self.clone();
-            let target = Target { pod_ip: pod_ip.clone(), container };
+            let reference = crate::runtime::containerd::container_reference(pod, &container.name);
+            let target = Target { pod_ip: pod_ip.clone(), container, reference };
             let grace = Duration::from_secs(u64::try_from(grace).unwrap_or(0));
             tokio::spawn(async move { manager.run(key, probe, target, grace, stop).await });
         }
@@ -209,6 +228,12 @@ impl ProbeManager {
             } else {
                 failures += 1;
                 successes = 0;
+                let probe_name = match kind {
+                    Kind::Readiness => "Readiness",
+                    Kind::Liveness => "Liveness",
+                    Kind::Startup => "Startup",
+                };
+                self.record(&target, EventType::Warning, "Unhealthy", format!("{probe_name} probe failed"));
             }
             match kind {
                 Kind::Readiness => {
@@ -255,6 +280,9 @@ impl ProbeManager {
                     } else {
                         tracing::info!(%uid, container = %name, "liveness probe failed; stopping the container");
                     }
+                    let which = if kind == Kind::Startup { "startup" } else { "liveness" };
+                    let message = format!("Container {name} failed {which} probe, will be restarted");
+                    self.record(&target, EventType::Normal, "Killing", message);
                     if let Err(error) = self.runtime.kill_container(&uid, &name, grace).await {
                         tracing::warn!(%uid, container = %name, %error, "stopping a container after its liveness probe failed");
                     }
@@ -289,10 +317,12 @@ impl ProbeManager {
     }
 }
 
-/// What a network probe connects to.
+/// What a network probe connects to, and whom its Events are about.
 struct Target {
     pod_ip: Option<String>,
     container: Container,
+    /// The pod, with the container's field path.
+    reference: ObjectReference,
 }
 
 impl Target {
@@ -353,7 +383,7 @@ mod tests {
             "name": "web", "ports": [{"name": "http", "containerPort": 8080}]
         }))
         .expect("container");
-        let target = Target { pod_ip: None, container };
+        let target = Target { pod_ip: None, container, reference: ObjectReference::default() };
         assert_eq!(target.port(&IntOrString::String("http".into())), Some(8080));
         assert_eq!(target.port(&IntOrString::Int(81)), Some(81));
         assert_eq!(target.port(&IntOrString::String("nope".into())), None);

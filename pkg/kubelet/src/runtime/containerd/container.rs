@@ -41,7 +41,7 @@ use rkube_client::events::EventType;
 use rkube_informer::ObjectKey;
 use tonic::Code;
 
-use super::restart::next_attempt;
+use super::restart::{backing_off, next_attempt};
 use super::runs::Run;
 use super::spec::{ImageInfo, linux_resources, namespaces, oci_spec, process_args, process_env, resolv_conf};
 use super::{
@@ -177,7 +177,26 @@ impl ContainerdRuntime {
         let mut first_error = None;
         for container in pod.spec.as_ref().map(|spec| spec.containers.as_slice()).unwrap_or_default() {
             let runs = runs.remove(&container.name).unwrap_or_default();
-            let Some(next) = self.next_run(&runs, restart_policy).await? else { continue };
+            let Some(next) = self.next_run(&runs, restart_policy).await? else {
+                if backing_off(&runs, restart_policy, jiff::Timestamp::now())
+                    && let Some(events) = &self.config.events
+                {
+                    let message = format!(
+                        "Back-off restarting failed container {} in pod {}_{}({uid})",
+                        container.name,
+                        pod.name_any(),
+                        pod.namespace().unwrap_or_default()
+                    );
+                    events.record(
+                        &container_reference(pod, &container.name),
+                        EventType::Warning,
+                        "BackOff",
+                        "",
+                        message,
+                    );
+                }
+                continue;
+            };
             let run = NewRun::new(pod, uid, container, next, restart_policy);
             if let Err(error) = self.start_recorded(&run, "container").await {
                 first_error.get_or_insert(error);

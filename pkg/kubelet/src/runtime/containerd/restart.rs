@@ -28,6 +28,14 @@ pub(super) fn next_attempt(runs: &[Run], restart_policy: &str, now: Timestamp) -
     Some(latest.attempt + 1)
 }
 
+/// Whether the container's last run ended, will be restarted, and waits out its crash-loop
+/// back-off at `now`.
+pub(super) fn backing_off(runs: &[Run], restart_policy: &str, now: Timestamp) -> bool {
+    let Some(latest) = runs.last() else { return false };
+    let ContainerState::Terminated(ended) = &latest.state else { return false };
+    latest.has_task && restarts(restart_policy, ended.exit_code) && next_attempt(runs, restart_policy, now).is_none()
+}
+
 /// Whether a container that exited with `exit_code` is restarted under `restart_policy`.
 pub(super) fn restarts(restart_policy: &str, exit_code: i32) -> bool {
     match restart_policy {
