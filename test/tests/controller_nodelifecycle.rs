@@ -114,6 +114,28 @@ async fn a_silent_node_is_marked_unknown_tainted_and_its_pods_reappear_elsewhere
     })
     .await;
     assert!(manager.log_tail(200).contains("evicted from unreachable node"));
+    // The story: the node went NotReady, its pods were told so, and evicted ones marked.
+    let reasons = eventually(LONG, "NodeNotReady and TaintManagerEviction Events", || async {
+        let list = api.get_ok("/api/v1/namespaces/default/events").await;
+        let said: Vec<(String, String, String)> = list["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| {
+                let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+                (text(&e["reason"]), text(&e["involvedObject"]["kind"]), text(&e["message"]))
+            })
+            .collect();
+        let node = said
+            .iter()
+            .any(|(r, k, m)| r == "NodeNotReady" && k == "Node" && m == "Node node-a status is now: NodeNotReady");
+        let evicted = said.iter().any(|(r, k, m)| {
+            r == "TaintManagerEviction" && k == "Pod" && m.starts_with("Marking for deletion Pod default/")
+        });
+        (node && evicted).then_some(said)
+    })
+    .await;
+    assert!(reasons.iter().any(|(r, k, _)| r == "NodeNotReady" && k == "Pod"), "{reasons:?}");
 }
 
 #[tokio::test]

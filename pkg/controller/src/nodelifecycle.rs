@@ -40,6 +40,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod, Taint, Toleration};
+use rkube_client::events::{EventRecorder, EventType, object_reference};
 use rkube_client::{Api, Client, DeleteParams, Patch, PatchParams};
 use rkube_informer::ObjectKey;
 use rkube_informer::factory::SharedInformerFactory;
@@ -110,6 +111,8 @@ pub struct NodeLifecycleController {
     pods: Store<Pod>,
     health: Mutex<HashMap<String, NodeHealth>>,
     last_node_eviction: Mutex<Option<Instant>>,
+    /// `NodeNotReady` on the node and its pods, `TaintManagerEviction` on evicted pods.
+    events: EventRecorder,
 }
 
 fn ready_condition(node: &Node) -> Option<&k8s_openapi::api::core::v1::NodeCondition> {
@@ -210,6 +213,7 @@ impl NodeLifecycleController {
     /// Asks the factory for the Node, node Lease and Pod informers.
     pub fn new(factory: &SharedInformerFactory, client: Client, config: NodeLifecycleConfig) -> Arc<Self> {
         Arc::new(NodeLifecycleController {
+            events: EventRecorder::new(client.clone(), "node-controller", None),
             client,
             config,
             nodes: factory.informer::<Node>(None).store(),
@@ -307,6 +311,17 @@ impl NodeLifecycleController {
                 .await
                 .map_err(|source| Error::UpdateStatus { key: ObjectKey::of(node), source })?;
             tracing::warn!(node = %name, "node silent past the grace period: Ready=Unknown");
+            let message = format!("Node {name} status is now: NodeNotReady");
+            self.events.record(&object_reference(node), EventType::Normal, "NodeNotReady", "", message);
+            for pod in self.pods.by_index(NODE_NAME_INDEX, &name).unwrap_or_default() {
+                self.events.record(
+                    &object_reference(pod.as_ref()),
+                    EventType::Warning,
+                    "NodeNotReady",
+                    "",
+                    "Node is not ready",
+                );
+            }
         }
         if !has_our_taints(node) {
             let mut taints: Vec<Taint> = node.spec.as_ref().and_then(|spec| spec.taints.clone()).unwrap_or_default();
@@ -387,7 +402,17 @@ impl NodeLifecycleController {
                     .delete(&pod_name, &DeleteParams::default())
                     .await
                 {
-                    Ok(_) => tracing::warn!(node = %name, pod = %key, "evicted from unreachable node"),
+                    Ok(_) => {
+                        tracing::warn!(node = %name, pod = %key, "evicted from unreachable node");
+                        let message = format!("Marking for deletion Pod {key}");
+                        self.events.record(
+                            &object_reference(pod.as_ref()),
+                            EventType::Normal,
+                            "TaintManagerEviction",
+                            "",
+                            message,
+                        );
+                    }
                     Err(error) if error.is_not_found() => {}
                     Err(source) => {
                         first_error.get_or_insert(Error::Read { what: format!("evicting {key}"), source });
