@@ -1228,3 +1228,66 @@ async fn a_daemon_set_runs_on_every_worker_and_a_cron_job_fires_each_minute() {
     let cronjob = api.get_ok(&format!("/apis/batch/v1/namespaces/{NS}/cronjobs/minutely")).await;
     assert!(cronjob["status"]["lastScheduleTime"].is_string(), "{cronjob}");
 }
+
+#[tokio::test]
+async fn a_stateful_set_comes_up_in_order_with_names_its_headless_service_resolves() {
+    let lab = Lab::start(LabOptions::default()).await.expect("lab up");
+    let api = lab.api();
+    let service = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "db", "namespace": NS},
+        "spec": {"clusterIP": "None", "selector": {"app": "db"}, "ports": [{"name": "http", "port": 8080}]}});
+    api.create(&format!("/api/v1/namespaces/{NS}/services"), &service).await;
+    let sts = json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db", "namespace": NS},
+        "spec": {"serviceName": "db", "replicas": 3, "selector": {"matchLabels": {"app": "db"}},
+            "template": {"metadata": {"labels": {"app": "db"}}, "spec": {"terminationGracePeriodSeconds": 1,
+                "containers": [{"name": "db", "image": TEST_IMAGE,
+                    "command": ["sh", "-c", "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www"],
+                    "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1}}]}}}});
+    api.create(&format!("/apis/apps/v1/namespaces/{NS}/statefulsets"), &sts).await;
+    let started = Instant::now();
+    let ready = eventually(Duration::from_secs(90), "db-0, db-1, db-2 Ready", || async {
+        let pods = live_pods(&api, NS, "app=db").await;
+        let mut names: Vec<&str> =
+            pods.iter().filter(|p| is_ready(p)).filter_map(|p| p["metadata"]["name"].as_str()).collect();
+        names.sort_unstable();
+        (names == ["db-0", "db-1", "db-2"]).then(|| pods.clone())
+    })
+    .await;
+    println!("StatefulSet of 3 Ready in {:.1}s", started.elapsed().as_secs_f64());
+    // Ordered: each pod was created after the one before it was Ready.
+    let created = |name: &str| {
+        ready
+            .iter()
+            .find(|p| p["metadata"]["name"] == name)
+            .and_then(|p| p["metadata"]["creationTimestamp"].as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(created("db-0") <= created("db-1") && created("db-1") <= created("db-2"), "{ready:?}");
+
+    // Each pod by its own name, through the cluster DNS, from another pod: db-1 asks for db-2.
+    let name = format!("db-2.db.{NS}.svc.cluster.local");
+    let answer = eventually(Duration::from_secs(30), &format!("{name} from db-1"), || async {
+        lab.rkubectl(&["exec", "db-1", "--", "wget", "-q", "-O-", &format!("http://{name}:8080/")]).await.ok()
+    })
+    .await;
+    assert_eq!(answer.trim(), "db-2");
+
+    // A deleted pod comes back under its name, and answers by it again.
+    lab.rkubectl(&["delete", "pod", "db-2"]).await.expect("delete db-2");
+    let old_uid = ready
+        .iter()
+        .find(|p| p["metadata"]["name"] == "db-2")
+        .map(|p| p["metadata"]["uid"].clone())
+        .unwrap_or_default();
+    eventually(Duration::from_secs(60), "db-2 back and Ready", || async {
+        let pod = api.get(&format!("/api/v1/namespaces/{NS}/pods/db-2")).await.1;
+        (pod["metadata"]["uid"] != old_uid && pod["metadata"]["deletionTimestamp"].is_null() && is_ready(&pod))
+            .then_some(())
+    })
+    .await;
+    let answer = eventually(Duration::from_secs(30), &format!("{name} again"), || async {
+        lab.rkubectl(&["exec", "db-0", "--", "wget", "-q", "-O-", &format!("http://{name}:8080/")]).await.ok()
+    })
+    .await;
+    assert_eq!(answer.trim(), "db-2");
+}

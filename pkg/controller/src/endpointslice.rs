@@ -211,8 +211,15 @@ pub fn desired(service: &Service, pods: &[Arc<Pod>]) -> Vec<(Vec<EndpointPort>, 
         let terminating = pod.metadata.deletion_timestamp.is_some();
         let serving = is_ready(pod);
         let ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone()).unwrap_or_default();
+        // A pod whose `subdomain` names this Service is known by its `hostname` (Kubernetes'
+        // rule): `<hostname>.<service>.<namespace>.svc` in the cluster DNS.
+        let hostname = pod.spec.as_ref().and_then(|s| {
+            let named = s.subdomain.as_deref() == service.metadata.name.as_deref();
+            s.hostname.clone().filter(|h| named && !h.is_empty())
+        });
         let endpoint = Endpoint {
             addresses: vec![ip],
+            hostname,
             conditions: Some(EndpointConditions {
                 ready: Some(publish_not_ready || (serving && !terminating)),
                 serving: Some(serving),
@@ -254,7 +261,7 @@ pub fn subsets(groups: &[(Vec<EndpointPort>, Vec<Endpoint>)]) -> Vec<EndpointSub
         ip: endpoint.addresses.first().cloned().unwrap_or_default(),
         node_name: endpoint.node_name.clone(),
         target_ref: endpoint.target_ref.clone(),
-        hostname: None,
+        hostname: endpoint.hostname.clone(),
     };
     groups
         .iter()
@@ -593,6 +600,24 @@ mod tests {
             (vec!["10.0.0.1".to_string()], vec!["10.0.0.2".to_string()])
         );
         assert_eq!(subsets[1].ports.as_ref().map(|p| p[0].port), Some(9090));
+    }
+
+    #[test]
+    fn a_pod_whose_subdomain_names_the_service_is_known_by_its_hostname() {
+        let svc = service(json!([{"port": 80}]));
+        let service_name = svc.metadata.name.clone().expect("name");
+        let named = |subdomain: &str| {
+            let mut pod = (*pod("db-0", "10.0.0.9", true, false, "http", 80)).clone();
+            let spec = pod.spec.as_mut().expect("spec");
+            spec.hostname = Some("db-0".into());
+            spec.subdomain = Some(subdomain.into());
+            Arc::new(pod)
+        };
+        let groups = desired(&svc, &[named(&service_name)]);
+        assert_eq!(groups[0].1[0].hostname.as_deref(), Some("db-0"));
+        assert_eq!(subsets(&groups)[0].addresses.as_ref().expect("addresses")[0].hostname.as_deref(), Some("db-0"));
+        let groups = desired(&svc, &[named("another-service")]);
+        assert_eq!(groups[0].1[0].hostname, None, "another Service's subdomain");
     }
 
     #[test]
