@@ -121,6 +121,19 @@ pub const REPLICATION_CONTROLLERS: Resource = Resource {
 pub const STATEFUL_SETS: Resource =
     Resource { group: "apps", version: "v1", kind: "StatefulSet", plural: "statefulsets", namespaced: true };
 
+/// v1 PersistentVolume.
+pub const PERSISTENT_VOLUMES: Resource = core("PersistentVolume", "persistentvolumes", false);
+/// v1 PersistentVolumeClaim.
+pub const PERSISTENT_VOLUME_CLAIMS: Resource = core("PersistentVolumeClaim", "persistentvolumeclaims", true);
+/// storage.k8s.io/v1 StorageClass.
+pub const STORAGE_CLASSES: Resource = Resource {
+    group: "storage.k8s.io",
+    version: "v1",
+    kind: "StorageClass",
+    plural: "storageclasses",
+    namespaced: false,
+};
+
 /// Every resource the apiserver must serve.
 pub const ALL: &[Resource] = &[
     NAMESPACES,
@@ -150,6 +163,9 @@ pub const ALL: &[Resource] = &[
     LIMIT_RANGES,
     PRIORITY_CLASSES,
     POD_DISRUPTION_BUDGETS,
+    PERSISTENT_VOLUMES,
+    PERSISTENT_VOLUME_CLAIMS,
+    STORAGE_CLASSES,
 ];
 
 const fn core(kind: &'static str, plural: &'static str, namespaced: bool) -> Resource {
@@ -258,6 +274,11 @@ impl Resource {
             "PodDisruptionBudget" => {
                 json!({ "spec": { "minAvailable": 1, "selector": { "matchLabels": { "app": name } } } })
             }
+            "PersistentVolume" => json!({ "spec": { "capacity": { "storage": "1Gi" }, "accessModes": ["ReadWriteOnce"],
+                "hostPath": { "path": format!("/srv/{name}") } } }),
+            "PersistentVolumeClaim" => json!({ "spec": { "accessModes": ["ReadWriteOnce"],
+                "resources": { "requests": { "storage": "1Gi" } } } }),
+            "StorageClass" => json!({ "provisioner": "rkube.io/local-path" }),
             other => panic!("no sample object for kind {other}"),
         };
         let mut metadata = json!({ "name": name });

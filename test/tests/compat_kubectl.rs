@@ -238,6 +238,9 @@ async fn api_resources_lists_every_kind_with_its_short_names() {
         &["limitranges", "limits", "v1", "true", "LimitRange"],
         &["priorityclasses", "pc", "scheduling.k8s.io/v1", "false", "PriorityClass"],
         &["poddisruptionbudgets", "pdb", "policy/v1", "true", "PodDisruptionBudget"],
+        &["persistentvolumes", "pv", "v1", "false", "PersistentVolume"],
+        &["persistentvolumeclaims", "pvc", "v1", "true", "PersistentVolumeClaim"],
+        &["storageclasses", "sc", "storage.k8s.io/v1", "false", "StorageClass"],
     ];
     for want in expected {
         let got = row_named(&table, want[0]);

@@ -117,24 +117,35 @@ async fn pods_start_in_order_each_once_the_previous_is_ready_and_keep_their_name
 }
 
 #[tokio::test]
-async fn parallel_pods_start_together_and_claim_templates_are_refused_with_an_event() {
+async fn parallel_pods_start_together_and_each_gets_the_claims_of_its_templates() {
     let (_cluster, _manager, api) = start().await;
     let body = stateful_set("fast", 3, "db:1", json!({"podManagementPolicy": "Parallel"}));
     api.create(&format!("/apis/apps/v1/namespaces/{NS}/statefulsets"), &body).await;
     pods_named(&api, "fast", &["fast-0", "fast-1", "fast-2"]).await;
 
-    let claims = json!({"volumeClaimTemplates": [{"metadata": {"name": "data"},
+    let claims = json!({"podManagementPolicy": "Parallel", "volumeClaimTemplates": [{"metadata": {"name": "data"},
         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}]});
-    api.create(&format!("/apis/apps/v1/namespaces/{NS}/statefulsets"), &stateful_set("stored", 1, "db:1", claims))
+    api.create(&format!("/apis/apps/v1/namespaces/{NS}/statefulsets"), &stateful_set("stored", 2, "db:1", claims))
         .await;
-    let message = eventually(LONG, "a FailedCreate Event on stored", || async {
-        let list =
-            api.get_ok(&format!("/api/v1/namespaces/{NS}/events?fieldSelector=involvedObject.name%3Dstored")).await;
-        list["items"].as_array()?.iter().find(|e| e["reason"] == "FailedCreate").map(|e| e["message"].to_string())
+    let pods = pods_named(&api, "stored", &["stored-0", "stored-1"]).await;
+    for pod in &pods {
+        let name = pod["metadata"]["name"].as_str().unwrap_or_default();
+        let claim_name = format!("data-{name}");
+        assert_eq!(
+            pod["spec"]["volumes"][0],
+            json!({"name": "data", "persistentVolumeClaim": {"claimName": claim_name}})
+        );
+        let claim = api.get_ok(&format!("/api/v1/namespaces/{NS}/persistentvolumeclaims/{claim_name}")).await;
+        assert_eq!(claim["metadata"]["labels"]["app"], "stored", "{claim}");
+        assert!(claim["metadata"]["ownerReferences"].is_null(), "Retain by default: the claim outlives the set");
+    }
+    // The claims outlive the set (whenDeleted defaults to Retain).
+    assert!(api.delete(&format!("/apis/apps/v1/namespaces/{NS}/statefulsets/stored")).await.0.is_success());
+    eventually(LONG, "stored's pods gone", || async {
+        live_pods(&api, NS, "app=stored").await.is_empty().then_some(())
     })
     .await;
-    assert!(message.contains("PersistentVolumeClaims"), "{message}");
-    assert!(live_pods(&api, NS, "app=stored").await.is_empty());
+    assert_eq!(api.get(&format!("/api/v1/namespaces/{NS}/persistentvolumeclaims/data-stored-1")).await.0.as_u16(), 200);
 }
 
 fn image_of(pod: &Value) -> &str {

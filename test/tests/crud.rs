@@ -37,6 +37,9 @@ async fn exercise_crud(resource: Resource) {
     } else if resource.kind == "PriorityClass" {
         // The built-in classes are there from the start.
         assert!(item_names(&list).contains(&"system-node-critical".to_string()), "{list}");
+    } else if resource.kind == "StorageClass" {
+        // The default class is there from the start.
+        assert_eq!(item_names(&list), ["local-path"], "{list}");
     } else {
         assert_eq!(list["items"], json!([]), "{context}: a fresh namespace has no objects: {list}");
     }
@@ -144,6 +147,9 @@ crud_test!(resource_quotas_support_create_get_list_update_delete, resources::RES
 crud_test!(limit_ranges_support_create_get_list_update_delete, resources::LIMIT_RANGES);
 crud_test!(priority_classes_support_create_get_list_update_delete, resources::PRIORITY_CLASSES);
 crud_test!(pod_disruption_budgets_support_create_get_list_update_delete, resources::POD_DISRUPTION_BUDGETS);
+crud_test!(persistent_volumes_support_create_get_list_update_delete, resources::PERSISTENT_VOLUMES);
+crud_test!(persistent_volume_claims_support_create_get_list_update_delete, resources::PERSISTENT_VOLUME_CLAIMS);
+crud_test!(storage_classes_support_create_get_list_update_delete, resources::STORAGE_CLASSES);
 
 #[test]
 fn every_served_resource_has_a_crud_test() {
@@ -176,6 +182,9 @@ fn every_served_resource_has_a_crud_test() {
         "limitranges",
         "priorityclasses",
         "poddisruptionbudgets",
+        "persistentvolumes",
+        "persistentvolumeclaims",
+        "storageclasses",
     ];
     let all: Vec<&str> = ALL.iter().map(|resource| resource.plural).collect();
     assert_eq!(all, tested);

@@ -1230,18 +1230,32 @@ async fn a_daemon_set_runs_on_every_worker_and_a_cron_job_fires_each_minute() {
 }
 
 #[tokio::test]
-async fn a_stateful_set_comes_up_in_order_with_names_its_headless_service_resolves() {
+async fn a_stateful_set_comes_up_in_order_with_names_its_headless_service_resolves_and_keeps_its_data() {
     let lab = Lab::start(LabOptions::default()).await.expect("lab up");
     let api = lab.api();
     let service = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "db", "namespace": NS},
         "spec": {"clusterIP": "None", "selector": {"app": "db"}, "ports": [{"name": "http", "port": 8080}]}});
     api.create(&format!("/api/v1/namespaces/{NS}/services"), &service).await;
+    // Local-path volumes under a directory of this test's own (the lab's nodes share this
+    // machine's filesystem, each volume in its own directory).
+    let volumes = tempfile::tempdir().expect("volume root");
+    api.create(
+        "/apis/storage.k8s.io/v1/storageclasses",
+        &json!({"apiVersion": "storage.k8s.io/v1",
+        "kind": "StorageClass", "metadata": {"name": "lab-local"}, "provisioner": "rkube.io/local-path",
+        "volumeBindingMode": "WaitForFirstConsumer", "parameters": {"path": volumes.path()}}),
+    )
+    .await;
+    // Each pod serves its hostname and the time its volume was first written.
+    let script = "[ -f /data/born ] || date +%s%N > /data/born; mkdir -p /www && { hostname; cat /data/born; } > /www/index.html && exec httpd -f -p 8080 -h /www";
     let sts = json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db", "namespace": NS},
         "spec": {"serviceName": "db", "replicas": 3, "selector": {"matchLabels": {"app": "db"}},
             "template": {"metadata": {"labels": {"app": "db"}}, "spec": {"terminationGracePeriodSeconds": 1,
-                "containers": [{"name": "db", "image": TEST_IMAGE,
-                    "command": ["sh", "-c", "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www"],
-                    "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1}}]}}}});
+                "containers": [{"name": "db", "image": TEST_IMAGE, "command": ["sh", "-c", script],
+                    "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+                    "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1}}]}},
+            "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {"storageClassName": "lab-local",
+                "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "16Mi"}}}}]}});
     api.create(&format!("/apis/apps/v1/namespaces/{NS}/statefulsets"), &sts).await;
     let started = Instant::now();
     let ready = eventually(Duration::from_secs(90), "db-0, db-1, db-2 Ready", || async {
@@ -1270,9 +1284,16 @@ async fn a_stateful_set_comes_up_in_order_with_names_its_headless_service_resolv
         lab.rkubectl(&["exec", "db-1", "--", "wget", "-q", "-O-", &format!("http://{name}:8080/")]).await.ok()
     })
     .await;
-    assert_eq!(answer.trim(), "db-2");
+    let (host, born) = answer.trim().split_once('\n').expect("hostname and birth time");
+    assert_eq!(host, "db-2");
+    let born = born.to_string();
+    let node_of = |pods: &[Value]| {
+        pods.iter().find(|p| p["metadata"]["name"] == "db-2").map(|p| p["spec"]["nodeName"].clone()).unwrap_or_default()
+    };
+    let node = node_of(&ready);
 
-    // A deleted pod comes back under its name, and answers by it again.
+    // A deleted pod comes back under its name, on the node of its volume, with its data, and
+    // answers by its name again.
     lab.rkubectl(&["delete", "pod", "db-2"]).await.expect("delete db-2");
     let old_uid = ready
         .iter()
@@ -1289,5 +1310,8 @@ async fn a_stateful_set_comes_up_in_order_with_names_its_headless_service_resolv
         lab.rkubectl(&["exec", "db-0", "--", "wget", "-q", "-O-", &format!("http://{name}:8080/")]).await.ok()
     })
     .await;
-    assert_eq!(answer.trim(), "db-2");
+    assert_eq!(answer.trim(), format!("db-2\n{born}"), "the same volume, not a new one");
+    assert_eq!(node_of(&live_pods(&api, NS, "app=db").await), node, "back on the node that holds its data");
+    let claim = api.get_ok(&format!("/api/v1/namespaces/{NS}/persistentvolumeclaims/data-db-2")).await;
+    assert_eq!(claim["status"]["phase"], "Bound", "{claim}");
 }

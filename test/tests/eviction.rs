@@ -56,6 +56,13 @@ async fn evictions_take_from_the_budget_and_stop_at_its_floor() {
     assert_eq!((status, &reply["status"]), (StatusCode::CREATED, &json!("Success")), "{reply}");
     let (status, _) = api.get(&PODS.item("default", "a")).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "an unbound pod goes at once");
+    // The eviction noted `a` in the budget's disruptedPods; once the controller has seen the
+    // deletion it drops that entry and counts two healthy pods.
+    eventually(WAIT, "the controller counts the eviction", || async {
+        let budget = api.get_ok(&format!("{BUDGETS}/web")).await;
+        (budget["status"]["currentHealthy"] == 2 && budget["status"]["disruptedPods"].is_null()).then_some(())
+    })
+    .await;
     // The next would break the budget: 429 with the budget's numbers.
     let (status, reply) = api.post(&format!("{}/eviction", PODS.item("default", "b")), &eviction("b")).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{reply}");

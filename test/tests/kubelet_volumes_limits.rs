@@ -1,5 +1,6 @@
 //! The real `rkubelet` on a real containerd: emptyDir volumes shared between containers,
-//! hostPath volumes, and resource limits enforced by the kernel (a container past its
+//! hostPath volumes, a PersistentVolumeClaim whose data outlives its pod (local-path
+//! provisioning by the real controller-manager), and resource limits enforced by the kernel (a container past its
 //! memory limit is OOM-killed and reported as `OOMKilled`). Needs root and `make deps`.
 
 use std::time::Duration;
@@ -7,6 +8,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Pod;
 use rkube_client::{Api, Client, Config, PostParams};
 use rkube_tests::Cluster;
+use rkube_tests::controllers::ControllerManager;
 use rkube_tests::node::{Containerd, Kubelet, TEST_IMAGE};
 use serde_json::json;
 
@@ -95,4 +97,48 @@ async fn a_container_past_its_memory_limit_is_oom_killed_and_reported_so() {
     )
     .await;
     phase(&pods, "fed", "Succeeded", &kubelet).await;
+}
+
+#[tokio::test]
+async fn a_claims_data_outlives_its_pod() {
+    let cluster = Cluster::start().await.expect("cluster starts");
+    let _manager =
+        ControllerManager::start(&cluster, &["--leader-elect=false", "--controllers=persistentvolume-binder"])
+            .await
+            .expect("controller-manager starts");
+    let containerd = Containerd::start().await.expect("containerd starts");
+    let kubelet = Kubelet::start_containerd(&cluster, &containerd, "pv-node").await.expect("kubelet starts");
+    let api = rkube_tests::Api::new(cluster.url());
+    let root = tempfile::tempdir().expect("volume root");
+    api.create(
+        "/apis/storage.k8s.io/v1/storageclasses",
+        &json!({"apiVersion": "storage.k8s.io/v1",
+        "kind": "StorageClass", "metadata": {"name": "scratch"}, "provisioner": "rkube.io/local-path",
+        "volumeBindingMode": "WaitForFirstConsumer", "parameters": {"path": root.path()}}),
+    )
+    .await;
+    api.create("/api/v1/namespaces/default/persistentvolumeclaims", &json!({"apiVersion": "v1",
+        "kind": "PersistentVolumeClaim", "metadata": {"name": "notes"},
+        "spec": {"storageClassName": "scratch", "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "64Mi"}}}}))
+        .await;
+    let pods = pods(&cluster);
+    let pod = |name: &str, script: &str| {
+        json!({"metadata": {"name": name}, "spec": {"nodeName": "pv-node", "restartPolicy": "Never",
+            "terminationGracePeriodSeconds": 1,
+            "volumes": [{"name": "notes", "persistentVolumeClaim": {"claimName": "notes"}}],
+            "containers": [{"name": "main", "image": TEST_IMAGE, "command": ["sh", "-c", script],
+                "volumeMounts": [{"name": "notes", "mountPath": "/notes"}]}]}})
+    };
+    // The first pod waits for its claim (bound once the pod is on a node), then writes.
+    create(&pods, pod("writer", "echo kept > /notes/msg")).await;
+    phase(&pods, "writer", "Succeeded", &kubelet).await;
+    let claim = api.get_ok("/api/v1/namespaces/default/persistentvolumeclaims/notes").await;
+    let uid = claim["metadata"]["uid"].as_str().expect("uid");
+    let on_disk = root.path().join(format!("pvc-{uid}_default_notes")).join("msg");
+    assert_eq!(std::fs::read_to_string(&on_disk).expect("the data is in the volume's directory"), "kept\n");
+    pods.delete("writer", &Default::default()).await.expect("delete writer");
+
+    // Another pod, later, reads what the first wrote.
+    create(&pods, pod("reader", "grep -qx kept /notes/msg")).await;
+    phase(&pods, "reader", "Succeeded", &kubelet).await;
 }

@@ -1,6 +1,7 @@
 //! `rkube-controller-manager`: runs rkube's controllers (ReplicaSet, Deployment, garbage
-//! collector, node lifecycle, ServiceAccounts, root CA, resource quota, disruption budgets, EndpointSlices)
-//! against an apiserver. Flags only; the work is `rkube_controller::run`.
+//! collector, node lifecycle, ServiceAccounts, root CA, resource quota, disruption budgets,
+//! EndpointSlices, Jobs, CronJobs, DaemonSets, StatefulSets, volume binding) against an
+//! apiserver. Flags only; the work is `rkube_controller::run`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -13,8 +14,8 @@ use rkube_component::flags::{LeaderElectionFlags, parse_duration};
 use rkube_controller::ControllersConfig;
 use tokio_util::sync::CancellationToken;
 
-/// Runs the control loops that keep ReplicaSets, Deployments and owned objects in their
-/// desired state. Only one controller-manager acts at a time when several run
+/// Runs the control loops that keep workloads (Deployments, ReplicaSets, Jobs, DaemonSets,
+/// StatefulSets, ...), their owned objects and volume claims in their desired state. Only one controller-manager acts at a time when several run
 /// (--leader-elect); the others wait to take over.
 #[derive(Parser, Debug)]
 #[command(name = "rkube-controller-manager", version)]
@@ -30,7 +31,9 @@ struct Args {
     port: u16,
     /// Controllers to run, comma-separated: `*` for all, `name` to enable one, `-name` to
     /// disable one. Known: replicaset, deployment, garbagecollector, nodelifecycle,
-    /// serviceaccount, root-ca-cert-publisher, resourcequota, disruption, endpointslice.
+    /// serviceaccount, root-ca-cert-publisher, resourcequota, disruption, endpointslice, job,
+    /// ttl-after-finished, cronjob, daemonset, replicationcontroller, statefulset,
+    /// persistentvolume-binder.
     #[arg(long, value_delimiter = ',', default_value = "*")]
     controllers: Vec<String>,
     /// How many ReplicaSets are synced at once.

@@ -1,6 +1,7 @@
 //! Which nodes a pod may run on, by its own rules: `nodeSelector`, required node affinity and
 //! tolerations of the node's taints. The scheduler's NodeAffinity and TaintToleration filters
-//! and the DaemonSet controller (which decides where its pods belong) share these functions.
+//! and the DaemonSet controller (which decides where its pods belong) share these functions, and
+//! the volume binder and the scheduler read a PersistentVolume's node affinity with them.
 //!
 //! Required node affinity is a list of terms, any one of which must match (OR); a term is a list
 //! of expressions that must all match (AND). Operators: `In`, `NotIn` (also true when the label
@@ -14,7 +15,9 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Node, NodeSelectorRequirement, NodeSelectorTerm, PodSpec, Taint, Toleration};
+use k8s_openapi::api::core::v1::{
+    Node, NodeSelectorRequirement, NodeSelectorTerm, PersistentVolume, PodSpec, Taint, Toleration,
+};
 
 /// Whether `requirement` holds for the label (or field) `value`.
 pub fn requirement_matches(requirement: &NodeSelectorRequirement, value: Option<&str>) -> bool {
@@ -55,6 +58,13 @@ pub fn selects_node(spec: &PodSpec, labels: &BTreeMap<String, String>, name: &st
         .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref());
     selector_ok
         && required.is_none_or(|selector| selector.node_selector_terms.iter().any(|t| term_matches(t, labels, name)))
+}
+
+/// Whether a PersistentVolume may be used on the node: its required `nodeAffinity` (if
+/// any) has a term that matches (a local volume lives on one node).
+pub fn volume_fits_node(volume: &PersistentVolume, labels: &BTreeMap<String, String>, name: &str) -> bool {
+    let required = volume.spec.as_ref().and_then(|s| s.node_affinity.as_ref()).and_then(|a| a.required.as_ref());
+    required.is_none_or(|selector| selector.node_selector_terms.iter().any(|t| term_matches(t, labels, name)))
 }
 
 /// Whether `toleration` tolerates `taint`.

@@ -177,6 +177,9 @@ static RESOURCES: &[&ResourceDef] = &[
     &kinds::limitrange::RESOURCE,
     &kinds::priorityclass::RESOURCE,
     &kinds::poddisruptionbudget::RESOURCE,
+    &kinds::persistentvolume::RESOURCE,
+    &kinds::persistentvolumeclaim::RESOURCE,
+    &kinds::storageclass::RESOURCE,
 ];
 
 /// Every resource rkube serves.

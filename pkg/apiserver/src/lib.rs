@@ -360,10 +360,11 @@ pub async fn serve(listener: TcpListener, state: Arc<ApiState>) -> std::io::Resu
     result
 }
 
-/// The built-in namespaces and PriorityClasses, and with RBAC the bootstrap roles and bindings.
+/// The built-in namespaces, PriorityClasses and default StorageClass, and with RBAC the bootstrap roles and bindings.
 async fn ensure_built_in(state: &ApiState) -> Result<(), ApiError> {
     namespace::ensure_initial(state).await?;
     admission::priority::ensure_system_classes(state).await?;
+    admission::default_storage_class::ensure_local_path(state).await?;
     if let Some(advertise) = state.config.advertise {
         kubernetes_service::ensure(state, advertise).await?;
     }

@@ -8,12 +8,18 @@
 //! - `expectedPods`: with an integer `minAvailable`, the number of those pods; otherwise
 //!   (a percentage, or `maxUnavailable`) the desired scale of their controllers — the
 //!   `spec.replicas` of each ReplicaSet owning some — so a pod being replaced still counts;
-//! - `currentHealthy`: those Ready and not being deleted;
+//! - `currentHealthy`: those Ready, not being deleted and not in `disruptedPods`;
 //! - `desiredHealthy`: `minAvailable` (a percentage of `expectedPods`, rounded up), or
 //!   `expectedPods - maxUnavailable`;
 //! - `disruptionsAllowed`: `currentHealthy - desiredHealthy`, at least 0, with the
 //!   condition `DisruptionAllowed` (`SufficientPods`/`InsufficientPods`) and
 //!   `observedGeneration`, which the apiserver checks before it trusts the numbers.
+//!
+//! `disruptedPods` is where the apiserver's eviction notes each pod it took a disruption for,
+//! before the pod's deletion reaches this controller's cache: such a pod does not count as
+//! healthy, so a sync that still sees it cannot hand the same disruption out twice. An entry
+//! is dropped once the pod is gone or terminating, or after [`DELETION_TIMEOUT`] (the
+//! deletion never came), and the budget is synced again then.
 //!
 //! A budget is synced when it is added or changed, and the budgets of a namespace when one of
 //! its pods is added, changes or is deleted (an eviction makes its pod terminating, which
@@ -43,6 +49,10 @@ use crate::Error;
 use crate::controller_ref::controller_of;
 use crate::podutil::is_ready;
 use crate::worker::{Action, Syncer};
+
+/// How long a pod in `disruptedPods` stays uncounted while its deletion has not been seen
+/// (Kubernetes' `DeletionTimeout`).
+pub const DELETION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// Keeps every PodDisruptionBudget's status current.
 pub struct DisruptionController {
@@ -103,12 +113,13 @@ impl DisruptionController {
     }
 }
 
-/// The numbers of a budget's status (see the module docs); `scale_of` gives the desired
-/// replicas of a pod's ReplicaSet by the ReplicaSet's name.
+/// The numbers of a budget's status at `now` (see the module docs); `scale_of` gives the
+/// desired replicas of a pod's ReplicaSet by the ReplicaSet's name.
 pub fn compute(
     budget: &PodDisruptionBudget,
     pods: &[Arc<Pod>],
     scale_of: impl Fn(&str) -> Option<i32>,
+    now: Timestamp,
 ) -> PodDisruptionBudgetStatus {
     let spec = budget.spec.clone().unwrap_or_default();
     let selector = spec
@@ -124,7 +135,22 @@ pub fn compute(
         .filter(|pod| selector.as_ref().is_some_and(|s| s.matches(&pod.labels().clone())))
         .filter(|pod| !matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed")))
         .collect();
-    let healthy = selected.iter().filter(|pod| pod.metadata.deletion_timestamp.is_none() && is_ready(pod)).count();
+    let disrupted: BTreeMap<String, Time> = budget
+        .status
+        .as_ref()
+        .and_then(|s| s.disrupted_pods.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(name, at)| {
+            let alive = selected.iter().any(|pod| pod.name_any() == *name && pod.metadata.deletion_timestamp.is_none());
+            alive && at.0 + DELETION_TIMEOUT > now
+        })
+        .collect();
+    let healthy = selected
+        .iter()
+        .filter(|pod| pod.metadata.deletion_timestamp.is_none() && is_ready(pod))
+        .filter(|pod| !disrupted.contains_key(&pod.name_any()))
+        .count();
     let healthy = i32::try_from(healthy).unwrap_or(i32::MAX);
     let count = i32::try_from(selected.len()).unwrap_or(i32::MAX);
     let by_scale = || {
@@ -167,8 +193,13 @@ pub fn compute(
             observed_generation: budget.metadata.generation,
             last_transition_time: Time(Timestamp::now()),
         }]),
-        disrupted_pods: None,
+        disrupted_pods: (!disrupted.is_empty()).then_some(disrupted),
     }
+}
+
+/// When the first entry of `disruptedPods` times out: the budget must be synced again then.
+fn recheck_at(status: &PodDisruptionBudgetStatus) -> Option<Timestamp> {
+    status.disrupted_pods.as_ref()?.values().map(|at| at.0 + DELETION_TIMEOUT).min()
 }
 
 /// Whether two statuses say the same, transition times aside.
@@ -193,10 +224,15 @@ impl Syncer for DisruptionController {
             self.pods.list().into_iter().filter(|p| p.namespace().as_deref() == Some(namespace)).collect();
         let scale_of =
             |name: &str| self.replica_sets.get(&ObjectKey::new(Some(namespace), name)).and_then(|rs| rs.spec.replicas);
-        let mut status = compute(&current, &pods, scale_of);
+        let now = Timestamp::now();
+        let mut status = compute(&current, &pods, scale_of, now);
+        let next = match recheck_at(&status) {
+            Some(at) => Action::requeue(now.duration_until(at).unsigned_abs()),
+            None => Action::await_change(),
+        };
         if let Some(old) = &current.status {
             if same(old, &status) {
-                return Ok(Action::await_change());
+                return Ok(next);
             }
             // Keep the transition time when the condition did not flip.
             let old_condition = old.conditions.iter().flatten().find(|c| c.type_ == "DisruptionAllowed");
@@ -210,7 +246,7 @@ impl Syncer for DisruptionController {
         updated.status = Some(status);
         let api: Api<PodDisruptionBudget> = Api::namespaced(self.client.clone(), namespace);
         match api.replace_status(key.name(), &PostParams::default(), &updated).await {
-            Ok(_) => Ok(Action::await_change()),
+            Ok(_) => Ok(next),
             // An eviction took a disruption meanwhile, or the budget went: look again.
             Err(rkube_client::Error::Conflict(_) | rkube_client::Error::NotFound(_)) => {
                 Ok(Action::requeue(std::time::Duration::from_millis(100)))
@@ -247,13 +283,13 @@ mod tests {
     #[test]
     fn min_available_counts_the_selected_pods() {
         let pods = [pod("a", true, None), pod("b", true, None), pod("c", false, None)];
-        let status = compute(&budget(json!({"minAvailable": 1})), &pods, |_| None);
+        let status = compute(&budget(json!({"minAvailable": 1})), &pods, |_| None, Timestamp::now());
         assert_eq!(
             (status.expected_pods, status.current_healthy, status.desired_healthy, status.disruptions_allowed),
             (Some(3), Some(2), Some(1), Some(1))
         );
         assert_eq!(status.observed_generation, Some(3));
-        let status = compute(&budget(json!({"minAvailable": 2})), &pods, |_| None);
+        let status = compute(&budget(json!({"minAvailable": 2})), &pods, |_| None, Timestamp::now());
         assert_eq!(status.disruptions_allowed, Some(0));
         assert_eq!(status.conditions.expect("condition")[0].reason, "InsufficientPods");
     }
@@ -262,12 +298,33 @@ mod tests {
     fn max_unavailable_and_percentages_use_the_controllers_scale() {
         // A ReplicaSet of 4: one pod is missing (being replaced), so 3 exist, all ready.
         let pods = [pod("a", true, Some("rs")), pod("b", true, Some("rs")), pod("c", true, Some("rs"))];
-        let status = compute(&budget(json!({"maxUnavailable": 1})), &pods, |_| Some(4));
+        let status = compute(&budget(json!({"maxUnavailable": 1})), &pods, |_| Some(4), Timestamp::now());
         assert_eq!(
             (status.expected_pods, status.desired_healthy, status.disruptions_allowed),
             (Some(4), Some(3), Some(0))
         );
-        let status = compute(&budget(json!({"minAvailable": "50%"})), &pods, |_| Some(4));
+        let status = compute(&budget(json!({"minAvailable": "50%"})), &pods, |_| Some(4), Timestamp::now());
         assert_eq!((status.desired_healthy, status.disruptions_allowed), (Some(2), Some(1)));
+    }
+
+    #[test]
+    fn a_pod_the_apiserver_disrupted_is_not_healthy_until_its_deletion_is_seen() {
+        let now = Timestamp::now();
+        let pods = [pod("a", true, None), pod("b", true, None), pod("c", true, None)];
+        let mut pdb = budget(json!({"minAvailable": 2}));
+        let evicted = Time(now - std::time::Duration::from_secs(5));
+        pdb.status = Some(PodDisruptionBudgetStatus {
+            disrupted_pods: Some([("a".to_string(), evicted.clone()), ("gone".to_string(), evicted)].into()),
+            ..Default::default()
+        });
+        // The cache still holds `a`: it is not counted, so nothing more may go.
+        let status = compute(&pdb, &pods, |_| None, now);
+        assert_eq!((status.current_healthy, status.disruptions_allowed), (Some(2), Some(0)));
+        let kept: Vec<&String> = status.disrupted_pods.iter().flatten().map(|(name, _)| name).collect();
+        assert_eq!(kept, ["a"], "a pod no longer there leaves the map");
+        assert_eq!(recheck_at(&status), Some(now - std::time::Duration::from_secs(5) + DELETION_TIMEOUT));
+        // Its deletion never came: after the timeout it counts again.
+        let status = compute(&pdb, &pods, |_| None, now + DELETION_TIMEOUT);
+        assert_eq!((status.current_healthy, status.disrupted_pods), (Some(3), None));
     }
 }

@@ -5,7 +5,7 @@
 //! the owner goes at once and its dependents are deleted afterwards by this controller. So a
 //! deleted Deployment takes its ReplicaSets with it, and they take their pods.
 //!
-//! The loop, for one dependent (a Pod or a ReplicaSet, queued as [`GcKey::Dependent`], which
+//! The loop, for one dependent (a Pod, a ReplicaSet or a PersistentVolumeClaim, queued as [`GcKey::Dependent`], which
 //! names its kind and its [`ObjectKey`]):
 //! 1. for each owner reference, ask whether an object with that **uid** exists: first the
 //!    cache of that kind, then, when the cache says no, an uncached GET by name (the cache may
@@ -45,7 +45,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Pod, ReplicationController};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, ReplicationController};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube_core::Resource;
@@ -107,6 +107,9 @@ pub enum DependentKind {
     Pod,
     /// A ReplicaSet (owned by a Deployment, usually).
     ReplicaSet,
+    /// A PersistentVolumeClaim (owned by a StatefulSet or one of its pods, when the set's
+    /// `persistentVolumeClaimRetentionPolicy` says `Delete`).
+    PersistentVolumeClaim,
 }
 
 impl DependentKind {
@@ -115,6 +118,7 @@ impl DependentKind {
         match self {
             DependentKind::Pod => "Pod",
             DependentKind::ReplicaSet => "ReplicaSet",
+            DependentKind::PersistentVolumeClaim => "PersistentVolumeClaim",
         }
     }
 }
@@ -202,6 +206,7 @@ fn enqueue_owners(queue: &WorkQueue<GcKey>, meta: &ObjectMeta) {
 /// The garbage collector. Build with [`GarbageCollector::new`], then run workers over its queue.
 pub struct GarbageCollector {
     client: Client,
+    dependents: DependentStores,
     pods: Store<Pod>,
     replica_sets: Store<ReplicaSet>,
     deployments: Store<Deployment>,
@@ -219,13 +224,46 @@ fn enqueue_if_owned<K: Resource>(queue: &WorkQueue<GcKey>, kind: DependentKind, 
     }
 }
 
-/// Queues every dependent (pods and ReplicaSets) that names `owner_uid`.
-fn enqueue_dependents(queue: &WorkQueue<GcKey>, pods: &Store<Pod>, replica_sets: &Store<ReplicaSet>, owner_uid: &str) {
-    for pod in pods.by_index(OWNER_UID_INDEX, owner_uid).unwrap_or_default() {
-        queue.add(GcKey::Dependent { kind: DependentKind::Pod, key: ObjectKey::of(pod.as_ref()) });
+/// The caches of the dependent kinds.
+#[derive(Clone)]
+struct DependentStores {
+    pods: Store<Pod>,
+    replica_sets: Store<ReplicaSet>,
+    claims: Store<PersistentVolumeClaim>,
+}
+
+impl DependentStores {
+    /// Every cached dependent that names `owner_uid`.
+    fn of(&self, owner_uid: &str) -> Result<Vec<Dependent>, rkube_informer::Error> {
+        let mut dependents = Vec::new();
+        for pod in self.pods.by_index(OWNER_UID_INDEX, owner_uid)? {
+            dependents.push(Dependent { kind: DependentKind::Pod, meta: pod.metadata.clone() });
+        }
+        for rs in self.replica_sets.by_index(OWNER_UID_INDEX, owner_uid)? {
+            dependents.push(Dependent { kind: DependentKind::ReplicaSet, meta: rs.metadata.clone() });
+        }
+        for claim in self.claims.by_index(OWNER_UID_INDEX, owner_uid)? {
+            dependents.push(Dependent { kind: DependentKind::PersistentVolumeClaim, meta: claim.metadata.clone() });
+        }
+        Ok(dependents)
     }
-    for rs in replica_sets.by_index(OWNER_UID_INDEX, owner_uid).unwrap_or_default() {
-        queue.add(GcKey::Dependent { kind: DependentKind::ReplicaSet, key: ObjectKey::of(rs.as_ref()) });
+
+    /// The metadata of the cached dependent `key` of `kind`.
+    fn meta(&self, kind: DependentKind, key: &ObjectKey) -> Option<ObjectMeta> {
+        match kind {
+            DependentKind::Pod => self.pods.get(key).map(|object| object.metadata.clone()),
+            DependentKind::ReplicaSet => self.replica_sets.get(key).map(|object| object.metadata.clone()),
+            DependentKind::PersistentVolumeClaim => self.claims.get(key).map(|object| object.metadata.clone()),
+        }
+    }
+}
+
+/// Queues every dependent that names `owner_uid`.
+fn enqueue_dependents(queue: &WorkQueue<GcKey>, stores: &DependentStores, owner_uid: &str) {
+    for dependent in stores.of(owner_uid).unwrap_or_default() {
+        let key =
+            ObjectKey::new(dependent.meta.namespace.as_deref(), dependent.meta.name.as_deref().unwrap_or_default());
+        queue.add(GcKey::Dependent { kind: dependent.kind, key });
     }
 }
 
@@ -240,9 +278,13 @@ impl GarbageCollector {
         let replication_controllers = factory.informer::<ReplicationController>(None);
         let daemon_sets = factory.informer::<DaemonSet>(None);
         let stateful_sets = factory.informer::<StatefulSet>(None);
+        let claims = factory.informer::<PersistentVolumeClaim>(None);
         let queue = WorkQueue::new("garbagecollector", RateLimiter::default(), registry);
+        let dependents =
+            DependentStores { pods: pods.store(), replica_sets: replica_sets.store(), claims: claims.store() };
         let collector = Arc::new(GarbageCollector {
             client,
+            dependents: dependents.clone(),
             pods: pods.store(),
             replica_sets: replica_sets.store(),
             deployments: deployments.store(),
@@ -253,8 +295,19 @@ impl GarbageCollector {
             queue: queue.clone(),
         });
         let (q1, q2) = (queue.clone(), queue.clone());
-        let (pod_store, rs_store) = (pods.store(), replica_sets.store());
-        let (p1, r1) = (pod_store.clone(), rs_store.clone());
+        claims.add_handler(
+            HandlerFns::new()
+                .on_add(move |claim: &Arc<PersistentVolumeClaim>| {
+                    enqueue_if_owned(&q1, DependentKind::PersistentVolumeClaim, claim.as_ref());
+                })
+                .on_update(move |old: &Arc<PersistentVolumeClaim>, new: &Arc<PersistentVolumeClaim>| {
+                    if old.metadata.owner_references != new.metadata.owner_references {
+                        enqueue_if_owned(&q2, DependentKind::PersistentVolumeClaim, new.as_ref());
+                    }
+                }),
+        );
+        let (q1, q2) = (queue.clone(), queue.clone());
+        let d1 = dependents.clone();
         pods.add_handler(
             HandlerFns::new()
                 .on_add(move |pod: &Arc<Pod>| {
@@ -271,13 +324,13 @@ impl GarbageCollector {
                     let queue = queue.clone();
                     move |deleted: Deleted<Pod>| {
                         let uid = deleted.object().uid().unwrap_or_default();
-                        enqueue_dependents(&queue, &p1, &r1, &uid);
+                        enqueue_dependents(&queue, &d1, &uid);
                         enqueue_owners(&queue, &deleted.object().metadata);
                     }
                 }),
         );
         let (q1, q2, q3) = (queue.clone(), queue.clone(), queue.clone());
-        let (p2, r2) = (pod_store.clone(), rs_store.clone());
+        let d2 = dependents.clone();
         replica_sets.add_handler(
             HandlerFns::new()
                 .on_add(move |rs: &Arc<ReplicaSet>| {
@@ -292,23 +345,23 @@ impl GarbageCollector {
                 })
                 .on_delete(move |deleted: Deleted<ReplicaSet>| {
                     let uid = deleted.object().uid().unwrap_or_default();
-                    enqueue_dependents(&q3, &p2, &r2, &uid);
+                    enqueue_dependents(&q3, &d2, &uid);
                     enqueue_owners(&q3, &deleted.object().metadata);
                 }),
         );
         let (q1, q2, q3) = (queue.clone(), queue.clone(), queue.clone());
-        let (p3, r3) = (pod_store.clone(), rs_store.clone());
+        let d3 = dependents.clone();
         jobs.add_handler(
             HandlerFns::new()
                 .on_add(move |job: &Arc<Job>| enqueue_if_finalizing(&q1, OwnerKind::Job, job.as_ref()))
                 .on_update(move |_, job: &Arc<Job>| enqueue_if_finalizing(&q2, OwnerKind::Job, job.as_ref()))
                 .on_delete(move |deleted: Deleted<Job>| {
                     let uid = deleted.object().uid().unwrap_or_default();
-                    enqueue_dependents(&q3, &p3, &r3, &uid);
+                    enqueue_dependents(&q3, &d3, &uid);
                 }),
         );
         let (q1, q2, q3) = (queue.clone(), queue.clone(), queue.clone());
-        let (p4, r4) = (pod_store.clone(), rs_store.clone());
+        let d4 = dependents.clone();
         replication_controllers.add_handler(
             HandlerFns::new()
                 .on_add(move |rc: &Arc<ReplicationController>| {
@@ -319,21 +372,21 @@ impl GarbageCollector {
                 })
                 .on_delete(move |deleted: Deleted<ReplicationController>| {
                     let uid = deleted.object().uid().unwrap_or_default();
-                    enqueue_dependents(&q3, &p4, &r4, &uid);
+                    enqueue_dependents(&q3, &d4, &uid);
                 }),
         );
         let (q1, q2, q3) = (queue.clone(), queue.clone(), queue.clone());
-        let (p5, r5) = (pod_store.clone(), rs_store.clone());
+        let d5 = dependents.clone();
         daemon_sets.add_handler(
             HandlerFns::new()
                 .on_add(move |ds: &Arc<DaemonSet>| enqueue_if_finalizing(&q1, OwnerKind::DaemonSet, ds.as_ref()))
                 .on_update(move |_, ds: &Arc<DaemonSet>| enqueue_if_finalizing(&q2, OwnerKind::DaemonSet, ds.as_ref()))
                 .on_delete(move |deleted: Deleted<DaemonSet>| {
-                    enqueue_dependents(&q3, &p5, &r5, &deleted.object().uid().unwrap_or_default());
+                    enqueue_dependents(&q3, &d5, &deleted.object().uid().unwrap_or_default());
                 }),
         );
         let (q1, q2, q3) = (queue.clone(), queue.clone(), queue.clone());
-        let (p6, r6) = (pod_store.clone(), rs_store.clone());
+        let d6 = dependents.clone();
         stateful_sets.add_handler(
             HandlerFns::new()
                 .on_add(move |s: &Arc<StatefulSet>| enqueue_if_finalizing(&q1, OwnerKind::StatefulSet, s.as_ref()))
@@ -341,7 +394,7 @@ impl GarbageCollector {
                     enqueue_if_finalizing(&q2, OwnerKind::StatefulSet, s.as_ref())
                 })
                 .on_delete(move |deleted: Deleted<StatefulSet>| {
-                    enqueue_dependents(&q3, &p6, &r6, &deleted.object().uid().unwrap_or_default());
+                    enqueue_dependents(&q3, &d6, &deleted.object().uid().unwrap_or_default());
                 }),
         );
         let (q1, q2, q3) = (queue.clone(), queue.clone(), queue.clone());
@@ -351,7 +404,7 @@ impl GarbageCollector {
                 .on_update(move |_, d: &Arc<Deployment>| enqueue_if_finalizing(&q2, OwnerKind::Deployment, d.as_ref()))
                 .on_delete(move |deleted: Deleted<Deployment>| {
                     let uid = deleted.object().uid().unwrap_or_default();
-                    enqueue_dependents(&q3, &pod_store, &rs_store, &uid);
+                    enqueue_dependents(&q3, &dependents, &uid);
                 }),
         );
         collector
@@ -417,10 +470,7 @@ impl GarbageCollector {
     /// Deletes the dependent `object_key` of `kind` (queued as `key`) if none of its owners
     /// exists any more.
     async fn collect(&self, kind: DependentKind, object_key: &ObjectKey, key: &GcKey) -> Result<Action, Error> {
-        let meta = match kind {
-            DependentKind::Pod => self.pods.get(object_key).map(|object| object.metadata.clone()),
-            DependentKind::ReplicaSet => self.replica_sets.get(object_key).map(|object| object.metadata.clone()),
-        };
+        let meta = self.dependents.meta(kind, object_key);
         let Some(meta) = meta.filter(is_candidate) else { return Ok(Action::await_change()) };
         let owners = meta.owner_references.clone().unwrap_or_default();
         let namespace = meta.namespace.clone().unwrap_or_default();
@@ -435,14 +485,7 @@ impl GarbageCollector {
             preconditions: Some(Preconditions { uid: meta.uid.clone(), resource_version: None }),
             ..DeleteParams::default()
         };
-        let deleted = match kind {
-            DependentKind::Pod => {
-                Api::<Pod>::namespaced(self.client.clone(), &namespace).delete(&name, &params).await.map(drop)
-            }
-            DependentKind::ReplicaSet => {
-                Api::<ReplicaSet>::namespaced(self.client.clone(), &namespace).delete(&name, &params).await.map(drop)
-            }
-        };
+        let deleted = self.delete_dependent(kind, &namespace, &name, &params).await;
         match deleted {
             Ok(()) => {
                 tracing::info!(%key, owners = ?owners.iter().map(|o| format!("{}/{}", o.kind, o.name)).collect::<Vec<_>>(), "owners gone; deleted");
@@ -462,13 +505,7 @@ impl GarbageCollector {
         // For logs and errors: `Deployment/ns/web`.
         let owner_key = format!("{kind}/{key}");
         let uid = owner.uid.clone().unwrap_or_default();
-        let mut dependents = Vec::new();
-        for pod in self.pods.by_index(OWNER_UID_INDEX, &uid)? {
-            dependents.push(Dependent { kind: DependentKind::Pod, meta: pod.metadata.clone() });
-        }
-        for rs in self.replica_sets.by_index(OWNER_UID_INDEX, &uid)? {
-            dependents.push(Dependent { kind: DependentKind::ReplicaSet, meta: rs.metadata.clone() });
-        }
+        let dependents = self.dependents.of(&uid)?;
         match propagation {
             Propagation::Orphan => self.orphan(&owner_key, &owner, &dependents).await?,
             Propagation::Foreground => {
@@ -483,6 +520,30 @@ impl GarbageCollector {
         self.remove_finalizer(kind, &owner_key, &owner, propagation.finalizer()).await
     }
 
+    /// Deletes the dependent `name` of `kind` in `namespace`.
+    async fn delete_dependent(
+        &self,
+        kind: DependentKind,
+        namespace: &str,
+        name: &str,
+        params: &DeleteParams,
+    ) -> Result<(), rkube_client::Error> {
+        match kind {
+            DependentKind::Pod => {
+                Api::<Pod>::namespaced(self.client.clone(), namespace).delete(name, params).await.map(drop)
+            }
+            DependentKind::ReplicaSet => {
+                Api::<ReplicaSet>::namespaced(self.client.clone(), namespace).delete(name, params).await.map(drop)
+            }
+            DependentKind::PersistentVolumeClaim => {
+                Api::<PersistentVolumeClaim>::namespaced(self.client.clone(), namespace)
+                    .delete(name, params)
+                    .await
+                    .map(drop)
+            }
+        }
+    }
+
     /// Removes `owner`'s reference from each of its dependents.
     async fn orphan(&self, owner_key: &str, owner: &ObjectMeta, dependents: &[Dependent]) -> Result<(), Error> {
         let uid = owner.uid.clone().unwrap_or_default();
@@ -490,15 +551,22 @@ impl GarbageCollector {
         for Dependent { kind, meta } in dependents {
             let name = meta.name.clone().unwrap_or_default();
             let patch = Patch::Merge(release_patch(meta, &uid));
+            let params = PatchParams::default();
             let released = match *kind {
                 DependentKind::Pod => Api::<Pod>::namespaced(self.client.clone(), &namespace)
-                    .patch(&name, &PatchParams::default(), &patch)
+                    .patch(&name, &params, &patch)
                     .await
                     .map(drop),
                 DependentKind::ReplicaSet => Api::<ReplicaSet>::namespaced(self.client.clone(), &namespace)
-                    .patch(&name, &PatchParams::default(), &patch)
+                    .patch(&name, &params, &patch)
                     .await
                     .map(drop),
+                DependentKind::PersistentVolumeClaim => {
+                    Api::<PersistentVolumeClaim>::namespaced(self.client.clone(), &namespace)
+                        .patch(&name, &params, &patch)
+                        .await
+                        .map(drop)
+                }
             };
             match released {
                 Ok(()) => tracing::info!(owner = %owner_key, dependent = %format!("{kind}/{name}"), "orphaned"),
@@ -529,15 +597,7 @@ impl GarbageCollector {
                 preconditions: Some(Preconditions { uid: meta.uid.clone(), resource_version: None }),
                 ..DeleteParams::default()
             };
-            let deleted = match *kind {
-                DependentKind::Pod => {
-                    Api::<Pod>::namespaced(self.client.clone(), &namespace).delete(&name, &params).await.map(drop)
-                }
-                DependentKind::ReplicaSet => Api::<ReplicaSet>::namespaced(self.client.clone(), &namespace)
-                    .delete(&name, &params)
-                    .await
-                    .map(drop),
-            };
+            let deleted = self.delete_dependent(*kind, &namespace, &name, &params).await;
             match deleted {
                 Ok(()) => {
                     tracing::info!(owner = %owner_key, dependent = %format!("{kind}/{name}"), "deleted in foreground")

@@ -15,6 +15,8 @@
 //! - [`cronjob`]: creates a Job each time a CronJob's schedule fires;
 //! - [`daemonset`]: one pod of each DaemonSet on every node that should run it;
 //! - [`statefulset`]: pods with stable names, made and updated in order;
+//! - [`volumebinder`]: binds PersistentVolumeClaims to PersistentVolumes, making local-path
+//!   volumes for claims of that class;
 //! - shared pieces: [`expectations`], [`controller_ref`] (adoption and release), [`podutil`]
 //!   (active, ready, available, deletion order), [`worker`] (the loop that syncs keys and
 //!   does what each sync's [`worker::Action`] asks: requeue later, wait for a change, or
@@ -59,6 +61,7 @@ pub mod root_ca_publisher;
 pub mod serviceaccount;
 pub mod statefulset;
 pub mod ttlafterfinished;
+pub mod volumebinder;
 pub mod worker;
 
 /// Every controller this binary knows, by the name `--controllers` uses.
@@ -78,6 +81,7 @@ pub const KNOWN_CONTROLLERS: &[&str] = &[
     "daemonset",
     "replicationcontroller",
     "statefulset",
+    "persistentvolume-binder",
 ];
 
 /// Namespace and name of the controller-manager's leader-election Lease.
@@ -377,6 +381,10 @@ pub async fn run_controllers(
         let controller = statefulset::StatefulSetController::new(&factory, client.clone(), Some(registry));
         loops.push(("statefulset", 2, WorkQueueController::StatefulSet(controller)));
     }
+    if config.is_enabled("persistentvolume-binder")? {
+        let controller = volumebinder::VolumeBinder::new(&factory, client.clone(), Some(registry));
+        loops.push(("persistentvolume-binder", 2, WorkQueueController::VolumeBinder(controller)));
+    }
     let node_lifecycle = if config.is_enabled("nodelifecycle")? {
         Some(nodelifecycle::NodeLifecycleController::new(&factory, client.clone(), config.node_lifecycle.clone()))
     } else {
@@ -454,6 +462,10 @@ pub async fn run_controllers(
                     let queue = c.queue();
                     worker::run_workers(name, c, queue, workers, metrics, shutdown).await
                 }
+                WorkQueueController::VolumeBinder(c) => {
+                    let queue = c.queue();
+                    worker::run_workers(name, c, queue, workers, metrics, shutdown).await
+                }
             }
         }));
     }
@@ -482,6 +494,7 @@ enum WorkQueueController {
     DaemonSet(Arc<daemonset::DaemonSetController>),
     ReplicationController(Arc<replicaset::ReplicaSetController<ReplicationController>>),
     StatefulSet(Arc<statefulset::StatefulSetController>),
+    VolumeBinder(Arc<volumebinder::VolumeBinder>),
 }
 
 #[cfg(test)]

@@ -23,8 +23,15 @@
 //! 4. **status**: `replicas`, `readyReplicas`, `availableReplicas`, `currentReplicas`,
 //!    `updatedReplicas`, `currentRevision`, `updateRevision`, `observedGeneration`.
 //!
-//! Not done: `volumeClaimTemplates` (rkube serves no PersistentVolumeClaims yet: such a set
-//! gets a `FailedCreate` Warning and no pods), `maxUnavailable`.
+//! **Claims**: each of `volumeClaimTemplates` becomes a PersistentVolumeClaim
+//! `<template>-<set>-<ordinal>` ([`claims_for`]), created before the pod (an existing one is
+//! kept, so a pod made again finds the same data) and mounted by the pod as the volume named
+//! like the template. `persistentVolumeClaimRetentionPolicy`: `whenDeleted: Delete` gives
+//! each claim an owner reference to the set (the garbage collector deletes the claims with
+//! the set); `whenScaled: Delete` deletes a condemned ordinal's claims with its pod on
+//! scale-down. Both default to `Retain`: claims outlive the set and its pods.
+//!
+//! Not done: `maxUnavailable`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -32,7 +39,7 @@ use std::sync::Arc;
 use futures::future::join_all;
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, Pod, Volume};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube_core::ResourceExt;
 use prometheus::Registry;
@@ -247,6 +254,19 @@ pub fn pod_for(
     labels.insert(POD_NAME_LABEL.into(), name.clone());
     labels.insert(POD_INDEX_LABEL.into(), ordinal.to_string());
     let mut spec = template.spec.clone().unwrap_or_default();
+    for claim in set.spec.volume_claim_templates.iter().flatten() {
+        let volume_name = claim.name_any();
+        let volumes = spec.volumes.get_or_insert_with(Vec::new);
+        volumes.retain(|v| v.name != volume_name);
+        volumes.push(Volume {
+            name: volume_name.clone(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: claim_name(&volume_name, set, ordinal),
+                read_only: None,
+            }),
+            ..Volume::default()
+        });
+    }
     spec.hostname = Some(name.clone());
     if let Some(service) = set.spec.service_name.clone().filter(|s| !s.is_empty()) {
         spec.subdomain = Some(service);
@@ -263,6 +283,40 @@ pub fn pod_for(
         spec: Some(spec),
         status: None,
     }
+}
+
+/// The name of the claim of template `template` for ordinal `ordinal`.
+fn claim_name(template: &str, set: &StatefulSet, ordinal: i32) -> String {
+    format!("{template}-{}-{ordinal}", set.name_any())
+}
+
+/// The claims of ordinal `ordinal`, one per `volumeClaimTemplates` entry, labelled with the
+/// set's selector labels; owned by the set when its retention policy deletes them with it.
+pub fn claims_for(set: &StatefulSet, ordinal: i32) -> Vec<PersistentVolumeClaim> {
+    let selector_labels = set.spec.selector.match_labels.clone().unwrap_or_default();
+    let delete_with_set =
+        set.spec.persistent_volume_claim_retention_policy.as_ref().and_then(|p| p.when_deleted.as_deref())
+            == Some("Delete");
+    set.spec
+        .volume_claim_templates
+        .iter()
+        .flatten()
+        .map(|template| {
+            let mut claim = template.clone();
+            let mut labels = claim.metadata.labels.take().unwrap_or_default();
+            labels.extend(selector_labels.clone());
+            claim.metadata = ObjectMeta {
+                name: Some(claim_name(&template.name_any(), set, ordinal)),
+                namespace: set.metadata.namespace.clone(),
+                labels: Some(labels),
+                annotations: claim.metadata.annotations.take(),
+                owner_references: delete_with_set.then(|| vec![new_controller_ref(API_VERSION, KIND, &set.metadata)]),
+                ..ObjectMeta::default()
+            };
+            claim.status = None;
+            claim
+        })
+        .collect()
 }
 
 fn revision_label(pod: &Pod) -> String {
@@ -320,15 +374,9 @@ impl Syncer for StatefulSetController {
             current: current.clone(),
             update: update.clone(),
         };
-        let this = object_reference(set.as_ref());
         if set.metadata.deletion_timestamp.is_none() {
-            if set.spec.volume_claim_templates.as_ref().is_some_and(|t| !t.is_empty()) {
-                let message = "create Pod failed: volumeClaimTemplates need PersistentVolumeClaims, which rkube does not serve yet";
-                self.events.record(&this, EventType::Warning, "FailedCreate", "Create", message);
-            } else {
-                let steps = plan(&rules, &members);
-                self.apply(&set, &steps, &revisions).await?;
-            }
+            let steps = plan(&rules, &members);
+            self.apply(&set, &steps, &revisions, rules.start + rules.replicas).await?;
         }
         // Status.
         let now = Timestamp::now();
@@ -382,9 +430,14 @@ impl StatefulSetController {
         set: &StatefulSet,
         steps: &[Step],
         revisions: &[Arc<ControllerRevision>],
+        end: i32,
     ) -> Result<(), Error> {
         let namespace = set.namespace().unwrap_or_default();
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
+        let claims: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), &namespace);
+        let delete_claims_on_scale_down =
+            set.spec.persistent_volume_claim_retention_policy.as_ref().and_then(|p| p.when_scaled.as_deref())
+                == Some("Delete");
         let this = object_reference(set);
         let key = ObjectKey::of(set);
         let results = join_all(steps.iter().map(|step| async {
@@ -397,6 +450,22 @@ impl StatefulSetController {
                         .unwrap_or_else(|| set.spec.template.clone());
                     let pod = pod_for(set, *ordinal, revision, &template);
                     let name = pod.name_any();
+                    for claim in claims_for(set, *ordinal) {
+                        match claims.create(&PostParams::default(), &claim).await {
+                            Ok(_) => {}
+                            // Kept from an earlier pod of this ordinal: its data is why it is kept.
+                            Err(error) if error.is_already_exists() => {}
+                            Err(source) => {
+                                let message = format!(
+                                    "create Claim {} for Pod {name} in StatefulSet {} failed error: {source}",
+                                    claim.name_any(),
+                                    set.name_any()
+                                );
+                                self.events.record(&this, EventType::Warning, "FailedCreate", "Create", message);
+                                return Err(Error::CreatePods { key: key.clone(), source });
+                            }
+                        }
+                    }
                     match api.create(&PostParams::default(), &pod).await {
                         Ok(_) => {
                             let message = format!("create Pod {name} in StatefulSet {} successful", set.name_any());
@@ -416,6 +485,16 @@ impl StatefulSetController {
                     Ok(_) => {
                         let message = format!("delete Pod {name} in StatefulSet {} successful", set.name_any());
                         self.events.record(&this, EventType::Normal, "SuccessfulDelete", "Delete", message);
+                        let condemned = ordinal_of(&set.name_any(), name).filter(|o| *o >= end);
+                        if let Some(ordinal) = condemned.filter(|_| delete_claims_on_scale_down) {
+                            for claim in claims_for(set, ordinal) {
+                                match claims.delete(&claim.name_any(), &DeleteParams::default()).await {
+                                    Ok(_) => {}
+                                    Err(error) if error.is_not_found() => {}
+                                    Err(source) => return Err(Error::DeletePods { key: key.clone(), source }),
+                                }
+                            }
+                        }
                         Ok(())
                     }
                     Err(error) if error.is_not_found() => Ok(()),
@@ -497,5 +576,30 @@ mod tests {
         assert_eq!(ordinal_of("web", "web-12"), Some(12));
         assert_eq!(ordinal_of("web", "web-x"), None);
         assert_eq!(ordinal_of("web", "webby-1"), None);
+    }
+
+    #[test]
+    fn each_ordinal_gets_its_own_claims_mounted_under_the_template_name() {
+        let set: StatefulSet = serde_json::from_value(json!({
+            "metadata": {"name": "db", "namespace": "default", "uid": "s1"},
+            "spec": {"selector": {"matchLabels": {"app": "db"}}, "serviceName": "db",
+                     "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Delete"},
+                     "template": {"metadata": {"labels": {"app": "db"}},
+                                  "spec": {"containers": [{"name": "c", "image": "db"}],
+                                           "volumes": [{"name": "data", "emptyDir": {}}]}},
+                     "volumeClaimTemplates": [{"metadata": {"name": "data"},
+                         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}]}
+        }))
+        .expect("set");
+        let claims = claims_for(&set, 2);
+        assert_eq!(claims.len(), 1);
+        assert_eq!(claims[0].name_any(), "data-db-2");
+        assert_eq!(claims[0].labels().get("app").map(String::as_str), Some("db"));
+        let owners = claims[0].metadata.owner_references.clone().unwrap_or_default();
+        assert_eq!(owners.iter().map(|o| o.uid.as_str()).collect::<Vec<_>>(), ["s1"], "whenDeleted: Delete");
+        let pod = pod_for(&set, 2, "db-1", &set.spec.template);
+        let volumes = pod.spec.and_then(|s| s.volumes).unwrap_or_default();
+        assert_eq!(volumes.len(), 1, "the claim replaces the template's volume of that name");
+        assert_eq!(volumes[0].persistent_volume_claim.as_ref().map(|c| c.claim_name.as_str()), Some("data-db-2"));
     }
 }

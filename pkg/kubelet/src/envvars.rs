@@ -21,7 +21,9 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, ResourceFieldSelector, Secret, Service};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Container, PersistentVolume, PersistentVolumeClaim, Pod, ResourceFieldSelector, Secret, Service,
+};
 use rkube_client::{Api, Client, ListParams};
 
 /// Reads the ConfigMaps and Secrets a pod references from the apiserver.
@@ -93,6 +95,40 @@ impl ObjectSource {
         let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
         let found = api.get_opt(name).await.map_err(|e| format!("reading secret {namespace}/{name}: {e}"))?;
         Ok(found.map(|secret| secret.data.into_iter().flatten().map(|(k, v)| (k, v.0)).collect()))
+    }
+
+    /// The directory on this node behind claim `name` of `namespace`: the `hostPath` or
+    /// `local` path of the PersistentVolume it is bound to, and whether that path may be
+    /// created (`DirectoryOrCreate`, as the local-path provisioner's volumes are).
+    ///
+    /// # Errors
+    /// A missing or unbound claim, a volume of a type this kubelet cannot mount, or the
+    /// apiserver refusing the read.
+    pub async fn claim_path(&self, namespace: &str, name: &str) -> Result<(String, bool), String> {
+        let claims: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), namespace);
+        let claim = claims
+            .get_opt(name)
+            .await
+            .map_err(|e| format!("reading persistentvolumeclaim {namespace}/{name}: {e}"))?
+            .ok_or_else(|| format!("persistentvolumeclaim {name:?} not found"))?;
+        let bound = claim.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound");
+        let volume_name = claim.spec.and_then(|s| s.volume_name).filter(|v| !v.is_empty() && bound);
+        let volume_name = volume_name.ok_or_else(|| format!("persistentvolumeclaim {name:?} is not bound yet"))?;
+        let volumes: Api<PersistentVolume> = Api::all(self.client.clone());
+        let volume = volumes
+            .get_opt(&volume_name)
+            .await
+            .map_err(|e| format!("reading persistentvolume {volume_name}: {e}"))?
+            .ok_or_else(|| format!("persistentvolume {volume_name:?} of claim {name:?} not found"))?;
+        let spec = volume.spec.unwrap_or_default();
+        if let Some(host) = spec.host_path {
+            let create = host.type_.as_deref() == Some("DirectoryOrCreate");
+            return Ok((host.path, create));
+        }
+        if let Some(local) = spec.local {
+            return Ok((local.path, false));
+        }
+        Err(format!("persistentvolume {volume_name:?}: only hostPath and local volumes can be mounted by this kubelet"))
     }
 
     /// ConfigMap (`secret` false) or Secret `name`; a missing one is an error unless `optional`.

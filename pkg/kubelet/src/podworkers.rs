@@ -232,6 +232,16 @@ impl PodSyncer {
             None => Ok(()),
         };
         if let Err(error) = prepared {
+            if let (Some(events), Error::Volumes { message, .. }) = (&self.events, &error) {
+                let reference = rkube_client::events::object_reference(pod.as_ref());
+                events.record(
+                    &reference,
+                    EventType::Warning,
+                    "FailedMount",
+                    "",
+                    format!("MountVolume.SetUp failed for {message}"),
+                );
+            }
             self.report_status(key, &pod, &uid).await?;
             return Err(error);
         }

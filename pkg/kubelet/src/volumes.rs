@@ -11,6 +11,11 @@
 //! and sees changed ConfigMaps and Secrets without a restart. Nothing is rewritten when the
 //! content is unchanged.
 //!
+//! A `persistentVolumeClaim` volume is resolved here too: the claim must be bound, and its
+//! PersistentVolume's `hostPath` (created when its type is `DirectoryOrCreate`) or `local`
+//! path becomes a symlink `<pod dir>/volumes/<name>`, which the runtime bind-mounts. Until
+//! the claim is bound the pod does not start (the error says so and the sync is retried).
+//!
 //! Tokens (`serviceAccountToken`) come from the TokenRequest API, bound to the pod, and are
 //! refreshed once 80% of their lifetime has passed (Kubernetes' rule), not on every sync.
 //!
@@ -73,12 +78,21 @@ impl VolumeManager {
     pub async fn prepare(&self, pod: &Pod) -> Result<(), String> {
         let volumes = pod.spec.as_ref().and_then(|s| s.volumes.as_ref());
         let content: Vec<&Volume> = volumes.into_iter().flatten().filter(|v| has_content(v)).collect();
-        if content.is_empty() {
+        let claims: Vec<&Volume> =
+            volumes.into_iter().flatten().filter(|v| v.persistent_volume_claim.is_some()).collect();
+        if content.is_empty() && claims.is_empty() {
             return Ok(());
         }
         let (namespace, name) = (pod.metadata.namespace.as_deref().unwrap_or("default"), pod.metadata.name.as_deref());
         let uid = pod.metadata.uid.as_deref().unwrap_or_default();
         let dir = pod_dir(&self.root_dir, namespace, name.unwrap_or_default(), uid).join("volumes");
+        for volume in claims {
+            let claim = volume.persistent_volume_claim.as_ref().map(|c| c.claim_name.as_str()).unwrap_or_default();
+            let (path, create) =
+                self.source.claim_path(namespace, claim).await.map_err(|e| format!("volume {:?}: {e}", volume.name))?;
+            link_claim(&dir.join(&volume.name), Path::new(&path), create)
+                .map_err(|e| format!("volume {:?}: {path}: {e}", volume.name))?;
+        }
         for volume in content {
             let files = self.files(pod, volume).await.map_err(|e| format!("volume {:?}: {e}", volume.name))?;
             let target = dir.join(&volume.name);
@@ -282,6 +296,29 @@ fn current_files(dir: &Path) -> Option<Files> {
         }
     }
     Some(files)
+}
+
+/// Makes `link` a symlink to a claim's directory `target` (created first when `create`),
+/// replacing a link to elsewhere.
+fn link_claim(link: &Path, target: &Path, create: bool) -> std::io::Result<()> {
+    if create {
+        std::fs::create_dir_all(target)?;
+    } else if !target.is_dir() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "the volume's directory does not exist on this node",
+        ));
+    }
+    if std::fs::read_link(link).is_ok_and(|current| current == target) {
+        return Ok(());
+    }
+    if let Some(parent) = link.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let fresh = link.with_extension("linking");
+    let _ = std::fs::remove_file(&fresh);
+    std::os::unix::fs::symlink(target, &fresh)?;
+    std::fs::rename(&fresh, link)
 }
 
 /// Makes `dir` show exactly `files`, with the `..data` swap of the module docs; does nothing

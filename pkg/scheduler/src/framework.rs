@@ -24,6 +24,7 @@ use k8s_openapi::api::core::v1::Pod;
 use rkube_informer::ObjectKey;
 
 pub use crate::cache::NodeInfo;
+use crate::plugins::volume_binding::VolumeFacts;
 use crate::resources::{Resources, pod_requests};
 
 /// The highest score a plugin gives a node (Kubernetes' `MaxNodeScore`).
@@ -66,6 +67,9 @@ pub struct PodInfo {
     pub host_ports: Vec<HostPort>,
     /// The uid of the pod's controller owner (`ownerReferences[].controller == true`), if any.
     pub controller_uid: Option<String>,
+    /// What the pod's PersistentVolumeClaims allow (filled in by the scheduling loop, which
+    /// can read claims; empty for a pod without any).
+    pub volumes: VolumeFacts,
 }
 
 impl PodInfo {
@@ -97,6 +101,7 @@ impl PodInfo {
             host_ports,
             controller_uid,
             pod,
+            volumes: VolumeFacts::default(),
         }
     }
 }

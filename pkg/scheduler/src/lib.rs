@@ -37,7 +37,8 @@ mod scheduler;
 
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::storage::v1::StorageClass;
 use prometheus::Registry;
 use rkube_client::Client;
 use rkube_component::Readiness;
@@ -117,6 +118,12 @@ pub async fn run(
         queue::SchedulingQueue::new(Some(metrics.pending.clone())),
     ));
     scheduler::register_handlers(&shared, &pods, &nodes);
+    let (claims, volumes, classes) = (
+        factory.informer::<PersistentVolumeClaim>(None),
+        factory.informer::<PersistentVolume>(None),
+        factory.informer::<StorageClass>(None),
+    );
+    scheduler::register_volume_handlers(&shared, &claims, &volumes, &classes);
     // Informers run until the process stops; the loop only while leading.
     let informers = shutdown.child_token();
     factory.start(&informers);
@@ -135,6 +142,7 @@ pub async fn run(
     let scheduling_loop = scheduler::Loop {
         shared: Arc::clone(&shared),
         pods: pods.store(),
+        volumes: scheduler::VolumeStores { claims: claims.store(), volumes: volumes.store(), classes: classes.store() },
         framework: framework::Framework {
             filters: plugins::default_filters(),
             scores: plugins::default_scores(config.weights),

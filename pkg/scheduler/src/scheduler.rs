@@ -20,7 +20,8 @@
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::storage::v1::StorageClass;
 use rand::SeedableRng;
 use rkube_informer::ObjectKey;
 use rkube_informer::handler::HandlerFns;
@@ -31,6 +32,7 @@ use crate::binder::{Binder, EventRecorder};
 use crate::cache::Cache;
 use crate::framework::{Framework, PodInfo};
 use crate::metrics::SchedulerMetrics;
+use crate::plugins::volume_binding::{self, VolumeFacts};
 use crate::queue::SchedulingQueue;
 
 /// What the informer handlers, the scheduling loop and the binding tasks share: the cache of
@@ -167,10 +169,53 @@ pub(crate) fn register_handlers(
     );
 }
 
+/// Registers handlers on the claim, volume and StorageClass informers: a change may make a
+/// pod waiting for its volumes schedulable.
+pub(crate) fn register_volume_handlers(
+    shared: &Arc<SchedulingState>,
+    claims: &rkube_informer::informer::SharedInformer<PersistentVolumeClaim>,
+    volumes: &rkube_informer::informer::SharedInformer<PersistentVolume>,
+    classes: &rkube_informer::informer::SharedInformer<StorageClass>,
+) {
+    let (a, b) = (Arc::clone(shared), Arc::clone(shared));
+    claims.add_handler(
+        HandlerFns::new().on_add(move |_: &Arc<PersistentVolumeClaim>| a.queue.move_all_to_active()).on_update(
+            move |_: &Arc<PersistentVolumeClaim>, _: &Arc<PersistentVolumeClaim>| b.queue.move_all_to_active(),
+        ),
+    );
+    let (a, b) = (Arc::clone(shared), Arc::clone(shared));
+    volumes.add_handler(
+        HandlerFns::new()
+            .on_add(move |_: &Arc<PersistentVolume>| a.queue.move_all_to_active())
+            .on_update(move |_: &Arc<PersistentVolume>, _: &Arc<PersistentVolume>| b.queue.move_all_to_active()),
+    );
+    let a = Arc::clone(shared);
+    classes.add_handler(HandlerFns::new().on_add(move |_: &Arc<StorageClass>| a.queue.move_all_to_active()));
+}
+
+/// The claims, volumes and StorageClasses the VolumeBinding filter reads.
+pub(crate) struct VolumeStores {
+    pub(crate) claims: Store<PersistentVolumeClaim>,
+    pub(crate) volumes: Store<PersistentVolume>,
+    pub(crate) classes: Store<StorageClass>,
+}
+
+impl VolumeStores {
+    fn facts(&self, pod: &Pod) -> VolumeFacts {
+        volume_binding::facts(
+            pod,
+            |namespace, name| self.claims.get(&ObjectKey::new(Some(namespace), name)),
+            |name| self.volumes.get(&ObjectKey::new(None, name)),
+            |name| self.classes.get(&ObjectKey::new(None, name)),
+        )
+    }
+}
+
 /// The scheduling loop's tools.
 pub(crate) struct Loop {
     pub(crate) shared: Arc<SchedulingState>,
     pub(crate) pods: Store<Pod>,
+    pub(crate) volumes: VolumeStores,
     pub(crate) framework: Framework,
     pub(crate) binder: Binder,
     pub(crate) events: EventRecorder,
@@ -204,7 +249,8 @@ impl Loop {
             return;
         }
         let started = Instant::now();
-        let info = PodInfo::new(Arc::clone(&pod));
+        let mut info = PodInfo::new(Arc::clone(&pod));
+        info.volumes = self.volumes.facts(&pod);
         let decision = {
             let mut cache = shared.cache();
             let decision = self.framework.find_node(&info, cache.candidate_nodes(), rng);

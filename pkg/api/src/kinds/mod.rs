@@ -23,6 +23,8 @@ pub mod lease;
 pub mod limitrange;
 pub mod namespace;
 pub mod node;
+pub mod persistentvolume;
+pub mod persistentvolumeclaim;
 pub mod pod;
 pub mod poddisruptionbudget;
 pub mod priorityclass;
@@ -34,6 +36,7 @@ pub mod secret;
 pub mod service;
 pub mod serviceaccount;
 pub mod statefulset;
+pub mod storageclass;
 
 #[cfg(test)]
 mod tests {
@@ -102,6 +105,9 @@ mod tests {
             scope_is_namespaced::<ResourceQuota>(),
             scope_is_namespaced::<LimitRange>(),
             scope_is_namespaced::<PodDisruptionBudget>(),
+            scope_is_namespaced::<k8s_openapi::api::core::v1::PersistentVolume>(),
+            scope_is_namespaced::<k8s_openapi::api::core::v1::PersistentVolumeClaim>(),
+            scope_is_namespaced::<k8s_openapi::api::storage::v1::StorageClass>(),
         ];
         assert_eq!(scopes.len(), resources().len());
         for (kind, namespaced) in scopes {
@@ -204,6 +210,25 @@ mod tests {
                        "spec": {"selector": {"matchLabels": {"app": "x"}},
                                 "template": {"metadata": {"labels": {"app": "x"}},
                                              "spec": {"containers": [{"name": "c", "image": "db"}]}}}}),
+            ),
+            (
+                "",
+                "persistentvolumeclaims",
+                json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": ns,
+                       "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}),
+            ),
+            (
+                "",
+                "persistentvolumes",
+                json!({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "pv0"},
+                       "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                                "hostPath": {"path": "/srv/pv0"}}}),
+            ),
+            (
+                "storage.k8s.io",
+                "storageclasses",
+                json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "fast"},
+                       "provisioner": "rkube.io/local-path"}),
             ),
             (
                 "",

@@ -84,7 +84,30 @@ impl Strategy for StatefulSet {
         if let Some(start) = spec.ordinals.as_ref().and_then(|o| o.start) {
             non_negative(Some(start), "spec.ordinals.start", &mut errs);
         }
-        validate_controller_template(&spec.selector, Some(&spec.template), &["Always"], &mut errs);
+        // A container may mount a volumeClaimTemplate by its name: the controller adds the
+        // claim as a volume of that name to each pod.
+        let mut template = spec.template.clone();
+        if let Some(pod) = template.spec.as_mut() {
+            let volumes = pod.volumes.get_or_insert_with(Vec::new);
+            for claim in spec.volume_claim_templates.iter().flatten() {
+                let name = claim.metadata.name.clone().unwrap_or_default();
+                volumes.retain(|v| v.name != name);
+                volumes.push(k8s_openapi::api::core::v1::Volume {
+                    name: name.clone(),
+                    persistent_volume_claim: Some(k8s_openapi::api::core::v1::PersistentVolumeClaimVolumeSource {
+                        claim_name: name,
+                        read_only: None,
+                    }),
+                    ..Default::default()
+                });
+            }
+        }
+        validate_controller_template(&spec.selector, Some(&template), &["Always"], &mut errs);
+        for (i, claim) in spec.volume_claim_templates.iter().flatten().enumerate() {
+            if claim.metadata.name.as_deref().is_none_or(str::is_empty) {
+                errs.push(FieldError::required(format!("spec.volumeClaimTemplates[{i}].metadata.name"), ""));
+            }
+        }
         let policy = spec.pod_management_policy.as_deref().unwrap_or("OrderedReady");
         if !matches!(policy, "OrderedReady" | "Parallel") {
             errs.push(FieldError::not_supported("spec.podManagementPolicy", policy, &["OrderedReady", "Parallel"]));
@@ -186,5 +209,20 @@ mod tests {
     fn rows_show_ready_of_replicas() {
         let sts = json!({"metadata": {"name": "web"}, "spec": {"replicas": 3}, "status": {"readyReplicas": 2}});
         assert_eq!(row(&sts, Timestamp::now())[1], json!("2/3"));
+    }
+
+    #[test]
+    fn containers_may_mount_a_volume_claim_template_by_name() {
+        let mut set = sts();
+        let pod = set.spec.template.spec.as_mut().expect("spec");
+        pod.containers[0].volume_mounts =
+            Some(vec![serde_json::from_value(json!({"name": "data", "mountPath": "/data"})).expect("mount")]);
+        assert_eq!(set.validate().len(), 1, "no volume named data yet");
+        set.spec.volume_claim_templates = Some(vec![
+            serde_json::from_value(json!({"metadata": {"name": "data"},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}))
+            .expect("claim"),
+        ]);
+        assert!(set.validate().is_empty(), "{:?}", set.validate());
     }
 }

@@ -19,9 +19,12 @@
 //!   default requests and limits, and stay within its bounds;
 //! - [`priority`] (`Priority`, mutating): a new pod's `priorityClassName` becomes its
 //!   priority; one global default class; the system classes stay;
+//! - [`default_storage_class`] (`DefaultStorageClass`, mutating): a new claim without a
+//!   class gets the default StorageClass;
 //! - [`resource_quota`] (`ResourceQuota`, last, as in Kubernetes): nothing is created past
 //!   the namespace's quotas, and what is created is charged to them.
 
+pub mod default_storage_class;
 pub mod escalation;
 pub mod limit_ranger;
 pub mod namespace_lifecycle;
@@ -41,6 +44,7 @@ use crate::request::ResourceRequest;
 pub async fn mutate_create(state: &ApiState, req: &ResourceRequest, object: &mut Value) -> Result<(), ApiError> {
     service_account::admit_create(state, req, object).await?;
     limit_ranger::admit_create(state, req, object).await?;
+    default_storage_class::admit_create(state, req, object).await?;
     priority::admit_create(state, req, object).await
 }
 

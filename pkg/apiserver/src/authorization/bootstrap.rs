@@ -34,7 +34,8 @@ fn view_rules() -> Vec<Value> {
             "pods", "pods/log", "pods/status", "configmaps", "endpoints", "services", "services/status",
             "replicationcontrollers", "replicationcontrollers/scale", "replicationcontrollers/status",
             "serviceaccounts", "events", "namespaces", "namespaces/status",
-            "resourcequotas", "resourcequotas/status", "limitranges"]}),
+            "resourcequotas", "resourcequotas/status", "limitranges",
+            "persistentvolumeclaims", "persistentvolumeclaims/status"]}),
         json!({"apiGroups": ["policy"], "verbs": READ, "resources": ["poddisruptionbudgets", "poddisruptionbudgets/status"]}),
         json!({"apiGroups": ["discovery.k8s.io"], "verbs": READ, "resources": ["endpointslices"]}),
         json!({"apiGroups": ["events.k8s.io"], "verbs": READ, "resources": ["events"]}),
@@ -56,7 +57,7 @@ fn edit_rules() -> Vec<Value> {
     rules.extend([
         json!({"apiGroups": [""], "verbs": WRITE, "resources": [
             "pods", "configmaps", "endpoints", "services", "secrets", "serviceaccounts",
-            "replicationcontrollers", "replicationcontrollers/scale"]}),
+            "replicationcontrollers", "replicationcontrollers/scale", "persistentvolumeclaims"]}),
         json!({"apiGroups": [""], "verbs": READ, "resources": ["secrets"]}),
         json!({"apiGroups": [""], "verbs": ["create", "get"], "resources": ["pods/exec", "pods/attach", "pods/portforward"]}),
         json!({"apiGroups": [""], "verbs": ["patch", "update"], "resources": ["pods/ephemeralcontainers"]}),
@@ -141,6 +142,7 @@ pub fn cluster_roles() -> Vec<Value> {
 fn scheduler_rules() -> Vec<Value> {
     vec![
         json!({"apiGroups": ["", "apps"], "resources": ["*"], "verbs": READ}),
+        json!({"apiGroups": ["storage.k8s.io"], "resources": ["storageclasses"], "verbs": READ}),
         json!({"apiGroups": [""], "resources": ["pods/binding", "bindings"], "verbs": ["create"]}),
         json!({"apiGroups": [""], "resources": ["pods/status"], "verbs": ["patch", "update"]}),
         json!({"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch", "update"]}),

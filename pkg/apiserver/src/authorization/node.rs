@@ -11,18 +11,20 @@
 //! - read a Secret or ConfigMap only when a pod bound to it uses it (a volume, an `env` or
 //!   `envFrom` reference, an image pull secret): a kubelet cannot read the Secrets of pods
 //!   that run elsewhere;
+//! - read a PersistentVolumeClaim only when a pod bound to it mounts it, and a
+//!   PersistentVolume only when such a claim is bound to it;
 //! - request a token (`serviceaccounts/token`) only for the ServiceAccount of a pod bound
 //!   to it (NodeRestriction checks the token is bound to such a pod).
 //!
 //! For anything else it has no opinion, and the next mode (RBAC) decides. Other users are
 //! never its business.
 
-use k8s_openapi::api::core::v1::{Pod, PodSpec};
-use rkube_api::kinds::pod;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, PodSpec};
+use rkube_api::kinds::{persistentvolumeclaim, pod};
 use serde_json::{Value, json};
 
 use super::Attributes;
-use super::rbac::{objects, rules_allow};
+use super::rbac::{object, objects, rules_allow};
 use crate::ApiState;
 use crate::authentication::UserInfo;
 use crate::error::ApiError;
@@ -92,9 +94,43 @@ pub async fn allows(state: &ApiState, user: &UserInfo, attrs: &Attributes) -> Re
             })
         }));
     }
+    if attrs.resource_request
+        && attrs.api_group.is_empty()
+        && matches!(attrs.resource.as_str(), "persistentvolumeclaims" | "persistentvolumes")
+    {
+        if attrs.verb != "get" || attrs.name.is_empty() || !attrs.subresource.is_empty() {
+            return Ok(false);
+        }
+        let claims_namespace = (attrs.resource == "persistentvolumeclaims").then_some(attrs.namespace.as_str());
+        let pods = objects::<Pod>(state, &pod::RESOURCE, claims_namespace).await?;
+        let claims = pods
+            .iter()
+            .filter(|pod| pod.spec.as_ref().is_some_and(|s| s.node_name.as_deref() == Some(node)))
+            .flat_map(|pod| {
+                let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+                claims_of(pod).into_iter().map(move |claim| (namespace.clone(), claim))
+            });
+        if claims_namespace.is_some() {
+            return Ok(claims.into_iter().any(|(_, claim)| claim == attrs.name));
+        }
+        for (namespace, claim) in claims {
+            let bound: Option<PersistentVolumeClaim> =
+                object(state, &persistentvolumeclaim::RESOURCE, Some(&namespace), &claim).await?;
+            if bound.and_then(|c| c.spec).and_then(|s| s.volume_name).is_some_and(|v| v == attrs.name) {
+                return Ok(true);
+            }
+        }
+        return Ok(false);
+    }
     let rules: Vec<k8s_openapi::api::rbac::v1::PolicyRule> =
         node_rules().into_iter().filter_map(|r| serde_json::from_value(r).ok()).collect();
     Ok(rules_allow(&rules, attrs))
+}
+
+/// The claims `pod` mounts (`persistentVolumeClaim` volumes).
+fn claims_of(pod: &Pod) -> Vec<String> {
+    let volumes = pod.spec.iter().flat_map(|s| s.volumes.iter().flatten());
+    volumes.filter_map(|v| v.persistent_volume_claim.as_ref().map(|c| c.claim_name.clone())).collect()
 }
 
 /// Whether `spec` uses the Secret or ConfigMap (`resource`) `name`.

@@ -29,6 +29,10 @@ use crate::error::ApiError;
 use crate::request::{Query, ResourceRequest};
 use crate::rest::{self, WriteOptions};
 
+/// How many evictions the disruption controller may leave unconfirmed before further ones are
+/// refused (Kubernetes' `MaxDisruptedPodSize`).
+const MAX_DISRUPTED_PODS: usize = 2000;
+
 /// POST `pods/<name>/eviction` (see the module docs).
 ///
 /// # Errors
@@ -108,8 +112,16 @@ pub async fn evict(
                 int(current, "/status/currentHealthy")
             )));
         }
+        let disrupted = current.pointer("/status/disruptedPods").and_then(Value::as_object).map_or(0, |m| m.len());
+        if disrupted > MAX_DISRUPTED_PODS {
+            return Err(ApiError::Forbidden(
+                "DisruptedPods map too big - too many evictions not confirmed by PDB controller".into(),
+            ));
+        }
         let mut next = current.clone();
         next["status"]["disruptionsAllowed"] = json!(allowed - 1);
+        let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+        next["status"]["disruptedPods"][name] = json!(now);
         Ok(next)
     };
     if dry_run {

@@ -3,7 +3,8 @@
 //! Filters, in the order they run on each node (a node is rejected by the first that fails):
 //! [`node_unschedulable::NodeUnschedulable`], [`node_ready::NodeReady`],
 //! [`node_affinity::NodeAffinity`], [`taint_toleration::TaintToleration`],
-//! [`node_ports::NodePorts`], [`node_resources_fit::NodeResourcesFit`].
+//! [`node_ports::NodePorts`], [`node_resources_fit::NodeResourcesFit`],
+//! [`volume_binding::VolumeBinding`].
 //!
 //! Scores: [`least_allocated::LeastAllocated`] and [`selector_spread::SelectorSpread`], each
 //! with a weight from [`ScoreWeights`].
@@ -16,6 +17,7 @@ pub mod node_resources_fit;
 pub mod node_unschedulable;
 pub mod selector_spread;
 pub mod taint_toleration;
+pub mod volume_binding;
 
 use crate::framework::{FilterPlugin, WeightedScorePlugin};
 
@@ -44,6 +46,7 @@ pub fn default_filters() -> Vec<Box<dyn FilterPlugin>> {
         Box::new(taint_toleration::TaintToleration),
         Box::new(node_ports::NodePorts),
         Box::new(node_resources_fit::NodeResourcesFit),
+        Box::new(volume_binding::VolumeBinding),
     ]
 }
 

@@ -1,12 +1,14 @@
 //! A pod's volumes as bind mounts: `emptyDir` (a directory the kubelet makes for the pod,
-//! shared by its containers, removed with the pod), `hostPath` (a path on the node), and
+//! shared by its containers, removed with the pod), `hostPath` (a path on the node),
+//! `persistentVolumeClaim` (the directory of the claim's volume, which [`crate::volumes`]
+//! linked into the pod's directory once the claim was bound), and
 //! the content volumes `configMap`, `secret`, `downwardAPI` and `projected`, whose
 //! directories [`crate::volumes`] has written before the containers start (always mounted
 //! read-only, as Kubernetes does). Other volume types are refused with a clear error rather
 //! than silently left out.
 //!
 //! Not supported yet: `emptyDir.medium: Memory` (tmpfs), size limits, and the other
-//! volume types (persistentVolumeClaim, nfs, ...).
+//! volume types (nfs, csi, ...).
 
 use std::path::{Path, PathBuf};
 
@@ -29,6 +31,7 @@ pub(super) fn mounts(pod: &Pod, container: &PodContainer, pod_dir: &Path) -> Res
             .iter()
             .find(|v| v.name == mount.name)
             .ok_or_else(|| format!("volumeMount {:?} names no volume of the pod", mount.name))?;
+        let mut read_only_claim = false;
         let mut source = if volume.empty_dir.is_some() {
             let dir = pod_volumes_dir(pod_dir).join(&volume.name);
             std::fs::create_dir_all(&dir).map_err(|e| format!("creating emptyDir {}: {e}", dir.display()))?;
@@ -46,6 +49,15 @@ pub(super) fn mounts(pod: &Pod, container: &PodContainer, pod_dir: &Path) -> Res
                 _ => {}
             }
             path
+        } else if let Some(claim) = &volume.persistent_volume_claim {
+            let link = pod_volumes_dir(pod_dir).join(&volume.name);
+            let dir = std::fs::read_link(&link).map_err(|_| {
+                format!("volume {:?}: claim {:?} has not been resolved yet", volume.name, claim.claim_name)
+            })?;
+            if claim.read_only.unwrap_or(false) {
+                read_only_claim = true;
+            }
+            dir
         } else if crate::volumes::has_content(volume) {
             let dir = pod_volumes_dir(pod_dir).join(&volume.name);
             if !dir.join("..data").exists() {
@@ -54,7 +66,7 @@ pub(super) fn mounts(pod: &Pod, container: &PodContainer, pod_dir: &Path) -> Res
             dir
         } else {
             return Err(format!(
-                "volume {:?}: only emptyDir, hostPath, configMap, secret, downwardAPI and projected volumes are supported",
+                "volume {:?}: only emptyDir, hostPath, persistentVolumeClaim, configMap, secret, downwardAPI and projected volumes are supported",
                 volume.name
             ));
         };
@@ -76,7 +88,7 @@ pub(super) fn mounts(pod: &Pod, container: &PodContainer, pod_dir: &Path) -> Res
                 std::fs::create_dir_all(&source).map_err(|e| format!("creating subPath {}: {e}", source.display()))?;
             }
         }
-        let mode = if mount.read_only.unwrap_or(false) || content { "ro" } else { "rw" };
+        let mode = if mount.read_only.unwrap_or(false) || content || read_only_claim { "ro" } else { "rw" };
         out.push(json!({
             "destination": mount.mount_path,
             "type": "bind",
