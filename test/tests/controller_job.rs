@@ -222,6 +222,41 @@ async fn an_indexed_job_runs_each_index_once_with_its_index_in_the_pod() {
 }
 
 #[tokio::test]
+async fn a_success_policy_completes_an_indexed_job_once_its_leader_index_succeeds() {
+    let (_cluster, _manager, api) = start().await;
+    let body = job(
+        "leader",
+        json!({"completions": 3, "parallelism": 3, "completionMode": "Indexed",
+        "successPolicy": {"rules": [{"succeededIndexes": "0"}]}}),
+    );
+    api.create("/apis/batch/v1/namespaces/default/jobs", &body).await;
+    let pods = running(&api, "leader", 3).await;
+    let leader = pods
+        .iter()
+        .find(|p| p["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"] == "0")
+        .expect("index 0");
+    finish(&api, &name_of(leader), 0).await;
+    // The rule is met: the other indexes are stopped and the Job completes, saying why.
+    let job = condition(&api, "leader", "Complete").await;
+    assert_eq!(condition_of(&job, "SuccessCriteriaMet")["reason"], "SuccessPolicy", "{job}");
+    assert_eq!(condition_of(&job, "Complete")["message"], "Matched rules at index 0", "{job}");
+    assert_eq!(job["status"]["completedIndexes"], "0", "{job}");
+    running(&api, "leader", 0).await;
+    // A success policy needs an Indexed Job.
+    let (code, reply) = api
+        .post(
+            "/apis/batch/v1/namespaces/default/jobs",
+            &job(
+                "plain",
+                json!({"completions": 2,
+            "successPolicy": {"rules": [{"succeededCount": 1}]}}),
+            ),
+        )
+        .await;
+    assert_eq!(code.as_u16(), 422, "{reply}");
+}
+
+#[tokio::test]
 async fn a_job_past_its_active_deadline_fails_and_its_pods_go() {
     let (_cluster, _manager, api) = start().await;
     api.create(

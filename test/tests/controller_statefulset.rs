@@ -110,10 +110,16 @@ async fn pods_start_in_order_each_once_the_previous_is_ready_and_keep_their_name
     .await;
     assert_eq!(sts["status"]["currentRevision"], sts["status"]["updateRevision"], "{sts}");
 
-    // Deleting the set takes its pods (the garbage collector).
+    // Deleting the set takes its pods and its ControllerRevisions (the garbage collector).
+    let revisions = format!("/apis/apps/v1/namespaces/{NS}/controllerrevisions");
+    assert!(!api.get_ok(&revisions).await["items"].as_array().is_none_or(Vec::is_empty), "the set has revisions");
     let (code, body) = api.delete(&format!("/apis/apps/v1/namespaces/{NS}/statefulsets/db")).await;
     assert!(code.is_success(), "{body}");
     pods_named(&api, "db", &[]).await;
+    eventually(LONG, "the set's revisions gone", || async {
+        api.get_ok(&revisions).await["items"].as_array().is_some_and(Vec::is_empty).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]

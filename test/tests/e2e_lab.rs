@@ -1315,3 +1315,276 @@ async fn a_stateful_set_comes_up_in_order_with_names_its_headless_service_resolv
     let claim = api.get_ok(&format!("/api/v1/namespaces/{NS}/persistentvolumeclaims/data-db-2")).await;
     assert_eq!(claim["status"]["phase"], "Bound", "{claim}");
 }
+
+/// Manifests written the way the Kubernetes documentation's examples are (kubernetes/website
+/// `content/en/examples`: `controllers/job.yaml`, `daemonset.yaml`, `replication.yaml`,
+/// `statefulset.yaml`, `application/job/cronjob.yaml`, `pods/storage/pv-*.yaml`), with this
+/// lab's busybox image in place of perl, nginx and fluentd. `{IMAGE}` and `{HOST_DIR}` are
+/// filled in by the test.
+const DOCS_SHAPED_MANIFESTS: &str = r#"
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: pi
+spec:
+  template:
+    spec:
+      containers:
+      - name: pi
+        image: {IMAGE}
+        command: ["awk", "BEGIN { s = 0; for (k = 0; k < 100000; k++) s += (k % 2 ? -4 : 4) / (2 * k + 1); printf \"%.3f\\n\", s }"]
+      restartPolicy: Never
+  backoffLimit: 4
+---
+apiVersion: batch/v1
+kind: CronJob
+metadata:
+  name: hello
+spec:
+  schedule: "* * * * *"
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          containers:
+          - name: hello
+            image: {IMAGE}
+            imagePullPolicy: IfNotPresent
+            command: ["/bin/sh", "-c", "date; echo Hello from the Kubernetes cluster"]
+          restartPolicy: OnFailure
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: log-agent
+  namespace: kube-system
+  labels:
+    k8s-app: log-agent
+spec:
+  selector:
+    matchLabels:
+      name: log-agent
+  template:
+    metadata:
+      labels:
+        name: log-agent
+    spec:
+      tolerations:
+      - key: node-role.kubernetes.io/control-plane
+        operator: Exists
+        effect: NoSchedule
+      containers:
+      - name: log-agent
+        image: {IMAGE}
+        command: ["sh", "-c", "ls /var/log > /dev/null && exec sleep 3600"]
+        resources:
+          limits:
+            memory: 200Mi
+          requests:
+            cpu: 100m
+            memory: 200Mi
+        volumeMounts:
+        - name: varlog
+          mountPath: /var/log
+          readOnly: true
+      terminationGracePeriodSeconds: 1
+      volumes:
+      - name: varlog
+        hostPath:
+          path: /var/log
+---
+apiVersion: v1
+kind: ReplicationController
+metadata:
+  name: nginx
+spec:
+  replicas: 3
+  selector:
+    app: nginx
+  template:
+    metadata:
+      name: nginx
+      labels:
+        app: nginx
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: nginx
+        image: {IMAGE}
+        command: ["sh", "-c", "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 80 -h /www"]
+        ports:
+        - containerPort: 80
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: nginx-sts
+  labels:
+    app: nginx-sts
+spec:
+  ports:
+  - port: 80
+    name: web
+  clusterIP: None
+  selector:
+    app: nginx-sts
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: web
+spec:
+  selector:
+    matchLabels:
+      app: nginx-sts
+  serviceName: "nginx-sts"
+  replicas: 2
+  minReadySeconds: 1
+  template:
+    metadata:
+      labels:
+        app: nginx-sts
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: nginx
+        image: {IMAGE}
+        command: ["sh", "-c", "hostname > /usr/share/nginx/html/index.html && exec httpd -f -p 80 -h /usr/share/nginx/html"]
+        ports:
+        - containerPort: 80
+          name: web
+        volumeMounts:
+        - name: www
+          mountPath: /usr/share/nginx/html
+  volumeClaimTemplates:
+  - metadata:
+      name: www
+    spec:
+      accessModes: [ "ReadWriteOnce" ]
+      resources:
+        requests:
+          storage: 1Gi
+---
+apiVersion: v1
+kind: PersistentVolume
+metadata:
+  name: task-pv-volume
+  labels:
+    type: local
+spec:
+  storageClassName: manual
+  capacity:
+    storage: 10Gi
+  accessModes:
+    - ReadWriteOnce
+  hostPath:
+    path: "{HOST_DIR}"
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata:
+  name: task-pv-claim
+spec:
+  storageClassName: manual
+  accessModes:
+    - ReadWriteOnce
+  resources:
+    requests:
+      storage: 3Gi
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: task-pv-pod
+spec:
+  volumes:
+    - name: task-pv-storage
+      persistentVolumeClaim:
+        claimName: task-pv-claim
+  containers:
+    - name: task-pv-container
+      image: {IMAGE}
+      command: ["httpd", "-f", "-p", "80", "-h", "/usr/share/nginx/html"]
+      ports:
+        - containerPort: 80
+          name: "http-server"
+      volumeMounts:
+        - mountPath: "/usr/share/nginx/html"
+          name: task-pv-storage
+"#;
+
+#[tokio::test]
+async fn manifests_shaped_like_the_kubernetes_docs_examples_apply_and_act() {
+    let lab = Lab::start(LabOptions::default()).await.expect("lab up");
+    let api = lab.api();
+    let host_dir = tempfile::tempdir().expect("the PersistentVolume's host directory");
+    std::fs::write(host_dir.path().join("index.html"), "Hello from Kubernetes storage\n").expect("index.html");
+    let manifest = DOCS_SHAPED_MANIFESTS
+        .replace("{IMAGE}", TEST_IMAGE)
+        .replace("{HOST_DIR}", host_dir.path().to_str().expect("UTF-8 path"));
+    let file = host_dir.path().join("examples.yaml");
+    std::fs::write(&file, manifest).expect("manifest");
+    let kubectl = |args: &[&str]| {
+        let output = std::process::Command::new(rkube_tests::venv_bin("kubectl"))
+            .args(args)
+            .env("KUBECONFIG", lab.kubeconfig())
+            .output()
+            .expect("kubectl runs");
+        let out = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(output.status.success(), "kubectl {args:?}: {out}{}", String::from_utf8_lossy(&output.stderr));
+        out
+    };
+    let applied = kubectl(&["apply", "-f", file.to_str().expect("UTF-8 path")]);
+    assert_eq!(applied.lines().filter(|l| l.ends_with(" created")).count(), 9, "{applied}");
+    let started = Instant::now();
+
+    // The Job computes and completes; its logs hold the answer.
+    eventually(Duration::from_secs(90), "job pi Complete", || async {
+        let job = api.get_ok(&format!("/apis/batch/v1/namespaces/{NS}/jobs/pi")).await;
+        let conditions = job["status"]["conditions"].as_array().cloned().unwrap_or_default();
+        conditions.iter().any(|c| c["type"] == "Complete" && c["status"] == "True").then_some(())
+    })
+    .await;
+    assert_eq!(kubectl(&["logs", "job/pi"]).trim(), "3.142");
+    // The DaemonSet runs on each worker, in kube-system.
+    eventually(Duration::from_secs(90), "log-agent on every worker", || async {
+        let pods = live_pods(&api, "kube-system", "name=log-agent").await;
+        let nodes: std::collections::BTreeSet<String> = pods
+            .iter()
+            .filter(|p| is_ready(p))
+            .filter_map(|p| p["spec"]["nodeName"].as_str().map(String::from))
+            .collect();
+        (nodes.len() == WORKERS.len()).then_some(())
+    })
+    .await;
+    // The ReplicationController keeps three replicas.
+    eventually(Duration::from_secs(90), "3 nginx replicas Ready", || async {
+        let rc = api.get_ok(&format!("/api/v1/namespaces/{NS}/replicationcontrollers/nginx")).await;
+        (rc["status"]["readyReplicas"] == 3).then_some(())
+    })
+    .await;
+    // The StatefulSet's pods each get a claim of the default class, and serve from it.
+    eventually(Duration::from_secs(90), "web-0 and web-1 Ready", || async {
+        let set = api.get_ok(&format!("/apis/apps/v1/namespaces/{NS}/statefulsets/web")).await;
+        (set["status"]["availableReplicas"] == 2).then_some(())
+    })
+    .await;
+    let claims = kubectl(&["get", "pvc", "www-web-0", "www-web-1"]);
+    assert_eq!(claims.lines().filter(|l| l.contains("Bound") && l.contains("local-path")).count(), 2, "{claims}");
+    let page = lab.rkubectl(&["exec", "web-1", "--", "cat", "/usr/share/nginx/html/index.html"]).await.expect("exec");
+    assert_eq!(page.trim(), "web-1");
+    // The hand-made volume is bound to the claim, and the pod serves the file put there.
+    eventually(Duration::from_secs(90), "task-pv-pod Running", || async {
+        let pod = api.get_ok(&format!("/api/v1/namespaces/{NS}/pods/task-pv-pod")).await;
+        (pod["status"]["phase"] == "Running").then_some(())
+    })
+    .await;
+    let volumes = kubectl(&["get", "pv", "task-pv-volume"]);
+    assert!(volumes.contains("Bound") && volumes.contains("default/task-pv-claim"), "{volumes}");
+    let page =
+        lab.rkubectl(&["exec", "task-pv-pod", "--", "cat", "/usr/share/nginx/html/index.html"]).await.expect("exec");
+    assert_eq!(page.trim(), "Hello from Kubernetes storage");
+    println!("documentation-shaped workloads acting after {:.1}s", started.elapsed().as_secs_f64());
+    let cronjob = kubectl(&["get", "cronjob", "hello"]);
+    assert!(cronjob.contains("* * * * *"), "{cronjob}");
+}

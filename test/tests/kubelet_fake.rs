@@ -111,6 +111,22 @@ async fn node_registers_with_capacity_labels_and_taints_and_heartbeats() {
     })
     .await;
 
+    // The story, as `kubectl describe node` shows it: the kubelet started, the node is Ready.
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), "default");
+    eventually(WAIT, "Starting and NodeReady Events on the node", || async {
+        let list = events.list(&Default::default()).await.ok()?;
+        let reasons: Vec<String> = list
+            .items
+            .iter()
+            .filter(|e| {
+                e.involved_object.kind.as_deref() == Some("Node") && e.involved_object.name.as_deref() == Some("node-a")
+            })
+            .filter_map(|e| e.reason.clone())
+            .collect();
+        (reasons.iter().any(|r| r == "Starting") && reasons.iter().any(|r| r == "NodeReady")).then_some(())
+    })
+    .await;
+
     // Health endpoints of the component.
     let health = reqwest::get(format!("{}/readyz", kubelet.url())).await.expect("readyz");
     assert!(health.status().is_success(), "/readyz: {}", health.status());

@@ -5,7 +5,8 @@
 //! the owner goes at once and its dependents are deleted afterwards by this controller. So a
 //! deleted Deployment takes its ReplicaSets with it, and they take their pods.
 //!
-//! The loop, for one dependent (a Pod, a ReplicaSet or a PersistentVolumeClaim, queued as [`GcKey::Dependent`], which
+//! The loop, for one dependent (a Pod, a ReplicaSet, a PersistentVolumeClaim or a
+//! ControllerRevision, queued as [`GcKey::Dependent`], which
 //! names its kind and its [`ObjectKey`]):
 //! 1. for each owner reference, ask whether an object with that **uid** exists: first the
 //!    cache of that kind, then, when the cache says no, an uncached GET by name (the cache may
@@ -43,7 +44,7 @@ use kube_core::ResourceExt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, ReplicationController};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -110,6 +111,8 @@ pub enum DependentKind {
     /// A PersistentVolumeClaim (owned by a StatefulSet or one of its pods, when the set's
     /// `persistentVolumeClaimRetentionPolicy` says `Delete`).
     PersistentVolumeClaim,
+    /// A ControllerRevision (owned by a DaemonSet or a StatefulSet).
+    ControllerRevision,
 }
 
 impl DependentKind {
@@ -119,6 +122,7 @@ impl DependentKind {
             DependentKind::Pod => "Pod",
             DependentKind::ReplicaSet => "ReplicaSet",
             DependentKind::PersistentVolumeClaim => "PersistentVolumeClaim",
+            DependentKind::ControllerRevision => "ControllerRevision",
         }
     }
 }
@@ -230,6 +234,7 @@ struct DependentStores {
     pods: Store<Pod>,
     replica_sets: Store<ReplicaSet>,
     claims: Store<PersistentVolumeClaim>,
+    revisions: Store<ControllerRevision>,
 }
 
 impl DependentStores {
@@ -245,6 +250,9 @@ impl DependentStores {
         for claim in self.claims.by_index(OWNER_UID_INDEX, owner_uid)? {
             dependents.push(Dependent { kind: DependentKind::PersistentVolumeClaim, meta: claim.metadata.clone() });
         }
+        for revision in self.revisions.by_index(OWNER_UID_INDEX, owner_uid)? {
+            dependents.push(Dependent { kind: DependentKind::ControllerRevision, meta: revision.metadata.clone() });
+        }
         Ok(dependents)
     }
 
@@ -254,6 +262,7 @@ impl DependentStores {
             DependentKind::Pod => self.pods.get(key).map(|object| object.metadata.clone()),
             DependentKind::ReplicaSet => self.replica_sets.get(key).map(|object| object.metadata.clone()),
             DependentKind::PersistentVolumeClaim => self.claims.get(key).map(|object| object.metadata.clone()),
+            DependentKind::ControllerRevision => self.revisions.get(key).map(|object| object.metadata.clone()),
         }
     }
 }
@@ -279,9 +288,14 @@ impl GarbageCollector {
         let daemon_sets = factory.informer::<DaemonSet>(None);
         let stateful_sets = factory.informer::<StatefulSet>(None);
         let claims = factory.informer::<PersistentVolumeClaim>(None);
+        let revisions = factory.informer::<ControllerRevision>(None);
         let queue = WorkQueue::new("garbagecollector", RateLimiter::default(), registry);
-        let dependents =
-            DependentStores { pods: pods.store(), replica_sets: replica_sets.store(), claims: claims.store() };
+        let dependents = DependentStores {
+            pods: pods.store(),
+            replica_sets: replica_sets.store(),
+            claims: claims.store(),
+            revisions: revisions.store(),
+        };
         let collector = Arc::new(GarbageCollector {
             client,
             dependents: dependents.clone(),
@@ -294,6 +308,18 @@ impl GarbageCollector {
             stateful_sets: stateful_sets.store(),
             queue: queue.clone(),
         });
+        let (q1, q2) = (queue.clone(), queue.clone());
+        revisions.add_handler(
+            HandlerFns::new()
+                .on_add(move |revision: &Arc<ControllerRevision>| {
+                    enqueue_if_owned(&q1, DependentKind::ControllerRevision, revision.as_ref());
+                })
+                .on_update(move |old: &Arc<ControllerRevision>, new: &Arc<ControllerRevision>| {
+                    if old.metadata.owner_references != new.metadata.owner_references {
+                        enqueue_if_owned(&q2, DependentKind::ControllerRevision, new.as_ref());
+                    }
+                }),
+        );
         let (q1, q2) = (queue.clone(), queue.clone());
         claims.add_handler(
             HandlerFns::new()
@@ -541,6 +567,10 @@ impl GarbageCollector {
                     .await
                     .map(drop)
             }
+            DependentKind::ControllerRevision => Api::<ControllerRevision>::namespaced(self.client.clone(), namespace)
+                .delete(name, params)
+                .await
+                .map(drop),
         }
     }
 
@@ -563,6 +593,12 @@ impl GarbageCollector {
                     .map(drop),
                 DependentKind::PersistentVolumeClaim => {
                     Api::<PersistentVolumeClaim>::namespaced(self.client.clone(), &namespace)
+                        .patch(&name, &params, &patch)
+                        .await
+                        .map(drop)
+                }
+                DependentKind::ControllerRevision => {
+                    Api::<ControllerRevision>::namespaced(self.client.clone(), &namespace)
                         .patch(&name, &params, &patch)
                         .await
                         .map(drop)

@@ -343,6 +343,20 @@ pub fn parse_indexes(text: &str) -> BTreeSet<i32> {
 }
 
 /// The back-off before a new pod after `failed` failures, the last at `last`.
+/// The index of the first `successPolicy` rule the succeeded indexes `completed` meet: all of
+/// its `succeededIndexes`, or `succeededCount` of them (of all indexes without a list).
+fn matched_rule(policy: &k8s_openapi::api::batch::v1::SuccessPolicy, completed: &BTreeSet<i32>) -> Option<usize> {
+    policy.rules.iter().position(|rule| {
+        let wanted = rule.succeeded_indexes.as_deref().map(parse_indexes);
+        let matched = wanted.as_ref().map_or(completed.len(), |wanted| wanted.intersection(completed).count());
+        match (rule.succeeded_count, &wanted) {
+            (Some(count), _) => usize::try_from(count).is_ok_and(|count| matched >= count),
+            (None, Some(wanted)) => !wanted.is_empty() && matched == wanted.len(),
+            (None, None) => false,
+        }
+    })
+}
+
 fn backoff_remaining(failed: i32, last: Option<Timestamp>, now: Timestamp) -> Option<Duration> {
     let last = last?;
     if failed <= 0 {
@@ -627,12 +641,24 @@ impl Syncer for JobController {
                 set_condition(&mut conditions, target.clone());
                 failure = Some(target);
             } else {
+                let by_policy =
+                    spec.success_policy.as_ref().filter(|_| indexed).and_then(|p| matched_rule(p, &completed));
                 let met = match spec.completions {
                     Some(completions) if indexed => i32::try_from(completed.len()).unwrap_or(i32::MAX) >= completions,
                     Some(completions) => total_succeeded >= completions,
                     None => total_succeeded > 0 && active.is_empty(),
                 };
-                if met {
+                if let Some(rule) = by_policy.filter(|_| !met) {
+                    let met = condition(
+                        "SuccessCriteriaMet",
+                        "True",
+                        "SuccessPolicy",
+                        &format!("Matched rules at index {rule}"),
+                        now,
+                    );
+                    set_condition(&mut conditions, met.clone());
+                    success = Some(met);
+                } else if met {
                     let met = condition(
                         "SuccessCriteriaMet",
                         "True",
@@ -894,6 +920,17 @@ mod tests {
         let disrupted = failed(1, json!([{"type": "DisruptionTarget", "status": "True"}]));
         assert_eq!(outcome_of(&j, &disrupted, false).0, Outcome::Ignored);
         assert_eq!(outcome_of(&j, &failed(1, json!([])), false), (Outcome::Failed, None));
+    }
+
+    #[test]
+    fn a_success_policy_rule_is_met_by_its_indexes_or_its_count() {
+        let policy: k8s_openapi::api::batch::v1::SuccessPolicy = serde_json::from_value(serde_json::json!({"rules": [
+            {"succeededIndexes": "0,2-3"}, {"succeededIndexes": "4-9", "succeededCount": 2}, {"succeededCount": 5}]}))
+        .expect("policy");
+        assert_eq!(matched_rule(&policy, &parse_indexes("0,2")), None);
+        assert_eq!(matched_rule(&policy, &parse_indexes("0,2,3")), Some(0));
+        assert_eq!(matched_rule(&policy, &parse_indexes("1,5,7")), Some(1));
+        assert_eq!(matched_rule(&policy, &parse_indexes("1,5,10-12")), Some(2));
     }
 
     #[test]

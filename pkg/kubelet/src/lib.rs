@@ -312,6 +312,7 @@ impl Kubelet {
             self.config.node.clone(),
             Arc::clone(&self.runtime),
             Arc::clone(&self.metrics),
+            EventRecorder::new(self.client.clone(), "kubelet", Some(&self.config.node.name)),
             self.shutdown.clone(),
         ));
     }

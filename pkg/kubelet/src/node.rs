@@ -9,7 +9,10 @@
 //!   are set at registration (Kubernetes, too, applies them only when it creates the Node);
 //! - the conditions Ready, MemoryPressure, DiskPressure and PIDPressure are written through
 //!   `nodes/status` whenever one changes, and at least every [`STATUS_REPORT_INTERVAL`];
-//!   `lastTransitionTime` moves only when a condition's status changes.
+//!   `lastTransitionTime` moves only when a condition's status changes;
+//! - each change of a condition is an Event on the Node, with the kubelet's reasons
+//!   (`NodeReady`, `NodeNotReady`, `NodeHasSufficientMemory`, `NodeHasDiskPressure`, …,
+//!   [`transitions`]), and the kubelet's start is a `Starting` Event.
 //!
 //! Pressure thresholds are Kubernetes' hard eviction defaults: less than 100 MiB of memory
 //! available, less than 10 % of the root dir's filesystem free, more than 90 % of `pid_max` in
@@ -27,6 +30,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use rkube_client::events::{EventRecorder, EventType, object_reference};
 use rkube_client::{Api, Client, Patch, PatchParams, PostParams};
 use tokio_util::sync::CancellationToken;
 
@@ -341,24 +345,66 @@ fn node_status(
     }
 }
 
-/// Keeps the Node's status up to date until `shutdown` (see the module docs).
+/// The Event reasons of the conditions whose status differs between `old` and `new`, as the
+/// kubelet's: `Node <name> status is now: <reason>`.
+pub fn transitions(old: &[NodeCondition], new: &[NodeCondition]) -> Vec<&'static str> {
+    new.iter()
+        .filter(|c| old.iter().find(|o| o.type_ == c.type_).is_none_or(|o| o.status != c.status))
+        .filter_map(|c| {
+            let on = c.status == "True";
+            Some(match c.type_.as_str() {
+                "Ready" if on => "NodeReady",
+                "Ready" => "NodeNotReady",
+                "MemoryPressure" if on => "NodeHasInsufficientMemory",
+                "MemoryPressure" => "NodeHasSufficientMemory",
+                "DiskPressure" if on => "NodeHasDiskPressure",
+                "DiskPressure" => "NodeHasNoDiskPressure",
+                "PIDPressure" if on => "NodeHasInsufficientPID",
+                "PIDPressure" => "NodeHasSufficientPID",
+                _ => return None,
+            })
+        })
+        .collect()
+}
+
+/// Keeps the Node's status up to date until `shutdown` (see the module docs), recording its
+/// changes as Events.
 pub async fn run_status_loop(
     client: Client,
     config: NodeConfig,
     runtime: Arc<dyn Runtime>,
     metrics: Arc<Metrics>,
+    events: EventRecorder,
     shutdown: CancellationToken,
 ) {
     let machine = MachineInfo::read();
     let api: Api<Node> = Api::all(client);
     let mut last: Option<(Vec<(String, String)>, Instant)> = None;
+    let mut started = false;
     loop {
         let runtime_error = runtime.healthy().await.err().map(|error| error.to_string());
         let pressure = read_pressure(&config.root_dir);
         let result = async {
             let current = api.get(&config.name).await.map_err(Error::NodeStatus)?;
+            let reference = object_reference(&current);
+            if !started {
+                events.record(&reference, EventType::Normal, "Starting", "", "Starting kubelet.");
+                started = true;
+            }
             let old = current.status.and_then(|status| status.conditions).unwrap_or_default();
             let conditions = conditions(&old, runtime_error, pressure, Timestamp::now());
+            for reason in transitions(&old, &conditions) {
+                let message = format!("Node {} status is now: {reason}", config.name);
+                let type_ = if reason == "NodeReady"
+                    || reason.starts_with("NodeHasSufficient")
+                    || reason == "NodeHasNoDiskPressure"
+                {
+                    EventType::Normal
+                } else {
+                    EventType::Warning
+                };
+                events.record(&reference, type_, reason, "", message);
+            }
             let summary: Vec<(String, String)> =
                 conditions.iter().map(|c| (c.type_.clone(), c.status.clone())).collect();
             let due = match &last {
@@ -434,6 +480,19 @@ mod tests {
         let down = conditions(&same, Some("gone".into()), Pressure::default(), t1);
         assert_eq!(ready(&down).status, "False");
         assert_eq!(ready(&down).last_transition_time, Some(Time(t1)));
+    }
+
+    #[test]
+    fn each_changed_condition_is_told_with_the_kubelets_reason() {
+        let t0 = Timestamp::UNIX_EPOCH;
+        let up = conditions(&[], None, Pressure::default(), t0);
+        assert_eq!(
+            transitions(&[], &up),
+            ["NodeReady", "NodeHasSufficientMemory", "NodeHasNoDiskPressure", "NodeHasSufficientPID"]
+        );
+        assert!(transitions(&up, &conditions(&up, None, Pressure::default(), t0)).is_empty());
+        let down = conditions(&up, Some("gone".into()), Pressure::default(), t0);
+        assert_eq!(transitions(&up, &down), ["NodeNotReady"]);
     }
 
     #[test]

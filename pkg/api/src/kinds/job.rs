@@ -182,6 +182,45 @@ impl Strategy for Job {
             )),
             None => errs.push(FieldError::required("spec.selector", "")),
         }
+        if let Some(policy) = &spec.success_policy {
+            if spec.completion_mode.as_deref() != Some("Indexed") {
+                errs.push(FieldError::invalid("spec.successPolicy", "", "requires indexed completion mode"));
+            }
+            if policy.rules.is_empty() || policy.rules.len() > 20 {
+                errs.push(FieldError::invalid(
+                    "spec.successPolicy.rules",
+                    policy.rules.len(),
+                    "must have 1 to 20 rules",
+                ));
+            }
+            for (i, rule) in policy.rules.iter().enumerate() {
+                let field = format!("spec.successPolicy.rules[{i}]");
+                if rule.succeeded_indexes.is_none() && rule.succeeded_count.is_none() {
+                    errs.push(FieldError::required(
+                        field.clone(),
+                        "at least one of succeededCount or succeededIndexes must be specified",
+                    ));
+                }
+                if let Some(count) = rule.succeeded_count
+                    && (count < 0 || spec.completions.is_some_and(|c| count > c))
+                {
+                    errs.push(FieldError::invalid(
+                        format!("{field}.succeededCount"),
+                        count,
+                        "must be between 0 and completions",
+                    ));
+                }
+                if let Some(indexes) = &rule.succeeded_indexes
+                    && !valid_indexes(indexes, spec.completions.unwrap_or(0))
+                {
+                    errs.push(FieldError::invalid(
+                        format!("{field}.succeededIndexes"),
+                        indexes,
+                        "must be a list of indexes below completions, such as 0,2-5",
+                    ));
+                }
+            }
+        }
         if let Some(policy) = &spec.pod_failure_policy {
             for (i, rule) in policy.rules.iter().enumerate() {
                 validate_failure_rule(
@@ -335,6 +374,21 @@ fn row(job: &Value, now: Timestamp) -> Vec<Value> {
         images.into(),
         format_selector(at(job, &["spec", "selector"])).into(),
     ]
+}
+
+/// Whether `text` is a list of indexes (`0,2-5`) all below `completions`, ascending.
+fn valid_indexes(text: &str, completions: i32) -> bool {
+    let mut last = -1;
+    text.split(',').all(|part| {
+        let (from, to) = part.split_once('-').unwrap_or((part, part));
+        match (from.parse::<i32>(), to.parse::<i32>()) {
+            (Ok(from), Ok(to)) if from > last && from <= to && to < completions => {
+                last = to;
+                true
+            }
+            _ => false,
+        }
+    })
 }
 
 #[cfg(test)]
