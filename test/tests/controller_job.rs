@@ -237,10 +237,10 @@ async fn a_success_policy_completes_an_indexed_job_once_its_leader_index_succeed
         .expect("index 0");
     finish(&api, &name_of(leader), 0).await;
     // The rule is met: the other indexes are stopped and the Job completes, saying why.
-    let job = condition(&api, "leader", "Complete").await;
-    assert_eq!(condition_of(&job, "SuccessCriteriaMet")["reason"], "SuccessPolicy", "{job}");
-    assert_eq!(condition_of(&job, "Complete")["message"], "Matched rules at index 0", "{job}");
-    assert_eq!(job["status"]["completedIndexes"], "0", "{job}");
+    let done = condition(&api, "leader", "Complete").await;
+    assert_eq!(condition_of(&done, "SuccessCriteriaMet")["reason"], "SuccessPolicy", "{done}");
+    assert_eq!(condition_of(&done, "Complete")["message"], "Matched rules at index 0", "{done}");
+    assert_eq!(done["status"]["completedIndexes"], "0", "{done}");
     running(&api, "leader", 0).await;
     // A success policy needs an Indexed Job.
     let (code, reply) = api

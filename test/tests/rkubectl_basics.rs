@@ -32,9 +32,11 @@ async fn version_and_api_resources_come_from_the_server() {
         vec![
             "namespaces",
             "nodes",
+            "persistentvolumes",
             "clusterroles.rbac.authorization.k8s.io",
             "clusterrolebindings.rbac.authorization.k8s.io",
             "priorityclasses.scheduling.k8s.io",
+            "storageclasses.storage.k8s.io",
             "selfsubjectaccessreviews.authorization.k8s.io",
             "subjectaccessreviews.authorization.k8s.io",
             "selfsubjectrulesreviews.authorization.k8s.io",

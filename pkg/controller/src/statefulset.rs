@@ -31,7 +31,9 @@
 //! the set); `whenScaled: Delete` deletes a condemned ordinal's claims with its pod on
 //! scale-down. Both default to `Retain`: claims outlive the set and its pods.
 //!
-//! Not done: `maxUnavailable`.
+//! A `RollingUpdate` takes down at most `rollingUpdate.maxUnavailable` pods at once (an
+//! integer or a percentage of `replicas` rounded down, at least 1; default 1), counting the
+//! pods of the range that are unavailable already.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -173,6 +175,9 @@ pub struct Rules {
     pub current: String,
     /// The revision of the template now.
     pub update: String,
+    /// How many pods a rolling update may have down at once (`rollingUpdate.maxUnavailable`,
+    /// at least 1).
+    pub max_unavailable: i32,
 }
 
 /// The changes of one sync (see the module docs), given the pods by ordinal.
@@ -222,17 +227,29 @@ pub fn plan(rules: &Rules, members: &BTreeMap<i32, Member>) -> Vec<Step> {
     if !steps.is_empty() {
         return steps;
     }
-    for i in ((rules.start + partition.max(0))..end).rev() {
-        let Some(m) = members.get(&i) else { continue };
-        if m.revision != rules.update && !m.terminating {
-            steps.push(Step::Delete(m.name.clone()));
-            return steps;
-        }
-        if !m.ready || m.terminating {
-            return steps;
+    // RollingUpdate: at most `maxUnavailable` pods of the range down at once, counting those
+    // unavailable already; outdated pods go from the highest ordinal, down to the partition.
+    let unavailable = members.iter().filter(|(i, m)| in_range(i) && (!m.ready || m.terminating)).count();
+    let room = usize::try_from(rules.max_unavailable.max(1)).unwrap_or(1).saturating_sub(unavailable);
+    let outdated = ((rules.start + partition.max(0))..end)
+        .rev()
+        .filter_map(|i| members.get(&i))
+        .filter(|m| m.revision != rules.update && !m.terminating);
+    steps.extend(outdated.take(room).map(|m| Step::Delete(m.name.clone())));
+    steps
+}
+
+/// An int-or-percent of `total`, a percentage rounded down (as Kubernetes scales
+/// `maxUnavailable` for StatefulSets).
+fn scaled_down(value: &k8s_openapi::apimachinery::pkg::util::intstr::IntOrString, total: i32) -> Option<i32> {
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    match value {
+        IntOrString::Int(n) => Some(*n),
+        IntOrString::String(text) => {
+            let percent: i64 = text.strip_suffix('%')?.parse().ok()?;
+            i32::try_from(percent * i64::from(total) / 100).ok()
         }
     }
-    steps
 }
 
 /// The ordinal of a pod named `<set>-<ordinal>`.
@@ -373,6 +390,12 @@ impl Syncer for StatefulSetController {
                 .then(|| strategy.and_then(|s| s.rolling_update.as_ref()).and_then(|r| r.partition).unwrap_or(0)),
             current: current.clone(),
             update: update.clone(),
+            max_unavailable: strategy
+                .and_then(|s| s.rolling_update.as_ref())
+                .and_then(|r| r.max_unavailable.as_ref())
+                .and_then(|m| scaled_down(m, set.spec.replicas.unwrap_or(1)))
+                .unwrap_or(1)
+                .max(1),
         };
         if set.metadata.deletion_timestamp.is_none() {
             let steps = plan(&rules, &members);
@@ -510,13 +533,22 @@ impl StatefulSetController {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
     fn member(name: &str, revision: &str, ready: bool) -> Member {
         Member { name: name.into(), revision: revision.into(), failed: false, terminating: false, ready }
     }
 
     fn rules(replicas: i32, ordered: bool, partition: Option<i32>) -> Rules {
-        Rules { start: 0, replicas, ordered, partition, current: "web-1".into(), update: "web-2".into() }
+        Rules {
+            start: 0,
+            replicas,
+            ordered,
+            partition,
+            current: "web-1".into(),
+            update: "web-2".into(),
+            max_unavailable: 1,
+        }
     }
 
     fn members(list: &[(i32, Member)]) -> BTreeMap<i32, Member> {
@@ -569,6 +601,22 @@ mod tests {
         let mut gone = half.clone();
         gone.remove(&0);
         assert_eq!(plan(&rules(3, true, Some(2)), &gone), [Step::Create(0, "web-1".into())]);
+    }
+
+    #[test]
+    fn max_unavailable_lets_a_rolling_update_take_several_at_once_counting_those_down_already() {
+        let old = members(&[
+            (0, member("web-0", "web-1", true)),
+            (1, member("web-1", "web-1", true)),
+            (2, member("web-2", "web-1", true)),
+            (3, member("web-3", "web-1", true)),
+        ]);
+        let wide = Rules { max_unavailable: 2, ..rules(4, false, Some(0)) };
+        assert_eq!(plan(&wide, &old), [Step::Delete("web-3".into()), Step::Delete("web-2".into())]);
+        let mut one_down = old.clone();
+        one_down.insert(0, member("web-0", "web-1", false));
+        assert_eq!(plan(&wide, &one_down), [Step::Delete("web-3".into())], "web-0 is down already");
+        assert_eq!(scaled_down(&IntOrString::String("50%".into()), 5), Some(2), "percentages round down");
     }
 
     #[test]

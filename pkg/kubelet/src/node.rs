@@ -488,7 +488,7 @@ mod tests {
         let up = conditions(&[], None, Pressure::default(), t0);
         assert_eq!(
             transitions(&[], &up),
-            ["NodeReady", "NodeHasSufficientMemory", "NodeHasNoDiskPressure", "NodeHasSufficientPID"]
+            ["NodeHasSufficientMemory", "NodeHasNoDiskPressure", "NodeHasSufficientPID", "NodeReady"]
         );
         assert!(transitions(&up, &conditions(&up, None, Pressure::default(), t0)).is_empty());
         let down = conditions(&up, Some("gone".into()), Pressure::default(), t0);

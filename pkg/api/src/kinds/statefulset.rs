@@ -117,6 +117,28 @@ impl Strategy for StatefulSet {
             "RollingUpdate" => {
                 let partition = strategy.and_then(|s| s.rolling_update.as_ref()).and_then(|r| r.partition);
                 non_negative(partition, "spec.updateStrategy.rollingUpdate.partition", &mut errs);
+                let max = strategy.and_then(|s| s.rolling_update.as_ref()).and_then(|r| r.max_unavailable.as_ref());
+                if let Some(max) = max {
+                    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+                    let valid = match max {
+                        IntOrString::Int(n) => *n > 0,
+                        IntOrString::String(text) => text
+                            .strip_suffix('%')
+                            .and_then(|p| p.parse::<i64>().ok())
+                            .is_some_and(|p| (1..=100).contains(&p)),
+                    };
+                    if !valid {
+                        let shown = match max {
+                            IntOrString::Int(n) => n.to_string(),
+                            IntOrString::String(text) => text.clone(),
+                        };
+                        errs.push(FieldError::invalid(
+                            "spec.updateStrategy.rollingUpdate.maxUnavailable",
+                            shown,
+                            "must be greater than 0, or a percentage from 1% to 100%",
+                        ));
+                    }
+                }
             }
             "OnDelete" => {
                 if strategy.and_then(|s| s.rolling_update.as_ref()).is_some() {
