@@ -257,6 +257,43 @@ async fn a_success_policy_completes_an_indexed_job_once_its_leader_index_succeed
 }
 
 #[tokio::test]
+async fn an_index_past_its_own_backoff_limit_fails_alone_and_the_job_fails_at_the_end() {
+    let (_cluster, _manager, api) = start().await;
+    let body = job(
+        "per-index",
+        json!({"completions": 3, "parallelism": 3, "completionMode": "Indexed",
+        "backoffLimitPerIndex": 1}),
+    );
+    api.create("/apis/batch/v1/namespaces/default/jobs", &body).await;
+    let index_of = |pod: &Value| pod["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"].clone();
+    let first = running(&api, "per-index", 3).await;
+    let one = first.iter().find(|p| index_of(p) == "1").expect("index 1");
+    finish(&api, &name_of(one), 1).await;
+    // Index 1 gets a second pod, which knows one failure came before it.
+    let second = eventually(LONG, "a second pod of index 1", || async {
+        let pods = pods(&api, "default", "batch.kubernetes.io/job-name=per-index").await;
+        pods.into_iter().find(|p| index_of(p) == "1" && is_live(p))
+    })
+    .await;
+    assert_eq!(second["metadata"]["annotations"]["batch.kubernetes.io/job-index-failure-count"], "1");
+    finish(&api, &name_of(&second), 1).await;
+    // Past its limit: index 1 has failed, and is not tried again; the others go on.
+    let job_now = eventually(LONG, "index 1 failed", || async {
+        let job = api.get_ok(&job_path("per-index")).await;
+        (job["status"]["failedIndexes"] == "1").then_some(job)
+    })
+    .await;
+    assert!(condition_of(&job_now, "Failed").is_null(), "the other indexes still run: {job_now}");
+    for pod in running(&api, "per-index", 2).await {
+        assert_ne!(index_of(&pod), "1");
+        finish(&api, &name_of(&pod), 0).await;
+    }
+    let failed = condition(&api, "per-index", "Failed").await;
+    assert_eq!(condition_of(&failed, "Failed")["reason"], "FailedIndexes", "{failed}");
+    assert_eq!(failed["status"]["completedIndexes"], "0,2", "{failed}");
+}
+
+#[tokio::test]
 async fn a_job_past_its_active_deadline_fails_and_its_pods_go() {
     let (_cluster, _manager, api) = start().await;
     api.create(

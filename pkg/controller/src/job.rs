@@ -36,7 +36,7 @@
 //! from nothing after a controller restart; `backoffLimitPerIndex`, `successPolicy`,
 //! `FailIndex` and elastic Indexed Jobs are not acted on.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -209,6 +209,9 @@ impl JobController {
 enum Outcome {
     Succeeded,
     Failed,
+    /// A failure whose `FailIndex` rule fails the pod's index at once (with
+    /// `backoffLimitPerIndex`).
+    FailedIndex,
     /// A failure the pod failure policy ignores, or a pod deleted while the Job is suspended.
     Ignored,
 }
@@ -302,6 +305,7 @@ fn outcome_of(job: &Job, pod: &Pod, suspended: bool) -> (Outcome, Option<String>
     match failure_policy_action(job, pod) {
         Some((action, _)) if action == "Ignore" => (Outcome::Ignored, None),
         Some((action, message)) if action == "FailJob" => (Outcome::Failed, Some(message)),
+        Some((action, _)) if action == "FailIndex" => (Outcome::FailedIndex, None),
         _ => (Outcome::Failed, None),
     }
 }
@@ -474,6 +478,31 @@ pub fn pod_for(job: &Job, index: Option<i32>) -> Pod {
     }
 }
 
+/// The annotation that carries how many earlier pods of an index failed (with
+/// `backoffLimitPerIndex`).
+pub const INDEX_FAILURE_COUNT: &str = "batch.kubernetes.io/job-index-failure-count";
+
+/// How many times each index has failed so far, from its pods: the count a pod was made with
+/// plus one if it failed (a failure the policy ignores does not count).
+fn index_failures(job: &Job, pods: &[Arc<Pod>]) -> BTreeMap<i32, i32> {
+    let mut failures = BTreeMap::new();
+    for pod in pods {
+        let Some(index) = index_of(pod) else { continue };
+        let before = pod
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(INDEX_FAILURE_COUNT))
+            .and_then(|c| c.parse::<i32>().ok())
+            .unwrap_or(0);
+        let failed = phase(pod) == "Failed" && !matches!(outcome_of(job, pod, false).0, Outcome::Ignored);
+        let count = before + i32::from(failed);
+        let entry = failures.entry(index).or_insert(0);
+        *entry = (*entry).max(count);
+    }
+    failures
+}
+
 /// The counts of a Job's status once `uncounted` is folded in.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 struct Tally {
@@ -532,6 +561,8 @@ impl Syncer for JobController {
         let finished =
             condition_true(&conditions, "Complete").is_some() || condition_true(&conditions, "Failed").is_some();
         let mut completed = parse_indexes(status.completed_indexes.as_deref().unwrap_or_default());
+        let per_index_limit = spec.backoff_limit_per_index.filter(|_| indexed);
+        let mut failed_indexes = parse_indexes(status.failed_indexes.as_deref().unwrap_or_default());
 
         // 1. Count. (a) uids already recorded whose pods lost the finalizer (or are gone).
         let mut tally = uncounted(&status);
@@ -565,9 +596,16 @@ impl Syncer for JobController {
                     }
                     tally.succeeded.push(pod_uid);
                 }
-                (Outcome::Failed, message) => {
+                (outcome @ (Outcome::Failed | Outcome::FailedIndex), message) => {
                     if let Some(message) = message {
                         fail_job_message.get_or_insert(message);
+                    }
+                    if let (Some(limit), Some(index)) = (per_index_limit, index_of(pod)) {
+                        let failures =
+                            index_failures(&job, std::slice::from_ref(pod)).get(&index).copied().unwrap_or(1);
+                        if matches!(outcome, Outcome::FailedIndex) || failures > limit {
+                            failed_indexes.insert(index);
+                        }
                     }
                     tally.failed.push(pod_uid);
                     newly_failed = true;
@@ -588,9 +626,13 @@ impl Syncer for JobController {
         if indexed {
             status.completed_indexes = Some(format_indexes(&completed));
         }
+        if per_index_limit.is_some() {
+            status.failed_indexes = Some(format_indexes(&failed_indexes));
+        }
         let recorded = uncounted(&original);
         let conditions_changed = !conditions.is_empty() && status.conditions.as_ref() != Some(&conditions);
-        if tally != recorded || conditions_changed {
+        let failed_indexes_changed = status.failed_indexes != original.failed_indexes;
+        if tally != recorded || conditions_changed || failed_indexes_changed {
             // Phase one: what is about to be counted is stored before any finalizer goes.
             with_uncounted(&mut status, &tally);
             status.conditions = Some(conditions.clone());
@@ -629,7 +671,17 @@ impl Syncer for JobController {
         let mut success = condition_true(&conditions, "SuccessCriteriaMet");
         if failure.is_none() && success.is_none() && !suspended {
             let backoff_limit = spec.backoff_limit.unwrap_or(6);
-            let verdict = if total_failed > backoff_limit {
+            let all_indexes_done = per_index_limit.is_some()
+                && (0..spec.completions.unwrap_or(0)).all(|i| completed.contains(&i) || failed_indexes.contains(&i));
+            let verdict = if spec
+                .max_failed_indexes
+                .filter(|_| per_index_limit.is_some())
+                .is_some_and(|max| i32::try_from(failed_indexes.len()).unwrap_or(i32::MAX) > max)
+            {
+                Some(("MaxFailedIndexesExceeded", "Job has exceeded the specified maximal number of failed indexes"))
+            } else if all_indexes_done && !failed_indexes.is_empty() {
+                Some(("FailedIndexes", "Job has failed indexes"))
+            } else if total_failed > backoff_limit {
                 Some(("BackoffLimitExceeded", "Job has reached the specified backoff limit"))
             } else if deadline.is_some_and(|deadline| deadline <= now) {
                 Some(("DeadlineExceeded", "Job was active longer than specified deadline"))
@@ -722,7 +774,8 @@ impl Syncer for JobController {
             match expectations_expire_in {
                 Some(expire) => action = action.sooner(Action::requeue(expire)),
                 None => {
-                    let (create, delete) = pod_changes(&job, &active, total_succeeded, &completed);
+                    let done: BTreeSet<i32> = completed.union(&failed_indexes).copied().collect();
+                    let (create, delete) = pod_changes(&job, &active, total_succeeded, &done);
                     if delete > 0 {
                         let mut victims = active.clone();
                         victims.sort_by(|a, b| deletion_order(a, b));
@@ -733,7 +786,14 @@ impl Syncer for JobController {
                         let last = self.last_failure.lock().unwrap_or_else(PoisonError::into_inner).get(key).copied();
                         match backoff_remaining(total_failed, last, now) {
                             Some(wait) => action = action.sooner(Action::requeue(wait)),
-                            None => self.create_pods(key, &job, &create).await?,
+                            None => {
+                                let failures = if per_index_limit.is_some() {
+                                    index_failures(&job, &pods)
+                                } else {
+                                    BTreeMap::new()
+                                };
+                                self.create_pods(key, &job, &create, &failures).await?
+                            }
                         }
                     }
                 }
@@ -823,8 +883,30 @@ impl JobController {
         }
     }
 
-    async fn create_pods(&self, key: &ObjectKey, job: &Job, indexes: &[Option<i32>]) -> Result<(), Error> {
-        let pods: Vec<Pod> = indexes.iter().map(|index| pod_for(job, *index)).collect();
+    /// Creates the pods of `indexes`; with `backoffLimitPerIndex`, each carries how often its
+    /// index failed before (`failures`).
+    async fn create_pods(
+        &self,
+        key: &ObjectKey,
+        job: &Job,
+        indexes: &[Option<i32>],
+        failures: &BTreeMap<i32, i32>,
+    ) -> Result<(), Error> {
+        let per_index = job.spec.as_ref().and_then(|s| s.backoff_limit_per_index).is_some();
+        let pods: Vec<Pod> = indexes
+            .iter()
+            .map(|index| {
+                let mut pod = pod_for(job, *index);
+                if let (true, Some(index)) = (per_index, index) {
+                    let count = failures.get(index).copied().unwrap_or(0);
+                    pod.metadata
+                        .annotations
+                        .get_or_insert_with(Default::default)
+                        .insert(INDEX_FAILURE_COUNT.into(), count.to_string());
+                }
+                pod
+            })
+            .collect();
         tracing::info!(%key, created = pods.len(), "creating pods");
         self.pod_control.create(key, &object_reference(job), &pods).await
     }
@@ -931,6 +1013,20 @@ mod tests {
         assert_eq!(matched_rule(&policy, &parse_indexes("0,2,3")), Some(0));
         assert_eq!(matched_rule(&policy, &parse_indexes("1,5,7")), Some(1));
         assert_eq!(matched_rule(&policy, &parse_indexes("1,5,10-12")), Some(2));
+    }
+
+    #[test]
+    fn an_index_counts_the_failures_of_its_pods_carried_from_one_to_the_next() {
+        let job = indexed(3, 3);
+        let failed = |index: i32, before: i32| {
+            pod(serde_json::json!({"metadata": {"name": format!("p{index}-{before}"), "annotations": {
+                COMPLETION_INDEX: index.to_string(), INDEX_FAILURE_COUNT: before.to_string()}},
+                "status": {"phase": "Failed"}}))
+        };
+        let running = pod(serde_json::json!({"metadata": {"name": "r", "annotations": {
+            COMPLETION_INDEX: "2", INDEX_FAILURE_COUNT: "1"}}, "status": {"phase": "Running"}}));
+        let failures = index_failures(&job, &[failed(0, 0), failed(0, 1), failed(2, 0), running]);
+        assert_eq!(failures, BTreeMap::from([(0, 2), (2, 1)]));
     }
 
     #[test]
