@@ -41,6 +41,8 @@
 #                  "--insecure-registry 10.250.0.1:5000" to pull from a registry on the machine)
 #   NODE_MONITOR_PERIOD, NODE_MONITOR_GRACE, POD_EVICTION_TIMEOUT, NODE_EVICTION_RATE
 #                  controller-manager node lifecycle flags (defaults 5s, 40s, 5m, 0.1)
+#   PODGC_QUARANTINE  controller-manager --podgc-orphan-quarantine: how long a deleted Node's
+#                  pods stay before they are collected (default 40s)
 #   TEST_IMAGE_TAR an OCI archive of the test image (default: built by hack/build-test-image.sh)
 set -euo pipefail
 
@@ -214,7 +216,8 @@ master() {
         --node-monitor-period "${NODE_MONITOR_PERIOD:-5s}" \
         --node-monitor-grace-period "${NODE_MONITOR_GRACE:-40s}" \
         --pod-eviction-timeout "${POD_EVICTION_TIMEOUT:-5m}" \
-        --node-eviction-rate "${NODE_EVICTION_RATE:-0.1}" "${cm_tls[@]}"
+        --node-eviction-rate "${NODE_EVICTION_RATE:-0.1}" \
+        --podgc-orphan-quarantine "${PODGC_QUARANTINE:-40s}" "${cm_tls[@]}"
 
     launch scheduler "http://${NODE_IP}:10251/healthz" \
         "${BIN_DIR}/rkube-scheduler" --kubeconfig "${sched_kubeconfig}" \

@@ -14,7 +14,8 @@
 #   LAB_SECURE  1 (default): rkube-pki makes the lab's certificates (<state>/pki) and everything
 #               speaks TLS with its own identity (see hack/lab-provision.sh); 0: plain HTTP
 #   BIN_DIR, LEASE_RENEW, SYNC_FREQUENCY, KUBELET_EXTRA_ARGS, NODE_MONITOR_PERIOD, NODE_MONITOR_GRACE,
-#   POD_EVICTION_TIMEOUT, NODE_EVICTION_RATE, TEST_IMAGE_TAR: see hack/lab-provision.sh
+#   POD_EVICTION_TIMEOUT, NODE_EVICTION_RATE, PODGC_QUARANTINE, TEST_IMAGE_TAR: see
+#   hack/lab-provision.sh
 #
 # Addresses: the host's end of the bridge .1, master .10, worker1 .11, worker2 .12.
 # The apiserver is https://10.250.<i>.10:6443; the kubeconfig is <state>/kubeconfig (the

@@ -60,6 +60,8 @@ pub struct LabOptions {
     pub pod_eviction_timeout: String,
     /// controller-manager `--node-eviction-rate` (nodes per second).
     pub node_eviction_rate: String,
+    /// controller-manager `--podgc-orphan-quarantine`, e.g. `2s`.
+    pub podgc_quarantine: String,
 }
 
 impl Default for LabOptions {
@@ -71,6 +73,7 @@ impl Default for LabOptions {
             node_monitor_grace: "40s".into(),
             pod_eviction_timeout: "5m".into(),
             node_eviction_rate: "0.1".into(),
+            podgc_quarantine: "40s".into(),
         }
     }
 }
@@ -210,7 +213,8 @@ impl Lab {
             .env("NODE_MONITOR_PERIOD", &o.node_monitor_period)
             .env("NODE_MONITOR_GRACE", &o.node_monitor_grace)
             .env("POD_EVICTION_TIMEOUT", &o.pod_eviction_timeout)
-            .env("NODE_EVICTION_RATE", &o.node_eviction_rate);
+            .env("NODE_EVICTION_RATE", &o.node_eviction_rate)
+            .env("PODGC_QUARANTINE", &o.podgc_quarantine);
         command
     }
 

@@ -182,3 +182,39 @@ async fn a_rolling_update_replaces_one_node_at_a_time_and_kubectl_rolls_it_back(
     let story = kubectl(&kubeconfig, home.path(), &["events", "--for", "daemonset/agent"]).await;
     assert!(story.contains("SuccessfulCreate") && story.contains("SuccessfulDelete"), "{story}");
 }
+
+#[tokio::test]
+async fn a_worker_that_leaves_loses_its_pod_to_the_pod_gc_and_gets_a_new_one_when_it_joins_again() {
+    let cluster = Cluster::start().await.expect("cluster starts");
+    let api = Api::new(cluster.url());
+    for name in ["n1", "n2"] {
+        create_node(&api, &NodeSpec::new(name)).await;
+    }
+    let _manager = ControllerManager::start(
+        &cluster,
+        &["--leader-elect=false", "--controllers=daemonset,podgc", "--podgc-orphan-quarantine=1s"],
+    )
+    .await
+    .expect("controller-manager starts");
+    let _scheduler = Scheduler::start(&cluster, &["--leader-elect=false"]).await.expect("scheduler starts");
+    api.create(&format!("/apis/apps/v1/namespaces/{NS}/daemonsets"), &daemon_set("agent:1", json!({}))).await;
+    let before = placed(&api, 2).await;
+    let old_uid = before["n2"]["metadata"]["uid"].clone();
+
+    // n2 leaves: its Node is deleted; the pod still bound to it is collected.
+    let (code, body) = api.delete("/api/v1/nodes/n2").await;
+    assert!(code.is_success(), "{body}");
+    eventually(LONG, "the pod of n2 gone", || async {
+        let (status, _) =
+            api.get(&format!("/api/v1/namespaces/{NS}/pods/{}", before["n2"]["metadata"]["name"].as_str()?)).await;
+        (status.as_u16() == 404).then_some(())
+    })
+    .await;
+    assert_eq!(live_pods(&api, NS, "app=agent").await.len(), 1, "n1 keeps its pod");
+
+    // A worker named n2 joins again: it gets a daemon pod of its own.
+    create_node(&api, &NodeSpec::new("n2")).await;
+    let after = placed(&api, 2).await;
+    assert_ne!(after["n2"]["metadata"]["uid"], old_uid, "a new pod for the new node");
+    assert_eq!(after["n1"]["metadata"]["uid"], before["n1"]["metadata"]["uid"]);
+}

@@ -311,6 +311,7 @@ async fn a_lost_worker_goes_unknown_its_pods_are_recreated_on_the_other_worker_a
         node_monitor_grace: "8s".into(),
         pod_eviction_timeout: "4s".into(),
         node_eviction_rate: "100".into(),
+        podgc_quarantine: "40s".into(),
     };
     let lab = Lab::start(options).await.expect("lab up");
     let api = lab.api();
@@ -1182,8 +1183,8 @@ async fn an_indexed_job_runs_to_completion_across_both_workers() {
 }
 
 #[tokio::test]
-async fn a_daemon_set_runs_on_every_worker_and_a_cron_job_fires_each_minute() {
-    let lab = Lab::start(LabOptions::default()).await.expect("lab up");
+async fn a_daemon_set_runs_on_every_worker_follows_one_that_joins_and_a_cron_job_fires_each_minute() {
+    let lab = Lab::start(LabOptions { podgc_quarantine: "2s".into(), ..LabOptions::default() }).await.expect("lab up");
     let api = lab.api();
     let ds = json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "node-agent", "namespace": NS},
         "spec": {"selector": {"matchLabels": {"app": "node-agent"}}, "template": {"metadata": {"labels": {"app": "node-agent"}},
@@ -1211,6 +1212,33 @@ async fn a_daemon_set_runs_on_every_worker_and_a_cron_job_fires_each_minute() {
         let logs = lab.rkubectl(&["logs", name]).await.expect("logs");
         assert_eq!(logs.trim(), format!("agent on {node}"), "{name}");
     }
+
+    // worker2 leaves: its kubelet stops and its Node is deleted, and the pod GC takes the agent
+    // still bound to it. Then worker2 joins again (its kubelet registers a new Node): the
+    // DaemonSet gives it an agent of its own.
+    let old_uid = agents
+        .iter()
+        .find(|p| p["spec"]["nodeName"] == "worker2")
+        .map(|p| p["metadata"]["uid"].clone())
+        .expect("an agent on worker2");
+    lab.stop("worker2", "kubelet", Duration::from_secs(30)).await.expect("stop worker2's kubelet");
+    let (code, body) = api.delete("/api/v1/nodes/worker2").await;
+    assert!(code.is_success(), "{body}");
+    eventually(Duration::from_secs(60), "worker2's agent collected", || async {
+        let live = live_pods(&api, NS, "app=node-agent").await;
+        live.iter().all(|p| p["metadata"]["uid"] != old_uid).then_some(())
+    })
+    .await;
+    lab.restart_kubelet("worker2").await.expect("worker2's kubelet starts again");
+    let joined = Instant::now();
+    eventually(Duration::from_secs(90), "a new Ready agent on worker2", || async {
+        let live = live_pods(&api, NS, "app=node-agent").await;
+        live.iter()
+            .any(|p| p["spec"]["nodeName"] == "worker2" && p["metadata"]["uid"] != old_uid && is_ready(p))
+            .then_some(())
+    })
+    .await;
+    println!("worker2 joined again and runs an agent after {:.1}s", joined.elapsed().as_secs_f64());
 
     // The CronJob fires at the next minute boundary: its Job's pod runs `date` to completion.
     let done = eventually(Duration::from_secs(90), "a Job of the CronJob Complete", || async {

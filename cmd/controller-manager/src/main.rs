@@ -1,6 +1,6 @@
 //! `rkube-controller-manager`: runs rkube's controllers (ReplicaSet, Deployment, garbage
 //! collector, node lifecycle, ServiceAccounts, root CA, resource quota, disruption budgets,
-//! EndpointSlices, Jobs, CronJobs, DaemonSets, StatefulSets, volume binding) against an
+//! EndpointSlices, Jobs, CronJobs, DaemonSets, StatefulSets, volume binding, pod GC) against an
 //! apiserver. Flags only; the work is `rkube_controller::run`.
 
 use std::net::{IpAddr, SocketAddr};
@@ -33,7 +33,7 @@ struct Args {
     /// disable one. Known: replicaset, deployment, garbagecollector, nodelifecycle,
     /// serviceaccount, root-ca-cert-publisher, resourcequota, disruption, endpointslice, job,
     /// ttl-after-finished, cronjob, daemonset, replicationcontroller, statefulset,
-    /// persistentvolume-binder.
+    /// persistentvolume-binder, podgc.
     #[arg(long, value_delimiter = ',', default_value = "*")]
     controllers: Vec<String>,
     /// How many ReplicaSets are synced at once.
@@ -56,6 +56,10 @@ struct Args {
     /// deleted, so their controllers recreate them elsewhere (e.g. 5m).
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     pod_eviction_timeout: Duration,
+    /// How long a Node must have been gone before the pod GC deletes the pods still bound
+    /// to it (Kubernetes' fixed 40s; shorter for tests and labs).
+    #[arg(long, default_value = "40s", value_parser = parse_duration)]
+    podgc_orphan_quarantine: Duration,
     /// Nodes per second whose pods may start being evicted.
     #[arg(long, default_value_t = 0.1)]
     node_eviction_rate: f64,
@@ -126,6 +130,7 @@ async fn main() -> anyhow::Result<()> {
                 unhealthy_threshold: args.unhealthy_zone_threshold,
             },
             root_ca,
+            podgc_quarantine: args.podgc_orphan_quarantine,
         },
         leader_election: args.leader_election.config(rkube_controller::LEASE_NAME, &identity),
     };

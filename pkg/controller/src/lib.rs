@@ -15,6 +15,7 @@
 //! - [`cronjob`]: creates a Job each time a CronJob's schedule fires;
 //! - [`daemonset`]: one pod of each DaemonSet on every node that should run it;
 //! - [`statefulset`]: pods with stable names, made and updated in order;
+//! - [`podgc`]: deletes pods bound to Nodes that no longer exist;
 //! - [`volumebinder`]: binds PersistentVolumeClaims to PersistentVolumes, making local-path
 //!   volumes for claims of that class;
 //! - shared pieces: [`expectations`], [`controller_ref`] (adoption and release), [`podutil`]
@@ -54,6 +55,7 @@ pub mod job;
 pub mod metrics;
 pub mod nodelifecycle;
 pub mod podcontrol;
+pub mod podgc;
 pub mod podutil;
 pub mod replicaset;
 pub mod resourcequota;
@@ -82,6 +84,7 @@ pub const KNOWN_CONTROLLERS: &[&str] = &[
     "replicationcontroller",
     "statefulset",
     "persistentvolume-binder",
+    "podgc",
 ];
 
 /// Namespace and name of the controller-manager's leader-election Lease.
@@ -194,6 +197,9 @@ pub struct ControllersConfig {
     /// The cluster CA (PEM) the root CA publisher puts in every namespace (`--root-ca-file`);
     /// `None`: that controller does not run.
     pub root_ca: Option<String>,
+    /// How long a Node must be missing before the pod GC deletes its pods
+    /// (`--podgc-orphan-quarantine`, default 40 s as in Kubernetes).
+    pub podgc_quarantine: std::time::Duration,
 }
 
 impl Default for ControllersConfig {
@@ -205,6 +211,7 @@ impl Default for ControllersConfig {
             concurrent_gc_syncs: 20,
             node_lifecycle: nodelifecycle::NodeLifecycleConfig::default(),
             root_ca: None,
+            podgc_quarantine: podgc::DEFAULT_QUARANTINE,
         }
     }
 }
@@ -385,6 +392,11 @@ pub async fn run_controllers(
         let controller = volumebinder::VolumeBinder::new(&factory, client.clone(), Some(registry));
         loops.push(("persistentvolume-binder", 2, WorkQueueController::VolumeBinder(controller)));
     }
+    if config.is_enabled("podgc")? {
+        let controller =
+            podgc::PodGarbageCollector::new(&factory, client.clone(), config.podgc_quarantine, Some(registry));
+        loops.push(("podgc", 1, WorkQueueController::PodGc(controller)));
+    }
     let node_lifecycle = if config.is_enabled("nodelifecycle")? {
         Some(nodelifecycle::NodeLifecycleController::new(&factory, client.clone(), config.node_lifecycle.clone()))
     } else {
@@ -462,6 +474,10 @@ pub async fn run_controllers(
                     let queue = c.queue();
                     worker::run_workers(name, c, queue, workers, metrics, shutdown).await
                 }
+                WorkQueueController::PodGc(c) => {
+                    let queue = c.queue();
+                    worker::run_workers(name, c, queue, workers, metrics, shutdown).await
+                }
                 WorkQueueController::VolumeBinder(c) => {
                     let queue = c.queue();
                     worker::run_workers(name, c, queue, workers, metrics, shutdown).await
@@ -495,6 +511,7 @@ enum WorkQueueController {
     ReplicationController(Arc<replicaset::ReplicaSetController<ReplicationController>>),
     StatefulSet(Arc<statefulset::StatefulSetController>),
     VolumeBinder(Arc<volumebinder::VolumeBinder>),
+    PodGc(Arc<podgc::PodGarbageCollector>),
 }
 
 #[cfg(test)]
