@@ -24,9 +24,15 @@
 //! A Service is synced when it changes, when a pod it selects (before or after a change) is
 //! added, changes or goes, when its Endpoints change, and when one of its slices is changed or
 //! deleted by someone else.
+//!
+//! The slices this controller wrote are remembered ([`SliceTracker`], Kubernetes'
+//! `endpointSliceTracker`): a sync whose slice cache has not yet seen them (a slice created
+//! but not yet listed, an update older in the cache, a deleted one still there) waits and
+//! runs again, so a lagging cache never makes it create a second slice for the same ports.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{
     EndpointAddress, EndpointPort as CorePort, EndpointSubset, Endpoints, ObjectReference, Pod, Service,
@@ -69,6 +75,57 @@ pub struct EndpointSliceController {
     slices: Store<EndpointSlice>,
     endpoints: Store<Endpoints>,
     queue: WorkQueue<ObjectKey>,
+    tracker: SliceTracker,
+}
+
+/// What this controller last wrote of each Service's slices, and when: slice name → the
+/// resourceVersion written, or `None` for a slice it deleted.
+#[derive(Default)]
+struct SliceTracker(std::sync::Mutex<Writes>);
+
+/// How long a sync waits for the cache to show its writes before it goes ahead anyway (a
+/// slice someone else deleted meanwhile would otherwise be waited for for ever).
+const CACHE_PATIENCE: Duration = Duration::from_secs(5);
+
+type Writes = HashMap<ObjectKey, (Instant, HashMap<String, Option<u64>>)>;
+
+impl SliceTracker {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Writes> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether `cached` (the slices of `key` in the cache, by name and resourceVersion) shows
+    /// every write remembered for `key` (or they are older than [`CACHE_PATIENCE`]); once it
+    /// does, they are forgotten.
+    fn caught_up(&self, key: &ObjectKey, cached: &HashMap<String, u64>) -> bool {
+        let mut written = self.lock();
+        let Some((at, writes)) = written.get(key) else { return true };
+        let fresh = at.elapsed() > CACHE_PATIENCE
+            || writes.iter().all(|(name, version)| match version {
+                Some(version) => cached.get(name).is_some_and(|seen| seen >= version),
+                None => !cached.contains_key(name),
+            });
+        if fresh {
+            written.remove(key);
+        }
+        fresh
+    }
+
+    fn record(&self, key: &ObjectKey, name: String, version: Option<u64>) {
+        let mut written = self.lock();
+        let entry = written.entry(key.clone()).or_insert_with(|| (Instant::now(), HashMap::new()));
+        entry.0 = Instant::now();
+        entry.1.insert(name, version);
+    }
+
+    fn wrote(&self, key: &ObjectKey, slice: &EndpointSlice) {
+        let version = slice.metadata.resource_version.as_deref().and_then(|v| v.parse().ok()).unwrap_or(0);
+        self.record(key, slice.name_any(), Some(version));
+    }
+
+    fn deleted(&self, key: &ObjectKey, name: &str) {
+        self.record(key, name.to_string(), None);
+    }
 }
 
 impl EndpointSliceController {
@@ -87,6 +144,7 @@ impl EndpointSliceController {
             slices: slices.store(),
             endpoints: endpoints.store(),
             queue: queue.clone(),
+            tracker: SliceTracker::default(),
         });
         let (q1, q2, q3) = (queue.clone(), queue.clone(), queue.clone());
         services.add_handler(
@@ -344,21 +402,25 @@ impl EndpointSliceController {
                     }
                     let mut updated = (*slice).clone();
                     updated.endpoints = Some(endpoints);
-                    api.replace(&slice.name_any(), &PostParams::default(), &updated)
+                    let written = api
+                        .replace(&slice.name_any(), &PostParams::default(), &updated)
                         .await
                         .map_err(failed(format!("updating EndpointSlice {namespace}/{}", slice.name_any())))?;
+                    self.tracker.wrote(&key, &written);
                 }
                 None => {
                     let slice = new_slice(service, ports, endpoints, managed_by);
-                    api.create(&PostParams::default(), &slice)
+                    let written = api
+                        .create(&PostParams::default(), &slice)
                         .await
                         .map_err(failed(format!("creating an EndpointSlice for {key}")))?;
+                    self.tracker.wrote(&key, &written);
                 }
             }
         }
         for surplus in existing {
             match api.delete(&surplus.name_any(), &DeleteParams::default()).await {
-                Ok(_) | Err(rkube_client::Error::NotFound(_)) => {}
+                Ok(_) | Err(rkube_client::Error::NotFound(_)) => self.tracker.deleted(&key, &surplus.name_any()),
                 Err(source) => {
                     return Err(Error::Read { what: format!("deleting EndpointSlice {}", surplus.name_any()), source });
                 }
@@ -433,6 +495,22 @@ impl Syncer for EndpointSliceController {
 
     async fn sync(&self, key: &ObjectKey) -> Result<Action, Error> {
         let namespace = key.namespace().unwrap_or_default();
+        let cached: HashMap<String, u64> = self
+            .slices
+            .list()
+            .into_iter()
+            .filter(|slice| slice.namespace().as_deref() == Some(namespace))
+            .filter(|slice| slice.labels().get(SERVICE_NAME_LABEL).map(String::as_str) == Some(key.name()))
+            .map(|slice| {
+                let version = slice.metadata.resource_version.as_deref().and_then(|v| v.parse().ok()).unwrap_or(0);
+                (slice.name_any(), version)
+            })
+            .collect();
+        // A Service that is gone only needs its slices deleted, which a stale cache cannot
+        // make go wrong.
+        if self.services.get(key).is_some() && !self.tracker.caught_up(key, &cached) {
+            return Ok(Action::requeue(Duration::from_millis(100)));
+        }
         let Some(service) = self.services.get(key) else {
             // Gone: its slices go (also with their owner) and the Endpoints this controller
             // kept for it.
@@ -477,7 +555,7 @@ impl EndpointSliceController {
         let api: Api<EndpointSlice> = Api::namespaced(self.client.clone(), key.namespace().unwrap_or_default());
         for slice in self.owned_slices(key, managed_by) {
             match api.delete(&slice.name_any(), &DeleteParams::default()).await {
-                Ok(_) | Err(rkube_client::Error::NotFound(_)) => {}
+                Ok(_) | Err(rkube_client::Error::NotFound(_)) => self.tracker.deleted(key, &slice.name_any()),
                 Err(source) => {
                     return Err(Error::Read { what: format!("deleting EndpointSlice {}", slice.name_any()), source });
                 }
