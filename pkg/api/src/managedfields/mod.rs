@@ -1,0 +1,1 @@
+//! Field ownership for server-side apply (being written).
