@@ -146,8 +146,9 @@ pub enum ApplyError {
     /// The configuration is not a JSON object (HTTP 400).
     #[error("apply configuration must be a JSON object")]
     NotAnObject,
-    /// A list in the configuration does not fit its list type (HTTP 422): an element
-    /// without identity, or two elements with the same key.
+    /// A list in the configuration does not fit its list type: an element without
+    /// identity, or two elements with the same key. Kubernetes reports it as
+    /// `failed to create typed patch object (…)`; the caller picks the status.
     #[error("invalid apply configuration at {path}: {reason}")]
     InvalidConfig {
         /// Where, as Kubernetes prints paths.

@@ -201,7 +201,7 @@ fn an_update_that_removes_a_field_takes_it_from_every_manager() {
     edited["metadata"]["labels"] = json!({});
     let managed = update(Some(&live), &edited, &managed, &writer("kubectl-edit", 1));
     assert!(fields(&managed, "alice", "Apply")["f:metadata"].is_null());
-    // Nothing changed or appeared except the emptied map itself... which existed before.
+    // The write only removed a field (the labels map itself existed before), so it takes nothing.
     assert!(entry(&managed, "kubectl-edit", "Update").is_none());
 }
 
@@ -475,4 +475,29 @@ fn odd_inputs_never_panic() {
     let mut v = json!(1);
     set_managed_fields(&mut v, &[]);
     assert_eq!(v, json!(1));
+    // A map-list element without its key is refused, not guessed at.
+    assert!(matches!(apply(None, &[], &configs[1], false, &w), Err(ApplyError::InvalidConfig { .. })));
+}
+
+#[test]
+fn an_appliers_entry_follows_its_latest_version_while_updaters_get_one_entry_per_version() {
+    let (live, managed) = ok_apply(None, &[], &deployment(1, "nginx"), false, &writer("ci", 0));
+    let beta = Writer { api_version: "apps/v1beta2", ..writer("ci", 1) };
+    let (live, managed) = ok_apply(Some(&live), &managed, &deployment(2, "nginx"), false, &beta);
+    let applies: Vec<_> = managed.iter().filter(|e| e.operation.as_deref() == Some("Apply")).collect();
+    assert_eq!(applies.len(), 1);
+    assert_eq!(applies[0].api_version.as_deref(), Some("apps/v1beta2"));
+
+    let mut a = live.clone();
+    a["metadata"]["labels"]["x"] = json!("1");
+    let managed = update(Some(&live), &a, &managed, &writer("kubectl", 2));
+    let mut b = a.clone();
+    b["metadata"]["labels"]["y"] = json!("2");
+    let managed = update(Some(&a), &b, &managed, &Writer { api_version: "apps/v1beta2", ..writer("kubectl", 3) });
+    let versions: Vec<_> = managed
+        .iter()
+        .filter(|e| e.manager.as_deref() == Some("kubectl"))
+        .map(|e| e.api_version.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(versions, vec!["apps/v1".to_string(), "apps/v1beta2".to_string()]);
 }
