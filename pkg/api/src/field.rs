@@ -29,6 +29,24 @@ pub enum FieldErrorKind {
     },
     /// The value is longer than allowed (`FieldValueTooLong`).
     TooLong,
+    /// The value is malformed (`FieldValueInvalid`), holding it as JSON so that it prints as
+    /// Kubernetes prints a bad value: strings quoted, numbers and booleans bare (`Invalid value:
+    /// 20`), anything else as its JSON; `None` when the value is omitted (objects and lists that
+    /// fail a CEL rule: `Invalid value: <detail>`).
+    InvalidJson(Option<Value>),
+    /// The value repeats one that must be unique (`FieldValueDuplicate`), held as JSON like
+    /// [`FieldErrorKind::InvalidJson`].
+    DuplicateJson(Option<Value>),
+    /// The value is not one of a fixed set (`FieldValueNotSupported`), held as JSON like
+    /// [`FieldErrorKind::InvalidJson`] (an `enum` of a schema may list numbers).
+    NotSupportedJson {
+        /// What the user sent.
+        value: Value,
+        /// What would have been accepted, each as Kubernetes quotes it.
+        supported: Vec<String>,
+    },
+    /// The list or map has more entries than allowed (`FieldValueTooMany`); holds how many it has.
+    TooMany(usize),
 }
 
 /// One field that failed validation, with its path (`spec.containers[0].image`).
@@ -80,15 +98,64 @@ impl FieldError {
         Self { kind: FieldErrorKind::TooLong, field: field.into(), detail: format!("must have at most {max} bytes") }
     }
 
+    /// A malformed value, shown as Kubernetes shows it (`Invalid value: 20`, `Invalid value:
+    /// "x"`): what schema validation of custom resources reports.
+    pub fn invalid_json(field: impl Into<String>, value: &Value, detail: impl Into<String>) -> Self {
+        Self { kind: FieldErrorKind::InvalidJson(Some(value.clone())), field: field.into(), detail: detail.into() }
+    }
+
+    /// A malformed object or list whose value is left out of the message (`Invalid value:
+    /// <detail>`), as Kubernetes reports a failed CEL rule on them.
+    pub fn invalid_omitted(field: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self { kind: FieldErrorKind::InvalidJson(None), field: field.into(), detail: detail.into() }
+    }
+
+    /// A repeated value, shown as JSON (`Duplicate value: {"name":"a"}`); `None` leaves it out.
+    pub fn duplicate_json(field: impl Into<String>, value: Option<&Value>) -> Self {
+        Self { kind: FieldErrorKind::DuplicateJson(value.cloned()), field: field.into(), detail: String::new() }
+    }
+
+    /// A value outside a fixed set, shown as JSON (`Unsupported value: 3: supported values:
+    /// "1", "2"`).
+    pub fn not_supported_json(field: impl Into<String>, value: &Value, supported: Vec<String>) -> Self {
+        Self {
+            kind: FieldErrorKind::NotSupportedJson { value: value.clone(), supported },
+            field: field.into(),
+            detail: String::new(),
+        }
+    }
+
+    /// A string longer than a schema's `maxLength`, in Kubernetes' current words (`Too long: may
+    /// not be more than 5 bytes`).
+    pub fn too_long_bytes(field: impl Into<String>, max: i64) -> Self {
+        let unit = if max == 1 { "byte" } else { "bytes" };
+        Self {
+            kind: FieldErrorKind::TooLong,
+            field: field.into(),
+            detail: format!("may not be more than {max} {unit}"),
+        }
+    }
+
+    /// A list (or map) with more than `max` entries (`Too many: 4: must have at most 3 items`).
+    pub fn too_many(field: impl Into<String>, actual: usize, max: i64) -> Self {
+        let unit = if max == 1 { "item" } else { "items" };
+        Self {
+            kind: FieldErrorKind::TooMany(actual),
+            field: field.into(),
+            detail: format!("must have at most {max} {unit}"),
+        }
+    }
+
     /// The `StatusCause.reason` Kubernetes uses for this error.
     pub fn reason(&self) -> &'static str {
         match self.kind {
             FieldErrorKind::Required => "FieldValueRequired",
-            FieldErrorKind::Invalid(_) => "FieldValueInvalid",
-            FieldErrorKind::Duplicate(_) => "FieldValueDuplicate",
+            FieldErrorKind::Invalid(_) | FieldErrorKind::InvalidJson(_) => "FieldValueInvalid",
+            FieldErrorKind::Duplicate(_) | FieldErrorKind::DuplicateJson(_) => "FieldValueDuplicate",
             FieldErrorKind::Forbidden => "FieldValueForbidden",
-            FieldErrorKind::NotSupported { .. } => "FieldValueNotSupported",
+            FieldErrorKind::NotSupported { .. } | FieldErrorKind::NotSupportedJson { .. } => "FieldValueNotSupported",
             FieldErrorKind::TooLong => "FieldValueTooLong",
+            FieldErrorKind::TooMany(_) => "FieldValueTooMany",
         }
     }
 
@@ -107,7 +174,43 @@ impl FieldError {
                 with_detail(format!("Unsupported value: {value:?}: supported values: {}", list.join(", ")))
             }
             FieldErrorKind::TooLong => with_detail("Too long".into()),
+            FieldErrorKind::InvalidJson(Some(v)) => with_detail(format!("Invalid value: {}", bad_value(v))),
+            FieldErrorKind::InvalidJson(None) => with_detail("Invalid value".into()),
+            FieldErrorKind::DuplicateJson(Some(v)) => with_detail(format!("Duplicate value: {}", bad_value(v))),
+            FieldErrorKind::DuplicateJson(None) => with_detail("Duplicate value".into()),
+            FieldErrorKind::NotSupportedJson { value, supported } => {
+                let list: Vec<String> = supported.iter().map(|s| format!("{s:?}")).collect();
+                with_detail(format!("Unsupported value: {}: supported values: {}", bad_value(value), list.join(", ")))
+            }
+            FieldErrorKind::TooMany(n) => with_detail(format!("Too many: {n}")),
         }
+    }
+}
+
+/// A bad value as Kubernetes' `field.Error` prints it: a string quoted, a float in Go's `%v`
+/// (`1.5`, `1e+06`), anything else as its JSON.
+pub fn bad_value(value: &Value) -> String {
+    match value {
+        Value::String(s) => format!("{s:?}"),
+        Value::Number(n) if n.is_f64() => n.as_f64().map(go_float).unwrap_or_else(|| n.to_string()),
+        other => other.to_string(),
+    }
+}
+
+/// A float as Go's `%v` writes it: the shortest digits that round-trip, in exponent form
+/// (`1e+06`, `1e-05`) when the decimal exponent is below -4 or at least 6.
+pub fn go_float(f: f64) -> String {
+    if !f.is_finite() {
+        return f.to_string();
+    }
+    let sci = format!("{f:e}"); // shortest round-trip digits: "1.5e6", "-2e-7"
+    let Some((mantissa, exp)) = sci.split_once('e') else { return f.to_string() };
+    let exp: i32 = exp.parse().unwrap_or(0);
+    if !(-4..6).contains(&exp) {
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{mantissa}e{sign}{:02}", exp.abs())
+    } else {
+        f.to_string()
     }
 }
 
