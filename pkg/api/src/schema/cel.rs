@@ -111,7 +111,7 @@ impl Rule {
         }
 
         let rule_json = serde_json::to_value(rule).unwrap_or(Value::Null);
-        let program = match ENV.compile(&source) {
+        let program = match compile(&source) {
             Ok(p) => p,
             Err(e) => {
                 let detail = format!("compilation failed: {e}");
@@ -132,7 +132,7 @@ impl Rule {
         }
         let message_expression = match expression.map(str::trim).filter(|e| !e.is_empty()) {
             None => None,
-            Some(e) => match ENV.compile(e) {
+            Some(e) => match compile(e) {
                 Ok(p) => Some(Arc::new(p)),
                 Err(err) => {
                     let detail = format!("messageExpression compilation failed: {err}");
@@ -167,6 +167,26 @@ impl Rule {
     /// The message, else the rule: how evaluation errors name the rule.
     fn name(&self) -> &str {
         self.message.as_deref().unwrap_or(&self.source)
+    }
+}
+
+/// Compiles a CEL expression. Rules come from users: should the interpreter panic on one, the
+/// panic is caught and reported as a compilation error instead of taking the server down.
+fn compile(source: &str) -> Result<Program, String> {
+    match std::panic::catch_unwind(|| ENV.compile(source)) {
+        Ok(Ok(program)) => Ok(program),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("the CEL interpreter failed on this expression".to_string()),
+    }
+}
+
+/// Runs a compiled expression, a panic of the interpreter caught as an error.
+fn execute(program: &Program, ctx: &Context) -> Result<cel::Value, String> {
+    let run = std::panic::AssertUnwindSafe(|| program.execute(ctx));
+    match std::panic::catch_unwind(run) {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("internal error: the CEL interpreter failed".to_string()),
     }
 }
 
@@ -297,7 +317,7 @@ fn evaluate(
             };
             ctx.add_variable_from_value("oldSelf", old_self);
         }
-        let result = rule.program.execute(&ctx);
+        let result = execute(&rule.program, &ctx);
         match result {
             Ok(cel::Value::Bool(true)) => {}
             Ok(cel::Value::Bool(false)) => errs.push(failure(node, rule, value, at, &ctx)),
@@ -310,7 +330,7 @@ fn evaluate(
                 errs.push(FieldError::invalid_json(at.field(), &Value::from(type_name), detail));
             }
             Err(e) => {
-                let detail = format!("{} evaluating rule: {}", lower_first(&e.to_string()), rule.name());
+                let detail = format!("{} evaluating rule: {}", lower_first(&e), rule.name());
                 errs.push(FieldError::invalid_json(at.field(), &Value::from(type_name), detail));
             }
         }
@@ -326,7 +346,7 @@ fn failure(node: &Node, rule: &Rule, value: &Value, at: &FieldPath, ctx: &Contex
     let detail = rule
         .message_expression
         .as_ref()
-        .and_then(|p| match p.execute(ctx) {
+        .and_then(|p| match execute(p, ctx) {
             Ok(cel::Value::String(s)) => {
                 let s = s.trim();
                 (!s.is_empty() && !s.contains('\n')).then(|| s.to_string())

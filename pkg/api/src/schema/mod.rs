@@ -21,6 +21,20 @@
 //! Kubernetes writes them: the OpenAPI ones in kube-openapi's words
 //! (`spec.replicas in body should be less than or equal to 10`), field paths as the
 //! validator builds them. The module does no I/O.
+//!
+//! # Where it differs from Kubernetes
+//!
+//! - The summary errors of `allOf`/`anyOf`/`oneOf`/`not` are reported at the node's path;
+//!   Kubernetes reports them at `<nil>` (kube-openapi gives them no field).
+//! - Default values are validated with their full path in the message
+//!   (`...properties[f].default in body ...`), where Kubernetes starts the message empty.
+//! - Embedded resources (`x-kubernetes-embedded-resource`) are checked structurally and keep
+//!   their `apiVersion`, `kind` and `metadata` when pruned, but their metadata is not
+//!   validated as ObjectMeta.
+//! - CEL: see the `cel` submodule (no static type checking, no cost budget, no
+//!   Kubernetes-specific libraries).
+//! - `format: int32`/`int64` check nothing beyond the type, as in Kubernetes; of the string
+//!   formats, `isbn`, `creditcard` and `password` accept anything.
 
 mod cel;
 mod defaulting;

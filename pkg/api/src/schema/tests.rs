@@ -723,6 +723,21 @@ fn reason_field_path_and_message_expression_shape_the_error() {
 }
 
 #[test]
+fn required_and_duplicate_reasons_change_the_error_kind() {
+    let s = ruled(
+        json!([
+            {"rule": "has(self.a)", "reason": "FieldValueRequired", "message": "a is needed"},
+            {"rule": "!has(self.b) || self.b != self.c", "reason": "FieldValueDuplicate", "fieldPath": ".c"},
+        ]),
+        json!({"a": {"type": "string"}, "b": {"type": "string"}, "c": {"type": "string"}}),
+    );
+    let errs = s.validate_rules(&json!({"spec": {"b": "x", "c": "x"}}), None);
+    assert_eq!(strings(&errs), vec!["spec: Required value: a is needed", "spec.c: Duplicate value"]);
+    assert_eq!(errs[0].reason(), "FieldValueRequired");
+    assert_eq!(errs[1].reason(), "FieldValueDuplicate");
+}
+
+#[test]
 fn an_evaluation_error_is_an_invalid_error_not_a_panic() {
     let s = ruled(
         json!([{"rule": "self.missing == 1"}, {"rule": "1 / self.zero == 1"}]),
