@@ -15,15 +15,20 @@
 //! - [`duration`]: durations as Kubernetes flags and query parameters write them.
 //! - [`quantity`]: resource quantities (`100m`, `512Mi`) as integers.
 //! - [`columns`]: the Table column type and the cells kinds share (server-side printing).
+//! - [`customresource`]: what a CustomResourceDefinition turns into (registry entries whose
+//!   strategy is the CRD's [`schema`]); [`jsonpath`]: the JSONPath of printer columns.
+//! - [`managedfields`]: field ownership for server-side apply.
 //!
 //! This crate does no I/O: everything here is pure and unit tested.
 
 pub mod backoff;
 pub mod columns;
 pub mod cron;
+pub mod customresource;
 pub mod defaulting;
 pub mod duration;
 pub mod field;
+pub mod jsonpath;
 pub mod kinds;
 pub mod managedfields;
 pub mod placement;

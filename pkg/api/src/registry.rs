@@ -7,6 +7,7 @@
 //! (docs/adding-a-kind.md walks through one).
 
 use crate::columns::{Column, RowFn};
+use crate::customresource::CustomResource;
 use crate::kinds;
 use crate::strategy::RestStrategy;
 
@@ -53,13 +54,17 @@ pub struct Conversion {
     /// The resource whose stored objects these are.
     pub storage: &'static ResourceDef,
     /// An object of this version (already validated) as the storage version stores it.
-    pub to_storage: fn(serde_json::Value) -> serde_json::Value,
+    pub to_storage: &'static ConvertFn,
     /// A stored object as this version shows it.
-    pub from_storage: fn(serde_json::Value) -> serde_json::Value,
+    pub from_storage: &'static ConvertFn,
     /// A field label of this version as the storage version names it (`None`: not
     /// selectable).
     pub field_label: fn(&str) -> Option<&'static str>,
 }
+
+/// One direction of a [`Conversion`]: a function for built-in kinds, a closure naming the
+/// versions for custom resources.
+pub type ConvertFn = dyn Fn(serde_json::Value) -> serde_json::Value + Send + Sync;
 
 impl std::fmt::Debug for Conversion {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -95,6 +100,9 @@ pub struct ResourceDef {
     /// core `v1` Events in storage): how objects convert. `None` for a resource stored as
     /// itself.
     pub conversion: Option<&'static Conversion>,
+    /// For a resource a CustomResourceDefinition defines: what it adds (printer columns,
+    /// scale paths, its schema). `None` for built-in kinds.
+    pub custom: Option<&'static CustomResource>,
     /// The columns `kubectl get` shows (server-side printing).
     pub columns: &'static [Column],
     /// One object's cells under [`ResourceDef::columns`].
@@ -145,6 +153,95 @@ impl ResourceDef {
     pub fn supports_field_label(&self, label: &str) -> bool {
         matches!(label, "metadata.name" | "metadata.namespace") || self.field_labels.contains(&label)
     }
+
+    /// The resource's segment of its storage keys: the plural for built-in kinds
+    /// (`/registry/pods/...`), `<group>/<plural>` for custom resources
+    /// (`/registry/example.com/widgets/...`), as Kubernetes lays them out. A CRD's group has
+    /// a dot and a built-in plural none, so the two never share a prefix.
+    pub fn storage_name(&self) -> std::borrow::Cow<'static, str> {
+        match self.custom {
+            Some(_) => std::borrow::Cow::Owned(format!("{}/{}", self.group, self.plural)),
+            None => std::borrow::Cow::Borrowed(self.plural),
+        }
+    }
+
+    /// One object's Table cells under [`ResourceDef::columns`], ages measured at `now`.
+    pub fn cells(&self, obj: &serde_json::Value, now: jiff::Timestamp) -> Vec<serde_json::Value> {
+        match self.custom {
+            Some(custom) => custom.cells(obj, now),
+            None => (self.row)(obj, now),
+        }
+    }
+}
+
+/// The resources one apiserver serves: the built-in kinds of [`resources`] and, beside them,
+/// those its CustomResourceDefinitions define, which come and go while it runs.
+///
+/// Built-in and custom resources are the same [`ResourceDef`]s, so routes, discovery,
+/// OpenAPI, Tables and storage treat them alike. A custom resource's definition is built
+/// once per change of its CRD's spec and lives as long as the process (requests and watch
+/// caches hold `&'static` references to it); a CRD changes rarely, so that costs a few
+/// kilobytes per change.
+#[derive(Debug, Default)]
+pub struct Registry {
+    custom: std::sync::RwLock<std::sync::Arc<Vec<&'static ResourceDef>>>,
+    generation: std::sync::atomic::AtomicU64,
+}
+
+impl Registry {
+    /// A registry serving the built-in kinds only.
+    pub fn new() -> Self {
+        Registry::default()
+    }
+
+    fn custom(&self) -> std::sync::Arc<Vec<&'static ResourceDef>> {
+        match self.custom.read() {
+            Ok(custom) => std::sync::Arc::clone(&custom),
+            Err(poisoned) => std::sync::Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Replaces the custom resources served (each served version of each established CRD).
+    pub fn set_custom(&self, resources: Vec<&'static ResourceDef>) {
+        let resources = std::sync::Arc::new(resources);
+        match self.custom.write() {
+            Ok(mut custom) => *custom = resources,
+            Err(poisoned) => *poisoned.into_inner() = resources,
+        }
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// Whether `resources` differ from the custom resources served now (the same entries in
+    /// the same order are no change).
+    pub fn custom_changed(&self, resources: &[&'static ResourceDef]) -> bool {
+        let current = self.custom();
+        current.len() != resources.len() || current.iter().zip(resources).any(|(a, b)| !std::ptr::eq(*a, *b))
+    }
+
+    /// A number that changes whenever the custom resources do (documents derived from the
+    /// registry, as OpenAPI, are rebuilt when it moves).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Every resource served: the built-in ones, then the custom ones.
+    pub fn resources(&self) -> Vec<&'static ResourceDef> {
+        RESOURCES.iter().copied().chain(self.custom().iter().copied()).collect()
+    }
+
+    /// The resource with this group, version and plural name.
+    pub fn lookup(&self, group: &str, version: &str, plural: &str) -> Option<&'static ResourceDef> {
+        lookup(group, version, plural).or_else(|| {
+            self.custom().iter().copied().find(|r| r.group == group && r.version == version && r.plural == plural)
+        })
+    }
+
+    /// The API groups served, in discovery order (core first, then the built-in groups,
+    /// then the custom ones), each with its versions (a custom group's in the order its CRD
+    /// prefers them).
+    pub fn groups(&self) -> Vec<(&'static str, Vec<&'static str>)> {
+        group_versions(&self.resources())
+    }
 }
 
 /// Every resource rkube serves: one line per kind, its entry in `kinds/<kind>.rs`.
@@ -180,6 +277,7 @@ static RESOURCES: &[&ResourceDef] = &[
     &kinds::persistentvolume::RESOURCE,
     &kinds::persistentvolumeclaim::RESOURCE,
     &kinds::storageclass::RESOURCE,
+    &kinds::customresourcedefinition::RESOURCE,
 ];
 
 /// Every resource rkube serves.
@@ -197,10 +295,15 @@ pub fn by_kind(group: &str, kind: &str) -> Option<&'static ResourceDef> {
     RESOURCES.iter().copied().find(|r| r.group == group && r.kind == kind)
 }
 
-/// The API groups served, in discovery order (core `""` first), each with its versions.
+/// The API groups of the built-in kinds, in discovery order (core `""` first), each with its
+/// versions.
 pub fn groups() -> Vec<(&'static str, Vec<&'static str>)> {
+    group_versions(RESOURCES)
+}
+
+fn group_versions(resources: &[&'static ResourceDef]) -> Vec<(&'static str, Vec<&'static str>)> {
     let mut out: Vec<(&'static str, Vec<&'static str>)> = Vec::new();
-    for r in RESOURCES {
+    for r in resources {
         match out.iter_mut().find(|(g, _)| *g == r.group) {
             Some((_, versions)) if !versions.contains(&r.version) => versions.push(r.version),
             Some(_) => {}

@@ -135,6 +135,11 @@ pub trait RestStrategy: Send + Sync {
     fn prepare_for_delete(&self, object: Value) -> Result<Value, StrategyError>;
     /// Whether a marked `object` still waits for something besides `metadata.finalizers`.
     fn awaits_finalization(&self, object: &Value) -> bool;
+    /// Whether an update from `old` to `new` changes what `metadata.generation` counts: the
+    /// spec, for built-in kinds; everything but metadata and status, for custom resources.
+    fn generation_changed(&self, new: &Value, old: &Value) -> bool {
+        new.get("spec") != old.get("spec")
+    }
     /// The JSON schema of the kind (for the OpenAPI documents).
     fn json_schema(&self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema;
 }

@@ -13,7 +13,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
 };
 use k8s_openapi::apimachinery::pkg::version::Info;
 use rkube_api::Subresource;
-use rkube_api::registry::{self, ResourceDef};
+use rkube_api::registry::{Registry, ResourceDef};
 use serde_json::{Value, json};
 
 /// The Kubernetes version rkube's API corresponds to.
@@ -61,9 +61,9 @@ pub fn core_versions(server_address: &str) -> APIVersions {
     }
 }
 
-/// `/apis`: every named group.
-pub fn groups() -> APIGroupList {
-    let mut named = registry::groups();
+/// `/apis`: every named group `registry` serves.
+pub fn groups(registry: &Registry) -> APIGroupList {
+    let mut named = registry.groups();
     let metrics = crate::resource_metrics::GROUP_VERSION.split_once('/').unwrap_or_default();
     for (group, version) in crate::review::RESOURCES.iter().map(|(g, v, ..)| (*g, *v)).chain([metrics]) {
         if !named.iter().any(|(g, _)| *g == group) {
@@ -90,9 +90,9 @@ pub fn groups() -> APIGroupList {
 }
 
 /// `/api/v1` or `/apis/<group>/<version>`: the resources of one group version, or `None`.
-pub fn resources(group: &str, version: &str) -> Option<APIResourceList> {
+pub fn resources(registry: &Registry, group: &str, version: &str) -> Option<APIResourceList> {
     let members: Vec<&ResourceDef> =
-        registry::resources().iter().copied().filter(|r| r.group == group && r.version == version).collect();
+        registry.resources().into_iter().filter(|r| r.group == group && r.version == version).collect();
     let mut reviews: Vec<APIResource> = crate::review::RESOURCES
         .iter()
         .filter(|(g, v, ..)| *g == group && *v == version)
@@ -188,18 +188,24 @@ pub fn wants_aggregated(accept: &str) -> bool {
 
 /// The aggregated discovery document of `/api` (`core`: the core group) or `/apis` (every
 /// named group), built from the same lists as the legacy documents.
-pub fn aggregated(core: bool) -> Value {
+pub fn aggregated(registry: &Registry, core: bool) -> Value {
     let named: Vec<(String, Vec<String>)> = if core {
         vec![(String::new(), vec!["v1".to_string()])]
     } else {
-        groups().groups.into_iter().map(|g| (g.name, g.versions.into_iter().map(|v| v.version).collect())).collect()
+        groups(registry)
+            .groups
+            .into_iter()
+            .map(|g| (g.name, g.versions.into_iter().map(|v| v.version).collect()))
+            .collect()
     };
     let items: Vec<Value> = named
         .into_iter()
         .map(|(group, versions)| {
             let versions: Vec<Value> = versions
                 .iter()
-                .filter_map(|version| resources(&group, version).map(|list| version_discovery(&group, version, list)))
+                .filter_map(|version| {
+                    resources(registry, &group, version).map(|list| version_discovery(&group, version, list))
+                })
                 .collect();
             json!({"metadata": {"name": group}, "versions": versions})
         })
@@ -254,7 +260,7 @@ mod tests {
 
     #[test]
     fn aggregated_discovery_holds_resources_with_their_subresources() {
-        let core = aggregated(true);
+        let core = aggregated(&Registry::new(), true);
         assert_eq!(core["kind"], "APIGroupDiscoveryList");
         let v1 = &core["items"][0]["versions"][0];
         assert_eq!((core["items"][0]["metadata"]["name"].as_str(), v1["version"].as_str()), (Some(""), Some("v1")));
@@ -265,7 +271,7 @@ mod tests {
         let subs: Vec<&str> =
             pods["subresources"].as_array().expect("subs").iter().filter_map(|s| s["subresource"].as_str()).collect();
         assert!(subs.contains(&"log") && subs.contains(&"status") && subs.contains(&"binding"), "{subs:?}");
-        let named = aggregated(false);
+        let named = aggregated(&Registry::new(), false);
         let apps =
             named["items"].as_array().expect("items").iter().find(|g| g["metadata"]["name"] == "apps").expect("apps");
         let deployments = apps["versions"][0]["resources"]
@@ -296,7 +302,7 @@ mod tests {
 
     #[test]
     fn core_v1_lists_pods_with_subresources_and_short_names() {
-        let list = resources("", "v1").expect("core v1");
+        let list = resources(&Registry::new(), "", "v1").expect("core v1");
         let pods = list.resources.iter().find(|r| r.name == "pods").expect("pods");
         assert_eq!(pods.short_names.as_deref(), Some(&["po".to_string()][..]));
         assert!(list.resources.iter().any(|r| r.name == "pods/binding" && r.verbs == ["create"]));
@@ -306,25 +312,25 @@ mod tests {
 
     #[test]
     fn scale_subresource_is_autoscaling_v1() {
-        let list = resources("apps", "v1").expect("apps v1");
+        let list = resources(&Registry::new(), "apps", "v1").expect("apps v1");
         let scale = list.resources.iter().find(|r| r.name == "deployments/scale").expect("scale");
         assert_eq!((scale.group.as_deref(), scale.kind.as_str()), (Some("autoscaling"), "Scale"));
     }
 
     #[test]
     fn metrics_are_discovered_for_kubectl_top() {
-        let list = resources("metrics.k8s.io", "v1beta1").expect("metrics.k8s.io/v1beta1");
+        let list = resources(&Registry::new(), "metrics.k8s.io", "v1beta1").expect("metrics.k8s.io/v1beta1");
         let pods = list.resources.iter().find(|r| r.name == "pods").expect("pods");
         assert_eq!(
             (pods.kind.as_str(), pods.namespaced, pods.verbs.clone()),
             ("PodMetrics", true, strings(&["get", "list"]))
         );
-        assert!(groups().groups.iter().any(|g| g.name == "metrics.k8s.io"));
+        assert!(groups(&Registry::new()).groups.iter().any(|g| g.name == "metrics.k8s.io"));
     }
 
     #[test]
     fn unknown_group_versions_have_no_document() {
-        assert!(resources("apps", "v2").is_none());
-        assert!(groups().groups.iter().all(|g| !g.name.is_empty()));
+        assert!(resources(&Registry::new(), "apps", "v2").is_none());
+        assert!(groups(&Registry::new()).groups.iter().all(|g| !g.name.is_empty()));
     }
 }

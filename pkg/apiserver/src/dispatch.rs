@@ -36,7 +36,7 @@ pub async fn api(
 ) -> Response {
     let started = Instant::now();
     let query = Query::parse(uri.query());
-    let target = request::parse_path(uri.path());
+    let target = request::parse_path(uri.path(), &state.resources);
     let (verb, resource) = match &target {
         Ok(Target::Resource(req)) => (
             Verb::of(&method, req.name.is_some(), &query).map_or("unknown", Verb::as_str),
@@ -74,7 +74,7 @@ async fn serve(
             if method != Method::GET {
                 return Err(ApiError::MethodNotAllowed(format!("{method} is not supported on discovery documents")));
             }
-            let list = discovery::resources(&group, &version).ok_or(ApiError::NoSuchResource)?;
+            let list = discovery::resources(&state.resources, &group, &version).ok_or(ApiError::NoSuchResource)?;
             return Ok(json(StatusCode::OK, &list));
         }
         Target::Resource(req) => req,
@@ -87,6 +87,15 @@ async fn serve(
     if req.resource.namespaced && req.namespace.is_none() && !matches!(verb, Verb::List | Verb::Watch) {
         return Err(ApiError::MethodNotAllowed(
             "the server does not allow this method on the requested resource".into(),
+        ));
+    }
+    if let Some(custom) = req.resource.custom
+        && custom.terminating
+        && verb == Verb::Create
+    {
+        // As Kubernetes: a terminating CRD's objects are read and deleted, not made.
+        return Err(ApiError::MethodNotAllowed(
+            "create not allowed while custom resource definition is terminating".into(),
         ));
     }
     let rendering = Rendering::from_headers(headers);
@@ -139,6 +148,7 @@ async fn serve(
         (Verb::Patch, sub) => {
             let opts = WriteOptions::from_query(query)?;
             let kind = PatchType::from_media(content_type(headers).as_deref())?;
+            patch_type_served(req.resource, kind)?;
             let patch = Patch::parse(kind, read_body(body, headers, limit).await?).await?;
             match sub {
                 Some(Subresource::Scale) => {
@@ -225,6 +235,7 @@ async fn serve_converted(
         Verb::Patch => {
             let opts = WriteOptions::from_query(query)?;
             let kind = PatchType::from_media(content_type(headers).as_deref())?;
+            patch_type_served(req.resource, kind)?;
             let patch = Patch::parse(kind, read_body(body, headers, limit).await?).await?;
             let patched = conversion::patch(state, req, conversion, &name, &patch, query, &opts).await?;
             Ok(written(req, patched, rendering))
@@ -269,6 +280,17 @@ async fn patch_object(
         }
         other => other,
     }
+}
+
+/// Strategic merge patches need the patch strategies of a Go type; custom resources have none,
+/// so Kubernetes answers them with a 415 naming the patch types it accepts.
+pub(crate) fn patch_type_served(res: &rkube_api::ResourceDef, kind: PatchType) -> Result<(), ApiError> {
+    if res.custom.is_some() && kind == PatchType::Strategic {
+        return Err(ApiError::UnsupportedMediaType(
+            "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml".into(),
+        ));
+    }
+    Ok(())
 }
 
 fn json(code: StatusCode, body: &impl Serialize) -> Response {

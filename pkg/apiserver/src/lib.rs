@@ -17,6 +17,7 @@
 
 pub mod admission;
 pub mod allocator;
+pub mod apiextensions;
 pub mod authentication;
 pub mod authorization;
 pub mod cacher;
@@ -47,8 +48,8 @@ mod testing;
 pub mod watch;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::Router;
@@ -155,14 +156,26 @@ pub struct ApiState {
     pub namespace_cache: namespace::NamespaceCache,
     /// HTTP client for kubelets (`pods/log`).
     pub kubelet: reqwest::Client,
-    /// The watch cache of each resource, by plural, when enabled.
-    cachers: HashMap<&'static str, Arc<cacher::Cacher>>,
+    /// The resources served: the built-in kinds and those of CustomResourceDefinitions
+    /// ([`apiextensions`] keeps the latter current).
+    pub resources: rkube_api::registry::Registry,
+    /// The watch cache of each stored resource, by [`ResourceDef::storage_name`], when
+    /// enabled. Custom resources gain theirs when their CRD is established.
+    cachers: std::sync::RwLock<HashMap<String, Arc<cacher::Cacher>>>,
+    /// The watch caches' metrics (custom resources' caches register under the same ones).
+    cache_metrics: Option<cacher::CacheMetrics>,
+    /// Set once [`ApiState::start_caches`] ran: caches added later start at once.
+    caches_started: AtomicBool,
     /// Request timeout and in-flight limits.
     limiter: Arc<limits::Limiter>,
     /// Set once the built-in namespaces exist.
     bootstrapped: AtomicBool,
-    openapi: OnceLock<(Value, BTreeMap<String, Value>)>,
+    /// The OpenAPI documents, with the registry generation they were built for.
+    openapi: std::sync::Mutex<Option<(u64, Arc<OpenApi>)>>,
 }
+
+/// `/openapi/v3` and its documents by path.
+type OpenApi = (Value, BTreeMap<String, Value>);
 
 impl ApiState {
     /// State over `store`, with metrics registered in `registry`.
@@ -176,13 +189,16 @@ impl ApiState {
         let keys = Keys::new(&config.etcd_prefix);
         let limiter = Arc::new(limits::Limiter::new(config.limits, &registry)?);
         let mut cachers = HashMap::new();
-        if let Some(cache) = config.watch_cache {
-            let cache_metrics = cacher::CacheMetrics::new(&registry)?;
-            // A resource stored as another shares that one's cache (caches are by plural).
+        let cache_metrics = match config.watch_cache {
+            Some(_) => Some(cacher::CacheMetrics::new(&registry)?),
+            None => None,
+        };
+        if let (Some(cache), Some(metrics)) = (config.watch_cache, &cache_metrics) {
+            // A resource stored as another shares that one's cache.
             for res in rkube_api::registry::resources().iter().filter(|res| res.conversion.is_none()) {
-                let prefix = keys.collection(res.plural, None);
-                let cacher = cacher::Cacher::new(res, prefix, Arc::clone(&store), cache, cache_metrics.clone());
-                cachers.insert(res.plural, cacher);
+                let prefix = keys.collection(&res.storage_name(), None);
+                let cacher = cacher::Cacher::new(res, prefix, Arc::clone(&store), cache, metrics.clone());
+                cachers.insert(res.storage_name().into_owned(), cacher);
             }
         }
         let kubelet = kubelet_client(config.kubelet_tls.as_ref());
@@ -196,32 +212,61 @@ impl ApiState {
             namespace_cleaner: Notify::new(),
             namespace_cache: namespace::NamespaceCache::default(),
             kubelet,
-            cachers,
+            resources: rkube_api::registry::Registry::new(),
+            cachers: std::sync::RwLock::new(cachers),
+            cache_metrics,
+            caches_started: AtomicBool::new(false),
             limiter,
             bootstrapped: AtomicBool::new(false),
-            openapi: OnceLock::new(),
+            openapi: std::sync::Mutex::new(None),
         })
     }
 
-    /// The watch cache of `res`, when caches are enabled.
-    pub fn cacher(&self, res: &ResourceDef) -> Option<&cacher::Cacher> {
-        self.cachers.get(res.plural).map(Arc::as_ref)
+    /// The watch cache of `res` (of the resource storing it), when caches are enabled.
+    pub fn cacher(&self, res: &ResourceDef) -> Option<Arc<cacher::Cacher>> {
+        let cachers = self.cachers.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        cachers.get(res.storage_name().as_ref()).cloned()
     }
 
-    /// The watch cache of `res` as a shared handle (watchers keep one).
-    pub fn cacher_arc(&self, res: &ResourceDef) -> Option<Arc<cacher::Cacher>> {
-        self.cachers.get(res.plural).cloned()
+    /// Gives the stored resource `res` a watch cache if it has none (a custom resource whose
+    /// CRD was just established), started at once when the others run. Caches of resources no
+    /// longer served stay until restart: a CRD deleted and made again finds its cache warm.
+    pub fn ensure_cacher(&self, res: &'static ResourceDef) {
+        let (Some(cache), Some(metrics)) = (self.config.watch_cache, &self.cache_metrics) else { return };
+        let name = res.storage_name().into_owned();
+        let mut cachers = self.cachers.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if cachers.contains_key(&name) {
+            return;
+        }
+        let prefix = self.keys.collection(&name, None);
+        let cacher = cacher::Cacher::new(res, prefix, Arc::clone(&self.store), cache, metrics.clone());
+        if self.caches_started.load(Ordering::Acquire) {
+            tokio::spawn(Arc::clone(&cacher).run(self.shutdown.clone()));
+        }
+        cachers.insert(name, cacher);
     }
 
     /// Starts filling every watch cache; each runs until `state.shutdown`.
     pub fn start_caches(&self) {
-        for cacher in self.cachers.values() {
+        let cachers = self.cachers.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.caches_started.store(true, Ordering::Release);
+        for cacher in cachers.values() {
             tokio::spawn(Arc::clone(cacher).run(self.shutdown.clone()));
         }
     }
 
-    fn openapi(&self) -> &(Value, BTreeMap<String, Value>) {
-        self.openapi.get_or_init(|| (openapi::root(), openapi::documents()))
+    /// The OpenAPI documents of what is served now (rebuilt when a CRD changes the registry).
+    fn openapi(&self) -> Arc<OpenApi> {
+        let generation = self.resources.generation();
+        let mut cached = self.openapi.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match &*cached {
+            Some((built, docs)) if *built == generation => Arc::clone(docs),
+            _ => {
+                let docs = Arc::new((openapi::root(&self.resources), openapi::documents(&self.resources)));
+                *cached = Some((generation, Arc::clone(&docs)));
+                docs
+            }
+        }
     }
 }
 
@@ -303,25 +348,25 @@ async fn metrics_text(State(state): State<Arc<ApiState>>) -> Response {
     }
 }
 
-async fn core_versions(headers: HeaderMap) -> Response {
-    if let Some(aggregated) = aggregated_discovery(&headers, true) {
+async fn core_versions(State(state): State<Arc<ApiState>>, headers: HeaderMap) -> Response {
+    if let Some(aggregated) = aggregated_discovery(&state, &headers, true) {
         return aggregated;
     }
     let host = headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1");
     json_ok(&discovery::core_versions(host))
 }
 
-async fn named_groups(headers: HeaderMap) -> Response {
-    aggregated_discovery(&headers, false).unwrap_or_else(|| json_ok(&discovery::groups()))
+async fn named_groups(State(state): State<Arc<ApiState>>, headers: HeaderMap) -> Response {
+    aggregated_discovery(&state, &headers, false).unwrap_or_else(|| json_ok(&discovery::groups(&state.resources)))
 }
 
 /// The aggregated discovery document, when `Accept` asks for it (see [`discovery`]).
-fn aggregated_discovery(headers: &HeaderMap, core: bool) -> Option<Response> {
+fn aggregated_discovery(state: &ApiState, headers: &HeaderMap, core: bool) -> Option<Response> {
     let accept = headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok())?;
     if !discovery::wants_aggregated(accept) {
         return None;
     }
-    let body = serde_json::to_vec(&discovery::aggregated(core)).ok()?;
+    let body = serde_json::to_vec(&discovery::aggregated(&state.resources, core)).ok()?;
     let headers = [(http::header::CONTENT_TYPE, discovery::AGGREGATED), (http::header::VARY, "Accept")];
     Some((StatusCode::OK, headers, body).into_response())
 }
@@ -344,6 +389,7 @@ pub async fn serve(listener: TcpListener, state: Arc<ApiState>) -> std::io::Resu
     state.start_caches();
     let bootstrap = tokio::spawn(bootstrap(state.clone()));
     let cleaner = tokio::spawn(namespace::run_cleaner(state.clone(), state.config.namespace_cleanup_interval));
+    let crds = tokio::spawn(apiextensions::run(state.clone()));
     let cache = tokio::spawn(namespace::run_cache(state.clone()));
     let compactor = state.config.compaction_interval.map(|every| tokio::spawn(compaction::run(state.clone(), every)));
     let repair = tokio::spawn(allocator::run_repair(state.clone(), state.config.allocation_repair_interval));
@@ -351,6 +397,7 @@ pub async fn serve(listener: TcpListener, state: Arc<ApiState>) -> std::io::Resu
     let tls = state.config.tls.clone();
     let result = connections::serve(listener, router(state), tls, shutdown).await;
     bootstrap.abort();
+    crds.abort();
     repair.abort();
     cleaner.abort();
     cache.abort();

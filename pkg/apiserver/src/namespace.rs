@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::DeleteOptions;
 use rkube_api::kinds::namespace::KUBERNETES_FINALIZER;
-use rkube_api::registry::{self, ResourceDef};
+use rkube_api::registry::ResourceDef;
 use rkube_storage::ListOptions;
 use serde_json::{Value, json};
 
@@ -77,7 +77,7 @@ async fn clean_all(state: &ApiState) -> Result<(), ApiError> {
 async fn clean_one(state: &ApiState, namespace: &str) -> Result<(), ApiError> {
     let mut remaining = 0;
     let options = DeleteOptions::default();
-    for res in registry::resources().iter().filter(|r| r.namespaced) {
+    for res in state.resources.resources().into_iter().filter(|r| r.namespaced && r.conversion.is_none()) {
         let req =
             ResourceRequest { resource: res, namespace: Some(namespace.to_string()), name: None, subresource: None };
         let page = state.store.list(&rest::prefix(state, &req), ListOptions::default()).await?;

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use rkube_api::registry::{self, ResourceDef};
+use rkube_api::registry::{Registry, ResourceDef};
 use serde_json::{Map, Value, json};
 
 use crate::discovery::KUBERNETES_VERSION;
@@ -20,8 +20,9 @@ pub fn group_version_path(group: &str, version: &str) -> String {
 }
 
 /// `/openapi/v3`: where each group version's document is.
-pub fn root() -> Value {
-    let paths: Map<String, Value> = registry::groups()
+pub fn root(registry: &Registry) -> Value {
+    let paths: Map<String, Value> = registry
+        .groups()
         .into_iter()
         .flat_map(|(group, versions)| versions.into_iter().map(move |v| group_version_path(group, v)))
         .map(|path| {
@@ -33,19 +34,21 @@ pub fn root() -> Value {
 }
 
 /// All group-version documents, keyed by their path (`api/v1`, `apis/apps/v1`, ...).
-pub fn documents() -> BTreeMap<String, Value> {
-    registry::groups()
+pub fn documents(registry: &Registry) -> BTreeMap<String, Value> {
+    let resources = registry.resources();
+    registry
+        .groups()
         .into_iter()
         .flat_map(|(group, versions)| versions.into_iter().map(move |v| (group, v)))
-        .map(|(group, version)| (group_version_path(group, version), document(group, version)))
+        .map(|(group, version)| (group_version_path(group, version), document(&resources, group, version)))
         .collect()
 }
 
-fn document(group: &str, version: &str) -> Value {
+fn document(resources: &[&'static ResourceDef], group: &str, version: &str) -> Value {
     let mut generator = schemars::generate::SchemaSettings::openapi3().into_generator();
     let mut paths = Map::new();
     let mut kinds = Vec::new();
-    for res in registry::resources().iter().filter(|r| r.group == group && r.version == version) {
+    for res in resources.iter().filter(|r| r.group == group && r.version == version) {
         let schema = Value::from(res.strategy.json_schema(&mut generator));
         add_paths(&mut paths, res, &schema);
         kinds.push((schema, res.kind));
@@ -143,8 +146,10 @@ mod tests {
 
     #[test]
     fn every_kind_has_a_patch_with_field_validation_and_its_gvk() {
-        for (path, doc) in documents() {
-            for res in registry::resources().iter().filter(|r| group_version_path(r.group, r.version) == path) {
+        for (path, doc) in documents(&Registry::new()) {
+            for res in
+                rkube_api::registry::resources().iter().filter(|r| group_version_path(r.group, r.version) == path)
+            {
                 let found = doc["paths"].as_object().expect("paths").values().any(|item| {
                     let patch = &item["patch"];
                     patch["x-kubernetes-group-version-kind"]["kind"] == res.kind
@@ -159,9 +164,11 @@ mod tests {
 
     #[test]
     fn every_kind_schema_names_its_group_version_kind() {
-        for (path, document) in documents() {
+        for (path, document) in documents(&Registry::new()) {
             let schemas = document["components"]["schemas"].as_object().expect("schemas");
-            for res in registry::resources().iter().filter(|r| group_version_path(r.group, r.version) == path) {
+            for res in
+                rkube_api::registry::resources().iter().filter(|r| group_version_path(r.group, r.version) == path)
+            {
                 let named = schemas.values().any(|s| {
                     s["x-kubernetes-group-version-kind"][0]
                         == json!({"group": res.group, "version": res.version, "kind": res.kind})
@@ -173,7 +180,7 @@ mod tests {
 
     #[test]
     fn schemas_are_generated_from_the_types() {
-        let docs = documents();
+        let docs = documents(&Registry::new());
         let core = &docs["api/v1"];
         let schemas = core["components"]["schemas"].as_object().expect("schemas");
         assert!(schemas.keys().any(|k| k.contains("Pod")), "{:?}", schemas.keys().collect::<Vec<_>>());

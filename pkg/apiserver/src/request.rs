@@ -35,8 +35,9 @@ pub struct ResourceRequest {
     pub subresource: Option<Subresource>,
 }
 
-/// Parses a path under `/api` or `/apis` like Kubernetes' RequestInfoFactory.
-pub fn parse_path(path: &str) -> Result<Target, ApiError> {
+/// Parses a path under `/api` or `/apis` like Kubernetes' RequestInfoFactory, naming one of
+/// the resources `registry` serves.
+pub fn parse_path(path: &str, registry: &registry::Registry) -> Result<Target, ApiError> {
     let parts: Vec<&str> = path.trim_matches('/').split('/').filter(|p| !p.is_empty()).collect();
     let (group, version, rest) = match parts.as_slice() {
         ["api", version, rest @ ..] => ("", *version, rest),
@@ -57,7 +58,7 @@ pub fn parse_path(path: &str) -> Result<Target, ApiError> {
             namespace = None;
         }
     }
-    let resource = registry::lookup(group, version, rest[0]).ok_or(ApiError::NoSuchResource)?;
+    let resource = registry.lookup(group, version, rest[0]).ok_or(ApiError::NoSuchResource)?;
     let name = rest.get(1).map(|s| (*s).to_string());
     let subresource = match rest.get(2) {
         None => None,
@@ -225,7 +226,7 @@ mod tests {
     use super::*;
 
     fn resource(path: &str) -> ResourceRequest {
-        match parse_path(path) {
+        match parse_path(path, &registry::Registry::new()) {
             Ok(Target::Resource(r)) => r,
             other => panic!("{path}: {other:?}"),
         }
@@ -270,7 +271,7 @@ mod tests {
             "/apis/apps/v1/namespaces/a/pods",
             "/api/v1/namespaces/a/pods/x/log/extra",
         ] {
-            assert!(matches!(parse_path(path), Err(ApiError::NoSuchResource)), "{path}");
+            assert!(matches!(parse_path(path, &registry::Registry::new()), Err(ApiError::NoSuchResource)), "{path}");
         }
     }
 

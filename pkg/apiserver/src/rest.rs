@@ -144,12 +144,12 @@ impl Filter {
 
 /// The storage key of a named object of the request's resource.
 pub fn key(state: &ApiState, req: &ResourceRequest, name: &str) -> String {
-    state.keys.object(req.resource.plural, req.namespace.as_deref(), name)
+    state.keys.object(&req.resource.storage_name(), req.namespace.as_deref(), name)
 }
 
 /// The storage prefix of the request's collection.
 pub fn prefix(state: &ApiState, req: &ResourceRequest) -> String {
-    state.keys.collection(req.resource.plural, req.namespace.as_deref())
+    state.keys.collection(&req.resource.storage_name(), req.namespace.as_deref())
 }
 
 /// Reads one object.
@@ -210,7 +210,7 @@ pub async fn list(state: &ApiState, req: &ResourceRequest, query: &Query) -> Res
     let limit = query.int("limit")?.filter(|l| *l > 0);
     if let Some(cacher) = state.cacher(req.resource)
         && let Some(listed) =
-            list_from_cache(state, cacher, req, &filter, limit, continue_from.as_ref(), freshness).await?
+            list_from_cache(state, &cacher, req, &filter, limit, continue_from.as_ref(), freshness).await?
     {
         return Ok(listed);
     }
@@ -619,7 +619,7 @@ pub fn prepare_update(
         _ => res.strategy.update(new, old),
     }
     .map_err(|e| ApiError::from_strategy(target, e))?;
-    if decoded.object.get("spec") != old.get("spec") {
+    if res.strategy.generation_changed(&decoded.object, old) {
         let generation = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0) + 1;
         metadata_mut(&mut decoded.object).insert("generation".into(), json!(generation));
     }

@@ -51,7 +51,7 @@ pub fn table(res: &ResourceDef, objects: &[Value], list_meta: Option<Value>, inc
                 }),
                 IncludeObject::Object => obj.clone(),
             };
-            json!({"cells": (res.row)(obj, now), "object": object})
+            json!({"cells": res.cells(obj, now), "object": object})
         })
         .collect();
     json!({

@@ -121,7 +121,7 @@ pub async fn watch_as(
     let res = req.resource;
     let mut params = WatchParams::from_query(res, query, state.config.min_request_timeout)?;
     let prefix = rest::prefix(&state, &req);
-    if let Some(cacher) = state.cacher_arc(res).filter(|c| c.is_ready()) {
+    if let Some(cacher) = state.cacher(res).filter(|c| c.is_ready()) {
         match watch_cache(&state, cacher, &prefix, params, (rendering, view)).await? {
             Ok(response) => return Ok(response),
             Err(handed_back) => params = handed_back,

@@ -28,6 +28,7 @@ pub static RESOURCE: ResourceDef = ResourceDef {
     field_labels: &[],
     strategy: &StrategyFor::<ControllerRevision>::new(),
     conversion: None,
+    custom: None,
     columns: COLUMNS,
     row,
 };

@@ -33,6 +33,7 @@ pub static RESOURCE: ResourceDef = ResourceDef {
     field_labels: &[],
     strategy: &StrategyFor::<Deployment>::new(),
     conversion: None,
+    custom: None,
     columns: COLUMNS,
     row,
 };

@@ -44,6 +44,7 @@ pub static RESOURCE: ResourceDef = ResourceDef {
     ],
     strategy: &StrategyFor::<Event>::new(),
     conversion: None,
+    custom: None,
     columns: COLUMNS,
     row,
 };
@@ -149,7 +150,13 @@ pub static EVENTS_V1: ResourceDef = ResourceDef {
         "type",
     ],
     strategy: &StrategyFor::<EventV1>::new(),
-    conversion: Some(&Conversion { storage: &RESOURCE, to_storage, from_storage, field_label }),
+    conversion: Some(&Conversion {
+        storage: &RESOURCE,
+        to_storage: &to_storage,
+        from_storage: &from_storage,
+        field_label,
+    }),
+    custom: None,
     columns: COLUMNS,
     row: row_v1,
 };

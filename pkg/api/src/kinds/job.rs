@@ -61,6 +61,7 @@ pub static RESOURCE: ResourceDef = ResourceDef {
     field_labels: &["status.successful"],
     strategy: &StrategyFor::<Job>::new(),
     conversion: None,
+    custom: None,
     columns: COLUMNS,
     row,
 };

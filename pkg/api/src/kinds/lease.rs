@@ -27,6 +27,7 @@ pub static RESOURCE: ResourceDef = ResourceDef {
     field_labels: &[],
     strategy: &StrategyFor::<Lease>::new(),
     conversion: None,
+    custom: None,
     columns: COLUMNS,
     row,
 };

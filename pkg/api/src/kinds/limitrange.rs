@@ -41,6 +41,7 @@ pub static RESOURCE: ResourceDef = ResourceDef {
     field_labels: &[],
     strategy: &StrategyFor::<LimitRange>::new(),
     conversion: None,
+    custom: None,
     columns: COLUMNS,
     row,
 };

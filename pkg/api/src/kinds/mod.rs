@@ -13,6 +13,7 @@
 pub mod configmap;
 pub mod controllerrevision;
 pub mod cronjob;
+pub mod customresourcedefinition;
 pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
@@ -108,6 +109,9 @@ mod tests {
             scope_is_namespaced::<k8s_openapi::api::core::v1::PersistentVolume>(),
             scope_is_namespaced::<k8s_openapi::api::core::v1::PersistentVolumeClaim>(),
             scope_is_namespaced::<k8s_openapi::api::storage::v1::StorageClass>(),
+            scope_is_namespaced::<
+                k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+            >(),
         ];
         assert_eq!(scopes.len(), resources().len());
         for (kind, namespaced) in scopes {
@@ -303,6 +307,16 @@ mod tests {
                 json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": ns,
                        "eventTime": "2026-12-06T10:00:00.000000Z", "reportingController": "example.com/op",
                        "reportingInstance": "op-0", "action": "Reconcile", "reason": "Done", "type": "Normal"}),
+            ),
+            (
+                "apiextensions.k8s.io",
+                "customresourcedefinitions",
+                json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+                       "metadata": {"name": "widgets.example.com"},
+                       "spec": {"group": "example.com", "scope": "Namespaced",
+                                "names": {"plural": "widgets", "kind": "Widget"},
+                                "versions": [{"name": "v1", "served": true, "storage": true,
+                                              "schema": {"openAPIV3Schema": {"type": "object"}}}]}}),
             ),
         ];
         assert_eq!(cases.len(), resources().len());

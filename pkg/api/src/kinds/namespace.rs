@@ -32,6 +32,7 @@ pub static RESOURCE: ResourceDef = ResourceDef {
     field_labels: &["status.phase"],
     strategy: &StrategyFor::<Namespace>::new(),
     conversion: None,
+    custom: None,
     columns: COLUMNS,
     row,
 };

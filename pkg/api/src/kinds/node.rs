@@ -29,6 +29,7 @@ pub static RESOURCE: ResourceDef = ResourceDef {
     field_labels: &["spec.unschedulable"],
     strategy: &StrategyFor::<Node>::new(),
     conversion: None,
+    custom: None,
     columns: COLUMNS,
     row,
 };

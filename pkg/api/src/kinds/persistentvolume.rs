@@ -36,6 +36,7 @@ pub static RESOURCE: ResourceDef = ResourceDef {
     field_labels: &[],
     strategy: &StrategyFor::<PersistentVolume>::new(),
     conversion: None,
+    custom: None,
     columns: COLUMNS,
     row,
 };

@@ -38,6 +38,7 @@ pub static RESOURCE: ResourceDef = ResourceDef {
     field_labels: &[],
     strategy: &StrategyFor::<PersistentVolumeClaim>::new(),
     conversion: None,
+    custom: None,
     columns: COLUMNS,
     row,
 };

@@ -53,6 +53,7 @@ pub static RESOURCE: ResourceDef = ResourceDef {
     ],
     strategy: &StrategyFor::<Pod>::new(),
     conversion: None,
+    custom: None,
     columns: COLUMNS,
     row,
 };

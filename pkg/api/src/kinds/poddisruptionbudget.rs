@@ -37,6 +37,7 @@ pub static RESOURCE: ResourceDef = ResourceDef {
     field_labels: &[],
     strategy: &StrategyFor::<PodDisruptionBudget>::new(),
     conversion: None,
+    custom: None,
     columns: COLUMNS,
     row,
 };

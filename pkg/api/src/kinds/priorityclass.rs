@@ -46,6 +46,7 @@ pub static RESOURCE: ResourceDef = ResourceDef {
     field_labels: &[],
     strategy: &StrategyFor::<PriorityClass>::new(),
     conversion: None,
+    custom: None,
     columns: COLUMNS,
     row,
 };

@@ -43,6 +43,7 @@ pub static ROLE: ResourceDef = ResourceDef {
     field_labels: &[],
     strategy: &StrategyFor::<Role>::new(),
     conversion: None,
+    custom: None,
     columns: ROLE_COLUMNS,
     row: role_row,
 };
@@ -61,6 +62,7 @@ pub static CLUSTER_ROLE: ResourceDef = ResourceDef {
     field_labels: &[],
     strategy: &StrategyFor::<ClusterRole>::new(),
     conversion: None,
+    custom: None,
     columns: ROLE_COLUMNS,
     row: role_row,
 };
@@ -79,6 +81,7 @@ pub static ROLE_BINDING: ResourceDef = ResourceDef {
     field_labels: &[],
     strategy: &StrategyFor::<RoleBinding>::new(),
     conversion: None,
+    custom: None,
     columns: BINDING_COLUMNS,
     row: binding_row,
 };
@@ -97,6 +100,7 @@ pub static CLUSTER_ROLE_BINDING: ResourceDef = ResourceDef {
     field_labels: &[],
     strategy: &StrategyFor::<ClusterRoleBinding>::new(),
     conversion: None,
+    custom: None,
     columns: BINDING_COLUMNS,
     row: binding_row,
 };

@@ -32,6 +32,7 @@ pub static RESOURCE: ResourceDef = ResourceDef {
     field_labels: &["status.replicas"],
     strategy: &StrategyFor::<ReplicaSet>::new(),
     conversion: None,
+    custom: None,
     columns: COLUMNS,
     row,
 };

@@ -36,6 +36,7 @@ pub static RESOURCE: ResourceDef = ResourceDef {
     field_labels: &["status.replicas"],
     strategy: &StrategyFor::<ReplicationController>::new(),
     conversion: None,
+    custom: None,
     columns: COLUMNS,
     row,
 };

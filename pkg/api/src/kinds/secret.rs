@@ -64,6 +64,7 @@ pub static RESOURCE: ResourceDef = ResourceDef {
     field_labels: &["type"],
     strategy: &StrategyFor::<Secret>::new(),
     conversion: None,
+    custom: None,
     columns: COLUMNS,
     row,
 };

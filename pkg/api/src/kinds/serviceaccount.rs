@@ -32,6 +32,7 @@ pub static RESOURCE: ResourceDef = ResourceDef {
     field_labels: &[],
     strategy: &StrategyFor::<ServiceAccount>::new(),
     conversion: None,
+    custom: None,
     columns: COLUMNS,
     row,
 };

@@ -30,6 +30,7 @@ pub static RESOURCE: ResourceDef = ResourceDef {
     field_labels: &[],
     strategy: &StrategyFor::<StorageClass>::new(),
     conversion: None,
+    custom: None,
     columns: COLUMNS,
     row,
 };

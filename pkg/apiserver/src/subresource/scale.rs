@@ -5,6 +5,7 @@
 
 use k8s_openapi::api::autoscaling::v1::{Scale, ScaleSpec, ScaleStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector as MetaSelector, ObjectMeta};
+use rkube_api::registry::ResourceDef;
 use rkube_api::selector::LabelSelector;
 use serde_json::{Value, json};
 
@@ -15,21 +16,57 @@ use crate::patch::Patch;
 use crate::request::ResourceRequest;
 use crate::rest::{self, WriteOptions};
 
-/// The `autoscaling/v1` `Scale` view of a ReplicaSet, Deployment or ReplicationController
-/// (whose selector is a plain map of labels).
-pub fn scale_of(obj: &Value) -> Result<Value, ApiError> {
-    let selector = obj
-        .pointer("/spec/selector")
-        .map(|s| {
-            if s.get("matchLabels").is_some() || s.get("matchExpressions").is_some() {
-                s.clone()
-            } else {
-                serde_json::json!({"matchLabels": s})
+/// Where a resource keeps what its Scale shows: a built-in kind's `spec.replicas`,
+/// `status.replicas` and `spec.selector`; a custom resource's paths from its CRD.
+struct Paths<'r> {
+    spec_replicas: &'r str,
+    status_replicas: &'r str,
+    /// A custom resource's `labelSelectorPath` (a selector written as a string).
+    label_selector: Option<&'r str>,
+}
+
+impl<'r> Paths<'r> {
+    fn of(res: &'r ResourceDef) -> Self {
+        match res.custom.and_then(|c| c.scale.as_ref()) {
+            Some(paths) => Paths {
+                spec_replicas: &paths.spec_replicas,
+                status_replicas: &paths.status_replicas,
+                label_selector: paths.label_selector.as_deref(),
+            },
+            None => {
+                Paths { spec_replicas: "/spec/replicas", status_replicas: "/status/replicas", label_selector: None }
             }
-        })
-        .and_then(|s| serde_json::from_value::<MetaSelector>(s).ok())
-        .and_then(|s| LabelSelector::from_meta(&s).ok())
-        .map(|s| s.to_string());
+        }
+    }
+
+    /// Sets the desired replicas in `obj`, making the objects on the way.
+    fn set_replicas(&self, obj: &mut Value, replicas: Value) {
+        let mut at = obj;
+        let mut fields = self.spec_replicas.split('/').skip(1).peekable();
+        while let Some(field) = fields.next() {
+            let field = field.replace("~1", "/").replace("~0", "~");
+            if !at.is_object() {
+                *at = json!({});
+            }
+            let Some(map) = at.as_object_mut() else { return };
+            if fields.peek().is_none() {
+                map.insert(field, replicas);
+                return;
+            }
+            at = map.entry(field).or_insert_with(|| json!({}));
+        }
+    }
+}
+
+/// The `autoscaling/v1` `Scale` view of an object of `res`: a ReplicaSet, Deployment,
+/// ReplicationController (whose selector is a plain map of labels), StatefulSet or custom
+/// resource with a scale subresource.
+pub fn scale_of(res: &ResourceDef, obj: &Value) -> Result<Value, ApiError> {
+    let paths = Paths::of(res);
+    let selector = match paths.label_selector {
+        Some(path) => obj.pointer(path).and_then(Value::as_str).map(str::to_string),
+        None => built_in_selector(obj),
+    };
     let scale = Scale {
         metadata: ObjectMeta {
             name: Some(meta_str(obj, "name").to_string()),
@@ -42,11 +79,11 @@ pub fn scale_of(obj: &Value) -> Result<Value, ApiError> {
             ..Default::default()
         },
         spec: Some(ScaleSpec {
-            replicas: obj.pointer("/spec/replicas").and_then(Value::as_i64).and_then(|r| i32::try_from(r).ok()),
+            replicas: obj.pointer(paths.spec_replicas).and_then(Value::as_i64).and_then(|r| i32::try_from(r).ok()),
         }),
         status: Some(ScaleStatus {
             replicas: obj
-                .pointer("/status/replicas")
+                .pointer(paths.status_replicas)
                 .and_then(Value::as_i64)
                 .and_then(|r| i32::try_from(r).ok())
                 .unwrap_or(0),
@@ -54,6 +91,21 @@ pub fn scale_of(obj: &Value) -> Result<Value, ApiError> {
         }),
     };
     serde_json::to_value(scale).map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+/// A built-in kind's `spec.selector` as a selector string.
+fn built_in_selector(obj: &Value) -> Option<String> {
+    obj.pointer("/spec/selector")
+        .map(|s| {
+            if s.get("matchLabels").is_some() || s.get("matchExpressions").is_some() {
+                s.clone()
+            } else {
+                serde_json::json!({"matchLabels": s})
+            }
+        })
+        .and_then(|s| serde_json::from_value::<MetaSelector>(s).ok())
+        .and_then(|s| LabelSelector::from_meta(&s).ok())
+        .map(|s| s.to_string())
 }
 
 /// The replicas a Scale asks for: a negative number is invalid (422, as Kubernetes'
@@ -75,7 +127,7 @@ fn replicas_of(scale: &Value, name: &str) -> Result<Value, ApiError> {
 
 /// GET `…/scale`.
 pub async fn get_scale(state: &ApiState, req: &ResourceRequest, name: &str) -> Result<Value, ApiError> {
-    scale_of(&rest::get(state, req, name).await?)
+    scale_of(req.resource, &rest::get(state, req, name).await?)
 }
 
 /// PUT `…/scale`: sets `spec.replicas`; a resourceVersion in the Scale is a precondition.
@@ -93,11 +145,11 @@ pub async fn update_scale(
     };
     let written = rest::guaranteed_update(state, req, name, precondition, opts, |current| {
         let mut desired = current.clone();
-        desired["spec"]["replicas"] = replicas.clone();
+        Paths::of(req.resource).set_replicas(&mut desired, replicas.clone());
         Ok(desired)
     })
     .await?;
-    scale_of(&written.object)
+    scale_of(req.resource, &written.object)
 }
 
 /// PATCH `…/scale`: the patch applies to the Scale view, then its replicas to the object.
@@ -110,13 +162,13 @@ pub async fn patch_scale(
 ) -> Result<Value, ApiError> {
     let target = Target::new(req.resource, name);
     let written = rest::guaranteed_update(state, req, name, None, opts, |current| {
-        let patched = patch.apply_to("Scale", &scale_of(current)?, &target)?;
+        let patched = patch.apply_to("Scale", &scale_of(req.resource, current)?, &target)?;
         let mut desired = current.clone();
-        desired["spec"]["replicas"] = replicas_of(&patched, name)?;
+        Paths::of(req.resource).set_replicas(&mut desired, replicas_of(&patched, name)?);
         Ok(desired)
     })
     .await?;
-    scale_of(&written.object)
+    scale_of(req.resource, &written.object)
 }
 
 #[cfg(test)]
@@ -127,14 +179,17 @@ mod tests {
     fn scale_view_carries_replicas_and_selector() {
         let rs = json!({"metadata": {"name": "web", "namespace": "default", "uid": "u", "resourceVersion": "7"},
             "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}}}, "status": {"replicas": 2}});
-        let scale = scale_of(&rs).unwrap();
+        let scale = scale_of(&rkube_api::kinds::replicaset::RESOURCE, &rs).unwrap();
         assert_eq!(scale["kind"], "Scale");
         assert_eq!(scale["apiVersion"], "autoscaling/v1");
         assert_eq!(scale["spec"]["replicas"], 3);
         assert_eq!(scale["status"], json!({"replicas": 2, "selector": "app=web"}));
         let rc = json!({"metadata": {"name": "nginx", "namespace": "default"},
             "spec": {"replicas": 3, "selector": {"app": "nginx"}}, "status": {"replicas": 3}});
-        assert_eq!(scale_of(&rc).expect("scale")["status"]["selector"], "app=nginx");
+        assert_eq!(
+            scale_of(&rkube_api::kinds::replicationcontroller::RESOURCE, &rc).expect("scale")["status"]["selector"],
+            "app=nginx"
+        );
         assert_eq!(scale["metadata"]["resourceVersion"], "7");
     }
 
