@@ -90,6 +90,21 @@ impl CustomResource {
     }
 }
 
+/// Server-side apply reads a custom resource's list and map types from its schema.
+impl crate::managedfields::TypeInfo for CustomResource {
+    fn list_type(&self, path: &str) -> crate::managedfields::ListType {
+        self.schema.list_type(path)
+    }
+
+    fn map_is_atomic(&self, path: &str) -> bool {
+        self.schema.map_is_atomic(path)
+    }
+
+    fn key_default(&self, path: &str, key: &str) -> Option<Value> {
+        self.schema.key_default(path, key)
+    }
+}
+
 /// A value as a cell of a column of `kind`, as Kubernetes' CRD table convertor writes it: a
 /// `date` becomes an age, numbers stay numbers.
 fn cell(kind: &str, value: &Value, now: Timestamp) -> Value {

@@ -150,15 +150,24 @@ pub async fn patch(
     let res = req.resource;
     let target = Target::new(res, name);
     let storage = storage_request(req, conversion);
+    let apply = patch.kind == PatchType::Apply;
+    let opts = &WriteOptions { apply, ..opts.clone() };
     let result = rest::guaranteed_update(state, &storage, name, None, opts, |current| {
         let view = to_view(conversion, current.clone());
-        let patched = patch.apply_to(res.kind, &view, &target)?;
+        let patched = match apply {
+            true => {
+                patch.check_resource_version(&view, &target)?;
+                crate::fieldmanager::apply(req, opts, Some(&view), &patch.document)?
+            }
+            false => patch.apply_to(res.kind, &view, &target)?,
+        };
         Ok(to_storage(req, conversion, patched, Some(&view), opts)?.0)
     })
     .await;
     match result {
-        Err(ApiError::NotFound(_)) if patch.kind == PatchType::Apply => {
-            create(state, req, conversion, patch.object_to_create(name)?, opts).await
+        Err(ApiError::NotFound(_)) if apply => {
+            let object = crate::fieldmanager::apply(req, opts, None, &patch.object_to_create(name)?)?;
+            create(state, req, conversion, object, opts).await
         }
         other => other.map(|written| written_view(conversion, written)),
     }

@@ -19,6 +19,7 @@ use crate::conversion;
 use crate::decode::{decode_object, read_body};
 use crate::discovery;
 use crate::error::{ApiError, Target as ErrorTarget};
+use crate::fieldmanager;
 use crate::patch::{Patch, PatchType};
 use crate::request::{self, Query, Rendering, ResourceRequest, Target, Verb, content_type};
 use crate::rest::{self, Listed, WriteOptions, Written};
@@ -118,7 +119,7 @@ async fn serve(
         }
         (Verb::Watch, None) => watch::watch(state.clone(), req, query, rendering).await,
         (Verb::Create, None) if req.name.is_none() => {
-            let opts = WriteOptions::from_query(query)?;
+            let opts = WriteOptions::from_request(query, headers)?;
             let body = decode_object(read_body(body, headers, limit).await?, content_type(headers).as_deref()).await?;
             Ok(written(&req, rest::create(state, &req, body, &opts).await?, rendering))
         }
@@ -131,22 +132,22 @@ async fn serve(
             Ok(json(StatusCode::CREATED, &binding::bind(state, &req, &name, body).await?))
         }
         (Verb::Create, Some(Subresource::Eviction)) => {
-            let dry_run = WriteOptions::from_query(query)?.dry_run;
+            let dry_run = WriteOptions::from_request(query, headers)?.dry_run;
             let body = decode_object(read_body(body, headers, limit).await?, content_type(headers).as_deref()).await?;
             Ok(json(StatusCode::CREATED, &eviction::evict(state, &req, &name, body, dry_run).await?))
         }
         (Verb::Update, None | Some(Subresource::Status | Subresource::EphemeralContainers)) => {
-            let opts = WriteOptions::from_query(query)?;
+            let opts = WriteOptions::from_request(query, headers)?;
             let body = decode_object(read_body(body, headers, limit).await?, content_type(headers).as_deref()).await?;
             Ok(written(&req, rest::update(state, &req, &name, body, &opts).await?, rendering))
         }
         (Verb::Update, Some(Subresource::Scale)) => {
-            let opts = WriteOptions::from_query(query)?;
+            let opts = WriteOptions::from_request(query, headers)?;
             let body = decode_object(read_body(body, headers, limit).await?, content_type(headers).as_deref()).await?;
             Ok(json(StatusCode::OK, &scale::update_scale(state, &req, &name, &body, &opts).await?))
         }
         (Verb::Patch, sub) => {
-            let opts = WriteOptions::from_query(query)?;
+            let opts = WriteOptions::from_request(query, headers)?;
             let kind = PatchType::from_media(content_type(headers).as_deref())?;
             patch_type_served(req.resource, kind)?;
             let patch = Patch::parse(kind, read_body(body, headers, limit).await?).await?;
@@ -165,7 +166,7 @@ async fn serve(
         (Verb::Delete, None) => {
             let bytes = read_body(body, headers, limit).await?;
             let options = rest::delete_options(&bytes, query)?;
-            let dry_run = WriteOptions::from_query(query)?.dry_run
+            let dry_run = WriteOptions::from_request(query, headers)?.dry_run
                 || options.dry_run.as_ref().is_some_and(|d| d.iter().any(|v| v == "All"));
             crate::admission::admit_delete(state, &req, &name).await?;
             // 200 whether the object is gone or only marked, as Kubernetes answers
@@ -176,7 +177,7 @@ async fn serve(
         (Verb::DeleteCollection, None) => {
             let bytes = read_body(body, headers, limit).await?;
             let options = rest::delete_options(&bytes, query)?;
-            let dry_run = WriteOptions::from_query(query)?.dry_run;
+            let dry_run = WriteOptions::from_request(query, headers)?.dry_run;
             let listed = rest::delete_collection(state, &req, query, &options, dry_run).await?;
             Ok(json(StatusCode::OK, &rest::list_object(req.resource, &listed)?))
         }
@@ -223,17 +224,17 @@ async fn serve_converted(
             watch::watch_as(state.clone(), storage, &query, rendering, res).await
         }
         Verb::Create => {
-            let opts = WriteOptions::from_query(query)?;
+            let opts = WriteOptions::from_request(query, headers)?;
             let body = decode_object(read_body(body, headers, limit).await?, content_type(headers).as_deref()).await?;
             Ok(written(req, conversion::create(state, req, conversion, body, &opts).await?, rendering))
         }
         Verb::Update => {
-            let opts = WriteOptions::from_query(query)?;
+            let opts = WriteOptions::from_request(query, headers)?;
             let body = decode_object(read_body(body, headers, limit).await?, content_type(headers).as_deref()).await?;
             Ok(written(req, conversion::update(state, req, conversion, &name, body, &opts).await?, rendering))
         }
         Verb::Patch => {
-            let opts = WriteOptions::from_query(query)?;
+            let opts = WriteOptions::from_request(query, headers)?;
             let kind = PatchType::from_media(content_type(headers).as_deref())?;
             patch_type_served(req.resource, kind)?;
             let patch = Patch::parse(kind, read_body(body, headers, limit).await?).await?;
@@ -243,7 +244,7 @@ async fn serve_converted(
         Verb::Delete => {
             let bytes = read_body(body, headers, limit).await?;
             let options = rest::delete_options(&bytes, query)?;
-            let dry_run = WriteOptions::from_query(query)?.dry_run
+            let dry_run = WriteOptions::from_request(query, headers)?.dry_run
                 || options.dry_run.as_ref().is_some_and(|d| d.iter().any(|v| v == "All"));
             crate::admission::admit_delete(state, &storage, &name).await?;
             let (object, _gone) = rest::delete(state, &storage, &name, &options, dry_run).await?;
@@ -252,7 +253,7 @@ async fn serve_converted(
         Verb::DeleteCollection => {
             let bytes = read_body(body, headers, limit).await?;
             let options = rest::delete_options(&bytes, query)?;
-            let dry_run = WriteOptions::from_query(query)?.dry_run;
+            let dry_run = WriteOptions::from_request(query, headers)?.dry_run;
             let query = conversion::storage_query(query, res, conversion)?;
             let listed = rest::delete_collection(state, &storage, &query, &options, dry_run).await?;
             Ok(json(StatusCode::OK, &rest::list_object(res, &conversion::listed_view(res, conversion, listed)?)?))
@@ -271,15 +272,23 @@ async fn patch_object(
 ) -> Result<Written, ApiError> {
     patch.check_field_manager(query)?;
     let target = ErrorTarget::new(req.resource, name);
-    let kind = req.resource.kind;
-    let result =
-        rest::guaranteed_update(state, req, name, None, opts, |current| patch.apply_to(kind, current, &target)).await;
-    match result {
-        Err(ApiError::NotFound(_)) if patch.kind == PatchType::Apply && req.subresource.is_none() => {
-            rest::create(state, req, patch.object_to_create(name)?, opts).await
-        }
-        other => other,
+    if patch.kind == PatchType::Apply {
+        let opts = WriteOptions { apply: true, ..opts.clone() };
+        let result = rest::guaranteed_update(state, req, name, None, &opts, |current| {
+            patch.check_resource_version(current, &target)?;
+            fieldmanager::apply(req, &opts, Some(current), &patch.document)
+        })
+        .await;
+        return match result {
+            Err(ApiError::NotFound(_)) if req.subresource.is_none() => {
+                let object = fieldmanager::apply(req, &opts, None, &patch.object_to_create(name)?)?;
+                rest::create(state, req, object, &opts).await
+            }
+            other => other,
+        };
     }
+    let kind = req.resource.kind;
+    rest::guaranteed_update(state, req, name, None, opts, |current| patch.apply_to(kind, current, &target)).await
 }
 
 /// Strategic merge patches need the patch strategies of a Go type; custom resources have none,
@@ -429,7 +438,9 @@ mod tests {
         assert_eq!(status, StatusCode::CREATED, "{created}");
         let (status, updated) = api.patch(&with_manager, apply, config_map("applied", json!({"w": "2"}))).await;
         assert_eq!(status, StatusCode::OK, "{updated}");
-        assert_eq!(updated["data"], json!({"v": "1", "w": "2"}), "applied like a strategic merge");
+        assert_eq!(updated["data"], json!({"w": "2"}), "the field the manager no longer applies goes");
+        assert_eq!(updated["metadata"]["managedFields"][0]["manager"], "test", "{updated}");
+        assert_eq!(updated["metadata"]["managedFields"][0]["operation"], "Apply", "{updated}");
 
         let (status, reply) = api
             .patch(

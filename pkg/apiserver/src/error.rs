@@ -64,6 +64,15 @@ pub enum ApiError {
     /// 409: a precondition (resourceVersion, uid, already bound) failed.
     #[error("Operation cannot be fulfilled on {} {:?}: {}", .0.qualified(), .0.name, .1)]
     Conflict(Target, String),
+    /// 409: a server-side apply would change fields other managers own; each cause names
+    /// one (reason `FieldManagerConflict`, the field as `.spec.replicas`).
+    #[error("{message}")]
+    ApplyConflict {
+        /// Kubernetes' summary (`Apply failed with 1 conflict: ...`).
+        message: String,
+        /// Each conflict: its message (`conflict with "m" using apps/v1`) and field.
+        causes: Vec<(String, String)>,
+    },
     /// 410: the resourceVersion is too old.
     #[error("{0}")]
     Expired(String),
@@ -115,7 +124,9 @@ impl ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::AlreadyExists(_) | ApiError::Conflict(..) => StatusCode::CONFLICT,
+            ApiError::AlreadyExists(_) | ApiError::Conflict(..) | ApiError::ApplyConflict { .. } => {
+                StatusCode::CONFLICT
+            }
             ApiError::Expired(_) => StatusCode::GONE,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -136,7 +147,7 @@ impl ApiError {
             ApiError::Forbidden(_) => "Forbidden",
             ApiError::MethodNotAllowed(_) => "MethodNotAllowed",
             ApiError::AlreadyExists(_) => "AlreadyExists",
-            ApiError::Conflict(..) => "Conflict",
+            ApiError::Conflict(..) | ApiError::ApplyConflict { .. } => "Conflict",
             ApiError::Expired(_) => "Expired",
             ApiError::TooLarge(_) => "RequestEntityTooLarge",
             ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
@@ -168,6 +179,19 @@ impl ApiError {
                             field: Some(c.field.clone()),
                             message: Some(c.message()),
                             reason: Some(c.reason().to_string()),
+                        })
+                        .collect(),
+                ),
+                ..Default::default()
+            }),
+            ApiError::ApplyConflict { causes, .. } => Some(StatusDetails {
+                causes: Some(
+                    causes
+                        .iter()
+                        .map(|(message, field)| StatusCause {
+                            reason: Some("FieldManagerConflict".into()),
+                            message: Some(message.clone()),
+                            field: Some(field.clone()),
                         })
                         .collect(),
                 ),

@@ -27,6 +27,7 @@ pub mod decode;
 pub mod discovery;
 pub mod dispatch;
 pub mod error;
+pub mod fieldmanager;
 pub mod frames;
 pub mod kubernetes_service;
 pub mod limits;

@@ -5,10 +5,9 @@
 //! - `application/merge-patch+json` (RFC 7386),
 //! - `application/strategic-merge-patch+json` (lists merged by their patch merge key, as
 //!   `kubectl apply` and the Python client send),
-//! - `application/apply-patch+yaml` (server-side apply). rkube's server-side apply creates
-//!   the object when missing and otherwise merges the applied configuration like a
-//!   strategic merge patch; it does not track field managers, so it never reports
-//!   conflicts and never removes fields a previous apply set (see docs/api-compatibility.md).
+//! - `application/apply-patch+yaml` (server-side apply, with field ownership: see
+//!   [`crate::fieldmanager`]); it creates the object when missing. The scale subresource
+//!   applies like a strategic merge patch of its `Scale` view.
 
 use serde_json::Value;
 
@@ -127,6 +126,16 @@ impl Patch {
             return Err(ApiError::Conflict(target.clone(), OBJECT_MODIFIED.into()));
         }
         Ok(patched)
+    }
+
+    /// A resourceVersion in the patch is a precondition on `current` (a 409 when it differs),
+    /// as in Kubernetes.
+    pub fn check_resource_version(&self, current: &Value, target: &Target) -> Result<(), ApiError> {
+        let rv = meta_str(&self.document, "resourceVersion");
+        if !rv.is_empty() && rv != meta_str(current, "resourceVersion") {
+            return Err(ApiError::Conflict(target.clone(), OBJECT_MODIFIED.into()));
+        }
+        Ok(())
     }
 }
 

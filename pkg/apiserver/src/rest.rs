@@ -31,6 +31,7 @@ use crate::admission;
 use crate::allocator;
 use crate::cacher::Cacher;
 use crate::error::{ApiError, OBJECT_MODIFIED, Target};
+use crate::fieldmanager;
 use crate::metadata::{
     finalizers, from_storage, is_terminating, meta_str, metadata_mut, name, now_rfc3339, set_resource_version,
     timestamp, to_storage,
@@ -60,9 +61,24 @@ pub struct WriteOptions {
     pub dry_run: bool,
     /// `fieldValidation`.
     pub field_validation: FieldValidation,
+    /// Who writes, for `metadata.managedFields` (`fieldManager`, else the client's default;
+    /// empty for the apiserver's own writes).
+    pub field_manager: String,
+    /// `force=true`: a server-side apply takes conflicting fields from their managers.
+    pub force: bool,
+    /// Whether this write is a server-side apply (whose entries are already computed).
+    pub apply: bool,
 }
 
 impl WriteOptions {
+    /// Reads `dryRun`, `fieldValidation`, `fieldManager` and `force` from the request.
+    pub fn from_request(query: &Query, headers: &http::HeaderMap) -> Result<Self, ApiError> {
+        let mut opts = WriteOptions::from_query(query)?;
+        opts.field_manager = crate::fieldmanager::manager(query, headers)?;
+        opts.force = query.flag("force");
+        Ok(opts)
+    }
+
     /// Reads `dryRun` and `fieldValidation` from the query.
     pub fn from_query(query: &Query) -> Result<Self, ApiError> {
         let field_validation = match query.get("fieldValidation") {
@@ -80,7 +96,7 @@ impl WriteOptions {
             Some("All") => true,
             Some(other) => return Err(ApiError::BadRequest(format!("dryRun must be All, not {other:?}"))),
         };
-        Ok(WriteOptions { dry_run, field_validation })
+        Ok(WriteOptions { dry_run, field_validation, ..WriteOptions::default() })
     }
 }
 
@@ -401,15 +417,15 @@ pub async fn create(
     meta.insert("uid".into(), Value::String(uuid::Uuid::new_v4().to_string()));
     meta.insert("creationTimestamp".into(), Value::String(now_rfc3339()));
     meta.insert("generation".into(), json!(1));
-    for server_owned in
-        ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "managedFields", "selfLink"]
-    {
+    for server_owned in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"] {
         meta.remove(server_owned);
     }
+    let requested = fieldmanager::take_requested(&mut body);
     let target = Target::new(res, &object_name);
     let decoded = res.strategy.create(body).map_err(|e| ApiError::from_strategy(target.clone(), e))?;
     let warnings = unknown_field_check(opts, decoded.unknown_fields)?;
     let mut object = decoded.object;
+    fieldmanager::track(req, opts, None, requested, &mut object);
     admission::admit_create(state, req, &given, &object, opts.dry_run).await?;
     if opts.dry_run {
         return Ok(Written { object, created: true, warnings });
@@ -472,9 +488,11 @@ pub async fn guaranteed_update(
             return Err(ApiError::Conflict(target, OBJECT_MODIFIED.into()));
         }
         let current = from_storage(&kv)?;
-        let desired = mutate(&current)?;
+        let mut desired = mutate(&current)?;
+        let requested = fieldmanager::take_requested(&mut desired);
         let (mut object, unknown) = prepare_update(req.resource, req.subresource, desired, &current)?;
         let warnings = unknown_field_check(opts, unknown)?;
+        fieldmanager::track(req, opts, Some(&current), requested, &mut object);
         set_resource_version(&mut object, kv.mod_revision);
         if object == current {
             return Ok(Written { object, created: false, warnings });

@@ -53,17 +53,9 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSche
 
 use crate::field::FieldError;
 
-/// How a list is merged and owned (`x-kubernetes-list-type`): what server-side apply needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ListType {
-    /// Replaced as a whole (`atomic`, and any list without the extension).
-    Atomic,
-    /// A set of scalars (or atomic values): no duplicates, merged as a union (`set`).
-    Set,
-    /// A list of objects identified by these key fields (`map` with
-    /// `x-kubernetes-list-map-keys`): no two items with the same keys.
-    Map(Vec<String>),
-}
+/// How a list is merged and owned (`x-kubernetes-list-type`): the same type server-side
+/// apply reads for built-in kinds.
+pub use crate::managedfields::ListType;
 
 /// A custom resource's schema, checked to be structural and compiled (regular expressions,
 /// CEL rules) once.
