@@ -146,14 +146,19 @@ pub fn apply(
         ignored: &ignored,
     };
     let managed = live.map(entries_of).unwrap_or_default();
-    let (mut merged, entries) =
-        managedfields::apply(live, &managed, config, opts.force, &writer).map_err(|e| match e {
-            ApplyError::Conflicts(conflicts) => ApiError::ApplyConflict {
-                message: conflicts.to_string(),
-                causes: conflicts.0.iter().map(|c| (c.cause_message(), c.field.clone())).collect(),
-            },
-            other => ApiError::BadRequest(other.to_string()),
-        })?;
+    let mut result = managedfields::apply(live, &managed, config, opts.force, &writer);
+    if let Err(ApplyError::Conflicts(conflicts)) = &result
+        && upgrades_client_side_apply(live, conflicts, &writer)
+    {
+        result = managedfields::apply(live, &managed, config, true, &writer);
+    }
+    let (mut merged, entries) = result.map_err(|e| match e {
+        ApplyError::Conflicts(conflicts) => ApiError::ApplyConflict {
+            message: conflicts.to_string(),
+            causes: conflicts.0.iter().map(|c| (c.cause_message(), c.field.clone())).collect(),
+        },
+        other => ApiError::BadRequest(other.to_string()),
+    })?;
     managedfields::set_managed_fields(&mut merged, &entries);
     // An apply that names no entries keeps the field present so that `track` knows they
     // were computed (and stores none).
@@ -163,6 +168,29 @@ pub fn apply(
         meta.insert("managedFields".into(), Value::Array(Vec::new()));
     }
     Ok(merged)
+}
+
+/// The annotation client-side apply (`kubectl apply` without `--server-side`) keeps its last
+/// configuration in.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Whether an apply by `kubectl` may take over the fields it conflicts on because they are
+/// the ones its own client-side apply set before (they are in the object's last-applied
+/// configuration): Kubernetes' upgrade from client-side to server-side apply, so that
+/// `kubectl apply --server-side` on an object made by `kubectl apply` does not conflict with
+/// `kubectl-client-side-apply`.
+fn upgrades_client_side_apply(live: Option<&Value>, conflicts: &managedfields::Conflicts, writer: &Writer<'_>) -> bool {
+    if writer.manager != "kubectl" {
+        return false;
+    }
+    let Some(text) =
+        live.and_then(|l| l.pointer("/metadata/annotations")).and_then(|a| a.get(LAST_APPLIED)).and_then(Value::as_str)
+    else {
+        return false;
+    };
+    let Ok(last_applied) = serde_json::from_str::<Value>(text) else { return false };
+    let owned = managedfields::field_set(&last_applied, writer.types);
+    conflicts.0.iter().all(|c| owned.has(&c.path))
 }
 
 /// Takes the `metadata.managedFields` a body carries out of it.
