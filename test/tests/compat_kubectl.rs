@@ -864,3 +864,99 @@ async fn priority_classes_quotas_and_limit_ranges_from_kubectl() {
         refused.stderr
     );
 }
+
+/// The CRD path as a kubectl user walks it: apply a CRD, wait for it to be established, apply
+/// and list custom objects (their printer columns), `explain` their schema, and delete the CRD
+/// with its objects.
+#[tokio::test]
+async fn custom_resources_apply_list_explain_and_go_with_their_crd() {
+    let cluster = start().await;
+    let kubectl = Kubectl::new(&cluster);
+    let crd = kubectl.manifest(
+        "crd.yaml",
+        r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: backups.example.com
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: backups, singular: backup, kind: Backup, shortNames: [bk]}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            required: [schedule]
+            properties:
+              schedule: {type: string, description: When the backup runs, in cron syntax.}
+              keep: {type: integer, minimum: 1, default: 7}
+    additionalPrinterColumns:
+    - {name: Schedule, type: string, jsonPath: .spec.schedule}
+    - {name: Keep, type: integer, jsonPath: .spec.keep}
+"#,
+    );
+    assert_eq!(
+        kubectl.ok(&["apply", "-f", &crd]).await.trim(),
+        "customresourcedefinition.apiextensions.k8s.io/backups.example.com created"
+    );
+    kubectl.ok(&["wait", "--for=condition=Established", "crd/backups.example.com", "--timeout=30s"]).await;
+    let backup = kubectl.manifest(
+        "backup.yaml",
+        "apiVersion: example.com/v1\nkind: Backup\nmetadata:\n  name: nightly\nspec:\n  schedule: \"0 3 * * *\"\n",
+    );
+    assert_eq!(kubectl.ok(&["apply", "-f", &backup]).await.trim(), "backup.example.com/nightly created");
+    let listed = kubectl.ok(&["get", "bk"]).await;
+    let table = rows(&listed);
+    assert_eq!(table[0], ["NAME", "SCHEDULE", "KEEP"], "{listed}");
+    assert_eq!(row_named(&table, "nightly").map(|r| r[r.len() - 1]), Some("7"), "the default: {listed}");
+    let explained = kubectl.ok(&["explain", "backup.spec.schedule"]).await;
+    assert!(explained.contains("When the backup runs"), "{explained}");
+    let invalid = kubectl.manifest(
+        "invalid.yaml",
+        "apiVersion: example.com/v1\nkind: Backup\nmetadata:\n  name: broken\nspec:\n  keep: 0\n",
+    );
+    let refused = kubectl.fails(&["apply", "-f", &invalid]).await;
+    assert!(refused.stderr.contains("spec.schedule: Required value"), "{}", refused.describe());
+    kubectl.ok(&["delete", "crd", "backups.example.com", "--timeout=60s"]).await;
+    let gone = kubectl.fails(&["get", "backups"]).await;
+    // kubectl's discovery cache still names the resource; the server no longer serves it.
+    assert!(gone.stderr.contains("could not find the requested resource"), "{}", gone.describe());
+}
+
+/// `kubectl apply --server-side` from two sources: the second is refused with the conflicting
+/// field and manager, as on Kubernetes, until `--force-conflicts` takes the field.
+#[tokio::test]
+async fn apply_server_side_conflicts_until_forced() {
+    let cluster = start().await;
+    let kubectl = Kubectl::new(&cluster);
+    let api = Api::new(cluster.url());
+    let mine = kubectl.manifest("mine.yaml", &config_map("shared", "mine"));
+    kubectl.ok(&["apply", "--server-side", "-f", &mine]).await;
+    let theirs = kubectl.manifest("theirs.yaml", &config_map("shared", "theirs"));
+    let refused = kubectl.fails(&["apply", "--server-side", "--field-manager=other-team", "-f", &theirs]).await;
+    assert!(refused.stderr.contains("conflict with \"kubectl\""), "{}", refused.describe());
+    assert!(refused.stderr.contains(".data.greeting"), "{}", refused.describe());
+    assert!(refused.stderr.contains("--force-conflicts"), "kubectl explains the way out: {}", refused.describe());
+    let path = "/api/v1/namespaces/default/configmaps/shared";
+    assert_eq!(get_object(&api, path).await["data"]["greeting"], "mine");
+    let forced =
+        kubectl.ok(&["apply", "--server-side", "--field-manager=other-team", "--force-conflicts", "-f", &theirs]).await;
+    assert_eq!(forced.trim(), "configmap/shared serverside-applied");
+    let object = get_object(&api, path).await;
+    assert_eq!(object["data"]["greeting"], "theirs");
+    let managers: Vec<&str> = object["metadata"]["managedFields"]
+        .as_array()
+        .expect("managedFields")
+        .iter()
+        .filter_map(|e| e["manager"].as_str())
+        .collect();
+    assert!(managers.contains(&"other-team"), "{object}");
+    let shown = kubectl.ok(&["get", "configmap", "shared", "-o", "yaml", "--show-managed-fields"]).await;
+    assert!(shown.contains("manager: other-team"), "{shown}");
+}

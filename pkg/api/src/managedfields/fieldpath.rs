@@ -276,6 +276,28 @@ impl FieldSet {
         }
     }
 
+    /// This set without the members that still have owned paths below them in `owned`: a map
+    /// or list element whose own membership (`"."`) goes while fields inside it stay owned is
+    /// not removed as a whole (structured-merge-diff adds such items back after pruning).
+    pub fn without_owned_parents(&self, owned: &FieldSet) -> FieldSet {
+        let mut out = FieldSet::new();
+        for member in &self.members {
+            if owned.child(member).is_none_or(FieldSet::is_empty) {
+                out.members.insert(member.clone());
+            }
+        }
+        for (element, below) in &self.children {
+            let kept = match owned.child(element) {
+                Some(owned_below) => below.without_owned_parents(owned_below),
+                None => below.clone(),
+            };
+            if !kept.is_empty() {
+                out.children.insert(element.clone(), kept);
+            }
+        }
+        out
+    }
+
     /// The paths below `element`, relative to it (structured-merge-diff's `WithPrefix`).
     pub fn child(&self, element: &PathElement) -> Option<&FieldSet> {
         self.children.get(element)

@@ -222,7 +222,7 @@ pub fn apply(
     let mut result = merged;
     if !last.is_empty() {
         let owned = entries.iter().fold(FieldSet::new(), |acc, e| acc.union(&e.fields));
-        result = merge::remove(&result, &last.difference(&owned), types);
+        result = merge::remove(&result, &last.difference(&owned).without_owned_parents(&owned), types);
     }
 
     let comparison = compare(&live_value, &result, types).exclude(&ignored);

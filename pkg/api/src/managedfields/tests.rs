@@ -501,3 +501,40 @@ fn an_appliers_entry_follows_its_latest_version_while_updaters_get_one_entry_per
         .collect();
     assert_eq!(versions, vec!["apps/v1".to_string(), "apps/v1beta2".to_string()]);
 }
+
+/// What `kubectl apply --server-side` leaves after upgrading a client-side applied object:
+/// its Apply entry owns the `data` map itself (`"."`) and the annotation, which another
+/// applier owns too. Re-applying only `data.greeting` must keep the map (a field inside it is
+/// still applied) and the annotation (another manager owns it): structured-merge-diff adds
+/// back what is still owned after pruning.
+#[test]
+fn pruning_keeps_a_map_whose_fields_are_still_owned_and_fields_other_appliers_own() {
+    let live = json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "other", "namespace": "default", "annotations": {"last": "x"}},
+        "data": {"greeting": "server"}
+    });
+    let entry = |manager: &str, fields: Value| ManagedFieldsEntry {
+        manager: Some(manager.into()),
+        operation: Some("Apply".into()),
+        api_version: Some("v1".into()),
+        fields_type: Some("FieldsV1".into()),
+        fields_v1: Some(FieldsV1(fields)),
+        time: Some(Time(at(0))),
+        subresource: None,
+    };
+    let managed = vec![
+        entry(
+            "kubectl",
+            json!({"f:data": {".": {}, "f:greeting": {}}, "f:metadata": {"f:annotations": {".": {}, "f:last": {}}}}),
+        ),
+        entry("kubectl-last-applied", json!({"f:metadata": {"f:annotations": {"f:last": {}}}})),
+    ];
+    let config =
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "other"}, "data": {"greeting": "server"}});
+    let w =
+        Writer { manager: "kubectl", api_version: "v1", subresource: None, now: at(1), types: &Untyped, ignored: &[] };
+    let (object, _) = ok_apply(Some(&live), &managed, &config, false, &w);
+    assert_eq!(object["data"], json!({"greeting": "server"}), "{object}");
+    assert_eq!(object["metadata"]["annotations"], json!({"last": "x"}), "{object}");
+}
