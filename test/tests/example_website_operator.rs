@@ -2,7 +2,8 @@
 //! the controller-manager: it installs its CustomResourceDefinition, serves a Website with a
 //! ConfigMap, a Deployment and a Service it owns, follows changes to the spec (also through the
 //! `scale` subresource), reports the ready count in the status, lets a deleted Website go
-//! through its finalizer, and the garbage collector then deletes what it owned.
+//! through its finalizer, and the garbage collector then deletes what it owned. Every apply
+//! names the field manager `website-operator`.
 //!
 //! No kubelet runs: the controllers' [`Kubelet`] stand-in marks the Deployment's pods Ready, so
 //! `readyReplicas` reaches the spec.
@@ -129,7 +130,7 @@ async fn wait_established(api: &Api) -> Value {
 }
 
 #[tokio::test]
-async fn website_operator_example_serves_a_website_follows_its_spec_and_cleans_up() {
+async fn website_operator_example_serves_a_website_follows_its_spec_and_finalizes_it() {
     let mut setup = start().await;
     let api = &setup.api;
     wait_established(api).await;
@@ -234,10 +235,31 @@ async fn website_operator_example_serves_a_website_follows_its_spec_and_cleans_u
     })
     .await;
     assert!(exit.success(), "the operator exited with {exit}");
+}
 
-    // The owned objects are the garbage collector's: their owner (by uid) is gone.
-    for path in [format!("{CONFIG_MAPS}/hello"), format!("{DEPLOYMENTS}/hello"), format!("{SERVICES}/hello")] {
-        wait_gone(api, &path, GC_WAIT, &format!("{path} deleted by the garbage collector")).await;
+/// Owner references do the deleting: once the Website is gone (its finalizer removed), the
+/// garbage collector deletes the ConfigMap, Deployment and Service, whose owner uid no longer
+/// exists.
+///
+/// Fails until rkube's garbage collector handles any kind of dependent and owner (today: Pods,
+/// ReplicaSets, PersistentVolumeClaims and ControllerRevisions as dependents; owners of other
+/// kinds, custom ones included, are taken for alive).
+#[tokio::test]
+async fn website_operator_example_leaves_the_owned_objects_to_the_garbage_collector() {
+    let setup = start().await;
+    let api = &setup.api;
+    wait_established(api).await;
+    api.create(WEBSITES, &website("bye", "<p>bye</p>", 1)).await;
+    let owned = [format!("{CONFIG_MAPS}/bye"), format!("{DEPLOYMENTS}/bye"), format!("{SERVICES}/bye")];
+    for path in &owned {
+        wait_for(api, path, path, |_| true).await;
+    }
+    let site_path = format!("{WEBSITES}/bye");
+    let (status, reply) = api.delete(&site_path).await;
+    assert!(status.is_success(), "DELETE {site_path}: {status} {reply}");
+    wait_gone(api, &site_path, WAIT, "the Website gone once its finalizer is removed").await;
+    for path in &owned {
+        wait_gone(api, path, GC_WAIT, &format!("{path} deleted by the garbage collector")).await;
     }
 }
 
