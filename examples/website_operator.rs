@@ -40,6 +40,7 @@ const FINALIZER: &str = "websites.examples.rkube.dev/cleanup";
 /// Put on every object the operator makes, so its watches see only those.
 const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", MANAGER);
 
+// 1. The kind. The spec is what users write; the derive adds the `Website` type and its CRD.
 /// A static website: one HTML page, served by `replicas` web servers behind a Service.
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, JsonSchema)]
 #[kube(group = "examples.rkube.dev", version = "v1", kind = "Website", namespaced, shortname = "web")]
@@ -77,6 +78,8 @@ pub struct WebsiteStatus {
 
 /// Runs the Website operator: creates the Website kind, then serves every Website it finds.
 #[derive(Parser)]
+#[command(after_help = "It needs a kubeconfig (KUBECONFIG, else ~/.kube/config) for a cluster that serves \
+CRDs. Then `kubectl apply -f` a Website (examples/README.md has one) and `kubectl get websites`.")]
 struct Args {
     /// Image of a Website that names none; it must have busybox's `httpd`. busybox-local:v1 is
     /// the image rkube's nodes import (hack/build-test-image.sh); elsewhere try busybox:1.37.
@@ -109,7 +112,9 @@ async fn main() -> anyhow::Result<()> {
     let apply = PatchParams::apply(MANAGER).force();
     crds.patch(Website::crd_name(), &apply, &Patch::Apply(Website::crd())).await?;
     let established = wait::await_condition(crds, Website::crd_name(), wait::conditions::is_crd_established());
-    tokio::time::timeout(Duration::from_secs(30), established).await??;
+    tokio::time::timeout(Duration::from_secs(30), established)
+        .await
+        .map_err(|_| anyhow::anyhow!("the CRD is not Established after 30 s"))??;
     tracing::info!("CRD {} established", Website::crd_name());
 
     // 3. Watch Websites, and the objects they own (narrowed to ours by label).
