@@ -108,8 +108,18 @@ impl Patch {
             PatchType::Json => {
                 let ops: json_patch::Patch = serde_json::from_value(self.document.clone())
                     .map_err(|e| ApiError::BadRequest(format!("invalid JSON patch: {e}")))?;
-                json_patch::patch(&mut patched, &ops)
-                    .map_err(|e| ApiError::BadRequest(format!("the JSON patch could not be applied: {e}")))?;
+                for op in ops.0 {
+                    // As Kubernetes' JSON patch library: testing a missing path for `null`
+                    // passes (kube-rs adds its first finalizer so).
+                    if let json_patch::PatchOperation::Test(test) = &op
+                        && test.value.is_null()
+                        && patched.pointer(test.path.as_str()).is_none()
+                    {
+                        continue;
+                    }
+                    json_patch::patch(&mut patched, &[op])
+                        .map_err(|e| ApiError::BadRequest(format!("the JSON patch could not be applied: {e}")))?;
+                }
             }
             PatchType::Merge => json_patch::merge(&mut patched, &self.document),
             PatchType::Strategic | PatchType::Apply => {
@@ -178,6 +188,22 @@ mod tests {
                 .await
                 .unwrap();
         assert!(matches!(patch.apply_to("Pod", &current, &target()), Err(ApiError::BadRequest(_))));
+    }
+
+    #[tokio::test]
+    async fn testing_a_missing_path_for_null_passes_as_in_kubernetes() {
+        let current = json!({"metadata": {"name": "x"}});
+        let body = br#"[{"op":"test","path":"/metadata/finalizers","value":null},
+                        {"op":"add","path":"/metadata/finalizers","value":["a"]}]"#;
+        let patch = Patch::parse(PatchType::Json, bytes::Bytes::from_static(body)).await.unwrap();
+        let out = patch.apply_to("Pod", &current, &target()).unwrap();
+        assert_eq!(out["metadata"]["finalizers"], json!(["a"]));
+        let body = br#"[{"op":"test","path":"/metadata/name","value":null}]"#;
+        let patch = Patch::parse(PatchType::Json, bytes::Bytes::from_static(body)).await.unwrap();
+        assert!(
+            matches!(patch.apply_to("Pod", &current, &target()), Err(ApiError::BadRequest(_))),
+            "present: compared"
+        );
     }
 
     #[test]

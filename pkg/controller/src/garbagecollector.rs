@@ -5,12 +5,16 @@
 //! the owner goes at once and its dependents are deleted afterwards by this controller. So a
 //! deleted Deployment takes its ReplicaSets with it, and they take their pods.
 //!
-//! The loop, for one dependent (a Pod, a ReplicaSet, a PersistentVolumeClaim or a
-//! ControllerRevision, queued as [`GcKey::Dependent`], which
-//! names its kind and its [`ObjectKey`]):
+//! The loop, for one dependent (any of the kinds of [`DependentKind`]: pods, ReplicaSets,
+//! claims, revisions, and what controllers and operators make — ConfigMaps, Secrets,
+//! Services, Deployments, StatefulSets, DaemonSets, Jobs — queued as [`GcKey::Dependent`],
+//! which names its kind and its [`ObjectKey`]):
 //! 1. for each owner reference, ask whether an object with that **uid** exists: first the
 //!    cache of that kind, then, when the cache says no, an uncached GET by name (the cache may
-//!    lag behind a create, and deleting a live object's dependents would be a disaster);
+//!    lag behind a create, and deleting a live object's dependents would be a disaster). An
+//!    owner of a kind the collector does not cache — a custom resource — is found through the
+//!    apiserver's discovery document of its group version, and its dependents are checked
+//!    again every few seconds while it exists (no informer tells the collector it went);
 //! 2. if no owner exists any more, delete the dependent with a uid precondition (so a new
 //!    object under the same name is never hit) and `propagationPolicy: Background`, so its own
 //!    dependents follow in turn.
@@ -35,29 +39,33 @@
 //! alive (`alive_by_cache`), which propagation to finish (`propagation_to_finish`: orphan wins
 //! over foreground), and what a foreground pass deletes and waits for (`foreground_plan`).
 //!
-//! Not promised: owners of kinds this controller does not know (anything but Deployment,
-//! ReplicaSet, ReplicationController, DaemonSet, StatefulSet, Job and Pod) are assumed to
-//! exist, so their dependents are never deleted. A dependent with one owner gone and another
-//! alive keeps both references.
+//! Not promised: foreground and orphan deletion of owners of kinds the collector does not cache
+//! (custom resources): they wait for their finalizers as the apiserver marks them; an owner
+//! whose kind is not served at all counts as existing. A dependent with one owner gone and
+//! another alive keeps both references.
+//!
+//! Requests to the apiserver are by path, from each kind's registry entry: one code path for
+//! every kind.
 
-use kube_core::ResourceExt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, ReplicationController};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, ReplicationController, Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube_core::Resource;
 use prometheus::Registry;
-use rkube_client::{Api, Client, DeleteParams, Patch, PatchParams, Preconditions, PropagationPolicy};
+use rkube_api::ResourceDef;
+use rkube_client::Client;
 use rkube_informer::ObjectKey;
 use rkube_informer::factory::SharedInformerFactory;
 use rkube_informer::handler::{Deleted, HandlerFns};
+use rkube_informer::informer::SharedInformer;
 use rkube_informer::store::{OWNER_UID_INDEX, Store};
 use rkube_informer::workqueue::{RateLimiter, WorkQueue};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::Error;
 use crate::controller_ref::release_patch;
@@ -101,7 +109,8 @@ impl std::fmt::Display for GcKey {
     }
 }
 
-/// The kinds whose objects are collected when their owners are gone.
+/// The kinds whose objects are collected when their owners are gone: the ones controllers and
+/// operators make for their owners.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DependentKind {
     /// A Pod (owned by a ReplicaSet, usually).
@@ -113,16 +122,43 @@ pub enum DependentKind {
     PersistentVolumeClaim,
     /// A ControllerRevision (owned by a DaemonSet or a StatefulSet).
     ControllerRevision,
+    /// A ConfigMap (owned by an operator's custom resource, say).
+    ConfigMap,
+    /// A Secret.
+    Secret,
+    /// A Service.
+    Service,
+    /// A Deployment.
+    Deployment,
+    /// A StatefulSet.
+    StatefulSet,
+    /// A DaemonSet.
+    DaemonSet,
+    /// A Job (owned by a CronJob, usually).
+    Job,
 }
 
 impl DependentKind {
     /// The kind's name, as in `kind:` and in owner references.
     pub fn as_str(self) -> &'static str {
+        self.resource().kind
+    }
+
+    /// The kind's registry entry (its API path).
+    pub fn resource(self) -> &'static ResourceDef {
+        use rkube_api::kinds;
         match self {
-            DependentKind::Pod => "Pod",
-            DependentKind::ReplicaSet => "ReplicaSet",
-            DependentKind::PersistentVolumeClaim => "PersistentVolumeClaim",
-            DependentKind::ControllerRevision => "ControllerRevision",
+            DependentKind::Pod => &kinds::pod::RESOURCE,
+            DependentKind::ReplicaSet => &kinds::replicaset::RESOURCE,
+            DependentKind::PersistentVolumeClaim => &kinds::persistentvolumeclaim::RESOURCE,
+            DependentKind::ControllerRevision => &kinds::controllerrevision::RESOURCE,
+            DependentKind::ConfigMap => &kinds::configmap::RESOURCE,
+            DependentKind::Secret => &kinds::secret::RESOURCE,
+            DependentKind::Service => &kinds::service::RESOURCE,
+            DependentKind::Deployment => &kinds::deployment::RESOURCE,
+            DependentKind::StatefulSet => &kinds::statefulset::RESOURCE,
+            DependentKind::DaemonSet => &kinds::daemonset::RESOURCE,
+            DependentKind::Job => &kinds::job::RESOURCE,
         }
     }
 }
@@ -133,8 +169,9 @@ impl std::fmt::Display for DependentKind {
     }
 }
 
-/// The owner kinds the collector caches and can look up; owners of any other kind count as
-/// alive, and their deletion is not the collector's to finish.
+/// The owner kinds the collector caches (and whose foreground and orphan deletions it
+/// finishes). Owners of any other kind, custom resources included, are looked up through the
+/// apiserver.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum OwnerKind {
     /// A Deployment.
@@ -154,30 +191,37 @@ pub enum OwnerKind {
 }
 
 impl OwnerKind {
-    /// The owner kind named `kind` (an owner reference's `kind`), if the collector knows it.
+    const ALL: [OwnerKind; 7] = [
+        OwnerKind::Deployment,
+        OwnerKind::ReplicaSet,
+        OwnerKind::Pod,
+        OwnerKind::Job,
+        OwnerKind::ReplicationController,
+        OwnerKind::DaemonSet,
+        OwnerKind::StatefulSet,
+    ];
+
+    /// The owner kind named `kind` (an owner reference's `kind`), if the collector caches it.
     pub fn from_kind(kind: &str) -> Option<OwnerKind> {
-        match kind {
-            "Deployment" => Some(OwnerKind::Deployment),
-            "ReplicaSet" => Some(OwnerKind::ReplicaSet),
-            "Pod" => Some(OwnerKind::Pod),
-            "Job" => Some(OwnerKind::Job),
-            "ReplicationController" => Some(OwnerKind::ReplicationController),
-            "DaemonSet" => Some(OwnerKind::DaemonSet),
-            "StatefulSet" => Some(OwnerKind::StatefulSet),
-            _ => None,
-        }
+        OwnerKind::ALL.into_iter().find(|k| k.as_str() == kind)
     }
 
     /// The kind's name, as in `kind:` and in owner references.
     pub fn as_str(self) -> &'static str {
+        self.resource().kind
+    }
+
+    /// The kind's registry entry (its API path).
+    pub fn resource(self) -> &'static ResourceDef {
+        use rkube_api::kinds;
         match self {
-            OwnerKind::Deployment => "Deployment",
-            OwnerKind::ReplicaSet => "ReplicaSet",
-            OwnerKind::Pod => "Pod",
-            OwnerKind::Job => "Job",
-            OwnerKind::ReplicationController => "ReplicationController",
-            OwnerKind::DaemonSet => "DaemonSet",
-            OwnerKind::StatefulSet => "StatefulSet",
+            OwnerKind::Deployment => &kinds::deployment::RESOURCE,
+            OwnerKind::ReplicaSet => &kinds::replicaset::RESOURCE,
+            OwnerKind::Pod => &kinds::pod::RESOURCE,
+            OwnerKind::Job => &kinds::job::RESOURCE,
+            OwnerKind::ReplicationController => &kinds::replicationcontroller::RESOURCE,
+            OwnerKind::DaemonSet => &kinds::daemonset::RESOURCE,
+            OwnerKind::StatefulSet => &kinds::statefulset::RESOURCE,
         }
     }
 }
@@ -189,16 +233,16 @@ impl std::fmt::Display for OwnerKind {
 }
 
 /// Queues the finalize key of an owner marked for deletion that carries one of our finalizers.
-fn enqueue_if_finalizing<K: Resource>(queue: &WorkQueue<GcKey>, kind: OwnerKind, owner: &K) {
-    let meta = owner.meta();
+fn enqueue_if_finalizing(queue: &WorkQueue<GcKey>, kind: OwnerKind, meta: &ObjectMeta) {
     let ours = meta.finalizers.iter().flatten().any(|f| f == FOREGROUND_FINALIZER || f == ORPHAN_FINALIZER);
     if meta.deletion_timestamp.is_some() && ours {
-        queue.add(GcKey::Finalize { kind, key: ObjectKey::of(owner) });
+        let key = ObjectKey::new(meta.namespace.as_deref(), meta.name.as_deref().unwrap_or_default());
+        queue.add(GcKey::Finalize { kind, key });
     }
 }
 
 /// Queues the finalize keys of every owner of a dependent that just went away (owners of kinds
-/// the collector does not know have nothing for it to finish).
+/// the collector does not cache have nothing for it to finish).
 fn enqueue_owners(queue: &WorkQueue<GcKey>, meta: &ObjectMeta) {
     for owner in meta.owner_references.iter().flatten() {
         if let Some(kind) = OwnerKind::from_kind(&owner.kind) {
@@ -207,78 +251,118 @@ fn enqueue_owners(queue: &WorkQueue<GcKey>, meta: &ObjectMeta) {
     }
 }
 
+/// A cache of one kind as the collector reads it: metadata only.
+trait MetaStore: Send + Sync {
+    /// The cached objects that name `uid` as an owner.
+    fn by_owner(&self, uid: &str) -> Vec<ObjectMeta>;
+    /// The cached object `key`.
+    fn meta(&self, key: &ObjectKey) -> Option<ObjectMeta>;
+}
+
+impl<K: Resource + Send + Sync> MetaStore for Store<K> {
+    fn by_owner(&self, uid: &str) -> Vec<ObjectMeta> {
+        self.by_index(OWNER_UID_INDEX, uid).unwrap_or_default().iter().map(|o| o.meta().clone()).collect()
+    }
+
+    fn meta(&self, key: &ObjectKey) -> Option<ObjectMeta> {
+        self.get(key).map(|o| o.meta().clone())
+    }
+}
+
 /// The garbage collector. Build with [`GarbageCollector::new`], then run workers over its queue.
 pub struct GarbageCollector {
     client: Client,
     dependents: DependentStores,
-    pods: Store<Pod>,
-    replica_sets: Store<ReplicaSet>,
-    deployments: Store<Deployment>,
-    jobs: Store<Job>,
-    replication_controllers: Store<ReplicationController>,
-    daemon_sets: Store<DaemonSet>,
-    stateful_sets: Store<StatefulSet>,
+    owners: Arc<Vec<(OwnerKind, Arc<dyn MetaStore>)>>,
     queue: WorkQueue<GcKey>,
 }
 
 /// Queues a dependent if it names any owner.
-fn enqueue_if_owned<K: Resource>(queue: &WorkQueue<GcKey>, kind: DependentKind, object: &K) {
-    if object.meta().owner_references.as_ref().is_some_and(|owners| !owners.is_empty()) {
-        queue.add(GcKey::Dependent { kind, key: ObjectKey::of(object) });
+fn enqueue_if_owned(queue: &WorkQueue<GcKey>, kind: DependentKind, meta: &ObjectMeta) {
+    if meta.owner_references.as_ref().is_some_and(|owners| !owners.is_empty()) {
+        let key = ObjectKey::new(meta.namespace.as_deref(), meta.name.as_deref().unwrap_or_default());
+        queue.add(GcKey::Dependent { kind, key });
     }
 }
 
 /// The caches of the dependent kinds.
-#[derive(Clone)]
-struct DependentStores {
-    pods: Store<Pod>,
-    replica_sets: Store<ReplicaSet>,
-    claims: Store<PersistentVolumeClaim>,
-    revisions: Store<ControllerRevision>,
-}
+#[derive(Clone, Default)]
+struct DependentStores(Arc<Vec<(DependentKind, Arc<dyn MetaStore>)>>);
 
 impl DependentStores {
     /// Every cached dependent that names `owner_uid`.
-    fn of(&self, owner_uid: &str) -> Result<Vec<Dependent>, rkube_informer::Error> {
-        let mut dependents = Vec::new();
-        for pod in self.pods.by_index(OWNER_UID_INDEX, owner_uid)? {
-            dependents.push(Dependent { kind: DependentKind::Pod, meta: pod.metadata.clone() });
-        }
-        for rs in self.replica_sets.by_index(OWNER_UID_INDEX, owner_uid)? {
-            dependents.push(Dependent { kind: DependentKind::ReplicaSet, meta: rs.metadata.clone() });
-        }
-        for claim in self.claims.by_index(OWNER_UID_INDEX, owner_uid)? {
-            dependents.push(Dependent { kind: DependentKind::PersistentVolumeClaim, meta: claim.metadata.clone() });
-        }
-        for revision in self.revisions.by_index(OWNER_UID_INDEX, owner_uid)? {
-            dependents.push(Dependent { kind: DependentKind::ControllerRevision, meta: revision.metadata.clone() });
-        }
-        Ok(dependents)
+    fn of(&self, owner_uid: &str) -> Vec<Dependent> {
+        self.0
+            .iter()
+            .flat_map(|(kind, store)| store.by_owner(owner_uid).into_iter().map(|meta| Dependent { kind: *kind, meta }))
+            .collect()
     }
 
     /// The metadata of the cached dependent `key` of `kind`.
     fn meta(&self, kind: DependentKind, key: &ObjectKey) -> Option<ObjectMeta> {
-        match kind {
-            DependentKind::Pod => self.pods.get(key).map(|object| object.metadata.clone()),
-            DependentKind::ReplicaSet => self.replica_sets.get(key).map(|object| object.metadata.clone()),
-            DependentKind::PersistentVolumeClaim => self.claims.get(key).map(|object| object.metadata.clone()),
-            DependentKind::ControllerRevision => self.revisions.get(key).map(|object| object.metadata.clone()),
-        }
+        self.0.iter().find(|(k, _)| *k == kind).and_then(|(_, store)| store.meta(key))
     }
 }
 
 /// Queues every dependent that names `owner_uid`.
 fn enqueue_dependents(queue: &WorkQueue<GcKey>, stores: &DependentStores, owner_uid: &str) {
-    for dependent in stores.of(owner_uid).unwrap_or_default() {
+    for dependent in stores.of(owner_uid) {
         let key =
             ObjectKey::new(dependent.meta.namespace.as_deref(), dependent.meta.name.as_deref().unwrap_or_default());
         queue.add(GcKey::Dependent { kind: dependent.kind, key });
     }
 }
 
+/// What the collector does with one cached kind: collect its objects (as `dependent`), finish
+/// the deletions of its objects (as `owner`), or both. One handler per kind does it all.
+fn watch_kind<K>(
+    informer: &SharedInformer<K>,
+    queue: &WorkQueue<GcKey>,
+    stores: &DependentStores,
+    dependent: Option<DependentKind>,
+    owner: Option<OwnerKind>,
+) where
+    K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+{
+    let (q1, q2, q3) = (queue.clone(), queue.clone(), queue.clone());
+    let stores = stores.clone();
+    informer.add_handler(
+        HandlerFns::new()
+            .on_add(move |object: &Arc<K>| {
+                if let Some(kind) = dependent {
+                    enqueue_if_owned(&q1, kind, object.meta());
+                }
+                if let Some(kind) = owner {
+                    enqueue_if_finalizing(&q1, kind, object.meta());
+                }
+            })
+            .on_update(move |old: &Arc<K>, new: &Arc<K>| {
+                if let Some(kind) = dependent
+                    && old.meta().owner_references != new.meta().owner_references
+                {
+                    enqueue_if_owned(&q2, kind, new.meta());
+                }
+                if let Some(kind) = owner {
+                    enqueue_if_finalizing(&q2, kind, new.meta());
+                }
+            })
+            .on_delete(move |deleted: Deleted<K>| {
+                let meta = deleted.object().meta();
+                enqueue_dependents(&q3, &stores, meta.uid.as_deref().unwrap_or_default());
+                if dependent.is_some() {
+                    enqueue_owners(&q3, meta);
+                }
+            }),
+    );
+}
+
+/// How soon a dependent whose owner is of a kind the collector does not cache (a custom
+/// resource) is checked again: no informer tells it when that owner goes.
+const UNCACHED_OWNER_RECHECK: Duration = Duration::from_secs(5);
+
 impl GarbageCollector {
-    /// Registers handlers on the factory's Pod, ReplicaSet and Deployment informers and a work
-    /// queue named `garbagecollector`.
+    /// Registers handlers on the factory's informers of every dependent and owner kind, and a
+    /// work queue named `garbagecollector`.
     pub fn new(factory: &SharedInformerFactory, client: Client, registry: Option<&Registry>) -> Arc<Self> {
         let pods = factory.informer::<Pod>(None);
         let replica_sets = factory.informer::<ReplicaSet>(None);
@@ -289,151 +373,46 @@ impl GarbageCollector {
         let stateful_sets = factory.informer::<StatefulSet>(None);
         let claims = factory.informer::<PersistentVolumeClaim>(None);
         let revisions = factory.informer::<ControllerRevision>(None);
+        let config_maps = factory.informer::<ConfigMap>(None);
+        let secrets = factory.informer::<Secret>(None);
+        let services = factory.informer::<Service>(None);
         let queue = WorkQueue::new("garbagecollector", RateLimiter::default(), registry);
-        let dependents = DependentStores {
-            pods: pods.store(),
-            replica_sets: replica_sets.store(),
-            claims: claims.store(),
-            revisions: revisions.store(),
-        };
-        let collector = Arc::new(GarbageCollector {
-            client,
-            dependents: dependents.clone(),
-            pods: pods.store(),
-            replica_sets: replica_sets.store(),
-            deployments: deployments.store(),
-            jobs: jobs.store(),
-            replication_controllers: replication_controllers.store(),
-            daemon_sets: daemon_sets.store(),
-            stateful_sets: stateful_sets.store(),
-            queue: queue.clone(),
-        });
-        let (q1, q2) = (queue.clone(), queue.clone());
-        revisions.add_handler(
-            HandlerFns::new()
-                .on_add(move |revision: &Arc<ControllerRevision>| {
-                    enqueue_if_owned(&q1, DependentKind::ControllerRevision, revision.as_ref());
-                })
-                .on_update(move |old: &Arc<ControllerRevision>, new: &Arc<ControllerRevision>| {
-                    if old.metadata.owner_references != new.metadata.owner_references {
-                        enqueue_if_owned(&q2, DependentKind::ControllerRevision, new.as_ref());
-                    }
-                }),
-        );
-        let (q1, q2) = (queue.clone(), queue.clone());
-        claims.add_handler(
-            HandlerFns::new()
-                .on_add(move |claim: &Arc<PersistentVolumeClaim>| {
-                    enqueue_if_owned(&q1, DependentKind::PersistentVolumeClaim, claim.as_ref());
-                })
-                .on_update(move |old: &Arc<PersistentVolumeClaim>, new: &Arc<PersistentVolumeClaim>| {
-                    if old.metadata.owner_references != new.metadata.owner_references {
-                        enqueue_if_owned(&q2, DependentKind::PersistentVolumeClaim, new.as_ref());
-                    }
-                }),
-        );
-        let (q1, q2) = (queue.clone(), queue.clone());
-        let d1 = dependents.clone();
-        pods.add_handler(
-            HandlerFns::new()
-                .on_add(move |pod: &Arc<Pod>| {
-                    enqueue_if_owned(&q1, DependentKind::Pod, pod.as_ref());
-                    enqueue_if_finalizing(&q1, OwnerKind::Pod, pod.as_ref());
-                })
-                .on_update(move |old: &Arc<Pod>, new: &Arc<Pod>| {
-                    if old.metadata.owner_references != new.metadata.owner_references {
-                        enqueue_if_owned(&q2, DependentKind::Pod, new.as_ref());
-                    }
-                    enqueue_if_finalizing(&q2, OwnerKind::Pod, new.as_ref());
-                })
-                .on_delete({
-                    let queue = queue.clone();
-                    move |deleted: Deleted<Pod>| {
-                        let uid = deleted.object().uid().unwrap_or_default();
-                        enqueue_dependents(&queue, &d1, &uid);
-                        enqueue_owners(&queue, &deleted.object().metadata);
-                    }
-                }),
-        );
-        let (q1, q2, q3) = (queue.clone(), queue.clone(), queue.clone());
-        let d2 = dependents.clone();
-        replica_sets.add_handler(
-            HandlerFns::new()
-                .on_add(move |rs: &Arc<ReplicaSet>| {
-                    enqueue_if_owned(&q1, DependentKind::ReplicaSet, rs.as_ref());
-                    enqueue_if_finalizing(&q1, OwnerKind::ReplicaSet, rs.as_ref());
-                })
-                .on_update(move |old: &Arc<ReplicaSet>, new: &Arc<ReplicaSet>| {
-                    if old.metadata.owner_references != new.metadata.owner_references {
-                        enqueue_if_owned(&q2, DependentKind::ReplicaSet, new.as_ref());
-                    }
-                    enqueue_if_finalizing(&q2, OwnerKind::ReplicaSet, new.as_ref());
-                })
-                .on_delete(move |deleted: Deleted<ReplicaSet>| {
-                    let uid = deleted.object().uid().unwrap_or_default();
-                    enqueue_dependents(&q3, &d2, &uid);
-                    enqueue_owners(&q3, &deleted.object().metadata);
-                }),
-        );
-        let (q1, q2, q3) = (queue.clone(), queue.clone(), queue.clone());
-        let d3 = dependents.clone();
-        jobs.add_handler(
-            HandlerFns::new()
-                .on_add(move |job: &Arc<Job>| enqueue_if_finalizing(&q1, OwnerKind::Job, job.as_ref()))
-                .on_update(move |_, job: &Arc<Job>| enqueue_if_finalizing(&q2, OwnerKind::Job, job.as_ref()))
-                .on_delete(move |deleted: Deleted<Job>| {
-                    let uid = deleted.object().uid().unwrap_or_default();
-                    enqueue_dependents(&q3, &d3, &uid);
-                }),
-        );
-        let (q1, q2, q3) = (queue.clone(), queue.clone(), queue.clone());
-        let d4 = dependents.clone();
-        replication_controllers.add_handler(
-            HandlerFns::new()
-                .on_add(move |rc: &Arc<ReplicationController>| {
-                    enqueue_if_finalizing(&q1, OwnerKind::ReplicationController, rc.as_ref());
-                })
-                .on_update(move |_, rc: &Arc<ReplicationController>| {
-                    enqueue_if_finalizing(&q2, OwnerKind::ReplicationController, rc.as_ref());
-                })
-                .on_delete(move |deleted: Deleted<ReplicationController>| {
-                    let uid = deleted.object().uid().unwrap_or_default();
-                    enqueue_dependents(&q3, &d4, &uid);
-                }),
-        );
-        let (q1, q2, q3) = (queue.clone(), queue.clone(), queue.clone());
-        let d5 = dependents.clone();
-        daemon_sets.add_handler(
-            HandlerFns::new()
-                .on_add(move |ds: &Arc<DaemonSet>| enqueue_if_finalizing(&q1, OwnerKind::DaemonSet, ds.as_ref()))
-                .on_update(move |_, ds: &Arc<DaemonSet>| enqueue_if_finalizing(&q2, OwnerKind::DaemonSet, ds.as_ref()))
-                .on_delete(move |deleted: Deleted<DaemonSet>| {
-                    enqueue_dependents(&q3, &d5, &deleted.object().uid().unwrap_or_default());
-                }),
-        );
-        let (q1, q2, q3) = (queue.clone(), queue.clone(), queue.clone());
-        let d6 = dependents.clone();
-        stateful_sets.add_handler(
-            HandlerFns::new()
-                .on_add(move |s: &Arc<StatefulSet>| enqueue_if_finalizing(&q1, OwnerKind::StatefulSet, s.as_ref()))
-                .on_update(move |_, s: &Arc<StatefulSet>| {
-                    enqueue_if_finalizing(&q2, OwnerKind::StatefulSet, s.as_ref())
-                })
-                .on_delete(move |deleted: Deleted<StatefulSet>| {
-                    enqueue_dependents(&q3, &d6, &deleted.object().uid().unwrap_or_default());
-                }),
-        );
-        let (q1, q2, q3) = (queue.clone(), queue.clone(), queue.clone());
-        deployments.add_handler(
-            HandlerFns::new()
-                .on_add(move |d: &Arc<Deployment>| enqueue_if_finalizing(&q1, OwnerKind::Deployment, d.as_ref()))
-                .on_update(move |_, d: &Arc<Deployment>| enqueue_if_finalizing(&q2, OwnerKind::Deployment, d.as_ref()))
-                .on_delete(move |deleted: Deleted<Deployment>| {
-                    let uid = deleted.object().uid().unwrap_or_default();
-                    enqueue_dependents(&q3, &dependents, &uid);
-                }),
-        );
-        collector
+        let dependents = DependentStores(Arc::new(vec![
+            (DependentKind::Pod, Arc::new(pods.store()) as Arc<dyn MetaStore>),
+            (DependentKind::ReplicaSet, Arc::new(replica_sets.store())),
+            (DependentKind::PersistentVolumeClaim, Arc::new(claims.store())),
+            (DependentKind::ControllerRevision, Arc::new(revisions.store())),
+            (DependentKind::ConfigMap, Arc::new(config_maps.store())),
+            (DependentKind::Secret, Arc::new(secrets.store())),
+            (DependentKind::Service, Arc::new(services.store())),
+            (DependentKind::Deployment, Arc::new(deployments.store())),
+            (DependentKind::StatefulSet, Arc::new(stateful_sets.store())),
+            (DependentKind::DaemonSet, Arc::new(daemon_sets.store())),
+            (DependentKind::Job, Arc::new(jobs.store())),
+        ]));
+        let owners: Vec<(OwnerKind, Arc<dyn MetaStore>)> = vec![
+            (OwnerKind::Deployment, Arc::new(deployments.store())),
+            (OwnerKind::ReplicaSet, Arc::new(replica_sets.store())),
+            (OwnerKind::Pod, Arc::new(pods.store())),
+            (OwnerKind::Job, Arc::new(jobs.store())),
+            (OwnerKind::ReplicationController, Arc::new(replication_controllers.store())),
+            (OwnerKind::DaemonSet, Arc::new(daemon_sets.store())),
+            (OwnerKind::StatefulSet, Arc::new(stateful_sets.store())),
+        ];
+        use DependentKind as D;
+        watch_kind(&pods, &queue, &dependents, Some(D::Pod), Some(OwnerKind::Pod));
+        watch_kind(&replica_sets, &queue, &dependents, Some(D::ReplicaSet), Some(OwnerKind::ReplicaSet));
+        watch_kind(&deployments, &queue, &dependents, Some(D::Deployment), Some(OwnerKind::Deployment));
+        watch_kind(&jobs, &queue, &dependents, Some(D::Job), Some(OwnerKind::Job));
+        watch_kind(&replication_controllers, &queue, &dependents, None, Some(OwnerKind::ReplicationController));
+        watch_kind(&daemon_sets, &queue, &dependents, Some(D::DaemonSet), Some(OwnerKind::DaemonSet));
+        watch_kind(&stateful_sets, &queue, &dependents, Some(D::StatefulSet), Some(OwnerKind::StatefulSet));
+        watch_kind(&claims, &queue, &dependents, Some(D::PersistentVolumeClaim), None);
+        watch_kind(&revisions, &queue, &dependents, Some(D::ControllerRevision), None);
+        watch_kind(&config_maps, &queue, &dependents, Some(D::ConfigMap), None);
+        watch_kind(&secrets, &queue, &dependents, Some(D::Secret), None);
+        watch_kind(&services, &queue, &dependents, Some(D::Service), None);
+        Arc::new(GarbageCollector { client, dependents, owners: Arc::new(owners), queue })
     }
 
     /// The collector's work queue of dependents to check and owners to finalize.
@@ -442,7 +421,9 @@ impl GarbageCollector {
     }
 
     /// Whether an object with the owner's uid exists: the cache first ([`alive_by_cache`]),
-    /// then the apiserver.
+    /// then the apiserver. An owner whose kind the apiserver does not serve (its CRD being
+    /// made or gone) cannot be looked up and counts as existing: deleting on a guess would be
+    /// a disaster.
     async fn owner_exists(&self, namespace: &str, owner: &OwnerReference) -> Result<bool, Error> {
         let key = ObjectKey::new(Some(namespace), &owner.name);
         let cached_uid =
@@ -450,35 +431,90 @@ impl GarbageCollector {
         if alive_by_cache(owner, cached_uid.as_deref()) {
             return Ok(true);
         }
-        let fresh = match owner.kind.as_str() {
-            "Deployment" => uid_of(Api::<Deployment>::namespaced(self.client.clone(), namespace), &owner.name).await,
-            "ReplicaSet" => uid_of(Api::<ReplicaSet>::namespaced(self.client.clone(), namespace), &owner.name).await,
-            "Job" => uid_of(Api::<Job>::namespaced(self.client.clone(), namespace), &owner.name).await,
-            "ReplicationController" => {
-                uid_of(Api::<ReplicationController>::namespaced(self.client.clone(), namespace), &owner.name).await
-            }
-            "DaemonSet" => uid_of(Api::<DaemonSet>::namespaced(self.client.clone(), namespace), &owner.name).await,
-            "StatefulSet" => uid_of(Api::<StatefulSet>::namespaced(self.client.clone(), namespace), &owner.name).await,
-            _ => uid_of(Api::<Pod>::namespaced(self.client.clone(), namespace), &owner.name).await,
+        let lookup = |source| Error::Read { what: format!("looking up owner {}/{key}", owner.kind), source };
+        let path = match OwnerKind::from_kind(&owner.kind) {
+            Some(kind) => object_path(kind.resource(), namespace, &owner.name),
+            None => match self.discover(&owner.api_version, &owner.kind).await.map_err(lookup)? {
+                Some(found) => found.path(namespace, &owner.name),
+                None => {
+                    tracing::debug!(owner = %format!("{}/{key}", owner.kind), api_version = owner.api_version, "owner kind not served; keeping its dependents");
+                    return Ok(true);
+                }
+            },
         };
-        let fresh = fresh.map_err(|source| Error::Read { what: format!("looking up owner {key}"), source })?;
+        let fresh = self.uid_at(&path).await.map_err(lookup)?;
         Ok(fresh.as_deref() == Some(owner.uid.as_str()))
+    }
+
+    /// Where the objects of `kind` in `api_version` are served, from the apiserver's discovery
+    /// document of that group version; `None` when it does not serve them.
+    async fn discover(&self, api_version: &str, kind: &str) -> Result<Option<Discovered>, rkube_client::Error> {
+        let prefix =
+            if api_version.contains('/') { format!("/apis/{api_version}") } else { format!("/api/{api_version}") };
+        let list = match self.client.request_json(request("GET", &prefix, Vec::new())).await {
+            Ok(list) => list,
+            Err(error) if error.is_not_found() => return Ok(None),
+            Err(error) => return Err(error),
+        };
+        let found = list["resources"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| r["kind"] == kind && r["name"].as_str().is_some_and(|name| !name.contains('/')));
+        Ok(found.map(|r| Discovered {
+            prefix,
+            plural: r["name"].as_str().unwrap_or_default().to_string(),
+            namespaced: r["namespaced"].as_bool().unwrap_or(true),
+        }))
+    }
+
+    /// The uid of the object at `path` (uncached), or `None` when there is none.
+    async fn uid_at(&self, path: &str) -> Result<Option<String>, rkube_client::Error> {
+        match self.client.request_json(request("GET", path, Vec::new())).await {
+            Ok(object) => Ok(object.pointer("/metadata/uid").and_then(Value::as_str).map(str::to_string)),
+            Err(error) if error.is_not_found() => Ok(None),
+            Err(error) => Err(error),
+        }
     }
 
     /// The cached metadata of the object `key` of `kind`.
     fn owner_meta(&self, kind: OwnerKind, key: &ObjectKey) -> Option<ObjectMeta> {
-        match kind {
-            OwnerKind::Deployment => self.deployments.get(key).map(|object| object.metadata.clone()),
-            OwnerKind::ReplicaSet => self.replica_sets.get(key).map(|object| object.metadata.clone()),
-            OwnerKind::Pod => self.pods.get(key).map(|object| object.metadata.clone()),
-            OwnerKind::Job => self.jobs.get(key).map(|object| object.metadata.clone()),
-            OwnerKind::ReplicationController => {
-                self.replication_controllers.get(key).map(|object| object.metadata.clone())
-            }
-            OwnerKind::DaemonSet => self.daemon_sets.get(key).map(|object| object.metadata.clone()),
-            OwnerKind::StatefulSet => self.stateful_sets.get(key).map(|object| object.metadata.clone()),
+        self.owners.iter().find(|(k, _)| *k == kind).and_then(|(_, store)| store.meta(key))
+    }
+}
+
+/// Where discovery says a kind is served.
+struct Discovered {
+    /// `/apis/<group>/<version>` or `/api/v1`.
+    prefix: String,
+    plural: String,
+    namespaced: bool,
+}
+
+impl Discovered {
+    fn path(&self, namespace: &str, name: &str) -> String {
+        match self.namespaced {
+            true => format!("{}/namespaces/{namespace}/{}/{name}", self.prefix, self.plural),
+            false => format!("{}/{}/{name}", self.prefix, self.plural),
         }
     }
+}
+
+/// The API path of the object `name` of `res` in `namespace`.
+fn object_path(res: &ResourceDef, namespace: &str, name: &str) -> String {
+    match res.namespaced {
+        true => format!("{}/namespaces/{namespace}/{}/{name}", res.path_prefix(), res.plural),
+        false => format!("{}/{}/{name}", res.path_prefix(), res.plural),
+    }
+}
+
+/// A request to the apiserver with a JSON body (empty for none).
+fn request(method: &str, path: &str, body: Vec<u8>) -> http::Request<Vec<u8>> {
+    let mut builder = http::Request::builder().method(method).uri(path);
+    if !body.is_empty() {
+        builder = builder.header(http::header::CONTENT_TYPE, "application/json");
+    }
+    builder.body(body).unwrap_or_default()
 }
 
 impl Syncer for GarbageCollector {
@@ -502,16 +538,15 @@ impl GarbageCollector {
         let namespace = meta.namespace.clone().unwrap_or_default();
         for owner in &owners {
             if self.owner_exists(&namespace, owner).await? {
-                return Ok(Action::await_change());
+                // An owner no informer of ours watches is looked at again before long.
+                return Ok(match OwnerKind::from_kind(&owner.kind) {
+                    Some(_) => Action::await_change(),
+                    None => Action::requeue(UNCACHED_OWNER_RECHECK),
+                });
             }
         }
         let name = meta.name.clone().unwrap_or_default();
-        let params = DeleteParams {
-            propagation_policy: Some(PropagationPolicy::Background),
-            preconditions: Some(Preconditions { uid: meta.uid.clone(), resource_version: None }),
-            ..DeleteParams::default()
-        };
-        let deleted = self.delete_dependent(kind, &namespace, &name, &params).await;
+        let deleted = self.delete_dependent(kind, &namespace, &name, "Background", meta.uid.as_deref()).await;
         match deleted {
             Ok(()) => {
                 tracing::info!(%key, owners = ?owners.iter().map(|o| format!("{}/{}", o.kind, o.name)).collect::<Vec<_>>(), "owners gone; deleted");
@@ -531,7 +566,7 @@ impl GarbageCollector {
         // For logs and errors: `Deployment/ns/web`.
         let owner_key = format!("{kind}/{key}");
         let uid = owner.uid.clone().unwrap_or_default();
-        let dependents = self.dependents.of(&uid)?;
+        let dependents = self.dependents.of(&uid);
         match propagation {
             Propagation::Orphan => self.orphan(&owner_key, &owner, &dependents).await?,
             Propagation::Foreground => {
@@ -546,32 +581,31 @@ impl GarbageCollector {
         self.remove_finalizer(kind, &owner_key, &owner, propagation.finalizer()).await
     }
 
-    /// Deletes the dependent `name` of `kind` in `namespace`.
+    /// Deletes the dependent `name` of `kind` in `namespace` with `propagation`, only if it
+    /// still has `uid` (a new object under the same name is never hit).
     async fn delete_dependent(
         &self,
         kind: DependentKind,
         namespace: &str,
         name: &str,
-        params: &DeleteParams,
+        propagation: &str,
+        uid: Option<&str>,
     ) -> Result<(), rkube_client::Error> {
-        match kind {
-            DependentKind::Pod => {
-                Api::<Pod>::namespaced(self.client.clone(), namespace).delete(name, params).await.map(drop)
-            }
-            DependentKind::ReplicaSet => {
-                Api::<ReplicaSet>::namespaced(self.client.clone(), namespace).delete(name, params).await.map(drop)
-            }
-            DependentKind::PersistentVolumeClaim => {
-                Api::<PersistentVolumeClaim>::namespaced(self.client.clone(), namespace)
-                    .delete(name, params)
-                    .await
-                    .map(drop)
-            }
-            DependentKind::ControllerRevision => Api::<ControllerRevision>::namespaced(self.client.clone(), namespace)
-                .delete(name, params)
-                .await
-                .map(drop),
-        }
+        let options = json!({
+            "apiVersion": "v1", "kind": "DeleteOptions",
+            "propagationPolicy": propagation,
+            "preconditions": {"uid": uid},
+        });
+        let path = object_path(kind.resource(), namespace, name);
+        self.client.request_json(request("DELETE", &path, options.to_string().into_bytes())).await.map(drop)
+    }
+
+    /// Merge-patches the object at `path`.
+    async fn merge_patch(&self, path: &str, patch: &Value) -> Result<(), rkube_client::Error> {
+        let mut req = request("PATCH", path, patch.to_string().into_bytes());
+        req.headers_mut()
+            .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/merge-patch+json"));
+        self.client.request_json(req).await.map(drop)
     }
 
     /// Removes `owner`'s reference from each of its dependents.
@@ -580,31 +614,8 @@ impl GarbageCollector {
         let namespace = owner.namespace.clone().unwrap_or_default();
         for Dependent { kind, meta } in dependents {
             let name = meta.name.clone().unwrap_or_default();
-            let patch = Patch::Merge(release_patch(meta, &uid));
-            let params = PatchParams::default();
-            let released = match *kind {
-                DependentKind::Pod => Api::<Pod>::namespaced(self.client.clone(), &namespace)
-                    .patch(&name, &params, &patch)
-                    .await
-                    .map(drop),
-                DependentKind::ReplicaSet => Api::<ReplicaSet>::namespaced(self.client.clone(), &namespace)
-                    .patch(&name, &params, &patch)
-                    .await
-                    .map(drop),
-                DependentKind::PersistentVolumeClaim => {
-                    Api::<PersistentVolumeClaim>::namespaced(self.client.clone(), &namespace)
-                        .patch(&name, &params, &patch)
-                        .await
-                        .map(drop)
-                }
-                DependentKind::ControllerRevision => {
-                    Api::<ControllerRevision>::namespaced(self.client.clone(), &namespace)
-                        .patch(&name, &params, &patch)
-                        .await
-                        .map(drop)
-                }
-            };
-            match released {
+            let path = object_path(kind.resource(), &namespace, &name);
+            match self.merge_patch(&path, &release_patch(meta, &uid)).await {
                 Ok(()) => tracing::info!(owner = %owner_key, dependent = %format!("{kind}/{name}"), "orphaned"),
                 Err(error) if error.is_not_found() => {}
                 Err(source) => {
@@ -628,12 +639,7 @@ impl GarbageCollector {
         let namespace = owner.namespace.clone().unwrap_or_default();
         for Dependent { kind, meta } in dependents {
             let name = meta.name.clone().unwrap_or_default();
-            let params = DeleteParams {
-                propagation_policy: Some(PropagationPolicy::Foreground),
-                preconditions: Some(Preconditions { uid: meta.uid.clone(), resource_version: None }),
-                ..DeleteParams::default()
-            };
-            let deleted = self.delete_dependent(*kind, &namespace, &name, &params).await;
+            let deleted = self.delete_dependent(*kind, &namespace, &name, "Foreground", meta.uid.as_deref()).await;
             match deleted {
                 Ok(()) => {
                     tracing::info!(owner = %owner_key, dependent = %format!("{kind}/{name}"), "deleted in foreground")
@@ -660,42 +666,9 @@ impl GarbageCollector {
     ) -> Result<Action, Error> {
         let namespace = owner.namespace.clone().unwrap_or_default();
         let remaining = finalizers_without(owner.finalizers.as_deref().unwrap_or_default(), done);
-        let patch =
-            Patch::Merge(json!({"metadata": {"finalizers": remaining, "resourceVersion": owner.resource_version}}));
+        let patch = json!({"metadata": {"finalizers": remaining, "resourceVersion": owner.resource_version}});
         let name = owner.name.clone().unwrap_or_default();
-        let removed = match kind {
-            OwnerKind::Deployment => Api::<Deployment>::namespaced(self.client.clone(), &namespace)
-                .patch(&name, &PatchParams::default(), &patch)
-                .await
-                .map(drop),
-            OwnerKind::ReplicaSet => Api::<ReplicaSet>::namespaced(self.client.clone(), &namespace)
-                .patch(&name, &PatchParams::default(), &patch)
-                .await
-                .map(drop),
-            OwnerKind::Pod => Api::<Pod>::namespaced(self.client.clone(), &namespace)
-                .patch(&name, &PatchParams::default(), &patch)
-                .await
-                .map(drop),
-            OwnerKind::Job => Api::<Job>::namespaced(self.client.clone(), &namespace)
-                .patch(&name, &PatchParams::default(), &patch)
-                .await
-                .map(drop),
-            OwnerKind::ReplicationController => {
-                Api::<ReplicationController>::namespaced(self.client.clone(), &namespace)
-                    .patch(&name, &PatchParams::default(), &patch)
-                    .await
-                    .map(drop)
-            }
-            OwnerKind::DaemonSet => Api::<DaemonSet>::namespaced(self.client.clone(), &namespace)
-                .patch(&name, &PatchParams::default(), &patch)
-                .await
-                .map(drop),
-            OwnerKind::StatefulSet => Api::<StatefulSet>::namespaced(self.client.clone(), &namespace)
-                .patch(&name, &PatchParams::default(), &patch)
-                .await
-                .map(drop),
-        };
-        match removed {
+        match self.merge_patch(&object_path(kind.resource(), &namespace, &name), &patch).await {
             Ok(()) => {
                 tracing::info!(owner = %owner_key, finalizer = done, "dependents handled; finalizer removed");
                 Ok(Action::await_change())
@@ -706,24 +679,16 @@ impl GarbageCollector {
     }
 }
 
-/// The uid of the object `name` (uncached), or `None` when there is none.
-async fn uid_of<K>(api: Api<K>, name: &str) -> Result<Option<String>, rkube_client::Error>
-where
-    K: rkube_client::ApiResource,
-{
-    Ok(api.get_opt(name).await?.and_then(|object| Resource::meta(&object).uid.clone()))
-}
-
 /// Whether a dependent is worth checking: not already being deleted, and naming an owner.
 fn is_candidate(meta: &ObjectMeta) -> bool {
     meta.deletion_timestamp.is_none() && meta.owner_references.as_ref().is_some_and(|owners| !owners.is_empty())
 }
 
-/// Whether the cache alone proves `owner` alive: it is of a kind the collector does not know
-/// (never collected on its account), or the cached object under its name has its uid. When
-/// not, only an uncached read can tell: the cache may lag behind a create.
+/// Whether the cache alone proves `owner` alive: the cached object under its name has its
+/// uid. When not (or when its kind is not cached), only an uncached read can tell: the cache
+/// may lag behind a create.
 fn alive_by_cache(owner: &OwnerReference, cached_uid: Option<&str>) -> bool {
-    OwnerKind::from_kind(&owner.kind).is_none() || cached_uid == Some(owner.uid.as_str())
+    cached_uid == Some(owner.uid.as_str())
 }
 
 /// How an owner marked for deletion wants its dependents handled.
@@ -859,9 +824,9 @@ mod tests {
         let mut pod = Pod { metadata: meta(vec![reference("ReplicaSet", "u", None)], false, &[]), ..Pod::default() };
         pod.metadata.namespace = Some("ns".into());
         pod.metadata.name = Some("web-1".into());
-        enqueue_if_owned(&queue, DependentKind::Pod, &pod);
+        enqueue_if_owned(&queue, DependentKind::Pod, &pod.metadata);
         pod.metadata.owner_references = None;
-        enqueue_if_owned(&queue, DependentKind::Pod, &pod);
+        enqueue_if_owned(&queue, DependentKind::Pod, &pod.metadata);
         assert_eq!(drain(&queue).await, [GcKey::Dependent { kind: DependentKind::Pod, key: key("web-1") }]);
     }
 
@@ -884,12 +849,12 @@ mod tests {
     }
 
     #[test]
-    fn only_a_cached_owner_with_the_same_uid_or_an_unknown_kind_is_alive_without_asking_the_apiserver() {
+    fn only_a_cached_owner_with_the_same_uid_is_alive_without_asking_the_apiserver() {
         let owner = reference("ReplicaSet", "uid-1", None);
         assert!(alive_by_cache(&owner, Some("uid-1")));
         assert!(!alive_by_cache(&owner, Some("uid-2")), "recreated under the same name: not the owner");
         assert!(!alive_by_cache(&owner, None), "the cache may lag behind a create");
-        assert!(alive_by_cache(&reference("Widget", "uid-1", None), None), "never collected on its account");
+        assert!(!alive_by_cache(&reference("Widget", "uid-1", None), None), "a custom owner is looked up");
     }
 
     #[test]
