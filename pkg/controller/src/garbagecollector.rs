@@ -51,7 +51,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet};
-use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, ReplicationController, Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
@@ -188,10 +188,12 @@ pub enum OwnerKind {
     DaemonSet,
     /// A StatefulSet (apps/v1).
     StatefulSet,
+    /// A CronJob (batch/v1).
+    CronJob,
 }
 
 impl OwnerKind {
-    const ALL: [OwnerKind; 7] = [
+    const ALL: [OwnerKind; 8] = [
         OwnerKind::Deployment,
         OwnerKind::ReplicaSet,
         OwnerKind::Pod,
@@ -199,6 +201,7 @@ impl OwnerKind {
         OwnerKind::ReplicationController,
         OwnerKind::DaemonSet,
         OwnerKind::StatefulSet,
+        OwnerKind::CronJob,
     ];
 
     /// The owner kind named `kind` (an owner reference's `kind`), if the collector caches it.
@@ -222,6 +225,7 @@ impl OwnerKind {
             OwnerKind::ReplicationController => &kinds::replicationcontroller::RESOURCE,
             OwnerKind::DaemonSet => &kinds::daemonset::RESOURCE,
             OwnerKind::StatefulSet => &kinds::statefulset::RESOURCE,
+            OwnerKind::CronJob => &kinds::cronjob::RESOURCE,
         }
     }
 }
@@ -376,6 +380,7 @@ impl GarbageCollector {
         let config_maps = factory.informer::<ConfigMap>(None);
         let secrets = factory.informer::<Secret>(None);
         let services = factory.informer::<Service>(None);
+        let cron_jobs = factory.informer::<CronJob>(None);
         let queue = WorkQueue::new("garbagecollector", RateLimiter::default(), registry);
         let dependents = DependentStores(Arc::new(vec![
             (DependentKind::Pod, Arc::new(pods.store()) as Arc<dyn MetaStore>),
@@ -398,6 +403,7 @@ impl GarbageCollector {
             (OwnerKind::ReplicationController, Arc::new(replication_controllers.store())),
             (OwnerKind::DaemonSet, Arc::new(daemon_sets.store())),
             (OwnerKind::StatefulSet, Arc::new(stateful_sets.store())),
+            (OwnerKind::CronJob, Arc::new(cron_jobs.store())),
         ];
         use DependentKind as D;
         watch_kind(&pods, &queue, &dependents, Some(D::Pod), Some(OwnerKind::Pod));
@@ -412,6 +418,7 @@ impl GarbageCollector {
         watch_kind(&config_maps, &queue, &dependents, Some(D::ConfigMap), None);
         watch_kind(&secrets, &queue, &dependents, Some(D::Secret), None);
         watch_kind(&services, &queue, &dependents, Some(D::Service), None);
+        watch_kind(&cron_jobs, &queue, &dependents, None, Some(OwnerKind::CronJob));
         Arc::new(GarbageCollector { client, dependents, owners: Arc::new(owners), queue })
     }
 
