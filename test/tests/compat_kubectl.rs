@@ -960,3 +960,21 @@ async fn apply_server_side_conflicts_until_forced() {
     let shown = kubectl.ok(&["get", "configmap", "shared", "-o", "yaml", "--show-managed-fields"]).await;
     assert!(shown.contains("manager: other-team"), "{shown}");
 }
+
+/// A manifest of a kind the server does not serve is refused the way Kubernetes refuses it:
+/// kubectl's validation finds no CustomResourceDefinition for it and says so.
+#[tokio::test]
+async fn apply_of_a_kind_the_server_lacks_says_no_matches_for_kind() {
+    let cluster = start().await;
+    let kubectl = Kubectl::new(&cluster);
+    let unknown = kubectl.manifest(
+        "gadget.yaml",
+        "apiVersion: example.com/v1\nkind: Gadget\nmetadata:\n  name: g\nspec:\n  size: 1\n",
+    );
+    let refused = kubectl.fails(&["apply", "-f", &unknown]).await;
+    assert!(
+        refused.stderr.contains(r#"no matches for kind "Gadget" in version "example.com/v1""#),
+        "{}",
+        refused.describe()
+    );
+}

@@ -213,45 +213,25 @@ fn name_conflict(crd: &CustomResourceDefinition, served: &[&'static ResourceDef]
 /// stored ones.
 async fn write_status(state: &ApiState, crd: &CustomResourceDefinition, verdict: &Verdict) -> Result<(), ApiError> {
     let mut desired = crd.clone();
-    match verdict {
-        Verdict::Served => {
-            crd_kind::set_condition(
-                &mut desired,
-                condition::NAMES_ACCEPTED,
-                "True",
-                "NoConflicts",
-                "no conflicts found",
-            );
-            crd_kind::set_condition(
-                &mut desired,
-                condition::ESTABLISHED,
-                "True",
-                "InitialNamesAccepted",
-                "the initial names have been accepted",
-            );
-            let status = desired.status.get_or_insert_with(Default::default);
-            status.accepted_names = Some(crd.spec.names.clone());
-        }
+    // (NamesAccepted, Established), each as (status, reason, message).
+    let (names, established) = match verdict {
+        Verdict::Served => (
+            ("True", "NoConflicts", "no conflicts found"),
+            ("True", "InitialNamesAccepted", "the initial names have been accepted"),
+        ),
         Verdict::Conflict(message) => {
-            crd_kind::set_condition(&mut desired, condition::NAMES_ACCEPTED, "False", "NameConflict", message);
-            crd_kind::set_condition(
-                &mut desired,
-                condition::ESTABLISHED,
-                "False",
-                "NotAccepted",
-                "not all names are accepted",
-            );
+            (("False", "NameConflict", message.as_str()), ("False", "NotAccepted", "not all names are accepted"))
         }
         Verdict::Invalid(message) => {
-            crd_kind::set_condition(
-                &mut desired,
-                condition::NAMES_ACCEPTED,
-                "True",
-                "NoConflicts",
-                "no conflicts found",
-            );
-            crd_kind::set_condition(&mut desired, condition::ESTABLISHED, "False", "Installing", message);
+            (("True", "NoConflicts", "no conflicts found"), ("False", "Installing", message.as_str()))
         }
+    };
+    for (kind, (status, reason, message)) in [(condition::NAMES_ACCEPTED, names), (condition::ESTABLISHED, established)]
+    {
+        crd_kind::set_condition(&mut desired, kind, status, reason, message);
+    }
+    if matches!(verdict, Verdict::Served) {
+        desired.status.get_or_insert_with(Default::default).accepted_names = Some(crd.spec.names.clone());
     }
     if desired.status == crd.status {
         return Ok(());

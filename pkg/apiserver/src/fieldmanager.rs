@@ -82,6 +82,38 @@ fn ignored(res: &ResourceDef, sub: Option<Subresource>) -> Vec<&'static str> {
     ignored
 }
 
+/// What a [`Writer`] borrows, for one request: the resource's types, the fields it may not
+/// touch, its API version and subresource.
+struct Write {
+    types: Types,
+    ignored: Vec<&'static str>,
+    api_version: String,
+    subresource: Option<&'static str>,
+}
+
+impl Write {
+    fn of(req: &ResourceRequest) -> Self {
+        let res = req.resource;
+        Write {
+            types: Types::of(res),
+            ignored: ignored(res, req.subresource),
+            api_version: res.api_version(),
+            subresource: req.subresource.map(Subresource::name),
+        }
+    }
+
+    fn writer<'a>(&'a self, opts: &'a WriteOptions) -> Writer<'a> {
+        Writer {
+            manager: manager_of(opts),
+            api_version: &self.api_version,
+            subresource: self.subresource,
+            now: jiff::Timestamp::now(),
+            types: self.types.as_dyn(),
+            ignored: &self.ignored,
+        }
+    }
+}
+
 fn manager_of(opts: &WriteOptions) -> &str {
     if opts.field_manager.is_empty() { APISERVER } else { &opts.field_manager }
 }
@@ -102,24 +134,13 @@ pub fn track(
     requested: Option<Value>,
     object: &mut Value,
 ) {
-    let res = req.resource;
     let entries = match (opts.apply, requested) {
         (true, Some(computed)) => serde_json::from_value(computed).unwrap_or_default(),
         (_, requested) => {
             let body = serde_json::json!({"metadata": {"managedFields": requested.unwrap_or(Value::Null)}});
             let base = managedfields::managed_fields_for_update(old, &body, req.subresource.map(Subresource::name));
-            let types = Types::of(res);
-            let ignored = ignored(res, req.subresource);
-            let api_version = res.api_version();
-            let writer = Writer {
-                manager: manager_of(opts),
-                api_version: &api_version,
-                subresource: req.subresource.map(Subresource::name),
-                now: jiff::Timestamp::now(),
-                types: types.as_dyn(),
-                ignored: &ignored,
-            };
-            managedfields::update(old, object, &base, &writer)
+            let write = Write::of(req);
+            managedfields::update(old, object, &base, &write.writer(opts))
         }
     };
     managedfields::set_managed_fields(object, &entries);
@@ -133,18 +154,8 @@ pub fn apply(
     live: Option<&Value>,
     config: &Value,
 ) -> Result<Value, ApiError> {
-    let res = req.resource;
-    let types = Types::of(res);
-    let ignored = ignored(res, req.subresource);
-    let api_version = res.api_version();
-    let writer = Writer {
-        manager: manager_of(opts),
-        api_version: &api_version,
-        subresource: req.subresource.map(Subresource::name),
-        now: jiff::Timestamp::now(),
-        types: types.as_dyn(),
-        ignored: &ignored,
-    };
+    let write = Write::of(req);
+    let writer = write.writer(opts);
     let managed = live.map(entries_of).unwrap_or_default();
     let mut result = managedfields::apply(live, &managed, config, opts.force, &writer);
     if let Err(ApplyError::Conflicts(conflicts)) = &result

@@ -292,6 +292,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/version", get(|| async { json_ok(&discovery::version()) }))
         .route("/api", get(core_versions))
         .route("/apis", get(named_groups))
+        .route("/openapi/v2", get(openapi_v2))
         .route("/openapi/v3", get(openapi_root))
         .route("/openapi/v3/{*path}", get(openapi_document))
         .route("/api/v1/namespaces/{namespace}/pods/{name}/exec", axum::routing::any(subresource::exec::handle))
@@ -370,6 +371,12 @@ fn aggregated_discovery(state: &ApiState, headers: &HeaderMap, core: bool) -> Op
     let body = serde_json::to_vec(&discovery::aggregated(&state.resources, core)).ok()?;
     let headers = [(http::header::CONTENT_TYPE, discovery::AGGREGATED), (http::header::VARY, "Accept")];
     Some((StatusCode::OK, headers, body).into_response())
+}
+
+async fn openapi_v2(headers: HeaderMap) -> Response {
+    let accept = headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let (media, body) = openapi::v2(accept);
+    (StatusCode::OK, [(http::header::CONTENT_TYPE, media)], body).into_response()
 }
 
 async fn openapi_root(State(state): State<Arc<ApiState>>) -> Response {

@@ -77,7 +77,16 @@ async fn clean_all(state: &ApiState) -> Result<(), ApiError> {
 async fn clean_one(state: &ApiState, namespace: &str) -> Result<(), ApiError> {
     let mut remaining = 0;
     let options = DeleteOptions::default();
-    for res in state.resources.resources().into_iter().filter(|r| r.namespaced && r.conversion.is_none()) {
+    // Every stored resource once: a resource served only as another version (a CRD whose
+    // storage version is not served) is reached through the versions that convert to it.
+    let mut stored: Vec<&'static ResourceDef> = Vec::new();
+    for res in state.resources.resources().into_iter().filter(|r| r.namespaced) {
+        let storage = res.conversion.map_or(res, |c| c.storage);
+        if !stored.iter().any(|s| s.storage_name() == storage.storage_name()) {
+            stored.push(storage);
+        }
+    }
+    for res in stored {
         let req =
             ResourceRequest { resource: res, namespace: Some(namespace.to_string()), name: None, subresource: None };
         let page = state.store.list(&rest::prefix(state, &req), ListOptions::default()).await?;

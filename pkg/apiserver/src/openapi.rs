@@ -5,7 +5,10 @@
 //! `x-kubernetes-group-version-kind` and a `fieldValidation` parameter; finding it, it leaves
 //! unknown-field checks to the server (`fieldValidation=Strict`). Each kind's schema carries
 //! `x-kubernetes-group-version-kind` too, which is how `kubectl explain` finds it.
-//! `/openapi/v2` is not served (a 404 is what kubectl handles best).
+//! `/openapi/v2` is an empty Swagger 2.0 document ([`v2`]): kubectl reads v3 and only falls
+//! back to v2 for a kind v3 does not describe, where an empty document makes its validation
+//! skip the object, so that `kubectl apply` of a kind the server lacks answers Kubernetes'
+//! `no matches for kind` (a 404 there fails the validation instead).
 
 use std::collections::BTreeMap;
 
@@ -13,6 +16,48 @@ use rkube_api::registry::{Registry, ResourceDef};
 use serde_json::{Map, Value, json};
 
 use crate::discovery::KUBERNETES_VERSION;
+
+/// The media type of OpenAPI v2 in protobuf (gnostic's `openapi.v2.Document`), as kubectl asks
+/// for it.
+pub const V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
+
+/// `/openapi/v2`: an empty Swagger 2.0 document (no paths, no definitions), in protobuf when
+/// `accept` asks for it (kubectl only asks for that), else JSON. Returns the content type and
+/// the body.
+pub fn v2(accept: &str) -> (&'static str, Vec<u8>) {
+    let (major, minor) = KUBERNETES_VERSION;
+    let version = format!("v{major}.{minor}.0");
+    if accept.contains("protobuf") {
+        // openapi.v2.Document: swagger (1), info (2: title 1, version 2), paths (8),
+        // definitions (9), each a length-delimited field.
+        let field = |number: u8, bytes: &[u8]| {
+            let mut out = vec![(number << 3) | 2];
+            out.extend(prost_length(bytes.len()));
+            out.extend_from_slice(bytes);
+            out
+        };
+        let info = [field(1, b"rkube"), field(2, version.as_bytes())].concat();
+        let body = [field(1, b"2.0"), field(2, &info), field(8, &[]), field(9, &[])].concat();
+        return (V2_PROTOBUF, body);
+    }
+    let body =
+        json!({"swagger": "2.0", "info": {"title": "rkube", "version": version}, "paths": {}, "definitions": {}});
+    ("application/json", body.to_string().into_bytes())
+}
+
+/// A protobuf varint length.
+fn prost_length(mut len: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let byte = (len & 0x7f) as u8;
+        len >>= 7;
+        if len == 0 {
+            out.push(byte);
+            return out;
+        }
+        out.push(byte | 0x80);
+    }
+}
 
 /// The path of a group version in `/openapi/v3`: `api/v1` or `apis/<group>/<version>`.
 pub fn group_version_path(group: &str, version: &str) -> String {
@@ -176,6 +221,20 @@ mod tests {
                 assert!(named, "{path}: no schema names {}", res.kind);
             }
         }
+    }
+
+    #[test]
+    fn the_v2_document_is_an_empty_swagger_document_in_protobuf_or_json() {
+        let (media, body) = v2(V2_PROTOBUF);
+        assert_eq!(media, V2_PROTOBUF);
+        // swagger = "2.0", then info {title, version}, then empty paths and definitions.
+        assert_eq!(&body[..5], b"\x0a\x032.0");
+        assert_eq!(&body[body.len() - 4..], b"\x42\x00\x4a\x00");
+        assert_eq!(prost_length(300), vec![0xac, 0x02]);
+        let (media, body) = v2("application/json");
+        assert_eq!(media, "application/json");
+        let doc: Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(doc["swagger"], "2.0");
     }
 
     #[test]
