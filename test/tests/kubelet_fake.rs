@@ -225,7 +225,11 @@ async fn bound_pod_becomes_running_and_ready_then_deleted_pod_is_removed() {
         matches!(pods.get_opt("web").await, Ok(None)).then_some(())
     })
     .await;
-    assert!(kubelet.log().contains("pod removed from the API"), "{}", kubelet.log_tail(40));
+    // The kubelet logs its deletion once the DELETE has answered, so the log may trail the API.
+    eventually(WAIT, "the kubelet to log that it removed pod web", || async {
+        kubelet.log().contains("pod removed from the API").then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
