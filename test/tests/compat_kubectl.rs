@@ -967,10 +967,8 @@ async fn apply_server_side_conflicts_until_forced() {
 async fn apply_of_a_kind_the_server_lacks_says_no_matches_for_kind() {
     let cluster = start().await;
     let kubectl = Kubectl::new(&cluster);
-    let unknown = kubectl.manifest(
-        "gadget.yaml",
-        "apiVersion: example.com/v1\nkind: Gadget\nmetadata:\n  name: g\nspec:\n  size: 1\n",
-    );
+    let unknown = kubectl
+        .manifest("gadget.yaml", "apiVersion: example.com/v1\nkind: Gadget\nmetadata:\n  name: g\nspec:\n  size: 1\n");
     let refused = kubectl.fails(&["apply", "-f", &unknown]).await;
     assert!(
         refused.stderr.contains(r#"no matches for kind "Gadget" in version "example.com/v1""#),

@@ -37,6 +37,7 @@ async fn version_and_api_resources_come_from_the_server() {
             "clusterrolebindings.rbac.authorization.k8s.io",
             "priorityclasses.scheduling.k8s.io",
             "storageclasses.storage.k8s.io",
+            "customresourcedefinitions.apiextensions.k8s.io",
             "selfsubjectaccessreviews.authorization.k8s.io",
             "subjectaccessreviews.authorization.k8s.io",
             "selfsubjectrulesreviews.authorization.k8s.io",

@@ -17,9 +17,10 @@ use serde_json::{Map, Value, json};
 
 use crate::discovery::KUBERNETES_VERSION;
 
-/// The media type of OpenAPI v2 in protobuf (gnostic's `openapi.v2.Document`), as kubectl asks
-/// for it.
-pub const V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
+/// The media type of OpenAPI v2 in protobuf (gnostic's `openapi.v2.Document`), as Kubernetes
+/// answers it (kubectl asks with an `@` in place of the second `.`, which Go's media type
+/// parser refuses in an answer).
+pub const V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
 
 /// `/openapi/v2`: an empty Swagger 2.0 document (no paths, no definitions), in protobuf when
 /// `accept` asks for it (kubectl only asks for that), else JSON. Returns the content type and
