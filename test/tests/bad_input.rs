@@ -238,3 +238,44 @@ async fn error_statuses_are_written_byte_for_byte_as_kube_apiserver_writes_them(
          \"details\":{\"name\":\"missing\",\"kind\":\"configmaps\"},\"code\":404}\n"
     );
 }
+
+/// The lax input the fault audit found (issue 21), each refused now instead of stored or
+/// answered without a `Status`.
+#[tokio::test]
+async fn lax_input_from_the_fault_audit_is_refused() {
+    let (_cluster, api) = start_with(&[]).await;
+    let collection = CONFIG_MAPS.collection("default");
+    for (field, value) in [("apiVersion", json!(5)), ("kind", json!([]))] {
+        let mut body = config_map("default", "typed", json!({}));
+        body[field] = value.clone();
+        let (status, reply) = api.post(&collection, &body).await;
+        assert_status(status, &reply, 400, "BadRequest", &format!("{field}: {value}"));
+    }
+
+    let mut owned = config_map("default", "owned", json!({}));
+    owned["metadata"]["ownerReferences"] = json!([{}]);
+    let (status, reply) = api.post(&collection, &owned).await;
+    assert_status(status, &reply, 422, "Invalid", "an empty owner reference");
+    let fields = cause_fields(&reply);
+    for field in ["apiVersion", "kind", "name", "uid"] {
+        assert!(fields.contains(&format!("metadata.ownerReferences.{field}").as_str()), "{reply}");
+    }
+    let (status, _) = api.get(&format!("{collection}/owned")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "nothing stored");
+
+    // (`..`, even as `%2E%2E`, never reaches the server: URL parsers resolve it.)
+    for namespace in ["a%2Fb", "UPPER", "-x"] {
+        let (status, reply) = api.get(&format!("/api/v1/namespaces/{namespace}/pods")).await;
+        assert_status(status, &reply, 400, "BadRequest", &format!("namespace {namespace:?} in the path"));
+    }
+
+    let deployments = DEPLOYMENTS.collection("default");
+    api.create(&deployments, &DEPLOYMENTS.sample("default", "web")).await;
+    let scale = json!({"apiVersion": "autoscaling/v1", "kind": "Scale",
+                       "metadata": {"name": "other", "namespace": "default"}, "spec": {"replicas": 2}});
+    let (status, reply) = api.put(&format!("{deployments}/web/scale"), &scale).await;
+    assert_status(status, &reply, 400, "BadRequest", "a Scale naming another object");
+
+    let trace = api.send(Method::from_bytes(b"TRACE").expect("a method"), "/api", &[], None).await;
+    assert_status(trace.status, &trace.body, 405, "MethodNotAllowed", "TRACE /api");
+}

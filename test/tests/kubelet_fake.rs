@@ -7,7 +7,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
-use rkube_client::{Api, Client, Config, DeleteParams, PostParams};
+use rkube_client::{Api, Client, Config, DeleteParams, Patch, PatchParams, PostParams};
 use rkube_tests::node::{Kubelet, SYNC_FREQUENCY};
 use rkube_tests::{Cluster, eventually, stays_true};
 
@@ -316,4 +316,32 @@ async fn two_fake_kubelets_on_one_machine_run_only_their_own_pods() {
     for node in ["hollow-1", "hollow-2"] {
         eventually(WAIT, &format!("lease of {node}"), || lease_renew_time(&leases, node)).await;
     }
+}
+
+/// A Node deleted under a live kubelet comes back, and a Ready condition forged by someone
+/// else is corrected at the next status check, not at the next full report (issue 21).
+#[tokio::test]
+async fn a_deleted_node_registers_again_and_a_forged_condition_is_corrected() {
+    let cluster = Cluster::start().await.expect("cluster");
+    let _kubelet = Kubelet::start_fake(&cluster, "node-d", &[]).await.expect("kubelet");
+    let nodes: Api<Node> = Api::all(client(&cluster));
+    let first = ready_node(&nodes, "node-d").await;
+
+    nodes.delete("node-d", &DeleteParams::default()).await.expect("delete the node");
+    // One status check (10 s) finds it gone and registers it again.
+    let again = ready_node(&nodes, "node-d").await;
+    assert_ne!(again.metadata.uid, first.metadata.uid, "a new Node object");
+
+    let forged = serde_json::json!({"status": {"conditions": [
+        {"type": "Ready", "status": "False", "reason": "Forged", "message": "written by someone else"}
+    ]}});
+    nodes.patch_status("node-d", &PatchParams::default(), &Patch::Merge(forged)).await.expect("forge");
+    let node = nodes.get("node-d").await.expect("node");
+    assert_eq!(node_condition(&node, "Ready").as_deref(), Some("False"), "the forged condition was written");
+    // Corrected within a status check or two, well before the 60 s report interval.
+    eventually(Duration::from_secs(25), "the kubelet to correct the forged Ready condition", || async {
+        let node = nodes.get("node-d").await.ok()?;
+        (node_condition(&node, "Ready").as_deref() == Some("True")).then_some(())
+    })
+    .await;
 }

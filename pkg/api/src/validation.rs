@@ -377,6 +377,39 @@ pub fn validate_object_meta(meta: &ObjectMeta, namespaced: bool, format: NameFor
             is_qualified_name(finalizer).into_iter().map(|m| FieldError::invalid("metadata.finalizers", finalizer, m)),
         );
     }
+    errs.extend(validate_owner_references(meta.owner_references.as_deref().unwrap_or_default()));
+    errs
+}
+
+/// Checks `metadata.ownerReferences` as Kubernetes does: each names its owner's apiVersion,
+/// kind, name and uid, and at most one is the controller. Field paths are Kubernetes' (the
+/// list without an index).
+pub fn validate_owner_references(
+    references: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference],
+) -> Vec<FieldError> {
+    const AT: &str = "metadata.ownerReferences";
+    let mut errs = Vec::new();
+    for reference in references {
+        let fields = [
+            ("apiVersion", &reference.api_version, "version must not be empty"),
+            ("kind", &reference.kind, "kind must not be empty"),
+            ("name", &reference.name, "name must not be empty"),
+            ("uid", &reference.uid, "uid must not be empty"),
+        ];
+        for (field, value, message) in fields {
+            if value.is_empty() {
+                errs.push(FieldError::invalid(format!("{AT}.{field}"), value, message));
+            }
+        }
+    }
+    let controllers = references.iter().filter(|r| r.controller == Some(true)).count();
+    if controllers > 1 {
+        errs.push(FieldError::invalid(
+            AT,
+            format!("{controllers} controllers"),
+            "Only one reference can have Controller set to true",
+        ));
+    }
     errs
 }
 

@@ -314,9 +314,22 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/{*rest}", axum::routing::any(dispatch::api))
         .route("/apis/{*rest}", axum::routing::any(dispatch::api))
         .fallback(|| async { ApiError::NoSuchResource })
+        .layer(axum::middleware::map_response(status_for_bare_405))
         .layer(axum::middleware::from_fn_with_state(Arc::clone(&state), authorization::filter))
         .layer(axum::middleware::from_fn_with_state(Arc::clone(&state.limiter), limits::limit))
         .with_state(state)
+}
+
+/// A 405 the router made itself (a method a fixed route does not serve, as `TRACE /api`)
+/// becomes a Kubernetes `Status`, as every other error is.
+async fn status_for_bare_405(response: Response) -> Response {
+    if response.status() == StatusCode::METHOD_NOT_ALLOWED
+        && !response.headers().contains_key(http::header::CONTENT_TYPE)
+    {
+        return ApiError::MethodNotAllowed("the server does not allow this method on the requested resource".into())
+            .into_response();
+    }
+    response
 }
 
 fn json_ok(body: &impl serde::Serialize) -> Response {

@@ -81,6 +81,14 @@ pub fn parse_path(path: &str, registry: &registry::Registry) -> Result<Target, A
     {
         return Err(ApiError::BadRequest(format!("invalid resource name {name:?}")));
     }
+    // No object can live in a namespace whose name is not a DNS-1123 label.
+    if let Some(namespace) = &namespace
+        && (!valid_path_segment(namespace) || !rkube_api::validation::is_dns1123_label(namespace).is_empty())
+    {
+        return Err(ApiError::BadRequest(format!(
+            "invalid namespace {namespace:?}: a namespace is a lowercase RFC 1123 label"
+        )));
+    }
     Ok(Target::Resource(ResourceRequest { resource, namespace, name, subresource }))
 }
 

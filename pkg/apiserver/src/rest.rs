@@ -305,6 +305,12 @@ pub fn check_type_meta(res: &ResourceDef, body: &mut Value) -> Result<(), ApiErr
     let Some(fields) = body.as_object_mut() else {
         return Err(ApiError::BadRequest("the request body must be a JSON object".into()));
     };
+    // Not a string is a body that does not decode, as in Kubernetes; never replaced silently.
+    for field in ["apiVersion", "kind"] {
+        if let Some(value) = fields.get(field).filter(|v| !v.is_string() && !v.is_null()) {
+            return Err(ApiError::BadRequest(format!("{field} must be a string, not {value}")));
+        }
+    }
     match fields.get("apiVersion").and_then(Value::as_str) {
         None | Some("") => {}
         Some(v) if v == api_version => {}

@@ -378,14 +378,22 @@ pub async fn run_status_loop(
     shutdown: CancellationToken,
 ) {
     let machine = MachineInfo::read();
-    let api: Api<Node> = Api::all(client);
+    let api: Api<Node> = Api::all(client.clone());
     let mut last: Option<(Vec<(String, String)>, Instant)> = None;
     let mut started = false;
     loop {
         let runtime_error = runtime.healthy().await.err().map(|error| error.to_string());
         let pressure = read_pressure(&config.root_dir);
         let result = async {
-            let current = api.get(&config.name).await.map_err(Error::NodeStatus)?;
+            // A Node deleted under a live kubelet is registered again, as Kubernetes' kubelet
+            // does when its status update finds no Node.
+            let current = match api.get_opt(&config.name).await.map_err(Error::NodeStatus)? {
+                Some(node) => node,
+                None => {
+                    tracing::warn!(node = %config.name, "the Node is gone from the API; registering it again");
+                    register(&client, &config).await?
+                }
+            };
             let reference = object_reference(&current);
             if !started {
                 events.record(&reference, EventType::Normal, "Starting", "", "Starting kubelet.");
@@ -407,10 +415,17 @@ pub async fn run_status_loop(
             }
             let summary: Vec<(String, String)> =
                 conditions.iter().map(|c| (c.type_.clone(), c.status.clone())).collect();
-            let due = match &last {
-                Some((previous, at)) => *previous != summary || at.elapsed() >= STATUS_REPORT_INTERVAL,
-                None => true,
-            };
+            // Due when the conditions changed since the last report, when the stored ones
+            // differ from them (someone else wrote them, or the Node was made again), or when
+            // the report interval has passed.
+            let stored_differs = summary
+                .iter()
+                .any(|(type_, status)| old.iter().find(|c| &c.type_ == type_).map(|c| &c.status) != Some(status));
+            let due = stored_differs
+                || match &last {
+                    Some((previous, at)) => *previous != summary || at.elapsed() >= STATUS_REPORT_INTERVAL,
+                    None => true,
+                };
             if !due {
                 return Ok(None);
             }

@@ -138,6 +138,12 @@ pub async fn update_scale(
     body: &Value,
     opts: &WriteOptions,
 ) -> Result<Value, ApiError> {
+    let given = meta_str(body, "name");
+    if !given.is_empty() && given != name {
+        return Err(ApiError::BadRequest(format!(
+            "the name of the object ({given}) does not match the name on the URL ({name})"
+        )));
+    }
     let replicas = replicas_of(body, name)?;
     let precondition = match meta_str(body, "resourceVersion") {
         "" => None,
