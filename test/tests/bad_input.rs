@@ -279,3 +279,22 @@ async fn lax_input_from_the_fault_audit_is_refused() {
     let trace = api.send(Method::from_bytes(b"TRACE").expect("a method"), "/api", &[], None).await;
     assert_status(trace.status, &trace.body, 405, "MethodNotAllowed", "TRACE /api");
 }
+
+/// A chunked body that is malformed is the client's error (400), not a 413 (issue 21).
+#[tokio::test]
+async fn a_malformed_chunked_body_is_400_not_413() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (cluster, _api) = start_with(&[]).await;
+    let address = cluster.url().trim_start_matches("http://").trim_end_matches('/').to_string();
+    let mut stream = tokio::net::TcpStream::connect(&address).await.expect("connects");
+    let request = format!(
+        "POST /api/v1/namespaces/default/configmaps HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
+         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\n{{\"a\":\r\nnot-a-size\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.expect("sent");
+    let mut answer = String::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read_to_string(&mut answer)).await;
+    let status_line = answer.lines().next().unwrap_or_default();
+    assert!(status_line.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("\"reason\":\"BadRequest\""), "{answer}");
+}

@@ -34,7 +34,16 @@ pub async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<
     if declared.is_some_and(|len| len > limit) {
         return Err(too_large());
     }
-    axum::body::to_bytes(body, limit).await.map_err(|_| too_large())
+    axum::body::to_bytes(body, limit).await.map_err(|error| {
+        // Over the limit is a 413; a body that breaks off or is malformed (a bad chunk) is the
+        // client's 400.
+        let error = error.into_inner();
+        if error.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            too_large()
+        } else {
+            ApiError::BadRequest(format!("the request body could not be read: {error}"))
+        }
+    })
 }
 
 /// The format of a body.
