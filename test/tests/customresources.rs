@@ -490,3 +490,47 @@ async fn cluster_scoped_custom_resources_have_no_namespace() {
     let (status, _) = api.get("/apis/example.com/v1/namespaces/default/regions").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn changing_a_crd_changes_what_is_served_at_once() {
+    let (_cluster, api) = start().await;
+    let crd = establish(&api, &widget_crd(json!([v1(true)]))).await;
+    api.create(WIDGETS, &widget("kept", json!({"size": 2}))).await;
+
+    // A new storage version: served beside v1, objects read in either; storedVersions grows.
+    let mut changed = crd.clone();
+    let v2 = json!({"name": "v2", "served": true, "storage": true, "schema": {"openAPIV3Schema": widget_schema()}});
+    changed["spec"]["versions"] = json!([v1(false), v2]);
+    let (status, reply) = api.put(&format!("{CRDS}/widgets.example.com"), &changed).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    assert_eq!(reply["status"]["storedVersions"], json!(["v1", "v2"]), "{reply}");
+    // Served at once; the stored object is moved to the new storage version just after.
+    let read = eventually(WAIT, "v2 to be served with the object moved to v2", || async {
+        let (status, body) = api.get("/apis/example.com/v2/namespaces/default/widgets/kept").await;
+        (status == StatusCode::OK && body["apiVersion"] == "example.com/v2").then_some(body)
+    })
+    .await;
+    assert_eq!(read["spec"]["size"], 2);
+    let groups = api.get_ok("/apis").await;
+    let group = groups["groups"].as_array().expect("groups").iter().find(|g| g["name"] == "example.com").cloned();
+    assert_eq!(group.expect("group")["preferredVersion"]["version"], "v2");
+
+    // v1 no longer served: its routes go, v2's stay.
+    let mut current = api.get_ok(&format!("{CRDS}/widgets.example.com")).await;
+    current["spec"]["versions"][0]["served"] = json!(false);
+    let (status, reply) = api.put(&format!("{CRDS}/widgets.example.com"), &current).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    eventually(WAIT, "v1 to be no longer served", || async {
+        let (status, _) = api.get(WIDGETS).await;
+        (status == StatusCode::NOT_FOUND).then_some(())
+    })
+    .await;
+    let (status, _) = api.get("/apis/example.com/v2/namespaces/default/widgets/kept").await;
+    assert_eq!(status, StatusCode::OK);
+
+    // The scope never changes.
+    let mut scoped = api.get_ok(&format!("{CRDS}/widgets.example.com")).await;
+    scoped["spec"]["scope"] = json!("Cluster");
+    let (status, reply) = api.put(&format!("{CRDS}/widgets.example.com"), &scoped).await;
+    assert_status(status, &reply, 422, "Invalid", "changing a CRD's scope");
+}

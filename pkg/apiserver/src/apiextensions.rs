@@ -9,7 +9,9 @@
 //!    one per served version; they replace the registry's custom resources at once, so
 //!    routes, discovery and OpenAPI change together; a stored resource new to this apiserver
 //!    gets a watch cache; then `Established=True`;
-//! 3. **deletion**: a CRD marked for deletion (`Terminating`, with the cleanup finalizer)
+//! 3. **storage version**: objects stored in another version than the storage one (the CRD's
+//!    storage version changed) are rewritten into it, once per change;
+//! 4. **deletion**: a CRD marked for deletion (`Terminating`, with the cleanup finalizer)
 //!    stays served for reads and deletes while its objects are deleted (each honouring its
 //!    own finalizers); once none is left the finalizer goes, and with it the CRD and its
 //!    routes.
@@ -51,6 +53,8 @@ fn crds() -> &'static ResourceDef {
 struct Defined {
     fingerprint: String,
     resources: Vec<&'static ResourceDef>,
+    /// Whether every stored object is in the storage version of `resources`.
+    migrated: bool,
 }
 
 /// Runs until shutdown: keeps the served custom resources equal to the stored CRDs.
@@ -142,6 +146,15 @@ async fn reconcile(state: &ApiState, defined: &mut HashMap<String, Defined>) -> 
     for res in &served {
         state.ensure_cacher(res.conversion.map_or(*res, |c| c.storage));
     }
+    for entry in defined.values_mut().filter(|d| !d.migrated) {
+        let Some(storage) = entry.resources.first().map(|r| r.conversion.map_or(*r, |c| c.storage)) else { continue };
+        match migrate(state, storage).await {
+            Ok(()) => entry.migrated = true,
+            Err(e) => {
+                tracing::warn!(resource = %storage.storage_name(), error = %e, "cannot move objects to the storage version yet")
+            }
+        }
+    }
     if state.resources.custom_changed(&served) {
         state.resources.set_custom(served);
         tracing::info!(crds = stored.len(), "custom resources served");
@@ -185,8 +198,37 @@ fn definitions(
         return Ok(known.resources.clone());
     }
     let resources = customresource::define(crd)?;
-    defined.insert(uid, Defined { fingerprint, resources: resources.clone() });
+    defined.insert(uid, Defined { fingerprint, resources: resources.clone(), migrated: false });
     Ok(resources)
+}
+
+/// Rewrites every object of `storage` stored in another version into its version (the `None`
+/// conversion: only `apiVersion` changes), so that each served version reads every object
+/// as itself, as Kubernetes' storage version migration leaves them. Each write is a
+/// compare-and-swap: an object changed meanwhile is written in the storage version anyway.
+async fn migrate(state: &ApiState, storage: &'static ResourceDef) -> Result<(), ApiError> {
+    let all = ResourceRequest { resource: storage, namespace: None, name: None, subresource: None };
+    let page = state.store.list(&rest::prefix(state, &all), ListOptions::default()).await?;
+    let api_version = Value::String(storage.api_version());
+    let mut moved = 0;
+    for kv in &page.items {
+        let mut object = from_storage(kv)?;
+        if object.get("apiVersion") == Some(&api_version) {
+            continue;
+        }
+        if let Some(fields) = object.as_object_mut() {
+            fields.insert("apiVersion".into(), api_version.clone());
+        }
+        match state.store.update(&kv.key, kv.mod_revision, crate::metadata::to_storage(&object)).await {
+            Ok(_) => moved += 1,
+            Err(rkube_storage::Error::Conflict { .. } | rkube_storage::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if moved > 0 {
+        tracing::info!(resource = %storage.storage_name(), objects = moved, version = storage.version, "objects moved to the storage version");
+    }
+    Ok(())
 }
 
 /// Why `crd`'s names cannot be served beside the built-in kinds and the CRDs already
