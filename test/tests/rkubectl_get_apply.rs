@@ -263,3 +263,55 @@ async fn get_watch_prints_a_row_for_each_change() {
     assert!(next().await.starts_with("first "));
     child.kill().await.unwrap();
 }
+
+/// rkubectl learns the server's custom resources from discovery, as kubectl does: it applies,
+/// lists (with the CRD's columns), scales and deletes them by their names and short names.
+#[tokio::test]
+async fn custom_resources_are_found_through_discovery() {
+    let cluster = start().await;
+    let k = Rkubectl::new(&cluster);
+    let api = Api::new(cluster.url());
+    let crd = k.file(
+        "crd.yaml",
+        r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: gadgets.example.com}
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: gadgets, singular: gadget, kind: Gadget, shortNames: [gd]}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec: {type: object, properties: {size: {type: integer}}}
+          status: {type: object, properties: {size: {type: integer}}}
+    subresources:
+      status: {}
+      scale: {specReplicasPath: .spec.size, statusReplicasPath: .status.size}
+    additionalPrinterColumns:
+    - {name: Size, type: integer, jsonPath: .spec.size}
+"#,
+    );
+    k.ok(&["apply", "-f", &crd]).await;
+    rkube_tests::eventually(Duration::from_secs(20), "gadgets to be served", || async {
+        let (status, _) = api.get("/apis/example.com/v1/namespaces/default/gadgets").await;
+        status.is_success().then_some(())
+    })
+    .await;
+    let gadget = k.file("g.yaml", "apiVersion: example.com/v1\nkind: Gadget\nmetadata: {name: g}\nspec: {size: 2}\n");
+    assert_eq!(k.ok(&["apply", "-f", &gadget]).await.trim(), "gadget.example.com/g created");
+    let table = rows(&k.ok(&["get", "gadgets"]).await);
+    assert_eq!(table[0], vec!["NAME", "SIZE"]);
+    assert_eq!(row_named(&table, "g").expect("row"), vec!["g", "2"]);
+    k.ok(&["scale", "gd", "g", "--replicas=5"]).await;
+    let object: Value = serde_json::from_str(&k.ok(&["get", "gadget/g", "-o", "json"]).await).expect("JSON");
+    assert_eq!(object["spec"]["size"], 5);
+    k.ok(&["delete", "gd", "g"]).await;
+    let ran = k.run(&["get", "gadget", "g"]).await;
+    assert_eq!(ran.code, Some(1), "{}", ran.describe());
+}

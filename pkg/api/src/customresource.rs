@@ -416,6 +416,80 @@ fn version_def(
     })))
 }
 
+/// What a client knows of a resource from a server's discovery document and nothing else
+/// (rkubectl learning the server's custom resources): names, scope and subresources. Its
+/// strategy passes objects through: the server holds the schema and validates.
+#[allow(clippy::too_many_arguments)]
+pub fn discovered(
+    group: &str,
+    version: &str,
+    kind: &str,
+    plural: &str,
+    singular: &str,
+    namespaced: bool,
+    short_names: &[String],
+    subresources: &[String],
+) -> &'static ResourceDef {
+    let served_subresources: &'static [Subresource] =
+        match (subresources.iter().any(|s| s == "status"), subresources.iter().any(|s| s == "scale")) {
+            (true, true) => &[Subresource::Status, Subresource::Scale],
+            (true, false) => &[Subresource::Status],
+            (false, true) => &[Subresource::Scale],
+            (false, false) => &[],
+        };
+    let singular = if singular.is_empty() { kind.to_lowercase() } else { singular.to_string() };
+    Box::leak(Box::new(ResourceDef {
+        group: leak(group),
+        version: leak(version),
+        kind: leak(kind),
+        plural: leak(plural),
+        singular: leak(&singular),
+        namespaced,
+        short_names: leak_all(Some(&short_names.to_vec())),
+        categories: &[],
+        subresources: served_subresources,
+        field_labels: &[],
+        strategy: &PassThrough,
+        conversion: None,
+        custom: None,
+        columns: crate::columns::DEFAULT_COLUMNS,
+        row: crate::columns::default_row,
+    }))
+}
+
+/// The strategy of a [`discovered`] resource: the object as given.
+struct PassThrough;
+
+impl RestStrategy for PassThrough {
+    fn create(&self, body: Value) -> Result<Prepared, StrategyError> {
+        Ok(Prepared { object: body, unknown_fields: Vec::new() })
+    }
+
+    fn update(&self, body: Value, _old: &Value) -> Result<Prepared, StrategyError> {
+        Ok(Prepared { object: body, unknown_fields: Vec::new() })
+    }
+
+    fn normalize(&self, body: Value) -> Result<Value, StrategyError> {
+        Ok(body)
+    }
+
+    fn deletion_grace_period(&self, _object: &Value, _requested: Option<i64>) -> i64 {
+        0
+    }
+
+    fn prepare_for_delete(&self, object: Value) -> Result<Value, StrategyError> {
+        Ok(object)
+    }
+
+    fn awaits_finalization(&self, _object: &Value) -> bool {
+        false
+    }
+
+    fn json_schema(&self, _generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::Schema::default()
+    }
+}
+
 /// The empty status a CRD starts with, its `storedVersions` holding the storage version.
 pub fn initial_status(stored: &str) -> Map<String, Value> {
     let mut status = Map::new();

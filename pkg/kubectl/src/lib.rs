@@ -101,6 +101,24 @@ async fn dispatch(cli: Cli) -> Result<()> {
         _ => {}
     }
     let ctx = Connection::new(global)?;
+    // Names a built-in kind does not explain may be the server's custom resources: learn them
+    // (one discovery request), as kubectl does.
+    let names: Option<&[String]> = match &cli.command {
+        Command::Get(a) => Some(&a.resources),
+        Command::Delete(a) => Some(&a.resources),
+        Command::Describe(a) => Some(&a.resources),
+        Command::Edit(a) => Some(&a.resources),
+        Command::Patch(a) => Some(&a.resources),
+        Command::Scale(a) => Some(&a.resources),
+        Command::Wait(a) => Some(&a.resources),
+        Command::Label(a) | Command::Annotate(a) => Some(&a.args),
+        _ => None,
+    };
+    let files = matches!(&cli.command, Command::Apply(_) | Command::Create(_))
+        || matches!(&cli.command, Command::Delete(a) if !a.filenames.is_empty());
+    if files || names.and_then(|n| n.first()).is_some_and(|first| !resource::is_built_in(first)) {
+        resource::discover(&ctx.client).await;
+    }
     match &cli.command {
         Command::Get(args) => get::run(&ctx, args).await,
         Command::Create(args) => apply::create(&ctx, args).await,

@@ -49,7 +49,8 @@ impl Document {
             )));
         }
         let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
-        rkube_api::registry::by_kind(group, kind).filter(|def| def.version == version).ok_or_else(|| {
+        let def = rkube_api::registry::by_kind(group, kind).filter(|def| def.version == version);
+        def.or_else(|| crate::resource::discovered_kind(group, version, kind)).ok_or_else(|| {
             Error::msg(format!(
                 "resource mapping not found for name: {:?} from {:?}: no matches for kind {kind:?} in version {api_version:?}",
                 self.object["metadata"]["name"].as_str().unwrap_or(""),

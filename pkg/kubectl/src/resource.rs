@@ -5,10 +5,96 @@
 //! What this keeps true: a name that is no resource type is the error kubectl prints
 //! (`the server doesn't have a resource type "widgets"`), never a guess.
 
+use std::sync::OnceLock;
+
 use rkube_api::ResourceDef;
 use rkube_api::registry;
+use serde_json::Value;
 
 use crate::error::{Error, Result};
+
+/// The server's resources beyond the built-in kinds (its CustomResourceDefinitions), from
+/// its discovery document; empty until [`discover`] ran.
+static DISCOVERED: OnceLock<Vec<&'static ResourceDef>> = OnceLock::new();
+
+/// Every resource type this process knows: the built-in kinds, then the discovered ones.
+fn known() -> impl Iterator<Item = &'static ResourceDef> {
+    registry::resources().iter().copied().chain(DISCOVERED.get().into_iter().flatten().copied())
+}
+
+/// Learns the server's custom resources from its aggregated discovery document (one request),
+/// as kubectl does, so that their names resolve. Best effort: without an answer only the
+/// built-in kinds resolve.
+pub async fn discover(client: &rkube_client::Client) {
+    if DISCOVERED.get().is_some() {
+        return;
+    }
+    let request = http::Request::builder()
+        .uri("/apis")
+        .header(http::header::ACCEPT, "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList")
+        .body(Vec::new());
+    let Ok(request) = request else { return };
+    let found = match client.request_json(request).await {
+        Ok(document) => from_discovery(&document),
+        // No discovery document (an old server, a refusal): only built-in kinds resolve.
+        Err(_) => Vec::new(),
+    };
+    let _ = DISCOVERED.set(found);
+}
+
+/// The resources of an aggregated discovery document that are not built-in kinds, in each
+/// group's preferred (first) version.
+fn from_discovery(document: &Value) -> Vec<&'static ResourceDef> {
+    let mut found = Vec::new();
+    for group in document["items"].as_array().into_iter().flatten() {
+        let name = group["metadata"]["name"].as_str().unwrap_or_default();
+        let Some(version) = group["versions"].as_array().and_then(|v| v.first()) else { continue };
+        let version_name = version["version"].as_str().unwrap_or_default();
+        for resource in version["resources"].as_array().into_iter().flatten() {
+            let plural = resource["resource"].as_str().unwrap_or_default();
+            let kind = resource["responseKind"]["kind"].as_str().unwrap_or_default();
+            if plural.is_empty()
+                || kind.is_empty()
+                || registry::resources().iter().any(|r| r.group == name && r.plural == plural)
+            {
+                continue;
+            }
+            let strings = |v: &Value| -> Vec<String> {
+                v.as_array().into_iter().flatten().filter_map(|s| s.as_str().map(str::to_string)).collect()
+            };
+            let subresources: Vec<String> = resource["subresources"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|s| s["subresource"].as_str().map(str::to_string))
+                .collect();
+            found.push(rkube_api::customresource::discovered(
+                name,
+                version_name,
+                kind,
+                plural,
+                resource["singularResource"].as_str().unwrap_or_default(),
+                resource["scope"] == "Namespaced",
+                &strings(&resource["shortNames"]),
+                &subresources,
+            ));
+        }
+    }
+    found
+}
+
+/// The discovered resource serving `kind` in `group` and `version`.
+pub fn discovered_kind(group: &str, version: &str, kind: &str) -> Option<&'static ResourceDef> {
+    DISCOVERED.get()?.iter().copied().find(|r| r.group == group && r.version == version && r.kind == kind)
+}
+
+/// Whether `name` resolves without discovery.
+pub fn is_built_in(name: &str) -> bool {
+    name.split(',').filter(|t| !t.is_empty()).all(|t| {
+        let ty = t.split_once('/').map_or(t, |(ty, _)| ty);
+        resolve(ty).is_ok()
+    })
+}
 
 /// Finds the resource type `name` (plural, singular, short name or kind, any case, optionally
 /// `.group`-qualified).
@@ -18,9 +104,7 @@ pub fn resolve(name: &str) -> Result<&'static ResourceDef> {
         Some((base, group)) => (base.to_string(), Some(group.to_string())),
         None => (lower.clone(), None),
     };
-    registry::resources()
-        .iter()
-        .copied()
+    known()
         .find(|def| {
             group.as_deref().is_none_or(|g| g == def.group)
                 && (def.plural == base
