@@ -351,6 +351,16 @@ fn set_api_version(object: &mut Value, api_version: &str) {
     }
 }
 
+/// The subresources a custom resource may have: `status`, `scale`, both or none.
+fn subresources_of(status: bool, scale: bool) -> &'static [Subresource] {
+    match (status, scale) {
+        (true, true) => &[Subresource::Status, Subresource::Scale],
+        (true, false) => &[Subresource::Status],
+        (false, true) => &[Subresource::Scale],
+        (false, false) => &[],
+    }
+}
+
 /// The registry entry of one version.
 fn version_def(
     crd: &CustomResourceDefinition,
@@ -378,12 +388,7 @@ fn version_def(
         }),
         None => None,
     };
-    let served_subresources: &'static [Subresource] = match (status, scale.is_some()) {
-        (true, true) => &[Subresource::Status, Subresource::Scale],
-        (true, false) => &[Subresource::Status],
-        (false, true) => &[Subresource::Scale],
-        (false, false) => &[],
-    };
+    let served_subresources = subresources_of(status, scale.is_some());
     let names = &spec.names;
     let namespaced = spec.scope == "Namespaced";
     let reversed_group: Vec<&str> = spec.group.split('.').rev().collect();
@@ -430,13 +435,8 @@ pub fn discovered(
     short_names: &[String],
     subresources: &[String],
 ) -> &'static ResourceDef {
-    let served_subresources: &'static [Subresource] =
-        match (subresources.iter().any(|s| s == "status"), subresources.iter().any(|s| s == "scale")) {
-            (true, true) => &[Subresource::Status, Subresource::Scale],
-            (true, false) => &[Subresource::Status],
-            (false, true) => &[Subresource::Scale],
-            (false, false) => &[],
-        };
+    let served_subresources =
+        subresources_of(subresources.iter().any(|s| s == "status"), subresources.iter().any(|s| s == "scale"));
     let singular = if singular.is_empty() { kind.to_lowercase() } else { singular.to_string() };
     Box::leak(Box::new(ResourceDef {
         group: leak(group),

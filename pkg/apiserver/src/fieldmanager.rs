@@ -31,7 +31,7 @@ pub const APISERVER: &str = "rkube-apiserver";
 const MAX_MANAGER_LENGTH: usize = 128;
 
 /// The field manager of a request: `?fieldManager=`, else the `User-Agent` up to its first
-/// `/` (`kubectl/v1.37.0 …` → `kubectl`), else [`APISERVER`]'s neighbour `unknown`.
+/// `/` (`kubectl/v1.37.0 …` → `kubectl`), else `unknown`.
 pub fn manager(query: &Query, headers: &HeaderMap) -> Result<String, ApiError> {
     if let Some(given) = query.get("fieldManager") {
         if given.chars().count() > MAX_MANAGER_LENGTH {
