@@ -63,6 +63,20 @@ struct Flags {
     #[arg(long)]
     advertise_address: Option<std::net::IpAddr>,
 
+    /// How long this apiserver stays in the `kubernetes` Service's endpoints (where pods reach
+    /// the apiservers) after it last renewed its Lease `kube-system/apiserver-<ip>-<port>`, as a
+    /// duration like 15s (whole seconds, rounded up). An apiserver that dies without stopping
+    /// cleanly drops out this long after its last renewal, plus up to one
+    /// --endpoint-reconcile-interval. Kubernetes fixes it at 15s.
+    #[arg(long, default_value = "15s", value_parser = rkube_api::duration::parse)]
+    endpoint_lease_duration: Duration,
+
+    /// How often this apiserver renews its Lease and sets the `kubernetes` Service's endpoints
+    /// to the apiservers whose Leases have not expired, as a duration like 10s or 500ms; must be
+    /// shorter than --endpoint-lease-duration. Kubernetes fixes it at 10s.
+    #[arg(long, default_value = "10s", value_parser = rkube_api::duration::parse)]
+    endpoint_reconcile_interval: Duration,
+
     /// The range Service cluster IPs come from (IPv4 CIDR); its first address is the
     /// `kubernetes` Service's.
     #[arg(long, default_value = "10.96.0.0/12")]
@@ -257,6 +271,14 @@ fn is_loopback_url(url: &str) -> bool {
 async fn main() -> anyhow::Result<()> {
     let flags = Flags::parse();
     init_tracing(&flags.log_format);
+    anyhow::ensure!(
+        !flags.endpoint_reconcile_interval.is_zero()
+            && flags.endpoint_reconcile_interval < flags.endpoint_lease_duration,
+        "--endpoint-reconcile-interval ({:?}) must be more than 0 and shorter than --endpoint-lease-duration ({:?}), \
+         or the Lease expires between two renewals",
+        flags.endpoint_reconcile_interval,
+        flags.endpoint_lease_duration
+    );
     let authorization = Mode::parse_list(&flags.authorization_mode).map_err(anyhow::Error::msg)?;
     let etcd = EtcdConfig {
         endpoints: flags.etcd_servers.clone(),
@@ -332,6 +354,8 @@ async fn main() -> anyhow::Result<()> {
             node_ports: flags.service_node_port_range.clone(),
         },
         advertise: Some(SocketAddr::new(advertise_address(&flags), flags.port)),
+        endpoint_lease_duration: flags.endpoint_lease_duration,
+        endpoint_reconcile_interval: flags.endpoint_reconcile_interval,
         allocation_repair_interval: Duration::from_secs(flags.service_allocation_repair_interval_seconds.max(1)),
         ..Config::default()
     };

@@ -109,6 +109,13 @@ pub struct Config {
     /// The address and port pods reach this apiserver at (`--advertise-address`, the secure
     /// port): the `kubernetes` Service's endpoint. `None` makes no `kubernetes` Service.
     pub advertise: Option<std::net::SocketAddr>,
+    /// How long this apiserver's Lease, and so its address in the `kubernetes` Service's
+    /// endpoints, outlives its last renewal (`--endpoint-lease-duration`; see
+    /// [`kubernetes_service`]). Whole seconds, rounded up.
+    pub endpoint_lease_duration: Duration,
+    /// How often this apiserver renews its Lease and writes the `kubernetes` Service's endpoints
+    /// to the apiservers whose Leases are current (`--endpoint-reconcile-interval`).
+    pub endpoint_reconcile_interval: Duration,
     /// How often Service IP and node port allocations are checked against the stored
     /// Services ([`allocator::repair`]).
     pub allocation_repair_interval: Duration,
@@ -132,6 +139,8 @@ impl Default for Config {
             service_account_tokens: None,
             services: allocator::ServiceRanges::default(),
             advertise: None,
+            endpoint_lease_duration: kubernetes_service::DEFAULT_LEASE_DURATION,
+            endpoint_reconcile_interval: kubernetes_service::DEFAULT_RECONCILE_INTERVAL,
             allocation_repair_interval: Duration::from_secs(180),
         }
     }
@@ -404,8 +413,9 @@ async fn openapi_document(State(state): State<Arc<ApiState>>, Path(path): Path<S
 }
 
 /// Serves the API on `listener` until `state.shutdown` is cancelled; also runs the
-/// start-up bootstrap (built-in namespaces), the namespace cleaner and cache, and the
-/// etcd compactor.
+/// start-up bootstrap (built-in namespaces), the namespace cleaner and cache, the
+/// etcd compactor and, with an advertised address, the `kubernetes` Service's endpoints
+/// ([`kubernetes_service::run`]).
 pub async fn serve(listener: TcpListener, state: Arc<ApiState>) -> std::io::Result<()> {
     state.start_caches();
     let bootstrap = tokio::spawn(bootstrap(state.clone()));
@@ -414,6 +424,8 @@ pub async fn serve(listener: TcpListener, state: Arc<ApiState>) -> std::io::Resu
     let cache = tokio::spawn(namespace::run_cache(state.clone()));
     let compactor = state.config.compaction_interval.map(|every| tokio::spawn(compaction::run(state.clone(), every)));
     let repair = tokio::spawn(allocator::run_repair(state.clone(), state.config.allocation_repair_interval));
+    let endpoints =
+        state.config.advertise.map(|advertised| tokio::spawn(kubernetes_service::run(state.clone(), advertised)));
     let shutdown = state.shutdown.clone();
     let tls = state.config.tls.clone();
     let result = connections::serve(listener, router(state), tls, shutdown).await;
@@ -424,6 +436,13 @@ pub async fn serve(listener: TcpListener, state: Arc<ApiState>) -> std::io::Resu
     cache.abort();
     if let Some(compactor) = compactor {
         compactor.abort();
+    }
+    // It took this apiserver out of the `kubernetes` Service's endpoints when the shutdown
+    // began, within its own timeout; the wait is a bound, not expected to pass.
+    if let Some(mut endpoints) = endpoints
+        && tokio::time::timeout(kubernetes_service::REMOVE_TIMEOUT, &mut endpoints).await.is_err()
+    {
+        endpoints.abort();
     }
     result
 }
