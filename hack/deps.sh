@@ -85,6 +85,7 @@ requirements=(
     "busybox-static|/bin/busybox|the test image's only binary (hack/build-test-image.sh)"
     "docker-registry|/usr/bin/docker-registry|a loopback registry for the image-pull tests"
     "mmdebstrap|/usr/bin/mmdebstrap|make fresh-check: a pristine Debian root"
+    "haproxy|/usr/sbin/haproxy|the load balancer in front of the apiservers of the HA lab (LAB_HA=1, the chaos e2e)"
 )
 
 # present GLOB: true when the glob names an existing file.

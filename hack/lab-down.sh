@@ -10,13 +10,13 @@ LAB_STATE="${LAB_STATE:-${repo_root}/.rkube/lab-${LAB_NAME}}"
 
 [[ "$(id -u)" == 0 ]] || { echo "lab-down: must run as root" >&2; exit 1; }
 
-# Workers first (their pods), then the master.
-for host in worker1 worker2 master; do
+# Workers first (their pods), then the masters and the load balancer (LAB_HA=1).
+for host in worker1 worker2 master master2 master3 lb; do
     if [[ -d "${LAB_STATE}/${host}" ]]; then
         LAB_STATE="${LAB_STATE}/${host}" "${repo_root}/hack/lab-provision.sh" stop
     fi
 done
-for host in worker1 worker2 master; do
+for host in worker1 worker2 master master2 master3 lb; do
     ns="${LAB_NAME}-${host}"
     if [[ -e "/run/netns/${ns}" ]]; then
         # Anything still running in the namespace (started by hand in the lab) goes too.
@@ -26,7 +26,7 @@ for host in worker1 worker2 master; do
         ip netns delete "${ns}"
     fi
 done
-for dev in "${LAB_NAME}-m" "${LAB_NAME}-w1" "${LAB_NAME}-w2" "${LAB_NAME}-br"; do
+for dev in "${LAB_NAME}"-{m,m2,m3,lb,w1,w2,br}; do
     if ip link show "${dev}" >/dev/null 2>&1; then
         ip link delete "${dev}"
     fi

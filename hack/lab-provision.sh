@@ -8,6 +8,11 @@
 #                                    from Debian (apt-get; what a fresh VM needs)
 #   hack/lab-provision.sh master     start etcd, rkube-apiserver, rkube-controller-manager,
 #                                    rkube-scheduler and rkube-dns (the kube-dns Service) on ${NODE_IP}
+#   hack/lab-provision.sh etcd       start this master's etcd without waiting for it (hack/lab-up.sh
+#                                    starts every member of an HA control plane first: a member
+#                                    is healthy only once a majority runs)
+#   hack/lab-provision.sh lb         start HAProxy on ${NODE_IP}:${API_PORT} in front of the
+#                                    apiservers at ${LB_BACKENDS} (HA control plane)
 #   hack/lab-provision.sh worker     start a private containerd (test image imported), add the
 #                                    routes to the other workers' pod CIDRs (${LAB_ROUTES}), start
 #                                    rkubelet as ${NODE_NAME} with ${POD_CIDR} and ${NODE_IP}, and rkube-proxy
@@ -31,7 +36,18 @@
 #                  client-certificate authentication on the master's loopback, the apiserver
 #                  (Node,RBAC, ServiceAccount tokens) and the kubelets — and each process runs
 #                  as its own identity; without it, plain HTTP and AlwaysAllow (loud in the logs)
-#   API_URL        the apiserver, for workers (https://<master>:6443, or http:// without PKI_DIR)
+#   API_URL        the apiserver, for workers (https://<master>:6443, or http:// without PKI_DIR;
+#                  the load balancer's address with an HA control plane)
+#   LAB_MEMBERS    HA control plane: the etcd members, space-separated NAME=IP (one per master);
+#                  each master's etcd then joins them on its address with peer TLS, and its
+#                  apiserver uses all of them. Unset: one etcd on the master's loopback
+#   LAB_MEMBER     this master's member name in LAB_MEMBERS
+#   LEADER_ELECT   1: controller-manager and scheduler run with --leader-elect (several masters);
+#                  default 0
+#   LEADER_ELECT_TIMING  their lease duration, renew deadline and retry period (default
+#                  "15s 10s 2s", client-go's)
+#   RUN_DNS        0: no rkube-dns on this master (default 1; an HA lab runs it on the first)
+#   LB_BACKENDS    for lb: the apiservers' addresses, space-separated
 #   API_PORT       the apiserver's port on the master (default 6443)
 #   NODE_NAME      the worker's node name (default: hostname)
 #   POD_CIDR       the worker's pod network, e.g. 10.251.0.0/24 (required for worker)
@@ -151,11 +167,73 @@ packages() {
     export DEBIAN_FRONTEND=noninteractive
     apt-get update
     apt-get install -y --no-install-recommends etcd-server etcd-client containerd runc \
-        containernetworking-plugins busybox-static iproute2 curl ca-certificates util-linux
+        containernetworking-plugins busybox-static iproute2 curl ca-certificates util-linux haproxy
     # Debian's etcd-server starts a service on 127.0.0.1:2379, where the master's etcd goes.
     if command -v systemctl >/dev/null 2>&1; then
         systemctl disable --now etcd >/dev/null 2>&1 || true
     fi
+}
+
+# etcd_setup: the flags of this host's etcd (ETCD_ARGS) and the curl arguments of its health check
+# (ETCD_HEALTH), and the --etcd-servers of its apiserver (ETCD_SERVERS): one member on loopback,
+# or with ${LAB_MEMBERS} this host's member ${LAB_MEMBER} of a cluster on the hosts' addresses,
+# with peer TLS as well when the lab has certificates.
+etcd_setup() {
+    local scheme=http tls=() peer_tls=()
+    if secure; then scheme=https; fi
+    if [[ -z "${LAB_MEMBERS:-}" ]]; then
+        ETCD_URL="${scheme}://127.0.0.1:2379"
+        ETCD_SERVERS="${ETCD_URL}"
+        if secure; then
+            tls=(--cert-file "${PKI_DIR}/etcd-server.crt" --key-file "${PKI_DIR}/etcd-server.key"
+                --trusted-ca-file "${PKI_DIR}/etcd-ca.crt" --client-cert-auth)
+        fi
+        # (etcd reads ETCD_* variables as flags: run it without any.)
+        ETCD_ARGS=(env -u ETCD_PORT etcd --name lab --data-dir "${LAB_STATE}/etcd"
+            --listen-client-urls "${ETCD_URL}" --advertise-client-urls "${ETCD_URL}"
+            --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380
+            --initial-cluster lab=http://127.0.0.1:2380 --logger zap --log-outputs stderr "${tls[@]}")
+    else
+        : "${LAB_MEMBER:?LAB_MEMBER (the etcd member name of this host) is required with LAB_MEMBERS}"
+        local member cluster="" servers=""
+        for member in ${LAB_MEMBERS}; do
+            cluster+="${cluster:+,}${member%%=*}=${scheme}://${member#*=}:2380"
+            servers+="${servers:+,}${scheme}://${member#*=}:2379"
+        done
+        ETCD_URL="${scheme}://${NODE_IP}:2379"
+        ETCD_SERVERS="${servers}"
+        if secure; then
+            local pki="${PKI_DIR}/etcd-${LAB_MEMBER}"
+            [[ -f "${pki}-peer.crt" ]] || die "${PKI_DIR} has no certificates for etcd member ${LAB_MEMBER} (rkube-pki --etcd-member ${LAB_MEMBER}=${NODE_IP})"
+            tls=(--cert-file "${pki}-server.crt" --key-file "${pki}-server.key"
+                --trusted-ca-file "${PKI_DIR}/etcd-ca.crt" --client-cert-auth)
+            peer_tls=(--peer-cert-file "${pki}-peer.crt" --peer-key-file "${pki}-peer.key"
+                --peer-trusted-ca-file "${PKI_DIR}/etcd-ca.crt" --peer-client-cert-auth)
+        fi
+        ETCD_ARGS=(env -u ETCD_PORT etcd --name "${LAB_MEMBER}" --data-dir "${LAB_STATE}/etcd"
+            --listen-client-urls "${ETCD_URL},${scheme}://127.0.0.1:2379" --advertise-client-urls "${ETCD_URL}"
+            --listen-peer-urls "${scheme}://${NODE_IP}:2380" --initial-advertise-peer-urls "${scheme}://${NODE_IP}:2380"
+            --initial-cluster "${cluster}" --initial-cluster-state new --initial-cluster-token "${LAB_NAME:-rkube}"
+            --logger zap --log-outputs stderr "${tls[@]}" "${peer_tls[@]}")
+    fi
+    ETCD_HEALTH="${ETCD_URL}/health"
+    if secure; then
+        ETCD_HEALTH="--cacert ${PKI_DIR}/etcd-ca.crt --cert ${PKI_DIR}/apiserver-etcd-client.crt"
+        ETCD_HEALTH+=" --key ${PKI_DIR}/apiserver-etcd-client.key ${ETCD_URL}/health"
+    fi
+}
+
+# Starts this host's etcd without waiting for it: a member of several answers its health check
+# only once a majority of them runs, so hack/lab-up.sh starts every member first.
+start_etcd() {
+    : "${LAB_STATE:?LAB_STATE is required}" "${NODE_IP:?NODE_IP is required}"
+    need_tool etcd
+    mkdir -p "${LAB_STATE}/etcd"
+    chmod 700 "${LAB_STATE}/etcd"
+    etcd_setup
+    printf '%s\n' "${ETCD_ARGS[@]}" >"${LAB_STATE}/etcd.args"
+    echo "${ETCD_HEALTH}" >"${LAB_STATE}/etcd.health"
+    start etcd "${ETCD_ARGS[@]}"
 }
 
 master() {
@@ -163,17 +241,11 @@ master() {
     need_tool etcd
     need_tool curl
     for bin in rkube-apiserver rkube-controller-manager rkube-scheduler rkube-dns; do need_bin "${bin}"; done
-    mkdir -p "${LAB_STATE}/etcd"
-    chmod 700 "${LAB_STATE}/etcd"
-    local scheme=http etcd_url=http://127.0.0.1:2379 etcd_health api_health
-    local etcd_tls=() apiserver_tls=() cm_tls=() cm_kubeconfig sched_kubeconfig
+    local scheme=http api_health
+    local apiserver_tls=() cm_tls=() cm_kubeconfig sched_kubeconfig
+    etcd_setup
     if secure; then
         scheme=https
-        etcd_url=https://127.0.0.1:2379
-        etcd_tls=(--cert-file "${PKI_DIR}/etcd-server.crt" --key-file "${PKI_DIR}/etcd-server.key"
-            --trusted-ca-file "${PKI_DIR}/etcd-ca.crt" --client-cert-auth)
-        etcd_health="--cacert ${PKI_DIR}/etcd-ca.crt --cert ${PKI_DIR}/apiserver-etcd-client.crt"
-        etcd_health+=" --key ${PKI_DIR}/apiserver-etcd-client.key ${etcd_url}/health"
         apiserver_tls=(--etcd-cafile "${PKI_DIR}/etcd-ca.crt" --etcd-certfile "${PKI_DIR}/apiserver-etcd-client.crt"
             --etcd-keyfile "${PKI_DIR}/apiserver-etcd-client.key"
             --tls-cert-file "${PKI_DIR}/apiserver.crt" --tls-private-key-file "${PKI_DIR}/apiserver.key"
@@ -189,30 +261,47 @@ master() {
         cp "${PKI_DIR}/admin.kubeconfig" "${LAB_STATE}/kubeconfig"
     else
         echo "lab-provision: no ${PKI_DIR}/ca.crt: the lab runs on PLAIN HTTP with AlwaysAllow: anyone on its network may do anything" >&2
-        etcd_health="${etcd_url}/health"
         api_health="http://${NODE_IP}:${API_PORT}/readyz"
-        write_kubeconfig "http://${NODE_IP}:${API_PORT}" "${LAB_STATE}/kubeconfig"
+        write_kubeconfig "${API_URL:-http://${NODE_IP}:${API_PORT}}" "${LAB_STATE}/kubeconfig"
         cm_kubeconfig="${LAB_STATE}/kubeconfig"
         sched_kubeconfig="${LAB_STATE}/kubeconfig"
     fi
     local api_url="${scheme}://${NODE_IP}:${API_PORT}"
     add_routes
 
-    # etcd only on this host's loopback: the apiserver is its one client.
-    # (etcd reads ETCD_* variables as flags: run it without any.)
-    launch etcd "${etcd_health}" \
-        env -u ETCD_PORT etcd --name lab --data-dir "${LAB_STATE}/etcd" \
-        --listen-client-urls "${etcd_url}" --advertise-client-urls "${etcd_url}" \
-        --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
-        --initial-cluster lab=http://127.0.0.1:2380 --logger zap --log-outputs stderr "${etcd_tls[@]}"
+    # etcd: started here unless hack/lab-up.sh started every member already (start_etcd).
+    if ! { [[ -f "${LAB_STATE}/etcd.pid" ]] && alive "$(cat "${LAB_STATE}/etcd.pid")"; }; then
+        start_etcd
+    fi
+    local etcd_health
+    read -r -a etcd_health <<<"${ETCD_HEALTH}"
+    wait_for etcd 60 curl -fsS "${etcd_health[@]}"
 
     launch apiserver "${api_health}" \
-        "${BIN_DIR}/rkube-apiserver" --etcd-servers "${etcd_url}" --bind-address 0.0.0.0 --port "${API_PORT}" \
-        "${apiserver_tls[@]}"
+        "${BIN_DIR}/rkube-apiserver" --etcd-servers "${ETCD_SERVERS}" --bind-address 0.0.0.0 --port "${API_PORT}" \
+        --advertise-address "${NODE_IP}" "${apiserver_tls[@]}"
+    # With a load balancer in front (API_URL), the components below reach this apiserver through
+    # it: wait until it sends them somewhere (its health checks need a second or two).
+    if [[ -n "${API_URL:-}" && "${API_URL}" != "${api_url}" ]]; then
+        local through=("${API_URL}/readyz")
+        if secure; then through=(--cacert "${PKI_DIR}/ca.crt" "${API_URL}/readyz"); fi
+        wait_for apiserver 60 curl -fsS "${through[@]}"
+    fi
 
+    # Leader election: with several masters (LEADER_ELECT=1) one controller-manager and one
+    # scheduler act, the others wait to take over.
+    local election=(--leader-elect=false) timing
+    if [[ "${LEADER_ELECT:-0}" == 1 ]]; then
+        read -r -a timing <<<"${LEADER_ELECT_TIMING:-15s 10s 2s}"
+        # Named after the master (the lab's hosts share one hostname): `kubectl get leases -n
+        # kube-system` shows which master leads.
+        election=(--leader-elect=true --leader-elect-lease-duration "${timing[0]}"
+            --leader-elect-renew-deadline "${timing[1]}" --leader-elect-retry-period "${timing[2]}"
+            --identity "${LAB_MEMBER:-$(hostname)}")
+    fi
     launch controller-manager "http://${NODE_IP}:10257/healthz" \
         "${BIN_DIR}/rkube-controller-manager" --kubeconfig "${cm_kubeconfig}" \
-        --bind-address "${NODE_IP}" --port 10257 --leader-elect=false \
+        --bind-address "${NODE_IP}" --port 10257 "${election[@]}" \
         --node-monitor-period "${NODE_MONITOR_PERIOD:-5s}" \
         --node-monitor-grace-period "${NODE_MONITOR_GRACE:-40s}" \
         --pod-eviction-timeout "${POD_EVICTION_TIMEOUT:-5m}" \
@@ -221,12 +310,76 @@ master() {
 
     launch scheduler "http://${NODE_IP}:10251/healthz" \
         "${BIN_DIR}/rkube-scheduler" --kubeconfig "${sched_kubeconfig}" \
-        --bind-address "${NODE_IP}" --port 10251 --leader-elect=false
+        --bind-address "${NODE_IP}" --port 10251 "${election[@]}"
     # The cluster DNS: the kube-dns Service (10.96.0.10) it registers points at this host.
-    launch dns "http://127.0.0.1:10055/healthz" \
-        "${BIN_DIR}/rkube-dns" --kubeconfig "${LAB_STATE}/kubeconfig" --listen 0.0.0.0:1053 \
-        --advertise-address "${NODE_IP}" --upstream "${DNS_UPSTREAM:-127.0.0.1:53}" --port 10055
+    if [[ "${RUN_DNS:-1}" == 1 ]]; then
+        launch dns "http://127.0.0.1:10055/healthz" \
+            "${BIN_DIR}/rkube-dns" --kubeconfig "${LAB_STATE}/kubeconfig" --listen 0.0.0.0:1053 \
+            --advertise-address "${NODE_IP}" --upstream "${DNS_UPSTREAM:-127.0.0.1:53}" --port 10055
+    fi
     echo "lab-provision: master ready at ${api_url}"
+}
+
+# The load balancer of an HA control plane, as kubeadm's HA guide sets it up: HAProxy passes TCP
+# through to every apiserver of ${LB_BACKENDS} (their addresses) on ${API_PORT} and sends new
+# connections only to those whose /readyz answers 200 (checked every second, over TLS when the
+# lab has certificates).
+lb() {
+    : "${LAB_STATE:?LAB_STATE is required}" "${NODE_IP:?NODE_IP is required}"
+    : "${LB_BACKENDS:?LB_BACKENDS (the addresses of the apiservers) is required}"
+    need_tool haproxy
+    need_tool curl
+    mkdir -p "${LAB_STATE}"
+    local check="check" backend n=0
+    if secure; then check="check check-ssl verify required ca-file ${PKI_DIR}/ca.crt"; fi
+    {
+        cat <<EOF
+# Made by hack/lab-provision.sh lb: TCP passthrough to the apiservers (TLS ends at each of them,
+# so clients keep authenticating with their own certificates).
+global
+    log stderr format raw local0 info
+    maxconn 4096
+
+defaults
+    log global
+    mode tcp
+    option tcplog
+    timeout connect 2s
+    # A connection an apiserver refuses (it just died, before the health checks notice) is
+    # tried again on another one.
+    retries 2
+    option redispatch 1
+    # Watches stay open for minutes.
+    timeout client 1h
+    timeout server 1h
+
+frontend apiserver
+    bind ${NODE_IP}:${API_PORT}
+    default_backend apiservers
+
+# HAProxy's own liveness (200 while it runs, whatever the apiservers do).
+frontend health
+    mode http
+    bind ${NODE_IP}:${LB_HEALTH_PORT:-8404}
+    monitor-uri /healthz
+
+backend apiservers
+    option httpchk GET /readyz
+    http-check expect status 200
+    balance roundrobin
+    # A dead apiserver is out at the first connection it refuses (observe) or after two failed
+    # checks (about 2 s), back after two good checks; connections to it are closed when it
+    # goes (a client then reconnects to another).
+    default-server inter 1s fall 2 rise 2 on-marked-down shutdown-sessions observe layer4 error-limit 1 on-error mark-down
+EOF
+        for backend in ${LB_BACKENDS}; do
+            n=$((n + 1))
+            echo "    server apiserver${n} ${backend}:${API_PORT} ${check}"
+        done
+    } >"${LAB_STATE}/haproxy.cfg"
+    haproxy -c -q -f "${LAB_STATE}/haproxy.cfg" || die "haproxy rejects ${LAB_STATE}/haproxy.cfg"
+    launch haproxy "http://${NODE_IP}:${LB_HEALTH_PORT:-8404}/healthz" haproxy -db -f "${LAB_STATE}/haproxy.cfg"
+    echo "lab-provision: load balancer ready at ${NODE_IP}:${API_PORT} (apiservers ${LB_BACKENDS})"
 }
 
 worker() {
@@ -382,19 +535,22 @@ stop() {
         if [[ -e "/run/netns/rkube-${uid}" ]]; then ip netns delete "rkube-${uid}" 2>/dev/null || true; fi
     done
     kill_pidfile containerd
+    kill_pidfile haproxy
     kill_pidfile apiserver
     kill_pidfile etcd
 }
 
 case "${1:-}" in
 packages) packages ;;
+etcd) start_etcd ;;
 master) master ;;
+lb) lb ;;
 worker) worker ;;
 stop) stop ;;
 restart) restart "${2:-}" ;;
 restart-kubelet) restart kubelet ;;
 *)
-    echo "usage: $0 packages|master|worker|restart NAME|restart-kubelet|stop   (settings: see the header)" >&2
+    echo "usage: $0 packages|etcd|master|lb|worker|restart NAME|restart-kubelet|stop   (settings: see the header)" >&2
     exit 2
     ;;
 esac

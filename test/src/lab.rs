@@ -62,6 +62,13 @@ pub struct LabOptions {
     pub node_eviction_rate: String,
     /// controller-manager `--podgc-orphan-quarantine`, e.g. `2s`.
     pub podgc_quarantine: String,
+    /// A highly available control plane (`LAB_HA=1`): three masters (`master`, `master2`,
+    /// `master3`), each with an etcd member, an apiserver, a controller-manager and a scheduler
+    /// (leader-elected), behind HAProxy on the host `lb`, which [`Lab::url`] names.
+    pub ha: bool,
+    /// With `ha`: the leader election's lease duration, renew deadline and retry period
+    /// (`LEADER_ELECT_TIMING`, e.g. `"6s 4s 1s"`).
+    pub leader_election_timing: String,
 }
 
 impl Default for LabOptions {
@@ -74,6 +81,8 @@ impl Default for LabOptions {
             pod_eviction_timeout: "5m".into(),
             node_eviction_rate: "0.1".into(),
             podgc_quarantine: "40s".into(),
+            ha: false,
+            leader_election_timing: "15s 10s 2s".into(),
         }
     }
 }
@@ -214,16 +223,22 @@ impl Lab {
             .env("NODE_MONITOR_GRACE", &o.node_monitor_grace)
             .env("POD_EVICTION_TIMEOUT", &o.pod_eviction_timeout)
             .env("NODE_EVICTION_RATE", &o.node_eviction_rate)
-            .env("PODGC_QUARANTINE", &o.podgc_quarantine);
+            .env("PODGC_QUARANTINE", &o.podgc_quarantine)
+            .env("LAB_HA", if o.ha { "1" } else { "0" })
+            .env("LEADER_ELECT_TIMING", &o.leader_election_timing);
         command
     }
 
-    /// The address of `host` (`master`, `worker1` or `worker2`).
+    /// The address of `host` (`master`, `worker1` or `worker2`; with `ha` also `lb`, `master2`
+    /// and `master3`).
     pub fn host_ip(&self, host: &str) -> String {
         let last = match host {
             "master" => 10,
             "worker1" => 11,
             "worker2" => 12,
+            "lb" if self.options.ha => 9,
+            "master2" if self.options.ha => 13,
+            "master3" if self.options.ha => 14,
             other => panic!("no host {other} in the lab"),
         };
         format!("10.250.{}.{last}", self.index)
@@ -238,9 +253,35 @@ impl Lab {
         }
     }
 
-    /// The apiserver's URL, `https://10.250.<index>.10:6443` (reached through the host's bridge).
+    /// The masters: `master`, and with `ha` also `master2` and `master3`.
+    pub fn masters(&self) -> &'static [&'static str] {
+        if self.options.ha { &["master", "master2", "master3"] } else { &["master"] }
+    }
+
+    /// The apiserver's URL, `https://10.250.<index>.10:6443` (with `ha` the load balancer's,
+    /// `https://10.250.<index>.9:6443`), reached through the host's bridge.
     pub fn url(&self) -> String {
-        format!("https://{}:6443", self.host_ip("master"))
+        let host = if self.options.ha { "lb" } else { "master" };
+        format!("https://{}:6443", self.host_ip(host))
+    }
+
+    /// Runs `etcdctl <args>` against every etcd member of the lab (as the apiserver's etcd
+    /// client) and returns its stdout.
+    pub async fn etcdctl(&self, args: &[&str]) -> anyhow::Result<String> {
+        let endpoints: Vec<String> =
+            self.masters().iter().map(|m| format!("https://{}:2379", self.host_ip(m))).collect();
+        let pki = self.pki();
+        let mut command = Command::new("etcdctl");
+        command
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", endpoints.join(",")))
+            .arg(format!("--cacert={}", pki.join("etcd-ca.crt").display()))
+            .arg(format!("--cert={}", pki.join("apiserver-etcd-client.crt").display()))
+            .arg(format!("--key={}", pki.join("apiserver-etcd-client.key").display()))
+            .arg("--command-timeout=10s")
+            .args(args);
+        let what = format!("etcdctl {}", args.join(" "));
+        tokio::task::spawn_blocking(move || run(&mut command, &what)).await?
     }
 
     /// A client for the lab's apiserver, as its admin (the client certificate of the
@@ -322,6 +363,71 @@ impl Lab {
         Ok(())
     }
 
+    /// Powers `worker` off, as far as the cluster can tell: its kubelet, rkube-proxy and
+    /// containerd are killed and every container of its pods with them
+    /// (`hack/lab-provision.sh stop` in its namespace). Its state directory stays for
+    /// [`Lab::power_on`].
+    pub fn power_off(&self, worker: &str) -> anyhow::Result<()> {
+        let mut command = Command::new("nsenter");
+        command
+            .arg(format!("--net=/run/netns/{}-{worker}", self.name))
+            .arg(repo_root().join("hack").join("lab-provision.sh"))
+            .arg("stop")
+            .env("LAB_STATE", self.state.join(worker));
+        run(&mut command, &format!("power off {worker}"))?;
+        Ok(())
+    }
+
+    /// Boots `worker` again after [`Lab::power_off`]: containerd, the kubelet and rkube-proxy
+    /// start as `hack/lab-up.sh` first started them (`hack/lab-provision.sh worker`), and the
+    /// kubelet finds its pods gone.
+    pub async fn power_on(&self, worker: &str) -> anyhow::Result<()> {
+        let other = WORKERS.iter().find(|w| **w != worker).copied().unwrap_or("worker1");
+        let mut command = self.script("lab-provision.sh");
+        command
+            .arg("worker")
+            .env("BIN_DIR", binary("rkubelet").parent().map(Path::to_path_buf).unwrap_or_default())
+            .env("LAB_STATE", self.state.join(worker))
+            .env("PKI_DIR", self.pki())
+            .env("NODE_IP", self.host_ip(worker))
+            .env("NODE_NAME", worker)
+            .env("POD_CIDR", self.pod_cidr(worker))
+            .env("API_URL", self.url())
+            .env("LAB_ROUTES", format!("{}={}", self.pod_cidr(other), self.host_ip(other)))
+            .env("TEST_IMAGE_TAR", self.state.join("busybox-oci.tar"));
+        let mut inside = Command::new("nsenter");
+        inside
+            .arg(format!("--net=/run/netns/{}-{worker}", self.name))
+            .arg(command.get_program())
+            .args(command.get_args());
+        for (key, value) in command.get_envs() {
+            if let Some(value) = value {
+                inside.env(key, value);
+            }
+        }
+        let what = format!("power on {worker}");
+        tokio::task::spawn_blocking(move || run(&mut inside, &what)).await??;
+        Ok(())
+    }
+
+    /// The uids of the pods with a running container in `worker`'s containerd (container ids
+    /// begin with their pod's uid).
+    pub async fn running_pod_uids(&self, worker: &str) -> anyhow::Result<std::collections::BTreeSet<String>> {
+        let address = std::fs::read_to_string(self.state.join(worker).join("containerd.address"))
+            .with_context(|| format!("{worker} has no containerd.address"))?;
+        let mut command = Command::new("ctr");
+        command.args(["--address", address.trim(), "-n", "rkube", "tasks", "list"]);
+        let what = format!("ctr tasks list on {worker}");
+        let tasks = tokio::task::spawn_blocking(move || run(&mut command, &what)).await??;
+        Ok(tasks
+            .lines()
+            .skip(1)
+            .filter(|line| line.split_whitespace().nth(2) == Some("RUNNING"))
+            .filter_map(|line| line.get(..36))
+            .map(String::from)
+            .collect())
+    }
+
     /// Starts `worker`'s kubelet again with its flags; see [`Lab::restart`].
     pub async fn restart_kubelet(&self, worker: &str) -> anyhow::Result<()> {
         self.restart(worker, "kubelet").await
@@ -345,14 +451,15 @@ impl Lab {
     /// The logs of every component, for a failure message.
     pub fn all_logs(&self, lines: usize) -> String {
         let mut out = String::new();
-        for (host, component) in [
-            ("master", "etcd"),
-            ("master", "apiserver"),
-            ("master", "controller-manager"),
-            ("master", "scheduler"),
-            ("worker1", "kubelet"),
-            ("worker2", "kubelet"),
-        ] {
+        let mut parts = Vec::new();
+        for master in self.masters() {
+            parts.extend(["etcd", "apiserver", "controller-manager", "scheduler"].map(|c| (*master, c)));
+        }
+        if self.options.ha {
+            parts.push(("lb", "haproxy"));
+        }
+        parts.extend([("worker1", "kubelet"), ("worker2", "kubelet")]);
+        for (host, component) in parts {
             out.push_str(&format!("--- {host} {component}:\n{}\n", self.log_tail(host, component, lines)));
         }
         out

@@ -312,6 +312,7 @@ async fn a_lost_worker_goes_unknown_its_pods_are_recreated_on_the_other_worker_a
         pod_eviction_timeout: "4s".into(),
         node_eviction_rate: "100".into(),
         podgc_quarantine: "40s".into(),
+        ..LabOptions::default()
     };
     let lab = Lab::start(options).await.expect("lab up");
     let api = lab.api();

@@ -42,6 +42,12 @@ struct Flags {
     /// certificate for those addresses (repeat for several nodes).
     #[arg(long = "node")]
     nodes: Vec<NodeSpec>,
+
+    /// A member of a multi-member etcd, as NAME=IP: it gets etcd-NAME-server.crt (clients, for
+    /// IP and loopback) and etcd-NAME-peer.crt (the other members), both from etcd's CA (repeat
+    /// for each member). Without it, one etcd-server.crt for loopback only.
+    #[arg(long = "etcd-member")]
+    etcd_members: Vec<NodeSpec>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -56,6 +62,7 @@ fn main() -> anyhow::Result<()> {
         apiserver_names: names,
         apiserver_addresses: flags.apiserver_addresses,
         nodes: flags.nodes,
+        etcd_members: flags.etcd_members,
     };
     let written = write_cluster(&flags.dir, &spec).with_context(|| format!("writing into {}", flags.dir.display()))?;
     if written.is_empty() {

@@ -34,6 +34,11 @@ struct Flags {
     #[command(flatten)]
     leader_election: LeaderElectionFlags,
 
+    /// Name of this process in the leader Lease (default: hostname and a random suffix); give
+    /// each copy its own, e.g. the machine's name where copies share a hostname.
+    #[arg(long)]
+    identity: Option<String>,
+
     /// Pods whose spec.schedulerName is this are scheduled by this process; pods naming another
     /// scheduler are left alone.
     #[arg(long, default_value = rkube_scheduler::DEFAULT_SCHEDULER_NAME)]
@@ -108,7 +113,7 @@ async fn main() -> anyhow::Result<()> {
     let client = Client::new(client_config).context("building the API client")?;
     let event_client = Client::new(event_config).context("building the event client")?;
 
-    let mut config = Config::new(&identity());
+    let mut config = Config::new(&flags.identity.clone().unwrap_or_else(identity));
     config.scheduler_name = flags.scheduler_name.clone();
     config.event_client = Some(event_client);
     config.weights =

@@ -15,6 +15,8 @@
 //! | `sa.key` | the key ServiceAccount tokens are signed with |
 //! | `etcd-ca.crt` | a CA of etcd's own (as kubeadm's `etcd/ca`): a cluster certificate opens no etcd |
 //! | `etcd-server.crt`, `.key` | etcd's serving certificate, for `127.0.0.1` and `localhost` |
+//! | `etcd-<member>-server.crt`, `.key` | with `etcd_members`: a member's serving certificate, for its address, `127.0.0.1` and `localhost` |
+//! | `etcd-<member>-peer.crt`, `.key` | with `etcd_members`: what a member presents to the other members and accepts from them |
 //! | `apiserver-etcd-client.crt`, `.key` | what the apiserver presents to etcd |
 //!
 //! Private keys (and kubeconfigs, which hold keys) are written readable by the owner only.
@@ -37,6 +39,9 @@ pub struct ClusterSpec {
     pub apiserver_addresses: Vec<IpAddr>,
     /// The nodes: one kubelet kubeconfig and serving certificate each.
     pub nodes: Vec<NodeSpec>,
+    /// The members of a multi-member etcd (name and addresses, as nodes are given): a serving
+    /// and a peer certificate each, signed by etcd's CA. Empty for one etcd on loopback.
+    pub etcd_members: Vec<NodeSpec>,
 }
 
 /// One node: its name and the addresses its kubelet API is reached at.
@@ -102,6 +107,11 @@ fn files(spec: &ClusterSpec) -> Vec<String> {
     for node in &spec.nodes {
         names.extend(["kubeconfig", "crt", "key"].map(|ext| format!("kubelet-{}.{ext}", node.name)));
     }
+    for member in &spec.etcd_members {
+        for role in ["server", "peer"] {
+            names.extend(["crt", "key"].map(|ext| format!("etcd-{}-{role}.{ext}", member.name)));
+        }
+    }
     names
 }
 
@@ -157,6 +167,16 @@ pub fn write_cluster(dir: &Path, spec: &ClusterSpec) -> Result<Vec<PathBuf>, Clu
         write(dir, "apiserver-etcd-client.crt", &etcd_client.cert_pem, false)?,
         write(dir, "apiserver-etcd-client.key", &etcd_client.key_pem, true)?,
     ]);
+    for member in &spec.etcd_members {
+        let mut addresses = member.addresses.clone();
+        addresses.push(loopback);
+        let server = etcd_ca.peer(&format!("etcd-{}", member.name), &["localhost"], &addresses)?;
+        let peer = etcd_ca.peer(&format!("etcd-{}", member.name), &[], &member.addresses)?;
+        for (role, cert) in [("server", server), ("peer", peer)] {
+            written.push(write(dir, &format!("etcd-{}-{role}.crt", member.name), &cert.cert_pem, false)?);
+            written.push(write(dir, &format!("etcd-{}-{role}.key", member.name), &cert.key_pem, true)?);
+        }
+    }
     for node in &spec.nodes {
         let serving = ca.serving(&format!("system:node:{}", node.name), &[node.name.as_str()], &node.addresses)?;
         written.push(write(dir, &format!("kubelet-{}.crt", node.name), &serving.cert_pem, false)?);
@@ -197,6 +217,7 @@ mod tests {
             apiserver_names: vec!["localhost".into()],
             apiserver_addresses: vec!["127.0.0.1".parse().expect("address")],
             nodes: vec!["node1=127.0.0.1".parse().expect("a node")],
+            etcd_members: Vec::new(),
         }
     }
 
@@ -214,5 +235,21 @@ mod tests {
         assert_eq!(write_cluster(dir.path(), &spec("https://127.0.0.1:7443")).expect("anew").len(), 18);
         assert!("=1.2.3.4".parse::<NodeSpec>().is_err());
         assert!("n=not-an-ip".parse::<NodeSpec>().is_err());
+    }
+
+    #[test]
+    fn each_etcd_member_gets_a_serving_and_a_peer_certificate() {
+        let dir = tempfile::tempdir().expect("directory");
+        let mut spec = spec("https://127.0.0.1:6443");
+        spec.etcd_members = vec!["m1=10.0.0.1".parse().expect("member"), "m2=10.0.0.2".parse().expect("member")];
+        let written = write_cluster(dir.path(), &spec).expect("written");
+        assert_eq!(written.len(), 18 + 8);
+        for file in ["etcd-m1-server.crt", "etcd-m1-peer.key", "etcd-m2-server.key", "etcd-m2-peer.crt"] {
+            assert!(dir.path().join(file).is_file(), "{file}");
+        }
+        // A directory made without the members is not complete for a spec with them.
+        let plain = tempfile::tempdir().expect("directory");
+        write_cluster(plain.path(), &self::spec("https://127.0.0.1:6443")).expect("written");
+        assert!(!is_complete(plain.path(), &spec));
     }
 }

@@ -73,10 +73,10 @@ impl Ca {
     fn sign(
         &self,
         mut params: CertificateParams,
-        usage: ExtendedKeyUsagePurpose,
+        usages: &[ExtendedKeyUsagePurpose],
     ) -> Result<KeyedCertificate, PkiError> {
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
-        params.extended_key_usages = vec![usage];
+        params.extended_key_usages = usages.to_vec();
         params.use_authority_key_identifier_extension = true;
         validity(&mut params, 365);
         let key = KeyPair::generate()?;
@@ -97,7 +97,20 @@ impl Ca {
         let mut params = CertificateParams::new(names.iter().map(ToString::to_string).collect::<Vec<_>>())?;
         params.subject_alt_names.extend(addresses.iter().map(|ip| SanType::IpAddress(*ip)));
         params.distinguished_name.push(DnType::CommonName, common_name);
-        self.sign(params, ExtendedKeyUsagePurpose::ServerAuth)
+        self.sign(params, &[ExtendedKeyUsagePurpose::ServerAuth])
+    }
+
+    /// A certificate that both serves and authenticates as a client, for `common_name`, valid
+    /// for the DNS `names` and `addresses`: what etcd members present to each other (kubeadm's
+    /// `etcd/peer`), since each one dials the others and answers them.
+    ///
+    /// # Errors
+    /// When a name is not a valid DNS name, or signing fails.
+    pub fn peer(&self, common_name: &str, names: &[&str], addresses: &[IpAddr]) -> Result<KeyedCertificate, PkiError> {
+        let mut params = CertificateParams::new(names.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+        params.subject_alt_names.extend(addresses.iter().map(|ip| SanType::IpAddress(*ip)));
+        params.distinguished_name.push(DnType::CommonName, common_name);
+        self.sign(params, &[ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth])
     }
 
     /// A client certificate for the user `user` in `groups`.
@@ -110,7 +123,7 @@ impl Ca {
         for group in groups {
             params.distinguished_name.push(DnType::OrganizationName, *group);
         }
-        self.sign(params, ExtendedKeyUsagePurpose::ClientAuth)
+        self.sign(params, &[ExtendedKeyUsagePurpose::ClientAuth])
     }
 }
 
