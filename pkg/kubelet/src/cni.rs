@@ -174,18 +174,29 @@ impl Network {
 
     /// Creates pod `uid`'s namespace and network unless it exists; returns the pod's IP.
     ///
+    /// A network half made (an ADD that failed) or half lost (a reboot took the namespace but
+    /// left the saved result and the IPAM's reservation on disk) is torn down first, so the
+    /// pod's address is released and made anew: never a namespace without its interface.
+    ///
     /// # Errors
-    /// [`CniError`] when `ip` or a plugin fails (what was done is undone by
-    /// [`Network::tear_down`], which the caller runs when the pod goes).
+    /// [`CniError`] when `ip` or a plugin fails; what was made is undone before returning.
     pub fn set_up(&self, uid: &str) -> Result<String, CniError> {
         if let Some(ip) = self.pod_ip(uid)
             && netns_path(uid).exists()
         {
             return Ok(ip);
         }
-        if !netns_path(uid).exists() {
-            run("ip netns add", Command::new("ip").args(["netns", "add", &netns_name(uid)]), None)?;
-        }
+        self.tear_down(uid)?;
+        self.add(uid).inspect_err(|_| {
+            if let Err(error) = self.tear_down(uid) {
+                tracing::warn!(%uid, %error, "cannot undo a failed pod network set-up");
+            }
+        })
+    }
+
+    /// Makes the namespace, runs ADD (loopback, then the bridge) and saves the pod's IP.
+    fn add(&self, uid: &str) -> Result<String, CniError> {
+        run("ip netns add", Command::new("ip").args(["netns", "add", &netns_name(uid)]), None)?;
         let loopback = serde_json::json!({"cniVersion": "1.0.0", "name": "rkube-lo", "type": "loopback"});
         self.plugin("ADD", uid, "lo", &loopback)?;
         let output = self.plugin("ADD", uid, "eth0", &self.bridge_config())?;
