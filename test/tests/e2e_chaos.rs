@@ -378,6 +378,25 @@ async fn kill_9_of_random_components_during_rollouts_and_the_ha_cluster_still_co
     })
     .await;
     println!("  {worker} Ready=Unknown after {:.1}s", off.elapsed().as_secs_f64());
+    // Its pods are evicted and replaced on the other worker before it comes back.
+    let other = WORKERS.iter().find(|w| **w != worker).copied().unwrap_or_default();
+    eventually(CONVERGE_TIMEOUT, &format!("every app Ready on {other} alone"), || async {
+        for (name, _) in APPS {
+            let live: Vec<Value> = pods(&api, NS, &format!("app={name}"))
+                .await
+                .into_iter()
+                .filter(|pod| pod["metadata"]["deletionTimestamp"].is_null())
+                .collect();
+            let settled = live.len() == usize::try_from(asked.replicas[name]).unwrap_or(0)
+                && live.iter().all(|pod| is_ready(pod) && pod["spec"]["nodeName"] == other);
+            if !settled {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+    println!("  its pods replaced on {other} after {:.1}s", off.elapsed().as_secs_f64());
     lab.power_on(worker).await.expect("power the worker on");
     println!("  {worker} back after {:.1}s", off.elapsed().as_secs_f64());
     let settled = Instant::now();
@@ -419,7 +438,7 @@ async fn kill_9_of_random_components_during_rollouts_and_the_ha_cluster_still_co
         ("deployments", "/registry/deployments/default/", "/apis/apps/v1/namespaces/default/deployments"),
         ("replicasets", "/registry/replicasets/default/", "/apis/apps/v1/namespaces/default/replicasets"),
         ("pods", "/registry/pods/default/", "/api/v1/namespaces/default/pods"),
-        ("services", "/registry/services/specs/default/", "/api/v1/namespaces/default/services"),
+        ("services", "/registry/services/default/", "/api/v1/namespaces/default/services"),
     ] {
         let stored = etcd_names(&lab, prefix).await;
         let listed = api_names(&api, path, &retried).await;
