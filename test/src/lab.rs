@@ -72,7 +72,9 @@ pub struct LabOptions {
 }
 
 impl Default for LabOptions {
-    /// Quick heartbeats and the node lifecycle defaults of rkube (40 s grace, 5 min eviction).
+    /// Quick heartbeats and the node lifecycle defaults of rkube (40 s grace, 5 min eviction);
+    /// one master, or the HA control plane when `RKUBE_LAB_HA=1` (to run the lab scenarios on
+    /// it: `RKUBE_LAB_HA=1 cargo test -p rkube-tests --test e2e_lab`).
     fn default() -> LabOptions {
         LabOptions {
             lease_renew_seconds: 1,
@@ -81,7 +83,7 @@ impl Default for LabOptions {
             pod_eviction_timeout: "5m".into(),
             node_eviction_rate: "0.1".into(),
             podgc_quarantine: "40s".into(),
-            ha: false,
+            ha: std::env::var("RKUBE_LAB_HA").is_ok_and(|value| value == "1"),
             leader_election_timing: "15s 10s 2s".into(),
         }
     }
