@@ -116,6 +116,12 @@ impl ApiServer {
         self.process = None;
     }
 
+    /// The apiserver's process id, to signal it (SIGSTOP, SIGTERM); `None` after
+    /// [`ApiServer::kill`].
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(Process::id)
+    }
+
     /// Whether the apiserver is running under this handle (not killed).
     pub fn is_running(&self) -> bool {
         self.process.is_some()

@@ -63,6 +63,11 @@ impl Process {
         Ok(Process { child, log_path: log_path.to_path_buf() })
     }
 
+    /// The process id.
+    pub(crate) fn id(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The exit status if the process has already exited.
     pub(crate) fn exited(&mut self) -> Option<ExitStatus> {
         self.child.try_wait().ok().flatten()

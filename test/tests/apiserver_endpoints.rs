@@ -76,22 +76,6 @@ async fn lease_names(api: &Api) -> Vec<String> {
     names
 }
 
-/// The pid of the `rkube-apiserver` listening on the port of `url` (found through /proc).
-fn apiserver_pid(url: &str) -> u32 {
-    let port = url.rsplit(':').next().unwrap_or_default();
-    let entries = std::fs::read_dir("/proc").expect("read /proc");
-    entries
-        .filter_map(Result::ok)
-        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
-        .find(|pid| {
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let args: Vec<&[u8]> = cmdline.split(|byte| *byte == 0).collect();
-            args.first().is_some_and(|program| program.ends_with(b"rkube-apiserver"))
-                && args.windows(2).any(|pair| pair[0] == b"--port" && pair[1] == port.as_bytes())
-        })
-        .unwrap_or_else(|| panic!("no rkube-apiserver process listening on {url}"))
-}
-
 /// Whether `pid` runs (exists and is not a zombie waiting to be reaped).
 fn process_alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -138,7 +122,7 @@ async fn the_kubernetes_service_endpoints_follow_the_live_apiservers() {
 
     // Stopped with SIGTERM, the third takes itself out while it shuts down: its Lease would
     // last an hour, so its address can only leave because it said so.
-    let pid = apiserver_pid(&third.url);
+    let pid = third.pid().expect("the third apiserver runs");
     let status = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().expect("kill runs");
     assert!(status.success(), "kill -TERM {pid}");
     eventually(LIMIT, "the third apiserver to exit", || async { (!process_alive(pid)).then_some(()) }).await;

@@ -291,22 +291,6 @@ async fn available_replicas_wait_for_min_ready_seconds() {
     .await;
 }
 
-/// The pid of the `rkube-apiserver` listening on the port of `url` (found through /proc).
-fn apiserver_pid(url: &str) -> u32 {
-    let port = url.rsplit(':').next().unwrap_or_default();
-    let entries = std::fs::read_dir("/proc").expect("read /proc");
-    entries
-        .filter_map(Result::ok)
-        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
-        .find(|pid| {
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let args: Vec<&[u8]> = cmdline.split(|byte| *byte == 0).collect();
-            args.first().is_some_and(|program| program.ends_with(b"rkube-apiserver"))
-                && args.windows(2).any(|pair| pair[0] == b"--port" && pair[1] == port.as_bytes())
-        })
-        .unwrap_or_else(|| panic!("no rkube-apiserver process listening on {url}"))
-}
-
 /// Whether a connection to `url`'s port holds request bytes its server has not read: with
 /// the server frozen, a request is then in flight and will never be answered.
 fn a_request_waits_unread_at(url: &str) -> bool {
@@ -343,7 +327,7 @@ async fn a_scale_up_cut_off_by_an_apiserver_outage_still_reaches_its_replica_cou
         (count > 20).then_some(count)
     })
     .await;
-    let pid = apiserver_pid(cluster.url());
+    let pid = cluster.apiserver.pid().expect("the apiserver runs");
     let frozen = std::process::Command::new("kill").args(["-STOP", &pid.to_string()]).status();
     assert!(frozen.is_ok_and(|status| status.success()), "SIGSTOP the apiserver");
     let url = cluster.url().to_string();
