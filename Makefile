@@ -47,9 +47,10 @@ build: ## Build every binary (debug): cargo build --bins
 run: ## Run the whole cluster locally: etcd, containerd, control plane, one kubelet, the demo app (as root; state in .rkube/, Ctrl-C stops)
 	@bash hack/local-up.sh
 
-test: check-deps ## Build, then run every test (unit, integration, kubectl + Python compatibility)
+test: check-deps ## Build, then run every test (unit, integration, kubectl + Python compatibility), and the lab scenarios again on the HA control plane
 	$(CARGO) build --bins
 	$(CARGO) test --workspace --no-fail-fast
+	RKUBE_LAB_HA=1 $(CARGO) test -p rkube-tests --test e2e_lab
 	$(CARGO) build --workspace --examples
 
 bench: ## Release build, then every benchmark: apiserver vs raw etcd, watch cache at scale, scheduler throughput, ReplicaSet scale-up, pod start-up (BENCH_ARGS="--count 500")

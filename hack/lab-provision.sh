@@ -47,7 +47,8 @@
 #   LEADER_ELECT_TIMING  their lease duration, renew deadline and retry period (default
 #                  "15s 10s 2s", client-go's)
 #   RUN_DNS        0: no rkube-dns on this master (default 1; an HA lab runs it on the first)
-#   LB_BACKENDS    for lb: the apiservers' addresses, space-separated
+#   LB_BACKENDS    for lb: the apiservers' addresses, space-separated (LAB_ROUTES: the pod
+#                  networks, so that pods reach the apiservers through it)
 #   API_PORT       the apiserver's port on the master (default 6443)
 #   NODE_NAME      the worker's node name (default: hostname)
 #   POD_CIDR       the worker's pod network, e.g. 10.251.0.0/24 (required for worker)
@@ -330,6 +331,8 @@ lb() {
     need_tool haproxy
     need_tool curl
     mkdir -p "${LAB_STATE}"
+    # Pods reach the apiservers through it too: the replies go back to their networks.
+    add_routes
     local check="check" backend n=0
     if secure; then check="check check-ssl verify required ca-file ${PKI_DIR}/ca.crt"; fi
     {

@@ -127,7 +127,7 @@ if [[ "${LAB_HA}" == 1 ]]; then
     # The load balancer before the control planes, whose kubeconfigs point at it.
     backends=""
     for host in "${masters[@]}"; do backends+="${backends:+ }${ip[${host}]}"; done
-    in_host lb LB_BACKENDS="${backends}" "${repo_root}/hack/lab-provision.sh" lb
+    in_host lb LB_BACKENDS="${backends}" LAB_ROUTES="${routes}" "${repo_root}/hack/lab-provision.sh" lb
     for host in "${masters[@]}"; do
         dns=0
         if [[ "${host}" == master ]]; then dns=1; fi
