@@ -13,7 +13,10 @@ LAB_STATE="${LAB_STATE:-${repo_root}/.rkube/lab-${LAB_NAME}}"
 # Workers first (their pods), then the masters and the load balancer (LAB_HA=1).
 for host in worker1 worker2 master master2 master3 lb; do
     if [[ -d "${LAB_STATE}/${host}" ]]; then
-        LAB_STATE="${LAB_STATE}/${host}" "${repo_root}/hack/lab-provision.sh" stop
+        # In the host's namespace while it exists: `stop` removes that host's nftables table.
+        in_ns=()
+        if [[ -e "/run/netns/${LAB_NAME}-${host}" ]]; then in_ns=(nsenter --net="/run/netns/${LAB_NAME}-${host}"); fi
+        "${in_ns[@]}" env LAB_STATE="${LAB_STATE}/${host}" "${repo_root}/hack/lab-provision.sh" stop
     fi
 done
 for host in worker1 worker2 master master2 master3 lb; do
