@@ -23,7 +23,7 @@ KUBELET_BENCH_ARGS ?=
 # Extra arguments for hack/fresh-check.sh, e.g. FRESH_ARGS="--smoke" or "--suite noble --keep".
 FRESH_ARGS ?=
 
-.PHONY: help deps check-deps fresh-check build run test bench fmt lint clean clean-state distclean lab-up lab-down
+.PHONY: help deps check-deps fresh-check build run test bench fmt lint clean clean-state distclean lab-up lab-down vm-lab-up vm-lab-down
 
 help: ## List the targets
 	@echo "rkube: a small Kubernetes-style orchestrator in Rust"
@@ -66,6 +66,12 @@ lab-up: build ## Multi-node lab on this machine: master + 2 workers as network n
 
 lab-down: ## Remove everything lab-up made
 	hack/lab-down.sh
+
+vm-lab-up: build ## Multi-node lab on three QEMU/KVM VMs (Debian 12 image built once; lima/vm-provision.sh in each; root, /dev/kvm)
+	hack/vm-lab-up.sh
+
+vm-lab-down: ## Remove the VMs, bridge and state vm-lab-up made (the image stays in .rkube/vm)
+	hack/vm-lab-down.sh
 
 fmt: ## Format the code (cargo fmt)
 	$(CARGO) fmt --all
