@@ -97,23 +97,29 @@ log "building the VM image (Debian 12, $((${#packages[@]})) packages and their d
 # Hooks, run by mmdebstrap on the host with the new root as $1.
 # - Debian's etcd, containerd and haproxy services off (the lab runs its own; the VMs are small).
 # - systemd-networkd on: cloud-init writes its configuration from the seed's network-config.
-# - cloud-init looks only for a NoCloud seed (no waiting on cloud metadata services).
+# - cloud-init looks only for a NoCloud seed (no waiting on cloud metadata services) and runs
+#   only the modules the seed's user-data needs.
 # - 9p and its virtio transport loaded early, so the fstab mount of /rkube finds them.
 # - the root's fstab; no machine-id or hostname of the build machine (made at first boot).
 # - root logged in on the serial console (a socket in the lab's state directory).
-# - no periodic apt or maintenance jobs.
+# - no periodic apt or maintenance jobs (nor e2scrub_reap's scan of LVM at boot).
 customize=$(
     cat <<'HOOK'
 set -eu
 r="$1"
 chroot "$r" systemctl disable etcd.service containerd.service haproxy.service >/dev/null 2>&1 || true
 chroot "$r" systemctl enable systemd-networkd.service >/dev/null 2>&1
-for timer in apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer fstrim.timer man-db.timer; do
-    chroot "$r" systemctl mask "$timer" >/dev/null 2>&1 || true
+for unit in apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer e2scrub_reap.service fstrim.timer man-db.timer; do
+    chroot "$r" systemctl mask "$unit" >/dev/null 2>&1 || true
 done
 cat >"$r/etc/cloud/cloud.cfg.d/90-rkube-vm-lab.cfg" <<'EOF'
-# rkube VM lab (hack/vm-image.sh): configured by a NoCloud seed (hack/vm-lab-up.sh) only.
+# rkube VM lab (hack/vm-image.sh): configured by a NoCloud seed (hack/vm-lab-up.sh) only, and
+# only the modules its user-data uses (the others cost seconds at each boot, minutes when the
+# VMs run under software emulation).
 datasource_list: [ NoCloud, None ]
+cloud_init_modules: [ write-files, set_hostname, update_hostname, users-groups, ssh ]
+cloud_config_modules: [ runcmd ]
+cloud_final_modules: [ scripts-user, final-message ]
 EOF
 mkdir -p "$r/etc/modules-load.d"
 printf '9p\n9pnet_virtio\n' >"$r/etc/modules-load.d/rkube-9p.conf"
@@ -156,7 +162,7 @@ cp "${initrd}" "${work}/initrd.img"
 
 # The root filesystem: ext4 filled from the directory (no partition table, no boot loader:
 # QEMU boots the kernel above directly).
-mkfs.ext4 -q -F -L rkube-vm-root -d "${root}" "${work}/rootfs.img" "${VM_IMAGE_SIZE}" ||
+mkfs.ext4 -q -F -L rkube-vm-root -d "${root}" "${work}/rootfs.img" "${VM_IMAGE_SIZE}" >/dev/null ||
     die "mkfs.ext4 -d failed"
 mv "${work}/rootfs.img" "${work}/vmlinuz" "${work}/initrd.img" "${VM_CACHE}/"
 echo "${key}" >"${VM_CACHE}/image.key"

@@ -46,7 +46,14 @@
 #   VM_CPUS           vCPUs of each VM (default 1)
 #   VM_MASTER_MEMORY  the master's memory in MiB (default 1536)
 #   VM_WORKER_MEMORY  each worker's memory in MiB (default 1024)
-#   VM_BOOT_TIMEOUT   seconds to wait for the lab, or a VM powered on (default 300)
+#   VM_ACCEL          kvm, tcg (QEMU's software emulation: works anywhere, about ten times
+#                     slower) or auto (default): kvm when a probe boot of the image's kernel
+#                     under /dev/kvm prints its banner, else tcg with a warning saying why. (A
+#                     /dev/kvm of the PVM kind, kvm_pvm, runs only kernels built as PVM guests:
+#                     Debian's kernel hangs there, so auto picks tcg.) The probe's answer is
+#                     kept in ${VM_CACHE} per host kernel and image.
+#   VM_BOOT_TIMEOUT   seconds to wait for the lab, or a VM powered on (default 300 with kvm,
+#                     900 with tcg)
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -62,8 +69,8 @@ VM_NET="${VM_NET:-10.249.0}"
 VM_CPUS="${VM_CPUS:-1}"
 VM_MASTER_MEMORY="${VM_MASTER_MEMORY:-1536}"
 VM_WORKER_MEMORY="${VM_WORKER_MEMORY:-1024}"
-VM_BOOT_TIMEOUT="${VM_BOOT_TIMEOUT:-300}"
-VM_ACCEL="${VM_ACCEL:-kvm}"
+VM_ACCEL="${VM_ACCEL:-auto}"
+VM_BOOT_TIMEOUT="${VM_BOOT_TIMEOUT:-}"
 rkubectl="${repo_root}/target/debug/rkubectl"
 
 vms=(master worker1 worker2)
@@ -107,8 +114,11 @@ ssh_opts=(-i "${VM_LAB_STATE}/id_ed25519" -o StrictHostKeyChecking=no -o UserKno
 qmp() {
     local socket="${VM_LAB_STATE}/$1/qmp.sock"
     [[ -S "${socket}" ]] || die "$1 has no QMP socket (${socket}): is it running?"
-    printf '{"execute":"qmp_capabilities"}\n{"execute":"%s"}\n' "$2" |
-        socat -t 2 - "UNIX-CONNECT:${socket}" | grep -q '"return"' || die "QMP $2 to $1 failed"
+    local reply
+    reply="$(printf '{"execute":"qmp_capabilities"}\n{"execute":"%s"}\n' "$2" | socat -t 2 - "UNIX-CONNECT:${socket}")"
+    # The greeting, then one reply for each command.
+    [[ "${reply}" != *'"error"'* && "$(grep -c '"return"' <<<"${reply}")" -ge 2 ]] ||
+        die "QMP $2 to $1 failed: ${reply}"
 }
 
 # launch NAME: starts NAME's QEMU in the background (its disk and seed must exist).
@@ -273,6 +283,55 @@ write_kubeconfig() {
         "${ip[master]}" >"${VM_LAB_STATE}/kubeconfig"
 }
 
+# choose_accel: settles VM_ACCEL (auto: kvm if a probe boot works, else tcg) and VM_BOOT_TIMEOUT.
+choose_accel() {
+    case "${VM_ACCEL}" in
+    kvm)
+        [[ -c /dev/kvm && -r /dev/kvm && -w /dev/kvm ]] ||
+            die "/dev/kvm is missing or not usable (VM_ACCEL=kvm): this machine has no hardware virtualization for QEMU; VM_ACCEL=tcg emulates it"
+        ;;
+    tcg) ;;
+    auto)
+        local why=""
+        if [[ ! -c /dev/kvm || ! -r /dev/kvm || ! -w /dev/kvm ]]; then
+            why="/dev/kvm is missing or not usable"
+        else
+            # The kernel, with no root, prints its banner at once under KVM, then panics; QEMU
+            # exits (-no-reboot). A KVM that cannot run it stays silent until the timeout.
+            local probe
+            probe="${VM_CACHE}/kvm-probe.$(uname -r).$(cat "${VM_CACHE}/image.key")"
+            if [[ ! -f "${probe}" ]]; then
+                log "probing /dev/kvm with the image's kernel (once for this host kernel and image)"
+                # (In a subshell: a QEMU that aborts is not reported by this shell.)
+                (timeout 30 qemu-system-x86_64 -machine q35,accel=kvm -cpu host -m 256 -nodefaults \
+                    -no-user-config -display none -kernel "${VM_CACHE}/vmlinuz" \
+                    -append "console=ttyS0 panic=-1" -serial "file:${probe}.log" -no-reboot) \
+                    >/dev/null 2>&1 || true
+                if grep -aq 'Linux version' "${probe}.log" 2>/dev/null; then echo ok >"${probe}"; else echo fail >"${probe}"; fi
+                rm -f "${probe}.log"
+            fi
+            if [[ "$(cat "${probe}")" != ok ]]; then
+                why="the image's kernel does not boot under this machine's /dev/kvm"
+                if [[ -d /sys/module/kvm_pvm ]]; then
+                    why+=" (it is PVM, module kvm_pvm: it runs only kernels built as PVM guests)"
+                fi
+            fi
+        fi
+        if [[ -z "${why}" ]]; then
+            VM_ACCEL=kvm
+        else
+            VM_ACCEL=tcg
+            echo "vm-lab: WARNING: ${why}: the VMs run under QEMU's software emulation (TCG), about ten times slower than KVM (VM_ACCEL=kvm forces KVM)" >&2
+        fi
+        ;;
+    *) die "VM_ACCEL '${VM_ACCEL}' is not kvm, tcg or auto" ;;
+    esac
+    if [[ -z "${VM_BOOT_TIMEOUT}" ]]; then
+        VM_BOOT_TIMEOUT=300
+        if [[ "${VM_ACCEL}" == tcg ]]; then VM_BOOT_TIMEOUT=900; fi
+    fi
+}
+
 need_lab() {
     [[ -f "${VM_LAB_STATE}/lab.env" ]] || die "no VM lab in ${VM_LAB_STATE}: run 'make vm-lab-up' first"
 }
@@ -285,8 +344,6 @@ up() {
     for tool in qemu-system-x86_64 qemu-img genisoimage socat ssh ssh-keygen ip curl mmdebstrap mkfs.ext4; do
         command -v "${tool}" >/dev/null 2>&1 || die "${tool} not found: run 'make deps'"
     done
-    [[ -c /dev/kvm && -r /dev/kvm && -w /dev/kvm ]] ||
-        die "/dev/kvm is missing or not usable: the VM lab needs KVM (hardware virtualization)"
     local bin
     for bin in rkube-apiserver rkube-controller-manager rkube-scheduler rkube-dns rkubelet rkube-proxy rkubectl; do
         [[ -x "${repo_root}/target/debug/${bin}" ]] || die "target/debug/${bin} not found: run 'make build'"
@@ -302,6 +359,7 @@ up() {
     local total
     total="$(ms)"
     bash "${repo_root}/hack/vm-image.sh" >/dev/null
+    choose_accel
     # Start from nothing: a VM lab may be left over.
     VM_LAB_STATE="${VM_LAB_STATE}" VM_LAB_NAME="${VM_LAB_NAME}" VM_BRIDGE="${VM_BRIDGE}" \
         "${repo_root}/hack/vm-lab-down.sh" >/dev/null
@@ -347,7 +405,7 @@ EOF
         start[${name}]="$(ms)"
         launch "${name}"
     done
-    log "booting master (${ip[master]}, ${VM_MASTER_MEMORY} MiB), worker1 (${ip[worker1]}) and worker2 (${ip[worker2]}) (${VM_WORKER_MEMORY} MiB), ${VM_CPUS} vCPU each; consoles in ${VM_LAB_STATE}/<name>/console.log"
+    log "booting master (${ip[master]}, ${VM_MASTER_MEMORY} MiB), worker1 (${ip[worker1]}) and worker2 (${ip[worker2]}) (${VM_WORKER_MEMORY} MiB), ${VM_CPUS} vCPU each, with ${VM_ACCEL}; consoles in ${VM_LAB_STATE}/<name>/console.log"
     local deadline=$((SECONDS + VM_BOOT_TIMEOUT)) pending=3
     while ((pending > 0)); do
         pending=0
@@ -381,7 +439,7 @@ EOF
     done
 
     cat <<MSG
-vm-lab: the VM lab is up in $(secs "${total}")s (state in ${VM_LAB_STATE}, image in ${VM_CACHE})
+vm-lab: the VM lab is up in $(secs "${total}")s with ${VM_ACCEL} (state in ${VM_LAB_STATE}, image in ${VM_CACHE})
   master  ${ip[master]}  booted in ${os[master]:-?}s, apiserver ready in ${role[master]}s: etcd, apiserver http://${ip[master]}:6443, controller-manager, scheduler, rkube-dns
   worker1 ${ip[worker1]}  booted in ${os[worker1]:-?}s, Node Ready in ${role[worker1]}s: containerd, rkubelet, rkube-proxy (pods ${pods[worker1]})
   worker2 ${ip[worker2]}  booted in ${os[worker2]:-?}s, Node Ready in ${role[worker2]}s: containerd, rkubelet, rkube-proxy (pods ${pods[worker2]})

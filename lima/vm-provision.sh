@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Runs inside a Lima VM of the lab (lima/master.yaml, lima/worker.yaml) at every boot, and again
-# on `make lima/run`: installs the packages once (hack/lab-provision.sh packages), works out this
-# VM's address and its peers', then (re)starts the lab's processes with hack/lab-provision.sh in
-# a systemd unit `rkube-lab`, so they outlive the provisioning and `systemctl restart rkube-lab`
-# starts them again.
+# on `make lima/run`; the QEMU VMs of `make vm-lab-up` (hack/vm-lab-up.sh) run it the same way,
+# at every boot, from a systemd unit their cloud-init seed installs. It installs the packages
+# once (hack/lab-provision.sh packages), works out this VM's address and its peers', then
+# (re)starts the lab's processes with hack/lab-provision.sh in a systemd unit `rkube-lab`, so
+# they outlive the provisioning and `systemctl restart rkube-lab` starts them again.
 #
 #   lima/vm-provision.sh master|worker
 #
 # The VM's role and worker number come from its hostname (lima-rkube-master,
 # lima-rkube-worker1, lima-rkube-worker2). Peers are found as lima-rkube-<name>.internal on the
-# user-v2 network. State and logs: /var/lib/rkube-lab.
+# user-v2 network (in the QEMU VM lab, through the /etc/hosts its seed writes). State and logs:
+# /var/lib/rkube-lab.
 set -euo pipefail
 
 role="${1:?usage: vm-provision.sh master|worker}"
@@ -41,6 +43,18 @@ own_ip() {
 }
 
 mkdir -p "${state}"
+# After a reboot (a power-off, a reset), what the previous boot's processes left behind is stale:
+# their pid files name pids this boot may have given to other processes (the `stop` below would
+# kill those), and containerd's state directory, which containerd expects on a tmpfs, still
+# holds the old tasks' bundles (a pod's new task then fails: "failed to start shim: mkdir ...:
+# file exists"). Both go, as a tmpfs would have. (The boot id tells a new boot from `make
+# lima/run` re-running this script.)
+boot_id="$(cat /proc/sys/kernel/random/boot_id)"
+if [[ -f "${state}/boot-id" && "$(cat "${state}/boot-id")" != "${boot_id}" ]]; then
+    rm -f "${state}"/*.pid
+    rm -rf "${state}/containerd/state"
+fi
+echo "${boot_id}" >"${state}/boot-id"
 node_ip="$(own_ip)"
 echo "${node_ip}" >"${state}/node-ip"
 env_args=(--setenv=LAB_STATE="${state}" --setenv=NODE_IP="${node_ip}" --setenv=BIN_DIR="${bin_dir}"
@@ -54,8 +68,11 @@ worker)
     [[ "${number}" == 1 || "${number}" == 2 ]] || die "hostname ${host} is not lima-rkube-worker1/2"
     other=$((3 - number))
     master_ip="$(peer_ip master)"
+    # CLUSTER_CIDR: the pods of these labs, for rkube-proxy (lab-provision.sh's default,
+    # 10.248.0.0/13, is the namespace lab's: it misses these pods and holds the addresses of
+    # the QEMU VM lab's nodes, 10.249.0.x).
     env_args+=(--setenv=NODE_NAME="worker${number}" --setenv=POD_CIDR="10.244.${number}.0/24"
-        --setenv=API_URL="http://${master_ip}:6443")
+        --setenv=CLUSTER_CIDR=10.244.0.0/16 --setenv=API_URL="http://${master_ip}:6443")
     # host-gw: the other worker's pods through its address. At first boot the other worker may
     # not be up yet: `make lima/run` (run by `make lima/init-vms` at the end) adds the route.
     other_ip="$(peer_ip "worker${other}")"
