@@ -86,6 +86,12 @@ requirements=(
     "docker-registry|/usr/bin/docker-registry|a loopback registry for the image-pull tests"
     "mmdebstrap|/usr/bin/mmdebstrap|make fresh-check: a pristine Debian root"
     "haproxy|/usr/sbin/haproxy|the load balancer in front of the apiservers of the HA lab (LAB_HA=1, the chaos e2e)"
+    "qemu-system-x86|/usr/bin/qemu-system-x86_64|the VM lab's virtual machines (make vm-lab-up)"
+    "qemu-utils|/usr/bin/qemu-img|the VM lab's disk overlays on its image (qemu-img create)"
+    "genisoimage|/usr/bin/genisoimage|the VM lab's cloud-init seeds (NoCloud ISO, volume cidata)"
+    "socat|/usr/bin/socat|the VM lab's QMP commands (reboot) and serial consoles"
+    "openssh-client|/usr/bin/ssh|a shell in the VM lab's VMs (hack/vm-lab-up.sh ssh NAME)"
+    "e2fsprogs|/usr/sbin/mkfs.ext4|the VM lab's image: its root filesystem (mkfs.ext4 -d)"
 )
 
 # present GLOB: true when the glob names an existing file.

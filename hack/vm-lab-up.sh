@@ -46,6 +46,11 @@
 #   VM_CPUS           vCPUs of each VM (default 1)
 #   VM_MASTER_MEMORY  the master's memory in MiB (default 1536)
 #   VM_WORKER_MEMORY  each worker's memory in MiB (default 1024)
+#   VM_LAB_ENV        hack/lab-provision.sh settings for the lab's processes, space-separated
+#                     NAME=VALUE (NODE_MONITOR_PERIOD, NODE_MONITOR_GRACE, POD_EVICTION_TIMEOUT,
+#                     NODE_EVICTION_RATE, PODGC_QUARANTINE, LEASE_RENEW, SYNC_FREQUENCY), e.g.
+#                     "POD_EVICTION_TIMEOUT=30s": written to each VM's /etc/default/rkube-lab,
+#                     which its provisioning unit reads (default: none, lab-provision.sh's defaults)
 #   VM_ACCEL          kvm, tcg (QEMU's software emulation: works anywhere, about ten times
 #                     slower) or auto (default): kvm when a probe boot of the image's kernel
 #                     under /dev/kvm prints its banner, else tcg with a warning saying why. (A
@@ -70,6 +75,7 @@ VM_CPUS="${VM_CPUS:-1}"
 VM_MASTER_MEMORY="${VM_MASTER_MEMORY:-1536}"
 VM_WORKER_MEMORY="${VM_WORKER_MEMORY:-1024}"
 VM_ACCEL="${VM_ACCEL:-auto}"
+VM_LAB_ENV="${VM_LAB_ENV:-}"
 VM_BOOT_TIMEOUT="${VM_BOOT_TIMEOUT:-}"
 rkubectl="${repo_root}/target/debug/rkubectl"
 
@@ -242,6 +248,10 @@ write_files:
       ${ip[master]} lima-rkube-master.internal
       ${ip[worker1]} lima-rkube-worker1.internal
       ${ip[worker2]} lima-rkube-worker2.internal
+  # Settings for the lab's processes (VM_LAB_ENV), read by the unit below.
+  - path: /etc/default/rkube-lab
+    content: |
+$(for setting in ${VM_LAB_ENV}; do echo "      ${setting}"; done)
   # The checkout, read-only, where the Lima templates mount it.
   - path: /etc/fstab
     append: true
@@ -256,6 +266,7 @@ write_files:
       After=network-online.target
       RequiresMountsFor=/rkube
       [Service]
+      EnvironmentFile=-/etc/default/rkube-lab
       Type=oneshot
       RemainAfterExit=yes
       ExecStart=/rkube/lima/vm-provision.sh ${role}
@@ -340,6 +351,10 @@ up() {
     [[ "$(id -u)" == 0 ]] || die "must run as root (bridge, taps, routes, /dev/kvm)"
     ((${#VM_LAB_NAME} <= 8)) || die "VM_LAB_NAME '${VM_LAB_NAME}' is longer than 8 characters"
     [[ "${VM_NET}" =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] || die "VM_NET '${VM_NET}' is not three octets (e.g. 10.249.0)"
+    local setting
+    for setting in ${VM_LAB_ENV}; do
+        [[ "${setting}" =~ ^[A-Z_]+=[^\'\"]*$ ]] || die "VM_LAB_ENV: '${setting}' is not NAME=VALUE"
+    done
     local tool
     for tool in qemu-system-x86_64 qemu-img genisoimage socat ssh ssh-keygen ip curl mmdebstrap mkfs.ext4; do
         command -v "${tool}" >/dev/null 2>&1 || die "${tool} not found: run 'make deps'"
@@ -377,6 +392,7 @@ VM_MASTER_MEMORY='${VM_MASTER_MEMORY}'
 VM_WORKER_MEMORY='${VM_WORKER_MEMORY}'
 VM_BOOT_TIMEOUT='${VM_BOOT_TIMEOUT}'
 VM_ACCEL='${VM_ACCEL}'
+VM_LAB_ENV='${VM_LAB_ENV}'
 EOF
     ssh-keygen -q -t ed25519 -N '' -C rkube-vm-lab -f "${VM_LAB_STATE}/id_ed25519"
     write_kubeconfig

@@ -60,6 +60,13 @@ echo "${node_ip}" >"${state}/node-ip"
 env_args=(--setenv=LAB_STATE="${state}" --setenv=NODE_IP="${node_ip}" --setenv=BIN_DIR="${bin_dir}"
     --setenv=TEST_IMAGE_TAR="${state}/busybox-oci.tar")
 
+# hack/lab-provision.sh's timing settings, when this script is given them (the QEMU VM lab's
+# VM_LAB_ENV, through /etc/default/rkube-lab), go on to the lab's processes.
+for var in NODE_MONITOR_PERIOD NODE_MONITOR_GRACE POD_EVICTION_TIMEOUT NODE_EVICTION_RATE \
+    PODGC_QUARANTINE LEASE_RENEW SYNC_FREQUENCY KUBELET_EXTRA_ARGS; do
+    if [[ -n "${!var:-}" ]]; then env_args+=(--setenv="${var}=${!var}"); fi
+done
+
 case "${role}" in
 master) ;;
 worker)
