@@ -166,5 +166,7 @@ mkfs.ext4 -q -F -L rkube-vm-root -d "${root}" "${work}/rootfs.img" "${VM_IMAGE_S
     die "mkfs.ext4 -d failed"
 mv "${work}/rootfs.img" "${work}/vmlinuz" "${work}/initrd.img" "${VM_CACHE}/"
 echo "${key}" >"${VM_CACHE}/image.key"
+# hack/vm-lab-up.sh's answers about /dev/kvm were for the previous kernel.
+rm -f "${VM_CACHE}"/kvm-probe.*
 log "image ${key} built in $((SECONDS - started))s: ${VM_CACHE}/rootfs.img ($(du -h "${VM_CACHE}/rootfs.img" | cut -f1) used of ${VM_IMAGE_SIZE}), kernel $(basename "${kernel}" | sed 's/vmlinuz-//')"
 echo "${VM_CACHE}"

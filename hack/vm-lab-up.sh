@@ -2,7 +2,8 @@
 # The multi-node lab on three real virtual machines (QEMU/KVM): a master (etcd, apiserver,
 # controller-manager, scheduler, rkube-dns) and two workers (containerd, rkubelet, rkube-proxy),
 # each a Debian 12 VM with its own kernel, systemd and network, provisioned by the same
-# lima/vm-provision.sh the Lima templates (lima/*.yaml) run. Needs root and /dev/kvm.
+# lima/vm-provision.sh the Lima templates (lima/*.yaml) run. Needs root, and /dev/kvm to be
+# quick (without a /dev/kvm that boots Debian's kernel, QEMU emulates the CPU: see VM_ACCEL).
 #
 #   hack/vm-lab-up.sh                 build the image if needed (hack/vm-image.sh), take down a
 #                                     previous VM lab, boot the three VMs and wait until the
@@ -313,10 +314,11 @@ choose_accel() {
             probe="${VM_CACHE}/kvm-probe.$(uname -r).$(cat "${VM_CACHE}/image.key")"
             if [[ ! -f "${probe}" ]]; then
                 log "probing /dev/kvm with the image's kernel (once for this host kernel and image)"
-                # (In a subshell: a QEMU that aborts is not reported by this shell.)
-                (timeout 30 qemu-system-x86_64 -machine q35,accel=kvm -cpu host -m 256 -nodefaults \
+                # (In a group whose stderr goes too: bash's "Aborted" when a QEMU aborts, as it
+                # does on a CPU it cannot set up.)
+                { timeout 30 qemu-system-x86_64 -machine q35,accel=kvm -cpu host -m 256 -nodefaults \
                     -no-user-config -display none -kernel "${VM_CACHE}/vmlinuz" \
-                    -append "console=ttyS0 panic=-1" -serial "file:${probe}.log" -no-reboot) \
+                    -append "console=ttyS0 panic=-1" -serial "file:${probe}.log" -no-reboot; } \
                     >/dev/null 2>&1 || true
                 if grep -aq 'Linux version' "${probe}.log" 2>/dev/null; then echo ok >"${probe}"; else echo fail >"${probe}"; fi
                 rm -f "${probe}.log"
