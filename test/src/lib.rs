@@ -44,6 +44,7 @@ pub mod lab;
 pub mod node;
 pub mod registry;
 pub mod scheduler;
+pub mod vm;
 
 pub use api::{Api, Reply, WatchStream, escape_query};
 pub use apiserver::ApiServer;
