@@ -77,14 +77,17 @@ async fn cluster_names_are_answered_and_the_rest_forwarded() {
     let upstream = fake_upstream().await;
     let port = std::net::UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).expect("a free port").port();
     let server: SocketAddr = ([127, 0, 0, 1], port).into();
-    let _dns = Dns(Command::new(binary("rkube-dns"))
-        .args(["--listen", &server.to_string(), "--upstream", &upstream.to_string(), "--port", "0"])
-        .args(["--advertise-address", "127.0.0.1", "--kubeconfig"])
-        .arg(&kubeconfig)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.path().join("dns.log")).expect("log"))
-        .spawn()
-        .expect("rkube-dns runs (cargo build)"));
+    let start_dns = || {
+        Dns(Command::new(binary("rkube-dns"))
+            .args(["--listen", &server.to_string(), "--upstream", &upstream.to_string(), "--port", "0"])
+            .args(["--advertise-address", "127.0.0.1", "--kubeconfig"])
+            .arg(&kubeconfig)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("dns.log")).expect("log"))
+            .spawn()
+            .expect("rkube-dns runs (cargo build)"))
+    };
+    let dns = start_dns();
     let web = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
         "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 80}]}});
     let web = api.create("/api/v1/namespaces/default/services", &web).await;
@@ -139,4 +142,14 @@ async fn cluster_names_are_answered_and_the_rest_forwarded() {
     let endpoints = api.get_ok("/api/v1/namespaces/kube-system/endpoints/kube-dns").await;
     assert_eq!(endpoints["subsets"][0]["addresses"][0]["ip"], "127.0.0.1", "{endpoints}");
     assert_eq!(endpoints["subsets"][0]["ports"][0]["port"], port, "{endpoints}");
+
+    // Started again (a restart, a rebooted master), it finds its Service there and serves.
+    drop(dns);
+    let mut again = start_dns();
+    let answer = eventually(WAIT, "the restarted rkube-dns to answer web", || async {
+        ask(server, "web.default.svc.cluster.local.", RecordType::A).await.filter(|(_, data)| !data.is_empty())
+    })
+    .await;
+    assert_eq!(answer, (ResponseCode::NoError, vec![web_ip]), "{}", log());
+    assert!(again.0.try_wait().expect("status").is_none(), "the restarted rkube-dns exited: {}", log());
 }

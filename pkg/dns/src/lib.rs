@@ -250,9 +250,13 @@ async fn register(client: &Client, cluster_ip: &str, advertised: SocketAddr) -> 
     }))
     .map_err(|e| rkube_client::Error::Decode(e.to_string()))?;
     let services: rkube_client::Api<Service> = rkube_client::Api::namespaced(client.clone(), "kube-system");
-    match services.create(&Default::default(), &service).await {
-        Ok(_) | Err(rkube_client::Error::AlreadyExists(_)) => {}
-        Err(error) => return Err(error),
+    // Made by an earlier start: a create would be refused for its taken cluster IP (422), as
+    // Kubernetes allocates the IP before it looks at the name.
+    if services.get_opt("kube-dns").await?.is_none() {
+        match services.create(&Default::default(), &service).await {
+            Ok(_) | Err(rkube_client::Error::AlreadyExists(_)) => {}
+            Err(error) => return Err(error),
+        }
     }
     let endpoints: k8s_openapi::api::core::v1::Endpoints = serde_json::from_value(json!({
         "metadata": {"name": "kube-dns", "namespace": "kube-system", "labels": {"k8s-app": "kube-dns"}},
