@@ -37,6 +37,7 @@ use serde_json::Value;
 
 use crate::api::Api;
 use crate::paths::{binary, repo_root};
+use crate::process::run;
 use crate::wait::eventually;
 
 /// The lab indexes the tests use (`make lab-up` uses 0).
@@ -152,19 +153,6 @@ fn take_index() -> anyhow::Result<(u8, File)> {
         }
     }
     chosen.ok_or_else(|| anyhow::anyhow!("every lab index in {TEST_INDEXES:?} is taken"))
-}
-
-/// Runs a command, failing with its output when it does not succeed.
-fn run(command: &mut Command, what: &str) -> anyhow::Result<String> {
-    let output = command.output().with_context(|| format!("cannot run {what}"))?;
-    anyhow::ensure!(
-        output.status.success(),
-        "{what} failed ({}):\n{}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 impl Lab {

@@ -106,3 +106,18 @@ pub(crate) fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }
+
+/// Runs a command to its end, failing with its output when it does not succeed; returns its
+/// stdout.
+pub(crate) fn run(command: &mut std::process::Command, what: &str) -> anyhow::Result<String> {
+    use anyhow::Context;
+    let output = command.output().with_context(|| format!("cannot run {what}"))?;
+    anyhow::ensure!(
+        output.status.success(),
+        "{what} failed ({}):\n{}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}

@@ -109,15 +109,7 @@ impl VmLab {
         let mut command = self.script("vm-lab-up.sh");
         command.args(args);
         let what = format!("hack/vm-lab-up.sh {}", args.join(" "));
-        let output = tokio::task::spawn_blocking(move || command.output()).await?.context("running vm-lab-up.sh")?;
-        anyhow::ensure!(
-            output.status.success(),
-            "{what} failed ({}):\n{}\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        tokio::task::spawn_blocking(move || crate::process::run(&mut command, &what)).await?
     }
 
     /// The address of `vm` (`master`, `worker1`, `worker2`).
