@@ -418,6 +418,10 @@ EOF
     local image="${TEST_IMAGE_TAR:-${LAB_STATE}/busybox-oci.tar}"
     [[ -f "${image}" ]] || bash "${repo_root}/hack/build-test-image.sh" "${image}"
     ctr --address "${socket}" -n rkube image import "${image}" >/dev/null
+    # On disk before anything runs from it: containerd unpacks layers without fsync, and a
+    # machine that loses power (a VM of the lab powered off) would otherwise keep a torn image
+    # whose binaries fail with "exec format error".
+    sync
 
     # host-gw routing: the other workers' pod networks through their node addresses.
     sysctl -qw net.ipv4.ip_forward=1
