@@ -63,11 +63,16 @@ async fn ready_pods(api: &Api, lab: &VmLab, count: usize, nodes: &[&str], since:
     }
 }
 
-/// Waits until Node `name`'s Ready condition is `status`; prints how long since `since`.
+/// Waits until Node `name`'s Ready condition is `status` (and, for `True`, the node lifecycle
+/// controller has taken its not-ready/unreachable taints off, so pods may land there again);
+/// prints how long since `since`.
 async fn node_becomes(api: &Api, lab: &VmLab, name: &str, status: &str, since: Instant) {
     eventually(converge(lab), &format!("{name} Ready={status}"), || async {
         let (code, node) = api.get(&format!("/api/v1/nodes/{name}")).await;
-        (code.is_success() && node_ready(&node) == Some(status)).then_some(())
+        let untainted = node["spec"]["taints"].as_array().is_none_or(|taints| {
+            !taints.iter().any(|t| t["key"].as_str().is_some_and(|key| key.starts_with("node.kubernetes.io/")))
+        });
+        (code.is_success() && node_ready(&node) == Some(status) && (status != "True" || untainted)).then_some(())
     })
     .await;
     println!("{name} Ready={status} after {:.1}s", since.elapsed().as_secs_f64());
