@@ -173,14 +173,7 @@ impl Lab {
         let mut command = lab.script("lab-up.sh");
         command.env("BIN_DIR", &bin_dir);
         lab.up = true;
-        let output = tokio::task::spawn_blocking(move || command.output()).await?.context("cannot run lab-up.sh")?;
-        anyhow::ensure!(
-            output.status.success(),
-            "hack/lab-up.sh failed ({}):\n{}\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+        tokio::task::spawn_blocking(move || run(&mut command, "hack/lab-up.sh")).await??;
         let api = lab.api();
         eventually(NODES_READY_TIMEOUT, "both lab Nodes to be Ready", || {
             let api = api.clone();
