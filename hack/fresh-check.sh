@@ -4,7 +4,7 @@
 # before CI does (a machine that has been used for a while hides one: the
 # package was installed by hand long ago).
 #
-#   hack/fresh-check.sh [--suite bookworm|noble] [--smoke] [--keep] [--dir DIR]
+#   hack/fresh-check.sh [--suite bookworm|noble] [--smoke] [--vm] [--keep] [--dir DIR]
 #
 # Phases (each prints its duration):
 #   1. root      mmdebstrap --variant=minbase: Essential and required packages and apt,
@@ -20,7 +20,13 @@
 #                everything, leaving no process behind
 #   4. make test the README's test command, in the same kind of namespace
 #   5. make lint cargo fmt --check and clippy -D warnings
-# --smoke stops after phase 3 (a quicker check of the install steps).
+#   6. VM lab    with --vm: the VM lab's end-to-end test (test/tests/e2e_vm.rs: three Debian
+#                VMs booted with QEMU, provisioned by lima/vm-provision.sh) in the same kind of
+#                namespace. It runs under QEMU's emulation (RKUBE_VM_TEST=tcg), which works on
+#                any machine, KVM or not (about 10 minutes on 2 cores); `make test` runs it
+#                itself where /dev/kvm boots Debian's kernel. The VM image is built in phase 2,
+#                which has the network (hack/vm-image.sh downloads Debian's packages).
+# --smoke stops after phase 3 (a quicker check of the install steps). CI (.ci/run) passes --vm.
 #
 # What "inside the root" means: a mount and PID namespace whose root is the new
 # tree (pivot_root, so runc can pivot into containers as on a real machine),
@@ -40,6 +46,7 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 suite=bookworm
 smoke=false
+vm=false
 keep=false
 dir="${RKUBE_FRESH_DIR:-/var/tmp/rkube-fresh}"
 while [[ $# -gt 0 ]]; do
@@ -49,6 +56,7 @@ while [[ $# -gt 0 ]]; do
         shift
         ;;
     --smoke) smoke=true ;;
+    --vm) vm=true ;;
     --keep) keep=true ;;
     --dir)
         dir="${2:?--dir needs a directory}"
@@ -220,7 +228,11 @@ in_root() {
 }
 
 # --- 2. the README's set-up -----------------------------------------------------
-phase "2. setup: apt-get install git make; git clone; make deps; cargo fetch"
+phase "2. setup: apt-get install git make; git clone; make deps; cargo fetch (--vm: the VM image)"
+vm_image_step=:
+if [[ "${vm}" == true ]]; then
+    vm_image_step='echo "fresh-check: building the VM lab image (hack/vm-image.sh; phase 6 boots it)"; hack/vm-image.sh'
+fi
 in_root host '
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
@@ -231,7 +243,7 @@ in_root host '
     echo "fresh-check: cloned $(git rev-parse --short HEAD)"
     make deps
     cargo fetch --locked --quiet
-'
+'"${vm_image_step}"
 
 # --- 3. make run ----------------------------------------------------------------
 phase "3. make run (own network namespace): build, cluster, demo over HTTP, Ctrl-C"
@@ -314,3 +326,13 @@ in_root private '
     cd /root/rkube
     make lint </dev/null
 '
+
+# --- 6. the VM lab ---------------------------------------------------------------
+if [[ "${vm}" == true ]]; then
+    phase "6. VM lab end to end under emulation (own network namespace)"
+    in_root private '
+        export CARGO_NET_OFFLINE=true RKUBE_VM_TEST=tcg
+        cd /root/rkube
+        cargo test --quiet -p rkube-tests --test e2e_vm -- --nocapture </dev/null
+    '
+fi
