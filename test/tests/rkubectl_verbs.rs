@@ -1,5 +1,5 @@
 //! rkubectl's other verbs against a real apiserver: label, annotate, patch, scale, run,
-//! cordon/uncordon, edit (with a scripted $EDITOR, including a conflict), wait, events,
+//! cordon/uncordon, drain (DaemonSet pods), edit (with a scripted $EDITOR, including a conflict), wait, events,
 //! describe, drain, rollout and logs.
 //!
 //! There is no controller or kubelet in these tests: where a verb waits for one (wait, rollout
@@ -138,13 +138,82 @@ async fn cordon_uncordon_and_drain_a_node() {
     assert!(rkube_tests::controllers::mark_ready(&api, "default", "guarded").await);
     let pdb = "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {name: g}\nspec:\n  minAvailable: 1\n  selector: {matchLabels: {app: g}}\n";
     k.ok(&["create", "-f", &k.file("pdb.yaml", pdb)]).await;
-    let ran = k.fails(&["drain", "n1", "--force", "--timeout=3s"]).await;
+    let ran = k.run(&["drain", "n1", "--force", "--timeout=3s"]).await;
+    let stderr: Vec<&str> = ran.stderr.lines().collect();
+    assert_eq!(ran.code, Some(1), "{}", ran.describe());
+    assert_eq!(stderr.first(), Some(&"Warning: deleting Pods that declare no controller: default/guarded"));
     assert!(
-        ran.stderr.contains("Cannot evict pod as it would violate the pod's disruption budget"),
+        stderr.len() == 2 && stderr[1].contains("Cannot evict pod as it would violate the pod's disruption budget"),
         "{}",
         ran.describe()
     );
     assert_eq!(api.get("/api/v1/namespaces/default/pods/guarded").await.0, StatusCode::OK, "the guarded pod stays");
+}
+
+/// A pod on node `n1` whose controller is the `kind` named `owner`.
+fn owned_pod(name: &str, kind: &str, api_version: &str, owner: &str, uid: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "ownerReferences": [
+            {"apiVersion": api_version, "kind": kind, "name": owner, "uid": uid, "controller": true}]},
+        "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "busybox"}]}})
+}
+
+#[tokio::test]
+async fn drain_skips_daemonset_pods_only_when_told() {
+    let cluster = start().await;
+    let k = Rkubectl::new(&cluster);
+    let api = Api::new(cluster.url());
+    k.ok(&["create", "-f", &k.file("node.yaml", "apiVersion: v1\nkind: Node\nmetadata: {name: n1}\n")]).await;
+    let ds = json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "agent"},
+        "spec": {"selector": {"matchLabels": {"app": "agent"}}, "template": {"metadata": {"labels": {"app": "agent"}},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}});
+    let ds = api.create("/apis/apps/v1/namespaces/default/daemonsets", &ds).await;
+    let ds_uid = ds["metadata"]["uid"].as_str().unwrap_or_default().to_string();
+    let pods = "/api/v1/namespaces/default/pods";
+    api.create(pods, &owned_pod("agent-x", "DaemonSet", "apps/v1", "agent", &ds_uid)).await;
+    api.create(pods, &owned_pod("web-1", "ReplicaSet", "apps/v1", "web", "4b1c7c2e-0000-4000-8000-000000000001")).await;
+
+    // Without --ignore-daemonsets: refused, in kubectl's words, before anything is evicted.
+    let ran = k.fails(&["drain", "n1"]).await;
+    assert_eq!(
+        ran.stderr,
+        "error: cannot delete DaemonSet-managed Pods (use --ignore-daemonsets to ignore): default/agent-x\n",
+        "{}",
+        ran.describe()
+    );
+    assert_eq!(ran.stdout, "node/n1 cordoned\n", "{}", ran.describe());
+    for name in ["agent-x", "web-1"] {
+        assert_eq!(api.get(&format!("{pods}/{name}")).await.0, StatusCode::OK, "{name} stays");
+    }
+
+    // A pod whose DaemonSet is gone would come back nowhere: refused even with the flag, and
+    // every refusal is listed in one line.
+    let orphan = owned_pod("ghost-y", "DaemonSet", "apps/v1", "ghost", "4b1c7c2e-0000-4000-8000-000000000002");
+    api.create(pods, &orphan).await;
+    let ran = k.fails(&["drain", "n1"]).await;
+    assert_eq!(
+        ran.stderr.trim_end(),
+        "error: [cannot delete DaemonSet-managed Pods (use --ignore-daemonsets to ignore): default/agent-x, \
+         cannot delete daemonsets.apps \"ghost\" not found: default/ghost-y]",
+        "{}",
+        ran.describe()
+    );
+    let ran = k.fails(&["drain", "n1", "--ignore-daemonsets"]).await;
+    assert_eq!(ran.stderr.trim_end(), "error: cannot delete daemonsets.apps \"ghost\" not found: default/ghost-y");
+
+    // With --ignore-daemonsets (and --force for the orphan) the DaemonSet's pod is skipped with
+    // kubectl's warning, and only the others are evicted.
+    let ran = k.run(&["drain", "n1", "--ignore-daemonsets", "--force", "--grace-period=0", "--timeout=30s"]).await;
+    assert_eq!(ran.code, Some(0), "{}", ran.describe());
+    assert_eq!(ran.stderr, "Warning: ignoring DaemonSet-managed Pods: default/agent-x\n", "{}", ran.describe());
+    let mut evicted: Vec<&str> = ran.stdout.lines().filter(|line| line.starts_with("evicting pod ")).collect();
+    evicted.sort_unstable();
+    assert_eq!(evicted, ["evicting pod default/ghost-y", "evicting pod default/web-1"], "{}", ran.describe());
+    assert!(ran.stdout.starts_with("node/n1 already cordoned\n"), "{}", ran.describe());
+    assert!(ran.stdout.ends_with("node/n1 drained\n"), "{}", ran.describe());
+    assert_eq!(api.get(&format!("{pods}/agent-x")).await.0, StatusCode::OK, "the DaemonSet's pod stays");
+    for name in ["ghost-y", "web-1"] {
+        assert_eq!(api.get(&format!("{pods}/{name}")).await.0, StatusCode::NOT_FOUND, "{name} evicted");
+    }
 }
 
 #[tokio::test]

@@ -302,7 +302,8 @@ pub struct NodeArgs {
 pub struct DrainArgs {
     /// The node's name.
     pub node: String,
-    /// Accepted for kubectl compatibility; rkube has no DaemonSets, so there is nothing to skip.
+    /// Leave pods a DaemonSet controls on the node (without it, drain refuses when there are
+    /// any; their controller would put them back on the node anyway).
     #[arg(long)]
     pub ignore_daemonsets: bool,
     /// Seconds each pod gets to shut down (default: the pod's own).
