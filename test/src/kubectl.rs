@@ -209,3 +209,35 @@ pub async fn real_kubectl(kubeconfig: &Path, home: &Path, args: &[&str]) -> Stri
     );
     stdout
 }
+
+/// Runs the real kubectl (the venv's, `make deps` installs it) like [`real_kubectl`], with
+/// `stdin` written to it when given, and returns what it did whether it succeeded or not (for
+/// commands expected to fail, or to be retried).
+///
+/// # Panics
+/// When kubectl cannot be started or does not finish within [`COMMAND_TIMEOUT`].
+pub async fn real_kubectl_run(kubeconfig: &Path, home: &Path, args: &[&str], stdin: Option<&str>) -> Ran {
+    let mut command = Command::new(crate::venv_bin("kubectl"));
+    command
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .env("HOME", home)
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = command.spawn().expect("kubectl runs (make deps installs it)");
+    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(text.as_bytes()).await.expect("kubectl's stdin written");
+    }
+    let output = tokio::time::timeout(COMMAND_TIMEOUT, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("kubectl {args:?} did not finish within {COMMAND_TIMEOUT:?}"))
+        .expect("kubectl's output");
+    Ran {
+        args: args.iter().map(|arg| (*arg).to_string()).collect(),
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
