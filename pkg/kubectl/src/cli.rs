@@ -116,6 +116,9 @@ rkubectl port-forward svc/web :80        # any free local port, to the Service's
 rkubectl port-forward deploy/web 8080:http"
     )]
     PortForward(PortForwardArgs),
+    /// Show the CPU and memory nodes or pods use now (from metrics.k8s.io).
+    #[command(subcommand)]
+    Top(TopCommand),
     /// List the resource types the server serves.
     ApiResources(ApiResourcesArgs),
     /// Print the client and server versions.
@@ -434,6 +437,60 @@ pub struct LogsArgs {
     /// Stop after this many bytes.
     #[arg(long, value_name = "N")]
     pub limit_bytes: Option<u64>,
+}
+
+/// `top`.
+#[derive(Debug, Subcommand)]
+pub enum TopCommand {
+    /// CPU and memory of nodes, with their share of what the node can give to pods.
+    #[command(visible_aliases = ["nodes", "no"], after_help = "Examples:\n  rkubectl top node\n  rkubectl top node n1\n  \
+rkubectl top node -l zone=a --sort-by=cpu")]
+    Node(TopNodeArgs),
+    /// CPU and memory of pods (or of each of their containers).
+    #[command(visible_aliases = ["pods", "po"], after_help = "Examples:\n  rkubectl top pod\n  rkubectl top pod -A\n  \
+rkubectl top pod web --containers\n  rkubectl top pod -l app=web --sort-by=memory")]
+    Pod(TopPodArgs),
+}
+
+/// `top node`.
+#[derive(Debug, Args)]
+pub struct TopNodeArgs {
+    /// Only this node.
+    pub name: Option<String>,
+    /// Only nodes whose labels match.
+    #[arg(short = 'l', long, value_name = "SELECTOR")]
+    pub selector: Option<String>,
+    /// Highest first by `cpu` or `memory`.
+    #[arg(long, value_name = "cpu|memory")]
+    pub sort_by: Option<String>,
+    /// Percentages of the node's capacity instead of its allocatable resources.
+    #[arg(long)]
+    pub show_capacity: bool,
+    /// Leave out the header line.
+    #[arg(long)]
+    pub no_headers: bool,
+}
+
+/// `top pod`.
+#[derive(Debug, Args)]
+pub struct TopPodArgs {
+    /// Only this pod.
+    pub name: Option<String>,
+    /// Only pods whose labels match.
+    #[arg(short = 'l', long, value_name = "SELECTOR")]
+    pub selector: Option<String>,
+    /// Only pods whose fields match (e.g. `metadata.name=web`).
+    #[arg(long, value_name = "SELECTOR")]
+    pub field_selector: Option<String>,
+    /// One row per container.
+    #[arg(long)]
+    pub containers: bool,
+    /// Highest first by `cpu` or `memory`.
+    #[arg(long, value_name = "cpu|memory")]
+    pub sort_by: Option<String>,
+    /// Leave out the header line.
+    #[arg(long)]
+    pub no_headers: bool,
 }
 
 /// `api-resources`.

@@ -9,7 +9,7 @@
 //! - [`manifest`]: `-f` files, directories and stdin, multi-document YAML;
 //! - [`get`], [`apply`] (create and apply), [`delete`], [`describe`], [`edit`],
 //!   [`mutate`] (patch, label, annotate, scale, run, cordon, uncordon), [`wait`], [`events`],
-//!   [`rollout`], [`drain`], [`logs`], [`info`] (api-resources, version), [`config`].
+//!   [`rollout`], [`drain`], [`logs`], [`top`], [`info`] (api-resources, version), [`config`].
 //!
 //! What this keeps true: every failure ends as one line on stderr (`Error from server
 //! (Reason): message` for the server's refusals, `error: ...` otherwise) and exit code 1; no
@@ -40,6 +40,7 @@ pub mod portforward;
 pub mod printer;
 pub mod resource;
 pub mod rollout;
+pub mod top;
 pub mod wait;
 
 use std::io::IsTerminal as _;
@@ -140,6 +141,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Command::Logs(args) => logs::run(&ctx, args).await,
         Command::Exec(args) => exec::run(&ctx, args).await,
         Command::PortForward(args) => portforward::run(&ctx, args).await,
+        Command::Top(cmd) => top::run(&ctx, cmd).await,
         Command::ApiResources(args) => info::api_resources(&ctx, args).await,
         Command::Version(_) | Command::Config(_) | Command::Completion { .. } => Ok(()),
     }
