@@ -38,12 +38,16 @@ mod wait;
 // Harness parts of the control-plane and node tests, one module per area.
 pub mod component;
 pub mod controllers;
+pub mod custom_resources;
 pub mod e2e;
+pub mod forward;
 pub mod kubectl;
 pub mod lab;
 pub mod node;
+pub mod python_client;
 pub mod registry;
 pub mod scheduler;
+pub mod server_side_apply;
 pub mod vm;
 
 pub use api::{Api, Reply, WatchStream, escape_query};

@@ -1,7 +1,7 @@
 //! The first scene of docs/lab.md, in its order, with the real kubectl 1.37 against the whole
 //! cluster on real containerd (every component a real process, pods with CNI addresses):
 //! `create deployment` (a protobuf body) → `get deploy,pods -o wide` → `expose` → `scale` →
-//! `set env` + `rollout status`/`history` → `exec deploy/…` → `top pod` → `run -i --rm` →
+//! `port-forward deploy/… svc/…` → `set env` + `rollout status`/`history` → `exec deploy/…` → `top pod` → `run -i --rm` →
 //! `create pdb` → `drain` refused by the budget after one eviction → `uncordon`. Each command's
 //! output is checked, and what it did is checked through the API.
 //!
@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use rkube_tests::controllers::{is_ready, live_pods, pods as all_pods};
 use rkube_tests::e2e::LocalCluster;
+use rkube_tests::forward::Forward;
 use rkube_tests::kubectl::{Ran, real_kubectl_run, row_named, rows};
 use rkube_tests::node::TEST_IMAGE;
 use rkube_tests::{Api, eventually};
@@ -132,6 +133,20 @@ async fn the_first_scene_of_the_lab_guide_works_with_kubectl_on_containerd() {
         (ready == Some(3) && slices["items"][0]["ports"][0]["port"] == 8080).then_some(())
     })
     .await;
+
+    // port-forward to the Deployment (kubectl picks one of its pods) and to the Service (its
+    // port 80 becomes the pods' targetPort 8080): busybox's httpd answers through each.
+    for (target, remote) in [("deploy/web", "8080"), ("svc/web", "80")] {
+        let (kubeconfig, home) = (kubeconfig.clone(), home.path().to_path_buf());
+        let (status, forward) = tokio::task::spawn_blocking(move || {
+            let forward = Forward::start(&kubeconfig, &home, target, remote);
+            (forward.get("/").0, forward)
+        })
+        .await
+        .expect("port-forward");
+        let stderr = forward.stop();
+        assert!(status.starts_with("HTTP/1."), "port-forward {target}: {status:?}, kubectl said: {stderr}");
+    }
 
     // scale, then a new template: a second revision rolls out to all five.
     assert_eq!(kubectl.ok(&["scale", "deployment", "web", "--replicas=5"]).await, "deployment.apps/web scaled\n");
