@@ -60,8 +60,22 @@ pub enum Command {
     #[command(after_help = "Examples:\n  rkubectl get pods\n  rkubectl get po,deploy -l app=web\n  \
 rkubectl get pod web -o jsonpath='{.status.phase}'\n  rkubectl get nodes -w")]
     Get(GetArgs),
-    /// Create the objects in files (fails for objects that already exist).
-    Create(FileArgs),
+    /// Create the objects in files, or one object from flags (fails for objects that already
+    /// exist).
+    #[command(after_help = "Examples:\n  rkubectl create -f app.yaml\n  \
+rkubectl create deployment web --image=nginx --replicas=3\n  \
+rkubectl create deployment web --image=busybox -- httpd -f -p 8080\n  \
+rkubectl create configmap cfg --from-literal=mode=fast --from-file=settings.ini\n  \
+rkubectl create service clusterip web --tcp=80:8080\n  \
+rkubectl create deployment web --image=nginx --dry-run=client -o yaml > web.yaml")]
+    Create(CreateArgs),
+    /// Make a Service for a deployment, replicaset, pod or service, selecting its pods.
+    #[command(after_help = "Examples:\n  rkubectl expose deployment web --port=80 --target-port=8080\n  \
+rkubectl expose deploy/web --port=80 --type=NodePort --name=web-public")]
+    Expose(ExposeArgs),
+    /// Change fields of existing objects (`set env`).
+    #[command(subcommand)]
+    Set(SetCommand),
     /// Create or update the objects in files so that they match the files.
     #[command(long_about = "Create or update the objects in files so that they match the files.\n\n\
 Objects that do not exist are created; existing ones get a patch computed from the file, the \
@@ -173,6 +187,319 @@ pub struct FileArgs {
     /// Print `kind/name` only.
     #[arg(short = 'o', long, value_name = "FORMAT")]
     pub output: Option<String>,
+}
+
+/// `create`: `-f` files, or a generator subcommand.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct CreateArgs {
+    /// A file, a directory (its .yaml, .yml and .json files) or `-` for standard input.
+    #[arg(short = 'f', long = "filename", required = true, value_name = "FILE")]
+    pub filenames: Vec<String>,
+    /// Also read the directories' subdirectories.
+    #[arg(short = 'R', long)]
+    pub recursive: bool,
+    /// Print `kind/name` only.
+    #[arg(short = 'o', long, value_name = "FORMAT")]
+    pub output: Option<String>,
+    /// The object to build from flags instead of files.
+    #[command(subcommand)]
+    pub generator: Option<CreateCommand>,
+}
+
+/// The objects `create` builds from flags.
+#[derive(Debug, Subcommand)]
+pub enum CreateCommand {
+    /// A namespace.
+    #[command(visible_alias = "ns")]
+    Namespace(NamespaceArgs),
+    /// A deployment running the images (labels `app=NAME`).
+    #[command(visible_alias = "deploy")]
+    Deployment(DeploymentArgs),
+    /// A configmap from literals, files, directories or env files.
+    #[command(visible_alias = "cm")]
+    Configmap(ConfigMapArgs),
+    /// A secret (`generic`).
+    #[command(subcommand)]
+    Secret(SecretCommand),
+    /// A service (`clusterip`, `nodeport`, `loadbalancer`) selecting pods labelled `app=NAME`.
+    #[command(subcommand, visible_alias = "svc")]
+    Service(ServiceCommand),
+    /// A job running an image once, or a job from a cronjob's template (`--from=cronjob/NAME`).
+    Job(JobArgs),
+    /// A priority class.
+    #[command(visible_alias = "pc")]
+    Priorityclass(PriorityClassArgs),
+    /// A resource quota.
+    #[command(visible_alias = "resourcequota")]
+    Quota(QuotaArgs),
+    /// A pod disruption budget.
+    #[command(visible_alias = "pdb")]
+    Poddisruptionbudget(PdbArgs),
+}
+
+/// Flags every generator (and `expose`) takes.
+#[derive(Debug, Clone, Args)]
+pub struct GenerateArgs {
+    /// `none` (create it), `client` (only print it) or `server` (the server checks it, keeps
+    /// nothing).
+    #[arg(long, default_value = "none", num_args = 0..=1, default_missing_value = "client", value_name = "MODE")]
+    pub dry_run: String,
+    /// Print the object as yaml, json, name or jsonpath=TEMPLATE instead of a message.
+    #[arg(short = 'o', long, value_name = "FORMAT")]
+    pub output: Option<String>,
+}
+
+/// `create namespace`.
+#[derive(Debug, Args)]
+pub struct NamespaceArgs {
+    /// The namespace's name.
+    pub name: String,
+    /// `--dry-run` and `-o`.
+    #[command(flatten)]
+    pub generate: GenerateArgs,
+}
+
+/// `create deployment`.
+#[derive(Debug, Args)]
+pub struct DeploymentArgs {
+    /// The deployment's name.
+    pub name: String,
+    /// An image to run (repeat for several containers).
+    #[arg(long, required = true)]
+    pub image: Vec<String>,
+    /// The number of pods.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub replicas: i32,
+    /// The port the first container exposes.
+    #[arg(long, value_name = "PORT")]
+    pub port: Option<i32>,
+    /// The first container's command, after `--`.
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+    /// `--dry-run` and `-o`.
+    #[command(flatten)]
+    pub generate: GenerateArgs,
+}
+
+/// Where configmap and secret entries come from.
+#[derive(Debug, Clone, Default, Args)]
+pub struct SourceArgs {
+    /// `KEY=VALUE` (repeatable).
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub from_literal: Vec<String>,
+    /// `[KEY=]FILE`, or a directory for each regular file in it (repeatable).
+    #[arg(long, value_name = "[KEY=]PATH")]
+    pub from_file: Vec<String>,
+    /// A file of `KEY=VALUE` lines (`#` comments and blank lines skipped).
+    #[arg(long, value_name = "FILE")]
+    pub from_env_file: Vec<String>,
+}
+
+/// `create configmap`.
+#[derive(Debug, Args)]
+pub struct ConfigMapArgs {
+    /// The configmap's name.
+    pub name: String,
+    /// `--from-literal`, `--from-file`, `--from-env-file`.
+    #[command(flatten)]
+    pub sources: SourceArgs,
+    /// `--dry-run` and `-o`.
+    #[command(flatten)]
+    pub generate: GenerateArgs,
+}
+
+/// `create secret`.
+#[derive(Debug, Subcommand)]
+pub enum SecretCommand {
+    /// A secret from literals, files, directories or env files.
+    Generic(SecretArgs),
+}
+
+/// `create secret generic`.
+#[derive(Debug, Args)]
+pub struct SecretArgs {
+    /// The secret's name.
+    pub name: String,
+    /// `--from-literal`, `--from-file`, `--from-env-file`.
+    #[command(flatten)]
+    pub sources: SourceArgs,
+    /// The secret's type (default: the server's, Opaque).
+    #[arg(long = "type", value_name = "TYPE")]
+    pub secret_type: Option<String>,
+    /// `--dry-run` and `-o`.
+    #[command(flatten)]
+    pub generate: GenerateArgs,
+}
+
+/// `create service`.
+#[derive(Debug, Subcommand)]
+pub enum ServiceCommand {
+    /// A service with a cluster IP (`--clusterip=None`: headless).
+    Clusterip(ServiceArgs),
+    /// A service also reachable on a port of every node.
+    Nodeport(ServiceArgs),
+    /// A service of type LoadBalancer.
+    Loadbalancer(ServiceArgs),
+}
+
+/// `create service clusterip|nodeport|loadbalancer`.
+#[derive(Debug, Args)]
+pub struct ServiceArgs {
+    /// The service's name (also its selector, `app=NAME`).
+    pub name: String,
+    /// `PORT[:TARGET_PORT]` (repeatable, or comma-separated).
+    #[arg(long, value_name = "PORT[:TARGET]")]
+    pub tcp: Vec<String>,
+    /// The cluster IP to ask for, or `None` for a headless service (clusterip only).
+    #[arg(long, value_name = "IP")]
+    pub clusterip: Option<String>,
+    /// The node port to ask for (nodeport only).
+    #[arg(long, value_name = "PORT")]
+    pub node_port: Option<i32>,
+    /// `--dry-run` and `-o`.
+    #[command(flatten)]
+    pub generate: GenerateArgs,
+}
+
+/// `create job`.
+#[derive(Debug, Args)]
+pub struct JobArgs {
+    /// The job's name (also its container's).
+    pub name: String,
+    /// The image to run.
+    #[arg(long)]
+    pub image: Option<String>,
+    /// `cronjob/NAME`: a job from that cronjob's template.
+    #[arg(long, value_name = "cronjob/NAME")]
+    pub from: Option<String>,
+    /// The container's command, after `--`.
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+    /// `--dry-run` and `-o`.
+    #[command(flatten)]
+    pub generate: GenerateArgs,
+}
+
+/// `create priorityclass`.
+#[derive(Debug, Args)]
+pub struct PriorityClassArgs {
+    /// The priority class's name.
+    pub name: String,
+    /// The priority.
+    #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+    pub value: i32,
+    /// Make it the priority of pods that name no class.
+    #[arg(long)]
+    pub global_default: bool,
+    /// What the class is for.
+    #[arg(long)]
+    pub description: Option<String>,
+    /// `PreemptLowerPriority` or `Never`.
+    #[arg(long, default_value = "PreemptLowerPriority", value_name = "POLICY")]
+    pub preemption_policy: String,
+    /// `--dry-run` and `-o`.
+    #[command(flatten)]
+    pub generate: GenerateArgs,
+}
+
+/// `create quota`.
+#[derive(Debug, Args)]
+pub struct QuotaArgs {
+    /// The quota's name.
+    pub name: String,
+    /// `RESOURCE=QUANTITY,...` (e.g. `cpu=1,memory=1Gi,pods=5`).
+    #[arg(long, value_name = "LIST")]
+    pub hard: Vec<String>,
+    /// Scopes, comma-separated (e.g. `BestEffort,NotTerminating`).
+    #[arg(long, value_name = "LIST")]
+    pub scopes: Vec<String>,
+    /// `--dry-run` and `-o`.
+    #[command(flatten)]
+    pub generate: GenerateArgs,
+}
+
+/// `create poddisruptionbudget`.
+#[derive(Debug, Args)]
+pub struct PdbArgs {
+    /// The budget's name.
+    pub name: String,
+    /// The pods it guards (a label selector, e.g. `app=web`).
+    #[arg(long, value_name = "SELECTOR")]
+    pub selector: Option<String>,
+    /// How many (or what percentage) must stay available.
+    #[arg(long, value_name = "N|N%")]
+    pub min_available: Option<String>,
+    /// How many (or what percentage) may be unavailable.
+    #[arg(long, value_name = "N|N%")]
+    pub max_unavailable: Option<String>,
+    /// `--dry-run` and `-o`.
+    #[command(flatten)]
+    pub generate: GenerateArgs,
+}
+
+/// `expose`.
+#[derive(Debug, Args)]
+pub struct ExposeArgs {
+    /// TYPE NAME or TYPE/NAME (deployment, replicaset, replicationcontroller, pod, service).
+    #[arg(required = true, value_name = "TYPE[/NAME]")]
+    pub resources: Vec<String>,
+    /// The service's port (default: the ports the pods' containers declare).
+    #[arg(long, value_name = "PORT")]
+    pub port: Option<i32>,
+    /// The pods' port (a number or a port name; default: the same as --port).
+    #[arg(long, value_name = "PORT")]
+    pub target_port: Option<String>,
+    /// ClusterIP (default), NodePort or LoadBalancer.
+    #[arg(long = "type", value_name = "TYPE")]
+    pub service_type: Option<String>,
+    /// The service's name (default: the object's).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// TCP, UDP or SCTP.
+    #[arg(long)]
+    pub protocol: Option<String>,
+    /// The pods to select (`k=v,...`; default: the object's selector).
+    #[arg(long, value_name = "SELECTOR")]
+    pub selector: Option<String>,
+    /// The service's labels (`k=v,...`; default: the object's).
+    #[arg(short = 'l', long, value_name = "LABELS")]
+    pub labels: Option<String>,
+    /// The cluster IP to ask for, or `None` for a headless service.
+    #[arg(long, value_name = "IP")]
+    pub cluster_ip: Option<String>,
+    /// `--dry-run` and `-o`.
+    #[command(flatten)]
+    pub generate: GenerateArgs,
+}
+
+/// `set`.
+#[derive(Debug, Subcommand)]
+pub enum SetCommand {
+    /// Set (`KEY=VALUE`) or remove (`KEY-`) environment variables of a workload's containers.
+    #[command(after_help = "Examples:\n  rkubectl set env deployment/web MODE=fast\n  \
+rkubectl set env deploy web -c main DEBUG-\n  rkubectl set env deploy/web --list")]
+    Env(SetEnvArgs),
+}
+
+/// `set env`.
+#[derive(Debug, Args)]
+pub struct SetEnvArgs {
+    /// TYPE/NAME (or TYPE NAME), then KEY=VALUE and KEY- changes.
+    #[arg(required = true, value_name = "TYPE[/NAME] KEY=VAL|KEY-")]
+    pub args: Vec<String>,
+    /// Only the containers with this name (`*` globs allowed; default: all).
+    #[arg(short = 'c', long, value_name = "NAME")]
+    pub containers: Option<String>,
+    /// A `KEY=VALUE` to set (repeatable).
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Print the containers' variables instead of changing them.
+    #[arg(long)]
+    pub list: bool,
+    /// Replace variables that are already set (`--overwrite=false`: refuse).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub overwrite: bool,
 }
 
 /// `delete`.

@@ -7,7 +7,8 @@
 //! - [`resource`]: type names as typed (`po`, `deploy/web`, `pods,svc`) → the registry;
 //! - [`printer`]: tables from the server's Table answers; YAML, JSON, names, JSONPath;
 //! - [`manifest`]: `-f` files, directories and stdin, multi-document YAML;
-//! - [`get`], [`apply`] (create and apply), [`delete`], [`describe`], [`edit`],
+//! - [`get`], [`apply`] (create -f and apply), [`create`] (generators), [`expose`], [`set`]
+//!   (set env), [`delete`], [`describe`], [`edit`],
 //!   [`mutate`] (patch, label, annotate, scale, run, cordon, uncordon), [`wait`], [`events`],
 //!   [`rollout`], [`drain`], [`logs`], [`top`], [`info`] (api-resources, version), [`config`].
 //!
@@ -24,6 +25,7 @@ pub mod apply;
 pub mod cli;
 pub mod config;
 pub mod context;
+pub mod create;
 pub mod delete;
 pub mod describe;
 pub mod drain;
@@ -31,6 +33,7 @@ pub mod edit;
 pub mod error;
 pub mod events;
 pub mod exec;
+pub mod expose;
 pub mod get;
 pub mod info;
 pub mod logs;
@@ -40,6 +43,7 @@ pub mod portforward;
 pub mod printer;
 pub mod resource;
 pub mod rollout;
+pub mod set;
 pub mod top;
 pub mod wait;
 
@@ -47,7 +51,7 @@ use std::io::IsTerminal as _;
 
 use clap::CommandFactory as _;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, CreateArgs, FileArgs};
 use crate::context::Connection;
 pub use crate::error::{Error, Result};
 
@@ -113,16 +117,24 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Command::Scale(a) => Some(&a.resources),
         Command::Wait(a) => Some(&a.resources),
         Command::Label(a) | Command::Annotate(a) => Some(&a.args),
+        Command::Expose(a) => Some(&a.resources),
         _ => None,
     };
-    let files = matches!(&cli.command, Command::Apply(_) | Command::Create(_))
+    let files = matches!(&cli.command, Command::Apply(_) | Command::Create(CreateArgs { generator: None, .. }))
         || matches!(&cli.command, Command::Delete(a) if !a.filenames.is_empty());
     if files || names.and_then(|n| n.first()).is_some_and(|first| !resource::is_built_in(first)) {
         resource::discover(&ctx.client).await;
     }
     match &cli.command {
         Command::Get(args) => get::run(&ctx, args).await,
-        Command::Create(args) => apply::create(&ctx, args).await,
+        Command::Create(CreateArgs { generator: Some(generator), .. }) => create::run(&ctx, generator).await,
+        Command::Create(args) => {
+            let files =
+                FileArgs { filenames: args.filenames.clone(), recursive: args.recursive, output: args.output.clone() };
+            apply::create(&ctx, &files).await
+        }
+        Command::Expose(args) => expose::run(&ctx, args).await,
+        Command::Set(cmd) => set::run(&ctx, cmd).await,
         Command::Apply(args) => apply::apply(&ctx, args).await,
         Command::Delete(args) => delete::run(&ctx, args).await,
         Command::Describe(args) => describe::run(&ctx, args).await,
