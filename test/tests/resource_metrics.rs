@@ -131,6 +131,57 @@ async fn kubectl_top_shows_the_cpu_and_memory_of_real_containers() {
             .is_some_and(|items| items.iter().any(|n: &Value| n["metadata"]["name"] == "top-node")),
         "{nodes}"
     );
+
+    // All namespaces (`top pod -A`), one node by name, and field selectors on the API.
+    api.create("/api/v1/namespaces", &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "far"}}))
+        .await;
+    let mut far = pod("away", "while :; do sleep 3600; done");
+    far["metadata"]["namespace"] = json!("far");
+    api.create("/api/v1/namespaces/far/pods", &far).await;
+    let out = eventually(WAIT, "kubectl top pod -A to show both namespaces", || async {
+        let out = kubectl(&["top", "pod", "-A"]);
+        let rows = rows(&out);
+        let listed = |namespace: &str, name: &str| rows.iter().any(|row| row[0] == namespace && row[1] == name);
+        (listed("far", "away") && listed("default", "busy") && listed("default", "idle")).then_some(out)
+    })
+    .await;
+    assert!(text(&out.stdout).starts_with("NAMESPACE"), "{}", text(&out.stdout));
+    let out = kubectl(&["top", "node", "top-node"]);
+    assert_eq!(rows_names(&out), ["top-node"], "{}", text(&out.stdout));
+    let names = |list: &Value| -> Vec<String> {
+        let mut names: Vec<String> = list["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|item| item["metadata"]["name"].as_str().unwrap_or_default().to_string())
+            .collect();
+        names.sort();
+        names
+    };
+    let defaults = api.get_ok("/apis/metrics.k8s.io/v1beta1/pods?fieldSelector=metadata.namespace%3Ddefault").await;
+    assert_eq!(names(&defaults), ["busy", "idle"], "{defaults}");
+    let one =
+        api.get_ok("/apis/metrics.k8s.io/v1beta1/namespaces/default/pods?fieldSelector=metadata.name%3Dbusy").await;
+    assert_eq!(names(&one), ["busy"], "{one}");
+
+    // A node whose kubelet accepts connections but never answers is left out of the list
+    // (after the apiserver's 5 s wait for it), as metrics-server leaves out a node it cannot
+    // scrape; the answering node is still there.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("listener");
+    let port = silent.local_addr().expect("address").port();
+    let held = tokio::spawn(async move {
+        let mut connections = Vec::new();
+        while let Ok((connection, _)) = silent.accept().await {
+            connections.push(connection);
+        }
+    });
+    let node = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "silent-node"},
+        "status": {"addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": port}}}});
+    api.create("/api/v1/nodes", &node).await;
+    let listed = api.get_ok("/apis/metrics.k8s.io/v1beta1/nodes").await;
+    assert_eq!(names(&listed), ["top-node"], "{listed}");
+    held.abort();
     drop(kubelet);
 }
 
