@@ -83,6 +83,16 @@ async fn every_kind_reads_back_the_same_in_protobuf_as_in_json() {
         )
         .await;
     assert_eq!(reply.headers.get("content-type").and_then(|v| v.to_str().ok()), Some("application/json"));
+    // Errors stay JSON Statuses for a protobuf client too (it decodes by Content-Type).
+    let reply = api.send(Method::GET, "/api/v1/namespaces/wire/pods/nobody", &[("accept", PROTOBUF)], None).await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    assert_eq!(reply.headers.get("content-type").and_then(|v| v.to_str().ok()), Some("application/json"));
+    assert_eq!(
+        (reply.body["kind"].as_str(), reply.body["reason"].as_str()),
+        (Some("Status"), Some("NotFound")),
+        "{}",
+        reply.body
+    );
 }
 
 #[tokio::test]
