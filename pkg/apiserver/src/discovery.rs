@@ -270,7 +270,18 @@ mod tests {
         assert_eq!(pods["shortNames"], json!(["po"]));
         let subs: Vec<&str> =
             pods["subresources"].as_array().expect("subs").iter().filter_map(|s| s["subresource"].as_str()).collect();
-        assert!(subs.contains(&"log") && subs.contains(&"status") && subs.contains(&"binding"), "{subs:?}");
+        let mut subs = subs;
+        subs.sort_unstable();
+        assert_eq!(
+            subs,
+            ["attach", "binding", "ephemeralcontainers", "eviction", "exec", "log", "portforward", "status"],
+            "every pod subresource kubectl uses"
+        );
+        let eviction = pods["subresources"].as_array().expect("subs").iter().find(|s| s["subresource"] == "eviction");
+        assert_eq!(
+            eviction.map(|e| (&e["responseKind"], &e["verbs"])),
+            Some((&json!({"group": "policy", "version": "v1", "kind": "Eviction"}), &json!(["create"])))
+        );
         let named = aggregated(&Registry::new(), false);
         let apps =
             named["items"].as_array().expect("items").iter().find(|g| g["metadata"]["name"] == "apps").expect("apps");
