@@ -108,10 +108,8 @@ impl ContainerdRuntime {
         let exec_id = format!("exec-{:016x}", rand::random::<u64>());
         let dir = self.config.root_dir.join("exec").join(&exec_id);
         let fifos = Fifos::open(&dir, stdin, tty.is_some())?;
-        let (mut env, cwd) = self.process_env(&id).await?;
-        if tty.is_some() && !env.iter().any(|entry| entry.starts_with("TERM=")) {
-            env.push("TERM=xterm".into());
-        }
+        let (env, cwd) = self.process_env(&id).await?;
+        let env = terminal_env(env, tty.is_some());
         let mut process = spec::process(command, &env, &cwd);
         if let Some(size) = tty {
             process["terminal"] = true.into();
@@ -350,5 +348,27 @@ impl tokio::io::AsyncWrite for ExecStdin {
             let _ = closed.send(()); // the process is gone already: nothing to close
         }
         std::pin::Pin::new(&mut self.pipe).poll_shutdown(cx)
+    }
+}
+
+/// A session's environment: the container's, plus `TERM=xterm` with a terminal unless the
+/// container sets `TERM` itself (as Kubernetes' runtimes do).
+fn terminal_env(mut env: Vec<String>, tty: bool) -> Vec<String> {
+    if tty && !env.iter().any(|entry| entry.starts_with("TERM=")) {
+        env.push("TERM=xterm".into());
+    }
+    env
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_terminal_gets_term_xterm_unless_the_container_sets_term() {
+        let env = |entries: &[&str]| entries.iter().map(ToString::to_string).collect::<Vec<_>>();
+        assert_eq!(terminal_env(env(&["PATH=/bin"]), true), env(&["PATH=/bin", "TERM=xterm"]));
+        assert_eq!(terminal_env(env(&["TERM=vt100"]), true), env(&["TERM=vt100"]));
+        assert_eq!(terminal_env(env(&["PATH=/bin"]), false), env(&["PATH=/bin"]));
     }
 }
