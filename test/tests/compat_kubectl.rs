@@ -9,7 +9,9 @@
 //! What each command sends on the wire is described in the project's kubectl protocol notes
 //! (discovery, Table output, strategic merge patch, server-side apply, watch-list on delete).
 //! Not covered here yet: `describe` (needs `involvedObject` field selectors on events), `logs`,
-//! `exec`, `scale`, `rollout status` (need the kubelet and the controllers).
+//! `exec`, `rollout status` (need the kubelet and the controllers). `scale` is here on a
+//! Deployment (`typed_commands_send_protobuf_and_work`); on a custom resource's `scale`
+//! subresource, in custom_resource_api.rs.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

@@ -7,11 +7,11 @@
 use std::time::Duration;
 
 use reqwest::Method;
+use rkube_tests::custom_resources::{CRDS, causes, condition, establish};
 use rkube_tests::eventually;
 use rkube_tests::{Api, Cluster, StatusCode, assert_status};
 use serde_json::{Value, json};
 
-const CRDS: &str = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions";
 const WIDGETS: &str = "/apis/example.com/v1/namespaces/default/widgets";
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -94,36 +94,6 @@ fn v1(storage: bool) -> Value {
 fn widget(name: &str, spec: Value) -> Value {
     json!({"apiVersion": "example.com/v1", "kind": "Widget",
            "metadata": {"name": name, "labels": {"app": "demo"}}, "spec": spec})
-}
-
-/// Creates `crd` and waits for it to be `Established`; returns it.
-async fn establish(api: &Api, crd: &Value) -> Value {
-    api.create(CRDS, crd).await;
-    let name = crd["metadata"]["name"].as_str().expect("named").to_string();
-    eventually(WAIT, "the CRD to be established", || async {
-        let got = api.get_ok(&format!("{CRDS}/{name}")).await;
-        condition(&got, "Established").filter(|s| s == "True").map(|_| got)
-    })
-    .await
-}
-
-fn condition(crd: &Value, kind: &str) -> Option<String> {
-    crd["status"]["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == kind)
-        .and_then(|c| c["status"].as_str().map(str::to_string))
-}
-
-fn causes(body: &Value) -> Vec<String> {
-    body["details"]["causes"]
-        .as_array()
-        .map(|c| {
-            c.iter()
-                .map(|c| format!("{}: {}", c["field"].as_str().unwrap_or(""), c["message"].as_str().unwrap_or("")))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 #[tokio::test]

@@ -8,8 +8,9 @@
 //! No kubelet runs: the controllers' [`Kubelet`] stand-in marks the Deployment's pods Ready, so
 //! `readyReplicas` reaches the spec.
 //!
-//! The binary comes from `cargo build --workspace --examples` (part of `make test`);
-//! `cargo test --workspace` builds it too, `cargo test -p rkube-tests` alone does not.
+//! The binary is the one `cargo test --workspace` builds before it runs any test (as `make test`
+//! does); `cargo test -p rkube-tests` alone does not build it, and the test then fails asking
+//! for `cargo build --workspace --examples` first.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -239,11 +240,7 @@ async fn website_operator_example_serves_a_website_follows_its_spec_and_finalize
 
 /// Owner references do the deleting: once the Website is gone (its finalizer removed), the
 /// garbage collector deletes the ConfigMap, Deployment and Service, whose owner uid no longer
-/// exists.
-///
-/// Fails until rkube's garbage collector handles any kind of dependent and owner (today: Pods,
-/// ReplicaSets, PersistentVolumeClaims and ControllerRevisions as dependents; owners of other
-/// kinds, custom ones included, are taken for alive).
+/// exists: the collector finds the custom owner kind through discovery.
 #[tokio::test]
 async fn website_operator_example_leaves_the_owned_objects_to_the_garbage_collector() {
     let setup = start().await;

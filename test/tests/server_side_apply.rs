@@ -9,12 +9,12 @@
 use std::time::Duration;
 
 use reqwest::Method;
+use rkube_tests::server_side_apply::{apply, apply_ok, entry, managers, owns};
 use rkube_tests::{Api, Cluster, StatusCode, assert_status, eventually};
 use serde_json::{Value, json};
 
 const CONFIG_MAPS: &str = "/api/v1/namespaces/default/configmaps";
 const DEPLOYMENTS: &str = "/apis/apps/v1/namespaces/default/deployments";
-const APPLY: &str = "application/apply-patch+yaml";
 
 async fn start() -> (Cluster, Api) {
     let cluster = Cluster::start().await.expect("cluster starts");
@@ -22,46 +22,8 @@ async fn start() -> (Cluster, Api) {
     (cluster, api)
 }
 
-/// PATCH `body` as a server-side apply by `manager`, forced or not.
-async fn apply(api: &Api, path: &str, manager: &str, force: bool, body: &Value) -> (StatusCode, Value) {
-    let force = if force { "&force=true" } else { "" };
-    api.patch(&format!("{path}?fieldManager={manager}{force}"), APPLY, body).await
-}
-
-async fn apply_ok(api: &Api, path: &str, manager: &str, body: &Value) -> Value {
-    let (status, reply) = apply(api, path, manager, false, body).await;
-    assert!(status == StatusCode::OK || status == StatusCode::CREATED, "apply by {manager}: {status} {reply}");
-    reply
-}
-
 fn config_map(data: Value) -> Value {
     json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm", "namespace": "default"}, "data": data})
-}
-
-/// The entry of `manager` (and `operation`) in an object's `managedFields`.
-fn entry<'o>(object: &'o Value, manager: &str, operation: &str) -> Option<&'o Value> {
-    object["metadata"]["managedFields"]
-        .as_array()?
-        .iter()
-        .find(|e| e["manager"] == manager && e["operation"] == operation)
-}
-
-/// Whether `manager`'s entry owns the field at `path` (FieldsV1 keys, e.g. `["f:data", "f:a"]`).
-fn owns(object: &Value, manager: &str, operation: &str, path: &[&str]) -> bool {
-    let Some(entry) = entry(object, manager, operation) else { return false };
-    path.iter().try_fold(&entry["fieldsV1"], |node, key| node.get(*key)).is_some()
-}
-
-fn managers(object: &Value) -> Vec<String> {
-    object["metadata"]["managedFields"]
-        .as_array()
-        .map(|entries| {
-            entries
-                .iter()
-                .map(|e| format!("{}/{}", e["manager"].as_str().unwrap_or(""), e["operation"].as_str().unwrap_or("")))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 #[tokio::test]
@@ -127,7 +89,9 @@ async fn apply_sets_exactly_the_applied_fields_and_removes_what_its_manager_drop
     let reduced = apply_ok(&api, &path, "m1", &config_map(json!({"a": "1"}))).await;
     assert_eq!(reduced["data"], json!({"a": "1"}), "a field the manager no longer applies is removed");
 
-    // A field another writer also set stays when the first manager stops applying it.
+    // Another writer's field, which m1 never applied, is not m1's to remove: it stays when m1
+    // applies again. (A value m1 shares with another applier and then drops:
+    // custom_resource_api.rs, `a_shared_field_dropped_by_one_applier_stays_with_the_other`.)
     let (code, reply) = api
         .patch(&format!("{path}?fieldManager=editor"), "application/merge-patch+json", &json!({"data": {"e": "x"}}))
         .await;

@@ -27,7 +27,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::{Map, Value, json};
 
 use crate::columns::{AGE, Column, NAME, human_age, name_cell};
-use crate::field::unknown_fields;
+use crate::field::{FieldError, unknown_fields};
 use crate::jsonpath::JsonPath;
 use crate::registry::{Conversion, ResourceDef, Subresource};
 use crate::schema::StructuralSchema;
@@ -128,6 +128,11 @@ fn text(value: &Value) -> String {
     }
 }
 
+/// Kubernetes' note (apiextensions-apiserver, `hasBlockingErr`) when the CEL rules were not
+/// run because of other errors.
+const RULES_NOT_CHECKED: &str = "some validation rules were not checked because the object was invalid; correct the \
+                                 existing errors to complete validation";
+
 /// The REST strategy of one version of a custom resource: the rules of [`crate::strategy`]
 /// on JSON, from the version's structural schema.
 pub struct CustomStrategy {
@@ -163,8 +168,12 @@ impl CustomStrategy {
         self.schema.apply_defaults(&mut object);
         let mut errors = validate_object_meta(&meta, self.namespaced, NameFormat::Dns1123Subdomain);
         errors.extend(self.schema.validate(&object));
-        if errors.is_empty() {
+        // As Kubernetes: the CEL rules run unless an error means the object lacks the shape
+        // they were written for; then, if there are rules, a note says they were not checked.
+        if !errors.iter().any(FieldError::blocks_rules) {
             errors.extend(self.schema.validate_rules(&object, old));
+        } else if self.schema.has_rules() {
+            errors.push(FieldError::invalid_json("<nil>", &Value::from("null"), RULES_NOT_CHECKED));
         }
         if !errors.is_empty() {
             return Err(StrategyError::Invalid(errors));
@@ -573,6 +582,61 @@ mod tests {
             "metadata": {"name": "w", "namespace": "default"}, "spec": {"color": "pink", "size": 0}});
         match strategy.create(bad) {
             Err(StrategyError::Invalid(errors)) => assert_eq!(errors.len(), 2, "{errors:?}"),
+            other => panic!("expected field errors, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn cel_rules_run_unless_an_error_breaks_the_objects_shape() {
+        let mut with_rule = schema();
+        with_rule["openAPIV3Schema"]["properties"]["spec"]["x-kubernetes-validations"] =
+            json!([{"rule": "self.size >= 2", "message": "size at least 2"}]);
+        let defs = define(&crd(json!([{"name": "v1", "served": true, "storage": true, "schema": with_rule}])))
+            .expect("defined");
+        let errors = |spec: Value| {
+            let body = json!({"apiVersion": "example.com/v1", "kind": "Widget",
+                "metadata": {"name": "w", "namespace": "default"}, "spec": spec});
+            match defs[0].strategy.create(body) {
+                Err(StrategyError::Invalid(errors)) => {
+                    errors.iter().map(|e| format!("{}: {}", e.field, e.message())).collect::<Vec<_>>()
+                }
+                other => panic!("expected field errors, got {other:?}"),
+            }
+        };
+        // A value out of range leaves the shape whole: the rule runs too.
+        assert_eq!(
+            errors(json!({"size": 0, "color": "red"})),
+            [
+                "spec.size: Invalid value: 0: spec.size in body should be greater than or equal to 1",
+                "spec: Invalid value: size at least 2"
+            ]
+        );
+        assert_eq!(
+            errors(json!({"size": 3, "color": "pink"})),
+            [
+                "spec.color: Unsupported value: \"pink\": supported values: \"red\", \"blue\"",
+                "<nil>: Invalid value: \"null\": some validation rules were not checked because the object was \
+                 invalid; correct the existing errors to complete validation"
+            ]
+        );
+        let wrong_type = defs[0].strategy.create(json!({"apiVersion": "example.com/v1", "kind": "Widget",
+            "metadata": {"name": "w", "namespace": "default"}, "spec": {"size": "big"}}));
+        match wrong_type {
+            Err(StrategyError::Invalid(errors)) => {
+                assert_eq!(
+                    errors.iter().map(FieldError::reason).collect::<Vec<_>>(),
+                    ["FieldValueTypeInvalid", "FieldValueInvalid"]
+                );
+            }
+            other => panic!("expected field errors, got {other:?}"),
+        }
+        // Without rules there is nothing to note.
+        let defs = define(&crd(json!([{"name": "v1", "served": true, "storage": true, "schema": schema()}])))
+            .expect("defined");
+        let body = json!({"apiVersion": "example.com/v1", "kind": "Widget",
+            "metadata": {"name": "w", "namespace": "default"}, "spec": {"size": "big"}});
+        match defs[0].strategy.create(body) {
+            Err(StrategyError::Invalid(errors)) => assert_eq!(errors.len(), 1, "{errors:?}"),
             other => panic!("expected field errors, got {other:?}"),
         }
     }

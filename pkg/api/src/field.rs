@@ -47,6 +47,9 @@ pub enum FieldErrorKind {
     },
     /// The list or map has more entries than allowed (`FieldValueTooMany`); holds how many it has.
     TooMany(usize),
+    /// The value is not of the type (or format) the schema names (`FieldValueTypeInvalid`),
+    /// held as JSON and printed like [`FieldErrorKind::InvalidJson`]: `Invalid value: "string"`.
+    TypeInvalid(Value),
 }
 
 /// One field that failed validation, with its path (`spec.containers[0].image`).
@@ -104,6 +107,28 @@ impl FieldError {
         Self { kind: FieldErrorKind::InvalidJson(Some(value.clone())), field: field.into(), detail: detail.into() }
     }
 
+    /// A value of the wrong type or format, as Kubernetes reports kube-openapi's type checks
+    /// of custom resources (`Invalid value: "string": spec.size in body must be of type
+    /// integer: "string"`, reason `FieldValueTypeInvalid`).
+    pub fn type_invalid(field: impl Into<String>, value: &Value, detail: impl Into<String>) -> Self {
+        Self { kind: FieldErrorKind::TypeInvalid(value.clone()), field: field.into(), detail: detail.into() }
+    }
+
+    /// Whether this error keeps a custom resource's CEL rules from running, as in Kubernetes
+    /// (`hasBlockingErr`): a missing, unsupported, too long or wrongly typed value, or too
+    /// many items, means the object lacks the shape the rules were written for.
+    pub fn blocks_rules(&self) -> bool {
+        matches!(
+            self.kind,
+            FieldErrorKind::Required
+                | FieldErrorKind::NotSupported { .. }
+                | FieldErrorKind::NotSupportedJson { .. }
+                | FieldErrorKind::TooLong
+                | FieldErrorKind::TooMany(_)
+                | FieldErrorKind::TypeInvalid(_)
+        )
+    }
+
     /// A malformed object or list whose value is left out of the message (`Invalid value:
     /// <detail>`), as Kubernetes reports a failed CEL rule on them.
     pub fn invalid_omitted(field: impl Into<String>, detail: impl Into<String>) -> Self {
@@ -156,6 +181,7 @@ impl FieldError {
             FieldErrorKind::NotSupported { .. } | FieldErrorKind::NotSupportedJson { .. } => "FieldValueNotSupported",
             FieldErrorKind::TooLong => "FieldValueTooLong",
             FieldErrorKind::TooMany(_) => "FieldValueTooMany",
+            FieldErrorKind::TypeInvalid(_) => "FieldValueTypeInvalid",
         }
     }
 
@@ -174,7 +200,9 @@ impl FieldError {
                 with_detail(format!("Unsupported value: {value:?}: supported values: {}", list.join(", ")))
             }
             FieldErrorKind::TooLong => with_detail("Too long".into()),
-            FieldErrorKind::InvalidJson(Some(v)) => with_detail(format!("Invalid value: {}", bad_value(v))),
+            FieldErrorKind::InvalidJson(Some(v)) | FieldErrorKind::TypeInvalid(v) => {
+                with_detail(format!("Invalid value: {}", bad_value(v)))
+            }
             FieldErrorKind::InvalidJson(None) => with_detail("Invalid value".into()),
             FieldErrorKind::DuplicateJson(Some(v)) => with_detail(format!("Duplicate value: {}", bad_value(v))),
             FieldErrorKind::DuplicateJson(None) => with_detail("Duplicate value".into()),

@@ -149,9 +149,15 @@ impl ResourceDef {
         self.subresources.contains(&sub)
     }
 
-    /// Whether `label` may be used in a field selector on this resource.
+    /// Whether `label` may be used in a field selector on this resource: `metadata.name`,
+    /// `metadata.namespace` (but not on a cluster-scoped custom resource, which Kubernetes'
+    /// custom resource handler refuses it for) and [`ResourceDef::field_labels`].
     pub fn supports_field_label(&self, label: &str) -> bool {
-        matches!(label, "metadata.name" | "metadata.namespace") || self.field_labels.contains(&label)
+        match label {
+            "metadata.name" => true,
+            "metadata.namespace" => self.namespaced || self.custom.is_none(),
+            _ => self.field_labels.contains(&label),
+        }
     }
 
     /// The resource's segment of its storage keys: the plural for built-in kinds

@@ -34,6 +34,11 @@ impl Target {
     pub(crate) fn qualified(&self) -> String {
         if self.group.is_empty() { self.resource.clone() } else { format!("{}.{}", self.resource, self.group) }
     }
+
+    /// `Pod` or `Deployment.apps`, as Kubernetes names a kind in messages (`GroupKind`).
+    pub(crate) fn qualified_kind(&self) -> String {
+        if self.group.is_empty() { self.kind.to_string() } else { format!("{}.{}", self.kind, self.group) }
+    }
 }
 
 /// An error the API answers with; converts into a `Status` response.
@@ -83,7 +88,7 @@ pub enum ApiError {
     #[error("{0}")]
     UnsupportedMediaType(String),
     /// 422: the object breaks validation rules.
-    #[error("{} {:?} is invalid: {}", .0.kind, .0.name, format_causes(.1))]
+    #[error("{} {:?} is invalid: {}", .0.qualified_kind(), .0.name, format_causes(.1))]
     Invalid(Target, Vec<FieldError>),
     /// 504: the resourceVersion asked for is newer than the store's: a client's version from
     /// the future or from another cluster. Retried after a second by client-go, which
@@ -378,7 +383,13 @@ mod tests {
     #[test]
     fn group_qualifies_the_resource_in_messages() {
         let t = Target { group: "apps", resource: "deployments".into(), kind: "Deployment", name: "web".into() };
-        assert_eq!(ApiError::AlreadyExists(t).to_string(), "deployments.apps \"web\" already exists");
+        assert_eq!(ApiError::AlreadyExists(t.clone()).to_string(), "deployments.apps \"web\" already exists");
+        let causes = vec![FieldError::required("spec.selector", "")];
+        assert_eq!(
+            ApiError::Invalid(t, causes).to_string(),
+            "Deployment.apps \"web\" is invalid: spec.selector: Required value",
+            "a kind is qualified by its group"
+        );
     }
 
     use axum::body::Body;

@@ -132,6 +132,11 @@ impl StructuralSchema {
         cel::validate(&self.root, object, old)
     }
 
+    /// Whether the schema has any CEL rule (`x-kubernetes-validations`), at any depth.
+    pub fn has_rules(&self) -> bool {
+        self.root.has_rules()
+    }
+
     /// The list type at `path`: field names from the root joined by `.`, list positions left
     /// out (`spec.ports`, `spec.template.containers.ports`). [`ListType::Atomic`] for a list
     /// without `x-kubernetes-list-type` and for a path the schema does not know.
@@ -252,6 +257,14 @@ struct Node {
 }
 
 impl Node {
+    /// Whether this node or one below it has CEL rules.
+    fn has_rules(&self) -> bool {
+        !self.rules.is_empty()
+            || self.properties.values().any(Node::has_rules)
+            || matches!(&self.additional, Some(Additional::Schema(node)) if node.has_rules())
+            || self.items.as_deref().is_some_and(Node::has_rules)
+    }
+
     /// The schema of field `name` of an object: its property, else `additionalProperties`.
     fn child(&self, name: &str) -> Option<&Node> {
         match self.properties.get(name) {

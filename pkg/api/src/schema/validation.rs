@@ -104,7 +104,7 @@ fn type_check(types: &[JsonType], nullable: bool, value: &Value, at: &FieldPath,
     }
     let expected: Vec<&str> = types.iter().map(|t| t.name()).collect();
     let actual = type_of(value);
-    errs.push(FieldError::invalid_json(
+    errs.push(FieldError::type_invalid(
         at.field(),
         &Value::from(actual),
         format!("{} in body must be of type {}: {actual:?}", at.0, expected.join(",")),
@@ -215,7 +215,7 @@ fn string_checks(checks: &Checks, s: &str, at: &FieldPath, errs: &mut Vec<FieldE
         && !formats::check(format, s)
     {
         let detail = format!("{} in body must be of type {format}: {s:?}", at.0);
-        errs.push(FieldError::invalid_json(at.field(), &Value::from(s), detail));
+        errs.push(FieldError::type_invalid(at.field(), &Value::from(s), detail));
     }
 }
 
