@@ -299,6 +299,40 @@ mod tests {
     }
 
     #[test]
+    fn terminating_and_best_effort_scopes_split_pods_both_ways() {
+        let mut deadline = pod(json!([{"resources": {"limits": {"memory": "64Mi"}}}]), json!([]));
+        deadline["spec"]["activeDeadlineSeconds"] = json!(60);
+        let forever = pod(json!([{}]), json!([]));
+        let scoped = |scopes: &[&str]| json!({"scopes": scopes});
+        assert!(in_scope(&scoped(&["Terminating"]), "pods", &deadline));
+        assert!(!in_scope(&scoped(&["Terminating"]), "pods", &forever));
+        assert!(in_scope(&scoped(&["NotTerminating"]), "pods", &forever));
+        assert!(!in_scope(&scoped(&["NotTerminating"]), "pods", &deadline));
+        assert!(in_scope(&scoped(&["NotBestEffort"]), "pods", &deadline), "a limit alone is not best effort");
+        assert!(!in_scope(&scoped(&["NotBestEffort"]), "pods", &forever));
+        assert!(in_scope(&scoped(&["Terminating", "NotBestEffort"]), "pods", &deadline), "every scope must hold");
+        assert!(!in_scope(&scoped(&["Terminating", "BestEffort"]), "pods", &deadline));
+        let exists =
+            json!({"scopeSelector": {"matchExpressions": [{"scopeName": "Terminating", "operator": "Exists"}]}});
+        assert!(in_scope(&exists, "pods", &deadline) && !in_scope(&exists, "pods", &forever));
+    }
+
+    #[test]
+    fn secrets_configmaps_and_load_balancers_count_by_both_names() {
+        for plural in ["secrets", "configmaps", "services", "resourcequotas"] {
+            let used = usage("", plural, &json!({}));
+            assert_eq!((used[plural], used[&format!("count/{plural}")]), (1000, 1000), "{plural}");
+        }
+        let balancer = json!({"spec": {"type": "LoadBalancer", "ports": [{"port": 80}]}});
+        let used = usage("", "services", &balancer);
+        assert_eq!((used["services.loadbalancers"], used["services.nodeports"]), (1000, 1000));
+        let plain = usage("", "services", &json!({"spec": {"ports": [{"port": 80}]}}));
+        assert_eq!((plain["services.loadbalancers"], plain["services.nodeports"]), (0, 0));
+        assert_eq!(count_name("batch", "jobs"), "count/jobs.batch");
+        assert_eq!(usage("batch", "jobs", &json!({})).into_keys().collect::<Vec<_>>(), ["count/jobs.batch"]);
+    }
+
+    #[test]
     fn lists_read_and_write_back() {
         let list = json!({"cpu": "1500m", "memory": "1Gi", "pods": "10", "bad": "x"});
         let parsed = parse_list(Some(&list));
