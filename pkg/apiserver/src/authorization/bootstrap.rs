@@ -253,6 +253,36 @@ mod tests {
         assert_eq!(reconciled(&pinned, &wanted), pinned);
     }
 
+    /// Whether the bootstrap ClusterRole `role` allows `method` on `path`.
+    fn role_allows(role: &str, method: http::Method, path: &str) -> bool {
+        let role = cluster_roles().into_iter().find(|r| r["metadata"]["name"] == role).expect("a bootstrap role");
+        let rules: Vec<k8s_openapi::api::rbac::v1::PolicyRule> =
+            serde_json::from_value(role["rules"].clone()).expect("rules");
+        crate::authorization::rbac::rules_allow(&rules, &super::super::Attributes::of(&method, path, None))
+    }
+
+    #[test]
+    fn view_reads_metrics_and_edit_streams_and_debugs() {
+        use http::Method;
+        let pod = "/api/v1/namespaces/default/pods/web";
+        for role in ["view", "edit", "admin"] {
+            assert!(role_allows(role, Method::GET, "/apis/metrics.k8s.io/v1beta1/namespaces/default/pods"), "{role}");
+            assert!(role_allows(role, Method::GET, "/apis/metrics.k8s.io/v1beta1/nodes"), "{role}");
+        }
+        for role in ["edit", "admin"] {
+            for sub in ["exec", "attach", "portforward"] {
+                assert!(role_allows(role, Method::POST, &format!("{pod}/{sub}")), "{role} {sub}");
+                assert!(role_allows(role, Method::GET, &format!("{pod}/{sub}")), "{role} {sub}");
+            }
+            assert!(role_allows(role, Method::PATCH, &format!("{pod}/ephemeralcontainers")), "{role}");
+            assert!(role_allows(role, Method::POST, &format!("{pod}/eviction")), "{role}");
+        }
+        for sub in ["exec", "portforward", "ephemeralcontainers"] {
+            assert!(!role_allows("view", Method::POST, &format!("{pod}/{sub}")), "view may not {sub}");
+        }
+        assert!(!role_allows("view", Method::PATCH, &format!("{pod}/ephemeralcontainers")));
+    }
+
     #[test]
     fn every_bootstrap_object_is_valid() {
         for role in cluster_roles() {
