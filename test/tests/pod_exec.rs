@@ -369,6 +369,37 @@ async fn kubectl_debug_adds_an_ephemeral_container_that_shares_the_targets_proce
     assert_eq!((status["name"].as_str(), status["ready"].as_bool()), (Some("probe"), Some(false)), "{status}");
     assert_eq!(status["state"]["terminated"]["exitCode"], 0, "{status}");
 
+    // A debug container that keeps running is reached by name like any container: exec into
+    // it, attach to its output.
+    let ticker = [
+        "debug",
+        "app",
+        &image,
+        "--target=main",
+        "-c",
+        "ticker",
+        "--",
+        "sh",
+        "-c",
+        "while :; do echo tick; sleep 1; done",
+    ];
+    let out = run(&ticker);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let hello = eventually(WAIT, "exec into the ticker", || async {
+        let out = run(&["exec", "app", "-c", "ticker", "--", "sh", "-c", "echo hello from the debugger"]);
+        (out.status.code() == Some(0)).then(|| text(&out.stdout))
+    })
+    .await;
+    assert_eq!(hello, "hello from the debugger\n");
+    let attached = Command::new("timeout")
+        .args(["5", venv_bin("kubectl").to_str().expect("UTF-8 path"), "attach", "app", "-c", "ticker"])
+        .env("KUBECONFIG", &kubeconfig)
+        .env("HOME", home.path())
+        .stdin(Stdio::null())
+        .output()
+        .expect("timeout runs kubectl");
+    assert!(text(&attached.stdout).contains("tick\n"), "{}\n{}", text(&attached.stdout), text(&attached.stderr));
+
     // Interactive: a shell in a terminal, attached to by kubectl debug -it.
     let command = format!("exec kubectl debug app -it {image} --target=main -c shell -- sh");
     let (screen, _) =
