@@ -3,14 +3,16 @@
 //! `pods/exec` relays.
 //!
 //! The query is Kubernetes' (`command=` once per word, `stdin`, `stdout`, `stderr`, `tty`).
-//! Every WebSocket message is binary, its first byte a channel: 0 stdin (client → server), 1
+//! Every WebSocket message carries its channel in its first byte: 0 stdin (client → server), 1
 //! stdout, 2 stderr, 3 the final status (a `Status` as JSON), 255 "close this channel" (the
 //! client sends `[255, 0]` when its stdin ends), 4 a terminal's new size (`{"Width":80,
 //! "Height":24}`, with `tty=true`: `kubectl exec -it` sends one at the start and one per
 //! resize of the user's terminal). The command runs through
 //! [`crate::runtime::Runtime::exec_stream`]; when it has ended and its output is sent, the
 //! status says `Success`, or `Failure` with reason `NonZeroExitCode` and the code as the cause
-//! `ExitCode`, which `kubectl` turns into its own exit code.
+//! `ExitCode`, which `kubectl` turns into its own exit code. The server's messages are binary;
+//! the client's may be text too, read as their bytes, as Kubernetes reads them (the Python
+//! client sends what it writes to stdin or the resize channel as text when it is a `str`).
 //!
 //! With `tty=true` the command gets a terminal: its output comes on stdout only (a terminal has
 //! one output). The command starts once the client's first size has come (up to
@@ -183,12 +185,10 @@ async fn attach_session(
     let mut input = if stdin { input } else { None };
     let mut reader = tokio::spawn(async move {
         while let Some(Ok(message)) = incoming.next().await {
-            let Message::Binary(data) = message else {
-                if matches!(message, Message::Close(_)) {
-                    break;
-                }
-                continue;
-            };
+            if matches!(message, Message::Close(_)) {
+                break;
+            }
+            let Some(data) = payload(&message) else { continue };
             match data.split_first() {
                 Some((&STDIN, bytes)) => {
                     if let Some(sender) = &input {
@@ -257,6 +257,15 @@ pub fn status(result: &Result<i32, String>) -> serde_json::Value {
     }
 }
 
+/// The bytes of a client's data message, binary or text (`None` for control messages).
+fn payload(message: &Message) -> Option<&[u8]> {
+    match message {
+        Message::Binary(data) => Some(data),
+        Message::Text(text) => Some(text.as_str().as_bytes()),
+        _ => None,
+    }
+}
+
 fn frame(channel: u8, data: &[u8]) -> Message {
     let mut bytes = Vec::with_capacity(data.len() + 1);
     bytes.push(channel);
@@ -290,8 +299,7 @@ async fn pump(mut from: Box<dyn AsyncRead + Send + Unpin>, channel: u8, frames: 
 async fn first_size(incoming: &mut futures::stream::SplitStream<WebSocket>, early: &mut Vec<Message>) -> TerminalSize {
     let wait = async {
         while let Some(Ok(message)) = incoming.next().await {
-            if let Message::Binary(data) = &message
-                && let Some((&RESIZE, json)) = data.split_first()
+            if let Some((&RESIZE, json)) = payload(&message).and_then(<[u8]>::split_first)
                 && let Ok(size) = serde_json::from_slice::<TerminalSize>(json)
             {
                 return size;
@@ -324,31 +332,30 @@ async fn session(socket: WebSocket, runtime: Arc<dyn Runtime>, uid: String, cont
     let input = tokio::spawn(async move {
         let mut incoming = futures::stream::iter(early.into_iter().map(Ok)).chain(incoming);
         while let Some(Ok(message)) = incoming.next().await {
-            match message {
-                Message::Binary(data) => match data.split_first() {
-                    Some((&STDIN, bytes)) => {
-                        if let Some(writer) = stdin.as_mut()
-                            && writer.write_all(bytes).await.is_err()
-                        {
-                            stdin = None;
-                        }
+            if matches!(message, Message::Close(_)) {
+                break;
+            }
+            match payload(&message).and_then(<[u8]>::split_first) {
+                Some((&STDIN, bytes)) => {
+                    if let Some(writer) = stdin.as_mut()
+                        && writer.write_all(bytes).await.is_err()
+                    {
+                        stdin = None;
                     }
-                    Some((&RESIZE, json)) => match (&resize, serde_json::from_slice::<TerminalSize>(json)) {
-                        (Some(resize), Ok(size)) => {
-                            let _ = resize.send(size).await; // the command has ended
-                        }
-                        (None, _) => tracing::debug!("a terminal size for a session without a terminal"),
-                        (_, Err(error)) => tracing::debug!(%error, "an unreadable terminal size"),
-                    },
-                    Some((&CLOSE, [STDIN])) => {
-                        // EOF for the command.
-                        if let Some(mut writer) = stdin.take() {
-                            let _ = writer.shutdown().await;
-                        }
+                }
+                Some((&RESIZE, json)) => match (&resize, serde_json::from_slice::<TerminalSize>(json)) {
+                    (Some(resize), Ok(size)) => {
+                        let _ = resize.send(size).await; // the command has ended
                     }
-                    _ => {}
+                    (None, _) => tracing::debug!("a terminal size for a session without a terminal"),
+                    (_, Err(error)) => tracing::debug!(%error, "an unreadable terminal size"),
                 },
-                Message::Close(_) => break,
+                Some((&CLOSE, [STDIN])) => {
+                    // EOF for the command.
+                    if let Some(mut writer) = stdin.take() {
+                        let _ = writer.shutdown().await;
+                    }
+                }
                 _ => {}
             }
         }
@@ -391,6 +398,17 @@ mod tests {
     fn terminal_sizes_read_as_kubectl_sends_them() {
         let size: TerminalSize = serde_json::from_slice(br#"{"Width":123,"Height":45}"#).expect("size");
         assert_eq!(size, TerminalSize { width: 123, height: 45 });
+    }
+
+    #[test]
+    fn text_messages_carry_their_channel_as_binary_ones_do() {
+        let text = Message::Text("\u{4}{\"Width\":77,\"Height\":22}".into());
+        let (channel, json) = payload(&text).and_then(<[u8]>::split_first).expect("a data message");
+        assert_eq!(*channel, RESIZE);
+        let size: TerminalSize = serde_json::from_slice(json).expect("size");
+        assert_eq!(size, TerminalSize { width: 77, height: 22 });
+        assert_eq!(payload(&Message::Binary(vec![STDIN, b'x'].into())), Some(&[STDIN, b'x'][..]));
+        assert_eq!(payload(&Message::Ping(Vec::new().into())), None);
     }
 
     #[test]
