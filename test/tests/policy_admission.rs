@@ -110,9 +110,9 @@ async fn limit_ranges_default_and_bound_container_resources() {
         bare["spec"]["containers"][0]["resources"],
         json!({"limits": {"cpu": "500m", "memory": "256Mi"}, "requests": {"cpu": "500m", "memory": "128Mi"}})
     );
-    let annotation = bare["metadata"]["annotations"]["kubernetes.io/limit-ranger"].as_str().unwrap_or_default();
-    assert!(
-        annotation.starts_with("LimitRanger plugin set: ") && annotation.contains("cpu limit for container app"),
+    assert_eq!(
+        bare["metadata"]["annotations"]["kubernetes.io/limit-ranger"],
+        "LimitRanger plugin set: cpu, memory request for container app; cpu, memory limit for container app",
         "{bare}"
     );
     // What the user set is kept.
@@ -122,14 +122,14 @@ async fn limit_ranges_default_and_bound_container_resources() {
         &api,
         &pods,
         &pod("greedy", json!({}), json!({"limits": {"cpu": "2"}})),
-        "pods \"greedy\" is forbidden: [maximum cpu usage per Container is 1, but limit is 2, maximum cpu usage per Container is 1, but request is 2]",
+        "pods \"greedy\" is forbidden: maximum cpu usage per Container is 1, but limit is 2",
     )
     .await;
     refused(
         &api,
         &pods,
         &pod("tiny", json!({}), json!({"requests": {"cpu": "10m"}, "limits": {"cpu": "20m"}})),
-        "pods \"tiny\" is forbidden: [minimum cpu usage per Container is 50m, but request is 10m, minimum cpu usage per Container is 50m, but limit is 20m]",
+        "pods \"tiny\" is forbidden: minimum cpu usage per Container is 50m, but request is 10m",
     )
     .await;
     // Other namespaces are not limited.

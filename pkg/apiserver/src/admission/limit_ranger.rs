@@ -43,9 +43,8 @@ pub async fn admit_create(state: &ApiState, req: &ResourceRequest, pod: &mut Val
         return Ok(());
     }
     let mut set = Vec::new();
-    for item in items.iter().filter(|item| item.get("type").and_then(Value::as_str) == Some("Container")) {
-        apply_defaults(&mut pod["spec"], item, &mut set);
-    }
+    let (default_limits, default_requests) = container_defaults(&items);
+    apply_defaults(&mut pod["spec"], &default_limits, &default_requests, &mut set);
     if !set.is_empty() {
         let annotations = pod
             .as_object_mut()
@@ -93,8 +92,30 @@ fn resources(container: &Value, field: &str) -> BTreeMap<String, i64> {
     rkube_api::quota::parse_list(container.get("resources").and_then(|r| r.get(field)))
 }
 
-/// Sets the item's `default` limits and `defaultRequest` requests where containers lack them.
-fn apply_defaults(spec: &mut Value, item: &Value, set: &mut Vec<String>) {
+/// The `default` limits and `defaultRequest` requests of all `Container` items, a later
+/// item's amount winning (Kubernetes' `defaultContainerResourceRequirements`).
+fn container_defaults(items: &[&Value]) -> (Map<String, Value>, Map<String, Value>) {
+    let (mut limits, mut requests) = (Map::new(), Map::new());
+    for item in items.iter().filter(|item| item.get("type").and_then(Value::as_str) == Some("Container")) {
+        for (field, into) in [("defaultRequest", &mut requests), ("default", &mut limits)] {
+            into.extend(item.get(field).and_then(Value::as_object).cloned().unwrap_or_default());
+        }
+    }
+    (limits, requests)
+}
+
+/// Gives containers the default limits and requests they lack, and notes what it set per
+/// container in Kubernetes' words: `cpu, memory request for container web`, then
+/// `cpu, memory limit for container web`.
+fn apply_defaults(
+    spec: &mut Value,
+    default_limits: &Map<String, Value>,
+    default_requests: &Map<String, Value>,
+    set: &mut Vec<String>,
+) {
+    if default_limits.is_empty() && default_requests.is_empty() {
+        return;
+    }
     for kind in CONTAINER_KINDS {
         let label = if kind == "containers" { "container" } else { "init container" };
         for container in spec.get_mut(kind).and_then(Value::as_array_mut).into_iter().flatten() {
@@ -109,14 +130,23 @@ fn apply_defaults(spec: &mut Value, item: &Value, set: &mut Vec<String>) {
             for (resource, amount) in &limits {
                 requests.entry(resource.clone()).or_insert_with(|| amount.clone());
             }
-            for (field, defaults, what) in [("limits", "default", "limit"), ("requests", "defaultRequest", "request")] {
-                let defaults = item.get(defaults).and_then(Value::as_object).cloned().unwrap_or_default();
+            let mut fill = |field: &str, defaults: &Map<String, Value>| {
                 let current = object_at(resources, field);
+                let mut names = Vec::new();
                 for (resource, amount) in defaults {
-                    if !current.contains_key(&resource) {
-                        set.push(format!("{resource} {what} for {label} {name}"));
-                        current.insert(resource, amount);
+                    if !current.contains_key(resource) {
+                        names.push(resource.clone());
+                        current.insert(resource.clone(), amount.clone());
                     }
+                }
+                names.sort();
+                names
+            };
+            let set_limits = fill("limits", default_limits);
+            let set_requests = fill("requests", default_requests);
+            for (names, what) in [(set_requests, "request"), (set_limits, "limit")] {
+                if !names.is_empty() {
+                    set.push(format!("{} {what} for {label} {name}", names.join(", ")));
                 }
             }
             for field in ["requests", "limits"] {
@@ -175,38 +205,34 @@ fn check(
     let bound = |field: &str| rkube_api::quota::parse_list(item.get(field));
     for (resource, min) in bound("min") {
         let shown = format(&resource, min);
-        match requests.get(&resource) {
-            None => out.push(format!("minimum {resource} usage per {per} is {shown}.  No request is specified")),
-            Some(request) if *request < min => out.push(format!(
+        // The first breach only, as Kubernetes' minConstraint.
+        match (requests.get(&resource), limits.get(&resource)) {
+            (None, _) => out.push(format!("minimum {resource} usage per {per} is {shown}.  No request is specified")),
+            (Some(request), _) if *request < min => out.push(format!(
                 "minimum {resource} usage per {per} is {shown}, but request is {}",
                 format(&resource, *request)
             )),
-            Some(_) => {}
-        }
-        if let Some(limit) = limits.get(&resource).filter(|limit| **limit < min) {
-            out.push(format!(
+            (_, Some(limit)) if *limit < min => out.push(format!(
                 "minimum {resource} usage per {per} is {shown}, but limit is {}",
                 format(&resource, *limit)
-            ));
+            )),
+            _ => {}
         }
     }
     for (resource, max) in bound("max") {
         let shown = format(&resource, max);
-        match limits.get(&resource) {
-            None => out.push(format!("maximum {resource} usage per {per} is {shown}. No limit is specified")),
-            Some(limit) if *limit > max => {
-                out.push(format!(
-                    "maximum {resource} usage per {per} is {shown}, but limit is {}",
-                    format(&resource, *limit)
-                ));
-            }
-            Some(_) => {}
-        }
-        if let Some(request) = requests.get(&resource).filter(|request| **request > max) {
-            out.push(format!(
+        // The first breach only, as Kubernetes' maxConstraint.
+        match (limits.get(&resource), requests.get(&resource)) {
+            (None, _) => out.push(format!("maximum {resource} usage per {per} is {shown}.  No limit is specified")),
+            (Some(limit), _) if *limit > max => out.push(format!(
+                "maximum {resource} usage per {per} is {shown}, but limit is {}",
+                format(&resource, *limit)
+            )),
+            (_, Some(request)) if *request > max => out.push(format!(
                 "maximum {resource} usage per {per} is {shown}, but request is {}",
                 format(&resource, *request)
-            ));
+            )),
+            _ => {}
         }
     }
     for (resource, ratio) in bound("maxLimitRequestRatio") {
@@ -254,7 +280,9 @@ mod tests {
             {"name": "side", "resources": {"limits": {"cpu": "200m"}}}
         ]});
         let mut set = Vec::new();
-        apply_defaults(&mut spec, &item(), &mut set);
+        let item = item();
+        let (limits, requests) = container_defaults(&[&item]);
+        apply_defaults(&mut spec, &limits, &requests, &mut set);
         assert_eq!(
             spec["containers"][0]["resources"],
             json!({
@@ -262,7 +290,16 @@ mod tests {
         );
         assert_eq!(spec["containers"][1]["resources"]["requests"]["cpu"], "200m", "the limit, not the default request");
         assert_eq!(spec["containers"][1]["resources"]["limits"]["memory"], "256Mi");
-        assert!(set.contains(&"cpu request for container web".to_string()), "{set:?}");
+        assert_eq!(
+            set,
+            [
+                "cpu, memory request for container web",
+                "cpu, memory limit for container web",
+                "memory request for container side",
+                "memory limit for container side"
+            ],
+            "Kubernetes' annotation parts: requests then limits, per container"
+        );
     }
 
     #[test]
@@ -284,5 +321,27 @@ mod tests {
         let limits = BTreeMap::from([("memory".to_string(), 300_000)]);
         check(&ratio, "Container", &requests, &limits, &mut out);
         assert_eq!(out, ["memory max limit to request ratio per Container is 2, but provided ratio is 3.000000"]);
+    }
+
+    #[test]
+    fn each_bound_reports_only_its_first_breach() {
+        let mut out = Vec::new();
+        let over = BTreeMap::from([("cpu".to_string(), 2000)]);
+        check(&item(), "Container", &over, &over, &mut out);
+        assert_eq!(out, ["maximum cpu usage per Container is 1, but limit is 2"]);
+        let mut out = Vec::new();
+        let requests = BTreeMap::from([("cpu".to_string(), 10)]);
+        let limits = BTreeMap::from([("cpu".to_string(), 20)]);
+        check(&item(), "Container", &requests, &limits, &mut out);
+        assert_eq!(out, ["minimum cpu usage per Container is 50m, but request is 10m"]);
+        let mut out = Vec::new();
+        check(&item(), "Container", &BTreeMap::new(), &BTreeMap::new(), &mut out);
+        assert_eq!(
+            out,
+            [
+                "minimum cpu usage per Container is 50m.  No request is specified",
+                "maximum cpu usage per Container is 1.  No limit is specified"
+            ]
+        );
     }
 }
