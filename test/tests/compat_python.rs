@@ -1,75 +1,72 @@
 //! Compatibility with the official Kubernetes Python client (`kubernetes` 37, in `.venv`).
 //!
-//! Each test starts its own cluster and runs one step of `test/compat/python_client.py` against
-//! it with `.venv/bin/python`; the script does the checks and exits non-zero naming the first
-//! mismatch. What the client sends (no Content-Type on create, pydantic validation of every
-//! reply, newline-split watch streams) is why these checks exist: see the script's docstring.
+//! Each test starts its own cluster and runs one API step of `test/compat/python_client.py`
+//! against it (see `rkube_tests::python_client`); the script does the checks and exits non-zero
+//! naming the first mismatch. What the client sends (no Content-Type on create, pydantic
+//! validation of every reply, newline-split watch streams) is why these checks exist: see the
+//! script's docstring. The node steps (attach, exec with a terminal, ephemeral containers,
+//! metrics) run against a containerd node in `compat_python_streams.rs`.
 
-use std::process::Stdio;
 use std::time::Duration;
 
-use rkube_tests::{Cluster, repo_root, venv_bin};
-use tokio::process::Command;
+use rkube_tests::Cluster;
+use rkube_tests::controllers::ControllerManager;
+use rkube_tests::python_client::run_step;
 
 /// How long one step of the script may take.
 const STEP_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Runs `python_client.py <url> <step>` against a fresh cluster and asserts it passed.
-async fn run_step(step: &str) {
+/// Runs `step` against a fresh cluster (with a controller-manager running `controllers`, when
+/// some are named) and asserts it passed.
+async fn run_on_fresh_cluster(step: &str, controllers: Option<&str>) {
     let cluster = Cluster::start().await.expect("etcd and rkube-apiserver start");
-    let python = venv_bin("python");
-    let script = repo_root().join("test").join("compat").join("python_client.py");
-    assert!(script.is_file(), "{} is missing", script.display());
-
-    let child = Command::new(&python)
-        .arg(&script)
-        .arg(cluster.url())
-        .arg(step)
-        .env("PYTHONUNBUFFERED", "1")
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        // The server is on loopback; never send these requests through a proxy.
-        .env("NO_PROXY", "127.0.0.1,localhost")
-        .env("no_proxy", "127.0.0.1,localhost")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("python starts");
-    let output = match tokio::time::timeout(STEP_TIMEOUT, child.wait_with_output()).await {
-        Ok(output) => output.expect("python output"),
-        Err(_) => panic!(
-            "python_client.py {step} did not finish within {STEP_TIMEOUT:?}\n--- apiserver log ---\n{}",
-            cluster.apiserver.log_tail(40)
-        ),
+    let manager = match controllers {
+        Some(names) => {
+            Some(ControllerManager::start(&cluster, &["--controllers", names]).await.expect("controller-manager"))
+        }
+        None => None,
     };
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "python_client.py {step} failed ({})\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}\n--- apiserver log ---\n{}",
-        output.status,
-        cluster.apiserver.log_tail(40)
-    );
-    assert!(stdout.contains("python client: all checks passed"), "{stdout}\n{stderr}");
+    run_step(cluster.url(), step, &[], STEP_TIMEOUT, || {
+        let controllers = manager.as_ref().map(|m| m.log_tail(20)).unwrap_or_default();
+        format!(
+            "--- apiserver log ---\n{}\n--- controller-manager log ---\n{controllers}",
+            cluster.apiserver.log_tail(40)
+        )
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn python_client_creates_reads_lists_by_label_and_deletes_pods() {
-    run_step("crud").await;
+    run_on_fresh_cluster("crud", None).await;
 }
 
 #[tokio::test]
 async fn python_client_watch_sees_added_modified_and_deleted() {
-    run_step("watch").await;
+    run_on_fresh_cluster("watch", None).await;
 }
 
 #[tokio::test]
 async fn python_client_dynamic_client_discovers_and_creates_a_deployment() {
-    run_step("dynamic").await;
+    run_on_fresh_cluster("dynamic", None).await;
 }
 
 #[tokio::test]
-async fn python_client_resolves_priorities_hits_quotas_and_evicts() {
-    run_step("policy").await;
+async fn python_client_resolves_priorities_and_hits_quotas() {
+    run_on_fresh_cluster("policy", None).await;
+}
+
+#[tokio::test]
+async fn python_client_eviction_is_refused_by_a_budget_until_it_can_spare_a_pod() {
+    run_on_fresh_cluster("eviction", Some("disruption")).await;
+}
+
+#[tokio::test]
+async fn python_client_limit_ranges_default_and_bound_containers() {
+    run_on_fresh_cluster("limits", None).await;
+}
+
+#[tokio::test]
+async fn python_client_events_v1_are_the_core_events_and_list_by_field() {
+    run_on_fresh_cluster("events", None).await;
 }
