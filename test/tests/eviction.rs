@@ -85,6 +85,79 @@ async fn evictions_take_from_the_budget_and_stop_at_its_floor() {
     assert_eq!(status, StatusCode::CREATED, "{reply}");
 }
 
+/// Sets a pod's `status` to `phase`, Ready or not.
+async fn set_status(api: &Api, name: &str, phase: &str, ready: bool) {
+    let ready = if ready { "True" } else { "False" };
+    let status = json!({"status": {"phase": phase, "conditions": [{"type": "Ready", "status": ready}]}});
+    let (code, reply) =
+        api.patch(&format!("{}/status", PODS.item("default", name)), "application/merge-patch+json", &status).await;
+    assert!(code.is_success(), "{reply}");
+}
+
+/// The pods Kubernetes evicts without asking the budget, and the budgets it refuses to choose
+/// between: a `Pending` pod goes even when the budget allows nothing; an unhealthy (not Ready)
+/// pod goes only when the budget is met (`IfHealthyBudget`, the default) or always
+/// (`AlwaysAllow`); a pod two budgets select is a 500.
+#[tokio::test]
+async fn evictions_skip_the_budget_where_kubernetes_does() {
+    let cluster = Cluster::start().await.expect("cluster");
+    let api = Api::new(cluster.url());
+    let _controllers =
+        ControllerManager::start(&cluster, &["--controllers", "disruption"]).await.expect("controller-manager");
+    for name in ["p1", "p2", "starting", "sick"] {
+        api.create(&PODS.collection("default"), &pod("default", name, json!({"app": "db"}))).await;
+    }
+    for name in ["p1", "p2"] {
+        assert!(mark_ready(&api, "default", name).await);
+    }
+    set_status(&api, "starting", "Pending", false).await;
+    set_status(&api, "sick", "Running", false).await;
+    // Three healthy pods wanted, two there: nothing may be disrupted.
+    let pdb = json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "db"},
+        "spec": {"minAvailable": 3, "selector": {"matchLabels": {"app": "db"}}}});
+    api.create(BUDGETS, &pdb).await;
+    let budget = budget_allows(&api, "db", 0).await;
+    assert_eq!(
+        (&budget["status"]["currentHealthy"], &budget["status"]["desiredHealthy"]),
+        (&json!(2), &json!(3)),
+        "{budget}"
+    );
+    let evict = |name: &'static str| {
+        let api = api.clone();
+        async move { api.post(&format!("{}/eviction", PODS.item("default", name)), &eviction(name)).await }
+    };
+
+    let (status, reply) = evict("starting").await;
+    assert_eq!(status, StatusCode::CREATED, "a Pending pod costs no budget: {reply}");
+    let (status, reply) = evict("sick").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "an unready pod waits for a met budget by default: {reply}");
+    assert_eq!(
+        reply["details"]["causes"][0]["message"], "The disruption budget db needs 3 healthy pods and has 2 currently",
+        "{reply}"
+    );
+    let always = json!({"spec": {"unhealthyPodEvictionPolicy": "AlwaysAllow"}});
+    let (code, reply) = api.patch(&format!("{BUDGETS}/db"), "application/merge-patch+json", &always).await;
+    assert!(code.is_success(), "{reply}");
+    let (status, reply) = evict("sick").await;
+    assert_eq!(status, StatusCode::CREATED, "AlwaysAllow lets an unready pod go: {reply}");
+    let (status, reply) = evict("p1").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "a healthy pod still needs the budget: {reply}");
+
+    let second = json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "db-too"},
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": "db"}}}});
+    api.create(BUDGETS, &second).await;
+    let (status, reply) = evict("p1").await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{reply}");
+    // Kubernetes' NewInternalError: the reason in the message and as the one cause.
+    let why = "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.";
+    assert_eq!(reply["message"], format!("Internal error occurred: {why}"), "{reply}");
+    assert_eq!(reply["details"]["causes"], json!([{"message": why}]), "{reply}");
+    for (name, gone) in [("starting", true), ("sick", true), ("p1", false), ("p2", false)] {
+        let (status, _) = api.get(&PODS.item("default", name)).await;
+        assert_eq!(status == StatusCode::NOT_FOUND, gone, "pod {name}");
+    }
+}
+
 /// Runs kubectl; returns (success, stdout, stderr).
 async fn kubectl(kubeconfig: &std::path::Path, home: &std::path::Path, args: &[&str]) -> (bool, String, String) {
     let mut command = Command::new(venv_bin("kubectl"));

@@ -111,6 +111,11 @@ pub enum ApiError {
     /// 500: a bug; the message is logged, the client sees a generic one.
     #[error("internal error: {0}")]
     Internal(String),
+    /// 500 that is not a bug but a refusal Kubernetes words as an internal error
+    /// (`NewInternalError`), its reason shown to the client (e.g. an eviction of a pod two
+    /// disruption budgets select).
+    #[error("Internal error occurred: {0}")]
+    InternalRefusal(String),
 }
 
 fn format_causes(causes: &[FieldError]) -> String {
@@ -139,7 +144,7 @@ impl ApiError {
             ApiError::TooLargeResourceVersion { .. } => StatusCode::GATEWAY_TIMEOUT,
             ApiError::DisruptionBudget(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Internal(_) | ApiError::InternalRefusal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -160,7 +165,7 @@ impl ApiError {
             ApiError::TooLargeResourceVersion { .. } => "Timeout",
             ApiError::DisruptionBudget(_) => "TooManyRequests",
             ApiError::Unavailable(_) => "ServiceUnavailable",
-            ApiError::Internal(_) => "InternalError",
+            ApiError::Internal(_) | ApiError::InternalRefusal(_) => "InternalError",
         }
     }
 
@@ -209,6 +214,10 @@ impl ApiError {
                     field: None,
                 }]),
                 retry_after_seconds: Some(1),
+                ..Default::default()
+            }),
+            ApiError::InternalRefusal(reason) => Some(StatusDetails {
+                causes: Some(vec![StatusCause { reason: None, message: Some(reason.clone()), field: None }]),
                 ..Default::default()
             }),
             ApiError::DisruptionBudget(detail) => Some(StatusDetails {

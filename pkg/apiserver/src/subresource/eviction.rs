@@ -78,7 +78,7 @@ pub async fn evict(
         [] => return delete(state, &pods, name, &options, dry_run).await,
         [one] => one.clone(),
         _ => {
-            return Err(ApiError::Internal(
+            return Err(ApiError::InternalRefusal(
                 "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support."
                     .into(),
             ));
