@@ -97,7 +97,11 @@ or `unchanged`. Running the same apply twice changes nothing.")]
     Annotate(MetaArgs),
     /// Set the number of replicas of a deployment or replicaset.
     Scale(ScaleArgs),
-    /// Run an image: a pod, or a deployment with --replicas.
+    /// Run an image: a pod (attached to with -i/-it, removed after with --rm), or a deployment
+    /// with --replicas.
+    #[command(after_help = "Examples:\n  rkubectl run web --image=nginx --port=80\n  \
+rkubectl run shell -it --rm --restart=Never --image=busybox -- sh\n  \
+echo hello | rkubectl run upper -i --rm --restart=Never --image=busybox -- tr a-z A-Z")]
     Run(RunArgs),
     /// Mark a node unschedulable.
     Cordon(NodeArgs),
@@ -120,9 +124,12 @@ rkubectl wait deploy web --for=condition=Available\n  rkubectl wait pod/web --fo
     /// Run a command in a container of a running pod.
     #[command(
         after_help = "Examples:\n  rkubectl exec web -- ls -l /\n  rkubectl exec web -c main -- sh -c 'echo $HOSTNAME'\n  \
-echo hello | rkubectl exec -i web -- cat"
+echo hello | rkubectl exec -i web -- cat\n  rkubectl exec -it web -- sh"
     )]
     Exec(ExecArgs),
+    /// Attach to the process a container runs (its output, and with -i its stdin).
+    #[command(after_help = "Examples:\n  rkubectl attach web\n  rkubectl attach -it shell -c main")]
+    Attach(AttachArgs),
     /// Forward local ports to ports of a pod (or of a pod behind a Service or workload).
     #[command(
         after_help = "Examples:\n  rkubectl port-forward pod/web 8080\n  rkubectl port-forward web 18080:80 9090\n  \
@@ -615,9 +622,49 @@ pub struct RunArgs {
     /// Treat the arguments after `--` as the command instead of the image's arguments.
     #[arg(long)]
     pub command: bool,
+    /// Keep the container's stdin open and pass this process's stdin to it (attaches).
+    #[arg(short = 'i', long)]
+    pub stdin: bool,
+    /// Give the container a terminal (needs -i).
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// Wait for the pod and attach to its process (default: with -i).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub attach: Option<bool>,
+    /// Delete the pod once the attached session ends.
+    #[arg(long)]
+    pub rm: bool,
+    /// The pod's restart policy: Always, OnFailure or Never.
+    #[arg(long, default_value = "Always", value_name = "POLICY")]
+    pub restart: String,
+    /// JSON to merge into the generated object (e.g. `{"spec":{"nodeName":"n1"}}`).
+    #[arg(long, value_name = "JSON")]
+    pub overrides: Option<String>,
+    /// How --overrides is merged: merge (RFC 7386) or strategic.
+    #[arg(long, default_value = "merge", value_name = "TYPE")]
+    pub override_type: String,
+    /// How long to wait for the pod to run before attaching (e.g. 1m).
+    #[arg(long, default_value = "1m", value_name = "DURATION")]
+    pub pod_running_timeout: String,
     /// Arguments (or the command, with --command) after `--`.
     #[arg(last = true)]
     pub args: Vec<String>,
+}
+
+/// `attach`.
+#[derive(Debug, Args)]
+pub struct AttachArgs {
+    /// The pod (NAME or pod/NAME).
+    pub pod: String,
+    /// The container (default: the pod's default or first container).
+    #[arg(short = 'c', long)]
+    pub container: Option<String>,
+    /// Pass this process's stdin to the container's process.
+    #[arg(short = 'i', long)]
+    pub stdin: bool,
+    /// Use the container's terminal (it must have been started with one).
+    #[arg(short = 't', long)]
+    pub tty: bool,
 }
 
 /// `cordon` and `uncordon`.
@@ -713,7 +760,7 @@ pub struct ExecArgs {
     /// Pass this process's stdin to the command.
     #[arg(short = 'i', long)]
     pub stdin: bool,
-    /// Allocate a terminal (not supported by rkube yet: refused).
+    /// Allocate a terminal (with -i, when stdin is a terminal): raw mode, sizes and resizes.
     #[arg(short = 't', long)]
     pub tty: bool,
     /// The command and its arguments, after `--`.

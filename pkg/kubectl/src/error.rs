@@ -26,6 +26,15 @@ pub enum Error {
     /// A command run by `exec` exited with this non-zero code (which becomes rkubectl's).
     #[error("command terminated with exit code {0}")]
     Exit(i32),
+    /// A process rkubectl waited for (`run -i`) failed with this code, which becomes
+    /// rkubectl's; `message` says which (`pod default/x terminated (Error)`).
+    #[error("{message}")]
+    Exited {
+        /// The exit code.
+        code: i32,
+        /// What ended.
+        message: String,
+    },
 }
 
 impl Error {
@@ -37,7 +46,7 @@ impl Error {
     /// The process exit code for this failure.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Exit(code) => *code,
+            Error::Exit(code) | Error::Exited { code, .. } => *code,
             _ => 1,
         }
     }

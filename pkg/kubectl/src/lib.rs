@@ -9,8 +9,9 @@
 //! - [`manifest`]: `-f` files, directories and stdin, multi-document YAML;
 //! - [`get`], [`apply`] (create -f and apply), [`create`] (generators), [`expose`], [`set`]
 //!   (set env), [`delete`], [`describe`], [`edit`],
-//!   [`mutate`] (patch, label, annotate, scale, run, cordon, uncordon), [`wait`], [`events`],
-//!   [`rollout`], [`drain`], [`logs`], [`top`], [`info`] (api-resources, version), [`config`].
+//!   [`mutate`] (patch, label, annotate, scale, cordon, uncordon), [`run`], [`wait`], [`events`],
+//!   [`rollout`], [`drain`], [`logs`], [`top`], [`info`] (api-resources, version), [`config`];
+//! - [`stream`]: the remote-command protocol of [`exec`], [`attach`] and `run -i`.
 //!
 //! What this keeps true: every failure ends as one line on stderr (`Error from server
 //! (Reason): message` for the server's refusals, `error: ...` otherwise) and exit code 1; no
@@ -22,6 +23,7 @@
 //! that work.
 
 pub mod apply;
+pub mod attach;
 pub mod cli;
 pub mod config;
 pub mod context;
@@ -43,7 +45,9 @@ pub mod portforward;
 pub mod printer;
 pub mod resource;
 pub mod rollout;
+pub mod run;
 pub mod set;
+pub mod stream;
 pub mod top;
 pub mod wait;
 
@@ -143,7 +147,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Command::Label(args) => mutate::label(&ctx, args, "labels").await,
         Command::Annotate(args) => mutate::label(&ctx, args, "annotations").await,
         Command::Scale(args) => mutate::scale(&ctx, args).await,
-        Command::Run(args) => mutate::run_image(&ctx, args).await,
+        Command::Run(args) => run::run(&ctx, args).await,
         Command::Cordon(args) => mutate::cordon(&ctx, &args.node, true).await,
         Command::Uncordon(args) => mutate::cordon(&ctx, &args.node, false).await,
         Command::Drain(args) => drain::run(&ctx, args).await,
@@ -152,6 +156,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Command::Rollout(cmd) => rollout::run(&ctx, cmd).await,
         Command::Logs(args) => logs::run(&ctx, args).await,
         Command::Exec(args) => exec::run(&ctx, args).await,
+        Command::Attach(args) => attach::run(&ctx, args).await,
         Command::PortForward(args) => portforward::run(&ctx, args).await,
         Command::Top(cmd) => top::run(&ctx, cmd).await,
         Command::ApiResources(args) => info::api_resources(&ctx, args).await,

@@ -1,14 +1,14 @@
-//! Small writes: `patch`, `label`, `annotate`, `scale`, `run`, `cordon`, `uncordon`.
+//! Small writes: `patch`, `label`, `annotate`, `scale`, `cordon`, `uncordon`.
 //!
 //! Each sends one request of the kind kubectl sends: `patch` the content type `--type` names;
 //! `label`/`annotate` a JSON merge patch of `metadata.labels`/`annotations` (`key-` is `null`);
 //! `scale` a merge patch of the `scale` subresource; `cordon` a strategic merge patch of
-//! `spec.unschedulable`; `run` a create. Messages are kubectl's (`pod/web labeled`,
+//! `spec.unschedulable`. Messages are kubectl's (`pod/web labeled`,
 //! `deployment.apps/web scaled`, `node/n1 cordoned`).
 
 use serde_json::{Value, json};
 
-use crate::cli::{MetaArgs, PatchArgs, RunArgs, ScaleArgs};
+use crate::cli::{MetaArgs, PatchArgs, ScaleArgs};
 use crate::context::{Connection, path};
 use crate::error::{Error, Result};
 use crate::resource;
@@ -87,60 +87,6 @@ pub async fn scale(ctx: &Connection, args: &ScaleArgs) -> Result<()> {
     let p = format!("{}/scale", path(def, ctx.ns_for(def), Some(&name)));
     ctx.patch(&p, "application/merge-patch+json", &json!({"spec": {"replicas": args.replicas}})).await?;
     println!("{} scaled", resource::ref_name(def, &name));
-    Ok(())
-}
-
-/// Runs `run`: a pod, or with `--replicas` a deployment.
-pub async fn run_image(ctx: &Connection, args: &RunArgs) -> Result<()> {
-    let default_key = if args.replicas.is_some() { "app" } else { "run" };
-    let mut labels = serde_json::Map::new();
-    match &args.labels {
-        Some(text) => {
-            for pair in text.split(',').filter(|p| !p.is_empty()) {
-                let (k, v) = pair.split_once('=').ok_or_else(|| Error::msg(format!("invalid label {pair:?}")))?;
-                labels.insert(k.to_string(), Value::String(v.to_string()));
-            }
-        }
-        None => {
-            labels.insert(default_key.to_string(), Value::String(args.name.clone()));
-        }
-    }
-    let mut container = json!({"name": args.name, "image": args.image});
-    if let Some(port) = args.port {
-        container["ports"] = json!([{"containerPort": port}]);
-    }
-    if !args.env.is_empty() {
-        let mut env = Vec::new();
-        for pair in &args.env {
-            let (k, v) = pair.split_once('=').ok_or_else(|| Error::msg(format!("invalid --env {pair:?}")))?;
-            env.push(json!({"name": k, "value": v}));
-        }
-        container["env"] = Value::Array(env);
-    }
-    if !args.args.is_empty() {
-        container[if args.command { "command" } else { "args" }] = json!(args.args);
-    }
-    let pod_spec = json!({"containers": [container]});
-    let (def, object) = match args.replicas {
-        None => (
-            resource::resolve("pods")?,
-            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": args.name, "labels": labels}, "spec": pod_spec}),
-        ),
-        Some(replicas) => (
-            resource::resolve("deployments")?,
-            json!({
-                "apiVersion": "apps/v1", "kind": "Deployment",
-                "metadata": {"name": args.name, "labels": labels},
-                "spec": {
-                    "replicas": replicas,
-                    "selector": {"matchLabels": labels},
-                    "template": {"metadata": {"labels": labels}, "spec": pod_spec}
-                }
-            }),
-        ),
-    };
-    ctx.send(http::Method::POST, &path(def, ctx.ns_for(def), None), None, None, Some(&object)).await?;
-    println!("{} created", resource::ref_name(def, &args.name));
     Ok(())
 }
 

@@ -1,0 +1,230 @@
+//! rkubectl's streaming verbs end to end on real containerd: `exec -it` in a terminal (raw
+//! mode, the terminal's size, a resize, the exit code), `attach` (stdin, output from a
+//! running process, refusal of a finished pod) and `run -i/-it --rm` (stdin to the container's
+//! own process, a shell in a terminal, the exit code, the pod deleted). rkubectl needs a
+//! terminal of its own for `-t`, so those run under `script`, as pod_exec.rs runs kubectl.
+//! Needs root and `make deps` (containerd, runc, busybox-static, bsdutils' script).
+
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rkube_tests::kubectl::Rkubectl;
+use rkube_tests::node::{Containerd, Kubelet, TEST_IMAGE};
+use rkube_tests::{Api, Cluster, eventually};
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Creates `pod` in `default` and waits until it is Running.
+async fn create_running(api: &Api, pod: &Value) {
+    api.create("/api/v1/namespaces/default/pods", pod).await;
+    let path = format!("/api/v1/namespaces/default/pods/{}", pod["metadata"]["name"].as_str().unwrap_or_default());
+    eventually(WAIT, &format!("{path} Running"), || async {
+        let (_, pod) = api.get(&path).await;
+        (pod["status"]["phase"] == "Running").then_some(())
+    })
+    .await;
+}
+
+/// Runs shell `command` (rkubectl on its PATH) in a terminal of its own (`script`); once the
+/// terminal shows `ready`, calls `on_ready` and types `keys`. Returns what the terminal showed
+/// (without carriage returns) and the exit code.
+fn in_terminal(
+    k: &Rkubectl<'_>,
+    command: &str,
+    ready: &str,
+    keys: &[u8],
+    on_ready: impl FnOnce(),
+) -> (String, Option<i32>) {
+    let bin = k.program().parent().expect("the binary's directory").display().to_string();
+    let mut child = Command::new("script")
+        .args(["-qec", command, "/dev/null"])
+        .env("PATH", format!("{bin}:/usr/bin:/bin"))
+        .env("KUBECONFIG", k.kubeconfig())
+        .env("HOME", k.dir())
+        .env("TERM", "xterm")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script runs (bsdutils, make deps)");
+    let mut typing = child.stdin.take().expect("stdin");
+    let mut output = child.stdout.take().expect("stdout");
+    let (chunks, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 4096];
+        while let Ok(read @ 1..) = std::io::Read::read(&mut output, &mut buffer) {
+            if chunks.send(buffer[..read].to_vec()).is_err() {
+                return;
+            }
+        }
+    });
+    let mut screen = String::new();
+    let read_for = |screen: &mut String, wait: Duration| {
+        if let Ok(chunk) = received.recv_timeout(wait) {
+            screen.push_str(&String::from_utf8_lossy(&chunk).replace('\r', ""));
+        }
+    };
+    let deadline = Instant::now() + WAIT;
+    while !screen.contains(ready) && Instant::now() < deadline {
+        read_for(&mut screen, Duration::from_millis(100));
+    }
+    on_ready();
+    typing.write_all(keys).expect("keys typed");
+    let status = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the terminal session did not end in time:\n{screen}");
+        }
+        read_for(&mut screen, Duration::from_millis(100));
+    };
+    drop(typing);
+    while let Ok(chunk) = received.recv_timeout(Duration::from_millis(500)) {
+        screen.push_str(&String::from_utf8_lossy(&chunk).replace('\r', ""));
+    }
+    (screen, status.code())
+}
+
+#[tokio::test]
+async fn rkubectl_exec_it_gives_the_command_a_terminal_of_the_users_size() {
+    let cluster = Cluster::start().await.expect("cluster starts");
+    let containerd = Containerd::start().await.expect("containerd starts");
+    let kubelet = Kubelet::start_containerd(&cluster, &containerd, "tty-node").await.expect("kubelet starts");
+    let api = Api::new(cluster.url());
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "shell"},
+        "spec": {"nodeName": "tty-node", "terminationGracePeriodSeconds": 1,
+            "containers": [{"name": "main", "image": TEST_IMAGE, "command": ["sleep", "3600"]}]}});
+    create_running(&api, &pod).await;
+    let k = Rkubectl::new(&cluster);
+
+    // -it in a terminal of 45 rows × 123 columns: the command sees a terminal of that size and
+    // TERM; the terminal is resized to 22 × 77 once the first size is printed, and the command
+    // sees that too; its exit code is rkubectl's.
+    let mark = k.dir().join("resize-now");
+    let remote = "tty; stty size; echo $TERM; read line; i=0; \
+        while [ \"$(stty size)\" = \"45 123\" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; \
+        echo resized: $(stty size); exit 5";
+    let command = format!(
+        "stty cols 123 rows 45; (while [ ! -e {mark} ]; do sleep 0.05; done; stty -F /dev/tty cols 77 rows 22) & \
+         exec rkubectl exec -it shell -- sh -c '{remote}'",
+        mark = mark.display()
+    );
+    let (screen, code) = in_terminal(&k, &command, "xterm", b"\r", || std::fs::write(&mark, "").expect("mark"));
+    assert!(screen.contains("/dev/pts/") && screen.contains("45 123\nxterm\n"), "{screen}\n{}", kubelet.log_tail(20));
+    assert!(screen.contains("resized: 22 77\n"), "{screen}\nkubelet log:\n{}", kubelet.log_tail(20));
+    assert_eq!(code, Some(5), "the command's exit code: {screen}");
+    assert!(screen.contains("command terminated with exit code 5"), "{screen}");
+
+    // Keys go to the remote terminal as typed (raw mode): Ctrl-C interrupts the remote command,
+    // not rkubectl, and the shell goes on.
+    let command = "exec rkubectl exec -it shell -- sh -c 'trap \"echo interrupted; exit 9\" INT; echo ready; \
+                   while :; do sleep 0.1; done'";
+    let (screen, code) = in_terminal(&k, command, "ready", b"\x03", || {});
+    assert!(screen.contains("interrupted"), "{screen}");
+    assert_eq!(code, Some(9), "{screen}");
+
+    // -t without -i, or with a stdin that is not a terminal, runs without one, as kubectl does.
+    let ran = k.run(&["exec", "-t", "shell", "--", "sh", "-c", "tty; true"]).await;
+    assert_eq!((ran.code, ran.stdout.as_str()), (Some(0), "not a tty\n"), "{}", ran.describe());
+    let ran = k.run_with(&["exec", "-it", "shell", "--", "sh", "-c", "tty; cat"], &[], Some("piped\n")).await;
+    assert_eq!((ran.code, ran.stdout.as_str()), (Some(0), "not a tty\npiped\n"), "{}", ran.describe());
+    assert_eq!(ran.stderr, "Unable to use a TTY - input is not a terminal or the right kind of file\n");
+}
+
+#[tokio::test]
+async fn rkubectl_attach_and_run_i_reach_the_containers_own_process() {
+    let cluster = Cluster::start().await.expect("cluster starts");
+    let containerd = Containerd::start().await.expect("containerd starts");
+    let kubelet = Kubelet::start_containerd(&cluster, &containerd, "attach-node").await.expect("kubelet starts");
+    let api = Api::new(cluster.url());
+    let k = Rkubectl::new(&cluster);
+    let image = format!("--image={TEST_IMAGE}");
+    let overrides = r#"--overrides={"spec": {"nodeName": "attach-node", "terminationGracePeriodSeconds": 1}}"#;
+
+    // run -i --rm: stdin reaches the container's process, its end ends the process, the output
+    // comes back, and the pod is deleted.
+    let ran = k
+        .run_with(
+            &["run", "upper", "-i", "--rm", "--restart=Never", &image, overrides, "--", "tr", "a-z", "A-Z"],
+            &[],
+            Some("hello attach\n"),
+        )
+        .await;
+    assert_eq!(ran.code, Some(0), "{}\nkubelet log:\n{}", ran.describe(), kubelet.log_tail(30));
+    assert_eq!(ran.stdout, "HELLO ATTACH\npod \"upper\" deleted from default namespace\n", "{}", ran.describe());
+    eventually(WAIT, "the pod deleted (--rm)", || async {
+        let (status, _) = api.get("/api/v1/namespaces/default/pods/upper").await;
+        (status == 404).then_some(())
+    })
+    .await;
+
+    // run -i of a process that fails: its exit code is rkubectl's.
+    let ran = k
+        .run_with(
+            &["run", "failing", "-i", "--restart=Never", &image, overrides, "--", "sh", "-c", "cat; exit 7"],
+            &[],
+            Some("bye\n"),
+        )
+        .await;
+    assert_eq!((ran.code, ran.stdout.as_str()), (Some(7), "bye\n"), "{}", ran.describe());
+    assert!(ran.stderr.starts_with("pod default/failing terminated ("), "{}", ran.describe());
+
+    // attach -i to a running pod that reads its stdin: stdout and stderr apart.
+    let reader = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "reader"},
+        "spec": {"nodeName": "attach-node", "restartPolicy": "Never", "terminationGracePeriodSeconds": 1,
+            "containers": [{"name": "main", "image": TEST_IMAGE, "stdin": true, "stdinOnce": true,
+                "command": ["sh", "-c", "while read line; do echo got $line; echo oops $line >&2; done; echo bye"]}]}});
+    create_running(&api, &reader).await;
+    let ran = k.run_with(&["attach", "-i", "reader"], &[], Some("one\ntwo\n")).await;
+    assert_eq!((ran.code, ran.stdout.as_str()), (Some(0), "got one\ngot two\nbye\n"), "{}", ran.describe());
+    assert!(ran.stderr.contains("oops one\noops two\n"), "stderr apart: {}", ran.describe());
+    eventually(WAIT, "the reader Succeeded", || async {
+        let (_, pod) = api.get("/api/v1/namespaces/default/pods/reader").await;
+        (pod["status"]["phase"] == "Succeeded").then_some(())
+    })
+    .await;
+    let ran = k.fails(&["attach", "reader"]).await;
+    assert_eq!(ran.stderr.trim(), "error: cannot attach a container in a completed pod; current phase is Succeeded");
+
+    // attach to a process without stdin: its output from now on, until it ends.
+    let script = "echo started; i=0; while [ ! -e /tmp/stop ] && [ $i -lt 300 ]; do echo tick $i; sleep 0.1; \
+                  i=$((i+1)); done; echo bye >&2";
+    let plain = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "plain"},
+        "spec": {"nodeName": "attach-node", "terminationGracePeriodSeconds": 1, "restartPolicy": "Never",
+            "containers": [{"name": "main", "image": TEST_IMAGE, "command": ["sh", "-c", script]}]}});
+    create_running(&api, &plain).await;
+    let mut attach = k.command(&["attach", "pod/plain"]).spawn().expect("rkubectl attach");
+    let stdout = attach.stdout.take().expect("stdout");
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let first = tokio::time::timeout(WAIT, lines.next_line()).await.expect("a line in time").expect("read");
+    assert!(first.as_deref().is_some_and(|line| line.starts_with("tick ")), "{first:?}");
+    k.ok(&["exec", "plain", "--", "touch", "/tmp/stop"]).await;
+    let mut rest = Vec::new();
+    while let Ok(Ok(Some(line))) = tokio::time::timeout(WAIT, lines.next_line()).await {
+        rest.push(line);
+    }
+    let output = tokio::time::timeout(WAIT, attach.wait_with_output()).await.expect("ends").expect("output");
+    assert!(rest.iter().all(|line| line.starts_with("tick ")), "{rest:?}");
+    assert_eq!(
+        (output.status.code(), String::from_utf8_lossy(&output.stderr).contains("bye\n")),
+        (Some(0), true),
+        "{output:?}"
+    );
+
+    // run -it --rm: a shell in a terminal, typed into; its exit code is rkubectl's.
+    let command = format!("exec rkubectl run shell -it --rm --restart=Never {image} '{overrides}' -- sh");
+    let (screen, code) = in_terminal(&k, &command, "try pressing enter", b"echo $((6 * 7)); exit 3\r", || {});
+    assert!(screen.contains("\n42\n"), "{screen}\nkubelet log:\n{}", kubelet.log_tail(30));
+    assert_eq!(code, Some(3), "the shell's exit code: {screen}");
+    assert!(screen.contains("pod \"shell\" deleted from default namespace"), "{screen}");
+
+    // Usage errors, in kubectl's words.
+    let ran = k.fails(&["run", "x", &image, "-t"]).await;
+    assert_eq!(ran.stderr.trim(), "error: -i/--stdin is required for containers with -t/--tty=true");
+    let ran = k.fails(&["run", "x", &image, "--rm"]).await;
+    assert_eq!(ran.stderr.trim(), "error: --rm should only be used for attached containers");
+}
