@@ -243,11 +243,30 @@ async fn api_resources_lists_every_kind_with_its_short_names() {
         &["persistentvolumes", "pv", "v1", "false", "PersistentVolume"],
         &["persistentvolumeclaims", "pvc", "v1", "true", "PersistentVolumeClaim"],
         &["storageclasses", "sc", "storage.k8s.io/v1", "false", "StorageClass"],
+        &["replicationcontrollers", "rc", "v1", "true", "ReplicationController"],
+        &["daemonsets", "ds", "apps/v1", "true", "DaemonSet"],
+        &["statefulsets", "sts", "apps/v1", "true", "StatefulSet"],
+        &["controllerrevisions", "apps/v1", "true", "ControllerRevision"],
+        &["jobs", "batch/v1", "true", "Job"],
+        &["cronjobs", "cj", "batch/v1", "true", "CronJob"],
+        &["endpointslices", "discovery.k8s.io/v1", "true", "EndpointSlice"],
+        &["customresourcedefinitions", "crd,crds", "apiextensions.k8s.io/v1", "false", "CustomResourceDefinition"],
+        &["tokenreviews", "authentication.k8s.io/v1", "false", "TokenReview"],
+        &["selfsubjectreviews", "authentication.k8s.io/v1", "false", "SelfSubjectReview"],
+        &["subjectaccessreviews", "authorization.k8s.io/v1", "false", "SubjectAccessReview"],
+        &["selfsubjectaccessreviews", "authorization.k8s.io/v1", "false", "SelfSubjectAccessReview"],
+        &["selfsubjectrulesreviews", "authorization.k8s.io/v1", "false", "SelfSubjectRulesReview"],
+        &["nodes", "metrics.k8s.io/v1beta1", "false", "NodeMetrics"],
+        &["pods", "metrics.k8s.io/v1beta1", "true", "PodMetrics"],
     ];
     for want in expected {
-        let got = row_named(&table, want[0]);
-        assert_eq!(got.map(Vec::as_slice), Some(*want), "row for {} in:\n{out}", want[0]);
+        // Rows are keyed by name and API version: `pods` and `nodes` are also metrics kinds.
+        let version = want[want.len() - 3];
+        let got = table.iter().find(|row| row.first() == Some(&want[0]) && row.contains(&version));
+        assert_eq!(got.map(Vec::as_slice), Some(*want), "row for {} {version} in:\n{out}", want[0]);
     }
+    // events.k8s.io/v1 Events beside core v1's.
+    assert!(table.iter().any(|row| row[0] == "events" && row.contains(&"events.k8s.io/v1")), "{out}");
     // Short names resolve through discovery, as users type them.
     kubectl.ok(&["get", "po"]).await;
     kubectl.ok(&["get", "deploy"]).await;
