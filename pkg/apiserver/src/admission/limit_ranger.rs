@@ -324,6 +324,26 @@ mod tests {
     }
 
     #[test]
+    fn a_pod_item_bounds_the_sum_of_its_containers() {
+        let spec = json!({"containers": [
+            {"resources": {"limits": {"cpu": "600m"}, "requests": {"cpu": "100m"}}},
+            {"resources": {"limits": {"cpu": "600m"}}}]});
+        let (requests, limits) = pod_totals(&spec);
+        assert_eq!(limits.get("cpu"), Some(&1200));
+        assert_eq!(requests.get("cpu"), None, "one container without a request: no pod total");
+        let pod = json!({"type": "Pod", "max": {"cpu": "1"}, "min": {"cpu": "50m"}});
+        let mut out = Vec::new();
+        check(&pod, "Pod", &requests, &limits, &mut out);
+        assert_eq!(
+            out,
+            [
+                "minimum cpu usage per Pod is 50m.  No request is specified",
+                "maximum cpu usage per Pod is 1, but limit is 1200m"
+            ]
+        );
+    }
+
+    #[test]
     fn each_bound_reports_only_its_first_breach() {
         let mut out = Vec::new();
         let over = BTreeMap::from([("cpu".to_string(), 2000)]);
