@@ -130,6 +130,16 @@ fn every_kind_round_trips_through_protobuf() {
         "PodList",
         "APIResourceList",
         "CustomResourceDefinition",
+        "Job",
+        "CronJob",
+        "DaemonSet",
+        "StatefulSet",
+        "ControllerRevision",
+        "ReplicationController",
+        "PersistentVolume",
+        "PersistentVolumeClaim",
+        "StorageClass",
+        "EndpointSlice",
     ] {
         assert!(kinds.contains(&kind), "no sample of {kind}");
     }
