@@ -168,7 +168,7 @@ packages() {
     export DEBIAN_FRONTEND=noninteractive
     apt-get update
     apt-get install -y --no-install-recommends etcd-server etcd-client containerd runc \
-        containernetworking-plugins busybox-static iproute2 curl ca-certificates util-linux haproxy
+        containernetworking-plugins busybox-static iproute2 curl ca-certificates util-linux haproxy nftables
     # Debian's etcd-server starts a service on 127.0.0.1:2379, where the master's etcd goes.
     if command -v systemctl >/dev/null 2>&1; then
         systemctl disable --now etcd >/dev/null 2>&1 || true
