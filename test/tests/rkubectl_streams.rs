@@ -228,3 +228,87 @@ async fn rkubectl_attach_and_run_i_reach_the_containers_own_process() {
     let ran = k.fails(&["run", "x", &image, "--rm"]).await;
     assert_eq!(ran.stderr.trim(), "error: --rm should only be used for attached containers");
 }
+
+#[tokio::test]
+async fn rkubectl_cp_copies_both_ways_and_debug_adds_an_ephemeral_container() {
+    let cluster = Cluster::start().await.expect("cluster starts");
+    let containerd = Containerd::start().await.expect("containerd starts");
+    let kubelet = Kubelet::start_containerd(&cluster, &containerd, "cp-node").await.expect("kubelet starts");
+    let api = Api::new(cluster.url());
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "app"},
+        "spec": {"nodeName": "cp-node", "terminationGracePeriodSeconds": 1,
+            "containers": [{"name": "main", "image": TEST_IMAGE, "command": ["sleep", "3600"]}]}});
+    create_running(&api, &pod).await;
+    let k = Rkubectl::new(&cluster);
+    let local = |name: &str| k.dir().join(name).display().to_string();
+
+    // cp up: a file, a directory (recursively), and a file into a directory that exists there.
+    let note = k.file("note.txt", "hello from the host\n");
+    k.file("upload/nested/deep.txt", "deep\n");
+    assert_eq!(k.ok(&["cp", &note, "app:/tmp/note.txt"]).await, "");
+    assert_eq!(k.ok(&["cp", &local("upload"), "default/app:/tmp/upload", "-c", "main"]).await, "");
+    k.ok(&["exec", "app", "--", "mkdir", "/tmp/inbox"]).await;
+    k.ok(&["cp", &note, "app:/tmp/inbox"]).await;
+    let out = k
+        .ok(&["exec", "app", "--", "cat", "/tmp/note.txt", "/tmp/upload/nested/deep.txt", "/tmp/inbox/note.txt"])
+        .await;
+    assert_eq!(out, "hello from the host\ndeep\nhello from the host\n", "{}", kubelet.log_tail(10));
+
+    // cp down: the directory, a file to a new name, and a file into a local directory.
+    k.ok(&["cp", "app:/tmp/upload", &local("back")]).await;
+    assert_eq!(std::fs::read_to_string(local("back/nested/deep.txt")).ok().as_deref(), Some("deep\n"));
+    k.ok(&["cp", "app:/tmp/note.txt", &local("copied.txt")]).await;
+    assert_eq!(std::fs::read_to_string(local("copied.txt")).ok().as_deref(), Some("hello from the host\n"));
+    std::fs::create_dir_all(local("into")).expect("dir");
+    k.ok(&["cp", "app:/tmp/note.txt", &local("into")]).await;
+    assert_eq!(std::fs::read_to_string(local("into/note.txt")).ok().as_deref(), Some("hello from the host\n"));
+
+    // What cannot be copied: one line each.
+    let ran = k.fails(&["cp", &note, &local("elsewhere")]).await;
+    assert_eq!(ran.stderr.trim(), "error: one of src or dest must be a remote file specification");
+    let ran = k.fails(&["cp", &local("missing"), "app:/tmp/x"]).await;
+    assert!(ran.stderr.contains("doesn't exist in local filesystem"), "{}", ran.describe());
+    let ran = k.fails(&["cp", "app:/no/such/file", &local("nothing")]).await;
+    assert!(ran.stderr.starts_with("error: tar cf - /no/such/file exited with code"), "{}", ran.describe());
+
+    // debug: an ephemeral container in the target's process namespace, its output its log.
+    let image = format!("--image={TEST_IMAGE}");
+    let ran = k.run(&["debug", "app", &image, "--target=main", "-c", "probe", "--", "ps", "-o", "pid,args"]).await;
+    assert_eq!((ran.code, ran.stdout.as_str()), (Some(0), ""), "{}", ran.describe());
+    let log = eventually(WAIT, "the debug container's output", || async {
+        let ran = k.run(&["logs", "app", "-c", "probe"]).await;
+        ran.stdout.contains("ps -o pid,args").then_some(ran.stdout)
+    })
+    .await;
+    assert!(log.contains("sleep 3600"), "the target's process is visible:\n{log}");
+
+    // The same container as the real kubectl's debug adds (names and commands aside).
+    rkube_tests::kubectl::real_kubectl(
+        k.kubeconfig(),
+        k.dir(),
+        &["debug", "app", &image, "--target=main", "-c", "kprobe", "--", "true"],
+    )
+    .await;
+    let stored = api.get_ok("/api/v1/namespaces/default/pods/app").await["spec"]["ephemeralContainers"].clone();
+    let without_identity = |name: &str| {
+        let mut container =
+            stored.as_array().into_iter().flatten().find(|c| c["name"] == name).cloned().unwrap_or_default();
+        if let Some(map) = container.as_object_mut() {
+            map.remove("name");
+            map.remove("command");
+        }
+        container
+    };
+    assert_eq!(without_identity("probe"), without_identity("kprobe"), "{stored}");
+
+    // -it: a shell in a terminal, attached to.
+    let command = format!("exec rkubectl debug app -it {image} --target=main -c shell -- sh");
+    let (screen, _) = in_terminal(&k, &command, "try pressing enter", b"echo $((6 * 7)); exit\r", || {});
+    assert!(screen.contains("\n42\n"), "{screen}\nkubelet log:\n{}", kubelet.log_tail(30));
+    let ran = k.run(&["debug", "app", &image]).await;
+    assert!(ran.stderr.starts_with("Defaulting debug container name to debugger-"), "{}", ran.describe());
+    let ran = k.fails(&["debug", "app", &image, "--target=nobody"]).await;
+    assert_eq!(ran.stderr.trim(), "error: container \"nobody\" not found in pod \"app\"");
+    let ran = k.fails(&["debug", "app", &image, "-c", "probe"]).await;
+    assert!(ran.stderr.contains("already exists"), "{}", ran.describe());
+}

@@ -41,10 +41,9 @@ pub async fn attach(ctx: &Connection, pod: &Value, container: Option<&str>, stdi
         Some(container) => container.to_string(),
         None => crate::exec::default_container(pod)?,
     };
-    let spec = pod["spec"]["containers"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let spec = ["containers", "ephemeralContainers"]
+        .iter()
+        .flat_map(|field| pod["spec"][*field].as_array().into_iter().flatten())
         .find(|c| c["name"] == container.as_str())
         .ok_or_else(|| Error::msg(format!("container {container} not found in pod {name}")))?;
     let container_tty = spec["tty"].as_bool().unwrap_or(false);

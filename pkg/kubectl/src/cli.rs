@@ -127,6 +127,14 @@ rkubectl wait deploy web --for=condition=Available\n  rkubectl wait pod/web --fo
 echo hello | rkubectl exec -i web -- cat\n  rkubectl exec -it web -- sh"
     )]
     Exec(ExecArgs),
+    /// Add an ephemeral debugging container to a running pod (and attach to it with -it).
+    #[command(after_help = "Examples:\n  rkubectl debug -it web --image=busybox --target=main -- sh\n  \
+rkubectl debug web --image=busybox --target=main -c probe -- ps\n  rkubectl logs web -c probe")]
+    Debug(DebugArgs),
+    /// Copy files and directories into and out of containers (needs tar in the container).
+    #[command(after_help = "Examples:\n  rkubectl cp notes.txt web:/tmp/notes.txt\n  \
+rkubectl cp ./site team/web:/srv -c main\n  rkubectl cp web:/var/log ./logs")]
+    Cp(CpArgs),
     /// Attach to the process a container runs (its output, and with -i its stdin).
     #[command(after_help = "Examples:\n  rkubectl attach web\n  rkubectl attach -it shell -c main")]
     Attach(AttachArgs),
@@ -649,6 +657,55 @@ pub struct RunArgs {
     /// Arguments (or the command, with --command) after `--`.
     #[arg(last = true)]
     pub args: Vec<String>,
+}
+
+/// `debug`.
+#[derive(Debug, Args)]
+pub struct DebugArgs {
+    /// The pod (NAME or pod/NAME).
+    pub pod: String,
+    /// The debugging container's image.
+    #[arg(long, required = true)]
+    pub image: String,
+    /// The container whose processes the debugging container shares (its process namespace).
+    #[arg(long, value_name = "CONTAINER")]
+    pub target: Option<String>,
+    /// The debugging container's name (default: debugger-xxxxx).
+    #[arg(short = 'c', long, value_name = "NAME")]
+    pub container: Option<String>,
+    /// Keep its stdin open and attach to it.
+    #[arg(short = 'i', long)]
+    pub stdin: bool,
+    /// Give it a terminal (needs -i).
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// The words after `--` are its args, not its command.
+    #[arg(long)]
+    pub arguments_only: bool,
+    /// Its image pull policy (Always, IfNotPresent, Never).
+    #[arg(long, value_name = "POLICY")]
+    pub image_pull_policy: Option<String>,
+    /// Environment variables (`KEY=VALUE`), repeatable.
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// How long to wait for it to start before attaching (e.g. 1m).
+    #[arg(long, default_value = "1m", value_name = "DURATION")]
+    pub pod_running_timeout: String,
+    /// Its command (or args, with --arguments-only), after `--`.
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+/// `cp`.
+#[derive(Debug, Args)]
+pub struct CpArgs {
+    /// LOCAL_PATH or [NAMESPACE/]POD:PATH.
+    pub source: String,
+    /// LOCAL_PATH or [NAMESPACE/]POD:PATH (the other kind).
+    pub destination: String,
+    /// The container (default: the pod's default or first container).
+    #[arg(short = 'c', long)]
+    pub container: Option<String>,
 }
 
 /// `attach`.

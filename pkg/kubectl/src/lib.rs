@@ -11,7 +11,8 @@
 //!   (set env), [`delete`], [`describe`], [`edit`],
 //!   [`mutate`] (patch, label, annotate, scale, cordon, uncordon), [`run`], [`wait`], [`events`],
 //!   [`rollout`], [`drain`], [`logs`], [`top`], [`info`] (api-resources, version), [`config`];
-//! - [`stream`]: the remote-command protocol of [`exec`], [`attach`] and `run -i`.
+//! - [`stream`]: the remote-command protocol of [`exec`], [`attach`], [`cp`], [`debug`] and
+//!   `run -i`.
 //!
 //! What this keeps true: every failure ends as one line on stderr (`Error from server
 //! (Reason): message` for the server's refusals, `error: ...` otherwise) and exit code 1; no
@@ -27,7 +28,9 @@ pub mod attach;
 pub mod cli;
 pub mod config;
 pub mod context;
+pub mod cp;
 pub mod create;
+pub mod debug;
 pub mod delete;
 pub mod describe;
 pub mod drain;
@@ -157,6 +160,8 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Command::Logs(args) => logs::run(&ctx, args).await,
         Command::Exec(args) => exec::run(&ctx, args).await,
         Command::Attach(args) => attach::run(&ctx, args).await,
+        Command::Cp(args) => cp::run(&ctx, args).await,
+        Command::Debug(args) => debug::run(&ctx, args).await,
         Command::PortForward(args) => portforward::run(&ctx, args).await,
         Command::Top(cmd) => top::run(&ctx, cmd).await,
         Command::ApiResources(args) => info::api_resources(&ctx, args).await,

@@ -2,7 +2,7 @@
 //!
 //! `GET /api/v1/namespaces/<ns>/pods/<name>/log?container=..&follow=..&tailLines=..&previous=..`
 //! (and `timestamps`, `sinceSeconds`, `sinceTime`, `limitBytes`), printed byte for byte as it
-//! arrives. `-c` may name an init container. Without `-c`, a pod with one container uses it; a pod
+//! arrives. `-c` may name an init container or an ephemeral one (`debug`'s). Without `-c`, a pod with one container uses it; a pod
 //! with several needs `-c` (the error lists the names). The text comes from the kubelet
 //! through the apiserver, so this works once a kubelet serves the node the pod runs on.
 
@@ -32,8 +32,11 @@ pub async fn run(ctx: &Connection, args: &LogsArgs) -> Result<()> {
     };
     let containers = names("containers");
     let init_containers = names("initContainers");
+    let ephemeral_containers = names("ephemeralContainers");
     let container = match &args.container {
-        Some(c) if containers.contains(c) || init_containers.contains(c) => c.clone(),
+        Some(c) if containers.contains(c) || init_containers.contains(c) || ephemeral_containers.contains(c) => {
+            c.clone()
+        }
         Some(c) => {
             return Err(Error::msg(format!(
                 "container {c} is not valid for pod {name}; choose one of: [{}]",

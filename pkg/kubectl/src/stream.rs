@@ -118,9 +118,34 @@ fn frame(channel: u8, data: &[u8]) -> Message {
     Message::Binary(bytes.into())
 }
 
-/// Runs one session over `socket` until the server ends it; see the module docs. `what` names
-/// the request in errors (`exec`, `attach`).
+/// Where a session's streams come from and go to.
+pub struct Io<'a> {
+    /// What is sent as stdin (with `Streams::stdin`), until it ends.
+    pub input: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+    /// Where the remote stdout goes.
+    pub stdout: &'a mut dyn std::io::Write,
+    /// Where the remote stderr goes.
+    pub stderr: &'a mut dyn std::io::Write,
+}
+
+impl std::fmt::Debug for Io<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Io").finish_non_exhaustive()
+    }
+}
+
+/// Runs one session over `socket` with this process's stdin, stdout and stderr until the
+/// server ends it; see the module docs. `what` names the request in errors (`exec`, `attach`).
 pub async fn run(socket: WebSocket, streams: Streams, what: &str) -> Result<()> {
+    let (mut stdout, mut stderr) = (std::io::stdout(), std::io::stderr());
+    let io = Io { input: Box::new(tokio::io::stdin()), stdout: &mut stdout, stderr: &mut stderr };
+    run_with(socket, streams, what, io).await
+}
+
+/// Runs one session over `socket` with the streams of `io` (with a terminal: this process's
+/// terminal, whatever `io` says about input).
+pub async fn run_with(socket: WebSocket, streams: Streams, what: &str, io: Io<'_>) -> Result<()> {
+    let Io { input, stdout, stderr } = io;
     let (mut sink, mut incoming) = socket.split();
     let raw = if streams.tty { Some(RawTerminal::enter()?) } else { None };
     // One writer owns the sink; stdin and resizes queue their frames to it.
@@ -140,8 +165,8 @@ pub async fn run(socket: WebSocket, streams: Streams, what: &str) -> Result<()> 
     let mut tasks = Vec::new();
     if streams.stdin {
         let frames = frames.clone();
+        let mut stdin = input;
         tasks.push(tokio::spawn(async move {
-            let mut stdin = tokio::io::stdin();
             let mut buffer = vec![0u8; 32 * 1024];
             loop {
                 match stdin.read(&mut buffer).await {
@@ -193,8 +218,8 @@ pub async fn run(socket: WebSocket, streams: Streams, what: &str) -> Result<()> 
             }
         };
         match data.split_first() {
-            Some((&STDOUT, bytes)) => write(&mut std::io::stdout(), bytes)?,
-            Some((&STDERR, bytes)) => write(&mut std::io::stderr(), bytes)?,
+            Some((&STDOUT, bytes)) => write(stdout, bytes)?,
+            Some((&STDERR, bytes)) => write(stderr, bytes)?,
             Some((&STATUS, bytes)) => outcome = status(bytes),
             _ => {}
         }
@@ -207,7 +232,7 @@ pub async fn run(socket: WebSocket, streams: Streams, what: &str) -> Result<()> 
     outcome
 }
 
-fn write(to: &mut impl std::io::Write, bytes: &[u8]) -> Result<()> {
+fn write(to: &mut dyn std::io::Write, bytes: &[u8]) -> Result<()> {
     to.write_all(bytes)?;
     to.flush()?;
     Ok(())
