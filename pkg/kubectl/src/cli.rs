@@ -148,6 +148,10 @@ rkubectl port-forward deploy/web 8080:http"
     /// Show the CPU and memory nodes or pods use now (from metrics.k8s.io).
     #[command(subcommand)]
     Top(TopCommand),
+    /// Show the documentation of a kind or of one of its fields (from the server's OpenAPI).
+    #[command(after_help = "Examples:\n  rkubectl explain pods\n  rkubectl explain deployment.spec.replicas\n  \
+rkubectl explain pod.spec.containers --recursive")]
+    Explain(ExplainArgs),
     /// List the resource types the server serves.
     ApiResources(ApiResourcesArgs),
     /// Print the client and server versions.
@@ -922,6 +926,17 @@ pub struct TopPodArgs {
     /// Leave out the header line.
     #[arg(long)]
     pub no_headers: bool,
+}
+
+/// `explain`.
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// TYPE or TYPE.FIELD.FIELD... (e.g. `pods`, `deployment.spec.template`).
+    #[arg(value_name = "TYPE[.FIELD]")]
+    pub resource: String,
+    /// Print every field below, as a tree, instead of the descriptions.
+    #[arg(long)]
+    pub recursive: bool,
 }
 
 /// `api-resources`.

@@ -10,7 +10,8 @@
 //! - [`get`], [`apply`] (create -f and apply), [`create`] (generators), [`expose`], [`set`]
 //!   (set env), [`delete`], [`describe`], [`edit`],
 //!   [`mutate`] (patch, label, annotate, scale, cordon, uncordon), [`run`], [`wait`], [`events`],
-//!   [`rollout`], [`drain`], [`logs`], [`top`], [`info`] (api-resources, version), [`config`];
+//!   [`rollout`], [`drain`], [`logs`], [`top`], [`explain`], [`info`] (api-resources, version),
+//!   [`config`];
 //! - [`stream`]: the remote-command protocol of [`exec`], [`attach`], [`cp`], [`debug`] and
 //!   `run -i`.
 //!
@@ -38,6 +39,7 @@ pub mod edit;
 pub mod error;
 pub mod events;
 pub mod exec;
+pub mod explain;
 pub mod expose;
 pub mod get;
 pub mod info;
@@ -164,6 +166,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Command::Debug(args) => debug::run(&ctx, args).await,
         Command::PortForward(args) => portforward::run(&ctx, args).await,
         Command::Top(cmd) => top::run(&ctx, cmd).await,
+        Command::Explain(args) => explain::run(&ctx, args).await,
         Command::ApiResources(args) => info::api_resources(&ctx, args).await,
         Command::Version(_) | Command::Config(_) | Command::Completion { .. } => Ok(()),
     }
