@@ -48,6 +48,7 @@ pub mod python_client;
 pub mod registry;
 pub mod scheduler;
 pub mod server_side_apply;
+pub mod terminal;
 pub mod vm;
 
 pub use api::{Api, Reply, WatchStream, escape_query};

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use rkube_tests::kubectl::Rkubectl;
 use rkube_tests::node::{Containerd, Kubelet, TEST_IMAGE};
+use rkube_tests::terminal::{Session, create_running};
 use rkube_tests::{Api, Cluster, eventually, venv_bin};
 use serde_json::json;
 
@@ -31,80 +32,10 @@ fn kubectl(kubeconfig: &std::path::Path, home: &std::path::Path, args: &[&str], 
     child.wait_with_output().expect("kubectl output")
 }
 
-/// Creates `pod` in `default` and waits until it is Running.
-async fn create_running(api: &Api, pod: &serde_json::Value) {
-    api.create("/api/v1/namespaces/default/pods", pod).await;
-    let path = format!("/api/v1/namespaces/default/pods/{}", pod["metadata"]["name"].as_str().unwrap_or_default());
-    eventually(WAIT, &format!("{path} Running"), || async {
-        let (_, pod) = api.get(&path).await;
-        (pod["status"]["phase"] == "Running").then_some(())
-    })
-    .await;
-}
-
-/// Runs `kubectl exec -it` in a terminal of 45 rows × 123 columns (under `script`), resizes
-/// that terminal to 22 × 77 once the command has printed its first size, and returns what the
-/// terminal showed (without carriage returns) and the exit code.
-fn terminal_session(kubeconfig: &std::path::Path, home: &std::path::Path) -> (String, Option<i32>) {
-    let mark = home.join("resize-now");
-    let remote = "tty; stty size; echo $TERM; read line; i=0; \
-        while [ \"$(stty size)\" = \"45 123\" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; \
-        echo resized: $(stty size); exit 5";
-    let command = format!(
-        "stty cols 123 rows 45; (while [ ! -e {mark} ]; do sleep 0.05; done; stty -F /dev/tty cols 77 rows 22) & \
-         exec kubectl exec -it shell -- sh -c '{remote}'",
-        mark = mark.display()
-    );
-    in_terminal(kubeconfig, home, &command, "xterm", b"\r", || std::fs::write(&mark, "").expect("mark"))
-}
-
-/// Runs shell `command` (kubectl on its PATH) in a terminal of its own (`script`); once the
-/// terminal shows `ready`, calls `on_ready` and types `keys`. Returns what the terminal showed
-/// (without carriage returns) and the exit code.
-fn in_terminal(
-    kubeconfig: &std::path::Path,
-    home: &std::path::Path,
-    command: &str,
-    ready: &str,
-    keys: &[u8],
-    on_ready: impl FnOnce(),
-) -> (String, Option<i32>) {
-    let mut child = Command::new("script")
-        .args(["-qec", command, "/dev/null"])
-        .env("PATH", format!("{}:/usr/bin:/bin", venv_bin("kubectl").parent().expect("venv bin").display()))
-        .env("KUBECONFIG", kubeconfig)
-        .env("HOME", home)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("script runs (bsdutils, make deps)");
-    let mut typing = child.stdin.take().expect("stdin");
-    let mut output = child.stdout.take().expect("stdout");
-    let (chunks, received) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut buffer = [0u8; 4096];
-        while let Ok(read @ 1..) = std::io::Read::read(&mut output, &mut buffer) {
-            if chunks.send(buffer[..read].to_vec()).is_err() {
-                return;
-            }
-        }
-    });
-    let mut screen = String::new();
-    let deadline = std::time::Instant::now() + WAIT;
-    while !screen.contains(ready) && std::time::Instant::now() < deadline {
-        if let Ok(chunk) = received.recv_timeout(Duration::from_millis(100)) {
-            screen.push_str(&String::from_utf8_lossy(&chunk).replace('\r', ""));
-        }
-    }
-    on_ready();
-    typing.write_all(keys).expect("keys typed");
-    let status = child.wait().expect("script ends");
-    drop(typing);
-    while let Ok(chunk) = received.recv_timeout(Duration::from_millis(500)) {
-        screen.push_str(&String::from_utf8_lossy(&chunk).replace('\r', ""));
-    }
-    (screen, status.code())
+/// A terminal session with the venv's kubectl.
+fn session(kubeconfig: &std::path::Path, home: &std::path::Path) -> Session {
+    let bin_dir = venv_bin("kubectl").parent().expect("venv bin").to_path_buf();
+    Session { bin_dir, kubeconfig: kubeconfig.to_path_buf(), home: home.to_path_buf() }
 }
 
 #[tokio::test]
@@ -157,7 +88,7 @@ async fn kubectl_exec_runs_commands_in_a_running_container() {
     // when the user's terminal is (kubectl sends each size on the resize channel). kubectl
     // needs a terminal of its own for -t, so it runs under `script`; a helper in there resizes
     // that terminal once the test says so (after the first size was printed).
-    let (screen, code) = terminal_session(&kubeconfig, home.path());
+    let (screen, code) = session(&kubeconfig, home.path()).resize("kubectl", &home.path().join("resize-now"));
     assert!(screen.contains("/dev/pts/") && screen.contains("45 123\nxterm\n"), "{screen}");
     assert!(screen.contains("resized: 22 77\n"), "{screen}\nkubelet log:\n{}", kubelet.log_tail(20));
     assert_eq!(code, Some(5), "the command's exit code: {screen}");
@@ -296,7 +227,7 @@ async fn kubectl_run_i_and_attach_reach_the_containers_own_process() {
     // kubectl run -it --rm: a shell in a terminal, typed into, its exit code kubectl's.
     let command = format!("exec kubectl run shell -it --rm --restart=Never {image} '{overrides}' -- sh");
     let (screen, code) =
-        in_terminal(&kubeconfig, home.path(), &command, "try pressing enter", b"echo $((6 * 7)); exit 3\r", || {});
+        session(&kubeconfig, home.path()).run(&command, "try pressing enter", b"echo $((6 * 7)); exit 3\r", || {});
     assert!(screen.contains("\n42\n"), "{screen}\nkubelet log:\n{}", kubelet.log_tail(30));
     assert_eq!(code, Some(3), "the shell's exit code: {screen}");
 
@@ -403,7 +334,7 @@ async fn kubectl_debug_adds_an_ephemeral_container_that_shares_the_targets_proce
     // Interactive: a shell in a terminal, attached to by kubectl debug -it.
     let command = format!("exec kubectl debug app -it {image} --target=main -c shell -- sh");
     let (screen, _) =
-        in_terminal(&kubeconfig, home.path(), &command, "try pressing enter", b"echo $((6 * 7)); exit\r", || {});
+        session(&kubeconfig, home.path()).run(&command, "try pressing enter", b"echo $((6 * 7)); exit\r", || {});
     assert!(screen.contains("\n42\n"), "{screen}\nkubelet log:\n{}", kubelet.log_tail(30));
 
     // The API's rules: ephemeral containers only come through the subresource, are only added,

@@ -5,31 +5,23 @@
 //! terminal of its own for `-t`, so those run under `script`, as pod_exec.rs runs kubectl.
 //! Needs root and `make deps` (containerd, runc, busybox-static, bsdutils' script).
 
-use std::io::Write as _;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rkube_tests::kubectl::Rkubectl;
 use rkube_tests::node::{Containerd, Kubelet, TEST_IMAGE};
+use rkube_tests::terminal::{Session, create_running};
 use rkube_tests::{Api, Cluster, eventually};
-use serde_json::{Value, json};
+use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(60);
 
-/// Creates `pod` in `default` and waits until it is Running.
-async fn create_running(api: &Api, pod: &Value) {
-    api.create("/api/v1/namespaces/default/pods", pod).await;
-    let path = format!("/api/v1/namespaces/default/pods/{}", pod["metadata"]["name"].as_str().unwrap_or_default());
-    eventually(WAIT, &format!("{path} Running"), || async {
-        let (_, pod) = api.get(&path).await;
-        (pod["status"]["phase"] == "Running").then_some(())
-    })
-    .await;
+/// A terminal session with this test's rkubectl.
+fn session(k: &Rkubectl<'_>) -> Session {
+    let bin_dir = k.program().parent().expect("the binary's directory").to_path_buf();
+    Session { bin_dir, kubeconfig: k.kubeconfig().to_path_buf(), home: k.dir().to_path_buf() }
 }
 
-/// Runs shell `command` (rkubectl on its PATH) in a terminal of its own (`script`); once the
-/// terminal shows `ready`, calls `on_ready` and types `keys`. Returns what the terminal showed
-/// (without carriage returns) and the exit code.
+/// Runs shell `command` (rkubectl on its PATH) in a terminal of its own ([`Session::run`]).
 fn in_terminal(
     k: &Rkubectl<'_>,
     command: &str,
@@ -37,56 +29,7 @@ fn in_terminal(
     keys: &[u8],
     on_ready: impl FnOnce(),
 ) -> (String, Option<i32>) {
-    let bin = k.program().parent().expect("the binary's directory").display().to_string();
-    let mut child = Command::new("script")
-        .args(["-qec", command, "/dev/null"])
-        .env("PATH", format!("{bin}:/usr/bin:/bin"))
-        .env("KUBECONFIG", k.kubeconfig())
-        .env("HOME", k.dir())
-        .env("TERM", "xterm")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("script runs (bsdutils, make deps)");
-    let mut typing = child.stdin.take().expect("stdin");
-    let mut output = child.stdout.take().expect("stdout");
-    let (chunks, received) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut buffer = [0u8; 4096];
-        while let Ok(read @ 1..) = std::io::Read::read(&mut output, &mut buffer) {
-            if chunks.send(buffer[..read].to_vec()).is_err() {
-                return;
-            }
-        }
-    });
-    let mut screen = String::new();
-    let read_for = |screen: &mut String, wait: Duration| {
-        if let Ok(chunk) = received.recv_timeout(wait) {
-            screen.push_str(&String::from_utf8_lossy(&chunk).replace('\r', ""));
-        }
-    };
-    let deadline = Instant::now() + WAIT;
-    while !screen.contains(ready) && Instant::now() < deadline {
-        read_for(&mut screen, Duration::from_millis(100));
-    }
-    on_ready();
-    typing.write_all(keys).expect("keys typed");
-    let status = loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the terminal session did not end in time:\n{screen}");
-        }
-        read_for(&mut screen, Duration::from_millis(100));
-    };
-    drop(typing);
-    while let Ok(chunk) = received.recv_timeout(Duration::from_millis(500)) {
-        screen.push_str(&String::from_utf8_lossy(&chunk).replace('\r', ""));
-    }
-    (screen, status.code())
+    session(k).run(command, ready, keys, on_ready)
 }
 
 #[tokio::test]
@@ -104,16 +47,7 @@ async fn rkubectl_exec_it_gives_the_command_a_terminal_of_the_users_size() {
     // -it in a terminal of 45 rows × 123 columns: the command sees a terminal of that size and
     // TERM; the terminal is resized to 22 × 77 once the first size is printed, and the command
     // sees that too; its exit code is rkubectl's.
-    let mark = k.dir().join("resize-now");
-    let remote = "tty; stty size; echo $TERM; read line; i=0; \
-        while [ \"$(stty size)\" = \"45 123\" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; \
-        echo resized: $(stty size); exit 5";
-    let command = format!(
-        "stty cols 123 rows 45; (while [ ! -e {mark} ]; do sleep 0.05; done; stty -F /dev/tty cols 77 rows 22) & \
-         exec rkubectl exec -it shell -- sh -c '{remote}'",
-        mark = mark.display()
-    );
-    let (screen, code) = in_terminal(&k, &command, "xterm", b"\r", || std::fs::write(&mark, "").expect("mark"));
+    let (screen, code) = session(&k).resize("rkubectl", &k.dir().join("resize-now"));
     assert!(screen.contains("/dev/pts/") && screen.contains("45 123\nxterm\n"), "{screen}\n{}", kubelet.log_tail(20));
     assert!(screen.contains("resized: 22 77\n"), "{screen}\nkubelet log:\n{}", kubelet.log_tail(20));
     assert_eq!(code, Some(5), "the command's exit code: {screen}");
