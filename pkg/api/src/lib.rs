@@ -35,6 +35,7 @@ pub mod placement;
 pub mod quantity;
 pub mod quota;
 pub mod registry;
+pub mod remotecommand;
 pub mod schema;
 pub mod selector;
 pub mod strategic_merge;

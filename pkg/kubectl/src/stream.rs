@@ -25,15 +25,8 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::context::WebSocket;
 use crate::error::{Error, Result};
 
-/// The subprotocol spoken.
-pub const PROTOCOL: &str = "v5.channel.k8s.io";
-
-const STDIN: u8 = 0;
-const STDOUT: u8 = 1;
-const STDERR: u8 = 2;
-const STATUS: u8 = 3;
-const RESIZE: u8 = 4;
-const CLOSE: u8 = 255;
+pub use rkube_api::remotecommand::PROTOCOL;
+use rkube_api::remotecommand::{CLOSE, RESIZE, STATUS, STDERR, STDIN, STDOUT};
 
 /// How long a burst of terminal resizes may take; only the size at its end is sent.
 const RESIZE_SETTLE: std::time::Duration = std::time::Duration::from_millis(30);

@@ -35,14 +35,8 @@ use tokio::sync::mpsc;
 use crate::logs::RuntimeSlot;
 use crate::runtime::{AttachSession, Runtime, RuntimeError, StdinMessage, TerminalSize};
 
-/// The only remote-command protocol spoken (what kubectl 1.30+ offers first).
-pub const PROTOCOL: &str = "v5.channel.k8s.io";
-const STDIN: u8 = 0;
-const STDOUT: u8 = 1;
-const STDERR: u8 = 2;
-const STATUS: u8 = 3;
-const RESIZE: u8 = 4;
-const CLOSE: u8 = 255;
+pub use rkube_api::remotecommand::PROTOCOL;
+use rkube_api::remotecommand::{CLOSE, RESIZE, STATUS, STDERR, STDIN, STDOUT};
 
 /// How long a terminal session waits for the client's first size before it starts the command
 /// with the runtime's default.

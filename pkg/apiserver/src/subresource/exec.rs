@@ -30,6 +30,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use futures::{SinkExt, StreamExt};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+use rkube_api::remotecommand::PROTOCOL;
 use tokio_tungstenite::tungstenite;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
@@ -37,9 +38,6 @@ use crate::ApiState;
 use crate::error::ApiError;
 use crate::request::{Query, ResourceRequest};
 use crate::rest;
-
-/// The remote-command protocol relayed (the one kubectl offers first).
-const PROTOCOL: &str = "v5.channel.k8s.io";
 
 /// The port-forwarding protocols relayed: SPDY/3.1 tunnelled in WebSocket messages (kubectl),
 /// and the older channel protocol (the Python client).
