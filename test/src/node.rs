@@ -166,6 +166,11 @@ impl Kubelet {
         Ok(())
     }
 
+    /// The kubelet's process id while it runs (for its CPU time in `/proc`).
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(|process| process.id())
+    }
+
     /// Kills the kubelet (SIGKILL, as a crash would).
     pub fn kill(&mut self) {
         self.process = None;

@@ -20,7 +20,8 @@ use tokio_util::sync::CancellationToken;
 /// Example (a hollow node, no containers): rkubelet --kubeconfig ~/.kube/config
 /// --node-name node-1 --runtime fake --pod-cidr 10.244.1.0/24 --port 10250
 #[derive(Debug, Parser)]
-#[command(name = "rkubelet", version, about, long_about)]
+// A flag given twice takes its last value, so a harness's defaults can be overridden.
+#[command(name = "rkubelet", version, about, long_about, args_override_self = true)]
 struct Flags {
     /// Kubeconfig naming the apiserver (default: $KUBECONFIG, then ~/.kube/config).
     #[arg(long, env = "KUBECONFIG")]

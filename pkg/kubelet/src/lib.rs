@@ -24,7 +24,9 @@
 //!   for `-t`);
 //! - [`stats`]: CPU and memory of the node and its containers (`/stats/summary`), which the
 //!   apiserver serves as `metrics.k8s.io` for `kubectl top`;
-//! - [`probes`]: readiness and liveness probes (exec, httpGet, tcpSocket).
+//! - [`probes`]: readiness and liveness probes (exec, httpGet, tcpSocket);
+//! - [`startup`]: where each pod's start-up time goes (the start-up SLI and a histogram per
+//!   step).
 //!
 //! docs/kubelet.md walks through a pod becoming a container.
 
@@ -44,6 +46,7 @@ pub mod portforward;
 pub mod probes;
 pub mod runtime;
 pub mod spdy;
+pub mod startup;
 pub mod stats;
 pub mod status;
 pub mod volumes;
@@ -80,6 +83,7 @@ use crate::probes::ProbeManager;
 use crate::runtime::Runtime;
 use crate::runtime::containerd::{ContainerLogs, ContainerdConfig, ContainerdRuntime};
 use crate::runtime::fake::{FakeConfig, FakeRuntime, PodCidr};
+use crate::startup::PodStartTracker;
 
 /// Which container runtime runs the pods.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -196,10 +200,11 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<()> {
     let metrics = Arc::new(Metrics::register(registry).map_err(Error::Metrics)?);
-    let runtime = connect_runtime(&config, &metrics, &client).await?;
+    let startup = Arc::new(PodStartTracker::new(metrics.startup.clone()));
+    let runtime = connect_runtime(&config, &metrics, &client, &startup).await?;
     config.log_runtime.set(Arc::clone(&runtime));
     create_root_dir(&config.node.root_dir)?;
-    let kubelet = Kubelet { client, config, runtime, metrics, shutdown };
+    let kubelet = Kubelet { client, config, runtime, metrics, startup, shutdown };
 
     if !kubelet.register_node().await {
         return Ok(()); // stopped before the apiserver took the Node
@@ -222,7 +227,12 @@ pub async fn run(
 }
 
 /// The runtime `config` asks for, connected (containerd) or built (fake).
-async fn connect_runtime(config: &Config, metrics: &Metrics, client: &Client) -> Result<Arc<dyn Runtime>> {
+async fn connect_runtime(
+    config: &Config,
+    metrics: &Metrics,
+    client: &Client,
+    startup: &Arc<PodStartTracker>,
+) -> Result<Arc<dyn Runtime>> {
     Ok(match config.runtime {
         RuntimeKind::Fake => {
             let pod_cidr = config.node.pod_cidr.as_deref().map(PodCidr::parse).transpose().map_err(Error::Config)?;
@@ -233,7 +243,9 @@ async fn connect_runtime(config: &Config, metrics: &Metrics, client: &Client) ->
             }))
         }
         RuntimeKind::Containerd => {
-            Arc::new(ContainerdRuntime::connect(containerd_config(config, metrics, client)).await?)
+            let mut containerd = containerd_config(config, metrics, client);
+            containerd.startup = Some(Arc::clone(startup));
+            Arc::new(ContainerdRuntime::connect(containerd).await?)
         }
     })
 }
@@ -259,6 +271,7 @@ fn containerd_config(config: &Config, metrics: &Metrics, client: &Client) -> Con
         host_ip: config.node.node_ip.to_string(),
         cluster_dns: config.cluster_dns.clone(),
         events: Some(EventRecorder::new(client.clone(), "kubelet", Some(&config.node.name))),
+        startup: None,
     }
 }
 
@@ -274,6 +287,8 @@ struct Kubelet {
     config: Config,
     runtime: Arc<dyn Runtime>,
     metrics: Arc<Metrics>,
+    /// Times pods' start-up ([`startup`]).
+    startup: Arc<PodStartTracker>,
     shutdown: CancellationToken,
 }
 
@@ -354,16 +369,30 @@ impl Kubelet {
                 }),
                 events: (self.config.runtime == RuntimeKind::Containerd)
                     .then(|| EventRecorder::new(self.client.clone(), "kubelet", Some(&self.config.node.name))),
+                startup: Some(Arc::clone(&self.startup)),
             },
             self.shutdown.clone(),
             probes,
         );
         let (on_add, on_update, on_delete) = (workers.clone(), workers.clone(), workers.clone());
+        let (added, updated, deleted) =
+            (Arc::clone(&self.startup), Arc::clone(&self.startup), Arc::clone(&self.startup));
         pods.add_handler(
             HandlerFns::new()
-                .on_add(move |pod: &Arc<Pod>| on_add.update(&ObjectKey::of(pod.as_ref())))
-                .on_update(move |_old, new: &Arc<Pod>| on_update.update(&ObjectKey::of(new.as_ref())))
-                .on_delete(move |deleted| on_delete.update(&ObjectKey::of(deleted.object().as_ref()))),
+                .on_add(move |pod: &Arc<Pod>| {
+                    added.observe(pod, std::time::Instant::now(), jiff::Timestamp::now());
+                    on_add.update(&ObjectKey::of(pod.as_ref()));
+                })
+                .on_update(move |_old, new: &Arc<Pod>| {
+                    updated.observe(new, std::time::Instant::now(), jiff::Timestamp::now());
+                    on_update.update(&ObjectKey::of(new.as_ref()));
+                })
+                .on_delete(move |gone| {
+                    if let Some(uid) = gone.object().metadata.uid.as_deref() {
+                        deleted.forget(uid);
+                    }
+                    on_delete.update(&ObjectKey::of(gone.object().as_ref()));
+                }),
         );
         (workers, probe_changes)
     }

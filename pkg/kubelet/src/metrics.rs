@@ -1,6 +1,18 @@
 //! The kubelet's Prometheus metrics (named like the Kubernetes kubelet's where one exists).
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+
+/// Kubernetes' buckets for pod start-up (`podStartupDurationBuckets` in the kubelet's
+/// metrics.go), in seconds.
+pub const POD_STARTUP_BUCKETS: [f64; 25] = [
+    0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 20.0, 30.0, 45.0, 60.0, 120.0, 180.0, 240.0, 300.0, 360.0, 480.0,
+    600.0, 900.0, 1200.0, 1800.0, 2700.0, 3600.0,
+];
+
+/// Buckets for one step of a pod's start-up (rkube's own metric): fine below a second, where
+/// the steps are.
+pub const STEP_BUCKETS: [f64; 20] =
+    [0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0];
 
 /// Every metric the kubelet exports, registered once in the process's registry.
 pub struct Metrics {
@@ -26,6 +38,82 @@ pub struct Metrics {
     /// `kubelet_pleg_relist_duration_seconds`: how long listing everything the runtime runs
     /// took (every `--sync-frequency`, to find orphaned pods).
     pub relist_duration: Histogram,
+    /// Pod start-up: the SLI, the total, each step, and the runtime's operations
+    /// ([`crate::startup`]).
+    pub startup: StartupMetrics,
+}
+
+/// The metrics of pod start-up, cheap to clone: the start-up tracker ([`crate::startup`])
+/// keeps a copy, and the containerd runtime times its operations with it.
+#[derive(Clone)]
+pub struct StartupMetrics {
+    /// `kubelet_pod_start_sli_duration_seconds`: from the pod's `creationTimestamp` to the
+    /// kubelet's watch showing it Running, less the time spent pulling images (Kubernetes'
+    /// pod start-up SLI; the timestamp has whole seconds, as on Kubernetes).
+    pub sli: Histogram,
+    /// `kubelet_pod_start_duration_seconds`: from the kubelet first seeing the pod to its
+    /// Running status being written.
+    pub total: Histogram,
+    /// `kubelet_pod_start_step_duration_seconds{step}`: one step of a pod's start-up (see
+    /// [`crate::startup::Step`]), observed while the pod has not yet been seen Running.
+    pub steps: HistogramVec,
+    /// `kubelet_runtime_operations_duration_seconds{operation_type}`: one call to the runtime
+    /// (`run_podsandbox`, `image_status`, `create_container`, `start_container`,
+    /// `list_containers`, ...), named after the CRI calls Kubernetes' kubelet counts.
+    pub operations: HistogramVec,
+}
+
+impl std::fmt::Debug for StartupMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StartupMetrics").finish_non_exhaustive()
+    }
+}
+
+impl StartupMetrics {
+    /// Creates the start-up metrics (not registered anywhere: [`Metrics::register`] does that).
+    ///
+    /// # Errors
+    /// When a name or label is invalid (never for these).
+    pub fn new() -> prometheus::Result<StartupMetrics> {
+        Ok(StartupMetrics {
+            sli: Histogram::with_opts(
+                HistogramOpts::new(
+                    "kubelet_pod_start_sli_duration_seconds",
+                    "Duration in seconds to start a pod, excluding time to pull images, measured from pod creation \
+                     timestamp to when it is observed Running via watch.",
+                )
+                .buckets(POD_STARTUP_BUCKETS.to_vec()),
+            )?,
+            total: Histogram::with_opts(
+                HistogramOpts::new(
+                    "kubelet_pod_start_duration_seconds",
+                    "Duration in seconds from kubelet seeing a pod for the first time to the pod starting to run.",
+                )
+                .buckets(POD_STARTUP_BUCKETS.to_vec()),
+            )?,
+            steps: HistogramVec::new(
+                HistogramOpts::new(
+                    "kubelet_pod_start_step_duration_seconds",
+                    "Duration in seconds of one step of a pod's start-up, by step.",
+                )
+                .buckets(STEP_BUCKETS.to_vec()),
+                &["step"],
+            )?,
+            operations: HistogramVec::new(
+                HistogramOpts::new(
+                    "kubelet_runtime_operations_duration_seconds",
+                    "Duration in seconds of runtime operations. Broken down by operation type.",
+                )
+                .buckets(prometheus::exponential_buckets(0.005, 2.5, 14)?),
+                &["operation_type"],
+            )?,
+        })
+    }
+
+    /// Observes `took` for runtime operation `operation`.
+    pub fn operation(&self, operation: &str, took: std::time::Duration) {
+        self.operations.with_label_values(&[operation]).observe(took.as_secs_f64());
+    }
 }
 
 /// The metrics of container starts, cheap to clone: the containerd runtime keeps a copy.
@@ -136,6 +224,7 @@ impl Metrics {
                 )
                 .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
             )?,
+            startup: StartupMetrics::new()?,
         };
         registry.register(Box::new(metrics.pod_worker_duration.clone()))?;
         registry.register(Box::new(metrics.pod_sync_errors.clone()))?;
@@ -149,6 +238,10 @@ impl Metrics {
         registry.register(Box::new(metrics.container_starts.errors.clone()))?;
         registry.register(Box::new(metrics.probes.clone()))?;
         registry.register(Box::new(metrics.relist_duration.clone()))?;
+        registry.register(Box::new(metrics.startup.sli.clone()))?;
+        registry.register(Box::new(metrics.startup.total.clone()))?;
+        registry.register(Box::new(metrics.startup.steps.clone()))?;
+        registry.register(Box::new(metrics.startup.operations.clone()))?;
         Ok(metrics)
     }
 }

@@ -41,6 +41,7 @@ use crate::metrics::Metrics;
 use crate::probes::ProbeManager;
 use crate::runtime::Runtime;
 use crate::runtime::containerd::container_reference;
+use crate::startup::{PodStartTracker, Step, timed};
 use crate::status::{StatusManager, generate_pod_status};
 use crate::volumes::VolumeManager;
 
@@ -67,6 +68,8 @@ struct PodSyncer {
     volumes: Option<Arc<VolumeManager>>,
     /// `Killing` Events.
     events: Option<EventRecorder>,
+    /// Times the steps of pods' start-up (`None`: not timed).
+    startup: Option<Arc<PodStartTracker>>,
 }
 
 /// A "sync me" signal per pod key; a key is present while its worker runs.
@@ -83,6 +86,8 @@ pub struct Settings {
     pub volumes: Option<Arc<VolumeManager>>,
     /// Records `Killing` Events when pods stop (`None`: none are recorded).
     pub events: Option<EventRecorder>,
+    /// Times the steps of pods' start-up ([`crate::startup`]; `None`: not timed).
+    pub startup: Option<Arc<PodStartTracker>>,
 }
 
 /// The set of pod workers (see the module docs). Cheap to clone.
@@ -112,7 +117,7 @@ impl PodWorkers {
         shutdown: CancellationToken,
         probes: Option<ProbeManager>,
     ) -> PodWorkers {
-        let Settings { host_ip, resync_interval, volumes, events } = settings;
+        let Settings { host_ip, resync_interval, volumes, events, startup } = settings;
         let status = StatusManager::new(client.clone(), Arc::clone(&metrics));
         PodWorkers {
             syncer: Arc::new(PodSyncer {
@@ -127,6 +132,7 @@ impl PodWorkers {
                 probes,
                 volumes,
                 events,
+                startup,
             }),
             signals: Arc::new(Mutex::new(HashMap::new())),
         }
@@ -225,10 +231,14 @@ impl PodSyncer {
             return Ok(Next::KeepGoing);
         }
         *running_uid = Some(uid.clone());
+        let tracker = self.startup.as_deref();
+        if let Some(tracker) = tracker {
+            tracker.sync_started(&uid, Instant::now());
+        }
         let prepared = match &self.volumes {
-            Some(volumes) => {
-                volumes.prepare(&pod).await.map_err(|message| Error::Volumes { pod: key.clone(), message })
-            }
+            Some(volumes) => timed(tracker, &uid, Step::Volumes, volumes.prepare(&pod))
+                .await
+                .map_err(|message| Error::Volumes { pod: key.clone(), message }),
             None => Ok(()),
         };
         if let Err(error) = prepared {
@@ -246,7 +256,7 @@ impl PodSyncer {
             return Err(error);
         }
         let sync_error = self.runtime.sync_pod(&pod).await.err();
-        self.report_status(key, &pod, &uid).await?;
+        timed(tracker, &uid, Step::Status, self.report_status(key, &pod, &uid)).await?;
         match sync_error {
             Some(error) => Err(error.into()),
             None => Ok(Next::KeepGoing),
@@ -286,8 +296,13 @@ impl PodSyncer {
         }
         let readiness = |container: &str, id: &str| self.probes.as_ref().is_none_or(|p| p.is_ready(uid, container, id));
         let status = generate_pod_status(pod, runtime_status.as_ref(), &self.host_ip, Timestamp::now(), &readiness);
+        // Only a pod being started needs the written status again (to time its start).
+        let starting = self.startup.as_ref().filter(|tracker| tracker.starting(uid)).map(|_| status.clone());
         if self.status.set_status(pod, status).await? {
             tracing::debug!(pod = %key, "pod status written");
+            if let (Some(tracker), Some(status)) = (&self.startup, starting) {
+                tracker.status_written(uid, &status, Instant::now());
+            }
         }
         Ok(())
     }

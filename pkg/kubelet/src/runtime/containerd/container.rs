@@ -46,11 +46,12 @@ use super::runs::Run;
 use super::spec::{ImageInfo, linux_resources, namespaces, oci_spec, process_args, process_env, resolv_conf};
 use super::{
     ATTEMPT_LABEL, CGROUP_PARENT, CONTAINER_NAME_LABEL, ContainerdRuntime, POD_UID_LABEL, RESTART_POLICY_LABEL,
-    SNAPSHOTTER, container_reference, grpc, log_file, pod_dir, req, streams, volumes,
+    SNAPSHOTTER, container_reference, grpc, log_file, operation, pod_dir, req, step, streams, volumes,
 };
 use crate::cni::netns_path;
 use crate::envvars::{self, PodFacts};
 use crate::runtime::{ContainerState, RuntimeError};
+use crate::startup::Step;
 
 /// containerd's runc shim options (`containerd.runc.v1.Options`), which containerd-client
 /// does not ship; field numbers from containerd's runtime/v2/runc/options/oci.proto.
@@ -283,9 +284,38 @@ impl ContainerdRuntime {
 
     /// Creates and starts `run`, in the steps of the module docs.
     async fn start_container(&self, run: &NewRun<'_>) -> Result<(), RuntimeError> {
-        let (image, info) = self.ensure_image(run.pod, run.container).await?;
+        let uid = run.uid;
+        let (image, info) = step(self, uid, Step::Image, self.ensure_image(run.pod, run.container)).await?;
+        let (spec, log_path, runc_root) = step(self, uid, Step::Spec, self.write_spec(run, &image, &info)).await?;
+        let created_at = std::time::Instant::now();
+        // The snapshot first, then the container that references it (and keeps it from GC).
+        let rootfs = step(self, uid, Step::Snapshot, self.prepare_snapshot(&run.id, &info.chain_id)).await?;
+        step(self, uid, Step::Create, self.create_container(run, &image, &spec, &runc_root)).await?;
+        self.record(run, EventType::Normal, "Created", format!("Created container: {}", run.container.name));
+        let streams = step(self, uid, Step::Task, self.create_task(run, rootfs, &log_path)).await?;
+        if let Some(metrics) = self.config.startup.as_ref().map(|tracker| tracker.metrics()) {
+            metrics.operation("create_container", created_at.elapsed());
+        }
+        if let Some(streams) = streams {
+            self.start_streams(streams);
+        }
+        self.watch_exit(run);
+        step(self, uid, Step::Start, operation(self, "start_container", self.start_task(&run.id))).await?;
+        self.record(run, EventType::Normal, "Started", format!("Started container {}", run.container.name));
+        tracing::info!(pod = %ObjectKey::of(run.pod), container = %run.container.name, id = %run.id, "container started");
+        Ok(())
+    }
+
+    /// The environment, OCI spec, log file and runc state dir of `run` from image `image`:
+    /// returns the spec, the log file and runc's root.
+    async fn write_spec(
+        &self,
+        run: &NewRun<'_>,
+        image: &str,
+        info: &ImageInfo,
+    ) -> Result<(serde_json::Value, PathBuf, PathBuf), RuntimeError> {
         let env = self.container_env(run).await?;
-        let mut spec = self.oci_spec(run, &image, &info, &env)?;
+        let mut spec = self.oci_spec(run, image, info, &env)?;
         if let Some(pid) = self.target_pid(run).await?
             && let Some(namespace) = spec["linux"]["namespaces"].as_array_mut().and_then(|list| list.first_mut())
             && namespace["type"] == "pid"
@@ -294,19 +324,7 @@ impl ContainerdRuntime {
         }
         let log_path = self.create_log_file(run)?;
         let runc_root = self.create_runc_root()?;
-        // The snapshot first, then the container that references it (and keeps it from GC).
-        let rootfs = self.prepare_snapshot(&run.id, &info.chain_id).await?;
-        self.create_container(run, &image, &spec, &runc_root).await?;
-        self.record(run, EventType::Normal, "Created", format!("Created container: {}", run.container.name));
-        let streams = self.create_task(run, rootfs, &log_path).await?;
-        if let Some(streams) = streams {
-            self.start_streams(streams);
-        }
-        self.watch_exit(run);
-        self.start_task(&run.id).await?;
-        self.record(run, EventType::Normal, "Started", format!("Started container {}", run.container.name));
-        tracing::info!(pod = %ObjectKey::of(run.pod), container = %run.container.name, id = %run.id, "container started");
-        Ok(())
+        Ok((spec, log_path, runc_root))
     }
 
     /// Records an Event about `run`'s container.

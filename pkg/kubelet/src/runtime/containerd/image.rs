@@ -15,7 +15,7 @@ use rkube_informer::ObjectKey;
 use tonic::Code;
 
 use super::spec::{ImageInfo, chain_id, normalize_image};
-use super::{ContainerdRuntime, container_reference, grpc, pull, registry, req};
+use super::{ContainerdRuntime, container_reference, grpc, operation, pull, registry, req};
 use crate::runtime::RuntimeError;
 use rkube_client::events::EventType;
 
@@ -43,11 +43,17 @@ impl ContainerdRuntime {
             Ok(None) => {
                 record(EventType::Normal, "Pulled", format!("Container image \"{shown}\" already present on machine"));
             }
-            Ok(Some(took)) => record(
-                EventType::Normal,
-                "Pulled",
-                format!("Successfully pulled image \"{shown}\" in {:.3}s", took.as_secs_f64()),
-            ),
+            Ok(Some(took)) => {
+                if let (Some(tracker), Some(uid)) = (&self.config.startup, pod.metadata.uid.as_deref()) {
+                    tracker.pulled(uid, took);
+                    tracker.metrics().operation("pull_image", took);
+                }
+                record(
+                    EventType::Normal,
+                    "Pulled",
+                    format!("Successfully pulled image \"{shown}\" in {:.3}s", took.as_secs_f64()),
+                );
+            }
             Err(error) => {
                 if let RuntimeError::ImagePull { reason: "ImagePullBackOff", .. } = &error {
                     record(EventType::Normal, "BackOff", format!("Back-off pulling image \"{shown}\""));
@@ -57,7 +63,7 @@ impl ContainerdRuntime {
                 return Err(error);
             }
         }
-        let info = self.image_info(&image).await?;
+        let info = operation(self, "image_status", self.image_info(&image)).await?;
         Ok((image, info))
     }
 

@@ -48,6 +48,7 @@ use rkube_informer::ObjectKey;
 use tonic::Request;
 
 use crate::cni::Network;
+use crate::startup::Step;
 
 mod container;
 mod exec;
@@ -112,6 +113,9 @@ pub struct ContainerdConfig {
     /// Records the pods' Events (`Pulling`, `Pulled`, `Created`, `Started`, `Failed`,
     /// `BackOff`); `None`: none are recorded.
     pub events: Option<rkube_client::events::EventRecorder>,
+    /// Times the steps of pods' start-up and the runtime's operations ([`crate::startup`]);
+    /// `None`: not timed.
+    pub startup: Option<std::sync::Arc<crate::startup::PodStartTracker>>,
 }
 
 /// The cluster DNS of pods with `dnsPolicy: ClusterFirst` (`--cluster-dns`, `--cluster-domain`).
@@ -179,6 +183,28 @@ fn grpc(step: &'static str) -> impl FnOnce(tonic::Status) -> RuntimeError {
     move |status| RuntimeError::Containerd { step, source: Box::new(status) }
 }
 
+/// Runs `work`, step `step` of pod `uid`'s start-up, timed by `runtime`'s tracker.
+async fn step<F: std::future::Future>(
+    runtime: &ContainerdRuntime,
+    uid: &str,
+    step: crate::startup::Step,
+    work: F,
+) -> F::Output {
+    crate::startup::timed(runtime.config.startup.as_deref(), uid, step, work).await
+}
+
+/// Runs `work`, runtime operation `operation` (named after the CRI call Kubernetes' kubelet
+/// times: `run_podsandbox`, `create_container`, ...), observed in
+/// `kubelet_runtime_operations_duration_seconds`.
+async fn operation<F: std::future::Future>(runtime: &ContainerdRuntime, operation: &str, work: F) -> F::Output {
+    let began = std::time::Instant::now();
+    let output = work.await;
+    if let Some(tracker) = &runtime.config.startup {
+        tracker.metrics().operation(operation, began.elapsed());
+    }
+    output
+}
+
 /// A protobuf timestamp as a [`Timestamp`] (`None` when absent or out of range).
 fn timestamp(time: Option<&prost_types::Timestamp>) -> Option<Timestamp> {
     let time = time?;
@@ -242,11 +268,11 @@ impl Runtime for ContainerdRuntime {
         let uid = pod.metadata.uid.clone().ok_or_else(|| RuntimeError::NoUid(ObjectKey::of(pod)))?;
         // A pod on the node's network (hostNetwork) has no namespace of its own to set up.
         if !pod.spec.as_ref().and_then(|spec| spec.host_network).unwrap_or(false) {
-            self.set_up_network(&uid).await?;
+            step(self, &uid, Step::Sandbox, self.set_up_network(&uid)).await?;
         }
         let restart_policy =
             pod.spec.as_ref().and_then(|spec| spec.restart_policy.clone()).unwrap_or_else(|| "Always".into());
-        let mut runs = self.runs(&uid).await?;
+        let mut runs = step(self, &uid, Step::Runs, self.runs(&uid)).await?;
         let ephemeral = crate::runtime::ephemeral_containers(pod);
         let ephemeral_runs: HashMap<String, Vec<runs::Run>> =
             ephemeral.iter().filter_map(|c| Some((c.name.clone(), runs.remove(&c.name)?))).collect();

@@ -18,7 +18,7 @@ use jiff::Timestamp;
 
 use super::{
     ATTEMPT_LABEL, CGROUP_PARENT, CONTAINER_NAME_LABEL, ContainerdRuntime, POD_UID_LABEL, RESTART_POLICY_LABEL, grpc,
-    req, timestamp,
+    operation, req, timestamp,
 };
 use crate::runtime::{ContainerCgroup, ContainerState, RuntimeError, Terminated};
 
@@ -37,10 +37,8 @@ impl ContainerdRuntime {
     /// The containers of pod `uid` (every pod when `None`).
     pub(super) async fn containers(&self, uid: Option<&str>) -> Result<Vec<Container>, RuntimeError> {
         let filters = uid.map(|uid| vec![format!("labels.\"{POD_UID_LABEL}\"=={uid}")]).unwrap_or_default();
-        Ok(self
-            .client
-            .containers()
-            .list(req(ListContainersRequest { filters }))
+        let mut client = self.client.containers();
+        Ok(operation(self, "list_containers", client.list(req(ListContainersRequest { filters })))
             .await
             .map_err(grpc("containers.list"))?
             .into_inner()

@@ -11,7 +11,7 @@
 
 use std::path::Path;
 
-use super::{CGROUP_PARENT, ContainerdRuntime, volumes};
+use super::{CGROUP_PARENT, ContainerdRuntime, operation, volumes};
 use crate::runtime::RuntimeError;
 
 impl ContainerdRuntime {
@@ -19,7 +19,14 @@ impl ContainerdRuntime {
     pub(super) async fn set_up_network(&self, uid: &str) -> Result<(), RuntimeError> {
         let Some(network) = self.config.network.clone() else { return Ok(()) };
         let pod_uid = uid.to_string();
-        tokio::task::spawn_blocking(move || network.set_up(&pod_uid)).await.map_err(|error| RuntimeError::Io {
+        let set_up = tokio::task::spawn_blocking(move || network.set_up(&pod_uid));
+        // Timed as an operation only when there is a sandbox to make (not at every resync).
+        let set_up = if crate::cni::netns_path(uid).exists() {
+            set_up.await
+        } else {
+            operation(self, "run_podsandbox", set_up).await
+        };
+        set_up.map_err(|error| RuntimeError::Io {
             what: "pod network set-up".into(),
             source: std::io::Error::other(error),
         })??;

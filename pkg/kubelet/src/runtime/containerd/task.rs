@@ -16,7 +16,7 @@ use containerd_client::services::v1::{DeleteContainerRequest, DeleteTaskRequest,
 use containerd_client::types::v1::{Process, Status as TaskStatus};
 use tonic::Code;
 
-use super::{ContainerdRuntime, SNAPSHOTTER, grpc, req};
+use super::{ContainerdRuntime, SNAPSHOTTER, grpc, operation, req};
 use crate::runtime::RuntimeError;
 
 /// How long a SIGKILLed task may take to be reported stopped.
@@ -27,7 +27,9 @@ const SIGKILL: u32 = 9;
 impl ContainerdRuntime {
     /// The task of container `id`, `None` when it has none.
     pub(super) async fn task(&self, id: &str) -> Result<Option<Process>, RuntimeError> {
-        match self.client.tasks().get(req(GetRequest { container_id: id.into(), exec_id: String::new() })).await {
+        let mut client = self.client.tasks();
+        let get = client.get(req(GetRequest { container_id: id.into(), exec_id: String::new() }));
+        match operation(self, "container_status", get).await {
             Ok(response) => Ok(response.into_inner().process),
             Err(status) if status.code() == Code::NotFound => Ok(None),
             Err(status) => Err(grpc("tasks.get")(status)),
