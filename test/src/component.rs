@@ -111,6 +111,11 @@ impl Component {
         self.spawn_and_wait().await
     }
 
+    /// Its process id, while it runs (for reading `/proc/<pid>/stat`).
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(Process::id)
+    }
+
     /// Whether the process is still running (it exits on lost leadership or a fatal error).
     pub fn is_running(&mut self) -> bool {
         self.process.as_mut().is_some_and(|process| process.exited().is_none())

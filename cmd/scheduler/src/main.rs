@@ -60,6 +60,22 @@ struct Flags {
     #[arg(long, default_value_t = ScoreWeights::default().selector_spread)]
     selector_spread_weight: i64,
 
+    /// How many feasible nodes to look for before scoring, as a percentage of all nodes
+    /// (Kubernetes' percentageOfNodesToScore): 0 adapts to the cluster's size (every node up to
+    /// 100 nodes, then 50% falling by 1% per 125 nodes to 5%, never fewer than 100 nodes);
+    /// 100 looks at every node.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=100))]
+    percentage_of_nodes_to_score: u32,
+
+    /// Threads that filter nodes at once on clusters of 1,000 nodes or more (default: the
+    /// number of CPUs).
+    #[arg(long)]
+    parallelism: Option<usize>,
+
+    /// Bindings that may be in flight at once; scheduling waits while all are taken.
+    #[arg(long, default_value_t = rkube_scheduler::DEFAULT_MAX_CONCURRENT_BINDS)]
+    max_concurrent_binds: usize,
+
     /// Requests per second this scheduler may send to the apiserver, Events aside (each
     /// placement costs one binding). kube-scheduler's default of 50 would cap it at 50 pods/s.
     #[arg(long, default_value_t = 2000.0)]
@@ -118,6 +134,11 @@ async fn main() -> anyhow::Result<()> {
     config.event_client = Some(event_client);
     config.weights =
         ScoreWeights { least_allocated: flags.least_allocated_weight, selector_spread: flags.selector_spread_weight };
+    config.percentage_of_nodes_to_score = flags.percentage_of_nodes_to_score;
+    if let Some(parallelism) = flags.parallelism {
+        config.parallelism = parallelism.max(1);
+    }
+    config.max_concurrent_binds = flags.max_concurrent_binds.max(1);
     let identity = config.leader_election.as_ref().map(|e| e.identity.clone()).unwrap_or_default();
     config.leader_election = flags.leader_election.config("rkube-scheduler", &identity);
 

@@ -14,6 +14,16 @@
 //!   [`Cache::forget`] (a failed bind) takes an assumed pod off its node again;
 //! - pods that finished (`Succeeded`/`Failed`) or are gone use nothing.
 //!
+//! The scheduling loop does not read the cache directly: it reads a [`Snapshot`], brought up to
+//! date at the start of each cycle by [`Cache::update_snapshot`]. Every change to a node (the
+//! node itself, or a pod added to or removed from it) gives that node the cache's next
+//! **generation**; the update copies only the nodes whose generation is newer than the
+//! snapshot's, as Kubernetes' `Cache.UpdateSnapshot` does. A node is kept as an
+//! `Arc<NodeInfo>` shared by cache and snapshot, so "copying" an entry into the snapshot is a
+//! reference count, and the cache clones a node's data only when it changes a node the snapshot
+//! still holds (copy on write). Unchanged nodes are never copied
+//! (`an_unchanged_node_is_not_copied_again_and_a_changed_one_is_seen`).
+//!
 //! Not promised: assumptions expire. An assumed pod stays until the watch confirms it, it is
 //! forgotten after a failed bind, or it is deleted; Kubernetes adds a TTL for binds that
 //! succeed but are never seen, which cannot happen here short of a watch that is lost for good.
@@ -44,6 +54,14 @@ pub struct NodeInfo {
     pub scoring_requested: Resources,
     /// The pods on the node, by key.
     pub pods: BTreeMap<ObjectKey, Arc<PodInfo>>,
+    /// The cache's generation when this entry last changed (see [`Snapshot`]).
+    pub generation: u64,
+}
+
+impl AsRef<NodeInfo> for NodeInfo {
+    fn as_ref(&self) -> &NodeInfo {
+        self
+    }
 }
 
 impl NodeInfo {
@@ -55,6 +73,7 @@ impl NodeInfo {
             requested: Resources::default(),
             scoring_requested: Resources::default(),
             pods: BTreeMap::new(),
+            generation: 0,
         }
     }
 
@@ -84,8 +103,16 @@ struct PodPlace {
 /// keeps it behind one mutex.
 #[derive(Debug, Default)]
 pub struct Cache {
-    nodes: BTreeMap<String, NodeInfo>,
+    nodes: BTreeMap<String, Arc<NodeInfo>>,
     pods: HashMap<ObjectKey, PodPlace>,
+    /// The last generation handed out; every node change takes the next one.
+    generation: u64,
+    /// Node name -> the generation of its last change (kept after the node is gone, so that a
+    /// snapshot still holding it learns of its removal).
+    changed_at: HashMap<String, u64>,
+    /// The inverse of `changed_at`: generation -> node name, walked newest-first by
+    /// [`Cache::update_snapshot`] (Kubernetes keeps a list ordered by generation instead).
+    changes: BTreeMap<u64, String>,
 }
 
 fn finished(pod: &Pod) -> bool {
@@ -96,7 +123,7 @@ impl Cache {
     /// Adds or replaces a node (from the node informer).
     pub fn set_node(&mut self, node: Arc<Node>) {
         let name = node.name_any();
-        let info = self.nodes.entry(name.clone()).or_insert_with(|| NodeInfo::empty(&name));
+        let info = self.node_mut(&name);
         info.allocatable = node_allocatable(&node);
         info.node = Some(node);
     }
@@ -104,7 +131,8 @@ impl Cache {
     /// Removes a node. Pods still bound to it keep a placeholder entry (not a candidate) until
     /// they are deleted too.
     pub fn remove_node(&mut self, name: &str) {
-        if let Some(info) = self.nodes.get_mut(name) {
+        if self.nodes.contains_key(name) {
+            let info = self.node_mut(name);
             info.node = None;
             info.allocatable = Resources::default();
             if info.pods.is_empty() {
@@ -132,8 +160,9 @@ impl Cache {
     /// Removes a pod (deleted, or finished).
     pub fn remove_pod(&mut self, key: &ObjectKey) {
         if let Some(place) = self.pods.remove(key)
-            && let Some(info) = self.nodes.get_mut(&place.node)
+            && self.nodes.contains_key(&place.node)
         {
+            let info = self.node_mut(&place.node);
             info.remove_pod(key);
             if info.node.is_none() && info.pods.is_empty() {
                 self.nodes.remove(&place.node);
@@ -167,12 +196,28 @@ impl Cache {
 
     /// One node's entry.
     pub fn node(&self, name: &str) -> Option<&NodeInfo> {
-        self.nodes.get(name)
+        self.nodes.get(name).map(AsRef::as_ref)
     }
 
     /// The nodes that can be candidates (seen through the node informer), in name order.
     pub fn candidate_nodes(&self) -> impl Iterator<Item = &NodeInfo> {
-        self.nodes.values().filter(|info| info.node.is_some())
+        self.nodes.values().map(AsRef::as_ref).filter(|info| info.node.is_some())
+    }
+
+    /// Brings `snapshot` up to date: the nodes changed since its generation are put in (or
+    /// taken out, if gone or no longer candidates); the others are left untouched. Returns how
+    /// many entries it looked at.
+    pub fn update_snapshot(&self, snapshot: &mut Snapshot) -> usize {
+        let mut looked_at = 0;
+        for name in self.changes.range(snapshot.generation + 1..).map(|(_, name)| name) {
+            looked_at += 1;
+            match self.nodes.get(name).filter(|info| info.node.is_some()) {
+                Some(info) => snapshot.put(Arc::clone(info)),
+                None => snapshot.remove(name),
+            }
+        }
+        snapshot.generation = self.generation;
+        looked_at
     }
 
     /// How many pods are assumed and not yet confirmed.
@@ -182,7 +227,72 @@ impl Cache {
 
     fn place(&mut self, pod: Arc<PodInfo>, node: &str, assumed: bool) {
         self.pods.insert(pod.key.clone(), PodPlace { node: node.to_string(), assumed });
-        self.nodes.entry(node.to_string()).or_insert_with(|| NodeInfo::empty(node)).add_pod(pod);
+        self.node_mut(node).add_pod(pod);
+    }
+
+    /// The entry of node `name` (created empty if missing), to be changed: it takes the next
+    /// generation, and is cloned first if a snapshot still shares it.
+    fn node_mut(&mut self, name: &str) -> &mut NodeInfo {
+        self.generation += 1;
+        let generation = self.generation;
+        if let Some(previous) = self.changed_at.insert(name.to_string(), generation) {
+            self.changes.remove(&previous);
+        }
+        self.changes.insert(generation, name.to_string());
+        let entry = self.nodes.entry(name.to_string()).or_insert_with(|| Arc::new(NodeInfo::empty(name)));
+        let info = Arc::make_mut(entry);
+        info.generation = generation;
+        info
+    }
+}
+
+/// The nodes one scheduling cycle looks at: the cache's candidate nodes as of one generation,
+/// readable without the cache's lock (Kubernetes: the scheduler's `Snapshot`).
+///
+/// Nodes are kept in a `Vec` so that a cycle can start anywhere and go round
+/// ([`Snapshot::nodes`]); their order is stable except where a node was removed (the last one
+/// takes its place). Filled and refreshed by [`Cache::update_snapshot`].
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    nodes: Vec<Arc<NodeInfo>>,
+    index: HashMap<String, usize>,
+    /// The cache generation this snapshot reflects.
+    generation: u64,
+}
+
+impl Snapshot {
+    /// The candidate nodes.
+    pub fn nodes(&self) -> &[Arc<NodeInfo>] {
+        &self.nodes
+    }
+
+    /// One node's entry, if it is a candidate.
+    pub fn get(&self, name: &str) -> Option<&Arc<NodeInfo>> {
+        self.index.get(name).map(|&i| &self.nodes[i])
+    }
+
+    /// The cache generation this snapshot reflects.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    fn put(&mut self, info: Arc<NodeInfo>) {
+        match self.index.get(&info.name) {
+            Some(&i) => self.nodes[i] = info,
+            None => {
+                self.index.insert(info.name.clone(), self.nodes.len());
+                self.nodes.push(info);
+            }
+        }
+    }
+
+    fn remove(&mut self, name: &str) {
+        if let Some(i) = self.index.remove(name) {
+            self.nodes.swap_remove(i);
+            if let Some(moved) = self.nodes.get(i) {
+                self.index.insert(moved.name.clone(), i);
+            }
+        }
     }
 }
 
@@ -269,5 +379,49 @@ mod tests {
         assert_eq!(cache.candidate_nodes().count(), 0);
         cache.remove_pod(&key("a"));
         assert!(cache.node("ghost").is_none());
+    }
+
+    #[test]
+    fn an_unchanged_node_is_not_copied_again_and_a_changed_one_is_seen() {
+        let mut cache = Cache::default();
+        for name in ["n1", "n2", "n3"] {
+            cache.set_node(Arc::new(node(json!({"metadata": {"name": name}}))));
+        }
+        let mut snapshot = Snapshot::default();
+        assert_eq!(cache.update_snapshot(&mut snapshot), 3);
+        assert_eq!(snapshot.nodes().len(), 3);
+        let before_n1 = Arc::clone(snapshot.get("n1").unwrap());
+        let before_n2 = Arc::clone(snapshot.get("n2").unwrap());
+        assert!(Arc::ptr_eq(&before_n2, cache.nodes.get("n2").unwrap()), "the snapshot shares the cache's entry");
+
+        cache.assume(pod(json!({"metadata": {"name": "a"}})), "n1");
+        assert_eq!(before_n1.requested.pods, 0, "what a snapshot holds never changes under it");
+        assert_eq!(cache.update_snapshot(&mut snapshot), 1, "only the changed node is looked at");
+        assert_eq!(snapshot.get("n1").unwrap().requested.pods, 1, "the change is visible");
+        assert!(!Arc::ptr_eq(&before_n1, snapshot.get("n1").unwrap()));
+        assert!(Arc::ptr_eq(&before_n2, snapshot.get("n2").unwrap()), "an unchanged node is not copied");
+        assert_eq!(cache.update_snapshot(&mut snapshot), 0, "nothing changed since");
+
+        cache.remove_node("n3");
+        cache.update_snapshot(&mut snapshot);
+        assert!(snapshot.get("n3").is_none());
+        assert_eq!(snapshot.nodes().len(), 2);
+        assert!(snapshot.get("n1").is_some() && snapshot.get("n2").is_some(), "the index follows a removal");
+        assert_eq!(snapshot.generation(), cache.generation);
+    }
+
+    #[test]
+    fn a_snapshot_only_holds_candidate_nodes() {
+        let mut cache = Cache::default();
+        cache.update_pod(bound("a", "ghost", "1"));
+        let mut snapshot = Snapshot::default();
+        cache.update_snapshot(&mut snapshot);
+        assert!(snapshot.nodes().is_empty(), "a node known only from its pods is no candidate");
+        cache.set_node(Arc::new(node(json!({"metadata": {"name": "ghost"}}))));
+        cache.update_snapshot(&mut snapshot);
+        assert_eq!(snapshot.get("ghost").unwrap().requested.milli_cpu, 1000);
+        cache.remove_node("ghost");
+        cache.update_snapshot(&mut snapshot);
+        assert!(snapshot.nodes().is_empty());
     }
 }

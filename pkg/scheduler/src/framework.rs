@@ -13,9 +13,17 @@
 //!
 //! Plugins are pure functions of ([`PodInfo`], [`NodeInfo`]): no I/O, no clock, no randomness,
 //! so each is unit tested on its own (see `plugins/`).
+//!
+//! On a large cluster one attempt does not look at every node ([`Framework::find_node_among`]):
+//! filtering stops once [`num_feasible_nodes_to_find`] nodes have passed (Kubernetes'
+//! `percentageOfNodesToScore`), each attempt starts where the last one stopped so that every
+//! node gets its turn, and the nodes are filtered by several threads when there are enough of
+//! them ([`Search::parallelism`]). Not promised: the best node of the whole cluster; the best of
+//! the nodes looked at, as in Kubernetes.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use prometheus::HistogramVec;
@@ -171,6 +179,101 @@ impl std::fmt::Display for FitError {
     }
 }
 
+/// Below this many nodes, every node is looked at (Kubernetes' `minFeasibleNodesToFind`).
+pub const MIN_FEASIBLE_NODES_TO_FIND: usize = 100;
+/// The adaptive percentage never falls below this (Kubernetes' `minFeasibleNodesPercentageToFind`).
+pub const MIN_FEASIBLE_NODES_PERCENTAGE_TO_FIND: usize = 5;
+
+/// How many feasible nodes one attempt looks for among `all_nodes`, given
+/// `--percentage-of-nodes-to-score` (Kubernetes' `numFeasibleNodesToFind`):
+/// - fewer than [`MIN_FEASIBLE_NODES_TO_FIND`] nodes, or a percentage of 100 or more: all;
+/// - percentage 0 means adaptive: 50% minus 1% per 125 nodes, at least
+///   [`MIN_FEASIBLE_NODES_PERCENTAGE_TO_FIND`] (about 46% of 500 nodes, 10% of 5,000, 5% from
+///   5,625 nodes on);
+/// - never fewer than [`MIN_FEASIBLE_NODES_TO_FIND`].
+pub fn num_feasible_nodes_to_find(percentage: u32, all_nodes: usize) -> usize {
+    if all_nodes < MIN_FEASIBLE_NODES_TO_FIND || percentage >= 100 {
+        return all_nodes;
+    }
+    let percentage = match usize::try_from(percentage).unwrap_or(100) {
+        0 => 50usize.saturating_sub(all_nodes / 125).max(MIN_FEASIBLE_NODES_PERCENTAGE_TO_FIND),
+        given => given,
+    };
+    (all_nodes * percentage / 100).max(MIN_FEASIBLE_NODES_TO_FIND)
+}
+
+/// Where one attempt looks and how hard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Search {
+    /// Index of the first node to filter; the search goes round from there.
+    pub start: usize,
+    /// Stop filtering once this many nodes passed (see [`num_feasible_nodes_to_find`]).
+    pub to_find: usize,
+    /// Threads that may filter at once (1: this thread only). More than one are used only when
+    /// at least [`PARALLEL_FILTER_MIN_NODES`] nodes may have to be filtered.
+    pub parallelism: usize,
+    /// Record each plugin's time in `plugin_duration` this attempt (Kubernetes samples 10% of
+    /// attempts, since reading the clock around every plugin on every node costs more than
+    /// most plugins).
+    pub timed: bool,
+}
+
+impl Search {
+    /// Every node, from the first, on this thread, timed.
+    pub fn all(nodes: usize) -> Search {
+        Search { start: 0, to_find: nodes, parallelism: 1, timed: true }
+    }
+}
+
+/// Fewer nodes than this are filtered on one thread: starting threads would cost more than
+/// the filters.
+pub const PARALLEL_FILTER_MIN_NODES: usize = 1000;
+/// Nodes a filtering thread takes at a time.
+const FILTER_CHUNK: usize = 64;
+
+/// The outcome of a successful attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    /// The chosen node.
+    pub node: String,
+    /// How many nodes were filtered; the next attempt starts this many nodes further on.
+    pub examined: usize,
+    /// How many of them passed.
+    pub feasible: usize,
+}
+
+/// What filtering a run of nodes found.
+struct Filtered {
+    /// Positions (in search order) of the nodes that passed.
+    feasible: Vec<usize>,
+    examined: usize,
+    reasons: BTreeMap<String, usize>,
+    time: Vec<Duration>,
+}
+
+impl Filtered {
+    /// Nothing found yet; `time` has an entry per filter when the attempt is timed.
+    fn new(timed: bool, filters: usize) -> Filtered {
+        Filtered {
+            feasible: Vec::new(),
+            examined: 0,
+            reasons: BTreeMap::new(),
+            time: vec![Duration::ZERO; if timed { filters } else { 0 }],
+        }
+    }
+
+    fn absorb(&mut self, other: Filtered) {
+        self.feasible.extend(other.feasible);
+        self.examined += other.examined;
+        for (reason, n) in other.reasons {
+            *self.reasons.entry(reason).or_default() += n;
+        }
+        for (sum, spent) in self.time.iter_mut().zip(other.time) {
+            *sum += spent;
+        }
+    }
+}
+
 /// The configured plugins and how one scheduling attempt runs them (Kubernetes calls this a
 /// scheduling profile's framework).
 pub struct Framework {
@@ -191,56 +294,63 @@ impl std::fmt::Debug for Framework {
 
 impl Framework {
     /// Picks a node for `pod` among `nodes`: filter, score, best total wins, ties broken at
-    /// random with `rng`. With one feasible node, scoring is skipped.
+    /// random with `rng`. With one feasible node, scoring is skipped. Looks at every node; the
+    /// scheduling loop uses [`Framework::find_node_among`].
     pub fn find_node<'a>(
         &self,
         pod: &PodInfo,
         nodes: impl Iterator<Item = &'a NodeInfo>,
         rng: &mut impl rand::Rng,
     ) -> Result<String, FitError> {
-        let mut filter_time = vec![Duration::ZERO; self.filters.len()];
-        let mut error = FitError::default();
-        let mut feasible: Vec<&NodeInfo> = Vec::new();
-        for node in nodes {
-            error.num_nodes += 1;
-            let mut rejected = None;
-            for (plugin, spent) in self.filters.iter().zip(filter_time.iter_mut()) {
-                let started = Instant::now();
-                let outcome = plugin.filter(pod, node);
-                *spent += started.elapsed();
-                if let Err(reasons) = outcome {
-                    rejected = Some(reasons);
-                    break;
-                }
-            }
-            match rejected {
-                None => feasible.push(node),
-                Some(reasons) => {
-                    for reason in reasons {
-                        *error.reasons.entry(reason).or_default() += 1;
-                    }
-                }
-            }
-        }
-        if let Some(histogram) = &self.plugin_duration {
-            for (plugin, spent) in self.filters.iter().zip(&filter_time) {
+        let nodes: Vec<&NodeInfo> = nodes.collect();
+        self.find_node_among(pod, &nodes, Search::all(nodes.len()), rng).map(|placement| placement.node)
+    }
+
+    /// Picks a node for `pod` among `nodes` as `search` says: filter from `search.start` round
+    /// until `search.to_find` nodes passed (or every node was filtered), score those, best total
+    /// wins, ties broken at random. A [`FitError`] means every node was filtered and none passed.
+    pub fn find_node_among<N: AsRef<NodeInfo> + Sync>(
+        &self,
+        pod: &PodInfo,
+        nodes: &[N],
+        search: Search,
+        rng: &mut impl rand::Rng,
+    ) -> Result<Placement, FitError> {
+        let total = nodes.len();
+        let to_find = search.to_find.clamp(1, total.max(1));
+        let start = if total == 0 { 0 } else { search.start % total };
+        let at = |position: usize| nodes[(start + position) % total].as_ref();
+        let threads = if total >= PARALLEL_FILTER_MIN_NODES { search.parallelism.max(1) } else { 1 };
+        let filtered = if threads > 1 {
+            self.filter_parallel(pod, total, to_find, threads, search.timed, &at)
+        } else {
+            self.filter_range(pod, 0..total, to_find, &AtomicUsize::new(0), search.timed, &at)
+        };
+        if let (Some(histogram), true) = (&self.plugin_duration, search.timed) {
+            for (plugin, spent) in self.filters.iter().zip(&filtered.time) {
                 histogram.with_label_values(&[plugin.name()]).observe(spent.as_secs_f64());
             }
         }
+        let feasible: Vec<&NodeInfo> = filtered.feasible.iter().map(|&position| at(position)).collect();
+        let placement = |node: &NodeInfo| Placement {
+            node: node.name.clone(),
+            examined: filtered.examined,
+            feasible: feasible.len(),
+        };
         match feasible.len() {
-            0 => return Err(error),
-            1 => return Ok(feasible[0].name.clone()),
+            0 => return Err(FitError { num_nodes: total, reasons: filtered.reasons }),
+            1 => return Ok(placement(feasible[0])),
             _ => {}
         }
         let mut totals = vec![0i64; feasible.len()];
         for weighted in &self.scores {
-            let started = Instant::now();
+            let started = search.timed.then(Instant::now);
             let mut scores: Vec<i64> = feasible.iter().map(|node| weighted.plugin.score(pod, node)).collect();
             weighted.plugin.normalize(&mut scores);
             for (total, score) in totals.iter_mut().zip(scores) {
                 *total = total.saturating_add(score.clamp(0, MAX_NODE_SCORE).saturating_mul(weighted.weight));
             }
-            if let Some(histogram) = &self.plugin_duration {
+            if let (Some(histogram), Some(started)) = (&self.plugin_duration, started) {
                 histogram.with_label_values(&[weighted.plugin.name()]).observe(started.elapsed().as_secs_f64());
             }
         }
@@ -256,7 +366,93 @@ impl Framework {
                 }
             }
         }
-        Ok(feasible[best.1].name.clone())
+        Ok(placement(feasible[best.1]))
+    }
+
+    /// Filters the nodes at `positions` in order, stopping once `found` (shared with other
+    /// threads) reaches `to_find`.
+    fn filter_range<'a>(
+        &self,
+        pod: &PodInfo,
+        positions: std::ops::Range<usize>,
+        to_find: usize,
+        found: &AtomicUsize,
+        timed: bool,
+        at: &(impl Fn(usize) -> &'a NodeInfo + Sync),
+    ) -> Filtered {
+        let mut out = Filtered::new(timed, self.filters.len());
+        for position in positions {
+            if found.load(Ordering::Relaxed) >= to_find {
+                break;
+            }
+            out.examined += 1;
+            match self.run_filters(pod, at(position), &mut out.time) {
+                Ok(()) => {
+                    if found.fetch_add(1, Ordering::Relaxed) < to_find {
+                        out.feasible.push(position);
+                    }
+                }
+                Err(reasons) => {
+                    for reason in reasons {
+                        *out.reasons.entry(reason).or_default() += 1;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Filters with `threads` threads (this one included), each taking [`FILTER_CHUNK`] nodes
+    /// at a time in search order; the feasible nodes come back in search order.
+    fn filter_parallel<'a>(
+        &self,
+        pod: &PodInfo,
+        total: usize,
+        to_find: usize,
+        threads: usize,
+        timed: bool,
+        at: &(impl Fn(usize) -> &'a NodeInfo + Sync),
+    ) -> Filtered {
+        let (next_chunk, found) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        let work = || {
+            let mut mine = Filtered::new(timed, self.filters.len());
+            loop {
+                let first = next_chunk.fetch_add(1, Ordering::Relaxed) * FILTER_CHUNK;
+                if first >= total || found.load(Ordering::Relaxed) >= to_find {
+                    return mine;
+                }
+                let chunk = first..(first + FILTER_CHUNK).min(total);
+                mine.absorb(self.filter_range(pod, chunk, to_find, &found, timed, at));
+            }
+        };
+        let parts: Vec<Filtered> = std::thread::scope(|scope| {
+            let helpers: Vec<_> = (1..threads.min(total.div_ceil(FILTER_CHUNK))).map(|_| scope.spawn(work)).collect();
+            let mut parts = vec![work()];
+            // A filter plugin that panicked is a bug; its nodes then count as not examined.
+            parts.extend(helpers.into_iter().filter_map(|helper| helper.join().ok()));
+            parts
+        });
+        let mut all = Filtered::new(timed, self.filters.len());
+        for part in parts {
+            all.absorb(part);
+        }
+        all.feasible.sort_unstable();
+        all
+    }
+
+    /// Runs the filters on one node; the first that fails rejects it. Adds each plugin's time to
+    /// `time` when `time` has an entry per filter.
+    fn run_filters(&self, pod: &PodInfo, node: &NodeInfo, time: &mut [Duration]) -> Result<(), Rejection> {
+        if time.is_empty() {
+            return self.filters.iter().try_for_each(|plugin| plugin.filter(pod, node));
+        }
+        for (plugin, spent) in self.filters.iter().zip(time.iter_mut()) {
+            let started = Instant::now();
+            let outcome = plugin.filter(pod, node);
+            *spent += started.elapsed();
+            outcome?;
+        }
+        Ok(())
     }
 }
 
@@ -372,5 +568,103 @@ mod tests {
         }
         assert!(!chosen.contains_key("a"), "{chosen:?}");
         assert!(chosen["b"] > 50 && chosen["c"] > 50, "ties must be broken at random: {chosen:?}");
+    }
+
+    #[test]
+    fn the_number_of_nodes_to_find_adapts_to_the_cluster_like_kubernetes() {
+        // Small clusters: every node.
+        assert_eq!(num_feasible_nodes_to_find(0, 0), 0);
+        assert_eq!(num_feasible_nodes_to_find(0, 99), 99);
+        assert_eq!(num_feasible_nodes_to_find(0, 100), 100, "50% of 100 is less than the minimum of 100");
+        // Adaptive: 50% - nodes/125, at least 5%, at least 100 nodes.
+        assert_eq!(num_feasible_nodes_to_find(0, 500), 230, "46% of 500");
+        assert_eq!(num_feasible_nodes_to_find(0, 1000), 420, "42% of 1,000");
+        assert_eq!(num_feasible_nodes_to_find(0, 5000), 500, "10% of 5,000");
+        assert_eq!(num_feasible_nodes_to_find(0, 6000), 300, "5% from 5,625 nodes on");
+        assert_eq!(num_feasible_nodes_to_find(0, 100_000), 5000);
+        // Given: that percentage, at least 100; 100% means all.
+        assert_eq!(num_feasible_nodes_to_find(20, 5000), 1000);
+        assert_eq!(num_feasible_nodes_to_find(1, 5000), 100);
+        assert_eq!(num_feasible_nodes_to_find(100, 5000), 5000);
+        assert_eq!(num_feasible_nodes_to_find(1, 50), 50);
+    }
+
+    fn many_nodes(n: usize) -> Vec<NodeInfo> {
+        (0..n).map(|i| node_info(node(json!({"metadata": {"name": format!("n{i:04}")}})), vec![])).collect()
+    }
+
+    #[test]
+    fn filtering_stops_once_enough_nodes_fit_and_starts_where_it_is_told() {
+        let nodes = many_nodes(300);
+        let p = pod(json!({}));
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let search = Search { start: 290, to_find: 20, parallelism: 1, timed: false };
+        let placement = framework().find_node_among(&p, &nodes, search, &mut rng).unwrap();
+        assert_eq!((placement.examined, placement.feasible), (20, 20));
+        // From node 290 round to node 9: the chosen node is one of those.
+        let index: usize = placement.node[1..].parse().unwrap();
+        assert!(!(10..290).contains(&index), "{placement:?}");
+    }
+
+    #[test]
+    fn successive_attempts_go_round_the_nodes() {
+        // What the scheduling loop does: start the next attempt where the last one stopped.
+        let nodes = many_nodes(250);
+        let p = pod(json!({}));
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        let mut start = 0;
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..5 {
+            let search = Search { start, to_find: 100, parallelism: 1, timed: false };
+            let placement = framework().find_node_among(&p, &nodes, search, &mut rng).unwrap();
+            seen.insert(placement.node);
+            start = (start + placement.examined) % nodes.len();
+        }
+        assert_eq!(start, 500 % 250, "5 attempts of 100 nodes each moved the start 500 nodes on");
+        // Each attempt looked at a different stretch, so the choices spread over the cluster.
+        assert!(seen.len() >= 3, "{seen:?}");
+    }
+
+    #[test]
+    fn nodes_that_fail_count_as_examined_and_a_fit_error_names_every_node() {
+        let mut nodes = many_nodes(200);
+        for info in nodes.iter_mut().take(150) {
+            info.allocatable.milli_cpu = 0; // nothing fits there
+        }
+        let p = pod(json!({"spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": "1"}}}]}}));
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let search = Search { start: 0, to_find: 10, parallelism: 1, timed: false };
+        let placement = framework().find_node_among(&p, &nodes, search, &mut rng).unwrap();
+        assert_eq!((placement.examined, placement.feasible), (160, 10));
+        let error = framework().find_node_among(&p, &nodes[..150], search, &mut rng).unwrap_err();
+        assert_eq!(error.num_nodes, 150);
+        assert_eq!(error.reasons.get("Insufficient cpu"), Some(&150));
+    }
+
+    #[test]
+    fn parallel_filtering_finds_the_same_as_one_thread() {
+        let mut nodes = many_nodes(PARALLEL_FILTER_MIN_NODES * 2);
+        for (i, info) in nodes.iter_mut().enumerate() {
+            if i % 3 != 0 {
+                info.allocatable.milli_cpu = 0;
+            }
+        }
+        let p = pod(json!({"spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": "1"}}}]}}));
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        let feasible = nodes.len().div_ceil(3);
+        for threads in [1, 2, 4] {
+            let all = Search { start: 17, to_find: nodes.len(), parallelism: threads, timed: true };
+            let placement = framework().find_node_among(&p, &nodes, all, &mut rng).unwrap();
+            assert_eq!((placement.examined, placement.feasible), (nodes.len(), feasible), "{threads} threads");
+            let some = Search { to_find: 50, ..all };
+            let placement = framework().find_node_among(&p, &nodes, some, &mut rng).unwrap();
+            assert_eq!(placement.feasible, 50, "{threads} threads stop at 50 feasible nodes");
+            assert!(placement.examined >= 140 && placement.examined <= nodes.len(), "{threads}: {placement:?}");
+        }
+        let none: Vec<NodeInfo> = nodes.iter().filter(|info| info.allocatable.milli_cpu == 0).cloned().collect();
+        let error = framework()
+            .find_node_among(&p, &none, Search { start: 0, to_find: 10, parallelism: 2, timed: false }, &mut rng)
+            .unwrap_err();
+        assert_eq!(error.reasons.get("Insufficient cpu"), Some(&none.len()), "every node's reason is counted once");
     }
 }

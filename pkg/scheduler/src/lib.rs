@@ -23,7 +23,8 @@
 //! counted on their node before their binding is sent; a pod that does not fit is retried when a
 //! node is added or changes, a bound pod goes away, or after at most 5 minutes.
 //! Not promised: preemption, pod affinity, topology spread constraints, volumes, preferred node
-//! affinity; nodes are all evaluated (no sampling of a percentage of nodes).
+//! affinity; the best node of the whole cluster (on more than 100 nodes an attempt stops once
+//! enough nodes are feasible, see [`framework::num_feasible_nodes_to_find`]).
 
 pub mod binder;
 pub mod cache;
@@ -51,6 +52,10 @@ pub use plugins::ScoreWeights;
 /// The scheduler name pods get when they do not set `spec.schedulerName`.
 pub const DEFAULT_SCHEDULER_NAME: &str = "default-scheduler";
 
+/// Bindings in flight at once unless configured: enough to keep the apiserver busy at several
+/// thousand bindings per second with round trips of a few milliseconds.
+pub const DEFAULT_MAX_CONCURRENT_BINDS: usize = 256;
+
 /// How the scheduler runs.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -64,6 +69,15 @@ pub struct Config {
     /// Client for Events, with its own rate limit so that Events never delay bindings (as
     /// kube-scheduler's separate event client); `None` sends them with the main client.
     pub event_client: Option<Client>,
+    /// How many feasible nodes an attempt looks for, as a percentage of the nodes: 0 adapts to
+    /// the cluster's size (Kubernetes' default), 100 looks at every node; see
+    /// [`framework::num_feasible_nodes_to_find`].
+    pub percentage_of_nodes_to_score: u32,
+    /// Threads that may filter nodes at once (on clusters of at least
+    /// [`framework::PARALLEL_FILTER_MIN_NODES`] nodes).
+    pub parallelism: usize,
+    /// Bindings that may be in flight at once; a scheduling cycle waits for a free one.
+    pub max_concurrent_binds: usize,
 }
 
 impl Config {
@@ -75,6 +89,9 @@ impl Config {
             weights: ScoreWeights::default(),
             leader_election: Some(LeaderElectionConfig::new("kube-system", "rkube-scheduler", identity)),
             event_client: None,
+            percentage_of_nodes_to_score: 0,
+            parallelism: std::thread::available_parallelism().map_or(1, usize::from),
+            max_concurrent_binds: DEFAULT_MAX_CONCURRENT_BINDS,
         }
     }
 }
@@ -151,6 +168,14 @@ pub async fn run(
         binder: binder::Binder::new(client.clone(), metrics.clone()),
         events,
         metrics,
+        search: scheduler::SearchConfig {
+            percentage_of_nodes_to_score: config.percentage_of_nodes_to_score,
+            parallelism: config.parallelism.max(1),
+        },
+        binds: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_binds.max(1))),
+        snapshot: cache::Snapshot::default(),
+        next_start: 0,
+        cycles: 0,
     };
     let result = match config.leader_election {
         None => {

@@ -22,15 +22,16 @@
 //!   event is not lost (Kubernetes' "moveRequestCycle").
 //!
 //! Not promised: strict order between pods whose back-offs expire at the same moment. Cost: each
-//! operation scans the pending pods once (to flush expired back-offs and update the size gauge),
-//! which is cheap for thousands of pending pods; Kubernetes keeps a heap per sub-queue for more.
+//! part is kept ordered (active by priority and age, backoff by when it ends, unschedulable by
+//! since when), so an operation costs O(log n) in the pending pods, plus the pods it moves;
+//! Kubernetes keeps a heap per sub-queue for the same reason.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use prometheus::IntGaugeVec;
+use prometheus::{IntGauge, IntGaugeVec};
 use rkube_informer::ObjectKey;
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -71,6 +72,10 @@ struct State {
     entries: HashMap<ObjectKey, Entry>,
     /// (highest priority first, oldest first, key) of every Active entry.
     active: BTreeSet<(Reverse<i32>, u64, ObjectKey)>,
+    /// (back-off end, key) of every Backoff entry.
+    backoff: BTreeSet<(Option<Instant>, ObjectKey)>,
+    /// (unschedulable since, key) of every Unschedulable entry.
+    unschedulable: BTreeSet<(Option<Instant>, ObjectKey)>,
     next_seq: u64,
     move_cycle: u64,
     closed: bool,
@@ -91,7 +96,8 @@ pub struct Popped {
 pub struct SchedulingQueue {
     state: Mutex<State>,
     wake: Notify,
-    gauge: Option<IntGaugeVec>,
+    /// The size gauges of active, backoff and unschedulable.
+    gauges: Option<[IntGauge; 3]>,
 }
 
 fn backoff_for(attempts: u32) -> Duration {
@@ -100,66 +106,78 @@ fn backoff_for(attempts: u32) -> Duration {
 }
 
 impl State {
-    fn make_active(&mut self, key: &ObjectKey) {
-        if let Some(entry) = self.entries.get_mut(key) {
-            entry.place = Place::Active;
-            entry.unschedulable_since = None;
-            self.active.insert((Reverse(entry.priority), entry.seq, key.clone()));
-        }
+    /// Takes `key` out of the ordered set of its place (before its place or order changes).
+    fn unindex(&mut self, key: &ObjectKey) {
+        let Some(entry) = self.entries.get(key) else { return };
+        match entry.place {
+            Place::Active => self.active.remove(&(Reverse(entry.priority), entry.seq, key.clone())),
+            Place::Backoff => self.backoff.remove(&(entry.backoff_until, key.clone())),
+            Place::Unschedulable => self.unschedulable.remove(&(entry.unschedulable_since, key.clone())),
+            Place::InFlight => false,
+        };
     }
 
-    fn leave_active(&mut self, key: &ObjectKey) {
-        if let Some(entry) = self.entries.get(key)
-            && entry.place == Place::Active
-        {
-            self.active.remove(&(Reverse(entry.priority), entry.seq, key.clone()));
+    /// Puts `key` into the ordered set of its place.
+    fn index(&mut self, key: &ObjectKey) {
+        let Some(entry) = self.entries.get(key) else { return };
+        match entry.place {
+            Place::Active => self.active.insert((Reverse(entry.priority), entry.seq, key.clone())),
+            Place::Backoff => self.backoff.insert((entry.backoff_until, key.clone())),
+            Place::Unschedulable => self.unschedulable.insert((entry.unschedulable_since, key.clone())),
+            Place::InFlight => false,
+        };
+    }
+
+    /// Changes `key`'s entry with `change`, keeping the ordered sets right.
+    fn update(&mut self, key: &ObjectKey, change: impl FnOnce(&mut Entry)) {
+        self.unindex(key);
+        if let Some(entry) = self.entries.get_mut(key) {
+            change(entry);
         }
+        self.index(key);
+    }
+
+    fn make_active(&mut self, key: &ObjectKey) {
+        self.update(key, |entry| {
+            entry.place = Place::Active;
+            entry.unschedulable_since = None;
+        });
     }
 
     /// Backoff entries whose time has come, and unschedulable ones that waited too long, go
     /// to active.
     fn flush(&mut self, now: Instant) {
-        let due: Vec<ObjectKey> = self
-            .entries
-            .iter()
-            .filter(|(_, e)| match e.place {
-                Place::Backoff => e.backoff_until.is_none_or(|t| t <= now),
-                Place::Unschedulable => e.unschedulable_since.is_some_and(|t| t + UNSCHEDULABLE_MAX_STAY <= now),
-                _ => false,
-            })
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in due {
+        while let Some((until, key)) = self.backoff.first().cloned()
+            && until.is_none_or(|t| t <= now)
+        {
+            self.make_active(&key);
+        }
+        while let Some((since, key)) = self.unschedulable.first().cloned()
+            && since.is_none_or(|t| t + UNSCHEDULABLE_MAX_STAY <= now)
+        {
             self.make_active(&key);
         }
     }
 
     /// When the next backoff or unschedulable stay ends.
     fn next_due(&self) -> Option<Instant> {
-        self.entries
-            .values()
-            .filter_map(|e| match e.place {
-                Place::Backoff => e.backoff_until,
-                Place::Unschedulable => e.unschedulable_since.map(|t| t + UNSCHEDULABLE_MAX_STAY),
-                _ => None,
-            })
-            .min()
+        let backoff = self.backoff.first().and_then(|(until, _)| *until);
+        let unschedulable =
+            self.unschedulable.first().and_then(|(since, _)| *since).map(|t| t + UNSCHEDULABLE_MAX_STAY);
+        backoff.into_iter().chain(unschedulable).min()
     }
 
-    fn counts(&self) -> [(&'static str, usize); 3] {
-        let count = |place| self.entries.values().filter(|e| e.place == place).count();
-        [
-            ("active", self.active.len()),
-            ("backoff", count(Place::Backoff)),
-            ("unschedulable", count(Place::Unschedulable)),
-        ]
+    fn counts(&self) -> [usize; 3] {
+        [self.active.len(), self.backoff.len(), self.unschedulable.len()]
     }
 }
 
 impl SchedulingQueue {
     /// An empty queue; `gauge` (labelled by `queue`), when given, tracks the size of each part.
     pub fn new(gauge: Option<IntGaugeVec>) -> SchedulingQueue {
-        SchedulingQueue { state: Mutex::new(State::default()), wake: Notify::new(), gauge }
+        let gauges =
+            gauge.map(|gauge| ["active", "backoff", "unschedulable"].map(|queue| gauge.with_label_values(&[queue])));
+        SchedulingQueue { state: Mutex::new(State::default()), wake: Notify::new(), gauges }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -167,9 +185,9 @@ impl SchedulingQueue {
     }
 
     fn publish(&self, state: &State) {
-        if let Some(gauge) = &self.gauge {
-            for (queue, n) in state.counts() {
-                gauge.with_label_values(&[queue]).set(i64::try_from(n).unwrap_or(i64::MAX));
+        if let Some(gauges) = &self.gauges {
+            for (gauge, n) in gauges.iter().zip(state.counts()) {
+                gauge.set(i64::try_from(n).unwrap_or(i64::MAX));
             }
         }
     }
@@ -199,13 +217,7 @@ impl SchedulingQueue {
                 );
                 state.make_active(key);
             }
-            Some(Place::Active) => {
-                state.leave_active(key);
-                if let Some(entry) = state.entries.get_mut(key) {
-                    entry.priority = priority;
-                }
-                state.make_active(key);
-            }
+            Some(Place::Active) => state.update(key, |entry| entry.priority = priority),
             Some(Place::InFlight) => {
                 if let Some(entry) = state.entries.get_mut(key) {
                     entry.priority = priority;
@@ -217,18 +229,14 @@ impl SchedulingQueue {
                     entry.priority = priority;
                 }
             }
-            Some(Place::Unschedulable) => {
-                let Some(entry) = state.entries.get_mut(key) else { return };
+            Some(Place::Unschedulable) => state.update(key, |entry| {
                 entry.priority = priority;
                 if changed {
-                    if entry.backoff_until.is_some_and(|t| t > now) {
-                        entry.place = Place::Backoff;
-                        entry.unschedulable_since = None;
-                    } else {
-                        state.make_active(key);
-                    }
+                    entry.place =
+                        if entry.backoff_until.is_some_and(|t| t > now) { Place::Backoff } else { Place::Active };
+                    entry.unschedulable_since = None;
                 }
-            }
+            }),
         }
         self.publish(&state);
         drop(state);
@@ -239,7 +247,7 @@ impl SchedulingQueue {
     /// the outcome reported for it later is ignored.
     pub fn delete(&self, key: &ObjectKey) {
         let mut state = self.lock();
-        state.leave_active(key);
+        state.unindex(key);
         state.entries.remove(key);
         self.publish(&state);
     }
@@ -299,16 +307,16 @@ impl SchedulingQueue {
         let mut state = self.lock();
         let cycle = state.move_cycle;
         let now = Instant::now();
-        if let Some(entry) = state.entries.get_mut(key)
-            && entry.place == Place::InFlight
-        {
-            entry.backoff_until = Some(now + backoff_for(entry.attempts));
-            if entry.updated_in_flight || entry.popped_at_cycle < cycle {
-                entry.place = Place::Backoff;
-            } else {
-                entry.place = Place::Unschedulable;
-                entry.unschedulable_since = Some(now);
-            }
+        if state.entries.get(key).is_some_and(|entry| entry.place == Place::InFlight) {
+            state.update(key, |entry| {
+                entry.backoff_until = Some(now + backoff_for(entry.attempts));
+                if entry.updated_in_flight || entry.popped_at_cycle < cycle {
+                    entry.place = Place::Backoff;
+                } else {
+                    entry.place = Place::Unschedulable;
+                    entry.unschedulable_since = Some(now);
+                }
+            });
         }
         self.publish(&state);
         drop(state);
@@ -320,7 +328,7 @@ impl SchedulingQueue {
     pub fn requeue_after_error(&self, key: &ObjectKey, priority: i32, attempts: u32) {
         let mut state = self.lock();
         let now = Instant::now();
-        state.leave_active(key);
+        state.unindex(key);
         let seq = match state.entries.get(key) {
             Some(entry) => entry.seq,
             None => {
@@ -341,6 +349,7 @@ impl SchedulingQueue {
                 updated_in_flight: false,
             },
         );
+        state.index(key);
         self.publish(&state);
         drop(state);
         self.wake.notify_one();
@@ -353,18 +362,13 @@ impl SchedulingQueue {
         let mut state = self.lock();
         state.move_cycle += 1;
         let now = Instant::now();
-        let keys: Vec<ObjectKey> =
-            state.entries.iter().filter(|(_, e)| e.place == Place::Unschedulable).map(|(k, _)| k.clone()).collect();
+        let keys: Vec<ObjectKey> = std::mem::take(&mut state.unschedulable).into_iter().map(|(_, key)| key).collect();
         for key in keys {
-            let in_backoff = state.entries.get(&key).and_then(|e| e.backoff_until).is_some_and(|t| t > now);
-            if in_backoff {
-                if let Some(entry) = state.entries.get_mut(&key) {
-                    entry.place = Place::Backoff;
-                    entry.unschedulable_since = None;
-                }
-            } else {
-                state.make_active(&key);
-            }
+            // Already out of the unschedulable set: `update` only places it anew.
+            state.update(&key, |entry| {
+                entry.place = if entry.backoff_until.is_some_and(|t| t > now) { Place::Backoff } else { Place::Active };
+                entry.unschedulable_since = None;
+            });
         }
         self.publish(&state);
         drop(state);
@@ -373,8 +377,7 @@ impl SchedulingQueue {
 
     /// Sizes of (active, backoff, unschedulable), for metrics and tests.
     pub fn lengths(&self) -> (usize, usize, usize) {
-        let state = self.lock();
-        let [(_, active), (_, backoff), (_, unschedulable)] = state.counts();
+        let [active, backoff, unschedulable] = self.lock().counts();
         (active, backoff, unschedulable)
     }
 

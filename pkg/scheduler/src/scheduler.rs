@@ -5,11 +5,15 @@
 //! 1. [`SchedulingQueue::pop`] hands out the next pending pod (highest priority, oldest first);
 //! 2. the pod is re-read from the informer's store (level-triggered: if it was deleted, bound by
 //!    someone else or handed to another scheduler meanwhile, it is dropped);
-//! 3. [`Framework::find_node`] runs the filters on every node in the [`Cache`], scores the
-//!    feasible ones and picks the best, ties at random;
+//! 3. the loop's [`Snapshot`] of the nodes is brought up to date (only nodes changed since the
+//!    last cycle are looked at), then [`Framework::find_node_among`] filters nodes from where the
+//!    last cycle stopped until enough are feasible ([`num_feasible_nodes_to_find`]), scores those
+//!    and picks the best, ties at random; the cache's lock is not held meanwhile;
 //! 4. found: the pod is **assumed** onto that node in the cache (so the next cycle, which starts
-//!    at once, already sees the resources used) and a task binds it; a failed binding forgets
-//!    the assumption and requeues the pod with back-off;
+//!    at once, already sees the resources used) and a binding task takes it over; at most
+//!    `max_concurrent_binds` bindings are in flight, and a cycle waits for a free slot before it
+//!    starts (Kubernetes' scheduling cycle vs binding cycle). A failed binding forgets the
+//!    assumption and requeues the pod with back-off;
 //! 5. not found: the pod goes to the unschedulable queue, and gets `PodScheduled=False` plus a
 //!    `FailedScheduling` Event.
 //!
@@ -26,11 +30,12 @@ use rand::SeedableRng;
 use rkube_informer::ObjectKey;
 use rkube_informer::handler::HandlerFns;
 use rkube_informer::store::Store;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::binder::{Binder, EventRecorder};
-use crate::cache::Cache;
-use crate::framework::{Framework, PodInfo};
+use crate::cache::{Cache, Snapshot};
+use crate::framework::{Framework, PodInfo, Search, num_feasible_nodes_to_find};
 use crate::metrics::SchedulerMetrics;
 use crate::plugins::volume_binding::{self, VolumeFacts};
 use crate::queue::SchedulingQueue;
@@ -211,7 +216,19 @@ impl VolumeStores {
     }
 }
 
-/// The scheduling loop's tools.
+/// Plugin durations are recorded for one cycle in this many (Kubernetes samples 10%).
+const PLUGIN_TIMING_EVERY: u64 = 10;
+
+/// How the loop searches the nodes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SearchConfig {
+    /// `--percentage-of-nodes-to-score` (0: adaptive).
+    pub(crate) percentage_of_nodes_to_score: u32,
+    /// Threads that may filter nodes at once.
+    pub(crate) parallelism: usize,
+}
+
+/// The scheduling loop's tools, and what it carries from one cycle to the next.
 pub(crate) struct Loop {
     pub(crate) shared: Arc<SchedulingState>,
     pub(crate) pods: Store<Pod>,
@@ -220,25 +237,48 @@ pub(crate) struct Loop {
     pub(crate) binder: Binder,
     pub(crate) events: EventRecorder,
     pub(crate) metrics: SchedulerMetrics,
+    pub(crate) search: SearchConfig,
+    /// One permit per binding in flight.
+    pub(crate) binds: Arc<Semaphore>,
+    /// The nodes as of the current cycle.
+    pub(crate) snapshot: Snapshot,
+    /// Where the next cycle starts filtering (Kubernetes' `nextStartNodeIndex`).
+    pub(crate) next_start: usize,
+    /// Cycles run so far.
+    pub(crate) cycles: u64,
 }
 
 impl Loop {
     /// Runs scheduling cycles until `stop` is cancelled.
-    pub(crate) async fn run(self, stop: CancellationToken) {
+    pub(crate) async fn run(mut self, stop: CancellationToken) {
         let mut rng = rand::rngs::StdRng::from_os_rng();
         loop {
+            // A free binding slot first: with every slot taken, placing more pods would only
+            // grow the assumed set while the apiserver is the bottleneck.
+            let permit = tokio::select! {
+                permit = Arc::clone(&self.binds).acquire_owned() => permit.ok(),
+                _ = stop.cancelled() => None,
+            };
+            let Some(permit) = permit else { break };
             let popped = tokio::select! {
                 popped = self.shared.queue.pop() => popped,
                 _ = stop.cancelled() => None,
             };
             let Some(popped) = popped else { break };
-            self.schedule_one(&popped.key, popped.attempts, &mut rng, &stop);
+            self.schedule_one(&popped.key, popped.attempts, permit, &mut rng, &stop);
         }
     }
 
     /// One scheduling cycle (see the module docs). Never fails: every outcome ends in the
-    /// queue's `done`, `unschedulable` or `delete`.
-    fn schedule_one(&self, key: &ObjectKey, attempts: u32, rng: &mut rand::rngs::StdRng, stop: &CancellationToken) {
+    /// queue's `done`, `unschedulable` or `delete`. `permit` goes with the binding, if any.
+    fn schedule_one(
+        &mut self,
+        key: &ObjectKey,
+        attempts: u32,
+        permit: OwnedSemaphorePermit,
+        rng: &mut rand::rngs::StdRng,
+        stop: &CancellationToken,
+    ) {
         let shared = &self.shared;
         let Some(pod) = self.pods.get(key) else {
             shared.queue.delete(key);
@@ -251,15 +291,21 @@ impl Loop {
         let started = Instant::now();
         let mut info = PodInfo::new(Arc::clone(&pod));
         info.volumes = self.volumes.facts(&pod);
-        let decision = {
-            let mut cache = shared.cache();
-            let decision = self.framework.find_node(&info, cache.candidate_nodes(), rng);
-            if let Ok(node) = &decision {
-                cache.assume(info, node);
-            }
-            decision
+        shared.cache().update_snapshot(&mut self.snapshot);
+        let nodes = self.snapshot.nodes();
+        let search = Search {
+            start: self.next_start,
+            to_find: num_feasible_nodes_to_find(self.search.percentage_of_nodes_to_score, nodes.len()),
+            parallelism: self.search.parallelism,
+            timed: self.cycles.is_multiple_of(PLUGIN_TIMING_EVERY),
         };
-        match decision {
+        self.cycles += 1;
+        let decision = self.framework.find_node_among(&info, nodes, search, rng);
+        if let Ok(placement) = &decision {
+            self.next_start = (self.next_start + placement.examined) % nodes.len().max(1);
+            shared.cache().assume(info, &placement.node);
+        }
+        match decision.map(|placement| placement.node) {
             Ok(node) => {
                 shared.queue.done(key);
                 tracing::debug!(pod = %key, node, "assumed; binding");
@@ -275,6 +321,7 @@ impl Loop {
                         _ = task.bind(&key, pod, &node, attempts, started) => {}
                         _ = stop.cancelled() => {}
                     }
+                    drop(permit);
                 });
             }
             Err(fit) => {
@@ -307,12 +354,28 @@ struct BindTask {
 
 impl BindTask {
     async fn bind(self, key: &ObjectKey, pod: Arc<Pod>, node: &str, attempts: u32, started: Instant) {
-        match self.binder.bind(&pod, node).await {
+        let outcome = self.binder.bind(&pod, node).await;
+        self.finish(key, &pod, node, attempts, started, outcome);
+    }
+
+    /// Acts on a binding's outcome: counted and reported when accepted; when refused, the
+    /// assumption is forgotten (the node's room is free again) and the pod is requeued with
+    /// back-off, unless it is gone.
+    fn finish(
+        &self,
+        key: &ObjectKey,
+        pod: &Arc<Pod>,
+        node: &str,
+        attempts: u32,
+        started: Instant,
+        outcome: rkube_client::Result<()>,
+    ) {
+        match outcome {
             Ok(()) => {
                 self.metrics.attempts.with_label_values(&["scheduled"]).inc();
                 self.metrics.e2e_duration.observe(started.elapsed().as_secs_f64());
                 tracing::debug!(pod = %key, node, "bound");
-                self.events.record(&pod, "Normal", "Scheduled", format!("Successfully assigned {key} to {node}"));
+                self.events.record(pod, "Normal", "Scheduled", format!("Successfully assigned {key} to {node}"));
             }
             Err(error) => {
                 self.metrics.attempts.with_label_values(&["error"]).inc();
@@ -324,10 +387,10 @@ impl BindTask {
                     return;
                 }
                 tracing::info!(pod = %key, node, %error, "binding failed; will retry");
-                self.events.record(&pod, "Warning", "FailedScheduling", format!("Binding rejected: {error}"));
+                self.events.record(pod, "Warning", "FailedScheduling", format!("Binding rejected: {error}"));
                 // If someone else bound it (409), the watch shows it bound and the next pop
                 // drops it; otherwise it is tried again after its back-off.
-                self.shared.queue.requeue_after_error(key, priority(&pod), attempts);
+                self.shared.queue.requeue_after_error(key, priority(pod), attempts);
             }
         }
     }
@@ -427,5 +490,100 @@ mod tests {
         let relabelled = pod(json!({"metadata": {"name": "a", "labels": {"x": "y"}}}));
         s.on_pod(Some(&with_condition), &relabelled);
         assert_eq!(s.queue.lengths().2, 0, "a changed pod may fit now");
+    }
+
+    /// A scheduling loop over one Ready node `n1` (4 CPUs, 10 pods), whose bindings go to a
+    /// port where nothing listens, so every binding fails at once (connection refused).
+    fn loop_with_failing_binds(pods: &rkube_informer::store::Writer<Pod>) -> Loop {
+        let state = Arc::new(shared());
+        state.on_node(None, Some(&Arc::new(crate::framework::testing::node(json!({"metadata": {"name": "n1"}})))));
+        let nowhere = rkube_client::Config::new("http://127.0.0.1:1".parse().unwrap());
+        let client = rkube_client::Client::new(nowhere).unwrap();
+        let metrics = SchedulerMetrics::register(&prometheus::Registry::new()).unwrap();
+        let stop = CancellationToken::new();
+        Loop {
+            shared: state,
+            pods: pods.store(),
+            volumes: VolumeStores {
+                claims: rkube_informer::store::Writer::default().store(),
+                volumes: rkube_informer::store::Writer::default().store(),
+                classes: rkube_informer::store::Writer::default().store(),
+            },
+            framework: Framework {
+                filters: crate::plugins::default_filters(),
+                scores: crate::plugins::default_scores(crate::ScoreWeights::default()),
+                plugin_duration: None,
+            },
+            binder: Binder::new(client.clone(), metrics.clone()),
+            events: EventRecorder::start(client, "default-scheduler", metrics.clone(), stop),
+            metrics,
+            search: SearchConfig { percentage_of_nodes_to_score: 0, parallelism: 1 },
+            binds: Arc::new(Semaphore::new(2)),
+            snapshot: Snapshot::default(),
+            next_start: 0,
+            cycles: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_bind_frees_the_assumed_room_and_requeues_the_pod_with_back_off() {
+        let mut pods = rkube_informer::store::Writer::<Pod>::default();
+        let pending = pod(json!({"metadata": {"name": "a"}, "spec": {"containers": [
+            {"name": "c", "resources": {"requests": {"cpu": "1"}}}]}}));
+        pods.apply(Arc::clone(&pending));
+        let mut scheduling = loop_with_failing_binds(&pods);
+        scheduling.shared.on_pod(None, &pending);
+        let popped = scheduling.shared.queue.pop().await.unwrap();
+        let permit = Arc::clone(&scheduling.binds).acquire_owned().await.unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        scheduling.schedule_one(&popped.key, popped.attempts, permit, &mut rng, &CancellationToken::new());
+
+        // The cycle is over before the binding is: the pod is assumed on n1 and holds a slot.
+        {
+            let cache = scheduling.shared.cache();
+            assert!(cache.is_assumed(&key("a")));
+            assert_eq!(cache.node("n1").unwrap().requested.milli_cpu, 1000);
+        }
+        assert_eq!(scheduling.binds.available_permits(), 1);
+
+        // Wait for the binding task to give its slot back: it has failed by then.
+        let all = scheduling.binds.acquire_many(2).await.unwrap();
+        drop(all);
+        let cache = scheduling.shared.cache();
+        assert!(!cache.is_assumed(&key("a")), "the assumption is forgotten");
+        assert_eq!(cache.node("n1").unwrap().requested.milli_cpu, 0, "the room on n1 is free again");
+        assert_eq!(cache.node("n1").unwrap().requested.pods, 0);
+        drop(cache);
+        assert!(scheduling.shared.queue.contains(&key("a")));
+        assert_eq!(scheduling.shared.queue.lengths(), (0, 1, 0), "the pod waits out its back-off");
+        assert_eq!(scheduling.metrics.attempts.with_label_values(&["error"]).get(), 1);
+        assert_eq!(scheduling.metrics.api_calls.with_label_values(&["bind"]).get(), 1, "one API call per placement");
+    }
+
+    #[tokio::test]
+    async fn a_cycle_reads_a_node_change_through_the_snapshot() {
+        let mut pods = rkube_informer::store::Writer::<Pod>::default();
+        let big = pod(json!({"metadata": {"name": "big"}, "spec": {"containers": [
+            {"name": "c", "resources": {"requests": {"cpu": "6"}}}]}}));
+        pods.apply(Arc::clone(&big));
+        let mut scheduling = loop_with_failing_binds(&pods);
+        scheduling.shared.on_pod(None, &big);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let popped = scheduling.shared.queue.pop().await.unwrap();
+        let permit = Arc::clone(&scheduling.binds).acquire_owned().await.unwrap();
+        scheduling.schedule_one(&popped.key, popped.attempts, permit, &mut rng, &CancellationToken::new());
+        assert_eq!(scheduling.shared.queue.lengths(), (0, 0, 1), "6 CPUs fit nowhere yet");
+
+        // n1 grows to 8 CPUs: the move request retries the pod, and the cycle sees the change.
+        let grown = Arc::new(crate::framework::testing::node(
+            json!({"metadata": {"name": "n1"}, "status": {"allocatable": {"cpu": "8", "memory": "8Gi", "pods": "10"}}}),
+        ));
+        let old = scheduling.snapshot.get("n1").and_then(|info| info.node.clone()).unwrap();
+        scheduling.shared.on_node(Some(&old), Some(&grown));
+        let popped = scheduling.shared.queue.pop().await.unwrap();
+        let permit = Arc::clone(&scheduling.binds).acquire_owned().await.unwrap();
+        scheduling.schedule_one(&popped.key, popped.attempts, permit, &mut rng, &CancellationToken::new());
+        assert_eq!(scheduling.snapshot.get("n1").unwrap().allocatable.milli_cpu, 8000);
+        assert_eq!(scheduling.shared.cache().node_of(&key("big")), Some("n1"), "assumed on the grown node");
     }
 }

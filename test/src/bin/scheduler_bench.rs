@@ -9,7 +9,10 @@
 //! - p50 / p99 / max latency from a pod's creation (the create reply) to its binding being
 //!   visible through the watch;
 //! - the API calls the scheduler made (its `rkube_scheduler_api_calls_total`, plus the
-//!   informers' lists and watches), in total and per pod.
+//!   informers' lists and watches), in total and per pod;
+//! - the CPU time (user + system, from `/proc/<pid>/stat`) the scheduler process used over the
+//!   measured period, per scheduled pod and as pods per CPU-second: figures that depend much
+//!   less on how many cores the machine has, or how busy it is, than pods per second do.
 //!
 //! Run: `cargo build --release --bins && ./target/release/scheduler_bench --nodes 500 --pods 5000`.
 //! Numbers depend on the machine; compare runs on the same machine only.
@@ -144,6 +147,10 @@ async fn run(flags: &Flags) -> anyhow::Result<()> {
         })
     };
 
+    let cpu_before = match &scheduler {
+        Some(scheduler) => cpu_seconds(scheduler)?,
+        None => 0.0, // backlog: counted from the scheduler's start
+    };
     let calls_before: HashMap<String, f64> = match &scheduler {
         Some(scheduler) => scheduler_calls(scheduler).await?.into_iter().collect(),
         None => HashMap::new(),
@@ -192,6 +199,7 @@ async fn run(flags: &Flags) -> anyhow::Result<()> {
             scheduler.log_tail(30)
         );
     }
+    let cpu = cpu_seconds(&scheduler)? - cpu_before;
     let bound_at = bound_at.lock().await.clone();
     let created_at = created_at.lock().await.clone();
     let last_bound = bound_at.values().max().copied().unwrap_or(started);
@@ -233,6 +241,13 @@ async fn run(flags: &Flags) -> anyhow::Result<()> {
         ms(quantile(&latencies, 0.99)),
         ms(quantile(&latencies, 1.0))
     );
+    println!(
+        "  scheduler CPU          {cpu:>10.2} s ({:.1} ms per pod, {:.0} pods per CPU-second, {:.2} cores busy{})",
+        cpu * 1000.0 / flags.pods as f64,
+        flags.pods as f64 / cpu.max(f64::EPSILON),
+        cpu / elapsed.as_secs_f64(),
+        if flags.backlog { "; from its start, first list included" } else { "" }
+    );
     println!("  scheduler API calls    {total_calls:>10.0} ({:.2} per pod)", total_calls / flags.pods as f64);
     for (name, n) in &calls {
         println!("    {name:<40} {n:>8.0}");
@@ -249,6 +264,30 @@ async fn run(flags: &Flags) -> anyhow::Result<()> {
 
 fn ms(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
+}
+
+/// CPU seconds (user + system) the scheduler's process has used so far, from `/proc/<pid>/stat`.
+fn cpu_seconds(scheduler: &Scheduler) -> anyhow::Result<f64> {
+    let pid = scheduler.pid().context("the scheduler is not running")?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).context("reading the scheduler's /proc stat")?;
+    // Fields after the command (which may hold spaces) in parentheses: state is field 3, utime
+    // and stime fields 14 and 15 (proc(5)).
+    let after_command = stat.rsplit_once(')').map(|(_, rest)| rest).context("unexpected /proc stat format")?;
+    let fields: Vec<&str> = after_command.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).context("unexpected /proc stat format");
+    Ok((ticks(11)? + ticks(12)?) / clock_ticks_per_second())
+}
+
+/// `getconf CLK_TCK`: the unit of `/proc/<pid>/stat` times (100 on every common Linux).
+fn clock_ticks_per_second() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|out| String::from_utf8(out.stdout).ok())
+        .and_then(|text| text.trim().parse::<f64>().ok())
+        .filter(|ticks| *ticks > 0.0)
+        .unwrap_or(100.0)
 }
 
 /// The scheduler's own API calls by kind, from its `/metrics`.
