@@ -383,9 +383,11 @@ impl Kubelet {
                     added.observe(pod, std::time::Instant::now(), jiff::Timestamp::now());
                     on_add.update(&ObjectKey::of(pod.as_ref()));
                 })
-                .on_update(move |_old, new: &Arc<Pod>| {
+                .on_update(move |old: &Arc<Pod>, new: &Arc<Pod>| {
                     updated.observe(new, std::time::Instant::now(), jiff::Timestamp::now());
-                    on_update.update(&ObjectKey::of(new.as_ref()));
+                    if podworkers::needs_sync(old, new) {
+                        on_update.update(&ObjectKey::of(new.as_ref()));
+                    }
                 })
                 .on_delete(move |gone| {
                     if let Some(uid) = gone.object().metadata.uid.as_deref() {

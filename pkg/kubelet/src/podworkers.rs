@@ -20,6 +20,10 @@
 //! - a failing sync is logged, counted (`kubelet_pod_sync_errors_total`) and retried; it never
 //!   stops the worker.
 //!
+//! - an update that changed only the pod's status (the worker's own status write, seen back
+//!   through the watch) does not sync the pod again ([`needs_sync`]); the next change or resync
+//!   does. The Kubernetes kubelet, too, only reconciles on a status-only update.
+//!
 //! Not promised: an order between different pods.
 
 use std::collections::HashMap;
@@ -103,6 +107,20 @@ enum Next {
     KeepGoing,
     /// The pod is gone and cleaned up: the worker may end.
     Finished,
+}
+
+/// Whether the informer's update from `old` to `new` asks for a sync: anything but the
+/// status (and the bookkeeping that comes with every write: `resourceVersion`,
+/// `managedFields`) changed. A status-only update is usually the worker's own write coming
+/// back; what the runtime must do depends on the spec and metadata only.
+pub fn needs_sync(old: &Pod, new: &Pod) -> bool {
+    let bare = |pod: &Pod| {
+        let mut metadata = pod.metadata.clone();
+        metadata.resource_version = None;
+        metadata.managed_fields = None;
+        metadata
+    };
+    old.spec != new.spec || bare(old) != bare(new)
 }
 
 impl PodWorkers {
@@ -352,5 +370,43 @@ impl PodSyncer {
             Err(error) if error.is_not_found() || error.is_conflict() => Ok(Next::Finished),
             Err(error) => Err(Error::DeletePod(error)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{PodSpec, PodStatus};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+
+    fn pod(resource_version: &str, phase: &str) -> Pod {
+        Pod {
+            metadata: ObjectMeta {
+                name: Some("web".into()),
+                uid: Some("uid-1".into()),
+                resource_version: Some(resource_version.into()),
+                ..ObjectMeta::default()
+            },
+            spec: Some(PodSpec::default()),
+            status: Some(PodStatus { phase: Some(phase.into()), ..PodStatus::default() }),
+        }
+    }
+
+    #[test]
+    fn a_status_only_update_needs_no_sync_but_spec_and_metadata_changes_do() {
+        let old = pod("1", "Pending");
+        assert!(!needs_sync(&old, &pod("2", "Running")), "the worker's own status write");
+        let mut deleted = pod("3", "Running");
+        deleted.metadata.deletion_timestamp = Some(Time(jiff::Timestamp::UNIX_EPOCH));
+        assert!(needs_sync(&old, &deleted));
+        let mut relabelled = pod("4", "Pending");
+        relabelled.metadata.labels = Some([("app".to_string(), "web".to_string())].into());
+        assert!(needs_sync(&old, &relabelled), "the downward API shows labels");
+        let mut debugged = pod("5", "Pending");
+        debugged.spec.as_mut().expect("spec").ephemeral_containers = Some(Vec::new());
+        assert!(needs_sync(&old, &debugged));
+        let mut replaced = pod("6", "Pending");
+        replaced.metadata.uid = Some("uid-2".into());
+        assert!(needs_sync(&old, &replaced));
     }
 }

@@ -232,7 +232,8 @@ impl PodStartTracker {
             return;
         }
         let mut pods = self.pods();
-        let Some(tracked) = pods.get_mut(uid).filter(|t| !t.done && t.running_written.is_none()) else { return };
+        // The watch may show the write before the PUT's answer arrives: `done` does not matter.
+        let Some(tracked) = pods.get_mut(uid).filter(|t| t.running_written.is_none()) else { return };
         tracked.running_written = Some(now);
         let took = now.saturating_duration_since(tracked.first_seen);
         drop(pods);
@@ -245,11 +246,13 @@ impl PodStartTracker {
     }
 
     /// Runs `work`, step `step` of pod `uid`, in a `pod_start_step` span, and observes how
-    /// long it took if the pod is being started.
+    /// long it took if the pod was being started when it began.
     pub async fn timed<F: Future>(&self, uid: &str, step: Step, work: F) -> F::Output {
-        let began = Instant::now();
+        let (began, starting) = (Instant::now(), self.starting(uid));
         let output = work.instrument(tracing::debug_span!("pod_start_step", step = step.name(), pod_uid = uid)).await;
-        self.step(uid, step, began.elapsed());
+        if starting {
+            self.observe_step(step, began.elapsed());
+        }
         output
     }
 }
@@ -332,6 +335,8 @@ mod tests {
         tracker.observe(&pod(created, Some(running_status())), t0, created);
         // A resync, a restart, another watch event: no further observation.
         tracker.sync_started("uid-1", t0);
+        futures::executor::block_on(tracker.timed("uid-1", Step::Runs, async {}));
+        assert_eq!(step_count(&tracker, Step::Runs), 0);
         tracker.step("uid-1", Step::Start, Duration::from_millis(5));
         tracker.status_written("uid-1", &running_status(), t0);
         tracker.observe(&pod(created, Some(running_status())), t0, created);
@@ -350,6 +355,17 @@ mod tests {
         assert!(!tracker.starting("uid-1"));
         assert_eq!(step_count(&tracker, Step::Sandbox), 0);
         assert_eq!(tracker.metrics.sli.get_sample_count(), 0);
+    }
+
+    #[test]
+    fn a_status_write_answered_after_the_watch_showed_it_still_counts() {
+        let tracker = tracker();
+        let (t0, created) = (Instant::now(), Timestamp::from_second(1_000).expect("time"));
+        tracker.observe(&pod(created, None), t0, created);
+        tracker.observe(&pod(created, Some(running_status())), t0 + Duration::from_millis(90), created);
+        tracker.status_written("uid-1", &running_status(), t0 + Duration::from_millis(100));
+        assert_eq!(tracker.metrics.total.get_sample_count(), 1);
+        assert_eq!(step_count(&tracker, Step::Watch), 0, "no write seen before the watch: no watch step");
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //!   condition's `lastTransitionTime` moves only when its `status` changes;
 //! - `startTime` is set once and kept;
 //! - a status equal to the one the informer's cache shows is not written (no write per resync);
-//! - writes carry the resourceVersion just read (a 409 means read again and retry).
+//! - writes carry a resourceVersion as precondition: first the cached pod's (one round trip
+//!   when the cache is current, the usual case), then, after a 409, the one just read.
 //!
 //! Fields the kubelet does not own (e.g. `nominatedNodeName`, `qosClass`) are kept as they are.
 //! A running container is ready when it has no readiness probe or its probe passes
@@ -345,16 +346,15 @@ impl StatusManager {
         let name = pod.metadata.name.as_deref().unwrap_or_default();
         let uid = pod.metadata.uid.clone();
         let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
-        let written = retry_on_conflict(|| async {
-            let Some(mut current) = api.get_opt(name).await? else { return Ok(false) };
-            if current.metadata.uid != uid || current.status.as_ref() == Some(&status) {
-                return Ok(false);
-            }
-            current.status = Some(status.clone());
-            api.replace_status(name, &PostParams::default(), &current).await?;
-            Ok(true)
-        })
-        .await;
+        // The cached copy first: a status write is then one PUT, not a GET and a PUT. A stale
+        // cache (or a pod replaced under the same name) is a 409, and the loop below reads it.
+        let mut cached = pod.clone();
+        cached.status = Some(status.clone());
+        let written = match api.replace_status(name, &PostParams::default(), &cached).await {
+            Ok(_) => Ok(true),
+            Err(error) if error.is_conflict() => self.write_current(&api, name, uid.as_ref(), &status).await,
+            Err(error) => Err(error),
+        };
         match written {
             Ok(wrote) => {
                 if wrote {
@@ -365,6 +365,28 @@ impl StatusManager {
             Err(error) if error.is_not_found() => Ok(false),
             Err(error) => Err(Error::PodStatus(error)),
         }
+    }
+
+    /// Writes `status` onto the pod `name` as the apiserver has it now (read, then PUT with
+    /// its resourceVersion, again on a conflict), unless it is another pod than `uid` or shows
+    /// `status` already. Returns whether it wrote.
+    async fn write_current(
+        &self,
+        api: &Api<Pod>,
+        name: &str,
+        uid: Option<&String>,
+        status: &ApiPodStatus,
+    ) -> std::result::Result<bool, rkube_client::Error> {
+        retry_on_conflict(|| async {
+            let Some(mut current) = api.get_opt(name).await? else { return Ok(false) };
+            if current.metadata.uid.as_ref() != uid || current.status.as_ref() == Some(status) {
+                return Ok(false);
+            }
+            current.status = Some(status.clone());
+            api.replace_status(name, &PostParams::default(), &current).await?;
+            Ok(true)
+        })
+        .await
     }
 }
 

@@ -15,7 +15,9 @@
 //! 6. create the task with the snapshot's mounts as rootfs and stdout/stderr going to the log
 //!    driver ([`crate::crilog`]), or, for a container with `stdin` or `tty`, to FIFOs the
 //!    kubelet copies to the log and to attached clients ([`super::streams`]);
-//! 7. watch for its exit (before the start, so even an instant exit is seen), then start it.
+//! 7. start it. Its exit reaches the pod worker through containerd's event stream
+//!    ([`super::events`], subscribed before any container starts, so even an instant exit is
+//!    seen).
 //!
 //! What it keeps true:
 //! - a run's container ID is `<pod uid>-<container name>-<attempt>`, so a second sync never
@@ -31,9 +33,7 @@ use std::path::PathBuf;
 
 use containerd_client::services::v1::container::Runtime as ContainerRuntimeInfo;
 use containerd_client::services::v1::snapshots::{MountsRequest, PrepareSnapshotRequest};
-use containerd_client::services::v1::{
-    Container, CreateContainerRequest, CreateTaskRequest, StartRequest, WaitRequest,
-};
+use containerd_client::services::v1::{Container, CreateContainerRequest, CreateTaskRequest, StartRequest};
 use containerd_client::types::Mount;
 use k8s_openapi::api::core::v1::{Container as PodContainer, Pod};
 use prost::Message;
@@ -299,7 +299,6 @@ impl ContainerdRuntime {
         if let Some(streams) = streams {
             self.start_streams(streams);
         }
-        self.watch_exit(run);
         step(self, uid, Step::Start, operation(self, "start_container", self.start_task(&run.id))).await?;
         self.record(run, EventType::Normal, "Started", format!("Started container {}", run.container.name));
         tracing::info!(pod = %ObjectKey::of(run.pod), container = %run.container.name, id = %run.id, "container started");
@@ -548,18 +547,6 @@ impl ContainerdRuntime {
             return Err(grpc("tasks.create")(status));
         }
         Ok(streams)
-    }
-
-    /// Tells the runtime's event subscribers (the PLEG) when `run`'s task exits. Called before
-    /// the start, so that even an instant exit is seen.
-    fn watch_exit(&self, run: &NewRun<'_>) {
-        let mut tasks = self.client.tasks();
-        let events = self.events.clone();
-        let (wait_id, wait_uid) = (run.id.clone(), run.uid.to_string());
-        tokio::spawn(async move {
-            let _ = tasks.wait(req(WaitRequest { container_id: wait_id, exec_id: String::new() })).await;
-            let _ = events.send(wait_uid); // no receiver: nobody to tell
-        });
     }
 
     /// Starts container `id`'s task.

@@ -4,7 +4,9 @@
 //!
 //! What it keeps true: the image is read from containerd, never from the registry, so a
 //! container runs exactly what containerd has under that name; an index (OCI index, Docker
-//! manifest list) is resolved to its `linux/<this machine>` manifest.
+//! manifest list) is resolved to its `linux/<this machine>` manifest. What a manifest says is
+//! read once and kept by its digest (content is immutable): a tag moved to another image has
+//! another digest, so only the `images.Get` is repeated per container.
 //!
 //! Not promised: architectures other than `amd64` and `arm64` are looked up under Rust's own
 //! name for them (`std::env::consts::ARCH`).
@@ -97,6 +99,9 @@ impl ContainerdRuntime {
             Err(status) => return Err(grpc("images.get")(status)),
         };
         let target = found.and_then(|image| image.target).ok_or_else(|| bad("not present in containerd".into()))?;
+        if let Some(info) = self.image_infos().get(&target.digest) {
+            return Ok(info.clone());
+        }
         let manifest_digest = if target.media_type.contains("index") || target.media_type.contains("manifest.list") {
             self.platform_manifest(image, &target.digest).await?
         } else {
@@ -106,7 +111,29 @@ impl ContainerdRuntime {
         let config_digest =
             manifest["config"]["digest"].as_str().ok_or_else(|| bad("manifest without config".into()))?.to_string();
         let config = self.read_json(image, &config_digest).await?;
-        image_info_of(&config).ok_or_else(|| bad("image has no layers".into()))
+        let info = image_info_of(&config).ok_or_else(|| bad("image has no layers".into()))?;
+        self.image_infos().insert(target.digest, info.clone());
+        Ok(info)
+    }
+
+    /// Resolves `pod`'s images that containerd has already (errors are left for the start to
+    /// report), so that a start finds them resolved: done while the pod's network is set up.
+    pub(super) async fn resolve_present_images(&self, pod: &Pod) {
+        let spec = pod.spec.as_ref();
+        let containers = spec.map(|s| s.containers.iter()).into_iter().flatten();
+        let init = spec.and_then(|s| s.init_containers.as_ref()).into_iter().flatten();
+        let images: std::collections::BTreeSet<String> = containers
+            .chain(init)
+            .map(|container| normalize_image(container.image.as_deref().unwrap_or_default()))
+            .collect();
+        for image in images {
+            let _ = self.image_info(&image).await;
+        }
+    }
+
+    /// The resolved images by the digest of their image record's target.
+    fn image_infos(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, ImageInfo>> {
+        self.image_infos.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The digest of the `linux/<this machine>` manifest in the index `index_digest`.

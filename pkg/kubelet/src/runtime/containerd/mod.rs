@@ -51,6 +51,7 @@ use crate::cni::Network;
 use crate::startup::Step;
 
 mod container;
+mod events;
 mod exec;
 mod image;
 mod pull;
@@ -146,12 +147,15 @@ pub struct ContainerdRuntime {
     /// Why a container of a pod could not be created: reported as the container's waiting
     /// reason until a sync succeeds.
     start_errors: Mutex<StartErrors>,
-    /// The uid of a pod one of whose containers exited ([`Runtime::events`]).
+    /// The uid of a pod one of whose containers exited ([`Runtime::events`], from containerd's
+    /// event stream: [`events`]).
     events: tokio::sync::broadcast::Sender<String>,
     /// Pulls images as containers' `imagePullPolicy` asks ([`pull`]).
     puller: pull::Puller,
     /// The streams of containers with `stdin` or `tty` ([`streams`]).
     streams: streams::StreamTable,
+    /// What each image says, by the digest of its image record's target ([`image`]).
+    image_infos: Mutex<HashMap<String, spec::ImageInfo>>,
 }
 
 /// Why containers could not be started: (waiting reason, message) by (pod uid, container name).
@@ -241,7 +245,9 @@ impl ContainerdRuntime {
             start_errors: Mutex::new(HashMap::new()),
             events: tokio::sync::broadcast::channel(1024).0,
             streams: streams::StreamTable::default(),
+            image_infos: Mutex::new(HashMap::new()),
         };
+        tokio::spawn(events::follow_exits(runtime.client.channel(), runtime.events.clone()));
         runtime.adopt_streams().await;
         Ok(runtime)
     }
@@ -266,13 +272,25 @@ impl Runtime for ContainerdRuntime {
     /// Network → runs → init containers → app containers (see the module docs).
     async fn sync_pod(&self, pod: &Pod) -> Result<(), RuntimeError> {
         let uid = pod.metadata.uid.clone().ok_or_else(|| RuntimeError::NoUid(ObjectKey::of(pod)))?;
-        // A pod on the node's network (hostNetwork) has no namespace of its own to set up.
-        if !pod.spec.as_ref().and_then(|spec| spec.host_network).unwrap_or(false) {
-            step(self, &uid, Step::Sandbox, self.set_up_network(&uid)).await?;
-        }
+        // A pod on the node's network (hostNetwork) has no namespace of its own to set up. While
+        // the network is made (CNI plugins, seconds under load), what does not need it is read:
+        // the pod's runs and its images.
+        let host_network = pod.spec.as_ref().and_then(|spec| spec.host_network).unwrap_or(false);
+        let network = async {
+            if host_network { Ok(()) } else { step(self, &uid, Step::Sandbox, self.set_up_network(&uid)).await }
+        };
+        let runs = async {
+            let runs = step(self, &uid, Step::Runs, self.runs(&uid)).await;
+            if runs.as_ref().is_ok_and(HashMap::is_empty) {
+                self.resolve_present_images(pod).await;
+            }
+            runs
+        };
+        let (network, runs) = tokio::join!(network, runs);
+        network?;
+        let mut runs = runs?;
         let restart_policy =
             pod.spec.as_ref().and_then(|spec| spec.restart_policy.clone()).unwrap_or_else(|| "Always".into());
-        let mut runs = step(self, &uid, Step::Runs, self.runs(&uid)).await?;
         let ephemeral = crate::runtime::ephemeral_containers(pod);
         let ephemeral_runs: HashMap<String, Vec<runs::Run>> =
             ephemeral.iter().filter_map(|c| Some((c.name.clone(), runs.remove(&c.name)?))).collect();
