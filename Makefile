@@ -53,11 +53,12 @@ test: check-deps ## Build, then run every test (unit, integration, kubectl + Pyt
 	RKUBE_LAB_HA=1 $(CARGO) test -p rkube-tests --test e2e_lab
 	$(CARGO) build --workspace --examples
 
-bench: ## Release build, then every benchmark: apiserver vs raw etcd, watch cache at scale, scheduler throughput, ReplicaSet scale-up, pod start-up (BENCH_ARGS="--count 500")
+bench: ## Release build, then every benchmark: apiserver vs raw etcd, watch cache at scale, scheduler throughput (500 and 5,000 nodes; SCHED_BENCH_LARGE_ARGS for the second), ReplicaSet scale-up, pod start-up (BENCH_ARGS="--count 500")
 	$(CARGO) build --release --bins
 	./target/release/rkube-bench $(BENCH_ARGS)
 	./target/release/apiserver_scale_bench $(SCALE_BENCH_ARGS)
 	./target/release/scheduler_bench $(SCHED_BENCH_ARGS)
+	./target/release/scheduler_bench $(or $(SCHED_BENCH_LARGE_ARGS),--nodes 5000 --pods 50000 --backlog)
 	./target/release/replicaset_bench $(RS_BENCH_ARGS)
 	./target/release/kubelet_bench $(KUBELET_BENCH_ARGS)
 

@@ -20,13 +20,7 @@ impl FilterPlugin for NodeReady {
     }
 
     fn filter(&self, _pod: &PodInfo, node: &NodeInfo) -> Result<(), Rejection> {
-        let ready = node
-            .node
-            .as_ref()
-            .and_then(|n| n.status.as_ref())
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|conditions| conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-        if ready { Ok(()) } else { Err(vec![NOT_READY.into()]) }
+        if node.ready { Ok(()) } else { Err(vec![NOT_READY.into()]) }
     }
 }
 

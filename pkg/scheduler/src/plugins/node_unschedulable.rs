@@ -20,8 +20,7 @@ impl FilterPlugin for NodeUnschedulable {
     }
 
     fn filter(&self, pod: &PodInfo, node: &NodeInfo) -> Result<(), Rejection> {
-        let cordoned = node.node.as_ref().and_then(|n| n.spec.as_ref()).and_then(|s| s.unschedulable).unwrap_or(false);
-        if !cordoned {
+        if !node.cordoned {
             return Ok(());
         }
         let taint = k8s_openapi::api::core::v1::Taint {
