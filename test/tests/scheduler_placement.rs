@@ -208,8 +208,9 @@ async fn a_burst_of_pods_never_overcommits_a_node() {
     assert_eq!(sample_value(&metrics, "rkube_scheduler_schedule_attempts_total{result=\"scheduled\"}"), 30.0);
     assert!(sample_value(&metrics, "rkube_scheduler_schedule_attempts_total{result=\"unschedulable\"}") >= 3.0);
     assert_eq!(sample_value(&metrics, "rkube_scheduler_e2e_scheduling_duration_seconds_count"), 30.0);
+    // Plugin durations are recorded for one attempt in ten: at least 4 of the 33 or more.
     assert!(
-        sample_value(&metrics, "rkube_scheduler_plugin_duration_seconds_count{plugin=\"NodeResourcesFit\"}") >= 33.0
+        sample_value(&metrics, "rkube_scheduler_plugin_duration_seconds_count{plugin=\"NodeResourcesFit\"}") >= 4.0
     );
     assert_eq!(sample_value(&metrics, "rkube_scheduler_api_calls_total{call=\"bind\"}"), 30.0);
     eventually(WAIT, "3 pods in the unschedulable queue", || async {
