@@ -16,8 +16,8 @@
 //!    driver ([`crate::crilog`]), or, for a container with `stdin` or `tty`, to FIFOs the
 //!    kubelet copies to the log and to attached clients ([`super::streams`]);
 //! 7. start it. Its exit reaches the pod worker through containerd's event stream
-//!    ([`super::events`], subscribed before any container starts, so even an instant exit is
-//!    seen).
+//!    ([`super::events`], subscribed when the runtime connects, before the pod workers start,
+//!    so even an instant exit is seen).
 //!
 //! What it keeps true:
 //! - a run's container ID is `<pod uid>-<container name>-<attempt>`, so a second sync never

@@ -9,7 +9,10 @@
 //! while it was down costs a sync, never a lost exit.
 //!
 //! Not promised: an exit of a container removed before its pod uid could be read (the kubelet
-//! removed it itself, and syncs that pod anyway).
+//! removed it itself, and syncs that pod anyway). The subscription is sent when the runtime
+//! connects, long before the pod workers start a container, but nothing waits for containerd to
+//! confirm it: containerd answers a subscription only with its first event (its `Subscribe`
+//! sends no headers before), so waiting would hold the kubelet's start until some task exits.
 
 use std::time::Duration;
 
