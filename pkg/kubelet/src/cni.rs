@@ -1,10 +1,11 @@
 //! Pod networking with the CNI plugins (bridge + host-local + loopback), run directly.
 //!
 //! One network namespace per pod, `/run/netns/rkube-<pod uid>` (made with `ip netns add`),
-//! shared by all the pod's containers. [`Network::set_up`] runs the `loopback` plugin for `lo`
-//! and the `bridge` plugin (IPAM: `host-local` on the node's pod CIDR) for `eth0`, and keeps the
-//! result in `<root-dir>/cni/results/<uid>.json`; [`Network::tear_down`] runs DEL in reverse
-//! order, deletes the namespace and the result. This is what containerd's CRI does through
+//! shared by all the pod's containers. [`Network::set_up`] brings `lo` up (`ip -n <netns> link
+//! set lo up`: what the `loopback` plugin does, without starting a Go program per pod) and runs
+//! the `bridge` plugin (IPAM: `host-local` on the node's pod CIDR) for `eth0`, and keeps the
+//! result in `<root-dir>/cni/results/<uid>.json`; [`Network::tear_down`] runs the bridge's DEL,
+//! deletes the namespace (and its `lo` with it) and the result. This is what containerd's CRI does through
 //! go-cni; the Kubernetes kubelet's old built-in `kubenet` generated the same bridge config from
 //! the pod CIDR, as this module does (no files in `--cni-conf-dir` are read yet).
 //!
@@ -194,11 +195,11 @@ impl Network {
         })
     }
 
-    /// Makes the namespace, runs ADD (loopback, then the bridge) and saves the pod's IP.
+    /// Makes the namespace, brings `lo` up, runs the bridge's ADD and saves the pod's IP.
     fn add(&self, uid: &str) -> Result<String, CniError> {
-        run("ip netns add", Command::new("ip").args(["netns", "add", &netns_name(uid)]), None)?;
-        let loopback = serde_json::json!({"cniVersion": "1.0.0", "name": "rkube-lo", "type": "loopback"});
-        self.plugin("ADD", uid, "lo", &loopback)?;
+        let name = netns_name(uid);
+        run("ip netns add", Command::new("ip").args(["netns", "add", &name]), None)?;
+        run("ip link set lo up", Command::new("ip").args(["-n", &name, "link", "set", "lo", "up"]), None)?;
         let output = self.plugin("ADD", uid, "eth0", &self.bridge_config())?;
         let result: serde_json::Value = serde_json::from_slice(&output)
             .map_err(|error| CniError::NoAddress(format!("{error}: {}", String::from_utf8_lossy(&output))))?;
@@ -225,8 +226,8 @@ impl Network {
         Ok(ip)
     }
 
-    /// Runs DEL (bridge, then loopback), deletes the namespace and the saved result. Missing
-    /// pieces are fine.
+    /// Runs the bridge's DEL, deletes the namespace and the saved result. Missing pieces are
+    /// fine.
     ///
     /// # Errors
     /// [`CniError`] when a plugin's DEL fails.
@@ -234,8 +235,6 @@ impl Network {
         if netns_path(uid).exists() || self.pod_ip(uid).is_some() {
             self.plugin("DEL", uid, "eth0", &self.bridge_config())?;
             if netns_path(uid).exists() {
-                let loopback = serde_json::json!({"cniVersion": "1.0.0", "name": "rkube-lo", "type": "loopback"});
-                self.plugin("DEL", uid, "lo", &loopback)?;
                 run("ip netns delete", Command::new("ip").args(["netns", "delete", &netns_name(uid)]), None)?;
             }
         }
