@@ -1,4 +1,4 @@
-//! Pod networking with the CNI plugins (bridge + host-local + loopback), run directly.
+//! Pod networking with the CNI plugins (bridge + host-local; `lo` brought up with `ip`), run directly.
 //!
 //! One network namespace per pod, `/run/netns/rkube-<pod uid>` (made with `ip netns add`),
 //! shared by all the pod's containers. [`Network::set_up`] brings `lo` up (`ip -n <netns> link
