@@ -441,7 +441,10 @@ impl Lab {
         if self.options.ha {
             parts.push(("lb", "haproxy"));
         }
-        parts.extend([("worker1", "kubelet"), ("worker2", "kubelet")]);
+        if let Some(first) = self.masters().first() {
+            parts.push((*first, "dns"));
+        }
+        parts.extend([("worker1", "kubelet"), ("worker1", "proxy"), ("worker2", "kubelet"), ("worker2", "proxy")]);
         for (host, component) in parts {
             out.push_str(&format!("--- {host} {component}:\n{}\n", self.log_tail(host, component, lines)));
         }
