@@ -21,6 +21,8 @@ pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 /// What a finished command left behind.
 #[derive(Debug, Clone)]
 pub struct Ran {
+    /// The program: `rkubectl` or `kubectl`.
+    pub program: &'static str,
     /// The arguments it ran with.
     pub args: Vec<String>,
     /// The exit code (`None` when killed by a signal).
@@ -35,7 +37,8 @@ impl Ran {
     /// The command and its output, for assertion messages.
     pub fn describe(&self) -> String {
         format!(
-            "rkubectl {} exited with {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            "{} {} exited with {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.program,
             self.args.join(" "),
             self.code,
             self.stdout,
@@ -137,6 +140,7 @@ impl<'a> Rkubectl<'a> {
             ),
         };
         Ran {
+            program: "rkubectl",
             args: args.iter().map(ToString::to_string).collect(),
             code: output.status.code(),
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -235,6 +239,7 @@ pub async fn real_kubectl_run(kubeconfig: &Path, home: &Path, args: &[&str], std
         .unwrap_or_else(|_| panic!("kubectl {args:?} did not finish within {COMMAND_TIMEOUT:?}"))
         .expect("kubectl's output");
     Ran {
+        program: "kubectl",
         args: args.iter().map(|arg| (*arg).to_string()).collect(),
         code: output.status.code(),
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),

@@ -37,19 +37,9 @@ impl Kubectl<'_> {
     /// Runs a command that must succeed; returns its stdout.
     async fn ok(&self, args: &[&str]) -> String {
         let ran = self.run(args).await;
-        assert_eq!(ran.code, Some(0), "{}", shown(&ran));
+        assert_eq!(ran.code, Some(0), "{}", ran.describe());
         ran.stdout
     }
-}
-
-fn shown(ran: &Ran) -> String {
-    format!(
-        "kubectl {} exited with {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-        ran.args.join(" "),
-        ran.code,
-        ran.stdout,
-        ran.stderr
-    )
 }
 
 /// The web Deployment's pods that are not being deleted.
@@ -191,9 +181,9 @@ async fn the_first_scene_of_the_lab_guide_works_with_kubectl_on_containerd() {
         Some("ping\n"),
     )
     .await;
-    assert_eq!(ran.code, Some(0), "{}", shown(&ran));
-    assert!(ran.stdout.contains("got ping\n"), "{}", shown(&ran));
-    assert!(ran.stdout.contains("pod \"shell\" deleted"), "{}", shown(&ran));
+    assert_eq!(ran.code, Some(0), "{}", ran.describe());
+    assert!(ran.stdout.contains("got ping\n"), "{}", ran.describe());
+    assert!(ran.stdout.contains("pod \"shell\" deleted"), "{}", ran.describe());
 
     // A budget of 4 of the 5 pods: drain evicts one, then the budget refuses the rest until
     // kubectl's timeout; the evicted pod's replacement waits Pending on the cordoned node. (First
@@ -213,21 +203,21 @@ async fn the_first_scene_of_the_lab_guide_works_with_kubectl_on_containerd() {
     })
     .await;
     let drain = kubectl.run(&["drain", NODE, "--ignore-daemonsets", "--delete-emptydir-data", "--timeout=15s"]).await;
-    assert_ne!(drain.code, Some(0), "the budget must stop the drain: {}", shown(&drain));
-    assert!(drain.stdout.contains(&format!("node/{NODE} cordoned")), "{}", shown(&drain));
+    assert_ne!(drain.code, Some(0), "the budget must stop the drain: {}", drain.describe());
+    assert!(drain.stdout.contains(&format!("node/{NODE} cordoned")), "{}", drain.describe());
     let evicting: std::collections::BTreeSet<&str> =
         drain.stdout.lines().filter_map(|line| line.strip_prefix("evicting pod default/web-")).collect();
-    assert_eq!(evicting.len(), 5, "kubectl asks to evict every web pod (again while refused): {}", shown(&drain));
+    assert_eq!(evicting.len(), 5, "kubectl asks to evict every web pod (again while refused): {}", drain.describe());
     assert!(
         drain.stderr.contains("Cannot evict pod as it would violate the pod's disruption budget."),
         "{}",
-        shown(&drain)
+        drain.describe()
     );
-    assert!(drain.stderr.contains("global timeout reached: 15s"), "{}", shown(&drain));
+    assert!(drain.stderr.contains("global timeout reached: 15s"), "{}", drain.describe());
     // Exactly one eviction got through: one pod terminating (for its 30 s), four untouched.
     let all = all_pods(&api, "default", "app=web").await;
     let terminating: Vec<&Value> = all.iter().filter(|pod| !pod["metadata"]["deletionTimestamp"].is_null()).collect();
-    assert_eq!(terminating.len(), 1, "exactly one pod may go within the budget: {}", shown(&drain));
+    assert_eq!(terminating.len(), 1, "exactly one pod may go within the budget: {}", drain.describe());
     let node = api.get_ok(&format!("/api/v1/nodes/{NODE}")).await;
     assert_eq!(node["spec"]["unschedulable"], true, "{node}");
     let pending = eventually(WAIT, "the evicted pod's replacement Pending", || async {

@@ -8,22 +8,12 @@
 
 use std::time::Duration;
 
-use rkube_tests::kubectl::{Ran, real_kubectl_run};
+use rkube_tests::kubectl::real_kubectl_run;
 use rkube_tests::node::Kubelet;
 use rkube_tests::{Api, Cluster, eventually};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-fn shown(ran: &Ran) -> String {
-    format!(
-        "kubectl {} exited with {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-        ran.args.join(" "),
-        ran.code,
-        ran.stdout,
-        ran.stderr
-    )
-}
 
 #[tokio::test]
 async fn create_generators_send_protobuf_and_make_what_kubectl_describes() {
@@ -36,7 +26,7 @@ async fn create_generators_send_protobuf_and_make_what_kubectl_describes() {
         async move {
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             let ran = real_kubectl_run(&kubeconfig, &home, &args, None).await;
-            assert_eq!(ran.code, Some(0), "{}", shown(&ran));
+            assert_eq!(ran.code, Some(0), "{}", ran.describe());
             ran.stdout
         }
     };
@@ -196,8 +186,8 @@ async fn drain_without_eviction_deletes_with_a_protobuf_delete_options() {
     let kubeconfig = cluster.write_kubeconfig(home.path()).expect("kubeconfig");
     let args = ["drain", "plain-node", "--disable-eviction", "--force", "--grace-period=1", "--timeout=60s", "-v=8"];
     let ran = real_kubectl_run(&kubeconfig, home.path(), &args, None).await;
-    assert_eq!(ran.code, Some(0), "{}", shown(&ran));
-    assert!(ran.stdout.contains("node/plain-node drained"), "{}", shown(&ran));
+    assert_eq!(ran.code, Some(0), "{}", ran.describe());
+    assert!(ran.stdout.contains("node/plain-node drained"), "{}", ran.describe());
     // Both DELETEs carried a protobuf body: kubectl -v=8 logs each request with its headers, one
     // per line, after `headers=<` and up to a line `>`.
     let lines: Vec<&str> = ran.stderr.lines().collect();
@@ -212,7 +202,7 @@ async fn drain_without_eviction_deletes_with_a_protobuf_delete_options() {
                 .any(|header| header.trim() == "Content-Type: application/vnd.kubernetes.protobuf")
         })
         .collect();
-    assert_eq!(deletes, [true, true], "two DELETEs, each with a protobuf DeleteOptions: {}", shown(&ran));
+    assert_eq!(deletes, [true, true], "two DELETEs, each with a protobuf DeleteOptions: {}", ran.describe());
     let pods = api.get_ok("/api/v1/namespaces/default/pods").await;
     assert_eq!(pods["items"], json!([]), "drained pods are gone: {pods}");
 }
