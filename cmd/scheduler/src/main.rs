@@ -67,8 +67,8 @@ struct Flags {
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=100))]
     percentage_of_nodes_to_score: u32,
 
-    /// Threads that filter nodes at once on clusters of 1,000 nodes or more (default: the
-    /// number of CPUs).
+    /// Threads that filter nodes at once once a pod's cycle has looked at 1,000 nodes without
+    /// finding enough (default: the number of CPUs).
     #[arg(long)]
     parallelism: Option<usize>,
 

@@ -38,6 +38,29 @@ use rkube_informer::ObjectKey;
 use crate::framework::PodInfo;
 use crate::resources::{Resources, node_allocatable};
 
+/// What the filters and scores read of a node for nearly every pod, in one small `Copy` value.
+///
+/// A [`Snapshot`] keeps these in one contiguous array beside its nodes, so a cycle that looks at
+/// 500 nodes reads 500 adjacent entries instead of following a pointer to each node: at 5,000
+/// nodes, that first read of each `NodeInfo` (a cache miss per node) was 30% of the scheduler's
+/// CPU. A plugin reads the whole [`NodeInfo`] only when these do not say enough.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NodeFacts {
+    /// What the node offers (`status.allocatable`).
+    pub allocatable: Resources,
+    /// Sum of the filtering requests of the pods on it.
+    pub requested: Resources,
+    /// Sum of the scoring requests of the pods on it (missing requests count as defaults).
+    pub scoring_requested: Resources,
+    /// `spec.unschedulable` (cordoned).
+    pub cordoned: bool,
+    /// Whether its `Ready` condition is `True`.
+    pub ready: bool,
+    /// Whether it has a `NoSchedule` or `NoExecute` taint (only then does TaintToleration read
+    /// the Node).
+    pub tainted: bool,
+}
+
 /// One node and what is bound (or assumed) to it.
 #[derive(Debug, Clone)]
 pub struct NodeInfo {
@@ -46,22 +69,22 @@ pub struct NodeInfo {
     /// The node as last seen; `None` while only pods that name it are known (node not yet seen,
     /// or deleted with pods still on it). Such entries are never candidates.
     pub node: Option<Arc<Node>>,
-    /// What the node offers (`status.allocatable`).
-    pub allocatable: Resources,
-    /// Sum of the filtering requests of the pods on it.
-    pub requested: Resources,
-    /// Sum of the scoring requests of the pods on it (missing requests count as defaults).
-    pub scoring_requested: Resources,
+    /// What most plugins read: resources, cordoned, Ready, tainted (see [`NodeFacts`]).
+    pub facts: NodeFacts,
     /// The pods on the node, by key.
     pub pods: BTreeMap<ObjectKey, Arc<PodInfo>>,
     /// The cache's generation when this entry last changed (see [`Snapshot`]).
     pub generation: u64,
-    /// `spec.unschedulable` (cordoned), read once when the node is set: filters run on
-    /// thousands of nodes per pod, and reading these inline saves following pointers into the
-    /// Node object for each.
-    pub cordoned: bool,
-    /// Whether its `Ready` condition is `True` (read once, as `cordoned`).
-    pub ready: bool,
+}
+
+/// One node as a plugin reads it: its [`NodeFacts`] (in a cycle, the snapshot's contiguous
+/// copy) and its whole entry, which a plugin follows only when the facts do not say enough.
+#[derive(Debug, Clone, Copy)]
+pub struct NodeRef<'a> {
+    /// The node's facts.
+    pub facts: &'a NodeFacts,
+    /// The whole entry (name, Node object, pods).
+    pub info: &'a NodeInfo,
 }
 
 impl AsRef<NodeInfo> for NodeInfo {
@@ -75,26 +98,27 @@ impl NodeInfo {
         NodeInfo {
             name: name.to_string(),
             node: None,
-            allocatable: Resources::default(),
-            requested: Resources::default(),
-            scoring_requested: Resources::default(),
+            facts: NodeFacts::default(),
             pods: BTreeMap::new(),
             generation: 0,
-            cordoned: false,
-            ready: false,
         }
     }
 
+    /// This entry as plugins read it, with its own facts.
+    pub fn view(&self) -> NodeRef<'_> {
+        NodeRef { facts: &self.facts, info: self }
+    }
+
     fn add_pod(&mut self, pod: Arc<PodInfo>) {
-        self.requested = self.requested.plus(pod.requests);
-        self.scoring_requested = self.scoring_requested.plus(pod.scoring_requests);
+        self.facts.requested = self.facts.requested.plus(pod.requests);
+        self.facts.scoring_requested = self.facts.scoring_requested.plus(pod.scoring_requests);
         self.pods.insert(pod.key.clone(), pod);
     }
 
     fn remove_pod(&mut self, key: &ObjectKey) {
         if let Some(pod) = self.pods.remove(key) {
-            self.requested = self.requested.minus(pod.requests);
-            self.scoring_requested = self.scoring_requested.minus(pod.scoring_requests);
+            self.facts.requested = self.facts.requested.minus(pod.requests);
+            self.facts.scoring_requested = self.facts.scoring_requested.minus(pod.scoring_requests);
         }
     }
 }
@@ -132,9 +156,14 @@ impl Cache {
     pub fn set_node(&mut self, node: Arc<Node>) {
         let name = node.name_any();
         let info = self.node_mut(&name);
-        info.allocatable = node_allocatable(&node);
-        info.cordoned = node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false);
-        info.ready = node
+        info.facts.allocatable = node_allocatable(&node);
+        info.facts.cordoned = node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false);
+        info.facts.tainted = node
+            .spec
+            .as_ref()
+            .and_then(|s| s.taints.as_ref())
+            .is_some_and(|taints| taints.iter().any(|t| t.effect == "NoSchedule" || t.effect == "NoExecute"));
+        info.facts.ready = node
             .status
             .as_ref()
             .and_then(|s| s.conditions.as_ref())
@@ -148,9 +177,11 @@ impl Cache {
         if self.nodes.contains_key(name) {
             let info = self.node_mut(name);
             info.node = None;
-            info.allocatable = Resources::default();
-            info.cordoned = false;
-            info.ready = false;
+            info.facts = NodeFacts {
+                requested: info.facts.requested,
+                scoring_requested: info.facts.scoring_requested,
+                ..NodeFacts::default()
+            };
             if info.pods.is_empty() {
                 self.nodes.remove(name);
             }
@@ -266,11 +297,15 @@ impl Cache {
 /// readable without the cache's lock (Kubernetes: the scheduler's `Snapshot`).
 ///
 /// Nodes are kept in a `Vec` so that a cycle can start anywhere and go round
-/// ([`Snapshot::nodes`]); their order is stable except where a node was removed (the last one
-/// takes its place). Filled and refreshed by [`Cache::update_snapshot`].
+/// ([`Snapshot::node`]); their order is stable except where a node was removed (the last one
+/// takes its place). Beside them, a second `Vec` holds each node's [`NodeFacts`] by value, so
+/// that filters scanning hundreds of nodes read adjacent memory. Filled and refreshed by
+/// [`Cache::update_snapshot`].
 #[derive(Debug, Default)]
 pub struct Snapshot {
     nodes: Vec<Arc<NodeInfo>>,
+    /// `facts[i]` is `nodes[i].facts`.
+    facts: Vec<NodeFacts>,
     index: HashMap<String, usize>,
     /// The cache generation this snapshot reflects.
     generation: u64,
@@ -280,6 +315,21 @@ impl Snapshot {
     /// The candidate nodes.
     pub fn nodes(&self) -> &[Arc<NodeInfo>] {
         &self.nodes
+    }
+
+    /// How many candidate nodes there are.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether there is no candidate node.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// The `i`th node, its facts read from the contiguous array.
+    pub fn node(&self, i: usize) -> NodeRef<'_> {
+        NodeRef { facts: &self.facts[i], info: &self.nodes[i] }
     }
 
     /// One node's entry, if it is a candidate.
@@ -294,9 +344,13 @@ impl Snapshot {
 
     fn put(&mut self, info: Arc<NodeInfo>) {
         match self.index.get(&info.name) {
-            Some(&i) => self.nodes[i] = info,
+            Some(&i) => {
+                self.facts[i] = info.facts;
+                self.nodes[i] = info;
+            }
             None => {
                 self.index.insert(info.name.clone(), self.nodes.len());
+                self.facts.push(info.facts);
                 self.nodes.push(info);
             }
         }
@@ -305,6 +359,7 @@ impl Snapshot {
     fn remove(&mut self, name: &str) {
         if let Some(i) = self.index.remove(name) {
             self.nodes.swap_remove(i);
+            self.facts.swap_remove(i);
             if let Some(moved) = self.nodes.get(i) {
                 self.index.insert(moved.name.clone(), i);
             }
@@ -332,7 +387,7 @@ mod tests {
     }
 
     fn cpu_on(cache: &Cache, name: &str) -> i64 {
-        cache.node(name).map_or(0, |info| info.requested.milli_cpu)
+        cache.node(name).map_or(0, |info| info.facts.requested.milli_cpu)
     }
 
     #[test]
@@ -362,9 +417,9 @@ mod tests {
         let mut cache = Cache::default();
         cache.set_node(Arc::new(node(json!({"metadata": {"name": "n1"}}))));
         cache.assume(pod(json!({"metadata": {"name": "a"}})), "n1");
-        assert_eq!(cache.node("n1").unwrap().requested.pods, 1);
+        assert_eq!(cache.node("n1").unwrap().facts.requested.pods, 1);
         cache.forget(&key("a"));
-        assert_eq!(cache.node("n1").unwrap().requested.pods, 0);
+        assert_eq!(cache.node("n1").unwrap().facts.requested.pods, 0);
         assert_eq!(cache.assumed_count(), 0);
     }
 
@@ -411,9 +466,9 @@ mod tests {
         assert!(Arc::ptr_eq(&before_n2, cache.nodes.get("n2").unwrap()), "the snapshot shares the cache's entry");
 
         cache.assume(pod(json!({"metadata": {"name": "a"}})), "n1");
-        assert_eq!(before_n1.requested.pods, 0, "what a snapshot holds never changes under it");
+        assert_eq!(before_n1.facts.requested.pods, 0, "what a snapshot holds never changes under it");
         assert_eq!(cache.update_snapshot(&mut snapshot), 1, "only the changed node is looked at");
-        assert_eq!(snapshot.get("n1").unwrap().requested.pods, 1, "the change is visible");
+        assert_eq!(snapshot.get("n1").unwrap().facts.requested.pods, 1, "the change is visible");
         assert!(!Arc::ptr_eq(&before_n1, snapshot.get("n1").unwrap()));
         assert!(Arc::ptr_eq(&before_n2, snapshot.get("n2").unwrap()), "an unchanged node is not copied");
         assert_eq!(cache.update_snapshot(&mut snapshot), 0, "nothing changed since");
@@ -424,6 +479,34 @@ mod tests {
         assert_eq!(snapshot.nodes().len(), 2);
         assert!(snapshot.get("n1").is_some() && snapshot.get("n2").is_some(), "the index follows a removal");
         assert_eq!(snapshot.generation(), cache.generation);
+        for i in 0..snapshot.len() {
+            let node = snapshot.node(i);
+            assert_eq!(node.facts, &node.info.facts, "the contiguous facts follow changes and removals");
+        }
+        assert_eq!(snapshot.node(snapshot.index["n1"]).facts.requested.pods, 1);
+    }
+
+    #[test]
+    fn a_nodes_facts_are_read_from_it_and_its_pods() {
+        let mut cache = Cache::default();
+        cache.set_node(Arc::new(node(json!({"metadata": {"name": "n1"},
+            "spec": {"unschedulable": true, "taints": [{"key": "k", "effect": "PreferNoSchedule"}]},
+            "status": {"conditions": [{"type": "Ready", "status": "False"}]}}))));
+        cache.update_pod(bound("a", "n1", "250m"));
+        let facts = cache.node("n1").unwrap().facts;
+        assert!(facts.cordoned && !facts.ready);
+        assert!(!facts.tainted, "PreferNoSchedule does not keep pods off");
+        assert_eq!((facts.allocatable.milli_cpu, facts.requested.milli_cpu, facts.requested.pods), (4000, 250, 1));
+        for effect in ["NoSchedule", "NoExecute"] {
+            cache.set_node(Arc::new(node(json!({"metadata": {"name": "n1"},
+                "spec": {"taints": [{"key": "k", "effect": effect}]}}))));
+            let facts = cache.node("n1").unwrap().facts;
+            assert!(facts.tainted && facts.ready && !facts.cordoned, "{effect}");
+        }
+        cache.remove_node("n1");
+        let facts = cache.node("n1").unwrap().facts;
+        assert_eq!(facts.allocatable, Resources::default(), "a deleted node offers nothing");
+        assert_eq!(facts.requested.milli_cpu, 250, "its pods still count until they go");
     }
 
     #[test]
@@ -435,7 +518,7 @@ mod tests {
         assert!(snapshot.nodes().is_empty(), "a node known only from its pods is no candidate");
         cache.set_node(Arc::new(node(json!({"metadata": {"name": "ghost"}}))));
         cache.update_snapshot(&mut snapshot);
-        assert_eq!(snapshot.get("ghost").unwrap().requested.milli_cpu, 1000);
+        assert_eq!(snapshot.get("ghost").unwrap().facts.requested.milli_cpu, 1000);
         cache.remove_node("ghost");
         cache.update_snapshot(&mut snapshot);
         assert!(snapshot.nodes().is_empty());

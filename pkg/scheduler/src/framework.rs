@@ -11,8 +11,10 @@
 //! - the scheduler multiplies each plugin's score by its weight, adds them up, and picks the
 //!   best node, breaking ties at random.
 //!
-//! Plugins are pure functions of ([`PodInfo`], [`NodeInfo`]): no I/O, no clock, no randomness,
-//! so each is unit tested on its own (see `plugins/`).
+//! Plugins are pure functions of ([`PodInfo`], [`NodeRef`]): no I/O, no clock, no randomness,
+//! so each is unit tested on its own (see `plugins/`). A [`NodeRef`] gives a node's compact
+//! [`NodeFacts`] (resources, cordoned, Ready, tainted) beside its whole [`NodeInfo`]; plugins
+//! read the facts first, since in a cycle they lie in one contiguous array of the snapshot.
 //!
 //! On a large cluster one attempt does not look at every node ([`Framework::find_node_among`]):
 //! filtering stops once [`num_feasible_nodes_to_find`] nodes have passed (Kubernetes'
@@ -22,8 +24,8 @@
 //! the nodes looked at, as in Kubernetes.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use prometheus::HistogramVec;
@@ -31,7 +33,8 @@ use prometheus::HistogramVec;
 use k8s_openapi::api::core::v1::Pod;
 use rkube_informer::ObjectKey;
 
-pub use crate::cache::NodeInfo;
+use crate::cache::Snapshot;
+pub use crate::cache::{NodeFacts, NodeInfo, NodeRef};
 use crate::plugins::volume_binding::VolumeFacts;
 use crate::resources::{Resources, pod_requests};
 
@@ -122,7 +125,7 @@ pub trait FilterPlugin: Send + Sync {
     /// The plugin's name, as Kubernetes spells it (`NodeResourcesFit`, `TaintToleration`, ...).
     fn name(&self) -> &'static str;
     /// `Ok` if `pod` fits `node`, else the reasons it does not.
-    fn filter(&self, pod: &PodInfo, node: &NodeInfo) -> Result<(), Rejection>;
+    fn filter(&self, pod: &PodInfo, node: NodeRef<'_>) -> Result<(), Rejection>;
 }
 
 /// Ranks the nodes that passed every filter (Kubernetes: Score plus NormalizeScore).
@@ -131,7 +134,7 @@ pub trait ScorePlugin: Send + Sync {
     fn name(&self) -> &'static str;
     /// A raw score for `node`; after [`ScorePlugin::normalize`] it must lie in
     /// `0..=MAX_NODE_SCORE`.
-    fn score(&self, pod: &PodInfo, node: &NodeInfo) -> i64;
+    fn score(&self, pod: &PodInfo, node: NodeRef<'_>) -> i64;
     /// Rescales the raw scores of all feasible nodes together (default: leave them).
     fn normalize(&self, scores: &mut [i64]) {
         let _ = scores;
@@ -209,8 +212,8 @@ pub struct Search {
     pub start: usize,
     /// Stop filtering once this many nodes passed (see [`num_feasible_nodes_to_find`]).
     pub to_find: usize,
-    /// Threads that may filter at once (1: this thread only). More than one are used only when
-    /// at least [`PARALLEL_FILTER_MIN_NODES`] nodes may have to be filtered.
+    /// Threads that may filter at once (1: this thread only). More than one are used only for
+    /// the nodes past the first [`PARALLEL_FILTER_MIN_NODES`] a cycle filters.
     pub parallelism: usize,
     /// Record each plugin's time in `plugin_duration` this attempt (Kubernetes samples 10% of
     /// attempts, since reading the clock around every plugin on every node costs more than
@@ -225,8 +228,9 @@ impl Search {
     }
 }
 
-/// Fewer nodes than this are filtered on one thread: starting threads would cost more than
-/// the filters.
+/// A cycle filters this many nodes on its own thread before it calls in other threads for the
+/// rest: most cycles have found enough nodes by then (at 5,000 nodes, 500 are wanted), and for
+/// them waking threads would cost more than the filters.
 pub const PARALLEL_FILTER_MIN_NODES: usize = 1000;
 /// Nodes a filtering thread takes at a time.
 const FILTER_CHUNK: usize = 64;
@@ -240,6 +244,45 @@ pub struct Placement {
     pub examined: usize,
     /// How many of them passed.
     pub feasible: usize,
+}
+
+/// The nodes one attempt chooses among, by position: a [`Snapshot`] in the scheduling loop (facts
+/// from its contiguous array), or a list of [`NodeInfo`]s.
+pub trait Candidates: Sync {
+    /// How many nodes there are.
+    fn count(&self) -> usize;
+    /// The node at `i` (`i < count()`).
+    fn at(&self, i: usize) -> NodeRef<'_>;
+}
+
+impl Candidates for Snapshot {
+    fn count(&self) -> usize {
+        self.len()
+    }
+
+    fn at(&self, i: usize) -> NodeRef<'_> {
+        self.node(i)
+    }
+}
+
+impl<N: AsRef<NodeInfo> + Sync> Candidates for [N] {
+    fn count(&self) -> usize {
+        self.len()
+    }
+
+    fn at(&self, i: usize) -> NodeRef<'_> {
+        self[i].as_ref().view()
+    }
+}
+
+impl<N: AsRef<NodeInfo> + Sync> Candidates for Vec<N> {
+    fn count(&self) -> usize {
+        self.len()
+    }
+
+    fn at(&self, i: usize) -> NodeRef<'_> {
+        self[i].as_ref().view()
+    }
 }
 
 /// What filtering a run of nodes found.
@@ -309,31 +352,34 @@ impl Framework {
     /// Picks a node for `pod` among `nodes` as `search` says: filter from `search.start` round
     /// until `search.to_find` nodes passed (or every node was filtered), score those, best total
     /// wins, ties broken at random. A [`FitError`] means every node was filtered and none passed.
-    pub fn find_node_among<N: AsRef<NodeInfo> + Sync>(
+    pub fn find_node_among(
         &self,
         pod: &PodInfo,
-        nodes: &[N],
+        nodes: &(impl Candidates + ?Sized),
         search: Search,
         rng: &mut impl rand::Rng,
     ) -> Result<Placement, FitError> {
-        let total = nodes.len();
+        let total = nodes.count();
         let to_find = search.to_find.clamp(1, total.max(1));
         let start = if total == 0 { 0 } else { search.start % total };
-        let at = |position: usize| nodes[(start + position) % total].as_ref();
-        let threads = if total >= PARALLEL_FILTER_MIN_NODES { search.parallelism.max(1) } else { 1 };
-        let filtered = if threads > 1 {
-            self.filter_parallel(pod, total, to_find, threads, search.timed, &at)
-        } else {
-            self.filter_range(pod, 0..total, to_find, &AtomicUsize::new(0), search.timed, &at)
-        };
+        let at = |position: usize| nodes.at((start + position) % total);
+        // This thread alone first: most cycles find enough nodes long before other threads
+        // could even be woken (on 2 busy cores, waking them made a cycle 2.7 times as long).
+        let alone = if search.parallelism > 1 { PARALLEL_FILTER_MIN_NODES.min(total) } else { total };
+        let found = AtomicUsize::new(0);
+        let mut filtered = self.filter_range(pod, 0..alone, to_find, &found, search.timed, &at);
+        if alone < total && found.load(Ordering::Relaxed) < to_find {
+            let rest = self.filter_parallel(pod, alone..total, to_find, &found, search.parallelism, search.timed, &at);
+            filtered.absorb(rest);
+        }
         if let (Some(histogram), true) = (&self.plugin_duration, search.timed) {
             for (plugin, spent) in self.filters.iter().zip(&filtered.time) {
                 histogram.with_label_values(&[plugin.name()]).observe(spent.as_secs_f64());
             }
         }
-        let feasible: Vec<&NodeInfo> = filtered.feasible.iter().map(|&position| at(position)).collect();
-        let placement = |node: &NodeInfo| Placement {
-            node: node.name.clone(),
+        let feasible: Vec<NodeRef<'_>> = filtered.feasible.iter().map(|&position| at(position)).collect();
+        let placement = |node: NodeRef<'_>| Placement {
+            node: node.info.name.clone(),
             examined: filtered.examined,
             feasible: feasible.len(),
         };
@@ -345,7 +391,7 @@ impl Framework {
         let mut totals = vec![0i64; feasible.len()];
         for weighted in &self.scores {
             let started = search.timed.then(Instant::now);
-            let mut scores: Vec<i64> = feasible.iter().map(|node| weighted.plugin.score(pod, node)).collect();
+            let mut scores: Vec<i64> = feasible.iter().map(|&node| weighted.plugin.score(pod, node)).collect();
             weighted.plugin.normalize(&mut scores);
             for (total, score) in totals.iter_mut().zip(scores) {
                 *total = total.saturating_add(score.clamp(0, MAX_NODE_SCORE).saturating_mul(weighted.weight));
@@ -378,7 +424,7 @@ impl Framework {
         to_find: usize,
         found: &AtomicUsize,
         timed: bool,
-        at: &(impl Fn(usize) -> &'a NodeInfo + Sync),
+        at: &(impl Fn(usize) -> NodeRef<'a> + Sync),
     ) -> Filtered {
         let mut out = Filtered::new(timed, self.filters.len());
         for position in positions {
@@ -402,38 +448,46 @@ impl Framework {
         out
     }
 
-    /// Filters with `threads` threads (this one included), each taking [`FILTER_CHUNK`] nodes
-    /// at a time in search order; the feasible nodes come back in search order.
+    /// Filters `positions` with `threads` workers (this thread and jobs on rayon's pool, whose
+    /// threads are started once and kept), each taking [`FILTER_CHUNK`] nodes at a time in search
+    /// order, all stopping once `found` reaches `to_find`; the feasible nodes come back in search
+    /// order.
+    #[allow(clippy::too_many_arguments)]
     fn filter_parallel<'a>(
         &self,
         pod: &PodInfo,
-        total: usize,
+        positions: std::ops::Range<usize>,
         to_find: usize,
+        found: &AtomicUsize,
         threads: usize,
         timed: bool,
-        at: &(impl Fn(usize) -> &'a NodeInfo + Sync),
+        at: &(impl Fn(usize) -> NodeRef<'a> + Sync),
     ) -> Filtered {
-        let (next_chunk, found) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        let next_chunk = AtomicUsize::new(0);
         let work = || {
             let mut mine = Filtered::new(timed, self.filters.len());
             loop {
-                let first = next_chunk.fetch_add(1, Ordering::Relaxed) * FILTER_CHUNK;
-                if first >= total || found.load(Ordering::Relaxed) >= to_find {
+                let first = positions.start + next_chunk.fetch_add(1, Ordering::Relaxed) * FILTER_CHUNK;
+                if first >= positions.end || found.load(Ordering::Relaxed) >= to_find {
                     return mine;
                 }
-                let chunk = first..(first + FILTER_CHUNK).min(total);
-                mine.absorb(self.filter_range(pod, chunk, to_find, &found, timed, at));
+                let chunk = first..(first + FILTER_CHUNK).min(positions.end);
+                mine.absorb(self.filter_range(pod, chunk, to_find, found, timed, at));
             }
         };
-        let parts: Vec<Filtered> = std::thread::scope(|scope| {
-            let helpers: Vec<_> = (1..threads.min(total.div_ceil(FILTER_CHUNK))).map(|_| scope.spawn(work)).collect();
-            let mut parts = vec![work()];
-            // A filter plugin that panicked is a bug; its nodes then count as not examined.
-            parts.extend(helpers.into_iter().filter_map(|helper| helper.join().ok()));
-            parts
+        let helpers = Mutex::new(Vec::new());
+        let mut all = rayon::in_place_scope(|scope| {
+            for _ in 1..threads.min(positions.len().div_ceil(FILTER_CHUNK)) {
+                scope.spawn(|_| {
+                    // A filter plugin that panicked is a bug; its nodes then count as not examined.
+                    if let Ok(part) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)) {
+                        helpers.lock().unwrap_or_else(PoisonError::into_inner).push(part);
+                    }
+                });
+            }
+            work()
         });
-        let mut all = Filtered::new(timed, self.filters.len());
-        for part in parts {
+        for part in helpers.into_inner().unwrap_or_else(PoisonError::into_inner) {
             all.absorb(part);
         }
         all.feasible.sort_unstable();
@@ -442,7 +496,7 @@ impl Framework {
 
     /// Runs the filters on one node; the first that fails rejects it. Adds each plugin's time to
     /// `time` when `time` has an entry per filter.
-    fn run_filters(&self, pod: &PodInfo, node: &NodeInfo, time: &mut [Duration]) -> Result<(), Rejection> {
+    fn run_filters(&self, pod: &PodInfo, node: NodeRef<'_>, time: &mut [Duration]) -> Result<(), Rejection> {
         if time.is_empty() {
             return self.filters.iter().try_for_each(|plugin| plugin.filter(pod, node));
         }
@@ -629,7 +683,7 @@ mod tests {
     fn nodes_that_fail_count_as_examined_and_a_fit_error_names_every_node() {
         let mut nodes = many_nodes(200);
         for info in nodes.iter_mut().take(150) {
-            info.allocatable.milli_cpu = 0; // nothing fits there
+            info.facts.allocatable.milli_cpu = 0; // nothing fits there
         }
         let p = pod(json!({"spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": "1"}}}]}}));
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
@@ -646,7 +700,7 @@ mod tests {
         let mut nodes = many_nodes(PARALLEL_FILTER_MIN_NODES * 2);
         for (i, info) in nodes.iter_mut().enumerate() {
             if i % 3 != 0 {
-                info.allocatable.milli_cpu = 0;
+                info.facts.allocatable.milli_cpu = 0;
             }
         }
         let p = pod(json!({"spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": "1"}}}]}}));
@@ -661,7 +715,7 @@ mod tests {
             assert_eq!(placement.feasible, 50, "{threads} threads stop at 50 feasible nodes");
             assert!(placement.examined >= 140 && placement.examined <= nodes.len(), "{threads}: {placement:?}");
         }
-        let none: Vec<NodeInfo> = nodes.iter().filter(|info| info.allocatable.milli_cpu == 0).cloned().collect();
+        let none: Vec<NodeInfo> = nodes.iter().filter(|info| info.facts.allocatable.milli_cpu == 0).cloned().collect();
         let error = framework()
             .find_node_among(&p, &none, Search { start: 0, to_find: 10, parallelism: 2, timed: false }, &mut rng)
             .unwrap_err();

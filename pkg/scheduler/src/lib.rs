@@ -76,8 +76,8 @@ pub struct Config {
     /// the cluster's size (Kubernetes' default), 100 looks at every node; see
     /// [`framework::num_feasible_nodes_to_find`].
     pub percentage_of_nodes_to_score: u32,
-    /// Threads that may filter nodes at once (on clusters of at least
-    /// [`framework::PARALLEL_FILTER_MIN_NODES`] nodes).
+    /// Threads that may filter nodes at once (a cycle filters its first
+    /// [`framework::PARALLEL_FILTER_MIN_NODES`] nodes on its own thread).
     pub parallelism: usize,
     /// Bindings that may be in flight at once; a scheduling cycle waits for a free one.
     pub max_concurrent_binds: usize,

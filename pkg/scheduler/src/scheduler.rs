@@ -292,7 +292,7 @@ impl Loop {
         let mut info = PodInfo::new(Arc::clone(&pod));
         info.volumes = self.volumes.facts(&pod);
         shared.cache().update_snapshot(&mut self.snapshot);
-        let nodes = self.snapshot.nodes();
+        let nodes = &self.snapshot;
         let search = Search {
             start: self.next_start,
             to_find: num_feasible_nodes_to_find(self.search.percentage_of_nodes_to_score, nodes.len()),
@@ -341,6 +341,7 @@ impl Loop {
                 });
             }
         }
+        self.metrics.cycle_duration.observe(started.elapsed().as_secs_f64());
     }
 }
 
@@ -542,7 +543,7 @@ mod tests {
         {
             let cache = scheduling.shared.cache();
             assert!(cache.is_assumed(&key("a")));
-            assert_eq!(cache.node("n1").unwrap().requested.milli_cpu, 1000);
+            assert_eq!(cache.node("n1").unwrap().facts.requested.milli_cpu, 1000);
         }
         assert_eq!(scheduling.binds.available_permits(), 1);
 
@@ -551,8 +552,8 @@ mod tests {
         drop(all);
         let cache = scheduling.shared.cache();
         assert!(!cache.is_assumed(&key("a")), "the assumption is forgotten");
-        assert_eq!(cache.node("n1").unwrap().requested.milli_cpu, 0, "the room on n1 is free again");
-        assert_eq!(cache.node("n1").unwrap().requested.pods, 0);
+        assert_eq!(cache.node("n1").unwrap().facts.requested.milli_cpu, 0, "the room on n1 is free again");
+        assert_eq!(cache.node("n1").unwrap().facts.requested.pods, 0);
         drop(cache);
         assert!(scheduling.shared.queue.contains(&key("a")));
         assert_eq!(scheduling.shared.queue.lengths(), (0, 1, 0), "the pod waits out its back-off");
@@ -583,7 +584,7 @@ mod tests {
         let popped = scheduling.shared.queue.pop().await.unwrap();
         let permit = Arc::clone(&scheduling.binds).acquire_owned().await.unwrap();
         scheduling.schedule_one(&popped.key, popped.attempts, permit, &mut rng, &CancellationToken::new());
-        assert_eq!(scheduling.snapshot.get("n1").unwrap().allocatable.milli_cpu, 8000);
+        assert_eq!(scheduling.snapshot.get("n1").unwrap().facts.allocatable.milli_cpu, 8000);
         assert_eq!(scheduling.shared.cache().node_of(&key("big")), Some("n1"), "assumed on the grown node");
     }
 }

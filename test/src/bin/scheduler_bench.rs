@@ -261,6 +261,17 @@ async fn run(flags: &Flags) -> anyhow::Result<()> {
             flags.pods as f64 / scheduling.max(f64::EPSILON),
         );
     }
+    let metrics = scheduler.metrics().await?;
+    let cycles = sample_value(&metrics, "rkube_scheduler_scheduling_cycle_duration_seconds_count");
+    let in_cycles = sample_value(&metrics, "rkube_scheduler_scheduling_cycle_duration_seconds_sum");
+    if cycles > 0.0 {
+        // Cycles run one after another: their mean wall time bounds pods/s on any core count.
+        println!(
+            "  scheduling loop        {in_cycles:>10.2} s over {cycles:.0} cycles ({:.3} ms per cycle, wall; alone it could place {:.0} pods/s)",
+            in_cycles * 1000.0 / cycles,
+            cycles / in_cycles.max(f64::EPSILON),
+        );
+    }
     println!("  scheduler API calls    {total_calls:>10.0} ({:.2} per pod)", total_calls / flags.pods as f64);
     for (name, n) in &calls {
         println!("    {name:<40} {n:>8.0}");

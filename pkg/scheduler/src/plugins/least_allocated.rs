@@ -5,7 +5,7 @@
 //! requested includes this pod and counts missing requests as small defaults (100m, 200Mi), so
 //! that pods without requests still spread out.
 
-use crate::framework::{MAX_NODE_SCORE, NodeInfo, PodInfo, ScorePlugin};
+use crate::framework::{MAX_NODE_SCORE, NodeRef, PodInfo, ScorePlugin};
 
 /// See the module docs.
 #[derive(Debug, Clone, Copy)]
@@ -24,10 +24,10 @@ impl ScorePlugin for LeastAllocated {
         "NodeResourcesLeastAllocated"
     }
 
-    fn score(&self, pod: &PodInfo, node: &NodeInfo) -> i64 {
-        let requested = node.scoring_requested.plus(pod.scoring_requests);
-        let cpu = free_fraction(node.allocatable.milli_cpu, requested.milli_cpu);
-        let memory = free_fraction(node.allocatable.memory, requested.memory);
+    fn score(&self, pod: &PodInfo, node: NodeRef<'_>) -> i64 {
+        let requested = node.facts.scoring_requested.plus(pod.scoring_requests);
+        let cpu = free_fraction(node.facts.allocatable.milli_cpu, requested.milli_cpu);
+        let memory = free_fraction(node.facts.allocatable.memory, requested.memory);
         (cpu + memory) / 2
     }
 }
@@ -48,13 +48,13 @@ mod tests {
         let empty = node_info(node(alloc.clone()), vec![]);
         let busy = node_info(node(alloc), vec![requesting("2", "2Gi")]);
         let p = requesting("1", "1Gi");
-        assert_eq!(LeastAllocated.score(&p, &empty), 75);
-        assert_eq!(LeastAllocated.score(&p, &busy), 25);
+        assert_eq!(LeastAllocated.score(&p, empty.view()), 75);
+        assert_eq!(LeastAllocated.score(&p, busy.view()), 25);
     }
 
     #[test]
     fn an_overfull_or_empty_allocatable_scores_zero() {
         let n = node_info(node(json!({"status": {"allocatable": {"pods": "10"}}})), vec![]);
-        assert_eq!(LeastAllocated.score(&requesting("1", "1Gi"), &n), 0);
+        assert_eq!(LeastAllocated.score(&requesting("1", "1Gi"), n.view()), 0);
     }
 }

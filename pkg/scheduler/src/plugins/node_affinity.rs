@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use rkube_api::placement::selects_node;
 
-use crate::framework::{FilterPlugin, NodeInfo, PodInfo, Rejection};
+use crate::framework::{FilterPlugin, NodeRef, PodInfo, Rejection};
 
 /// See the module docs.
 #[derive(Debug, Clone, Copy)]
@@ -28,8 +28,18 @@ impl FilterPlugin for NodeAffinity {
         "NodeAffinity"
     }
 
-    fn filter(&self, pod: &PodInfo, node: &NodeInfo) -> Result<(), Rejection> {
+    fn filter(&self, pod: &PodInfo, node: NodeRef<'_>) -> Result<(), Rejection> {
         let Some(spec) = pod.pod.spec.as_ref() else { return Ok(()) };
+        let required = spec
+            .affinity
+            .as_ref()
+            .and_then(|a| a.node_affinity.as_ref())
+            .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref());
+        if spec.node_selector.as_ref().is_none_or(BTreeMap::is_empty) && required.is_none() {
+            // Nothing to match: the Node's labels (another cache miss per node) are not read.
+            return Ok(());
+        }
+        let node = node.info;
         let empty = BTreeMap::new();
         let labels = node.node.as_ref().and_then(|n| n.metadata.labels.as_ref()).unwrap_or(&empty);
         if selects_node(spec, labels, &node.name) { Ok(()) } else { Err(vec![MISMATCH.into()]) }
@@ -39,6 +49,7 @@ impl FilterPlugin for NodeAffinity {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::framework::NodeInfo;
     use crate::framework::testing::{node, node_info, pod};
     use serde_json::{Value, json};
 
@@ -59,9 +70,9 @@ mod tests {
     fn node_selector_needs_every_label() {
         let n = labelled(json!({"disk": "ssd", "zone": "a"}));
         let p = |selector: Value| pod(json!({"spec": {"containers": [{"name": "c"}], "nodeSelector": selector}}));
-        assert_eq!(NodeAffinity.filter(&p(json!({"disk": "ssd"})), &n), Ok(()));
-        assert_eq!(NodeAffinity.filter(&p(json!({"disk": "ssd", "zone": "b"})), &n), Err(vec![MISMATCH.into()]));
-        assert_eq!(NodeAffinity.filter(&p(json!({"gpu": "yes"})), &n), Err(vec![MISMATCH.into()]));
+        assert_eq!(NodeAffinity.filter(&p(json!({"disk": "ssd"})), n.view()), Ok(()));
+        assert_eq!(NodeAffinity.filter(&p(json!({"disk": "ssd", "zone": "b"})), n.view()), Err(vec![MISMATCH.into()]));
+        assert_eq!(NodeAffinity.filter(&p(json!({"gpu": "yes"})), n.view()), Err(vec![MISMATCH.into()]));
     }
 
     #[test]
@@ -87,7 +98,7 @@ mod tests {
             (json!([{}]), false),
         ];
         for (terms, expected) in cases {
-            assert_eq!(NodeAffinity.filter(&requiring(terms.clone()), &n).is_ok(), expected, "{terms}");
+            assert_eq!(NodeAffinity.filter(&requiring(terms.clone()), n.view()).is_ok(), expected, "{terms}");
         }
     }
 
@@ -97,10 +108,10 @@ mod tests {
         let either = json!([
             {"matchExpressions": [{"key": "disk", "operator": "In", "values": ["hdd"]}]},
             {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}]);
-        assert_eq!(NodeAffinity.filter(&requiring(either), &n), Ok(()));
+        assert_eq!(NodeAffinity.filter(&requiring(either), n.view()), Ok(()));
         let both = json!([{"matchExpressions": [
             {"key": "disk", "operator": "In", "values": ["ssd"]},
             {"key": "zone", "operator": "In", "values": ["b"]}]}]);
-        assert!(NodeAffinity.filter(&requiring(both), &n).is_err());
+        assert!(NodeAffinity.filter(&requiring(both), n.view()).is_err());
     }
 }

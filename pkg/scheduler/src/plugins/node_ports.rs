@@ -1,7 +1,7 @@
 //! NodePorts: a pod asking for a `hostPort` cannot go where another pod (bound or assumed)
 //! already holds the same port, protocol and host IP (`0.0.0.0` overlaps every IP).
 
-use crate::framework::{FilterPlugin, NodeInfo, PodInfo, Rejection};
+use crate::framework::{FilterPlugin, NodeRef, PodInfo, Rejection};
 
 /// See the module docs.
 #[derive(Debug, Clone, Copy)]
@@ -15,11 +15,12 @@ impl FilterPlugin for NodePorts {
         "NodePorts"
     }
 
-    fn filter(&self, pod: &PodInfo, node: &NodeInfo) -> Result<(), Rejection> {
+    fn filter(&self, pod: &PodInfo, node: NodeRef<'_>) -> Result<(), Rejection> {
         if pod.host_ports.is_empty() {
             return Ok(());
         }
         let conflict = node
+            .info
             .pods
             .values()
             .flat_map(|other| other.host_ports.iter())
@@ -42,11 +43,12 @@ mod tests {
     fn a_host_port_in_use_rejects_the_node() {
         let n = node_info(node(json!({})), vec![with_port(json!({"containerPort": 80, "hostPort": 8080}))]);
         assert_eq!(
-            NodePorts.filter(&with_port(json!({"containerPort": 80, "hostPort": 8080})), &n),
+            NodePorts.filter(&with_port(json!({"containerPort": 80, "hostPort": 8080})), n.view()),
             Err(vec![PORTS_TAKEN.into()])
         );
         assert_eq!(
-            NodePorts.filter(&with_port(json!({"containerPort": 80, "hostPort": 8080, "hostIP": "10.0.0.1"})), &n),
+            NodePorts
+                .filter(&with_port(json!({"containerPort": 80, "hostPort": 8080, "hostIP": "10.0.0.1"})), n.view()),
             Err(vec![PORTS_TAKEN.into()]),
             "0.0.0.0 overlaps every address"
         );
@@ -64,7 +66,7 @@ mod tests {
             json!({"containerPort": 80, "hostPort": 8080, "hostIP": "10.0.0.2"}),
             json!({"containerPort": 8080}),
         ] {
-            assert_eq!(NodePorts.filter(&with_port(port.clone()), &n), Ok(()), "{port}");
+            assert_eq!(NodePorts.filter(&with_port(port.clone()), n.view()), Ok(()), "{port}");
         }
     }
 }

@@ -5,7 +5,7 @@
 //! (or before that controller runs) behave the same. A node with no `Ready` condition at all is
 //! not ready.
 
-use crate::framework::{FilterPlugin, NodeInfo, PodInfo, Rejection};
+use crate::framework::{FilterPlugin, NodeRef, PodInfo, Rejection};
 
 /// See the module docs.
 #[derive(Debug, Clone, Copy)]
@@ -19,8 +19,8 @@ impl FilterPlugin for NodeReady {
         "NodeReady"
     }
 
-    fn filter(&self, _pod: &PodInfo, node: &NodeInfo) -> Result<(), Rejection> {
-        if node.ready { Ok(()) } else { Err(vec![NOT_READY.into()]) }
+    fn filter(&self, _pod: &PodInfo, node: NodeRef<'_>) -> Result<(), Rejection> {
+        if node.facts.ready { Ok(()) } else { Err(vec![NOT_READY.into()]) }
     }
 }
 
@@ -34,14 +34,14 @@ mod tests {
     fn only_nodes_with_ready_true_pass() {
         let p = pod(json!({}));
         let ready = node_info(node(json!({})), vec![]);
-        assert_eq!(NodeReady.filter(&p, &ready), Ok(()));
+        assert_eq!(NodeReady.filter(&p, ready.view()), Ok(()));
         for conditions in [
             json!([{"type": "Ready", "status": "False"}]),
             json!([{"type": "Ready", "status": "Unknown"}]),
             json!([{"type": "MemoryPressure", "status": "True"}]),
         ] {
             let n = node_info(node(json!({"status": {"conditions": conditions}})), vec![]);
-            assert_eq!(NodeReady.filter(&p, &n), Err(vec![NOT_READY.to_string()]));
+            assert_eq!(NodeReady.filter(&p, n.view()), Err(vec![NOT_READY.to_string()]));
         }
     }
 }

@@ -5,7 +5,7 @@
 //! Reasons, as in Kubernetes: `Insufficient cpu`, `Insufficient memory`, `Too many pods`
 //! (several at once when several resources are short).
 
-use crate::framework::{FilterPlugin, NodeInfo, PodInfo, Rejection};
+use crate::framework::{FilterPlugin, NodeRef, PodInfo, Rejection};
 
 /// See the module docs.
 #[derive(Debug, Clone, Copy)]
@@ -16,8 +16,8 @@ impl FilterPlugin for NodeResourcesFit {
         "NodeResourcesFit"
     }
 
-    fn filter(&self, pod: &PodInfo, node: &NodeInfo) -> Result<(), Rejection> {
-        let (want, used, have) = (pod.requests, node.requested, node.allocatable);
+    fn filter(&self, pod: &PodInfo, node: NodeRef<'_>) -> Result<(), Rejection> {
+        let (want, used, have) = (pod.requests, node.facts.requested, node.facts.allocatable);
         let mut reasons = Vec::new();
         if used.pods.saturating_add(want.pods) > have.pods {
             reasons.push("Too many pods".to_string());
@@ -46,15 +46,15 @@ mod tests {
     fn requests_must_fit_in_allocatable_minus_what_is_bound() {
         let small = node(json!({"status": {"allocatable": {"cpu": "1", "memory": "1Gi", "pods": "3"}}}));
         let empty = node_info(small.clone(), vec![]);
-        assert_eq!(NodeResourcesFit.filter(&requesting("1", "1Gi"), &empty), Ok(()));
+        assert_eq!(NodeResourcesFit.filter(&requesting("1", "1Gi"), empty.view()), Ok(()));
         let half = node_info(small.clone(), vec![requesting("500m", "512Mi")]);
-        assert_eq!(NodeResourcesFit.filter(&requesting("500m", "512Mi"), &half), Ok(()));
+        assert_eq!(NodeResourcesFit.filter(&requesting("500m", "512Mi"), half.view()), Ok(()));
         assert_eq!(
-            NodeResourcesFit.filter(&requesting("600m", "600Mi"), &half),
+            NodeResourcesFit.filter(&requesting("600m", "600Mi"), half.view()),
             Err(vec!["Insufficient cpu".into(), "Insufficient memory".into()])
         );
         let full = node_info(small, vec![requesting("0", "0"), requesting("0", "0"), requesting("0", "0")]);
-        assert_eq!(NodeResourcesFit.filter(&pod(json!({})), &full), Err(vec!["Too many pods".into()]));
+        assert_eq!(NodeResourcesFit.filter(&pod(json!({})), full.view()), Err(vec!["Too many pods".into()]));
     }
 
     #[test]
@@ -63,6 +63,6 @@ mod tests {
             node(json!({"status": {"allocatable": {"cpu": "1", "memory": "1Gi", "pods": "5"}}})),
             vec![requesting("1", "1Gi")],
         );
-        assert_eq!(NodeResourcesFit.filter(&pod(json!({})), &n), Ok(()));
+        assert_eq!(NodeResourcesFit.filter(&pod(json!({})), n.view()), Ok(()));
     }
 }

@@ -2,7 +2,7 @@
 //! takes no new pods, unless the pod tolerates the `node.kubernetes.io/unschedulable:NoSchedule`
 //! taint (as DaemonSet pods do).
 
-use crate::framework::{FilterPlugin, NodeInfo, PodInfo, Rejection};
+use crate::framework::{FilterPlugin, NodeRef, PodInfo, Rejection};
 use crate::plugins::taint_toleration::tolerates;
 
 /// See the module docs.
@@ -19,8 +19,8 @@ impl FilterPlugin for NodeUnschedulable {
         "NodeUnschedulable"
     }
 
-    fn filter(&self, pod: &PodInfo, node: &NodeInfo) -> Result<(), Rejection> {
-        if !node.cordoned {
+    fn filter(&self, pod: &PodInfo, node: NodeRef<'_>) -> Result<(), Rejection> {
+        if !node.facts.cordoned {
             return Ok(());
         }
         let taint = k8s_openapi::api::core::v1::Taint {
@@ -43,11 +43,11 @@ mod tests {
     fn cordoned_nodes_are_skipped_unless_tolerated() {
         let cordoned = node_info(node(json!({"spec": {"unschedulable": true}})), vec![]);
         let plain = pod(json!({}));
-        assert_eq!(NodeUnschedulable.filter(&plain, &cordoned), Err(vec![UNSCHEDULABLE.to_string()]));
+        assert_eq!(NodeUnschedulable.filter(&plain, cordoned.view()), Err(vec![UNSCHEDULABLE.to_string()]));
         let tolerant = pod(json!({"spec": {"containers": [{"name": "c"}], "tolerations": [
             {"key": UNSCHEDULABLE_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}]}}));
-        assert_eq!(NodeUnschedulable.filter(&tolerant, &cordoned), Ok(()));
+        assert_eq!(NodeUnschedulable.filter(&tolerant, cordoned.view()), Ok(()));
         let open = node_info(node(json!({"spec": {"unschedulable": false}})), vec![]);
-        assert_eq!(NodeUnschedulable.filter(&plain, &open), Ok(()));
+        assert_eq!(NodeUnschedulable.filter(&plain, open.view()), Ok(()));
     }
 }

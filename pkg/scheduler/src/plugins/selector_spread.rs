@@ -7,7 +7,7 @@
 //! Normalised: `100 * (max - count) / max`, so the nodes with the fewest score 100; when no node
 //! has any (or the pod has no controller), every node scores 100.
 
-use crate::framework::{MAX_NODE_SCORE, NodeInfo, PodInfo, ScorePlugin};
+use crate::framework::{MAX_NODE_SCORE, NodeRef, PodInfo, ScorePlugin};
 
 /// See the module docs.
 #[derive(Debug, Clone, Copy)]
@@ -18,9 +18,9 @@ impl ScorePlugin for SelectorSpread {
         "SelectorSpread"
     }
 
-    fn score(&self, pod: &PodInfo, node: &NodeInfo) -> i64 {
+    fn score(&self, pod: &PodInfo, node: NodeRef<'_>) -> i64 {
         let Some(owner) = pod.controller_uid.as_deref() else { return 0 };
-        let same = node.pods.values().filter(|other| other.controller_uid.as_deref() == Some(owner)).count();
+        let same = node.info.pods.values().filter(|other| other.controller_uid.as_deref() == Some(owner)).count();
         i64::try_from(same).unwrap_or(i64::MAX)
     }
 
@@ -49,7 +49,7 @@ mod tests {
         let none = node_info(node(json!({"metadata": {"name": "a"}})), vec![owned_by("rs-2")]);
         let one = node_info(node(json!({"metadata": {"name": "b"}})), vec![owned_by("rs-1")]);
         let two = node_info(node(json!({"metadata": {"name": "c"}})), vec![owned_by("rs-1"), owned_by("rs-1")]);
-        let mut scores: Vec<i64> = [&none, &one, &two].iter().map(|n| SelectorSpread.score(&p, n)).collect();
+        let mut scores: Vec<i64> = [&none, &one, &two].iter().map(|n| SelectorSpread.score(&p, n.view())).collect();
         assert_eq!(scores, vec![0, 1, 2]);
         SelectorSpread.normalize(&mut scores);
         assert_eq!(scores, vec![100, 50, 0]);
@@ -59,7 +59,7 @@ mod tests {
     fn pods_without_a_controller_score_the_same_everywhere() {
         let p = pod(json!({}));
         let n = node_info(node(json!({})), vec![owned_by("rs-1")]);
-        let mut scores = vec![SelectorSpread.score(&p, &n)];
+        let mut scores = vec![SelectorSpread.score(&p, n.view())];
         SelectorSpread.normalize(&mut scores);
         assert_eq!(scores, vec![100]);
     }

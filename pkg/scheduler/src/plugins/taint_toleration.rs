@@ -8,7 +8,7 @@
 use rkube_api::placement::untolerated_taint;
 pub use rkube_api::placement::{tolerates, toleration_matches};
 
-use crate::framework::{FilterPlugin, NodeInfo, PodInfo, Rejection};
+use crate::framework::{FilterPlugin, NodeRef, PodInfo, Rejection};
 
 /// See the module docs.
 #[derive(Debug, Clone, Copy)]
@@ -19,9 +19,12 @@ impl FilterPlugin for TaintToleration {
         "TaintToleration"
     }
 
-    fn filter(&self, pod: &PodInfo, node: &NodeInfo) -> Result<(), Rejection> {
+    fn filter(&self, pod: &PodInfo, node: NodeRef<'_>) -> Result<(), Rejection> {
+        if !node.facts.tainted {
+            return Ok(());
+        }
         let Some(spec) = pod.pod.spec.as_ref() else { return Ok(()) };
-        let Some(node) = node.node.as_ref() else { return Ok(()) };
+        let Some(node) = node.info.node.as_ref() else { return Ok(()) };
         let untolerated = untolerated_taint(spec, node);
         match untolerated {
             None => Ok(()),
@@ -37,6 +40,7 @@ impl FilterPlugin for TaintToleration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::framework::NodeInfo;
     use crate::framework::testing::{node, node_info, pod};
     use serde_json::{Value, json};
 
@@ -53,13 +57,16 @@ mod tests {
         let p = pod(json!({}));
         let no_schedule = tainted(json!([{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}]));
         assert_eq!(
-            TaintToleration.filter(&p, &no_schedule),
+            TaintToleration.filter(&p, no_schedule.view()),
             Err(vec!["node(s) had untolerated taint {dedicated: gpu}".into()])
         );
         let no_execute = tainted(json!([{"key": "k", "effect": "NoExecute"}]));
-        assert_eq!(TaintToleration.filter(&p, &no_execute), Err(vec!["node(s) had untolerated taint {k: }".into()]));
+        assert_eq!(
+            TaintToleration.filter(&p, no_execute.view()),
+            Err(vec!["node(s) had untolerated taint {k: }".into()])
+        );
         let prefer = tainted(json!([{"key": "k", "effect": "PreferNoSchedule"}]));
-        assert_eq!(TaintToleration.filter(&p, &prefer), Ok(()));
+        assert_eq!(TaintToleration.filter(&p, prefer.view()), Ok(()));
     }
 
     #[test]
@@ -72,7 +79,11 @@ mod tests {
             json!([{"operator": "Exists"}]),
         ];
         for tolerations in passes {
-            assert_eq!(TaintToleration.filter(&with_tolerations(tolerations.clone()), &n), Ok(()), "{tolerations}");
+            assert_eq!(
+                TaintToleration.filter(&with_tolerations(tolerations.clone()), n.view()),
+                Ok(()),
+                "{tolerations}"
+            );
         }
         let fails = [
             json!([{"key": "dedicated", "value": "cpu"}]),
@@ -80,7 +91,7 @@ mod tests {
             json!([{"key": "other", "operator": "Exists"}]),
         ];
         for tolerations in fails {
-            assert!(TaintToleration.filter(&with_tolerations(tolerations.clone()), &n).is_err(), "{tolerations}");
+            assert!(TaintToleration.filter(&with_tolerations(tolerations.clone()), n.view()).is_err(), "{tolerations}");
         }
     }
 }

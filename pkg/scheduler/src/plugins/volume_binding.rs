@@ -20,7 +20,7 @@ use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::storage::v1::StorageClass;
 use rkube_api::placement::volume_fits_node;
 
-use crate::framework::{FilterPlugin, NodeInfo, PodInfo, Rejection};
+use crate::framework::{FilterPlugin, NodeRef, PodInfo, Rejection};
 
 /// What a pod's claims allow, computed once per scheduling attempt.
 #[derive(Debug, Clone, Default)]
@@ -85,10 +85,14 @@ impl FilterPlugin for VolumeBinding {
         "VolumeBinding"
     }
 
-    fn filter(&self, pod: &PodInfo, node: &NodeInfo) -> Result<(), Rejection> {
+    fn filter(&self, pod: &PodInfo, node: NodeRef<'_>) -> Result<(), Rejection> {
         if let Some(why) = &pod.volumes.unusable {
             return Err(vec![why.clone()]);
         }
+        if pod.volumes.bound.is_empty() {
+            return Ok(());
+        }
+        let node = node.info;
         let empty = std::collections::BTreeMap::new();
         let labels = node.node.as_ref().and_then(|n| n.metadata.labels.as_ref()).unwrap_or(&empty);
         if pod.volumes.bound.iter().all(|pv| volume_fits_node(pv, labels, &node.name)) {
@@ -102,6 +106,7 @@ impl FilterPlugin for VolumeBinding {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::framework::NodeInfo;
     use crate::framework::testing::{node, node_info, pod};
     use serde_json::{Value, json};
 
@@ -136,21 +141,21 @@ mod tests {
         let volume = json!({"metadata": {"name": "pv1"}, "spec": {"nodeAffinity": {"required": {"nodeSelectorTerms": [
             {"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In", "values": ["w1"]}]}]}}}});
         let info = with(Some(claim), Some(volume), "WaitForFirstConsumer");
-        assert!(VolumeBinding.filter(&info, &on("w1")).is_ok());
-        assert_eq!(VolumeBinding.filter(&info, &on("w2")), Err(vec![CONFLICT.to_string()]));
+        assert!(VolumeBinding.filter(&info, on("w1").view()).is_ok());
+        assert_eq!(VolumeBinding.filter(&info, on("w2").view()), Err(vec![CONFLICT.to_string()]));
     }
 
     #[test]
     fn missing_and_unbound_immediate_claims_fit_nowhere_but_waiting_ones_fit_anywhere() {
         let missing = with(None, None, "Immediate");
         assert_eq!(
-            VolumeBinding.filter(&missing, &on("w1")),
+            VolumeBinding.filter(&missing, on("w1").view()),
             Err(vec!["persistentvolumeclaim \"data\" not found".into()])
         );
         let unbound = json!({"metadata": {"name": "data"}, "spec": {"storageClassName": "local-path"}});
         let immediate = with(Some(unbound.clone()), None, "Immediate");
-        assert!(VolumeBinding.filter(&immediate, &on("w1")).is_err());
+        assert!(VolumeBinding.filter(&immediate, on("w1").view()).is_err());
         let waiting = with(Some(unbound), None, "WaitForFirstConsumer");
-        assert!(VolumeBinding.filter(&waiting, &on("w1")).is_ok());
+        assert!(VolumeBinding.filter(&waiting, on("w1").view()).is_ok());
     }
 }
