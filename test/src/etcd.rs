@@ -129,6 +129,11 @@ impl Etcd {
         }
     }
 
+    /// etcd's process id (to read its CPU time in `/proc`); `None` while stopped.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(Process::id)
+    }
+
     /// Whether etcd is currently running under this handle.
     pub fn is_running(&self) -> bool {
         self.process.is_some()

@@ -156,6 +156,7 @@ async fn run(flags: &Flags) -> anyhow::Result<()> {
         None => HashMap::new(),
     };
     eprintln!("scheduler_bench: creating {} pods with {} clients", flags.pods, flags.concurrency);
+    let servers_at_start = server_cpu_seconds(&cluster)?;
     let started = Instant::now();
     let created_at: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let next = Arc::new(AtomicUsize::new(0));
@@ -182,6 +183,7 @@ async fn run(flags: &Flags) -> anyhow::Result<()> {
     let created_in = started.elapsed();
     // Where the throughput is measured from: the first creation, or (backlog) the scheduler's start.
     let measured_from = if flags.backlog { Instant::now() } else { started };
+    let servers_before = if flags.backlog { server_cpu_seconds(&cluster)? } else { servers_at_start };
     // Backlog: the scheduler's CPU once its caches have synced (its first list of every pod
     // and node done; it starts scheduling at once, so a little of that is in here too).
     let mut cpu_at_sync = None;
@@ -205,6 +207,8 @@ async fn run(flags: &Flags) -> anyhow::Result<()> {
         );
     }
     let cpu = cpu_seconds(&scheduler)? - cpu_before;
+    let servers_after = server_cpu_seconds(&cluster)?;
+    let (apiserver_cpu, etcd_cpu) = (servers_after.0 - servers_before.0, servers_after.1 - servers_before.1);
     let bound_at = bound_at.lock().await.clone();
     let created_at = created_at.lock().await.clone();
     let last_bound = bound_at.values().max().copied().unwrap_or(started);
@@ -261,6 +265,13 @@ async fn run(flags: &Flags) -> anyhow::Result<()> {
             flags.pods as f64 / scheduling.max(f64::EPSILON),
         );
     }
+    println!(
+        "  apiserver, etcd CPU    {apiserver_cpu:>10.2} s, {etcd_cpu:.2} s ({:.2} and {:.2} cores busy; {:.2} ms per pod together{})",
+        apiserver_cpu / elapsed.as_secs_f64(),
+        etcd_cpu / elapsed.as_secs_f64(),
+        (apiserver_cpu + etcd_cpu) * 1000.0 / flags.pods as f64,
+        if flags.backlog { "" } else { "; pod creation included" }
+    );
     let metrics = scheduler.metrics().await?;
     let cycles = sample_value(&metrics, "rkube_scheduler_scheduling_cycle_duration_seconds_count");
     let in_cycles = sample_value(&metrics, "rkube_scheduler_scheduling_cycle_duration_seconds_sum");
@@ -292,8 +303,21 @@ fn ms(duration: Duration) -> f64 {
 
 /// CPU seconds (user + system) the scheduler's process has used so far, from `/proc/<pid>/stat`.
 fn cpu_seconds(scheduler: &Scheduler) -> anyhow::Result<f64> {
-    let pid = scheduler.pid().context("the scheduler is not running")?;
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).context("reading the scheduler's /proc stat")?;
+    process_cpu_seconds(scheduler.pid().context("the scheduler is not running")?)
+}
+
+/// The apiserver's and etcd's CPU time so far (user + system, seconds): the other side of
+/// every binding, on the same cores.
+fn server_cpu_seconds(cluster: &Cluster) -> anyhow::Result<(f64, f64)> {
+    Ok((
+        process_cpu_seconds(cluster.apiserver.pid().context("the apiserver is not running")?)?,
+        process_cpu_seconds(cluster.etcd.pid().context("etcd is not running")?)?,
+    ))
+}
+
+/// A process's CPU time so far (user + system, seconds), from `/proc/<pid>/stat`.
+fn process_cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).context("reading a /proc stat")?;
     // Fields after the command (which may hold spaces) in parentheses: state is field 3, utime
     // and stime fields 14 and 15 (proc(5)).
     let after_command = stat.rsplit_once(')').map(|(_, rest)| rest).context("unexpected /proc stat format")?;
