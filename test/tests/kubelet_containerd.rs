@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Service};
 use rkube_client::{Api, Client, Config, DeleteParams, PostParams};
 use rkube_tests::node::{Containerd, Kubelet, SYNC_FREQUENCY, TEST_IMAGE};
 use rkube_tests::{Cluster, eventually, stays_true};
@@ -119,6 +119,57 @@ async fn command_args_env_and_working_dir_reach_the_process() {
     let done = wait_phase(&pods, "envpod", "Succeeded", &kubelet).await;
     let log = log_of(&kubelet, &done, "main");
     assert!(log.contains("hello from envpod in /tmp as 0"), "log: {log:?}");
+}
+
+/// `rkube_apiserver_requests_total` of `verb` on Services that succeeded.
+fn service_requests(verb: &str) -> String {
+    format!(r#"rkube_apiserver_requests_total{{code="200",resource="services",verb="{verb}"}}"#)
+}
+
+#[tokio::test]
+async fn service_variables_come_from_the_kubelet_s_informer_without_a_request_per_container() {
+    let cluster = Cluster::start().await.expect("cluster");
+    let services: Api<Service> = Api::namespaced(client(&cluster), "default");
+    let web = serde_json::json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web-front"},
+        "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 8080}]}});
+    let web: Service = serde_json::from_value(web).expect("service");
+    let web = services.create(&PostParams::default(), &web).await.expect("create the service");
+    let web_ip = web.spec.and_then(|s| s.cluster_ip).expect("a cluster IP");
+    let kubernetes =
+        eventually(WAIT, "the kubernetes Service", || async { services.get("kubernetes").await.ok() }).await;
+    let kubernetes_ip = kubernetes.spec.and_then(|s| s.cluster_ip).expect("a cluster IP");
+
+    let containerd = Containerd::start().await.expect("containerd");
+    let kubelet = Kubelet::start_containerd(&cluster, &containerd, "node-c12").await.expect("kubelet");
+    let api = rkube_tests::Api::new(cluster.url());
+    // The kubelet's Service informer: one LIST of all namespaces, then a WATCH.
+    eventually(WAIT, "the kubelet's Service informer to watch", || async {
+        (api.watches_started("services").await >= 1.0).then_some(())
+    })
+    .await;
+    let (lists, gets) = (api.metric(&service_requests("list")).await, api.metric(&service_requests("get")).await);
+    assert!(lists >= 1.0, "the informer's LIST is counted (and this test counts the right series)");
+
+    let pods: Api<Pod> = Api::namespaced(client(&cluster), "default");
+    let script = "echo \"web=$WEB_FRONT_SERVICE_HOST:$WEB_FRONT_SERVICE_PORT_HTTP api=$KUBERNETES_SERVICE_HOST\"";
+    for (name, links) in [("links-1", true), ("links-2", true), ("no-links", false)] {
+        let container = serde_json::json!({"name": "main", "image": TEST_IMAGE, "command": ["sh", "-c", script]});
+        let mut pod = pod(name, "node-c12", "Never", container);
+        pod.spec.as_mut().expect("spec").enable_service_links = Some(links);
+        pods.create(&PostParams::default(), &pod).await.expect("create");
+    }
+    for name in ["links-1", "links-2"] {
+        let done = wait_phase(&pods, name, "Succeeded", &kubelet).await;
+        let log = log_of(&kubelet, &done, "main");
+        assert!(log.contains(&format!("web={web_ip}:8080 api={kubernetes_ip}")), "{name}: {log:?}");
+    }
+    let done = wait_phase(&pods, "no-links", "Succeeded", &kubelet).await;
+    let log = log_of(&kubelet, &done, "main");
+    assert!(log.contains(&format!("web=: api={kubernetes_ip}")), "without links only the kubernetes Service: {log:?}");
+
+    // Three containers started, and not one Service read from the apiserver for them.
+    assert_eq!(api.metric(&service_requests("list")).await, lists, "a Service LIST per container start");
+    assert_eq!(api.metric(&service_requests("get")).await, gets, "a Service GET per container start");
 }
 
 #[tokio::test]

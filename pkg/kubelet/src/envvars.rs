@@ -13,23 +13,107 @@
 //! and `$(VAR)` may refer to them), the Services' variables: for the `kubernetes` Service in
 //! `default` always, and with `enableServiceLinks` (the default) for every Service of the pod's
 //! namespace that has a cluster IP ([`service_env`]: `WEB_SERVICE_HOST`, `WEB_SERVICE_PORT`,
-//! `WEB_PORT_80_TCP_ADDR`, ...).
+//! `WEB_PORT_80_TCP_ADDR`, ...). The Services come from the kubelet's Service informer
+//! ([`ServiceLister`], Kubernetes' `serviceLister`), never from the apiserver: a burst of
+//! container starts costs the apiserver no request for them.
 //!
 //! [`ObjectSource`] reads the ConfigMaps and Secrets (the Node authorizer lets a kubelet read
-//! only those of its pods) and the Services; [`field_value`] is the downward API shared with
-//! volumes.
+//! only those of its pods) and, through its [`ServiceLister`], the Services; [`field_value`] is
+//! the downward API shared with volumes.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{
     ConfigMap, Container, PersistentVolume, PersistentVolumeClaim, Pod, ResourceFieldSelector, Secret, Service,
 };
-use rkube_client::{Api, Client, ListParams};
+use rkube_client::{Api, Client};
+use rkube_informer::ObjectKey;
+use rkube_informer::informer::SharedInformer;
+use rkube_informer::store::{NAMESPACE_INDEX, Store};
 
-/// Reads the ConfigMaps and Secrets a pod references from the apiserver.
+/// What a container start fails with while the Service informer has not listed once
+/// (Kubernetes' kubelet says the same, in `getServiceEnvVarMap`).
+pub const SERVICES_NOT_SYNCED: &str = "services have not yet been read at least once, cannot construct envvars";
+
+/// How long a container start waits for the Service informer's first list before it fails
+/// with [`SERVICES_NOT_SYNCED`].
+pub const SERVICES_SYNC_WAIT: Duration = Duration::from_secs(5);
+
+/// The Services as the kubelet's Service informer (all namespaces) sees them: Kubernetes'
+/// `serviceLister`. Cheap to clone.
+///
+/// # Before the first list
+/// A container start must not go on with variables missing. Kubernetes' kubelet fails it at
+/// once ([`SERVICES_NOT_SYNCED`]) and retries the pod later. Here the start first waits for
+/// the informer's first list, at most [`SERVICES_SYNC_WAIT`] (the informer starts with the pod
+/// informer, so a pod seen right after the kubelet starts usually waits milliseconds, without a
+/// failed start to show for it); past that, or if the informer stopped, it fails with
+/// [`SERVICES_NOT_SYNCED`]: the container waits with `CreateContainerConfigError` and the pod
+/// worker retries the sync with its back-off, as after any failed start.
+#[derive(Clone, Debug)]
+pub struct ServiceLister {
+    informer: SharedInformer<Service>,
+    sync_wait: Duration,
+}
+
+impl ServiceLister {
+    /// A lister reading `informer`'s store (an informer of all namespaces, started by its
+    /// owner).
+    pub fn new(informer: SharedInformer<Service>) -> ServiceLister {
+        ServiceLister { informer, sync_wait: SERVICES_SYNC_WAIT }
+    }
+
+    /// The same, waiting at most `wait` for the first list instead of [`SERVICES_SYNC_WAIT`].
+    #[must_use]
+    pub fn with_sync_wait(mut self, wait: Duration) -> ServiceLister {
+        self.sync_wait = wait;
+        self
+    }
+
+    /// The Services whose variables a container of a pod in `namespace` gets
+    /// ([`env_services`]), from the informer's cache (which may lag the apiserver by a few
+    /// events, as in Kubernetes: a Service created just before the pod may be missed).
+    ///
+    /// # Errors
+    /// [`SERVICES_NOT_SYNCED`] when the informer has not listed once within the wait (see the
+    /// type's docs).
+    pub async fn services(&self, namespace: &str, links: bool) -> Result<Vec<Arc<Service>>, String> {
+        if !self.informer.has_synced() {
+            let synced = tokio::time::timeout(self.sync_wait, self.informer.wait_for_sync()).await;
+            if !synced.unwrap_or(false) {
+                return Err(SERVICES_NOT_SYNCED.to_string());
+            }
+        }
+        env_services(&self.informer.store(), namespace, links)
+    }
+}
+
+/// The Services in `store` whose variables a container of a pod in `namespace` gets: with
+/// `links` (`enableServiceLinks`) every Service of `namespace`, and the `kubernetes` Service in
+/// `default` unless that is already among them. Both in key order; [`service_env`] sorts
+/// them by name.
+///
+/// # Errors
+/// A store without the namespace index (every informer's store has it).
+pub fn env_services(store: &Store<Service>, namespace: &str, links: bool) -> Result<Vec<Arc<Service>>, String> {
+    let mut services = Vec::new();
+    if links {
+        services = store.by_index(NAMESPACE_INDEX, namespace).map_err(|e| format!("services in {namespace}: {e}"))?;
+    }
+    if !(links && namespace == "default") {
+        services.extend(store.get(&ObjectKey::new(Some("default"), "kubernetes")));
+    }
+    Ok(services)
+}
+
+/// Reads the ConfigMaps and Secrets a pod references from the apiserver, and the Services from
+/// the Service informer (see [`ObjectSource::with_services`]).
 #[derive(Clone)]
 pub struct ObjectSource {
     client: Client,
+    services: Option<ServiceLister>,
 }
 
 impl std::fmt::Debug for ObjectSource {
@@ -43,8 +127,18 @@ pub type Values = BTreeMap<String, Vec<u8>>;
 
 impl ObjectSource {
     /// A source reading through `client` (the kubelet's identity).
+    ///
+    /// Without [`ObjectSource::with_services`] it reads no Services, and [`container_env`]
+    /// fails rather than leave their variables out.
     pub fn new(client: Client) -> ObjectSource {
-        ObjectSource { client }
+        ObjectSource { client, services: None }
+    }
+
+    /// The same source, reading the Services through `services`.
+    #[must_use]
+    pub fn with_services(mut self, services: ServiceLister) -> ObjectSource {
+        self.services = Some(services);
+        self
     }
 
     /// The client (for token requests).
@@ -66,25 +160,16 @@ impl ObjectSource {
     }
 
     /// The Services whose variables a container of a pod in `namespace` gets: the `kubernetes`
-    /// Service in `default`, and with `links` every Service of `namespace`.
+    /// Service in `default`, and with `links` every Service of `namespace`; from the Service
+    /// informer's cache ([`ServiceLister::services`]), with no request to the apiserver.
     ///
     /// # Errors
-    /// When the apiserver cannot be read.
-    pub async fn services(&self, namespace: &str, links: bool) -> Result<Vec<Service>, String> {
-        let mut services = Vec::new();
-        if links {
-            let api: Api<Service> = Api::namespaced(self.client.clone(), namespace);
-            let list =
-                api.list(&ListParams::default()).await.map_err(|e| format!("listing services in {namespace}: {e}"))?;
-            services.extend(list.items);
+    /// [`SERVICES_NOT_SYNCED`] before the informer's first list, or no Service informer at all.
+    pub async fn services(&self, namespace: &str, links: bool) -> Result<Vec<Arc<Service>>, String> {
+        match &self.services {
+            Some(services) => services.services(namespace, links).await,
+            None => Err(format!("{SERVICES_NOT_SYNCED}: this kubelet has no Service informer")),
         }
-        if !(links && namespace == "default") {
-            let api: Api<Service> = Api::namespaced(self.client.clone(), "default");
-            let found =
-                api.get_opt("kubernetes").await.map_err(|e| format!("reading service default/kubernetes: {e}"))?;
-            services.extend(found);
-        }
-        Ok(services)
     }
 
     /// The data of Secret `name`, `None` when it does not exist.
@@ -292,10 +377,14 @@ async fn key_value(
 /// The environment of `container` in `pod` (see the module docs), as (name, value) in
 /// order, without duplicates.
 ///
+/// The Services are read from the Service informer's cache, not the apiserver; before its
+/// first list this waits for it, at most [`SERVICES_SYNC_WAIT`] (see [`ServiceLister`]).
+///
 /// # Errors
-/// A missing ConfigMap, Secret or key that is not `optional`, an unsupported field, or the
-/// apiserver refusing the read; the message names which (Kubernetes reports it as the
-/// container's `CreateContainerConfigError`).
+/// A missing ConfigMap, Secret or key that is not `optional`, an unsupported field, the
+/// apiserver refusing the read, or the Service informer not synced ([`SERVICES_NOT_SYNCED`]);
+/// the message names which (Kubernetes reports it as the container's
+/// `CreateContainerConfigError`, and the pod worker retries).
 pub async fn container_env(
     source: &ObjectSource,
     pod: &Pod,
@@ -368,9 +457,9 @@ pub async fn container_env(
 /// `<NAME>_SERVICE_PORT` (the first port), `<NAME>_SERVICE_PORT_<PORT NAME>` (each named port),
 /// and Docker's link variables `<NAME>_PORT` (`tcp://ip:port` of the first port) and for each
 /// port `<NAME>_PORT_<port>_<PROTO>`, with `_PROTO`, `_PORT` and `_ADDR`.
-pub fn service_env(services: &[Service]) -> Vec<(String, String)> {
+pub fn service_env<S: std::borrow::Borrow<Service>>(services: &[S]) -> Vec<(String, String)> {
     let mut env = Vec::new();
-    let mut sorted: Vec<&Service> = services.iter().collect();
+    let mut sorted: Vec<&Service> = services.iter().map(std::borrow::Borrow::borrow).collect();
     sorted.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     for service in sorted {
         let Some(spec) = &service.spec else { continue };
@@ -477,5 +566,101 @@ mod tests {
         assert_eq!(get("MY_WEB_PORT_53_UDP_PROTO"), Some("udp"));
         assert_eq!(get("MY_WEB_PORT_80_TCP_ADDR"), Some("10.96.1.2"));
         assert!(env.iter().all(|(k, _)| !k.starts_with("HEADLESS")), "{env:?}");
+    }
+
+    fn service_in(namespace: &str, name: &str, ip: &str) -> Service {
+        serde_json::from_value(json!({"metadata": {"name": name, "namespace": namespace},
+            "spec": {"clusterIP": ip, "ports": [{"port": 80}]}}))
+        .expect("service")
+    }
+
+    #[test]
+    fn the_store_gives_the_namespace_s_services_with_links_and_the_kubernetes_service_always() {
+        let mut writer = rkube_informer::store::Writer::<Service>::default();
+        for (namespace, name, ip) in [
+            ("default", "kubernetes", "10.96.0.1"),
+            ("default", "registry", "10.96.0.9"),
+            ("shop", "web", "10.96.1.2"),
+            ("shop", "kubernetes", "10.96.1.3"),
+            ("other", "db", "10.96.2.2"),
+        ] {
+            writer.apply(Arc::new(service_in(namespace, name, ip)));
+        }
+        let store = writer.store();
+        let names = |namespace: &str, links: bool| -> Vec<String> {
+            let services = env_services(&store, namespace, links).expect("lookup");
+            services.iter().map(|s| ObjectKey::of(s.as_ref()).to_string()).collect()
+        };
+        // The namespace's Services first, then default/kubernetes, as the LIST + GET gave them.
+        assert_eq!(names("shop", true), ["shop/kubernetes", "shop/web", "default/kubernetes"]);
+        assert_eq!(names("shop", false), ["default/kubernetes"]);
+        assert_eq!(names("default", true), ["default/kubernetes", "default/registry"]);
+        assert_eq!(names("default", false), ["default/kubernetes"]);
+        assert_eq!(names("empty", true), ["default/kubernetes"]);
+
+        let env = service_env(&env_services(&store, "shop", true).expect("lookup"));
+        let get = |key: &str| env.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+        assert_eq!(get("WEB_SERVICE_HOST"), Some("10.96.1.2"));
+        assert_eq!(get("KUBERNETES_PORT"), Some("tcp://10.96.1.3:80"), "the namespace's own Service comes first");
+        assert!(get("DB_SERVICE_HOST").is_none() && get("REGISTRY_SERVICE_HOST").is_none(), "{env:?}");
+    }
+
+    #[tokio::test]
+    async fn a_start_before_the_service_informer_listed_fails_instead_of_leaving_variables_out() {
+        let config = rkube_client::Config::new("http://127.0.0.1:9".parse().expect("url"));
+        let api: Api<Service> = Api::all(Client::new(config).expect("client"));
+        let metrics = rkube_informer::metrics::ResourceMetrics::unregistered("services").expect("metrics");
+        // Never started: it never lists.
+        let informer = SharedInformer::new(api, rkube_informer::informer::InformerConfig::default(), metrics);
+        let lister = ServiceLister::new(informer).with_sync_wait(Duration::from_millis(20));
+        assert_eq!(lister.services("shop", true).await, Err(SERVICES_NOT_SYNCED.to_string()));
+        let unwired = ObjectSource::new(
+            Client::new(rkube_client::Config::new("http://127.0.0.1:9".parse().expect("url"))).expect("client"),
+        );
+        let error = unwired.services("shop", false).await.expect_err("no informer, no variables");
+        assert!(error.starts_with(SERVICES_NOT_SYNCED), "{error}");
+    }
+
+    /// An apiserver whose Service LIST answers `services` after 50 ms, and whose WATCH never
+    /// answers.
+    struct SlowList(Vec<Service>);
+
+    impl rkube_informer::lister_watcher::ListerWatcher<Service> for SlowList {
+        fn list_page(
+            &self,
+            _params: rkube_client::ListParams,
+        ) -> futures::future::BoxFuture<'static, rkube_client::Result<rkube_client::ObjectList<Service>>> {
+            let list = rkube_client::ObjectList {
+                types: kube_core::TypeMeta { api_version: "v1".into(), kind: "ServiceList".into() },
+                metadata: kube_core::ListMeta { resource_version: Some("7".into()), ..Default::default() },
+                items: self.0.clone(),
+            };
+            Box::pin(async move {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Ok(list)
+            })
+        }
+
+        fn watch(
+            &self,
+            _params: rkube_client::WatchParams,
+            _resource_version: String,
+        ) -> futures::future::BoxFuture<'static, rkube_client::Result<rkube_client::WatchStream<Service>>> {
+            Box::pin(futures::future::pending())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_start_during_the_first_list_waits_for_it() {
+        let metrics = rkube_informer::metrics::ResourceMetrics::unregistered("services").expect("metrics");
+        let services = vec![service_in("default", "kubernetes", "10.96.0.1"), service_in("shop", "web", "10.96.1.2")];
+        let informer = SharedInformer::new(SlowList(services), Default::default(), metrics);
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        informer.start(shutdown.clone());
+        let lister = ServiceLister::new(informer);
+        let found = lister.services("shop", true).await.expect("the services once listed");
+        let names: Vec<_> = found.iter().map(|s| ObjectKey::of(s.as_ref()).to_string()).collect();
+        assert_eq!(names, ["shop/web", "default/kubernetes"]);
+        shutdown.cancel();
     }
 }

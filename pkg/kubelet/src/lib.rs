@@ -15,7 +15,8 @@
 //!   and the [`runtime::fake`] runtime (hollow pods);
 //! - [`volumes`]: the content of `configMap`, `secret`, `downwardAPI` and `projected`
 //!   volumes (the ServiceAccount token among them), written before containers start and kept
-//!   current; [`envvars`]: `env` and `envFrom` resolved when a container is created;
+//!   current; [`envvars`]: `env` and `envFrom` resolved when a container is created, with
+//!   the Services' variables from a Service informer (all namespaces, containerd runtime);
 //! - [`cni`]: one network namespace per pod, bridge + host-local + loopback plugins;
 //! - [`crilog`]: container log files in the CRI format, written by the log driver that
 //!   containerd's shim runs for each container, rotated by size;
@@ -56,7 +57,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Service};
 use prometheus::Registry;
 use rkube_api::backoff::{Backoff, BackoffConfig};
 use rkube_client::Client;
@@ -72,7 +73,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use error::{Error, Result};
 
-use crate::envvars::ObjectSource;
+use crate::envvars::{ObjectSource, ServiceLister};
 use crate::volumes::VolumeManager;
 
 use crate::cni::Network;
@@ -184,9 +185,12 @@ pub fn default_log_driver() -> PathBuf {
 /// cache has synced.
 ///
 /// The steps, in order: connect the runtime → register the Node → start the heartbeat (Lease
-/// and node status) → start the pod informer → start the pod workers → start the PLEG →
-/// wait for the pod cache → clean up orphans until shutdown. The kubelet's HTTP API is not
-/// served here: `rkubelet` mounts [`server_routes`] next to health and metrics.
+/// and node status) → start the pod informer (and, for the containerd runtime, the Service
+/// informer that containers' environment is built from, [`envvars::ServiceLister`]) → start
+/// the pod workers → start the PLEG → wait for the pod cache → clean up orphans until
+/// shutdown. Readiness waits for the pod cache only: a container start waits for (or fails
+/// without) the Service cache by itself. The kubelet's HTTP API is not served here: `rkubelet`
+/// mounts [`server_routes`] next to health and metrics.
 ///
 /// # Errors
 /// Only at start: a bad config, a runtime that is not available, a registry that already holds
@@ -201,7 +205,8 @@ pub async fn run(
 ) -> Result<()> {
     let metrics = Arc::new(Metrics::register(registry).map_err(Error::Metrics)?);
     let startup = Arc::new(PodStartTracker::new(metrics.startup.clone()));
-    let runtime = connect_runtime(&config, &metrics, &client, &startup).await?;
+    let factory = SharedInformerFactory::new(client.clone(), registry).map_err(Error::Informer)?;
+    let runtime = connect_runtime(&config, &metrics, &client, &startup, &factory).await?;
     config.log_runtime.set(Arc::clone(&runtime));
     create_root_dir(&config.node.root_dir)?;
     let kubelet = Kubelet { client, config, runtime, metrics, startup, shutdown };
@@ -211,11 +216,10 @@ pub async fn run(
     }
     let mut tasks = tokio::task::JoinSet::new();
     kubelet.start_heartbeat(&mut tasks);
-    let factory = SharedInformerFactory::new(kubelet.client.clone(), registry).map_err(Error::Informer)?;
     let pods = kubelet.pod_informer(&factory);
     let (workers, probe_changes) = kubelet.start_pod_workers(&pods);
     kubelet.start_pleg(&mut tasks, pods.store(), &workers, probe_changes);
-    if !kubelet.sync_pod_cache(&factory).await {
+    if !kubelet.sync_pod_cache(&factory, &pods).await {
         return Ok(()); // stopped before the first list
     }
     readiness.set(true);
@@ -226,12 +230,16 @@ pub async fn run(
     Ok(())
 }
 
-/// The runtime `config` asks for, connected (containerd) or built (fake).
+/// The runtime `config` asks for, connected (containerd) or built (fake). The containerd
+/// runtime builds containers' environment with a Service informer of all namespaces from
+/// `factory` (started with the pod informer); hollow pods get no environment, so the fake
+/// runtime asks for none.
 async fn connect_runtime(
     config: &Config,
     metrics: &Metrics,
     client: &Client,
     startup: &Arc<PodStartTracker>,
+    factory: &SharedInformerFactory,
 ) -> Result<Arc<dyn Runtime>> {
     Ok(match config.runtime {
         RuntimeKind::Fake => {
@@ -243,7 +251,8 @@ async fn connect_runtime(
             }))
         }
         RuntimeKind::Containerd => {
-            let mut containerd = containerd_config(config, metrics, client);
+            let services = factory.informer::<Service>(None);
+            let mut containerd = containerd_config(config, metrics, client, services);
             containerd.startup = Some(Arc::clone(startup));
             Arc::new(ContainerdRuntime::connect(containerd).await?)
         }
@@ -252,8 +261,14 @@ async fn connect_runtime(
 
 /// What the containerd runtime is told: the socket, the root dir, the pod network (with a pod
 /// CIDR), logs, insecure registries, where pulls and starts are counted, and where
-/// containers' environment comes from.
-fn containerd_config(config: &Config, metrics: &Metrics, client: &Client) -> ContainerdConfig {
+/// containers' environment comes from (the apiserver for ConfigMaps and Secrets, the Service
+/// informer `services` for Services).
+fn containerd_config(
+    config: &Config,
+    metrics: &Metrics,
+    client: &Client,
+    services: SharedInformer<Service>,
+) -> ContainerdConfig {
     let network = config
         .node
         .pod_cidr
@@ -267,7 +282,7 @@ fn containerd_config(config: &Config, metrics: &Metrics, client: &Client) -> Con
         insecure_registries: config.insecure_registries.clone(),
         pull_metrics: Some(metrics.image_pulls.clone()),
         start_metrics: Some(metrics.container_starts.clone()),
-        env_source: Some(ObjectSource::new(client.clone())),
+        env_source: Some(ObjectSource::new(client.clone()).with_services(ServiceLister::new(services))),
         host_ip: config.node.node_ip.to_string(),
         cluster_dns: config.cluster_dns.clone(),
         events: Some(EventRecorder::new(client.clone(), "kubelet", Some(&config.node.name))),
@@ -412,11 +427,12 @@ impl Kubelet {
         tasks.spawn(pleg::run(pods, workers.clone(), events, self.shutdown.clone()));
     }
 
-    /// Starts the informers and waits for the first list. Returns false when `shutdown` came
-    /// first.
-    async fn sync_pod_cache(&self, factory: &SharedInformerFactory) -> bool {
+    /// Starts the informers (pods, and Services for the containerd runtime) and waits for the
+    /// first list of `pods`. Returns false when `shutdown` came first. The Service informer is
+    /// not waited for here (see [`envvars::ServiceLister`]).
+    async fn sync_pod_cache(&self, factory: &SharedInformerFactory, pods: &SharedInformer<Pod>) -> bool {
         factory.start(&self.shutdown);
-        factory.wait_for_cache_sync().await
+        pods.wait_for_sync().await
     }
 
     /// Housekeeping until `shutdown`: every resync interval, kills what the runtime still runs
