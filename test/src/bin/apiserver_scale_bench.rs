@@ -139,8 +139,10 @@ impl Flags {
 }
 
 /// etcd watches the apiserver holds besides its watch caches: NamespaceLifecycle's cache of
-/// namespaces (`pkg/apiserver/src/namespace.rs`, `run_cache`) watches them itself.
-const OWN_WATCHES: usize = 1;
+/// namespaces (`pkg/apiserver/src/namespace.rs`, `run_cache`) and the CustomResourceDefinition
+/// reconciler, which serves a CRD's kind as soon as it changes
+/// (`pkg/apiserver/src/apiextensions.rs`, `wait_for_change`), each watch for themselves.
+const OWN_WATCHES: usize = 2;
 /// Namespace of the fan-out.
 const FANOUT_NAMESPACE: &str = "fanout";
 /// Namespace of the big collection.
