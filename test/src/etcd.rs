@@ -139,6 +139,25 @@ impl Etcd {
         self.process.is_some()
     }
 
+    /// One unlabelled sample of etcd's `/metrics`, e.g. `etcd_mvcc_range_total` (how many
+    /// ranges etcd served, the reads inside transactions included).
+    pub async fn metric(&self, name: &str) -> anyhow::Result<f64> {
+        let text = self
+            .http
+            .get(format!("{}/metrics", self.client_url))
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .context("etcd /metrics")?
+            .text()
+            .await?;
+        text.lines()
+            .find_map(|line| {
+                line.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.trim().parse().ok())
+            })
+            .with_context(|| format!("{name} not in etcd's metrics"))
+    }
+
     /// The etcd revision right now (the header revision of a read).
     pub async fn current_revision(&self) -> anyhow::Result<i64> {
         let reply = self.gateway("/v3/kv/range", json!({ "key": BASE64.encode("\0") })).await?;

@@ -19,17 +19,8 @@ async fn start_with(args: &[&str]) -> (Cluster, Api) {
     (cluster, api)
 }
 
-/// The value of an unlabelled gauge or counter in etcd's /metrics.
 async fn etcd_metric(cluster: &Cluster, name: &str) -> f64 {
-    let text = reqwest::get(format!("{}/metrics", cluster.etcd.client_url))
-        .await
-        .expect("etcd /metrics")
-        .text()
-        .await
-        .expect("etcd /metrics text");
-    text.lines()
-        .find_map(|line| line.strip_prefix(name).and_then(|rest| rest.trim().parse().ok()))
-        .unwrap_or_else(|| panic!("{name} not in etcd's metrics"))
+    cluster.etcd.metric(name).await.expect("etcd's metrics")
 }
 
 fn rv(object: &Value) -> i64 {

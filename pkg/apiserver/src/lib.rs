@@ -35,6 +35,7 @@ pub mod metadata;
 pub mod metrics;
 pub mod namespace;
 pub mod openapi;
+pub mod own_writes;
 pub mod patch;
 pub mod request;
 pub mod resource_metrics;
@@ -148,8 +149,10 @@ impl Default for Config {
 
 /// Everything a request handler needs, shared behind an `Arc`.
 pub struct ApiState {
-    /// Where objects live.
+    /// Where objects live (wrapped so that [`ApiState::own_writes`] learns of every write).
     pub store: Arc<dyn Store>,
+    /// The revision of this apiserver's last write of each resource (see [`own_writes`]).
+    pub own_writes: Arc<own_writes::OwnWrites>,
     /// Builds storage keys.
     pub keys: Keys,
     /// Settings.
@@ -197,6 +200,8 @@ impl ApiState {
     ) -> Result<Self, prometheus::Error> {
         let metrics = Metrics::new(&registry)?;
         let keys = Keys::new(&config.etcd_prefix);
+        let own_writes = Arc::new(own_writes::OwnWrites::new(&keys));
+        let store: Arc<dyn Store> = Arc::new(own_writes::RecordingStore::new(store, Arc::clone(&own_writes)));
         let limiter = Arc::new(limits::Limiter::new(config.limits, &registry)?);
         let mut cachers = HashMap::new();
         let cache_metrics = match config.watch_cache {
@@ -214,6 +219,7 @@ impl ApiState {
         let kubelet = kubelet_client(config.kubelet_tls.as_ref());
         Ok(ApiState {
             store,
+            own_writes,
             keys,
             config,
             metrics,

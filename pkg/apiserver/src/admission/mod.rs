@@ -85,15 +85,58 @@ pub async fn admit_delete(state: &ApiState, req: &ResourceRequest, name: &str) -
 }
 
 /// Every object of `resource` in `namespace` (all of them for cluster-scoped resources), as
-/// the plugins that consult other objects read them: a consistent list (from the watch cache
-/// once it has caught up with etcd), so an object created just before is seen.
+/// the plugins that consult other objects read them: like Kubernetes' plugins, which read
+/// informers, from the watch cache without asking etcd, once the cache shows this apiserver's
+/// last write of `resource` (see [`crate::own_writes`]: an object created through this
+/// apiserver just before is seen). Without a cache, or when it does not catch up in time, a
+/// consistent list.
 async fn list_in(
     state: &ApiState,
     resource: &'static rkube_api::ResourceDef,
     namespace: Option<&str>,
 ) -> Result<Vec<Value>, ApiError> {
+    list_matching(state, resource, namespace, None).await
+}
+
+/// One object of `resource`, read as [`list_in`] reads (Kubernetes' plugins use a lister's
+/// get): 404 when it does not exist.
+async fn get_in(
+    state: &ApiState,
+    resource: &'static rkube_api::ResourceDef,
+    namespace: Option<&str>,
+    name: &str,
+) -> Result<Value, ApiError> {
+    let selector = form_urlencoded::Serializer::new(String::new())
+        .append_pair("fieldSelector", &format!("metadata.name={name}"))
+        .finish();
+    let found = list_matching(state, resource, namespace, Some(&selector)).await?;
+    found.into_iter().next().ok_or_else(|| {
+        let key = state.keys.object(&resource.storage_name(), namespace, name);
+        ApiError::from_storage(crate::error::Target::new(resource, name), rkube_storage::Error::NotFound { key })
+    })
+}
+
+/// [`list_in`] with extra query parameters (`extra`, already encoded).
+async fn list_matching(
+    state: &ApiState,
+    resource: &'static rkube_api::ResourceDef,
+    namespace: Option<&str>,
+    extra: Option<&str>,
+) -> Result<Vec<Value>, ApiError> {
     let req = ResourceRequest { resource, namespace: namespace.map(String::from), name: None, subresource: None };
-    let listed = crate::rest::list(state, &req, &crate::request::Query::parse(None)).await?;
+    let written = state.own_writes.last(&resource.storage_name());
+    let with = |query: String| match extra {
+        Some(extra) if query.is_empty() => extra.to_string(),
+        Some(extra) => format!("{query}&{extra}"),
+        None => query,
+    };
+    let cached = with(format!("resourceVersion={written}"));
+    let listed = match crate::rest::list(state, &req, &crate::request::Query::parse(Some(&cached))).await {
+        Err(ApiError::TooLargeResourceVersion { .. }) => {
+            crate::rest::list(state, &req, &crate::request::Query::parse(Some(&with(String::new())))).await?
+        }
+        other => other?,
+    };
     listed.items.iter().map(|item| item.decode()).collect()
 }
 

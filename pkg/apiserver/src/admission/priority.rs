@@ -41,7 +41,7 @@ pub async fn admit_create(state: &ApiState, req: &ResourceRequest, pod: &mut Val
     let forbidden = |why: String| ApiError::Forbidden(format!("pods {pod_name:?} is forbidden: {why}"));
     let named = pod["spec"].get("priorityClassName").and_then(Value::as_str).filter(|n| !n.is_empty());
     let (class, value, policy) = match named {
-        Some(name) => match crate::rest::get(state, &classes(), name).await {
+        Some(name) => match super::get_in(state, &priorityclass::RESOURCE, None, name).await {
             Ok(class) => (Some(name.to_string()), value_of(&class), policy_of(&class)),
             Err(ApiError::NotFound(_)) => {
                 return Err(forbidden(format!("no PriorityClass with name {name} was found")));

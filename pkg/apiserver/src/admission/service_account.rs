@@ -73,13 +73,7 @@ async fn automounts(state: &ApiState, req: &ResourceRequest, spec: &Value, accou
     if let Some(pod_says) = spec.get("automountServiceAccountToken").and_then(Value::as_bool) {
         return Ok(pod_says);
     }
-    let accounts = ResourceRequest {
-        resource: &rkube_api::kinds::serviceaccount::RESOURCE,
-        namespace: req.namespace.clone(),
-        name: Some(account.to_string()),
-        subresource: None,
-    };
-    match crate::rest::get(state, &accounts, account).await {
+    match super::get_in(state, &rkube_api::kinds::serviceaccount::RESOURCE, req.namespace.as_deref(), account).await {
         Ok(sa) => Ok(sa.get("automountServiceAccountToken").and_then(Value::as_bool).unwrap_or(true)),
         Err(ApiError::NotFound(_)) => Ok(true),
         Err(error) => Err(error),
