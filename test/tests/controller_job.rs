@@ -103,8 +103,12 @@ async fn a_job_runs_parallelism_pods_at_a_time_until_completions_succeed() {
         assert_eq!(pod["metadata"]["ownerReferences"][0]["kind"], "Job");
         assert_eq!(pod["metadata"]["labels"]["job-name"], "pi");
     }
-    let job = api.get_ok(&job_path("pi")).await;
-    assert!(job["status"]["startTime"].is_string(), "{job}");
+    // The controller writes the Job's status after creating its pods: wait for it.
+    eventually(LONG, "the Job's startTime", || async {
+        let job = api.get_ok(&job_path("pi")).await;
+        job["status"]["startTime"].is_string().then_some(())
+    })
+    .await;
     for pod in &first {
         finish(&api, &name_of(pod), 0).await;
     }
