@@ -80,10 +80,15 @@ async fn finish(api: &Api, pod: &str, exit_code: i32) {
 
 /// Waits for the Job's condition `kind` to be True and returns the Job.
 async fn condition(api: &Api, name: &str, kind: &str) -> Value {
-    eventually(LONG, &format!("job {name} {kind}"), || async {
+    condition_is(api, name, kind, "True").await
+}
+
+/// Waits for the Job's `kind` condition to have `status`: the controller writes status after it acts on pods, so a
+/// test that has seen the pods change polls for the status too.
+async fn condition_is(api: &Api, name: &str, kind: &str, status: &str) -> Value {
+    eventually(LONG, &format!("job {name} {kind}={status}"), || async {
         let job = api.get_ok(&job_path(name)).await;
-        let conditions = job["status"]["conditions"].as_array().cloned().unwrap_or_default();
-        conditions.iter().any(|c| c["type"] == kind && c["status"] == "True").then_some(job)
+        (condition_of(&job, kind)["status"] == status).then_some(job)
     })
     .await
 }
@@ -147,8 +152,11 @@ async fn failures_past_the_backoff_limit_fail_the_job_after_a_back_off() {
         "the replacement waited for the 10 s back-off: {:?}",
         failed_at.elapsed()
     );
-    let job = api.get_ok(&job_path("flaky")).await;
-    assert_eq!(job["status"]["failed"], 1, "{job}");
+    eventually(LONG, "the Job counting its first failure", || async {
+        let job = api.get_ok(&job_path("flaky")).await;
+        (job["status"]["failed"] == 1).then_some(())
+    })
+    .await;
     finish(&api, &name_of(&retry[0]), 1).await;
     let job = condition(&api, "flaky", "Failed").await;
     assert_eq!(condition_of(&job, "Failed")["reason"], "BackoffLimitExceeded", "{job}");
@@ -329,8 +337,7 @@ async fn a_suspended_job_runs_nothing_until_resumed() {
         api.patch(&job_path("later"), "application/merge-patch+json", &json!({"spec": {"suspend": false}})).await;
     assert!(code.is_success(), "{code} {body}");
     running(&api, "later", 2).await;
-    let job = api.get_ok(&job_path("later")).await;
-    assert_eq!(condition_of(&job, "Suspended")["status"], "False", "{job}");
+    let job = condition_is(&api, "later", "Suspended", "False").await;
     assert_eq!(condition_of(&job, "Suspended")["reason"], "JobResumed", "{job}");
     // Suspended again: its running pods go, and are not counted as failures.
     let (code, body) =
