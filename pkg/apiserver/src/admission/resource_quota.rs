@@ -38,11 +38,16 @@ pub async fn admit_create(
 ) -> Result<(), ApiError> {
     let Some(namespace) = req.namespace.as_deref() else { return Ok(()) };
     let (group, plural) = (req.resource.group, req.resource.plural);
+    // Most namespaces have no quota: reading the (cached) list first spares every create the
+    // usage sums.
+    let quotas = list_in(state, &resourcequota::RESOURCE, Some(namespace)).await?;
+    if quotas.is_empty() {
+        return Ok(());
+    }
     let requested = quota::usage(group, plural, object);
     if requested.is_empty() {
         return Ok(());
     }
-    let quotas = list_in(state, &resourcequota::RESOURCE, Some(namespace)).await?;
     let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
     let forbidden = |why: String| ApiError::Forbidden(format!("{plural} {name:?} is forbidden: {why}"));
     for found in quotas {
