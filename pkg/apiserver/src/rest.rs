@@ -474,6 +474,38 @@ pub async fn update(
     guaranteed_update(state, req, name, precondition, opts, |_| Ok(body.clone())).await
 }
 
+/// Where a read-modify-write of one object starts: the object and its revision, and whether
+/// they were just read from etcd (`fresh`) or are the watch cache's copy, which may be behind.
+pub(crate) struct Current {
+    pub object: Value,
+    pub revision: i64,
+    pub fresh: bool,
+}
+
+/// Reads the object under `key` for a read-modify-write: the first time from the watch cache
+/// when it holds the object (`cached`, taken here), else from etcd. As Kubernetes' storage
+/// does with `cachedExistingObject`, the write's revision precondition catches a stale copy,
+/// and the next attempt reads etcd; so does anything decided against a copy that is not
+/// `fresh` (a refusal, or "nothing to write"). An update costs etcd one transaction, not a
+/// read and a transaction.
+pub(crate) async fn read_current(
+    state: &ApiState,
+    key: &str,
+    target: &Target,
+    cached: &mut Option<Arc<StoredObject>>,
+) -> Result<Current, ApiError> {
+    if let Some(stored) = cached.take() {
+        return Ok(Current { object: stored.decode()?, revision: stored.revision, fresh: false });
+    }
+    let kv = state.store.get(key).await.map_err(|e| ApiError::from_storage(target.clone(), e))?;
+    Ok(Current { object: from_storage(&kv)?, revision: kv.mod_revision, fresh: true })
+}
+
+/// The watch cache's copy of the object under `key`, for [`read_current`]'s first read.
+pub(crate) fn cached_copy(state: &ApiState, res: &ResourceDef, key: &str) -> Option<Arc<StoredObject>> {
+    state.cacher(res).and_then(|cacher| cacher.get(key))
+}
+
 /// Read-modify-write of one object: `mutate` turns the current object into the desired
 /// one, which is then merged with the server-owned fields, defaulted, validated and
 /// written with the current resourceVersion as precondition. Without a client
@@ -488,19 +520,25 @@ pub async fn guaranteed_update(
 ) -> Result<Written, ApiError> {
     let target = Target::new(req.resource, name);
     let key = key(state, req, name);
+    let mut cached = cached_copy(state, req.resource, &key);
     for _ in 0..MAX_RETRIES {
-        let kv = state.store.get(&key).await.map_err(|e| ApiError::from_storage(target.clone(), e))?;
-        if precondition.is_some_and(|rv| rv != kv.mod_revision) {
+        let Current { object: current, revision, fresh } = read_current(state, &key, &target, &mut cached).await?;
+        if precondition.is_some_and(|rv| rv != revision) {
+            if !fresh {
+                continue;
+            }
             return Err(ApiError::Conflict(target, OBJECT_MODIFIED.into()));
         }
-        let current = from_storage(&kv)?;
         let mut desired = mutate(&current)?;
         let requested = fieldmanager::take_requested(&mut desired);
         let (mut object, unknown) = prepare_update(req.resource, req.subresource, desired, &current)?;
         let warnings = unknown_field_check(opts, unknown)?;
         fieldmanager::track(req, opts, Some(&current), requested, &mut object);
-        set_resource_version(&mut object, kv.mod_revision);
+        set_resource_version(&mut object, revision);
         if object == current {
+            if !fresh {
+                continue;
+            }
             return Ok(Written { object, created: false, warnings });
         }
         admission::admit_update(state, req, &object, &current).await?;
@@ -508,7 +546,7 @@ pub async fn guaranteed_update(
             return Ok(Written { object, created: false, warnings });
         }
         if finalized(req.resource, &object) {
-            match state.store.delete(&key, Some(kv.mod_revision)).await {
+            match state.store.delete(&key, Some(revision)).await {
                 Ok((_, revision)) => {
                     released_on_delete(state, req.resource, &current).await;
                     set_resource_version(&mut object, revision);
@@ -527,7 +565,7 @@ pub async fn guaranteed_update(
             }
             false => (None, None),
         };
-        match state.store.update(&key, kv.mod_revision, to_storage(&object)).await {
+        match state.store.update(&key, revision, to_storage(&object)).await {
             Ok(revision) => {
                 if let Some(freed) = freed {
                     allocator::release(state, freed).await;

@@ -414,6 +414,17 @@ impl Cacher {
         state.ready.then(|| self.snapshot(&state, prefix, filter, limit, from, revision))
     }
 
+    /// The object under `key` as the cache shows it now, which may be behind etcd; `None` when
+    /// the cache holds none or is not ready. A read-modify-write starts from it and reads etcd
+    /// only when it proves stale (Kubernetes' `cachedExistingObject`).
+    pub fn get(&self, key: &str) -> Option<Arc<StoredObject>> {
+        let state = self.read();
+        if !state.ready {
+            return None;
+        }
+        state.objects.get(key).cloned()
+    }
+
     /// A page of the objects under `prefix`, shown as of `revision`.
     fn snapshot(
         &self,

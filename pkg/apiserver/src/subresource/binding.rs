@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::ApiState;
 use crate::error::{ApiError, Target};
-use crate::metadata::{from_storage, is_terminating, meta_str, now_rfc3339, set_resource_version, to_storage};
+use crate::metadata::{is_terminating, meta_str, now_rfc3339, set_resource_version, to_storage};
 use crate::request::ResourceRequest;
 use crate::rest;
 
@@ -32,38 +32,46 @@ pub async fn bind(state: &ApiState, req: &ResourceRequest, name: &str, body: Val
         return Err(ApiError::Invalid(Target { kind: "Binding", ..target }, vec![cause]));
     }
     let key = rest::key(state, req, name);
+    let pod_target = Target::new(req.resource, name);
+    let mut cached = rest::cached_copy(state, req.resource, &key);
     for _ in 0..MAX_RETRIES {
-        let kv = state.store.get(&key).await.map_err(|e| ApiError::from_storage(Target::new(req.resource, name), e))?;
-        let mut pod = from_storage(&kv)?;
-        if let Some(uid) = binding.metadata.uid.as_deref()
-            && !uid.is_empty()
-            && uid != meta_str(&pod, "uid")
-        {
-            return Err(ApiError::Conflict(target, format!("the UID in the binding ({uid}) does not match the pod's")));
-        }
-        let assigned = pod.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or_default().to_string();
-        if !assigned.is_empty() {
-            return Err(ApiError::Conflict(target, format!("pod {name} is already assigned to node {assigned:?}")));
-        }
-        if is_terminating(&pod) {
-            return Err(ApiError::Conflict(
-                target,
-                format!("pod {name} is being deleted, cannot be assigned to a host"),
-            ));
+        let rest::Current { object: mut pod, revision, fresh } =
+            rest::read_current(state, &key, &pod_target, &mut cached).await?;
+        if let Some(why) = refusal(binding.metadata.uid.as_deref(), &pod, name) {
+            // The watch cache's copy may be behind: only etcd's may refuse.
+            if !fresh {
+                continue;
+            }
+            return Err(ApiError::Conflict(target, why));
         }
         pod["spec"]["nodeName"] = Value::String(node.clone());
         set_scheduled_condition(&mut pod);
-        match state.store.update(&key, kv.mod_revision, to_storage(&pod)).await {
+        match state.store.update(&key, revision, to_storage(&pod)).await {
             Ok(revision) => {
                 set_resource_version(&mut pod, revision);
                 let status = Status { status: Some("Success".into()), code: Some(201), ..Default::default() };
                 return serde_json::to_value(status).map_err(|e| ApiError::Internal(e.to_string()));
             }
             Err(rkube_storage::Error::Conflict { .. }) => continue,
-            Err(e) => return Err(ApiError::from_storage(Target::new(req.resource, name), e)),
+            Err(e) => return Err(ApiError::from_storage(pod_target, e)),
         }
     }
     Err(ApiError::Conflict(target, crate::error::OBJECT_MODIFIED.into()))
+}
+
+/// Why the pod cannot take this binding, if it cannot: another UID than the binding names,
+/// a node already assigned, or a deletion under way.
+fn refusal(uid: Option<&str>, pod: &Value, name: &str) -> Option<String> {
+    if let Some(uid) = uid.filter(|uid| !uid.is_empty())
+        && uid != meta_str(pod, "uid")
+    {
+        return Some(format!("the UID in the binding ({uid}) does not match the pod's"));
+    }
+    let assigned = pod.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or_default();
+    if !assigned.is_empty() {
+        return Some(format!("pod {name} is already assigned to node {assigned:?}"));
+    }
+    is_terminating(pod).then(|| format!("pod {name} is being deleted, cannot be assigned to a host"))
 }
 
 /// Sets the pod's `PodScheduled` condition to True, as the binding registry does.
