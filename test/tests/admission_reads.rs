@@ -110,22 +110,29 @@ async fn a_binding_or_a_status_write_costs_etcd_one_transaction_when_the_cache_i
 }
 
 #[tokio::test]
-async fn an_update_right_after_a_write_with_its_resource_version_succeeds_however_far_the_cache_lags() {
+async fn writes_right_after_a_write_see_it_however_far_the_cache_lags() {
     let cluster = Cluster::start().await.expect("cluster");
     let api = Api::new(cluster.url());
     namespace(&api, "chain").await;
+    let path = format!("{}/p", PODS.collection("chain"));
     let mut current = api.create(&PODS.collection("chain"), &pod("chain", "p", json!({}))).await;
-    // Each PUT carries the resourceVersion the previous write answered, at once: the watch
-    // cache has often not seen that write yet, and its older copy must not make a 409.
-    for round in 0..200 {
+    // Each write follows the last one's answer at once, when the watch cache has often not
+    // seen it yet: its older copy must make neither a 409 for the resourceVersion the PUT
+    // carries nor a failed `test` in the JSON patch.
+    for round in 0..100 {
         current["metadata"]["labels"] = json!({"round": round.to_string()});
-        let (code, body) = api.put(&format!("{}/p", PODS.collection("chain")), &current).await;
+        let (code, body) = api.put(&path, &current).await;
+        assert_eq!(code.as_u16(), 200, "round {round}: {body}");
+        let patch = json!([
+            {"op": "test", "path": "/metadata/labels/round", "value": round.to_string()},
+            {"op": "add", "path": "/metadata/labels/patched", "value": round.to_string()}]);
+        let (code, body) = api.patch(&path, "application/json-patch+json", &patch).await;
         assert_eq!(code.as_u16(), 200, "round {round}: {body}");
         current = body;
     }
     // A resourceVersion the object has left behind is still refused.
     let mut stale = current.clone();
     stale["metadata"]["resourceVersion"] = json!("1");
-    let (code, body) = api.put(&format!("{}/p", PODS.collection("chain")), &stale).await;
+    let (code, body) = api.put(&path, &stale).await;
     assert_eq!(code.as_u16(), 409, "{body}");
 }

@@ -529,20 +529,29 @@ pub async fn guaranteed_update(
             }
             return Err(ApiError::Conflict(target, OBJECT_MODIFIED.into()));
         }
-        let mut desired = mutate(&current)?;
-        let requested = fieldmanager::take_requested(&mut desired);
-        let (mut object, unknown) = prepare_update(req.resource, req.subresource, desired, &current)?;
-        let warnings = unknown_field_check(opts, unknown)?;
-        fieldmanager::track(req, opts, Some(&current), requested, &mut object);
-        set_resource_version(&mut object, revision);
+        // What is decided on the cache's copy, which may be behind etcd, without a write to
+        // prove it current (a refusal, "nothing changed", a dry run's answer) is decided again
+        // on etcd's.
+        let (mut object, warnings) = match prepare_write(req, opts, &current, revision, &mut mutate) {
+            Ok(prepared) => prepared,
+            Err(_) if !fresh => continue,
+            Err(e) => return Err(e),
+        };
         if object == current {
             if !fresh {
                 continue;
             }
             return Ok(Written { object, created: false, warnings });
         }
-        admission::admit_update(state, req, &object, &current).await?;
+        match admission::admit_update(state, req, &object, &current).await {
+            Ok(()) => {}
+            Err(_) if !fresh => continue,
+            Err(e) => return Err(e),
+        }
         if opts.dry_run {
+            if !fresh {
+                continue;
+            }
             return Ok(Written { object, created: false, warnings });
         }
         if finalized(req.resource, &object) {
@@ -559,10 +568,11 @@ pub async fn guaranteed_update(
         // A Service keeps its IP and node ports, takes new ones, and gives back the rest once
         // written.
         let (taken, freed) = match allocator::holds_allocations(req.resource) && req.subresource.is_none() {
-            true => {
-                let (taken, freed) = allocator::allocate(state, &mut object, Some(&current)).await?;
-                (Some(taken), Some(freed))
-            }
+            true => match allocator::allocate(state, &mut object, Some(&current)).await {
+                Ok((taken, freed)) => (Some(taken), Some(freed)),
+                Err(_) if !fresh => continue,
+                Err(e) => return Err(e),
+            },
             false => (None, None),
         };
         match state.store.update(&key, revision, to_storage(&object)).await {
@@ -585,6 +595,24 @@ pub async fn guaranteed_update(
         }
     }
     Err(ApiError::Conflict(target, OBJECT_MODIFIED.into()))
+}
+
+/// The object an update would write, with its warnings: `mutate` applied to `current`, the
+/// kind's update rules, unknown fields checked and field ownership recorded.
+fn prepare_write(
+    req: &ResourceRequest,
+    opts: &WriteOptions,
+    current: &Value,
+    revision: i64,
+    mutate: &mut impl FnMut(&Value) -> Result<Value, ApiError>,
+) -> Result<(Value, Vec<String>), ApiError> {
+    let mut desired = mutate(current)?;
+    let requested = fieldmanager::take_requested(&mut desired);
+    let (mut object, unknown) = prepare_update(req.resource, req.subresource, desired, current)?;
+    let warnings = unknown_field_check(opts, unknown)?;
+    fieldmanager::track(req, opts, Some(current), requested, &mut object);
+    set_resource_version(&mut object, revision);
+    Ok((object, warnings))
 }
 
 /// Whether an update leaves an object marked for deletion with nothing left to wait for:
