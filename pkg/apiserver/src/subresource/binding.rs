@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::ApiState;
 use crate::error::{ApiError, Target};
-use crate::metadata::{is_terminating, meta_str, now_rfc3339, set_resource_version, to_storage};
+use crate::metadata::{is_terminating, meta_str, now_rfc3339, to_storage};
 use crate::request::ResourceRequest;
 use crate::rest;
 
@@ -47,8 +47,7 @@ pub async fn bind(state: &ApiState, req: &ResourceRequest, name: &str, body: Val
         pod["spec"]["nodeName"] = Value::String(node.clone());
         set_scheduled_condition(&mut pod);
         match state.store.update(&key, revision, to_storage(&pod)).await {
-            Ok(revision) => {
-                set_resource_version(&mut pod, revision);
+            Ok(_) => {
                 let status = Status { status: Some("Success".into()), code: Some(201), ..Default::default() };
                 return serde_json::to_value(status).map_err(|e| ApiError::Internal(e.to_string()));
             }
